@@ -1,0 +1,1013 @@
+/* The configuration table and the generic code that parses, validates, documents and reloads it.
+ *
+ * Each option is one row: section, key, type, default (as text, parsed by the same code as the
+ * file), bounds, flags, doc. Nothing here applies a configuration: it only produces an immutable
+ * samda_config that the daemon swaps in. Redis's config.c is the model (one table, generic
+ * checks, line-numbered fatal errors); unlike redis the doc string lives in the row, and the
+ * example file is generated from it (a unit test keeps deploy/samdad.conf.example in step). */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { T_STR, T_PATH, T_INT, T_BOOL, T_SIZE, T_DURATION, T_ENUM, T_LIST, T_AE } opt_type;
+
+enum {
+    F_RESTART = 1u << 0,   /* takes effect at the next start only */
+    F_LIVE = 1u << 1,      /* applied by SIGHUP */
+    F_SENSITIVE = 1u << 2, /* never printed */
+    F_OPTIONAL = 1u << 3,  /* may be empty (string types) */
+};
+
+typedef struct opt {
+    const char *section; /* "dicom"; for repeated sections the kind: "site" */
+    const char *key;
+    opt_type type;
+    size_t offset;
+    const char *def;    /* default as text; NULL = unset */
+    int64_t lo, hi;     /* bounds for INT/DURATION(ms)/SIZE(bytes, via lo_s/hi_s) */
+    const char *bounds; /* SIZE/DURATION bounds as text, for messages and docs */
+    const char *choices;/* ENUM: "off|episodic|continual" */
+    unsigned flags;
+    const char *doc;
+} opt;
+
+#define O(field) offsetof(samda_config, field)
+#define S(field) offsetof(samda_site_cfg, field)
+#define P(field) offsetof(samda_peer_cfg, field)
+#define D(field) offsetof(samda_dest_cfg, field)
+
+/* Single sections. The order here is the order of the example file. */
+static const opt main_opts[] = {
+    {"daemon", "data_dir", T_PATH, O(data_dir), "/var/lib/samda", 0, 0, NULL, NULL, F_RESTART,
+     "Index (SQLite), object store and locks. Created with mode 0700 if missing; one samdad per directory."},
+    {"daemon", "log_level", T_ENUM, O(log_level), "info", 0, 0, NULL, "error|warn|info|debug", F_LIVE,
+     "Least severe level written to stderr (journald keeps it under systemd)."},
+    {"daemon", "log_uids", T_BOOL, O(log_uids), "false", 0, 0, NULL, NULL, F_LIVE,
+     "Print DICOM UIDs in log lines (debug aid). Patient names and IDs are never logged."},
+    {"daemon", "shutdown_timeout", T_DURATION, O(shutdown_timeout_ms), "20s", 1000, 3600000, "1s..1h", NULL, F_LIVE,
+     "On SIGTERM, how long running associations and jobs get to finish before they are left resumable."},
+
+    {"dicom", "bind", T_STR, O(dicom_bind), "127.0.0.1", 0, 0, NULL, NULL, F_RESTART,
+     "Address of the C-STORE/C-ECHO listener. Use 0.0.0.0 or a LAN address to accept a PACS on the network."},
+    {"dicom", "port", T_INT, O(dicom_port), "11112", 1, 65535, NULL, NULL, F_RESTART,
+     "TCP port of the DICOM listener."},
+    {"dicom", "ae_title", T_AE, O(dicom_ae_title), "SAMDA", 0, 0, NULL, NULL, F_RESTART,
+     "Called AE title samdad answers to (sites may add their own with called_ae)."},
+    {"dicom", "max_associations", T_INT, O(dicom_max_associations), "16", 1, 512, NULL, NULL, F_RESTART,
+     "Concurrent associations; further ones are rejected (transient), so the PACS retries later."},
+    {"dicom", "allow_any_peer", T_BOOL, O(dicom_allow_any_peer), "false", 0, 0, NULL, NULL, F_LIVE,
+     "Accept any calling AE title. Off: only AE titles of [peer] sections (and their hosts) may send."},
+    {"dicom", "acse_timeout", T_DURATION, O(dicom_acse_timeout_ms), "30s", 1000, 600000, "1s..10m", NULL, F_RESTART,
+     "Time allowed for association negotiation."},
+    {"dicom", "dimse_timeout", T_DURATION, O(dicom_dimse_timeout_ms), "60s", 1000, 3600000, "1s..1h", NULL, F_RESTART,
+     "Time allowed for one DIMSE message (a slow peer is dropped after it)."},
+    {"dicom", "idle_timeout", T_DURATION, O(dicom_idle_timeout_ms), "120s", 1000, 3600000, "1s..1h", NULL, F_RESTART,
+     "An association with no message for this long is aborted."},
+    {"dicom", "max_pdu", T_INT, O(dicom_max_pdu), "65536", 4096, 131072, NULL, NULL, F_RESTART,
+     "Largest PDU samdad receives, in bytes."},
+
+    {"http", "bind", T_STR, O(http_bind), "127.0.0.1", 0, 0, NULL, NULL, F_RESTART,
+     "Address of the REST/DICOMweb listener."},
+    {"http", "port", T_INT, O(http_port), "8080", 1, 65535, NULL, NULL, F_RESTART,
+     "TCP port of the REST/DICOMweb listener."},
+    {"http", "auth", T_BOOL, O(http_auth), "true", 0, 0, NULL, NULL, F_RESTART,
+     "Require bearer tokens (samda token create). Turning it off logs a warning at every start."},
+    {"http", "threads", T_INT, O(http_threads), "4", 1, 64, NULL, NULL, F_RESTART,
+     "HTTP worker threads."},
+    {"http", "max_body", T_SIZE, O(http_max_body_bytes), "2GiB", 1024, 0, "1KiB..64GiB", NULL, F_LIVE,
+     "Largest request body (STOW uploads are streamed to disk, never held in memory)."},
+    {"http", "max_connections", T_INT, O(http_max_connections), "256", 1, 65536, NULL, NULL, F_RESTART,
+     "Concurrent HTTP connections."},
+    {"http", "timeout", T_DURATION, O(http_timeout_ms), "60s", 1000, 3600000, "1s..1h", NULL, F_RESTART,
+     "Idle time after which a connection is closed (slow clients cannot hold a slot)."},
+    {"http", "cors_origin", T_STR, O(http_cors_origin), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
+     "Access-Control-Allow-Origin for browser viewers such as OHIF; empty = no CORS headers."},
+    {"http", "tls_cert", T_PATH, O(http_tls_cert), NULL, 0, 0, NULL, NULL, F_RESTART | F_OPTIONAL,
+     "PEM certificate; with tls_key, the listener speaks HTTPS only."},
+    {"http", "tls_key", T_PATH, O(http_tls_key), NULL, 0, 0, NULL, NULL, F_RESTART | F_OPTIONAL | F_SENSITIVE,
+     "PEM private key for tls_cert. Never logged or echoed."},
+
+    {"storage", "min_free", T_SIZE, O(storage_min_free_bytes), "2GiB", 0, 0, "0..1TiB", NULL, F_LIVE,
+     "Refuse new instances (C-STORE status A700, HTTP 507) while the data directory has less free space."},
+    {"storage", "duplicates", T_ENUM, O(storage_duplicates), "ignore", 0, 0, NULL, "ignore|overwrite|reject", F_LIVE,
+     "A SOP instance received again: ignore (identical content kept, changed content replaces), overwrite, or reject."},
+    {"storage", "busy_timeout", T_DURATION, O(storage_busy_timeout_ms), "5s", 100, 600000, "100ms..10m", NULL, F_RESTART,
+     "How long a database writer waits for another before reporting busy."},
+
+    {"model", "checkpoint", T_PATH, O(model_checkpoint), NULL, 0, 0, NULL, NULL, F_RESTART | F_OPTIONAL,
+     "SAM or MedSAM checkpoint (.pth state dict, as published). Empty: the shipped demo model, if built."},
+    {"model", "adapter", T_PATH, O(model_adapter), NULL, 0, 0, NULL, NULL, F_RESTART | F_OPTIONAL,
+     "Default decoder adapter (.safetensors) for sites without an active one of their own."},
+    {"model", "device", T_STR, O(model_device), "auto", 0, 0, NULL, NULL, F_RESTART,
+     "auto (CUDA when present), cpu, or cuda:N."},
+    {"model", "threads", T_INT, O(model_threads), "0", 0, 256, NULL, NULL, F_RESTART,
+     "CPU threads for inference; 0 = all online CPUs (libtorch's own default is 1)."},
+    {"model", "max_batch", T_INT, O(model_max_batch), "0", 0, 256, NULL, NULL, F_RESTART,
+     "Slices per encoder call; 0 = chosen from free device memory."},
+    {"model", "cache", T_SIZE, O(model_cache_bytes), "1GiB", 0, 0, "0..256GiB", NULL, F_RESTART,
+     "Image-embedding cache (LRU) for interactive prompts and adaptation."},
+
+    {"scheduler", "tick", T_DURATION, O(sched_tick_ms), "1s", 50, 60000, "50ms..1m", NULL, F_LIVE,
+     "How often series-completion timers and leases are evaluated."},
+    {"scheduler", "job_lease", T_DURATION, O(job_lease_ms), "5m", 5000, 86400000, "5s..1d", NULL, F_LIVE,
+     "A running job not heartbeated for this long is taken again (its worker is presumed dead)."},
+    {"scheduler", "job_max_attempts", T_INT, O(job_max_attempts), "3", 1, 100, NULL, NULL, F_LIVE,
+     "Attempts before a job is failed for good (it can still be retried by hand)."},
+    {"scheduler", "export_backoff", T_DURATION, O(export_backoff_base_ms), "1m", 1000, 86400000, "1s..1d", NULL, F_LIVE,
+     "First export retry delay; doubles after each transient failure."},
+    {"scheduler", "export_backoff_max", T_DURATION, O(export_backoff_max_ms), "1h", 1000, 604800000, "1s..7d", NULL, F_LIVE,
+     "Longest export retry delay."},
+    {"scheduler", "export_max_attempts", T_INT, O(export_max_attempts), "10", 1, 1000, NULL, NULL, F_LIVE,
+     "Export attempts before an item is failed (manual retry remains possible)."},
+};
+
+static const opt site_opts[] = {
+    {"site", "called_ae", T_LIST, S(called_ae), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
+     "Called AE titles that select this site (comma separated), e.g. SAMDA_NEURO."},
+    {"site", "calling_ae", T_LIST, S(calling_ae), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
+     "Calling AE titles whose studies belong to this site."},
+    {"site", "modalities", T_LIST, S(modalities), "CT,MR", 0, 0, NULL, NULL, F_LIVE,
+     "Modalities whose completed series become segmentation jobs."},
+    {"site", "min_slices", T_INT, S(min_slices), "1", 1, 100000, NULL, NULL, F_LIVE,
+     "Series with fewer instances are recorded but not segmented."},
+    {"site", "series_idle", T_DURATION, S(series_idle_ms), "30s", 100, 86400000, "100ms..1d", NULL, F_LIVE,
+     "A series is complete after this long without a new instance (and its associations released)."},
+    {"site", "study_idle", T_DURATION, S(study_idle_ms), "120s", 100, 86400000, "100ms..1d", NULL, F_LIVE,
+     "A study is complete after this long without a new instance."},
+    {"site", "max_wait", T_DURATION, S(max_wait_ms), "1h", 1000, 604800000, "1s..7d", NULL, F_LIVE,
+     "A series is forced complete this long after its first instance, even while instances trickle in."},
+    {"site", "tta", T_ENUM, S(tta), "off", 0, 0, NULL, "off|episodic|continual", F_LIVE,
+     "Test-time adaptation: off, episodic (per study, discarded) or continual (kept as new adapter versions)."},
+    {"site", "destinations", T_LIST, S(destinations), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
+     "Names of [destination] sections that receive this site's DICOM-SEG results."},
+};
+
+static const opt peer_opts[] = {
+    {"peer", "ae_title", T_AE, P(ae_title), NULL, 0, 0, NULL, NULL, F_LIVE,
+     "Calling AE title allowed to send (required)."},
+    {"peer", "host", T_STR, P(host), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
+     "If set, the association must come from this IP address."},
+    {"peer", "site", T_STR, P(site), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
+     "Site its studies belong to (overrides the AE mappings of [site] sections)."},
+};
+
+static const opt dest_opts[] = {
+    {"destination", "ae_title", T_AE, D(ae_title), NULL, 0, 0, NULL, NULL, F_LIVE,
+     "Called AE title of the receiving PACS (required)."},
+    {"destination", "host", T_STR, D(host), NULL, 0, 0, NULL, NULL, F_LIVE,
+     "Host name or address of the receiving PACS (required)."},
+    {"destination", "port", T_INT, D(port), "104", 1, 65535, NULL, NULL, F_LIVE,
+     "DICOM port of the receiving PACS."},
+};
+
+typedef struct section_kind {
+    const char *kind;
+    const opt *opts;
+    size_t n_opts;
+    size_t elem_size;
+    size_t name_off, line_off;
+    size_t arr_off, count_off; /* in samda_config */
+    const char *doc;
+} section_kind;
+
+static const section_kind repeated[] = {
+    {"site", site_opts, sizeof site_opts / sizeof *site_opts, sizeof(samda_site_cfg), S(name), S(line),
+     O(sites), O(n_sites), "A site owns an adapter and its settings. Studies map to it by AE title."},
+    {"peer", peer_opts, sizeof peer_opts / sizeof *peer_opts, sizeof(samda_peer_cfg), P(name), P(line),
+     O(peers), O(n_peers), "A PACS or modality allowed to send (the calling-AE allow-list)."},
+    {"destination", dest_opts, sizeof dest_opts / sizeof *dest_opts, sizeof(samda_dest_cfg), D(name), D(line),
+     O(dests), O(n_dests), "A DICOM node that receives results over C-STORE."},
+};
+#define N_MAIN (sizeof main_opts / sizeof *main_opts)
+#define N_REPEATED (sizeof repeated / sizeof *repeated)
+
+/* ---------- value parsing ---------- */
+
+bool samda_parse_size(const char *s, uint64_t *out)
+{
+    if (!s) return false;
+    while (isspace((unsigned char)*s)) s++;
+    if (!isdigit((unsigned char)*s)) return false;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno) return false;
+    while (isspace((unsigned char)*end)) end++;
+    static const struct { const char *suffix; uint64_t mul; } units[] = {
+        {"", 1}, {"b", 1}, {"k", 1000}, {"kb", 1000}, {"kib", 1024}, {"m", 1000000}, {"mb", 1000000},
+        {"mib", 1048576}, {"g", 1000000000}, {"gb", 1000000000}, {"gib", 1073741824},
+        {"t", 1000000000000ull}, {"tb", 1000000000000ull}, {"tib", 1099511627776ull},
+    };
+    for (size_t i = 0; i < sizeof units / sizeof *units; i++) {
+        if (strcasecmp(end, units[i].suffix) == 0) {
+            if (v > UINT64_MAX / units[i].mul) return false;
+            *out = v * units[i].mul;
+            return true;
+        }
+    }
+    return false;
+}
+
+bool samda_parse_duration(const char *s, int64_t *out_ms)
+{
+    if (!s) return false;
+    while (isspace((unsigned char)*s)) s++;
+    if (!isdigit((unsigned char)*s)) return false;
+    errno = 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (errno || v < 0) return false;
+    while (isspace((unsigned char)*end)) end++;
+    double mul;
+    if (*end == 0 || strcasecmp(end, "s") == 0) mul = 1000;
+    else if (strcasecmp(end, "ms") == 0) mul = 1;
+    else if (strcasecmp(end, "m") == 0 || strcasecmp(end, "min") == 0) mul = 60000;
+    else if (strcasecmp(end, "h") == 0) mul = 3600000;
+    else if (strcasecmp(end, "d") == 0) mul = 86400000;
+    else return false;
+    double ms = v * mul;
+    if (ms > 9.0e15) return false;
+    *out_ms = (int64_t)(ms + 0.5);
+    return true;
+}
+
+bool samda_ae_title_is_valid(const char *s)
+{
+    if (!s) return false;
+    size_t n = strlen(s);
+    if (n == 0 || n > 16) return false;
+    bool non_space = false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c > 0x7e || c == '\\') return false;
+        if (c != ' ') non_space = true;
+    }
+    return non_space;
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s)) s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1])) *--e = 0;
+    return s;
+}
+
+static void strlist_free(samda_strlist *l)
+{
+    for (size_t i = 0; i < l->n; i++) free(l->v[i]);
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+/* ---------- the parse state ---------- */
+
+typedef struct parse_state {
+    samda_config *cfg;
+    const char *file;     /* for messages */
+    char *base_dir;       /* for relative paths; NULL = cwd */
+    int line;             /* current line, counted by our reader */
+    bool long_line;
+    samda_error *err;
+    bool failed;
+    bool overriding;
+    int header_line;      /* line of the last [section] header read */
+    int cur_header_line;  /* header line of the repeated section now open */      /* applying --set: sections may be reopened, keys set again */
+    /* which single-section keys were set, to catch a key set twice */
+    int set_line[N_MAIN];
+    /* the repeated section currently open, its element and keys set there */
+    const section_kind *cur_kind;
+    void *cur_elem;
+    int cur_set_line[16];
+    char cur_section[128];
+} parse_state;
+
+static void perr(parse_state *ps, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void perr(parse_state *ps, const char *fmt, ...)
+{
+    if (ps->failed) return; /* report the first error: it is the one to fix */
+    char msg[SAMDA_ERROR_MESSAGE_SIZE];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (ps->line > 0) samda_fail(ps->err, SAMDA_ECONFIG, "%s:%d: %s", ps->file, ps->line, msg);
+    else samda_fail(ps->err, SAMDA_ECONFIG, "%s: %s", ps->file, msg);
+    ps->failed = true;
+}
+
+static size_t levenshtein(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 40 || lb > 40) return 99;
+    size_t prev[41], cur[41];
+    for (size_t j = 0; j <= lb; j++) prev[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        cur[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t sub = prev[j - 1] + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
+            size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+            cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+        memcpy(prev, cur, sizeof prev);
+    }
+    return prev[lb];
+}
+
+/* "did you mean" over a set of keys */
+static const char *nearest_key(const char *key, const opt *opts, size_t n, const char *section)
+{
+    const char *best = NULL;
+    size_t best_d = 3; /* suggest only close matches */
+    for (size_t i = 0; i < n; i++) {
+        if (section && strcmp(opts[i].section, section) != 0) continue;
+        size_t d = levenshtein(key, opts[i].key);
+        if (d < best_d) {
+            best_d = d;
+            best = opts[i].key;
+        }
+    }
+    return best;
+}
+
+static char *resolve_path(parse_state *ps, const char *v)
+{
+    if (v[0] == '/' || !ps->base_dir) return strdup(v);
+    size_t n = strlen(ps->base_dir) + 1 + strlen(v) + 1;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/%s", ps->base_dir, v);
+    return p;
+}
+
+/* Parse one value into its field. Messages name the section the user wrote. */
+static bool set_value(parse_state *ps, const opt *o, void *base, const char *section, const char *raw)
+{
+    char buf[1024];
+    if (strlen(raw) >= sizeof buf) {
+        perr(ps, "[%s] %s: value longer than %zu characters", section, o->key, sizeof buf - 1);
+        return false;
+    }
+    strcpy(buf, raw);
+    char *v = trim(buf);
+    const char *shown = (o->flags & F_SENSITIVE) ? "***" : v;
+    void *field = (char *)base + o->offset;
+
+    switch (o->type) {
+    case T_STR:
+    case T_PATH:
+    case T_AE: {
+        if (*v == 0 && !(o->flags & F_OPTIONAL)) {
+            perr(ps, "[%s] %s is empty: a value is required", section, o->key);
+            return false;
+        }
+        if (o->type == T_AE && !samda_ae_title_is_valid(v)) {
+            perr(ps, "[%s] %s = %s: not a valid AE title (1-16 printable ASCII characters, no backslash)",
+                 section, o->key, shown);
+            return false;
+        }
+        char **dst = field;
+        free(*dst);
+        *dst = NULL;
+        if (*v == 0) return true;
+        *dst = o->type == T_PATH ? resolve_path(ps, v) : strdup(v);
+        if (!*dst) {
+            perr(ps, "[%s] %s: out of memory", section, o->key);
+            return false;
+        }
+        return true;
+    }
+    case T_INT: {
+        errno = 0;
+        char *end;
+        long long x = strtoll(v, &end, 10);
+        if (*v == 0 || *end != 0 || errno) {
+            perr(ps, "[%s] %s = %s: not an integer", section, o->key, shown);
+            return false;
+        }
+        if (x < o->lo || x > o->hi) {
+            perr(ps, "[%s] %s = %s: must be between %lld and %lld", section, o->key, shown, (long long)o->lo,
+                 (long long)o->hi);
+            return false;
+        }
+        *(int64_t *)field = x;
+        return true;
+    }
+    case T_BOOL: {
+        bool b;
+        if (!strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on") || !strcmp(v, "1")) b = true;
+        else if (!strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcasecmp(v, "off") || !strcmp(v, "0")) b = false;
+        else {
+            perr(ps, "[%s] %s = %s: must be true or false", section, o->key, shown);
+            return false;
+        }
+        *(bool *)field = b;
+        return true;
+    }
+    case T_SIZE: {
+        uint64_t x;
+        if (!samda_parse_size(v, &x)) {
+            perr(ps, "[%s] %s = %s: not a size (examples: 4096, 512MiB, 2GiB)", section, o->key, shown);
+            return false;
+        }
+        uint64_t lo = 0, hi = UINT64_MAX;
+        if (o->bounds) {
+            char b[64];
+            snprintf(b, sizeof b, "%s", o->bounds);
+            char *dots = strstr(b, "..");
+            if (dots) {
+                *dots = 0;
+                samda_parse_size(b, &lo);
+                samda_parse_size(dots + 2, &hi);
+            }
+        }
+        if (x < lo || x > hi) {
+            perr(ps, "[%s] %s = %s: must be between %s", section, o->key, shown, o->bounds);
+            return false;
+        }
+        *(uint64_t *)field = x;
+        return true;
+    }
+    case T_DURATION: {
+        int64_t ms;
+        if (!samda_parse_duration(v, &ms)) {
+            perr(ps, "[%s] %s = %s: not a duration (examples: 30s, 2m, 1h, 500ms)", section, o->key, shown);
+            return false;
+        }
+        if (ms < o->lo || ms > o->hi) {
+            perr(ps, "[%s] %s = %s: must be between %s", section, o->key, shown, o->bounds);
+            return false;
+        }
+        *(int64_t *)field = ms;
+        return true;
+    }
+    case T_ENUM: {
+        int idx = 0;
+        const char *c = o->choices;
+        while (c && *c) {
+            const char *bar = strchr(c, '|');
+            size_t len = bar ? (size_t)(bar - c) : strlen(c);
+            if (strlen(v) == len && strncasecmp(v, c, len) == 0) {
+                *(int64_t *)field = idx;
+                return true;
+            }
+            idx++;
+            c = bar ? bar + 1 : NULL;
+        }
+        perr(ps, "[%s] %s = %s: must be one of %s", section, o->key, shown, o->choices);
+        return false;
+    }
+    case T_LIST: {
+        samda_strlist *l = field;
+        strlist_free(l);
+        char *save = NULL;
+        for (char *tok = strtok_r(v, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            tok = trim(tok);
+            if (!*tok) continue;
+            if (l->n >= 256) {
+                perr(ps, "[%s] %s: more than 256 items", section, o->key);
+                return false;
+            }
+            char **nv = realloc(l->v, (l->n + 1) * sizeof *nv);
+            if (!nv || !(nv[l->n] = strdup(tok))) {
+                if (nv) l->v = nv;
+                perr(ps, "[%s] %s: out of memory", section, o->key);
+                return false;
+            }
+            l->v = nv;
+            l->n++;
+        }
+        if (l->n == 0 && !(o->flags & F_OPTIONAL)) {
+            perr(ps, "[%s] %s is empty: at least one value is required", section, o->key);
+            return false;
+        }
+        return true;
+    }
+    }
+    return false;
+}
+
+static const section_kind *find_kind(const char *section, const char **name)
+{
+    for (size_t k = 0; k < N_REPEATED; k++) {
+        size_t n = strlen(repeated[k].kind);
+        if (strncmp(section, repeated[k].kind, n) == 0 && (section[n] == ' ' || section[n] == '\t')) {
+            const char *nm = section + n;
+            while (*nm == ' ' || *nm == '\t') nm++;
+            *name = nm;
+            return &repeated[k];
+        }
+    }
+    return NULL;
+}
+
+static bool section_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > 63) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)name[i]) && name[i] != '-' && name[i] != '_' && name[i] != '.') return false;
+    return true;
+}
+
+static void *elem_at(samda_config *c, const section_kind *k, size_t i)
+{
+    char *arr = *(char **)((char *)c + k->arr_off);
+    return arr + i * k->elem_size;
+}
+
+static bool apply_defaults(parse_state *ps, const opt *opts, size_t n, void *base, const char *section_shown)
+{
+    for (size_t i = 0; i < n; i++)
+        if (opts[i].def && !set_value(ps, &opts[i], base, section_shown ? section_shown : opts[i].section, opts[i].def))
+            return false;
+    return true;
+}
+
+/* Open (or find) the element for "[kind name]". */
+static void *open_elem(parse_state *ps, const section_kind *k, const char *name)
+{
+    size_t *count = (size_t *)((char *)ps->cfg + k->count_off);
+    for (size_t i = 0; i < *count; i++) {
+        void *e = elem_at(ps->cfg, k, i);
+        if (strcmp(*(char **)((char *)e + k->name_off), name) == 0) {
+            if (ps->overriding) return e;
+            ps->line = ps->header_line;
+            perr(ps, "[%s %s] defined twice (first at line %d)", k->kind, name, *(int *)((char *)e + k->line_off));
+            return NULL;
+        }
+    }
+    if (*count >= 1024) {
+        perr(ps, "more than 1024 [%s] sections", k->kind);
+        return NULL;
+    }
+    char **arr = (char **)((char *)ps->cfg + k->arr_off);
+    char *na = realloc(*arr, (*count + 1) * k->elem_size);
+    if (!na) {
+        perr(ps, "out of memory");
+        return NULL;
+    }
+    *arr = na;
+    void *e = na + *count * k->elem_size;
+    memset(e, 0, k->elem_size);
+    (*count)++;
+    *(char **)((char *)e + k->name_off) = strdup(name);
+    *(int *)((char *)e + k->line_off) = ps->overriding ? 0 : ps->header_line;
+    char shown[128];
+    snprintf(shown, sizeof shown, "%s %s", k->kind, name);
+    if (!apply_defaults(ps, k->opts, k->n_opts, e, shown)) return NULL;
+    return e;
+}
+
+static int on_item(void *user, const char *section, const char *key, const char *value)
+{
+    parse_state *ps = user;
+    if (ps->failed) return 0;
+    if (ps->long_line) {
+        perr(ps, "line longer than %d characters", 1023);
+        return 0;
+    }
+    const char *name = NULL;
+    const section_kind *k = find_kind(section, &name);
+    if (k) {
+        if (!section_name_ok(name)) {
+            perr(ps, "[%s]: name \"%s\" must be 1-63 letters, digits, '-', '_' or '.'", section, name);
+            return 0;
+        }
+        if (ps->cur_kind != k || strcmp(ps->cur_section, section) != 0 ||
+            (!ps->overriding && ps->header_line != ps->cur_header_line)) {
+            ps->cur_elem = open_elem(ps, k, name);
+            if (!ps->cur_elem) return 0;
+            ps->cur_header_line = ps->header_line;
+            ps->cur_kind = k;
+            snprintf(ps->cur_section, sizeof ps->cur_section, "%s", section);
+            memset(ps->cur_set_line, 0, sizeof ps->cur_set_line);
+        }
+        for (size_t i = 0; i < k->n_opts; i++) {
+            if (strcmp(k->opts[i].key, key) != 0) continue;
+            if (ps->cur_set_line[i] && !ps->overriding) {
+                perr(ps, "[%s] %s set twice (first at line %d)", section, key, ps->cur_set_line[i]);
+                return 0;
+            }
+            ps->cur_set_line[i] = ps->line;
+            return set_value(ps, &k->opts[i], ps->cur_elem, section, value) ? 1 : 0;
+        }
+        const char *near = nearest_key(key, k->opts, k->n_opts, NULL);
+        if (near) perr(ps, "[%s] %s: unknown key (did you mean '%s'?)", section, key, near);
+        else perr(ps, "[%s] %s: unknown key", section, key);
+        return 0;
+    }
+    ps->cur_kind = NULL;
+    bool section_known = false;
+    for (size_t i = 0; i < N_MAIN; i++) {
+        if (strcmp(main_opts[i].section, section) != 0) continue;
+        section_known = true;
+        if (strcmp(main_opts[i].key, key) != 0) continue;
+        if (ps->set_line[i] && !ps->overriding) {
+            perr(ps, "[%s] %s set twice (first at line %d)", section, key, ps->set_line[i]);
+            return 0;
+        }
+        ps->set_line[i] = ps->line;
+        return set_value(ps, &main_opts[i], ps->cfg, section, value) ? 1 : 0;
+    }
+    if (!section_known) {
+        if (section[0] == 0) perr(ps, "%s: key outside of any section", key);
+        else perr(ps, "[%s]: unknown section (known: daemon, dicom, http, storage, model, scheduler, "
+                      "site NAME, peer NAME, destination NAME)", section);
+        return 0;
+    }
+    const char *near = nearest_key(key, main_opts, N_MAIN, section);
+    if (!near) near = nearest_key(key, main_opts, N_MAIN, NULL);
+    if (near) perr(ps, "[%s] %s: unknown key (did you mean '%s'?)", section, key, near);
+    else perr(ps, "[%s] %s: unknown key", section, key);
+    return 0;
+}
+
+/* Our own line reader: it counts lines for messages (Debian's inih is built without
+ * INI_HANDLER_LINENO) and refuses lines inih would silently split. */
+typedef struct reader_state {
+    FILE *f;
+    parse_state *ps;
+} reader_state;
+
+static char *read_line(char *str, int num, void *stream)
+{
+    reader_state *rs = stream;
+    if (!fgets(str, num, rs->f)) return NULL;
+    rs->ps->line++;
+    const char *t = str;
+    while (*t == ' ' || *t == '\t') t++;
+    if (*t == '[') rs->ps->header_line = rs->ps->line;
+    size_t n = strlen(str);
+    if (n == (size_t)num - 1 && str[n - 1] != '\n' && !feof(rs->f)) {
+        rs->ps->long_line = true;
+        int c;
+        while ((c = fgetc(rs->f)) != EOF && c != '\n') {
+        }
+    }
+    return str;
+}
+
+static void config_free(samda_config *c)
+{
+    if (!c) return;
+    for (size_t i = 0; i < N_MAIN; i++) {
+        const opt *o = &main_opts[i];
+        if (o->type == T_STR || o->type == T_PATH || o->type == T_AE) free(*(char **)((char *)c + o->offset));
+    }
+    for (size_t k = 0; k < N_REPEATED; k++) {
+        const section_kind *sk = &repeated[k];
+        size_t n = *(size_t *)((char *)c + sk->count_off);
+        for (size_t i = 0; i < n; i++) {
+            char *e = elem_at(c, sk, i);
+            free(*(char **)(e + sk->name_off));
+            for (size_t j = 0; j < sk->n_opts; j++) {
+                const opt *o = &sk->opts[j];
+                if (o->type == T_LIST) strlist_free((samda_strlist *)(e + o->offset));
+                else if (o->type == T_STR || o->type == T_PATH || o->type == T_AE) free(*(char **)(e + o->offset));
+            }
+        }
+        free(*(char **)((char *)c + sk->arr_off));
+    }
+    free(c->source);
+    free(c);
+}
+
+/* Checks across keys and sections, after everything is read. */
+static bool cross_check(parse_state *ps)
+{
+    samda_config *c = ps->cfg;
+    ps->line = 0;
+    if ((c->http_tls_cert == NULL) != (c->http_tls_key == NULL)) {
+        perr(ps, "[http] tls_cert and tls_key must be set together");
+        return false;
+    }
+    for (size_t i = 0; i < c->n_peers; i++) {
+        samda_peer_cfg *p = &c->peers[i];
+        ps->line = p->line;
+        if (!p->ae_title) {
+            perr(ps, "[peer %s]: ae_title is required", p->name);
+            return false;
+        }
+        if (p->site && !samda_config_site(c, p->site)) {
+            perr(ps, "[peer %s] site = %s: no [site %s] section", p->name, p->site, p->site);
+            return false;
+        }
+    }
+    for (size_t i = 0; i < c->n_dests; i++) {
+        samda_dest_cfg *d = &c->dests[i];
+        ps->line = d->line;
+        if (!d->ae_title || !d->host) {
+            perr(ps, "[destination %s]: ae_title and host are required", d->name);
+            return false;
+        }
+    }
+    for (size_t i = 0; i < c->n_sites; i++) {
+        samda_site_cfg *s = &c->sites[i];
+        ps->line = s->line;
+        for (size_t j = 0; j < s->destinations.n; j++)
+            if (!samda_config_dest(c, s->destinations.v[j])) {
+                perr(ps, "[site %s] destinations: no [destination %s] section", s->name, s->destinations.v[j]);
+                return false;
+            }
+        for (size_t j = 0; j < s->called_ae.n; j++)
+            if (!samda_ae_title_is_valid(s->called_ae.v[j])) {
+                perr(ps, "[site %s] called_ae: '%s' is not a valid AE title", s->name, s->called_ae.v[j]);
+                return false;
+            }
+        for (size_t j = 0; j < s->calling_ae.n; j++)
+            if (!samda_ae_title_is_valid(s->calling_ae.v[j])) {
+                perr(ps, "[site %s] calling_ae: '%s' is not a valid AE title", s->name, s->calling_ae.v[j]);
+                return false;
+            }
+        if (s->series_idle_ms > s->max_wait_ms) {
+            perr(ps, "[site %s] series_idle must not exceed max_wait", s->name);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* "section.key=value" from the command line; site keys as "site.NAME.key=value". */
+static bool apply_override(parse_state *ps, const char *ov)
+{
+    char buf[1200];
+    if (strlen(ov) >= sizeof buf) {
+        perr(ps, "--set %.40s...: too long", ov);
+        return false;
+    }
+    strcpy(buf, ov);
+    char *eq = strchr(buf, '=');
+    char *dot = strchr(buf, '.');
+    if (!eq || !dot || dot > eq) {
+        perr(ps, "--set %s: expected section.key=value (for example dicom.port=11113)", ov);
+        return false;
+    }
+    *eq = 0;
+    char *value = eq + 1;
+    char *last_dot = strrchr(buf, '.');
+    *last_dot = 0;
+    char *key = last_dot + 1;
+    char section[256];
+    snprintf(section, sizeof section, "%s", buf);
+    char *inner = strchr(section, '.');
+    if (inner) *inner = ' '; /* site.NAME -> "site NAME" */
+    ps->cur_kind = NULL;
+    return on_item(ps, section, key, value) == 1;
+}
+
+samda_config *samda_config_load(const char *path, const char *const *overrides, samda_error *err)
+{
+    samda_config *c = calloc(1, sizeof *c);
+    if (!c) {
+        samda_fail(err, SAMDA_ENOMEM, "loading configuration: out of memory");
+        return NULL;
+    }
+    c->refs_ = 1;
+    parse_state ps = {.cfg = c, .file = path ? path : "(defaults)", .err = err};
+    if (!apply_defaults(&ps, main_opts, N_MAIN, c, NULL)) goto fail;
+
+    if (path) {
+        FILE *f = fopen(path, "r");
+        if (!f) {
+            samda_fail(err, errno == ENOENT ? SAMDA_ENOENT : SAMDA_ECONFIG, "cannot open configuration %s: %s%s",
+                       path, strerror(errno), errno == ENOENT ? " (create it from deploy/samdad.conf.example)" : "");
+            config_free(c);
+            return NULL;
+        }
+        const char *slash = strrchr(path, '/');
+        if (slash) ps.base_dir = strndup(path, (size_t)(slash - path) + (slash == path));
+        reader_state rs = {f, &ps};
+        int rc = ini_parse_stream(read_line, &rs, on_item, &ps);
+        fclose(f);
+        if (!ps.failed && rc > 0) {
+            ps.line = rc;
+            perr(&ps, "syntax error (expected [section] or key = value)");
+        }
+        if (!ps.failed && ps.long_line) perr(&ps, "line longer than 1023 characters");
+        if (ps.failed) goto fail;
+    }
+    ps.line = 0;
+    ps.file = "command line";
+    ps.overriding = true;
+    for (size_t i = 0; overrides && overrides[i]; i++)
+        if (!apply_override(&ps, overrides[i])) goto fail;
+    ps.file = path ? path : "(defaults)";
+    if (!cross_check(&ps)) goto fail;
+    c->source = strdup(path ? path : "(defaults)");
+    free(ps.base_dir);
+    return c;
+fail:
+    free(ps.base_dir);
+    config_free(c);
+    return NULL;
+}
+
+samda_config *samda_config_ref(samda_config *c)
+{
+    if (c) __atomic_add_fetch(&c->refs_, 1, __ATOMIC_RELAXED);
+    return c;
+}
+
+void samda_config_unref(samda_config *c)
+{
+    if (c && __atomic_sub_fetch(&c->refs_, 1, __ATOMIC_ACQ_REL) == 0) config_free(c);
+}
+
+static bool str_eq(const char *a, const char *b) { return (!a && !b) || (a && b && strcmp(a, b) == 0); }
+
+samda_status samda_config_merge_reload(samda_config *next, const samda_config *cur,
+                                       void (*note)(void *, const char *, const char *), void *ctx,
+                                       samda_error *err)
+{
+    for (size_t i = 0; i < N_MAIN; i++) {
+        const opt *o = &main_opts[i];
+        if (!(o->flags & F_RESTART)) continue;
+        void *dst = (char *)next + o->offset;
+        const void *src = (const char *)cur + o->offset;
+        bool differ;
+        switch (o->type) {
+        case T_STR:
+        case T_PATH:
+        case T_AE:
+            differ = !str_eq(*(char **)dst, *(char *const *)src);
+            if (differ) {
+                char *copy = NULL;
+                if (*(char *const *)src && !(copy = strdup(*(char *const *)src)))
+                    return samda_fail(err, SAMDA_ENOMEM, "reloading configuration: out of memory");
+                free(*(char **)dst);
+                *(char **)dst = copy;
+            }
+            break;
+        case T_BOOL:
+            differ = *(bool *)dst != *(const bool *)src;
+            *(bool *)dst = *(const bool *)src;
+            break;
+        default: /* every numeric type is 8 bytes wide */
+            differ = memcmp(dst, src, 8) != 0;
+            memcpy(dst, src, 8);
+            break;
+        }
+        if (differ && note) note(ctx, o->section, o->key);
+    }
+    return SAMDA_OK;
+}
+
+/* ---------- documentation ---------- */
+
+static void write_wrapped_doc(FILE *f, const char *doc)
+{
+    /* wrap at ~96 columns, prefixed "# " */
+    const char *p = doc;
+    while (*p) {
+        size_t len = strlen(p);
+        size_t take = len;
+        if (len > 94) {
+            take = 94;
+            while (take > 0 && p[take] != ' ') take--;
+            if (take == 0) take = 94;
+        }
+        fprintf(f, "# %.*s\n", (int)take, p);
+        p += take;
+        while (*p == ' ') p++;
+    }
+}
+
+static void write_opt_doc(FILE *f, const opt *o)
+{
+    write_wrapped_doc(f, o->doc);
+    char extra[160] = "";
+    if (o->type == T_INT) snprintf(extra, sizeof extra, " (%lld..%lld)", (long long)o->lo, (long long)o->hi);
+    else if (o->bounds) snprintf(extra, sizeof extra, " (%s)", o->bounds);
+    else if (o->choices) snprintf(extra, sizeof extra, " (%s)", o->choices);
+    const char *tname[] = {"string", "path", "integer", "boolean", "size", "duration", "choice", "list", "AE title"};
+    fprintf(f, "# Type: %s%s. %s%s\n", tname[o->type], extra,
+            (o->flags & F_RESTART) ? "Needs a restart." : "Reloaded by SIGHUP.",
+            (o->flags & F_SENSITIVE) ? " Sensitive." : "");
+    fprintf(f, "#%s = %s\n\n", o->key, o->def ? o->def : "");
+}
+
+void samda_config_write_example(FILE *f)
+{
+    fprintf(f, "# samdad configuration. Generated from the option table in daemon/config.c by\n"
+               "# `samdad --print-config-example`; a unit test keeps this file in step with it.\n"
+               "#\n"
+               "# Every key is shown commented out with its default. Sizes take units (4096, 512MiB, 2GiB),\n"
+               "# durations too (500ms, 30s, 2m, 1h, 1d). Unknown sections or keys are errors.\n"
+               "# Command-line overrides: samdad --set section.key=value (site keys: site.NAME.key=value).\n");
+    const char *prev = NULL;
+    for (size_t i = 0; i < N_MAIN; i++) {
+        if (!prev || strcmp(prev, main_opts[i].section) != 0) {
+            fprintf(f, "\n[%s]\n\n", main_opts[i].section);
+            prev = main_opts[i].section;
+        }
+        write_opt_doc(f, &main_opts[i]);
+    }
+    for (size_t k = 0; k < N_REPEATED; k++) {
+        fprintf(f, "\n# [%s NAME] (repeatable): ", repeated[k].kind);
+        fprintf(f, "%s\n", repeated[k].doc);
+        fprintf(f, "#[%s example]\n\n", repeated[k].kind);
+        for (size_t i = 0; i < repeated[k].n_opts; i++) write_opt_doc(f, &repeated[k].opts[i]);
+    }
+}
+
+static void write_value(FILE *f, const opt *o, const void *base)
+{
+    const void *field = (const char *)base + o->offset;
+    if (o->flags & F_SENSITIVE) {
+        fprintf(f, "%s = %s\n", o->key, *(char *const *)field ? "***" : "");
+        return;
+    }
+    switch (o->type) {
+    case T_STR:
+    case T_PATH:
+    case T_AE: fprintf(f, "%s = %s\n", o->key, *(char *const *)field ? *(char *const *)field : ""); break;
+    case T_BOOL: fprintf(f, "%s = %s\n", o->key, *(const bool *)field ? "true" : "false"); break;
+    case T_SIZE: fprintf(f, "%s = %llu\n", o->key, (unsigned long long)*(const uint64_t *)field); break;
+    case T_DURATION: fprintf(f, "%s = %lldms\n", o->key, (long long)*(const int64_t *)field); break;
+    case T_INT: fprintf(f, "%s = %lld\n", o->key, (long long)*(const int64_t *)field); break;
+    case T_ENUM: {
+        int64_t idx = *(const int64_t *)field;
+        const char *c = o->choices;
+        for (int64_t i = 0; i < idx && c; i++) {
+            c = strchr(c, '|');
+            if (c) c++;
+        }
+        size_t len = c ? strcspn(c, "|") : 0;
+        fprintf(f, "%s = %.*s\n", o->key, (int)len, c ? c : "");
+        break;
+    }
+    case T_LIST: {
+        const samda_strlist *l = field;
+        fprintf(f, "%s = ", o->key);
+        for (size_t i = 0; i < l->n; i++) fprintf(f, "%s%s", i ? "," : "", l->v[i]);
+        fprintf(f, "\n");
+        break;
+    }
+    }
+}
+
+void samda_config_write_effective(const samda_config *c, FILE *f)
+{
+    fprintf(f, "# effective configuration from %s\n", c->source ? c->source : "(defaults)");
+    const char *prev = NULL;
+    for (size_t i = 0; i < N_MAIN; i++) {
+        if (!prev || strcmp(prev, main_opts[i].section) != 0) {
+            fprintf(f, "%s[%s]\n", prev ? "\n" : "", main_opts[i].section);
+            prev = main_opts[i].section;
+        }
+        write_value(f, &main_opts[i], c);
+    }
+    for (size_t k = 0; k < N_REPEATED; k++) {
+        const section_kind *sk = &repeated[k];
+        size_t n = *(const size_t *)((const char *)c + sk->count_off);
+        for (size_t i = 0; i < n; i++) {
+            const char *e = elem_at((samda_config *)c, sk, i);
+            fprintf(f, "\n[%s %s]\n", sk->kind, *(char *const *)(e + sk->name_off));
+            for (size_t j = 0; j < sk->n_opts; j++) write_value(f, &sk->opts[j], e);
+        }
+    }
+}
+
+/* ---------- lookups ---------- */
+
+static bool list_has(const samda_strlist *l, const char *s)
+{
+    for (size_t i = 0; s && i < l->n; i++)
+        if (strcmp(l->v[i], s) == 0) return true;
+    return false;
+}
+
+const samda_site_cfg *samda_config_site_for(const samda_config *c, const char *calling_ae, const char *called_ae)
+{
+    for (size_t i = 0; i < c->n_peers; i++)
+        if (c->peers[i].site && calling_ae && strcmp(c->peers[i].ae_title, calling_ae) == 0)
+            return samda_config_site(c, c->peers[i].site);
+    for (size_t i = 0; i < c->n_sites; i++)
+        if (list_has(&c->sites[i].calling_ae, calling_ae)) return &c->sites[i];
+    for (size_t i = 0; i < c->n_sites; i++)
+        if (list_has(&c->sites[i].called_ae, called_ae)) return &c->sites[i];
+    return NULL;
+}
+
+const samda_site_cfg *samda_config_site(const samda_config *c, const char *name)
+{
+    for (size_t i = 0; name && i < c->n_sites; i++)
+        if (strcmp(c->sites[i].name, name) == 0) return &c->sites[i];
+    return NULL;
+}
+
+const samda_dest_cfg *samda_config_dest(const samda_config *c, const char *name)
+{
+    for (size_t i = 0; name && i < c->n_dests; i++)
+        if (strcmp(c->dests[i].name, name) == 0) return &c->dests[i];
+    return NULL;
+}

@@ -1,0 +1,157 @@
+/* samdad configuration: one INI file, defined once in a table (daemon/config.c).
+ *
+ * Every option is one row of that table: section, key, type, default, bounds, flags and a doc string.
+ * The parser, the validation messages ("samdad.conf:42: [dicom] port = 70000: must be between 1 and
+ * 65535"), the example file deploy/samdad.conf.example and the reload rules all come from it.
+ * Repeated sections ([site NAME], [peer NAME], [destination NAME]) have tables of their own.
+ *
+ * Thread-safety: a samda_config is immutable once loaded; share it between threads through
+ * samda_config_ref()/samda_config_unref(). Loading functions are reentrant. */
+#ifndef SAMDA_DAEMON_CONFIG_H
+#define SAMDA_DAEMON_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct samda_strlist {
+    char **v;   /* owned */
+    size_t n;
+} samda_strlist;
+
+typedef enum samda_tta_mode { SAMDA_TTA_OFF = 0, SAMDA_TTA_EPISODIC, SAMDA_TTA_CONTINUAL } samda_tta_mode;
+typedef enum samda_dup_policy { SAMDA_DUP_IGNORE = 0, SAMDA_DUP_OVERWRITE, SAMDA_DUP_REJECT } samda_dup_policy;
+
+/* [site NAME]: the unit that owns an adapter and its settings. */
+typedef struct samda_site_cfg {
+    char *name;
+    samda_strlist called_ae;     /* called AE titles that map to this site */
+    samda_strlist calling_ae;    /* calling AE titles that map to this site */
+    samda_strlist modalities;    /* series of these modalities become jobs */
+    int64_t min_slices;
+    int64_t series_idle_ms, study_idle_ms, max_wait_ms;
+    int64_t tta;                 /* samda_tta_mode */
+    samda_strlist destinations;  /* names of [destination] sections */
+    int line;                    /* where the section started, for messages */
+} samda_site_cfg;
+
+/* [peer NAME]: a calling AE that may send, optionally only from one host. */
+typedef struct samda_peer_cfg {
+    char *name;
+    char *ae_title;
+    char *host;                  /* NULL: any address */
+    char *site;                  /* NULL: decided by AE mapping or the default site */
+    int line;
+} samda_peer_cfg;
+
+/* [destination NAME]: where DICOM-SEG results are sent. */
+typedef struct samda_dest_cfg {
+    char *name;
+    char *ae_title;
+    char *host;
+    int64_t port;
+    int line;
+} samda_dest_cfg;
+
+typedef struct samda_config {
+    /* [daemon] */
+    char *data_dir;
+    int64_t log_level;           /* 0 error .. 3 debug */
+    bool log_uids;
+    int64_t shutdown_timeout_ms;
+    /* [dicom] */
+    char *dicom_bind;
+    int64_t dicom_port;
+    char *dicom_ae_title;
+    int64_t dicom_max_associations;
+    bool dicom_allow_any_peer;
+    int64_t dicom_acse_timeout_ms, dicom_dimse_timeout_ms, dicom_idle_timeout_ms;
+    int64_t dicom_max_pdu;
+    /* [http] */
+    char *http_bind;
+    int64_t http_port;
+    bool http_auth;
+    int64_t http_threads;
+    uint64_t http_max_body_bytes;
+    int64_t http_max_connections;
+    int64_t http_timeout_ms;
+    char *http_cors_origin;
+    char *http_tls_cert, *http_tls_key;
+    /* [storage] */
+    uint64_t storage_min_free_bytes;
+    int64_t storage_duplicates;  /* samda_dup_policy */
+    int64_t storage_busy_timeout_ms;
+    /* [model] */
+    char *model_checkpoint;
+    char *model_adapter;
+    char *model_device;
+    int64_t model_threads;
+    int64_t model_max_batch;
+    uint64_t model_cache_bytes;
+    /* [scheduler] */
+    int64_t sched_tick_ms;
+    int64_t job_lease_ms;
+    int64_t job_max_attempts;
+    int64_t export_backoff_base_ms, export_backoff_max_ms;
+    int64_t export_max_attempts;
+
+    samda_site_cfg *sites; size_t n_sites;
+    samda_peer_cfg *peers; size_t n_peers;
+    samda_dest_cfg *dests; size_t n_dests;
+
+    char *source;                /* file the configuration came from, or "(defaults)" */
+    int refs_;                   /* private: reference count */
+} samda_config;
+
+/** Load a configuration: embedded defaults, then the file (if path is not NULL), then overrides
+ *  ("section.key=value" strings, as given by --set on the command line; NULL-terminated, may be NULL).
+ *  Relative paths in the file are resolved against the file's directory.
+ *  @return the configuration, or NULL with err set (SAMDA_ECONFIG: the message names
+ *          file:line, [section] key, the value and the rule; SAMDA_ENOENT: file missing).
+ *  Ownership: caller owns the result; release with samda_config_unref(). */
+samda_config *samda_config_load(const char *path, const char *const *overrides, samda_error *err);
+
+/** Take a reference (returns c). Thread-safe. */
+samda_config *samda_config_ref(samda_config *c);
+/** Drop a reference; frees at zero. NULL-safe. Thread-safe. */
+void samda_config_unref(samda_config *c);
+
+/** Build the configuration to run after a reload: `next` with every restart-only option copied
+ *  from `current`. Each restart-only option whose value differed is reported through note()
+ *  (one call per key, "[dicom] port"), so the caller can log that a restart is needed.
+ *  @return SAMDA_OK, or SAMDA_ENOMEM. */
+samda_status samda_config_merge_reload(samda_config *next, const samda_config *current,
+                                       void (*note)(void *ctx, const char *section, const char *key),
+                                       void *ctx, samda_error *err);
+
+/** Write the documented example configuration (every key, its default, bounds and doc) to f. */
+void samda_config_write_example(FILE *f);
+/** Write the effective configuration (sensitive values as ***) to f. */
+void samda_config_write_effective(const samda_config *c, FILE *f);
+
+/** Find the site a calling/called AE pair maps to (calling AE first, then called AE); NULL if none.
+ *  Ownership: borrowed from c. */
+const samda_site_cfg *samda_config_site_for(const samda_config *c, const char *calling_ae, const char *called_ae);
+/** Find a site/destination/peer by name; NULL if none. Ownership: borrowed from c. */
+const samda_site_cfg *samda_config_site(const samda_config *c, const char *name);
+const samda_dest_cfg *samda_config_dest(const samda_config *c, const char *name);
+
+/** Parse "2GiB", "512MB", "100k", "4096" into bytes. Returns false on a malformed value. */
+bool samda_parse_size(const char *s, uint64_t *out);
+/** Parse "30s", "2m", "1h", "500ms", "1d" or a bare number of seconds into milliseconds. */
+bool samda_parse_duration(const char *s, int64_t *out_ms);
+/** Is s a valid DICOM AE title (1..16 chars of the default repertoire, no backslash or controls,
+ *  not all spaces)? */
+bool samda_ae_title_is_valid(const char *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,276 @@
+/* daemon/config.c: the option table, its parser's messages, overrides, reload merge, and the
+ * generated example file kept in step with the table. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+
+static char tmpdir[] = "/tmp/samda-test-config-XXXXXX";
+
+static const char *write_conf(const char *name, const char *text)
+{
+    static char path[512];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+/* Load text, expect failure with exactly this message (after the file name). */
+static void expect_error(const char *text, const char *suffix)
+{
+    const char *p = write_conf("bad.conf", text);
+    samda_error err;
+    samda_config *c = samda_config_load(p, NULL, &err);
+    if (c) fail_msg("expected an error '%s' for:\n%s", suffix, text);
+    assert_int_equal(err.code, SAMDA_ECONFIG);
+    char want[600];
+    snprintf(want, sizeof want, "%s%s", p, suffix);
+    assert_string_equal(err.message, want);
+}
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    samda_error err;
+    samda_config *c = samda_config_load(NULL, NULL, &err);
+    assert_non_null(c);
+    assert_string_equal(c->data_dir, "/var/lib/samda");
+    assert_int_equal(c->dicom_port, 11112);
+    assert_string_equal(c->dicom_ae_title, "SAMDA");
+    assert_string_equal(c->dicom_bind, "127.0.0.1");
+    assert_string_equal(c->http_bind, "127.0.0.1");
+    assert_int_equal(c->http_port, 8080);
+    assert_true(c->http_auth);
+    assert_false(c->dicom_allow_any_peer);
+    assert_int_equal(c->storage_min_free_bytes, 2ull << 30);
+    assert_null(c->model_checkpoint);
+    assert_int_equal(c->n_sites, 0);
+    samda_config_unref(c);
+}
+
+static void test_errors_name_line_and_rule(void **state)
+{
+    (void)state;
+    expect_error("[dicom]\nport = 70000\n", ":2: [dicom] port = 70000: must be between 1 and 65535");
+    expect_error("[dicom]\nport = 12x\n", ":2: [dicom] port = 12x: not an integer");
+    expect_error("\n[dicom]\nprot = 1\n", ":3: [dicom] prot: unknown key (did you mean 'port'?)");
+    expect_error("[dicomm]\nport = 1\n",
+                 ":2: [dicomm]: unknown section (known: daemon, dicom, http, storage, model, scheduler, site NAME, "
+                 "peer NAME, destination NAME)");
+    expect_error("[http]\nauth = maybe\n", ":2: [http] auth = maybe: must be true or false");
+    expect_error("[storage]\nmin_free = 2 parsecs\n",
+                 ":2: [storage] min_free = 2 parsecs: not a size (examples: 4096, 512MiB, 2GiB)");
+    expect_error("[storage]\nmin_free = 2TiB\n", ":2: [storage] min_free = 2TiB: must be between 0..1TiB");
+    expect_error("[storage]\nduplicates = keep\n",
+                 ":2: [storage] duplicates = keep: must be one of ignore|overwrite|reject");
+    expect_error("[dicom]\nae_title = THIS_IS_LONGER_THAN_16\n",
+                 ":2: [dicom] ae_title = THIS_IS_LONGER_THAN_16: not a valid AE title (1-16 printable ASCII "
+                 "characters, no backslash)");
+    expect_error("[dicom]\nport = 1\nport = 2\n", ":3: [dicom] port set twice (first at line 2)");
+    expect_error("[scheduler]\ntick = soon\n",
+                 ":2: [scheduler] tick = soon: not a duration (examples: 30s, 2m, 1h, 500ms)");
+    expect_error("this is not ini\n", ":1: syntax error (expected [section] or key = value)");
+    expect_error("[site a]\nmin_slices = 2\n[site a]\nmin_slices = 3\n", ":3: [site a] defined twice (first at line 1)");
+    expect_error("[site a/b]\nmin_slices = 2\n",
+                 ":2: [site a/b]: name \"a/b\" must be 1-63 letters, digits, '-', '_' or '.'");
+    expect_error("[site a]\ndestinations = nowhere\n", ":1: [site a] destinations: no [destination nowhere] section");
+    expect_error("[peer x]\nhost = 10.0.0.1\n", ":1: [peer x]: ae_title is required");
+    expect_error("[peer x]\nae_title = X\nsite = nope\n", ":1: [peer x] site = nope: no [site nope] section");
+    expect_error("[http]\ntls_key = k.pem\n", ": [http] tls_cert and tls_key must be set together");
+    /* a sensitive value never appears in a message */
+    expect_error("[http]\ntls_key = /k\\x\n[http]\ntls_key = 2\n", ":4: [http] tls_key set twice (first at line 2)");
+    char longline[1500];
+    memset(longline, 'x', sizeof longline);
+    memcpy(longline, "[dicom]\nae_title = ", 19);
+    longline[sizeof longline - 2] = '\n';
+    longline[sizeof longline - 1] = 0;
+    const char *p = write_conf("long.conf", longline);
+    samda_error err;
+    assert_null(samda_config_load(p, NULL, &err));
+    assert_non_null(strstr(err.message, ":2: line longer than 1023 characters"));
+}
+
+static void test_missing_file(void **state)
+{
+    (void)state;
+    samda_error err;
+    assert_null(samda_config_load("/nonexistent/samdad.conf", NULL, &err));
+    assert_int_equal(err.code, SAMDA_ENOENT);
+    assert_non_null(strstr(err.message, "/nonexistent/samdad.conf"));
+}
+
+static void note(void *ctx, const char *sec, const char *key);
+
+static void test_sites_overrides_and_paths(void **state)
+{
+    (void)state;
+    const char *p = write_conf("good.conf",
+                               "; comment\n[daemon]\ndata_dir = data\n"
+                               "[site neuro]\ncalled_ae = SAMDA_NEURO\ncalling_ae = MRI1, MRI2\nmodalities = MR\n"
+                               "series_idle = 2s\ntta = episodic\ndestinations = pacs\n"
+                               "[destination pacs]\nae_title = ORTHANC\nhost = 127.0.0.1\nport = 4242\n"
+                               "[peer mri1]\nae_title = MRI1\nhost = 10.1.2.3\n");
+    const char *sets[] = {"dicom.port=11113", "site.neuro.min_slices=5", "site.ct.modalities=CT", NULL};
+    samda_error err;
+    samda_config *c = samda_config_load(p, sets, &err);
+    if (!c) fail_msg("%s", err.message);
+    char want[600];
+    snprintf(want, sizeof want, "%s/data", tmpdir);
+    assert_string_equal(c->data_dir, want); /* relative to the file's folder */
+    assert_int_equal(c->dicom_port, 11113);
+    assert_int_equal(c->n_sites, 2);
+    const samda_site_cfg *s = samda_config_site(c, "neuro");
+    assert_non_null(s);
+    assert_int_equal(s->min_slices, 5);
+    assert_int_equal(s->series_idle_ms, 2000);
+    assert_int_equal(s->tta, SAMDA_TTA_EPISODIC);
+    assert_int_equal(s->calling_ae.n, 2);
+    assert_string_equal(s->calling_ae.v[1], "MRI2");
+    assert_ptr_equal(samda_config_site_for(c, "MRI2", "SAMDA"), s);
+    assert_ptr_equal(samda_config_site_for(c, "OTHER", "SAMDA_NEURO"), s);
+    assert_null(samda_config_site_for(c, "OTHER", "SAMDA"));
+    assert_non_null(samda_config_site(c, "ct"));
+    assert_int_equal(samda_config_dest(c, "pacs")->port, 4242);
+    assert_string_equal(c->peers[0].host, "10.1.2.3");
+
+    /* reload: restart-only options keep their running values and are reported */
+    const char *sets2[] = {"dicom.port=2000", "daemon.log_level=debug", NULL};
+    samda_config *next = samda_config_load(p, sets2, &err);
+    assert_non_null(next);
+    int noted = 0;
+    assert_int_equal(samda_config_merge_reload(next, c, note, &noted, &err), SAMDA_OK);
+    assert_int_equal(noted, 1);
+    assert_int_equal(next->dicom_port, 11113);
+    assert_int_equal(next->log_level, 3);
+    samda_config_unref(next);
+    samda_config_unref(c);
+}
+
+static void note(void *ctx, const char *sec, const char *key)
+{
+    assert_string_equal(sec, "dicom");
+    assert_string_equal(key, "port");
+    (*(int *)ctx)++;
+}
+
+/* Every option survives print -> parse -> print unchanged (redis's "CONFIG sanity"). */
+static void test_effective_round_trip(void **state)
+{
+    (void)state;
+    const char *p = write_conf("rt.conf", "[site a]\ncalling_ae = X\n[destination d]\nae_title = D\nhost = h\n"
+                                          "[peer p]\nae_title = P\nsite = a\n[http]\ncors_origin = https://v\n");
+    samda_error err;
+    samda_config *c = samda_config_load(p, NULL, &err);
+    assert_non_null(c);
+    char *out1 = NULL, *out2 = NULL;
+    size_t n1, n2;
+    FILE *f = open_memstream(&out1, &n1);
+    samda_config_write_effective(c, f);
+    fclose(f);
+    /* drop the first line (names the source file) */
+    const char *p2 = write_conf("rt2.conf", strchr(out1, '\n') + 1);
+    samda_config *c2 = samda_config_load(p2, NULL, &err);
+    if (!c2) fail_msg("%s", err.message);
+    f = open_memstream(&out2, &n2);
+    samda_config_write_effective(c2, f);
+    fclose(f);
+    assert_string_equal(strchr(out1, '\n'), strchr(out2, '\n'));
+    free(out1);
+    free(out2);
+    samda_config_unref(c);
+    samda_config_unref(c2);
+}
+
+/* deploy/samdad.conf.example is generated from the table; it must match, and it must parse
+ * (everything commented out means: all defaults). */
+static void test_example_in_step(void **state)
+{
+    (void)state;
+    const char *src = getenv("SAMDA_SOURCE_DIR");
+    if (!src) skip();
+    char path[1024];
+    snprintf(path, sizeof path, "%s/deploy/samdad.conf.example", src);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char *committed = NULL;
+    size_t cap = 0;
+    ssize_t n = getdelim(&committed, &cap, '\0', f);
+    fclose(f);
+    assert_true(n > 0);
+    char *gen = NULL;
+    size_t gn;
+    f = open_memstream(&gen, &gn);
+    samda_config_write_example(f);
+    fclose(f);
+    if (strcmp(committed, gen) != 0)
+        fail_msg("deploy/samdad.conf.example is out of date: regenerate it with "
+                 "`build/daemon/samdad --print-config-example > deploy/samdad.conf.example`");
+    samda_error err;
+    samda_config *c = samda_config_load(path, NULL, &err);
+    if (!c) fail_msg("%s", err.message);
+    samda_config_unref(c);
+    free(committed);
+    free(gen);
+}
+
+static void test_value_parsers(void **state)
+{
+    (void)state;
+    uint64_t b;
+    assert_true(samda_parse_size("4096", &b) && b == 4096);
+    assert_true(samda_parse_size("2GiB", &b) && b == 2147483648ull);
+    assert_true(samda_parse_size("512 MB", &b) && b == 512000000ull);
+    assert_false(samda_parse_size("-1", &b));
+    assert_false(samda_parse_size("99999999999999999999", &b));
+    assert_false(samda_parse_size("20000000000TiB", &b));
+    int64_t ms;
+    assert_true(samda_parse_duration("30", &ms) && ms == 30000);
+    assert_true(samda_parse_duration("500ms", &ms) && ms == 500);
+    assert_true(samda_parse_duration("1.5h", &ms) && ms == 5400000);
+    assert_false(samda_parse_duration("5 fortnights", &ms));
+    assert_true(samda_ae_title_is_valid("SAMDA"));
+    assert_true(samda_ae_title_is_valid("ORTHANC 1"));
+    assert_false(samda_ae_title_is_valid(""));
+    assert_false(samda_ae_title_is_valid("    "));
+    assert_false(samda_ae_title_is_valid("A\\B"));
+    assert_false(samda_ae_title_is_valid("ABCDEFGHIJKLMNOPQ"));
+    assert_false(samda_ae_title_is_valid("TAB\tX"));
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_errors_name_line_and_rule),
+        cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_sites_overrides_and_paths),
+        cmocka_unit_test(test_effective_round_trip),
+        cmocka_unit_test(test_example_in_step),
+        cmocka_unit_test(test_value_parsers),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,77 @@
+/* daemon/log.c: line format, levels, quoting, one line per event. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static char *capture(samda_logger *lg, int fds[2])
+{
+    static char buf[8192];
+    close(fds[1]);
+    ssize_t n = read(fds[0], buf, sizeof buf - 1);
+    close(fds[0]);
+    buf[n > 0 ? n : 0] = 0;
+    (void)lg;
+    return buf;
+}
+
+static void test_format_and_levels(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    unsetenv("JOURNAL_STREAM");
+    samda_logger lg;
+    samda_logger_init(&lg, fds[1], SAMDA_LOG_INFO);
+    char q[64];
+    samda_log(&lg, SAMDA_LOG_INFO, "dicom", "association \"rejected\"", "calling_ae=%s peer=%s",
+              samda_log_quote(q, sizeof q, "EVIL\nAE"), "127.0.0.1");
+    samda_log(&lg, SAMDA_LOG_DEBUG, "dicom", "not shown", NULL);
+    samda_logger_set_level(&lg, SAMDA_LOG_DEBUG);
+    samda_log(&lg, SAMDA_LOG_DEBUG, "x", "now shown", NULL);
+    char *out = capture(&lg, fds);
+    char *nl = strchr(out, '\n');
+    assert_non_null(nl);
+    assert_non_null(strstr(out, "level=info mod=dicom msg=\"association \\\"rejected\\\"\" calling_ae=\"EVIL AE\" "
+                                "peer=127.0.0.1\n"));
+    assert_null(strstr(out, "not shown"));
+    assert_non_null(strstr(nl + 1, "level=debug mod=x msg=\"now shown\"\n"));
+    assert_true(out[4] == '-' && strchr(out, 'Z') < nl); /* ISO-8601 UTC timestamp first */
+}
+
+static void test_journal_prefix_and_truncation(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    setenv("JOURNAL_STREAM", "8:123", 1);
+    samda_logger lg;
+    samda_logger_init(&lg, fds[1], SAMDA_LOG_INFO);
+    char big[4000];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    samda_log(&lg, SAMDA_LOG_WARN, "m", "long", "v=%s", big);
+    char *out = capture(&lg, fds);
+    assert_int_equal(strncmp(out, "<4>level=warn mod=m", 19), 0);
+    size_t n = strlen(out);
+    assert_true(n <= 2048);
+    assert_int_equal(strcmp(out + n - 4, "...\n"), 0);
+    assert_int_equal(samda_log_level_parse("warning"), SAMDA_LOG_WARN);
+    assert_int_equal(samda_log_level_parse("loud"), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_format_and_levels),
+        cmocka_unit_test(test_journal_prefix_and_truncation),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,51 @@
+# samda: the two commands.
+#   make run   install what is missing, build, and run samdad in the foreground on loopback
+#   make test  install what is missing, build, and run every test (plus the unit tests under ASan/UBSan)
+# Other targets: deps, build, asan, fuzz, bench, clean.
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+JOBS       ?= 2
+RUN_DIR    ?= var
+CMAKE_ARGS ?=
+CTEST_ARGS ?=
+
+.PHONY: all deps build run test asan test-asan fuzz bench clean
+
+all: build
+
+deps:
+	@bash deploy/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(BUILD) -j$(JOBS)
+
+# The local instance: configuration and data under ./var (created once, then left alone).
+run: build
+	@bash deploy/make-run-config.sh $(RUN_DIR) $(BUILD)
+	exec $(BUILD)/daemon/samdad --config $(RUN_DIR)/samdad.conf
+
+asan: deps
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSAMDA_SANITIZE=ON -DSAMDA_WITH_MODEL=OFF $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(ASAN_BUILD) -j$(JOBS)
+
+test-asan: asan
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		ctest --output-on-failure -L unit -LE slow $(CTEST_ARGS)
+
+# Unit tests under ASan/UBSan first, then the whole suite (its summary line is the last one printed).
+test: build test-asan
+	cd $(BUILD) && ctest --output-on-failure $(CTEST_ARGS)
+
+fuzz: deps
+	@cmake -S . -B $(FUZZ_BUILD) -DSAMDA_FUZZ=ON -DSAMDA_WITH_MODEL=OFF -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j$(JOBS)
+	cd $(FUZZ_BUILD) && SAMDA_FUZZ_SECONDS=$${SAMDA_FUZZ_SECONDS:-300} ctest --output-on-failure -L fuzz
+
+bench: build
+	cd $(BUILD) && ctest --output-on-failure -L bench -V
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

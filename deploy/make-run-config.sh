@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Create the local instance used by `make run`: RUN_DIR/samdad.conf and RUN_DIR/data.
+# An existing configuration is never overwritten (edit it freely).
+set -euo pipefail
+run_dir=${1:-var}
+build=${2:-build}
+mkdir -p "$run_dir"
+chmod 0700 "$run_dir"
+conf="$run_dir/samdad.conf"
+[ -f "$conf" ] && exit 0
+top=$(cd "$(dirname "$0")/.." && pwd)
+model=""
+[ -f "$top/deploy/demo/demo-base.pth" ] && model="checkpoint = $top/deploy/demo/demo-base.pth"
+cat > "$conf" <<CONF
+# Local samdad instance made by 'make run' (deploy/make-run-config.sh). Every key is documented
+# in deploy/samdad.conf.example. Paths are relative to this file.
+[daemon]
+data_dir = data
+
+[dicom]
+bind = 127.0.0.1
+port = 11112
+ae_title = SAMDA
+
+[http]
+bind = 127.0.0.1
+port = 8080
+
+[storage]
+min_free = 256MiB
+
+[model]
+$model
+
+# Local senders: dcmtk's storescu (calling AE STORESCU) and Orthanc (ORTHANC), from this machine only.
+[site default]
+modalities = CT,MR
+
+[peer storescu]
+ae_title = STORESCU
+host = 127.0.0.1
+site = default
+
+[peer orthanc]
+ae_title = ORTHANC
+host = 127.0.0.1
+site = default
+CONF
+echo "make-run-config: wrote $conf" >&2

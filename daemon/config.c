@@ -756,8 +756,8 @@ static bool apply_override(parse_state *ps, const char *ov)
     char *last_dot = strrchr(buf, '.');
     *last_dot = 0;
     char *key = last_dot + 1;
-    char section[256];
-    snprintf(section, sizeof section, "%s", buf);
+    char section[sizeof buf];
+    memcpy(section, buf, strlen(buf) + 1);
     char *inner = strchr(section, '.');
     if (inner) *inner = ' '; /* site.NAME -> "site NAME" */
     ps->cur_kind = NULL;

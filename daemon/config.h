@@ -26,8 +26,8 @@ typedef struct samda_strlist {
     size_t n;
 } samda_strlist;
 
-typedef enum samda_tta_mode { SAMDA_TTA_OFF = 0, SAMDA_TTA_EPISODIC, SAMDA_TTA_CONTINUAL } samda_tta_mode;
-typedef enum samda_dup_policy { SAMDA_DUP_IGNORE = 0, SAMDA_DUP_OVERWRITE, SAMDA_DUP_REJECT } samda_dup_policy;
+typedef enum samda_cfg_tta { SAMDA_CFG_TTA_OFF = 0, SAMDA_CFG_TTA_EPISODIC, SAMDA_CFG_TTA_CONTINUAL } samda_cfg_tta;
+typedef enum samda_cfg_dup { SAMDA_CFG_DUP_IGNORE = 0, SAMDA_CFG_DUP_OVERWRITE, SAMDA_CFG_DUP_REJECT } samda_cfg_dup;
 
 /* [site NAME]: the unit that owns an adapter and its settings. */
 typedef struct samda_site_cfg {
@@ -37,7 +37,7 @@ typedef struct samda_site_cfg {
     samda_strlist modalities;    /* series of these modalities become jobs */
     int64_t min_slices;
     int64_t series_idle_ms, study_idle_ms, max_wait_ms;
-    int64_t tta;                 /* samda_tta_mode */
+    int64_t tta;                 /* samda_cfg_tta */
     samda_strlist destinations;  /* names of [destination] sections */
     int line;                    /* where the section started, for messages */
 } samda_site_cfg;
@@ -86,7 +86,7 @@ typedef struct samda_config {
     char *http_tls_cert, *http_tls_key;
     /* [storage] */
     uint64_t storage_min_free_bytes;
-    int64_t storage_duplicates;  /* samda_dup_policy */
+    int64_t storage_duplicates;  /* samda_cfg_dup */
     int64_t storage_busy_timeout_ms;
     /* [model] */
     char *model_checkpoint;

@@ -133,7 +133,7 @@ static void test_sites_overrides_and_paths(void **state)
     assert_non_null(s);
     assert_int_equal(s->min_slices, 5);
     assert_int_equal(s->series_idle_ms, 2000);
-    assert_int_equal(s->tta, SAMDA_TTA_EPISODIC);
+    assert_int_equal(s->tta, SAMDA_CFG_TTA_EPISODIC);
     assert_int_equal(s->calling_ae.n, 2);
     assert_string_equal(s->calling_ae.v[1], "MRI2");
     assert_ptr_equal(samda_config_site_for(c, "MRI2", "SAMDA"), s);

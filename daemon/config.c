@@ -97,7 +97,7 @@ static const opt main_opts[] = {
     {"storage", "min_free", T_SIZE, O(storage_min_free_bytes), "2GiB", 0, 0, "0..1TiB", NULL, F_LIVE,
      "Refuse new instances (C-STORE status A700, HTTP 507) while the data directory has less free space."},
     {"storage", "duplicates", T_ENUM, O(storage_duplicates), "ignore", 0, 0, NULL, "ignore|overwrite|reject", F_LIVE,
-     "A SOP instance received again: ignore (identical content kept, changed content replaces), overwrite, or reject."},
+     "A SOP instance received again: ignore (identical: accepted, nothing changes; changed: refused), overwrite (changed content replaces the stored instance), or reject (every duplicate refused)."},
     {"storage", "busy_timeout", T_DURATION, O(storage_busy_timeout_ms), "5s", 100, 600000, "100ms..10m", NULL, F_RESTART,
      "How long a database writer waits for another before reporting busy."},
 
@@ -179,7 +179,7 @@ typedef struct section_kind {
 
 static const section_kind repeated[] = {
     {"site", site_opts, sizeof site_opts / sizeof *site_opts, sizeof(samda_site_cfg), S(name), S(line),
-     O(sites), O(n_sites), "A site owns an adapter and its settings. Studies map to it by AE title."},
+     O(sites), O(n_sites), "A site owns an adapter and its settings. Studies map to it by AE title; unmapped ones belong to [site default], which always exists."},
     {"peer", peer_opts, sizeof peer_opts / sizeof *peer_opts, sizeof(samda_peer_cfg), P(name), P(line),
      O(peers), O(n_peers), "A PACS or modality allowed to send (the calling-AE allow-list)."},
     {"destination", dest_opts, sizeof dest_opts / sizeof *dest_opts, sizeof(samda_dest_cfg), D(name), D(line),
@@ -801,6 +801,13 @@ samda_config *samda_config_load(const char *path, const char *const *overrides, 
     for (size_t i = 0; overrides && overrides[i]; i++)
         if (!apply_override(&ps, overrides[i])) goto fail;
     ps.file = path ? path : "(defaults)";
+    /* Unmapped associations belong to the site "default": it exists, with the table's defaults,
+     * whether or not the file names it. */
+    if (!samda_config_site(c, "default")) {
+        ps.overriding = true;
+        ps.line = 0;
+        if (!open_elem(&ps, &repeated[0], "default")) goto fail;
+    }
     if (!cross_check(&ps)) goto fail;
     c->source = strdup(path ? path : "(defaults)");
     free(ps.base_dir);

@@ -1,40 +1,151 @@
 /* Composition of samdad's subsystems. The leaf modules (storage, dicom, model, api) know nothing
- * of each other; this file wires them together and owns their handles. */
+ * of each other; this file wires them together and owns their handles. Start order: store,
+ * DICOM listener, scheduler; stop order is the reverse, so no callback ever sees a closed store. */
 #include "services.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "dicom.h"
+#include "ingest.h"
+#include "scheduler.h"
+#include "services_internal.h"
+#include "storage.h"
 
 struct samdad_services {
-    int started;
+    samda_store *store;
+    bool dicom_inited;
+    samda_scp *scp;
+    samdad_scheduler *sched;
+    char tmp_dir[PATH_MAX];
 };
+
+samda_store *samdad_store(samdad_ctx *ctx) { return ctx->svc ? ctx->svc->store : NULL; }
+
+static void dcmtk_log(void *vctx, samda_dicom_log_level level, const char *logger, const char *msg)
+{
+    samdad_ctx *ctx = vctx;
+    samda_log_level l = level >= SAMDA_DICOM_LOG_ERROR ? SAMDA_LOG_ERROR
+                      : level == SAMDA_DICOM_LOG_WARN  ? SAMDA_LOG_WARN
+                                                       : SAMDA_LOG_DEBUG;
+    samda_log(&ctx->log, l, "dcmtk", msg, "logger=%s", logger);
+}
 
 samda_status samdad_services_start(samdad_ctx *ctx, samda_error *err)
 {
-    (void)err;
-    ctx->svc = calloc(1, sizeof *ctx->svc);
-    if (!ctx->svc) return samda_fail(err, SAMDA_ENOMEM, "starting services: out of memory");
+    samda_status st;
+    struct samdad_services *svc = calloc(1, sizeof *svc);
+    if (!svc) return samda_fail(err, SAMDA_ENOMEM, "starting services: out of memory");
+    ctx->svc = svc;
     samda_config *cfg = samdad_config_get(ctx);
+
+    /* Store: index and object store. */
+    samda_store_params sp;
+    samda_store_params_init(&sp);
+    sp.data_dir = cfg->data_dir;
+    sp.busy_timeout_ms = (int)cfg->storage_busy_timeout_ms;
+    sp.job_max_attempts = (int)cfg->job_max_attempts;
+    sp.export_max_attempts = (int)cfg->export_max_attempts;
+    sp.export_backoff_base_min = (int)(cfg->export_backoff_base_ms / 60000 > 0 ? cfg->export_backoff_base_ms / 60000 : 1);
+    sp.export_backoff_max_min = (int)(cfg->export_backoff_max_ms / 60000 > 0 ? cfg->export_backoff_max_ms / 60000 : 1);
+    svc->store = samda_store_open(&sp, err);
+    if (!svc->store) {
+        samda_error_prefix(err, "opening the index: ");
+        st = err ? err->code : SAMDA_EDB;
+        goto fail;
+    }
+    if (samda_store_tmp_removed(svc->store) || samda_store_orphans_removed(svc->store))
+        samda_log(&ctx->log, SAMDA_LOG_WARN, "storage", "removed leftovers of an interrupted run",
+                  "tmp_files=%zu unindexed_objects=%zu", samda_store_tmp_removed(svc->store),
+                  samda_store_orphans_removed(svc->store));
+    if ((st = samdad_sync_sites(ctx, svc->store, cfg, err)) != SAMDA_OK) goto fail;
+
+    /* Model: not wired yet. */
     if (!cfg->model_checkpoint)
         samda_log(&ctx->log, SAMDA_LOG_WARN, "model", "no model configured: segmentation jobs stay pending",
-                  "hint=\"set [model] checkpoint, or build the demo model\"");
+                  "hint=\"set [model] checkpoint\"");
+
+    /* DICOM listener. Received files land in the store's tmp/ so that committing is a rename. */
+    samda_dicom_init_params dp;
+    samda_dicom_init_params_init(&dp);
+    dp.debug = ctx->log.level >= SAMDA_LOG_DEBUG;
+    dp.log = dcmtk_log;
+    dp.log_ctx = ctx;
+    if ((st = samda_dicom_init(&dp, err)) != SAMDA_OK) goto fail;
+    svc->dicom_inited = true;
+    snprintf(svc->tmp_dir, sizeof svc->tmp_dir, "%s/tmp", samda_store_data_dir(svc->store));
+    samda_scp_params scp;
+    samda_scp_params_init(&scp);
+    scp.bind_address = cfg->dicom_bind;
+    scp.port = (unsigned)cfg->dicom_port;
+    scp.max_associations = (unsigned)cfg->dicom_max_associations;
+    scp.acse_timeout_s = (unsigned)((cfg->dicom_acse_timeout_ms + 999) / 1000);
+    scp.dimse_timeout_s = (unsigned)((cfg->dicom_dimse_timeout_ms + 999) / 1000);
+    scp.idle_timeout_s = (unsigned)((cfg->dicom_idle_timeout_ms + 999) / 1000);
+    scp.max_pdu_bytes = (unsigned)cfg->dicom_max_pdu;
+    scp.temp_dir = svc->tmp_dir;
+    samdad_ingest_bind(ctx, &scp);
+    svc->scp = samda_scp_start(&scp, err);
+    if (!svc->scp) {
+        samda_error_prefix(err, "starting the DICOM listener on %s:%lld: ", cfg->dicom_bind,
+                           (long long)cfg->dicom_port);
+        st = err ? err->code : SAMDA_ENETWORK;
+        goto fail;
+    }
+
+    svc->sched = samdad_scheduler_start(ctx, err);
+    if (!svc->sched) {
+        st = err ? err->code : SAMDA_EINTERNAL;
+        goto fail;
+    }
     samda_config_unref(cfg);
-    ctx->svc->started = 1;
     return SAMDA_OK;
+fail:
+    samda_config_unref(cfg);
+    return st;
 }
 
-void samdad_services_reload(samdad_ctx *ctx) { (void)ctx; }
+void samdad_services_reload(samdad_ctx *ctx)
+{
+    if (!ctx->svc || !ctx->svc->store) return;
+    samda_config *cfg = samdad_config_get(ctx);
+    samda_error err;
+    if (samdad_sync_sites(ctx, ctx->svc->store, cfg, &err) != SAMDA_OK)
+        samda_log(&ctx->log, SAMDA_LOG_ERROR, "config", "cannot apply sites", "error=%s",
+                  samda_log_quote((char[300]){0}, 300, err.message));
+    samda_config_unref(cfg);
+    samdad_scheduler_kick(ctx->svc->sched);
+}
 
 void samdad_services_stop(samdad_ctx *ctx)
 {
-    if (!ctx->svc) return;
-    free(ctx->svc);
+    struct samdad_services *svc = ctx->svc;
+    if (!svc) return;
+    samda_config *cfg = samdad_config_get(ctx);
+    unsigned grace_ms = (unsigned)cfg->shutdown_timeout_ms;
+    samda_config_unref(cfg);
+    if (svc->scp) {
+        samda_scp_counters c;
+        samda_scp_counters_get(svc->scp, &c);
+        if (c.associations_active)
+            samda_log(&ctx->log, SAMDA_LOG_INFO, "dicom", "draining associations", "active=%llu grace_ms=%u",
+                      (unsigned long long)c.associations_active, grace_ms);
+        samda_scp_stop(svc->scp, grace_ms);
+    }
+    samdad_scheduler_stop(svc->sched);
+    if (svc->dicom_inited) samda_dicom_shutdown();
+    samda_store_close(svc->store);
+    free(svc);
     ctx->svc = NULL;
 }
 
 void samdad_services_status(samdad_ctx *ctx, char *buf, unsigned size)
 {
     samda_config *cfg = samdad_config_get(ctx);
-    snprintf(buf, size, "running data_dir=%s", cfg->data_dir);
+    unsigned port = ctx->svc && ctx->svc->scp ? samda_scp_port(ctx->svc->scp) : 0;
+    snprintf(buf, size, "dicom=%s:%u ae_title=%s data_dir=%s", cfg->dicom_bind, port, cfg->dicom_ae_title,
+             cfg->data_dir);
     samda_config_unref(cfg);
 }

@@ -62,3 +62,90 @@ wait_exit() {
   done
   fail "process $pid did not exit within ${secs}s"
 }
+
+# write_conf FILE DPORT HPORT [extra INI text...]: a samdad configuration for tests (fast timers).
+write_conf() {
+  local f=$1 dport=$2 hport=$3; shift 3
+  cat >"$f" <<CONF
+[daemon]
+data_dir = data
+shutdown_timeout = 5s
+[dicom]
+port = $dport
+ae_title = SAMDA
+max_associations = 16
+[http]
+port = $hport
+[storage]
+min_free = 1MiB
+[scheduler]
+tick = 200ms
+[site default]
+modalities = CT,MR
+series_idle = 1s
+study_idle = 1s
+max_wait = 1h
+[peer storescu]
+ae_title = STORESCU
+host = 127.0.0.1
+[peer orthanc]
+ae_title = ORTHANC
+host = 127.0.0.1
+CONF
+  local extra
+  for extra in "$@"; do printf '%s\n' "$extra" >>"$f"; done
+}
+
+# json_len: number of elements of the JSON array on stdin
+json_len() { $PY -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
+# json_expr EXPR: evaluate a Python expression over the JSON on stdin bound to `d`
+json_expr() { $PY -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+# wait_for_cmd SECONDS CMD...: retry CMD until it succeeds
+wait_for_cmd() {
+  local secs=$1 i; shift
+  for ((i = 0; i < secs * 5; i++)); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  fail "timed out after ${secs}s waiting for: $*"
+}
+
+# tmp_empty DATA_DIR: no file left under tmp/
+tmp_empty() { [ -z "$(find "$1/tmp" -type f 2>/dev/null)" ]; }
+
+# start_orthanc NAME HTTP_PORT DICOM_PORT SAMDA_DICOM_PORT [dicomweb]: Debian's Orthanc on loopback
+# with a temporary configuration naming samdad as modality "samda"; waits for its REST API.
+start_orthanc() {
+  local name=$1 hport=$2 dport=$3 sport=$4 web=${5:-}
+  command -v Orthanc >/dev/null || fail "Orthanc missing (deploy/install-deps.sh installs orthanc)"
+  mkdir -p "$T/$name"
+  local plugins='[]'
+  [ -n "$web" ] && plugins='["/usr/share/orthanc/plugins/libOrthancDicomWeb.so"]'
+  cat >"$T/$name/orthanc.json" <<JSON
+{
+  "Name": "samda-test-orthanc",
+  "StorageDirectory": "$T/$name/storage",
+  "IndexDirectory": "$T/$name/index",
+  "HttpPort": $hport,
+  "DicomPort": $dport,
+  "DicomAet": "ORTHANC",
+  "RemoteAccessAllowed": false,
+  "AuthenticationEnabled": false,
+  "HttpServerEnabled": true,
+  "DicomServerEnabled": true,
+  "DicomCheckCalledAet": false,
+  "DicomAlwaysAllowStore": true,
+  "DicomAlwaysAllowEcho": true,
+  "DicomModalities": { "samda": ["SAMDA", "127.0.0.1", $sport] },
+  "Plugins": $plugins,
+  "DicomWeb": { "Enable": true, "Root": "/dicom-web/" },
+  "StableAge": 1,
+  "ConcurrentJobs": 2
+}
+JSON
+  Orthanc "$T/$name/orthanc.json" >"$T/$name.log" 2>&1 &
+  _pids+=($!)
+  echo $! >"$T/$name.pid"
+  wait_for_cmd 30 curl -sf "http://127.0.0.1:$hport/system"
+}

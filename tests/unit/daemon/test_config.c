@@ -54,7 +54,8 @@ static void test_defaults(void **state)
     assert_false(c->dicom_allow_any_peer);
     assert_int_equal(c->storage_min_free_bytes, 2ull << 30);
     assert_null(c->model_checkpoint);
-    assert_int_equal(c->n_sites, 0);
+    assert_int_equal(c->n_sites, 1); /* the implicit [site default] */
+    assert_non_null(samda_config_site(c, "default"));
     samda_config_unref(c);
 }
 
@@ -128,7 +129,7 @@ static void test_sites_overrides_and_paths(void **state)
     snprintf(want, sizeof want, "%s/data", tmpdir);
     assert_string_equal(c->data_dir, want); /* relative to the file's folder */
     assert_int_equal(c->dicom_port, 11113);
-    assert_int_equal(c->n_sites, 2);
+    assert_int_equal(c->n_sites, 3); /* neuro, ct (from --set) and the implicit default */
     const samda_site_cfg *s = samda_config_site(c, "neuro");
     assert_non_null(s);
     assert_int_equal(s->min_slices, 5);

@@ -1,0 +1,234 @@
+/* Series completion and job housekeeping, on one thread.
+ *
+ * DICOM has no end-of-study signal. A series is complete when (a) no instance arrived for the
+ * site's series_idle, (b) its study saw no instance for study_idle, and (c) no association that
+ * brought instances of it is still open; or, whatever else, when max_wait has passed since its
+ * first instance. A series whose every instance came over aborted associations is marked
+ * incomplete and starts no work. A complete series becomes a "segment" job when the site's rules
+ * select it (modality, minimum instance count); otherwise the reason is recorded on the series.
+ * The job carries the series' content hash, so re-sending identical instances finds the same job
+ * while a changed series gets a new one. */
+#include "scheduler.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "services_internal.h"
+
+struct samdad_scheduler {
+    samdad_ctx *ctx;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop, kicked;
+};
+
+static bool list_has(const samda_strlist *l, const char *s)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcasecmp(l->v[i], s) == 0) return true;
+    return false;
+}
+
+static void join_list(const samda_strlist *l, char *out, size_t size)
+{
+    size_t n = 0;
+    out[0] = 0;
+    for (size_t i = 0; i < l->n && n < size; i++)
+        n += (size_t)snprintf(out + n, size - n, "%s%s", i ? "," : "", l->v[i]);
+}
+
+/* Decide one series. Returns true if its state changed. */
+static bool decide(samdad_ctx *ctx, samda_store *store, const samda_config *cfg, const samda_series_info *se,
+                   int64_t now)
+{
+    const samda_site_cfg *site = samda_config_site(cfg, se->site[0] ? se->site : "default");
+    if (!site) site = samda_config_site(cfg, "default");
+    if (!site) return false; /* cannot happen: the configuration always has a default site */
+    samda_error err;
+
+    bool forced = now - se->first_received_ms >= site->max_wait_ms;
+    if (!forced) {
+        if (now - se->last_received_ms < site->series_idle_ms) return false;
+        samda_study_info study;
+        if (samda_store_study_get(store, se->study_uid, &study, &err) == SAMDA_OK &&
+            now - study.last_received_ms < site->study_idle_ms)
+            return false;
+    }
+    samda_series_assoc_summary sum;
+    if (samda_store_series_assoc_summary(store, se->series_uid, &sum, &err) != SAMDA_OK) {
+        samda_log(&ctx->log, SAMDA_LOG_ERROR, "scheduler", "cannot read series associations", "series=%lld error=%s",
+                  (long long)se->id, samda_log_quote((char[300]){0}, 300, err.message));
+        return false;
+    }
+    if (!forced && sum.n_from_open > 0) return false; /* an association is still sending it */
+
+    if (sum.n_instances > 0 && sum.n_from_aborted == sum.n_instances) {
+        samda_store_series_set_state(store, se->series_uid, SAMDA_SERIES_INCOMPLETE,
+                                     "every instance came over an aborted association", &err);
+        samda_log(&ctx->log, SAMDA_LOG_WARN, "scheduler", "series incomplete: only aborted associations",
+                  "series=%lld instances=%lld", (long long)se->id, (long long)sum.n_instances);
+        return true;
+    }
+
+    char reason[256];
+    bool selected = true;
+    char mods[128];
+    if (!list_has(&site->modalities, se->modality)) {
+        join_list(&site->modalities, mods, sizeof mods);
+        snprintf(reason, sizeof reason, "not selected: modality '%s' not in [site %s] modalities (%s)", se->modality,
+                 site->name, mods);
+        selected = false;
+    } else if (sum.n_instances < site->min_slices) {
+        snprintf(reason, sizeof reason, "not selected: %lld instances, [site %s] min_slices is %lld",
+                 (long long)sum.n_instances, site->name, (long long)site->min_slices);
+        selected = false;
+    } else {
+        snprintf(reason, sizeof reason, "%s", forced ? "complete: max_wait reached" : "complete: idle");
+    }
+    if (samda_store_series_set_state(store, se->series_uid, SAMDA_SERIES_COMPLETE, reason, &err) != SAMDA_OK) {
+        samda_log(&ctx->log, SAMDA_LOG_ERROR, "scheduler", "cannot mark series complete", "series=%lld error=%s",
+                  (long long)se->id, samda_log_quote((char[300]){0}, 300, err.message));
+        return false;
+    }
+    if (!selected) {
+        samda_log(&ctx->log, SAMDA_LOG_INFO, "scheduler", "series complete, not segmented", "series=%lld reason=%s",
+                  (long long)se->id, samda_log_quote((char[300]){0}, 300, reason));
+        return true;
+    }
+    char hash[SAMDA_SHA256_HEX_SIZE];
+    if (samda_store_series_content_hash(store, se->series_uid, hash, &err) != SAMDA_OK) {
+        samda_log(&ctx->log, SAMDA_LOG_ERROR, "scheduler", "cannot hash series content", "series=%lld error=%s",
+                  (long long)se->id, samda_log_quote((char[300]){0}, 300, err.message));
+        return true;
+    }
+    samda_job_spec spec = {
+        .kind = "segment",
+        .priority = 0, /* batch: interactive work uses higher priorities */
+        .site = site->name,
+        .study_uid = se->study_uid,
+        .series_uid = se->series_uid,
+        .content_hash = hash,
+        .max_attempts = (int)cfg->job_max_attempts,
+    };
+    int64_t job_id = 0;
+    bool existed = false;
+    if (samda_store_job_enqueue(store, &spec, &job_id, &existed, &err) != SAMDA_OK) {
+        samda_log(&ctx->log, SAMDA_LOG_ERROR, "scheduler", "cannot queue segmentation job", "series=%lld error=%s",
+                  (long long)se->id, samda_log_quote((char[300]){0}, 300, err.message));
+        return true;
+    }
+    samda_log(&ctx->log, SAMDA_LOG_INFO, "scheduler",
+              existed ? "series complete, unchanged: existing job kept" : "series complete, job queued",
+              "series=%lld job=%lld site=%s instances=%lld%s", (long long)se->id, (long long)job_id, site->name,
+              (long long)sum.n_instances, forced ? " forced=max_wait" : "");
+    return true;
+}
+
+size_t samdad_scheduler_pass(samdad_ctx *ctx, samda_store *store, int64_t now)
+{
+    samda_config *cfg = samdad_config_get(ctx);
+    samda_error err;
+    samda_series_info *rows = NULL;
+    size_t n = 0, changed = 0;
+    if (samda_store_series_receiving(store, 1000, &rows, &n, &err) != SAMDA_OK) {
+        samda_log(&ctx->log, SAMDA_LOG_ERROR, "scheduler", "cannot list receiving series", "error=%s",
+                  samda_log_quote((char[300]){0}, 300, err.message));
+    }
+    for (size_t i = 0; i < n; i++)
+        if (decide(ctx, store, cfg, &rows[i], now)) changed++;
+    samda_store_free(rows);
+
+    size_t requeued = 0, failed = 0;
+    if (samda_store_job_reclaim_expired(store, &requeued, &failed, &err) != SAMDA_OK)
+        samda_log(&ctx->log, SAMDA_LOG_ERROR, "scheduler", "cannot reclaim expired job leases", "error=%s",
+                  samda_log_quote((char[300]){0}, 300, err.message));
+    else if (requeued || failed)
+        samda_log(&ctx->log, SAMDA_LOG_WARN, "scheduler", "jobs of a dead worker taken back",
+                  "requeued=%zu failed=%zu", requeued, failed);
+    samda_config_unref(cfg);
+    return changed;
+}
+
+static void *run(void *arg)
+{
+    samdad_scheduler *s = arg;
+    samdad_ctx *ctx = s->ctx;
+    pthread_mutex_lock(&s->mu);
+    while (!s->stop) {
+        samda_config *cfg = samdad_config_get(ctx);
+        int64_t tick = cfg->sched_tick_ms;
+        samda_config_unref(cfg);
+        if (!s->kicked) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            ts.tv_sec += tick / 1000;
+            ts.tv_nsec += (tick % 1000) * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+        }
+        s->kicked = false;
+        if (s->stop) break;
+        pthread_mutex_unlock(&s->mu);
+        samda_store *store = samdad_store(ctx);
+        samdad_scheduler_pass(ctx, store, samda_store_now_ms(store));
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+samdad_scheduler *samdad_scheduler_start(samdad_ctx *ctx, samda_error *err)
+{
+    samdad_scheduler *s = calloc(1, sizeof *s);
+    if (!s) {
+        samda_fail(err, SAMDA_ENOMEM, "starting scheduler: out of memory");
+        return NULL;
+    }
+    s->ctx = ctx;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    int rc = pthread_create(&s->thread, NULL, run, s);
+    if (rc != 0) {
+        samda_fail(err, SAMDA_EINTERNAL, "starting scheduler thread: %s", strerror(rc));
+        pthread_cond_destroy(&s->cv);
+        pthread_mutex_destroy(&s->mu);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void samdad_scheduler_kick(samdad_scheduler *s)
+{
+    if (!s) return;
+    pthread_mutex_lock(&s->mu);
+    s->kicked = true;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void samdad_scheduler_stop(samdad_scheduler *s)
+{
+    if (!s) return;
+    pthread_mutex_lock(&s->mu);
+    s->stop = true;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}

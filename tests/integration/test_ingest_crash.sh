@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# kill -9 of samdad while 4 storescu processes send: after a restart, every instance a sender saw
+# acknowledged is present and indexed, and no temporary or partial file remains.
+. "$(dirname "$0")/lib.sh"
+MR="$FIXTURES/dicom/mr-brain-20"
+[ -d "$MR" ] || { echo "SKIP: fixtures not found at $FIXTURES"; exit 0; }
+dport=$(free_port); hport=$(free_port)
+write_conf "$T/s.conf" "$dport" "$hport"
+D="$T/data"
+# Four distinct series (new UIDs per sender) so every acknowledged SOP UID is unambiguous.
+for s in 1 2 3 4; do
+  mkdir -p "$T/in$s"
+  $PY - "$MR" "$T/in$s" "$s" <<'PY'
+import os, sys, pydicom
+from pydicom.uid import generate_uid
+src, dst, tag = sys.argv[1], sys.argv[2], sys.argv[3]
+series = generate_uid()
+for f in sorted(os.listdir(src)):
+    ds = pydicom.dcmread(os.path.join(src, f))
+    ds.SeriesInstanceUID = series
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.save_as(os.path.join(dst, f))
+PY
+done
+rounds=${CRASH_ROUNDS:-3}
+for r in $(seq 1 "$rounds"); do
+  start_samdad "r$r" "$T/s.conf"
+  wait_for_text "$T/r$r.log" 'msg="ready"'
+  pid=$(cat "$T/r$r.pid")
+  spids=()
+  for s in 1 2 3 4; do
+    storescu -v -aet STORESCU -aec SAMDA 127.0.0.1 "$dport" +sd "$T/in$s" >"$T/r$r-s$s.out" 2>&1 & spids+=($!)
+  done
+  sleep "0.$((RANDOM % 9 + 1))"
+  kill -9 "$pid"
+  for p in "${spids[@]}"; do wait "$p" 2>/dev/null || true; done
+  wait "$pid" 2>/dev/null || true
+  # Restart: the store's opening removes temporary leftovers; then check everything acknowledged.
+  start_samdad "r${r}b" "$T/s.conf"
+  wait_for_text "$T/r${r}b.log" 'msg="ready"'
+  kill -TERM "$(cat "$T/r${r}b.pid")"; wait_exit "$(cat "$T/r${r}b.pid")" 15
+  acked=0
+  for s in 1 2 3 4; do
+    # storescu -v prints the file it sent, then "Received Store Response (Success)"
+    $PY - "$T/r$r-s$s.out" "$T/in$s" >>"$T/acked.txt" <<'PY'
+import sys, pydicom, re
+out, folder = sys.argv[1], sys.argv[2]
+cur = None
+for line in open(out, errors="replace"):
+    m = re.search(r"Sending file: (\S+)", line)
+    if m: cur = m.group(1)
+    if "Received Store Response (Success)" in line and cur:
+        print(pydicom.dcmread(cur, stop_before_pixels=True).SOPInstanceUID); cur = None
+PY
+  done
+  "$SAMDA" check --data-dir "$D" >"$T/check$r.out" 2>&1 || fail "round $r: data directory inconsistent: $(cat "$T/check$r.out")"
+  ok "round $r: killed mid-transfer, data directory consistent after restart"
+done
+sort -u "$T/acked.txt" >"$T/acked.sorted"
+[ -s "$T/acked.sorted" ] || fail "no instance was acknowledged before the kills (timing too tight)"
+# every acknowledged SOP UID is indexed
+$PY - "$D/index.sqlite3" "$T/acked.sorted" <<'PY' || fail "acknowledged instances missing from the index"
+import sqlite3, sys
+db = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True)
+have = {r[0] for r in db.execute("select sop_uid from instances")}
+want = [l.strip() for l in open(sys.argv[2]) if l.strip()]
+missing = [u for u in want if u not in have]
+print("acknowledged=%d indexed=%d missing=%d" % (len(want), len(have), len(missing)))
+sys.exit(1 if missing else 0)
+PY
+tmp_empty "$D" || fail "temporary files remain"
+ok "every acknowledged instance is indexed; no temporary or partial file remains"

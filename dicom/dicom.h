@@ -160,7 +160,7 @@ typedef struct samda_dicom_header {
     unsigned samples_per_pixel;                        /* (0028,0002) */
     char photometric_interpretation[SAMDA_DICOM_CS_SIZE]; /* (0028,0004) */
     unsigned number_of_frames;                         /* (0028,0008); 1 when absent */
-    bool has_pixel_data;                               /* (7FE0,0010) present (not loaded) */
+    bool has_pixel_data;    /* data at or after (7FE0,0010) follows the header (not read) */
     /* Geometry */
     bool has_pixel_spacing;
     double pixel_spacing[2];                           /* (0028,0030) row spacing, column spacing, mm */

@@ -13,6 +13,7 @@
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmdata/dcistrmb.h>
+#include <dcmtk/dcmdata/dcistrmf.h>
 #include <dcmtk/dcmdata/dcmetinf.h>
 #include <dcmtk/dcmdata/dcuid.h>
 #include <dcmtk/dcmdata/dcxfer.h>
@@ -24,10 +25,9 @@ namespace {
 
 /* Values longer than this are left on disk until asked for: pixel data is never read. */
 const Uint32 max_read_length = 4096;
-/* Parse up to and including PixelData's tag (so has_pixel_data is known and a file cut inside
- * native pixel data fails), then stop; group 7FE0 beyond PixelData and trailing padding or
- * signatures are not needed. */
-const DcmTagKey stop_after_pixel_data(0x7FE0, 0x0011);
+/* Parsing stops at the first top-level tag >= PixelData: the header is all before it, and whatever
+ * follows (pixel data, trailing padding, even garbage some writers leave) is never touched. */
+const DcmTagKey stop_at_pixel_data(0x7FE0, 0x0010);
 
 template <size_t N>
 void copy_str(char (&dst)[N], const OFString &s)
@@ -101,7 +101,7 @@ bool is_ascii_or_utf8_charset(const OFString &cs)
     return cs.empty() || cs == "ISO_IR 6" || cs == "ISO_IR 192" || cs == "ISO 2022 IR 6";
 }
 
-samda_status extract(DcmFileFormat &ff, samda_dicom_header *out, samda_error *err)
+samda_status extract(DcmFileFormat &ff, bool more, samda_dicom_header *out, samda_error *err)
 {
     DcmDataset &ds = *ff.getDataset();
     DcmMetaInfo &meta = *ff.getMetaInfo();
@@ -149,7 +149,8 @@ samda_status extract(DcmFileFormat &ff, samda_dicom_header *out, samda_error *er
     get_str(ds, DCM_PhotometricInterpretation, out->photometric_interpretation);
     int frames = 0;
     out->number_of_frames = get_is(ds, DCM_NumberOfFrames, frames) && frames > 0 ? (unsigned)frames : 1;
-    out->has_pixel_data = ds.tagExists(DCM_PixelData);
+    /* Parsing stopped before the end: something at or after (7FE0,0010) follows. */
+    out->has_pixel_data = more || ds.tagExists(DCM_PixelData);
 
     out->has_pixel_spacing = get_ds(ds, DCM_PixelSpacing, out->pixel_spacing, 2);
     out->has_image_position = get_ds(ds, DCM_ImagePositionPatient, out->image_position, 3);
@@ -186,13 +187,13 @@ samda_status finish(samda_status st, samda_dicom_header *out, bool parsed)
     return st;
 }
 
-samda_status read_parsed(DcmFileFormat &ff, const OFCondition &cond, const char *what,
+samda_status read_parsed(DcmFileFormat &ff, const OFCondition &cond, bool more, const char *what,
                          samda_dicom_header *out, samda_error *err)
 {
     if (cond.bad())
         return finish(samda_fail(err, SAMDA_EBADDICOM, "reading the DICOM header of %s: %s", what,
                                  cond.text()), out, false);
-    samda_status st = extract(ff, out, err);
+    samda_status st = extract(ff, more, out, err);
     if (st != SAMDA_OK) {
         samda_error_prefix(err, "reading the DICOM header of %s: ", what);
         return finish(st, out, st == SAMDA_EBADUID || st == SAMDA_EBADDICOM);
@@ -215,10 +216,15 @@ extern "C" samda_status samda_dicom_read_header(const char *path, samda_dicom_he
         }
         if (!S_ISREG(sb.st_mode))
             return samda_fail(err, SAMDA_EIO, "reading the DICOM header of %s: not a regular file", path);
+        /* What DcmFileFormat::loadFileUntilTag does, keeping the stream to see whether data follows. */
+        DcmInputFileStream in(path);
+        if (in.status().bad())
+            return samda_fail(err, SAMDA_EIO, "reading the DICOM header of %s: %s", path, in.status().text());
         DcmFileFormat ff;
-        OFCondition cond = ff.loadFileUntilTag(path, EXS_Unknown, EGL_noChange, max_read_length,
-                                               ERM_autoDetect, stop_after_pixel_data);
-        return read_parsed(ff, cond, path, out, err);
+        ff.transferInit();
+        OFCondition cond = ff.readUntilTag(in, EXS_Unknown, EGL_noChange, max_read_length, stop_at_pixel_data);
+        ff.transferEnd();
+        return read_parsed(ff, cond, !in.eos(), path, out, err);
     });
 }
 
@@ -236,10 +242,10 @@ extern "C" samda_status samda_dicom_read_header_mem(const void *data, size_t siz
         in.setEos();
         DcmFileFormat ff;
         ff.transferInit();
-        OFCondition cond = ff.readUntilTag(in, EXS_Unknown, EGL_noChange, max_read_length, stop_after_pixel_data);
+        OFCondition cond = ff.readUntilTag(in, EXS_Unknown, EGL_noChange, max_read_length, stop_at_pixel_data);
         ff.transferEnd();
         char what[64];
         std::snprintf(what, sizeof what, "a %zu-byte buffer", size);
-        return read_parsed(ff, cond, what, out, err);
+        return read_parsed(ff, cond, !in.eos(), what, out, err);
     });
 }

@@ -1,0 +1,409 @@
+/* samda's DICOM module: the C face of the code that speaks DICOM (C++ over DCMTK 3.6.7 inside).
+ *
+ * What is here: process set-up (codecs, DCMTK logging), UID checks and generation, header
+ * extraction into a plain struct, a C-STORE/C-ECHO SCP that receives each instance into a
+ * temporary Part 10 file and hands it to a callback, a C-ECHO SCU, and the tables of the
+ * conformance statement. What is not here: storage, SQLite, the daemon. The module reaches
+ * them only through the callbacks declared below; it never opens a database or moves a file
+ * into the object store itself.
+ *
+ * Anything not declared in this file is not public API. No C++ type or exception crosses it:
+ * every function catches everything and reports a samda_status plus a one-line message in
+ * *err (err may be NULL everywhere).
+ *
+ * Thread-safety (whole header): samda_dicom_init()/samda_dicom_shutdown() must not race with
+ * anything else in this module. Every other function is safe to call from several threads at
+ * once on different objects; where one object is shared, the function says so.
+ *
+ * Patient data: header structs carry patient id/name/birth date/sex for the index. Messages put
+ * into samda_error never contain them (UIDs appear only where the failure is about that UID). */
+#ifndef SAMDA_DICOM_H
+#define SAMDA_DICOM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Sizes: a DICOM value of the given VR plus its terminating NUL (PS3.5 6.2). ---- */
+#define SAMDA_DICOM_UID_SIZE 65   /* UI: at most 64 characters */
+#define SAMDA_DICOM_AE_SIZE 17    /* AE: at most 16 characters */
+#define SAMDA_DICOM_CS_SIZE 17    /* CS: 16 */
+#define SAMDA_DICOM_SH_SIZE 17    /* SH: 16 */
+#define SAMDA_DICOM_LO_SIZE 65    /* LO: 64 */
+#define SAMDA_DICOM_PN_SIZE 325   /* PN: 64 per component group, up to 3 groups and separators, as UTF-8 */
+#define SAMDA_DICOM_DA_SIZE 9     /* DA: YYYYMMDD */
+#define SAMDA_DICOM_TM_SIZE 17    /* TM: HHMMSS.FFFFFF (padded) */
+
+/* =========================================================================================
+ * Process set-up
+ * ========================================================================================= */
+
+/** Severity of a DCMTK log line passed to samda_dicom_init_params.log. */
+typedef enum samda_dicom_log_level {
+    SAMDA_DICOM_LOG_TRACE,
+    SAMDA_DICOM_LOG_DEBUG,
+    SAMDA_DICOM_LOG_INFO,
+    SAMDA_DICOM_LOG_WARN,
+    SAMDA_DICOM_LOG_ERROR,
+    SAMDA_DICOM_LOG_FATAL
+} samda_dicom_log_level;
+
+/** Receives one DCMTK log line. logger: DCMTK's logger name ("dcmtk.dcmnet"); msg: one line
+ *  without a newline. Both are borrowed for the duration of the call. Called from whichever
+ *  thread DCMTK logs on, possibly several at once: the callback must be thread-safe.
+ *  Warning: at SAMDA_DICOM_LOG_DEBUG and below DCMTK dumps data sets, which contain patient data. */
+typedef void (*samda_dicom_log_fn)(void *ctx, samda_dicom_log_level level, const char *logger,
+                                   const char *msg);
+
+typedef struct samda_dicom_init_params {
+    bool debug;             /* false (default): DCMTK logs only FATAL; true: DEBUG and above      */
+    samda_dicom_log_fn log; /* NULL (default): DCMTK's own console output at the level above;
+                               else every DCMTK line at or above the level goes here instead     */
+    void *log_ctx;          /* passed to log                                                      */
+} samda_dicom_init_params;
+
+/** Fill *p with the defaults (quiet, no callback). The only correct way to start a params struct. */
+void samda_dicom_init_params_init(samda_dicom_init_params *p);
+
+/** Prepare DCMTK for this process: register the JPEG (baseline, extended, lossless), JPEG-LS and
+ *  RLE decoders, set DCMTK's log level and destination, and turn off reverse DNS lookups of peers.
+ *  @param p   IN: settings; NULL means the defaults of samda_dicom_init_params_init().
+ *  @param err OUT: failure details, may be NULL.
+ *  @return SAMDA_OK; SAMDA_ENOMEM/SAMDA_EINTERNAL: DCMTK could not be configured (nothing to undo,
+ *          the call may be retried).
+ *  Calls nest: each successful call must be matched by one samda_dicom_shutdown(); the settings
+ *  of the latest call win. Other functions of this module work without it (headers can be read),
+ *  but compressed pixel data cannot be decoded and DCMTK prints warnings to stderr.
+ *  Thread-safety: call from one thread, before any other thread uses this module. Process-wide:
+ *  also sets SIGPIPE to SIG_IGN the first time a network is opened (DCMTK does this). */
+samda_status samda_dicom_init(const samda_dicom_init_params *p, samda_error *err);
+
+/** Undo one samda_dicom_init(); the last one deregisters the codecs and the log callback.
+ *  Stop every SCP first. Thread-safety: as samda_dicom_init(). */
+void samda_dicom_shutdown(void);
+
+/* =========================================================================================
+ * UIDs (PS3.5 9.1)
+ * ========================================================================================= */
+
+/** Whether uid is usable as a DICOM UID in samda: 1 to 64 characters, only digits and dots, no
+ *  empty component (no leading, trailing or double dot).
+ *  Deliberately lenient: a multi-digit component starting with '0' ("1.2.04") is accepted although
+ *  PS3.5 9.1 forbids it, because real archives hold such UIDs and refusing them would lose studies.
+ *  Such UIDs are still safe as file names (only digits and dots).
+ *  @param uid IN: NUL-terminated; NULL gives false.  Thread-safety: pure function. */
+bool samda_dicom_uid_is_valid(const char *uid);
+
+/** Make a new globally unique UID.
+ *  @param out  OUT: SAMDA_DICOM_UID_SIZE bytes; receives the UID.
+ *  @param root IN: NULL or "": a "2.25." UID (PS3.5 B.2: a random version-4 UUID written as one
+ *              decimal integer); else an organisation root, valid per samda_dicom_uid_is_valid()
+ *              and at most 40 characters, followed by "." and 20 to 39 random decimal digits
+ *              (first digit non-zero), filling up to 64 characters.
+ *  @return SAMDA_OK; SAMDA_EINVAL: root invalid or too long (out set to ""); SAMDA_EIO: no
+ *          randomness from the kernel (getrandom) (out set to "").
+ *  Thread-safety: safe. */
+samda_status samda_dicom_uid_generate(char out[SAMDA_DICOM_UID_SIZE], const char *root,
+                                      samda_error *err);
+
+/* =========================================================================================
+ * Header extraction
+ * ========================================================================================= */
+
+/** What samda needs from one instance, read without loading pixel data. Strings are the values
+ *  as stored, without padding, converted to UTF-8 when the data set names another character set
+ *  and DCMTK can convert it (else left as stored; see text_is_utf8); a value longer than its buffer
+ *  is cut at the buffer size (UIDs never are: an over-long UID fails the read). Multi-valued
+ *  strings keep DICOM's backslash separator. Absent attributes give "" or 0 with has_* false. */
+typedef struct samda_dicom_header {
+    /* Patient (for the index only: never log these) */
+    char patient_id[SAMDA_DICOM_LO_SIZE];              /* (0010,0020) */
+    char patient_name[SAMDA_DICOM_PN_SIZE];            /* (0010,0010) */
+    char patient_birth_date[SAMDA_DICOM_DA_SIZE];      /* (0010,0030) */
+    char patient_sex[SAMDA_DICOM_CS_SIZE];             /* (0010,0040) */
+    /* Identity; the four marked "required" are always valid UIDs after a successful read */
+    char study_instance_uid[SAMDA_DICOM_UID_SIZE];     /* (0020,000D) required */
+    char series_instance_uid[SAMDA_DICOM_UID_SIZE];    /* (0020,000E) required */
+    char sop_instance_uid[SAMDA_DICOM_UID_SIZE];       /* (0008,0018) required */
+    char sop_class_uid[SAMDA_DICOM_UID_SIZE];          /* (0008,0016) required */
+    char transfer_syntax_uid[SAMDA_DICOM_UID_SIZE];    /* (0002,0010) of the file meta information;
+                                                          without meta information, the one detected */
+    char frame_of_reference_uid[SAMDA_DICOM_UID_SIZE]; /* (0020,0052), "" if absent */
+    /* Study and series */
+    char modality[SAMDA_DICOM_CS_SIZE];                /* (0008,0060) */
+    char study_date[SAMDA_DICOM_DA_SIZE];              /* (0008,0020) */
+    char study_time[SAMDA_DICOM_TM_SIZE];              /* (0008,0030) */
+    char accession_number[SAMDA_DICOM_SH_SIZE];        /* (0008,0050) */
+    char study_description[SAMDA_DICOM_LO_SIZE];       /* (0008,1030) */
+    char series_description[SAMDA_DICOM_LO_SIZE];      /* (0008,103E) */
+    char body_part_examined[SAMDA_DICOM_CS_SIZE];      /* (0018,0015) */
+    char manufacturer[SAMDA_DICOM_LO_SIZE];            /* (0008,0070) */
+    char specific_character_set[SAMDA_DICOM_LO_SIZE];  /* (0008,0005) as stored (before conversion) */
+    bool text_is_utf8;      /* true: the strings above are ASCII or UTF-8; false: left as stored  */
+    bool has_series_number;
+    int series_number;                                 /* (0020,0011) */
+    bool has_instance_number;
+    int instance_number;                               /* (0020,0013) */
+    /* Image pixel module (0 when absent: not every SOP class is an image) */
+    unsigned rows;                                     /* (0028,0010) */
+    unsigned columns;                                  /* (0028,0011) */
+    unsigned bits_allocated;                           /* (0028,0100) */
+    unsigned bits_stored;                              /* (0028,0101) */
+    unsigned pixel_representation;                     /* (0028,0103) 0 unsigned, 1 signed */
+    unsigned samples_per_pixel;                        /* (0028,0002) */
+    char photometric_interpretation[SAMDA_DICOM_CS_SIZE]; /* (0028,0004) */
+    unsigned number_of_frames;                         /* (0028,0008); 1 when absent */
+    bool has_pixel_data;    /* data at or after (7FE0,0010) follows the header (not read) */
+    /* Geometry */
+    bool has_pixel_spacing;
+    double pixel_spacing[2];                           /* (0028,0030) row spacing, column spacing, mm */
+    bool has_image_position;
+    double image_position[3];                          /* (0020,0032) mm */
+    bool has_image_orientation;
+    double image_orientation[6];                       /* (0020,0037) row then column direction cosines */
+    bool has_slice_thickness;
+    double slice_thickness;                            /* (0018,0050) mm */
+    /* Values of interest */
+    bool has_rescale;                                  /* slope or intercept present */
+    double rescale_slope;                              /* (0028,1053); 1 when absent */
+    double rescale_intercept;                          /* (0028,1052); 0 when absent */
+    bool has_window;
+    double window_center;                              /* (0028,1050) first value */
+    double window_width;                               /* (0028,1051) first value */
+} samda_dicom_header;
+
+/** Read and validate the header of a DICOM file (Part 10 with meta information, or a bare data set
+ *  in any uncompressed transfer syntax), stopping before the pixel data.
+ *  @param path IN: file to read.  @param out OUT: the header.  @param err OUT: may be NULL.
+ *  @return SAMDA_OK: *out complete, the four required UIDs valid;
+ *          SAMDA_EINVAL: path or out NULL;
+ *          SAMDA_ENOENT: no such file; SAMDA_EIO: it cannot be read (permissions, I/O);
+ *          SAMDA_EBADDICOM: not DICOM, truncated inside the header, or a required UID missing
+ *            (message "(0020,000D) StudyInstanceUID missing");
+ *          SAMDA_EBADUID: a UID (required ones, frame of reference, transfer syntax) fails
+ *            samda_dicom_uid_is_valid() (message names the tag);
+ *          SAMDA_ENOMEM.
+ *  After SAMDA_EBADDICOM for a missing UID and after SAMDA_EBADUID, *out holds everything that was
+ *  read (the offending UID as ""); after any other failure *out is zeroed.
+ *  A file truncated inside its pixel data reads successfully: pixel data is not loaded.
+ *  Thread-safety: safe (no shared state). */
+samda_status samda_dicom_read_header(const char *path, samda_dicom_header *out, samda_error *err);
+
+/** As samda_dicom_read_header(), from memory (a whole Part 10 file or a bare data set).
+ *  @param data IN: size bytes, borrowed for the call only.  @return as samda_dicom_read_header(),
+ *  without SAMDA_ENOENT/SAMDA_EIO. */
+samda_status samda_dicom_read_header_mem(const void *data, size_t size, samda_dicom_header *out,
+                                         samda_error *err);
+
+/* =========================================================================================
+ * What samda accepts (the table behind the SCP and the conformance statement)
+ * ========================================================================================= */
+
+/** Whether samda's SCP accepts this storage SOP class UID (Verification is not a storage class).
+ *  Thread-safety: pure function. */
+bool samda_dicom_sop_class_is_accepted(const char *sop_class_uid);
+
+/** Whether samda's SCP accepts this transfer syntax UID. Thread-safety: pure function. */
+bool samda_dicom_transfer_syntax_is_accepted(const char *transfer_syntax_uid);
+
+/** Write the conformance statement's generated tables (SOP classes, transfer syntaxes) as Markdown.
+ *  docs/conformance.md holds this output between its GENERATED markers; a unit test compares them.
+ *  @param out IN: stream written to (not closed).
+ *  @return SAMDA_OK; SAMDA_EINVAL: out NULL; SAMDA_EIO: a write failed.
+ *  Thread-safety: safe (the stream is the caller's). */
+samda_status samda_dicom_conformance_tables(FILE *out, samda_error *err);
+
+/* =========================================================================================
+ * C-STORE / C-ECHO SCP
+ * ========================================================================================= */
+
+/** Description of one association, passed to every callback. Borrowed: valid during the call only;
+ *  the same association always has the same id and user. */
+typedef struct samda_assoc_info {
+    uint64_t id;                          /* unique in the process, increasing from 1 */
+    char calling_ae[SAMDA_DICOM_AE_SIZE]; /* peer's AE title, without padding */
+    char called_ae[SAMDA_DICOM_AE_SIZE];  /* the AE title it asked for */
+    char peer_address[64];                /* numeric IPv4 address of the peer */
+    void *user;                           /* set by on_association (NULL before and if not set) */
+} samda_assoc_info;
+
+/** What on_association decides. */
+typedef enum samda_assoc_verdict {
+    SAMDA_ASSOC_ACCEPT = 0,             /* go on to presentation context negotiation */
+    SAMDA_ASSOC_REJECT_NO_REASON,       /* rejected-permanent, service user, no reason given */
+    SAMDA_ASSOC_REJECT_CALLING_AE,      /* rejected-permanent, calling AE title not recognised */
+    SAMDA_ASSOC_REJECT_CALLED_AE,       /* rejected-permanent, called AE title not recognised */
+    SAMDA_ASSOC_REJECT_BUSY             /* rejected-transient, local limit exceeded (try later) */
+} samda_assoc_verdict;
+
+typedef struct samda_assoc_decision {
+    samda_assoc_verdict verdict;  /* preset to SAMDA_ASSOC_ACCEPT */
+    void *user;                   /* preset to NULL; stored in samda_assoc_info.user for the
+                                     association's later callbacks (owned by the caller: free it
+                                     in on_association_end at the latest) */
+} samda_assoc_decision;
+
+/** How an association ended. */
+typedef enum samda_assoc_end {
+    SAMDA_ASSOC_RELEASED = 0,     /* orderly A-RELEASE by the peer */
+    SAMDA_ASSOC_ABORTED,          /* A-ABORT by the peer, network error, or samda_scp_stop() */
+    SAMDA_ASSOC_TIMED_OUT,        /* no message within idle_timeout_s, or DIMSE timeout: aborted */
+    SAMDA_ASSOC_REJECTED          /* never established (AE title, limit, on_association) */
+} samda_assoc_end;
+
+/** One received instance, handed to on_store. Borrowed: valid during the call only. */
+typedef struct samda_store_request {
+    const char *path;             /* temporary Part 10 file in temp_dir, with file meta information
+                                     and the data set exactly as received (bit-preserving) in the
+                                     accepted transfer syntax; NOT fsynced */
+    uint64_t file_size;           /* bytes */
+    const samda_dicom_header *header; /* parsed from path and validated (UIDs), pixel data not read */
+    const char *affected_sop_class_uid;    /* from the C-STORE-RQ command */
+    const char *affected_sop_instance_uid; /* from the command; equals header->sop_instance_uid */
+    const char *transfer_syntax_uid;       /* accepted for this presentation context */
+    unsigned message_id;
+} samda_store_request;
+
+/** What on_store answers besides its return value. */
+typedef struct samda_store_response {
+    bool file_taken;     /* preset false; set true when the callback moved/renamed/unlinked
+                            req->path. If false, the SCP deletes req->path after the call. */
+    unsigned dicom_status; /* preset 0 = derive from the returned status with samda_status_dicom();
+                              non-zero overrides it (e.g. 0xB000 for a warning) */
+    char message[SAMDA_DICOM_LO_SIZE]; /* optional ErrorComment (0000,0902) of a failure response;
+                                          no patient data: the peer may log it */
+} samda_store_response;
+
+/** Failure that the SCP decided itself, reported for logging/audit. Borrowed for the call. */
+typedef struct samda_store_failure {
+    const char *affected_sop_class_uid;    /* from the command ("" if unknown) */
+    const char *affected_sop_instance_uid; /* from the command ("" if unknown) */
+    unsigned dicom_status;                 /* the status sent; 0 if no response could be sent */
+    const samda_error *error;              /* what went wrong */
+} samda_store_failure;
+
+typedef void (*samda_scp_association_fn)(void *ctx, const samda_assoc_info *a,
+                                         samda_assoc_decision *out);
+typedef samda_status (*samda_scp_store_fn)(void *ctx, const samda_assoc_info *a,
+                                           const samda_store_request *req,
+                                           samda_store_response *resp);
+typedef void (*samda_scp_store_failed_fn)(void *ctx, const samda_assoc_info *a,
+                                          const samda_store_failure *f);
+typedef void (*samda_scp_association_end_fn)(void *ctx, const samda_assoc_info *a,
+                                             samda_assoc_end how, unsigned n_stored,
+                                             unsigned n_failed);
+
+typedef struct samda_scp_params {
+    const char *bind_address;      /* IPv4 address to listen on; default "127.0.0.1";
+                                      "0.0.0.0" for every interface */
+    unsigned port;                 /* default 11112; 0 = any free port (see samda_scp_port()) */
+    const char *const *called_ae_titles; /* accepted called AE titles (exact, case-sensitive,
+                                      compared without padding); default {"SAMDA"}; copied */
+    size_t n_called_ae_titles;     /* default 1; 0 = accept any called AE title */
+    unsigned max_associations;     /* concurrent associations, default 16 (1..1024); one more is
+                                      rejected-transient, "local limit exceeded" */
+    unsigned acse_timeout_s;       /* association negotiation and release, default 30 */
+    unsigned dimse_timeout_s;      /* a started DIMSE message (data set PDVs), default 60 */
+    unsigned idle_timeout_s;       /* between messages on an association, default 300; then abort */
+    unsigned max_pdu_bytes;        /* maximum PDU we receive, default 65536 (4096..131072) */
+    bool tcp_nodelay;              /* default true: disable Nagle on accepted connections */
+    const char *temp_dir;          /* required: directory for received files (same file system as the
+                                      store, so the callback can rename); copied */
+    void *ctx;                     /* passed to every callback */
+    samda_scp_association_fn on_association;     /* NULL = accept every association that passes
+                                                    the called AE title and limit checks */
+    samda_scp_store_fn on_store;                 /* NULL = answer success and delete the file */
+    samda_scp_store_failed_fn on_store_failed;   /* optional */
+    samda_scp_association_end_fn on_association_end; /* optional */
+} samda_scp_params;
+
+/** Counters since samda_scp_start(); all monotonic except associations_active. */
+typedef struct samda_scp_counters {
+    uint64_t associations_accepted;
+    uint64_t associations_rejected;  /* by AE title, limit or on_association */
+    uint64_t associations_aborted;   /* aborted or timed out after acceptance */
+    uint64_t associations_active;    /* now */
+    uint64_t echo_requests;
+    uint64_t stores_ok;              /* on_store answered success (or warning) */
+    uint64_t stores_failed;          /* any failure response or a receive error */
+    uint64_t bytes_received;         /* sizes of the temporary files written */
+} samda_scp_counters;
+
+typedef struct samda_scp samda_scp;
+
+/** Fill *p with the defaults listed beside each field. The only correct way to start a params. */
+void samda_scp_params_init(samda_scp_params *p);
+
+/** Start listening and serving associations (returns once the socket listens).
+ *  Threads: one listener thread plus one thread per association (at most max_associations).
+ *  Callback concurrency: on_association, on_store, on_store_failed and on_association_end run on
+ *  the association's own thread, so callbacks for DIFFERENT associations run concurrently
+ *  (on_store of several associations at once included) and must be thread-safe; for ONE association
+ *  they run one after the other, in order (on_association, on_store..., on_association_end).
+ *  An association rejected for the limit gets its on_association_end on the listener thread.
+ *  on_association_end is called exactly once for every incoming association, including rejected
+ *  ones (how = SAMDA_ASSOC_REJECTED, on_association perhaps never called).
+ *  Callbacks must not call samda_scp_stop() on their own SCP.
+ *  @param p   IN: copied (strings and the AE title list included).  @param err OUT: may be NULL.
+ *  @return the SCP, or NULL with *err: SAMDA_EINVAL (NULL params, no temp_dir, bad AE title, bad
+ *          limit or address), SAMDA_ENOENT (temp_dir missing), SAMDA_ENETWORK (bind/listen failed,
+ *          e.g. port in use: message says which), SAMDA_ENOMEM, SAMDA_EINTERNAL. On failure no
+ *          thread was started and no callback will run.
+ *  Ownership: caller owns the result; release it with samda_scp_stop().
+ *  Thread-safety: safe; several SCPs may run in one process (different ports). */
+samda_scp *samda_scp_start(const samda_scp_params *p, samda_error *err);
+
+/** The TCP port the SCP listens on (the real one when params.port was 0). Thread-safety: safe. */
+unsigned samda_scp_port(const samda_scp *scp);
+
+/** Copy the counters. Thread-safety: safe while the SCP runs (values read atomically one by one). */
+void samda_scp_counters_get(const samda_scp *scp, samda_scp_counters *out);
+
+/** Stop and free: stop accepting (the port is closed at once), let running associations finish for
+ *  up to grace_ms, then abort the rest (A-ABORT; their on_association_end says ABORTED), wait for
+ *  every thread and free everything. Temporary files of unfinished transfers are deleted.
+ *  @param scp  IN: from samda_scp_start(); NULL is a no-op.  @param grace_ms IN: 0 = abort at once.
+ *  Thread-safety: call once, not from a callback of this SCP. */
+void samda_scp_stop(samda_scp *scp, unsigned grace_ms);
+
+/* =========================================================================================
+ * C-ECHO SCU
+ * ========================================================================================= */
+
+/** A remote DICOM application entity. */
+typedef struct samda_dicom_peer {
+    const char *calling_ae;  /* our AE title (1..16 characters) */
+    const char *called_ae;   /* theirs (1..16 characters) */
+    const char *host;        /* name or IPv4 address */
+    unsigned port;           /* 1..65535 */
+} samda_dicom_peer;
+
+/** Verify a peer with C-ECHO: connect, associate (Verification, Implicit VR Little Endian), echo,
+ *  release.
+ *  @param peer      IN: borrowed for the call.
+ *  @param timeout_s IN: limit for the TCP connection, association and response (each); 0 = 30.
+ *  @return SAMDA_OK: the peer answered Success;
+ *          SAMDA_EINVAL: peer fields missing or out of range;
+ *          SAMDA_ENETWORK: host unknown, connection refused or reset (message says which), or the
+ *            peer answered the echo with a non-success status (message gives it in hex);
+ *          SAMDA_ETIMEDOUT: no connection or no answer within timeout_s;
+ *          SAMDA_EFORBIDDEN: association rejected permanently (message gives the reason: calling
+ *            or called AE title not recognised, no reason...);
+ *          SAMDA_EBUSY: association rejected transiently (peer busy);
+ *          SAMDA_ENOTSUP: the peer accepted the association but not Verification;
+ *          SAMDA_ENOMEM, SAMDA_EINTERNAL.
+ *  Thread-safety: safe. The TCP connect timeout is a DCMTK process-wide setting: concurrent calls
+ *  with different timeout_s may connect with each other's timeout. */
+samda_status samda_dicom_echo(const samda_dicom_peer *peer, unsigned timeout_s, samda_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SAMDA_DICOM_H */

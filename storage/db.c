@@ -1,0 +1,427 @@
+/* storage/db.c: opening and closing a store: the data directory, SQLite connections (a small pool,
+ * pragmas, busy timeout), the statement cache, transactions and the fault hook. Schema creation is
+ * migrate.c's; crash recovery is objects.c's. */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+void samda_store_params_init(samda_store_params *p)
+{
+    if (!p) return;
+    memset(p, 0, sizeof *p);
+    p->busy_timeout_ms = 5000;
+    /* FULL by default: in WAL mode NORMAL skips the fsync at each commit, so a power loss may undo
+     * commits that samda already acknowledged to a PACS (C-STORE success) and the PACS will not
+     * send those instances again. FULL keeps "acknowledged means durable" at one WAL fsync per
+     * commit. NORMAL remains safe against process crashes (kill -9) and is offered for sites that
+     * prefer throughput. */
+    p->sync = SAMDA_SYNC_FULL;
+    p->max_connections = 16;
+    p->export_backoff_base_min = 1;
+    p->export_backoff_max_min = 60;
+    p->export_max_attempts = 10;
+    p->export_lease_ms = 600000;
+    p->job_max_attempts = 3;
+}
+
+int64_t storage_realtime_ms(void *ctx)
+{
+    (void)ctx;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t samda_store_now_ms(const samda_store *s) { return s->p.clock(s->p.clock_ctx); }
+size_t samda_store_tmp_removed(const samda_store *s) { return s ? s->tmp_removed : 0; }
+size_t samda_store_orphans_removed(const samda_store *s) { return s ? s->orphans_removed : 0; }
+const char *samda_store_data_dir(const samda_store *s) { return s->data_dir; }
+void samda_store_free(void *p) { free(p); }
+
+bool storage_len_ok(const char *v, size_t max) { return !v || strnlen(v, max) < max; }
+
+samda_status storage_check_json(const char *v, const char *what, samda_error *err)
+{
+    if (!storage_len_ok(v, SAMDA_JSON_MAX + 1))
+        return samda_fail(err, SAMDA_EINVAL, "storing %s: JSON text longer than %d bytes", what, SAMDA_JSON_MAX);
+    return SAMDA_OK;
+}
+
+void storage_path_join(char out[STORAGE_PATH_MAX], const char *dir, const char *rel)
+{
+    int w = snprintf(out, STORAGE_PATH_MAX, "%s%s%s", dir, *rel ? "/" : "", rel);
+    if (w < 0 || w >= STORAGE_PATH_MAX) out[0] = '\0';
+}
+
+/* Binding and reading ------------------------------------------------------------------------- */
+
+int storage_bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+    if (!v || !*v) return sqlite3_bind_null(st, i);
+    return sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+}
+
+int storage_bind_double(sqlite3_stmt *st, int i, double v)
+{
+    if (isnan(v)) return sqlite3_bind_null(st, i);
+    return sqlite3_bind_double(st, i, v);
+}
+
+int storage_bind_int64_or_null(sqlite3_stmt *st, int i, int64_t v)
+{
+    if (v == 0) return sqlite3_bind_null(st, i);
+    return sqlite3_bind_int64(st, i, v);
+}
+
+void storage_col_text(sqlite3_stmt *st, int i, char *dst, size_t size)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    if (!t || size == 0) {
+        if (size) dst[0] = '\0';
+        return;
+    }
+    size_t n = (size_t)sqlite3_column_bytes(st, i);
+    if (n >= size) n = size - 1; /* bounded by the schema's CHECKs; truncation only guards memory */
+    memcpy(dst, t, n);
+    dst[n] = '\0';
+}
+
+char *storage_col_dup(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    if (!t) return NULL;
+    size_t n = (size_t)sqlite3_column_bytes(st, i);
+    char *r = malloc(n + 1);
+    if (!r) return NULL;
+    memcpy(r, t, n);
+    r[n] = '\0';
+    return r;
+}
+
+double storage_col_double(sqlite3_stmt *st, int i)
+{
+    if (sqlite3_column_type(st, i) == SQLITE_NULL) return NAN;
+    return sqlite3_column_double(st, i);
+}
+
+/* Connections ---------------------------------------------------------------------------------- */
+
+samda_status storage_db_fail(samda_error *err, storage_conn *c, int rc, const char *what)
+{
+    const char *msg = (c && c->db) ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc);
+    if (rc == SQLITE_IOERR && c && c->db && sqlite3_errcode(c->db) != SQLITE_IOERR)
+        msg = "I/O error (injected or from the OS)";
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return samda_fail(err, SAMDA_ELOCKED, "%s: index locked by another process: %s (raise busy_timeout_ms)",
+                          what, msg);
+    case SQLITE_FULL:
+        return samda_fail(err, SAMDA_ENOSPC, "%s: disk full: %s", what, msg);
+    default:
+        return samda_fail(err, SAMDA_EDB, "%s: %s", what, msg);
+    }
+}
+
+static void conn_close(storage_conn *c)
+{
+    if (!c) return;
+    for (int i = 0; i < STORAGE_STMT_CACHE; i++) sqlite3_finalize(c->cache[i].st);
+    sqlite3_close_v2(c->db);
+    free(c);
+}
+
+static storage_conn *conn_open(samda_store *s, samda_error *err)
+{
+    storage_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        samda_fail(err, SAMDA_ENOMEM, "opening index connection: out of memory");
+        return NULL;
+    }
+    /* NOMUTEX: a connection is lent to one thread at a time by the pool. */
+    int rc = sqlite3_open_v2(s->db_path, &c->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        samda_fail(err, SAMDA_EDB, "opening index %s: %s", s->db_path, c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+        conn_close(c);
+        return NULL;
+    }
+    sqlite3_extended_result_codes(c->db, 1);
+    sqlite3_busy_timeout(c->db, s->p.busy_timeout_ms);
+    const char *sync = s->p.sync == SAMDA_SYNC_NORMAL ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL";
+    const char *pragmas[] = {"PRAGMA foreign_keys=ON", sync, "PRAGMA trusted_schema=OFF"};
+    for (size_t i = 0; i < sizeof pragmas / sizeof pragmas[0]; i++) {
+        rc = sqlite3_exec(c->db, pragmas[i], NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+            storage_db_fail(err, c, rc, "configuring index connection");
+            conn_close(c);
+            return NULL;
+        }
+    }
+    /* journal_mode is persistent in the file, but asking each time costs nothing and repairs a file
+     * that another tool switched back to DELETE. */
+    sqlite3_stmt *st = NULL;
+    rc = sqlite3_prepare_v2(c->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *mode = (const char *)sqlite3_column_text(st, 0);
+        if (!mode || strcmp(mode, "wal") != 0) {
+            sqlite3_finalize(st);
+            samda_fail(err, SAMDA_EDB, "opening index %s: cannot switch to WAL mode (file system without "
+                                       "shared memory support?)", s->db_path);
+            conn_close(c);
+            return NULL;
+        }
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_OK) {
+        storage_db_fail(err, c, rc, "setting WAL mode");
+        conn_close(c);
+        return NULL;
+    }
+    return c;
+}
+
+storage_conn *storage_conn_get(samda_store *s, samda_error *err)
+{
+    pthread_mutex_lock(&s->pool_mu);
+    for (;;) {
+        if (s->free_list) {
+            storage_conn *c = s->free_list;
+            s->free_list = c->next_free;
+            pthread_mutex_unlock(&s->pool_mu);
+            return c;
+        }
+        if (s->n_open < s->p.max_connections) {
+            s->n_open++;
+            pthread_mutex_unlock(&s->pool_mu);
+            storage_conn *c = conn_open(s, err);
+            if (!c) {
+                pthread_mutex_lock(&s->pool_mu);
+                s->n_open--;
+                pthread_cond_signal(&s->pool_cv);
+                pthread_mutex_unlock(&s->pool_mu);
+            }
+            return c;
+        }
+        pthread_cond_wait(&s->pool_cv, &s->pool_mu);
+    }
+}
+
+void storage_conn_put(samda_store *s, storage_conn *c)
+{
+    if (!c) return;
+    /* A statement left mid-step would pin a WAL snapshot (and block checkpoints) forever. */
+    for (sqlite3_stmt *st = sqlite3_next_stmt(c->db, NULL); st; st = sqlite3_next_stmt(c->db, st))
+        if (sqlite3_stmt_busy(st)) sqlite3_reset(st);
+    if (!sqlite3_get_autocommit(c->db)) sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    pthread_mutex_lock(&s->pool_mu);
+    c->next_free = s->free_list;
+    s->free_list = c;
+    pthread_cond_signal(&s->pool_cv);
+    pthread_mutex_unlock(&s->pool_mu);
+}
+
+sqlite3_stmt *storage_stmt(storage_conn *c, const char *sql, samda_error *err)
+{
+    size_t h = ((uintptr_t)sql >> 3) % STORAGE_STMT_CACHE;
+    for (size_t k = 0; k < STORAGE_STMT_CACHE; k++) {
+        size_t i = (h + k) % STORAGE_STMT_CACHE;
+        if (c->cache[i].sql == sql) {
+            sqlite3_reset(c->cache[i].st);
+            sqlite3_clear_bindings(c->cache[i].st);
+            return c->cache[i].st;
+        }
+        if (!c->cache[i].sql) {
+            sqlite3_stmt *st = NULL;
+            int rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
+            if (rc != SQLITE_OK) {
+                storage_db_fail(err, c, rc, "preparing index statement");
+                return NULL;
+            }
+            c->cache[i].sql = sql;
+            c->cache[i].st = st;
+            return st;
+        }
+    }
+    /* Cache full (more distinct statements than slots): should not happen; report it loudly. */
+    samda_fail(err, SAMDA_EINTERNAL, "preparing index statement: statement cache full (raise STORAGE_STMT_CACHE)");
+    return NULL;
+}
+
+int storage_step(samda_store *s, sqlite3_stmt *st)
+{
+    if (storage_fault(s, SAMDA_FAULT_DB_STEP)) return SQLITE_IOERR;
+    return sqlite3_step(st);
+}
+
+int storage_exec_stmt(samda_store *s, sqlite3_stmt *st)
+{
+    int rc;
+    do rc = storage_step(s, st);
+    while (rc == SQLITE_ROW);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static int exec_sql(samda_store *s, storage_conn *c, const char *sql, bool faultable)
+{
+    sqlite3_stmt *st = storage_stmt(c, sql, NULL);
+    if (!st) return sqlite3_errcode(c->db) ? sqlite3_errcode(c->db) : SQLITE_ERROR;
+    int rc = faultable ? storage_step(s, st) : sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+samda_status storage_tx_begin(samda_store *s, storage_conn *c, samda_error *err)
+{
+    pthread_mutex_lock(&s->write_mu);
+    int rc = exec_sql(s, c, "BEGIN IMMEDIATE", true);
+    if (rc != SQLITE_OK) {
+        pthread_mutex_unlock(&s->write_mu);
+        return storage_db_fail(err, c, rc, "starting index transaction");
+    }
+    return SAMDA_OK;
+}
+
+samda_status storage_tx_commit(samda_store *s, storage_conn *c, samda_error *err)
+{
+    int rc = exec_sql(s, c, "COMMIT", true);
+    if (rc != SQLITE_OK) {
+        samda_status st = storage_db_fail(err, c, rc, "committing index transaction");
+        if (!sqlite3_get_autocommit(c->db)) exec_sql(s, c, "ROLLBACK", false);
+        pthread_mutex_unlock(&s->write_mu);
+        return st;
+    }
+    pthread_mutex_unlock(&s->write_mu);
+    return SAMDA_OK;
+}
+
+void storage_tx_rollback(samda_store *s, storage_conn *c)
+{
+    if (!sqlite3_get_autocommit(c->db)) exec_sql(s, c, "ROLLBACK", false);
+    pthread_mutex_unlock(&s->write_mu);
+}
+
+/* Open and close -------------------------------------------------------------------------------- */
+
+static samda_status make_dir(const char *path, samda_error *err)
+{
+    if (mkdir(path, 0700) == 0) return SAMDA_OK;
+    int e = errno;
+    struct stat sb;
+    if (e == EEXIST && stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return SAMDA_OK;
+    return samda_fail(err, e == ENOSPC ? SAMDA_ENOSPC : SAMDA_EIO, "creating directory %s: %s", path,
+                      e == EEXIST ? "exists and is not a directory" : strerror(e));
+}
+
+/* mkdir -p for the data directory itself (its parents may be missing on a fresh install). */
+static samda_status make_dirs(char *path, samda_error *err)
+{
+    for (char *q = path + 1; *q; q++) {
+        if (*q != '/') continue;
+        *q = '\0';
+        samda_status st = make_dir(path, err);
+        *q = '/';
+        if (st != SAMDA_OK) return st;
+    }
+    return make_dir(path, err);
+}
+
+void samda_store_close(samda_store *s)
+{
+    if (!s) return;
+    storage_conn *c = s->free_list;
+    while (c) {
+        storage_conn *next = c->next_free;
+        conn_close(c);
+        c = next;
+    }
+    pthread_mutex_destroy(&s->pool_mu);
+    pthread_cond_destroy(&s->pool_cv);
+    pthread_mutex_destroy(&s->write_mu);
+    if (s->lock_fd >= 0) close(s->lock_fd); /* releases the shared lock */
+    free(s);
+}
+
+samda_store *samda_store_open(const samda_store_params *p, samda_error *err)
+{
+    STORAGE_ERR(err);
+    if (!p || !p->data_dir || !*p->data_dir) {
+        samda_fail(err, SAMDA_EINVAL, "opening store: params.data_dir is required");
+        return NULL;
+    }
+    size_t dl = strnlen(p->data_dir, STORAGE_DATA_DIR_MAX + 1);
+    if (dl > STORAGE_DATA_DIR_MAX) {
+        samda_fail(err, SAMDA_EINVAL, "opening store: data_dir longer than %d bytes", STORAGE_DATA_DIR_MAX);
+        return NULL;
+    }
+    samda_store *s = calloc(1, sizeof *s);
+    if (!s) {
+        samda_fail(err, SAMDA_ENOMEM, "opening store: out of memory");
+        return NULL;
+    }
+    s->lock_fd = -1;
+    s->p = *p;
+    memcpy(s->data_dir, p->data_dir, dl);
+    while (dl > 1 && s->data_dir[dl - 1] == '/') s->data_dir[--dl] = '\0';
+    s->p.data_dir = s->data_dir;
+    if (s->p.busy_timeout_ms <= 0) s->p.busy_timeout_ms = 5000;
+    if (s->p.max_connections <= 0) s->p.max_connections = 16;
+    if (!s->p.clock) s->p.clock = storage_realtime_ms;
+    if (s->p.export_backoff_base_min <= 0) s->p.export_backoff_base_min = 1;
+    if (s->p.export_backoff_max_min <= 0) s->p.export_backoff_max_min = 60;
+    if (s->p.export_max_attempts <= 0) s->p.export_max_attempts = 10;
+    if (s->p.export_lease_ms <= 0) s->p.export_lease_ms = 600000;
+    if (s->p.job_max_attempts <= 0) s->p.job_max_attempts = 3;
+    s->fault = p->fault;
+    s->fault_ctx = p->fault_ctx;
+    pthread_mutex_init(&s->pool_mu, NULL);
+    pthread_cond_init(&s->pool_cv, NULL);
+    pthread_mutex_init(&s->write_mu, NULL);
+    snprintf(s->db_path, sizeof s->db_path, "%s/index.sqlite3", s->data_dir);
+    snprintf(s->objects_dir, sizeof s->objects_dir, "%s/objects", s->data_dir);
+    snprintf(s->tmp_dir, sizeof s->tmp_dir, "%s/tmp", s->data_dir);
+
+    if (make_dirs(s->data_dir, err) != SAMDA_OK || make_dir(s->objects_dir, err) != SAMDA_OK ||
+        make_dir(s->tmp_dir, err) != SAMDA_OK) {
+        samda_error_prefix(err, "opening store: ");
+        samda_store_close(s);
+        return NULL;
+    }
+    char lock_path[STORAGE_PATH_MAX];
+    snprintf(lock_path, sizeof lock_path, "%s/lock", s->data_dir);
+    s->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (s->lock_fd < 0) {
+        samda_fail(err, SAMDA_EIO, "opening store: creating %s: %s", lock_path, strerror(errno));
+        samda_store_close(s);
+        return NULL;
+    }
+    bool alone = flock(s->lock_fd, LOCK_EX | LOCK_NB) == 0;
+    storage_conn *c = storage_conn_get(s, err);
+    if (!c) {
+        samda_store_close(s);
+        return NULL;
+    }
+    samda_status st = storage_migrate(s, c, err);
+    if (st == SAMDA_OK && alone) st = storage_recover(s, c, err);
+    /* From now on others may open too (they will not run recovery while we hold this). */
+    if (st == SAMDA_OK && flock(s->lock_fd, LOCK_SH) != 0)
+        st = samda_fail(err, SAMDA_EIO, "opening store: locking %s: %s", lock_path, strerror(errno));
+    storage_conn_put(s, c);
+    if (st != SAMDA_OK) {
+        samda_store_close(s);
+        return NULL;
+    }
+    return s;
+}

@@ -1,0 +1,297 @@
+/* storage/export.c: the durable per-destination export queue (results sent back to a PACS).
+ * pending -> sending (claimed) -> done; a transient failure returns the item to pending with an
+ * exponential delay in minutes (base * 2^(attempts-1), capped), a permanent one or too many attempts
+ * make it failed; an admin can retry it. A claim is a lease too: an item left "sending" by a crashed
+ * sender is claimable again after params.export_lease_ms. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static const char *const export_state_names[] = {"pending", "sending", "done", "failed"};
+
+static samda_export_state state_from(const char *v)
+{
+    for (int i = 0; i <= SAMDA_EXPORT_FAILED; i++)
+        if (v && strcmp(v, export_state_names[i]) == 0) return (samda_export_state)i;
+    return SAMDA_EXPORT_FAILED;
+}
+
+#define EXPORT_COLS                                                                                        \
+    "SELECT id, destination_id, relpath, sop_uid, state, attempts, next_attempt_ms, last_error, permanent," \
+    " created_ms, updated_ms FROM exports "
+
+static void read_item(sqlite3_stmt *st, samda_export_item *r)
+{
+    memset(r, 0, sizeof *r);
+    r->id = sqlite3_column_int64(st, 0);
+    r->destination_id = sqlite3_column_int64(st, 1);
+    storage_col_text(st, 2, r->relpath, sizeof r->relpath);
+    storage_col_text(st, 3, r->sop_uid, sizeof r->sop_uid);
+    r->state = state_from((const char *)sqlite3_column_text(st, 4));
+    r->attempts = sqlite3_column_int(st, 5);
+    r->next_attempt_ms = sqlite3_column_int64(st, 6);
+    storage_col_text(st, 7, r->last_error, sizeof r->last_error);
+    r->permanent = sqlite3_column_int(st, 8) != 0;
+    r->created_ms = sqlite3_column_int64(st, 9);
+    r->updated_ms = sqlite3_column_int64(st, 10);
+}
+
+static samda_status read_items(samda_store *s, storage_conn *c, sqlite3_stmt *st, samda_export_item **out, size_t *n,
+                               const char *what, samda_error *err)
+{
+    samda_export_item *rows = NULL;
+    size_t cap = 0;
+    int rc;
+    *n = 0;
+    while ((rc = storage_step(s, st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            samda_export_item *nr = realloc(rows, nc * sizeof *rows);
+            if (!nr) {
+                free(rows);
+                sqlite3_reset(st);
+                *n = 0;
+                return samda_fail(err, SAMDA_ENOMEM, "%s: out of memory", what);
+            }
+            rows = nr;
+            cap = nc;
+        }
+        read_item(st, &rows[(*n)++]);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        free(rows);
+        *n = 0;
+        return storage_db_fail(err, c, rc, what);
+    }
+    *out = rows;
+    return SAMDA_OK;
+}
+
+samda_status samda_store_export_enqueue(samda_store *s, int64_t destination_id, const char *relpath,
+                                        const char *sop_uid, int64_t *id, samda_error *err)
+{
+    STORAGE_ERR(err);
+    if (!samda_store_relpath_is_valid(relpath))
+        return samda_fail(err, SAMDA_EINVAL, "queueing export: not a valid object path");
+    if (sop_uid && *sop_uid && !samda_uid_is_valid(sop_uid))
+        return samda_fail(err, SAMDA_EBADUID, "queueing export: SOP instance UID is not a valid UID");
+    storage_conn *c = storage_conn_get(s, err);
+    if (!c) return err->code;
+    samda_status res = storage_tx_begin(s, c, err);
+    if (res == SAMDA_OK) {
+        sqlite3_stmt *st = storage_stmt(c, "INSERT INTO exports(destination_id, relpath, sop_uid, next_attempt_ms,"
+                                           " created_ms, updated_ms) VALUES(?1, ?2, ?3, ?4, ?4, ?4)", err);
+        if (!st) res = err->code;
+        else {
+            sqlite3_bind_int64(st, 1, destination_id);
+            sqlite3_bind_text(st, 2, relpath, -1, SQLITE_TRANSIENT);
+            storage_bind_text(st, 3, sop_uid);
+            sqlite3_bind_int64(st, 4, samda_store_now_ms(s));
+            int rc = storage_exec_stmt(s, st);
+            if ((rc & 0xff) == SQLITE_CONSTRAINT)
+                res = samda_fail(err, SAMDA_EINVAL, "queueing export: destination %lld does not exist",
+                                 (long long)destination_id);
+            else if (rc != SQLITE_OK) res = storage_db_fail(err, c, rc, "queueing export");
+            else if (id) *id = sqlite3_last_insert_rowid(c->db);
+        }
+        if (res == SAMDA_OK) res = storage_tx_commit(s, c, err);
+        else storage_tx_rollback(s, c);
+    }
+    storage_conn_put(s, c);
+    return res;
+}
+
+samda_status samda_store_export_claim(samda_store *s, int64_t destination_id, size_t max, samda_export_item **items,
+                                      size_t *n, samda_error *err)
+{
+    STORAGE_ERR(err);
+    *items = NULL;
+    *n = 0;
+    if (max == 0 || max > 10000) return samda_fail(err, SAMDA_EINVAL, "claiming exports: max must be 1..10000");
+    storage_conn *c = storage_conn_get(s, err);
+    if (!c) return err->code;
+    samda_status res = storage_tx_begin(s, c, err);
+    if (res == SAMDA_OK) {
+        int64_t now = samda_store_now_ms(s);
+        /* Claimed items get next_attempt = now + lease: the same column then says when an abandoned
+         * claim becomes claimable again. */
+        sqlite3_stmt *st = storage_stmt(c, "UPDATE exports SET state = 'sending', next_attempt_ms = ?1 + ?4,"
+                                           " updated_ms = ?1 WHERE id IN (SELECT id FROM exports"
+                                           " WHERE state IN ('pending', 'sending') AND next_attempt_ms <= ?1"
+                                           " AND (?2 = 0 OR destination_id = ?2)"
+                                           " ORDER BY next_attempt_ms, id LIMIT ?3)"
+                                           " RETURNING id, destination_id, relpath, sop_uid, state, attempts,"
+                                           " next_attempt_ms, last_error, permanent, created_ms, updated_ms", err);
+        if (!st) res = err->code;
+        else {
+            sqlite3_bind_int64(st, 1, now);
+            sqlite3_bind_int64(st, 2, destination_id);
+            sqlite3_bind_int64(st, 3, (sqlite3_int64)max);
+            sqlite3_bind_int64(st, 4, s->p.export_lease_ms);
+            res = read_items(s, c, st, items, n, "claiming exports", err);
+        }
+        if (res == SAMDA_OK) res = storage_tx_commit(s, c, err);
+        else storage_tx_rollback(s, c);
+        if (res != SAMDA_OK) {
+            free(*items);
+            *items = NULL;
+            *n = 0;
+        }
+    }
+    storage_conn_put(s, c);
+    return res;
+}
+
+/* Apply sql to an item that must be in `want` state; ?1 id, ?2 now, ?3.. set by bind. */
+typedef void (*binder)(sqlite3_stmt *st, void *arg);
+static samda_status item_update(samda_store *s, int64_t id, const char *want, const char *sql, binder bind, void *arg,
+                                const char *what, samda_export_item *before, samda_error *err)
+{
+    storage_conn *c = storage_conn_get(s, err);
+    if (!c) return err->code;
+    samda_status res = storage_tx_begin(s, c, err);
+    if (res != SAMDA_OK) {
+        storage_conn_put(s, c);
+        return res;
+    }
+    sqlite3_stmt *st = storage_stmt(c, EXPORT_COLS "WHERE id = ?1", err);
+    samda_export_item cur;
+    if (!st) res = err->code;
+    else {
+        sqlite3_bind_int64(st, 1, id);
+        int rc = storage_step(s, st);
+        if (rc == SQLITE_ROW) read_item(st, &cur);
+        sqlite3_reset(st);
+        if (rc == SQLITE_DONE) res = samda_fail(err, SAMDA_ENOENT, "%s export %lld: no such item", what, (long long)id);
+        else if (rc != SQLITE_ROW) res = storage_db_fail(err, c, rc, what);
+        else if (!strstr(want, export_state_names[cur.state]))
+            res = samda_fail(err, SAMDA_EINVAL, "%s export %lld: not possible in state %s", what, (long long)id,
+                             export_state_names[cur.state]);
+    }
+    if (res == SAMDA_OK) {
+        if (before) *before = cur;
+        st = storage_stmt(c, sql, err);
+        if (!st) res = err->code;
+        else {
+            sqlite3_bind_int64(st, 1, id);
+            sqlite3_bind_int64(st, 2, samda_store_now_ms(s));
+            if (bind) bind(st, arg);
+            int rc = storage_exec_stmt(s, st);
+            if (rc != SQLITE_OK) res = storage_db_fail(err, c, rc, what);
+        }
+    }
+    if (res == SAMDA_OK) res = storage_tx_commit(s, c, err);
+    else storage_tx_rollback(s, c);
+    storage_conn_put(s, c);
+    return res;
+}
+
+samda_status samda_store_export_done(samda_store *s, int64_t id, samda_error *err)
+{
+    STORAGE_ERR(err);
+    return item_update(s, id, "sending", "UPDATE exports SET state = 'done', last_error = NULL, updated_ms = ?2"
+                                         " WHERE id = ?1", NULL, NULL, "completing", NULL, err);
+}
+
+struct fail_args {
+    const char *error;
+    const char *state;
+    int attempts;
+    int64_t next;
+    bool permanent;
+};
+
+static void bind_fail(sqlite3_stmt *st, void *arg)
+{
+    struct fail_args *a = arg;
+    sqlite3_bind_text(st, 3, a->state, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 4, a->attempts);
+    sqlite3_bind_int64(st, 5, a->next);
+    storage_bind_text(st, 6, a->error);
+    sqlite3_bind_int(st, 7, a->permanent ? 1 : 0);
+}
+
+samda_status samda_store_export_fail(samda_store *s, int64_t id, const char *error, bool permanent,
+                                     int64_t *next_attempt_ms, samda_error *err)
+{
+    STORAGE_ERR(err);
+    if (next_attempt_ms) *next_attempt_ms = 0;
+    char msg[SAMDA_MESSAGE_SIZE] = "send failed";
+    if (error && *error) snprintf(msg, sizeof msg, "%s", error);
+    /* Read the attempts under the transaction: item_update re-checks the state; compute from its
+     * snapshot by a first read here (the write lock makes the pair consistent enough: only one sender
+     * owns a claimed item). */
+    samda_export_item cur;
+    samda_status st = samda_store_export_get(s, id, &cur, err);
+    if (st != SAMDA_OK) return st;
+    struct fail_args a = {msg, "failed", cur.attempts + 1, 0, permanent};
+    int64_t now = samda_store_now_ms(s);
+    if (!permanent && a.attempts < s->p.export_max_attempts) {
+        int64_t minutes = s->p.export_backoff_base_min;
+        for (int i = 1; i < a.attempts && minutes < s->p.export_backoff_max_min; i++) minutes *= 2;
+        if (minutes > s->p.export_backoff_max_min) minutes = s->p.export_backoff_max_min;
+        a.state = "pending";
+        a.next = now + minutes * 60000;
+    } else {
+        a.next = now;
+    }
+    st = item_update(s, id, "sending", "UPDATE exports SET state = ?3, attempts = ?4, next_attempt_ms = ?5,"
+                                       " last_error = ?6, permanent = ?7, updated_ms = ?2 WHERE id = ?1",
+                     bind_fail, &a, "recording failed export", NULL, err);
+    if (st == SAMDA_OK && next_attempt_ms && strcmp(a.state, "pending") == 0) *next_attempt_ms = a.next;
+    return st;
+}
+
+samda_status samda_store_export_retry(samda_store *s, int64_t id, samda_error *err)
+{
+    STORAGE_ERR(err);
+    return item_update(s, id, "failed,pending", "UPDATE exports SET state = 'pending', attempts = 0, permanent = 0,"
+                                                " next_attempt_ms = ?2, updated_ms = ?2 WHERE id = ?1",
+                       NULL, NULL, "retrying", NULL, err);
+}
+
+samda_status samda_store_export_get(samda_store *s, int64_t id, samda_export_item *out, samda_error *err)
+{
+    STORAGE_ERR(err);
+    storage_conn *c = storage_conn_get(s, err);
+    if (!c) return err->code;
+    samda_status res = SAMDA_OK;
+    sqlite3_stmt *st = storage_stmt(c, EXPORT_COLS "WHERE id = ?1", err);
+    if (!st) res = err->code;
+    else {
+        sqlite3_bind_int64(st, 1, id);
+        int rc = storage_step(s, st);
+        if (rc == SQLITE_ROW) read_item(st, out);
+        else if (rc == SQLITE_DONE) res = samda_fail(err, SAMDA_ENOENT, "export %lld: no such item", (long long)id);
+        else res = storage_db_fail(err, c, rc, "reading export");
+        sqlite3_reset(st);
+    }
+    storage_conn_put(s, c);
+    return res;
+}
+
+samda_status samda_store_export_list(samda_store *s, int64_t destination_id, int state, size_t limit,
+                                     samda_export_item **items, size_t *n, samda_error *err)
+{
+    STORAGE_ERR(err);
+    *items = NULL;
+    *n = 0;
+    storage_conn *c = storage_conn_get(s, err);
+    if (!c) return err->code;
+    samda_status res = SAMDA_OK;
+    sqlite3_stmt *st = storage_stmt(c, EXPORT_COLS "WHERE (?1 = 0 OR destination_id = ?1) AND (?2 IS NULL OR state = ?2)"
+                                                   " ORDER BY id DESC LIMIT ?3", err);
+    if (!st) res = err->code;
+    else {
+        sqlite3_bind_int64(st, 1, destination_id);
+        if (state >= 0 && state <= SAMDA_EXPORT_FAILED)
+            sqlite3_bind_text(st, 2, export_state_names[state], -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)(limit == 0 ? 1000 : limit > STORAGE_LIST_MAX ? STORAGE_LIST_MAX : limit));
+        res = read_items(s, c, st, items, n, "listing exports", err);
+    }
+    storage_conn_put(s, c);
+    return res;
+}

@@ -1,0 +1,133 @@
+/* storage/internal.h: what the .c files of storage/ share and nothing outside storage/ may use.
+ * The store struct, the connection pool, statement cache, transaction and binding helpers, and the
+ * cross-file hooks (migrations, crash recovery, change feed, object intents). Never installed. */
+#ifndef SAMDA_STORAGE_INTERNAL_H
+#define SAMDA_STORAGE_INTERNAL_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+
+#include "storage.h"
+
+#define STORAGE_STMT_CACHE 128 /* prepared statements kept per connection (keyed by SQL pointer) */
+#define STORAGE_PATH_MAX 4096
+#define STORAGE_DATA_DIR_MAX 3000
+#define STORAGE_LIST_MAX 100000 /* bound on every list a caller can ask for */
+
+typedef struct storage_conn {
+    sqlite3 *db;
+    struct {
+        const char *sql; /* identity of the SQL text (a string literal) */
+        sqlite3_stmt *st;
+    } cache[STORAGE_STMT_CACHE];
+    struct storage_conn *next_free;
+} storage_conn;
+
+struct samda_store {
+    samda_store_params p; /* copy; p.data_dir points at data_dir below */
+    char data_dir[STORAGE_DATA_DIR_MAX + 1];
+    char db_path[STORAGE_PATH_MAX];
+    char objects_dir[STORAGE_PATH_MAX];
+    char tmp_dir[STORAGE_PATH_MAX];
+
+    pthread_mutex_t pool_mu;
+    pthread_cond_t pool_cv;
+    storage_conn *free_list;
+    int n_open; /* connections opened (free or lent) */
+
+    /* Serialises write transactions of this process: with BEGIN IMMEDIATE under it, threads never see
+     * SQLITE_BUSY from each other (a deferred transaction upgraded to a writer can deadlock and returns
+     * BUSY without waiting; taking the lock up front avoids that). */
+    pthread_mutex_t write_mu;
+
+    samda_fault_fn fault;
+    void *fault_ctx;
+    atomic_ulong fault_calls[SAMDA_FAULT_POINT_COUNT_];
+
+    size_t tmp_removed, orphans_removed;
+    /* data_dir/lock: every open store holds a shared flock; crash recovery runs only when an open can
+     * take it exclusively, i.e. no other store (this process or another) is using the directory. */
+    int lock_fd;
+};
+
+/** Make err non-NULL (a local that is thrown away) so that err->code can be read back. */
+#define STORAGE_ERR(err)                                                                             \
+    samda_error storage_err_local_;                                                                  \
+    if (!(err)) (err) = &storage_err_local_
+
+/* db.c ----------------------------------------------------------------------------------------- */
+/** errno to inject at point (0 = run the operation). */
+int storage_fault(samda_store *s, samda_fault_point point);
+/** Borrow a connection (opens one when none is free and the pool has room, else waits). NULL + err. */
+storage_conn *storage_conn_get(samda_store *s, samda_error *err);
+/** Give a connection back; resets statements still running. NULL is a no-op. */
+void storage_conn_put(samda_store *s, storage_conn *c);
+/** A cached prepared statement for sql (a string literal), reset with bindings cleared. NULL + err. */
+sqlite3_stmt *storage_stmt(storage_conn *c, const char *sql, samda_error *err);
+/** sqlite3_step through the fault hook (an injected fault returns SQLITE_IOERR). */
+int storage_step(samda_store *s, sqlite3_stmt *st);
+/** Step a statement that returns no rows to completion, then reset it. SQLite rc. */
+int storage_exec_stmt(samda_store *s, sqlite3_stmt *st);
+/** Take the write lock and BEGIN IMMEDIATE. On failure the lock is released. */
+samda_status storage_tx_begin(samda_store *s, storage_conn *c, samda_error *err);
+/** COMMIT and release the write lock; on failure ROLLBACK, release, and fill err. */
+samda_status storage_tx_commit(samda_store *s, storage_conn *c, samda_error *err);
+/** ROLLBACK (never fault-injected) and release the write lock. */
+void storage_tx_rollback(samda_store *s, storage_conn *c);
+/** Translate a SQLite failure into err: BUSY/LOCKED -> ELOCKED, FULL -> ENOSPC, else EDB. */
+samda_status storage_db_fail(samda_error *err, storage_conn *c, int rc, const char *what);
+
+/* Binding and reading helpers: "" and NULL bind as NULL; NAN binds as NULL; NULL reads as ""/NAN. */
+int storage_bind_text(sqlite3_stmt *st, int i, const char *v);
+int storage_bind_double(sqlite3_stmt *st, int i, double v);
+int storage_bind_int64_or_null(sqlite3_stmt *st, int i, int64_t v); /* 0 binds NULL */
+void storage_col_text(sqlite3_stmt *st, int i, char *dst, size_t size);
+char *storage_col_dup(sqlite3_stmt *st, int i); /* NULL for SQL NULL or out of memory */
+double storage_col_double(sqlite3_stmt *st, int i);
+
+/** True when v is NULL or shorter than max bytes (a NUL within max). */
+bool storage_len_ok(const char *v, size_t max);
+/** Validate an optional JSON text field's size (SAMDA_JSON_MAX); fills err with `what`. */
+samda_status storage_check_json(const char *v, const char *what, samda_error *err);
+/** out = dir + "/" + rel (just dir when rel is ""); "" if it does not fit STORAGE_PATH_MAX. */
+void storage_path_join(char out[STORAGE_PATH_MAX], const char *dir, const char *rel);
+/** Default clock. */
+int64_t storage_realtime_ms(void *ctx);
+
+/* migrate.c ------------------------------------------------------------------------------------ */
+/** Bring the schema to SAMDA_STORE_SCHEMA_VERSION; refuse a newer one. */
+samda_status storage_migrate(samda_store *s, storage_conn *c, samda_error *err);
+
+/* objects.c ------------------------------------------------------------------------------------ */
+/** At open: empty tmp/ and remove committed objects no index row claims. */
+samda_status storage_recover(samda_store *s, storage_conn *c, samda_error *err);
+/** In a write transaction: the object at relpath is now claimed by an index row. */
+samda_status storage_intent_claim(samda_store *s, storage_conn *c, const char *relpath, samda_error *err);
+/** In a write transaction: relpath is about to be unlinked by the caller after commit (so that a
+ *  crash in between lets the next open remove it). */
+samda_status storage_intent_add(samda_store *s, storage_conn *c, const char *relpath, samda_error *err);
+/** Commit with a revision suffix (rev > 1: "<sop>.r<rev>.dcm"); as samda_store_object_commit. */
+samda_status storage_object_commit_rev(samda_store *s, samda_tmp_file *tmp, samda_object_kind kind, const char *a,
+                                       const char *b, const char *c, unsigned rev, samda_object_info *info,
+                                       samda_error *err);
+/** 1 if an index row claims relpath, 0 if none, -1 on error (err filled). */
+int storage_relpath_claimed(samda_store *s, storage_conn *c, const char *relpath, samda_error *err);
+/** Unlink objects/relpath (best effort) and drop its intent row outside a transaction. */
+void storage_object_unlink(samda_store *s, const char *relpath);
+/** Hash the fd's whole content (from offset 0). */
+samda_status storage_sha256_fd(int fd, char hex[SAMDA_SHA256_HEX_SIZE], uint64_t *size, samda_error *err);
+/** Lower-case hex SHA-256 of a buffer. */
+void storage_sha256_hex(const void *buf, size_t len, char hex[SAMDA_SHA256_HEX_SIZE]);
+
+/* audit.c -------------------------------------------------------------------------------------- */
+/** In a write transaction: append a change-feed row. */
+samda_status storage_change_add(samda_store *s, storage_conn *c, const char *kind, const char *resource,
+                                samda_change_type type, samda_error *err);
+
+/* sites.c -------------------------------------------------------------------------------------- */
+/** Site id by name on c; SAMDA_ENOENT when unknown (message names what). */
+samda_status storage_site_lookup(samda_store *s, storage_conn *c, const char *name, int64_t *id,
+                                 samda_error *err);
+
+#endif

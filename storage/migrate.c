@@ -1,0 +1,295 @@
+/* storage/migrate.c: the index schema and its forward migrations.
+ *
+ * PRAGMA user_version holds the number of the last migration applied; schema_migrations records when
+ * each ran. Migrations only ever append: to change the schema add an entry to `migrations` below with
+ * the next number (never edit a released one). A database whose user_version is higher than this code
+ * knows was written by a newer samda and is refused, because this code could silently misread it.
+ * No downgrade path exists: restore the backup taken before the upgrade. */
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Migration 1: the initial schema.
+ *
+ * Conventions: times are Unix milliseconds (INTEGER, *_ms); UIDs are TEXT checked to 1..64 characters
+ * (their syntax is checked in C before they reach SQL or a path); optional values are NULL; JSON is
+ * TEXT kept verbatim. Object files are referenced by file_relpath relative to objects/, unique across
+ * the tables that own files (instances, results, adapters).
+ *
+ *  sites          a sending hospital/department: unique name, AE title mappings and settings (JSON).
+ *  patients       one row per PatientID ('' when absent); the name is kept for QIDO only, never logged.
+ *  studies        StudyInstanceUID, date (YYYYMMDD), description, accession, last receive time.
+ *  series         SeriesInstanceUID, modality, body part, description, number, site, an instance
+ *                 counter, first/last receive times, and the completion state (receiving, complete,
+ *                 incomplete) with its reason and time.
+ *  associations   one DICOM association: AEs, peer, site, times, final state and instances received.
+ *  instances      SOP instance: classes, syntax, geometry (pixel spacing, ImagePositionPatient,
+ *                 ImageOrientationPatient, slice thickness), rescale and window, file (relpath, size,
+ *                 SHA-256), receive time, calling AE, site, association, flags (1 = came with an
+ *                 aborted association).
+ *  jobs           durable work queue: kind, state, priority (higher first), site, study/series, params,
+ *                 attempts/max_attempts, lease owner/expiry, progress and message, error, result,
+ *                 times, unique idempotency key, and a content hash: (kind, series, content_hash) is
+ *                 unique among jobs not cancelled, so re-sending the same data does not queue new work.
+ *  results        a DICOM-SEG produced by a job: source series, SEG series/SOP, file, model and adapter
+ *                 versions, timings and label statistics (JSON).
+ *  destinations   DICOM peers to send results to: name, AE, host, port, settings.
+ *  exports        per-destination send queue: object, state (pending, sending, done, failed), attempts,
+ *                 next attempt time, last error, permanent flag.
+ *  adapters       per-site decoder adapter versions: version (1, 2... per site), parent, file, base
+ *                 checkpoint fingerprint, metadata, active flag; a partial unique index allows at most
+ *                 one active adapter per site.
+ *  api_tokens     bearer tokens: name, role (admin, user, ingest), SHA-256 of the secret (the secret
+ *                 itself is never stored), created/revoked times.
+ *  audit_log      append-only record of accesses: time, actor, action, resource, outcome, details;
+ *                 triggers refuse UPDATE and DELETE.
+ *  changes        change feed: seq (AUTOINCREMENT: strictly increasing, never reused), time, kind,
+ *                 resource, change type (new, updated, deleted, state).
+ *  object_intents files committed (or about to be unlinked) whose index row is not yet written; at
+ *                 open, every listed file that no row claims is removed (crash recovery). */
+static const char migration_1[] =
+    "CREATE TABLE sites("
+    " id INTEGER PRIMARY KEY,"
+    " name TEXT NOT NULL UNIQUE CHECK(length(name) BETWEEN 1 AND 64),"
+    " ae_json TEXT, settings_json TEXT,"
+    " created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);"
+
+    "CREATE TABLE patients("
+    " id INTEGER PRIMARY KEY,"
+    " patient_id TEXT NOT NULL UNIQUE CHECK(length(patient_id) <= 64),"
+    " patient_name TEXT CHECK(patient_name IS NULL OR length(patient_name) <= 255));"
+
+    "CREATE TABLE studies("
+    " id INTEGER PRIMARY KEY,"
+    " patient_ref INTEGER NOT NULL REFERENCES patients(id),"
+    " study_uid TEXT NOT NULL UNIQUE CHECK(length(study_uid) BETWEEN 1 AND 64),"
+    " study_date TEXT CHECK(study_date IS NULL OR length(study_date) = 8),"
+    " study_description TEXT, accession_number TEXT,"
+    " created_ms INTEGER NOT NULL, last_received_ms INTEGER NOT NULL);"
+    "CREATE INDEX studies_date ON studies(study_date);"
+    "CREATE INDEX studies_patient ON studies(patient_ref);"
+
+    "CREATE TABLE series("
+    " id INTEGER PRIMARY KEY,"
+    " study_ref INTEGER NOT NULL REFERENCES studies(id),"
+    " series_uid TEXT NOT NULL UNIQUE CHECK(length(series_uid) BETWEEN 1 AND 64),"
+    " modality TEXT, body_part TEXT, series_description TEXT, series_number INTEGER,"
+    " site_id INTEGER REFERENCES sites(id),"
+    " n_instances INTEGER NOT NULL DEFAULT 0,"
+    " first_received_ms INTEGER NOT NULL, last_received_ms INTEGER NOT NULL,"
+    " state TEXT NOT NULL DEFAULT 'receiving' CHECK(state IN ('receiving','complete','incomplete')),"
+    " state_reason TEXT, state_changed_ms INTEGER);"
+    "CREATE INDEX series_study ON series(study_ref);"
+    "CREATE INDEX series_idle ON series(state, last_received_ms);"
+
+    "CREATE TABLE associations("
+    " id INTEGER PRIMARY KEY,"
+    " calling_ae TEXT NOT NULL, called_ae TEXT NOT NULL, peer TEXT,"
+    " site_id INTEGER REFERENCES sites(id),"
+    " started_ms INTEGER NOT NULL, ended_ms INTEGER,"
+    " state TEXT NOT NULL DEFAULT 'open' CHECK(state IN ('open','released','aborted','rejected')),"
+    " n_instances INTEGER NOT NULL DEFAULT 0);"
+
+    "CREATE TABLE instances("
+    " id INTEGER PRIMARY KEY,"
+    " series_ref INTEGER NOT NULL REFERENCES series(id),"
+    " sop_uid TEXT NOT NULL UNIQUE CHECK(length(sop_uid) BETWEEN 1 AND 64),"
+    " sop_class_uid TEXT NOT NULL, transfer_syntax_uid TEXT,"
+    " instance_number INTEGER, rows INTEGER, columns INTEGER, bits_allocated INTEGER,"
+    " number_of_frames INTEGER,"
+    " pixel_spacing_row REAL, pixel_spacing_col REAL,"
+    " ipp_x REAL, ipp_y REAL, ipp_z REAL,"
+    " iop_rx REAL, iop_ry REAL, iop_rz REAL, iop_cx REAL, iop_cy REAL, iop_cz REAL,"
+    " slice_thickness REAL, rescale_slope REAL, rescale_intercept REAL,"
+    " window_center REAL, window_width REAL,"
+    " file_relpath TEXT NOT NULL UNIQUE, file_size INTEGER NOT NULL,"
+    " sha256 TEXT NOT NULL CHECK(length(sha256) = 64),"
+    " received_ms INTEGER NOT NULL, calling_ae TEXT,"
+    " site_id INTEGER REFERENCES sites(id),"
+    " association_id INTEGER REFERENCES associations(id),"
+    " flags INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX instances_series ON instances(series_ref, instance_number);"
+    "CREATE INDEX instances_assoc ON instances(association_id);"
+
+    "CREATE TABLE jobs("
+    " id INTEGER PRIMARY KEY,"
+    " kind TEXT NOT NULL CHECK(length(kind) BETWEEN 1 AND 128),"
+    " state TEXT NOT NULL DEFAULT 'pending'"
+    "  CHECK(state IN ('pending','running','done','failed','cancelled')),"
+    " priority INTEGER NOT NULL DEFAULT 0,"
+    " site_id INTEGER REFERENCES sites(id),"
+    " study_uid TEXT, series_uid TEXT, params_json TEXT,"
+    " attempts INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL CHECK(max_attempts >= 1),"
+    " lease_owner TEXT, lease_expires_ms INTEGER,"
+    " progress REAL NOT NULL DEFAULT 0 CHECK(progress BETWEEN 0 AND 1), progress_message TEXT,"
+    " error TEXT, result_json TEXT,"
+    " created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL, finished_ms INTEGER,"
+    " idempotency_key TEXT UNIQUE, content_hash TEXT);"
+    "CREATE INDEX jobs_queue ON jobs(state, priority DESC, created_ms, id);"
+    "CREATE INDEX jobs_lease ON jobs(state, lease_expires_ms);"
+    "CREATE INDEX jobs_series ON jobs(series_uid);"
+    "CREATE UNIQUE INDEX jobs_content ON jobs(kind, ifnull(series_uid, ''), content_hash)"
+    " WHERE content_hash IS NOT NULL AND state <> 'cancelled';"
+
+    "CREATE TABLE results("
+    " id INTEGER PRIMARY KEY,"
+    " job_id INTEGER REFERENCES jobs(id),"
+    " series_uid TEXT NOT NULL, seg_series_uid TEXT NOT NULL, seg_sop_uid TEXT NOT NULL UNIQUE,"
+    " file_relpath TEXT NOT NULL UNIQUE, file_size INTEGER NOT NULL,"
+    " sha256 TEXT NOT NULL CHECK(length(sha256) = 64),"
+    " model_version TEXT, adapter_version INTEGER, timings_json TEXT, label_stats_json TEXT,"
+    " created_ms INTEGER NOT NULL);"
+    "CREATE INDEX results_series ON results(series_uid);"
+
+    "CREATE TABLE destinations("
+    " id INTEGER PRIMARY KEY,"
+    " name TEXT NOT NULL UNIQUE CHECK(length(name) BETWEEN 1 AND 64),"
+    " ae_title TEXT NOT NULL, host TEXT NOT NULL,"
+    " port INTEGER NOT NULL CHECK(port BETWEEN 1 AND 65535),"
+    " settings_json TEXT, created_ms INTEGER NOT NULL);"
+
+    "CREATE TABLE exports("
+    " id INTEGER PRIMARY KEY,"
+    " destination_id INTEGER NOT NULL REFERENCES destinations(id) ON DELETE CASCADE,"
+    " relpath TEXT NOT NULL, sop_uid TEXT,"
+    " state TEXT NOT NULL DEFAULT 'pending' CHECK(state IN ('pending','sending','done','failed')),"
+    " attempts INTEGER NOT NULL DEFAULT 0, next_attempt_ms INTEGER NOT NULL,"
+    " last_error TEXT, permanent INTEGER NOT NULL DEFAULT 0,"
+    " created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);"
+    "CREATE INDEX exports_due ON exports(state, next_attempt_ms);"
+    "CREATE INDEX exports_dest ON exports(destination_id, state);"
+
+    "CREATE TABLE adapters("
+    " id INTEGER PRIMARY KEY,"
+    " site_id INTEGER NOT NULL REFERENCES sites(id),"
+    " version INTEGER NOT NULL CHECK(version >= 1), parent_version INTEGER,"
+    " file_relpath TEXT NOT NULL UNIQUE, file_size INTEGER NOT NULL,"
+    " sha256 TEXT NOT NULL CHECK(length(sha256) = 64),"
+    " base_fingerprint TEXT, metadata_json TEXT,"
+    " active INTEGER NOT NULL DEFAULT 0 CHECK(active IN (0, 1)),"
+    " created_ms INTEGER NOT NULL, activated_ms INTEGER,"
+    " UNIQUE(site_id, version));"
+    "CREATE UNIQUE INDEX adapters_one_active ON adapters(site_id) WHERE active = 1;"
+
+    "CREATE TABLE api_tokens("
+    " id INTEGER PRIMARY KEY,"
+    " name TEXT NOT NULL UNIQUE CHECK(length(name) BETWEEN 1 AND 64),"
+    " role TEXT NOT NULL CHECK(role IN ('admin','user','ingest')),"
+    " secret_sha256 TEXT NOT NULL UNIQUE CHECK(length(secret_sha256) = 64),"
+    " created_ms INTEGER NOT NULL, revoked_ms INTEGER);"
+
+    "CREATE TABLE audit_log("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " time_ms INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, resource TEXT,"
+    " outcome TEXT NOT NULL, details_json TEXT);"
+    "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log"
+    " BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;"
+    "CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log"
+    " BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;"
+
+    "CREATE TABLE changes("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " time_ms INTEGER NOT NULL, kind TEXT NOT NULL, resource TEXT NOT NULL,"
+    " change_type TEXT NOT NULL CHECK(change_type IN ('new','updated','deleted','state')));"
+
+    "CREATE TABLE object_intents(relpath TEXT PRIMARY KEY, created_ms INTEGER NOT NULL) WITHOUT ROWID;";
+
+static const struct {
+    int version;
+    const char *description;
+    const char *sql;
+} migrations[] = {
+    {1, "initial schema", migration_1},
+};
+#define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
+_Static_assert(N_MIGRATIONS == SAMDA_STORE_SCHEMA_VERSION, "SAMDA_STORE_SCHEMA_VERSION must match migrations");
+
+static int read_user_version(storage_conn *c, int *v)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(c->db, "PRAGMA user_version", -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            *v = sqlite3_column_int(st, 0);
+            rc = SQLITE_OK;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static samda_status refuse_newer(samda_store *s, int v, samda_error *err)
+{
+    return samda_fail(err, SAMDA_EDB,
+                      "opening index %s: schema version %d is newer than this samda supports (%d): "
+                      "upgrade samda, or restore the backup taken before the upgrade",
+                      s->db_path, v, SAMDA_STORE_SCHEMA_VERSION);
+}
+
+samda_status storage_migrate(samda_store *s, storage_conn *c, samda_error *err)
+{
+    int v = 0;
+    int rc = read_user_version(c, &v);
+    if (rc != SQLITE_OK) return storage_db_fail(err, c, rc, "reading index schema version");
+    if (v > SAMDA_STORE_SCHEMA_VERSION) return refuse_newer(s, v, err);
+    if (v < 0) return samda_fail(err, SAMDA_EDB, "opening index %s: invalid schema version %d", s->db_path, v);
+    if (v == SAMDA_STORE_SCHEMA_VERSION) return SAMDA_OK;
+
+    for (int i = 0; i < N_MIGRATIONS; i++) {
+        samda_status st = storage_tx_begin(s, c, err);
+        if (st != SAMDA_OK) return st;
+        /* Another process may have migrated between our read and our write lock. */
+        rc = read_user_version(c, &v);
+        if (rc != SQLITE_OK) {
+            storage_tx_rollback(s, c);
+            return storage_db_fail(err, c, rc, "reading index schema version");
+        }
+        if (v > SAMDA_STORE_SCHEMA_VERSION) {
+            storage_tx_rollback(s, c);
+            return refuse_newer(s, v, err);
+        }
+        if (v >= migrations[i].version) {
+            storage_tx_rollback(s, c);
+            continue;
+        }
+        char *emsg = NULL;
+        if (migrations[i].version == 1)
+            rc = sqlite3_exec(c->db,
+                              "CREATE TABLE IF NOT EXISTS schema_migrations(version INTEGER PRIMARY KEY,"
+                              " applied_ms INTEGER NOT NULL, description TEXT NOT NULL);",
+                              NULL, NULL, &emsg);
+        if (rc == SQLITE_OK) rc = sqlite3_exec(c->db, migrations[i].sql, NULL, NULL, &emsg);
+        if (rc != SQLITE_OK) {
+            samda_fail(err, SAMDA_EDB, "migrating index %s to schema version %d: %s", s->db_path,
+                       migrations[i].version, emsg ? emsg : sqlite3_errstr(rc));
+            sqlite3_free(emsg);
+            storage_tx_rollback(s, c);
+            return SAMDA_EDB;
+        }
+        sqlite3_stmt *ins = storage_stmt(c, "INSERT INTO schema_migrations(version, applied_ms, description)"
+                                            " VALUES(?1, ?2, ?3)", err);
+        if (!ins) {
+            storage_tx_rollback(s, c);
+            return err->code;
+        }
+        sqlite3_bind_int(ins, 1, migrations[i].version);
+        sqlite3_bind_int64(ins, 2, samda_store_now_ms(s));
+        sqlite3_bind_text(ins, 3, migrations[i].description, -1, SQLITE_STATIC);
+        rc = storage_exec_stmt(s, ins);
+        if (rc == SQLITE_OK) {
+            char pragma[64];
+            snprintf(pragma, sizeof pragma, "PRAGMA user_version=%d", migrations[i].version);
+            rc = sqlite3_exec(c->db, pragma, NULL, NULL, NULL);
+        }
+        if (rc != SQLITE_OK) {
+            st = storage_db_fail(err, c, rc, "recording index migration");
+            storage_tx_rollback(s, c);
+            return st;
+        }
+        st = storage_tx_commit(s, c, err);
+        if (st != SAMDA_OK) return st;
+    }
+    return SAMDA_OK;
+}

@@ -1,0 +1,575 @@
+/* storage/queue.c: the durable job queue. States pending -> running -> done | failed | cancelled;
+ * a claim is a lease (owner + expiry) so that a crashed worker's job runs again; priority (higher
+ * first) then age decides the order; an idempotency key and a content hash keep re-sent input from
+ * queueing the same work twice. Every transition is one write transaction. Time comes from the
+ * store's clock so tests can expire leases without sleeping. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static const char *const job_state_names[] = {"pending", "running", "done", "failed", "cancelled"};
+
+const char *samda_job_state_name(samda_job_state st)
+{
+    if ((int)st < 0 || (int)st > SAMDA_JOB_CANCELLED) return "unknown";
+    return job_state_names[st];
+}
+
+static samda_job_state state_from(const char *v)
+{
+    for (int i = 0; i <= SAMDA_JOB_CANCELLED; i++)
+        if (v && strcmp(v, job_state_names[i]) == 0) return (samda_job_state)i;
+    return SAMDA_JOB_FAILED;
+}
+
+void samda_job_clear(samda_job *job)
+{
+    if (!job) return;
+    free(job->params_json);
+    free(job->result_json);
+    free(job->error);
+    memset(job, 0, sizeof *job);
+}
+
+void samda_job_list_free(samda_job *jobs, size_t n)
+{
+    if (!jobs) return;
+    for (size_t i = 0; i < n; i++) samda_job_clear(&jobs[i]);
+    free(jobs);
+}
+
+#define JOB_COLS                                                                                           \
+    "SELECT j.id, j.kind, j.state, j.priority, si.name, j.study_uid, j.series_uid, j.params_json,"         \
+    " j.result_json, j.error, j.attempts, j.max_attempts, j.lease_owner, j.lease_expires_ms, j.progress,"  \
+    " j.progress_message, j.idempotency_key, j.content_hash, j.created_ms, j.updated_ms, j.finished_ms"    \
+    " FROM jobs j LEFT JOIN sites si ON si.id = j.site_id "
+
+static const char SQL_JOB_GET[] = JOB_COLS "WHERE j.id = ?1";
+static const char SQL_JOB_LIST[] = JOB_COLS
+    "WHERE (?1 IS NULL OR j.state = ?1) AND (?2 IS NULL OR j.kind = ?2) AND (?3 IS NULL OR si.name = ?3)"
+    " AND (?4 IS NULL OR j.series_uid = ?4) ORDER BY j.id DESC LIMIT ?5 OFFSET ?6";
+
+static void read_job(sqlite3_stmt *st, samda_job *j)
+{
+    memset(j, 0, sizeof *j);
+    j->id = sqlite3_column_int64(st, 0);
+    storage_col_text(st, 1, j->kind, sizeof j->kind);
+    j->state = state_from((const char *)sqlite3_column_text(st, 2));
+    j->priority = sqlite3_column_int(st, 3);
+    storage_col_text(st, 4, j->site, sizeof j->site);
+    storage_col_text(st, 5, j->study_uid, sizeof j->study_uid);
+    storage_col_text(st, 6, j->series_uid, sizeof j->series_uid);
+    j->params_json = storage_col_dup(st, 7);
+    j->result_json = storage_col_dup(st, 8);
+    j->error = storage_col_dup(st, 9);
+    j->attempts = sqlite3_column_int(st, 10);
+    j->max_attempts = sqlite3_column_int(st, 11);
+    storage_col_text(st, 12, j->lease_owner, sizeof j->lease_owner);
+    j->lease_expires_ms = sqlite3_column_int64(st, 13);
+    j->progress = sqlite3_column_double(st, 14);
+    storage_col_text(st, 15, j->progress_message, sizeof j->progress_message);
+    storage_col_text(st, 16, j->idempotency_key, sizeof j->idempotency_key);
+    storage_col_text(st, 17, j->content_hash, sizeof j->content_hash);
+    j->created_ms = sqlite3_column_int64(st, 18);
+    j->updated_ms = sqlite3_column_int64(st, 19);
+    j->finished_ms = sqlite3_column_int64(st, 20);
+}
+
+/* Read one job on c. SAMDA_ENOENT when absent. */
+static samda_status job_read_c(samda_store *s, storage_conn *c, int64_t id, samda_job *out, samda_error *err)
+{
+    sqlite3_stmt *st = storage_stmt(c, SQL_JOB_GET, err);
+    if (!st) return err->code;
+    sqlite3_bind_int64(st, 1, id);
+    int rc = storage_step(s, st);
+    samda_status res = SAMDA_OK;
+    if (rc == SQLITE_ROW) read_job(st, out);
+    else if (rc == SQLITE_DONE) res = samda_fail(err, SAMDA_ENOENT, "job %lld: no such job", (long long)id);
+    else res = storage_db_fail(err, c, rc, "reading job");
+    sqlite3_reset(st);
+    return res;
+}
+
+samda_status samda_store_job_get(samda_store *s, int64_t id, samda_job *job, samda_error *err)
+{
+    STORAGE_ERR(err);
+    memset(job, 0, sizeof *job);
+    storage_conn *c = storage_conn_get(s, err);
+    if (!c) return err->code;
+    samda_status st = job_read_c(s, c, id, job, err);
+    storage_conn_put(s, c);
+    return st;
+}
+
+samda_status samda_store_job_list(samda_store *s, const samda_job_filter *f, samda_job **jobs, size_t *n,
+                                  samda_error *err)
+{
+    STORAGE_ERR(err);
+    *jobs = NULL;
+    *n = 0;
+    samda_job_filter all = {.state = -1};
+    if (!f) f = &all;
+    storage_conn *c = storage_conn_get(s, err);
+    if (!c) return err->code;
+    samda_status res = SAMDA_OK;
+    samda_job *rows = NULL;
+    size_t cap = 0;
+    sqlite3_stmt *st = storage_stmt(c, SQL_JOB_LIST, err);
+    if (!st) res = err->code;
+    else {
+        if (f->state >= 0 && f->state <= SAMDA_JOB_CANCELLED)
+            sqlite3_bind_text(st, 1, job_state_names[f->state], -1, SQLITE_STATIC);
+        storage_bind_text(st, 2, f->kind);
+        storage_bind_text(st, 3, f->site);
+        storage_bind_text(st, 4, f->series_uid);
+        size_t limit = f->limit == 0 ? 1000 : f->limit > STORAGE_LIST_MAX ? STORAGE_LIST_MAX : f->limit;
+        sqlite3_bind_int64(st, 5, (sqlite3_int64)limit);
+        sqlite3_bind_int64(st, 6, (sqlite3_int64)f->offset);
+        int rc;
+        while ((rc = storage_step(s, st)) == SQLITE_ROW) {
+            if (*n == cap) {
+                size_t nc = cap ? cap * 2 : 16;
+                samda_job *nr = realloc(rows, nc * sizeof *rows);
+                if (!nr) {
+                    res = samda_fail(err, SAMDA_ENOMEM, "listing jobs: out of memory");
+                    break;
+                }
+                rows = nr;
+                cap = nc;
+            }
+            read_job(st, &rows[(*n)++]);
+        }
+        sqlite3_reset(st);
+        if (res == SAMDA_OK && rc != SQLITE_DONE) res = storage_db_fail(err, c, rc, "listing jobs");
+    }
+    storage_conn_put(s, c);
+    if (res != SAMDA_OK) {
+        samda_job_list_free(rows, *n);
+        *n = 0;
+        return res;
+    }
+    *jobs = rows;
+    return SAMDA_OK;
+}
+
+/* Enqueue ------------------------------------------------------------------------------------------ */
+
+static samda_status find_one(samda_store *s, storage_conn *c, const char *sql, const samda_job_spec *spec,
+                             int64_t *id, samda_error *err)
+{
+    sqlite3_stmt *st = storage_stmt(c, sql, err);
+    if (!st) return err->code;
+    sqlite3_bind_text(st, 1, spec->kind, -1, SQLITE_TRANSIENT);
+    storage_bind_text(st, 2, spec->series_uid);
+    storage_bind_text(st, 3, spec->content_hash);
+    storage_bind_text(st, 4, spec->idempotency_key);
+    int rc = storage_step(s, st);
+    *id = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return storage_db_fail(err, c, rc, "looking up job");
+    return SAMDA_OK;
+}
+
+/* Both take the same four parameters (?1 kind, ?2 series, ?3 content hash, ?4 idempotency key); a
+ * parameter a statement does not use is simply not bound. */
+static const char SQL_FIND_IDEM[] = "SELECT id FROM jobs WHERE idempotency_key = ?4";
+static const char SQL_FIND_CONTENT[] =
+    "SELECT id FROM jobs WHERE kind = ?1 AND ifnull(series_uid, '') = ifnull(?2, '') AND content_hash = ?3"
+    " AND state <> 'cancelled'";
+
+samda_status samda_store_job_enqueue(samda_store *s, const samda_job_spec *spec, int64_t *id, bool *existed,
+                                     samda_error *err)
+{
+    STORAGE_ERR(err);
+    if (existed) *existed = false;
+    if (!spec || !spec->kind || !*spec->kind || !storage_len_ok(spec->kind, SAMDA_KEY_SIZE))
+        return samda_fail(err, SAMDA_EINVAL, "queueing job: kind is required (< %d bytes)", SAMDA_KEY_SIZE);
+    if ((spec->study_uid && *spec->study_uid && !samda_uid_is_valid(spec->study_uid)) ||
+        (spec->series_uid && *spec->series_uid && !samda_uid_is_valid(spec->series_uid)))
+        return samda_fail(err, SAMDA_EBADUID, "queueing %s job: study or series UID is not a valid UID", spec->kind);
+    if (!storage_len_ok(spec->idempotency_key, SAMDA_KEY_SIZE) || !storage_len_ok(spec->content_hash, SAMDA_KEY_SIZE) ||
+        !storage_len_ok(spec->site, SAMDA_NAME_SIZE))
+        return samda_fail(err, SAMDA_EINVAL, "queueing %s job: idempotency key, content hash or site too long",
+                          spec->kind);
+    samda_status res = storage_check_json(spec->params_json, "job parameters", err);
+    if (res != SAMDA_OK) return res;
+    int max_attempts = spec->max_attempts > 0 ? spec->max_attempts : s->p.job_max_attempts;
+
+    storage_conn *c = storage_conn_get(s, err);
+    if (!c) return err->code;
+    res = storage_tx_begin(s, c, err);
+    if (res != SAMDA_OK) {
+        storage_conn_put(s, c);
+        return res;
+    }
+    int64_t found = 0;
+    if (spec->idempotency_key && *spec->idempotency_key) res = find_one(s, c, SQL_FIND_IDEM, spec, &found, err);
+    if (res == SAMDA_OK && !found && spec->content_hash && *spec->content_hash)
+        res = find_one(s, c, SQL_FIND_CONTENT, spec, &found, err);
+    int64_t site_id = 0;
+    if (res == SAMDA_OK && !found && spec->site && *spec->site) {
+        res = storage_site_lookup(s, c, spec->site, &site_id, err);
+        if (res == SAMDA_ENOENT) res = samda_fail(err, SAMDA_EINVAL, "queueing %s job: unknown site", spec->kind);
+    }
+    if (res == SAMDA_OK && !found) {
+        sqlite3_stmt *st = storage_stmt(c, "INSERT INTO jobs(kind, priority, site_id, study_uid, series_uid,"
+                                           " params_json, max_attempts, idempotency_key, content_hash, created_ms,"
+                                           " updated_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)", err);
+        if (!st) res = err->code;
+        else {
+            sqlite3_bind_text(st, 1, spec->kind, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_int(st, 2, spec->priority);
+            storage_bind_int64_or_null(st, 3, site_id);
+            storage_bind_text(st, 4, spec->study_uid);
+            storage_bind_text(st, 5, spec->series_uid);
+            storage_bind_text(st, 6, spec->params_json);
+            sqlite3_bind_int(st, 7, max_attempts);
+            storage_bind_text(st, 8, spec->idempotency_key);
+            storage_bind_text(st, 9, spec->content_hash);
+            sqlite3_bind_int64(st, 10, samda_store_now_ms(s));
+            int rc = storage_exec_stmt(s, st);
+            if (rc != SQLITE_OK) res = storage_db_fail(err, c, rc, "queueing job");
+            else found = sqlite3_last_insert_rowid(c->db);
+        }
+        if (res == SAMDA_OK) {
+            char rid[32];
+            snprintf(rid, sizeof rid, "%lld", (long long)found);
+            res = storage_change_add(s, c, "job", rid, SAMDA_CHANGE_NEW, err);
+        }
+    } else if (res == SAMDA_OK && existed) {
+        *existed = true;
+    }
+    if (res == SAMDA_OK) res = storage_tx_commit(s, c, err);
+    else storage_tx_rollback(s, c);
+    storage_conn_put(s, c);
+    if (res == SAMDA_OK && id) *id = found;
+    if (res != SAMDA_OK && existed) *existed = false;
+    return res;
+}
+
+/* Leases -------------------------------------------------------------------------------------------- */
+
+static samda_status job_change(samda_store *s, storage_conn *c, int64_t id, samda_error *err)
+{
+    char rid[32];
+    snprintf(rid, sizeof rid, "%lld", (long long)id);
+    return storage_change_add(s, c, "job", rid, SAMDA_CHANGE_STATE, err);
+}
+
+/* Expired leases back to pending (or failed once out of attempts), on c inside a transaction. */
+static samda_status reclaim_c(samda_store *s, storage_conn *c, size_t *n_requeued, size_t *n_failed, samda_error *err)
+{
+    int64_t now = samda_store_now_ms(s);
+    sqlite3_stmt *st = storage_stmt(c, "UPDATE jobs SET state = CASE WHEN attempts >= max_attempts THEN 'failed'"
+                                       " ELSE 'pending' END,"
+                                       " error = 'lease of worker ' || ifnull(lease_owner, '?') || ' expired',"
+                                       " finished_ms = CASE WHEN attempts >= max_attempts THEN ?1 END,"
+                                       " lease_owner = NULL, lease_expires_ms = NULL, updated_ms = ?1"
+                                       " WHERE state = 'running' AND lease_expires_ms <= ?1"
+                                       " RETURNING id, state", err);
+    if (!st) return err->code;
+    sqlite3_bind_int64(st, 1, now);
+    int rc;
+    size_t req = 0, fail = 0;
+    int64_t ids[64]; /* change-feed rows for the first 64; more at once only after a long outage */
+    size_t n_ids = 0;
+    while ((rc = storage_step(s, st)) == SQLITE_ROW) {
+        if (strcmp((const char *)sqlite3_column_text(st, 1), "failed") == 0) fail++;
+        else req++;
+        if (n_ids < 64) ids[n_ids++] = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) return storage_db_fail(err, c, rc, "reclaiming expired jobs");
+    for (size_t i = 0; i < n_ids; i++) {
+        samda_status r = job_change(s, c, ids[i], err);
+        if (r != SAMDA_OK) return r;
+    }
+    if (n_requeued) *n_requeued = req;
+    if (n_failed) *n_failed = fail;
+    return SAMDA_OK;
+}
+
+samda_status samda_store_job_reclaim_expired(samda_store *s, size_t *n_requeued, size_t *n_failed, samda_error *err)
+{
+    STORAGE_ERR(err);
+    storage_conn *c = storage_conn_get(s, err);
+    if (!c) return err->code;
+    samda_status res = storage_tx_begin(s, c, err);
+    if (res == SAMDA_OK) {
+        res = reclaim_c(s, c, n_requeued, n_failed, err);
+        if (res == SAMDA_OK) res = storage_tx_commit(s, c, err);
+        else storage_tx_rollback(s, c);
+    }
+    storage_conn_put(s, c);
+    return res;
+}
+
+samda_status samda_store_job_claim(samda_store *s, const char *owner, int64_t lease_ms, const char *kind,
+                                   samda_job *job, bool *found, samda_error *err)
+{
+    STORAGE_ERR(err);
+    *found = false;
+    memset(job, 0, sizeof *job);
+    if (!owner || !*owner || !storage_len_ok(owner, SAMDA_KEY_SIZE) || lease_ms <= 0 ||
+        !storage_len_ok(kind, SAMDA_KEY_SIZE))
+        return samda_fail(err, SAMDA_EINVAL, "claiming job: owner (< %d bytes) and a positive lease are required",
+                          SAMDA_KEY_SIZE);
+    storage_conn *c = storage_conn_get(s, err);
+    if (!c) return err->code;
+    samda_status res = storage_tx_begin(s, c, err);
+    if (res != SAMDA_OK) {
+        storage_conn_put(s, c);
+        return res;
+    }
+    res = reclaim_c(s, c, NULL, NULL, err);
+    int64_t id = 0;
+    if (res == SAMDA_OK) {
+        int64_t now = samda_store_now_ms(s);
+        sqlite3_stmt *st = storage_stmt(c, "UPDATE jobs SET state = 'running', lease_owner = ?1,"
+                                           " lease_expires_ms = ?2 + ?3, attempts = attempts + 1, updated_ms = ?2"
+                                           " WHERE id = (SELECT id FROM jobs WHERE state = 'pending'"
+                                           " AND (?4 IS NULL OR kind = ?4)"
+                                           " ORDER BY priority DESC, created_ms, id LIMIT 1) RETURNING id", err);
+        if (!st) res = err->code;
+        else {
+            sqlite3_bind_text(st, 1, owner, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_int64(st, 2, now);
+            sqlite3_bind_int64(st, 3, lease_ms);
+            storage_bind_text(st, 4, kind);
+            int rc = storage_step(s, st);
+            if (rc == SQLITE_ROW) {
+                id = sqlite3_column_int64(st, 0);
+                rc = storage_step(s, st);
+            }
+            sqlite3_reset(st);
+            if (rc != SQLITE_DONE) res = storage_db_fail(err, c, rc, "claiming job");
+        }
+    }
+    if (res == SAMDA_OK && id) res = job_change(s, c, id, err);
+    if (res == SAMDA_OK && id) res = job_read_c(s, c, id, job, err);
+    if (res == SAMDA_OK) res = storage_tx_commit(s, c, err);
+    else storage_tx_rollback(s, c);
+    storage_conn_put(s, c);
+    if (res != SAMDA_OK) {
+        samda_job_clear(job);
+        return res;
+    }
+    *found = id != 0;
+    return SAMDA_OK;
+}
+
+/* Transitions of a running job: check the lease, then apply an UPDATE. */
+enum job_op { OP_HEARTBEAT, OP_PROGRESS, OP_COMPLETE, OP_FAIL };
+
+struct op_args {
+    enum job_op op;
+    int64_t id;
+    const char *owner;
+    int64_t lease_ms;
+    double progress;
+    const char *text; /* message, result or error */
+    bool permanent;
+    bool *requeued;
+};
+
+static samda_status running_op(samda_store *s, const struct op_args *a, samda_error *err)
+{
+    storage_conn *c = storage_conn_get(s, err);
+    if (!c) return err->code;
+    samda_status res = storage_tx_begin(s, c, err);
+    if (res != SAMDA_OK) {
+        storage_conn_put(s, c);
+        return res;
+    }
+    sqlite3_stmt *st = storage_stmt(c, "SELECT state, lease_owner, attempts, max_attempts FROM jobs WHERE id = ?1", err);
+    int rc = SQLITE_OK;
+    int attempts = 0, max_attempts = 1;
+    if (!st) res = err->code;
+    else {
+        sqlite3_bind_int64(st, 1, a->id);
+        rc = storage_step(s, st);
+        if (rc == SQLITE_ROW) {
+            samda_job_state state = state_from((const char *)sqlite3_column_text(st, 0));
+            const char *lo = (const char *)sqlite3_column_text(st, 1);
+            attempts = sqlite3_column_int(st, 2);
+            max_attempts = sqlite3_column_int(st, 3);
+            if (state == SAMDA_JOB_CANCELLED)
+                res = samda_fail(err, SAMDA_ECANCELED, "job %lld was cancelled: stop working on it", (long long)a->id);
+            else if (state != SAMDA_JOB_RUNNING || !lo || strcmp(lo, a->owner) != 0)
+                res = samda_fail(err, SAMDA_ELOCKED, "job %lld is not running under worker %s (lease lost): stop "
+                                 "working on it", (long long)a->id, a->owner);
+        } else if (rc == SQLITE_DONE) {
+            res = samda_fail(err, SAMDA_ENOENT, "job %lld: no such job", (long long)a->id);
+        } else {
+            res = storage_db_fail(err, c, rc, "reading job");
+        }
+        sqlite3_reset(st);
+    }
+    int64_t now = samda_store_now_ms(s);
+    if (res == SAMDA_OK) {
+        bool requeue = false;
+        switch (a->op) {
+        case OP_HEARTBEAT:
+            st = storage_stmt(c, "UPDATE jobs SET lease_expires_ms = ?2 + ?3, updated_ms = ?2 WHERE id = ?1", err);
+            if (st) sqlite3_bind_int64(st, 3, a->lease_ms);
+            break;
+        case OP_PROGRESS:
+            st = storage_stmt(c, "UPDATE jobs SET progress = ?3, progress_message = ?4, updated_ms = ?2 WHERE id = ?1",
+                              err);
+            if (st) {
+                sqlite3_bind_double(st, 3, a->progress);
+                storage_bind_text(st, 4, a->text);
+            }
+            break;
+        case OP_COMPLETE:
+            st = storage_stmt(c, "UPDATE jobs SET state = 'done', progress = 1, result_json = ?3, error = NULL,"
+                                 " lease_owner = NULL, lease_expires_ms = NULL, updated_ms = ?2, finished_ms = ?2"
+                                 " WHERE id = ?1", err);
+            if (st) storage_bind_text(st, 3, a->text);
+            break;
+        case OP_FAIL:
+            requeue = !a->permanent && attempts < max_attempts;
+            st = storage_stmt(c, "UPDATE jobs SET state = ?3, error = ?4, lease_owner = NULL, lease_expires_ms = NULL,"
+                                 " updated_ms = ?2, finished_ms = CASE WHEN ?3 = 'failed' THEN ?2 END WHERE id = ?1",
+                              err);
+            if (st) {
+                sqlite3_bind_text(st, 3, requeue ? "pending" : "failed", -1, SQLITE_STATIC);
+                storage_bind_text(st, 4, a->text ? a->text : "failed");
+            }
+            if (a->requeued) *a->requeued = requeue;
+            break;
+        }
+        if (!st) res = err->code;
+        else {
+            sqlite3_bind_int64(st, 1, a->id);
+            sqlite3_bind_int64(st, 2, now);
+            rc = storage_exec_stmt(s, st);
+            if (rc != SQLITE_OK) res = storage_db_fail(err, c, rc, "updating job");
+        }
+        if (res == SAMDA_OK && (a->op == OP_COMPLETE || a->op == OP_FAIL)) res = job_change(s, c, a->id, err);
+    }
+    if (res == SAMDA_OK) res = storage_tx_commit(s, c, err);
+    else storage_tx_rollback(s, c);
+    storage_conn_put(s, c);
+    return res;
+}
+
+static samda_status check_owner(const char *owner, samda_error *err)
+{
+    if (!owner || !*owner || !storage_len_ok(owner, SAMDA_KEY_SIZE))
+        return samda_fail(err, SAMDA_EINVAL, "job lease: owner is required (< %d bytes)", SAMDA_KEY_SIZE);
+    return SAMDA_OK;
+}
+
+samda_status samda_store_job_heartbeat(samda_store *s, int64_t id, const char *owner, int64_t lease_ms,
+                                       samda_error *err)
+{
+    STORAGE_ERR(err);
+    samda_status st = check_owner(owner, err);
+    if (st != SAMDA_OK) return st;
+    if (lease_ms <= 0) return samda_fail(err, SAMDA_EINVAL, "job %lld heartbeat: lease must be positive", (long long)id);
+    struct op_args a = {.op = OP_HEARTBEAT, .id = id, .owner = owner, .lease_ms = lease_ms};
+    return running_op(s, &a, err);
+}
+
+samda_status samda_store_job_progress(samda_store *s, int64_t id, const char *owner, double progress,
+                                      const char *message, samda_error *err)
+{
+    STORAGE_ERR(err);
+    samda_status st = check_owner(owner, err);
+    if (st != SAMDA_OK) return st;
+    if (isnan(progress) || progress < 0) progress = 0;
+    if (progress > 1) progress = 1;
+    char msg[SAMDA_MESSAGE_SIZE] = "";
+    if (message) snprintf(msg, sizeof msg, "%s", message);
+    struct op_args a = {.op = OP_PROGRESS, .id = id, .owner = owner, .progress = progress, .text = msg};
+    return running_op(s, &a, err);
+}
+
+samda_status samda_store_job_complete(samda_store *s, int64_t id, const char *owner, const char *result_json,
+                                      samda_error *err)
+{
+    STORAGE_ERR(err);
+    samda_status st = check_owner(owner, err);
+    if (st == SAMDA_OK) st = storage_check_json(result_json, "job result", err);
+    if (st != SAMDA_OK) return st;
+    struct op_args a = {.op = OP_COMPLETE, .id = id, .owner = owner, .text = result_json};
+    return running_op(s, &a, err);
+}
+
+samda_status samda_store_job_fail(samda_store *s, int64_t id, const char *owner, const char *error, bool permanent,
+                                  bool *requeued, samda_error *err)
+{
+    STORAGE_ERR(err);
+    if (requeued) *requeued = false;
+    samda_status st = check_owner(owner, err);
+    if (st != SAMDA_OK) return st;
+    char msg[SAMDA_MESSAGE_SIZE * 4] = "failed";
+    if (error) snprintf(msg, sizeof msg, "%s", error);
+    struct op_args a = {.op = OP_FAIL, .id = id, .owner = owner, .text = msg, .permanent = permanent,
+                        .requeued = requeued};
+    st = running_op(s, &a, err);
+    if (st != SAMDA_OK && requeued) *requeued = false;
+    return st;
+}
+
+/* Cancel / retry --------------------------------------------------------------------------------- */
+
+static samda_status set_state_if(samda_store *s, int64_t id, const char *sql, const char *what, samda_error *err)
+{
+    storage_conn *c = storage_conn_get(s, err);
+    if (!c) return err->code;
+    samda_status res = storage_tx_begin(s, c, err);
+    if (res != SAMDA_OK) {
+        storage_conn_put(s, c);
+        return res;
+    }
+    sqlite3_stmt *st = storage_stmt(c, sql, err);
+    if (!st) res = err->code;
+    else {
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_int64(st, 2, samda_store_now_ms(s));
+        int rc = storage_exec_stmt(s, st);
+        if ((rc & 0xff) == SQLITE_CONSTRAINT)
+            res = samda_fail(err, SAMDA_EEXIST, "%s job %lld: an active job already has the same input", what,
+                             (long long)id);
+        else if (rc != SQLITE_OK) res = storage_db_fail(err, c, rc, what);
+        else if (sqlite3_changes(c->db) == 0) {
+            samda_job j;
+            res = job_read_c(s, c, id, &j, err);
+            if (res == SAMDA_OK) {
+                res = samda_fail(err, SAMDA_EINVAL, "%s job %lld: not possible in state %s", what, (long long)id,
+                                 samda_job_state_name(j.state));
+                samda_job_clear(&j);
+            }
+        } else {
+            res = job_change(s, c, id, err);
+        }
+    }
+    if (res == SAMDA_OK) res = storage_tx_commit(s, c, err);
+    else storage_tx_rollback(s, c);
+    storage_conn_put(s, c);
+    return res;
+}
+
+samda_status samda_store_job_cancel(samda_store *s, int64_t id, samda_error *err)
+{
+    STORAGE_ERR(err);
+    return set_state_if(s, id,
+                        "UPDATE jobs SET state = 'cancelled', lease_owner = NULL, lease_expires_ms = NULL,"
+                        " updated_ms = ?2, finished_ms = ?2 WHERE id = ?1 AND state IN ('pending', 'running')",
+                        "cancelling", err);
+}
+
+samda_status samda_store_job_retry(samda_store *s, int64_t id, samda_error *err)
+{
+    STORAGE_ERR(err);
+    return set_state_if(s, id,
+                        "UPDATE jobs SET state = 'pending', attempts = 0, error = NULL, progress = 0,"
+                        " progress_message = NULL, finished_ms = NULL, updated_ms = ?2"
+                        " WHERE id = ?1 AND state IN ('failed', 'cancelled')",
+                        "retrying", err);
+}

@@ -1,0 +1,167 @@
+/* storage/results.c: results of segmentation jobs: which DICOM-SEG (file, SOP UID) was produced for
+ * which source series, by which model and adapter version, with timings and label statistics.
+ * The SEG file itself is committed through objects.c (SAMDA_OBJECT_SEG); recording the result claims
+ * it, so a crash between the two leaves no unclaimed file after the next open. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+void samda_result_clear(samda_result *r)
+{
+    if (!r) return;
+    free(r->timings_json);
+    free(r->label_stats_json);
+    memset(r, 0, sizeof *r);
+}
+
+void samda_result_list_free(samda_result *r, size_t n)
+{
+    if (!r) return;
+    for (size_t i = 0; i < n; i++) samda_result_clear(&r[i]);
+    free(r);
+}
+
+samda_status samda_store_result_add(samda_store *s, const samda_result_spec *spec, int64_t *id, samda_error *err)
+{
+    STORAGE_ERR(err);
+    if (!spec || !spec->object) return samda_fail(err, SAMDA_EINVAL, "recording result: spec and object required");
+    if (!samda_uid_is_valid(spec->series_uid) || !samda_uid_is_valid(spec->seg_series_uid) ||
+        !samda_uid_is_valid(spec->seg_sop_uid))
+        return samda_fail(err, SAMDA_EBADUID, "recording result: series, SEG series and SEG SOP UIDs must be valid");
+    if (!samda_store_relpath_is_valid(spec->object->relpath) || strncmp(spec->object->relpath, "seg/", 4) != 0 ||
+        strlen(spec->object->sha256) != 64)
+        return samda_fail(err, SAMDA_EINVAL, "recording result %s: object must be committed as SAMDA_OBJECT_SEG",
+                          spec->seg_sop_uid);
+    if (!storage_len_ok(spec->model_version, SAMDA_KEY_SIZE))
+        return samda_fail(err, SAMDA_EINVAL, "recording result %s: model version too long", spec->seg_sop_uid);
+    samda_status res = storage_check_json(spec->timings_json, "result timings", err);
+    if (res == SAMDA_OK) res = storage_check_json(spec->label_stats_json, "result label statistics", err);
+    if (res != SAMDA_OK) return res;
+
+    storage_conn *c = storage_conn_get(s, err);
+    if (!c) return err->code;
+    res = storage_tx_begin(s, c, err);
+    if (res == SAMDA_OK) {
+        sqlite3_stmt *st = storage_stmt(c, "INSERT INTO results(job_id, series_uid, seg_series_uid, seg_sop_uid,"
+                                           " file_relpath, file_size, sha256, model_version, adapter_version,"
+                                           " timings_json, label_stats_json, created_ms)"
+                                           " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)", err);
+        if (!st) res = err->code;
+        else {
+            storage_bind_int64_or_null(st, 1, spec->job_id);
+            sqlite3_bind_text(st, 2, spec->series_uid, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_text(st, 3, spec->seg_series_uid, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_text(st, 4, spec->seg_sop_uid, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_text(st, 5, spec->object->relpath, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_int64(st, 6, (sqlite3_int64)spec->object->size);
+            sqlite3_bind_text(st, 7, spec->object->sha256, -1, SQLITE_TRANSIENT);
+            storage_bind_text(st, 8, spec->model_version);
+            storage_bind_int64_or_null(st, 9, spec->adapter_version);
+            storage_bind_text(st, 10, spec->timings_json);
+            storage_bind_text(st, 11, spec->label_stats_json);
+            sqlite3_bind_int64(st, 12, samda_store_now_ms(s));
+            int rc = storage_exec_stmt(s, st);
+            if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
+                res = samda_fail(err, SAMDA_EINVAL, "recording result %s: job %lld does not exist", spec->seg_sop_uid,
+                                 (long long)spec->job_id);
+            else if ((rc & 0xff) == SQLITE_CONSTRAINT)
+                res = samda_fail(err, SAMDA_EEXIST, "recording result %s: SEG SOP UID or file already recorded",
+                                 spec->seg_sop_uid);
+            else if (rc != SQLITE_OK) res = storage_db_fail(err, c, rc, "recording result");
+            else if (id) *id = sqlite3_last_insert_rowid(c->db);
+        }
+        if (res == SAMDA_OK) res = storage_change_add(s, c, "result", spec->seg_sop_uid, SAMDA_CHANGE_NEW, err);
+        if (res == SAMDA_OK) res = storage_intent_claim(s, c, spec->object->relpath, err);
+        if (res == SAMDA_OK) res = storage_tx_commit(s, c, err);
+        else storage_tx_rollback(s, c);
+    }
+    storage_conn_put(s, c);
+    return res;
+}
+
+#define RESULT_COLS                                                                                        \
+    "SELECT id, job_id, series_uid, seg_series_uid, seg_sop_uid, file_relpath, file_size, sha256,"         \
+    " model_version, adapter_version, timings_json, label_stats_json, created_ms FROM results "
+
+static samda_status result_select(samda_store *s, const char *sql, int64_t id, const char *uid, samda_result **out,
+                                  size_t *n, samda_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    storage_conn *c = storage_conn_get(s, err);
+    if (!c) return err->code;
+    samda_status res = SAMDA_OK;
+    samda_result *rows = NULL;
+    size_t cap = 0;
+    sqlite3_stmt *st = storage_stmt(c, sql, err);
+    if (!st) res = err->code;
+    else {
+        if (uid) sqlite3_bind_text(st, 1, uid, -1, SQLITE_TRANSIENT);
+        else sqlite3_bind_int64(st, 1, id);
+        int rc;
+        while ((rc = storage_step(s, st)) == SQLITE_ROW) {
+            if (*n == cap) {
+                size_t nc = cap ? cap * 2 : 8;
+                samda_result *nr = realloc(rows, nc * sizeof *rows);
+                if (!nr) {
+                    res = samda_fail(err, SAMDA_ENOMEM, "listing results: out of memory");
+                    break;
+                }
+                rows = nr;
+                cap = nc;
+            }
+            samda_result *r = &rows[(*n)++];
+            memset(r, 0, sizeof *r);
+            r->id = sqlite3_column_int64(st, 0);
+            r->job_id = sqlite3_column_int64(st, 1);
+            storage_col_text(st, 2, r->series_uid, sizeof r->series_uid);
+            storage_col_text(st, 3, r->seg_series_uid, sizeof r->seg_series_uid);
+            storage_col_text(st, 4, r->seg_sop_uid, sizeof r->seg_sop_uid);
+            storage_col_text(st, 5, r->object.relpath, sizeof r->object.relpath);
+            r->object.size = (uint64_t)sqlite3_column_int64(st, 6);
+            storage_col_text(st, 7, r->object.sha256, sizeof r->object.sha256);
+            storage_col_text(st, 8, r->model_version, sizeof r->model_version);
+            r->adapter_version = sqlite3_column_int(st, 9);
+            r->timings_json = storage_col_dup(st, 10);
+            r->label_stats_json = storage_col_dup(st, 11);
+            r->created_ms = sqlite3_column_int64(st, 12);
+        }
+        sqlite3_reset(st);
+        if (res == SAMDA_OK && rc != SQLITE_DONE) res = storage_db_fail(err, c, rc, "listing results");
+    }
+    storage_conn_put(s, c);
+    if (res != SAMDA_OK) {
+        samda_result_list_free(rows, *n);
+        *n = 0;
+        return res;
+    }
+    *out = rows;
+    return SAMDA_OK;
+}
+
+samda_status samda_store_result_get(samda_store *s, int64_t id, samda_result *out, samda_error *err)
+{
+    STORAGE_ERR(err);
+    memset(out, 0, sizeof *out);
+    samda_result *rows;
+    size_t n;
+    samda_status st = result_select(s, RESULT_COLS "WHERE id = ?1", id, NULL, &rows, &n, err);
+    if (st != SAMDA_OK) return st;
+    if (n == 0) st = samda_fail(err, SAMDA_ENOENT, "result %lld: no such result", (long long)id);
+    else *out = rows[0];
+    free(rows);
+    return st;
+}
+
+samda_status samda_store_result_list(samda_store *s, const char *series_uid, samda_result **rows, size_t *n,
+                                     samda_error *err)
+{
+    STORAGE_ERR(err);
+    *rows = NULL;
+    *n = 0;
+    if (!samda_uid_is_valid(series_uid))
+        return samda_fail(err, SAMDA_EBADUID, "listing results: series UID is not a valid UID");
+    return result_select(s, RESULT_COLS "WHERE series_uid = ?1 ORDER BY id DESC", 0, series_uid, rows, n, err);
+}

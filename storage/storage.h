@@ -1,0 +1,844 @@
+/* samda storage: the SQLite index and the on-disk object store.
+ *
+ * One data directory holds everything durable:
+ *   <data_dir>/index.sqlite3   the index (WAL mode, foreign keys on), schema versioned by migrations
+ *   <data_dir>/objects/        immutable files: <study>/<series>/<sop>.dcm, seg/<study>/<series>/<sop>.dcm,
+ *                              adapters/<site id>/<version>.safetensors
+ *   <data_dir>/tmp/            files being written; anything left there after a crash is removed at open
+ * Object paths are built only from validated UIDs (samda_uid_is_valid) and internal integer ids, never
+ * from other input. An object is written to tmp/, fsynced, renamed into objects/ and its directory fsynced;
+ * only then is it indexed. Every object file must be referenced by the index (an instance, a result or
+ * an adapter): a committed object that no index row claims is removed at the next open, so a crash at any
+ * instant leaves neither a half-indexed instance nor an unindexed file (see samda_store_check).
+ *
+ * Conventions. Times are Unix milliseconds (int64_t, `_ms`), read from the store's clock (params.clock)
+ * so that tests can move time. Strings in returned structs are NUL-terminated; "" means absent. A double
+ * field set to NAN means absent. Text fields named `*_json` hold JSON text that this module stores and
+ * returns verbatim (it checks only the size bound).
+ *
+ * Thread-safety: a samda_store handle is safe to share between threads, and every function may be called
+ * concurrently on the same handle, except samda_store_close (no call may be in flight) and
+ * samda_store_set_fault (set it before sharing the handle). Internally each call borrows one SQLite
+ * connection from a pool (readers run in parallel thanks to WAL) and write transactions are serialised
+ * by a mutex and opened with BEGIN IMMEDIATE, so SQLITE_BUSY does not surface between threads of one
+ * process; between processes the busy timeout applies. Structs passed in and out are the caller's.
+ *
+ * Anything not declared in this file is not public API. */
+#ifndef SAMDA_STORAGE_H
+#define SAMDA_STORAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Sizes                                                                                          */
+
+#define SAMDA_UID_SIZE 65          /* a DICOM UID: at most 64 characters + NUL */
+#define SAMDA_AE_SIZE 17           /* an AE title: at most 16 characters + NUL */
+#define SAMDA_CS_SIZE 17           /* a code string (modality, body part) */
+#define SAMDA_DA_SIZE 9            /* a DICOM date YYYYMMDD */
+#define SAMDA_LO_SIZE 65           /* a long string (descriptions, patient ID) */
+#define SAMDA_PN_SIZE 256          /* a person name with its component groups */
+#define SAMDA_NAME_SIZE 65         /* names of sites, destinations, tokens */
+#define SAMDA_SHA256_HEX_SIZE 65   /* lower-case hex SHA-256 + NUL */
+#define SAMDA_RELPATH_SIZE 256     /* an object path relative to objects/ */
+#define SAMDA_KEY_SIZE 129         /* job kinds, idempotency keys, content hashes, lease owners */
+#define SAMDA_MESSAGE_SIZE 256     /* progress messages, errors kept in rows */
+#define SAMDA_TOKEN_SECRET_SIZE 72 /* "samda_" + 64 hex + NUL, rounded up */
+#define SAMDA_JSON_MAX (1024 * 1024) /* bound on every *_json field, bytes */
+#define SAMDA_OBJECT_MAX_BYTES ((uint64_t)4 << 30) /* bound on one object file */
+
+/** Schema version this code writes (PRAGMA user_version after migrations). */
+#define SAMDA_STORE_SCHEMA_VERSION 1
+
+/* ---------------------------------------------------------------------------------------------- */
+/* UIDs                                                                                           */
+
+/** True if uid is a DICOM UID usable in a path: 1..64 characters of digits and dots, no empty
+ *  component, no leading or trailing dot. NULL gives false.
+ *  Thread-safety: pure function. */
+bool samda_uid_is_valid(const char *uid);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Opening                                                                                        */
+
+typedef struct samda_store samda_store; /* opaque; storage/internal.h */
+
+/** Points at which samda_store can be made to fail (tests; see samda_store_set_fault). */
+typedef enum samda_fault_point {
+    SAMDA_FAULT_WRITE = 0, /* write(2) of object data */
+    SAMDA_FAULT_FSYNC,     /* fsync of a file or a directory */
+    SAMDA_FAULT_RENAME,    /* rename of an object into place */
+    SAMDA_FAULT_MKDIR,     /* creation of an object directory */
+    SAMDA_FAULT_DB_STEP,   /* one sqlite3_step (BEGIN and COMMIT included; ROLLBACK never fails) */
+    SAMDA_FAULT_POINT_COUNT_
+} samda_fault_point;
+
+/** Fault hook: called before each operation at `point`; call_no counts calls at that point from 1
+ *  (per store). Return 0 to let the operation run, or an errno value (EIO, ENOSPC...) to make it fail
+ *  with that error without running. */
+typedef int (*samda_fault_fn)(void *ctx, samda_fault_point point, unsigned long call_no);
+
+/** "write", "fsync", "rename", "mkdir", "db_step"; "unknown" out of range. Static string. */
+const char *samda_fault_point_name(samda_fault_point point);
+
+/** Clock: current time in Unix milliseconds. */
+typedef int64_t (*samda_clock_fn)(void *ctx);
+
+typedef enum samda_sync_mode {
+    SAMDA_SYNC_FULL = 0, /* PRAGMA synchronous=FULL: a commit is durable across power loss (default) */
+    SAMDA_SYNC_NORMAL    /* NORMAL: durable across process crashes; the last commits may roll back
+                            after a power loss (faster; only when acknowledged data may be re-sent) */
+} samda_sync_mode;
+
+typedef struct samda_store_params {
+    const char *data_dir;        /* required; created (mode 0700) if missing; at most 3000 bytes */
+    int busy_timeout_ms;         /* wait for other processes' locks; default 5000; <= 0: default */
+    samda_sync_mode sync;        /* default SAMDA_SYNC_FULL */
+    int max_connections;         /* SQLite connections in the pool; default 16; <= 0: default */
+    samda_clock_fn clock;        /* NULL: CLOCK_REALTIME */
+    void *clock_ctx;             /* passed to clock */
+    samda_fault_fn fault;        /* NULL: no fault injection */
+    void *fault_ctx;             /* passed to fault */
+    int export_backoff_base_min; /* export retry delay base, minutes; default 1 */
+    int export_backoff_max_min;  /* cap of the export retry delay, minutes; default 60 */
+    int export_max_attempts;     /* transient failures before an export item fails; default 10 */
+    int export_lease_ms;         /* a claimed export item is claimable again after this; default 600000 */
+    int job_max_attempts;        /* default max_attempts of a job; default 3 */
+} samda_store_params;
+
+/** Fill p with defaults (data_dir NULL). The only correct way to start a samda_store_params. */
+void samda_store_params_init(samda_store_params *p);
+
+/** Open (creating if needed) the data directory and its index; run pending schema migrations; remove
+ *  files left in tmp/ and committed objects that no index row claims (crash leftovers).
+ *  @param p    IN: parameters; data_dir required.   @param err OUT: reason on failure (may be NULL).
+ *  @return the store, or NULL with err: SAMDA_EINVAL (no data_dir, too long), SAMDA_EIO (directory or
+ *          file cannot be created: permission, disk), SAMDA_EDB (index cannot be opened, is corrupt, or
+ *          has a schema newer than this program: upgrade samda), SAMDA_ELOCKED (busy timeout expired).
+ *          Nothing is left open on failure.
+ *  Ownership: caller owns the store; release with samda_store_close(). p is copied (data_dir too).
+ *  Thread-safety: any thread; several stores on one directory work (in one or several processes). */
+samda_store *samda_store_open(const samda_store_params *p, samda_error *err);
+
+/** Close the store and all its connections. NULL is a no-op.
+ *  Thread-safety: no other call on s may be in flight. */
+void samda_store_close(samda_store *s);
+
+/** Files removed from tmp/ by the last open (crash leftovers). */
+size_t samda_store_tmp_removed(const samda_store *s);
+/** Unclaimed committed objects removed from objects/ by the last open. */
+size_t samda_store_orphans_removed(const samda_store *s);
+/** The data directory (borrowed; valid until close). */
+const char *samda_store_data_dir(const samda_store *s);
+/** Current time from the store's clock, Unix ms. */
+int64_t samda_store_now_ms(const samda_store *s);
+
+/** Install (fn non-NULL) or remove (fn NULL) the fault hook and reset the per-point call counters.
+ *  Thread-safety: call while no other call on s is in flight. */
+void samda_store_set_fault(samda_store *s, samda_fault_fn fn, void *ctx);
+
+/** Free memory returned by this module where a function says "free with samda_store_free" (arrays of
+ *  plain structs). NULL is a no-op. */
+void samda_store_free(void *p);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Object store                                                                                   */
+
+typedef enum samda_object_kind {
+    SAMDA_OBJECT_INSTANCE = 0, /* <a study>/<b series>/<c sop>.dcm */
+    SAMDA_OBJECT_SEG,          /* seg/<a study>/<b series>/<c sop>.dcm */
+    SAMDA_OBJECT_ADAPTER       /* adapters/<a site id>/<b version>.safetensors (c unused, NULL) */
+} samda_object_kind;
+
+/** A temporary file being written under tmp/. */
+typedef struct samda_tmp_file {
+    int fd;          /* open for writing; -1 when closed */
+    char path[4096]; /* absolute path */
+} samda_tmp_file;
+
+/** Where a committed object lies and what it holds. */
+typedef struct samda_object_info {
+    char relpath[SAMDA_RELPATH_SIZE];     /* relative to objects/ */
+    char sha256[SAMDA_SHA256_HEX_SIZE];   /* lower-case hex */
+    uint64_t size;                        /* bytes */
+} samda_object_info;
+
+/** Build the relative path of an object from validated components (no file is touched).
+ *  @param a,b,c IN: see samda_object_kind; each must pass samda_uid_is_valid (ids are digits).
+ *  @param out   OUT: the path, relative to objects/.
+ *  @return SAMDA_OK; SAMDA_EBADUID: a component is invalid (out is ""); SAMDA_EINVAL: unknown kind.
+ *  Thread-safety: pure function. */
+samda_status samda_store_object_relpath(samda_object_kind kind, const char *a, const char *b, const char *c,
+                                        char out[SAMDA_RELPATH_SIZE], samda_error *err);
+
+/** True if relpath has the form of an object path this module builds (no "..", no absolute path). */
+bool samda_store_relpath_is_valid(const char *relpath);
+
+/** Create a temporary file under tmp/ for a writer (the DICOM receiver streams into it).
+ *  @param tmp OUT: fd and path. @return SAMDA_OK; SAMDA_EIO (tmp->fd = -1).
+ *  Ownership: the caller owns the file until it passes it to samda_store_object_commit,
+ *  samda_store_instance_ingest or samda_store_object_tmp_discard (one of them must be called). */
+samda_status samda_store_object_tmp_open(samda_store *s, samda_tmp_file *tmp, samda_error *err);
+
+/** Append len bytes to a temporary file (goes through the fault hook; loops over short writes).
+ *  @return SAMDA_OK; SAMDA_ENOSPC (disk full); SAMDA_ETOOBIG (over SAMDA_OBJECT_MAX_BYTES); SAMDA_EIO.
+ *  The file stays open after a failure; discard it. */
+samda_status samda_store_object_tmp_write(samda_store *s, samda_tmp_file *tmp, const void *buf, size_t len,
+                                          samda_error *err);
+
+/** Close and remove a temporary file. NULL or an already closed file are no-ops. */
+void samda_store_object_tmp_discard(samda_store *s, samda_tmp_file *tmp);
+
+/** Make a temporary file a committed object: fsync it, hash it, create the directories, rename it
+ *  into objects/ (never over an existing file) and fsync the directory.
+ *  The object must then be referenced by an index row (samda_store_instance_insert,
+ *  samda_store_result_add, samda_store_adapter_add) or it is removed at the next open.
+ *  @param tmp  INOUT: from samda_store_object_tmp_open; always consumed (closed, fd = -1).
+ *  @param info OUT: relpath, sha256, size.
+ *  @return SAMDA_OK; SAMDA_EBADUID (bad component); SAMDA_EEXIST (an object already lies there);
+ *          SAMDA_ENOSPC; SAMDA_ETOOBIG; SAMDA_EIO; SAMDA_EDB. On failure nothing is left in objects/
+ *          or tmp/ and a retry with a new temporary file is safe. */
+samda_status samda_store_object_commit(samda_store *s, samda_tmp_file *tmp, samda_object_kind kind,
+                                       const char *a, const char *b, const char *c, samda_object_info *info,
+                                       samda_error *err);
+
+/** Write buf as a new object (temporary file + samda_store_object_commit).
+ *  @return as samda_store_object_commit. Ownership: buf is copied. */
+samda_status samda_store_object_put(samda_store *s, samda_object_kind kind, const char *a, const char *b,
+                                    const char *c, const void *buf, size_t len, samda_object_info *info,
+                                    samda_error *err);
+
+/** Absolute path of an object (for readers that need a file name, such as DCMTK).
+ *  @return SAMDA_OK; SAMDA_EINVAL (relpath not valid, or out too small). */
+samda_status samda_store_object_path(const samda_store *s, const char *relpath, char *out, size_t out_size,
+                                     samda_error *err);
+
+/** Open an object for reading. @param fd OUT: read-only descriptor; caller closes it.
+ *  @return SAMDA_OK; SAMDA_EINVAL (relpath not valid); SAMDA_ENOENT; SAMDA_EIO. */
+samda_status samda_store_object_open_read(samda_store *s, const char *relpath, int *fd, samda_error *err);
+
+/** Read a whole object into memory. @param max_bytes IN: refuse larger files (SAMDA_ETOOBIG).
+ *  @param buf OUT: caller frees with samda_store_free. @param len OUT: bytes.
+ *  @return SAMDA_OK; SAMDA_EINVAL; SAMDA_ENOENT; SAMDA_ETOOBIG; SAMDA_ENOMEM; SAMDA_EIO. */
+samda_status samda_store_object_read(samda_store *s, const char *relpath, size_t max_bytes, void **buf,
+                                     size_t *len, samda_error *err);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Consistency check (used by tests, the crash checker and `samda check`)                          */
+
+typedef struct samda_store_check_report {
+    bool integrity_ok;       /* PRAGMA integrity_check said ok */
+    size_t n_objects_indexed;/* object rows checked */
+    size_t n_missing;        /* indexed objects without a file */
+    size_t n_mismatch;       /* size or SHA-256 differs */
+    size_t n_unindexed;      /* files under objects/ that no row claims */
+    size_t n_tmp_files;      /* files under tmp/ */
+    char first_problem[SAMDA_MESSAGE_SIZE]; /* the first problem found, "" if none */
+} samda_store_check_report;
+
+/** Check the whole data directory: index integrity, every indexed file present with its size and
+ *  SHA-256, no unindexed file under objects/, tmp/ empty. Reads every object (slow on big stores).
+ *  @return SAMDA_OK if consistent; SAMDA_EIO (a problem; see report); SAMDA_EDB (integrity failure or
+ *          query error). report is filled in every case. */
+samda_status samda_store_check(samda_store *s, samda_store_check_report *report, samda_error *err);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Index: patients, studies, series, instances                                                    */
+
+#define SAMDA_INSTANCE_FROM_ABORTED_ASSOCIATION 0x1u /* the association it came with was aborted */
+
+/** Everything the index keeps about an instance. Strings "" = absent, doubles NAN = absent,
+ *  integers 0 = absent unless said otherwise. */
+typedef struct samda_instance_meta {
+    char patient_id[SAMDA_LO_SIZE];
+    char patient_name[SAMDA_PN_SIZE];
+    char study_uid[SAMDA_UID_SIZE];          /* required */
+    char study_date[SAMDA_DA_SIZE];          /* YYYYMMDD */
+    char study_description[SAMDA_LO_SIZE];
+    char accession_number[SAMDA_CS_SIZE];
+    char series_uid[SAMDA_UID_SIZE];         /* required */
+    char modality[SAMDA_CS_SIZE];
+    char body_part[SAMDA_CS_SIZE];
+    char series_description[SAMDA_LO_SIZE];
+    int series_number;
+    char sop_uid[SAMDA_UID_SIZE];            /* required */
+    char sop_class_uid[SAMDA_UID_SIZE];      /* required */
+    char transfer_syntax_uid[SAMDA_UID_SIZE];
+    int instance_number;
+    int rows, columns, bits_allocated, number_of_frames;
+    double pixel_spacing[2];                 /* row spacing, column spacing (mm) */
+    double image_position[3];                /* ImagePositionPatient (mm) */
+    double image_orientation[6];             /* ImageOrientationPatient */
+    double slice_thickness;
+    double rescale_slope, rescale_intercept;
+    double window_center, window_width;
+    char calling_ae[SAMDA_AE_SIZE];
+    char site[SAMDA_NAME_SIZE];              /* site name ("" = none) */
+    int64_t association_id;                  /* 0 = not from an association (STOW, import) */
+    unsigned flags;                          /* SAMDA_INSTANCE_* */
+} samda_instance_meta;
+
+/** Reset m: strings "", doubles NAN, integers 0. Call before filling a meta. */
+void samda_instance_meta_init(samda_instance_meta *m);
+
+/** What happened to an instance that was offered to the index. */
+typedef enum samda_ingest_outcome {
+    SAMDA_INGEST_NEW = 0,        /* indexed for the first time */
+    SAMDA_INGEST_IDENTICAL,      /* same SOP UID, same bytes: nothing changed */
+    SAMDA_INGEST_REPLACED        /* same SOP UID, different bytes: replaced (SAMDA_DUP_OVERWRITE) */
+} samda_ingest_outcome;
+
+/** Duplicate policy for an instance whose SOP Instance UID is already indexed. */
+typedef enum samda_dup_policy {
+    SAMDA_DUP_IGNORE_IDENTICAL = 0, /* identical bytes: accept, change nothing; different: SAMDA_EEXIST */
+    SAMDA_DUP_OVERWRITE,            /* identical: change nothing; different: replace file and row */
+    SAMDA_DUP_REJECT                /* any duplicate: SAMDA_EEXIST */
+} samda_dup_policy;
+
+typedef struct samda_ingest_result {
+    samda_ingest_outcome outcome;
+    int64_t instance_id, series_id, study_id;
+    bool new_study, new_series;  /* rows created by this call */
+    samda_object_info object;    /* the indexed file */
+} samda_ingest_result;
+
+/** Store an instance durably and index it: the whole ingest path of one DICOM instance.
+ *  Hashes the temporary file, applies the duplicate policy, commits the object (fsync, rename, fsync
+ *  dir) and, in one transaction, upserts patient/study/series, inserts the instance, counts it on its
+ *  association, re-opens a completed series and appends change-feed rows (instance; series and study
+ *  when new). Success means the instance survives a crash.
+ *  @param tmp  INOUT: the written temporary file; always consumed.
+ *  @param meta IN: required: study_uid, series_uid, sop_uid, sop_class_uid (valid UIDs).
+ *  @param res  OUT: outcome and ids (may be NULL).
+ *  @return SAMDA_OK (see res->outcome); SAMDA_EBADUID; SAMDA_EINVAL (bad meta, unknown site or
+ *          association); SAMDA_EEXIST (duplicate refused by policy); SAMDA_ENOSPC; SAMDA_EIO; SAMDA_EDB.
+ *          On failure nothing is indexed, no new file is visible, tmp/ holds nothing of it; the
+ *          caller may retry with a new temporary file. */
+samda_status samda_store_instance_ingest(samda_store *s, samda_tmp_file *tmp, const samda_instance_meta *meta,
+                                         samda_dup_policy policy, samda_ingest_result *res, samda_error *err);
+
+/** Index an instance whose object is already committed (the parts of samda_store_instance_ingest
+ *  after the file), in one transaction. replace: an existing row with this SOP UID is updated
+ *  (its old file is the caller's), otherwise SAMDA_EEXIST.
+ *  @return SAMDA_OK; SAMDA_EBADUID; SAMDA_EINVAL; SAMDA_EEXIST; SAMDA_EDB. Nothing changes on failure. */
+samda_status samda_store_instance_insert(samda_store *s, const samda_instance_meta *meta,
+                                         const samda_object_info *object, bool replace,
+                                         samda_ingest_result *res, samda_error *err);
+
+/** Look up an indexed instance's file hash and path (for duplicate policies).
+ *  @return SAMDA_OK; SAMDA_EBADUID; SAMDA_ENOENT (not indexed); SAMDA_EDB. */
+samda_status samda_store_instance_lookup(samda_store *s, const char *sop_uid, samda_object_info *object,
+                                         int64_t *instance_id, samda_error *err);
+
+/** A row of the instances table, joined with its series, study and patient. */
+typedef struct samda_instance_row {
+    int64_t id, series_id;
+    samda_instance_meta meta;
+    samda_object_info object;
+    int64_t received_at_ms;
+} samda_instance_row;
+
+/** The state of a series as the completion logic sees it. */
+typedef enum samda_series_state {
+    SAMDA_SERIES_RECEIVING = 0, /* instances may still arrive */
+    SAMDA_SERIES_COMPLETE,      /* declared complete (idle timer, STOW, API) */
+    SAMDA_SERIES_INCOMPLETE     /* given up on (aborted association, forced maximum) */
+} samda_series_state;
+
+typedef struct samda_series_info {
+    int64_t id, study_id;
+    char study_uid[SAMDA_UID_SIZE];
+    char series_uid[SAMDA_UID_SIZE];
+    char modality[SAMDA_CS_SIZE];
+    char body_part[SAMDA_CS_SIZE];
+    char series_description[SAMDA_LO_SIZE];
+    int series_number;
+    char site[SAMDA_NAME_SIZE];
+    int64_t n_instances;
+    int64_t first_received_ms, last_received_ms;
+    samda_series_state state;
+    char state_reason[SAMDA_MESSAGE_SIZE];
+    int64_t state_changed_ms;
+} samda_series_info;
+
+typedef struct samda_study_info {
+    int64_t id;
+    char study_uid[SAMDA_UID_SIZE];
+    char patient_id[SAMDA_LO_SIZE];
+    char patient_name[SAMDA_PN_SIZE];
+    char study_date[SAMDA_DA_SIZE];
+    char study_description[SAMDA_LO_SIZE];
+    char accession_number[SAMDA_CS_SIZE];
+    char modalities[SAMDA_MESSAGE_SIZE]; /* distinct modalities of its series, backslash-separated */
+    int64_t n_series, n_instances;
+    int64_t last_received_ms;
+} samda_study_info;
+
+/** Filters for study and series queries. NULL or "" = no filter. Values are bound, never spliced. */
+typedef struct samda_index_query {
+    const char *study_uid;
+    const char *series_uid;
+    const char *patient_id;
+    const char *modality;
+    const char *date_from; /* YYYYMMDD inclusive */
+    const char *date_to;   /* YYYYMMDD inclusive */
+    const char *site;
+    size_t limit;          /* 0 = 1000; at most 100000 */
+    size_t offset;
+} samda_index_query;
+
+/** Studies matching q, newest study date first.
+ *  @param rows OUT: array, caller frees with samda_store_free (NULL when n is 0).
+ *  @return SAMDA_OK (possibly n = 0); SAMDA_EINVAL; SAMDA_ENOMEM; SAMDA_EDB. */
+samda_status samda_store_study_query(samda_store *s, const samda_index_query *q, samda_study_info **rows,
+                                     size_t *n, samda_error *err);
+/** One study by UID. @return SAMDA_OK; SAMDA_ENOENT; SAMDA_EDB. */
+samda_status samda_store_study_get(samda_store *s, const char *study_uid, samda_study_info *out,
+                                   samda_error *err);
+/** Series matching q (study_uid, series_uid, modality, site, patient_id, dates), by series number.
+ *  Ownership and returns as samda_store_study_query. */
+samda_status samda_store_series_query(samda_store *s, const samda_index_query *q, samda_series_info **rows,
+                                      size_t *n, samda_error *err);
+/** All series of a study. Ownership and returns as samda_store_study_query. */
+samda_status samda_store_series_list(samda_store *s, const char *study_uid, samda_series_info **rows,
+                                     size_t *n, samda_error *err);
+/** One series by UID. @return SAMDA_OK; SAMDA_ENOENT; SAMDA_EDB. */
+samda_status samda_store_series_get(samda_store *s, const char *series_uid, samda_series_info *out,
+                                    samda_error *err);
+/** Instances of a series by instance number, then SOP UID; limit 0 = all (at most 100000).
+ *  Ownership and returns as samda_store_study_query. */
+samda_status samda_store_instance_list(samda_store *s, const char *series_uid, size_t limit, size_t offset,
+                                       samda_instance_row **rows, size_t *n, samda_error *err);
+/** One instance by SOP UID. @return SAMDA_OK; SAMDA_ENOENT; SAMDA_EDB. */
+samda_status samda_store_instance_get(samda_store *s, const char *sop_uid, samda_instance_row *out,
+                                      samda_error *err);
+/** Set a series' completion state with a reason (one line, truncated to SAMDA_MESSAGE_SIZE) and
+ *  append a change-feed row. @return SAMDA_OK; SAMDA_ENOENT; SAMDA_EINVAL; SAMDA_EDB. */
+samda_status samda_store_series_set_state(samda_store *s, const char *series_uid, samda_series_state state,
+                                          const char *reason, samda_error *err);
+/** Series in state RECEIVING whose last instance arrived at or before idle_before_ms (for the
+ *  completion timers). Ownership and returns as samda_store_study_query. */
+samda_status samda_store_series_idle(samda_store *s, int64_t idle_before_ms, size_t limit,
+                                     samda_series_info **rows, size_t *n, samda_error *err);
+/** A digest of a series' content: SHA-256 over its instances' SOP UIDs and file hashes in SOP UID
+ *  order (the job queue's content hash). @return SAMDA_OK; SAMDA_ENOENT (no instance); SAMDA_EDB. */
+samda_status samda_store_series_content_hash(samda_store *s, const char *series_uid,
+                                             char out[SAMDA_SHA256_HEX_SIZE], samda_error *err);
+
+/* Associations ---------------------------------------------------------------------------------- */
+
+typedef enum samda_assoc_state {
+    SAMDA_ASSOC_OPEN = 0, SAMDA_ASSOC_RELEASED, SAMDA_ASSOC_ABORTED, SAMDA_ASSOC_REJECTED
+} samda_assoc_state;
+
+typedef struct samda_association {
+    int64_t id;
+    char calling_ae[SAMDA_AE_SIZE], called_ae[SAMDA_AE_SIZE];
+    char peer[SAMDA_NAME_SIZE];   /* address:port */
+    char site[SAMDA_NAME_SIZE];
+    int64_t started_ms, ended_ms; /* ended 0 while open */
+    samda_assoc_state state;
+    int64_t n_instances;
+} samda_association;
+
+/** Record a new association (state OPEN). site may be NULL/"" or must name a site.
+ *  @return SAMDA_OK; SAMDA_EINVAL (unknown site, strings too long); SAMDA_EDB. */
+samda_status samda_store_assoc_begin(samda_store *s, const char *calling_ae, const char *called_ae,
+                                     const char *peer, const char *site, int64_t *id, samda_error *err);
+/** End an association as RELEASED, ABORTED or REJECTED. ABORTED also flags its instances with
+ *  SAMDA_INSTANCE_FROM_ABORTED_ASSOCIATION. @return SAMDA_OK; SAMDA_ENOENT; SAMDA_EINVAL (already
+ *  ended, or state OPEN); SAMDA_EDB. */
+samda_status samda_store_assoc_end(samda_store *s, int64_t id, samda_assoc_state state, samda_error *err);
+/** @return SAMDA_OK; SAMDA_ENOENT; SAMDA_EDB. */
+samda_status samda_store_assoc_get(samda_store *s, int64_t id, samda_association *out, samda_error *err);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Job queue                                                                                      */
+
+typedef enum samda_job_state {
+    SAMDA_JOB_PENDING = 0, SAMDA_JOB_RUNNING, SAMDA_JOB_DONE, SAMDA_JOB_FAILED, SAMDA_JOB_CANCELLED
+} samda_job_state;
+
+/** Name of a job state ("pending"...); "unknown" out of range. Static string. */
+const char *samda_job_state_name(samda_job_state st);
+
+typedef struct samda_job_spec {
+    const char *kind;            /* required, e.g. "segment", "train"; < SAMDA_KEY_SIZE */
+    int priority;                /* higher runs first */
+    const char *site;            /* NULL or a site name */
+    const char *study_uid;       /* NULL or a valid UID */
+    const char *series_uid;      /* NULL or a valid UID */
+    const char *params_json;     /* NULL or JSON text */
+    const char *idempotency_key; /* NULL, or unique: a second enqueue returns the first job */
+    const char *content_hash;    /* NULL, or digest of the input: same kind + series + hash returns the
+                                    existing job unless that one was cancelled */
+    int max_attempts;            /* <= 0: params.job_max_attempts */
+} samda_job_spec;
+
+/** A job row. Ownership: the three JSON/text pointers are owned by the struct; release with
+ *  samda_job_clear (single) or samda_job_list_free (arrays). */
+typedef struct samda_job {
+    int64_t id;
+    char kind[SAMDA_KEY_SIZE];
+    samda_job_state state;
+    int priority;
+    char site[SAMDA_NAME_SIZE];
+    char study_uid[SAMDA_UID_SIZE], series_uid[SAMDA_UID_SIZE];
+    char *params_json;   /* NULL if none */
+    char *result_json;   /* NULL if none */
+    char *error;         /* last error, NULL if none */
+    int attempts, max_attempts;
+    char lease_owner[SAMDA_KEY_SIZE];
+    int64_t lease_expires_ms;
+    double progress;     /* 0..1 */
+    char progress_message[SAMDA_MESSAGE_SIZE];
+    char idempotency_key[SAMDA_KEY_SIZE];
+    char content_hash[SAMDA_KEY_SIZE];
+    int64_t created_ms, updated_ms, finished_ms;
+} samda_job;
+
+/** Free the members of job (not job itself) and zero it. NULL is a no-op. */
+void samda_job_clear(samda_job *job);
+/** Free an array of n jobs returned by samda_store_job_list. NULL is a no-op. */
+void samda_job_list_free(samda_job *jobs, size_t n);
+
+/** Add a job (state PENDING), or find the one it duplicates (idempotency key; or kind + series +
+ *  content hash). Appends a change-feed row for a new job.
+ *  @param id OUT: the job id. @param existed OUT (may be NULL): true when an existing job was returned.
+ *  @return SAMDA_OK; SAMDA_EINVAL (no kind, string too long, unknown site); SAMDA_EBADUID; SAMDA_EDB. */
+samda_status samda_store_job_enqueue(samda_store *s, const samda_job_spec *spec, int64_t *id, bool *existed,
+                                     samda_error *err);
+
+/** Take the next job: first every RUNNING job whose lease expired goes back to PENDING (or FAILED once
+ *  it used all attempts), then the PENDING job with the highest priority, oldest first, becomes
+ *  RUNNING with lease_owner = owner and lease_expires = now + lease_ms, attempts + 1; all in one
+ *  transaction.
+ *  @param kind  IN: NULL = any kind, else only jobs of this kind.
+ *  @param job   OUT: the claimed job when *found (caller clears it with samda_job_clear).
+ *  @param found OUT: false when no job is due.
+ *  @return SAMDA_OK; SAMDA_EINVAL (owner empty, lease_ms <= 0); SAMDA_EDB (nothing changed). */
+samda_status samda_store_job_claim(samda_store *s, const char *owner, int64_t lease_ms, const char *kind,
+                                   samda_job *job, bool *found, samda_error *err);
+
+/** Return expired leases to the queue as samda_store_job_claim does. @param n_requeued, n_failed OUT
+ *  (may be NULL). @return SAMDA_OK; SAMDA_EDB. */
+samda_status samda_store_job_reclaim_expired(samda_store *s, size_t *n_requeued, size_t *n_failed,
+                                             samda_error *err);
+
+/** Extend the lease of a running job to now + lease_ms.
+ *  @return SAMDA_OK; SAMDA_ECANCELED (the job was cancelled: stop working on it); SAMDA_ELOCKED (not
+ *          running under owner: the lease was lost, stop); SAMDA_ENOENT; SAMDA_EDB. */
+samda_status samda_store_job_heartbeat(samda_store *s, int64_t id, const char *owner, int64_t lease_ms,
+                                       samda_error *err);
+/** Record progress (clamped to 0..1) and a message (may be NULL); also extends nothing.
+ *  @return as samda_store_job_heartbeat. */
+samda_status samda_store_job_progress(samda_store *s, int64_t id, const char *owner, double progress,
+                                      const char *message, samda_error *err);
+/** Finish a running job as DONE with result_json (may be NULL); progress becomes 1.
+ *  @return as samda_store_job_heartbeat; SAMDA_EINVAL (result too large). */
+samda_status samda_store_job_complete(samda_store *s, int64_t id, const char *owner, const char *result_json,
+                                      samda_error *err);
+/** Record a failed attempt: PENDING again if attempts < max_attempts (and permanent is false), else
+ *  FAILED. @param requeued OUT (may be NULL). @return as samda_store_job_heartbeat. */
+samda_status samda_store_job_fail(samda_store *s, int64_t id, const char *owner, const char *error,
+                                  bool permanent, bool *requeued, samda_error *err);
+/** Cancel a PENDING or RUNNING job (a running worker learns it at its next heartbeat).
+ *  @return SAMDA_OK; SAMDA_ENOENT; SAMDA_EINVAL (already finished); SAMDA_EDB. */
+samda_status samda_store_job_cancel(samda_store *s, int64_t id, samda_error *err);
+/** Put a FAILED or CANCELLED job back to PENDING with attempts 0 and no error.
+ *  @return SAMDA_OK; SAMDA_ENOENT; SAMDA_EINVAL (not failed or cancelled); SAMDA_EDB. */
+samda_status samda_store_job_retry(samda_store *s, int64_t id, samda_error *err);
+/** @return SAMDA_OK (clear job after use); SAMDA_ENOENT; SAMDA_ENOMEM; SAMDA_EDB. */
+samda_status samda_store_job_get(samda_store *s, int64_t id, samda_job *job, samda_error *err);
+
+typedef struct samda_job_filter {
+    int state;              /* a samda_job_state, or -1 for any */
+    const char *kind;       /* NULL = any */
+    const char *site;       /* NULL = any */
+    const char *series_uid; /* NULL = any */
+    size_t limit;           /* 0 = 1000 */
+    size_t offset;
+} samda_job_filter;
+/** Jobs matching f (NULL = all), newest first. @param jobs OUT: free with samda_job_list_free.
+ *  @return SAMDA_OK; SAMDA_ENOMEM; SAMDA_EDB. */
+samda_status samda_store_job_list(samda_store *s, const samda_job_filter *f, samda_job **jobs, size_t *n,
+                                  samda_error *err);
+
+/* Results ---------------------------------------------------------------------------------------- */
+
+typedef struct samda_result_spec {
+    int64_t job_id;            /* 0 = none */
+    const char *series_uid;    /* required: the source series */
+    const char *seg_series_uid;/* required: the SEG's series */
+    const char *seg_sop_uid;   /* required */
+    const samda_object_info *object; /* required: committed with SAMDA_OBJECT_SEG */
+    const char *model_version; /* NULL or text */
+    int adapter_version;       /* 0 = none */
+    const char *timings_json;  /* NULL or JSON */
+    const char *label_stats_json;
+} samda_result_spec;
+
+/** A result row. Ownership: JSON pointers owned; release with samda_result_clear / _list_free. */
+typedef struct samda_result {
+    int64_t id, job_id;
+    char series_uid[SAMDA_UID_SIZE], seg_series_uid[SAMDA_UID_SIZE], seg_sop_uid[SAMDA_UID_SIZE];
+    samda_object_info object;
+    char model_version[SAMDA_KEY_SIZE];
+    int adapter_version;
+    char *timings_json, *label_stats_json;
+    int64_t created_ms;
+} samda_result;
+
+void samda_result_clear(samda_result *r);
+void samda_result_list_free(samda_result *r, size_t n);
+/** Record a result and append a change-feed row. @return SAMDA_OK; SAMDA_EBADUID; SAMDA_EINVAL
+ *  (missing field, unknown job); SAMDA_EEXIST (seg SOP UID already recorded); SAMDA_EDB. */
+samda_status samda_store_result_add(samda_store *s, const samda_result_spec *spec, int64_t *id,
+                                    samda_error *err);
+/** @return SAMDA_OK; SAMDA_ENOENT; SAMDA_EDB. */
+samda_status samda_store_result_get(samda_store *s, int64_t id, samda_result *out, samda_error *err);
+/** Results of a source series, newest first. Free with samda_result_list_free. */
+samda_status samda_store_result_list(samda_store *s, const char *series_uid, samda_result **rows, size_t *n,
+                                     samda_error *err);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Export queue                                                                                   */
+
+typedef enum samda_export_state {
+    SAMDA_EXPORT_PENDING = 0, SAMDA_EXPORT_SENDING, SAMDA_EXPORT_DONE, SAMDA_EXPORT_FAILED
+} samda_export_state;
+
+typedef struct samda_export_item {
+    int64_t id, destination_id;
+    char relpath[SAMDA_RELPATH_SIZE];
+    char sop_uid[SAMDA_UID_SIZE];
+    samda_export_state state;
+    int attempts;
+    int64_t next_attempt_ms;
+    char last_error[SAMDA_MESSAGE_SIZE];
+    bool permanent;          /* failed for good (refused by the peer) */
+    int64_t created_ms, updated_ms;
+} samda_export_item;
+
+/** Queue an object for a destination (state PENDING, due now).
+ *  @return SAMDA_OK; SAMDA_EINVAL (unknown destination, bad relpath); SAMDA_EBADUID; SAMDA_EDB. */
+samda_status samda_store_export_enqueue(samda_store *s, int64_t destination_id, const char *relpath,
+                                        const char *sop_uid, int64_t *id, samda_error *err);
+/** Claim up to max due items (PENDING with next_attempt <= now, or SENDING whose claim is older than
+ *  params.export_lease_ms), oldest first, for one destination (0 = any); they become SENDING.
+ *  @param items OUT: free with samda_store_free. @return SAMDA_OK; SAMDA_EINVAL; SAMDA_EDB. */
+samda_status samda_store_export_claim(samda_store *s, int64_t destination_id, size_t max,
+                                      samda_export_item **items, size_t *n, samda_error *err);
+/** Mark a claimed item DONE. @return SAMDA_OK; SAMDA_ENOENT; SAMDA_EINVAL (not SENDING); SAMDA_EDB. */
+samda_status samda_store_export_done(samda_store *s, int64_t id, samda_error *err);
+/** Record a failed send. Transient: attempts + 1 and PENDING again after
+ *  min(base * 2^(attempts-1), max) minutes, or FAILED when attempts reach export_max_attempts.
+ *  Permanent: FAILED with permanent = true.
+ *  @param next_attempt_ms OUT (may be NULL): when it is due again, 0 if failed.
+ *  @return SAMDA_OK; SAMDA_ENOENT; SAMDA_EINVAL (not SENDING); SAMDA_EDB. */
+samda_status samda_store_export_fail(samda_store *s, int64_t id, const char *error, bool permanent,
+                                     int64_t *next_attempt_ms, samda_error *err);
+/** Manual retry: a FAILED (or PENDING waiting) item becomes PENDING, due now, attempts 0.
+ *  @return SAMDA_OK; SAMDA_ENOENT; SAMDA_EINVAL (DONE or SENDING); SAMDA_EDB. */
+samda_status samda_store_export_retry(samda_store *s, int64_t id, samda_error *err);
+/** @return SAMDA_OK; SAMDA_ENOENT; SAMDA_EDB. */
+samda_status samda_store_export_get(samda_store *s, int64_t id, samda_export_item *out, samda_error *err);
+/** Items of a destination (0 = any) in a state (-1 = any), newest first; limit 0 = 1000.
+ *  @param items OUT: free with samda_store_free. */
+samda_status samda_store_export_list(samda_store *s, int64_t destination_id, int state, size_t limit,
+                                     samda_export_item **items, size_t *n, samda_error *err);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Sites and destinations                                                                         */
+
+/** A site. Ownership: JSON pointers owned; release with samda_site_clear / samda_site_list_free. */
+typedef struct samda_site {
+    int64_t id;
+    char name[SAMDA_NAME_SIZE];
+    char *ae_json;        /* AE title mappings, JSON text (NULL = none) */
+    char *settings_json;  /* per-site settings, JSON text (NULL = none) */
+    int64_t created_ms, updated_ms;
+} samda_site;
+void samda_site_clear(samda_site *site);
+void samda_site_list_free(samda_site *sites, size_t n);
+
+/** True if name is usable for a site or destination: 1..64 of [A-Za-z0-9._-], not starting with '.'. */
+bool samda_store_name_is_valid(const char *name);
+
+/** @return SAMDA_OK; SAMDA_EINVAL (bad name, JSON too large); SAMDA_EEXIST; SAMDA_EDB. */
+samda_status samda_store_site_add(samda_store *s, const char *name, const char *ae_json,
+                                  const char *settings_json, int64_t *id, samda_error *err);
+/** Replace a site's AE mappings and settings. @return SAMDA_OK; SAMDA_ENOENT; SAMDA_EINVAL; SAMDA_EDB. */
+samda_status samda_store_site_update(samda_store *s, const char *name, const char *ae_json,
+                                     const char *settings_json, samda_error *err);
+/** @return SAMDA_OK (clear out after use); SAMDA_ENOENT; SAMDA_ENOMEM; SAMDA_EDB. */
+samda_status samda_store_site_get(samda_store *s, const char *name, samda_site *out, samda_error *err);
+/** All sites by name. Free with samda_site_list_free. */
+samda_status samda_store_site_list(samda_store *s, samda_site **sites, size_t *n, samda_error *err);
+/** Delete a site that nothing refers to. @return SAMDA_OK; SAMDA_ENOENT; SAMDA_EBUSY (instances,
+ *  jobs or adapters still refer to it); SAMDA_EDB. */
+samda_status samda_store_site_delete(samda_store *s, const char *name, samda_error *err);
+
+/** A DICOM destination. Ownership: settings_json owned; samda_destination_clear / _list_free. */
+typedef struct samda_destination {
+    int64_t id;
+    char name[SAMDA_NAME_SIZE];
+    char ae_title[SAMDA_AE_SIZE];
+    char host[256];
+    int port;
+    char *settings_json;
+    int64_t created_ms;
+} samda_destination;
+void samda_destination_clear(samda_destination *d);
+void samda_destination_list_free(samda_destination *d, size_t n);
+
+/** @return SAMDA_OK; SAMDA_EINVAL (bad name, AE, host or port 1..65535); SAMDA_EEXIST; SAMDA_EDB. */
+samda_status samda_store_destination_add(samda_store *s, const char *name, const char *ae_title,
+                                         const char *host, int port, const char *settings_json, int64_t *id,
+                                         samda_error *err);
+/** @return SAMDA_OK; SAMDA_ENOENT; SAMDA_ENOMEM; SAMDA_EDB. */
+samda_status samda_store_destination_get(samda_store *s, const char *name, samda_destination *out,
+                                         samda_error *err);
+samda_status samda_store_destination_list(samda_store *s, samda_destination **d, size_t *n, samda_error *err);
+/** Delete a destination and its export items. @return SAMDA_OK; SAMDA_ENOENT; SAMDA_EDB. */
+samda_status samda_store_destination_delete(samda_store *s, const char *name, samda_error *err);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Adapters (per-site decoder adapter versions)                                                   */
+
+typedef struct samda_adapter {
+    int64_t id;
+    char site[SAMDA_NAME_SIZE];
+    int version;                 /* 1, 2, ... per site */
+    int parent_version;          /* 0 = none */
+    samda_object_info object;    /* committed with SAMDA_OBJECT_ADAPTER */
+    char base_fingerprint[SAMDA_KEY_SIZE];
+    char *metadata_json;         /* owned; NULL if none */
+    bool active;
+    int64_t created_ms, activated_ms;
+} samda_adapter;
+void samda_adapter_clear(samda_adapter *a);
+void samda_adapter_list_free(samda_adapter *a, size_t n);
+
+/** Reserve the next version number of a site (to name the file before committing it). The number is
+ *  only a hint under concurrency: samda_store_adapter_add refuses a version already taken.
+ *  @return SAMDA_OK; SAMDA_ENOENT (unknown site); SAMDA_EDB. */
+samda_status samda_store_adapter_next_version(samda_store *s, const char *site, int *version,
+                                              samda_error *err);
+/** Record an adapter version whose file was committed (kind SAMDA_OBJECT_ADAPTER with a = site id,
+ *  b = version). Inactive until activated.
+ *  @return SAMDA_OK; SAMDA_ENOENT (site); SAMDA_EEXIST (version taken); SAMDA_EINVAL; SAMDA_EDB. */
+samda_status samda_store_adapter_add(samda_store *s, const char *site, int version, int parent_version,
+                                     const samda_object_info *object, const char *base_fingerprint,
+                                     const char *metadata_json, samda_error *err);
+/** Site id for object paths. @return SAMDA_OK; SAMDA_ENOENT; SAMDA_EDB. */
+samda_status samda_store_site_id(samda_store *s, const char *site, int64_t *id, samda_error *err);
+/** Versions of a site, newest first. Free with samda_adapter_list_free. */
+samda_status samda_store_adapter_list(samda_store *s, const char *site, samda_adapter **a, size_t *n,
+                                      samda_error *err);
+/** @return SAMDA_OK; SAMDA_ENOENT; SAMDA_EDB. */
+samda_status samda_store_adapter_get(samda_store *s, const char *site, int version, samda_adapter *out,
+                                     samda_error *err);
+/** The active version. @return SAMDA_OK; SAMDA_ENOENT (none active); SAMDA_EDB. */
+samda_status samda_store_adapter_get_active(samda_store *s, const char *site, samda_adapter *out,
+                                            samda_error *err);
+/** Make version the only active one of its site (one transaction; a unique index enforces it).
+ *  @return SAMDA_OK; SAMDA_ENOENT; SAMDA_EDB. */
+samda_status samda_store_adapter_activate(samda_store *s, const char *site, int version, samda_error *err);
+/** Activate the active version's parent, or if it has none the highest version below it.
+ *  @param version OUT (may be NULL): now active.
+ *  @return SAMDA_OK; SAMDA_ENOENT (nothing active, or nothing to roll back to); SAMDA_EDB. */
+samda_status samda_store_adapter_rollback(samda_store *s, const char *site, int *version, samda_error *err);
+/** Deactivate the site's adapter (base model alone). @return SAMDA_OK; SAMDA_EDB. */
+samda_status samda_store_adapter_deactivate(samda_store *s, const char *site, samda_error *err);
+/** Delete an inactive version and its file. @return SAMDA_OK; SAMDA_ENOENT; SAMDA_EBUSY (active);
+ *  SAMDA_EDB. The file is removed after the row; a crash in between leaves an unclaimed file that the
+ *  next open removes. */
+samda_status samda_store_adapter_delete(samda_store *s, const char *site, int version, samda_error *err);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* API tokens                                                                                     */
+
+typedef enum samda_role { SAMDA_ROLE_ADMIN = 0, SAMDA_ROLE_USER, SAMDA_ROLE_INGEST } samda_role;
+/** "admin", "user", "ingest"; "unknown" out of range. Static string. */
+const char *samda_role_name(samda_role r);
+
+typedef struct samda_token_info {
+    int64_t id;
+    char name[SAMDA_NAME_SIZE];
+    samda_role role;
+    int64_t created_ms, revoked_ms; /* revoked 0 = valid */
+} samda_token_info;
+
+/** Create a token: a random secret (shown once) whose SHA-256 alone is stored.
+ *  @param secret OUT: "samda_" + 64 hex characters; give it to the user, it cannot be recovered.
+ *  @return SAMDA_OK; SAMDA_EINVAL (bad name or role); SAMDA_EEXIST (name taken); SAMDA_EIO (no
+ *  randomness); SAMDA_EDB. */
+samda_status samda_store_token_create(samda_store *s, const char *name, samda_role role,
+                                      char secret[SAMDA_TOKEN_SECRET_SIZE], int64_t *id, samda_error *err);
+/** Check a presented secret: hash lookup, then constant-time comparison of the hashes.
+ *  @param info OUT (may be NULL): the token. @return SAMDA_OK; SAMDA_EAUTH (unknown or revoked: the
+ *  message does not say which); SAMDA_EDB. */
+samda_status samda_store_token_verify(samda_store *s, const char *secret, samda_token_info *info,
+                                      samda_error *err);
+/** @return SAMDA_OK; SAMDA_ENOENT; SAMDA_EDB. Revoking twice keeps the first time. */
+samda_status samda_store_token_revoke(samda_store *s, int64_t id, samda_error *err);
+/** All tokens (never secrets or hashes). @param t OUT: free with samda_store_free. */
+samda_status samda_store_token_list(samda_store *s, samda_token_info **t, size_t *n, samda_error *err);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Audit log and change feed                                                                      */
+
+typedef struct samda_audit_entry {
+    int64_t id, time_ms;
+    char actor[SAMDA_NAME_SIZE];      /* token name, "system", AE title */
+    char action[SAMDA_KEY_SIZE];      /* "wado.instance", "adapter.activate"... */
+    char resource[SAMDA_MESSAGE_SIZE];/* "series/1.2.3", "adapter/site/4" */
+    char outcome[SAMDA_CS_SIZE];      /* "ok", "denied", "error" */
+    char *details_json;               /* owned; NULL if none */
+} samda_audit_entry;
+void samda_audit_list_free(samda_audit_entry *e, size_t n);
+
+/** Append an audit entry (the table refuses UPDATE and DELETE).
+ *  @return SAMDA_OK; SAMDA_EINVAL (actor/action/outcome missing or too long); SAMDA_EDB. */
+samda_status samda_store_audit_append(samda_store *s, const char *actor, const char *action,
+                                      const char *resource, const char *outcome, const char *details_json,
+                                      samda_error *err);
+/** Entries with id > after_id, oldest first, at most limit (0 = 1000). Free with samda_audit_list_free. */
+samda_status samda_store_audit_list(samda_store *s, int64_t after_id, size_t limit, samda_audit_entry **e,
+                                    size_t *n, samda_error *err);
+
+typedef enum samda_change_type {
+    SAMDA_CHANGE_NEW = 0, SAMDA_CHANGE_UPDATED, SAMDA_CHANGE_DELETED, SAMDA_CHANGE_STATE
+} samda_change_type;
+/** "new", "updated", "deleted", "state". Static string. */
+const char *samda_change_type_name(samda_change_type t);
+
+typedef struct samda_change {
+    int64_t seq, time_ms;
+    char kind[SAMDA_CS_SIZE];          /* instance, series, study, job, result, adapter */
+    char resource[SAMDA_KEY_SIZE];     /* UID or id */
+    samda_change_type type;
+} samda_change;
+
+/** Append a change (the index, job and result functions do it themselves).
+ *  @return SAMDA_OK; SAMDA_EINVAL; SAMDA_EDB. */
+samda_status samda_store_change_append(samda_store *s, const char *kind, const char *resource,
+                                       samda_change_type type, samda_error *err);
+/** Changes with seq > since, in seq order, at most limit (0 = 1000). @param c OUT: free with
+ *  samda_store_free. @param last_seq OUT (may be NULL): highest seq in the feed (for "done" checks). */
+samda_status samda_store_change_list(samda_store *s, int64_t since, size_t limit, samda_change **c, size_t *n,
+                                     int64_t *last_seq, samda_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

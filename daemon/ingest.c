@@ -37,9 +37,27 @@ samda_dup_policy samdad_dup_policy(const samda_config *cfg)
     }
 }
 
+/* Bounded copy; the index's columns may be narrower than DICOM's maxima (values are cut). */
 static void copy_str(char *dst, size_t size, const char *src)
 {
-    snprintf(dst, size, "%s", src ? src : "");
+    size_t n = src ? strnlen(src, size - 1) : 0;
+    if (n) memcpy(dst, src, n);
+    dst[n] = 0;
+}
+
+/* DA is YYYYMMDD (PS3.5 6.2); old ACR-NEMA style "YYYY.MM.DD" still occurs in archives. Anything
+ * else is dropped from the index (the file keeps it): a bad date must not cost the instance. */
+static void normalise_date(char out[9], const char *in)
+{
+    char d[9];
+    size_t n = 0;
+    for (const char *p = in; *p && n < 9; p++) {
+        if (*p >= '0' && *p <= '9') d[n++] = *p;
+        else if (*p != '.' && *p != ' ') return (void)(out[0] = 0);
+    }
+    if (n != 8) return (void)(out[0] = 0);
+    memcpy(out, d, 8);
+    out[8] = 0;
 }
 
 void samdad_meta_from_header(const samda_dicom_header *h, samda_instance_meta *m)
@@ -48,7 +66,7 @@ void samdad_meta_from_header(const samda_dicom_header *h, samda_instance_meta *m
     copy_str(m->patient_id, sizeof m->patient_id, h->patient_id);
     copy_str(m->patient_name, sizeof m->patient_name, h->patient_name);
     copy_str(m->study_uid, sizeof m->study_uid, h->study_instance_uid);
-    copy_str(m->study_date, sizeof m->study_date, h->study_date);
+    normalise_date(m->study_date, h->study_date);
     copy_str(m->study_description, sizeof m->study_description, h->study_description);
     copy_str(m->accession_number, sizeof m->accession_number, h->accession_number);
     copy_str(m->series_uid, sizeof m->series_uid, h->series_instance_uid);

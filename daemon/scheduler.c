@@ -136,7 +136,7 @@ size_t samdad_scheduler_pass(samdad_ctx *ctx, samda_store *store, int64_t now)
     samda_error err;
     samda_series_info *rows = NULL;
     size_t n = 0, changed = 0;
-    if (samda_store_series_receiving(store, 1000, &rows, &n, &err) != SAMDA_OK) {
+    if (samda_store_series_idle(store, now, 1000, &rows, &n, &err) != SAMDA_OK) {
         samda_log(&ctx->log, SAMDA_LOG_ERROR, "scheduler", "cannot list receiving series", "error=%s",
                   samda_log_quote((char[300]){0}, 300, err.message));
     }

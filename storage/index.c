@@ -981,7 +981,7 @@ samda_status samda_store_assoc_begin(samda_store *s, const char *calling_ae, con
 samda_status samda_store_assoc_end(samda_store *s, int64_t id, samda_assoc_state state, samda_error *err)
 {
     STORAGE_ERR(err);
-    if (state != SAMDA_ASSOC_RELEASED && state != SAMDA_ASSOC_ABORTED && state != SAMDA_ASSOC_REJECTED)
+    if (state != SAMDA_ASSOC_STATE_RELEASED && state != SAMDA_ASSOC_STATE_ABORTED && state != SAMDA_ASSOC_STATE_REJECTED)
         return samda_fail(err, SAMDA_EINVAL, "ending association %lld: final state must be released, aborted "
                           "or rejected", (long long)id);
     storage_conn *c = storage_conn_get(s, err);
@@ -1013,7 +1013,7 @@ samda_status samda_store_assoc_end(samda_store *s, int64_t id, samda_assoc_state
                                           : storage_db_fail(err, c, rc, "ending association");
             }
         }
-        if (res == SAMDA_OK && state == SAMDA_ASSOC_ABORTED) {
+        if (res == SAMDA_OK && state == SAMDA_ASSOC_STATE_ABORTED) {
             st = storage_stmt(c, "UPDATE instances SET flags = flags | 1 WHERE association_id = ?1", err);
             if (!st) res = err->code;
             else {
@@ -1057,6 +1057,38 @@ samda_status samda_store_assoc_get(samda_store *s, int64_t id, samda_association
             res = samda_fail(err, SAMDA_ENOENT, "reading association %lld: unknown", (long long)id);
         } else {
             res = storage_db_fail(err, c, rc, "reading association");
+        }
+        sqlite3_reset(st);
+    }
+    storage_conn_put(s, c);
+    return res;
+}
+
+samda_status samda_store_series_assoc_summary(samda_store *s, const char *series_uid,
+                                              samda_series_assoc_summary *out, samda_error *err)
+{
+    STORAGE_ERR(err);
+    memset(out, 0, sizeof *out);
+    if (!samda_uid_is_valid(series_uid))
+        return samda_fail(err, SAMDA_EBADUID, "summarising series associations: series UID is not a valid UID");
+    storage_conn *c = storage_conn_get(s, err);
+    if (!c) return err->code;
+    sqlite3_stmt *st = storage_stmt(c, "SELECT count(*), coalesce(sum(a.state = 'open'), 0),"
+                                       " coalesce(sum((i.flags & 1) != 0), 0) FROM instances i"
+                                       " JOIN series se ON se.id = i.series_ref"
+                                       " LEFT JOIN associations a ON a.id = i.association_id"
+                                       " WHERE se.series_uid = ?1", err);
+    samda_status res = err->code;
+    if (st) {
+        sqlite3_bind_text(st, 1, series_uid, -1, SQLITE_TRANSIENT);
+        int rc = storage_step(s, st);
+        if (rc == SQLITE_ROW) {
+            out->n_instances = sqlite3_column_int64(st, 0);
+            out->n_from_open = sqlite3_column_int64(st, 1);
+            out->n_from_aborted = sqlite3_column_int64(st, 2);
+            res = SAMDA_OK;
+        } else {
+            res = storage_db_fail(err, c, rc, "summarising series associations");
         }
         sqlite3_reset(st);
     }

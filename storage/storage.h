@@ -436,7 +436,7 @@ samda_status samda_store_series_content_hash(samda_store *s, const char *series_
 /* Associations ---------------------------------------------------------------------------------- */
 
 typedef enum samda_assoc_state {
-    SAMDA_ASSOC_OPEN = 0, SAMDA_ASSOC_RELEASED, SAMDA_ASSOC_ABORTED, SAMDA_ASSOC_REJECTED
+    SAMDA_ASSOC_STATE_OPEN = 0, SAMDA_ASSOC_STATE_RELEASED, SAMDA_ASSOC_STATE_ABORTED, SAMDA_ASSOC_STATE_REJECTED
 } samda_assoc_state;
 
 typedef struct samda_association {
@@ -459,6 +459,19 @@ samda_status samda_store_assoc_begin(samda_store *s, const char *calling_ae, con
 samda_status samda_store_assoc_end(samda_store *s, int64_t id, samda_assoc_state state, samda_error *err);
 /** @return SAMDA_OK; SAMDA_ENOENT; SAMDA_EDB. */
 samda_status samda_store_assoc_get(samda_store *s, int64_t id, samda_association *out, samda_error *err);
+
+/** How a series' instances arrived, for the completion logic: instances in the series, those whose
+ *  association is still open, and those flagged as coming over an aborted association. */
+typedef struct samda_series_assoc_summary {
+    int64_t n_instances;
+    int64_t n_from_open;     /* association state 'open' */
+    int64_t n_from_aborted;  /* SAMDA_INSTANCE_FROM_ABORTED_ASSOCIATION set */
+} samda_series_assoc_summary;
+/** Summarise a series' instances by association state.
+ *  @return SAMDA_OK (all zero for an unknown series); SAMDA_EBADUID; SAMDA_EDB.
+ *  Thread-safety: safe. */
+samda_status samda_store_series_assoc_summary(samda_store *s, const char *series_uid,
+                                              samda_series_assoc_summary *out, samda_error *err);
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Job queue                                                                                      */

@@ -32,7 +32,7 @@ for r in $(seq 1 "$rounds"); do
   for s in 1 2 3 4; do
     storescu -v -aet STORESCU -aec SAMDA 127.0.0.1 "$dport" +sd "$T/in$s" >"$T/r$r-s$s.out" 2>&1 & spids+=($!)
   done
-  sleep "0.$((RANDOM % 9 + 1))"
+  sleep "$((RANDOM % 10 + 5))e-1"  # 0.5 to 1.4 s: some instances acknowledged, others in flight
   kill -9 "$pid"
   for p in "${spids[@]}"; do wait "$p" 2>/dev/null || true; done
   wait "$pid" 2>/dev/null || true

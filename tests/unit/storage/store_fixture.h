@@ -77,7 +77,7 @@ static fx *fx_open(void)
 }
 
 /* Close and reopen the same directory (same clock). */
-static samda_store *fx_reopen(fx *f)
+static inline samda_store *fx_reopen(fx *f)
 {
     samda_store_close(f->s);
     samda_store_params p;

@@ -500,12 +500,12 @@ static void test_parallel_storescu(void **state)
     unsigned stored0 = tc.n_stored;
     char cmd[8400], out[16384];
     snprintf(cmd, sizeof cmd,
-             "for i in 1 2 3 4 5 6 7 8; do (storescu -aet SCU$i -aec SAMDA 127.0.0.1 %u '%s'/brain_00*.dcm "
+             "for i in 1 2 3 4 5 6 7 8; do (storescu -aet SCU$i -aec SAMDA 127.0.0.1 %u '%s'/brain_01*.dcm "
              ">/dev/null 2>&1 || echo FAILED $i) & done; wait",
              port, dir);
     assert_int_equal(run_capture(cmd, out, sizeof out), 0);
     if (strstr(out, "FAILED")) fail_msg("%s", out);
-    assert_int_equal(tc.n_stored - stored0, 8 * 9);
+    assert_int_equal(tc.n_stored - stored0, 8 * 10);
     assert_int_equal(count_files(temp_dir), 0);
 }
 
@@ -602,7 +602,7 @@ static void test_temp_dir_empty_and_counters(void **state)
     assert_int_equal(count_files(temp_dir), 0);
     samda_scp_counters k;
     samda_scp_counters_get(scp, &k);
-    assert_true(k.stores_ok >= 20 + 9 + 72);
+    assert_true(k.stores_ok >= 20 + 9 + 80);
     assert_true(k.stores_failed >= 2);
     assert_true(k.associations_rejected >= 2);
     assert_true(k.bytes_received > 20u * 131072u);

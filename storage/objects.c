@@ -325,8 +325,10 @@ void samda_store_object_tmp_discard(samda_store *s, samda_tmp_file *tmp)
 
 /* Intents ------------------------------------------------------------------------------------- */
 
+/* OR IGNORE: an intent already there belongs to someone else's unfinished commit of the same path
+ * (which will fail with SAMDA_EEXIST for one of the two); it must outlive our attempt. */
 static const char SQL_INTENT_ADD[] =
-    "INSERT OR REPLACE INTO object_intents(relpath, created_ms) VALUES(?1, ?2)";
+    "INSERT OR IGNORE INTO object_intents(relpath, created_ms) VALUES(?1, ?2)";
 static const char SQL_INTENT_DEL[] = "DELETE FROM object_intents WHERE relpath = ?1";
 
 samda_status storage_intent_add(samda_store *s, storage_conn *c, const char *relpath, samda_error *err)
@@ -348,14 +350,17 @@ samda_status storage_intent_claim(samda_store *s, storage_conn *c, const char *r
     return rc == SQLITE_OK ? SAMDA_OK : storage_db_fail(err, c, rc, "clearing object intent");
 }
 
-/* Add an intent in its own committed transaction (before a file appears under objects/). */
-static samda_status intent_add_tx(samda_store *s, const char *relpath, samda_error *err)
+/* Add an intent in its own committed transaction (before a file appears under objects/).
+ * *ours: the row was created by this call (so our failure may drop it). */
+static samda_status intent_add_tx(samda_store *s, const char *relpath, bool *ours, samda_error *err)
 {
+    *ours = false;
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
     samda_status st = storage_tx_begin(s, c, err);
     if (st == SAMDA_OK) {
         st = storage_intent_add(s, c, relpath, err);
+        *ours = st == SAMDA_OK && sqlite3_changes(c->db) > 0;
         if (st == SAMDA_OK) st = storage_tx_commit(s, c, err);
         else storage_tx_rollback(s, c);
     }
@@ -422,7 +427,8 @@ static samda_status commit_at(samda_store *s, samda_tmp_file *tmp, const char *r
     }
     snprintf(info->relpath, sizeof info->relpath, "%s", relpath);
 
-    st = intent_add_tx(s, relpath, err);
+    bool ours = false;
+    st = intent_add_tx(s, relpath, &ours, err);
     if (st != SAMDA_OK) {
         samda_error_prefix(err, "committing object: ");
         samda_store_object_tmp_discard(s, tmp);
@@ -458,7 +464,7 @@ static samda_status commit_at(samda_store *s, samda_tmp_file *tmp, const char *r
     if (st != SAMDA_OK) {
         if (st != SAMDA_EEXIST) samda_store_object_tmp_discard(s, tmp);
         if (renamed) storage_object_unlink(s, relpath); /* removes the file, then the intent */
-        else intent_drop(s, relpath);                   /* never touch a file we did not place */
+        else if (ours) intent_drop(s, relpath);         /* never touch a file we did not place */
         return st;
     }
     return SAMDA_OK;

@@ -118,7 +118,9 @@ typedef struct samda_store_params {
 void samda_store_params_init(samda_store_params *p);
 
 /** Open (creating if needed) the data directory and its index; run pending schema migrations; remove
- *  files left in tmp/ and committed objects that no index row claims (crash leftovers).
+ *  files left in tmp/ and committed objects that no index row claims (crash leftovers). The removal
+ *  runs only when no other store (in this or another process) has the directory open: every open
+ *  store holds a shared flock on <data_dir>/lock, and recovery needs it exclusively.
  *  @param p    IN: parameters; data_dir required.   @param err OUT: reason on failure (may be NULL).
  *  @return the store, or NULL with err: SAMDA_EINVAL (no data_dir, too long), SAMDA_EIO (directory or
  *          file cannot be created: permission, disk), SAMDA_EDB (index cannot be opened, is corrupt, or

@@ -1,0 +1,631 @@
+/* dicom/scp.cpp against real peers: DCMTK's echoscu and storescu run as subprocesses against an
+ * SCP started in this process on a free loopback port. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "dicom.h"
+#include "dicom_test_util.h"
+
+typedef struct test_ctx {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char rx_dir[4200];
+    unsigned n_stored;        /* files taken by on_store */
+    unsigned n_store_calls;
+    unsigned n_failed_cb;     /* on_store_failed calls */
+    unsigned n_end;           /* on_association_end calls */
+    samda_assoc_end last_how;
+    uint64_t last_id;
+    samda_status fail_with;   /* on_store returns this when not SAMDA_OK */
+    char reject_calling[17];  /* on_association rejects this calling AE */
+    int hold;                 /* on_store waits while this is set */
+    int in_store;
+    char last_ts[65];
+} test_ctx;
+
+static test_ctx tc = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+static char scratch[4096], temp_dir[4200];
+static samda_scp *scp;
+static unsigned port;
+
+static void on_association(void *ctx, const samda_assoc_info *a, samda_assoc_decision *out)
+{
+    test_ctx *c = ctx;
+    pthread_mutex_lock(&c->mu);
+    if (c->reject_calling[0] && strcmp(a->calling_ae, c->reject_calling) == 0)
+        out->verdict = SAMDA_ASSOC_REJECT_CALLING_AE;
+    out->user = c; /* checked in later callbacks */
+    pthread_mutex_unlock(&c->mu);
+}
+
+static samda_status on_store(void *ctx, const samda_assoc_info *a, const samda_store_request *req,
+                             samda_store_response *resp)
+{
+    test_ctx *c = ctx;
+    if (a->user != c) return SAMDA_EINTERNAL;
+    pthread_mutex_lock(&c->mu);
+    c->n_store_calls++;
+    c->in_store++;
+    pthread_cond_broadcast(&c->cv);
+    while (c->hold) pthread_cond_wait(&c->cv, &c->mu);
+    c->in_store--;
+    samda_status fail = c->fail_with;
+    snprintf(c->last_ts, sizeof c->last_ts, "%s", req->transfer_syntax_uid);
+    pthread_mutex_unlock(&c->mu);
+    if (fail != SAMDA_OK) {
+        snprintf(resp->message, sizeof resp->message, "test refuses: %s", samda_status_str(fail));
+        return fail;
+    }
+    if (strcmp(req->header->sop_instance_uid, req->affected_sop_instance_uid) != 0) return SAMDA_EINTERNAL;
+    char dst[4400];
+    snprintf(dst, sizeof dst, "%s/%s.dcm", c->rx_dir, req->header->sop_instance_uid);
+    if (rename(req->path, dst) != 0) return SAMDA_EIO;
+    resp->file_taken = true;
+    pthread_mutex_lock(&c->mu);
+    c->n_stored++;
+    pthread_mutex_unlock(&c->mu);
+    return SAMDA_OK;
+}
+
+static void on_store_failed(void *ctx, const samda_assoc_info *a, const samda_store_failure *f)
+{
+    (void)a;
+    (void)f;
+    test_ctx *c = ctx;
+    pthread_mutex_lock(&c->mu);
+    c->n_failed_cb++;
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void on_end(void *ctx, const samda_assoc_info *a, samda_assoc_end how, unsigned n_stored, unsigned n_failed)
+{
+    (void)n_stored;
+    (void)n_failed;
+    test_ctx *c = ctx;
+    pthread_mutex_lock(&c->mu);
+    c->n_end++;
+    c->last_how = how;
+    c->last_id = a->id;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Wait (at most 5 s) until n_end reaches want: the SCP finishes an association just after the peer exits. */
+static unsigned wait_ends(unsigned want)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 5;
+    pthread_mutex_lock(&tc.mu);
+    while (tc.n_end < want && pthread_cond_timedwait(&tc.cv, &tc.mu, &until) == 0) {
+    }
+    unsigned n = tc.n_end;
+    pthread_mutex_unlock(&tc.mu);
+    return n;
+}
+
+static void reset_ctx(void)
+{
+    pthread_mutex_lock(&tc.mu);
+    tc.fail_with = SAMDA_OK;
+    tc.reject_calling[0] = '\0';
+    tc.hold = 0;
+    pthread_mutex_unlock(&tc.mu);
+}
+
+static samda_scp *start_scp(unsigned max_assoc, samda_error *e)
+{
+    samda_scp_params p;
+    samda_scp_params_init(&p);
+    p.port = 0;
+    p.temp_dir = temp_dir;
+    p.max_associations = max_assoc;
+    p.ctx = &tc;
+    p.on_association = on_association;
+    p.on_store = on_store;
+    p.on_store_failed = on_store_failed;
+    p.on_association_end = on_end;
+    return samda_scp_start(&p, e);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    if (!tool_available("storescu") || !tool_available("echoscu")) {
+        fprintf(stderr, "DCMTK tools (storescu, echoscu) not installed: skipping the SCP tests\n");
+        return 0;
+    }
+    samda_dicom_init(NULL, NULL);
+    if (!scratch_make(scratch, sizeof scratch, "scp")) return -1;
+    snprintf(temp_dir, sizeof temp_dir, "%s/tmp", scratch);
+    snprintf(tc.rx_dir, sizeof tc.rx_dir, "%s/rx", scratch);
+    mkdir(temp_dir, 0700);
+    mkdir(tc.rx_dir, 0700);
+    samda_error e;
+    scp = start_scp(16, &e);
+    if (!scp) {
+        fprintf(stderr, "cannot start the SCP: %s\n", e.message);
+        return -1;
+    }
+    port = samda_scp_port(scp);
+    return port ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    samda_scp_stop(scp, 2000);
+    scratch_remove(scratch);
+    samda_dicom_shutdown();
+    return 0;
+}
+
+#define NEED_SCP()                                                                                                     \
+    do {                                                                                                               \
+        if (!scp) skip();                                                                                              \
+        reset_ctx();                                                                                                   \
+    } while (0)
+
+static void test_params_and_start_errors(void **state)
+{
+    (void)state;
+    samda_error e;
+    samda_scp_params p;
+    samda_scp_params_init(&p);
+    assert_string_equal(p.bind_address, "127.0.0.1");
+    assert_int_equal(p.port, 11112);
+    assert_int_equal(p.n_called_ae_titles, 1);
+    assert_string_equal(p.called_ae_titles[0], "SAMDA");
+    assert_int_equal(p.max_associations, 16);
+    assert_true(p.tcp_nodelay);
+    assert_null(samda_scp_start(&p, &e)); /* no temp_dir */
+    assert_int_equal(e.code, SAMDA_EINVAL);
+    p.temp_dir = "/nonexistent/samda";
+    assert_null(samda_scp_start(&p, &e));
+    assert_int_equal(e.code, SAMDA_ENOENT);
+    p.temp_dir = "/tmp";
+    p.bind_address = "localhost";
+    assert_null(samda_scp_start(&p, &e));
+    assert_int_equal(e.code, SAMDA_EINVAL);
+    p.bind_address = "127.0.0.1";
+    const char *bad_ae[] = {"THIS-AE-TITLE-IS-TOO-LONG"};
+    p.called_ae_titles = bad_ae;
+    assert_null(samda_scp_start(&p, &e));
+    assert_int_equal(e.code, SAMDA_EINVAL);
+    if (scp) {
+        samda_scp_params_init(&p);
+        p.temp_dir = "/tmp";
+        p.port = port; /* in use */
+        assert_null(samda_scp_start(&p, &e));
+        assert_int_equal(e.code, SAMDA_ENETWORK);
+        assert_non_null(strstr(e.message, "in use"));
+    }
+    samda_scp_stop(NULL, 0);
+}
+
+static void test_echo(void **state)
+{
+    (void)state;
+    NEED_SCP();
+    char cmd[512], out[8192];
+    unsigned before = wait_ends(0);
+    snprintf(cmd, sizeof cmd, "echoscu -aet TESTSCU -aec SAMDA 127.0.0.1 %u", port);
+    assert_int_equal(run_capture(cmd, out, sizeof out), 0);
+    assert_true(wait_ends(before + 1) >= before + 1);
+    usleep(200000);
+    assert_int_equal(tc.last_how, SAMDA_ASSOC_RELEASED);
+
+    /* our own SCU against our own SCP */
+    samda_dicom_peer peer = {"TESTSCU", "SAMDA", "127.0.0.1", port};
+    samda_error e;
+    assert_int_equal(samda_dicom_echo(&peer, 5, &e), SAMDA_OK);
+    peer.called_ae = "WRONG";
+    assert_int_equal(samda_dicom_echo(&peer, 5, &e), SAMDA_EFORBIDDEN);
+    assert_non_null(strstr(e.message, "called AE title not recognised"));
+    samda_scp_counters k;
+    samda_scp_counters_get(scp, &k);
+    assert_true(k.echo_requests >= 2);
+}
+
+static void test_unknown_called_ae_rejected(void **state)
+{
+    (void)state;
+    NEED_SCP();
+    char cmd[8400], out[8192];
+    unsigned before = wait_ends(0);
+    snprintf(cmd, sizeof cmd, "storescu -aet TESTSCU -aec WRONG 127.0.0.1 %u '%s'", port,
+             fixture("dicom/mr-brain-20/brain_002.dcm"));
+    assert_int_not_equal(run_capture(cmd, out, sizeof out), 0);
+    if (!strstr(out, "Called AE Title Not Recognized")) fail_msg("storescu said: %s", out);
+    assert_true(wait_ends(before + 1) >= before + 1);
+    usleep(200000);
+    assert_int_equal(tc.last_how, SAMDA_ASSOC_REJECTED);
+}
+
+static void test_on_association_reject(void **state)
+{
+    (void)state;
+    NEED_SCP();
+    snprintf(tc.reject_calling, sizeof tc.reject_calling, "BADGUY");
+    char cmd[8400], out[8192];
+    unsigned before = wait_ends(0);
+    snprintf(cmd, sizeof cmd, "storescu -aet BADGUY -aec SAMDA 127.0.0.1 %u '%s'", port,
+             fixture("dicom/mr-brain-20/brain_002.dcm"));
+    assert_int_not_equal(run_capture(cmd, out, sizeof out), 0);
+    if (!strstr(out, "Calling AE Title Not Recognized")) fail_msg("storescu said: %s", out);
+    assert_true(wait_ends(before + 1) >= before + 1);
+    usleep(200000);
+    assert_int_equal(tc.last_how, SAMDA_ASSOC_REJECTED);
+}
+
+/* Offset of the data set in a Part 10 file: after preamble, "DICM" and the meta group, whose length
+ * (0002,0000) is the first element. Returns -1 if the file has no such layout. */
+static long dataset_offset(const unsigned char *b, size_t n)
+{
+    if (n < 144 || memcmp(b + 128, "DICM", 4) != 0) return -1;
+    const unsigned char *e = b + 132;
+    if (e[0] != 2 || e[1] != 0 || e[2] != 0 || e[3] != 0 || memcmp(e + 4, "UL", 2) != 0) return -1;
+    unsigned long len = e[8] | e[9] << 8 | (unsigned long)e[10] << 16 | (unsigned long)e[11] << 24;
+    return 132 + 12 + (long)len;
+}
+
+static unsigned char *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc((size_t)len + 1);
+    if (b && fread(b, 1, (size_t)len, f) != (size_t)len) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    *n = (size_t)len;
+    return b;
+}
+
+static void test_store_mr_series_bit_exact(void **state)
+{
+    (void)state;
+    NEED_SCP();
+    const char *dir = fixture("dicom/mr-brain-20");
+    if (!path_exists(dir)) skip();
+    unsigned stored0 = tc.n_stored;
+    char cmd[8400], out[16384];
+    snprintf(cmd, sizeof cmd, "storescu -aet TESTSCU -aec SAMDA 127.0.0.1 %u '%s'/*.dcm", port, dir);
+    int rc = run_capture(cmd, out, sizeof out);
+    if (rc != 0) fail_msg("storescu rc=%d: %s", rc, out);
+    assert_int_equal(tc.n_stored - stored0, 20);
+    assert_int_equal(count_files(temp_dir), 0);
+
+    /* Each received data set has the original's content: dcmdump of both, file meta information and
+     * length comments left out (storescu itself trims all-space values while sending, as it does to
+     * DCMTK's storescp). The SCP writes what arrives without re-encoding (see test_store_bit_preserving). */
+    for (int i = 2; i <= 20; i++) { /* brain_001 ends in 2.4 MB of zeros that parse as an invalid element */
+        char src[4400], dst[4400], cmd2[9400], out2[8192];
+        snprintf(src, sizeof src, "%s/brain_%03d.dcm", dir, i);
+        samda_dicom_header h;
+        assert_int_equal(samda_dicom_read_header(src, &h, NULL), SAMDA_OK);
+        snprintf(dst, sizeof dst, "%s/%s.dcm", tc.rx_dir, h.sop_instance_uid);
+        snprintf(cmd2, sizeof cmd2,
+                 "dcmdump -q -M +L '%s' | grep -v '^#' | grep -v '(0002,' | sed 's/ *#.*//' > '%s/a.txt' && "
+                 "dcmdump -q -M +L '%s' | grep -v '^#' | grep -v '(0002,' | sed 's/ *#.*//' > '%s/b.txt' && "
+                 "diff '%s/a.txt' '%s/b.txt' | sed 's/\\(PN\\|LO\\|SH\\) \\[ *\\]/\\1 (no value available)/'",
+                 src, scratch, dst, scratch, scratch, scratch);
+        run_capture(cmd2, out2, sizeof out2);
+        /* the only differences allowed: empty values that were all spaces */
+        char *line = strtok(out2, "\n");
+        for (; line; line = strtok(NULL, "\n")) {
+            if (line[0] != '<' && line[0] != '>') continue;
+            if (!strstr(line, "(no value available)")) fail_msg("%s: content differs: %s", src, line);
+        }
+        samda_dicom_header r;
+        assert_int_equal(samda_dicom_read_header(dst, &r, NULL), SAMDA_OK);
+        assert_string_equal(r.transfer_syntax_uid, "1.2.840.10008.1.2.1");
+        assert_string_equal(r.series_instance_uid, h.series_instance_uid);
+        assert_memory_equal(r.image_position, h.image_position, sizeof r.image_position);
+    }
+}
+
+/* A port that was free a moment ago (for DCMTK's storescp). */
+static unsigned free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
+        if (fd >= 0) close(fd);
+        return 0;
+    }
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+/* The data set samda stores is the one on the wire: the same bytes as DCMTK's storescp in
+ * bit-preserving mode (+B) stores for the same storescu transfer. */
+static void test_store_bit_preserving(void **state)
+{
+    (void)state;
+    NEED_SCP();
+    if (!tool_available("storescp")) skip();
+    static const char *files[] = {"dicom/mr-brain-20/brain_010.dcm", "dicom/transfer-syntaxes/jpeg_ls.dcm",
+                                  "dicom/transfer-syntaxes/rle.dcm"};
+    static const char *opts[] = {"", "-xu", "-xr"};
+    char ref[4300], cmd[9000], out[8192];
+    snprintf(ref, sizeof ref, "%s/ref", scratch);
+    mkdir(ref, 0700);
+    unsigned p2 = free_port();
+    assert_true(p2 > 0);
+    snprintf(cmd, sizeof cmd, "storescp +B +xa -aet REF -od '%s' -fe .dcm %u >/dev/null 2>&1 & echo $! > '%s/storescp.pid'",
+             ref, p2, scratch);
+    assert_int_equal(system(cmd), 0);
+    usleep(500000);
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        if (!path_exists(fixture(files[i]))) continue;
+        samda_dicom_header h;
+        assert_int_equal(samda_dicom_read_header(fixture(files[i]), &h, NULL), SAMDA_OK);
+        snprintf(cmd, sizeof cmd, "rm -f '%s'/*; storescu %s -aec REF 127.0.0.1 %u '%s' && storescu %s -aec SAMDA 127.0.0.1 %u '%s'",
+                 ref, opts[i], p2, fixture(files[i]), opts[i], port, fixture(files[i]));
+        int rc = run_capture(cmd, out, sizeof out);
+        if (rc != 0) fail_msg("%s: %s", files[i], out);
+        char mine[4400], theirs[4400];
+        snprintf(mine, sizeof mine, "%s/%s.dcm", tc.rx_dir, h.sop_instance_uid);
+        snprintf(cmd, sizeof cmd, "ls '%s'/*.dcm | head -1", ref);
+        run_capture(cmd, theirs, sizeof theirs);
+        theirs[strcspn(theirs, "\n")] = '\0';
+        size_t na, nb;
+        unsigned char *a = slurp(theirs, &na), *b = slurp(mine, &nb);
+        if (!a || !b) fail_msg("%s: missing %s or %s", files[i], theirs, mine);
+        long oa = dataset_offset(a, na), ob = dataset_offset(b, nb);
+        assert_true(oa > 0 && ob > 0);
+        assert_int_equal(na - (size_t)oa, nb - (size_t)ob);
+        if (memcmp(a + oa, b + ob, nb - (size_t)ob) != 0) fail_msg("%s: data set bytes differ from storescp +B", files[i]);
+        free(a);
+        free(b);
+    }
+    snprintf(cmd, sizeof cmd, "kill $(cat '%s/storescp.pid')", scratch);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void test_store_transfer_syntaxes(void **state)
+{
+    (void)state;
+    NEED_SCP();
+    if (!path_exists(fixture("dicom/transfer-syntaxes"))) skip();
+    static const struct {
+        const char *file, *opts, *want_ts;
+    } cases[] = {
+        {"implicit_little.dcm", "", "1.2.840.10008.1.2"},    /* storescu proposes the file's own syntax too */
+        {"explicit_little.dcm", "", "1.2.840.10008.1.2.1"},
+        {"explicit_big.dcm", "-xb", "1.2.840.10008.1.2.2"},  /* big endian accepted on its own context */
+        {"implicit_little.dcm", "-xi", "1.2.840.10008.1.2"},  /* implicit only: kept implicit */
+        {"deflated.dcm", "-xd", "1.2.840.10008.1.2.1.99"},    /* deflated proposed on a context of its own */
+        {"jpeg_baseline_8bit.dcm", "-xy", "1.2.840.10008.1.2.4.50"},
+        {"jpeg_lossless_sel1.dcm", "-xs", "1.2.840.10008.1.2.4.70"},
+        {"jpeg_ls.dcm", "-xu", "1.2.840.10008.1.2.4.81"},
+        {"rle.dcm", "-xr", "1.2.840.10008.1.2.5"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char rel[256], cmd[8400], out[8192];
+        snprintf(rel, sizeof rel, "dicom/transfer-syntaxes/%s", cases[i].file);
+        unsigned stored0 = tc.n_stored;
+        snprintf(cmd, sizeof cmd, "storescu %s -aet TESTSCU -aec SAMDA 127.0.0.1 %u '%s'", cases[i].opts, port,
+                 fixture(rel));
+        int rc = run_capture(cmd, out, sizeof out);
+        if (rc != 0) fail_msg("%s %s: storescu rc=%d: %s", cases[i].file, cases[i].opts, rc, out);
+        assert_int_equal(tc.n_stored - stored0, 1);
+        if (strcmp(tc.last_ts, cases[i].want_ts) != 0)
+            fail_msg("%s %s: accepted %s, expected %s", cases[i].file, cases[i].opts, tc.last_ts, cases[i].want_ts);
+    }
+    assert_int_equal(count_files(temp_dir), 0);
+}
+
+static void test_jpeg2000_refused(void **state)
+{
+    (void)state;
+    NEED_SCP();
+    const char *f = fixture("dicom/transfer-syntaxes/jpeg_2000.dcm");
+    if (!path_exists(f)) skip();
+    unsigned calls0 = tc.n_store_calls;
+    char cmd[8400];
+    static char out[262144];
+    /* storescu proposes JPEG 2000 on a context of its own (plus uncompressed ones, which it cannot use:
+     * it has no JPEG 2000 decoder either). The JPEG 2000 context must be refused. */
+    snprintf(cmd, sizeof cmd, "storescu -d -xw -aet TESTSCU -aec SAMDA 127.0.0.1 %u '%s'", port, f);
+    int rc = run_capture(cmd, out, sizeof out);
+    assert_int_not_equal(rc, 0);
+    if (!strstr(out, "(Transfer Syntaxes Not Supported)")) fail_msg("storescu said: %.3000s", out + (strlen(out) > 3000 ? strlen(out) - 3000 : 0));
+    assert_null(strstr(out, "Accepted Transfer Syntax: =JPEG2000"));
+    assert_int_equal(tc.n_store_calls, calls0);
+    assert_int_equal(count_files(temp_dir), 0);
+}
+
+static void test_enospc_gives_a700(void **state)
+{
+    (void)state;
+    NEED_SCP();
+    tc.fail_with = SAMDA_ENOSPC;
+    unsigned stored0 = tc.n_stored;
+    char cmd[8400], out[8192];
+    snprintf(cmd, sizeof cmd, "storescu -v -aet TESTSCU -aec SAMDA 127.0.0.1 %u '%s'", port,
+             fixture("dicom/mr-brain-20/brain_004.dcm"));
+    run_capture(cmd, out, sizeof out);
+    tc.fail_with = SAMDA_OK;
+    if (!strstr(out, "Refused: OutOfResources")) fail_msg("storescu said: %s", out);
+    assert_int_equal(tc.n_stored, stored0);
+    assert_int_equal(count_files(temp_dir), 0);
+}
+
+static void test_bad_dataset_answered_by_scp(void **state)
+{
+    (void)state;
+    NEED_SCP();
+    if (!path_exists("/usr/bin/python3")) skip();
+    char cmd[8800], out[8192], bad[4300];
+    snprintf(bad, sizeof bad, "%s/bad", scratch);
+    mkdir(bad, 0700);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/unit/dicom/make_bad_files.py' '%s' '%s'",
+             getenv("SAMDA_SOURCE_DIR") ? getenv("SAMDA_SOURCE_DIR") : ".", fixture("dicom/mr-brain-20/brain_005.dcm"),
+             bad);
+    if (run_capture(cmd, out, sizeof out) != 0) skip();
+    unsigned calls0 = tc.n_store_calls, failed0 = tc.n_failed_cb;
+    snprintf(cmd, sizeof cmd, "storescu -v -aet TESTSCU -aec SAMDA 127.0.0.1 %u '%s/bad_series_chars.dcm'", port, bad);
+    run_capture(cmd, out, sizeof out);
+    if (!strstr(out, "Error: CannotUnderstand")) fail_msg("storescu said: %s", out);
+    assert_int_equal(tc.n_store_calls, calls0); /* on_store never saw it */
+    assert_int_equal(tc.n_failed_cb, failed0 + 1);
+    assert_int_equal(count_files(temp_dir), 0);
+}
+
+static void test_parallel_storescu(void **state)
+{
+    (void)state;
+    NEED_SCP();
+    const char *dir = fixture("dicom/mr-brain-20");
+    if (!path_exists(dir)) skip();
+    unsigned stored0 = tc.n_stored;
+    char cmd[8400], out[16384];
+    snprintf(cmd, sizeof cmd,
+             "for i in 1 2 3 4 5 6 7 8; do (storescu -aet SCU$i -aec SAMDA 127.0.0.1 %u '%s'/brain_01*.dcm "
+             ">/dev/null 2>&1 || echo FAILED $i) & done; wait",
+             port, dir);
+    assert_int_equal(run_capture(cmd, out, sizeof out), 0);
+    if (strstr(out, "FAILED")) fail_msg("%s", out);
+    assert_int_equal(tc.n_stored - stored0, 8 * 10);
+    assert_int_equal(count_files(temp_dir), 0);
+}
+
+static void test_max_associations(void **state)
+{
+    (void)state;
+    NEED_SCP();
+    samda_error e;
+    samda_scp *small = start_scp(1, &e);
+    assert_non_null(small);
+    unsigned p1 = samda_scp_port(small);
+    char cmd[8400], out[8192], rcfile[4300];
+    snprintf(rcfile, sizeof rcfile, "%s/first.rc", scratch);
+    pthread_mutex_lock(&tc.mu);
+    tc.hold = 1;
+    unsigned in0 = (unsigned)tc.in_store;
+    pthread_mutex_unlock(&tc.mu);
+    snprintf(cmd, sizeof cmd, "(storescu -aet FIRST -aec SAMDA 127.0.0.1 %u '%s' >/dev/null 2>&1; echo $? > '%s') &",
+             p1, fixture("dicom/mr-brain-20/brain_006.dcm"), rcfile);
+    assert_int_equal(system(cmd), 0);
+    /* wait until the first association sits in on_store */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&tc.mu);
+    while ((unsigned)tc.in_store == in0 && pthread_cond_timedwait(&tc.cv, &tc.mu, &until) == 0) {
+    }
+    int held = tc.in_store > (int)in0;
+    pthread_mutex_unlock(&tc.mu);
+    assert_true(held);
+
+    snprintf(cmd, sizeof cmd, "storescu -aet SECOND -aec SAMDA 127.0.0.1 %u '%s'", p1,
+             fixture("dicom/mr-brain-20/brain_006.dcm"));
+    int rc = run_capture(cmd, out, sizeof out);
+    assert_int_not_equal(rc, 0);
+    if (!strstr(out, "Local Limit Exceeded")) fail_msg("storescu said: %s", out);
+
+    pthread_mutex_lock(&tc.mu);
+    tc.hold = 0;
+    pthread_cond_broadcast(&tc.cv);
+    pthread_mutex_unlock(&tc.mu);
+    for (int i = 0; i < 100 && !path_exists(rcfile); i++) usleep(100000);
+    usleep(100000);
+    char rcs[16] = "";
+    FILE *f = fopen(rcfile, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(rcs, sizeof rcs, f));
+    fclose(f);
+    assert_int_equal(atoi(rcs), 0);
+    samda_scp_counters k;
+    samda_scp_counters_get(small, &k);
+    assert_int_equal(k.associations_rejected, 1);
+    assert_int_equal(k.associations_accepted, 1);
+    samda_scp_stop(small, 1000);
+}
+
+static void test_stop_aborts_idle_association(void **state)
+{
+    (void)state;
+    NEED_SCP();
+    if (!tool_available("python3")) skip();
+    samda_error e;
+    samda_scp *s = start_scp(4, &e);
+    assert_non_null(s);
+    /* An association that stays open: storescu with a long --repeat delay is not available, so hold in on_store
+     * and stop with a short grace period: the association must be aborted and the temp file removed. */
+    pthread_mutex_lock(&tc.mu);
+    tc.hold = 1;
+    unsigned in0 = (unsigned)tc.in_store;
+    pthread_mutex_unlock(&tc.mu);
+    char cmd[8400];
+    snprintf(cmd, sizeof cmd, "storescu -aet HELD -aec SAMDA 127.0.0.1 %u '%s' '%s' >/dev/null 2>&1 &", samda_scp_port(s),
+             fixture("dicom/mr-brain-20/brain_008.dcm"), fixture("dicom/mr-brain-20/brain_009.dcm"));
+    assert_int_equal(system(cmd), 0);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&tc.mu);
+    while ((unsigned)tc.in_store == in0 && pthread_cond_timedwait(&tc.cv, &tc.mu, &until) == 0) {
+    }
+    tc.hold = 0; /* the stop below then finds the association idle or receiving the second file */
+    pthread_cond_broadcast(&tc.cv);
+    pthread_mutex_unlock(&tc.mu);
+    unsigned before = wait_ends(0);
+    samda_scp_stop(s, 0);
+    assert_true(wait_ends(before + 1) >= before + 1);
+    assert_int_equal(count_files(temp_dir), 0);
+}
+
+static void test_temp_dir_empty_and_counters(void **state)
+{
+    (void)state;
+    if (!scp) skip();
+    assert_int_equal(count_files(temp_dir), 0);
+    samda_scp_counters k;
+    samda_scp_counters_get(scp, &k);
+    assert_true(k.stores_ok >= 20 + 9 + 80);
+    assert_true(k.stores_failed >= 2);
+    assert_true(k.associations_rejected >= 2);
+    assert_true(k.bytes_received > 20u * 131072u);
+    assert_int_equal(k.associations_active, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_params_and_start_errors),
+        cmocka_unit_test(test_echo),
+        cmocka_unit_test(test_unknown_called_ae_rejected),
+        cmocka_unit_test(test_on_association_reject),
+        cmocka_unit_test(test_store_mr_series_bit_exact),
+        cmocka_unit_test(test_store_bit_preserving),
+        cmocka_unit_test(test_store_transfer_syntaxes),
+        cmocka_unit_test(test_jpeg2000_refused),
+        cmocka_unit_test(test_enospc_gives_a700),
+        cmocka_unit_test(test_bad_dataset_answered_by_scp),
+        cmocka_unit_test(test_parallel_storescu),
+        cmocka_unit_test(test_max_associations),
+        cmocka_unit_test(test_stop_aborts_idle_association),
+        cmocka_unit_test(test_temp_dir_empty_and_counters),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,122 @@
+/* Tests of storage/export.c: claim of due items, done, transient failures with exponential backoff
+ * in minutes (capped), failure after the maximum attempts, permanent failure, manual retry, and
+ * re-claim of an item whose sender vanished. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "store_fixture.h"
+
+static void test_export_lifecycle(void **state)
+{
+    (void)state;
+    fx *f = fx_open();
+    assert_non_null(f);
+    samda_store_close(f->s);
+    samda_store_params p;
+    fx_params(f, &p);
+    p.export_backoff_base_min = 2;
+    p.export_backoff_max_min = 10;
+    p.export_max_attempts = 5;
+    p.export_lease_ms = 300000;
+    samda_error e;
+    f->s = samda_store_open(&p, &e);
+    assert_non_null(f->s);
+
+    int64_t pacs, other;
+    CHECK_OK(samda_store_destination_add(f->s, "pacs", "PACS", "10.0.0.1", 104, NULL, &pacs, &e));
+    CHECK_OK(samda_store_destination_add(f->s, "other", "OTHER", "10.0.0.2", 104, NULL, &other, &e));
+    int64_t a, b, c;
+    CHECK_OK(samda_store_export_enqueue(f->s, pacs, "seg/1.2/1.2.9/1.2.9.1.dcm", "1.2.9.1", &a, &e));
+    CHECK_OK(samda_store_export_enqueue(f->s, pacs, "seg/1.2/1.2.9/1.2.9.2.dcm", "1.2.9.2", &b, &e));
+    CHECK_OK(samda_store_export_enqueue(f->s, other, "seg/1.2/1.2.9/1.2.9.1.dcm", NULL, &c, &e));
+    CHECK_ST(SAMDA_EINVAL, samda_store_export_enqueue(f->s, 999, "seg/1.2/1.2.9/1.2.9.1.dcm", NULL, &c, &e));
+    CHECK_ST(SAMDA_EINVAL, samda_store_export_enqueue(f->s, pacs, "../etc/passwd", NULL, &c, &e));
+    CHECK_ST(SAMDA_EBADUID, samda_store_export_enqueue(f->s, pacs, "seg/1/2/3.dcm", "x", &c, &e));
+
+    samda_export_item *items;
+    size_t n;
+    CHECK_OK(samda_store_export_claim(f->s, pacs, 10, &items, &n, &e));
+    assert_int_equal(n, 2);
+    assert_int_equal(items[0].id, a);
+    assert_int_equal(items[0].state, SAMDA_EXPORT_SENDING);
+    samda_store_free(items);
+    CHECK_OK(samda_store_export_claim(f->s, pacs, 10, &items, &n, &e));
+    assert_int_equal(n, 0); /* both are being sent */
+    CHECK_OK(samda_store_export_done(f->s, a, &e));
+    CHECK_ST(SAMDA_EINVAL, samda_store_export_done(f->s, a, &e));
+    CHECK_ST(SAMDA_ENOENT, samda_store_export_done(f->s, 999, &e));
+
+    /* transient failures: 2, 4, 8, 10 (capped) minutes, then failed at the 5th attempt */
+    int64_t want_min[] = {2, 4, 8, 10};
+    for (int i = 0; i < 4; i++) {
+        int64_t next;
+        CHECK_OK(samda_store_export_fail(f->s, b, "association rejected", false, &next, &e));
+        assert_int_equal(next, f->now_ms + want_min[i] * 60000);
+        samda_export_item it;
+        CHECK_OK(samda_store_export_get(f->s, b, &it, &e));
+        assert_int_equal(it.state, SAMDA_EXPORT_PENDING);
+        assert_int_equal(it.attempts, i + 1);
+        assert_string_equal(it.last_error, "association rejected");
+        f->now_ms = next - 1;
+        CHECK_OK(samda_store_export_claim(f->s, pacs, 10, &items, &n, &e));
+        assert_int_equal(n, 0); /* not due yet */
+        f->now_ms = next;
+        CHECK_OK(samda_store_export_claim(f->s, pacs, 10, &items, &n, &e));
+        assert_int_equal(n, 1);
+        samda_store_free(items);
+    }
+    int64_t next = 42;
+    CHECK_OK(samda_store_export_fail(f->s, b, "association rejected", false, &next, &e));
+    assert_int_equal(next, 0);
+    samda_export_item it;
+    CHECK_OK(samda_store_export_get(f->s, b, &it, &e));
+    assert_int_equal(it.state, SAMDA_EXPORT_FAILED);
+    assert_false(it.permanent);
+    CHECK_OK(samda_store_export_retry(f->s, b, &e));
+    CHECK_OK(samda_store_export_get(f->s, b, &it, &e));
+    assert_int_equal(it.state, SAMDA_EXPORT_PENDING);
+    assert_int_equal(it.attempts, 0);
+    assert_int_equal(it.next_attempt_ms, f->now_ms);
+
+    /* a sender that dies keeps its items until the claim lease runs out */
+    CHECK_OK(samda_store_export_claim(f->s, 0, 10, &items, &n, &e));
+    assert_int_equal(n, 2); /* b and c */
+    samda_store_free(items);
+    f->now_ms += 299999;
+    CHECK_OK(samda_store_export_claim(f->s, 0, 10, &items, &n, &e));
+    assert_int_equal(n, 0);
+    f->now_ms += 1;
+    CHECK_OK(samda_store_export_claim(f->s, other, 10, &items, &n, &e));
+    assert_int_equal(n, 1);
+    assert_int_equal(items[0].id, c);
+    samda_store_free(items);
+    CHECK_OK(samda_store_export_fail(f->s, c, "SOP class not supported", true, &next, &e));
+    CHECK_OK(samda_store_export_get(f->s, c, &it, &e));
+    assert_int_equal(it.state, SAMDA_EXPORT_FAILED);
+    assert_true(it.permanent);
+    CHECK_ST(SAMDA_EINVAL, samda_store_export_claim(f->s, 0, 0, &items, &n, &e));
+
+    CHECK_OK(samda_store_export_list(f->s, pacs, -1, 0, &items, &n, &e));
+    assert_int_equal(n, 2);
+    samda_store_free(items);
+    CHECK_OK(samda_store_export_list(f->s, 0, SAMDA_EXPORT_FAILED, 0, &items, &n, &e));
+    assert_int_equal(n, 1);
+    assert_int_equal(items[0].id, c);
+    samda_store_free(items);
+    /* deleting a destination deletes its queue */
+    CHECK_OK(samda_store_destination_delete(f->s, "other", &e));
+    CHECK_ST(SAMDA_ENOENT, samda_store_export_get(f->s, c, &it, &e));
+    CHECK_ST(SAMDA_EINVAL, samda_store_export_retry(f->s, a, &e)); /* done */
+    fx_close(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_export_lifecycle),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -149,3 +149,21 @@ JSON
   echo $! >"$T/$name.pid"
   wait_for_cmd 30 curl -sf "http://127.0.0.1:$hport/system"
 }
+
+# copy_series SRC DST: a copy of a series with a new SeriesInstanceUID and new SOP Instance UIDs
+# (same study), rewritten by pydicom (which also drops trailing bytes after the data set).
+copy_series() {
+  mkdir -p "$2"
+  $PY - "$1" "$2" <<'PY'
+import os, sys, pydicom
+from pydicom.uid import generate_uid
+src, dst = sys.argv[1], sys.argv[2]
+series = generate_uid()
+for f in sorted(os.listdir(src)):
+    ds = pydicom.dcmread(os.path.join(src, f))
+    ds.SeriesInstanceUID = series
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.save_as(os.path.join(dst, f))
+PY
+}

@@ -42,19 +42,36 @@ sleep 3
 [ "$(jobs | json_len)" = 1 ] || fail "an identical re-send created another job: $(jobs)"
 ok "identical re-send: still one job"
 
-# Transfer syntaxes: every sample the build decodes is accepted; JPEG 2000 is not negotiated.
+# Transfer syntaxes: each sample is proposed in its own encoding (storescu's flag for it) and
+# accepted bit-preserving; JPEG 2000 is not negotiated (Debian's DCMTK cannot decode it), so the
+# sender cannot deliver it in that encoding.
+declare -A flag=([deflated]=-xd [explicit_big]=-xb [explicit_little]=-xe [implicit_little]=-xi
+  [jpeg_baseline_8bit]=-xy [jpeg_lossless_sel1]=-xs [jpeg_ls]=-xu [rle]=-xr [jpeg_2000]=-xw)
 for f in "$FIXTURES"/dicom/transfer-syntaxes/*.dcm; do
   b=$(basename "$f" .dcm)
   rc=0
-  storescu -aet STORESCU -aec SAMDA 127.0.0.1 "$dport" "$f" >"$T/ts-$b.out" 2>&1 || rc=$?
-  if [ "$b" = jpeg_2000 ]; then
+  storescu -aet STORESCU -aec SAMDA ${flag[$b]:-} 127.0.0.1 "$dport" "$f" >"$T/ts-$b.out" 2>&1 || rc=$?
+  if [ "$b" = explicit_big ]; then
+    # The same SOP instance as MR slice 13, re-encoded: a duplicate with different bytes, which the
+    # default policy (ignore identical, refuse changed) answers with 0111 Duplicate SOP Instance.
+    [ "$rc" != 0 ] || fail "a changed duplicate was accepted under storage.duplicates = ignore"
+    grep -q 'msg="instance refused" assoc=[0-9]* status=0111' "$T/d.log" || fail "no 0111 refusal logged"
+  elif [ "$b" = jpeg_2000 ]; then
     [ "$rc" != 0 ] || fail "JPEG 2000 was accepted"
-    grep -qiE "no presentation context|no acceptable presentation|unable to convert dataset from .JPEG 2000" "$T/ts-$b.out" || fail "JPEG 2000 refusal unclear: $(cat "$T/ts-$b.out")"
+    grep -qiE "no presentation context|no acceptable presentation|unable to convert dataset from .JPEG 2000" "$T/ts-$b.out" ||
+      fail "JPEG 2000 refusal unclear: $(cat "$T/ts-$b.out")"
   else
     [ "$rc" = 0 ] || fail "$b refused: $(tail -3 "$T/ts-$b.out")"
+    grep -q "Store Failed\|Status: [^S]" "$T/ts-$b.out" && fail "$b: $(cat "$T/ts-$b.out")"
   fi
 done
-ok "transfer syntaxes: 8 accepted, JPEG 2000 not negotiated"
+# Bit-preserving: the stored JPEG file keeps its transfer syntax.
+jpeg_sop=$(dcmdump -q +P 0008,0018 "$FIXTURES/dicom/transfer-syntaxes/jpeg_baseline_8bit.dcm" | sed 's/.*\[\(.*\)\].*/\1/')
+stored=$(grep -rl --include='*.dcm' -F "$jpeg_sop" "$D/objects" | head -1)
+[ -n "$stored" ] || fail "stored JPEG baseline instance not found"
+dcmdump -q +P 0002,0010 "$stored" | grep -q JPEGBaseline || fail "stored file was transcoded: $(dcmdump -q +P 0002,0010 "$stored")"
+tmp_empty "$D" || fail "temporary files left after the transfer-syntax samples"
+ok "transfer syntaxes: 7 accepted bit-preserving, a changed duplicate refused (0111), JPEG 2000 not negotiated"
 
 # pydicom's real test files.
 PYD=/usr/lib/python3/dist-packages/pydicom/data/test_files
@@ -71,8 +88,11 @@ ds.SOPInstanceUID = "1.2.826.0.1.3680043.2.1125.1..77"
 ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
 ds.save_as(sys.argv[2])
 PY
-rc=0; storescu -aet STORESCU -aec SAMDA 127.0.0.1 "$dport" "$T/baduid.dcm" >"$T/bad.out" 2>&1 || rc=$?
-grep -qiE "status.*(C000|A900)|0xc000|0xa900|Error: Cannot understand|Failed" "$T/bad.out" || fail "bad UID not refused: $(cat "$T/bad.out")"
+rc=0; storescu -v -aet STORESCU -aec SAMDA 127.0.0.1 "$dport" "$T/baduid.dcm" >"$T/bad.out" 2>&1 || rc=$?
+grep -q "Received Store Response (Error: CannotUnderstand)" "$T/bad.out" ||
+  fail "bad UID not refused with C000: $(grep -v DcmItem "$T/bad.out" | tail -5)"
+grep -q 'status=C000 error=.*SOPInstanceUID.*is not a valid UID' "$T/d.log" || fail "bad UID refusal not logged"
+tmp_empty "$D" || fail "the refused instance left a temporary file"
 ok "instance with an invalid UID refused"
 
 # A truncated file: storescu aborts the association mid-way; nothing half-written stays.
@@ -82,13 +102,29 @@ wait_for_text "$T/d.log" 'outcome=aborted'
 tmp_empty "$D" || fail "temporary files left: $(find "$D/tmp" -type f)"
 ok "truncated transfer: association aborted, nothing left behind"
 
-# Eight senders in parallel (the MR series again plus the samples) all succeed.
+# Eight senders in parallel, each with a series of its own (new UIDs): all succeed, all indexed,
+# and each series gets its job.
+before=$(series | json_expr 'sum(s["instances"] for s in d)')
+pids=()
+for i in $(seq 1 8); do copy_series "$MR" "$T/par$i" & pids+=($!); done
+for p in "${pids[@]}"; do wait "$p" || fail "preparing a series copy failed"; done
 pids=()
 for i in $(seq 1 8); do
-  storescu -aet STORESCU -aec SAMDA 127.0.0.1 "$dport" +sd "$MR" >"$T/par$i.out" 2>&1 & pids+=($!)
+  storescu -aet STORESCU -aec SAMDA 127.0.0.1 "$dport" +sd "$T/par$i" >"$T/par$i.out" 2>&1 & pids+=($!)
 done
-for p in "${pids[@]}"; do wait "$p" || fail "a parallel storescu failed"; done
-ok "8 parallel associations succeed"
+for i in "${!pids[@]}"; do wait "${pids[$i]}" || fail "parallel storescu $((i + 1)) failed: $(tail -3 "$T/par$((i + 1)).out")"; done
+after=$(series | json_expr 'sum(s["instances"] for s in d)')
+[ $((after - before)) = 160 ] || fail "8 parallel senders: $((after - before)) new instances indexed, expected 160"
+par_series=$(for i in $(seq 1 8); do dcmdump -q +P 0020,000E "$T/par$i/brain_001.dcm" | sed 's/.*\[\(.*\)\].*/\1/'; done | sort | tr '\n' ' ')
+check_par_jobs() {
+  "$SAMDA" jobs --data-dir "$D" | $PY -c '
+import json, sys
+want = set(sys.argv[1].split())
+jobs = [j for j in json.load(sys.stdin) if j["series_uid"] in want]
+sys.exit(0 if len(jobs) == len(want) == len({j["series_uid"] for j in jobs}) else 1)' "$par_series"
+}
+wait_for_cmd 30 check_par_jobs
+ok "8 parallel associations: 160 instances indexed, one job per new series"
 
 tmp_empty "$D" || fail "temporary files left after the run"
 "$SAMDA" check --data-dir "$D" >"$T/check.out" || fail "data directory check: $(cat "$T/check.out")"

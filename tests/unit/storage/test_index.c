@@ -119,7 +119,7 @@ static void test_ingest_and_read_back(void **state)
     samda_association a;
     CHECK_OK(samda_store_assoc_get(f->s, assoc, &a, &e));
     assert_int_equal(a.n_instances, 2);
-    assert_int_equal(a.state, SAMDA_ASSOC_OPEN);
+    assert_int_equal(a.state, SAMDA_ASSOC_STATE_OPEN);
     assert_string_equal(a.site, "hospital-a");
 
     assert_int_equal(count_changes(f->s, "instance", SAMDA_CHANGE_NEW), 2);
@@ -365,14 +365,14 @@ static void test_associations(void **state)
         m.association_id = i < 2 ? a1 : a2;
         CHECK_OK(fx_ingest(f->s, &m, sop, strlen(sop), SAMDA_DUP_REJECT, NULL, &e));
     }
-    CHECK_OK(samda_store_assoc_end(f->s, a1, SAMDA_ASSOC_ABORTED, &e));
-    CHECK_OK(samda_store_assoc_end(f->s, a2, SAMDA_ASSOC_RELEASED, &e));
-    CHECK_ST(SAMDA_EINVAL, samda_store_assoc_end(f->s, a2, SAMDA_ASSOC_RELEASED, &e));
-    CHECK_ST(SAMDA_EINVAL, samda_store_assoc_end(f->s, a2, SAMDA_ASSOC_OPEN, &e));
-    CHECK_ST(SAMDA_ENOENT, samda_store_assoc_end(f->s, 4242, SAMDA_ASSOC_RELEASED, &e));
+    CHECK_OK(samda_store_assoc_end(f->s, a1, SAMDA_ASSOC_STATE_ABORTED, &e));
+    CHECK_OK(samda_store_assoc_end(f->s, a2, SAMDA_ASSOC_STATE_RELEASED, &e));
+    CHECK_ST(SAMDA_EINVAL, samda_store_assoc_end(f->s, a2, SAMDA_ASSOC_STATE_RELEASED, &e));
+    CHECK_ST(SAMDA_EINVAL, samda_store_assoc_end(f->s, a2, SAMDA_ASSOC_STATE_OPEN, &e));
+    CHECK_ST(SAMDA_ENOENT, samda_store_assoc_end(f->s, 4242, SAMDA_ASSOC_STATE_RELEASED, &e));
     samda_association a;
     CHECK_OK(samda_store_assoc_get(f->s, a1, &a, &e));
-    assert_int_equal(a.state, SAMDA_ASSOC_ABORTED);
+    assert_int_equal(a.state, SAMDA_ASSOC_STATE_ABORTED);
     assert_int_equal(a.n_instances, 2);
     assert_int_equal(a.ended_ms, f->now_ms);
     CHECK_ST(SAMDA_ENOENT, samda_store_assoc_get(f->s, 4242, &a, &e));

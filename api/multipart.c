@@ -116,7 +116,8 @@ static samda_status next_param(const char **s, char *name, size_t nsize, char *v
             p++;
         }
     } else {
-        while (is_tchar((unsigned char)*p)) {
+        /* '/' is not a tchar, but unquoted type=application/dicom is common: accept it. */
+        while (is_tchar((unsigned char)*p) || *p == '/') {
             if (v + 1 < vsize) val[v++] = *p; else too_long = true;
             p++;
         }

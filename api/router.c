@@ -194,7 +194,9 @@ static bool shape_matches(const char *pattern, char segs[][API_PARAM_MAX + 1], u
         const char *e = strchr(p, '/');
         size_t len = e ? (size_t)(e - p) : strlen(p);
         if (k >= nseg) return false;
-        if (!(len >= 2 && p[0] == '{' && p[len - 1] == '}')) {
+        if (len >= 2 && p[0] == '{' && p[len - 1] == '}') {
+            if (!segs[k][0]) return false; /* an empty segment is never a parameter */
+        } else {
             if (strlen(segs[k]) != len || memcmp(segs[k], p, len) != 0) return false;
         }
         k++;

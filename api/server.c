@@ -811,6 +811,7 @@ samda_api *samda_api_start(const samda_api_params *p, const samda_api_services *
     ops[k++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 
     api->mhd = MHD_start_daemon(flags, (uint16_t)p->port, NULL, NULL, on_request, api,
+                                MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, api, /* first, so it gets every message */
                                 MHD_OPTION_SOCK_ADDR, sa,
                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)p->max_connections,
                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)p->connection_timeout_s,
@@ -818,7 +819,6 @@ samda_api *samda_api_start(const samda_api_params *p, const samda_api_services *
                                 MHD_OPTION_URI_LOG_CALLBACK, on_uri, api,
                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, api,
                                 MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, api,
-                                MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, api,
                                 MHD_OPTION_ARRAY, ops,
                                 MHD_OPTION_END);
     if (!api->mhd) {

@@ -111,6 +111,9 @@ static samda_status f_qido(void *ctx, const samda_api_query *q, json_t **out, sa
 {
     (void)err;
     fake_core *fc = ctx;
+    pthread_mutex_lock(&fc->mu);
+    if (++fc->qido_active > fc->qido_max_active) fc->qido_max_active = fc->qido_active;
+    pthread_mutex_unlock(&fc->mu);
     if (fc->slow_ms) {
         struct timespec ts = {fc->slow_ms / 1000, (long)(fc->slow_ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
@@ -118,6 +121,7 @@ static samda_status f_qido(void *ctx, const samda_api_query *q, json_t **out, sa
     pthread_mutex_lock(&fc->mu);
     fc->last_query = *q;
     fc->qido_calls++;
+    fc->qido_active--;
     pthread_mutex_unlock(&fc->mu);
     if (strcmp(q->study_uid, "9.9.9") == 0) return samda_fail(err, SAMDA_ENOENT, "unknown study 9.9.9");
     *out = json_pack("[{s:{s:s, s:[s]}}]", "0020000D", "vr", "UI", "Value", q->study_uid[0] ? q->study_uid : "1.2.3");

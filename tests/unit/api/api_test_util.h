@@ -36,6 +36,7 @@ typedef struct fake_core {
     char last_segment[512];
     bool healthy;
     unsigned slow_ms; /* qido sleeps this long (concurrency tests) */
+    int qido_active, qido_max_active; /* calls inside qido now / at most */
 } fake_core;
 
 /** Fill svc with every service of the fake, ctx = fc. */

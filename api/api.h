@@ -131,7 +131,8 @@ typedef struct samda_api_stow_summary {
     const char *site;       /* as in samda_api_stow_part */
     const char *study_uid;  /* as in samda_api_stow_part */
     int64_t token_id;       /* who sent it (-1: auth disabled) */
-    unsigned parts;         /* parts offered to stow_instance */
+    unsigned parts;         /* parts in the request (stored + failed; a part whose Content-Type
+                             * is not application/dicom fails without reaching stow_instance) */
     unsigned stored;        /* of which stored */
     unsigned failed;        /* of which failed */
     int http_status;        /* 200 all stored, 202 some failed, 409 all failed */

@@ -243,11 +243,15 @@ static samda_status emit(samda_multipart *mp, const char *data, size_t len, samd
 }
 
 /* Scan for the delimiter in preamble or body. Returns bytes consumed in *used; *found set when
- * the whole delimiter was matched (its last byte is the last one consumed). */
+ * the whole delimiter was matched (its last byte is the last one consumed). Data is emitted in
+ * runs as long as the chunk allows: a partial match that fails inside the chunk it started in
+ * stays part of the run, so the callback sees whole chunks rather than pieces between CRs. */
 static samda_status scan(samda_multipart *mp, const char *d, size_t len, size_t *used, bool *found,
                          samda_error *err)
 {
+    const size_t none = (size_t)-1;
     size_t i = 0, run = 0;
+    size_t mstart = none; /* where the current partial match began in d; none = in an earlier chunk */
     samda_status st;
     *found = false;
     while (i < len) {
@@ -255,15 +259,15 @@ static samda_status scan(samda_multipart *mp, const char *d, size_t len, size_t 
             const char *cr = memchr(d + i, '\r', len - i);
             if (!cr) { i = len; break; }
             i = (size_t)(cr - d);
-            if ((st = emit(mp, d + run, i - run, err)) != SAMDA_OK) return st;
+            mstart = i++;
             mp->match = 1;
-            run = ++i;
             continue;
         }
         if (d[i] == mp->delim[mp->match]) {
             mp->match++;
-            run = ++i;
+            i++;
             if (mp->match == mp->dlen) {
+                if (mstart != none && (st = emit(mp, d + run, mstart - run, err)) != SAMDA_OK) return st;
                 mp->match = 0;
                 *found = true;
                 *used = i;
@@ -272,12 +276,17 @@ static samda_status scan(samda_multipart *mp, const char *d, size_t len, size_t 
             continue;
         }
         /* Mismatch: what was matched is data (it holds no CR after its first byte, so no
-         * delimiter can start inside it); look at d[i] afresh. */
-        if ((st = emit(mp, mp->delim, mp->match, err)) != SAMDA_OK) return st;
+         * delimiter can start inside it); look at d[i] afresh. Bytes held from an earlier chunk
+         * are not in d: emit them from the delimiter, which they equal. */
+        if (mstart == none) {
+            if ((st = emit(mp, mp->delim, mp->match, err)) != SAMDA_OK) return st;
+            run = i;
+        }
         mp->match = 0;
-        run = i;
+        mstart = none;
     }
-    if ((st = emit(mp, d + run, i - run, err)) != SAMDA_OK) return st;
+    size_t end = mp->match ? (mstart != none ? mstart : run) : len; /* hold back a partial match */
+    if ((st = emit(mp, d + run, end - run, err)) != SAMDA_OK) return st;
     *used = len;
     return SAMDA_OK;
 }

@@ -18,7 +18,10 @@
  *  - Strings passed in are borrowed for the duration of the call; copy what you keep.
  *  - It may be called from any of the server's threads, concurrently with itself and with every
  *    other service: the implementation must be thread-safe.
- *  - It must not block forever: a request holds one of http.threads workers while it runs.
+ *  - It must not block for long. The server is an epoll thread pool (params.threads): while a
+ *    service call runs, the pool thread that made it serves none of its other connections
+ *    (requests from other threads go on). STOW-RS calls stow_instance once per part on one
+ *    thread; keep each call to the time it takes to store one instance.
  *
  * Thread-safety of the functions below: samda_api_start/stop must not race each other for one
  * server; samda_api_port may be called from any thread while the server runs. */

@@ -208,7 +208,7 @@ void api_h_stow(api_request *r)
     json_t *stored = json_array(), *failed = json_array();
     char first_study[SAMDA_API_UID_SIZE] = "";
     bool one_study = true;
-    unsigned n_ok = 0, n_fail = 0;
+    unsigned n_ok = 0, n_fail = 0, n_offered = 0;
     for (unsigned i = 0; i < s->n; i++) {
         stow_file *f = &s->files[i];
         samda_api_stow_outcome out;
@@ -223,6 +223,7 @@ void api_h_stow(api_request *r)
         } else {
             samda_api_stow_part part = {rid, i, site, study, f->path, f->size, f->content_type[0] ? f->content_type : "application/dicom"};
             st = api->svc.stow_instance(api->svc.ctx, &part, &out, &pe);
+            n_offered++;
         }
         /* Whatever the core left of the temp file goes now. */
         unlink(f->path);
@@ -267,7 +268,7 @@ void api_h_stow(api_request *r)
     else json_decref(failed);
     if (json_array_size(stored)) json_object_set_new(resp, "00081199", json_pack("{s:s, s:o}", "vr", "SQ", "Value", stored));
     else json_decref(stored);
-    if (api->svc.stow_complete) {
+    if (api->svc.stow_complete && n_offered) {
         samda_api_stow_summary sum = {rid, site, study, r->token_id, s->n, n_ok, n_fail, (int)http};
         api->svc.stow_complete(api->svc.ctx, &sum);
     }

@@ -341,8 +341,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
             names[i] = r->match.names[i];
             values[i] = r->match.values[i];
         }
-        samda_api_audit_record rec = {r->token_id, r->method, r->match.route->pattern, r->match.n,
-                                      names, values, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? (int)status : (int)(status ? status : 0)};
+        samda_api_audit_record rec = {r->token_id, r->method, r->match.route->pattern, r->match.n, names, values, (int)status};
         api->svc.audit(api->svc.ctx, &rec);
     }
     if (r->started)

@@ -328,6 +328,11 @@ samda_api *samda_api_start(const samda_api_params *p, const samda_api_services *
 /** The port actually bound (useful with port 0). 0 for NULL. */
 unsigned samda_api_port(const samda_api *api);
 
+/** Change the STOW-RS body limit of a running server (http.max_body is a live option). It applies
+ *  to new requests and to the next chunk of uploads in flight. NULL-safe. Thread-safety: any
+ *  thread. */
+void samda_api_set_max_body(samda_api *api, uint64_t bytes);
+
 /** Stop accepting connections, let in-flight requests finish for up to
  *  params.shutdown_timeout_ms, then close everything and free the server. NULL-safe.
  *  No service function is called after it returns. */

@@ -40,6 +40,7 @@ struct samda_api {
     bool tls;
     _Atomic uint64_t next_request_id;
     _Atomic int inflight;
+    _Atomic uint64_t max_body;    /* params.max_body_bytes, changed by samda_api_set_max_body */
     api_metrics metrics;
 };
 

@@ -115,17 +115,27 @@ void api_reply_json(api_request *r, unsigned status, json_t *j, const char *cont
     set_response(r, status, resp);
 }
 
-static void reply_problem_text(api_request *r, samda_status st, unsigned http, const char *title)
+static void reply_problem_text(api_request *r, samda_status st, unsigned http, const char *title_in)
 {
     if (r->resp) return;
+    /* Titles may quote client input (a path, a parameter name): keep them printable ASCII so
+     * the document is valid UTF-8 JSON whatever was sent. */
+    char title[SAMDA_ERROR_MESSAGE_SIZE];
+    snprintf(title, sizeof title, "%s", title_in);
+    for (char *c = title; *c; c++)
+        if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f) *c = '?';
     if (!http) http = (unsigned)samda_status_http(st);
     char type[64];
     snprintf(type, sizeof type, "urn:samda:status:%s", samda_status_name(st));
     /* instance: the path only (the query may carry search values) */
     const char *path = r->uri ? r->uri : "";
     size_t plen = r->query ? (size_t)(r->query - 1 - path) : strlen(path);
-    json_t *j = json_pack("{s:s, s:s, s:i, s:s, s:s%, s:s}", "type", type, "title", title, "status", (int)http,
-                          "detail", samda_status_str(st), "instance", path, plen, "code", samda_status_name(st));
+    char instance[1024];
+    snprintf(instance, sizeof instance, "%.*s", (int)(plen < sizeof instance ? plen : sizeof instance - 1), path);
+    for (char *c = instance; *c; c++)
+        if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f) *c = '?';
+    json_t *j = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "type", type, "title", title, "status", (int)http,
+                          "detail", samda_status_str(st), "instance", instance, "code", samda_status_name(st));
     api_reply_json(r, http, j, "application/problem+json");
     if (http == 401 && r->resp) {
         const char *hdr = strstr(title, "invalid") ? "Bearer realm=\"samda\", error=\"invalid_token\"" : "Bearer realm=\"samda\"";
@@ -531,9 +541,9 @@ static void begin(api_request *r, const char *method)
         return;
     }
     if (rt->flags & API_F_STREAM_BODY) {
-        if (cl >= 0 && (uint64_t)cl > api->p.max_body_bytes) {
+        if (cl >= 0 && (uint64_t)cl > atomic_load(&api->max_body)) {
             api_reply_problem(r, SAMDA_ETOOBIG, 0, "body larger than http.max_body (%llu bytes)",
-                              (unsigned long long)api->p.max_body_bytes);
+                              (unsigned long long)atomic_load(&api->max_body));
             return;
         }
         r->body_mode = BODY_STREAM;
@@ -580,6 +590,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (r->resp) return queue(r); /* answered from the headers: the body is never read */
         return MHD_YES;
     }
+    if (r->queued) { /* answered from the headers; libmicrohttpd discards the rest */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
@@ -609,8 +623,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             r->body[r->body_len] = '\0';
             break;
         case BODY_STREAM:
-            if (r->body_total > api->p.max_body_bytes) {
-                samda_fail(&e, SAMDA_ETOOBIG, "body larger than http.max_body (%llu bytes)", (unsigned long long)api->p.max_body_bytes);
+            if (r->body_total > atomic_load(&api->max_body)) {
+                samda_fail(&e, SAMDA_ETOOBIG, "body larger than http.max_body (%llu bytes)", (unsigned long long)atomic_load(&api->max_body));
                 break;
             }
             api_stow_feed(r, upload_data, n, &e);
@@ -634,10 +648,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 return MHD_NO;
             }
         }
-        if (r->upload_failed && r->body_total > api->p.max_body_bytes) return MHD_NO;
+        if (r->upload_failed && r->body_total > atomic_load(&api->max_body)) return MHD_NO;
         return MHD_YES;
     }
-    if (r->queued) return MHD_YES;
     /* The whole request is here. */
     if (r->upload_failed) {
         api_reply_error(r, &r->upload_err);
@@ -719,6 +732,10 @@ samda_api *samda_api_start(const samda_api_params *p, const samda_api_services *
         samda_fail(err, SAMDA_EINVAL, "starting HTTP server: port must be 0..65535 (got %u)", p->port);
         return NULL;
     }
+    if (p->max_connections < 1) {
+        samda_fail(err, SAMDA_EINVAL, "starting HTTP server: max_connections must be at least 1");
+        return NULL;
+    }
     if (p->max_header_bytes < 8192) {
         samda_fail(err, SAMDA_EINVAL, "starting HTTP server: max_header_bytes must be at least 8192");
         return NULL;
@@ -768,6 +785,7 @@ samda_api *samda_api_start(const samda_api_params *p, const samda_api_services *
     }
     api->p = *p;
     api->svc = *svc;
+    atomic_store(&api->max_body, p->max_body_bytes);
     api->tls = tls;
     bool ok = true;
     api->bind_address = dup_opt(bind, &ok);
@@ -834,6 +852,11 @@ samda_api *samda_api_start(const samda_api_params *p, const samda_api_services *
 }
 
 unsigned samda_api_port(const samda_api *api) { return api ? api->port : 0; }
+
+void samda_api_set_max_body(samda_api *api, uint64_t bytes)
+{
+    if (api) atomic_store(&api->max_body, bytes);
+}
 
 void samda_api_stop(samda_api *api)
 {

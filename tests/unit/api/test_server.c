@@ -126,6 +126,19 @@ static void not_found_and_method(void **state)
     json_decref(j);
     http_result_free(&r);
 
+    /* bytes that are not UTF-8 in the path still give a valid JSON document */
+    const char raw[] = "GET /caf\xe9\x01%FF HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    int st;
+    char *resp = raw_http(port, raw, sizeof raw - 1, 3000, &st);
+    assert_int_equal(st, 404);
+    char *body = strstr(resp, "\r\n\r\n");
+    assert_non_null(body);
+    j = json_loads(body + 4, JSON_DISABLE_EOF_CHECK, &je);
+    if (!j) fail_msg("not JSON: %s", body + 4);
+    assert_non_null(strstr(json_string_value(json_object_get(j, "title")), "/caf?"));
+    json_decref(j);
+    free(resp);
+
     r = http_curl(port, "DELETE", "/dicomweb/studies/1.2.3", "-H 'Authorization: Bearer admin-token'");
     assert_int_equal(r.status, 405);
     char allow[128];
@@ -301,6 +314,14 @@ static void body_limits(void **state)
     print_message("100 KiB header answered with %d\n", st);
     free(resp);
     free(hreq);
+
+    /* The limit is live */
+    samda_api_set_max_body(a, 100);
+    resp = raw_http(port, req, sizeof req - 1, 5000, &st);
+    assert_non_null(strstr(resp, "body larger than http.max_body (100 bytes)"));
+    free(resp);
+    samda_api_set_max_body(a, 1024 * 1024);
+    samda_api_set_max_body(NULL, 1);
 
     /* A body on a route that takes none */
     r = http_curl(port, "POST", "/api/v1/jobs/7/cancel", "-H 'Authorization: Bearer user-token' -H 'Content-Type: application/json' --data '{}'");

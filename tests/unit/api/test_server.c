@@ -583,15 +583,15 @@ static void stop_lets_inflight_finish(void **state)
     bg_req b = {samda_api_port(a), -1};
     pthread_t th;
     pthread_create(&th, NULL, bg_qido, &b);
-    while (fc.qido_calls == 0) { /* wait until the request is inside the core */
+    for (int spins = 0; spins < 500; spins++) { /* wait (at most 10 s) until the request is inside the core */
+        pthread_mutex_lock(&fc.mu);
+        int active = fc.qido_active;
+        pthread_mutex_unlock(&fc.mu);
+        if (active) break;
         struct timespec ts = {0, 20 * 1000 * 1000};
         nanosleep(&ts, NULL);
-        pthread_mutex_lock(&fc.mu);
-        pthread_mutex_unlock(&fc.mu);
-        if (fc.qido_calls) break;
-        static int spins;
-        if (++spins > 20) break; /* slow_ms sleeps before counting: give it 400 ms */
     }
+    assert_int_equal(fc.qido_active, 1);
     samda_api_stop(a);
     pthread_join(th, NULL);
     assert_int_equal(b.status, 200);

@@ -18,10 +18,11 @@
  *  - Strings passed in are borrowed for the duration of the call; copy what you keep.
  *  - It may be called from any of the server's threads, concurrently with itself and with every
  *    other service: the implementation must be thread-safe.
- *  - It must not block for long. The server is an epoll thread pool (params.threads): while a
- *    service call runs, the pool thread that made it serves none of its other connections
- *    (requests from other threads go on). STOW-RS calls stow_instance once per part on one
- *    thread; keep each call to the time it takes to store one instance.
+ *  - Service calls run on the api's handler threads (params.handler_threads), never on the
+ *    network threads: a slow call holds one handler thread (and its request), while other
+ *    connections keep being read and answered. When every handler thread is busy, further
+ *    requests wait in a queue. STOW-RS calls stow_instance once per part, in order, on one
+ *    handler thread. samda_api_stop waits for calls in progress to return.
  *
  * Thread-safety of the functions below: samda_api_start/stop must not race each other for one
  * server; samda_api_port may be called from any thread while the server runs. */
@@ -286,7 +287,9 @@ typedef void (*samda_api_log_fn)(void *log_ctx, samda_api_log_level level, const
 typedef struct samda_api_params {
     const char *bind_address;      /* IPv4 or IPv6 literal; default "127.0.0.1" ("::" = all v6+v4) */
     unsigned port;                 /* default 8080; 0 = ephemeral (see samda_api_port) */
-    unsigned threads;              /* worker threads (epoll, thread pool); default 4, 1..256 */
+    unsigned threads;              /* network threads (epoll, thread pool); default 4, 1..256 */
+    unsigned handler_threads;      /* threads that run handlers and service calls; default 8,
+                                    * 1..256 */
     unsigned max_connections;      /* default 256 */
     unsigned connection_timeout_s; /* idle connection timeout, seconds; default 60; 0 = none */
     size_t max_header_bytes;       /* per-connection memory for the request line, headers and I/O
@@ -318,7 +321,7 @@ void samda_api_params_init(samda_api_params *p);
  *  @param svc IN: services table (copied; svc->ctx must outlive the server).
  *  @param err OUT (may be NULL): reason on failure.
  *  @return the server, or NULL with err->code: SAMDA_EINVAL bad parameter (address not a
- *          literal, threads 0, ...); SAMDA_ECONFIG auth_required without auth_check, TLS asked
+ *          literal, threads or handler_threads 0, ...); SAMDA_ENOMEM; SAMDA_ECONFIG auth_required without auth_check, TLS asked
  *          but not supported by this libmicrohttpd, only one of cert/key; SAMDA_EIO TLS file
  *          unreadable; SAMDA_ENETWORK bind/listen failed (port in use, address not local).
  *  Ownership: caller owns the result; release with samda_api_stop(). */
@@ -334,8 +337,9 @@ unsigned samda_api_port(const samda_api *api);
 void samda_api_set_max_body(samda_api *api, uint64_t bytes);
 
 /** Stop accepting connections, let in-flight requests finish for up to
- *  params.shutdown_timeout_ms, then close everything and free the server. NULL-safe.
- *  No service function is called after it returns. */
+ *  params.shutdown_timeout_ms, then answer requests still queued with 503, wait for service
+ *  calls in progress to return (however long they take), close every connection and free the
+ *  server. NULL-safe. No service function is called after it returns. */
 void samda_api_stop(samda_api *api);
 
 /** Does this libmicrohttpd build support HTTPS? */

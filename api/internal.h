@@ -4,6 +4,7 @@
 #define SAMDA_API_INTERNAL_H
 
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <time.h>
@@ -42,6 +43,13 @@ struct samda_api {
     _Atomic int inflight;
     _Atomic uint64_t max_body;    /* params.max_body_bytes, changed by samda_api_set_max_body */
     api_metrics metrics;
+    /* handler pool: requests whose headers and body are in, waiting for a handler thread */
+    pthread_mutex_t qmu;
+    pthread_cond_t qcv;
+    api_request *qhead, *qtail;
+    bool qstop;                   /* set by samda_api_stop: run nothing more */
+    pthread_t *handlers;
+    unsigned n_handlers;
 };
 
 typedef struct api_stow api_stow; /* dicomweb.c */
@@ -75,6 +83,8 @@ struct api_request {
     unsigned status;
     char warning[128];             /* Warning header to add, or "" */
     bool queued;
+    bool dispatched;               /* handed to the handler pool (connection suspended) */
+    api_request *qnext;
 };
 
 /* ---- response helpers (server.c) ------------------------------------------------------------

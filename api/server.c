@@ -28,6 +28,7 @@ void samda_api_params_init(samda_api_params *p)
     p->bind_address = "127.0.0.1";
     p->port = 8080;
     p->threads = 4;
+    p->handler_threads = 8;
     p->max_connections = 256;
     p->connection_timeout_s = 60;
     p->max_header_bytes = 64 * 1024;
@@ -652,12 +653,60 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     /* The whole request is here. */
+    if (r->dispatched || r->resp) return queue(r); /* back from the handler pool */
     if (r->upload_failed) {
         api_reply_error(r, &r->upload_err);
-    } else if (!r->resp) {
-        r->match.route->handler(r);
+        return queue(r);
     }
-    return queue(r);
+    /* Run the handler on the pool, the connection parked meanwhile, so that a slow service
+     * call never stalls this network thread's other connections. */
+    pthread_mutex_lock(&api->qmu);
+    if (api->qstop) {
+        pthread_mutex_unlock(&api->qmu);
+        api_reply_problem(r, SAMDA_EBUSY, 0, "server is stopping");
+        return queue(r);
+    }
+    MHD_suspend_connection(conn);
+    r->dispatched = true;
+    r->qnext = NULL;
+    if (api->qtail) api->qtail->qnext = r;
+    else api->qhead = r;
+    api->qtail = r;
+    pthread_cond_signal(&api->qcv);
+    pthread_mutex_unlock(&api->qmu);
+    return MHD_YES;
+}
+
+static void *handler_thread(void *arg)
+{
+    samda_api *api = arg;
+    for (;;) {
+        pthread_mutex_lock(&api->qmu);
+        while (!api->qhead && !api->qstop) pthread_cond_wait(&api->qcv, &api->qmu);
+        api_request *r = api->qhead;
+        if (!r) { /* stopping and nothing left */
+            pthread_mutex_unlock(&api->qmu);
+            return NULL;
+        }
+        api->qhead = r->qnext;
+        if (!api->qhead) api->qtail = NULL;
+        bool run = !api->qstop;
+        pthread_mutex_unlock(&api->qmu);
+        if (run) r->match.route->handler(r);
+        else api_reply_problem(r, SAMDA_EBUSY, 0, "server is stopping");
+        /* Every parked connection must be resumed, or MHD_stop_daemon() aborts. */
+        MHD_resume_connection(r->conn);
+    }
+}
+
+static void handlers_stop(samda_api *api)
+{
+    pthread_mutex_lock(&api->qmu);
+    api->qstop = true;
+    pthread_cond_broadcast(&api->qcv);
+    pthread_mutex_unlock(&api->qmu);
+    for (unsigned i = 0; i < api->n_handlers; i++) pthread_join(api->handlers[i], NULL);
+    api->n_handlers = 0;
 }
 
 /* ---- start / stop --------------------------------------------------------------------------- */
@@ -696,6 +745,10 @@ static char *read_pem(const char *path, samda_error *err)
 static void api_free(samda_api *api)
 {
     if (!api) return;
+    handlers_stop(api);
+    free(api->handlers);
+    pthread_cond_destroy(&api->qcv);
+    pthread_mutex_destroy(&api->qmu);
     metrics_free(&api->metrics);
     free(api->bind_address);
     free(api->tmp_dir);
@@ -732,6 +785,10 @@ samda_api *samda_api_start(const samda_api_params *p, const samda_api_services *
         samda_fail(err, SAMDA_EINVAL, "starting HTTP server: port must be 0..65535 (got %u)", p->port);
         return NULL;
     }
+    if (p->handler_threads < 1 || p->handler_threads > 256) {
+        samda_fail(err, SAMDA_EINVAL, "starting HTTP server: handler_threads must be 1..256 (got %u)", p->handler_threads);
+        return NULL;
+    }
     if (p->max_connections < 1) {
         samda_fail(err, SAMDA_EINVAL, "starting HTTP server: max_connections must be at least 1");
         return NULL;
@@ -760,7 +817,7 @@ samda_api *samda_api_start(const samda_api_params *p, const samda_api_services *
     memset(&sin, 0, sizeof sin);
     memset(&sin6, 0, sizeof sin6);
     struct sockaddr *sa;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (inet_pton(AF_INET, bind, &sin.sin_addr) == 1) {
         sin.sin_family = AF_INET;
         sin.sin_port = htons((uint16_t)p->port);
@@ -783,6 +840,8 @@ samda_api *samda_api_start(const samda_api_params *p, const samda_api_services *
         samda_fail(err, SAMDA_ENOMEM, "starting HTTP server: out of memory");
         return NULL;
     }
+    pthread_mutex_init(&api->qmu, NULL);
+    pthread_cond_init(&api->qcv, NULL);
     api->p = *p;
     api->svc = *svc;
     atomic_store(&api->max_body, p->max_body_bytes);
@@ -816,6 +875,21 @@ samda_api *samda_api_start(const samda_api_params *p, const samda_api_services *
             api_free(api);
             return NULL;
         }
+    }
+
+    api->handlers = calloc(p->handler_threads, sizeof *api->handlers);
+    if (!api->handlers) {
+        api_free(api);
+        samda_fail(err, SAMDA_ENOMEM, "starting HTTP server: out of memory");
+        return NULL;
+    }
+    for (unsigned i = 0; i < p->handler_threads; i++) {
+        if (pthread_create(&api->handlers[i], NULL, handler_thread, api) != 0) {
+            api_free(api);
+            samda_fail(err, SAMDA_ENOMEM, "starting HTTP server: cannot create handler thread %u", i + 1);
+            return NULL;
+        }
+        api->n_handlers++;
     }
 
     struct MHD_OptionItem ops[8];
@@ -868,6 +942,7 @@ void samda_api_stop(samda_api *api)
         nanosleep(&ts, NULL);
     }
     int left = atomic_load(&api->inflight);
+    handlers_stop(api); /* queued requests get 503; calls in progress are waited for */
     MHD_stop_daemon(api->mhd);
     if (ls != MHD_INVALID_SOCKET) close(ls);
     api_log(api, left ? SAMDA_API_LOG_WARN : SAMDA_API_LOG_INFO, "http stopped", "unfinished=%d", left);

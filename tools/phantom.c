@@ -120,7 +120,7 @@ void samda_phantom_style_for_site(const char *site, samda_phantom_site_style *ou
         st.blur_sigma_px = 1.5;
         st.hu_offset = 40.0;
     } else if (strcmp(site, "C") == 0) {
-        st.bias_amplitude = 0.12;
+        st.bias_amplitude = 0.05;
         st.organ_contrast = 0.55;
         st.pixel_spacing_mm = 1.4;
         st.noise_sigma_hu = 12.0;
@@ -139,7 +139,7 @@ void samda_phantom_style_for_site(const char *site, samda_phantom_site_style *ou
         rng_init(&r, h, 0x5173);
         st.noise_sigma_hu = rng_range(&r, 4.0, 40.0);
         st.blur_sigma_px = rng_range(&r, 0.0, 1.6);
-        st.bias_amplitude = rng_range(&r, 0.0, 0.15);
+        st.bias_amplitude = rng_range(&r, 0.0, 0.06);
         st.hu_scale = rng_range(&r, 0.85, 1.2);
         st.hu_offset = rng_range(&r, -60.0, 60.0);
         st.gamma = rng_range(&r, 0.96, 1.04);
@@ -468,7 +468,7 @@ static void build_anatomy(anatomy *a, uint64_t seed)
     add(a, sgas);
 
     /* Liver: right lobe (whole liver height), left lobe across the midline in the upper half. */
-    shape3 rl = shape_make(X(-50), Y(-6), rng_range(&r, 41, 47) * s, rng_range(&r, 54, 61) * s * ap,
+    shape3 rl = shape_make(X(-50), Y(-6), rng_range(&r, 43, 49) * s, rng_range(&r, 54, 61) * s * ap,
                            rng_range(&r, -0.25, 0.05), T_LIVER, SAMDA_PHANTOM_LABEL_LIVER, soft);
     shape_z(&rl, Z(rng_range(&r, -80, -60)), Z(rng_range(&r, 30, 45)), Z(rng_range(&r, 98, 110)));
     rl.dcx = 0.08 * s; /* lower down, the right lobe tip sits more laterally ... */
@@ -483,9 +483,9 @@ static void build_anatomy(anatomy *a, uint64_t seed)
     add(a, ll);
 
     /* Spleen: posterolateral left, long axis along the ribs. */
-    shape3 sp = shape_make(X(66), Y(20), rng_range(&r, 21, 25) * s, rng_range(&r, 44, 52) * s * ap,
+    shape3 sp = shape_make(X(64), Y(20), rng_range(&r, 24, 28) * s, rng_range(&r, 46, 54) * s * ap,
                            rng_range(&r, 0.35, 0.6), T_SPLEEN, SAMDA_PHANTOM_LABEL_SPLEEN, soft);
-    shape_z(&sp, Z(rng_range(&r, -18, -10)), Z(rng_range(&r, 40, 50)), Z(rng_range(&r, 85, 95)));
+    shape_z(&sp, Z(rng_range(&r, -20, -10)), Z(rng_range(&r, 40, 50)), Z(rng_range(&r, 88, 98)));
     sp.dcy = -0.05;
     shape_wobble(&sp, &r, 0.08);
     add(a, sp);

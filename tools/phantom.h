@@ -19,9 +19,10 @@
  *
  * Anatomy (a slim adult, about 225 x 170 mm across so that it fits a 256 mm field of view):
  *   body ellipse with a subcutaneous fat layer (8-20 mm), an abdominal muscle wall, visceral fat;
- *   liver (right lobe, plus a left lobe across the midline in the upper half), about 0.8-1.6 L;
- *   two kidneys (cortex and medulla, fat in the hilum), about 0.1-0.2 L each;
- *   spleen (posterolateral left), about 0.15-0.3 L; aorta (contrast-filled, radius ~10 mm) and
+ *   liver (right lobe, plus a left lobe across the midline in the upper half), about 0.65-1.0 L;
+ *   two kidneys (cortex and medulla, fat in the hilum), about 0.09-0.14 L each;
+ *   spleen (posterolateral left), about 0.1-0.2 L (volumes measured over seeds; they are those of
+ *   the scaled-down body); aorta (contrast-filled, radius ~10 mm) and
  *   inferior vena cava along the whole height; vertebral body with cortex, intervertebral discs,
  *   spinal canal, posterior elements, paraspinal and (lower) psoas muscles, ribs in the upper half;
  *   stomach with an air-fluid level and bowel loops with gas pockets; lung bases at the top.
@@ -100,8 +101,8 @@ typedef struct samda_phantom_site_style {
     double blur_sigma_px;     /* in-plane Gaussian blur sigma in pixels (reconstruction kernel);
                                  0 = sharp                                                         */
     double bias_amplitude;    /* smooth multiplicative field on attenuation (HU + 1000): factor
-                                 1 + a * g(x, y) with |g| <= 1, a cupping bowl plus a tilt; 0 = none,
-                                 0.1 = up to +-10 %                                                */
+                                 1 + a * g(x, y) with |g| <= 1, a cupping bowl (darker centre) plus
+                                 a tilt; 0 = none, 0.05 = up to +-5 %, i.e. +-54 HU in soft tissue */
     double pixel_spacing_mm;  /* in-plane pixel size (mm); the field of view is size * spacing     */
     double organ_contrast;    /* how far the labelled organs and vessels sit from soft tissue:
                                  HU = 50 + organ_contrast * (HU_ref - 50); 1 = portal-venous
@@ -113,12 +114,12 @@ typedef struct samda_phantom_site_style {
  *   "A" reference: noise 6 HU, blur 0.5 px, no bias, identity mapping, spacing 1.0 mm, contrast 1.
  *   "B" soft kernel, noisy, shifted: noise 25 HU, blur 1.5 px, offset +40 HU, spacing 1.0 mm
  *       (same sampling as A, so A and B masks are identical for one seed), contrast 1.
- *   "C" older scanner, late phase: bias 0.12, contrast 0.55, spacing 1.4 mm (coarser: the body
+ *   "C" older scanner, late phase: bias 0.05 (centre ~30 HU darker), contrast 0.55, spacing 1.4 mm (coarser: the body
  *       looks smaller in the same matrix), noise 12 HU, blur 0.8 px.
  *   "D" strong shift: scale 1.25, offset -80 HU, gamma 1.0, noise 50 HU, blur 1.0 px,
  *       spacing 1.0 mm, contrast 0.9.
  *  Any other name gets parameters derived from a 64-bit FNV-1a hash of its bytes, within: noise
- *  4-40 HU, blur 0-1.6 px, bias 0-0.15, scale 0.85-1.2, offset -60..+60 HU, gamma 0.96-1.04,
+ *  4-40 HU, blur 0-1.6 px, bias 0-0.06, scale 0.85-1.2, offset -60..+60 HU, gamma 0.96-1.04,
  *  spacing 0.9-1.5 mm, contrast 0.6-1.2. The same name always gives the same style.
  *  @param site IN: site name; NULL or "" gives preset "A".   @param out OUT: the style.
  *  Thread-safety: thread-safe. */

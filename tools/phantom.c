@@ -374,7 +374,9 @@ static shape3 *add(anatomy *a, shape3 s)
     return &a->shapes[a->n++];
 }
 
-/* Every draw here happens in a fixed order that depends only on the seed. */
+/* Every draw here happens in a fixed order that depends only on the seed. C leaves the evaluation
+ * order of function arguments unspecified (gcc and clang differ), so each draw is its own statement
+ * and never two draws share one expression. */
 static void build_anatomy(anatomy *a, uint64_t seed)
 {
     rng r;
@@ -385,8 +387,10 @@ static void build_anatomy(anatomy *a, uint64_t seed)
     const double s = rng_range(&r, 0.93, 1.05);    /* overall size */
     const double ap = rng_range(&r, 0.93, 1.07);   /* front-back depth relative to width */
     const double zs = rng_range(&r, 0.92, 1.08);   /* craniocaudal scale of organs */
-    const double ox = rng_range(&r, -4.0, 4.0), oy = rng_range(&r, -6.0, 2.0); /* table position */
-    const double fat = rng_range(&r, 8.0, 20.0) * s, wall = rng_range(&r, 7.0, 11.0) * s;
+    const double ox = rng_range(&r, -4.0, 4.0); /* position on the table */
+    const double oy = rng_range(&r, -6.0, 2.0);
+    const double fat = rng_range(&r, 8.0, 20.0) * s;
+    const double wall = rng_range(&r, 7.0, 11.0) * s;
 #define X(v) (ox + (v) * s)
 #define Y(v) (oy + (v) * s * ap)
 #define Z(v) ((v) * zs)
@@ -432,10 +436,14 @@ static void build_anatomy(anatomy *a, uint64_t seed)
      * descending colon in the flanks below the liver and spleen, then the stomach. */
     int n_loops = 14 + (int)(rng_u01(&r) * 8.0);
     for (int i = 0; i < n_loops; i++) {
-        double cx = rng_range(&r, -55, 70), cy = rng_range(&r, -62, 12);
-        double zc = rng_range(&r, -125, 35), half = rng_range(&r, 20, 60);
-        shape3 loop = shape_make(X(cx), Y(cy), rng_range(&r, 10, 21) * s, rng_range(&r, 8, 17) * s,
-                                 rng_range(&r, 0, M_PI), T_BOWEL, 0, cavity);
+        double cx = rng_range(&r, -55, 70);
+        double cy = rng_range(&r, -62, 12);
+        double zc = rng_range(&r, -125, 35);
+        double half = rng_range(&r, 20, 60);
+        double lax = rng_range(&r, 10, 21) * s;
+        double lay = rng_range(&r, 8, 17) * s;
+        double lrot = rng_range(&r, 0, M_PI);
+        shape3 loop = shape_make(X(cx), Y(cy), lax, lay, lrot, T_BOWEL, 0, cavity);
         shape_z(&loop, Z(zc - half), Z(zc), Z(zc + half));
         loop.dcx = rng_range(&r, -0.3, 0.3);
         loop.dcy = rng_range(&r, -0.2, 0.2);
@@ -448,8 +456,11 @@ static void build_anatomy(anatomy *a, uint64_t seed)
         }
     }
     for (int side = -1; side <= 1; side += 2) {
-        shape3 colon = shape_make(X(side * 70), Y(rng_range(&r, -8, 4)), rng_range(&r, 15, 20) * s,
-                                  rng_range(&r, 14, 18) * s, rng_range(&r, 0, M_PI), T_BOWEL, 0, cavity);
+        double cy = rng_range(&r, -8, 4);
+        double cax = rng_range(&r, 15, 20) * s;
+        double cay = rng_range(&r, 14, 18) * s;
+        double crot = rng_range(&r, 0, M_PI);
+        shape3 colon = shape_make(X(side * 70), Y(cy), cax, cay, crot, T_BOWEL, 0, cavity);
         shape_z(&colon, Z(-400), Z(-200), Z(side < 0 ? rng_range(&r, -45, -25) : rng_range(&r, -20, 0)));
         shape_wobble(&colon, &r, 0.09);
         add(a, colon);
@@ -459,7 +470,9 @@ static void build_anatomy(anatomy *a, uint64_t seed)
     }
     shape3 stomach = shape_make(X(38), Y(-30), 30 * s, 22 * s, rng_range(&r, -0.4, 0.0), T_FLUID, 0,
                                 cavity | TBIT(T_BOWEL) | TBIT(T_GAS));
-    shape_z(&stomach, Z(rng_range(&r, 15, 30)), Z(60), Z(rng_range(&r, 90, 100)));
+    double st_bottom = rng_range(&r, 15, 30);
+    double st_top = rng_range(&r, 90, 100);
+    shape_z(&stomach, Z(st_bottom), Z(60), Z(st_top));
     stomach.dcx = 0.15;
     shape_wobble(&stomach, &r, 0.06);
     add(a, stomach);
@@ -468,24 +481,38 @@ static void build_anatomy(anatomy *a, uint64_t seed)
     add(a, sgas);
 
     /* Liver: right lobe (whole liver height), left lobe across the midline in the upper half. */
-    shape3 rl = shape_make(X(-50), Y(-6), rng_range(&r, 43, 49) * s, rng_range(&r, 54, 61) * s * ap,
-                           rng_range(&r, -0.25, 0.05), T_LIVER, SAMDA_PHANTOM_LABEL_LIVER, soft);
-    shape_z(&rl, Z(rng_range(&r, -80, -60)), Z(rng_range(&r, 30, 45)), Z(rng_range(&r, 98, 110)));
+    double rl_ax = rng_range(&r, 43, 49) * s;
+    double rl_ay = rng_range(&r, 54, 61) * s * ap;
+    double rl_rot = rng_range(&r, -0.25, 0.05);
+    shape3 rl = shape_make(X(-50), Y(-6), rl_ax, rl_ay, rl_rot, T_LIVER, SAMDA_PHANTOM_LABEL_LIVER, soft);
+    double rl_bottom = rng_range(&r, -80, -60);
+    double rl_widest = rng_range(&r, 30, 45);
+    double rl_top = rng_range(&r, 98, 110);
+    shape_z(&rl, Z(rl_bottom), Z(rl_widest), Z(rl_top));
     rl.dcx = 0.08 * s; /* lower down, the right lobe tip sits more laterally ... */
     rl.dcy = 0.10 * s; /* ... and more anteriorly */
     shape_wobble(&rl, &r, 0.07);
     add(a, rl);
-    shape3 ll = shape_make(X(8), Y(-42), rng_range(&r, 38, 46) * s, rng_range(&r, 18, 24) * s * ap,
-                           rng_range(&r, -0.35, -0.1), T_LIVER, SAMDA_PHANTOM_LABEL_LIVER, soft);
-    shape_z(&ll, Z(rng_range(&r, -5, 15)), Z(50), Z(rng_range(&r, 92, 100)));
+    double ll_ax = rng_range(&r, 38, 46) * s;
+    double ll_ay = rng_range(&r, 18, 24) * s * ap;
+    double ll_rot = rng_range(&r, -0.35, -0.1);
+    shape3 ll = shape_make(X(8), Y(-42), ll_ax, ll_ay, ll_rot, T_LIVER, SAMDA_PHANTOM_LABEL_LIVER, soft);
+    double ll_bottom = rng_range(&r, -5, 15);
+    double ll_top = rng_range(&r, 92, 100);
+    shape_z(&ll, Z(ll_bottom), Z(50), Z(ll_top));
     ll.dcx = 0.10;
     shape_wobble(&ll, &r, 0.08);
     add(a, ll);
 
     /* Spleen: posterolateral left, long axis along the ribs. */
-    shape3 sp = shape_make(X(64), Y(20), rng_range(&r, 24, 28) * s, rng_range(&r, 46, 54) * s * ap,
-                           rng_range(&r, 0.35, 0.6), T_SPLEEN, SAMDA_PHANTOM_LABEL_SPLEEN, soft);
-    shape_z(&sp, Z(rng_range(&r, -20, -10)), Z(rng_range(&r, 40, 50)), Z(rng_range(&r, 88, 98)));
+    double sp_ax = rng_range(&r, 24, 28) * s;
+    double sp_ay = rng_range(&r, 46, 54) * s * ap;
+    double sp_rot = rng_range(&r, 0.35, 0.6);
+    shape3 sp = shape_make(X(64), Y(20), sp_ax, sp_ay, sp_rot, T_SPLEEN, SAMDA_PHANTOM_LABEL_SPLEEN, soft);
+    double sp_bottom = rng_range(&r, -20, -10);
+    double sp_widest = rng_range(&r, 40, 50);
+    double sp_top = rng_range(&r, 88, 98);
+    shape_z(&sp, Z(sp_bottom), Z(sp_widest), Z(sp_top));
     sp.dcy = -0.05;
     shape_wobble(&sp, &r, 0.08);
     add(a, sp);
@@ -493,7 +520,9 @@ static void build_anatomy(anatomy *a, uint64_t seed)
     /* Kidneys: cortex, medulla, fat in the hilum facing anteromedially; the right one sits lower. */
     for (int side = -1; side <= 1; side += 2) {
         double hilum = atan2(-0.7, -side * 1.0); /* direction from the kidney centre to its hilum */
-        shape3 k = shape_make(X(side * 55), Y(29), rng_range(&r, 19, 22) * s, rng_range(&r, 26, 31) * s,
+        double k_ax = rng_range(&r, 19, 22) * s;
+        double k_ay = rng_range(&r, 26, 31) * s;
+        shape3 k = shape_make(X(side * 55), Y(29), k_ax, k_ay,
                               hilum, T_KIDNEY_CORTEX, SAMDA_PHANTOM_LABEL_KIDNEY,
                               soft | TBIT(T_LIVER) | TBIT(T_SPLEEN));
         double zc = side > 0 ? rng_range(&r, -2, 8) : rng_range(&r, -18, -8);
@@ -512,8 +541,10 @@ static void build_anatomy(anatomy *a, uint64_t seed)
     }
 
     /* Great vessels, in front of the spine along the whole height. */
-    shape3 ivc = shape_make(X(-22), vb_y - vb_r - 8 * s, rng_range(&r, 11, 14) * s, rng_range(&r, 7, 10) * s,
-                            rng_range(&r, -0.3, 0.3), T_IVC, SAMDA_PHANTOM_LABEL_IVC, T_ANY);
+    double ivc_ax = rng_range(&r, 11, 14) * s;
+    double ivc_ay = rng_range(&r, 7, 10) * s;
+    double ivc_rot = rng_range(&r, -0.3, 0.3);
+    shape3 ivc = shape_make(X(-22), vb_y - vb_r - 8 * s, ivc_ax, ivc_ay, ivc_rot, T_IVC, SAMDA_PHANTOM_LABEL_IVC, T_ANY);
     ivc.dcx = -0.04;
     ivc.dcy = -0.06; /* rises anteriorly into the liver */
     shape_wobble(&ivc, &r, 0.05);
@@ -647,10 +678,10 @@ static void texture_row(const texture_grid *g, int r, int cols, float weight, fl
     }
 }
 
-/* Separable Gaussian blur in place, edges clamped. tmp holds rows*cols floats, line cols floats.
- * Both passes run along rows (the vertical one accumulates whole rows) so memory is read in order
- * and the inner loops have no branches. */
-static void blur(float *img, float *tmp, float *line, int rows, int cols, double sigma)
+/* Separable Gaussian blur in place, edges clamped. tmp holds rows*cols floats, line cols floats,
+ * pad cols + 2*96 floats. Both passes accumulate whole rows tap by tap, so memory is read in order
+ * and the inner loops vectorise without reordering any sum. */
+static void blur(float *img, float *tmp, float *line, float *pad, int rows, int cols, double sigma)
 {
     int rad = (int)ceil(3.0 * sigma);
     if (rad < 1)
@@ -663,23 +694,22 @@ static void blur(float *img, float *tmp, float *line, int rows, int cols, double
         sum += exp(-0.5 * (double)(i * i) / (sigma * sigma));
     for (int i = -rad; i <= rad; i++)
         w[i + rad] = (float)(exp(-0.5 * (double)(i * i) / (sigma * sigma)) / sum);
-    /* horizontal: img -> tmp */
+    /* horizontal: img -> tmp, through a copy of the row padded with its edge values */
     for (int r = 0; r < rows; r++) {
         const float *src = img + (size_t)r * (size_t)cols;
         float *dst = tmp + (size_t)r * (size_t)cols;
-        for (int c = 0; c < cols; c++) {
-            float acc = 0.0f;
-            if (c >= rad && c + rad < cols) {
-                const float *p = src + c - rad;
-                for (int i = 0; i <= 2 * rad; i++)
-                    acc += w[i] * p[i];
-            } else {
-                for (int i = -rad; i <= rad; i++) {
-                    int cc = c + i < 0 ? 0 : (c + i >= cols ? cols - 1 : c + i);
-                    acc += w[i + rad] * src[cc];
-                }
-            }
-            dst[c] = acc;
+        for (int i = 0; i < rad; i++) {
+            pad[i] = src[0];
+            pad[rad + cols + i] = src[cols - 1];
+        }
+        memcpy(pad + rad, src, (size_t)cols * sizeof *src);
+        for (int c = 0; c < cols; c++)
+            dst[c] = 0.0f;
+        for (int i = 0; i <= 2 * rad; i++) {
+            const float wi = w[i];
+            const float *p = pad + i;
+            for (int c = 0; c < cols; c++)
+                dst[c] += wi * p[c];
         }
     }
     /* vertical: tmp -> img */
@@ -750,7 +780,7 @@ void samda_phantom_volume_free(samda_phantom_volume *v)
 
 typedef struct work {
     uint8_t     *tissue;
-    float       *hu, *tmp, *bias, *row;
+    float       *hu, *tmp, *bias, *row, *pad;
     double      *xs, *ys;
     texture_grid tex[2];
 } work;
@@ -764,6 +794,7 @@ static void work_free(work *w)
     free(w->xs);
     free(w->ys);
     free(w->row);
+    free(w->pad);
     texture_grid_free(&w->tex[0]);
     texture_grid_free(&w->tex[1]);
 }
@@ -857,8 +888,9 @@ samda_status samda_phantom_volume_generate(const samda_phantom_params *p, samda_
     w.xs = malloc((size_t)cols * sizeof *w.xs);
     w.ys = malloc((size_t)rows * sizeof *w.ys);
     w.row = malloc((size_t)cols * sizeof *w.row);
+    w.pad = malloc(((size_t)cols + 2 * 96) * sizeof *w.pad);
     int ok = a && out->slice_z_mm && out->image && out->mask && w.tissue && w.hu && w.tmp && w.bias && w.xs && w.ys &&
-             w.row;
+             w.row && w.pad;
     if (ok) {
         for (int c = 0; c < cols; c++)
             w.xs[c] = (c - 0.5 * (cols - 1)) * sp;
@@ -929,7 +961,7 @@ samda_status samda_phantom_volume_generate(const samda_phantom_params *p, samda_
 
         /* Site style: blur -> bias field -> intensity mapping -> noise -> clamp. */
         if (sty->blur_sigma_px >= 0.05)
-            blur(w.hu, w.tmp, w.row, rows, cols, sty->blur_sigma_px);
+            blur(w.hu, w.tmp, w.row, w.pad, rows, cols, sty->blur_sigma_px);
         /* The noise stream is keyed by the slice's z, so a slice generated as part of a shorter stack
          * at the same level gets its own, independent noise (samda phantom generates in chunks). */
         uint64_t zbits;
@@ -963,7 +995,7 @@ samda_status samda_phantom_volume_generate(const samda_phantom_params *p, samda_
                 }
                 v += g[j];
                 v = v < -1024.0 ? -1024.0 : (v > 3071.0 ? 3071.0 : v);
-                img[i + j] = (int16_t)floor(v + 0.5);
+                img[i + j] = (int16_t)((int)(v + 1024.5) - 1024); /* round half up; the sum is > 0 */
             }
         }
     }

@@ -34,11 +34,13 @@
  * Labels (uint8 in the mask): 0 background, 1 liver, 2 kidney (both), 3 spleen, 4 aorta,
  * 5 inferior vena cava. samda_phantom_labels[] gives names, SNOMED CT codes, colours and windows.
  *
- * Determinism: the same parameters give the same bytes. No global state, no time, no rand();
- * randomness comes from splitmix64/xoshiro256** streams derived from the seed. The anatomy stream
- * never depends on the style or the image size, so the mask depends only on (seed, spacing, size,
- * slice geometry). Results use sin/cos/exp/log/sqrt from the C library: identical on one libm
- * (glibc on x86-64 and aarch64 in practice); another libm may differ by one HU in rare pixels.
+ * Determinism: the same parameters give the same bytes, whatever the compiler or optimisation
+ * level (a golden-hash test pins gcc, clang, -O0..-O2, sanitizers). No global state, no time, no
+ * rand(); randomness comes from splitmix64/xoshiro256** streams derived from the seed. The anatomy
+ * stream never depends on the style or the image size, so the mask depends only on (seed, pixel
+ * spacing, rows, cols, slice positions); the noise of a slice depends on (seed, its z). Results use
+ * sin/cos/exp/log/pow/sqrt from the C library: identical with one libm (glibc here); another libm
+ * could round a few pixels differently (by 1 HU) or move an organ edge by one pixel in rare cases.
  *
  * Thread-safety: every function here is thread-safe (no shared mutable state); a volume must not
  * be freed while another thread reads it. */
@@ -182,6 +184,8 @@ void samda_phantom_volume_free(samda_phantom_volume *v);
  *  bodies, K slices per body spread evenly over z = -100..+100 mm (the last body may contribute
  *  fewer, from the top), plus DIR/phantom.json (style, label table, seed, count, files). DIR is
  *  created if missing (one level). Each file is written crash-safely (temp, fsync, rename).
+ *  Use one directory per site and seed: a second run into the same directory overwrites files of
+ *  the same names and phantom.json describes only the last run.
  *  Bounds: --count 1..100000, --size 32..1024, --slices-per-body 1..1024 (default 16),
  *  --seed 0..2^64-1 (decimal or 0x hex), --site [A-Za-z0-9_-]{1,64}. Flags take "--f V" or
  *  "--f=V". --dicom is rejected for now: the DICOM writer lives in dicom/ and the samda CLI

@@ -31,7 +31,8 @@ static const char usage_text[] =
     "  DIR/<site>_<body>_<slice>.image.npy  int16 HU, PX x PX\n"
     "  DIR/<site>_<body>_<slice>.mask.npy   uint8 labels: 0 background, 1 liver, 2 kidney,\n"
     "                                       3 spleen, 4 aorta, 5 inferior vena cava\n"
-    "  DIR/phantom.json                     site style, label table, seed, cases (written last)\n"
+    "  DIR/phantom.json                     site style, label table, seed, cases (written last;\n"
+    "                                       use one DIR per run: it describes the last run only)\n"
     "  --out DIR              output directory (created if missing)\n"
     "  --site NAME            site style: A (reference), B (noisy, blurred, shifted), C (bias field,\n"
     "                         low contrast, 1.4 mm pixels), D (strong intensity shift, heavy noise);\n"
@@ -87,7 +88,11 @@ static int parse_seed(const char *v, uint64_t *out)
     errno = 0;
     if (!*v || *v == '-' || *v == '+' || *v == ' ')
         return usage_error("--seed: '%.40s' is not a number in 0..2^64-1", v);
-    unsigned long long x = strtoull(v, &end, 0);
+    /* base 10 or 16 only: strtoull's base 0 would read "010" as octal 8 */
+    int hex = v[0] == '0' && (v[1] == 'x' || v[1] == 'X');
+    unsigned long long x = strtoull(v, &end, hex ? 16 : 10);
+    if (hex && !v[2])
+        return usage_error("--seed: '%.40s' is not a number in 0..2^64-1", v);
     if (*end || errno == ERANGE)
         return usage_error("--seed: '%.40s' is not a number in 0..2^64-1", v);
     *out = (uint64_t)x;
@@ -390,7 +395,7 @@ int samda_phantom_main(int argc, char **argv)
         }
     }
     if (!rc)
-        printf("%s: wrote %ld slices of %ld bodies (site %s, %ldx%ld) to %s\n", CMD, written, bodies, o.site, o.size,
+        printf("%s: wrote %ld slices of %ld body/bodies (site %s, %ldx%ld) to %s\n", CMD, written, bodies, o.site, o.size,
                o.size, o.out);
     free(path);
     free(js.p);

@@ -75,6 +75,8 @@ static void test_bad_flags(void **state)
     EXPECT_USAGE("--seed: '0x1g'", "--out", o, "--site", "A", "--count", "1", "--seed", "0x1g");
     EXPECT_USAGE("--seed: '18446744073709551616'", "--out", o, "--site", "A", "--count", "1", "--seed",
                  "18446744073709551616");
+    EXPECT_USAGE("--seed: '0x'", "--out", o, "--site", "A", "--count", "1", "--seed", "0x");
+    EXPECT_USAGE("--seed: ' 5'", "--out", o, "--site", "A", "--count", "1", "--seed", " 5");
     EXPECT_USAGE("--site: '../x'", "--out", o, "--site", "../x", "--count", "1", "--seed", "1");
     EXPECT_USAGE("--site: ''", "--out", o, "--site", "", "--count", "1", "--seed", "1");
     EXPECT_USAGE("--dicom: needs the DICOM writer", "--out", o, "--site", "A", "--count", "1", "--seed", "1",
@@ -149,6 +151,16 @@ static void test_writes_dataset(void **state)
     assert_non_null(strstr(j1, "\"64033007\""));
     free(j1);
     free(j2);
+
+    /* "010" is decimal ten, not octal eight */
+    snprintf(out2, sizeof out2, "%s/dec", dir);
+    assert_int_equal(run_main("--out", out2, "--site", "A", "--count", "1", "--seed", "010", "--size", "32",
+                              (const char *)NULL),
+                     0);
+    snprintf(path2, sizeof path2, "%s/phantom.json", out2);
+    j1 = read_all(path2, NULL);
+    assert_non_null(strstr(j1, "\"seed\": 10,"));
+    free(j1);
 
     /* another seed, other images */
     snprintf(out2, sizeof out2, "%s/three", dir);

@@ -759,6 +759,14 @@ static samda_status validate(const samda_phantom_params *p, samda_error *err)
         (s = check_range(err, "style.pixel_spacing_mm", p->style.pixel_spacing_mm, 0.05, 20)) ||
         (s = check_range(err, "style.organ_contrast", p->style.organ_contrast, 0, 10)))
         return s;
+    /* The body is ~230 mm wide; a field of view beyond 2 m is a unit mistake, and the texture
+     * lattice grows with its area. */
+    double fov_r = p->rows * p->style.pixel_spacing_mm, fov_c = p->cols * p->style.pixel_spacing_mm;
+    if (fov_r > 2000.0 || fov_c > 2000.0)
+        return samda_fail(err, SAMDA_EINVAL,
+                          "phantom parameters: field of view %g x %g mm (rows/cols x style.pixel_spacing_mm) "
+                          "exceeds 2000 mm",
+                          fov_r, fov_c);
     size_t voxels = (size_t)p->rows * (size_t)p->cols * (size_t)p->n_slices;
     if (voxels > ((size_t)1 << 30))
         return samda_fail(err, SAMDA_EINVAL,

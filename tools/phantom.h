@@ -105,7 +105,8 @@ typedef struct samda_phantom_site_style {
     double bias_amplitude;    /* smooth multiplicative field on attenuation (HU + 1000): factor
                                  1 + a * g(x, y) with |g| <= 1, a cupping bowl (darker centre) plus
                                  a tilt; 0 = none, 0.05 = up to +-5 %, i.e. +-54 HU in soft tissue */
-    double pixel_spacing_mm;  /* in-plane pixel size (mm); the field of view is size * spacing     */
+    double pixel_spacing_mm;  /* in-plane pixel size (mm), 0.05..20; the field of view, size *
+                                 spacing, must stay within 2000 mm                                 */
     double organ_contrast;    /* how far the labelled organs and vessels sit from soft tissue:
                                  HU = 50 + organ_contrast * (HU_ref - 50); 1 = portal-venous
                                  reference, 0.5 = late or weak contrast                            */

@@ -505,7 +505,8 @@ static void test_rejects_bad_params(void **state)
     EXPECT_EINVAL(p.style.gamma = 0, "gamma");
     EXPECT_EINVAL(p.style.hu_scale = 0, "hu_scale");
     EXPECT_EINVAL(p.style.organ_contrast = -1, "organ_contrast");
-    EXPECT_EINVAL((p.rows = 4096, p.cols = 4096, p.n_slices = 100), "voxels");
+    EXPECT_EINVAL((p.rows = 4096, p.cols = 4096, p.n_slices = 100, p.style.pixel_spacing_mm = 0.1), "voxels");
+    EXPECT_EINVAL((p.rows = 4096, p.style.pixel_spacing_mm = 1.0), "field of view");
 #undef EXPECT_EINVAL
     samda_phantom_params_init(NULL); /* harmless */
 }

@@ -1,0 +1,351 @@
+/* samda's HTTP face: a libmicrohttpd server for DICOMweb (STOW-RS, QIDO-RS, WADO-RS), the /api/v1
+ * REST routes, /health and /metrics.
+ *
+ * The api knows HTTP, DICOMweb's wire conventions and bearer tokens; it knows nothing of SQLite,
+ * DCMTK or libtorch. Everything it serves comes from the daemon's core through one table of
+ * function pointers, samda_api_services, defined here and implemented by the daemon. Every
+ * service is optional: a NULL pointer makes the routes that need it answer 501 (a problem+json
+ * document "not available in this build").
+ *
+ * Conventions for every service function:
+ *  - It returns a samda_status. SAMDA_OK means the out-values are filled. Any other status becomes
+ *    the HTTP status samda_status_http(status) and an RFC 7807 problem document whose title is
+ *    err->message (so write it for the client: "unknown study 1.2.3"; no patient data) or, when
+ *    the message is empty, samda_status_str(status). Out-values are ignored on failure, and a
+ *    reference left in one is released by the api.
+ *  - json_t out-values are new references owned by the api (it calls json_decref); in-values are
+ *    borrowed for the duration of the call.
+ *  - Strings passed in are borrowed for the duration of the call; copy what you keep.
+ *  - It may be called from any of the server's threads, concurrently with itself and with every
+ *    other service: the implementation must be thread-safe.
+ *  - Service calls run on the api's handler threads (params.handler_threads), never on the
+ *    network threads: a slow call holds one handler thread (and its request), while other
+ *    connections keep being read and answered. When every handler thread is busy, further
+ *    requests wait in a queue. STOW-RS calls stow_instance once per part, in order, on one
+ *    handler thread. samda_api_stop waits for calls in progress to return.
+ *
+ * Thread-safety of the functions below: samda_api_start/stop must not race each other for one
+ * server; samda_api_port may be called from any thread while the server runs. */
+#ifndef SAMDA_API_H
+#define SAMDA_API_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Roles and the services table
+ * ------------------------------------------------------------------------------------------- */
+
+/** What a bearer token may do. admin > user; ingest is separate (it may only STOW).
+ *  user: read DICOMweb, results, jobs, changes; run segmentation. admin: everything. */
+typedef enum samda_api_role {
+    SAMDA_API_ROLE_NONE = 0, /* no valid token (or auth disabled: every route is allowed) */
+    SAMDA_API_ROLE_INGEST = 1,
+    SAMDA_API_ROLE_USER = 2,
+    SAMDA_API_ROLE_ADMIN = 3
+} samda_api_role;
+
+/** Query/retrieve level of a QIDO search or a WADO reference. */
+typedef enum samda_api_level {
+    SAMDA_API_LEVEL_STUDY = 0,
+    SAMDA_API_LEVEL_SERIES = 1,
+    SAMDA_API_LEVEL_INSTANCE = 2
+} samda_api_level;
+
+#define SAMDA_API_UID_SIZE 65                /* 64 characters + NUL (PS3.5 9.1) */
+#define SAMDA_API_QUERY_MAX_MODALITIES 16
+#define SAMDA_API_QUERY_MAX_INCLUDEFIELDS 64
+#define SAMDA_API_QIDO_LIMIT_DEFAULT 100u
+#define SAMDA_API_QIDO_LIMIT_MAX 1000u
+
+/** A validated QIDO-RS search (PS3.18 8.3.4), filled by the api from the path and query string.
+ *  Every string is NUL-terminated and already checked: UIDs are digits and dots (<= 64), dates
+ *  are real calendar dates, the rest contain no control characters and no backslash. An empty
+ *  string means "no constraint". Values are exactly what the client sent (after
+ *  percent-decoding): bind them as SQL parameters, never splice them into SQL text. */
+typedef struct samda_api_query {
+    samda_api_level level;       /* what to return: studies, series or instances */
+    char study_uid[SAMDA_API_UID_SIZE];        /* path {study} or StudyInstanceUID (0020000D) */
+    char series_uid[SAMDA_API_UID_SIZE];       /* path {series} or SeriesInstanceUID (0020000E) */
+    char sop_instance_uid[SAMDA_API_UID_SIZE]; /* SOPInstanceUID (00080018) */
+    char patient_id[65];         /* PatientID (00100020), LO; may hold DICOM wildcards * and ? */
+    char accession_number[17];   /* AccessionNumber (00080050), SH; may hold wildcards * and ? */
+    bool has_date;               /* StudyDate (00080020) given */
+    char date_from[9];           /* YYYYMMDD, inclusive; "" = open start ("-YYYYMMDD") */
+    char date_to[9];             /* YYYYMMDD, inclusive; "" = open end ("YYYYMMDD-") */
+    /* ModalitiesInStudy (00080061) or Modality (00080060), comma list = any of; CS, upper case. */
+    char modalities[SAMDA_API_QUERY_MAX_MODALITIES][17];
+    unsigned n_modalities;
+    /* includefield: extra attributes to return, as tags (group << 16 | element), deduplicated. */
+    uint32_t includefields[SAMDA_API_QUERY_MAX_INCLUDEFIELDS];
+    unsigned n_includefields;
+    bool include_all;            /* includefield=all */
+    unsigned limit;              /* 1..SAMDA_API_QIDO_LIMIT_MAX (default 100) */
+    unsigned offset;             /* results to skip */
+} samda_api_query;
+
+/** A DICOMweb resource named by the path. study is always set; series is NULL at study level;
+ *  instance is NULL above instance level. Strings are validated UIDs, borrowed for the call. */
+typedef struct samda_api_ref {
+    samda_api_level level;
+    const char *study;
+    const char *series;
+    const char *instance;
+} samda_api_ref;
+
+/** One STOW-RS part handed to the core (PS3.18 10.5). Borrowed for the call. */
+typedef struct samda_api_stow_part {
+    uint64_t request_id;      /* same for every part of one HTTP request, and for stow_complete */
+    unsigned index;           /* 0-based position of the part in the multipart body */
+    const char *site;         /* path {site} of /dicomweb/sites/{site}/studies, else NULL */
+    const char *study_uid;    /* path {study} of /dicomweb/studies/{study}: the instance must belong
+                               * to it (else fail it with failure_reason 0xA900), else NULL */
+    const char *path;         /* temp file holding the part's bytes, in params.tmp_dir. The core
+                               * may rename(2) it away (same file system) or copy it; the api
+                               * unlinks whatever is left after the call. */
+    uint64_t size;            /* bytes in the file */
+    const char *content_type; /* the part's Content-Type ("application/dicom") */
+} samda_api_stow_part;
+
+/** What the core says about one STOW-RS part. Zeroed by the api before the call. */
+typedef struct samda_api_stow_outcome {
+    char sop_class_uid[SAMDA_API_UID_SIZE];    /* fill when known, stored or not */
+    char sop_instance_uid[SAMDA_API_UID_SIZE]; /* fill when known, stored or not */
+    char study_uid[SAMDA_API_UID_SIZE];        /* fill when stored: the api builds RetrieveURL */
+    char series_uid[SAMDA_API_UID_SIZE];       /* fill when stored */
+    /* On failure: the DICOM Failure Reason (PS3.18 Table 10.5.3-1 / PS3.4 Annex GG), e.g. 0xA700
+     * out of resources, 0xA900 data set does not match (wrong study), 0xC000 cannot understand,
+     * 0x0110 processing failure, 0x0111 duplicate. 0 = derive it from the returned status with
+     * samda_status_dicom(). */
+    unsigned failure_reason;
+} samda_api_stow_outcome;
+
+/** Summary of one STOW-RS request, given to stow_complete. Borrowed for the call. */
+typedef struct samda_api_stow_summary {
+    uint64_t request_id;
+    const char *site;       /* as in samda_api_stow_part */
+    const char *study_uid;  /* as in samda_api_stow_part */
+    int64_t token_id;       /* who sent it (-1: auth disabled) */
+    unsigned parts;         /* parts in the request (stored + failed; a part whose Content-Type
+                             * is not application/dicom fails without reaching stow_instance) */
+    unsigned stored;        /* of which stored */
+    unsigned failed;        /* of which failed */
+    int http_status;        /* 200 all stored, 202 some failed, 409 all failed */
+} samda_api_stow_summary;
+
+/** Tuning of POST /api/v1/studies/{study}/segment, validated by the api. Borrowed for the call. */
+typedef struct samda_api_segment_request {
+    const char *study_uid;             /* path {study} */
+    const char *const *labels;         /* names ([A-Za-z0-9._-]{1,63}); NULL when n_labels == 0 */
+    unsigned n_labels;                 /* 0 = every label of the site's adapter */
+    const char *adapter_version;       /* name, or NULL = the site's active adapter */
+    const char *tta;                   /* "off" | "episodic" | "continual" | NULL = site default */
+    const char *transaction_id;        /* client's idempotency key (name syntax) or NULL */
+    int64_t token_id;                  /* who asked (-1: auth disabled) */
+} samda_api_segment_request;
+
+/** One audited request. Borrowed for the call. Carries no patient data: the route pattern,
+ *  the resource identifiers from the path (UIDs, job ids, site names) and the outcome. */
+typedef struct samda_api_audit_record {
+    int64_t token_id;                 /* -1: anonymous (auth disabled or failed) */
+    const char *method;               /* "GET", "POST", ... */
+    const char *route;                /* pattern, e.g. "/dicomweb/studies/{study}/metadata" */
+    unsigned n_params;                /* path parameters, in pattern order */
+    const char *const *param_names;   /* e.g. "study" */
+    const char *const *param_values;  /* validated values */
+    int http_status;
+} samda_api_audit_record;
+
+/** The daemon core, as seen by the api. Zero-initialise, set ctx and the functions you have.
+ *  See the file comment for the conventions every function follows. */
+typedef struct samda_api_services {
+    void *ctx; /* passed as the first argument of every function */
+
+    /** Authenticate a bearer token (the text after "Bearer "; never empty, at most 512 bytes).
+     *  The core compares SHA-256 hashes in constant time.
+     *  OUT role, token_id (an id safe to log and audit).
+     *  Returns SAMDA_OK (role and token_id set); SAMDA_EAUTH unknown/revoked/expired token (the
+     *  api answers 401 with WWW-Authenticate: Bearer); another status: answered as such.
+     *  Required when params.auth_required (samda_api_start refuses otherwise). */
+    samda_status (*auth_check)(void *ctx, const char *token, samda_api_role *role,
+                               int64_t *token_id, samda_error *err);
+
+    /** Record one request of a route marked AUDIT (DICOMweb, results, segmentation, jobs) once
+     *  its response is sent (or the connection failed: http_status is then 0 if none was sent).
+     *  Must not fail loudly: the request is over. */
+    void (*audit)(void *ctx, const samda_api_audit_record *rec);
+
+    /** GET /health. OUT checks: a JSON object, one member per subsystem
+     *  ({"database": {"status": "ok"}, "disk": {"status": "fail", "detail": "..."}, ...});
+     *  OUT healthy: overall verdict (200 when true, 503 when false). The api adds its own
+     *  "http" member. */
+    samda_status (*health)(void *ctx, json_t **checks, bool *healthy, samda_error *err);
+
+    /** GET /metrics. Write the core's metrics in the Prometheus text format 0.0.4 to out (an
+     *  in-memory stream owned by the api: do not close it). Names must not collide with the
+     *  api's own samda_http_* families. */
+    samda_status (*metrics)(void *ctx, FILE *out, samda_error *err);
+
+    /** STOW-RS: store one part (called once per part, in order, after the whole body arrived and
+     *  parsed). OUT outcome (pre-zeroed). Returns SAMDA_OK when stored (fill the UIDs); otherwise
+     *  the part failed (fill what is known and, optionally, failure_reason) and the api goes on
+     *  with the next part. A failure never aborts the request. */
+    samda_status (*stow_instance)(void *ctx, const samda_api_stow_part *part,
+                                  samda_api_stow_outcome *outcome, samda_error *err);
+
+    /** STOW-RS: the request whose parts were just offered is over (called once per request
+     *  that reached stow_instance, after the last part): the core treats its instances as one
+     *  unit of work (e.g. marks the series complete). */
+    void (*stow_complete)(void *ctx, const samda_api_stow_summary *summary);
+
+    /** QIDO-RS: search. OUT matches: a JSON array of DICOM JSON objects (PS3.18 F.2), at most
+     *  query->limit, after skipping query->offset. The api returns it as application/dicom+json
+     *  (an empty array is a 200 with []). */
+    samda_status (*qido)(void *ctx, const samda_api_query *query, json_t **matches,
+                         samda_error *err);
+
+    /** WADO-RS: the stored files of a study, series or instance. OUT paths: a JSON array of
+     *  strings, absolute paths of Part 10 files, in the order to send them. The api opens and
+     *  streams them one after another (never whole in memory); a file that vanished meanwhile
+     *  ends the response with an error. SAMDA_ENOENT: unknown UID (404). */
+    samda_status (*retrieve)(void *ctx, const samda_api_ref *ref, json_t **paths,
+                             samda_error *err);
+
+    /** WADO-RS metadata. OUT metadata: a JSON array of DICOM JSON objects, one per instance,
+     *  without bulk data (or with BulkDataURI). SAMDA_ENOENT: unknown UID (404). */
+    samda_status (*metadata)(void *ctx, const samda_api_ref *ref, json_t **metadata,
+                             samda_error *err);
+
+    /** WADO-RS frames: the raw (native) pixel bytes of one frame of an instance (ref level is
+     *  INSTANCE). frame is 1-based. OUT data, size: a buffer allocated with malloc(); the api
+     *  frees it with free(). SAMDA_ENOENT: unknown instance or frame number out of range. */
+    samda_status (*frame)(void *ctx, const samda_api_ref *ref, unsigned frame, void **data,
+                          size_t *size, samda_error *err);
+
+    /** GET /api/v1/changes?since=&limit=. OUT changes: a JSON object
+     *  {"changes": [...], "last": <seq>, "done": bool}. since: sequence number to start after
+     *  (0 = from the start); limit: 1..1000 (default 100). */
+    samda_status (*changes)(void *ctx, int64_t since, unsigned limit, json_t **changes,
+                            samda_error *err);
+
+    /** GET /api/v1/jobs?state=&limit=&offset=. state: a name or NULL (any). OUT jobs: JSON
+     *  array of job objects. */
+    samda_status (*jobs_list)(void *ctx, const char *state, unsigned limit, unsigned offset,
+                              json_t **jobs, samda_error *err);
+
+    /** GET /api/v1/jobs/{id}. OUT job: JSON object. SAMDA_ENOENT: no such job (404). */
+    samda_status (*job_get)(void *ctx, int64_t id, json_t **job, samda_error *err);
+
+    /** POST /api/v1/jobs/{id}/cancel. OUT job: the job after the change. SAMDA_ENOENT (404);
+     *  SAMDA_ECANCELED / SAMDA_EEXIST when its state does not allow it (409). */
+    samda_status (*job_cancel)(void *ctx, int64_t id, int64_t token_id, json_t **job,
+                               samda_error *err);
+
+    /** POST /api/v1/jobs/{id}/retry. As job_cancel, for a failed or cancelled job. */
+    samda_status (*job_retry)(void *ctx, int64_t id, int64_t token_id, json_t **job,
+                              samda_error *err);
+
+    /** POST /api/v1/studies/{study}/segment: queue segmentation of a study. OUT job: the queued
+     *  (or, for a repeated transaction_id, the existing) job object, with an integer "id"
+     *  member; the api answers 202 with Location: /api/v1/jobs/{id}. SAMDA_ENOENT: unknown
+     *  study (404). */
+    samda_status (*segment)(void *ctx, const samda_api_segment_request *req, json_t **job,
+                            samda_error *err);
+
+    /** GET /api/v1/studies/{study}/results. OUT results: JSON object describing the study's
+     *  segmentation results (series, labels, DICOM-SEG instances). SAMDA_ENOENT (404). */
+    samda_status (*results)(void *ctx, const char *study_uid, json_t **results,
+                            samda_error *err);
+} samda_api_services;
+
+/* ---------------------------------------------------------------------------------------------
+ * Server
+ * ------------------------------------------------------------------------------------------- */
+
+/** Log levels, numerically equal to the daemon's samda_log_level. */
+typedef enum samda_api_log_level {
+    SAMDA_API_LOG_ERROR = 0,
+    SAMDA_API_LOG_WARN = 1,
+    SAMDA_API_LOG_INFO = 2,
+    SAMDA_API_LOG_DEBUG = 3
+} samda_api_log_level;
+
+/** Log sink. msg: one line, no patient data. fields: "key=value ..." with values quoted where
+ *  needed, or "" (never NULL). Both borrowed for the call. Called from any server thread. */
+typedef void (*samda_api_log_fn)(void *log_ctx, samda_api_log_level level, const char *msg,
+                                 const char *fields);
+
+typedef struct samda_api_params {
+    const char *bind_address;      /* IPv4 or IPv6 literal; default "127.0.0.1" ("::" = all v6+v4) */
+    unsigned port;                 /* default 8080; 0 = ephemeral (see samda_api_port) */
+    unsigned threads;              /* network threads (epoll, thread pool); default 4, 1..256 */
+    unsigned handler_threads;      /* threads that run handlers and service calls; default 8,
+                                    * 1..256 */
+    unsigned max_connections;      /* default 256 */
+    unsigned connection_timeout_s; /* idle connection timeout, seconds; default 60; 0 = none */
+    size_t max_header_bytes;       /* per-connection memory for the request line, headers and I/O
+                                    * buffers (MHD_OPTION_CONNECTION_MEMORY_LIMIT); headers larger
+                                    * than about half of it are refused; default 64 KiB, >= 8 KiB */
+    uint64_t max_body_bytes;       /* largest STOW-RS body; default 2 GiB (http.max_body). JSON
+                                    * bodies are limited to 1 MiB regardless */
+    const char *tmp_dir;           /* where STOW parts are spooled; default NULL = $TMPDIR or /tmp.
+                                    * Put it on the storage file system so the core can rename(2) */
+    const char *tls_cert_path;     /* PEM certificate chain; with tls_key_path enables HTTPS */
+    const char *tls_key_path;      /* PEM private key (unencrypted) */
+    bool auth_required;            /* default true; false = every route open (daemon warns) */
+    const char *cors_origin;       /* Access-Control-Allow-Origin value; NULL = no CORS */
+    const char *public_url;        /* base of RetrieveURLs, e.g. "https://samda.example:8443";
+                                    * NULL = "http(s)://" + the request's Host header when valid */
+    unsigned shutdown_timeout_ms;  /* samda_api_stop waits this long for in-flight requests;
+                                    * default 10000 */
+    samda_api_log_fn log;          /* NULL = silent */
+    void *log_ctx;
+} samda_api_params;
+
+typedef struct samda_api samda_api; /* opaque: one running server */
+
+/** Fill p with the defaults listed in samda_api_params. The only correct way to start. */
+void samda_api_params_init(samda_api_params *p);
+
+/** Start the server: bind, listen and serve on params->threads threads.
+ *  @param p   IN: parameters (strings are copied; the TLS files are read now).
+ *  @param svc IN: services table (copied; svc->ctx must outlive the server).
+ *  @param err OUT (may be NULL): reason on failure.
+ *  @return the server, or NULL with err->code: SAMDA_EINVAL bad parameter (address not a
+ *          literal, threads or handler_threads 0, ...); SAMDA_ENOMEM; SAMDA_ECONFIG auth_required without auth_check, TLS asked
+ *          but not supported by this libmicrohttpd, only one of cert/key; SAMDA_EIO TLS file
+ *          unreadable; SAMDA_ENETWORK bind/listen failed (port in use, address not local).
+ *  Ownership: caller owns the result; release with samda_api_stop(). */
+samda_api *samda_api_start(const samda_api_params *p, const samda_api_services *svc,
+                           samda_error *err);
+
+/** The port actually bound (useful with port 0). 0 for NULL. */
+unsigned samda_api_port(const samda_api *api);
+
+/** Change the STOW-RS body limit of a running server (http.max_body is a live option). It applies
+ *  to new requests and to the next chunk of uploads in flight. NULL-safe. Thread-safety: any
+ *  thread. */
+void samda_api_set_max_body(samda_api *api, uint64_t bytes);
+
+/** Stop accepting connections, let in-flight requests finish for up to
+ *  params.shutdown_timeout_ms, then answer requests still queued with 503, wait for service
+ *  calls in progress to return (however long they take), close every connection and free the
+ *  server. NULL-safe. No service function is called after it returns. */
+void samda_api_stop(samda_api *api);
+
+/** Does this libmicrohttpd build support HTTPS? */
+bool samda_api_tls_supported(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,150 @@
+/* Internals shared by the api/ sources: the server and request structures, response helpers, handlers.
+ * Not installed; tests include it only to reach the pure functions (query parsing). */
+#ifndef SAMDA_API_INTERNAL_H
+#define SAMDA_API_INTERNAL_H
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "api.h"
+#include "multipart.h"
+#include "router.h"
+
+/* Request duration histogram buckets (seconds), Prometheus style. */
+#define API_HIST_BUCKETS 12
+extern const double api_hist_bounds[API_HIST_BUCKETS];
+
+/* Counters per route (plus one row for unmatched requests), lock-free. */
+typedef struct api_metrics {
+    size_t rows;                        /* api_n_routes + 1 */
+    _Atomic uint64_t *by_class;         /* rows * 5: 1xx..5xx */
+    _Atomic uint64_t *hist;             /* rows * API_HIST_BUCKETS (non-cumulative) */
+    _Atomic uint64_t *over;             /* rows: slower than the last bound */
+    _Atomic uint64_t *sum_us;           /* rows */
+    _Atomic uint64_t *count;            /* rows */
+    _Atomic uint64_t bytes_in;
+    _Atomic uint64_t stow_parts;
+    _Atomic uint64_t stow_failed;
+    _Atomic uint64_t auth_failures;
+} api_metrics;
+
+struct samda_api {
+    samda_api_params p;           /* strings below are our copies */
+    char *bind_address, *tmp_dir, *cors_origin, *public_url;
+    char *tls_cert_pem, *tls_key_pem;
+    samda_api_services svc;
+    struct MHD_Daemon *mhd;
+    unsigned port;
+    bool tls;
+    _Atomic uint64_t next_request_id;
+    _Atomic int inflight;
+    _Atomic uint64_t max_body;    /* params.max_body_bytes, changed by samda_api_set_max_body */
+    api_metrics metrics;
+    /* handler pool: requests whose headers and body are in, waiting for a handler thread */
+    pthread_mutex_t qmu;
+    pthread_cond_t qcv;
+    api_request *qhead, *qtail;
+    bool qstop;                   /* set by samda_api_stop: run nothing more */
+    pthread_t *handlers;
+    unsigned n_handlers;
+};
+
+typedef struct api_stow api_stow; /* dicomweb.c */
+
+enum api_body_mode { BODY_NONE, BODY_JSON, BODY_STREAM, BODY_REJECT };
+
+struct api_request {
+    samda_api *api;
+    struct MHD_Connection *conn;
+    char *uri;                     /* raw request target, as received */
+    const char *query;             /* raw query string inside uri (after '?'), or NULL */
+    char method[12];
+    unsigned method_bit;
+    struct timespec t0;
+    bool started;
+    api_match match;
+    bool matched;
+    api_query_args args;
+    samda_api_role role;
+    int64_t token_id;
+    /* body */
+    enum api_body_mode body_mode;
+    char *body;
+    size_t body_len, body_cap;
+    uint64_t body_total;
+    api_stow *stow;
+    bool upload_failed;            /* an error was found while the body streamed in */
+    samda_error upload_err;
+    /* response */
+    struct MHD_Response *resp;
+    unsigned status;
+    char warning[128];             /* Warning header to add, or "" */
+    bool queued;
+    bool dispatched;               /* handed to the handler pool (connection suspended) */
+    api_request *qnext;
+};
+
+/* ---- response helpers (server.c) ------------------------------------------------------------
+ * Each sets r->resp/r->status; the first one called wins (later calls are ignored). */
+
+/** problem+json from st (HTTP status samda_status_http(st) unless http != 0); title = fmt. */
+void api_reply_problem(api_request *r, samda_status st, unsigned http, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/** problem+json from a samda_error returned by a service (empty message: status text). */
+void api_reply_error(api_request *r, const samda_error *e);
+/** 501: the service behind this route is not available. */
+void api_reply_unavailable(api_request *r);
+/** JSON body; takes ownership of j (decref'd). content_type NULL = application/json. */
+void api_reply_json(api_request *r, unsigned status, json_t *j, const char *content_type);
+/** Body copied from data. */
+void api_reply_bytes(api_request *r, unsigned status, const void *data, size_t len, const char *content_type);
+/** Take ownership of a prepared MHD response. */
+void api_reply_response(api_request *r, unsigned status, struct MHD_Response *resp);
+
+/** Request header value or NULL. */
+const char *api_header(api_request *r, const char *name);
+/** "http(s)://host[:port]" for absolute URLs (public_url, else Host when sane, else ""). */
+void api_base_url(api_request *r, char *buf, size_t size);
+void api_log(samda_api *api, samda_api_log_level level, const char *msg, const char *fields_fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/** Write the api's own metrics (Prometheus text) to out. */
+void api_metrics_write(samda_api *api, FILE *out);
+
+/* ---- body hooks for streamed routes (dicomweb.c) ---------------------------------------- */
+/** First call of a STREAM_BODY route: check Content-Type, create the parser. Returns false
+ *  after replying with an error. */
+bool api_stow_begin(api_request *r);
+/** Feed upload bytes. Returns SAMDA_OK or an error (in err). */
+samda_status api_stow_feed(api_request *r, const char *data, size_t len, samda_error *err);
+/** Free temp files and parser; NULL-safe on r->stow. */
+void api_stow_free(api_request *r);
+
+/* ---- handlers (one per route kind) ------------------------------------------------------ */
+void api_h_health(api_request *r);
+void api_h_metrics(api_request *r);
+void api_h_stow(api_request *r);
+void api_h_qido(api_request *r);
+void api_h_wado(api_request *r);
+void api_h_metadata(api_request *r);
+void api_h_frames(api_request *r);
+void api_h_changes(api_request *r);
+void api_h_jobs_list(api_request *r);
+void api_h_job_get(api_request *r);
+void api_h_job_cancel(api_request *r);
+void api_h_job_retry(api_request *r);
+void api_h_segment(api_request *r);
+void api_h_results(api_request *r);
+
+/** Parse and validate QIDO query arguments for level into q (path UIDs already set by the caller
+ *  in q->study_uid/series_uid). Returns SAMDA_OK, or SAMDA_EINVAL naming the parameter. *clamped
+ *  is set when limit was above the maximum and was reduced. */
+samda_status api_qido_parse(samda_api_level level, const api_query_args *args, samda_api_query *q,
+                            bool *clamped, samda_error *err);
+
+/** Parse an unsigned decimal in [min, max]; false when malformed or out of range. */
+bool api_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+#endif

@@ -1,0 +1,261 @@
+/* /health, /metrics and the /api/v1 routes: each a thin mapping from HTTP (validated query,
+ * path and body) to one service function and back to JSON. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static bool call_ok(api_request *r, samda_status st, samda_error *e, json_t **out)
+{
+    if (st == SAMDA_OK && (!out || *out)) return true;
+    if (out && *out) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    if (st == SAMDA_OK) samda_fail(e, SAMDA_EINTERNAL, "the core returned no result");
+    else e->code = st;
+    api_reply_error(r, e);
+    return false;
+}
+
+/* Refuse query parameters other than the listed ones (NULL-terminated). */
+static bool only_params(api_request *r, const char *const *allowed)
+{
+    for (unsigned i = 0; i < r->args.n; i++) {
+        bool ok = false;
+        for (const char *const *a = allowed; *a; a++) ok |= strcmp(*a, r->args.kv[i].key) == 0;
+        for (unsigned j = 0; j < i; j++) {
+            if (strcmp(r->args.kv[j].key, r->args.kv[i].key) == 0) {
+                api_reply_problem(r, SAMDA_EINVAL, 0, "query parameter %.64s given twice", r->args.kv[i].key);
+                return false;
+            }
+        }
+        if (!ok) {
+            api_reply_problem(r, SAMDA_EINVAL, 0, "query parameter %.64s is not supported here", r->args.kv[i].key);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool uparam(api_request *r, const char *name, uint64_t min, uint64_t max, uint64_t def, uint64_t *out)
+{
+    const char *v = api_query_get(&r->args, name);
+    if (!v) {
+        *out = def;
+        return true;
+    }
+    if (!api_parse_u64(v, min, max, out)) {
+        api_reply_problem(r, SAMDA_EINVAL, 0, "query parameter %s must be an integer from %llu to %llu", name,
+                          (unsigned long long)min, (unsigned long long)max);
+        return false;
+    }
+    return true;
+}
+
+static bool path_id(api_request *r, int64_t *id)
+{
+    uint64_t v;
+    if (!api_parse_u64(api_match_param(&r->match, "id"), 0, INT64_MAX, &v)) {
+        api_reply_problem(r, SAMDA_EINVAL, 0, "path parameter id must be a decimal id");
+        return false;
+    }
+    *id = (int64_t)v;
+    return true;
+}
+
+/* ---- operations ------------------------------------------------------------------------------ */
+
+void api_h_health(api_request *r)
+{
+    samda_api *api = r->api;
+    json_t *checks = NULL;
+    bool healthy = false;
+    samda_error e = {SAMDA_OK, ""};
+    if (!call_ok(r, api->svc.health(api->svc.ctx, &checks, &healthy, &e), &e, &checks)) return;
+    if (!json_is_object(checks)) {
+        json_decref(checks);
+        checks = json_object();
+    }
+    json_object_set_new(checks, "http", json_pack("{s:s, s:i}", "status", "ok", "port", (int)api->port));
+    api_reply_json(r, healthy ? 200 : 503, json_pack("{s:s, s:o}", "status", healthy ? "ok" : "fail", "checks", checks), NULL);
+}
+
+void api_h_metrics(api_request *r)
+{
+    samda_api *api = r->api;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    if (!out) {
+        api_reply_problem(r, SAMDA_ENOMEM, 0, "out of memory");
+        return;
+    }
+    api_metrics_write(api, out);
+    if (api->svc.metrics) {
+        samda_error e = {SAMDA_OK, ""};
+        samda_status st = api->svc.metrics(api->svc.ctx, out, &e);
+        if (st != SAMDA_OK) { /* the api's own families still go out; say why the rest is missing */
+            for (char *c = e.message; *c; c++)
+                if (*c == '\n') *c = ' ';
+            fprintf(out, "\n# samda core metrics unavailable: %s\n", e.message[0] ? e.message : samda_status_str(st));
+        }
+    }
+    if (fclose(out) != 0) {
+        free(text);
+        api_reply_problem(r, SAMDA_ENOMEM, 0, "out of memory");
+        return;
+    }
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        api_reply_problem(r, SAMDA_ENOMEM, 0, "out of memory");
+        return;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
+    api_reply_response(r, 200, resp);
+}
+
+/* ---- /api/v1 --------------------------------------------------------------------------------- */
+
+void api_h_changes(api_request *r)
+{
+    static const char *const allowed[] = {"since", "limit", NULL};
+    uint64_t since, limit;
+    if (!only_params(r, allowed) || !uparam(r, "since", 0, INT64_MAX, 0, &since) || !uparam(r, "limit", 1, 1000, 100, &limit)) return;
+    samda_api *api = r->api;
+    json_t *out = NULL;
+    samda_error e = {SAMDA_OK, ""};
+    if (!call_ok(r, api->svc.changes(api->svc.ctx, (int64_t)since, (unsigned)limit, &out, &e), &e, &out)) return;
+    api_reply_json(r, 200, out, NULL);
+}
+
+void api_h_jobs_list(api_request *r)
+{
+    static const char *const allowed[] = {"state", "limit", "offset", NULL};
+    uint64_t limit, offset;
+    if (!only_params(r, allowed) || !uparam(r, "limit", 1, 1000, 100, &limit) || !uparam(r, "offset", 0, INT32_MAX, 0, &offset)) return;
+    const char *state = api_query_get(&r->args, "state");
+    if (state && !api_valid_name(state)) {
+        api_reply_problem(r, SAMDA_EINVAL, 0, "query parameter state must be a name ([A-Za-z0-9._-], 1 to 63)");
+        return;
+    }
+    samda_api *api = r->api;
+    json_t *out = NULL;
+    samda_error e = {SAMDA_OK, ""};
+    if (!call_ok(r, api->svc.jobs_list(api->svc.ctx, state, (unsigned)limit, (unsigned)offset, &out, &e), &e, &out)) return;
+    api_reply_json(r, 200, out, NULL);
+}
+
+void api_h_job_get(api_request *r)
+{
+    int64_t id;
+    if (!path_id(r, &id)) return;
+    samda_api *api = r->api;
+    json_t *out = NULL;
+    samda_error e = {SAMDA_OK, ""};
+    if (!call_ok(r, api->svc.job_get(api->svc.ctx, id, &out, &e), &e, &out)) return;
+    api_reply_json(r, 200, out, NULL);
+}
+
+void api_h_job_cancel(api_request *r)
+{
+    int64_t id;
+    if (!path_id(r, &id)) return;
+    samda_api *api = r->api;
+    json_t *out = NULL;
+    samda_error e = {SAMDA_OK, ""};
+    if (!call_ok(r, api->svc.job_cancel(api->svc.ctx, id, r->token_id, &out, &e), &e, &out)) return;
+    api_reply_json(r, 200, out, NULL);
+}
+
+void api_h_job_retry(api_request *r)
+{
+    int64_t id;
+    if (!path_id(r, &id)) return;
+    samda_api *api = r->api;
+    json_t *out = NULL;
+    samda_error e = {SAMDA_OK, ""};
+    if (!call_ok(r, api->svc.job_retry(api->svc.ctx, id, r->token_id, &out, &e), &e, &out)) return;
+    api_reply_json(r, 200, out, NULL);
+}
+
+#define API_MAX_LABELS 64
+
+void api_h_segment(api_request *r)
+{
+    samda_api *api = r->api;
+    json_t *body = NULL;
+    if (r->body_len) {
+        json_error_t je;
+        body = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je);
+        if (!body) {
+            api_reply_problem(r, SAMDA_EINVAL, 0, "invalid JSON body at line %d column %d: %s", je.line, je.column, je.text);
+            return;
+        }
+        if (!json_is_object(body)) {
+            json_decref(body);
+            api_reply_problem(r, SAMDA_EINVAL, 0, "JSON body must be an object");
+            return;
+        }
+    }
+    samda_api_segment_request req;
+    memset(&req, 0, sizeof req);
+    req.study_uid = api_match_param(&r->match, "study");
+    req.token_id = r->token_id;
+    const char *labels[API_MAX_LABELS];
+    const char *key;
+    json_t *v;
+    const char *bad = NULL, *why = NULL;
+    json_object_foreach(body, key, v) {
+        if (strcmp(key, "labels") == 0) {
+            size_t i;
+            json_t *l;
+            if (!json_is_array(v) || json_array_size(v) > API_MAX_LABELS) { bad = key; why = "an array of at most 64 label names"; break; }
+            json_array_foreach(v, i, l) {
+                if (!json_is_string(l) || !api_valid_name(json_string_value(l))) { bad = key; why = "an array of names ([A-Za-z0-9._-], 1 to 63)"; break; }
+                labels[i] = json_string_value(l);
+            }
+            if (bad) break;
+            req.n_labels = (unsigned)json_array_size(v);
+            req.labels = req.n_labels ? labels : NULL;
+        } else if (strcmp(key, "adapter_version") == 0 || strcmp(key, "transaction_id") == 0) {
+            if (!json_is_string(v) || !api_valid_name(json_string_value(v))) { bad = key; why = "a name ([A-Za-z0-9._-], 1 to 63)"; break; }
+            if (key[0] == 'a') req.adapter_version = json_string_value(v);
+            else req.transaction_id = json_string_value(v);
+        } else if (strcmp(key, "tta") == 0) {
+            const char *t = json_string_value(v);
+            if (!t || (strcmp(t, "off") && strcmp(t, "episodic") && strcmp(t, "continual"))) { bad = key; why = "one of \"off\", \"episodic\", \"continual\""; break; }
+            req.tta = t;
+        } else {
+            bad = key;
+            why = NULL;
+            break;
+        }
+    }
+    if (bad) {
+        if (why) api_reply_problem(r, SAMDA_EINVAL, 0, "body member %.64s must be %s", bad, why);
+        else api_reply_problem(r, SAMDA_EINVAL, 0, "unknown body member %.64s (known: labels, adapter_version, tta, transaction_id)", bad);
+        json_decref(body);
+        return;
+    }
+    json_t *out = NULL;
+    samda_error e = {SAMDA_OK, ""};
+    samda_status st = api->svc.segment(api->svc.ctx, &req, &out, &e);
+    json_decref(body); /* the request's strings pointed into it */
+    if (!call_ok(r, st, &e, &out)) return;
+    json_t *id = json_object_get(out, "id");
+    char loc[64] = "";
+    if (json_is_integer(id)) snprintf(loc, sizeof loc, "/api/v1/jobs/%lld", (long long)json_integer_value(id));
+    api_reply_json(r, 202, out, NULL);
+    if (loc[0] && r->resp) MHD_add_response_header(r->resp, MHD_HTTP_HEADER_LOCATION, loc);
+}
+
+void api_h_results(api_request *r)
+{
+    samda_api *api = r->api;
+    json_t *out = NULL;
+    samda_error e = {SAMDA_OK, ""};
+    if (!call_ok(r, api->svc.results(api->svc.ctx, api_match_param(&r->match, "study"), &out, &e), &e, &out)) return;
+    api_reply_json(r, 200, out, NULL);
+}

@@ -1,0 +1,340 @@
+/* The route table and URL handling: pattern matching segment by segment, percent-decoding,
+ * parameter validation, query-string parsing. Every route the server answers is in api_routes;
+ * tests/unit/api/test_router.c holds the table and docs/openapi.yaml together. */
+#include "router.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "internal.h"
+
+#define SVC(fn) offsetof(samda_api_services, fn)
+
+const api_route api_routes[] = {
+    /* operations */
+    {API_GET, "/health", api_h_health, 0, 0, SVC(health), 0},
+    {API_GET, "/metrics", api_h_metrics, 0, 0, API_NO_SERVICE, 0},
+    /* DICOMweb STOW-RS (PS3.18 10.5) */
+    {API_POST, "/dicomweb/studies", api_h_stow, API_ROLES_INGEST, API_F_STREAM_BODY | API_F_AUDIT, SVC(stow_instance), 0},
+    {API_POST, "/dicomweb/studies/{study}", api_h_stow, API_ROLES_INGEST, API_F_STREAM_BODY | API_F_AUDIT, SVC(stow_instance), 0},
+    {API_POST, "/dicomweb/sites/{site}/studies", api_h_stow, API_ROLES_INGEST, API_F_STREAM_BODY | API_F_AUDIT, SVC(stow_instance), 0},
+    /* QIDO-RS (PS3.18 10.6) */
+    {API_GET, "/dicomweb/studies", api_h_qido, API_ROLES_USER, API_F_AUDIT, SVC(qido), SAMDA_API_LEVEL_STUDY},
+    {API_GET, "/dicomweb/series", api_h_qido, API_ROLES_USER, API_F_AUDIT, SVC(qido), SAMDA_API_LEVEL_SERIES},
+    {API_GET, "/dicomweb/studies/{study}/series", api_h_qido, API_ROLES_USER, API_F_AUDIT, SVC(qido), SAMDA_API_LEVEL_SERIES},
+    {API_GET, "/dicomweb/studies/{study}/instances", api_h_qido, API_ROLES_USER, API_F_AUDIT, SVC(qido), SAMDA_API_LEVEL_INSTANCE},
+    {API_GET, "/dicomweb/studies/{study}/series/{series}/instances", api_h_qido, API_ROLES_USER, API_F_AUDIT, SVC(qido), SAMDA_API_LEVEL_INSTANCE},
+    /* WADO-RS (PS3.18 10.4) */
+    {API_GET, "/dicomweb/studies/{study}", api_h_wado, API_ROLES_USER, API_F_AUDIT, SVC(retrieve), SAMDA_API_LEVEL_STUDY},
+    {API_GET, "/dicomweb/studies/{study}/series/{series}", api_h_wado, API_ROLES_USER, API_F_AUDIT, SVC(retrieve), SAMDA_API_LEVEL_SERIES},
+    {API_GET, "/dicomweb/studies/{study}/series/{series}/instances/{instance}", api_h_wado, API_ROLES_USER, API_F_AUDIT, SVC(retrieve), SAMDA_API_LEVEL_INSTANCE},
+    {API_GET, "/dicomweb/studies/{study}/metadata", api_h_metadata, API_ROLES_USER, API_F_AUDIT, SVC(metadata), SAMDA_API_LEVEL_STUDY},
+    {API_GET, "/dicomweb/studies/{study}/series/{series}/metadata", api_h_metadata, API_ROLES_USER, API_F_AUDIT, SVC(metadata), SAMDA_API_LEVEL_SERIES},
+    {API_GET, "/dicomweb/studies/{study}/series/{series}/instances/{instance}/metadata", api_h_metadata, API_ROLES_USER, API_F_AUDIT, SVC(metadata), SAMDA_API_LEVEL_INSTANCE},
+    {API_GET, "/dicomweb/studies/{study}/series/{series}/instances/{instance}/frames/{frames}", api_h_frames, API_ROLES_USER, API_F_AUDIT, SVC(frame), SAMDA_API_LEVEL_INSTANCE},
+    /* REST /api/v1 */
+    {API_GET, "/api/v1/changes", api_h_changes, API_ROLES_USER, 0, SVC(changes), 0},
+    {API_GET, "/api/v1/jobs", api_h_jobs_list, API_ROLES_USER, 0, SVC(jobs_list), 0},
+    {API_GET, "/api/v1/jobs/{id}", api_h_job_get, API_ROLES_USER, 0, SVC(job_get), 0},
+    {API_POST, "/api/v1/jobs/{id}/cancel", api_h_job_cancel, API_ROLES_USER, API_F_AUDIT, SVC(job_cancel), 0},
+    {API_POST, "/api/v1/jobs/{id}/retry", api_h_job_retry, API_ROLES_USER, API_F_AUDIT, SVC(job_retry), 0},
+    {API_POST, "/api/v1/studies/{study}/segment", api_h_segment, API_ROLES_USER, API_F_AUDIT | API_F_JSON_BODY, SVC(segment), 0},
+    {API_GET, "/api/v1/studies/{study}/results", api_h_results, API_ROLES_USER, API_F_AUDIT, SVC(results), 0},
+};
+const size_t api_n_routes = sizeof api_routes / sizeof api_routes[0];
+
+/* ---- parameter kinds ------------------------------------------------------------------------ */
+
+bool api_valid_uid(const char *s)
+{
+    /* PS3.5 9.1: components of digits separated by '.', at most 64 characters. Leading zeros
+     * are tolerated (they occur in the wild); empty components are not ("..", "1..2"). */
+    size_t n = strlen(s);
+    if (n == 0 || n > 64) return false;
+    bool empty = true;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '.') {
+            if (empty) return false;
+            empty = true;
+        } else if (s[i] >= '0' && s[i] <= '9') {
+            empty = false;
+        } else {
+            return false;
+        }
+    }
+    return !empty;
+}
+
+bool api_valid_id(const char *s)
+{
+    size_t n = strlen(s);
+    return n >= 1 && n <= 18 && strspn(s, "0123456789") == n;
+}
+
+bool api_valid_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > 63) return false;
+    if (strcmp(s, ".") == 0 || strcmp(s, "..") == 0) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!(isalnum((unsigned char)s[i]) || s[i] == '.' || s[i] == '_' || s[i] == '-')) return false;
+    return true;
+}
+
+/* {frames}: comma-separated 1-based frame numbers (PS3.18 10.4.1.1.4). */
+static bool valid_frames(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 255 || strspn(s, "0123456789,") != n) return false;
+    if (s[0] == ',' || s[n - 1] == ',' || strstr(s, ",,")) return false;
+    return true;
+}
+
+typedef bool (*param_check)(const char *);
+static const struct {
+    const char *name;
+    param_check check;
+    const char *rule;
+} param_kinds[] = {
+    {"study", api_valid_uid, "a DICOM UID (digits and dots, at most 64)"},
+    {"series", api_valid_uid, "a DICOM UID (digits and dots, at most 64)"},
+    {"instance", api_valid_uid, "a DICOM UID (digits and dots, at most 64)"},
+    {"id", api_valid_id, "a decimal id"},
+    {"site", api_valid_name, "a name ([A-Za-z0-9._-], 1 to 63)"},
+    {"frames", valid_frames, "comma-separated frame numbers"},
+};
+
+static const char *param_rule(const char *name, param_check *check)
+{
+    for (size_t i = 0; i < sizeof param_kinds / sizeof param_kinds[0]; i++)
+        if (strcmp(param_kinds[i].name, name) == 0) {
+            *check = param_kinds[i].check;
+            return param_kinds[i].rule;
+        }
+    *check = api_valid_name; /* unknown kinds get the strictest generic rule */
+    return "a name ([A-Za-z0-9._-], 1 to 63)";
+}
+
+/* ---- decoding ------------------------------------------------------------------------------- */
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+long api_pct_decode(const char *in, size_t len, char *out, size_t size, bool plus_is_space)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        int c = (unsigned char)in[i];
+        if (c == '%') {
+            if (i + 2 >= len) return -1;
+            int h = hexval((unsigned char)in[i + 1]), l = hexval((unsigned char)in[i + 2]);
+            if (h < 0 || l < 0) return -1;
+            c = h * 16 + l;
+            i += 2;
+        } else if (c == '+' && plus_is_space) {
+            c = ' ';
+        }
+        if (c == 0) return -2;
+        if (o + 1 >= size) return -3;
+        out[o++] = (char)c;
+    }
+    if (size) out[o] = '\0';
+    return (long)o;
+}
+
+/* ---- matching ------------------------------------------------------------------------------- */
+
+unsigned api_method_bit(const char *m)
+{
+    static const struct { const char *name; unsigned bit; } t[] = {
+        {"GET", API_GET}, {"POST", API_POST}, {"PUT", API_PUT}, {"DELETE", API_DELETE},
+        {"PATCH", API_PATCH}, {"OPTIONS", API_OPTIONS}, {"HEAD", API_HEAD},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        if (strcmp(m, t[i].name) == 0) return t[i].bit;
+    return 0;
+}
+
+void api_methods_str(unsigned mask, char *buf, size_t size)
+{
+    static const char *names[] = {"GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"};
+    size_t o = 0;
+    buf[0] = '\0';
+    for (unsigned i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (!(mask & (1u << i))) continue;
+        int w = snprintf(buf + o, size - o, "%s%s", o ? ", " : "", names[i]);
+        if (w < 0 || (size_t)w >= size - o) break;
+        o += (size_t)w;
+    }
+}
+
+const char *api_match_param(const api_match *m, const char *name)
+{
+    for (unsigned i = 0; i < m->n; i++)
+        if (strcmp(m->names[i], name) == 0) return m->values[i];
+    return NULL;
+}
+
+/* Does the path have this pattern's shape (same segment count, equal literals)? Path segments
+ * are decoded once, by the caller, into segs. */
+#define MAX_SEGS 16
+static bool shape_matches(const char *pattern, char segs[][API_PARAM_MAX + 1], unsigned nseg)
+{
+    const char *p = pattern;
+    unsigned k = 0;
+    while (*p == '/') {
+        p++;
+        const char *e = strchr(p, '/');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (k >= nseg) return false;
+        if (len >= 2 && p[0] == '{' && p[len - 1] == '}') {
+            if (!segs[k][0]) return false; /* an empty segment is never a parameter */
+        } else {
+            if (strlen(segs[k]) != len || memcmp(segs[k], p, len) != 0) return false;
+        }
+        k++;
+        p += len;
+    }
+    return k == nseg;
+}
+
+api_match_result api_route_match(const api_route *routes, size_t n, unsigned method,
+                                 const char *raw_path, api_match *m, samda_error *err)
+{
+    char segs[MAX_SEGS][API_PARAM_MAX + 1];
+    unsigned nseg = 0;
+    memset(m, 0, sizeof *m);
+    if (method == API_HEAD) method = API_GET;
+    if (raw_path[0] != '/') return samda_fail(err, SAMDA_EINVAL, "request path must start with '/'"), API_MATCH_BAD_PATH;
+
+    /* Decode every segment; a decoded '/' (%2F), NUL, "." or ".." is refused whatever route it
+     * would reach: such a value must never get near a file name. */
+    const char *p = raw_path;
+    while (*p == '/') {
+        p++;
+        const char *e = strchr(p, '/');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (nseg >= MAX_SEGS) return API_MATCH_NOT_FOUND;
+        long d = api_pct_decode(p, len, segs[nseg], sizeof segs[nseg], false);
+        if (d == -1) return samda_fail(err, SAMDA_EINVAL, "malformed percent-encoding in path segment %u", nseg + 1), API_MATCH_BAD_PATH;
+        if (d == -2) return samda_fail(err, SAMDA_EINVAL, "NUL byte in path segment %u", nseg + 1), API_MATCH_BAD_PATH;
+        if (d == -3) return samda_fail(err, SAMDA_EINVAL, "path segment %u longer than %d bytes", nseg + 1, API_PARAM_MAX), API_MATCH_BAD_PATH;
+        if (strchr(segs[nseg], '/') || strcmp(segs[nseg], ".") == 0 || strcmp(segs[nseg], "..") == 0 ||
+            strstr(segs[nseg], ".."))
+            return samda_fail(err, SAMDA_EINVAL, "path segment %u contains '/' or '..'", nseg + 1), API_MATCH_BAD_PATH;
+        nseg++;
+        p += len;
+    }
+    if (*p != '\0') return API_MATCH_NOT_FOUND;
+
+    const api_route *hit = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (!shape_matches(routes[i].pattern, segs, nseg)) continue;
+        m->allowed |= routes[i].method;
+        if (routes[i].method == method && !hit) {
+            hit = &routes[i];
+            m->index = i;
+        }
+    }
+    if (!m->allowed) return API_MATCH_NOT_FOUND;
+    if (m->allowed & API_GET) m->allowed |= API_HEAD;
+    m->allowed |= API_OPTIONS;
+    if (!hit) return API_MATCH_METHOD;
+    m->route = hit;
+
+    /* Bind and validate the parameters of the route found. */
+    const char *q = hit->pattern;
+    unsigned k = 0;
+    while (*q == '/') {
+        q++;
+        const char *e = strchr(q, '/');
+        size_t len = e ? (size_t)(e - q) : strlen(q);
+        if (len >= 2 && q[0] == '{' && q[len - 1] == '}' && m->n < API_MAX_PARAMS) {
+            size_t nl = len - 2 < sizeof m->names[0] - 1 ? len - 2 : sizeof m->names[0] - 1;
+            memcpy(m->names[m->n], q + 1, nl);
+            m->names[m->n][nl] = '\0';
+            param_check check;
+            const char *rule = param_rule(m->names[m->n], &check);
+            if (!check(segs[k]))
+                return samda_fail(err, SAMDA_EINVAL, "path parameter %s must be %s", m->names[m->n], rule), API_MATCH_BAD_PATH;
+            memcpy(m->values[m->n], segs[k], strlen(segs[k]) + 1);
+            m->n++;
+        }
+        k++;
+        q += len;
+    }
+    return API_MATCH_OK;
+}
+
+/* ---- query strings -------------------------------------------------------------------------- */
+
+samda_status api_query_args_parse(const char *qs, api_query_args *q, samda_error *err)
+{
+    memset(q, 0, sizeof *q);
+    if (!qs || !*qs) return SAMDA_OK;
+    size_t len = strlen(qs);
+    if (len > API_QUERY_MAX_LEN)
+        return samda_fail(err, SAMDA_EINVAL, "query string longer than %d bytes", API_QUERY_MAX_LEN);
+    q->buf = malloc(2 * len + 2); /* decoded keys and values, each NUL-terminated */
+    if (!q->buf) return samda_fail(err, SAMDA_ENOMEM, "query string: out of memory");
+    char *out = q->buf;
+    const char *s = qs;
+    while (*s) {
+        const char *amp = strchr(s, '&');
+        size_t plen = amp ? (size_t)(amp - s) : strlen(s);
+        if (plen > 0) {
+            if (q->n >= API_QUERY_MAX_PAIRS) {
+                api_query_args_free(q);
+                return samda_fail(err, SAMDA_EINVAL, "query string has more than %d parameters", API_QUERY_MAX_PAIRS);
+            }
+            const char *eq = memchr(s, '=', plen);
+            size_t klen = eq ? (size_t)(eq - s) : plen;
+            size_t vlen = eq ? plen - klen - 1 : 0;
+            long kd = api_pct_decode(s, klen, out, API_QUERY_MAX_KEY + 1, true);
+            if (kd < 0 || kd == 0) {
+                api_query_args_free(q);
+                return samda_fail(err, SAMDA_EINVAL, kd == -3 ? "query parameter name longer than %d bytes"
+                                                              : "malformed query parameter name (empty, bad escape or NUL; limit %d bytes)",
+                                  API_QUERY_MAX_KEY);
+            }
+            char *key = out;
+            out += kd + 1;
+            long vd = api_pct_decode(eq ? eq + 1 : "", vlen, out, API_QUERY_MAX_VALUE + 1, true);
+            if (vd < 0) {
+                samda_fail(err, SAMDA_EINVAL, vd == -3 ? "query parameter %.64s: value longer than %d bytes"
+                                                       : "query parameter %.64s: malformed value (bad escape or NUL; limit %d bytes)",
+                           key, API_QUERY_MAX_VALUE);
+                api_query_args_free(q);
+                return SAMDA_EINVAL;
+            }
+            q->kv[q->n].key = key;
+            q->kv[q->n].value = out;
+            q->n++;
+            out += vd + 1;
+        }
+        s += plen;
+        if (*s == '&') s++;
+    }
+    return SAMDA_OK;
+}
+
+void api_query_args_free(api_query_args *q)
+{
+    if (!q) return;
+    free(q->buf);
+    memset(q, 0, sizeof *q);
+}
+
+const char *api_query_get(const api_query_args *q, const char *key)
+{
+    for (unsigned i = 0; i < q->n; i++)
+        if (strcmp(q->kv[i].key, key) == 0) return q->kv[i].value;
+    return NULL;
+}

@@ -1,0 +1,738 @@
+/* api/server.c: a real server on an ephemeral port, driven with curl and raw sockets: start
+ * parameters, 404/405, path traversal, auth 401/403/ok, audit, limits (413, 431, 415, 400 on a bad
+ * boundary), 501 for missing services, CORS, concurrency, slow-loris, idle timeout, TLS and a
+ * graceful stop. */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "api_test_util.h"
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static int fake_active(fake_core *fc)
+{
+    pthread_mutex_lock(&fc->mu);
+    int n = fc->qido_active;
+    pthread_mutex_unlock(&fc->mu);
+    return n;
+}
+
+static void start_parameters(void **state)
+{
+    (void)state;
+    fake_core fc;
+    samda_api_services svc;
+    fake_core_init(&fc, &svc);
+    samda_api_params p;
+    samda_error err;
+
+    samda_api_stop(NULL); /* NULL-safe */
+    assert_int_equal(samda_api_port(NULL), 0);
+
+    samda_api_params_init(&p);
+    assert_string_equal(p.bind_address, "127.0.0.1");
+    assert_int_equal(p.port, 8080);
+    assert_true(p.auth_required);
+
+    p.port = 0;
+    p.bind_address = "localhost";
+    assert_null(samda_api_start(&p, &svc, &err));
+    assert_int_equal(err.code, SAMDA_EINVAL);
+    assert_non_null(strstr(err.message, "not an IPv4 or IPv6 literal"));
+
+    samda_api_params_init(&p);
+    p.port = 0;
+    p.threads = 0;
+    assert_null(samda_api_start(&p, &svc, &err));
+    assert_int_equal(err.code, SAMDA_EINVAL);
+
+    samda_api_params_init(&p);
+    p.port = 0;
+    samda_api_services none = {0};
+    assert_null(samda_api_start(&p, &none, &err));
+    assert_int_equal(err.code, SAMDA_ECONFIG);
+    assert_non_null(strstr(err.message, "auth_check"));
+
+    p.tls_cert_path = "/nonexistent.pem";
+    assert_null(samda_api_start(&p, &svc, &err));
+    assert_int_equal(err.code, SAMDA_ECONFIG);
+
+    samda_api_params_init(&p);
+    p.port = 0;
+    p.tmp_dir = "/nonexistent-dir";
+    assert_null(samda_api_start(&p, &svc, &err));
+    assert_int_equal(err.code, SAMDA_EIO);
+
+    /* port in use */
+    samda_api *a = test_server_start(NULL, &svc);
+    samda_api_params_init(&p);
+    p.port = samda_api_port(a);
+    assert_null(samda_api_start(&p, &svc, &err));
+    assert_int_equal(err.code, SAMDA_ENETWORK);
+    samda_api_stop(a);
+
+    /* IPv6 loopback, where the machine has it */
+    samda_api_params_init(&p);
+    p.port = 0;
+    p.bind_address = "::1";
+    samda_api *a6 = samda_api_start(&p, &svc, &err);
+    if (a6) {
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, "curl -s -g -o /dev/null -w '%%{http_code}' 'http://[::1]:%u/health'", samda_api_port(a6));
+        FILE *f = popen(cmd, "r");
+        char code[8] = "";
+        assert_non_null(fgets(code, sizeof code, f));
+        pclose(f);
+        assert_string_equal(code, "200");
+        samda_api_stop(a6);
+    } else {
+        print_message("IPv6 loopback unavailable here: %s\n", err.message);
+    }
+    fake_core_destroy(&fc);
+}
+
+static void not_found_and_method(void **state)
+{
+    (void)state;
+    fake_core fc;
+    samda_api_services svc;
+    fake_core_init(&fc, &svc);
+    samda_api *a = test_server_start(NULL, &svc);
+    unsigned port = samda_api_port(a);
+
+    http_result r = http_curl(port, "GET", "/nope?x=1", "");
+    assert_int_equal(r.status, 404);
+    char ct[128];
+    assert_true(http_header(&r, "Content-Type", ct, sizeof ct));
+    assert_string_equal(ct, "application/problem+json");
+    json_error_t je;
+    json_t *j = json_loads(r.body, 0, &je);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "type")), "urn:samda:status:SAMDA_ENOENT");
+    assert_int_equal(json_integer_value(json_object_get(j, "status")), 404);
+    assert_string_equal(json_string_value(json_object_get(j, "instance")), "/nope"); /* no query */
+    assert_non_null(strstr(json_string_value(json_object_get(j, "title")), "no such route: GET /nope"));
+    assert_string_equal(json_string_value(json_object_get(j, "detail")), "not found");
+    json_decref(j);
+    http_result_free(&r);
+
+    /* bytes that are not UTF-8 in the path still give a valid JSON document */
+    const char raw[] = "GET /caf\xe9\x01%FF HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    int st;
+    char *resp = raw_http(port, raw, sizeof raw - 1, 3000, &st);
+    assert_int_equal(st, 404);
+    char *body = strstr(resp, "\r\n\r\n");
+    assert_non_null(body);
+    j = json_loads(body + 4, JSON_DISABLE_EOF_CHECK, &je);
+    if (!j) fail_msg("not JSON: %s", body + 4);
+    assert_non_null(strstr(json_string_value(json_object_get(j, "title")), "/caf?"));
+    json_decref(j);
+    free(resp);
+
+    r = http_curl(port, "DELETE", "/dicomweb/studies/1.2.3", "-H 'Authorization: Bearer admin-token'");
+    assert_int_equal(r.status, 405);
+    char allow[128];
+    assert_true(http_header(&r, "Allow", allow, sizeof allow));
+    assert_string_equal(allow, "GET, POST, OPTIONS, HEAD");
+    http_result_free(&r);
+
+    r = http_curl(port, "POST", "/health", "");
+    assert_int_equal(r.status, 405);
+    assert_true(http_header(&r, "Allow", allow, sizeof allow));
+    assert_string_equal(allow, "GET, OPTIONS, HEAD");
+    http_result_free(&r);
+
+    r = http_curl(port, "HEAD", "/health", "-I");
+    assert_int_equal(r.status, 200);
+    http_result_free(&r);
+    samda_api_stop(a);
+    fake_core_destroy(&fc);
+}
+
+static void traversal_refused(void **state)
+{
+    (void)state;
+    fake_core fc;
+    samda_api_services svc;
+    fake_core_init(&fc, &svc);
+    samda_api *a = test_server_start(NULL, &svc);
+    unsigned port = samda_api_port(a);
+    const char *paths[] = {
+        "/dicomweb/studies/..%2F..%2Fetc/series",
+        "/dicomweb/studies/%2e%2e/series",
+        "/dicomweb/studies/1.2.3/series/..%2f1/instances",
+        "/dicomweb/studies/1.2%00.3/metadata",
+        "/dicomweb/studies/1.2.3%2Fmetadata",
+    };
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        http_result r = http_curl(port, "GET", paths[i], "--path-as-is -H 'Authorization: Bearer admin-token'");
+        if (r.status != 400) fail_msg("%s: status %d", paths[i], r.status);
+        http_result_free(&r);
+    }
+    /* raw "../" that curl would normalise away */
+    const char req[] = "GET /dicomweb/studies/../../etc/passwd HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer admin-token\r\nConnection: close\r\n\r\n";
+    int st;
+    char *resp = raw_http(port, req, sizeof req - 1, 3000, &st);
+    assert_int_equal(st, 400);
+    free(resp);
+    assert_int_equal(fc.qido_calls, 0); /* nothing reached the core */
+    samda_api_stop(a);
+    fake_core_destroy(&fc);
+}
+
+static void auth_roles_and_audit(void **state)
+{
+    (void)state;
+    fake_core fc;
+    samda_api_services svc;
+    fake_core_init(&fc, &svc);
+    samda_api *a = test_server_start(NULL, &svc);
+    unsigned port = samda_api_port(a);
+    char h[256];
+
+    http_result r = http_curl(port, "GET", "/dicomweb/studies", "");
+    assert_int_equal(r.status, 401);
+    assert_true(http_header(&r, "WWW-Authenticate", h, sizeof h));
+    assert_string_equal(h, "Bearer realm=\"samda\"");
+    http_result_free(&r);
+
+    r = http_curl(port, "GET", "/dicomweb/studies", "-H 'Authorization: Bearer wrong-token'");
+    assert_int_equal(r.status, 401);
+    assert_true(http_header(&r, "WWW-Authenticate", h, sizeof h));
+    assert_non_null(strstr(h, "invalid_token"));
+    http_result_free(&r);
+
+    r = http_curl(port, "GET", "/dicomweb/studies", "-H 'Authorization: Basic dXNlcjpwYXNz'");
+    assert_int_equal(r.status, 401);
+    http_result_free(&r);
+    r = http_curl(port, "GET", "/dicomweb/studies", "-H 'Authorization: Bearer a b'");
+    assert_int_equal(r.status, 401);
+    http_result_free(&r);
+
+    /* ingest may only STOW */
+    r = http_curl(port, "GET", "/dicomweb/studies", "-H 'Authorization: Bearer ingest-token'");
+    assert_int_equal(r.status, 403);
+    assert_non_null(strstr(r.body, "needs role user or admin (token has role ingest)"));
+    http_result_free(&r);
+    /* user may not STOW */
+    r = http_curl(port, "POST", "/dicomweb/studies", "-H 'Authorization: Bearer user-token' -H 'Content-Type: multipart/related; type=\"application/dicom\"; boundary=b' --data-binary 'x'");
+    assert_int_equal(r.status, 403);
+    assert_non_null(strstr(r.body, "needs role ingest or admin (token has role user)"));
+    http_result_free(&r);
+
+    int audits = fc.audits;
+    r = http_curl(port, "GET", "/dicomweb/studies/1.2.3/series", "-H 'Authorization: bearer user-token'");
+    assert_int_equal(r.status, 200);
+    http_result_free(&r);
+    /* public routes need nothing */
+    r = http_curl(port, "GET", "/health", "");
+    assert_int_equal(r.status, 200);
+    http_result_free(&r);
+    samda_api_stop(a); /* audit happens after the response: stop waits for it */
+    assert_int_equal(fc.audits, audits + 1); /* the QIDO; /health is not audited */
+    assert_string_equal(fc.last_audit_route, "GET /dicomweb/studies/{study}/series");
+    assert_string_equal(fc.last_audit_param, "study=1.2.3");
+    assert_int_equal(fc.last_audit_status, 200);
+    assert_int_equal(fc.last_audit_token, 2);
+
+    /* auth disabled: everything is open */
+    samda_api_params p;
+    samda_api_params_init(&p);
+    p.auth_required = false;
+    a = test_server_start(&p, &svc);
+    r = http_curl(samda_api_port(a), "GET", "/dicomweb/studies", "");
+    assert_int_equal(r.status, 200);
+    http_result_free(&r);
+    samda_api_stop(a);
+    fake_core_destroy(&fc);
+}
+
+static void body_limits(void **state)
+{
+    (void)state;
+    fake_core fc;
+    samda_api_services svc;
+    fake_core_init(&fc, &svc);
+    char *tmp = make_temp_dir();
+    samda_api_params p;
+    samda_api_params_init(&p);
+    p.max_body_bytes = 1024 * 1024;
+    p.tmp_dir = tmp;
+    samda_api *a = test_server_start(&p, &svc);
+    unsigned port = samda_api_port(a);
+
+    /* Declared too large: answered from the headers, the body is never read. */
+    const char req[] = "POST /dicomweb/studies HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ingest-token\r\n"
+                       "Content-Type: multipart/related; type=\"application/dicom\"; boundary=b\r\n"
+                       "Content-Length: 10737418240\r\n\r\n--b\r\n\r\nsome bytes";
+    int st;
+    double t0 = now_s();
+    char *resp = raw_http(port, req, sizeof req - 1, 5000, &st);
+    assert_int_equal(st, 413);
+    assert_non_null(strstr(resp, "body larger than http.max_body (1048576 bytes)"));
+    assert_true(now_s() - t0 < 4.0); /* answered, not waited out */
+    free(resp);
+
+    /* Chunked and growing past the limit: refused (413 or closed) without reading it all. */
+    char big[] = "/tmp/samda-test-big-XXXXXX";
+    int fd = mkstemp(big);
+    char block[65536];
+    memset(block, 'x', sizeof block);
+    memcpy(block, "--b\r\n\r\n", 7);
+    for (int i = 0; i < 64; i++) assert_int_equal(write(fd, block, sizeof block), (ssize_t)sizeof block); /* 4 MiB */
+    close(fd);
+    char extra[512];
+    snprintf(extra, sizeof extra, "-H 'Authorization: Bearer ingest-token' -H 'Transfer-Encoding: chunked' "
+                                  "-H 'Content-Type: multipart/related; type=application/dicom; boundary=b' --data-binary @%s", big);
+    http_result r = http_curl(port, "POST", "/dicomweb/studies", extra);
+    /* libmicrohttpd 0.9.75 cannot queue a response while a body is arriving, so the server
+     * closes the connection: curl then reports 0, or 100 after "Expect: 100-continue". */
+    assert_true(r.status == 413 || r.status == 0 || r.status == 100);
+    print_message("chunked overflow answered with %d\n", r.status);
+    http_result_free(&r);
+    unlink(big);
+
+    /* Header block larger than the connection's memory: refused by libmicrohttpd. */
+    size_t hn = 100 * 1024;
+    char *hreq = malloc(hn + 256);
+    size_t o = (size_t)sprintf(hreq, "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ");
+    memset(hreq + o, 'a', hn);
+    o += hn;
+    o += (size_t)sprintf(hreq + o, "\r\n\r\n");
+    resp = raw_http(port, hreq, o, 5000, &st);
+    assert_true(st == 431 || st == 413 || st == 0);
+    print_message("100 KiB header answered with %d\n", st);
+    free(resp);
+    free(hreq);
+
+    /* The limit is live */
+    samda_api_set_max_body(a, 100);
+    resp = raw_http(port, req, sizeof req - 1, 5000, &st);
+    assert_non_null(strstr(resp, "body larger than http.max_body (100 bytes)"));
+    free(resp);
+    samda_api_set_max_body(a, 1024 * 1024);
+    samda_api_set_max_body(NULL, 1);
+
+    /* A body on a route that takes none */
+    r = http_curl(port, "POST", "/api/v1/jobs/7/cancel", "-H 'Authorization: Bearer user-token' -H 'Content-Type: application/json' --data '{}'");
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(r.body, "takes no request body"));
+    http_result_free(&r);
+
+    samda_api_stop(a);
+    /* no temp file left behind */
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "ls -A %s | wc -l", tmp);
+    FILE *f = popen(cmd, "r");
+    char n[16] = "";
+    assert_non_null(fgets(n, sizeof n, f));
+    pclose(f);
+    assert_int_equal(atoi(n), 0);
+    rmdir(tmp);
+    free(tmp);
+    fake_core_destroy(&fc);
+}
+
+static void content_types(void **state)
+{
+    (void)state;
+    fake_core fc;
+    samda_api_services svc;
+    fake_core_init(&fc, &svc);
+    samda_api *a = test_server_start(NULL, &svc);
+    unsigned port = samda_api_port(a);
+    struct { const char *ct; int status; const char *needle; } cases[] = {
+        {"application/json", 415, "multipart/related"},
+        {"multipart/related; boundary=b", 415, "only multipart/related; type"},
+        {"multipart/related; type=\\\"application/dicom+xml\\\"; boundary=b", 415, "only multipart/related; type"},
+        {"multipart/related; type=\\\"application/dicom\\\"", 400, "boundary missing"},
+        {"multipart/related; type=\\\"application/dicom\\\"; boundary=\\\"\\\"", 400, "1 to 70"},
+        {"multipart/related; type=\\\"application/dicom\\\"; boundary=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 400, "1 to 70"},
+        {"multipart/related; type=\\\"application/dicom\\\"; boundary=\\\"semi;colon\\\"", 400, "bchars"},
+        {"multipart/related; type=\\\"application/dicom; boundary=b", 400, "unterminated"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char extra[512];
+        snprintf(extra, sizeof extra, "-H 'Authorization: Bearer ingest-token' -H \"Content-Type: %s\" --data-binary 'x'", cases[i].ct);
+        http_result r = http_curl(port, "POST", "/dicomweb/studies", extra);
+        if (r.status != cases[i].status && !(cases[i].status == 400 && r.status == 415))
+            fail_msg("case %zu: status %d body %s", i, r.status, r.body);
+        if (r.status == cases[i].status && !strstr(r.body, cases[i].needle)) fail_msg("case %zu: body %s", i, r.body);
+        http_result_free(&r);
+    }
+    /* missing Content-Type entirely */
+    http_result r = http_curl(port, "POST", "/dicomweb/studies", "-H 'Authorization: Bearer ingest-token' -H 'Content-Type:' --data-binary 'x'");
+    assert_int_equal(r.status, 415);
+    http_result_free(&r);
+    samda_api_stop(a);
+    fake_core_destroy(&fc);
+}
+
+static void missing_services_are_501(void **state)
+{
+    (void)state;
+    samda_api_services none = {0};
+    samda_api_params p;
+    samda_api_params_init(&p);
+    p.auth_required = false;
+    samda_api *a = test_server_start(&p, &none);
+    unsigned port = samda_api_port(a);
+    const char *gets[] = {"/health", "/dicomweb/studies", "/dicomweb/studies/1.2/metadata", "/api/v1/jobs", "/api/v1/changes",
+                          "/api/v1/studies/1.2/results", "/dicomweb/studies/1/series/2/instances/3/frames/1"};
+    for (size_t i = 0; i < sizeof gets / sizeof gets[0]; i++) {
+        http_result r = http_curl(port, "GET", gets[i], "");
+        if (r.status != 501 || !strstr(r.body, "not available in this build")) fail_msg("%s: %d %s", gets[i], r.status, r.body);
+        http_result_free(&r);
+    }
+    http_result r = http_curl(port, "POST", "/dicomweb/studies", "-H 'Content-Type: multipart/related; type=application/dicom; boundary=b' --data-binary 'x'");
+    assert_int_equal(r.status, 501);
+    http_result_free(&r);
+    /* /metrics works without the core */
+    r = http_curl(port, "GET", "/metrics", "");
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "samda_http_requests_total{method=\"GET\",route=\"/health\",code=\"5xx\"} 1"));
+    http_result_free(&r);
+    samda_api_stop(a);
+}
+
+static void cors(void **state)
+{
+    (void)state;
+    fake_core fc;
+    samda_api_services svc;
+    fake_core_init(&fc, &svc);
+    samda_api_params p;
+    samda_api_params_init(&p);
+    p.cors_origin = "https://viewer.example";
+    samda_api *a = test_server_start(&p, &svc);
+    unsigned port = samda_api_port(a);
+    char h[256];
+    http_result r = http_curl(port, "OPTIONS", "/dicomweb/studies/1.2.3/series", "-H 'Origin: https://viewer.example' -H 'Access-Control-Request-Method: GET'");
+    assert_int_equal(r.status, 204);
+    assert_true(http_header(&r, "Access-Control-Allow-Origin", h, sizeof h));
+    assert_string_equal(h, "https://viewer.example");
+    assert_true(http_header(&r, "Access-Control-Allow-Methods", h, sizeof h));
+    assert_string_equal(h, "GET, OPTIONS, HEAD");
+    assert_true(http_header(&r, "Access-Control-Allow-Headers", h, sizeof h));
+    assert_non_null(strstr(h, "Authorization"));
+    http_result_free(&r);
+    r = http_curl(port, "GET", "/dicomweb/studies", "-H 'Authorization: Bearer user-token' -H 'Origin: https://viewer.example'");
+    assert_int_equal(r.status, 200);
+    assert_true(http_header(&r, "Access-Control-Allow-Origin", h, sizeof h));
+    http_result_free(&r);
+    r = http_curl(port, "OPTIONS", "/nope", "");
+    assert_int_equal(r.status, 404);
+    http_result_free(&r);
+    samda_api_stop(a);
+
+    /* without a CORS origin there are no CORS headers */
+    a = test_server_start(NULL, &svc);
+    r = http_curl(samda_api_port(a), "OPTIONS", "/health", "");
+    assert_int_equal(r.status, 204);
+    assert_false(http_header(&r, "Access-Control-Allow-Origin", h, sizeof h));
+    assert_true(http_header(&r, "Allow", h, sizeof h));
+    http_result_free(&r);
+    samda_api_stop(a);
+    fake_core_destroy(&fc);
+}
+
+static void concurrent_requests(void **state)
+{
+    (void)state;
+    fake_core fc;
+    samda_api_services svc;
+    fake_core_init(&fc, &svc);
+    fc.slow_ms = 300;
+    samda_api_params p;
+    samda_api_params_init(&p);
+    p.threads = 4;
+    samda_api *a = test_server_start(&p, &svc);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "for i in 1 2 3 4 5 6 7 8; do curl -s -o /dev/null -w '%%{http_code}\\n' -H 'Authorization: Bearer user-token' "
+             "'http://127.0.0.1:%u/dicomweb/studies?PatientID=P'$i & done; wait", samda_api_port(a));
+    double t0 = now_s();
+    FILE *f = popen(cmd, "r");
+    char line[16];
+    int ok = 0;
+    while (fgets(line, sizeof line, f)) ok += atoi(line) == 200;
+    pclose(f);
+    double el = now_s() - t0;
+    assert_int_equal(ok, 8);
+    assert_int_equal(fc.qido_calls, 8);
+    print_message("8 requests of 300 ms (4 network, 8 handler threads): %.2f s (serial would be 2.4 s)\n", el);
+    /* They ran in parallel on the handler threads (8 by default). */
+    print_message("most requests inside the core at once: %d\n", fc.qido_max_active);
+    assert_true(fc.qido_max_active >= 4);
+    samda_api_stop(a);
+    fake_core_destroy(&fc);
+}
+
+typedef struct loris {
+    unsigned port;
+    double seconds;
+    int bytes_sent;
+} loris;
+
+static void *slow_loris(void *arg)
+{
+    loris *l = arg;
+    int fd = raw_connect(l->port);
+    const char *req = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
+    double t0 = now_s();
+    for (size_t i = 0; now_s() - t0 < l->seconds; i++) {
+        char c = i < strlen(req) ? req[i] : 'a';
+        if (send(fd, &c, 1, MSG_NOSIGNAL) != 1) break;
+        l->bytes_sent++;
+        struct timespec ts = {0, 250 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    close(fd);
+    return NULL;
+}
+
+static void slow_loris_does_not_block(void **state)
+{
+    (void)state;
+    fake_core fc;
+    samda_api_services svc;
+    fake_core_init(&fc, &svc);
+    samda_api_params p;
+    samda_api_params_init(&p);
+    p.threads = 1; /* one event loop: a blocking read would starve everybody */
+    samda_api *a = test_server_start(&p, &svc);
+    loris l = {samda_api_port(a), 3.0, 0};
+    pthread_t th;
+    pthread_create(&th, NULL, slow_loris, &l);
+    struct timespec ts = {0, 300 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    double worst = 0;
+    for (int i = 0; i < 10; i++) {
+        double t0 = now_s();
+        http_result r = http_curl(l.port, "GET", "/health", "");
+        double el = now_s() - t0;
+        if (el > worst) worst = el;
+        assert_int_equal(r.status, 200);
+        http_result_free(&r);
+    }
+    print_message("slow-loris: 10 requests while a client sends 4 bytes/s; slowest %.3f s\n", worst);
+    assert_true(worst < 1.0);
+    pthread_join(th, NULL);
+    assert_true(l.bytes_sent >= 8);
+    samda_api_stop(a);
+    fake_core_destroy(&fc);
+}
+
+static void idle_connection_times_out(void **state)
+{
+    (void)state;
+    fake_core fc;
+    samda_api_services svc;
+    fake_core_init(&fc, &svc);
+    samda_api_params p;
+    samda_api_params_init(&p);
+    p.connection_timeout_s = 1;
+    samda_api *a = test_server_start(&p, &svc);
+    int fd = raw_connect(samda_api_port(a));
+    assert_int_equal(send(fd, "GET /hea", 8, MSG_NOSIGNAL), 8);
+    double t0 = now_s();
+    char buf[256];
+    ssize_t n = recv(fd, buf, sizeof buf, 0); /* blocks until the server gives up on us */
+    double el = now_s() - t0;
+    assert_true(n <= 0 || strncmp(buf, "HTTP/1.1 4", 10) == 0);
+    print_message("idle connection closed after %.2f s (timeout 1 s)\n", el);
+    assert_true(el < 5.0);
+    close(fd);
+    samda_api_stop(a);
+    fake_core_destroy(&fc);
+}
+
+typedef struct bg_req {
+    unsigned port;
+    int status;
+} bg_req;
+
+static void *bg_qido(void *arg)
+{
+    bg_req *b = arg;
+    http_result r = http_curl(b->port, "GET", "/dicomweb/studies", "-H 'Authorization: Bearer user-token'");
+    b->status = r.status;
+    http_result_free(&r);
+    return NULL;
+}
+
+static void stop_lets_inflight_finish(void **state)
+{
+    (void)state;
+    fake_core fc;
+    samda_api_services svc;
+    fake_core_init(&fc, &svc);
+    fc.slow_ms = 800;
+    samda_api *a = test_server_start(NULL, &svc);
+    bg_req b = {samda_api_port(a), -1};
+    pthread_t th;
+    pthread_create(&th, NULL, bg_qido, &b);
+    for (int spins = 0; spins < 500; spins++) { /* wait (at most 10 s) until the request is inside the core */
+        pthread_mutex_lock(&fc.mu);
+        int active = fc.qido_active;
+        pthread_mutex_unlock(&fc.mu);
+        if (active) break;
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(fc.qido_active, 1);
+    samda_api_stop(a);
+    pthread_join(th, NULL);
+    assert_int_equal(b.status, 200);
+    fake_core_destroy(&fc);
+}
+
+/* A service call that takes a second does not hold up other requests, even with a single
+ * network thread. */
+static void slow_core_does_not_block_health(void **state)
+{
+    (void)state;
+    fake_core fc;
+    samda_api_services svc;
+    fake_core_init(&fc, &svc);
+    fc.slow_ms = 1000;
+    samda_api_params p;
+    samda_api_params_init(&p);
+    p.threads = 1;
+    p.handler_threads = 2;
+    samda_api *a = test_server_start(&p, &svc);
+    bg_req b = {samda_api_port(a), -1};
+    pthread_t th;
+    pthread_create(&th, NULL, bg_qido, &b);
+    for (int spins = 0; spins < 500 && !fake_active(&fc); spins++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    double t0 = now_s();
+    http_result r = http_curl(b.port, "GET", "/health", "");
+    double el = now_s() - t0;
+    assert_int_equal(r.status, 200);
+    http_result_free(&r);
+    print_message("/health during a 1 s service call: %.3f s\n", el);
+    assert_true(el < 0.8);
+    pthread_join(th, NULL);
+    assert_int_equal(b.status, 200);
+    samda_api_stop(a);
+    fake_core_destroy(&fc);
+}
+
+/* Stopping with a request in the core and one queued behind it: the first finishes, the queued
+ * one is answered 503, and no service is called after samda_api_stop returns. */
+static void stop_answers_queued_with_503(void **state)
+{
+    (void)state;
+    fake_core fc;
+    samda_api_services svc;
+    fake_core_init(&fc, &svc);
+    fc.slow_ms = 600;
+    samda_api_params p;
+    samda_api_params_init(&p);
+    p.handler_threads = 1;
+    p.shutdown_timeout_ms = 100;
+    samda_api *a = test_server_start(&p, &svc);
+    bg_req b1 = {samda_api_port(a), -1}, b2 = {samda_api_port(a), -1};
+    pthread_t t1, t2;
+    pthread_create(&t1, NULL, bg_qido, &b1);
+    for (int spins = 0; spins < 500 && !fake_active(&fc); spins++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    pthread_create(&t2, NULL, bg_qido, &b2);
+    struct timespec ts = {0, 200 * 1000 * 1000}; /* let the second one reach the queue */
+    nanosleep(&ts, NULL);
+    samda_api_stop(a);
+    int calls = fc.qido_calls;
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    assert_int_equal(b1.status, 200);
+    assert_int_equal(b2.status, 503);
+    assert_int_equal(calls, 1);
+    assert_int_equal(fc.qido_calls, 1);
+    fake_core_destroy(&fc);
+}
+
+static void tls(void **state)
+{
+    (void)state;
+    if (!samda_api_tls_supported()) {
+        print_message("libmicrohttpd without TLS: skipped\n");
+        skip();
+    }
+    char *dir = make_temp_dir();
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey rsa:2048 -nodes -keyout %s/key.pem -out %s/cert.pem -days 1 -subj /CN=127.0.0.1 "
+             ">/dev/null 2>&1", dir, dir);
+    if (system(cmd) != 0) {
+        print_message("openssl CLI missing: skipped\n");
+        skip();
+    }
+    char cert[512], key[512];
+    snprintf(cert, sizeof cert, "%s/cert.pem", dir);
+    snprintf(key, sizeof key, "%s/key.pem", dir);
+    fake_core fc;
+    samda_api_services svc;
+    fake_core_init(&fc, &svc);
+    samda_api_params p;
+    samda_api_params_init(&p);
+    p.tls_cert_path = cert;
+    p.tls_key_path = key;
+    samda_api *a = test_server_start(&p, &svc);
+    snprintf(cmd, sizeof cmd, "curl -s -k -o /dev/null -w '%%{http_code}' https://127.0.0.1:%u/health", samda_api_port(a));
+    FILE *f = popen(cmd, "r");
+    char code[8] = "";
+    assert_non_null(fgets(code, sizeof code, f));
+    pclose(f);
+    assert_string_equal(code, "200");
+    /* plain HTTP on the TLS port does not get an answer */
+    snprintf(cmd, sizeof cmd, "curl -s -o /dev/null --max-time 3 -w '%%{http_code}' http://127.0.0.1:%u/health", samda_api_port(a));
+    f = popen(cmd, "r");
+    code[0] = '\0';
+    if (!fgets(code, sizeof code, f)) code[0] = '\0';
+    pclose(f);
+    assert_string_not_equal(code, "200");
+    samda_api_stop(a);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    free(dir);
+    fake_core_destroy(&fc);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(start_parameters),     cmocka_unit_test(not_found_and_method),
+        cmocka_unit_test(traversal_refused),    cmocka_unit_test(auth_roles_and_audit),
+        cmocka_unit_test(body_limits),          cmocka_unit_test(content_types),
+        cmocka_unit_test(missing_services_are_501), cmocka_unit_test(cors),
+        cmocka_unit_test(concurrent_requests),  cmocka_unit_test(slow_loris_does_not_block),
+        cmocka_unit_test(idle_connection_times_out), cmocka_unit_test(stop_lets_inflight_finish),
+        cmocka_unit_test(slow_core_does_not_block_health), cmocka_unit_test(stop_answers_queued_with_503),
+        cmocka_unit_test(tls),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -11,6 +11,8 @@
 #include <jansson.h>
 
 #include "config.h"
+#include "json_out.h"
+#include "phantom.h"
 #include "storage.h"
 
 #ifndef SAMDA_VERSION
@@ -181,16 +183,6 @@ static int cmd_check(int argc, char **argv)
     return 0;
 }
 
-static const char *series_state_name(samda_series_state st)
-{
-    switch (st) {
-    case SAMDA_SERIES_RECEIVING: return "receiving";
-    case SAMDA_SERIES_COMPLETE: return "complete";
-    case SAMDA_SERIES_INCOMPLETE: return "incomplete";
-    }
-    return "unknown";
-}
-
 static int print_json(json_t *j)
 {
     if (!j) {
@@ -232,11 +224,7 @@ static int cmd_series(int argc, char **argv)
     }
     json_t *a = json_array();
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(
-            a, json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:s, s:s}", "id", (json_int_t)rows[i].id, "study_uid",
-                         rows[i].study_uid, "series_uid", rows[i].series_uid, "modality", rows[i].modality, "site",
-                         rows[i].site, "instances", (json_int_t)rows[i].n_instances, "state",
-                         series_state_name(rows[i].state), "reason", rows[i].state_reason));
+        json_array_append_new(a, samdad_series_json(&rows[i]));
     samda_store_free(rows);
     return print_json(a);
 }
@@ -277,13 +265,7 @@ static int cmd_jobs(int argc, char **argv)
     }
     json_t *a = json_array();
     for (size_t i = 0; i < n; i++) {
-        json_t *j = json_pack("{s:I, s:s, s:s, s:i, s:s, s:s, s:s, s:i, s:i, s:f, s:s}", "id", (json_int_t)jobs[i].id,
-                              "kind", jobs[i].kind, "state", samda_job_state_name(jobs[i].state), "priority",
-                              jobs[i].priority, "site", jobs[i].site, "study_uid", jobs[i].study_uid, "series_uid",
-                              jobs[i].series_uid, "attempts", jobs[i].attempts, "max_attempts",
-                              jobs[i].max_attempts, "progress", jobs[i].progress, "content_hash",
-                              jobs[i].content_hash);
-        if (j && jobs[i].error) json_object_set_new(j, "error", json_string(jobs[i].error));
+        json_t *j = samdad_job_json(&jobs[i]);
         json_array_append_new(a, j);
     }
     samda_job_list_free(jobs, n);
@@ -347,6 +329,7 @@ static const command commands[] = {
     {"series", cmd_series, "list series in the index with their completion state (JSON)"},
     {"jobs", cmd_jobs, "list jobs with state, attempts and errors (JSON)"},
     {"audit", cmd_audit, "print the audit log (JSON)"},
+    {"phantom", samda_phantom_main, "generate synthetic CT-like slices with exact masks, per-site styles"},
     {"check", cmd_check, "verify the data directory: index integrity, every object present with its hash"},
     {"help", cmd_help, "this list"},
 };

@@ -68,11 +68,22 @@ static bool decide(samdad_ctx *ctx, samda_store *store, const samda_config *cfg,
     }
     if (!forced && sum.n_from_open > 0) return false; /* an association is still sending it */
 
-    if (sum.n_instances > 0 && sum.n_from_aborted == sum.n_instances) {
+    return samdad_series_complete(ctx, store, cfg, se, &sum, forced ? "complete: max_wait reached" : "complete: idle");
+}
+
+bool samdad_series_complete(samdad_ctx *ctx, samda_store *store, const samda_config *cfg,
+                            const samda_series_info *se, const samda_series_assoc_summary *sum, const char *why)
+{
+    samda_error err;
+    const samda_site_cfg *site = samda_config_site(cfg, se->site[0] ? se->site : "default");
+    if (!site) site = samda_config_site(cfg, "default");
+    if (!site) return false;
+    bool forced = strstr(why, "max_wait") != NULL;
+    if (sum->n_instances > 0 && sum->n_from_aborted == sum->n_instances) {
         samda_store_series_set_state(store, se->series_uid, SAMDA_SERIES_INCOMPLETE,
                                      "every instance came over an aborted association", &err);
         samda_log(&ctx->log, SAMDA_LOG_WARN, "scheduler", "series incomplete: only aborted associations",
-                  "series=%lld instances=%lld", (long long)se->id, (long long)sum.n_instances);
+                  "series=%lld instances=%lld", (long long)se->id, (long long)sum->n_instances);
         return true;
     }
 
@@ -84,12 +95,12 @@ static bool decide(samdad_ctx *ctx, samda_store *store, const samda_config *cfg,
         snprintf(reason, sizeof reason, "not selected: modality '%s' not in [site %s] modalities (%s)", se->modality,
                  site->name, mods);
         selected = false;
-    } else if (sum.n_instances < site->min_slices) {
+    } else if (sum->n_instances < site->min_slices) {
         snprintf(reason, sizeof reason, "not selected: %lld instances, [site %s] min_slices is %lld",
-                 (long long)sum.n_instances, site->name, (long long)site->min_slices);
+                 (long long)sum->n_instances, site->name, (long long)site->min_slices);
         selected = false;
     } else {
-        snprintf(reason, sizeof reason, "%s", forced ? "complete: max_wait reached" : "complete: idle");
+        snprintf(reason, sizeof reason, "%s", why);
     }
     if (samda_store_series_set_state(store, se->series_uid, SAMDA_SERIES_COMPLETE, reason, &err) != SAMDA_OK) {
         samda_log(&ctx->log, SAMDA_LOG_ERROR, "scheduler", "cannot mark series complete", "series=%lld error=%s",
@@ -126,7 +137,7 @@ static bool decide(samdad_ctx *ctx, samda_store *store, const samda_config *cfg,
     samda_log(&ctx->log, SAMDA_LOG_INFO, "scheduler",
               existed ? "series complete, unchanged: existing job kept" : "series complete, job queued",
               "series=%lld job=%lld site=%s instances=%lld%s", (long long)se->id, (long long)job_id, site->name,
-              (long long)sum.n_instances, forced ? " forced=max_wait" : "");
+              (long long)sum->n_instances, forced ? " forced=max_wait" : "");
     return true;
 }
 

@@ -21,4 +21,10 @@ void samdad_scheduler_stop(samdad_scheduler *s);
  *  whose state changed. */
 size_t samdad_scheduler_pass(samdad_ctx *ctx, samda_store *store, int64_t now_ms);
 
+/** Declare a series complete now (reason `why`, e.g. "complete: STOW request"), apply its site's
+ *  rules and queue its segmentation job (or record why not). sum: from
+ *  samda_store_series_assoc_summary. Returns true if the series' state changed. Thread-safe. */
+bool samdad_series_complete(samdad_ctx *ctx, samda_store *store, const samda_config *cfg,
+                            const samda_series_info *se, const samda_series_assoc_summary *sum, const char *why);
+
 #endif

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api.h"
+#include "api_services.h"
 #include "dicom.h"
 #include "ingest.h"
 #include "scheduler.h"
@@ -19,10 +21,32 @@ struct samdad_services {
     bool dicom_inited;
     samda_scp *scp;
     samdad_scheduler *sched;
+    samdad_api_core *api_core;
+    samda_api *api;
     char tmp_dir[PATH_MAX];
 };
 
 samda_store *samdad_store(samdad_ctx *ctx) { return ctx->svc ? ctx->svc->store : NULL; }
+bool samdad_model_loaded(samdad_ctx *ctx) { (void)ctx; return false; }
+unsigned samdad_dicom_port(samdad_ctx *ctx) { return ctx->svc && ctx->svc->scp ? samda_scp_port(ctx->svc->scp) : 0; }
+
+bool samdad_dicom_counters(samdad_ctx *ctx, samda_scp_counters *out)
+{
+    if (!ctx->svc || !ctx->svc->scp) return false;
+    samda_scp_counters_get(ctx->svc->scp, out);
+    return true;
+}
+
+static void api_log(void *vctx, samda_api_log_level level, const char *msg, const char *fields)
+{
+    samdad_ctx *ctx = vctx;
+    samda_log_level l = level == SAMDA_API_LOG_ERROR ? SAMDA_LOG_ERROR
+                      : level == SAMDA_API_LOG_WARN  ? SAMDA_LOG_WARN
+                      : level == SAMDA_API_LOG_INFO  ? SAMDA_LOG_INFO
+                                                     : SAMDA_LOG_DEBUG;
+    if (fields && *fields) samda_log(&ctx->log, l, "http", msg, "%s", fields);
+    else samda_log(&ctx->log, l, "http", msg, NULL);
+}
 
 static void dcmtk_log(void *vctx, samda_dicom_log_level level, const char *logger, const char *msg)
 {
@@ -95,6 +119,39 @@ samda_status samdad_services_start(samdad_ctx *ctx, samda_error *err)
         goto fail;
     }
 
+    /* HTTP: REST and DICOMweb. Uploads are spooled in the store's tmp/ (same file system). */
+    samda_api_services api_svc;
+    svc->api_core = samdad_api_core_new(ctx, &api_svc, err);
+    if (!svc->api_core) {
+        st = err ? err->code : SAMDA_ENOMEM;
+        goto fail;
+    }
+    samda_api_params ap;
+    samda_api_params_init(&ap);
+    ap.bind_address = cfg->http_bind;
+    ap.port = (unsigned)cfg->http_port;
+    ap.threads = (unsigned)cfg->http_threads;
+    ap.max_connections = (unsigned)cfg->http_max_connections;
+    ap.connection_timeout_s = (unsigned)((cfg->http_timeout_ms + 999) / 1000);
+    ap.max_body_bytes = cfg->http_max_body_bytes;
+    ap.tmp_dir = svc->tmp_dir;
+    ap.tls_cert_path = cfg->http_tls_cert;
+    ap.tls_key_path = cfg->http_tls_key;
+    ap.auth_required = cfg->http_auth;
+    ap.cors_origin = cfg->http_cors_origin;
+    ap.shutdown_timeout_ms = (unsigned)cfg->shutdown_timeout_ms;
+    ap.log = api_log;
+    ap.log_ctx = ctx;
+    if (!cfg->http_auth)
+        samda_log(&ctx->log, SAMDA_LOG_WARN, "http", "authentication is OFF: every client may read and write",
+                  "hint=\"set [http] auth = true and create tokens with samda token create\"");
+    svc->api = samda_api_start(&ap, &api_svc, err);
+    if (!svc->api) {
+        samda_error_prefix(err, "starting the HTTP listener on %s:%lld: ", cfg->http_bind, (long long)cfg->http_port);
+        st = err ? err->code : SAMDA_ENETWORK;
+        goto fail;
+    }
+
     svc->sched = samdad_scheduler_start(ctx, err);
     if (!svc->sched) {
         st = err ? err->code : SAMDA_EINTERNAL;
@@ -115,6 +172,7 @@ void samdad_services_reload(samdad_ctx *ctx)
     if (samdad_sync_sites(ctx, ctx->svc->store, cfg, &err) != SAMDA_OK)
         samda_log(&ctx->log, SAMDA_LOG_ERROR, "config", "cannot apply sites", "error=%s",
                   samda_log_quote((char[300]){0}, 300, err.message));
+    samda_api_set_max_body(ctx->svc->api, cfg->http_max_body_bytes);
     samda_config_unref(cfg);
     samdad_scheduler_kick(ctx->svc->sched);
 }
@@ -134,6 +192,8 @@ void samdad_services_stop(samdad_ctx *ctx)
                       (unsigned long long)c.associations_active, grace_ms);
         samda_scp_stop(svc->scp, grace_ms);
     }
+    samda_api_stop(svc->api);
+    samdad_api_core_free(svc->api_core);
     samdad_scheduler_stop(svc->sched);
     if (svc->dicom_inited) samda_dicom_shutdown();
     samda_store_close(svc->store);
@@ -145,7 +205,8 @@ void samdad_services_status(samdad_ctx *ctx, char *buf, unsigned size)
 {
     samda_config *cfg = samdad_config_get(ctx);
     unsigned port = ctx->svc && ctx->svc->scp ? samda_scp_port(ctx->svc->scp) : 0;
-    snprintf(buf, size, "dicom=%s:%u ae_title=%s data_dir=%s", cfg->dicom_bind, port, cfg->dicom_ae_title,
-             cfg->data_dir);
+    unsigned hport = ctx->svc && ctx->svc->api ? samda_api_port(ctx->svc->api) : 0;
+    snprintf(buf, size, "dicom=%s:%u ae_title=%s http=%s:%u data_dir=%s", cfg->dicom_bind, port,
+             cfg->dicom_ae_title, cfg->http_bind, hport, cfg->data_dir);
     samda_config_unref(cfg);
 }

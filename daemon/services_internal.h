@@ -3,9 +3,17 @@
 #define SAMDA_DAEMON_SERVICES_INTERNAL_H
 
 #include "context.h"
+#include "dicom.h"
 #include "storage.h"
 
 /** The open store (borrowed; valid while the services run). */
 samda_store *samdad_store(samdad_ctx *ctx);
+
+/** Is a model loaded (segmentation jobs can run)? */
+bool samdad_model_loaded(samdad_ctx *ctx);
+/** Port the DICOM listener listens on; 0 when it is not running. */
+unsigned samdad_dicom_port(samdad_ctx *ctx);
+/** Copy the DICOM listener's counters; false when it is not running. */
+bool samdad_dicom_counters(samdad_ctx *ctx, samda_scp_counters *out);
 
 #endif

@@ -172,9 +172,14 @@ static int teardown(void **state)
     return 0;
 }
 
+/* Every SCP test sends fixture files: without the shared fixtures they skip, saying why. */
 #define NEED_SCP()                                                                                                     \
     do {                                                                                                               \
         if (!scp) skip();                                                                                              \
+        if (!path_exists(fixture("dicom/mr-brain-20"))) {                                                              \
+            print_message("fixtures not found at %s: skipped\n", fixture(""));                                        \
+            skip();                                                                                                    \
+        }                                                                                                              \
         reset_ctx();                                                                                                   \
     } while (0)
 

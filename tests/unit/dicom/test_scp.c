@@ -603,7 +603,7 @@ static void test_stop_aborts_idle_association(void **state)
 static void test_temp_dir_empty_and_counters(void **state)
 {
     (void)state;
-    if (!scp) skip();
+    NEED_SCP(); /* the counts below come from the fixture-based tests */
     assert_int_equal(count_files(temp_dir), 0);
     samda_scp_counters k;
     samda_scp_counters_get(scp, &k);

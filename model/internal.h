@@ -250,7 +250,7 @@ struct SamImpl : torch::nn::Module {
 void sam_load_state(SamImpl &sam, const std::vector<std::pair<std::string, at::Tensor>> &state);
 /** Deterministic random weights (seeded), scaled like a trained network's. */
 void sam_init_random(SamImpl &sam, uint64_t seed);
-/** Parameter + buffer count of a module. */
+/** Parameter count of a module (buffers excluded, as sum(p.numel() for p in m.parameters())). */
 int64_t count_params(const torch::nn::Module &m);
 
 // ---------------------------------------------------------------------------------------------

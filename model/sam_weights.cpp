@@ -125,8 +125,6 @@ int64_t count_params(const torch::nn::Module &m)
     int64_t n = 0;
     for (const auto &p : m.parameters(true))
         n += p.numel();
-    for (const auto &b : m.buffers(true))
-        n += b.numel();
     return n;
 }
 

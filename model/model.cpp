@@ -43,23 +43,28 @@ bool looks_oom(const std::string &s)
            s.find("DefaultCPUAllocator: can't allocate") != std::string::npos;
 }
 
+/** What a guarded function returns on failure: its status for status functions, on_fail otherwise. */
+template <class R> R failure_value(R on_fail, samda_status) { return on_fail; }
+template <> samda_status failure_value<samda_status>(samda_status, samda_status code) { return code; }
+
 template <class R, class F> R guarded(const char *fn, samda_error *err, R on_fail, F &&body)
 {
+    samda_status code = SAMDA_EINTERNAL;
     try {
         return body();
     } catch (const Failure &e) {
-        samda_fail(err, e.code, "%s: %s", fn, first_line(e.what()).c_str());
+        code = samda_fail(err, e.code, "%s: %s", fn, first_line(e.what()).c_str());
     } catch (const std::bad_alloc &) {
-        samda_fail(err, SAMDA_ENOMEM, "%s: out of memory", fn);
+        code = samda_fail(err, SAMDA_ENOMEM, "%s: out of memory", fn);
     } catch (const c10::Error &e) {
         std::string w = e.what_without_backtrace();
-        samda_fail(err, looks_oom(w) ? SAMDA_ENOMEM : SAMDA_EMODEL, "%s: %s", fn, first_line(w).c_str());
+        code = samda_fail(err, looks_oom(w) ? SAMDA_ENOMEM : SAMDA_EMODEL, "%s: %s", fn, first_line(w).c_str());
     } catch (const std::exception &e) {
-        samda_fail(err, SAMDA_EMODEL, "%s: %s", fn, first_line(e.what()).c_str());
+        code = samda_fail(err, SAMDA_EMODEL, "%s: %s", fn, first_line(e.what()).c_str());
     } catch (...) {
-        samda_fail(err, SAMDA_EINTERNAL, "%s: unknown C++ exception", fn);
+        code = samda_fail(err, SAMDA_EINTERNAL, "%s: unknown C++ exception", fn);
     }
-    return on_fail;
+    return failure_value<R>(on_fail, code);
 }
 
 [[noreturn]] void fail(samda_status code, const std::string &msg) { throw Failure(code, msg); }
@@ -398,6 +403,23 @@ samda_status samda_model_get_info(const samda_model *m, samda_model_info *out, s
 }
 
 const char *samda_model_fingerprint(const samda_model *m) { return m ? m->info.fingerprint : ""; }
+
+samda_status samda_model_get_device_memory(const samda_model *m, size_t *used_bytes, size_t *total_bytes,
+                                           samda_error *err)
+{
+    return guarded<samda_status>("querying device memory", err, SAMDA_EMODEL, [&]() {
+        if (!m || !used_bytes || !total_bytes)
+            fail(SAMDA_EINVAL, "model or an output is NULL");
+        if (!m->device.is_cuda())
+            fail(SAMDA_ENOTSUP, "the model runs on the CPU");
+        size_t free_b = 0, total_b = 0;
+        if (!samda::cuda_mem_info(m->device.index(), &free_b, &total_b))
+            fail(SAMDA_ENOTSUP, "the CUDA runtime that libtorch loaded cannot be queried");
+        *used_bytes = total_b - free_b;
+        *total_bytes = total_b;
+        return SAMDA_OK;
+    });
+}
 
 samda_status samda_model_preprocess(const samda_model *m, const samda_model_image *img, float *out, size_t out_len,
                                     int *input_h, int *input_w, samda_error *err)

@@ -113,6 +113,14 @@ samda_status samda_model_get_info(const samda_model *m, samda_model_info *out, s
 /** The model's fingerprint (64 hex characters). Ownership: borrowed, valid until samda_model_close(m). */
 const char *samda_model_fingerprint(const samda_model *m);
 
+/** Memory in use on the model's CUDA device (whole device, all processes: total minus free, as the CUDA
+ *  runtime reports it; libtorch's caching allocator keeps what it reserved, so after work this is close
+ *  to the peak reserved).
+ *  @param used_bytes, total_bytes OUT.
+ *  @return SAMDA_OK; SAMDA_ENOTSUP on the CPU or when the CUDA runtime cannot be queried; SAMDA_EINVAL. */
+samda_status samda_model_get_device_memory(const samda_model *m, size_t *used_bytes, size_t *total_bytes,
+                                           samda_error *err);
+
 typedef enum samda_model_pixel_type {
     SAMDA_MODEL_PIXEL_U8 = 0, /* uint8 0..255 */
     SAMDA_MODEL_PIXEL_F32 = 1 /* float, already windowed to 0..255 (medical images) */

@@ -20,7 +20,8 @@ const char kUsage[] =
     "  train    --checkpoint F --data DIR --out A2 [--adapter-in A] [--epochs N] [--lr X] [--rank R]\n"
     "           [--tokens T] [--prompt free|box|mixed|point] [--val-split X] [--seed S] [--batch B]\n"
     "           [--labels liver,kidney,spleen,aorta,inferior_vena_cava] [--window LEVEL,WIDTH]\n"
-    "           [--max-cases N] [--patience N] [--scope adapter|decoder]\n"
+    "           [--max-cases N] [--patience N] [--scope adapter|decoder|full] [--eval-data DIR]\n"
+    "           (scope decoder/full also trains the base in memory only: use --eval-data to score it)\n"
     "  eval     --checkpoint F [--adapter A] --data DIR [--prompt free|box] [--max-cases N]\n"
     "  tta      --checkpoint F --adapter A --data DIR --out A2 [--steps N] [--lr X] [--seed S] [--max-cases N]\n"
     "  pretrain --config C --data DIR --out base.pth [--epochs N] [--lr X] [--seed S] [--batch B]\n"
@@ -54,7 +55,7 @@ struct Args {
 
 const char *const kFlags[] = {"checkpoint", "config", "adapter", "adapter-in", "out", "data", "epochs", "lr",
                               "rank", "tokens", "prompt", "val-split", "seed", "batch", "labels", "window",
-                              "max-cases", "patience", "scope", "steps", "device", "threads", "max-seconds"};
+                              "max-cases", "patience", "scope", "steps", "eval-data", "device", "threads", "max-seconds"};
 const char *const kSwitches[] = {"half", "quiet", "help"};
 
 int usage_error(const std::string &msg)
@@ -367,8 +368,10 @@ int cmd_main(const Args &a)
                     tp.scope = SAMDA_TRAIN_SCOPE_ADAPTER;
                 else if (s == "decoder")
                     tp.scope = SAMDA_TRAIN_SCOPE_DECODER;
+                else if (s == "full")
+                    tp.scope = SAMDA_TRAIN_SCOPE_FULL;
                 else {
-                    rc = usage_error("--scope must be adapter or decoder");
+                    rc = usage_error("--scope must be adapter, decoder or full");
                     break;
                 }
             }
@@ -385,7 +388,21 @@ int cmd_main(const Args &a)
                 rc = 1;
                 break;
             }
-            printf("{\"out\":\"%s\",\"cases\":%d,\"train\":%d,\"val\":%d,\"epochs_run\":%d,\"best_epoch\":%d,"
+            // Held-out evaluation in this process (with scope decoder/full the changed base exists only here).
+            double test_free = -1, test_box = -1;
+            if (a.has("eval-data")) {
+                const std::string ed = a.str("eval-data");
+                if (samda_adapter_evaluate(m, ad, ed.c_str(), SAMDA_TRAIN_PROMPT_FREE, 0, nullptr, &test_free, &err) !=
+                        SAMDA_OK ||
+                    samda_adapter_evaluate(m, ad, ed.c_str(), SAMDA_TRAIN_PROMPT_BOX, 0, nullptr, &test_box, &err) !=
+                        SAMDA_OK) {
+                    fprintf(stderr, "samda adapter: %s\n", err.message);
+                    rc = 1;
+                    break;
+                }
+            }
+            printf("{\"test_dice_free\":%.4f,\"test_dice_box\":%.4f,", test_free, test_box);
+            printf("\"out\":\"%s\",\"cases\":%d,\"train\":%d,\"val\":%d,\"epochs_run\":%d,\"best_epoch\":%d,"
                    "\"val_dice\":%.4f,\"trainable_params\":%" PRId64 ",\"encode_seconds\":%.1f,"
                    "\"seconds_per_epoch\":%.2f,\"seconds\":%.1f,\"peak_rss_mb\":%.0f}\n",
                    a.str("out").c_str(), rep.n_cases, rep.n_train, rep.n_val, rep.epochs_run, rep.best_epoch,

@@ -576,8 +576,9 @@ samda_status train_impl(samda_model *m, samda_adapter *a, const samda_train_para
         raise(SAMDA_EINVAL, "model, params or data_dir is NULL");
     if (!a && p->scope != SAMDA_TRAIN_SCOPE_FULL)
         raise(SAMDA_EINVAL, "an adapter is required unless scope is FULL");
-    if (!a && (p->prompt == SAMDA_TRAIN_PROMPT_FREE || p->prompt == SAMDA_TRAIN_PROMPT_MIXED))
-        raise(SAMDA_EINVAL, "prompt-free training needs an adapter (its label tokens)");
+    if (!a && p->prompt == SAMDA_TRAIN_PROMPT_FREE)
+        raise(SAMDA_EINVAL, "prompt-free training needs an adapter (its label tokens); without one, MIXED "
+                            "alternates box and point prompts");
     if (p->epochs < 1 || p->epochs > 100000 || !(p->lr > 0) || p->batch < 1 || p->batch > 1024 ||
         !(p->val_split >= 0 && p->val_split <= 0.9) || p->weight_decay < 0 || p->patience < 0)
         raise(SAMDA_EINVAL, "epochs 1..100000, lr > 0, batch 1..1024, val_split 0..0.9, weight_decay >= 0, "
@@ -692,6 +693,8 @@ samda_status train_impl(samda_model *m, samda_adapter *a, const samda_train_para
             opt.step();
             loss_sum += loss.item<double>();
             n_batches++;
+            if (p->max_seconds > 0 && since(t_start) > p->max_seconds)
+                break;
             if (prog) {
                 const double el = since(t_ep);
                 const double per = el / (double)(s / (size_t)p->batch + 1);

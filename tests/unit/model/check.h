@@ -63,8 +63,8 @@ inline std::string fixtures()
 
 #define CHECK_EQ(a, b)                                                                             \
     do {                                                                                           \
-        const auto &va_ = (a);                                                                     \
-        const auto &vb_ = (b);                                                                     \
+        const auto va_ = (a);                                                                    \
+        const auto vb_ = (b);                                                                    \
         if (va_ == vb_) samda_test::passed()++;                                                    \
         else samda_test::fail(__FILE__, __LINE__, "CHECK_EQ(" #a ", " #b "): " +                   \
                                                       samda_test::show(va_) + " != " + samda_test::show(vb_)); \

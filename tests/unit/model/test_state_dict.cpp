@@ -132,7 +132,10 @@ void test_round_trip()
     pth::WriteOptions o;
     o.wrapper_key = "model";
     save_state_dict_pth(path, {{"w", at::ones({2})}}, o);
-    CHECK_EQ(pth::Checkpoint::open(path).wrapper_key(), std::string("model"));
+    {
+        pth::Checkpoint w = pth::Checkpoint::open(path);
+        CHECK_EQ(w.wrapper_key(), std::string("model"));
+    }
     CHECK(at::equal(load_state_dict(path)[0].second, at::ones({2})));
 
     /* refusals */

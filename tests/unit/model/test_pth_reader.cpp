@@ -343,6 +343,20 @@ void test_refusals()
         }
         CHECK_THROWS(Checkpoint::from_memory(z), Error, "'archive/data.pkl' is compressed (method 8)");
     }
+    /* damaged local header of a storage: refused when the storage is read */
+    {
+        std::vector<uint8_t> z = good;
+        size_t at = 0;
+        for (size_t i = 0; i + 4 < z.size(); i++) {
+            if (z[i] == 'P' && z[i + 1] == 'K' && z[i + 2] == 3 && z[i + 3] == 4 && at++ == 1) {
+                z[i + 3] = 9;
+                break;
+            }
+        }
+        Checkpoint ck = Checkpoint::from_memory(z);
+        CHECK_THROWS(ck.storage("archive/data/0"), Error, "'archive/data/0': local header at byte");
+        CHECK_THROWS(ck.verify_crc32(), Error, "local header");
+    }
     /* no data.pkl */
     CHECK_THROWS(Checkpoint::from_memory(zip_store_to_memory({{"x/y", {1}}})), Error, "data.pkl");
 

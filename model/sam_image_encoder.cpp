@@ -3,6 +3,8 @@
 // small layers every part of SAM shares (Linear, LayerNorm, LayerNorm2d, convolutions, MLP block).
 #include "internal.h"
 
+#include <c10/core/InferenceMode.h>
+
 #include <stdexcept>
 
 namespace samda {
@@ -74,7 +76,15 @@ ConvTranspose2dImpl::ConvTranspose2dImpl(int64_t in, int64_t out, int64_t kernel
 
 at::Tensor ConvTranspose2dImpl::forward(const at::Tensor &x) const
 {
-    return at::conv_transpose2d(x, weight, bias, {stride, stride});
+    const int64_t k = weight.size(2);
+    if (k != stride || weight.size(3) != k)
+        return at::conv_transpose2d(x, weight, bias, {stride, stride});
+    // Kernel == stride: the output blocks do not overlap, so this is one matrix product:
+    // y[b, o, k*i + di, k*j + dj] = sum_c x[b, c, i, j] W[c, o, di, dj] + bias[o].
+    const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), O = weight.size(1);
+    at::Tensor y = at::matmul(x.permute({0, 2, 3, 1}).reshape({B, H * W, C}), weight.reshape({C, O * k * k}));
+    y = y.view({B, H, W, O, k, k}).permute({0, 3, 1, 4, 2, 5}).reshape({B, O, H * k, W * k});
+    return y + bias.view({1, O, 1, 1});
 }
 
 EmbeddingImpl::EmbeddingImpl(int64_t n, int64_t dim) { weight = register_parameter("weight", frozen({n, dim}), false); }
@@ -88,7 +98,10 @@ MLPBlockImpl::MLPBlockImpl(int64_t dim, int64_t hidden, Act act_) : act(act_)
 at::Tensor MLPBlockImpl::forward(const at::Tensor &x) const
 {
     at::Tensor h = lin1->forward(x);
-    h = act == GELU ? at::gelu(h) : at::relu(h);  // exact (erf) GELU, as nn.GELU()
+    if (c10::InferenceMode::is_enabled())  // in place saves a large allocation; autograd needs the input
+        h = act == GELU ? at::gelu_(h) : at::relu_(h);
+    else
+        h = act == GELU ? at::gelu(h) : at::relu(h);  // exact (erf) GELU, as nn.GELU()
     return lin2->forward(h);
 }
 
@@ -151,22 +164,28 @@ at::Tensor VitAttentionImpl::forward(const at::Tensor &x) const
         rel_w = at::matmul(r_q.transpose(1, 2), Rw.transpose(1, 2)).transpose(1, 2);     // BH x H x W x W(k)
     }
 
-    // Attention in chunks of (batch*head) so that the N x N maps stay bounded in memory.
+    // Attention in chunks of (batch*head), through one reused buffer so that the N x N maps stay
+    // bounded in memory and big allocations (page faults) are not repeated per chunk:
+    // buf = rel_h + rel_w (broadcast), buf += q k^T, softmax in place, out = buf v.
     const int64_t map_bytes = N * N * (int64_t)q.element_size();
     const int64_t budget = x.is_cuda() ? (int64_t)2 << 30 : (int64_t)128 << 20;
     const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(BH, budget / std::max<int64_t>(map_bytes, 1)));
     at::Tensor out = at::empty({BH, N, hd}, q.options());
     at::Tensor kT = k.transpose(1, 2);
+    at::Tensor buf = at::empty({chunk, N, N}, q.options());
     for (int64_t s = 0; s < BH; s += chunk) {
         const int64_t e = std::min(BH, s + chunk);
-        at::Tensor attn = at::bmm(q.slice(0, s, e), kT.slice(0, s, e));  // c x N x N
+        at::Tensor attn = buf.slice(0, 0, e - s);
         if (use_rel_pos) {
             at::Tensor a5 = attn.view({e - s, H, W, H, W});
-            a5.add_(rel_h.slice(0, s, e).unsqueeze(4));
-            a5.add_(rel_w.slice(0, s, e).unsqueeze(3));
+            at::add_out(a5, rel_h.slice(0, s, e).unsqueeze(4), rel_w.slice(0, s, e).unsqueeze(3));
+            attn.baddbmm_(q.slice(0, s, e), kT.slice(0, s, e));
+        } else {
+            at::bmm_out(attn, q.slice(0, s, e), kT.slice(0, s, e));
         }
-        attn = at::softmax(attn, -1);
-        out.slice(0, s, e).copy_(at::bmm(attn, v.slice(0, s, e)));
+        at::_softmax_out(attn, attn, -1, false);
+        at::Tensor o = out.slice(0, s, e);
+        at::bmm_out(o, attn, v.slice(0, s, e));
     }
     // (B*heads) x N x hd -> B x H x W x C
     at::Tensor y = out.view({B, heads, H, W, hd}).permute({0, 2, 3, 1, 4}).reshape({B, H, W, C});

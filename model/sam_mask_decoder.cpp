@@ -3,6 +3,7 @@
 // upscaling, the hypernetwork MLPs that turn mask tokens into masks, and the IoU head.
 #include "internal.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace samda {
@@ -18,18 +19,36 @@ DecoderAttentionImpl::DecoderAttentionImpl(int64_t dim, int64_t heads_, int64_t 
 
 at::Tensor DecoderAttentionImpl::forward(const at::Tensor &q_in, const at::Tensor &k_in, const at::Tensor &v_in) const
 {
-    auto split = [this](const at::Tensor &x) {  // B x N x C -> B x heads x N x C/heads
-        return x.reshape({x.size(0), x.size(1), heads, x.size(2) / heads}).transpose(1, 2);
-    };
-    at::Tensor q = split(q_proj->forward(q_in));
-    at::Tensor k = split(k_proj->forward(k_in));
-    at::Tensor v = split(v_proj->forward(v_in));
-    const int64_t c_per_head = q.size(3);
-    at::Tensor attn = at::matmul(q, k.transpose(2, 3));
-    attn = attn / std::sqrt((double)c_per_head);
-    attn = at::softmax(attn, -1);
-    at::Tensor out = at::matmul(attn, v);  // B x heads x N x c
-    out = out.transpose(1, 2).reshape({out.size(0), out.size(2), heads * c_per_head});
+    // Same arithmetic as the reference (q k^T / sqrt(c), softmax, times v, per head), laid out to
+    // avoid copying the 4096-token operands into a heads-first layout: one batched product per head
+    // on strided column slices. Operands with batch 1 broadcast (shared image side, see predict_masks).
+    at::Tensor q = q_proj->forward(q_in), k = k_proj->forward(k_in), v = v_proj->forward(v_in);
+    const int64_t B = std::max({q.size(0), k.size(0), v.size(0)});
+    q = q.expand({B, -1, -1});
+    k = k.expand({B, -1, -1});
+    v = v.expand({B, -1, -1});
+    const int64_t Nq = q.size(1), Nk = k.size(1), Ci = q.size(2), c = Ci / heads;
+    const double norm = std::sqrt((double)c);
+    at::Tensor out = at::empty({B, Nq, Ci}, q.options());
+    for (int64_t j = 0; j < heads; j++) {
+        at::Tensor qj = q.slice(2, j * c, (j + 1) * c), kj = k.slice(2, j * c, (j + 1) * c);
+        at::Tensor vj = v.slice(2, j * c, (j + 1) * c);
+        at::Tensor oj;
+        if (Nq > 4 * Nk) {
+            // Many queries, few keys (image -> tokens): keys first, so that the softmax reduces over a
+            // non-last dimension and vectorises across the queries.
+            at::Tensor a = at::bmm(kj, qj.transpose(1, 2));  // B x Nk x Nq
+            a.div_(norm);
+            a = at::softmax(a, 1);
+            oj = at::bmm(a.transpose(1, 2), vj);
+        } else {
+            at::Tensor a = at::bmm(qj, kj.transpose(1, 2));  // B x Nq x Nk
+            a.div_(norm);
+            a = at::softmax(a, -1);
+            oj = at::bmm(a, vj);
+        }
+        out.slice(2, j * c, (j + 1) * c).copy_(oj);
+    }
     return out_proj->forward(out);
 }
 
@@ -171,10 +190,14 @@ std::pair<at::Tensor, at::Tensor> MaskDecoderImpl::predict_masks(const at::Tenso
     const int64_t B = sparse.size(0);
     at::Tensor out_tokens = at::cat({iou_token->weight, mask_tokens->weight}, 0).unsqueeze(0).expand({B, -1, -1});
     at::Tensor tokens = at::cat({out_tokens, sparse.to(out_tokens.scalar_type())}, 1);
-    // One image embedding serves every prompt: broadcast instead of repeat_interleave (same values).
-    at::Tensor src = image_embedding.size(0) == B ? image_embedding + dense
-                                                  : image_embedding.expand({B, -1, -1, -1}) + dense;
-    at::Tensor pos = image_pe.expand({B, -1, -1, -1});
+    // One image embedding serves every prompt. When the dense prompt is the same for all (no mask
+    // input: a broadcast of no_mask_embed), the image side starts with batch 1 and broadcasting shares
+    // the first block's image projections between prompts; it becomes per-prompt after the first
+    // image->token attention. Same values as the reference's repeat_interleave.
+    const bool shared_dense = dense.size(0) == 1 || dense.stride(0) == 0;
+    at::Tensor src = shared_dense && image_embedding.size(0) == 1 ? image_embedding + dense.slice(0, 0, 1)
+                                                                  : image_embedding.expand({B, -1, -1, -1}) + dense;
+    at::Tensor pos = image_pe;
     const int64_t c = src.size(1), h = src.size(2), w = src.size(3);
 
     auto hs_src = transformer->forward(src, pos, tokens, hooks);

@@ -43,7 +43,7 @@ phantom --out "$work/A" --site A --count 480 --seed 1 --slices-per-body 16 --siz
     --epochs 100 --lr 5e-4 --batch 8 --val-split 0.05 --max-seconds "${PRETRAIN_SECONDS:-1500}" --seed 1 \
     --threads "$threads" --device cpu --half
 "$adapter_bin" train --checkpoint "$out/sam_demo_base.pth" --data "$work/A" --out "$out/site_A_adapter.safetensors" \
-    --labels liver,kidney,spleen,aorta --window 50,400 --rank 16 --tokens 4 --prompt mixed --epochs 6 --max-cases 240 \
+    --labels liver,kidney,spleen,aorta --window 50,400 --rank 16 --tokens 4 --prompt mixed --epochs 4 --max-cases 120 \
     --lr 2e-3 --val-split 0.1 --patience 3 --seed 1 --threads "$threads" --device cpu
 "$adapter_bin" info --checkpoint "$out/sam_demo_base.pth" --adapter "$out/site_A_adapter.safetensors" --device cpu
 echo "train-demo: done in $(( $(date +%s) - start )) s; scratch data in $work" >&2

@@ -33,6 +33,7 @@ field() { sed -n "s/.*\"$1\":\([-0-9.e]*\).*/\1/p" | head -1; }
 echo "| site | method | labelled slices | trainable params | Dice prompt-free | Dice box | s/epoch | peak RSS MB |"
 echo "|---|---|---|---|---|---|---|---|"
 for site in ${SITES:-B C D}; do
+    mkdir -p "$work/$site"
     phantom --out "$work/$site/train" --site "$site" --count 100 --seed 1001 --slices-per-body 10 --size 256
     phantom --out "$work/$site/test" --site "$site" --count "${TEST_COUNT:-40}" --seed 2002 --slices-per-body 10 --size 256
     t="$work/$site/test"

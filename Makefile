@@ -23,7 +23,10 @@ build: deps
 	@cmake --build $(BUILD) -j$(JOBS)
 
 # The local instance: configuration and data under ./var (created once, then left alone).
-run: build
+# Builds only the two programs (the tests are built by `make test`).
+run: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(BUILD) -j$(JOBS) --target samdad samda
 	@bash deploy/make-run-config.sh $(RUN_DIR) $(BUILD)
 	exec $(BUILD)/daemon/samdad --config $(RUN_DIR)/samdad.conf
 

@@ -39,7 +39,9 @@ static int teardown(void **state)
 
 static int have_pydicom(void)
 {
-    return system("/usr/bin/python3 -c 'import pydicom, numpy' >/dev/null 2>&1") == 0;
+    static int known = -1;
+    if (known < 0) known = system("/usr/bin/python3 -c 'import pydicom, numpy' >/dev/null 2>&1") == 0;
+    return known;
 }
 
 /* The 20 files of the MR fixture in the order given by perm (NULL: file order). */

@@ -19,6 +19,7 @@
 #include <dcmtk/dcmdata/dcuid.h>
 
 #include "atomic_write.h"
+#include "ds_value.h"
 #include "dicom.h"
 #include "guard.h"
 
@@ -27,28 +28,6 @@ namespace {
 const char *const ct_image_storage = "1.2.840.10008.5.1.4.1.1.2";
 
 const char *or_empty(const char *s) { return s ? s : ""; }
-
-/* A DS value: at most 16 characters (PS3.5 6.2), so positions keep 6 decimals where they fit. */
-std::string ds_value(double v)
-{
-    char buf[32];
-    for (int prec = 10; prec >= 1; prec--) {
-        std::snprintf(buf, sizeof buf, "%.*g", prec, v);
-        if (std::strlen(buf) <= 16) return buf;
-    }
-    std::snprintf(buf, sizeof buf, "%.6e", v);
-    return buf;
-}
-
-std::string ds_multi(const double *v, int n)
-{
-    std::string s;
-    for (int i = 0; i < n; i++) {
-        if (i) s += '\\';
-        s += ds_value(v[i]);
-    }
-    return s;
-}
 
 void put(DcmDataset &ds, const DcmTagKey &tag, const std::string &v)
 {
@@ -88,7 +67,7 @@ samda_status write_series(const samda_ct_series_params &p, samda_ct_series_resul
                           p.pixel_spacing[0], p.pixel_spacing[1], p.slice_spacing);
     if (!orientation_ok(p.orientation))
         return samda_fail(err, SAMDA_EINVAL, "writing a CT series: orientation %s is not two orthogonal unit vectors",
-                          ds_multi(p.orientation, 6).c_str());
+                          dicom_ds_multi(p.orientation, 6).c_str());
     struct stat sb;
     if (stat(p.dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
         return samda_fail(err, SAMDA_ENOENT, "writing a CT series: directory %s does not exist", p.dir);
@@ -166,11 +145,11 @@ samda_status write_series(const samda_ct_series_params &p, samda_ct_series_resul
         /* Image Plane (C.7.6.2) */
         double pos[3];
         for (int i = 0; i < 3; i++) pos[i] = p.origin[i] + (double)k * p.slice_spacing * nrm[i];
-        put(ds, DCM_PixelSpacing, ds_multi(p.pixel_spacing, 2));
-        put(ds, DCM_ImageOrientationPatient, ds_multi(p.orientation, 6));
-        put(ds, DCM_ImagePositionPatient, ds_multi(pos, 3));
-        put(ds, DCM_SliceThickness, ds_value(thickness));
-        put(ds, DCM_SliceLocation, ds_value(pos[0] * nrm[0] + pos[1] * nrm[1] + pos[2] * nrm[2]));
+        put(ds, DCM_PixelSpacing, dicom_ds_multi(p.pixel_spacing, 2));
+        put(ds, DCM_ImageOrientationPatient, dicom_ds_multi(p.orientation, 6));
+        put(ds, DCM_ImagePositionPatient, dicom_ds_multi(pos, 3));
+        put(ds, DCM_SliceThickness, dicom_ds_value(thickness));
+        put(ds, DCM_SliceLocation, dicom_ds_value(pos[0] * nrm[0] + pos[1] * nrm[1] + pos[2] * nrm[2]));
         /* Image Pixel (C.7.6.3) and CT Image (C.8.2.1) */
         put(ds, DCM_ImageType, "DERIVED\\SECONDARY\\AXIAL");
         put(ds, DCM_SamplesPerPixel, "1");
@@ -181,14 +160,14 @@ samda_status write_series(const samda_ct_series_params &p, samda_ct_series_resul
         put(ds, DCM_BitsStored, "16");
         put(ds, DCM_HighBit, "15");
         put(ds, DCM_PixelRepresentation, is_unsigned ? "0" : "1");
-        put(ds, DCM_RescaleIntercept, ds_value(intercept));
+        put(ds, DCM_RescaleIntercept, dicom_ds_value(intercept));
         put(ds, DCM_RescaleSlope, "1");
         put(ds, DCM_RescaleType, "HU");
         put(ds, DCM_KVP, "");
         put(ds, DCM_AcquisitionNumber, "1");
         /* VOI LUT (C.11.2) */
-        put(ds, DCM_WindowCenter, ds_value(p.window_center));
-        put(ds, DCM_WindowWidth, ds_value(p.window_width));
+        put(ds, DCM_WindowCenter, dicom_ds_value(p.window_center));
+        put(ds, DCM_WindowWidth, dicom_ds_value(p.window_width));
         const int16_t *src = p.hu + k * slice_voxels;
         for (size_t i = 0; i < slice_voxels; i++)
             pixels[i] = is_unsigned ? (Uint16)(src[i] + 1024) : (Uint16)src[i];

@@ -586,8 +586,10 @@ samda_status samda_dicom_write_ct_series(const samda_ct_series_params *p, samda_
  * (1.2.840.10008.5.1.4.1.1.66.4) over a loaded source volume, built with DCMTK's dcmseg.
  *
  * The SEG is a new series in the source's study: Patient, General Study, Patient Study and Frame of
- * Reference come from the source (slice 0's file), General Equipment too (plus a Contributing
- * Equipment item naming samda and its version). Common Instance Reference lists every source
+ * Reference come from the source (slice 0's file). General/Enhanced General Equipment describe the
+ * SEG's maker, samda (PS3.3 C.7.5.2 requires it); the source's equipment (Manufacturer, model,
+ * serial, software, institution) is copied into Contributing Equipment as "Acquisition Equipment"
+ * (109101, DCM), next to samda as "Processing Equipment" (109102, DCM) with its version. Common Instance Reference lists every source
  * instance. Each frame carries Derivation Image (its source slice; purpose 121322 DCM, derivation
  * 113076 DCM), Plane Position (Patient) of the source slice, Frame Content with Dimension Index
  * Values (segment number, 1-based sorted slice index) and Segment Identification; Pixel Measures
@@ -646,7 +648,9 @@ typedef struct samda_seg_segment {
     uint8_t rgb[3];                  /* sRGB display colour, written as CIELab */
     samda_seg_algorithm_type algorithm_type; /* default AUTOMATIC */
     const char *algorithm_name;      /* required unless MANUAL */
-    const char *algorithm_version;   /* written as AlgorithmVersion; default "" */
+    const char *algorithm_version;   /* default "": "name version" joins the SoftwareVersions of
+                                        samda's Contributing Equipment item (SegmentAlgorithmName
+                                        stays the bare name) */
 } samda_seg_segment;
 
 /** What samda_seg_writer_save() wrote. */

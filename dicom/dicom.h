@@ -632,7 +632,7 @@ typedef struct samda_seg_params {
     const char *content_label;       /* ContentLabel (CS: upper case, digits, _ and space, <= 16);
                                         default "SEGMENTATION" */
     const char *content_description; /* default NULL = none */
-    const char *content_creator_name;/* PN; default "samda" */
+    const char *content_creator_name;/* PN; default "samda^" */
     const char *software_version;    /* default samda's version ("0.1.0") */
     const char *device_serial_number;/* default "0" (DCMTK requires a value) */
     samda_seg_empty_policy empty_segment; /* default SAMDA_SEG_EMPTY_KEEP_ONE_FRAME */
@@ -742,7 +742,9 @@ typedef struct samda_seg_info {
     char referenced_series_instance_uid[SAMDA_DICOM_UID_SIZE]; /* first of ReferencedSeriesSequence */
 } samda_seg_info;
 
-/** Read a DICOM-SEG file (any transfer syntax DCMTK decodes here).
+/** Read a DICOM-SEG file (any transfer syntax DCMTK decodes here). Lenient where a file is
+ *  readable without guessing: without NumberOfFrames the frame count is what PixelData holds, and
+ *  per-frame items beyond it are ignored; Segment Identification may be shared. 
  *  @return SAMDA_OK; SAMDA_EINVAL; SAMDA_ENOENT/SAMDA_EIO; SAMDA_EBADDICOM: not a segmentation,
  *          or inconsistent (frame count, pixel data length, segment numbers); SAMDA_ENOTSUP:
  *          LABELMAP or compressed without decoder; SAMDA_ENOMEM.

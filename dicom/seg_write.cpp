@@ -185,7 +185,7 @@ samda_status make_writer(const samda_volume *src, const samda_seg_params &p, sam
 
     IODGeneralEquipmentModule::EquipmentInfo eq("samda", "samda", w->serial.c_str(), w->software_version.c_str());
     ContentIdentificationMacro ci(std::to_string(p.instance_number).c_str(), label.c_str(),
-                                  str(p.content_description).c_str(), str(p.content_creator_name, "samda").c_str());
+                                  str(p.content_description).c_str(), str(p.content_creator_name, "samda^").c_str());
     DcmSegmentation *raw = nullptr;
     OFCondition c = DcmSegmentation::createBinarySegmentation(raw, (Uint16)in.rows, (Uint16)in.cols, eq, ci);
     if (c.bad() || !raw) return cond_fail(err, "creating the segmentation", c);

@@ -7,6 +7,8 @@ Used by test_seg.c.
                                    frames N
                                    segment NUMBER LABEL_WITHOUT_SPACES VOXELS
                                  (VOXELS: set pixels over all frames of that segment)
+  seg_tool.py strip-refs SEG OUT  copy SEG without any DerivationImageSequence (so a reader must
+                                 place frames by position)
 """
 import sys
 
@@ -77,8 +79,18 @@ def check(seg_path, src_paths):
         print('segment', int(s.SegmentNumber), s.SegmentLabel.replace(' ', '_'), voxels[int(s.SegmentNumber)])
 
 
+def strip_refs(src, dst):
+    seg = pydicom.dcmread(src)
+    for g in seg.PerFrameFunctionalGroupsSequence:
+        if 'DerivationImageSequence' in g:
+            del g.DerivationImageSequence
+    seg.save_as(dst)
+
+
 if __name__ == '__main__':
     if sys.argv[1] == 'check':
         check(sys.argv[2], sys.argv[3:])
+    elif sys.argv[1] == 'strip-refs':
+        strip_refs(sys.argv[2], sys.argv[3])
     else:
         sys.exit('unknown command')

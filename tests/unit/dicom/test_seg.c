@@ -260,6 +260,75 @@ static void test_write_phantom(void **state)
     size_t want_vox[3] = {v1, v2, 0};
     pydicom_check(path, &ph, ph.ptrs, ph.n, want_frames, want_vox, 3);
 
+    /* samda's reader: the same segments, frames and masks. */
+    samda_seg *rd = NULL;
+    if (samda_seg_read(path, &rd, &e) != SAMDA_OK) fail_msg("%s", e.message);
+    const samda_seg_info *si = samda_seg_get_info(rd);
+    assert_int_equal(si->rows, ph.rows);
+    assert_int_equal(si->cols, ph.cols);
+    assert_int_equal(si->n_frames, want_frames);
+    assert_int_equal(si->n_segments, 3);
+    assert_false(si->is_fractional);
+    assert_string_equal(si->sop_instance_uid, r.sop_instance_uid);
+    assert_string_equal(si->series_instance_uid, r.series_instance_uid);
+    assert_string_equal(si->referenced_series_instance_uid, samda_volume_get_info(ph.vol)->series_instance_uid);
+    assert_true(si->has_orientation && fabs(si->orientation[0] - 1) < 1e-9);
+    const samda_seg_segment_info *sg = samda_seg_segment_get(rd, 1);
+    assert_int_equal(sg->number, 2);
+    assert_string_equal(sg->label, "lesion 1");
+    assert_string_equal(sg->description, "small ball");
+    assert_string_equal(sg->type_value, "52988006");
+    assert_string_equal(sg->type_scheme, "SCT");
+    assert_string_equal(sg->category_meaning, "Morphologically Altered Structure");
+    assert_string_equal(sg->algorithm_type, "SEMIAUTOMATIC");
+    assert_string_equal(sg->algorithm_name, "samda-sam");
+    assert_true(sg->has_cielab);
+    assert_null(samda_seg_segment_get(rd, 3));
+    size_t on_frames = 0;
+    for (size_t f = 0; f < si->n_frames; f++) {
+        const samda_seg_frame_info *fi = samda_seg_frame_get(rd, f);
+        const uint8_t *fm = samda_seg_frame_mask(rd, f);
+        int found = 0;
+        for (size_t k = 0; k < ph.n; k++) {
+            const samda_volume_slice *sl = samda_volume_slice_get(ph.vol, k);
+            if (strcmp(sl->sop_instance_uid, fi->referenced_sop_instance_uid)) continue;
+            found = 1;
+            assert_true(fi->has_position);
+            for (int j = 0; j < 3; j++) assert_true(fabs(fi->position[j] - sl->position[j]) < 1e-6);
+            const uint8_t *src = fi->segment_number == 1 ? m1 : fi->segment_number == 2 ? m2 : m3;
+            assert_memory_equal(fm, src + k * plane, plane);
+        }
+        assert_true(found);
+        for (size_t i = 0; i < plane; i++) on_frames += fm[i];
+    }
+    assert_int_equal(on_frames, v1 + v2);
+    uint8_t *labels = malloc(total);
+    size_t mapped = 0;
+    if (samda_seg_to_label_volume(rd, ph.vol, labels, &mapped, &e) != SAMDA_OK) fail_msg("%s", e.message);
+    assert_int_equal(mapped, want_frames);
+    for (size_t i = 0; i < total; i++) {
+        uint8_t want = m2[i] ? 2 : m1[i] ? 1 : 0;
+        if (labels[i] != want) fail_msg("label %zu: %u, want %u", i, labels[i], want);
+    }
+    samda_seg_free(rd);
+
+    /* Without source references (removed with pydicom), frames map by position. */
+    if (have_pydicom()) {
+        char stripped[4300], cmd[9000], out[2048];
+        snprintf(stripped, sizeof stripped, "%s/stripped.dcm", scratch);
+        snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' strip-refs '%s' '%s'", seg_tool, path, stripped);
+        if (run_capture(cmd, out, sizeof out) != 0) fail_msg("%s", out);
+        assert_int_equal(samda_seg_read(stripped, &rd, &e), SAMDA_OK);
+        assert_string_equal(samda_seg_frame_get(rd, 0)->referenced_sop_instance_uid, "");
+        uint8_t *labels2 = malloc(total);
+        assert_int_equal(samda_seg_to_label_volume(rd, ph.vol, labels2, &mapped, &e), SAMDA_OK);
+        assert_memory_equal(labels, labels2, total);
+        free(labels2);
+        samda_seg_free(rd);
+        unlink(stripped);
+    }
+    free(labels);
+
     /* Saving again gives the same instance. */
     char path2[4300];
     snprintf(path2, sizeof path2, "%s/seg-again.dcm", scratch);
@@ -371,6 +440,72 @@ static void test_empty_policy_and_errors(void **state)
     phantom_free(&ph);
 }
 
+/* pydicom's real DICOM-SEG (written by dcmqi), little and big endian. */
+static void test_read_pydicom_liver(void **state)
+{
+    (void)state;
+    static const char *const files[] = {PYDICOM_TEST_FILES "/liver_1frame.dcm",
+                                        PYDICOM_TEST_FILES "/liver_expb_1frame.dcm"};
+    if (!path_exists(files[0])) skip();
+    size_t want = 0;
+    if (have_pydicom()) {
+        char cmd[512], out[256];
+        snprintf(cmd, sizeof cmd,
+                 "/usr/bin/python3 -c \"import pydicom, numpy; print(numpy.count_nonzero(pydicom.dcmread('%s')"
+                 ".pixel_array))\"", files[0]);
+        assert_int_equal(run_capture(cmd, out, sizeof out), 0);
+        want = strtoul(out, NULL, 10);
+        assert_true(want > 0);
+    }
+    uint8_t *first = NULL;
+    for (size_t k = 0; k < 2; k++) {
+        samda_seg *rd = NULL;
+        samda_error e = {0};
+        if (samda_seg_read(files[k], &rd, &e) != SAMDA_OK) fail_msg("%s", e.message);
+        const samda_seg_info *si = samda_seg_get_info(rd);
+        assert_int_equal(si->rows, 512);
+        assert_int_equal(si->cols, 512);
+        assert_int_equal(si->n_frames, 1); /* NumberOfFrames absent; 3 per-frame items, 1 frame of pixels */
+        assert_int_equal(si->n_segments, 1);
+        assert_string_equal(si->referenced_series_instance_uid,
+                            "1.2.392.200103.20080913.113635.1.2009.6.22.21.43.10.23430.1");
+        const samda_seg_segment_info *sg = samda_seg_segment_get(rd, 0);
+        assert_int_equal(sg->number, 1);
+        assert_string_equal(sg->label, "Liver");
+        assert_string_equal(sg->type_value, "T-62000");
+        assert_string_equal(sg->type_scheme, "SRT");
+        assert_string_equal(sg->category_value, "T-D0050");
+        assert_string_equal(sg->algorithm_type, "SEMIAUTOMATIC");
+        assert_string_equal(sg->algorithm_name, "SlicerEditor");
+        assert_true(sg->has_cielab);
+        assert_int_equal(sg->cielab[0], 41661);
+        const samda_seg_frame_info *fi = samda_seg_frame_get(rd, 0);
+        assert_int_equal(fi->segment_number, 1);
+        assert_string_equal(fi->referenced_sop_instance_uid,
+                            "1.2.392.200103.20080913.113635.2.2009.6.22.21.43.10.23433.1");
+        assert_true(fi->has_position && fabs(fi->position[0] + 235.2) < 1e-6 && fabs(fi->position[2] + 128.69) < 1e-6);
+        const uint8_t *m = samda_seg_frame_mask(rd, 0);
+        size_t set = 0;
+        for (size_t i = 0; i < 512 * 512; i++) set += m[i];
+        if (want) assert_int_equal(set, want);
+        if (k == 0) {
+            first = malloc(512 * 512);
+            memcpy(first, m, 512 * 512);
+        } else {
+            assert_memory_equal(first, m, 512 * 512);
+        }
+        samda_seg_free(rd);
+    }
+    free(first);
+    /* Not a SEG, and missing. */
+    samda_seg *rd = NULL;
+    samda_error e = {0};
+    assert_int_equal(samda_seg_read(PYDICOM_TEST_FILES "/CT_small.dcm", &rd, &e), SAMDA_EBADDICOM);
+    assert_null(rd);
+    assert_int_equal(samda_seg_read("/nonexistent.dcm", &rd, &e), SAMDA_ENOENT);
+    samda_seg_free(NULL);
+}
+
 /* Figures: a SEG over 100 slices of 512x512 (printed, never gated). */
 static void test_bench_seg_100x512(void **state)
 {
@@ -397,8 +532,16 @@ static void test_bench_seg_100x512(void **state)
     samda_seg_save_result r;
     if (samda_seg_writer_save(w, path, &r, &e) != SAMDA_OK) fail_msg("%s", e.message);
     double t3 = now_s();
-    printf("bench: CT 100x512x512 written + loaded %.2f s; SEG 2 segments %zu frames written in %.3f s\n", t1 - t0,
-           r.n_frames, t3 - t2);
+    samda_seg *rd = NULL;
+    double t4 = now_s();
+    assert_int_equal(samda_seg_read(path, &rd, &e), SAMDA_OK);
+    uint8_t *labels = malloc(total);
+    assert_int_equal(samda_seg_to_label_volume(rd, ph.vol, labels, NULL, &e), SAMDA_OK);
+    double t5 = now_s();
+    printf("bench: CT 100x512x512 written + loaded %.2f s; SEG 2 segments %zu frames written in %.3f s, read + "
+           "mapped in %.3f s\n", t1 - t0, r.n_frames, t3 - t2, t5 - t4);
+    samda_seg_free(rd);
+    free(labels);
     samda_seg_writer_free(w);
     free(m1);
     free(m2);
@@ -411,6 +554,7 @@ int main(void)
         cmocka_unit_test(test_write_phantom),
         cmocka_unit_test(test_write_mr_oblique),
         cmocka_unit_test(test_empty_policy_and_errors),
+        cmocka_unit_test(test_read_pydicom_liver),
         cmocka_unit_test(test_bench_seg_100x512),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

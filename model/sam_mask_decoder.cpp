@@ -1,0 +1,232 @@
+// model/sam_mask_decoder.cpp: SAM's mask decoder: the two-way transformer (token self-attention,
+// token->image and image->token cross-attention with downsampled width, ReLU MLP), the output
+// upscaling, the hypernetwork MLPs that turn mask tokens into masks, and the IoU head.
+#include "internal.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace samda {
+
+DecoderAttentionImpl::DecoderAttentionImpl(int64_t dim, int64_t heads_, int64_t downsample) : heads(heads_)
+{
+    const int64_t internal = dim / downsample;
+    q_proj = register_module("q_proj", std::make_shared<LinearImpl>(dim, internal));
+    k_proj = register_module("k_proj", std::make_shared<LinearImpl>(dim, internal));
+    v_proj = register_module("v_proj", std::make_shared<LinearImpl>(dim, internal));
+    out_proj = register_module("out_proj", std::make_shared<LinearImpl>(internal, dim));
+}
+
+at::Tensor DecoderAttentionImpl::forward(const at::Tensor &q_in, const at::Tensor &k_in, const at::Tensor &v_in) const
+{
+    // Same arithmetic as the reference (q k^T / sqrt(c), softmax, times v, per head), laid out to
+    // avoid copying the 4096-token operands into a heads-first layout: one batched product per head
+    // on strided column slices. Operands with batch 1 broadcast (shared image side, see predict_masks).
+    at::Tensor q = q_proj->forward(q_in), k = k_proj->forward(k_in), v = v_proj->forward(v_in);
+    const int64_t B = std::max({q.size(0), k.size(0), v.size(0)});
+    q = q.expand({B, -1, -1});
+    k = k.expand({B, -1, -1});
+    v = v.expand({B, -1, -1});
+    const int64_t Nq = q.size(1), Nk = k.size(1), Ci = q.size(2), c = Ci / heads;
+    const double norm = std::sqrt((double)c);
+    at::Tensor out = at::empty({B, Nq, Ci}, q.options());
+    for (int64_t j = 0; j < heads; j++) {
+        at::Tensor qj = q.slice(2, j * c, (j + 1) * c), kj = k.slice(2, j * c, (j + 1) * c);
+        at::Tensor vj = v.slice(2, j * c, (j + 1) * c);
+        at::Tensor oj;
+        if (Nq > 4 * Nk) {
+            // Many queries, few keys (image -> tokens): keys first, so that the softmax reduces over a
+            // non-last dimension and vectorises across the queries.
+            at::Tensor a = at::bmm(kj, qj.transpose(1, 2));  // B x Nk x Nq
+            a.div_(norm);
+            a = at::softmax(a, 1);
+            oj = at::bmm(a.transpose(1, 2), vj);
+        } else {
+            at::Tensor a = at::bmm(qj, kj.transpose(1, 2));  // B x Nq x Nk
+            a.div_(norm);
+            a = at::softmax(a, -1);
+            oj = at::bmm(a, vj);
+        }
+        out.slice(2, j * c, (j + 1) * c).copy_(oj);
+    }
+    return out_proj->forward(out);
+}
+
+TwoWayBlockImpl::TwoWayBlockImpl(int64_t dim, int64_t heads, int64_t mlp_dim, int64_t downsample, bool skip)
+    : skip_first_layer_pe(skip)
+{
+    self_attn = register_module("self_attn", std::make_shared<DecoderAttentionImpl>(dim, heads, 1));
+    norm1 = register_module("norm1", std::make_shared<LayerNormImpl>(dim));
+    cross_attn_token_to_image =
+        register_module("cross_attn_token_to_image", std::make_shared<DecoderAttentionImpl>(dim, heads, downsample));
+    norm2 = register_module("norm2", std::make_shared<LayerNormImpl>(dim));
+    mlp = register_module("mlp", std::make_shared<MLPBlockImpl>(dim, mlp_dim, MLPBlockImpl::RELU));
+    norm3 = register_module("norm3", std::make_shared<LayerNormImpl>(dim));
+    norm4 = register_module("norm4", std::make_shared<LayerNormImpl>(dim));
+    cross_attn_image_to_token =
+        register_module("cross_attn_image_to_token", std::make_shared<DecoderAttentionImpl>(dim, heads, downsample));
+}
+
+void TwoWayBlockImpl::forward(at::Tensor &queries, at::Tensor &keys, at::Tensor &query_pe, const at::Tensor &key_pe,
+                              int layer, const TwoWayHooks *hooks) const
+{
+    if (hooks)
+        hooks->block_enter(layer, queries, query_pe);
+    // (1) token self-attention
+    if (skip_first_layer_pe) {
+        at::Tensor out = self_attn->forward(queries, queries, queries);
+        // The reference replaces the queries (no residual) in the first block.
+        queries = hooks ? hooks->token_sublayer(layer, TwoWayHooks::SELF_ATTN, out) : out;
+    } else {
+        at::Tensor q = queries + query_pe;
+        at::Tensor out = self_attn->forward(q, q, queries);
+        if (hooks)
+            out = hooks->token_sublayer(layer, TwoWayHooks::SELF_ATTN, out);
+        queries = queries + out;
+    }
+    queries = norm1->forward(queries);
+    // (2) tokens attend to the image
+    at::Tensor k = keys + key_pe;
+    {
+        at::Tensor q = queries + query_pe;
+        at::Tensor out = cross_attn_token_to_image->forward(q, k, keys);
+        if (hooks)
+            out = hooks->token_sublayer(layer, TwoWayHooks::CROSS_TOKEN_TO_IMAGE, out);
+        queries = norm2->forward(queries + out);
+    }
+    // (3) token MLP
+    {
+        at::Tensor out = mlp->forward(queries);
+        if (hooks)
+            out = hooks->token_sublayer(layer, TwoWayHooks::MLP, out);
+        queries = norm3->forward(queries + out);
+    }
+    // (4) the image attends to the tokens
+    {
+        at::Tensor q = queries + query_pe;
+        at::Tensor out = cross_attn_image_to_token->forward(k, q, queries);
+        if (hooks)
+            out = hooks->image_sublayer(layer, out);
+        keys = norm4->forward(keys + out);
+    }
+    if (hooks)
+        hooks->block_exit(layer, queries, query_pe);
+}
+
+TwoWayTransformerImpl::TwoWayTransformerImpl(const SamConfig &c)
+{
+    const int64_t dim = c.prompt_embed_dim;
+    auto list = register_module("layers", std::make_shared<torch::nn::Module>());
+    for (int i = 0; i < c.decoder_depth; i++)
+        layers.push_back(list->register_module(
+            std::to_string(i), std::make_shared<TwoWayBlockImpl>(dim, c.decoder_num_heads, c.decoder_mlp_dim,
+                                                                 c.attention_downsample_rate, i == 0)));
+    final_attn_token_to_image = register_module(
+        "final_attn_token_to_image",
+        std::make_shared<DecoderAttentionImpl>(dim, c.decoder_num_heads, c.attention_downsample_rate));
+    norm_final_attn = register_module("norm_final_attn", std::make_shared<LayerNormImpl>(dim));
+}
+
+std::pair<at::Tensor, at::Tensor> TwoWayTransformerImpl::forward(const at::Tensor &image, const at::Tensor &image_pe,
+                                                                 const at::Tensor &tokens,
+                                                                 const TwoWayHooks *hooks) const
+{
+    at::Tensor keys = image.flatten(2).permute({0, 2, 1});     // B x HW x C
+    at::Tensor key_pe = image_pe.flatten(2).permute({0, 2, 1});
+    at::Tensor queries = tokens;
+    for (size_t i = 0; i < layers.size(); i++) {
+        at::Tensor query_pe = tokens;  // hooks may extend their copy
+        layers[i]->forward(queries, keys, query_pe, key_pe, (int)i, hooks);
+    }
+    at::Tensor q = queries + tokens;
+    at::Tensor k = keys + key_pe;
+    queries = norm_final_attn->forward(queries + final_attn_token_to_image->forward(q, k, keys));
+    return {queries, keys};
+}
+
+DecoderMLPImpl::DecoderMLPImpl(int64_t in, int64_t hidden, int64_t out, int64_t n_layers)
+{
+    auto list = register_module("layers", std::make_shared<torch::nn::Module>());
+    for (int64_t i = 0; i < n_layers; i++) {
+        const int64_t a = i == 0 ? in : hidden;
+        const int64_t b = i == n_layers - 1 ? out : hidden;
+        layers.push_back(list->register_module(std::to_string(i), std::make_shared<LinearImpl>(a, b)));
+    }
+}
+
+at::Tensor DecoderMLPImpl::forward(at::Tensor x) const
+{
+    for (size_t i = 0; i < layers.size(); i++) {
+        x = layers[i]->forward(x);
+        if (i + 1 < layers.size())
+            x = at::relu(x);
+    }
+    return x;
+}
+
+MaskDecoderImpl::MaskDecoderImpl(const SamConfig &c) : num_mask_tokens(c.num_multimask_outputs + 1)
+{
+    const int64_t dim = c.prompt_embed_dim;
+    transformer = register_module("transformer", std::make_shared<TwoWayTransformerImpl>(c));
+    iou_token = register_module("iou_token", std::make_shared<EmbeddingImpl>(1, dim));
+    mask_tokens = register_module("mask_tokens", std::make_shared<EmbeddingImpl>(num_mask_tokens, dim));
+    auto up = register_module("output_upscaling", std::make_shared<torch::nn::Module>());
+    up0 = up->register_module("0", std::make_shared<ConvTranspose2dImpl>(dim, dim / 4, 2, 2));
+    up1 = up->register_module("1", std::make_shared<LayerNorm2dImpl>(dim / 4, 1e-6));
+    up3 = up->register_module("3", std::make_shared<ConvTranspose2dImpl>(dim / 4, dim / 8, 2, 2));
+    auto hyper = register_module("output_hypernetworks_mlps", std::make_shared<torch::nn::Module>());
+    for (int64_t i = 0; i < num_mask_tokens; i++)
+        hyper_mlps.push_back(hyper->register_module(std::to_string(i), std::make_shared<DecoderMLPImpl>(dim, dim, dim / 8, 3)));
+    iou_prediction_head = register_module(
+        "iou_prediction_head",
+        std::make_shared<DecoderMLPImpl>(dim, c.iou_head_hidden_dim, num_mask_tokens, c.iou_head_depth));
+}
+
+std::pair<at::Tensor, at::Tensor> MaskDecoderImpl::predict_masks(const at::Tensor &image_embedding,
+                                                                 const at::Tensor &image_pe, const at::Tensor &sparse,
+                                                                 const at::Tensor &dense,
+                                                                 const TwoWayHooks *hooks) const
+{
+    const int64_t B = sparse.size(0);
+    at::Tensor out_tokens = at::cat({iou_token->weight, mask_tokens->weight}, 0).unsqueeze(0).expand({B, -1, -1});
+    at::Tensor tokens = at::cat({out_tokens, sparse.to(out_tokens.scalar_type())}, 1);
+    // One image embedding serves every prompt. When the dense prompt is the same for all (no mask
+    // input: a broadcast of no_mask_embed), the image side starts with batch 1 and broadcasting shares
+    // the first block's image projections between prompts; it becomes per-prompt after the first
+    // image->token attention. Same values as the reference's repeat_interleave.
+    const bool shared_dense = dense.size(0) == 1 || dense.stride(0) == 0;
+    at::Tensor src = shared_dense && image_embedding.size(0) == 1 ? image_embedding + dense.slice(0, 0, 1)
+                                                                  : image_embedding.expand({B, -1, -1, -1}) + dense;
+    at::Tensor pos = image_pe;
+    const int64_t c = src.size(1), h = src.size(2), w = src.size(3);
+
+    auto hs_src = transformer->forward(src, pos, tokens, hooks);
+    at::Tensor hs = hs_src.first;
+    at::Tensor iou_out = hs.select(1, 0);
+    at::Tensor mask_out = hs.slice(1, 1, 1 + num_mask_tokens);
+
+    at::Tensor img = hs_src.second.transpose(1, 2).reshape({B, c, h, w});
+    at::Tensor up = at::gelu(up1->forward(up0->forward(img)));
+    up = at::gelu(up3->forward(up));
+    std::vector<at::Tensor> hyper;
+    for (int64_t i = 0; i < num_mask_tokens; i++)
+        hyper.push_back(hyper_mlps[i]->forward(mask_out.select(1, i)));
+    at::Tensor hyper_in = at::stack(hyper, 1);  // B x M x C/8
+    const int64_t uc = up.size(1), uh = up.size(2), uw = up.size(3);
+    at::Tensor masks = at::matmul(hyper_in, up.reshape({B, uc, uh * uw})).reshape({B, -1, uh, uw});
+    at::Tensor iou = iou_prediction_head->forward(iou_out);
+    return {masks, iou};
+}
+
+std::pair<at::Tensor, at::Tensor> MaskDecoderImpl::forward(const at::Tensor &image_embedding,
+                                                           const at::Tensor &image_pe, const at::Tensor &sparse,
+                                                           const at::Tensor &dense, bool multimask,
+                                                           const TwoWayHooks *hooks) const
+{
+    auto r = predict_masks(image_embedding, image_pe, sparse, dense, hooks);
+    if (multimask)
+        return {r.first.slice(1, 1), r.second.slice(1, 1)};
+    return {r.first.slice(1, 0, 1), r.second.slice(1, 0, 1)};
+}
+
+}  // namespace samda

@@ -644,7 +644,8 @@ typedef struct samda_seg_segment {
     samda_seg_code category;         /* required: SegmentedPropertyCategoryCode (CID 7150),
                                         default 85756007 SCT "Tissue" */
     samda_seg_code type;             /* required: SegmentedPropertyTypeCode (CID 7151) */
-    bool has_color;                  /* default false: no RecommendedDisplayCIELabValue */
+    bool has_color;                  /* default false: no RecommendedDisplayCIELabValue (viewers
+                                        pick a colour) */
     uint8_t rgb[3];                  /* sRGB display colour, written as CIELab */
     samda_seg_algorithm_type algorithm_type; /* default AUTOMATIC */
     const char *algorithm_name;      /* required unless MANUAL */
@@ -676,7 +677,9 @@ void samda_seg_segment_init(samda_seg_segment *s);
 samda_seg_writer *samda_seg_writer_new(const samda_volume *source, const samda_seg_params *p,
                                        samda_error *err);
 
-/** Add one segment with its mask.
+/** Add one segment with its mask. Frames are written only for slices where the mask has a voxel
+ *  (PS3.3 allows omitting empty frames; viewers show nothing there either way); a mask empty
+ *  everywhere follows params.empty_segment.
  *  @param s IN: copied.  @param mask IN: n_slices * rows * cols bytes laid out like the source
  *         voxels; non-zero means inside. Copied (packed) during the call.
  *  @param segment_number OUT: may be NULL; the number given (1, 2, ...), 0 if the segment was

@@ -270,6 +270,8 @@ samda_status add_frame(samda_seg_writer &w, Uint16 number, size_t slice, Uint8 *
 samda_status add_segment(samda_seg_writer &w, const samda_seg_segment &s, const uint8_t *mask, unsigned *number,
                          samda_error *err)
 {
+    if (w.is_broken)
+        return samda_fail(err, SAMDA_EINVAL, "adding a segment: an earlier step failed; free this writer");
     if (!s.label || !*s.label) return samda_fail(err, SAMDA_EINVAL, "adding a segment: no label");
     if (!code_ok(s.category) || !code_ok(s.type))
         return samda_fail(err, SAMDA_EINVAL, "adding segment \"%.64s\": %s code needs value, scheme and meaning",

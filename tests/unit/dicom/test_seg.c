@@ -437,6 +437,24 @@ static void test_empty_policy_and_errors(void **state)
     assert_int_equal(e.code, SAMDA_EBADUID);
     assert_null(samda_seg_writer_new(NULL, NULL, &e));
     assert_int_equal(e.code, SAMDA_EINVAL);
+    /* A missing directory: nothing written. */
+    sp.series_instance_uid = NULL;
+    w = samda_seg_writer_new(ph.vol, &sp, &e);
+    assert_non_null(w);
+    assert_int_equal(samda_seg_writer_add_segment(w, &s, mask, NULL, &e), SAMDA_OK);
+    assert_int_equal(samda_seg_writer_save(w, "/nonexistent-dir/seg.dcm", NULL, &e), SAMDA_ENOENT);
+    samda_seg_writer_free(w);
+    /* A source without geometry (a 16-frame cine without positions) cannot carry a SEG. */
+    const char *cine = fixture("dicom/transfer-syntaxes/explicit_little.dcm");
+    if (path_exists(cine)) {
+        samda_volume *cv = NULL;
+        assert_int_equal(samda_dicom_volume_load(&cine, 1, NULL, &cv, &e), SAMDA_OK);
+        assert_false(samda_volume_get_info(cv)->has_geometry);
+        assert_null(samda_seg_writer_new(cv, NULL, &e));
+        assert_int_equal(e.code, SAMDA_EINVAL);
+        assert_non_null(strstr(e.message, "no geometry"));
+        samda_volume_free(cv);
+    }
     phantom_free(&ph);
 }
 

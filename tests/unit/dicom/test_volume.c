@@ -384,9 +384,16 @@ static void test_refusals(void **state)
     ptrs[20] = paths[3];
     load_fails(ptrs, 21, NULL, SAMDA_EBADDICOM, "duplicate");
 
-    /* Different sizes. */
+    /* Another series. */
     const char *mixed[2] = {paths[0], PYDICOM_TEST_FILES "/CT_small.dcm"};
-    load_fails(mixed, 2, NULL, SAMDA_EBADDICOM, NULL);
+    load_fails(mixed, 2, NULL, SAMDA_EBADDICOM, "another series");
+    /* Another size in the same series: refused naming the file and its instance number. */
+    char cropped[4200];
+    snprintf(cropped, sizeof cropped, "%s/cropped.dcm", scratch);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' crop '%s' '%s'", tool, paths[5], cropped);
+    if (run_capture(cmd, out, sizeof out) != 0) fail_msg("%s", out);
+    ptrs[20] = cropped;
+    load_fails(ptrs, 21, NULL, SAMDA_EBADDICOM, "cropped.dcm (instance 77) is 128x256");
     /* Arguments. */
     samda_volume *nv = NULL;
     assert_int_equal(samda_dicom_volume_load(NULL, 1, NULL, &nv, NULL), SAMDA_EINVAL);

@@ -1,5 +1,7 @@
 /* Crash-safe saving of DICOM files (see atomic_write.h). It writes through DCMTK's own file
- * stream, then reopens the temporary file only to fsync it: DCMTK offers no fsync of its own. */
+ * stream, then reopens the temporary file only to fsync it: DCMTK offers no fsync of its own.
+ * No test file of its own: test_ct_write and test_seg check its outcomes (files complete, no
+ * temporary file left, a missing directory refused). */
 #include <cerrno>
 #include <cstdio>
 #include <cstring>

@@ -414,10 +414,12 @@ samda_status samda_dicom_echo(const samda_dicom_peer *peer, unsigned timeout_s, 
  *
  * Refused (SAMDA_EBADDICOM, the message naming the file and its InstanceNumber): frames that
  * differ in orientation (beyond orientation_tolerance), rows/columns, pixel spacing, series or
- * frame of reference; two frames at the same position (duplicates); several frames without
- * ImagePositionPatient/ImageOrientationPatient in a series of several instances. Refused as SAMDA_ENOTSUP: colour images (RGB,
- * YBR, PALETTE COLOR; SamplesPerPixel > 1) and pixel data this DCMTK build cannot decode (JPEG
- * 2000, HTJ2K, MPEG...), the message naming the file and the transfer syntax.
+ * frame of reference; two frames at the same position (duplicates); frames without
+ * ImagePositionPatient/ImageOrientationPatient in a series of several instances (one instance
+ * without positions, a single image or a cine, loads in frame order with has_geometry false).
+ * Refused as SAMDA_ENOTSUP: colour images (RGB, YBR, PALETTE COLOR; SamplesPerPixel > 1) and
+ * pixel data this DCMTK build cannot decode (JPEG 2000, HTJ2K, MPEG...), the message naming the
+ * file and the transfer syntax. Decoding runs on up to 8 threads (one file each).
  * Accepted and reported, not refused: non-uniform spacing (a series with a gap or a missing
  * slice is real data; info.is_uniform and info.max_spacing_deviation_mm say so, and
  * params.refuse_non_uniform makes it a refusal), positions that do not lie on one line along the
@@ -499,6 +501,9 @@ void samda_volume_params_init(samda_volume_params *p);
 samda_status samda_dicom_volume_load(const char *const *paths, size_t n, const samda_volume_params *p,
                                      samda_volume **out, samda_error *err);
 
+/* The accessors below return NULL for a NULL volume. Thread-safety: a volume is read-only after
+ * samda_dicom_volume_load(): any number of threads may use them at once. */
+
 /** Geometry and identity. Borrowed: valid until samda_volume_free(v). */
 const samda_volume_info *samda_volume_get_info(const samda_volume *v);
 
@@ -566,7 +571,8 @@ typedef struct samda_ct_series_result {
 /** Fill *p with the defaults listed beside each field. */
 void samda_ct_series_params_init(samda_ct_series_params *p);
 
-/** Write a CT series. Encoding: Explicit VR Little Endian, 16 bits; when every value is >= -1024
+/** Write a CT series (CT Image Storage, ImageType DERIVED\SECONDARY\AXIAL, PatientPosition HFS).
+ *  Encoding: Explicit VR Little Endian, 16 bits; when every value is >= -1024
  *  the stored value is HU + 1024 unsigned with RescaleIntercept -1024, else the HU themselves,
  *  signed, with RescaleIntercept 0 (RescaleSlope 1 both ways: exact). Slice k is at
  *  origin + k * slice_spacing * (row x column), with SliceLocation its projection on the normal
@@ -644,7 +650,8 @@ typedef struct samda_seg_segment {
     samda_seg_code category;         /* required: SegmentedPropertyCategoryCode (CID 7150),
                                         default 85756007 SCT "Tissue" */
     samda_seg_code type;             /* required: SegmentedPropertyTypeCode (CID 7151) */
-    bool has_color;                  /* default false: no RecommendedDisplayCIELabValue */
+    bool has_color;                  /* default false: no RecommendedDisplayCIELabValue (viewers
+                                        pick a colour) */
     uint8_t rgb[3];                  /* sRGB display colour, written as CIELab */
     samda_seg_algorithm_type algorithm_type; /* default AUTOMATIC */
     const char *algorithm_name;      /* required unless MANUAL */
@@ -663,7 +670,10 @@ typedef struct samda_seg_save_result {
     unsigned n_empty_skipped;        /* segments left out as empty */
 } samda_seg_save_result;
 
+/** Fill *p with the defaults listed beside each field. */
 void samda_seg_params_init(samda_seg_params *p);
+/** Fill *s with the defaults (category Tissue, AUTOMATIC, no colour); label, type and algorithm
+ *  name are left for the caller. */
 void samda_seg_segment_init(samda_seg_segment *s);
 
 /** Start a SEG over a source volume.
@@ -676,7 +686,9 @@ void samda_seg_segment_init(samda_seg_segment *s);
 samda_seg_writer *samda_seg_writer_new(const samda_volume *source, const samda_seg_params *p,
                                        samda_error *err);
 
-/** Add one segment with its mask.
+/** Add one segment with its mask. Frames are written only for slices where the mask has a voxel
+ *  (PS3.3 allows omitting empty frames; viewers show nothing there either way); a mask empty
+ *  everywhere follows params.empty_segment.
  *  @param s IN: copied.  @param mask IN: n_slices * rows * cols bytes laid out like the source
  *         voxels; non-zero means inside. Copied (packed) during the call.
  *  @param segment_number OUT: may be NULL; the number given (1, 2, ...), 0 if the segment was
@@ -751,8 +763,10 @@ typedef struct samda_seg_info {
  *  Ownership: caller owns *out; free with samda_seg_free().  Thread-safety: safe. */
 samda_status samda_seg_read(const char *path, samda_seg **out, samda_error *err);
 
-/** Borrowed accessors, valid until samda_seg_free(); NULL when out of range. Masks are rows * cols
- *  bytes, 0 or 1. */
+/** Borrowed accessors, valid until samda_seg_free(); NULL when seg is NULL or i out of range.
+ *  Segments are in SegmentSequence order, frames in file order; a frame mask is rows * cols bytes,
+ *  0 or 1. Thread-safety: a samda_seg is read-only after samda_seg_read(): any number of threads
+ *  may use the accessors at once. */
 const samda_seg_info *samda_seg_get_info(const samda_seg *seg);
 const samda_seg_segment_info *samda_seg_segment_get(const samda_seg *seg, size_t i);
 const samda_seg_frame_info *samda_seg_frame_get(const samda_seg *seg, size_t i);

@@ -251,16 +251,9 @@ samda_status add_frame(samda_seg_writer &w, Uint16 number, size_t slice, Uint8 *
     if ((c = ref.setReferencedSOPClassUID(s.sop_class_uid)).bad() ||
         (c = ref.setReferencedSOPInstanceUID(s.sop_instance_uid)).bad())
         return cond_fail(err, "source reference", c);
-    if (s.frame_number > 0) {
-        /* A frame of an enhanced source: name the frame (PS3.3 C.10.8). */
-        ImageSOPInstanceReferenceMacro *tmp = nullptr;
-        OFVector<Uint16> frames(1, (Uint16)s.frame_number);
-        if ((c = ImageSOPInstanceReferenceMacro::create(s.sop_class_uid, s.sop_instance_uid, frames, tmp)).bad() ||
-            !tmp)
-            return cond_fail(err, "source frame reference", c);
-        refs[0] = *tmp;
-        delete tmp;
-    }
+    /* A frame of an enhanced source: name the frame (PS3.3 C.10.8). */
+    if (s.frame_number > 0 && (c = ref.addReferencedFrameNumber((Uint16)s.frame_number)).bad())
+        return cond_fail(err, "source frame reference", c);
     std::unique_ptr<FGDerivationImage> der(FGDerivationImage::createMinimal(
         refs, "Segmentation", CodeSequenceMacro("113076", "DCM", "Segmentation"),
         CodeSequenceMacro("121322", "DCM", "Source image for image processing operation")));
@@ -277,6 +270,8 @@ samda_status add_frame(samda_seg_writer &w, Uint16 number, size_t slice, Uint8 *
 samda_status add_segment(samda_seg_writer &w, const samda_seg_segment &s, const uint8_t *mask, unsigned *number,
                          samda_error *err)
 {
+    if (w.is_broken)
+        return samda_fail(err, SAMDA_EINVAL, "adding a segment: an earlier step failed; free this writer");
     if (!s.label || !*s.label) return samda_fail(err, SAMDA_EINVAL, "adding a segment: no label");
     if (!code_ok(s.category) || !code_ok(s.type))
         return samda_fail(err, SAMDA_EINVAL, "adding segment \"%.64s\": %s code needs value, scheme and meaning",

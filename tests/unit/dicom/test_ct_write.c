@@ -223,6 +223,26 @@ static void test_bench_100x512(void **state)
     const float *vox = samda_volume_voxels(v);
     for (size_t i = 0; i < (size_t)S * N * N; i += 9973) assert_true(vox[i] == (float)hu[i]);
     printf("bench: CT write %d x %dx%d: %.2f s (fsync per file); volume load: %.3f s\n", S, N, N, t1 - t0, t3 - t2);
+    /* The same series as lossless JPEG (what PACS often send): decoding dominates. */
+    if (tool_available("dcmcjpeg")) {
+        char jdir[4300], cmd[9000], out[2048];
+        snprintf(jdir, sizeof jdir, "%s/bench-jpeg", scratch);
+        mkdir(jdir, 0700);
+        snprintf(cmd, sizeof cmd, "for f in '%s'/*.dcm; do dcmcjpeg +e1 \"$f\" '%s'/\"$(basename \"$f\")\" || exit 1; done",
+                 dir, jdir);
+        if (run_capture(cmd, out, sizeof out) != 0) fail_msg("%s", out);
+        static char jbuf[S][4200];
+        const char *jptrs[S];
+        dir_paths(jdir, S, jbuf, jptrs);
+        samda_volume *jv = NULL;
+        double t4 = now_s();
+        st = samda_dicom_volume_load(jptrs, S, NULL, &jv, &e);
+        double t5 = now_s();
+        if (st != SAMDA_OK) fail_msg("%s", e.message);
+        assert_memory_equal(samda_volume_voxels(jv), samda_volume_voxels(v), sizeof(float) * S * N * N);
+        printf("bench: volume load of the same series as lossless JPEG: %.3f s\n", t5 - t4);
+        samda_volume_free(jv);
+    }
     samda_volume_free(v);
     free(hu);
 }

@@ -437,7 +437,74 @@ static void test_empty_policy_and_errors(void **state)
     assert_int_equal(e.code, SAMDA_EBADUID);
     assert_null(samda_seg_writer_new(NULL, NULL, &e));
     assert_int_equal(e.code, SAMDA_EINVAL);
+    /* A missing directory: nothing written. */
+    sp.series_instance_uid = NULL;
+    w = samda_seg_writer_new(ph.vol, &sp, &e);
+    assert_non_null(w);
+    assert_int_equal(samda_seg_writer_add_segment(w, &s, mask, NULL, &e), SAMDA_OK);
+    assert_int_equal(samda_seg_writer_save(w, "/nonexistent-dir/seg.dcm", NULL, &e), SAMDA_ENOENT);
+    samda_seg_writer_free(w);
+    /* A source without geometry (a 16-frame cine without positions) cannot carry a SEG. */
+    const char *cine = fixture("dicom/transfer-syntaxes/explicit_little.dcm");
+    if (path_exists(cine)) {
+        samda_volume *cv = NULL;
+        assert_int_equal(samda_dicom_volume_load(&cine, 1, NULL, &cv, &e), SAMDA_OK);
+        assert_false(samda_volume_get_info(cv)->has_geometry);
+        assert_null(samda_seg_writer_new(cv, NULL, &e));
+        assert_int_equal(e.code, SAMDA_EINVAL);
+        assert_non_null(strstr(e.message, "no geometry"));
+        samda_volume_free(cv);
+    }
     phantom_free(&ph);
+}
+
+/* A SEG over an enhanced (multi-frame) source references source frames and maps back onto them. */
+static void test_enhanced_source(void **state)
+{
+    (void)state;
+    const char *dir = fixture("dicom/mr-brain-20");
+    if (!path_exists(dir) || !have_pydicom()) skip();
+    char enh[4300], cmd[20000], out[4096];
+    snprintf(enh, sizeof enh, "%s/enhanced-src.dcm", scratch);
+    const char *src = getenv("SAMDA_SOURCE_DIR");
+    int k = snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s/tests/unit/dicom/volume_tool.py' enhanced '%s'",
+                     src ? src : ".", enh);
+    for (int i = 4; i >= 0; i--) k += snprintf(cmd + k, sizeof cmd - k, " '%s/brain_%03d.dcm'", dir, i + 1);
+    if (run_capture(cmd, out, sizeof out) != 0) fail_msg("%s", out);
+    const char *pp = enh;
+    samda_volume *v = NULL;
+    samda_error e = {0};
+    if (samda_dicom_volume_load(&pp, 1, NULL, &v, &e) != SAMDA_OK) fail_msg("%s", e.message);
+    const samda_volume_info *in = samda_volume_get_info(v);
+    assert_int_equal(in->n_slices, 5);
+    size_t plane = (size_t)in->rows * in->cols;
+    uint8_t *m = calloc(plane * 5, 1);
+    for (size_t s = 1; s < 4; s++) memset(m + s * plane + 100 * in->cols, 1, 20 * in->cols);
+    samda_seg_writer *w = samda_seg_writer_new(v, NULL, &e);
+    assert_non_null(w);
+    samda_seg_segment sg;
+    segment_defaults(&sg, "band");
+    if (samda_seg_writer_add_segment(w, &sg, m, NULL, &e) != SAMDA_OK) fail_msg("%s", e.message);
+    char path[4300];
+    snprintf(path, sizeof path, "%s/enh-seg.dcm", scratch);
+    if (samda_seg_writer_save(w, path, NULL, &e) != SAMDA_OK) fail_msg("%s", e.message);
+    assert_dciodvfy_clean_but(path, "Illegal root for UID - \"0.0.0.0.");
+    samda_seg *rd = NULL;
+    assert_int_equal(samda_seg_read(path, &rd, &e), SAMDA_OK);
+    assert_int_equal(samda_seg_get_info(rd)->n_frames, 3);
+    for (size_t f = 0; f < 3; f++) {
+        const samda_seg_frame_info *fi = samda_seg_frame_get(rd, f);
+        assert_string_equal(fi->referenced_sop_instance_uid, samda_volume_slice_get(v, 0)->sop_instance_uid);
+        assert_int_equal(fi->referenced_frame_number, samda_volume_slice_get(v, f + 1)->frame_number);
+    }
+    uint8_t *labels = malloc(plane * 5);
+    assert_int_equal(samda_seg_to_label_volume(rd, v, labels, NULL, &e), SAMDA_OK);
+    assert_memory_equal(labels, m, plane * 5);
+    free(labels);
+    samda_seg_free(rd);
+    samda_seg_writer_free(w);
+    free(m);
+    samda_volume_free(v);
 }
 
 /* pydicom's real DICOM-SEG (written by dcmqi), little and big endian. */
@@ -554,6 +621,7 @@ int main(void)
         cmocka_unit_test(test_write_phantom),
         cmocka_unit_test(test_write_mr_oblique),
         cmocka_unit_test(test_empty_policy_and_errors),
+        cmocka_unit_test(test_enhanced_source),
         cmocka_unit_test(test_read_pydicom_liver),
         cmocka_unit_test(test_bench_seg_100x512),
     };

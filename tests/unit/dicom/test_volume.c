@@ -384,9 +384,16 @@ static void test_refusals(void **state)
     ptrs[20] = paths[3];
     load_fails(ptrs, 21, NULL, SAMDA_EBADDICOM, "duplicate");
 
-    /* Different sizes. */
+    /* Another series. */
     const char *mixed[2] = {paths[0], PYDICOM_TEST_FILES "/CT_small.dcm"};
-    load_fails(mixed, 2, NULL, SAMDA_EBADDICOM, NULL);
+    load_fails(mixed, 2, NULL, SAMDA_EBADDICOM, "another series");
+    /* Another size in the same series: refused naming the file and its instance number. */
+    char cropped[4200];
+    snprintf(cropped, sizeof cropped, "%s/cropped.dcm", scratch);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' crop '%s' '%s'", tool, paths[5], cropped);
+    if (run_capture(cmd, out, sizeof out) != 0) fail_msg("%s", out);
+    ptrs[20] = cropped;
+    load_fails(ptrs, 21, NULL, SAMDA_EBADDICOM, "cropped.dcm (instance 77) is 128x256");
     /* Arguments. */
     samda_volume *nv = NULL;
     assert_int_equal(samda_dicom_volume_load(NULL, 1, NULL, &nv, NULL), SAMDA_EINVAL);
@@ -430,6 +437,50 @@ static void test_enhanced_multiframe(void **state)
     samda_volume_free(v);
 }
 
+/* The MR series recompressed with DCMTK's tools (lossless JPEG, JPEG-LS, RLE) loads to the very same
+ * volume: decoding runs on several threads at once over the files. */
+static void test_compressed_series_equal(void **state)
+{
+    (void)state;
+    if (!path_exists(fixture("dicom/mr-brain-20"))) skip();
+    static const struct {
+        const char *tool, *args, *tag;
+    } codecs[] = {
+        {"dcmcjpeg", "+e1", "jpegll"}, /* lossless, first-order prediction (SV1) */
+        {"dcmcjpls", "+el", "jpegls"},  /* JPEG-LS lossless */
+        {"dcmcrle", "", "rle"},
+    };
+    char paths[20][4200];
+    const char *ptrs[20];
+    mr_paths(paths, ptrs, NULL);
+    samda_volume *ref = load_ok(ptrs, 20, NULL);
+    for (size_t c = 0; c < sizeof codecs / sizeof codecs[0]; c++) {
+        if (!tool_available(codecs[c].tool)) continue;
+        char out_paths[20][4200];
+        const char *optrs[20];
+        for (int i = 0; i < 20; i++) {
+            snprintf(out_paths[i], sizeof out_paths[i], "%s/%s-%02d.dcm", scratch, codecs[c].tag, i);
+            char cmd[9000], out[2048];
+            snprintf(cmd, sizeof cmd, "%s %s '%s' '%s'", codecs[c].tool, codecs[c].args, paths[i], out_paths[i]);
+            if (run_capture(cmd, out, sizeof out) != 0) fail_msg("%s: %s", cmd, out);
+            optrs[i] = out_paths[i];
+        }
+        samda_dicom_header h;
+        assert_int_equal(samda_dicom_read_header(optrs[0], &h, NULL), SAMDA_OK);
+        assert_string_not_equal(h.transfer_syntax_uid, "1.2.840.10008.1.2.1");
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        samda_volume *v = load_ok(optrs, 20, NULL);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        printf("mr-brain-20 as %s: loaded in %.3f s\n", codecs[c].tag,
+               (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+        if (memcmp(samda_volume_voxels(v), samda_volume_voxels(ref), sizeof(float) * 20 * 256 * 256) != 0)
+            fail_msg("%s series decodes differently from the uncompressed one", codecs[c].tag);
+        samda_volume_free(v);
+    }
+    samda_volume_free(ref);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -439,6 +490,7 @@ int main(void)
         cmocka_unit_test(test_fixture_transfer_syntaxes),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_enhanced_multiframe),
+        cmocka_unit_test(test_compressed_series_equal),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

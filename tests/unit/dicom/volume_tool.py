@@ -7,6 +7,8 @@ numpy (never DCMTK), plus makers of broken series.
                                       projected on the normal of ImageOrientationPatient
   volume_tool.py retilt SRC DST DELTA copy SRC to DST with the second row cosine moved by DELTA
   volume_tool.py duplicate SRC DST    copy SRC to DST with a new SOPInstanceUID (same position)
+  volume_tool.py crop SRC DST         copy SRC to DST as a new instance of the same series, its image
+                                      cut to the top half (fewer rows)
   volume_tool.py enhanced DST FILE... one multi-frame instance (functional groups) of the FILEs'
                                       frames, in the given order, with per-frame positions
 """
@@ -71,6 +73,18 @@ def duplicate(src, dst):
     ds.save_as(dst)
 
 
+def crop(src, dst):
+    ds = pydicom.dcmread(src)
+    arr = ds.pixel_array[: ds.Rows // 2]
+    ds.Rows = arr.shape[0]
+    ds.PixelData = arr.tobytes()
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.InstanceNumber = 77
+    ds.ImagePositionPatient = [str(float(x) + 100.0) for x in ds.ImagePositionPatient]
+    ds.save_as(dst)
+
+
 def enhanced(dst, files):
     srcs = [pydicom.dcmread(f) for f in files]
     first = srcs[0]
@@ -116,6 +130,8 @@ if __name__ == '__main__':
         retilt(args[0], args[1], args[2])
     elif cmd == 'duplicate':
         duplicate(args[0], args[1])
+    elif cmd == 'crop':
+        crop(args[0], args[1])
     elif cmd == 'enhanced':
         enhanced(args[0], args[1:])
     else:

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "dicom.h"
@@ -345,6 +346,27 @@ static bool match_value(const char *pattern, const char *value)
     return fnmatch(pattern, value ? value : "", FNM_NOESCAPE) == 0;
 }
 
+/* PatientName (PS3.4 C.2.2.2.1, C.2.2.2.4): wildcard matching on the whole value, case-insensitive
+ * (PN matching may ignore case). With fuzzymatching=true, a value without wildcards also matches a
+ * name one of whose components (separated by ^, = or space) starts with it. */
+static bool match_pn(const char *pattern, const char *name, bool fuzzy)
+{
+    if (!pattern || !*pattern) return true;
+    if (!name) name = "";
+    if (fnmatch(pattern, name, FNM_NOESCAPE | FNM_CASEFOLD) == 0) return true;
+    if (!fuzzy || strpbrk(pattern, "*?")) return false;
+    size_t n = strlen(pattern);
+    for (const char *c = name; *c;) {
+        if (strncasecmp(c, pattern, n) == 0) return true;
+        c += strcspn(c, "^= ");
+        c += strspn(c, "^= ");
+    }
+    return false;
+}
+
+/* Text matching of LO values (StudyDescription): wildcards, case-sensitive as PS3.4 says. */
+static bool match_text(const char *pattern, const char *value) { return match_value(pattern, value); }
+
 static bool match_modalities(const samda_api_query *q, const char *mods /* backslash-separated */)
 {
     if (q->n_modalities == 0) return true;
@@ -364,6 +386,7 @@ static json_t *study_json(const samda_study_info *s)
 {
     json_t *o = json_object();
     put_str(o, "00080020", "DA", s->study_date);
+    put_str(o, "00080030", "TM", NULL); /* not indexed: present and empty (unknown) */
     put_str(o, "00080050", "SH", s->accession_number);
     json_t *mods = json_array();
     for (const char *p = s->modalities; p && *p;) {
@@ -388,6 +411,8 @@ static json_t *study_json(const samda_study_info *s)
 static json_t *series_json_dicom(const samda_series_info *s)
 {
     json_t *o = json_object();
+    put_str(o, "00080021", "DA", NULL); /* SeriesDate, SeriesTime: not indexed; present and empty */
+    put_str(o, "00080031", "TM", NULL);
     put_str(o, "00080060", "CS", s->modality);
     put_str(o, "0008103E", "LO", s->series_description);
     put_str(o, "00180015", "CS", s->body_part);
@@ -413,6 +438,28 @@ static json_t *instance_json_dicom(const samda_instance_row *r)
     return o;
 }
 
+/* Study-level keys (PatientName, AccessionNumber, StudyDescription, wildcard PatientID) in a series
+ * or instance search: checked against the series' study (the last one looked up is remembered:
+ * rows come grouped by study). */
+typedef struct study_cache {
+    char uid[SAMDA_UID_SIZE];
+    bool match;
+} study_cache;
+
+static bool study_matches(samda_store *store, const samda_api_query *q, const char *study_uid, study_cache *c)
+{
+    bool wild_pid = strpbrk(q->patient_id, "*?") != NULL;
+    if (!q->patient_name[0] && !q->study_description[0] && !q->accession_number[0] && !wild_pid) return true;
+    if (strcmp(c->uid, study_uid) == 0) return c->match;
+    samda_study_info st;
+    samda_error e;
+    snprintf(c->uid, sizeof c->uid, "%s", study_uid);
+    c->match = samda_store_study_get(store, study_uid, &st, &e) == SAMDA_OK && match_value(q->patient_id, st.patient_id) &&
+               match_value(q->accession_number, st.accession_number) && match_pn(q->patient_name, st.patient_name, q->fuzzy) &&
+               match_text(q->study_description, st.study_description);
+    return c->match;
+}
+
 /* Results come from exact-match index queries, then DICOM wildcard matching and paging here. */
 #define QIDO_SCAN_MAX 100000
 
@@ -430,6 +477,7 @@ static samda_status qido(void *v, const samda_api_query *q, json_t **matches, sa
     json_t *out = json_array();
     size_t skipped = 0;
     samda_status st = SAMDA_OK;
+    study_cache cache = {"", false};
 
     if (q->level == SAMDA_API_LEVEL_STUDY) {
         samda_study_info *rows = NULL;
@@ -438,6 +486,8 @@ static samda_status qido(void *v, const samda_api_query *q, json_t **matches, sa
         for (size_t i = 0; i < n && json_array_size(out) < q->limit; i++) {
             if (!match_value(q->patient_id, rows[i].patient_id) ||
                 !match_value(q->accession_number, rows[i].accession_number) ||
+                !match_pn(q->patient_name, rows[i].patient_name, q->fuzzy) ||
+                !match_text(q->study_description, rows[i].study_description) ||
                 !match_modalities(q, rows[i].modalities))
                 continue;
             if (skipped++ < q->offset) continue;
@@ -451,6 +501,7 @@ static samda_status qido(void *v, const samda_api_query *q, json_t **matches, sa
         if ((st = samda_store_series_query(store, &iq, &rows, &n, err)) != SAMDA_OK) goto fail;
         for (size_t i = 0; i < n && json_array_size(out) < q->limit; i++) {
             if (!match_modalities(q, rows[i].modality)) continue;
+            if (!study_matches(store, q, rows[i].study_uid, &cache)) continue;
             if (skipped++ < q->offset) continue;
             json_array_append_new(out, series_json_dicom(&rows[i]));
         }
@@ -460,6 +511,7 @@ static samda_status qido(void *v, const samda_api_query *q, json_t **matches, sa
         size_t ns = 0;
         if ((st = samda_store_series_query(store, &iq, &series, &ns, err)) != SAMDA_OK) goto fail;
         for (size_t s = 0; s < ns && json_array_size(out) < q->limit; s++) {
+            if (!study_matches(store, q, series[s].study_uid, &cache)) continue;
             samda_instance_row *rows = NULL;
             size_t n = 0;
             if ((st = samda_store_instance_list(store, series[s].series_uid, 0, 0, &rows, &n, err)) != SAMDA_OK) {

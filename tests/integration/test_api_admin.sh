@@ -11,7 +11,7 @@ dport=$(free_port); hport=$(free_port)
 write_conf "$T/s.conf" "$dport" "$hport" \
   '[site neuro]' 'called_ae = SAMDA_NEURO' 'modalities = MR' \
   '[destination pacs-ini]' 'ae_title = PACSINI' 'host = 127.0.0.1' 'port = 104'
-sed -i 's/^\[http\]$/[http]\nmax_body = 3MiB/' "$T/s.conf"
+sed -i 's|^\[http\]$|[http]\nmax_body = 3MiB\ncors_origin = http://localhost:3000|' "$T/s.conf"
 start_samdad d "$T/s.conf"
 wait_for_text "$T/d.log" 'msg="ready"'
 D="$T/data"; H="http://127.0.0.1:$hport"
@@ -238,6 +238,56 @@ done
 n403=$(sqlite3 "$D/index.sqlite3" "select count(*) from audit_log where outcome='denied' and action like 'http % /api/v1/%'")
 [ "$n403" -ge 15 ] || fail "denied admin calls not audited ($n403)"
 ok "audit log has every admin action, denied ones included"
+
+
+# ---- OHIF readiness: QIDO attributes and keys OHIF sends, CORS preflight --------------------------
+if [ -d "$MR" ]; then
+  mkdir -p "$T/named"
+  $PY - "$MR" "$T/named" <<'PY'
+import os, sys, pydicom
+from pydicom.uid import generate_uid
+src, dst = sys.argv[1], sys.argv[2]
+study, series = generate_uid(), generate_uid()
+for f in sorted(os.listdir(src))[:3]:
+    ds = pydicom.dcmread(os.path.join(src, f))
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+    ds.SOPInstanceUID = generate_uid(); ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.PatientName = "DOE^JANE^Q"; ds.PatientID = "PN-TEST-1"
+    ds.save_as(os.path.join(dst, f))
+print(study)
+PY
+  $PY "$(dirname "$0")/stow.py" "$H/dicomweb/studies" "$admin" "$T"/named/*.dcm >"$T/stow.out"
+  [ "$(head -1 "$T/stow.out")" = 200 ] || fail "STOW of the named copy: $(head -c 600 "$T/stow.out")"
+  UA=(-H "Authorization: Bearer $user")
+  q() { [ "$(code "${UA[@]}" "$H/dicomweb/$1")" = 200 ] && json_len <"$T/body"; }
+  [ "$(q 'studies?PatientName=doe*')" = 1 ] || fail "PatientName=doe* (case-insensitive wildcard): $(cat "$T/body")"
+  [ "$(q 'studies?PatientName=*JANE*&fuzzymatching=false')" = 1 ] || fail "PatientName=*JANE*"
+  [ "$(q 'studies?PatientName=jan&fuzzymatching=true')" = 1 ] || fail "fuzzy PatientName=jan"
+  [ "$(q 'studies?PatientName=jan')" = 0 ] || fail "PatientName=jan without fuzzy matched"
+  [ "$(q 'studies?PatientName=SMITH*')" = 0 ] || fail "PatientName=SMITH* matched"
+  [ "$(q 'studies?00100010=DOE%5EJANE%5EQ&StudyDescription=BRAIN')" = 1 ] || fail "exact PN + StudyDescription"
+  [ "$(q 'series?PatientName=Doe*&Modality=MR')" = 1 ] || fail "series-level PatientName"
+  [ "$(q 'studies?PatientName=*&limit=101&offset=0&fuzzymatching=true&includefield=00081030%2C00080060')" -ge 2 ] || fail "OHIF study list query"
+  ok "QIDO PatientName: case-insensitive wildcards, fuzzymatching=true prefix of a component, series level; StudyDescription; OHIF's study-list query"
+  study=$(dcmdump -q +P 0020,000D "$MR/brain_001.dcm" | sed 's/.*\[\(.*\)\].*/\1/')
+  [ "$(code "${UA[@]}" "$H/dicomweb/studies/$study/series?includefield=00080021,00080031,0008103E,00200011,00201209,00080060")" = 200 ] || fail "OHIF series query"
+  json_expr 'all(k in d[0] for k in ["00080021","00080031","0008103E","00200011","00201209","00080060","0020000E"])' <"$T/body" | grep -qx True || fail "series attributes: $(cat "$T/body")"
+  series=$(json_expr 'd[0]["0020000E"]["Value"][0]' <"$T/body")
+  [ "$(code "${UA[@]}" "$H/dicomweb/studies/$study/series/$series/instances?includefield=00080018,00080016,00200013,00280010,00280011")" = 200 ] || fail "OHIF instance query"
+  json_expr 'all("Value" in d[0][k] for k in ["00080018","00080016","00200013","00280010","00280011"])' <"$T/body" | grep -qx True || fail "instance attributes: $(cat "$T/body")"
+  ok "QIDO series (00080021 00080031 0008103E 00200011 00201209 00080060) and instance (00080018 00080016 00200013 00280010 00280011) attributes OHIF asks for"
+fi
+curl -s -o /dev/null -D "$T/pre" -X OPTIONS -H 'Origin: http://localhost:3000' -H 'Access-Control-Request-Method: GET' \
+  -H 'Access-Control-Request-Headers: authorization,accept' "$H/dicomweb/studies" -w '%{http_code}' >"$T/pre.code"
+[ "$(cat "$T/pre.code")" = 204 ] || fail "preflight status $(cat "$T/pre.code")"
+grep -qi '^Access-Control-Allow-Origin: http://localhost:3000' "$T/pre" || fail "preflight origin: $(cat "$T/pre")"
+grep -i '^Access-Control-Allow-Methods:' "$T/pre" | grep -q GET || fail "preflight methods"
+grep -i '^Access-Control-Allow-Headers:' "$T/pre" | grep -qi authorization || fail "preflight headers"
+curl -s -o /dev/null -D "$T/get" -H 'Origin: http://localhost:3000' -H "Authorization: Bearer $user" "$H/dicomweb/studies"
+grep -qi '^Access-Control-Allow-Origin: http://localhost:3000' "$T/get" || fail "GET lacks Access-Control-Allow-Origin"
+curl -s -o /dev/null -D "$T/pre2" -X OPTIONS -H 'Origin: http://localhost:3000' -H 'Access-Control-Request-Method: PUT' "$H/api/v1/sites/liver"
+grep -i '^Access-Control-Allow-Methods:' "$T/pre2" | grep -q PUT || fail "preflight for PUT on a site"
+ok "CORS: preflight from the OHIF origin (204, origin, methods, Authorization allowed) and the origin on answers"
 
 kill -TERM "$(cat "$T/d.pid")"
 wait_exit "$(cat "$T/d.pid")" 20

@@ -281,6 +281,16 @@ static void qido_queries(void **state)
     assert_string_equal(q.date_from, "20240229");
     assert_string_equal(q.date_to, "20240229");
     assert_int_equal(qido(SAMDA_API_LEVEL_INSTANCE, "SOPInstanceUID=1.2&Modality=SEG", &q, &cl, &err), SAMDA_OK);
+    /* what OHIF sends: PatientName with wildcards, StudyDescription, fuzzymatching=true */
+    assert_int_equal(qido(SAMDA_API_LEVEL_STUDY, "PatientName=*doe%5Ejo*&StudyDescription=*BRAIN*&fuzzymatching=true&limit=101&offset=0"
+                          "&includefield=00081030%2C00080060", &q, &cl, &err), SAMDA_OK);
+    assert_string_equal(q.patient_name, "*doe^jo*");
+    assert_string_equal(q.study_description, "*BRAIN*");
+    assert_true(q.fuzzy);
+    assert_int_equal(q.n_includefields, 2);
+    assert_int_equal(qido(SAMDA_API_LEVEL_SERIES, "00100010=DOE", &q, &cl, &err), SAMDA_OK);
+    assert_string_equal(q.patient_name, "DOE");
+    assert_false(q.fuzzy);
 
     /* SQL metacharacters in a text value reach the core intact (it binds them) */
     assert_int_equal(qido(SAMDA_API_LEVEL_STUDY, "PatientID=x%27%3B%20DROP%20TABLE%20studies%3B--", &q, &cl, &err), SAMDA_OK);
@@ -296,9 +306,11 @@ static void qido_queries(void **state)
         {SAMDA_API_LEVEL_STUDY, "limit=abc", "limit"},
         {SAMDA_API_LEVEL_STUDY, "offset=-1", "offset"},
         {SAMDA_API_LEVEL_STUDY, "limit=1&limit=2", "given twice"},
-        {SAMDA_API_LEVEL_STUDY, "fuzzymatching=true", "fuzzymatching"},
-        {SAMDA_API_LEVEL_STUDY, "PatientName=DOE", "PatientName is not supported"},
-        {SAMDA_API_LEVEL_STUDY, "00100010=DOE", "00100010 is not supported"},
+        {SAMDA_API_LEVEL_STUDY, "fuzzymatching=maybe", "fuzzymatching must be true or false"},
+        {SAMDA_API_LEVEL_STUDY, "PatientSex=F", "PatientSex is not supported"},
+        {SAMDA_API_LEVEL_STUDY, "00100040=F", "00100040 is not supported"},
+        {SAMDA_API_LEVEL_STUDY, "PatientName=A%5CB", "PatientName must be"},
+        {SAMDA_API_LEVEL_STUDY, "PatientName=x&00100010=y", "given twice"},
         {SAMDA_API_LEVEL_STUDY, "includefield=NoSuchKeyword", "unknown attribute NoSuchKeyword"},
         {SAMDA_API_LEVEL_STUDY, "SOPInstanceUID=1.2", "cannot be used in a study-level"},
         {SAMDA_API_LEVEL_SERIES, "ModalitiesInStudy=CT", "cannot be used in a series-level"},

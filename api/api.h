@@ -5,7 +5,8 @@
  * DCMTK or libtorch. Everything it serves comes from the daemon's core through one table of
  * function pointers, samda_api_services, defined here and implemented by the daemon. Every
  * service is optional: a NULL pointer makes the routes that need it answer 501 (a problem+json
- * document "not available in this build").
+ * document "not available in this build", or the route's own reason, such as "training needs the
+ * model worker").
  *
  * Conventions for every service function:
  *  - It returns a samda_status. SAMDA_OK means the out-values are filled. Any other status becomes

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "api.h"
@@ -79,6 +80,8 @@ struct api_request {
     int file_fd;                   /* BODY_FILE: the spool file, -1 when closed */
     char *file_path;               /* BODY_FILE: its path (NULL when none); unlinked at the end */
     uint64_t file_limit;           /* BODY_FILE: largest body accepted */
+    dev_t file_dev;                /* BODY_FILE: identity of the spool file, so that only it is */
+    ino_t file_ino;                /* unlinked (the core may have renamed it away meanwhile) */
     bool upload_failed;            /* an error was found while the body streamed in */
     samda_error upload_err;
     /* response */

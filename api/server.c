@@ -195,6 +195,11 @@ static samda_status file_body_feed(api_request *r, const char *data, size_t len,
             return samda_fail(err, e == ENOSPC || e == EDQUOT ? SAMDA_ENOSPC : SAMDA_EIO, "cannot create a temp file for the upload: %s",
                               strerror(e));
         }
+        struct stat sb;
+        if (fstat(r->file_fd, &sb) == 0) {
+            r->file_dev = sb.st_dev;
+            r->file_ino = sb.st_ino;
+        }
     }
     while (len) {
         ssize_t w = write(r->file_fd, data, len);
@@ -215,7 +220,10 @@ void api_file_body_free(api_request *r)
     if (r->file_fd >= 0) close(r->file_fd);
     r->file_fd = -1;
     if (r->file_path) {
-        unlink(r->file_path);
+        /* Unlink only our own file: after the core renamed it away, another request may have
+         * been given the same name. */
+        struct stat sb;
+        if (lstat(r->file_path, &sb) == 0 && sb.st_dev == r->file_dev && sb.st_ino == r->file_ino) unlink(r->file_path);
         free(r->file_path);
         r->file_path = NULL;
     }

@@ -665,7 +665,7 @@ static void stop_answers_queued_with_503(void **state)
         nanosleep(&ts, NULL);
     }
     pthread_create(&t2, NULL, bg_qido, &b2);
-    struct timespec ts = {0, 200 * 1000 * 1000}; /* let the second one reach the queue */
+    struct timespec ts = {0, 500 * 1000 * 1000}; /* let the second one reach the queue (curl may start slowly under load) */
     nanosleep(&ts, NULL);
     samda_api_stop(a);
     int calls = fc.qido_calls;

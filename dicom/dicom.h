@@ -451,6 +451,43 @@ samda_status samda_dicom_file_to_json(const char *path, const char *bulkdata_uri
 samda_status samda_dicom_dataset_json_attrs(const char *path, const uint32_t *tags, size_t n,
                                             char **json, samda_error *err);
 
+/* =========================================================================================
+ * Frames for WADO-RS /frames                                                 [dicom/frame.cpp]
+ * ========================================================================================= */
+
+/** The layout of the bytes samda_dicom_frame_read() returns. */
+typedef struct samda_dicom_frame_info {
+    unsigned rows;                  /* (0028,0010) */
+    unsigned columns;               /* (0028,0011) */
+    unsigned samples_per_pixel;     /* (0028,0002) */
+    unsigned bits_allocated;        /* (0028,0100): 1, 8, 16 or 32 */
+    unsigned bits_stored;           /* (0028,0101) */
+    unsigned pixel_representation;  /* (0028,0103): 0 unsigned, 1 two's complement */
+    unsigned number_of_frames;      /* (0028,0008), 1 when absent */
+    unsigned planar_configuration;  /* of the returned bytes: always 0 (R,G,B,R,G,B...) */
+    char photometric_interpretation[SAMDA_DICOM_CS_SIZE]; /* of the returned bytes: the decoder's
+                                       output model, e.g. "RGB" for a JPEG stored as YBR_FULL_422 */
+    char transfer_syntax_uid[SAMDA_DICOM_UID_SIZE];       /* of the file */
+} samda_dicom_frame_info;
+
+/** Read one frame's pixels as native bytes: uncompressed, little-endian, samples interleaved
+ *  (planar configuration 0), rows top to bottom. Compressed files are decoded through DCMTK (JPEG
+ *  baseline/extended/lossless, JPEG-LS, RLE; samda_dicom_init() must have registered the codecs).
+ *  Size: rows * columns * samples_per_pixel * bits_allocated / 8 bytes; for bits_allocated 1 (a
+ *  BINARY segmentation) the frame's bits, packed least significant bit first, re-aligned so the
+ *  frame's first pixel is bit 0 of byte 0 (PS3.5 8.1.1 packs frames without byte alignment):
+ *  ceil(rows * columns / 8) bytes.
+ *  @param path  IN: Part 10 file.  @param frame IN: 1-based frame number.
+ *  @param data  OUT: the bytes.  @param size OUT: their count.  @param info OUT: may be NULL.
+ *  @return SAMDA_OK; SAMDA_EINVAL: NULL argument; SAMDA_ENOENT: no such file, frame 0 or above
+ *          NumberOfFrames (message gives the count), or no pixel data; SAMDA_EIO;
+ *          SAMDA_EBADDICOM: not DICOM, inconsistent image attributes, truncated or undecodable
+ *          pixel data; SAMDA_ENOTSUP: JPEG 2000 or another encoding without a decoder here;
+ *          SAMDA_ENOMEM. After a failure *data is NULL and *size 0.
+ *  Ownership: *data is the caller's, free with free().  Thread-safety: safe. */
+samda_status samda_dicom_frame_read(const char *path, unsigned frame, void **data, size_t *size,
+                                    samda_dicom_frame_info *info, samda_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -6,7 +6,8 @@ Writes OUTDIR/edge.dcm (explicit VR little endian, UTF-8) with: IS/DS spellings 
 allow as such ("+1.50", ".5", "1.", "007", "-0", "1e3") and values that are no numbers at all,
 a three-group person name, multi-valued text with empty values, LT with backslashes, quotes and
 control characters, FD NaN and infinity, AT, SV/UV, a small OF, a private block, a nested sequence
-and a 2 KiB OB; and OUTDIR/multiframe.dcm, a 3-frame 16-bit image (explicit little endian).
+and a 2 KiB OB; OUTDIR/multiframe.dcm, a 3-frame 16-bit image (explicit little endian), and OUTDIR/bits1.dcm,
+3 one-bit frames of 5x7 pixels (frames not byte aligned).
 """
 import sys
 import warnings
@@ -95,3 +96,16 @@ mf.PixelRepresentation = 0
 mf.NumberOfFrames = 3
 mf.PixelData = (np.arange(3 * 5 * 7, dtype="<u2") * 37 % 4096).tobytes()
 mf.save_as(f"{out}/multiframe.dcm", write_like_original=False)
+
+seg = base("1.2.840.10008.5.1.4.1.1.66.4")  # 1-bit frames of 5x7 = 35 pixels: not byte aligned
+seg.Modality = "SEG"
+seg.Rows, seg.Columns = 5, 7
+seg.SamplesPerPixel = 1
+seg.PhotometricInterpretation = "MONOCHROME2"
+seg.BitsAllocated, seg.BitsStored, seg.HighBit = 1, 1, 0
+seg.PixelRepresentation = 0
+seg.NumberOfFrames = 3
+rng = np.random.default_rng(7)
+bits = rng.integers(0, 2, size=3 * 35).astype(np.uint8)
+seg.PixelData = np.packbits(bits, bitorder="little").tobytes()
+seg.save_as(f"{out}/bits1.dcm", write_like_original=False)

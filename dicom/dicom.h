@@ -403,6 +403,91 @@ typedef struct samda_dicom_peer {
  *  with different timeout_s may connect with each other's timeout. */
 samda_status samda_dicom_echo(const samda_dicom_peer *peer, unsigned timeout_s, samda_error *err);
 
+/* =========================================================================================
+ * DICOM JSON (PS3.18 Annex F.2) for DICOMweb metadata and QIDO results        [dicom/json.cpp]
+ * ========================================================================================= */
+
+/** Largest binary value (bytes) written inline as "InlineBinary" (base64). Larger values, pixel data
+ *  of any size and encapsulated (compressed) pixel data become a "BulkDataURI", or are left without
+ *  a value when no bulk data base URI is given. */
+#define SAMDA_DICOM_JSON_INLINE_MAX 1024
+
+/** Write one instance's data set as a DICOM JSON object (PS3.18 F.2), UTF-8.
+ *  What is written: every attribute of the data set in tag order, private ones included (with their
+ *  VR; UN when the file has no VR for them), sequences nested to any depth. Not written: the file
+ *  meta information (group 0002) and group lengths (gggg,0000).
+ *  Encoding rules: keys "GGGGEEEE" (upper-case hex); an empty attribute is {"vr":"XX"} alone; an
+ *  empty value inside a multi-valued one is null. PN values are objects {"Alphabetic",
+ *  "Ideographic", "Phonetic"} with the empty groups left out. IS and DS values are JSON numbers,
+ *  re-spelled only as far as JSON demands ("+1" -> 1, ".5" -> 0.5, "1." -> 1, "007" -> 7) so no
+ *  digit is lost; a value that is not a number at all ("abc", "NaN") is kept as a JSON string (the
+ *  JSON stays valid; PS3.18 has no way to carry it). FL/FD NaN and infinities become null. AT values
+ *  are "GGGGEEEE" strings. Text in other character sets is converted to UTF-8 (SpecificCharacterSet
+ *  then reads "ISO_IR 192"); bytes that still are not UTF-8 become U+FFFD.
+ *  Binary values (OB, OD, OF, OL, OV, OW, UN): at most SAMDA_DICOM_JSON_INLINE_MAX bytes (and not
+ *  pixel data): "InlineBinary", little-endian bytes in base64. Otherwise, with bulkdata_uri:
+ *  "BulkDataURI" = bulkdata_uri + "/pixeldata" for the top-level Pixel Data (7FE0,0010) (the
+ *  DICOMweb instance pixel data resource; frames are served by samda_dicom_frame_read()), else
+ *  bulkdata_uri + "/bulkdata/" + the tag path, e.g. "/bulkdata/00091010" at the top level and
+ *  "/bulkdata/00081140/0/00091010" inside item 0 (counted from 0) of a sequence. Without
+ *  bulkdata_uri such values are written as {"vr":"XX"} with no value.
+ *  @param path         IN: Part 10 file (or bare data set) to read.
+ *  @param bulkdata_uri IN: base URI (no trailing slash), e.g.
+ *                      "http://host/dicomweb/studies/S/series/X/instances/I"; NULL = omit bulk data.
+ *  @param json         OUT: one JSON object (no newline at the end).
+ *  @return SAMDA_OK; SAMDA_EINVAL: path or json NULL; SAMDA_ENOENT: no such file; SAMDA_EIO;
+ *          SAMDA_EBADDICOM: not DICOM or truncated; SAMDA_ENOMEM. *json is NULL after a failure.
+ *  Ownership: *json is the caller's, free with free().  Thread-safety: safe. */
+samda_status samda_dicom_file_to_json(const char *path, const char *bulkdata_uri, char **json,
+                                      samda_error *err);
+
+/** As samda_dicom_file_to_json() for the listed top-level attributes only (QIDO-RS includefield):
+ *  attributes of the list that the data set lacks are left out; a listed sequence is written whole.
+ *  Binary values are inline when small, else left without a value (no bulk data URIs).
+ *  @param tags IN: (group << 16 | element), any order, n entries (n = 0 gives "{}").
+ *  Note: samdad answers QIDO from its index; this serves attributes the index does not keep.
+ *  @return as samda_dicom_file_to_json(); SAMDA_EINVAL also for tags NULL with n > 0.
+ *  Ownership: *json is the caller's, free with free().  Thread-safety: safe. */
+samda_status samda_dicom_dataset_json_attrs(const char *path, const uint32_t *tags, size_t n,
+                                            char **json, samda_error *err);
+
+/* =========================================================================================
+ * Frames for WADO-RS /frames                                                 [dicom/frame.cpp]
+ * ========================================================================================= */
+
+/** The layout of the bytes samda_dicom_frame_read() returns. */
+typedef struct samda_dicom_frame_info {
+    unsigned rows;                  /* (0028,0010) */
+    unsigned columns;               /* (0028,0011) */
+    unsigned samples_per_pixel;     /* (0028,0002) */
+    unsigned bits_allocated;        /* (0028,0100): 1, 8, 16 or 32 */
+    unsigned bits_stored;           /* (0028,0101) */
+    unsigned pixel_representation;  /* (0028,0103): 0 unsigned, 1 two's complement */
+    unsigned number_of_frames;      /* (0028,0008), 1 when absent */
+    unsigned planar_configuration;  /* of the returned bytes: always 0 (R,G,B,R,G,B...) */
+    char photometric_interpretation[SAMDA_DICOM_CS_SIZE]; /* of the returned bytes: the decoder's
+                                       output model, e.g. "RGB" for a JPEG stored as YBR_FULL_422 */
+    char transfer_syntax_uid[SAMDA_DICOM_UID_SIZE];       /* of the file */
+} samda_dicom_frame_info;
+
+/** Read one frame's pixels as native bytes: uncompressed, little-endian, samples interleaved
+ *  (planar configuration 0), rows top to bottom. Compressed files are decoded through DCMTK (JPEG
+ *  baseline/extended/lossless, JPEG-LS, RLE; samda_dicom_init() must have registered the codecs).
+ *  Size: rows * columns * samples_per_pixel * bits_allocated / 8 bytes; for bits_allocated 1 (a
+ *  BINARY segmentation) the frame's bits, packed least significant bit first, re-aligned so the
+ *  frame's first pixel is bit 0 of byte 0 (PS3.5 8.1.1 packs frames without byte alignment):
+ *  ceil(rows * columns / 8) bytes.
+ *  @param path  IN: Part 10 file.  @param frame IN: 1-based frame number.
+ *  @param data  OUT: the bytes.  @param size OUT: their count.  @param info OUT: may be NULL.
+ *  @return SAMDA_OK; SAMDA_EINVAL: NULL argument; SAMDA_ENOENT: no such file, frame 0 or above
+ *          NumberOfFrames (message gives the count), or no pixel data; SAMDA_EIO;
+ *          SAMDA_EBADDICOM: not DICOM, inconsistent image attributes, truncated or undecodable
+ *          pixel data; SAMDA_ENOTSUP: JPEG 2000 or another encoding without a decoder here;
+ *          SAMDA_ENOMEM. After a failure *data is NULL and *size 0.
+ *  Ownership: *data is the caller's, free with free().  Thread-safety: safe. */
+samda_status samda_dicom_frame_read(const char *path, unsigned frame, void **data, size_t *size,
+                                    samda_dicom_frame_info *info, samda_error *err);
+
 #ifdef __cplusplus
 }
 #endif

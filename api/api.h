@@ -106,6 +106,9 @@ typedef struct samda_api_ref {
     const char *study;
     const char *series;
     const char *instance;
+    const char *base_url; /* "http(s)://host[:port]" of this server as the client reached it
+                           * (params.public_url, else the Host header when sane), "" when
+                           * unknown: prefix for absolute URLs such as BulkDataURI. Never NULL */
 } samda_api_ref;
 
 /** One STOW-RS part handed to the core (PS3.18 10.5). Borrowed for the call. */
@@ -239,7 +242,8 @@ typedef struct samda_api_services {
                              samda_error *err);
 
     /** WADO-RS metadata. OUT metadata: a JSON array of DICOM JSON objects, one per instance,
-     *  without bulk data (or with BulkDataURI). SAMDA_ENOENT: unknown UID (404). */
+     *  without bulk data (or with BulkDataURI, built on ref->base_url). SAMDA_ENOENT: unknown
+     *  UID (404). */
     samda_status (*metadata)(void *ctx, const samda_api_ref *ref, json_t **metadata,
                              samda_error *err);
 

@@ -556,8 +556,10 @@ static bool accept_allows(api_request *r, const char *type)
     return false;
 }
 
-static void fill_ref(api_request *r, samda_api_ref *ref)
+static void fill_ref(api_request *r, samda_api_ref *ref, char *base, size_t base_size)
 {
+    api_base_url(r, base, base_size);
+    ref->base_url = base;
     ref->level = (samda_api_level)r->match.route->arg;
     ref->study = api_match_param(&r->match, "study");
     ref->series = api_match_param(&r->match, "series");
@@ -644,7 +646,8 @@ void api_h_wado(api_request *r)
         return;
     }
     samda_api_ref ref;
-    fill_ref(r, &ref);
+    char base[300];
+    fill_ref(r, &ref, base, sizeof base);
     json_t *paths = NULL;
     samda_error e = {SAMDA_OK, ""};
     if (!call_ok(r, api->svc.retrieve(api->svc.ctx, &ref, &paths, &e), &e, &paths)) return;
@@ -690,7 +693,8 @@ void api_h_metadata(api_request *r)
 {
     samda_api *api = r->api;
     samda_api_ref ref;
-    fill_ref(r, &ref);
+    char base[300];
+    fill_ref(r, &ref, base, sizeof base);
     json_t *out = NULL;
     samda_error e = {SAMDA_OK, ""};
     if (!call_ok(r, api->svc.metadata(api->svc.ctx, &ref, &out, &e), &e, &out)) return;
@@ -712,7 +716,8 @@ void api_h_frames(api_request *r)
         return;
     }
     samda_api_ref ref;
-    fill_ref(r, &ref);
+    char base[300];
+    fill_ref(r, &ref, base, sizeof base);
     unsigned frames[API_MAX_FRAMES], nf = 0;
     char tmp[API_PARAM_MAX + 1];
     snprintf(tmp, sizeof tmp, "%s", api_match_param(&r->match, "frames"));

@@ -590,6 +590,163 @@ static samda_status retrieve(void *v, const samda_api_ref *ref, json_t **paths, 
     return SAMDA_OK;
 }
 
+/* ---------- WADO-RS metadata and frames ---------- */
+
+/* The instances a reference names, in retrieval order. Free with samda_store_free. */
+static samda_status ref_instances(samda_store *store, const samda_api_ref *ref, samda_instance_row **out, size_t *n_out,
+                                  samda_error *err)
+{
+    *out = NULL;
+    *n_out = 0;
+    samda_status st;
+    if (ref->level == SAMDA_API_LEVEL_INSTANCE) {
+        samda_instance_row *r = malloc(sizeof *r);
+        if (!r) return samda_fail(err, SAMDA_ENOMEM, "out of memory");
+        st = samda_store_instance_get(store, ref->instance, r, err);
+        if (st == SAMDA_OK && (strcmp(r->meta.series_uid, ref->series) != 0 || strcmp(r->meta.study_uid, ref->study) != 0))
+            st = SAMDA_ENOENT;
+        if (st == SAMDA_ENOENT) st = samda_fail(err, SAMDA_ENOENT, "unknown instance %s in series %s", ref->instance, ref->series);
+        if (st != SAMDA_OK) {
+            free(r);
+            return st;
+        }
+        *out = r;
+        *n_out = 1;
+        return SAMDA_OK;
+    }
+    samda_series_info *series = NULL;
+    size_t ns = 0;
+    if (ref->level == SAMDA_API_LEVEL_SERIES) {
+        series = malloc(sizeof *series);
+        if (!series) return samda_fail(err, SAMDA_ENOMEM, "out of memory");
+        st = samda_store_series_get(store, ref->series, series, err);
+        if (st == SAMDA_OK && strcmp(series->study_uid, ref->study) != 0) st = SAMDA_ENOENT;
+        if (st == SAMDA_ENOENT) st = samda_fail(err, SAMDA_ENOENT, "unknown series %s in study %s", ref->series, ref->study);
+        if (st != SAMDA_OK) {
+            free(series);
+            return st;
+        }
+        ns = 1;
+    } else {
+        if ((st = samda_store_series_list(store, ref->study, &series, &ns, err)) != SAMDA_OK) return st;
+        if (ns == 0) return samda_fail(err, SAMDA_ENOENT, "unknown study %s", ref->study);
+    }
+    samda_instance_row *all = NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < ns && st == SAMDA_OK; i++) {
+        samda_instance_row *rows = NULL;
+        size_t k = 0;
+        if ((st = samda_store_instance_list(store, series[i].series_uid, 0, 0, &rows, &k, err)) != SAMDA_OK) break;
+        samda_instance_row *na = k ? realloc(all, (n + k) * sizeof *all) : all;
+        if (k && !na) {
+            st = samda_fail(err, SAMDA_ENOMEM, "out of memory");
+        } else if (k) {
+            all = na;
+            memcpy(all + n, rows, k * sizeof *rows);
+            n += k;
+        }
+        samda_store_free(rows);
+    }
+    if (ref->level == SAMDA_API_LEVEL_SERIES) free(series);
+    else samda_store_free(series);
+    if (st != SAMDA_OK) {
+        free(all);
+        return st;
+    }
+    *out = all;
+    *n_out = n;
+    return SAMDA_OK;
+}
+
+/* The JSON writer names bulk data under the instance URL (".../pixeldata", ".../bulkdata/<path>");
+ * this server serves frames and whole instances: point the top-level Pixel Data at its frames
+ * (".../frames/1,2,...", at most 256, the frames route's limit) and other bulk data at the
+ * instance. */
+#define METADATA_MAX_FRAME_LIST 256
+
+static void bulk_rewrite(json_t *obj, const char *inst_url, const char *frames_url, bool top)
+{
+    const char *key;
+    json_t *attr;
+    json_object_foreach(obj, key, attr) {
+        json_t *uri = json_object_get(attr, "BulkDataURI");
+        if (json_is_string(uri)) {
+            bool pixel = top && strcmp(key, "7FE00010") == 0;
+            json_object_set_new(attr, "BulkDataURI", json_string(pixel ? frames_url : inst_url));
+        }
+        json_t *items = json_object_get(attr, "Value");
+        const char *vr = json_string_value(json_object_get(attr, "vr"));
+        if (vr && strcmp(vr, "SQ") == 0 && json_is_array(items)) {
+            size_t i;
+            json_t *item;
+            json_array_foreach(items, i, item) if (json_is_object(item)) bulk_rewrite(item, inst_url, frames_url, false);
+        }
+    }
+}
+
+static samda_status metadata(void *v, const samda_api_ref *ref, json_t **out, samda_error *err)
+{
+    samda_store *store = samdad_store(CORE(v)->ctx);
+    samda_instance_row *rows = NULL;
+    size_t n = 0;
+    samda_status st = ref_instances(store, ref, &rows, &n, err);
+    if (st != SAMDA_OK) return st;
+    json_t *arr = json_array();
+    char *frames = malloc(sizeof "/frames/" + METADATA_MAX_FRAME_LIST * 4 + 1024 + 8);
+    if (!frames) st = samda_fail(err, SAMDA_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n && st == SAMDA_OK; i++) {
+        char path[4096], url[1024];
+        if ((st = samda_store_object_path(store, rows[i].object.relpath, path, sizeof path, err)) != SAMDA_OK) break;
+        snprintf(url, sizeof url, "%s/dicomweb/studies/%s/series/%s/instances/%s", ref->base_url ? ref->base_url : "",
+                 rows[i].meta.study_uid, rows[i].meta.series_uid, rows[i].meta.sop_uid);
+        char *text = NULL;
+        if ((st = samda_dicom_file_to_json(path, url, &text, err)) != SAMDA_OK) {
+            samda_error_prefix(err, "metadata of instance %s: ", rows[i].meta.sop_uid);
+            break;
+        }
+        json_error_t je;
+        json_t *obj = json_loads(text, 0, &je);
+        free(text);
+        if (!json_is_object(obj)) {
+            json_decref(obj);
+            st = samda_fail(err, SAMDA_EINTERNAL, "metadata of instance %s: the DICOM JSON writer produced invalid JSON", rows[i].meta.sop_uid);
+            break;
+        }
+        json_t *nf = json_array_get(json_object_get(json_object_get(obj, "00280008"), "Value"), 0);
+        long long nframes = json_is_integer(nf) ? json_integer_value(nf) : json_is_real(nf) ? (long long)json_real_value(nf) : 1;
+        if (nframes < 1) nframes = 1;
+        if (nframes > METADATA_MAX_FRAME_LIST) nframes = METADATA_MAX_FRAME_LIST;
+        size_t o = (size_t)snprintf(frames, 1024 + 8, "%s/frames/", url);
+        for (long long f = 1; f <= nframes; f++) o += (size_t)sprintf(frames + o, "%s%lld", f > 1 ? "," : "", f);
+        bulk_rewrite(obj, url, frames, true);
+        json_array_append_new(arr, obj);
+    }
+    free(frames);
+    free(rows);
+    if (st != SAMDA_OK) {
+        json_decref(arr);
+        return st;
+    }
+    *out = arr;
+    return SAMDA_OK;
+}
+
+static samda_status frame(void *v, const samda_api_ref *ref, unsigned frame_no, void **data, size_t *size, samda_error *err)
+{
+    samda_store *store = samdad_store(CORE(v)->ctx);
+    samda_instance_row *rows = NULL;
+    size_t n = 0;
+    samda_status st = ref_instances(store, ref, &rows, &n, err);
+    if (st != SAMDA_OK) return st;
+    char path[4096];
+    st = samda_store_object_path(store, rows[0].object.relpath, path, sizeof path, err);
+    free(rows);
+    if (st != SAMDA_OK) return st;
+    st = samda_dicom_frame_read(path, frame_no, data, size, NULL, err);
+    if (st != SAMDA_OK) samda_error_prefix(err, "frame %u of instance %s: ", frame_no, ref->instance);
+    return st;
+}
+
 /* ---------- REST ---------- */
 
 static samda_status changes(void *v, int64_t since, unsigned limit, json_t **out, samda_error *err)
@@ -1633,6 +1790,8 @@ samdad_api_core *samdad_api_core_new(samdad_ctx *ctx, samda_api_services *svc, s
     svc->stow_complete = stow_complete;
     svc->qido = qido;
     svc->retrieve = retrieve;
+    svc->metadata = metadata;
+    svc->frame = frame;
     svc->changes = changes;
     svc->jobs_list = jobs_list;
     svc->job_get = job_get;

@@ -277,6 +277,28 @@ PY
   json_expr 'all("Value" in d[0][k] for k in ["00080018","00080016","00200013","00280010","00280011"])' <"$T/body" | grep -qx True || fail "instance attributes: $(cat "$T/body")"
   ok "QIDO series (00080021 00080031 0008103E 00200011 00201209 00080060) and instance (00080018 00080016 00200013 00280010 00280011) attributes OHIF asks for"
 fi
+
+# ---- WADO-RS metadata and frames (DICOM JSON from the stored files) --------------------------------
+if [ -d "$MR" ]; then
+  for glob in 'brain_001' 'brain_00[2-9]' 'brain_01*' 'brain_02*'; do # in parts: this daemon's http.max_body is 3 MiB
+    $PY "$(dirname "$0")/stow.py" "$H/dicomweb/studies" "$admin" $MR/$glob.dcm >"$T/stow.out"
+    # brain_001..003 came earlier by C-STORE (stored as received, other bytes): those parts fail 0x0111
+    case "$(head -1 "$T/stow.out")" in 200|202|409) ;; *) fail "STOW of the MR series ($glob): $(head -c 600 "$T/stow.out")" ;; esac
+  done
+  sop=$(dcmdump -q +P 0008,0018 "$MR/brain_001.dcm" | sed 's/.*\[\(.*\)\].*/\1/')
+  mrseries=$(dcmdump -q +P 0020,000E "$MR/brain_001.dcm" | sed 's/.*\[\(.*\)\].*/\1/')
+  [ "$(code "${UA[@]}" "$H/dicomweb/studies/$study/series/$mrseries/metadata")" = 200 ] || fail "series metadata: $(head -c 300 "$T/body")"
+  cp "$T/body" "$T/meta.json"
+  $PY "$(dirname "$0")/wado_check.py" "$T/meta.json" "$H" "$user" "$MR"/*.dcm >"$T/wado.out" || fail "metadata/frames differ: $(cat "$T/wado.out")"
+  echo "   $(cat "$T/wado.out") (instances, attributes compared)"
+  [ "$(code "${UA[@]}" "$H/dicomweb/studies/$study/series/$mrseries/instances/$sop/metadata")" = 200 ] && json_len <"$T/body" | grep -qx 1 || fail "instance metadata"
+  [ "$(code "${UA[@]}" "$H/dicomweb/studies/$study/metadata")" = 200 ] && [ "$(json_len <"$T/body")" -ge 20 ] || fail "study metadata"
+  [ "$(code "${UA[@]}" "$H/dicomweb/studies/$study/series/$mrseries/instances/$sop/frames/2")" = 404 ] || fail "frame 2 of a single-frame instance not 404"
+  title | grep -q "frame 2" || fail "frame 404 title: $(cat "$T/body")"
+  [ "$(code "${UA[@]}" "$H/dicomweb/studies/$study/series/1.2.3/metadata")" = 404 ] || fail "unknown series metadata not 404"
+  [ "$(code "${UA[@]}" "$H/dicomweb/studies/$study/series/$mrseries/instances/$sop/frames/1" -H 'Accept: image/jpeg')" = 406 ] || fail "frames with Accept image/jpeg not 406"
+  ok "WADO-RS metadata of the MR series parsed by pydicom Dataset.from_json equals the files; PixelData BulkDataURI = frames URL whose bytes equal the file's; 404s"
+fi
 curl -s -o /dev/null -D "$T/pre" -X OPTIONS -H 'Origin: http://localhost:3000' -H 'Access-Control-Request-Method: GET' \
   -H 'Access-Control-Request-Headers: authorization,accept' "$H/dicomweb/studies" -w '%{http_code}' >"$T/pre.code"
 [ "$(cat "$T/pre.code")" = 204 ] || fail "preflight status $(cat "$T/pre.code")"

@@ -386,7 +386,7 @@ static json_t *study_json(const samda_study_info *s)
 {
     json_t *o = json_object();
     put_str(o, "00080020", "DA", s->study_date);
-    put_str(o, "00080030", "TM", NULL); /* not indexed: present and empty (unknown) */
+    put_str(o, "00080030", "TM", NULL); /* not indexed: filled from a file when it has one */
     put_str(o, "00080050", "SH", s->accession_number);
     json_t *mods = json_array();
     for (const char *p = s->modalities; p && *p;) {
@@ -411,7 +411,7 @@ static json_t *study_json(const samda_study_info *s)
 static json_t *series_json_dicom(const samda_series_info *s)
 {
     json_t *o = json_object();
-    put_str(o, "00080021", "DA", NULL); /* SeriesDate, SeriesTime: not indexed; present and empty */
+    put_str(o, "00080021", "DA", NULL); /* SeriesDate, SeriesTime: not indexed; filled from a file */
     put_str(o, "00080031", "TM", NULL);
     put_str(o, "00080060", "CS", s->modality);
     put_str(o, "0008103E", "LO", s->series_description);
@@ -436,6 +436,31 @@ static json_t *instance_json_dicom(const samda_instance_row *r)
     if (r->meta.columns) put_int(o, "00280011", "US", r->meta.columns);
     put_int(o, "00280008", "IS", r->meta.number_of_frames > 0 ? r->meta.number_of_frames : 1);
     return o;
+}
+
+/* Attributes the index does not keep (StudyTime, SeriesDate, SeriesTime), read from the first
+ * instance of a series: they replace the empty placeholders of o. Best effort: a file that cannot
+ * be read leaves them empty. */
+static void fill_from_file(samda_store *store, const char *series_uid, const uint32_t *tags, size_t n, json_t *o)
+{
+    samda_instance_row *rows = NULL;
+    size_t k = 0;
+    samda_error e;
+    if (samda_store_instance_list(store, series_uid, 1, 0, &rows, &k, &e) != SAMDA_OK || k == 0) {
+        samda_store_free(rows);
+        return;
+    }
+    char path[4096], *text = NULL;
+    if (samda_store_object_path(store, rows[0].object.relpath, path, sizeof path, &e) == SAMDA_OK &&
+        samda_dicom_dataset_json_attrs(path, tags, n, &text, &e) == SAMDA_OK) {
+        json_t *j = json_loads(text, 0, NULL);
+        const char *key;
+        json_t *v;
+        json_object_foreach(j, key, v) if (json_object_get(v, "Value")) json_object_set(o, key, v);
+        json_decref(j);
+    }
+    free(text);
+    samda_store_free(rows);
 }
 
 /* Study-level keys (PatientName, AccessionNumber, StudyDescription, wildcard PatientID) in a series
@@ -491,7 +516,15 @@ static samda_status qido(void *v, const samda_api_query *q, json_t **matches, sa
                 !match_modalities(q, rows[i].modalities))
                 continue;
             if (skipped++ < q->offset) continue;
-            json_array_append_new(out, study_json(&rows[i]));
+            json_t *o = study_json(&rows[i]);
+            static const uint32_t study_tags[] = {0x00080030};
+            samda_series_info *ser = NULL;
+            size_t nser = 0;
+            samda_error fe;
+            if (samda_store_series_list(store, rows[i].study_uid, &ser, &nser, &fe) == SAMDA_OK && nser)
+                fill_from_file(store, ser[0].series_uid, study_tags, 1, o);
+            samda_store_free(ser);
+            json_array_append_new(out, o);
         }
         samda_store_free(rows);
     } else if (q->level == SAMDA_API_LEVEL_SERIES) {
@@ -503,7 +536,10 @@ static samda_status qido(void *v, const samda_api_query *q, json_t **matches, sa
             if (!match_modalities(q, rows[i].modality)) continue;
             if (!study_matches(store, q, rows[i].study_uid, &cache)) continue;
             if (skipped++ < q->offset) continue;
-            json_array_append_new(out, series_json_dicom(&rows[i]));
+            json_t *o = series_json_dicom(&rows[i]);
+            static const uint32_t series_tags[] = {0x00080021, 0x00080031};
+            fill_from_file(store, rows[i].series_uid, series_tags, 2, o);
+            json_array_append_new(out, o);
         }
         samda_store_free(rows);
     } else {

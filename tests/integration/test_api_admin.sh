@@ -272,10 +272,11 @@ PY
   study=$(dcmdump -q +P 0020,000D "$MR/brain_001.dcm" | sed 's/.*\[\(.*\)\].*/\1/')
   [ "$(code "${UA[@]}" "$H/dicomweb/studies/$study/series?includefield=00080021,00080031,0008103E,00200011,00201209,00080060")" = 200 ] || fail "OHIF series query"
   json_expr 'all(k in d[0] for k in ["00080021","00080031","0008103E","00200011","00201209","00080060","0020000E"])' <"$T/body" | grep -qx True || fail "series attributes: $(cat "$T/body")"
+  json_expr 'd[0]["00080021"]["Value"][0], d[0]["00080031"]["Value"][0]' <"$T/body" | grep -qx "20010316 143414" || fail "SeriesDate/SeriesTime from the file: $(cat "$T/body")"
   series=$(json_expr 'd[0]["0020000E"]["Value"][0]' <"$T/body")
   [ "$(code "${UA[@]}" "$H/dicomweb/studies/$study/series/$series/instances?includefield=00080018,00080016,00200013,00280010,00280011")" = 200 ] || fail "OHIF instance query"
   json_expr 'all("Value" in d[0][k] for k in ["00080018","00080016","00200013","00280010","00280011"])' <"$T/body" | grep -qx True || fail "instance attributes: $(cat "$T/body")"
-  ok "QIDO series (00080021 00080031 0008103E 00200011 00201209 00080060) and instance (00080018 00080016 00200013 00280010 00280011) attributes OHIF asks for"
+  ok "QIDO series (00080021 00080031 read from the stored file 0008103E 00200011 00201209 00080060) and instance (00080018 00080016 00200013 00280010 00280011) attributes OHIF asks for"
 fi
 
 # ---- WADO-RS metadata and frames (DICOM JSON from the stored files) --------------------------------

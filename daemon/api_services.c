@@ -1594,14 +1594,14 @@ static samda_status destination_echo(void *v, const char *name, int64_t token_id
 static json_t *adapter_json(const samda_adapter *a)
 {
     json_t *meta = json_from_text(a->metadata_json);
-    json_t *metrics = json_object_get(meta, "metrics");
-    json_t *labels = json_object_get(meta, "labels");
-    json_t *o = json_pack("{s:s, s:i, s:o, s:b, s:s, s:I, s:s, s:O, s:O, s:O, s:I}", "site", a->site, "version", a->version,
+    json_t *metrics = json_object_get(meta, "metrics"), *labels = json_object_get(meta, "labels");
+    json_t *st = json_object_get(meta, "safetensors");
+    json_t *o = json_pack("{s:s, s:i, s:o, s:b, s:s, s:I, s:s, s:o, s:o, s:o, s:I}", "site", a->site, "version", a->version,
                           "parent_version", a->parent_version ? json_integer(a->parent_version) : json_null(), "active",
                           a->active, "sha256", a->object.sha256, "size", (json_int_t)a->object.size, "base_fingerprint",
-                          a->base_fingerprint, "labels", labels ? labels : json_array(), "metrics",
-                          metrics ? metrics : json_null(), "metadata", json_object_get(meta, "safetensors") ? json_object_get(meta, "safetensors") : json_object(),
-                          "created_ms", (json_int_t)a->created_ms);
+                          a->base_fingerprint, "labels", json_is_array(labels) ? json_incref(labels) : json_array(), "metrics",
+                          json_is_object(metrics) ? json_incref(metrics) : json_null(), "metadata",
+                          json_is_object(st) ? json_incref(st) : json_object(), "created_ms", (json_int_t)a->created_ms);
     json_object_set_new(o, "activated_ms", a->activated_ms ? json_integer(a->activated_ms) : json_null());
     json_decref(meta);
     return o;
@@ -1699,7 +1699,7 @@ static samda_status adapter_upload(void *v, const samda_api_upload *up, json_t *
     json_t *metrics = NULL;
     const char *ms = json_string_value(json_object_get(info.metadata, "metrics"));
     if (ms) metrics = json_loads(ms, 0, NULL);
-    json_t *meta = json_pack("{s:O, s:o, s:o, s:I, s:I, s:I}", "safetensors", info.metadata ? info.metadata : json_object(),
+    json_t *meta = json_pack("{s:o, s:o, s:o, s:I, s:I, s:I}", "safetensors", info.metadata ? json_incref(info.metadata) : json_object(),
                              "labels", labels_from_meta(json_string_value(json_object_get(info.metadata, "labels"))), "metrics",
                              json_is_object(metrics) ? json_incref(metrics) : json_null(), "tensors", (json_int_t)info.n_tensors,
                              "header_bytes", (json_int_t)info.header_bytes, "uploaded_by", (json_int_t)up->token_id);

@@ -651,7 +651,7 @@ static void stop_answers_queued_with_503(void **state)
     fake_core fc;
     samda_api_services svc;
     fake_core_init(&fc, &svc);
-    fc.slow_ms = 600;
+    fc.slow_ms = 2000; /* longer than the wait below, however slow the machine */
     samda_api_params p;
     samda_api_params_init(&p);
     p.handler_threads = 1;

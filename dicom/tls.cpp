@@ -132,7 +132,11 @@ samda_status dicom_tls_setup_acceptor(const samda_dicom_tls *tls, T_ASC_Network 
 
 bool dicom_tls_is_handshake_failure(const OFCondition &cond)
 {
-    return cond.module() == OFM_dcmnet && cond.code() == DULC_TLSERROR;
+    /* DCMTK 3.6.7 reports handshake failures of a requestor as "TLS error: <OpenSSL reason>"
+     * inside a generic connection failure, and some as DULC_TLSERROR. */
+    if (cond.module() == OFM_dcmnet && cond.code() == DULC_TLSERROR) return true;
+    const char *t = cond.text();
+    return t && std::strstr(t, "TLS error") != nullptr;
 }
 
 extern "C" void samda_dicom_tls_init(samda_dicom_tls *t)

@@ -165,6 +165,33 @@ static void test_store_series_to_storescp(void **state)
     assert_non_null(strstr(out, "21 (0002,0010) UI =LittleEndianExplicit"));
 }
 
+/* A peer that accepts JPEG-LS gets it as stored (no decoding): bit-preserving pixel data. */
+static void test_compressed_sent_as_stored(void **state)
+{
+    (void)state;
+    const char *jls = fixture("dicom/transfer-syntaxes/jpeg_ls.dcm");
+    if (!tool_available("storescp") || !path_exists(jls)) skip();
+    peer_proc pp;
+    start_storescp(&pp, "acceptall", "+xa");
+    samda_dicom_peer peer = {"SAMDA", "PEER", "127.0.0.1", pp.port, NULL};
+    const char *paths[] = {jls};
+    samda_store_result r[1];
+    samda_store_outcome oc;
+    samda_error e;
+    if (samda_dicom_store(&peer, paths, 1, 10, r, &oc, &e) != SAMDA_OK) fail_msg("%s", e.message);
+    assert_false(r[0].transcoded);
+    stop_proc(&pp);
+    char cmd[9000], out[512];
+    snprintf(cmd, sizeof cmd, "dcmdump -q -M +P 0002,0010 '%s'/*", pp.dir);
+    assert_int_equal(run_capture(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "=JPEGLS")); /* the fixture is JPEG-LS near-lossless */
+    /* the compressed pixel data arrived unchanged: same encapsulated bytes as the source */
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 -c 'import glob,sys,pydicom; a=pydicom.dcmread(sys.argv[1]).PixelData; "
+             "b=pydicom.dcmread(glob.glob(sys.argv[2]+\"/*\")[0]).PixelData; sys.exit(0 if a==b and len(a)>1000 else 1)' "
+             "'%s' '%s'", jls, pp.dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* storescp limited to CT: an MR series is refused for its SOP class, permanently. */
 static void test_sop_class_refused(void **state)
 {
@@ -417,6 +444,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_table),
         cmocka_unit_test(test_store_series_to_storescp),
+        cmocka_unit_test(test_compressed_sent_as_stored),
         cmocka_unit_test(test_sop_class_refused),
         cmocka_unit_test(test_closed_port),
         cmocka_unit_test(test_peer_aborts),

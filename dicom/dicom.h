@@ -300,6 +300,8 @@ typedef void (*samda_scp_association_end_fn)(void *ctx, const samda_assoc_info *
                                              samda_assoc_end how, unsigned n_stored,
                                              unsigned n_failed);
 
+typedef struct samda_dicom_tls samda_dicom_tls; /* DICOM TLS settings, see the TLS section */
+
 typedef struct samda_scp_params {
     const char *bind_address;      /* IPv4 address to listen on; default "127.0.0.1";
                                       "0.0.0.0" for every interface */
@@ -322,6 +324,8 @@ typedef struct samda_scp_params {
     samda_scp_store_fn on_store;                 /* NULL = answer success and delete the file */
     samda_scp_store_failed_fn on_store_failed;   /* optional */
     samda_scp_association_end_fn on_association_end; /* optional */
+    const samda_dicom_tls *tls;    /* NULL (default): plain TCP; else DICOM TLS only on this port
+                                      (TLS 1.2+, samda_dicom_tls); read during samda_scp_start() */
 } samda_scp_params;
 
 /** Counters since samda_scp_start(); all monotonic except associations_active. */
@@ -383,6 +387,7 @@ typedef struct samda_dicom_peer {
     const char *called_ae;   /* theirs (1..16 characters) */
     const char *host;        /* name or IPv4 address */
     unsigned port;           /* 1..65535 */
+    const samda_dicom_tls *tls; /* NULL: plain TCP; else DICOM TLS, server certificate verified */
 } samda_dicom_peer;
 
 /** Verify a peer with C-ECHO: connect, associate (Verification, Implicit VR Little Endian), echo,
@@ -487,6 +492,106 @@ typedef struct samda_dicom_frame_info {
  *  Ownership: *data is the caller's, free with free().  Thread-safety: safe. */
 samda_status samda_dicom_frame_read(const char *path, unsigned frame, void **data, size_t *size,
                                     samda_dicom_frame_info *info, samda_error *err);
+
+/* =========================================================================================
+ * C-STORE SCU for the export queue                                             [dicom/scu.cpp]
+ * ========================================================================================= */
+
+/** Whether a failed C-STORE response status is worth retrying later (PS3.4 B.2.3, PS3.7 C).
+ *    transient: A7xx out of resources; 0110 processing failure; 0213 resource limitation;
+ *               FE00 cancel.
+ *    permanent: 0111 duplicate SOP instance; 0117 invalid SOP instance; 0122 SOP class not
+ *               supported; 0124 not authorised; 0210-0212 (duplicate invocation, unrecognised
+ *               operation, mistyped argument); A9xx data set does not match SOP class; Cxxx cannot
+ *               understand; any other failure code.
+ *  Success (0000) and warnings (0001, 0107, 0116, Bxxx) are not failures: false.
+ *  Thread-safety: pure function. */
+bool samda_dicom_status_is_transient(unsigned dicom_status);
+
+/** How one samda_dicom_store() call went, as a whole. */
+typedef enum samda_store_outcome {
+    SAMDA_STORE_ALL_STORED = 0, /* every instance answered success or warning */
+    SAMDA_STORE_SOME_FAILED,    /* the association ran to its release; some instances failed:
+                                   see each result's is_transient */
+    SAMDA_STORE_TRANSIENT,      /* the association could not be made or broke: connection refused,
+                                   reset or timed out, rejected-transient (busy), aborted by the
+                                   peer mid-way. Instances not reported stored may be sent again. */
+    SAMDA_STORE_PERMANENT       /* retrying as is will not help: invalid peer description,
+                                   rejected-permanent (AE titles), TLS set-up or handshake failed,
+                                   or the peer accepted none of the presentation contexts */
+} samda_store_outcome;
+
+/** What happened to one instance. */
+typedef struct samda_store_result {
+    samda_status status;    /* SAMDA_OK: stored (success or warning response). Else: SAMDA_EBUSY
+                               (A7xx, 0213), SAMDA_EEXIST (0111), SAMDA_ENOTSUP (SOP class or
+                               transfer syntax not accepted and no way to convert), SAMDA_EBADDICOM
+                               (A9xx, Cxxx, or the file cannot be read), SAMDA_EFORBIDDEN (0124),
+                               SAMDA_ENETWORK (0110, other failure codes, or the connection broke),
+                               SAMDA_ETIMEDOUT, SAMDA_ENOENT/SAMDA_EIO (the file), ... */
+    bool responded;         /* a C-STORE response arrived: dicom_status is the peer's */
+    unsigned dicom_status;  /* the response status (0 if none arrived) */
+    bool is_transient;      /* a failure that a later retry may cure (false when stored) */
+    bool transcoded;        /* sent decompressed: the peer did not accept the stored syntax */
+    char message[SAMDA_ERROR_MESSAGE_SIZE]; /* one line; the peer's ErrorComment included */
+} samda_store_result;
+
+/** Send instances with C-STORE over one association, then release it.
+ *  Presentation contexts: one per SOP class with Explicit and Implicit VR Little Endian, plus, for
+ *  each other transfer syntax stored, one with that syntax alone (at most 128 contexts; instances
+ *  needing more fail with SAMDA_ETOOBIG, not transient: send fewer classes per call). Each instance
+ *  goes in its own transfer syntax when accepted, else decoded to an accepted uncompressed one
+ *  (JPEG, JPEG-LS, RLE, deflate, big endian: samda_dicom_init() must have registered the codecs);
+ *  if that is impossible (JPEG 2000) the instance fails with SAMDA_ENOTSUP.
+ *  @param peer      IN: borrowed; peer->tls non-NULL for DICOM TLS.
+ *  @param paths     IN: n Part 10 files, sent in this order.
+ *  @param timeout_s IN: for the connection, association and each response; 0 = 30.
+ *  @param results   OUT: n entries, each filled whatever the outcome.
+ *  @param outcome   OUT: may be NULL.
+ *  @return SAMDA_OK: every instance stored (outcome ALL_STORED);
+ *          SAMDA_EINVAL: bad arguments (nothing sent, outcome PERMANENT);
+ *          association failures as samda_dicom_echo() returns them (SAMDA_ENETWORK,
+ *          SAMDA_ETIMEDOUT, SAMDA_EBUSY transient; SAMDA_EFORBIDDEN permanent; TLS failures
+ *          SAMDA_ECONFIG/SAMDA_EFORBIDDEN), with outcome TRANSIENT or PERMANENT and every
+ *          unsent instance's result saying so;
+ *          otherwise the status of the first failed instance (outcome SOME_FAILED, or TRANSIENT
+ *          when the association broke), *err saying how many failed.
+ *  Thread-safety: safe (the TCP connect timeout is process-wide, as for samda_dicom_echo()). */
+samda_status samda_dicom_store(const samda_dicom_peer *peer, const char *const *paths, size_t n,
+                               unsigned timeout_s, samda_store_result *results,
+                               samda_store_outcome *outcome, samda_error *err);
+
+/* =========================================================================================
+ * DICOM TLS (PS3.15 B.9, BCP 195 non-downgrading profile; OpenSSL via DCMTK)   [dicom/tls.cpp]
+ * ========================================================================================= */
+
+/** TLS settings of an SCP (samda_scp_params.tls) or of a peer we call (samda_dicom_peer.tls).
+ *  Protocol: TLS 1.2 or newer only, with DCMTK's "BCP 195 non-downgrading" cipher suites
+ *  (ECDHE/DHE with RSA and AES-GCM): certificates must have RSA keys. All files are PEM. */
+struct samda_dicom_tls {
+    const char *certificate_file;  /* our certificate (chain); required for an SCP; for an SCU
+                                      optional (client authentication, needs private_key_file) */
+    const char *private_key_file;  /* unencrypted private key matching certificate_file */
+    const char *ca_file;           /* trusted CA certificates; at least one of ca_file, ca_dir */
+    const char *ca_dir;            /* directory of trusted CA certificates (OpenSSL hash names,
+                                      "openssl rehash") */
+    bool require_peer_certificate; /* SCP: default true, a client must present a certificate that
+                                      a trusted CA signed (else the handshake fails); false: a
+                                      presented certificate is still verified. SCU: ignored, the
+                                      server's certificate is always verified. Host names are not
+                                      compared with the certificate (DCMTK 3.6.7 does not). */
+};
+
+/** Fill *t with the defaults: no files, require_peer_certificate true. */
+void samda_dicom_tls_init(samda_dicom_tls *t);
+
+/** Check that the files of *t can be loaded and fit together (key matches certificate, CA
+ *  readable), as samda_scp_start() and samda_dicom_store() do before any connection.
+ *  @param is_server IN: true for an SCP (a certificate is then required).
+ *  @return SAMDA_OK; SAMDA_EINVAL: t NULL, no CA, SCP without certificate, key without certificate;
+ *          SAMDA_ECONFIG: a file cannot be read or parsed, or the key does not match (message
+ *          names the file, never its content); SAMDA_ENOMEM.  Thread-safety: safe. */
+samda_status samda_dicom_tls_check(const samda_dicom_tls *t, bool is_server, samda_error *err);
 
 #ifdef __cplusplus
 }

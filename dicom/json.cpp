@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -264,7 +265,7 @@ void put_person_name(std::string &o, const OFString &v)
 
 void write_item(json_writer &w, DcmItem &item, const std::string &path, int depth);
 
-/* "Value": [...] for the non-binary, non-sequence VRs. Returns false if nothing was written. */
+/* "Value": [...] for the non-binary, non-sequence VRs; nothing for an empty attribute. */
 void put_values(json_writer &w, DcmElement *el, const char *vr)
 {
     std::string &o = w.out;
@@ -356,7 +357,7 @@ const Uint32 un_reparse_max = 65536;
  * the dictionary knows is written with the dictionary's VR, as pydicom and most DICOMweb servers
  * do. PS3.5 6.2.2: a UN value is always encoded as Implicit VR Little Endian, so the value is
  * parsed again as one implicit element. Returns NULL when it stays UN. */
-DcmElement *reparse_un(DcmElement *el, DcmDataset &holder)
+DcmElement *reparse_un(DcmElement *el, std::unique_ptr<DcmDataset> &holder)
 {
     if (el->getVR() != EVR_UN || el->ident() == EVR_SQ) return nullptr;
     DcmTagKey k = el->getTag();
@@ -375,18 +376,18 @@ DcmElement *reparse_un(DcmElement *el, DcmDataset &holder)
     DcmInputBufferStream in;
     in.setBuffer(buf.data(), (offile_off_t)buf.size());
     in.setEos();
-    holder.clear();
-    holder.transferInit();
-    OFCondition cond = holder.read(in, EXS_LittleEndianImplicit, EGL_noChange);
-    holder.transferEnd();
-    if (cond.bad() || holder.card() != 1) return nullptr;
-    DcmElement *re = holder.getElement(0);
+    holder.reset(new DcmDataset);
+    holder->transferInit();
+    OFCondition cond = holder->read(in, EXS_LittleEndianImplicit, EGL_noChange);
+    holder->transferEnd();
+    if (cond.bad() || holder->card() != 1) return nullptr;
+    DcmElement *re = holder->getElement(0);
     return re && re->getVR() != EVR_UN ? re : nullptr;
 }
 
 void write_element(json_writer &w, DcmElement *el, const std::string &parent, int depth)
 {
-    DcmDataset holder;
+    std::unique_ptr<DcmDataset> holder; /* owns a re-parsed UN value while it is written */
     if (DcmElement *re = reparse_un(el, holder)) el = re;
     std::string &o = w.out;
     DcmTagKey k = el->getTag();

@@ -300,6 +300,8 @@ typedef void (*samda_scp_association_end_fn)(void *ctx, const samda_assoc_info *
                                              samda_assoc_end how, unsigned n_stored,
                                              unsigned n_failed);
 
+typedef struct samda_dicom_tls samda_dicom_tls; /* DICOM TLS settings, see the TLS section */
+
 typedef struct samda_scp_params {
     const char *bind_address;      /* IPv4 address to listen on; default "127.0.0.1";
                                       "0.0.0.0" for every interface */
@@ -322,6 +324,8 @@ typedef struct samda_scp_params {
     samda_scp_store_fn on_store;                 /* NULL = answer success and delete the file */
     samda_scp_store_failed_fn on_store_failed;   /* optional */
     samda_scp_association_end_fn on_association_end; /* optional */
+    const samda_dicom_tls *tls;    /* NULL (default): plain TCP; else DICOM TLS only on this port
+                                      (TLS 1.2+, samda_dicom_tls); read during samda_scp_start() */
 } samda_scp_params;
 
 /** Counters since samda_scp_start(); all monotonic except associations_active. */
@@ -383,6 +387,7 @@ typedef struct samda_dicom_peer {
     const char *called_ae;   /* theirs (1..16 characters) */
     const char *host;        /* name or IPv4 address */
     unsigned port;           /* 1..65535 */
+    const samda_dicom_tls *tls; /* NULL: plain TCP; else DICOM TLS, server certificate verified */
 } samda_dicom_peer;
 
 /** Verify a peer with C-ECHO: connect, associate (Verification, Implicit VR Little Endian), echo,
@@ -522,6 +527,7 @@ const samda_dicom_header *samda_volume_source_header(const samda_volume *v);
 /** Free a volume; NULL is a no-op. */
 void samda_volume_free(samda_volume *v);
 
+/* ==================================================================================
 /* =========================================================================================
  * CT series writer (dicom/ct_write.cpp): a synthetic or processed int16 HU volume as a
  * standard CT Image Storage series, one Part 10 file per slice.
@@ -786,6 +792,190 @@ void samda_seg_free(samda_seg *seg);
  *          labels_out is then partly written). */
 samda_status samda_seg_to_label_volume(const samda_seg *seg, const samda_volume *source,
                                        uint8_t *labels_out, size_t *n_mapped, samda_error *err);
+=======
+ * DICOM JSON (PS3.18 Annex F.2) for DICOMweb metadata and QIDO results        [dicom/json.cpp]
+ * ========================================================================================= */
+
+/** Largest binary value (bytes) written inline as "InlineBinary" (base64). Larger values, pixel data
+ *  of any size and encapsulated (compressed) pixel data become a "BulkDataURI", or are left without
+ *  a value when no bulk data base URI is given. */
+#define SAMDA_DICOM_JSON_INLINE_MAX 1024
+
+/** Write one instance's data set as a DICOM JSON object (PS3.18 F.2), UTF-8.
+ *  What is written: every attribute of the data set in tag order, private ones included (with their
+ *  VR; UN when the file has no VR for them), sequences nested to any depth. Not written: the file
+ *  meta information (group 0002) and group lengths (gggg,0000).
+ *  Encoding rules: keys "GGGGEEEE" (upper-case hex); an empty attribute is {"vr":"XX"} alone; an
+ *  empty value inside a multi-valued one is null. PN values are objects {"Alphabetic",
+ *  "Ideographic", "Phonetic"} with the empty groups left out. IS and DS values are JSON numbers,
+ *  re-spelled only as far as JSON demands ("+1" -> 1, ".5" -> 0.5, "1." -> 1, "007" -> 7) so no
+ *  digit is lost; a value that is not a number at all ("abc", "NaN") is kept as a JSON string (the
+ *  JSON stays valid; PS3.18 has no way to carry it). FL/FD NaN and infinities become null. AT values
+ *  are "GGGGEEEE" strings. Text in other character sets is converted to UTF-8 (SpecificCharacterSet
+ *  then reads "ISO_IR 192"); bytes that still are not UTF-8 become U+FFFD.
+ *  Binary values (OB, OD, OF, OL, OV, OW, UN): at most SAMDA_DICOM_JSON_INLINE_MAX bytes (and not
+ *  pixel data): "InlineBinary", little-endian bytes in base64. Otherwise, with bulkdata_uri:
+ *  "BulkDataURI" = bulkdata_uri + "/pixeldata" for the top-level Pixel Data (7FE0,0010) (the
+ *  DICOMweb instance pixel data resource; frames are served by samda_dicom_frame_read()), else
+ *  bulkdata_uri + "/bulkdata/" + the tag path, e.g. "/bulkdata/00091010" at the top level and
+ *  "/bulkdata/00081140/0/00091010" inside item 0 (counted from 0) of a sequence. Without
+ *  bulkdata_uri such values are written as {"vr":"XX"} with no value.
+ *  @param path         IN: Part 10 file (or bare data set) to read.
+ *  @param bulkdata_uri IN: base URI (no trailing slash), e.g.
+ *                      "http://host/dicomweb/studies/S/series/X/instances/I"; NULL = omit bulk data.
+ *  @param json         OUT: one JSON object (no newline at the end).
+ *  @return SAMDA_OK; SAMDA_EINVAL: path or json NULL; SAMDA_ENOENT: no such file; SAMDA_EIO;
+ *          SAMDA_EBADDICOM: not DICOM or truncated; SAMDA_ENOMEM. *json is NULL after a failure.
+ *  Ownership: *json is the caller's, free with free().  Thread-safety: safe. */
+samda_status samda_dicom_file_to_json(const char *path, const char *bulkdata_uri, char **json,
+                                      samda_error *err);
+
+/** As samda_dicom_file_to_json() for the listed top-level attributes only (QIDO-RS includefield):
+ *  attributes of the list that the data set lacks are left out; a listed sequence is written whole.
+ *  Binary values are inline when small, else left without a value (no bulk data URIs).
+ *  @param tags IN: (group << 16 | element), any order, n entries (n = 0 gives "{}").
+ *  Note: samdad answers QIDO from its index; this serves attributes the index does not keep.
+ *  @return as samda_dicom_file_to_json(); SAMDA_EINVAL also for tags NULL with n > 0.
+ *  Ownership: *json is the caller's, free with free().  Thread-safety: safe. */
+samda_status samda_dicom_dataset_json_attrs(const char *path, const uint32_t *tags, size_t n,
+                                            char **json, samda_error *err);
+
+/* =========================================================================================
+ * Frames for WADO-RS /frames                                                 [dicom/frame.cpp]
+ * ========================================================================================= */
+
+/** The layout of the bytes samda_dicom_frame_read() returns. */
+typedef struct samda_dicom_frame_info {
+    unsigned rows;                  /* (0028,0010) */
+    unsigned columns;               /* (0028,0011) */
+    unsigned samples_per_pixel;     /* (0028,0002) */
+    unsigned bits_allocated;        /* (0028,0100): 1, 8, 16 or 32 */
+    unsigned bits_stored;           /* (0028,0101) */
+    unsigned pixel_representation;  /* (0028,0103): 0 unsigned, 1 two's complement */
+    unsigned number_of_frames;      /* (0028,0008), 1 when absent */
+    unsigned planar_configuration;  /* of the returned bytes: always 0 (R,G,B,R,G,B...) */
+    char photometric_interpretation[SAMDA_DICOM_CS_SIZE]; /* of the returned bytes: the decoder's
+                                       output model, e.g. "RGB" for a JPEG stored as YBR_FULL_422 */
+    char transfer_syntax_uid[SAMDA_DICOM_UID_SIZE];       /* of the file */
+} samda_dicom_frame_info;
+
+/** Read one frame's pixels as native bytes: uncompressed, little-endian, samples interleaved
+ *  (planar configuration 0), rows top to bottom. Compressed files are decoded through DCMTK (JPEG
+ *  baseline/extended/lossless, JPEG-LS, RLE; samda_dicom_init() must have registered the codecs).
+ *  Size: rows * columns * samples_per_pixel * bits_allocated / 8 bytes; for bits_allocated 1 (a
+ *  BINARY segmentation) the frame's bits, packed least significant bit first, re-aligned so the
+ *  frame's first pixel is bit 0 of byte 0 (PS3.5 8.1.1 packs frames without byte alignment):
+ *  ceil(rows * columns / 8) bytes.
+ *  @param path  IN: Part 10 file.  @param frame IN: 1-based frame number.
+ *  @param data  OUT: the bytes.  @param size OUT: their count.  @param info OUT: may be NULL.
+ *  @return SAMDA_OK; SAMDA_EINVAL: NULL argument; SAMDA_ENOENT: no such file, frame 0 or above
+ *          NumberOfFrames (message gives the count), or no pixel data; SAMDA_EIO;
+ *          SAMDA_EBADDICOM: not DICOM, inconsistent image attributes, truncated or undecodable
+ *          pixel data; SAMDA_ENOTSUP: JPEG 2000 or another encoding without a decoder here;
+ *          SAMDA_ENOMEM. After a failure *data is NULL and *size 0.
+ *  Ownership: *data is the caller's, free with free().  Thread-safety: safe. */
+samda_status samda_dicom_frame_read(const char *path, unsigned frame, void **data, size_t *size,
+                                    samda_dicom_frame_info *info, samda_error *err);
+
+/* =========================================================================================
+ * C-STORE SCU for the export queue                                             [dicom/scu.cpp]
+ * ========================================================================================= */
+
+/** Whether a failed C-STORE response status is worth retrying later (PS3.4 B.2.3, PS3.7 C).
+ *    transient: A7xx out of resources; 0110 processing failure; 0213 resource limitation;
+ *               FE00 cancel.
+ *    permanent: 0111 duplicate SOP instance; 0117 invalid SOP instance; 0122 SOP class not
+ *               supported; 0124 not authorised; 0210-0212 (duplicate invocation, unrecognised
+ *               operation, mistyped argument); A9xx data set does not match SOP class; Cxxx cannot
+ *               understand; any other failure code.
+ *  Success (0000) and warnings (0001, 0107, 0116, Bxxx) are not failures: false.
+ *  Thread-safety: pure function. */
+bool samda_dicom_status_is_transient(unsigned dicom_status);
+
+/** How one samda_dicom_store() call went, as a whole. */
+typedef enum samda_store_outcome {
+    SAMDA_STORE_ALL_STORED = 0, /* every instance answered success or warning */
+    SAMDA_STORE_SOME_FAILED,    /* the association ran to its release; some instances failed:
+                                   see each result's is_transient */
+    SAMDA_STORE_TRANSIENT,      /* the association could not be made or broke: connection refused,
+                                   reset or timed out, rejected-transient (busy), aborted by the
+                                   peer mid-way. Instances not reported stored may be sent again. */
+    SAMDA_STORE_PERMANENT       /* retrying as is will not help: invalid peer description,
+                                   rejected-permanent (AE titles), TLS set-up or handshake failed,
+                                   or the peer accepted none of the presentation contexts */
+} samda_store_outcome;
+
+/** What happened to one instance. */
+typedef struct samda_store_result {
+    samda_status status;    /* SAMDA_OK: stored (success or warning response). Else: SAMDA_EBUSY
+                               (A7xx, 0213), SAMDA_EEXIST (0111), SAMDA_ENOTSUP (SOP class or
+                               transfer syntax not accepted and no way to convert), SAMDA_EBADDICOM
+                               (A9xx, Cxxx, or the file cannot be read), SAMDA_EFORBIDDEN (0124),
+                               SAMDA_ENETWORK (0110, other failure codes, or the connection broke),
+                               SAMDA_ETIMEDOUT, SAMDA_ENOENT/SAMDA_EIO (the file), ... */
+    bool responded;         /* a C-STORE response arrived: dicom_status is the peer's */
+    unsigned dicom_status;  /* the response status (0 if none arrived) */
+    bool is_transient;      /* a failure that a later retry may cure (false when stored) */
+    bool transcoded;        /* sent decompressed: the peer did not accept the stored syntax */
+    char message[SAMDA_ERROR_MESSAGE_SIZE]; /* one line; the peer's ErrorComment included */
+} samda_store_result;
+
+/** Send instances with C-STORE over one association, then release it.
+ *  Presentation contexts: one per SOP class with Explicit and Implicit VR Little Endian, plus, for
+ *  each other transfer syntax stored, one with that syntax alone (at most 128 contexts; instances
+ *  needing more fail with SAMDA_ETOOBIG, not transient: send fewer classes per call). Each instance
+ *  goes in its own transfer syntax when accepted, else decoded to an accepted uncompressed one
+ *  (JPEG, JPEG-LS, RLE, deflate, big endian: samda_dicom_init() must have registered the codecs);
+ *  if that is impossible (JPEG 2000) the instance fails with SAMDA_ENOTSUP.
+ *  @param peer      IN: borrowed; peer->tls non-NULL for DICOM TLS.
+ *  @param paths     IN: n Part 10 files, sent in this order.
+ *  @param timeout_s IN: for the connection, association and each response; 0 = 30.
+ *  @param results   OUT: n entries, each filled whatever the outcome.
+ *  @param outcome   OUT: may be NULL.
+ *  @return SAMDA_OK: every instance stored (outcome ALL_STORED);
+ *          SAMDA_EINVAL: bad arguments (nothing sent, outcome PERMANENT);
+ *          association failures as samda_dicom_echo() returns them (SAMDA_ENETWORK,
+ *          SAMDA_ETIMEDOUT, SAMDA_EBUSY transient; SAMDA_EFORBIDDEN permanent; TLS failures
+ *          SAMDA_ECONFIG/SAMDA_EFORBIDDEN), with outcome TRANSIENT or PERMANENT and every
+ *          unsent instance's result saying so;
+ *          otherwise the status of the first failed instance (outcome SOME_FAILED, or TRANSIENT
+ *          when the association broke), *err saying how many failed.
+ *  Thread-safety: safe (the TCP connect timeout is process-wide, as for samda_dicom_echo()). */
+samda_status samda_dicom_store(const samda_dicom_peer *peer, const char *const *paths, size_t n,
+                               unsigned timeout_s, samda_store_result *results,
+                               samda_store_outcome *outcome, samda_error *err);
+
+/* =========================================================================================
+ * DICOM TLS (PS3.15 B.9, BCP 195 non-downgrading profile; OpenSSL via DCMTK)   [dicom/tls.cpp]
+ * ========================================================================================= */
+
+/** TLS settings of an SCP (samda_scp_params.tls) or of a peer we call (samda_dicom_peer.tls).
+ *  Protocol: TLS 1.2 or newer only, with DCMTK's "BCP 195 non-downgrading" cipher suites
+ *  (ECDHE/DHE with RSA and AES-GCM): certificates must have RSA keys. All files are PEM. */
+struct samda_dicom_tls {
+    const char *certificate_file;  /* our certificate (chain); required for an SCP; for an SCU
+                                      optional (client authentication, needs private_key_file) */
+    const char *private_key_file;  /* unencrypted private key matching certificate_file */
+    const char *ca_file;           /* trusted CA certificates; at least one of ca_file, ca_dir */
+    const char *ca_dir;            /* directory of trusted CA certificates (OpenSSL hash names,
+                                      "openssl rehash") */
+    bool require_peer_certificate; /* SCP: default true, a client must present a certificate that
+                                      a trusted CA signed (else the handshake fails); false: a
+                                      presented certificate is still verified. SCU: ignored, the
+                                      server's certificate is always verified. Host names are not
+                                      compared with the certificate (DCMTK 3.6.7 does not). */
+};
+
+/** Fill *t with the defaults: no files, require_peer_certificate true. */
+void samda_dicom_tls_init(samda_dicom_tls *t);
+
+/** Check that the files of *t can be loaded and fit together (key matches certificate, CA
+ *  readable), as samda_scp_start() and samda_dicom_store() do before any connection.
+ *  @param is_server IN: true for an SCP (a certificate is then required).
+ *  @return SAMDA_OK; SAMDA_EINVAL: t NULL, no CA, SCP without certificate, key without certificate;
+ *          SAMDA_ECONFIG: a file cannot be read or parsed, or the key does not match (message
+ *          names the file, never its content); SAMDA_ENOMEM.  Thread-safety: safe. */
+samda_status samda_dicom_tls_check(const samda_dicom_tls *t, bool is_server, samda_error *err);
 
 #ifdef __cplusplus
 }

@@ -11,6 +11,7 @@
 
 #include "dicom.h"
 #include "guard.h"
+#include "tls_internal.h"
 
 namespace {
 
@@ -84,6 +85,13 @@ extern "C" samda_status samda_dicom_echo(const samda_dicom_peer *peer, unsigned 
         if (cond.bad()) return samda_fail(err, SAMDA_EINTERNAL, "C-ECHO to %s: %s", where_c, cond.text());
         cond = ASC_createAssociationParameters(&r.params, ASC_DEFAULTMAXPDU);
         if (cond.bad()) return samda_fail(err, SAMDA_ENOMEM, "C-ECHO to %s: %s", where_c, cond.text());
+        if (peer->tls) { /* DICOM TLS: same set-up as the C-STORE SCU (tls.cpp) */
+            samda_status st = dicom_tls_setup_requestor(peer->tls, r.net, r.params, err);
+            if (st != SAMDA_OK) {
+                samda_error_prefix(err, "C-ECHO to %s: ", where_c);
+                return st;
+            }
+        }
         ASC_setAPTitles(r.params, peer->calling_ae, peer->called_ae, nullptr);
         std::string addr = std::string(peer->host) + ":" + std::to_string(peer->port);
         ASC_setPresentationAddresses(r.params, "localhost", addr.c_str());
@@ -101,6 +109,9 @@ extern "C" samda_status samda_dicom_echo(const samda_dicom_peer *peer, unsigned 
                                   "C-ECHO to %s: association rejected (%s, %s)", where_c,
                                   transient ? "transient" : "permanent", reject_reason(rej));
             }
+            if (peer->tls && dicom_tls_is_handshake_failure(cond))
+                return samda_fail(err, SAMDA_EFORBIDDEN, "C-ECHO to %s: TLS handshake failed (%s): check the CA, the "
+                                  "certificates and that the peer speaks DICOM TLS on that port", where_c, cond.text());
             const char *what = nullptr;
             samda_status st = classify_connect(cond.text(), &what);
             return samda_fail(err, st, "C-ECHO to %s: cannot associate: %s", where_c, what);

@@ -238,7 +238,11 @@ static void auth_roles_and_audit(void **state)
     assert_non_null(strstr(r.body, "needs role ingest or admin (token has role user)"));
     http_result_free(&r);
 
+    /* the refused requests above are audited after their responses: let those records land */
+    usleep(300 * 1000);
+    pthread_mutex_lock(&fc.mu);
     int audits = fc.audits;
+    pthread_mutex_unlock(&fc.mu);
     r = http_curl(port, "GET", "/dicomweb/studies/1.2.3/series", "-H 'Authorization: bearer user-token'");
     assert_int_equal(r.status, 200);
     http_result_free(&r);
@@ -647,7 +651,7 @@ static void stop_answers_queued_with_503(void **state)
     fake_core fc;
     samda_api_services svc;
     fake_core_init(&fc, &svc);
-    fc.slow_ms = 600;
+    fc.slow_ms = 2000; /* longer than the wait below, however slow the machine */
     samda_api_params p;
     samda_api_params_init(&p);
     p.handler_threads = 1;
@@ -661,7 +665,7 @@ static void stop_answers_queued_with_503(void **state)
         nanosleep(&ts, NULL);
     }
     pthread_create(&t2, NULL, bg_qido, &b2);
-    struct timespec ts = {0, 200 * 1000 * 1000}; /* let the second one reach the queue */
+    struct timespec ts = {0, 500 * 1000 * 1000}; /* let the second one reach the queue (curl may start slowly under load) */
     nanosleep(&ts, NULL);
     samda_api_stop(a);
     int calls = fc.qido_calls;

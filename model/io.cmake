@@ -26,6 +26,7 @@ function(samda_model_io_add_tests io_lib torch_lib)
     add_executable(${name} ${SAMDA_MODEL_IO_TEST_DIR}/${name}.cpp)
     target_link_libraries(${name} PRIVATE ${lib})
     target_include_directories(${name} PRIVATE ${SAMDA_MODEL_IO_TEST_DIR} ${SAMDA_MODEL_IO_INCLUDE_DIR})
+    target_compile_definitions(${name} PRIVATE SAMDA_MODEL_TEST_DIR="${SAMDA_MODEL_IO_TEST_DIR}")
     add_test(NAME ${name} COMMAND ${name})
     set_tests_properties(${name} PROPERTIES
       LABELS "unit;model"

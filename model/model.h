@@ -64,7 +64,8 @@ typedef struct samda_model_params {
     int random_weights;                /* non-zero: no checkpoint, deterministic random weights (default 0) */
     uint64_t seed;                     /* seed of random_weights (default 1) */
     int allow_tf32;                    /* CUDA float32: allow TF32 matmul and convolution (faster, about 1e-3
-                                          relative error); default 0 = exact float32 */
+                                          relative error); default 0 = exact float32. libtorch keeps this
+                                          setting process-wide: the last CUDA model opened decides */
 } samda_model_params;
 
 /** Fill *p with the defaults documented in samda_model_params. The only correct way to start.

@@ -168,7 +168,7 @@ uint32_t crc32_update(uint32_t crc, const uint8_t *p, size_t n)
 namespace {
 struct ZipEntry {
     std::string name;
-    uint64_t data_offset; /* absolute offset of the stored bytes */
+    uint64_t local_header; /* absolute offset of its local header; the data follows it */
     uint64_t size;
     uint32_t crc;
 };
@@ -196,6 +196,10 @@ struct Checkpoint::Impl {
     [[noreturn]] void fail(const std::string &msg) const { throw Error(origin + ": " + msg); }
     void parse_zip();
     void parse_pickle();
+    /* Where an entry's bytes start. Read from its local header on each access rather than at open:
+     * on a cold page cache, touching every local header of a 2.5 GB checkpoint up front costs one
+     * random read per tensor (seconds on a VM disk), while here the read lands next to the data. */
+    const uint8_t *data_of(const ZipEntry &e) const;
     const ZipEntry *find_entry(const std::string &name) const
     {
         auto it = entry_index.find(name);
@@ -289,20 +293,12 @@ void Checkpoint::Impl::parse_zip()
                      "); only stored entries are read, as torch.save writes them (hint: re-save with torch.save)"));
         if (csize != usize)
             fail(cat("zip entry '", printable(name), "' is stored but its sizes differ (", csize, " vs ", usize, ")"));
-        if (lho > n || n - lho < 30 || rd32(b + lho) != 0x04034b50u)
-            fail(cat("zip entry '", printable(name), "': local header at byte ", lho, " is missing or damaged"));
-        uint64_t lnlen = rd16(b + lho + 26), lxlen = rd16(b + lho + 28);
-        if (n - lho - 30 < lnlen + lxlen)
-            fail(cat("zip entry '", printable(name), "': local header at byte ", lho, " runs past the end of the file"));
-        if (lnlen != nlen || memcmp(b + lho + 30, name.data(), nlen) != 0)
-            fail(cat("zip entry '", printable(name), "': local header at byte ", lho, " names a different entry"));
-        uint64_t data = lho + 30 + lnlen + lxlen;
-        if (usize > n - data)
-            fail(cat("zip entry '", printable(name), "': its ", usize, " bytes at byte ", data,
+        if (lho > n || usize > n - lho)
+            fail(cat("zip entry '", printable(name), "': its ", usize, " bytes after byte ", lho,
                      " run past the end of the file (", n, " bytes; truncated?)"));
         if (!entry_index.emplace(name, entries.size()).second)
             fail(cat("zip entry '", printable(name), "' appears twice"));
-        entries.push_back(ZipEntry{name, data, usize, crc});
+        entries.push_back(ZipEntry{name, lho, usize, crc});
     }
 
     for (const ZipEntry &e : entries) {
@@ -313,6 +309,24 @@ void Checkpoint::Impl::parse_zip()
         }
     }
     fail("no '<name>/data.pkl' entry in the zip: not a torch.save checkpoint");
+}
+
+const uint8_t *Checkpoint::Impl::data_of(const ZipEntry &e) const
+{
+    const uint64_t n = size, lho = e.local_header;
+    const std::string &name = e.name;
+    if (lho > n || n - lho < 30 || rd32(base + lho) != 0x04034b50u)
+        fail(cat("zip entry '", printable(name), "': local header at byte ", lho, " is missing or damaged"));
+    uint64_t lnlen = rd16(base + lho + 26), lxlen = rd16(base + lho + 28);
+    if (n - lho - 30 < lnlen + lxlen)
+        fail(cat("zip entry '", printable(name), "': local header at byte ", lho, " runs past the end of the file"));
+    if (lnlen != name.size() || memcmp(base + lho + 30, name.data(), lnlen) != 0)
+        fail(cat("zip entry '", printable(name), "': local header at byte ", lho, " names a different entry"));
+    uint64_t data = lho + 30 + lnlen + lxlen;
+    if (e.size > n - data)
+        fail(cat("zip entry '", printable(name), "': its ", e.size, " bytes at byte ", data,
+                 " run past the end of the file (", n, " bytes; truncated?)"));
+    return base + data;
 }
 
 /* ---- pickle virtual machine ------------------------------------------------------------------- */
@@ -777,7 +791,7 @@ Obj *Vm::run()
 void Checkpoint::Impl::parse_pickle()
 {
     const ZipEntry *pk = find_entry(archive + "/data.pkl");
-    Vm vm(*this, base + pk->data_offset, (size_t)pk->size);
+    Vm vm(*this, data_of(*pk), (size_t)pk->size);
     Obj *root = vm.run();
     if (root->k != K::Dict) fail(cat("data.pkl holds a ", kind_name(root->k), ", not a state dict"));
 
@@ -898,15 +912,14 @@ std::pair<const uint8_t *, size_t> Checkpoint::entry(const std::string &name) co
 {
     const ZipEntry *e = impl_->find_entry(name);
     if (!e) impl_->fail(cat("no zip entry '", printable(name), "'"));
-    /* parse_zip checked data_offset + size <= file size */
-    return {impl_->base + e->data_offset, (size_t)e->size};
+    return {impl_->data_of(*e), (size_t)e->size};
 }
 
 std::pair<const uint8_t *, size_t> Checkpoint::storage(const std::string &key) const
 {
     const ZipEntry *e = impl_->find_entry(key);
     if (!e) impl_->fail(cat("storage '", printable(key), "' is missing from the zip"));
-    return {impl_->base + e->data_offset, (size_t)e->size};
+    return {impl_->data_of(*e), (size_t)e->size};
 }
 
 bool Checkpoint::has_entry(const std::string &name) const { return impl_->find_entry(name) != nullptr; }
@@ -925,7 +938,7 @@ const std::string &Checkpoint::wrapper_key() const { return impl_->wrapper; }
 void Checkpoint::verify_crc32() const
 {
     for (const ZipEntry &e : impl_->entries) {
-        uint32_t c = crc32_update(0, impl_->base + e.data_offset, (size_t)e.size);
+        uint32_t c = crc32_update(0, impl_->data_of(e), (size_t)e.size);
         if (c != e.crc)
             impl_->fail(cat("zip entry '", printable(e.name), "': CRC-32 ", std::hex, c, " differs from the recorded ",
                             e.crc, " (corrupted file)"));

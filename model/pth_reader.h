@@ -77,8 +77,10 @@ public:
     /** The tensor named name, or nullptr. Borrowed: valid while this Checkpoint lives. */
     const TensorRecord *find(const std::string &name) const;
     /** Raw bytes of a storage (storage_key of a TensorRecord), bounds-checked against the file.
-     *  Throws Error naming key when no such entry exists. Borrowed: valid while this Checkpoint lives;
-     *  the pointer need not be aligned to the element size. */
+     *  Throws Error naming key when no such entry exists or its local zip header is damaged (local
+     *  headers are read here, next to the data, not at open). Borrowed: valid while this Checkpoint
+     *  lives; the pointer need not be aligned to the element size. If the file is truncated by
+     *  another process while mapped, reading the bytes raises SIGBUS (as with any mmap). */
     std::pair<const uint8_t *, size_t> storage(const std::string &key) const;
     /** Raw bytes of any zip entry by its full name ("archive/version"); throws Error if absent. */
     std::pair<const uint8_t *, size_t> entry(const std::string &name) const;

@@ -17,6 +17,14 @@
 
 namespace {
 
+/** Process CPU time (user + system), seconds: a load-independent figure when the machine is shared. */
+double cpu_s()
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
+}
+
 double now_s()
 {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -104,7 +112,7 @@ int main(int argc, char **argv)
     std::vector<samda_embedding *> embs((size_t)batch, nullptr);
     std::vector<float> sink((size_t)info.embedding_channels * info.embedding_size * info.embedding_size);
 
-    double enc_s = 0;
+    double enc_s = 0, enc_cpu = 0;
     int enc_images = 0;
     auto encode_once = [&]() -> bool {
         for (auto *e : embs)
@@ -119,11 +127,12 @@ int main(int argc, char **argv)
     };
     const int n_enc = do_encode ? warmup + iters : 1;  // the decoder needs one embedding anyway
     for (int k = 0; k < n_enc; k++) {
-        double s = now_s();
+        double s = now_s(), c = cpu_s();
         if (!encode_once())
             return 1;
         if (do_encode && k >= warmup) {
             enc_s += now_s() - s;
+            enc_cpu += cpu_s() - c;
             enc_images += batch;
         }
     }
@@ -151,21 +160,21 @@ int main(int argc, char **argv)
     };
     if (!decode(0, 1) || !decode(0, NP))  // warm-up
         return 1;
-    double s = now_s();
+    double s = now_s(), c = cpu_s();
     for (int k = 0; k < decode_iters; k++)
         if (!decode((size_t)(k % NP), 1))
             return 1;
-    const double dec1_ms = (now_s() - s) * 1000.0 / decode_iters;
-    s = now_s();
+    const double dec1_ms = (now_s() - s) * 1000.0 / decode_iters, dec1_cpu = (cpu_s() - c) * 1000.0 / decode_iters;
+    s = now_s(), c = cpu_s();
     for (int k = 0; k < decode_iters; k++)
         if (!decode(0, NP))
             return 1;
-    const double dec16_ms = (now_s() - s) * 1000.0 / decode_iters;
-    s = now_s();
+    const double dec16_ms = (now_s() - s) * 1000.0 / decode_iters, dec16_cpu = (cpu_s() - c) * 1000.0 / decode_iters;
+    s = now_s(), c = cpu_s();
     for (int i = 0; i < NP; i++)
         if (!decode((size_t)i, 1))
             return 1;
-    const double singles16_ms = (now_s() - s) * 1000.0;
+    const double singles16_ms = (now_s() - s) * 1000.0, singles16_cpu = (cpu_s() - c) * 1000.0;
 
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -180,11 +189,13 @@ int main(int argc, char **argv)
     printf("  \"open_s\": %.3f,\n", open_s);
     if (do_encode && enc_images > 0)
         printf("  \"encoder\": {\"batch\": %d, \"iters\": %d, \"warmup\": %d, \"images\": %d, \"seconds\": %.3f, "
-               "\"images_per_s\": %.4f, \"s_per_image\": %.3f},\n",
-               batch, iters, warmup, enc_images, enc_s, enc_images / enc_s, enc_s / enc_images);
+               "\"images_per_s\": %.4f, \"s_per_image\": %.3f, \"cpu_s_per_image\": %.3f},\n",
+               batch, iters, warmup, enc_images, enc_s, enc_images / enc_s, enc_s / enc_images, enc_cpu / enc_images);
     printf("  \"decoder\": {\"multimask\": true, \"image\": [%d, %d], \"ms_per_call_1_prompt\": %.2f, "
-           "\"ms_per_call_16_prompts\": %.2f, \"ms_per_prompt_16_in_one_call\": %.2f, \"ms_16_single_calls\": %.2f},\n",
-           H, W, dec1_ms, dec16_ms, dec16_ms / NP, singles16_ms);
+           "\"ms_per_call_16_prompts\": %.2f, \"ms_per_prompt_16_in_one_call\": %.2f, \"ms_16_single_calls\": %.2f,\n"
+           "              \"cpu_ms_per_call_1_prompt\": %.2f, \"cpu_ms_per_call_16_prompts\": %.2f, "
+           "\"cpu_ms_16_single_calls\": %.2f},\n",
+           H, W, dec1_ms, dec16_ms, dec16_ms / NP, singles16_ms, dec1_cpu, dec16_cpu, singles16_cpu);
     printf("  \"peak_rss_mib\": %.1f", ru.ru_maxrss / 1024.0);
     if (have_dev)
         printf(",\n  \"cuda_used_mib\": %.1f, \"cuda_total_mib\": %.1f", dev_used / 1048576.0, dev_total / 1048576.0);

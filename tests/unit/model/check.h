@@ -1,7 +1,10 @@
 /* Minimal test harness for model/ tests (plain C++, no cmocka: the GPU machine that builds model/ alone
  * has none). CHECK* record a failure with file:line and both values and carry on; test_summary()
  * prints "N passed, M failed" and gives main its exit status. A test that cannot run (fixtures absent)
- * returns TEST_SKIP, which ctest reports as skipped (SKIP_RETURN_CODE 77). */
+ * returns TEST_SKIP, which ctest reports as skipped (SKIP_RETURN_CODE 77).
+ *
+ * Include this header AFTER every torch/ATen header: c10 pulls in glog, whose CHECK and CHECK_EQ
+ * (silently, from a system header) replace these; the #undefs below only help when this one comes last. */
 #ifndef SAMDA_TESTS_MODEL_CHECK_H
 #define SAMDA_TESTS_MODEL_CHECK_H
 
@@ -31,6 +34,10 @@ inline void fail(const char *file, int line, const std::string &what)
 inline int summary()
 {
     printf("%d passed, %d failed\n", passed(), failed());
+    if (passed() + failed() == 0) {
+        printf("no checks ran (was check.h included before a torch header? see check.h)\n");
+        return 1;
+    }
     return failed() ? 1 : 0;
 }
 /* Fixture folder from SAMDA_FIXTURES (set by ctest), else ../shared/fixtures. */
@@ -43,6 +50,11 @@ inline std::string fixtures()
 
 #define TEST_SKIP 77
 
+#undef CHECK
+#undef CHECK_EQ
+#undef CHECK_NEAR
+#undef CHECK_THROWS
+
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
         if (cond) samda_test::passed()++;                                                          \
@@ -51,8 +63,8 @@ inline std::string fixtures()
 
 #define CHECK_EQ(a, b)                                                                             \
     do {                                                                                           \
-        const auto &va_ = (a);                                                                     \
-        const auto &vb_ = (b);                                                                     \
+        const auto va_ = (a);                                                                    \
+        const auto vb_ = (b);                                                                    \
         if (va_ == vb_) samda_test::passed()++;                                                    \
         else samda_test::fail(__FILE__, __LINE__, "CHECK_EQ(" #a ", " #b "): " +                   \
                                                       samda_test::show(va_) + " != " + samda_test::show(vb_)); \

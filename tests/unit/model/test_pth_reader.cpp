@@ -5,6 +5,7 @@
 #include "check.h"
 #include "pth_reader.h"
 
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -342,6 +343,20 @@ void test_refusals()
         }
         CHECK_THROWS(Checkpoint::from_memory(z), Error, "'archive/data.pkl' is compressed (method 8)");
     }
+    /* damaged local header of a storage: refused when the storage is read */
+    {
+        std::vector<uint8_t> z = good;
+        size_t at = 0;
+        for (size_t i = 0; i + 4 < z.size(); i++) {
+            if (z[i] == 'P' && z[i + 1] == 'K' && z[i + 2] == 3 && z[i + 3] == 4 && at++ == 1) {
+                z[i + 3] = 9;
+                break;
+            }
+        }
+        Checkpoint ck = Checkpoint::from_memory(z);
+        CHECK_THROWS(ck.storage("archive/data/0"), Error, "'archive/data/0': local header at byte");
+        CHECK_THROWS(ck.verify_crc32(), Error, "local header");
+    }
     /* no data.pkl */
     CHECK_THROWS(Checkpoint::from_memory(zip_store_to_memory({{"x/y", {1}}})), Error, "data.pkl");
 
@@ -385,6 +400,106 @@ void test_refusals()
     CHECK_EQ(Checkpoint::from_memory(one_tensor("e", "0", 0, 0, {0, 3}, {3, 1}, 0)).tensors().size(), (size_t)1);
 }
 
+/* Rewrite a writer-made zip so every central-directory record keeps its sizes and local-header offset
+ * only in a ZIP64 extra field (0xFFFFFFFF in the 32-bit fields), and the classic end record is
+ * saturated too, as a zip larger than 4 GiB must be. */
+std::vector<uint8_t> force_zip64(const std::vector<uint8_t> &z)
+{
+    auto r16 = [&](size_t p) { return (uint32_t)z[p] | ((uint32_t)z[p + 1] << 8); };
+    auto r32 = [&](size_t p) { return r16(p) | (r16(p + 2) << 16); };
+    auto w16 = [](std::vector<uint8_t> &v, uint32_t x) { v.push_back((uint8_t)x); v.push_back((uint8_t)(x >> 8)); };
+    auto w32 = [&](std::vector<uint8_t> &v, uint32_t x) { w16(v, x & 0xffff); w16(v, x >> 16); };
+    auto w64 = [&](std::vector<uint8_t> &v, uint64_t x) { w32(v, (uint32_t)x); w32(v, (uint32_t)(x >> 32)); };
+    size_t eocd = z.size() - 22;
+    size_t n = r16(eocd + 10), cd_off = r32(eocd + 16);
+    std::vector<uint8_t> out(z.begin(), z.begin() + (std::ptrdiff_t)cd_off), cd;
+    size_t p = cd_off;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t nlen = r16(p + 28), xlen = r16(p + 30), clen = r16(p + 32);
+        uint32_t size = r32(p + 24), lho = r32(p + 42);
+        cd.insert(cd.end(), z.begin() + (std::ptrdiff_t)p, z.begin() + (std::ptrdiff_t)p + 20);
+        w32(cd, 0xFFFFFFFFu);
+        w32(cd, 0xFFFFFFFFu);
+        w16(cd, nlen);
+        w16(cd, 8 + 28); /* an unrelated extra field first, then ZIP64 */
+        w16(cd, 0);
+        cd.insert(cd.end(), z.begin() + (std::ptrdiff_t)p + 34, z.begin() + (std::ptrdiff_t)p + 42);
+        w32(cd, 0xFFFFFFFFu);
+        cd.insert(cd.end(), z.begin() + (std::ptrdiff_t)p + 46, z.begin() + (std::ptrdiff_t)p + 46 + nlen);
+        w16(cd, 0x7075);
+        w16(cd, 4);
+        w32(cd, 0);
+        w16(cd, 0x0001);
+        w16(cd, 24);
+        w64(cd, size);
+        w64(cd, size);
+        w64(cd, lho);
+        p += 46 + nlen + xlen + clen;
+    }
+    out.insert(out.end(), cd.begin(), cd.end());
+    size_t z64 = out.size();
+    w32(out, 0x06064b50u);
+    w64(out, 44);
+    w16(out, 0x031e);
+    w16(out, 0x2d);
+    w32(out, 0);
+    w32(out, 0);
+    w64(out, n);
+    w64(out, n);
+    w64(out, cd.size());
+    w64(out, cd_off);
+    w32(out, 0x07064b50u);
+    w32(out, 0);
+    w64(out, z64);
+    w32(out, 1);
+    w32(out, 0x06054b50u);
+    w16(out, 0);
+    w16(out, 0);
+    w16(out, 0xFFFF);
+    w16(out, 0xFFFF);
+    w32(out, 0xFFFFFFFFu);
+    w32(out, 0xFFFFFFFFu);
+    w16(out, 0);
+    return out;
+}
+
+void test_zip64()
+{
+    std::vector<float> a = {1, 2, 3, 4};
+    std::vector<uint8_t> sa = f32_bytes(a);
+    std::vector<StorageBlob> st = {{DType::F32, sa.data(), sa.size()}};
+    std::vector<TensorToWrite> tw = {{"x", 0, {2, 2}, {2, 1}, 0}, {"y", 0, {2}, {1}, 2}};
+    std::vector<uint8_t> z = force_zip64(write_checkpoint_to_memory(st, tw));
+    Checkpoint ck = Checkpoint::from_memory(z);
+    CHECK_EQ(ck.tensors().size(), (size_t)2);
+    ck.verify_crc32();
+    if (ck.tensors().size() == 2) CHECK_NEAR(f32_at(ck, ck.tensors()[1], 1), 4.0, 0);
+    /* Python's zipfile agrees that this is a valid ZIP64 archive (so the test exercises the standard) */
+    const char *py = getenv("SAMDA_PYTHON");
+    if (py && *py && access(py, X_OK) == 0) {
+        char path[] = "/tmp/samda-zip64-XXXXXX";
+        int fd = mkstemp(path);
+        CHECK(fd >= 0);
+        if (fd >= 0) {
+            CHECK_EQ(write(fd, z.data(), z.size()), (ssize_t)z.size());
+            close(fd);
+            std::string cmd = std::string(py) + " -c \"import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); "
+                              "assert z.testzip() is None; assert z.read('archive/version') == b'3\\n'\" " + path;
+            CHECK_EQ(system(cmd.c_str()), 0);
+            unlink(path);
+        }
+    }
+    /* saturated classic record without the ZIP64 locator */
+    std::vector<uint8_t> nolocator = z;
+    size_t loc = nolocator.size() - 22 - 20;
+    nolocator[loc] = 'X';
+    CHECK_THROWS(Checkpoint::from_memory(nolocator), Error, "ZIP64 locator is missing");
+    /* locator pointing nowhere */
+    std::vector<uint8_t> badloc = z;
+    badloc[loc + 8] ^= 0x10;
+    CHECK_THROWS(Checkpoint::from_memory(badloc), Error, "ZIP64 end-of-central-directory record expected");
+}
+
 void test_crc()
 {
     const char *s = "123456789";
@@ -398,6 +513,7 @@ void test_crc()
 int main()
 {
     RUN(test_crc);
+    RUN(test_zip64);
     RUN(test_round_trip);
     RUN(test_pickles);
     RUN(test_refusals);

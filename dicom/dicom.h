@@ -527,7 +527,6 @@ const samda_dicom_header *samda_volume_source_header(const samda_volume *v);
 /** Free a volume; NULL is a no-op. */
 void samda_volume_free(samda_volume *v);
 
-/* ==================================================================================
 /* =========================================================================================
  * CT series writer (dicom/ct_write.cpp): a synthetic or processed int16 HU volume as a
  * standard CT Image Storage series, one Part 10 file per slice.
@@ -792,7 +791,8 @@ void samda_seg_free(samda_seg *seg);
  *          labels_out is then partly written). */
 samda_status samda_seg_to_label_volume(const samda_seg *seg, const samda_volume *source,
                                        uint8_t *labels_out, size_t *n_mapped, samda_error *err);
-=======
+
+/* =========================================================================================
  * DICOM JSON (PS3.18 Annex F.2) for DICOMweb metadata and QIDO results        [dicom/json.cpp]
  * ========================================================================================= */
 

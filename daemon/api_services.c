@@ -1570,7 +1570,8 @@ static samda_status destination_echo(void *v, const char *name, int64_t token_id
     if (st != SAMDA_OK) return st;
     samda_config *cfg = samdad_config_get(core->ctx);
     samda_dicom_peer peer = {cfg->dicom_ae_title, json_string_value(json_object_get(d, "ae_title")),
-                             json_string_value(json_object_get(d, "host")), (unsigned)json_integer_value(json_object_get(d, "port"))};
+                             json_string_value(json_object_get(d, "host")), (unsigned)json_integer_value(json_object_get(d, "port")),
+                             NULL /* destinations have no TLS setting yet: plain TCP */};
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     samda_error e = {SAMDA_OK, ""};

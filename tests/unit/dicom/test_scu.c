@@ -55,6 +55,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
+    char cmd[4400]; /* storescp processes a failed test left behind */
+    snprintf(cmd, sizeof cmd, "for f in '%s'/*.pid; do [ -f \"$f\" ] && kill -9 $(cat \"$f\") 2>/dev/null; done; true", scratch);
+    if (system(cmd) != 0) fprintf(stderr, "could not clean up storescp processes\n");
     scratch_remove(scratch);
     samda_dicom_shutdown();
     return 0;

@@ -73,7 +73,9 @@ typedef struct samda_dicom_init_params {
 void samda_dicom_init_params_init(samda_dicom_init_params *p);
 
 /** Prepare DCMTK for this process: register the JPEG (baseline, extended, lossless), JPEG-LS and
- *  RLE decoders, set DCMTK's log level and destination, and turn off reverse DNS lookups of peers.
+ *  RLE decoders, set DCMTK's log level and destination, turn off reverse DNS lookups of peers, and
+ *  make whole-file reads stop after the top-level Pixel Data (DCMTK's dcmStopParsingAfterElement:
+ *  garbage some writers leave after it costs seconds to parse; trailing padding is dropped too).
  *  @param p   IN: settings; NULL means the defaults of samda_dicom_init_params_init().
  *  @param err OUT: failure details, may be NULL.
  *  @return SAMDA_OK; SAMDA_ENOMEM/SAMDA_EINTERNAL: DCMTK could not be configured (nothing to undo,

@@ -12,6 +12,10 @@
 #include <utility>
 #include <vector>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdatset.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
@@ -20,6 +24,7 @@
 #include <dcmtk/dcmdata/dcxfer.h>
 #include <dcmtk/dcmnet/assoc.h>
 #include <dcmtk/dcmnet/dimse.h>
+#include <dcmtk/dcmnet/dcmtrans.h>
 #include <dcmtk/dcmnet/dul.h>
 
 #include "dicom.h"
@@ -127,6 +132,15 @@ void set_result(samda_store_result &r, samda_status st, bool transient, const ch
     for (char *c = r.message; *c; c++)
         if (*c == '\n' || *c == '\r') *c = ' ';
 }
+
+/* DCMTK keeps an association's socket protected (see scp.cpp); a derived class may name it. */
+struct socket_of : DcmTransportConnection {
+    static int get(DcmTransportConnection *c)
+    {
+        DcmNativeSocketType (DcmTransportConnection::*fn)() = &socket_of::getSocket;
+        return c ? (int)(c->*fn)() : -1;
+    }
+};
 
 bool is_plain_le(const std::string &ts)
 {
@@ -357,6 +371,14 @@ samda_status store(const samda_dicom_peer *peer, const char *const *paths, size_
         for (size_t i = 0; i < n; i++)
             if (ins[i].ok) results[i].dicom_status = 0;
         return st;
+    }
+
+    /* Nagle's algorithm with the peer's delayed ACK stalls every C-STORE by ~40 ms (the last PDU of
+     * a data set waits); DCMTK leaves it on unless the TCP_NODELAY environment variable says. */
+    int fd = socket_of::get(DUL_getTransportConnection(res.assoc->DULassociation));
+    if (fd >= 0) {
+        int on = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
     }
 
     /* 3. Send, in the caller's order. */

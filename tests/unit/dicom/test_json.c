@@ -259,6 +259,72 @@ static void test_iso2022_stays_valid(void **state)
     }
 }
 
+/* Damaged input: truncated at many points and with bytes flipped. Every call must end in SAMDA_OK
+ * with valid JSON or in a clean failure (no crash, no leak under ASan); frames likewise. */
+static void test_damaged_files(void **state)
+{
+    (void)state;
+    char src[4096];
+    snprintf(src, sizeof src, "%s/CT_small.dcm", PYDICOM_TEST_FILES);
+    if (!have_python || !path_exists(src)) skip();
+    FILE *f = fopen(src, "rb");
+    assert_non_null(f);
+    static unsigned char data[1 << 16];
+    size_t n = fread(data, 1, sizeof data, f);
+    fclose(f);
+    assert_true(n > 1000 && n < sizeof data);
+    char dir[4300], p[4400], cmd[9000], out[4096];
+    snprintf(dir, sizeof dir, "%s/damaged", scratch);
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    unsigned seed = 12345, n_ok = 0, n_bad = 0;
+    for (int k = 0; k < 120; k++) {
+        static unsigned char buf[1 << 16];
+        memcpy(buf, data, n);
+        size_t len = n;
+        if (k < 60) {
+            len = 132 + (n - 132) * (size_t)k / 60; /* truncated */
+        } else {
+            for (int flips = 0; flips < 4; flips++) { /* bytes changed in the first 2 KiB (the header) */
+                seed = seed * 1103515245u + 12345u;
+                size_t at = 132 + (seed >> 8) % 2000;
+                buf[at] = (unsigned char)(seed >> 3);
+            }
+        }
+        snprintf(p, sizeof p, "%s/in%03d.dcm", dir, k);
+        FILE *w = fopen(p, "wb");
+        assert_non_null(w);
+        assert_int_equal(fwrite(buf, 1, len, w), len);
+        fclose(w);
+        char *j = NULL;
+        samda_error e;
+        samda_status st = samda_dicom_file_to_json(p, BULK, &j, &e);
+        if (st == SAMDA_OK) {
+            snprintf(p, sizeof p, "%s/out%03d.json", dir, k);
+            write_file(p, j);
+            free(j);
+            n_ok++;
+        } else {
+            if (st != SAMDA_EBADDICOM) fail_msg("damaged file %d: %s", k, e.message);
+            assert_null(j);
+            n_bad++;
+        }
+        void *d = NULL;
+        size_t dn = 0;
+        snprintf(p, sizeof p, "%s/in%03d.dcm", dir, k);
+        st = samda_dicom_frame_read(p, 1, &d, &dn, NULL, &e);
+        if (st != SAMDA_OK && st != SAMDA_EBADDICOM && st != SAMDA_ENOENT && st != SAMDA_ENOTSUP)
+            fail_msg("frame of damaged file %d: %s", k, e.message);
+        free(d);
+    }
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 -c 'import json,glob,sys; fs=glob.glob(sys.argv[1]+\"/out*.json\"); "
+             "[json.loads(open(f,encoding=\"utf-8\").read(), parse_constant=lambda c: 1/0) for f in fs]; print(len(fs))' '%s'",
+             dir);
+    if (run_capture(cmd, out, sizeof out) != 0) fail_msg("invalid JSON from a damaged file: %s", out);
+    print_message("damaged files: %u converted (valid JSON), %u refused\n", n_ok, n_bad);
+    assert_true(n_ok > 0 && n_bad > 0);
+}
+
 static void test_errors(void **state)
 {
     (void)state;
@@ -286,6 +352,7 @@ int main(void)
         cmocka_unit_test(test_edge_values),
         cmocka_unit_test(test_attrs),
         cmocka_unit_test(test_iso2022_stays_valid),
+        cmocka_unit_test(test_damaged_files),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

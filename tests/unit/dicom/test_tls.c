@@ -89,6 +89,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd, "[ -f '%s/rx.pid' ] && kill $(cat '%s/rx.pid') 2>/dev/null", scratch, scratch);
+    if (system(cmd) == 0) fprintf(stderr, "stopped a storescp left by a failed test\n");
     scratch_remove(scratch);
     samda_dicom_shutdown();
     return 0;

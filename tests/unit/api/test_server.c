@@ -651,7 +651,7 @@ static void stop_answers_queued_with_503(void **state)
     fake_core fc;
     samda_api_services svc;
     fake_core_init(&fc, &svc);
-    fc.slow_ms = 2000; /* longer than the wait below, however slow the machine */
+    fc.slow_ms = 5000; /* longer than the wait below, however slow the machine */
     samda_api_params p;
     samda_api_params_init(&p);
     p.handler_threads = 1;
@@ -665,7 +665,7 @@ static void stop_answers_queued_with_503(void **state)
         nanosleep(&ts, NULL);
     }
     pthread_create(&t2, NULL, bg_qido, &b2);
-    struct timespec ts = {0, 500 * 1000 * 1000}; /* let the second one reach the queue (curl may start slowly under load) */
+    struct timespec ts = {1, 500 * 1000 * 1000}; /* let the second one reach the queue (curl may start slowly under load) */
     nanosleep(&ts, NULL);
     samda_api_stop(a);
     int calls = fc.qido_calls;

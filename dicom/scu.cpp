@@ -29,6 +29,7 @@
 
 #include "dicom.h"
 #include "guard.h"
+#include "internal.h"
 #include "tls_internal.h"
 
 namespace {
@@ -71,26 +72,6 @@ const status_row &classify_status(unsigned s)
     return status_table[sizeof status_table / sizeof status_table[0] - 1];
 }
 
-bool ae_ok(const char *ae)
-{
-    size_t n = ae ? std::strlen(ae) : 0;
-    return n >= 1 && n <= 16;
-}
-
-const char *reject_reason(const T_ASC_RejectParameters &r)
-{
-    switch (r.reason) {
-    case ASC_REASON_SU_NOREASON: return "no reason given";
-    case ASC_REASON_SU_APPCONTEXTNAMENOTSUPPORTED: return "application context name not supported";
-    case ASC_REASON_SU_CALLINGAETITLENOTRECOGNIZED: return "calling AE title not recognised";
-    case ASC_REASON_SU_CALLEDAETITLENOTRECOGNIZED: return "called AE title not recognised";
-    case ASC_REASON_SP_ACSE_NOREASON: return "no reason given (ACSE)";
-    case ASC_REASON_SP_ACSE_PROTOCOLVERSIONNOTSUPPORTED: return "protocol version not supported";
-    case ASC_REASON_SP_PRES_TEMPORARYCONGESTION: return "temporary congestion";
-    case ASC_REASON_SP_PRES_LOCALLIMITEXCEEDED: return "local limit exceeded";
-    }
-    return "unknown reason";
-}
 
 /* DCMTK reports connection failures as text only. */
 samda_status classify_connect(const char *text, std::string &what)
@@ -350,7 +331,7 @@ samda_status store(const samda_dicom_peer *peer, const char *const *paths, size_
             ASC_getRejectParameters(res.params, &rej);
             bool transient = rej.result == ASC_RESULT_REJECTEDTRANSIENT;
             std::snprintf(msg, sizeof msg, "C-STORE to %s: association rejected (%s, %s)", where_c,
-                          transient ? "transient" : "permanent", reject_reason(rej));
+                          transient ? "transient" : "permanent", dicom_reject_reason(rej));
             return fail_all(transient ? SAMDA_EBUSY : SAMDA_EFORBIDDEN, transient, msg);
         }
         if (peer->tls && dicom_tls_is_handshake_failure(cond)) {
@@ -427,7 +408,7 @@ extern "C" samda_status samda_dicom_store(const samda_dicom_peer *peer, const ch
 {
     samda_store_outcome oc = SAMDA_STORE_PERMANENT;
     samda_status st = dicom_guard(err, "C-STORE", SAMDA_EINTERNAL, [&]() -> samda_status {
-        if (!peer || !peer->host || !*peer->host || !ae_ok(peer->calling_ae) || !ae_ok(peer->called_ae) ||
+        if (!peer || !peer->host || !*peer->host || !dicom_ae_ok(peer->calling_ae) || !dicom_ae_ok(peer->called_ae) ||
             peer->port < 1 || peer->port > 65535)
             return samda_fail(err, SAMDA_EINVAL, "C-STORE: peer needs calling and called AE titles of 1 to 16 "
                               "characters, a host and a port between 1 and 65535");

@@ -438,6 +438,10 @@ unsigned samda_api_port(const samda_api *api);
  *  thread. */
 void samda_api_set_max_body(samda_api *api, uint64_t bytes);
 
+/** Requests received whole and waiting for a free handler thread (not those being handled).
+ *  0 for NULL. Thread-safety: any thread. */
+unsigned samda_api_queued(samda_api *api);
+
 /** Stop accepting connections, let in-flight requests finish for up to
  *  params.shutdown_timeout_ms, then answer requests still queued with 503, wait for service
  *  calls in progress to return (however long they take), close every connection and free the

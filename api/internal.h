@@ -48,6 +48,7 @@ struct samda_api {
     pthread_mutex_t qmu;
     pthread_cond_t qcv;
     api_request *qhead, *qtail;
+    unsigned qlen;                /* requests in the queue (not those a handler runs) */
     bool qstop;                   /* set by samda_api_stop: run nothing more */
     pthread_t *handlers;
     unsigned n_handlers;

@@ -347,6 +347,9 @@ void api_metrics_write(samda_api *api, FILE *out)
     fprintf(out, "# HELP samda_http_requests_in_flight Requests being processed.\n"
                  "# TYPE samda_http_requests_in_flight gauge\nsamda_http_requests_in_flight %d\n",
             atomic_load(&api->inflight));
+    fprintf(out, "# HELP samda_http_requests_queued Requests waiting for a handler thread.\n"
+                 "# TYPE samda_http_requests_queued gauge\nsamda_http_requests_queued %u\n",
+            samda_api_queued(api));
     fprintf(out, "# HELP samda_http_request_body_bytes_total Request body bytes received.\n"
                  "# TYPE samda_http_request_body_bytes_total counter\nsamda_http_request_body_bytes_total %llu\n",
             (unsigned long long)atomic_load(&m->bytes_in));
@@ -766,6 +769,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (api->qtail) api->qtail->qnext = r;
     else api->qhead = r;
     api->qtail = r;
+    api->qlen++;
     pthread_cond_signal(&api->qcv);
     pthread_mutex_unlock(&api->qmu);
     return MHD_YES;
@@ -784,6 +788,7 @@ static void *handler_thread(void *arg)
         }
         api->qhead = r->qnext;
         if (!api->qhead) api->qtail = NULL;
+        api->qlen--;
         bool run = !api->qstop;
         pthread_mutex_unlock(&api->qmu);
         if (run) r->match.route->handler(r);
@@ -791,6 +796,15 @@ static void *handler_thread(void *arg)
         /* Every parked connection must be resumed, or MHD_stop_daemon() aborts. */
         MHD_resume_connection(r->conn);
     }
+}
+
+unsigned samda_api_queued(samda_api *api)
+{
+    if (!api) return 0;
+    pthread_mutex_lock(&api->qmu);
+    unsigned n = api->qlen;
+    pthread_mutex_unlock(&api->qmu);
+    return n;
 }
 
 static void handlers_stop(samda_api *api)

@@ -23,7 +23,10 @@ build: deps
 	@cmake --build $(BUILD) -j$(JOBS)
 
 # The local instance: configuration and data under ./var (created once, then left alone).
-run: build
+# Builds only the two programs (the tests are built by `make test`).
+run: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(BUILD) -j$(JOBS) --target samdad samda
 	@bash deploy/make-run-config.sh $(RUN_DIR) $(BUILD)
 	exec $(BUILD)/daemon/samdad --config $(RUN_DIR)/samdad.conf
 
@@ -33,11 +36,11 @@ asan: deps
 
 test-asan: asan
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-		ctest --output-on-failure -L unit -LE slow $(CTEST_ARGS)
+		ctest --output-on-failure -L unit -LE "slow|bench" $(CTEST_ARGS)
 
 # Unit tests under ASan/UBSan first, then the whole suite (its summary line is the last one printed).
 test: build test-asan
-	cd $(BUILD) && ctest --output-on-failure $(CTEST_ARGS)
+	cd $(BUILD) && ctest --output-on-failure -LE bench $(CTEST_ARGS)
 
 fuzz: deps
 	@cmake -S . -B $(FUZZ_BUILD) -DSAMDA_FUZZ=ON -DSAMDA_WITH_MODEL=OFF -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ $(CMAKE_ARGS) >/dev/null
@@ -45,7 +48,7 @@ fuzz: deps
 	cd $(FUZZ_BUILD) && SAMDA_FUZZ_SECONDS=$${SAMDA_FUZZ_SECONDS:-300} ctest --output-on-failure -L fuzz
 
 bench: build
-	cd $(BUILD) && ctest --output-on-failure -L bench -V
+	cd $(BUILD) && ctest --output-on-failure -L bench -V $(CTEST_ARGS)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -5,7 +5,8 @@
  * DCMTK or libtorch. Everything it serves comes from the daemon's core through one table of
  * function pointers, samda_api_services, defined here and implemented by the daemon. Every
  * service is optional: a NULL pointer makes the routes that need it answer 501 (a problem+json
- * document "not available in this build").
+ * document "not available in this build", or the route's own reason, such as "training needs the
+ * model worker").
  *
  * Conventions for every service function:
  *  - It returns a samda_status. SAMDA_OK means the out-values are filled. Any other status becomes
@@ -79,6 +80,11 @@ typedef struct samda_api_query {
     char sop_instance_uid[SAMDA_API_UID_SIZE]; /* SOPInstanceUID (00080018) */
     char patient_id[65];         /* PatientID (00100020), LO; may hold DICOM wildcards * and ? */
     char accession_number[17];   /* AccessionNumber (00080050), SH; may hold wildcards * and ? */
+    char patient_name[193];      /* PatientName (00100010), PN (up to three 64-character groups);
+                                  * may hold wildcards * and ?; matched case-insensitively */
+    char study_description[65];  /* StudyDescription (00081030), LO; may hold wildcards */
+    bool fuzzy;                  /* fuzzymatching=true: a PatientName value without wildcards also
+                                  * matches names with a component that starts with it */
     bool has_date;               /* StudyDate (00080020) given */
     char date_from[9];           /* YYYYMMDD, inclusive; "" = open start ("-YYYYMMDD") */
     char date_to[9];             /* YYYYMMDD, inclusive; "" = open end ("YYYYMMDD-") */
@@ -100,6 +106,9 @@ typedef struct samda_api_ref {
     const char *study;
     const char *series;
     const char *instance;
+    const char *base_url; /* "http(s)://host[:port]" of this server as the client reached it
+                           * (params.public_url, else the Host header when sane), "" when
+                           * unknown: prefix for absolute URLs such as BulkDataURI. Never NULL */
 } samda_api_ref;
 
 /** One STOW-RS part handed to the core (PS3.18 10.5). Borrowed for the call. */
@@ -141,6 +150,18 @@ typedef struct samda_api_stow_summary {
     unsigned failed;        /* of which failed */
     int http_status;        /* 200 all stored, 202 some failed, 409 all failed */
 } samda_api_stow_summary;
+
+/** A raw file upload (POST /api/v1/sites/{site}/adapters), spooled by the api. Borrowed for
+ *  the call. */
+typedef struct samda_api_upload {
+    const char *site;         /* path {site} */
+    const char *path;         /* temp file holding the body, in params.tmp_dir; the core may
+                               * rename(2) it away; the api unlinks whatever is left afterwards */
+    uint64_t size;            /* bytes in the file */
+    const char *content_type; /* the request's Content-Type */
+    int parent_version;       /* query parameter parent (>= 1), or 0 when absent */
+    int64_t token_id;         /* who sent it (-1: auth disabled) */
+} samda_api_upload;
 
 /** Tuning of POST /api/v1/studies/{study}/segment, validated by the api. Borrowed for the call. */
 typedef struct samda_api_segment_request {
@@ -221,7 +242,8 @@ typedef struct samda_api_services {
                              samda_error *err);
 
     /** WADO-RS metadata. OUT metadata: a JSON array of DICOM JSON objects, one per instance,
-     *  without bulk data (or with BulkDataURI). SAMDA_ENOENT: unknown UID (404). */
+     *  without bulk data (or with BulkDataURI, built on ref->base_url). SAMDA_ENOENT: unknown
+     *  UID (404). */
     samda_status (*metadata)(void *ctx, const samda_api_ref *ref, json_t **metadata,
                              samda_error *err);
 
@@ -265,6 +287,84 @@ typedef struct samda_api_services {
      *  segmentation results (series, labels, DICOM-SEG instances). SAMDA_ENOENT (404). */
     samda_status (*results)(void *ctx, const char *study_uid, json_t **results,
                             samda_error *err);
+
+    /* ---- administration: role admin; every route is audited -------------------------------
+     * JSON bodies (const json_t *body) are objects the api parsed (duplicate members refused);
+     * the core validates their members and answers SAMDA_EINVAL naming the member. token_id is
+     * who asked (-1: auth disabled), for the core's own log. */
+
+    /** GET /api/v1/sites. OUT sites: JSON array of site objects. */
+    samda_status (*sites_list)(void *ctx, json_t **sites, samda_error *err);
+
+    /** GET /api/v1/sites/{site}. OUT site: JSON object. SAMDA_ENOENT: unknown site (404). */
+    samda_status (*site_get)(void *ctx, const char *site, json_t **out, samda_error *err);
+
+    /** PUT /api/v1/sites/{site}: create or replace a site's AE mappings and settings (body: a
+     *  JSON object). OUT site: the site after the change; OUT created: true when it is new (201,
+     *  else 200). A site that the configuration file defines cannot be changed here: answer
+     *  SAMDA_ECANCELED (409) saying so. */
+    samda_status (*site_put)(void *ctx, const char *site, const json_t *body, int64_t token_id,
+                             json_t **out, bool *created, samda_error *err);
+
+    /** GET /api/v1/destinations. OUT destinations: JSON array. */
+    samda_status (*destinations_list)(void *ctx, json_t **destinations, samda_error *err);
+
+    /** GET /api/v1/destinations/{name}. OUT destination: JSON object. SAMDA_ENOENT (404). */
+    samda_status (*destination_get)(void *ctx, const char *name, json_t **out, samda_error *err);
+
+    /** POST /api/v1/destinations (body: a JSON object with its "name"). OUT destination: the new
+     *  destination, with a string "name" (the api answers 201 with Location
+     *  /api/v1/destinations/{name}). SAMDA_EEXIST: name taken (409). */
+    samda_status (*destination_add)(void *ctx, const json_t *body, int64_t token_id, json_t **out,
+                                    samda_error *err);
+
+    /** DELETE /api/v1/destinations/{name} (204). SAMDA_ENOENT (404). */
+    samda_status (*destination_delete)(void *ctx, const char *name, int64_t token_id,
+                                       samda_error *err);
+
+    /** POST /api/v1/destinations/{name}/echo: C-ECHO the destination. OUT result: JSON object
+     *  {"ok": bool, "ms": round trip, "status": samda status name, "error": text when not ok}.
+     *  The request succeeds (200) whatever the peer answered; SAMDA_ENOENT: unknown destination. */
+    samda_status (*destination_echo)(void *ctx, const char *name, int64_t token_id, json_t **result,
+                                     samda_error *err);
+
+    /** GET /api/v1/sites/{site}/adapters. OUT adapters: JSON array of versions, newest first.
+     *  SAMDA_ENOENT: unknown site. */
+    samda_status (*adapters_list)(void *ctx, const char *site, json_t **adapters, samda_error *err);
+
+    /** POST /api/v1/sites/{site}/adapters: a new adapter version from an uploaded .safetensors
+     *  file. OUT adapter: the new version, with an integer "version" (201, Location
+     *  /api/v1/sites/{site}/adapters/{version}). SAMDA_EINVAL: not a valid safetensors file (the
+     *  message names the problem) or bad parent; SAMDA_ENOENT: unknown site; SAMDA_ETOOBIG. */
+    samda_status (*adapter_upload)(void *ctx, const samda_api_upload *up, json_t **adapter,
+                                   samda_error *err);
+
+    /** POST /api/v1/sites/{site}/adapters/{version}/activate. OUT adapter: the version, now
+     *  active. SAMDA_ENOENT (404). */
+    samda_status (*adapter_activate)(void *ctx, const char *site, int version, int64_t token_id,
+                                     json_t **adapter, samda_error *err);
+
+    /** POST /api/v1/sites/{site}/adapters/rollback: activate the active version's parent (or
+     *  the highest version below it). OUT adapter: the version now active. SAMDA_ENOENT: nothing
+     *  active or nothing to roll back to (404). */
+    samda_status (*adapter_rollback)(void *ctx, const char *site, int64_t token_id,
+                                     json_t **adapter, samda_error *err);
+
+    /** DELETE /api/v1/sites/{site}/adapters/{version} (204): an inactive version and its file.
+     *  SAMDA_ENOENT (404); SAMDA_ECANCELED: the version is active (409). */
+    samda_status (*adapter_delete)(void *ctx, const char *site, int version, int64_t token_id,
+                                   samda_error *err);
+
+    /** POST /api/v1/sites/{site}/adapters/train: queue training of a new adapter version (body:
+     *  optional JSON object). OUT job: the queued job with an integer "id" (202). Needs the
+     *  model worker: while NULL the route answers 501. */
+    samda_status (*adapter_train)(void *ctx, const char *site, const json_t *body, int64_t token_id,
+                                  json_t **job, samda_error *err);
+
+    /** POST /api/v1/sites/{site}/adapters/{version}/evaluate: queue evaluation of a version
+     *  (body: optional JSON object). OUT job (202). Needs the model worker: NULL = 501. */
+    samda_status (*adapter_evaluate)(void *ctx, const char *site, int version, const json_t *body,
+                                     int64_t token_id, json_t **job, samda_error *err);
 } samda_api_services;
 
 /* ---------------------------------------------------------------------------------------------
@@ -297,6 +397,8 @@ typedef struct samda_api_params {
                                     * than about half of it are refused; default 64 KiB, >= 8 KiB */
     uint64_t max_body_bytes;       /* largest STOW-RS body; default 2 GiB (http.max_body). JSON
                                     * bodies are limited to 1 MiB regardless */
+    uint64_t max_file_bytes;       /* largest raw file upload (an adapter); default 1 GiB. The
+                                    * smaller of it and the current max_body applies */
     const char *tmp_dir;           /* where STOW parts are spooled; default NULL = $TMPDIR or /tmp.
                                     * Put it on the storage file system so the core can rename(2) */
     const char *tls_cert_path;     /* PEM certificate chain; with tls_key_path enables HTTPS */
@@ -335,6 +437,10 @@ unsigned samda_api_port(const samda_api *api);
  *  to new requests and to the next chunk of uploads in flight. NULL-safe. Thread-safety: any
  *  thread. */
 void samda_api_set_max_body(samda_api *api, uint64_t bytes);
+
+/** Requests received whole and waiting for a free handler thread (not those being handled).
+ *  0 for NULL. Thread-safety: any thread. */
+unsigned samda_api_queued(samda_api *api);
 
 /** Stop accepting connections, let in-flight requests finish for up to
  *  params.shutdown_timeout_ms, then answer requests still queued with 503, wait for service

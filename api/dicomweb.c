@@ -335,7 +335,7 @@ static bool valid_date(const char *d)
     return true;
 }
 
-enum qkey { Q_STUDY, Q_SERIES, Q_SOP, Q_PATIENT, Q_ACCESSION, Q_DATE, Q_MODS, Q_MOD, Q_COUNT };
+enum qkey { Q_STUDY, Q_SERIES, Q_SOP, Q_PATIENT, Q_ACCESSION, Q_DATE, Q_MODS, Q_MOD, Q_PNAME, Q_SDESC, Q_COUNT };
 static const struct {
     const char *keyword;
     uint32_t tag;
@@ -349,6 +349,8 @@ static const struct {
     [Q_DATE] = {"StudyDate", 0x00080020, 7},
     [Q_MODS] = {"ModalitiesInStudy", 0x00080061, 1},
     [Q_MOD] = {"Modality", 0x00080060, 6},
+    [Q_PNAME] = {"PatientName", 0x00100010, 7},
+    [Q_SDESC] = {"StudyDescription", 0x00081030, 7},
 };
 
 static samda_status set_uid(char *dst, const char *v, const char *name, samda_error *err)
@@ -413,7 +415,9 @@ samda_status api_qido_parse(samda_api_level level, const api_query_args *args, s
             continue;
         }
         if (strcmp(k, "fuzzymatching") == 0) {
-            if (strcmp(v, "false") != 0) return samda_fail(err, SAMDA_EINVAL, "query parameter fuzzymatching: only false is supported");
+            if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
+                return samda_fail(err, SAMDA_EINVAL, "query parameter fuzzymatching must be true or false");
+            q->fuzzy = strcmp(v, "true") == 0;
             continue;
         }
         uint32_t tag;
@@ -423,7 +427,8 @@ samda_status api_qido_parse(samda_api_level level, const api_query_args *args, s
                 if (qkeys[j].tag == tag) key = j;
         if (key < 0)
             return samda_fail(err, SAMDA_EINVAL, "query parameter %.64s is not supported (matching on StudyInstanceUID, "
-                              "SeriesInstanceUID, SOPInstanceUID, PatientID, AccessionNumber, StudyDate, ModalitiesInStudy, Modality)", k);
+                              "SeriesInstanceUID, SOPInstanceUID, PatientID, PatientName, AccessionNumber, StudyDate, "
+                              "StudyDescription, ModalitiesInStudy, Modality)", k);
         const char *name = qkeys[key].keyword;
         if (!(qkeys[key].levels & (1u << level)))
             return samda_fail(err, SAMDA_EINVAL, "query parameter %s cannot be used in a %s-level search", name, level_names[level]);
@@ -437,6 +442,16 @@ samda_status api_qido_parse(samda_api_level level, const api_query_args *args, s
         case Q_PATIENT:
             if (!valid_text(v, 64)) return samda_fail(err, SAMDA_EINVAL, "query parameter PatientID must be at most 64 printable characters without '\\'");
             snprintf(q->patient_id, sizeof q->patient_id, "%s", v);
+            break;
+        case Q_PNAME:
+            if (!valid_text(v, sizeof q->patient_name - 1))
+                return samda_fail(err, SAMDA_EINVAL, "query parameter PatientName must be at most %zu printable characters without '\\'",
+                                  sizeof q->patient_name - 1);
+            snprintf(q->patient_name, sizeof q->patient_name, "%s", v);
+            break;
+        case Q_SDESC:
+            if (!valid_text(v, 64)) return samda_fail(err, SAMDA_EINVAL, "query parameter StudyDescription must be at most 64 printable characters without '\\'");
+            snprintf(q->study_description, sizeof q->study_description, "%s", v);
             break;
         case Q_ACCESSION:
             if (!valid_text(v, 16)) return samda_fail(err, SAMDA_EINVAL, "query parameter AccessionNumber must be at most 16 printable characters without '\\'");
@@ -541,8 +556,10 @@ static bool accept_allows(api_request *r, const char *type)
     return false;
 }
 
-static void fill_ref(api_request *r, samda_api_ref *ref)
+static void fill_ref(api_request *r, samda_api_ref *ref, char *base, size_t base_size)
 {
+    api_base_url(r, base, base_size);
+    ref->base_url = base;
     ref->level = (samda_api_level)r->match.route->arg;
     ref->study = api_match_param(&r->match, "study");
     ref->series = api_match_param(&r->match, "series");
@@ -629,7 +646,8 @@ void api_h_wado(api_request *r)
         return;
     }
     samda_api_ref ref;
-    fill_ref(r, &ref);
+    char base[300];
+    fill_ref(r, &ref, base, sizeof base);
     json_t *paths = NULL;
     samda_error e = {SAMDA_OK, ""};
     if (!call_ok(r, api->svc.retrieve(api->svc.ctx, &ref, &paths, &e), &e, &paths)) return;
@@ -675,7 +693,8 @@ void api_h_metadata(api_request *r)
 {
     samda_api *api = r->api;
     samda_api_ref ref;
-    fill_ref(r, &ref);
+    char base[300];
+    fill_ref(r, &ref, base, sizeof base);
     json_t *out = NULL;
     samda_error e = {SAMDA_OK, ""};
     if (!call_ok(r, api->svc.metadata(api->svc.ctx, &ref, &out, &e), &e, &out)) return;
@@ -697,7 +716,8 @@ void api_h_frames(api_request *r)
         return;
     }
     samda_api_ref ref;
-    fill_ref(r, &ref);
+    char base[300];
+    fill_ref(r, &ref, base, sizeof base);
     unsigned frames[API_MAX_FRAMES], nf = 0;
     char tmp[API_PARAM_MAX + 1];
     snprintf(tmp, sizeof tmp, "%s", api_match_param(&r->match, "frames"));

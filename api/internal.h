@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "api.h"
@@ -47,6 +48,7 @@ struct samda_api {
     pthread_mutex_t qmu;
     pthread_cond_t qcv;
     api_request *qhead, *qtail;
+    unsigned qlen;                /* requests in the queue (not those a handler runs) */
     bool qstop;                   /* set by samda_api_stop: run nothing more */
     pthread_t *handlers;
     unsigned n_handlers;
@@ -54,7 +56,7 @@ struct samda_api {
 
 typedef struct api_stow api_stow; /* dicomweb.c */
 
-enum api_body_mode { BODY_NONE, BODY_JSON, BODY_STREAM, BODY_REJECT };
+enum api_body_mode { BODY_NONE, BODY_JSON, BODY_STREAM, BODY_FILE, BODY_REJECT };
 
 struct api_request {
     samda_api *api;
@@ -76,6 +78,11 @@ struct api_request {
     size_t body_len, body_cap;
     uint64_t body_total;
     api_stow *stow;
+    int file_fd;                   /* BODY_FILE: the spool file, -1 when closed */
+    char *file_path;               /* BODY_FILE: its path (NULL when none); unlinked at the end */
+    uint64_t file_limit;           /* BODY_FILE: largest body accepted */
+    dev_t file_dev;                /* BODY_FILE: identity of the spool file, so that only it is */
+    ino_t file_ino;                /* unlinked (the core may have renamed it away meanwhile) */
     bool upload_failed;            /* an error was found while the body streamed in */
     samda_error upload_err;
     /* response */
@@ -121,6 +128,8 @@ bool api_stow_begin(api_request *r);
 samda_status api_stow_feed(api_request *r, const char *data, size_t len, samda_error *err);
 /** Free temp files and parser; NULL-safe on r->stow. */
 void api_stow_free(api_request *r);
+/** Close and unlink a raw file body's spool file (server.c); safe when there is none. */
+void api_file_body_free(api_request *r);
 
 /* ---- handlers (one per route kind) ------------------------------------------------------ */
 void api_h_health(api_request *r);
@@ -137,6 +146,36 @@ void api_h_job_cancel(api_request *r);
 void api_h_job_retry(api_request *r);
 void api_h_segment(api_request *r);
 void api_h_results(api_request *r);
+void api_h_sites_list(api_request *r);
+void api_h_site_get(api_request *r);
+void api_h_site_put(api_request *r);
+void api_h_destinations_list(api_request *r);
+void api_h_destination_add(api_request *r);
+void api_h_destination_get(api_request *r);
+void api_h_destination_delete(api_request *r);
+void api_h_destination_echo(api_request *r);
+void api_h_adapters_list(api_request *r);
+void api_h_adapter_upload(api_request *r);
+void api_h_adapter_rollback(api_request *r);
+void api_h_adapter_train(api_request *r);
+void api_h_adapter_activate(api_request *r);
+void api_h_adapter_evaluate(api_request *r);
+void api_h_adapter_delete(api_request *r);
+
+/* ---- helpers shared by the handlers (rest.c) -------------------------------------------- */
+/** True when a service call succeeded with a result; otherwise replies with the error (or
+ *  500 when the core returned no result) and releases *out. out may be NULL. */
+bool api_call_ok(api_request *r, samda_status st, samda_error *e, json_t **out);
+/** Refuse query parameters other than the listed ones (NULL-terminated) or given twice. */
+bool api_only_params(api_request *r, const char *const *allowed);
+/** Query parameter name as an unsigned in [min, max] (def when absent); replies 400 if not. */
+bool api_uparam(api_request *r, const char *name, uint64_t min, uint64_t max, uint64_t def, uint64_t *out);
+/** Parse the JSON body into *out (an object). required: an absent body is an error; when not
+ *  required and absent, *out = NULL. Replies 400 (with line and column) and returns false on
+ *  malformed JSON or a non-object. */
+bool api_json_body(api_request *r, bool required, json_t **out);
+/** 204 No Content. */
+void api_reply_no_content(api_request *r);
 
 /** Parse and validate QIDO query arguments for level into q (path UIDs already set by the caller
  *  in q->study_uid/series_uid). Returns SAMDA_OK, or SAMDA_EINVAL naming the parameter. *clamped

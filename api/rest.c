@@ -5,7 +5,7 @@
 
 #include "internal.h"
 
-static bool call_ok(api_request *r, samda_status st, samda_error *e, json_t **out)
+bool api_call_ok(api_request *r, samda_status st, samda_error *e, json_t **out)
 {
     if (st == SAMDA_OK && (!out || *out)) return true;
     if (out && *out) {
@@ -19,7 +19,7 @@ static bool call_ok(api_request *r, samda_status st, samda_error *e, json_t **ou
 }
 
 /* Refuse query parameters other than the listed ones (NULL-terminated). */
-static bool only_params(api_request *r, const char *const *allowed)
+bool api_only_params(api_request *r, const char *const *allowed)
 {
     for (unsigned i = 0; i < r->args.n; i++) {
         bool ok = false;
@@ -38,7 +38,7 @@ static bool only_params(api_request *r, const char *const *allowed)
     return true;
 }
 
-static bool uparam(api_request *r, const char *name, uint64_t min, uint64_t max, uint64_t def, uint64_t *out)
+bool api_uparam(api_request *r, const char *name, uint64_t min, uint64_t max, uint64_t def, uint64_t *out)
 {
     const char *v = api_query_get(&r->args, name);
     if (!v) {
@@ -72,7 +72,7 @@ void api_h_health(api_request *r)
     json_t *checks = NULL;
     bool healthy = false;
     samda_error e = {SAMDA_OK, ""};
-    if (!call_ok(r, api->svc.health(api->svc.ctx, &checks, &healthy, &e), &e, &checks)) return;
+    if (!api_call_ok(r, api->svc.health(api->svc.ctx, &checks, &healthy, &e), &e, &checks)) return;
     if (!json_is_object(checks)) {
         json_decref(checks);
         checks = json_object();
@@ -122,11 +122,11 @@ void api_h_changes(api_request *r)
 {
     static const char *const allowed[] = {"since", "limit", NULL};
     uint64_t since, limit;
-    if (!only_params(r, allowed) || !uparam(r, "since", 0, INT64_MAX, 0, &since) || !uparam(r, "limit", 1, 1000, 100, &limit)) return;
+    if (!api_only_params(r, allowed) || !api_uparam(r, "since", 0, INT64_MAX, 0, &since) || !api_uparam(r, "limit", 1, 1000, 100, &limit)) return;
     samda_api *api = r->api;
     json_t *out = NULL;
     samda_error e = {SAMDA_OK, ""};
-    if (!call_ok(r, api->svc.changes(api->svc.ctx, (int64_t)since, (unsigned)limit, &out, &e), &e, &out)) return;
+    if (!api_call_ok(r, api->svc.changes(api->svc.ctx, (int64_t)since, (unsigned)limit, &out, &e), &e, &out)) return;
     api_reply_json(r, 200, out, NULL);
 }
 
@@ -134,7 +134,7 @@ void api_h_jobs_list(api_request *r)
 {
     static const char *const allowed[] = {"state", "limit", "offset", NULL};
     uint64_t limit, offset;
-    if (!only_params(r, allowed) || !uparam(r, "limit", 1, 1000, 100, &limit) || !uparam(r, "offset", 0, INT32_MAX, 0, &offset)) return;
+    if (!api_only_params(r, allowed) || !api_uparam(r, "limit", 1, 1000, 100, &limit) || !api_uparam(r, "offset", 0, INT32_MAX, 0, &offset)) return;
     const char *state = api_query_get(&r->args, "state");
     if (state && !api_valid_name(state)) {
         api_reply_problem(r, SAMDA_EINVAL, 0, "query parameter state must be a name ([A-Za-z0-9._-], 1 to 63)");
@@ -143,7 +143,7 @@ void api_h_jobs_list(api_request *r)
     samda_api *api = r->api;
     json_t *out = NULL;
     samda_error e = {SAMDA_OK, ""};
-    if (!call_ok(r, api->svc.jobs_list(api->svc.ctx, state, (unsigned)limit, (unsigned)offset, &out, &e), &e, &out)) return;
+    if (!api_call_ok(r, api->svc.jobs_list(api->svc.ctx, state, (unsigned)limit, (unsigned)offset, &out, &e), &e, &out)) return;
     api_reply_json(r, 200, out, NULL);
 }
 
@@ -154,7 +154,7 @@ void api_h_job_get(api_request *r)
     samda_api *api = r->api;
     json_t *out = NULL;
     samda_error e = {SAMDA_OK, ""};
-    if (!call_ok(r, api->svc.job_get(api->svc.ctx, id, &out, &e), &e, &out)) return;
+    if (!api_call_ok(r, api->svc.job_get(api->svc.ctx, id, &out, &e), &e, &out)) return;
     api_reply_json(r, 200, out, NULL);
 }
 
@@ -165,7 +165,7 @@ void api_h_job_cancel(api_request *r)
     samda_api *api = r->api;
     json_t *out = NULL;
     samda_error e = {SAMDA_OK, ""};
-    if (!call_ok(r, api->svc.job_cancel(api->svc.ctx, id, r->token_id, &out, &e), &e, &out)) return;
+    if (!api_call_ok(r, api->svc.job_cancel(api->svc.ctx, id, r->token_id, &out, &e), &e, &out)) return;
     api_reply_json(r, 200, out, NULL);
 }
 
@@ -176,7 +176,7 @@ void api_h_job_retry(api_request *r)
     samda_api *api = r->api;
     json_t *out = NULL;
     samda_error e = {SAMDA_OK, ""};
-    if (!call_ok(r, api->svc.job_retry(api->svc.ctx, id, r->token_id, &out, &e), &e, &out)) return;
+    if (!api_call_ok(r, api->svc.job_retry(api->svc.ctx, id, r->token_id, &out, &e), &e, &out)) return;
     api_reply_json(r, 200, out, NULL);
 }
 
@@ -243,7 +243,7 @@ void api_h_segment(api_request *r)
     samda_error e = {SAMDA_OK, ""};
     samda_status st = api->svc.segment(api->svc.ctx, &req, &out, &e);
     json_decref(body); /* the request's strings pointed into it */
-    if (!call_ok(r, st, &e, &out)) return;
+    if (!api_call_ok(r, st, &e, &out)) return;
     json_t *id = json_object_get(out, "id");
     char loc[64] = "";
     if (json_is_integer(id)) snprintf(loc, sizeof loc, "/api/v1/jobs/%lld", (long long)json_integer_value(id));
@@ -256,6 +256,30 @@ void api_h_results(api_request *r)
     samda_api *api = r->api;
     json_t *out = NULL;
     samda_error e = {SAMDA_OK, ""};
-    if (!call_ok(r, api->svc.results(api->svc.ctx, api_match_param(&r->match, "study"), &out, &e), &e, &out)) return;
+    if (!api_call_ok(r, api->svc.results(api->svc.ctx, api_match_param(&r->match, "study"), &out, &e), &e, &out)) return;
     api_reply_json(r, 200, out, NULL);
+}
+
+bool api_json_body(api_request *r, bool required, json_t **out)
+{
+    *out = NULL;
+    if (!r->body_len) {
+        if (!required) return true;
+        api_reply_problem(r, SAMDA_EINVAL, 0, "%s %s needs a JSON object body (Content-Type: application/json)", r->method,
+                          r->match.route->pattern);
+        return false;
+    }
+    json_error_t je;
+    json_t *body = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je);
+    if (!body) {
+        api_reply_problem(r, SAMDA_EINVAL, 0, "invalid JSON body at line %d column %d: %s", je.line, je.column, je.text);
+        return false;
+    }
+    if (!json_is_object(body)) {
+        json_decref(body);
+        api_reply_problem(r, SAMDA_EINVAL, 0, "JSON body must be an object");
+        return false;
+    }
+    *out = body;
+    return true;
 }

@@ -14,34 +14,52 @@
 
 const api_route api_routes[] = {
     /* operations */
-    {API_GET, "/health", api_h_health, 0, 0, SVC(health), 0},
-    {API_GET, "/metrics", api_h_metrics, 0, 0, API_NO_SERVICE, 0},
+    {API_GET, "/health", api_h_health, 0, 0, SVC(health), 0, NULL},
+    {API_GET, "/metrics", api_h_metrics, 0, 0, API_NO_SERVICE, 0, NULL},
     /* DICOMweb STOW-RS (PS3.18 10.5) */
-    {API_POST, "/dicomweb/studies", api_h_stow, API_ROLES_INGEST, API_F_STREAM_BODY | API_F_AUDIT, SVC(stow_instance), 0},
-    {API_POST, "/dicomweb/studies/{study}", api_h_stow, API_ROLES_INGEST, API_F_STREAM_BODY | API_F_AUDIT, SVC(stow_instance), 0},
-    {API_POST, "/dicomweb/sites/{site}/studies", api_h_stow, API_ROLES_INGEST, API_F_STREAM_BODY | API_F_AUDIT, SVC(stow_instance), 0},
+    {API_POST, "/dicomweb/studies", api_h_stow, API_ROLES_INGEST, API_F_STREAM_BODY | API_F_AUDIT, SVC(stow_instance), 0, NULL},
+    {API_POST, "/dicomweb/studies/{study}", api_h_stow, API_ROLES_INGEST, API_F_STREAM_BODY | API_F_AUDIT, SVC(stow_instance), 0, NULL},
+    {API_POST, "/dicomweb/sites/{site}/studies", api_h_stow, API_ROLES_INGEST, API_F_STREAM_BODY | API_F_AUDIT, SVC(stow_instance), 0, NULL},
     /* QIDO-RS (PS3.18 10.6) */
-    {API_GET, "/dicomweb/studies", api_h_qido, API_ROLES_USER, API_F_AUDIT, SVC(qido), SAMDA_API_LEVEL_STUDY},
-    {API_GET, "/dicomweb/series", api_h_qido, API_ROLES_USER, API_F_AUDIT, SVC(qido), SAMDA_API_LEVEL_SERIES},
-    {API_GET, "/dicomweb/studies/{study}/series", api_h_qido, API_ROLES_USER, API_F_AUDIT, SVC(qido), SAMDA_API_LEVEL_SERIES},
-    {API_GET, "/dicomweb/studies/{study}/instances", api_h_qido, API_ROLES_USER, API_F_AUDIT, SVC(qido), SAMDA_API_LEVEL_INSTANCE},
-    {API_GET, "/dicomweb/studies/{study}/series/{series}/instances", api_h_qido, API_ROLES_USER, API_F_AUDIT, SVC(qido), SAMDA_API_LEVEL_INSTANCE},
+    {API_GET, "/dicomweb/studies", api_h_qido, API_ROLES_USER, API_F_AUDIT, SVC(qido), SAMDA_API_LEVEL_STUDY, NULL},
+    {API_GET, "/dicomweb/series", api_h_qido, API_ROLES_USER, API_F_AUDIT, SVC(qido), SAMDA_API_LEVEL_SERIES, NULL},
+    {API_GET, "/dicomweb/studies/{study}/series", api_h_qido, API_ROLES_USER, API_F_AUDIT, SVC(qido), SAMDA_API_LEVEL_SERIES, NULL},
+    {API_GET, "/dicomweb/studies/{study}/instances", api_h_qido, API_ROLES_USER, API_F_AUDIT, SVC(qido), SAMDA_API_LEVEL_INSTANCE, NULL},
+    {API_GET, "/dicomweb/studies/{study}/series/{series}/instances", api_h_qido, API_ROLES_USER, API_F_AUDIT, SVC(qido), SAMDA_API_LEVEL_INSTANCE, NULL},
     /* WADO-RS (PS3.18 10.4) */
-    {API_GET, "/dicomweb/studies/{study}", api_h_wado, API_ROLES_USER, API_F_AUDIT, SVC(retrieve), SAMDA_API_LEVEL_STUDY},
-    {API_GET, "/dicomweb/studies/{study}/series/{series}", api_h_wado, API_ROLES_USER, API_F_AUDIT, SVC(retrieve), SAMDA_API_LEVEL_SERIES},
-    {API_GET, "/dicomweb/studies/{study}/series/{series}/instances/{instance}", api_h_wado, API_ROLES_USER, API_F_AUDIT, SVC(retrieve), SAMDA_API_LEVEL_INSTANCE},
-    {API_GET, "/dicomweb/studies/{study}/metadata", api_h_metadata, API_ROLES_USER, API_F_AUDIT, SVC(metadata), SAMDA_API_LEVEL_STUDY},
-    {API_GET, "/dicomweb/studies/{study}/series/{series}/metadata", api_h_metadata, API_ROLES_USER, API_F_AUDIT, SVC(metadata), SAMDA_API_LEVEL_SERIES},
-    {API_GET, "/dicomweb/studies/{study}/series/{series}/instances/{instance}/metadata", api_h_metadata, API_ROLES_USER, API_F_AUDIT, SVC(metadata), SAMDA_API_LEVEL_INSTANCE},
-    {API_GET, "/dicomweb/studies/{study}/series/{series}/instances/{instance}/frames/{frames}", api_h_frames, API_ROLES_USER, API_F_AUDIT, SVC(frame), SAMDA_API_LEVEL_INSTANCE},
+    {API_GET, "/dicomweb/studies/{study}", api_h_wado, API_ROLES_USER, API_F_AUDIT, SVC(retrieve), SAMDA_API_LEVEL_STUDY, NULL},
+    {API_GET, "/dicomweb/studies/{study}/series/{series}", api_h_wado, API_ROLES_USER, API_F_AUDIT, SVC(retrieve), SAMDA_API_LEVEL_SERIES, NULL},
+    {API_GET, "/dicomweb/studies/{study}/series/{series}/instances/{instance}", api_h_wado, API_ROLES_USER, API_F_AUDIT, SVC(retrieve), SAMDA_API_LEVEL_INSTANCE, NULL},
+    {API_GET, "/dicomweb/studies/{study}/metadata", api_h_metadata, API_ROLES_USER, API_F_AUDIT, SVC(metadata), SAMDA_API_LEVEL_STUDY, NULL},
+    {API_GET, "/dicomweb/studies/{study}/series/{series}/metadata", api_h_metadata, API_ROLES_USER, API_F_AUDIT, SVC(metadata), SAMDA_API_LEVEL_SERIES, NULL},
+    {API_GET, "/dicomweb/studies/{study}/series/{series}/instances/{instance}/metadata", api_h_metadata, API_ROLES_USER, API_F_AUDIT, SVC(metadata), SAMDA_API_LEVEL_INSTANCE, NULL},
+    {API_GET, "/dicomweb/studies/{study}/series/{series}/instances/{instance}/frames/{frames}", api_h_frames, API_ROLES_USER, API_F_AUDIT, SVC(frame), SAMDA_API_LEVEL_INSTANCE, NULL},
     /* REST /api/v1 */
-    {API_GET, "/api/v1/changes", api_h_changes, API_ROLES_USER, 0, SVC(changes), 0},
-    {API_GET, "/api/v1/jobs", api_h_jobs_list, API_ROLES_USER, 0, SVC(jobs_list), 0},
-    {API_GET, "/api/v1/jobs/{id}", api_h_job_get, API_ROLES_USER, 0, SVC(job_get), 0},
-    {API_POST, "/api/v1/jobs/{id}/cancel", api_h_job_cancel, API_ROLES_USER, API_F_AUDIT, SVC(job_cancel), 0},
-    {API_POST, "/api/v1/jobs/{id}/retry", api_h_job_retry, API_ROLES_USER, API_F_AUDIT, SVC(job_retry), 0},
-    {API_POST, "/api/v1/studies/{study}/segment", api_h_segment, API_ROLES_USER, API_F_AUDIT | API_F_JSON_BODY, SVC(segment), 0},
-    {API_GET, "/api/v1/studies/{study}/results", api_h_results, API_ROLES_USER, API_F_AUDIT, SVC(results), 0},
+    {API_GET, "/api/v1/changes", api_h_changes, API_ROLES_USER, 0, SVC(changes), 0, NULL},
+    {API_GET, "/api/v1/jobs", api_h_jobs_list, API_ROLES_USER, 0, SVC(jobs_list), 0, NULL},
+    {API_GET, "/api/v1/jobs/{id}", api_h_job_get, API_ROLES_USER, 0, SVC(job_get), 0, NULL},
+    {API_POST, "/api/v1/jobs/{id}/cancel", api_h_job_cancel, API_ROLES_USER, API_F_AUDIT, SVC(job_cancel), 0, NULL},
+    {API_POST, "/api/v1/jobs/{id}/retry", api_h_job_retry, API_ROLES_USER, API_F_AUDIT, SVC(job_retry), 0, NULL},
+    {API_POST, "/api/v1/studies/{study}/segment", api_h_segment, API_ROLES_USER, API_F_AUDIT | API_F_JSON_BODY, SVC(segment), 0, NULL},
+    {API_GET, "/api/v1/studies/{study}/results", api_h_results, API_ROLES_USER, API_F_AUDIT, SVC(results), 0, NULL},
+    /* administration: admin only, every call audited */
+    {API_GET, "/api/v1/sites", api_h_sites_list, API_ROLES_ADMIN, API_F_AUDIT, SVC(sites_list), 0, NULL},
+    {API_GET, "/api/v1/sites/{site}", api_h_site_get, API_ROLES_ADMIN, API_F_AUDIT, SVC(site_get), 0, NULL},
+    {API_PUT, "/api/v1/sites/{site}", api_h_site_put, API_ROLES_ADMIN, API_F_AUDIT | API_F_JSON_BODY, SVC(site_put), 0, NULL},
+    {API_GET, "/api/v1/destinations", api_h_destinations_list, API_ROLES_ADMIN, API_F_AUDIT, SVC(destinations_list), 0, NULL},
+    {API_POST, "/api/v1/destinations", api_h_destination_add, API_ROLES_ADMIN, API_F_AUDIT | API_F_JSON_BODY, SVC(destination_add), 0, NULL},
+    {API_GET, "/api/v1/destinations/{name}", api_h_destination_get, API_ROLES_ADMIN, API_F_AUDIT, SVC(destination_get), 0, NULL},
+    {API_DELETE, "/api/v1/destinations/{name}", api_h_destination_delete, API_ROLES_ADMIN, API_F_AUDIT, SVC(destination_delete), 0, NULL},
+    {API_POST, "/api/v1/destinations/{name}/echo", api_h_destination_echo, API_ROLES_ADMIN, API_F_AUDIT, SVC(destination_echo), 0, NULL},
+    {API_GET, "/api/v1/sites/{site}/adapters", api_h_adapters_list, API_ROLES_ADMIN, API_F_AUDIT, SVC(adapters_list), 0, NULL},
+    {API_POST, "/api/v1/sites/{site}/adapters", api_h_adapter_upload, API_ROLES_ADMIN, API_F_AUDIT | API_F_FILE_BODY, SVC(adapter_upload), 0, NULL},
+    {API_POST, "/api/v1/sites/{site}/adapters/rollback", api_h_adapter_rollback, API_ROLES_ADMIN, API_F_AUDIT, SVC(adapter_rollback), 0, NULL},
+    {API_POST, "/api/v1/sites/{site}/adapters/train", api_h_adapter_train, API_ROLES_ADMIN, API_F_AUDIT | API_F_JSON_BODY, SVC(adapter_train), 0,
+     "training needs the model worker, which this build does not run"},
+    {API_POST, "/api/v1/sites/{site}/adapters/{version}/activate", api_h_adapter_activate, API_ROLES_ADMIN, API_F_AUDIT, SVC(adapter_activate), 0, NULL},
+    {API_POST, "/api/v1/sites/{site}/adapters/{version}/evaluate", api_h_adapter_evaluate, API_ROLES_ADMIN, API_F_AUDIT | API_F_JSON_BODY, SVC(adapter_evaluate), 0,
+     "evaluation needs the model worker, which this build does not run"},
+    {API_DELETE, "/api/v1/sites/{site}/adapters/{version}", api_h_adapter_delete, API_ROLES_ADMIN, API_F_AUDIT, SVC(adapter_delete), 0, NULL},
 };
 const size_t api_n_routes = sizeof api_routes / sizeof api_routes[0];
 
@@ -83,6 +101,12 @@ bool api_valid_name(const char *s)
     return true;
 }
 
+bool api_valid_version(const char *s)
+{
+    size_t n = strlen(s);
+    return n >= 1 && n <= 9 && strspn(s, "0123456789") == n && s[0] != '0';
+}
+
 /* {frames}: comma-separated 1-based frame numbers (PS3.18 10.4.1.1.4). */
 static bool valid_frames(const char *s)
 {
@@ -103,6 +127,8 @@ static const struct {
     {"instance", api_valid_uid, "a DICOM UID (digits and dots, at most 64)"},
     {"id", api_valid_id, "a decimal id"},
     {"site", api_valid_name, "a name ([A-Za-z0-9._-], 1 to 63)"},
+    {"name", api_valid_name, "a name ([A-Za-z0-9._-], 1 to 63)"},
+    {"version", api_valid_version, "a version number (1 to 999999999)"},
     {"frames", valid_frames, "comma-separated frame numbers"},
 };
 

@@ -36,7 +36,9 @@ enum {
 enum {
     API_F_AUDIT = 1u << 0,       /* call services->audit after the response */
     API_F_STREAM_BODY = 1u << 1, /* multipart body streamed to temp files (STOW-RS) */
-    API_F_JSON_BODY = 1u << 2    /* optional application/json body, <= API_JSON_BODY_MAX */
+    API_F_JSON_BODY = 1u << 2,   /* optional application/json body, <= API_JSON_BODY_MAX */
+    API_F_FILE_BODY = 1u << 3    /* raw application/octet-stream body spooled to one temp file,
+                                  * <= min(params.max_file_bytes, max_body) */
 };
 
 #define API_JSON_BODY_MAX (1024u * 1024u)
@@ -52,6 +54,8 @@ typedef struct api_route {
     unsigned flags;       /* API_F_* */
     size_t service;       /* offsetof(samda_api_services, fn) the route needs, or API_NO_SERVICE */
     int arg;              /* handler argument (e.g. the QIDO/WADO level) */
+    const char *unavailable; /* why the route answers 501 while its service is NULL, or NULL
+                              * for the generic "not available in this build" */
 } api_route;
 
 /** The table (router.c). */
@@ -94,6 +98,7 @@ long api_pct_decode(const char *in, size_t len, char *out, size_t size, bool plu
 bool api_valid_uid(const char *s);   /* 1..64 of [0-9.], no empty component, no leading zero */
 bool api_valid_id(const char *s);    /* 1..18 digits */
 bool api_valid_name(const char *s);  /* [A-Za-z0-9._-]{1,63}, not "." or ".." */
+bool api_valid_version(const char *s); /* 1..9 digits, not 0, no leading zero */
 
 /* Query strings. */
 #define API_QUERY_MAX_PAIRS 64

@@ -33,6 +33,7 @@ void samda_api_params_init(samda_api_params *p)
     p->connection_timeout_s = 60;
     p->max_header_bytes = 64 * 1024;
     p->max_body_bytes = 2ull * 1024 * 1024 * 1024;
+    p->max_file_bytes = 1ull * 1024 * 1024 * 1024;
     p->auth_required = true;
     p->shutdown_timeout_ms = 10000;
 }
@@ -167,8 +168,65 @@ void api_reply_error(api_request *r, const samda_error *e)
 
 void api_reply_unavailable(api_request *r)
 {
-    api_reply_problem(r, SAMDA_ENOTSUP, 501, "%s %s: not available in this build", r->method,
-                      r->match.route ? r->match.route->pattern : "");
+    const api_route *rt = r->match.route;
+    if (rt && rt->unavailable) api_reply_problem(r, SAMDA_ENOTSUP, 501, "%s %s: %s", r->method, rt->pattern, rt->unavailable);
+    else api_reply_problem(r, SAMDA_ENOTSUP, 501, "%s %s: not available in this build", r->method, rt ? rt->pattern : "");
+}
+
+void api_reply_no_content(api_request *r)
+{
+    set_response(r, 204, MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT));
+}
+
+/* ---- raw file bodies -------------------------------------------------------------------------- */
+
+static samda_status file_body_feed(api_request *r, const char *data, size_t len, samda_error *err)
+{
+    if (!r->file_path) {
+        size_t plen = strlen(r->api->tmp_dir) + 32;
+        r->file_path = malloc(plen);
+        if (!r->file_path) return samda_fail(err, SAMDA_ENOMEM, "out of memory spooling the upload");
+        snprintf(r->file_path, plen, "%s/samda-upload-XXXXXX", r->api->tmp_dir);
+        r->file_fd = mkostemp(r->file_path, O_CLOEXEC);
+        if (r->file_fd < 0) {
+            int e = errno;
+            free(r->file_path);
+            r->file_path = NULL;
+            return samda_fail(err, e == ENOSPC || e == EDQUOT ? SAMDA_ENOSPC : SAMDA_EIO, "cannot create a temp file for the upload: %s",
+                              strerror(e));
+        }
+        struct stat sb;
+        if (fstat(r->file_fd, &sb) == 0) {
+            r->file_dev = sb.st_dev;
+            r->file_ino = sb.st_ino;
+        }
+    }
+    while (len) {
+        ssize_t w = write(r->file_fd, data, len);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) {
+            int e = errno;
+            return samda_fail(err, e == ENOSPC || e == EDQUOT ? SAMDA_ENOSPC : SAMDA_EIO, "writing the upload to the upload directory: %s",
+                              strerror(e));
+        }
+        data += w;
+        len -= (size_t)w;
+    }
+    return SAMDA_OK;
+}
+
+void api_file_body_free(api_request *r)
+{
+    if (r->file_fd >= 0) close(r->file_fd);
+    r->file_fd = -1;
+    if (r->file_path) {
+        /* Unlink only our own file: after the core renamed it away, another request may have
+         * been given the same name. */
+        struct stat sb;
+        if (lstat(r->file_path, &sb) == 0 && sb.st_dev == r->file_dev && sb.st_ino == r->file_ino) unlink(r->file_path);
+        free(r->file_path);
+        r->file_path = NULL;
+    }
 }
 
 /* ---- small helpers -------------------------------------------------------------------------- */
@@ -246,7 +304,13 @@ static const char *row_label(size_t row) { return row < api_n_routes ? api_route
 static const char *row_method(size_t row)
 {
     if (row >= api_n_routes) return "";
-    return api_routes[row].method == API_POST ? "POST" : "GET";
+    switch (api_routes[row].method) {
+    case API_POST: return "POST";
+    case API_PUT: return "PUT";
+    case API_DELETE: return "DELETE";
+    case API_PATCH: return "PATCH";
+    default: return "GET";
+    }
 }
 
 void api_metrics_write(samda_api *api, FILE *out)
@@ -283,6 +347,9 @@ void api_metrics_write(samda_api *api, FILE *out)
     fprintf(out, "# HELP samda_http_requests_in_flight Requests being processed.\n"
                  "# TYPE samda_http_requests_in_flight gauge\nsamda_http_requests_in_flight %d\n",
             atomic_load(&api->inflight));
+    fprintf(out, "# HELP samda_http_requests_queued Requests waiting for a handler thread.\n"
+                 "# TYPE samda_http_requests_queued gauge\nsamda_http_requests_queued %u\n",
+            samda_api_queued(api));
     fprintf(out, "# HELP samda_http_request_body_bytes_total Request body bytes received.\n"
                  "# TYPE samda_http_request_body_bytes_total counter\nsamda_http_request_body_bytes_total %llu\n",
             (unsigned long long)atomic_load(&m->bytes_in));
@@ -314,6 +381,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     r->conn = conn;
     r->uri = strdup(uri ? uri : "");
     r->token_id = -1;
+    r->file_fd = -1;
     timespec_now(&r->t0);
     if (r->uri) {
         char *q = strchr(r->uri, '?');
@@ -326,6 +394,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 static void request_free(api_request *r)
 {
     api_stow_free(r);
+    api_file_body_free(r);
     api_query_args_free(&r->args);
     free(r->body);
     if (r->resp) MHD_destroy_response(r->resp);
@@ -551,6 +620,24 @@ static void begin(api_request *r, const char *method)
         api_stow_begin(r); /* replies itself on a bad Content-Type */
         return;
     }
+    if (rt->flags & API_F_FILE_BODY) {
+        uint64_t limit = atomic_load(&api->max_body);
+        if (api->p.max_file_bytes && api->p.max_file_bytes < limit) limit = api->p.max_file_bytes;
+        r->file_limit = limit;
+        if (cl >= 0 && (uint64_t)cl > limit) {
+            api_reply_problem(r, SAMDA_ETOOBIG, 0, "upload larger than %llu bytes (the smaller of http.max_body and the file limit)",
+                              (unsigned long long)limit);
+            return;
+        }
+        char media[128];
+        const char *ct = api_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
+        if (!ct || samda_content_type_media(ct, media, sizeof media, NULL) != SAMDA_OK || strcmp(media, "application/octet-stream") != 0) {
+            api_reply_problem(r, SAMDA_ENOTSUP, 0, "request body must be Content-Type: application/octet-stream");
+            return;
+        }
+        r->body_mode = BODY_FILE;
+        return;
+    }
     if (rt->flags & API_F_JSON_BODY) {
         if (!has_body(r, cl)) return;
         if (cl > (int64_t)API_JSON_BODY_MAX) {
@@ -630,6 +717,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             }
             api_stow_feed(r, upload_data, n, &e);
             break;
+        case BODY_FILE:
+            if (r->body_total > r->file_limit) {
+                samda_fail(&e, SAMDA_ETOOBIG, "upload larger than %llu bytes (the smaller of http.max_body and the file limit)",
+                           (unsigned long long)r->file_limit);
+                break;
+            }
+            file_body_feed(r, upload_data, n, &e);
+            break;
         case BODY_REJECT:
         case BODY_NONE:
             samda_fail(&e, SAMDA_EINVAL, "%s %s takes no request body", r->method, r->match.route ? r->match.route->pattern : "");
@@ -639,6 +734,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             r->upload_failed = true;
             r->upload_err = e;
             api_stow_free(r); /* temp files go now, not at the end of the drain */
+            api_file_body_free(r);
             if (e.code == SAMDA_ETOOBIG) {
                 /* Do not read the rest of an oversized body: answer now if libmicrohttpd lets us
                  * (the connection is then closed), else drop the connection. */
@@ -650,6 +746,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             }
         }
         if (r->upload_failed && r->body_total > atomic_load(&api->max_body)) return MHD_NO;
+        if (r->upload_failed && r->body_mode == BODY_FILE && r->body_total > r->file_limit) return MHD_NO;
         return MHD_YES;
     }
     /* The whole request is here. */
@@ -672,6 +769,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (api->qtail) api->qtail->qnext = r;
     else api->qhead = r;
     api->qtail = r;
+    api->qlen++;
     pthread_cond_signal(&api->qcv);
     pthread_mutex_unlock(&api->qmu);
     return MHD_YES;
@@ -690,6 +788,7 @@ static void *handler_thread(void *arg)
         }
         api->qhead = r->qnext;
         if (!api->qhead) api->qtail = NULL;
+        api->qlen--;
         bool run = !api->qstop;
         pthread_mutex_unlock(&api->qmu);
         if (run) r->match.route->handler(r);
@@ -697,6 +796,15 @@ static void *handler_thread(void *arg)
         /* Every parked connection must be resumed, or MHD_stop_daemon() aborts. */
         MHD_resume_connection(r->conn);
     }
+}
+
+unsigned samda_api_queued(samda_api *api)
+{
+    if (!api) return 0;
+    pthread_mutex_lock(&api->qmu);
+    unsigned n = api->qlen;
+    pthread_mutex_unlock(&api->qmu);
+    return n;
 }
 
 static void handlers_stop(samda_api *api)

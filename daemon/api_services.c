@@ -9,16 +9,20 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/mman.h>
+#include <time.h>
 #include <fnmatch.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "dicom.h"
 #include "ingest.h"
 #include "json_out.h"
+#include "safetensors.h"
 #include "scheduler.h"
 #include "services_internal.h"
 #include "storage.h"
@@ -35,6 +39,15 @@ struct samdad_api_core {
     samdad_ctx *ctx;
     pthread_mutex_t mu;
     stow_req *reqs;
+    /* site overlay (see "administration: sites") */
+    pthread_mutex_t overlay_mu;  /* serialises overlays and site changes; guards the two below */
+    samda_config *base;          /* the file's configuration the overlay was built on (ref) */
+    samda_config *installed;     /* the snapshot the core last installed or saw (ref) */
+    samda_config *defaults;      /* the configuration table's defaults, for new sites (ref) */
+    pthread_mutex_t watch_mu;
+    pthread_cond_t watch_cv;
+    bool watch_stop, watching;
+    pthread_t watcher;
 };
 
 #define CORE(v) ((samdad_api_core *)(v))
@@ -333,6 +346,27 @@ static bool match_value(const char *pattern, const char *value)
     return fnmatch(pattern, value ? value : "", FNM_NOESCAPE) == 0;
 }
 
+/* PatientName (PS3.4 C.2.2.2.1, C.2.2.2.4): wildcard matching on the whole value, case-insensitive
+ * (PN matching may ignore case). With fuzzymatching=true, a value without wildcards also matches a
+ * name one of whose components (separated by ^, = or space) starts with it. */
+static bool match_pn(const char *pattern, const char *name, bool fuzzy)
+{
+    if (!pattern || !*pattern) return true;
+    if (!name) name = "";
+    if (fnmatch(pattern, name, FNM_NOESCAPE | FNM_CASEFOLD) == 0) return true;
+    if (!fuzzy || strpbrk(pattern, "*?")) return false;
+    size_t n = strlen(pattern);
+    for (const char *c = name; *c;) {
+        if (strncasecmp(c, pattern, n) == 0) return true;
+        c += strcspn(c, "^= ");
+        c += strspn(c, "^= ");
+    }
+    return false;
+}
+
+/* Text matching of LO values (StudyDescription): wildcards, case-sensitive as PS3.4 says. */
+static bool match_text(const char *pattern, const char *value) { return match_value(pattern, value); }
+
 static bool match_modalities(const samda_api_query *q, const char *mods /* backslash-separated */)
 {
     if (q->n_modalities == 0) return true;
@@ -352,6 +386,7 @@ static json_t *study_json(const samda_study_info *s)
 {
     json_t *o = json_object();
     put_str(o, "00080020", "DA", s->study_date);
+    put_str(o, "00080030", "TM", NULL); /* not indexed: filled from a file when it has one */
     put_str(o, "00080050", "SH", s->accession_number);
     json_t *mods = json_array();
     for (const char *p = s->modalities; p && *p;) {
@@ -376,6 +411,8 @@ static json_t *study_json(const samda_study_info *s)
 static json_t *series_json_dicom(const samda_series_info *s)
 {
     json_t *o = json_object();
+    put_str(o, "00080021", "DA", NULL); /* SeriesDate, SeriesTime: not indexed; filled from a file */
+    put_str(o, "00080031", "TM", NULL);
     put_str(o, "00080060", "CS", s->modality);
     put_str(o, "0008103E", "LO", s->series_description);
     put_str(o, "00180015", "CS", s->body_part);
@@ -401,6 +438,53 @@ static json_t *instance_json_dicom(const samda_instance_row *r)
     return o;
 }
 
+/* Attributes the index does not keep (StudyTime, SeriesDate, SeriesTime), read from the first
+ * instance of a series: they replace the empty placeholders of o. Best effort: a file that cannot
+ * be read leaves them empty. */
+static void fill_from_file(samda_store *store, const char *series_uid, const uint32_t *tags, size_t n, json_t *o)
+{
+    samda_instance_row *rows = NULL;
+    size_t k = 0;
+    samda_error e;
+    if (samda_store_instance_list(store, series_uid, 1, 0, &rows, &k, &e) != SAMDA_OK || k == 0) {
+        samda_store_free(rows);
+        return;
+    }
+    char path[4096], *text = NULL;
+    if (samda_store_object_path(store, rows[0].object.relpath, path, sizeof path, &e) == SAMDA_OK &&
+        samda_dicom_dataset_json_attrs(path, tags, n, &text, &e) == SAMDA_OK) {
+        json_t *j = json_loads(text, 0, NULL);
+        const char *key;
+        json_t *v;
+        json_object_foreach(j, key, v) if (json_object_get(v, "Value")) json_object_set(o, key, v);
+        json_decref(j);
+    }
+    free(text);
+    samda_store_free(rows);
+}
+
+/* Study-level keys (PatientName, AccessionNumber, StudyDescription, wildcard PatientID) in a series
+ * or instance search: checked against the series' study (the last one looked up is remembered:
+ * rows come grouped by study). */
+typedef struct study_cache {
+    char uid[SAMDA_UID_SIZE];
+    bool match;
+} study_cache;
+
+static bool study_matches(samda_store *store, const samda_api_query *q, const char *study_uid, study_cache *c)
+{
+    bool wild_pid = strpbrk(q->patient_id, "*?") != NULL;
+    if (!q->patient_name[0] && !q->study_description[0] && !q->accession_number[0] && !wild_pid) return true;
+    if (strcmp(c->uid, study_uid) == 0) return c->match;
+    samda_study_info st;
+    samda_error e;
+    snprintf(c->uid, sizeof c->uid, "%s", study_uid);
+    c->match = samda_store_study_get(store, study_uid, &st, &e) == SAMDA_OK && match_value(q->patient_id, st.patient_id) &&
+               match_value(q->accession_number, st.accession_number) && match_pn(q->patient_name, st.patient_name, q->fuzzy) &&
+               match_text(q->study_description, st.study_description);
+    return c->match;
+}
+
 /* Results come from exact-match index queries, then DICOM wildcard matching and paging here. */
 #define QIDO_SCAN_MAX 100000
 
@@ -418,6 +502,7 @@ static samda_status qido(void *v, const samda_api_query *q, json_t **matches, sa
     json_t *out = json_array();
     size_t skipped = 0;
     samda_status st = SAMDA_OK;
+    study_cache cache = {"", false};
 
     if (q->level == SAMDA_API_LEVEL_STUDY) {
         samda_study_info *rows = NULL;
@@ -426,10 +511,20 @@ static samda_status qido(void *v, const samda_api_query *q, json_t **matches, sa
         for (size_t i = 0; i < n && json_array_size(out) < q->limit; i++) {
             if (!match_value(q->patient_id, rows[i].patient_id) ||
                 !match_value(q->accession_number, rows[i].accession_number) ||
+                !match_pn(q->patient_name, rows[i].patient_name, q->fuzzy) ||
+                !match_text(q->study_description, rows[i].study_description) ||
                 !match_modalities(q, rows[i].modalities))
                 continue;
             if (skipped++ < q->offset) continue;
-            json_array_append_new(out, study_json(&rows[i]));
+            json_t *o = study_json(&rows[i]);
+            static const uint32_t study_tags[] = {0x00080030};
+            samda_series_info *ser = NULL;
+            size_t nser = 0;
+            samda_error fe;
+            if (samda_store_series_list(store, rows[i].study_uid, &ser, &nser, &fe) == SAMDA_OK && nser)
+                fill_from_file(store, ser[0].series_uid, study_tags, 1, o);
+            samda_store_free(ser);
+            json_array_append_new(out, o);
         }
         samda_store_free(rows);
     } else if (q->level == SAMDA_API_LEVEL_SERIES) {
@@ -439,8 +534,12 @@ static samda_status qido(void *v, const samda_api_query *q, json_t **matches, sa
         if ((st = samda_store_series_query(store, &iq, &rows, &n, err)) != SAMDA_OK) goto fail;
         for (size_t i = 0; i < n && json_array_size(out) < q->limit; i++) {
             if (!match_modalities(q, rows[i].modality)) continue;
+            if (!study_matches(store, q, rows[i].study_uid, &cache)) continue;
             if (skipped++ < q->offset) continue;
-            json_array_append_new(out, series_json_dicom(&rows[i]));
+            json_t *o = series_json_dicom(&rows[i]);
+            static const uint32_t series_tags[] = {0x00080021, 0x00080031};
+            fill_from_file(store, rows[i].series_uid, series_tags, 2, o);
+            json_array_append_new(out, o);
         }
         samda_store_free(rows);
     } else {
@@ -448,6 +547,7 @@ static samda_status qido(void *v, const samda_api_query *q, json_t **matches, sa
         size_t ns = 0;
         if ((st = samda_store_series_query(store, &iq, &series, &ns, err)) != SAMDA_OK) goto fail;
         for (size_t s = 0; s < ns && json_array_size(out) < q->limit; s++) {
+            if (!study_matches(store, q, series[s].study_uid, &cache)) continue;
             samda_instance_row *rows = NULL;
             size_t n = 0;
             if ((st = samda_store_instance_list(store, series[s].series_uid, 0, 0, &rows, &n, err)) != SAMDA_OK) {
@@ -524,6 +624,163 @@ static samda_status retrieve(void *v, const samda_api_ref *ref, json_t **paths, 
     }
     *paths = out;
     return SAMDA_OK;
+}
+
+/* ---------- WADO-RS metadata and frames ---------- */
+
+/* The instances a reference names, in retrieval order. Free with samda_store_free. */
+static samda_status ref_instances(samda_store *store, const samda_api_ref *ref, samda_instance_row **out, size_t *n_out,
+                                  samda_error *err)
+{
+    *out = NULL;
+    *n_out = 0;
+    samda_status st;
+    if (ref->level == SAMDA_API_LEVEL_INSTANCE) {
+        samda_instance_row *r = malloc(sizeof *r);
+        if (!r) return samda_fail(err, SAMDA_ENOMEM, "out of memory");
+        st = samda_store_instance_get(store, ref->instance, r, err);
+        if (st == SAMDA_OK && (strcmp(r->meta.series_uid, ref->series) != 0 || strcmp(r->meta.study_uid, ref->study) != 0))
+            st = SAMDA_ENOENT;
+        if (st == SAMDA_ENOENT) st = samda_fail(err, SAMDA_ENOENT, "unknown instance %s in series %s", ref->instance, ref->series);
+        if (st != SAMDA_OK) {
+            free(r);
+            return st;
+        }
+        *out = r;
+        *n_out = 1;
+        return SAMDA_OK;
+    }
+    samda_series_info *series = NULL;
+    size_t ns = 0;
+    if (ref->level == SAMDA_API_LEVEL_SERIES) {
+        series = malloc(sizeof *series);
+        if (!series) return samda_fail(err, SAMDA_ENOMEM, "out of memory");
+        st = samda_store_series_get(store, ref->series, series, err);
+        if (st == SAMDA_OK && strcmp(series->study_uid, ref->study) != 0) st = SAMDA_ENOENT;
+        if (st == SAMDA_ENOENT) st = samda_fail(err, SAMDA_ENOENT, "unknown series %s in study %s", ref->series, ref->study);
+        if (st != SAMDA_OK) {
+            free(series);
+            return st;
+        }
+        ns = 1;
+    } else {
+        if ((st = samda_store_series_list(store, ref->study, &series, &ns, err)) != SAMDA_OK) return st;
+        if (ns == 0) return samda_fail(err, SAMDA_ENOENT, "unknown study %s", ref->study);
+    }
+    samda_instance_row *all = NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < ns && st == SAMDA_OK; i++) {
+        samda_instance_row *rows = NULL;
+        size_t k = 0;
+        if ((st = samda_store_instance_list(store, series[i].series_uid, 0, 0, &rows, &k, err)) != SAMDA_OK) break;
+        samda_instance_row *na = k ? realloc(all, (n + k) * sizeof *all) : all;
+        if (k && !na) {
+            st = samda_fail(err, SAMDA_ENOMEM, "out of memory");
+        } else if (k) {
+            all = na;
+            memcpy(all + n, rows, k * sizeof *rows);
+            n += k;
+        }
+        samda_store_free(rows);
+    }
+    if (ref->level == SAMDA_API_LEVEL_SERIES) free(series);
+    else samda_store_free(series);
+    if (st != SAMDA_OK) {
+        free(all);
+        return st;
+    }
+    *out = all;
+    *n_out = n;
+    return SAMDA_OK;
+}
+
+/* The JSON writer names bulk data under the instance URL (".../pixeldata", ".../bulkdata/<path>");
+ * this server serves frames and whole instances: point the top-level Pixel Data at its frames
+ * (".../frames/1,2,...", at most 256, the frames route's limit) and other bulk data at the
+ * instance. */
+#define METADATA_MAX_FRAME_LIST 256
+
+static void bulk_rewrite(json_t *obj, const char *inst_url, const char *frames_url, bool top)
+{
+    const char *key;
+    json_t *attr;
+    json_object_foreach(obj, key, attr) {
+        json_t *uri = json_object_get(attr, "BulkDataURI");
+        if (json_is_string(uri)) {
+            bool pixel = top && strcmp(key, "7FE00010") == 0;
+            json_object_set_new(attr, "BulkDataURI", json_string(pixel ? frames_url : inst_url));
+        }
+        json_t *items = json_object_get(attr, "Value");
+        const char *vr = json_string_value(json_object_get(attr, "vr"));
+        if (vr && strcmp(vr, "SQ") == 0 && json_is_array(items)) {
+            size_t i;
+            json_t *item;
+            json_array_foreach(items, i, item) if (json_is_object(item)) bulk_rewrite(item, inst_url, frames_url, false);
+        }
+    }
+}
+
+static samda_status metadata(void *v, const samda_api_ref *ref, json_t **out, samda_error *err)
+{
+    samda_store *store = samdad_store(CORE(v)->ctx);
+    samda_instance_row *rows = NULL;
+    size_t n = 0;
+    samda_status st = ref_instances(store, ref, &rows, &n, err);
+    if (st != SAMDA_OK) return st;
+    json_t *arr = json_array();
+    char *frames = malloc(sizeof "/frames/" + METADATA_MAX_FRAME_LIST * 4 + 1024 + 8);
+    if (!frames) st = samda_fail(err, SAMDA_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n && st == SAMDA_OK; i++) {
+        char path[4096], url[1024];
+        if ((st = samda_store_object_path(store, rows[i].object.relpath, path, sizeof path, err)) != SAMDA_OK) break;
+        snprintf(url, sizeof url, "%s/dicomweb/studies/%s/series/%s/instances/%s", ref->base_url ? ref->base_url : "",
+                 rows[i].meta.study_uid, rows[i].meta.series_uid, rows[i].meta.sop_uid);
+        char *text = NULL;
+        if ((st = samda_dicom_file_to_json(path, url, &text, err)) != SAMDA_OK) {
+            samda_error_prefix(err, "metadata of instance %s: ", rows[i].meta.sop_uid);
+            break;
+        }
+        json_error_t je;
+        json_t *obj = json_loads(text, 0, &je);
+        free(text);
+        if (!json_is_object(obj)) {
+            json_decref(obj);
+            st = samda_fail(err, SAMDA_EINTERNAL, "metadata of instance %s: the DICOM JSON writer produced invalid JSON", rows[i].meta.sop_uid);
+            break;
+        }
+        json_t *nf = json_array_get(json_object_get(json_object_get(obj, "00280008"), "Value"), 0);
+        long long nframes = json_is_integer(nf) ? json_integer_value(nf) : json_is_real(nf) ? (long long)json_real_value(nf) : 1;
+        if (nframes < 1) nframes = 1;
+        if (nframes > METADATA_MAX_FRAME_LIST) nframes = METADATA_MAX_FRAME_LIST;
+        size_t o = (size_t)snprintf(frames, 1024 + 8, "%s/frames/", url);
+        for (long long f = 1; f <= nframes; f++) o += (size_t)sprintf(frames + o, "%s%lld", f > 1 ? "," : "", f);
+        bulk_rewrite(obj, url, frames, true);
+        json_array_append_new(arr, obj);
+    }
+    free(frames);
+    free(rows);
+    if (st != SAMDA_OK) {
+        json_decref(arr);
+        return st;
+    }
+    *out = arr;
+    return SAMDA_OK;
+}
+
+static samda_status frame(void *v, const samda_api_ref *ref, unsigned frame_no, void **data, size_t *size, samda_error *err)
+{
+    samda_store *store = samdad_store(CORE(v)->ctx);
+    samda_instance_row *rows = NULL;
+    size_t n = 0;
+    samda_status st = ref_instances(store, ref, &rows, &n, err);
+    if (st != SAMDA_OK) return st;
+    char path[4096];
+    st = samda_store_object_path(store, rows[0].object.relpath, path, sizeof path, err);
+    free(rows);
+    if (st != SAMDA_OK) return st;
+    st = samda_dicom_frame_read(path, frame_no, data, size, NULL, err);
+    if (st != SAMDA_OK) samda_error_prefix(err, "frame %u of instance %s: ", frame_no, ref->instance);
+    return st;
 }
 
 /* ---------- REST ---------- */
@@ -684,6 +941,853 @@ static samda_status results(void *v, const char *study_uid, json_t **out, samda_
     return SAMDA_OK;
 }
 
+/* ---------- administration: sites ----------
+ *
+ * Precedence. The configuration file's [site NAME] sections are copied into the index at start
+ * and at every reload (samdad_sync_sites) and always win: such a site cannot be changed through
+ * the API (409), and a site created through the API is replaced by a [site] section of the same
+ * name as soon as the file defines one. Sites created or changed through the API carry
+ * "origin": "api" in their stored settings; they take effect at once without a restart: the core
+ * installs a configuration snapshot made of the file's configuration (as last loaded) plus one
+ * [site] section per API site (site overlay). A reload (SIGHUP) installs a fresh snapshot from
+ * the file; the core notices within half a second and lays its API sites over it again. */
+
+#define SITE_ORIGIN_API "api"
+#define OVERLAY_POLL_MS 500
+
+/* Is settings_json marked as written through the API? */
+static bool origin_is_api(const char *settings_json)
+{
+    if (!settings_json) return false;
+    json_t *j = json_loads(settings_json, 0, NULL);
+    bool api = j && json_is_string(json_object_get(j, "origin")) &&
+               strcmp(json_string_value(json_object_get(j, "origin")), SITE_ORIGIN_API) == 0;
+    json_decref(j);
+    return api;
+}
+
+/* Write a JSON string array as an INI list value ("a,b"); false when empty. */
+static bool ini_list(FILE *f, const char *key, const json_t *arr)
+{
+    if (!json_is_array(arr) || json_array_size(arr) == 0) return false;
+    fprintf(f, "%s = ", key);
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v) fprintf(f, "%s%s", i ? "," : "", json_string_value(v));
+    fputc('\n', f);
+    return true;
+}
+
+/* One [site] section from the stored JSON (validated when it was written). Destinations that the
+ * configuration does not define are left out: the file's [site] sections may name only [destination]
+ * sections; the API's own destinations stay in the index. */
+static void ini_site(FILE *f, const samda_config *base, const char *name, const char *ae_json, const char *settings_json)
+{
+    json_t *ae = ae_json ? json_loads(ae_json, 0, NULL) : NULL;
+    json_t *set = settings_json ? json_loads(settings_json, 0, NULL) : NULL;
+    fprintf(f, "\n[site %s]\n", name);
+    ini_list(f, "called_ae", json_object_get(ae, "called_ae"));
+    ini_list(f, "calling_ae", json_object_get(ae, "calling_ae"));
+    ini_list(f, "modalities", json_object_get(set, "modalities"));
+    json_t *v;
+    if (json_is_integer(v = json_object_get(set, "min_slices"))) fprintf(f, "min_slices = %lld\n", (long long)json_integer_value(v));
+    if (json_is_integer(v = json_object_get(set, "series_idle_ms"))) fprintf(f, "series_idle = %lldms\n", (long long)json_integer_value(v));
+    if (json_is_integer(v = json_object_get(set, "study_idle_ms"))) fprintf(f, "study_idle = %lldms\n", (long long)json_integer_value(v));
+    if (json_is_integer(v = json_object_get(set, "max_wait_ms"))) fprintf(f, "max_wait = %lldms\n", (long long)json_integer_value(v));
+    if (json_is_string(v = json_object_get(set, "tta"))) fprintf(f, "tta = %s\n", json_string_value(v));
+    json_t *dests = json_array();
+    size_t i;
+    json_array_foreach(json_object_get(set, "destinations"), i, v)
+        if (json_is_string(v) && samda_config_dest(base, json_string_value(v))) json_array_append(dests, v);
+    ini_list(f, "destinations", dests);
+    json_decref(dests);
+    json_decref(ae);
+    json_decref(set);
+}
+
+/* A candidate site not yet in the index (site_put), laid over the stored ones. */
+typedef struct site_candidate {
+    const char *name, *ae_json, *settings_json;
+} site_candidate;
+
+/* Build the overlay snapshot: base + every API site of the index (+ cand). *next = NULL when
+ * there is nothing to lay over base. */
+static samda_status overlay_build(samdad_api_core *core, const samda_config *base, const site_candidate *cand,
+                                  samda_config **next, samda_error *err)
+{
+    *next = NULL;
+    samda_site *sites = NULL;
+    size_t n = 0;
+    samda_status st = samda_store_site_list(samdad_store(core->ctx), &sites, &n, err);
+    if (st != SAMDA_OK) return st;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) {
+        samda_site_list_free(sites, n);
+        return samda_fail(err, SAMDA_ENOMEM, "applying API sites: out of memory");
+    }
+    samda_config_write_effective(base, f);
+    size_t added = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (cand && strcmp(sites[i].name, cand->name) == 0) continue;
+        if (samda_config_site(base, sites[i].name) || !origin_is_api(sites[i].settings_json)) continue;
+        ini_site(f, base, sites[i].name, sites[i].ae_json, sites[i].settings_json);
+        added++;
+    }
+    if (cand) {
+        ini_site(f, base, cand->name, cand->ae_json, cand->settings_json);
+        added++;
+    }
+    samda_site_list_free(sites, n);
+    if (fclose(f) != 0) {
+        free(text);
+        return samda_fail(err, SAMDA_ENOMEM, "applying API sites: out of memory");
+    }
+    if (!added) {
+        free(text);
+        return SAMDA_OK;
+    }
+    /* samda_config_load reads a file: hand it an anonymous one. */
+    int fd = memfd_create("samda-site-overlay", MFD_CLOEXEC);
+    bool wrote = fd >= 0;
+    for (size_t off = 0; wrote && off < len;) {
+        ssize_t w = write(fd, text + off, len - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) wrote = false;
+        else off += (size_t)w;
+    }
+    free(text);
+    if (!wrote) {
+        if (fd >= 0) close(fd);
+        return samda_fail(err, SAMDA_EIO, "applying API sites: cannot write the overlay configuration");
+    }
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    samda_error le;
+    samda_config *c = samda_config_load(path, NULL, &le);
+    close(fd);
+    if (!c) return samda_fail(err, SAMDA_EINVAL, "site settings refused by the configuration rules: %s", le.message);
+    /* Restart-only options (and the sensitive ones, written as ***) stay exactly as running. */
+    if ((st = samda_config_merge_reload(c, base, NULL, NULL, err)) != SAMDA_OK) {
+        samda_config_unref(c);
+        return st;
+    }
+    char *src = base->source ? strdup(base->source) : NULL;
+    if (base->source && !src) {
+        samda_config_unref(c);
+        return samda_fail(err, SAMDA_ENOMEM, "applying API sites: out of memory");
+    }
+    free(c->source);
+    c->source = src;
+    *next = c;
+    return SAMDA_OK;
+}
+
+/* Install next if the running snapshot is still expected (a reload may have raced us). Takes
+ * ownership of next. Returns false when the snapshot changed meanwhile (next is dropped). */
+static bool overlay_install(samdad_api_core *core, samda_config *expected, samda_config *next)
+{
+    samdad_ctx *ctx = core->ctx;
+    /* samdad_config_set has no compare-and-swap: do it under the context's own lock. */
+    pthread_mutex_lock(&ctx->cfg_mu);
+    bool ok = ctx->cfg == expected;
+    if (ok) ctx->cfg = next;
+    pthread_mutex_unlock(&ctx->cfg_mu);
+    if (!ok) {
+        samda_config_unref(next);
+        return false;
+    }
+    samda_config_unref(expected); /* the context's reference */
+    samda_config_unref(core->installed);
+    core->installed = samda_config_ref(next);
+    return true;
+}
+
+/* Make the running snapshot = base + API sites. Caller holds core->overlay_mu. cand: a site
+ * about to be written (NULL = just the index). With dry_run, only check that the overlay loads. */
+static samda_status overlay_apply_locked(samdad_api_core *core, const site_candidate *cand, bool dry_run, samda_error *err)
+{
+    for (int attempt = 0; attempt < 5; attempt++) {
+        samda_config *cur = samdad_config_get(core->ctx);
+        if (cur != core->installed) { /* started or reloaded since: cur is the file's configuration */
+            samda_config_unref(core->base);
+            core->base = samda_config_ref(cur);
+        }
+        samda_config *next = NULL;
+        samda_status st = overlay_build(core, core->base, cand, &next, err);
+        if (st != SAMDA_OK || dry_run) {
+            samda_config_unref(next);
+            samda_config_unref(cur);
+            return st;
+        }
+        if (!next) { /* nothing to lay over: the base itself runs */
+            if (cur == core->base) {
+                samda_config_unref(core->installed);
+                core->installed = cur; /* our reference */
+                return SAMDA_OK;
+            }
+            next = samda_config_ref(core->base);
+        }
+        bool ok = overlay_install(core, cur, next);
+        samda_config_unref(cur);
+        if (ok) return SAMDA_OK;
+    }
+    return samda_fail(err, SAMDA_EBUSY, "applying API sites: the configuration kept changing, try again");
+}
+
+static samda_status overlay_apply(samdad_api_core *core, const site_candidate *cand, bool dry_run, samda_error *err)
+{
+    pthread_mutex_lock(&core->overlay_mu);
+    samda_status st = overlay_apply_locked(core, cand, dry_run, err);
+    pthread_mutex_unlock(&core->overlay_mu);
+    return st;
+}
+
+/* Re-applies the API sites after a reload replaced the snapshot. */
+static void *overlay_watch(void *arg)
+{
+    samdad_api_core *core = arg;
+    pthread_mutex_lock(&core->watch_mu);
+    while (!core->watch_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += OVERLAY_POLL_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&core->watch_cv, &core->watch_mu, &ts);
+        if (core->watch_stop) break;
+        pthread_mutex_unlock(&core->watch_mu);
+        pthread_mutex_lock(&core->overlay_mu);
+        samda_config *cur = samdad_config_get(core->ctx);
+        bool changed = cur != core->installed;
+        samda_config_unref(cur);
+        if (changed) {
+            samda_error e;
+            if (overlay_apply_locked(core, NULL, false, &e) != SAMDA_OK)
+                samda_log(&core->ctx->log, SAMDA_LOG_ERROR, "api", "cannot apply API sites after a reload", "error=%s",
+                          samda_log_quote((char[300]){0}, 300, e.message));
+            else
+                samda_log(&core->ctx->log, SAMDA_LOG_DEBUG, "api", "API sites laid over the new configuration", NULL);
+        }
+        pthread_mutex_unlock(&core->overlay_mu);
+        pthread_mutex_lock(&core->watch_mu);
+    }
+    pthread_mutex_unlock(&core->watch_mu);
+    return NULL;
+}
+
+static json_t *json_from_text(const char *s)
+{
+    json_t *j = s ? json_loads(s, 0, NULL) : NULL;
+    return j ? j : json_object();
+}
+
+static const char *site_source(const samda_config *base, const samda_site *s)
+{
+    if (base && samda_config_site(base, s->name)) return "configuration";
+    return origin_is_api(s->settings_json) ? "api" : "index";
+}
+
+static json_t *site_json(samdad_api_core *core, const samda_site *s, const samda_config *base)
+{
+    json_t *set = json_from_text(s->settings_json);
+    json_object_del(set, "origin");
+    const char *src = site_source(base, s);
+    json_t *o = json_pack("{s:s, s:s, s:o, s:o, s:I, s:I}", "name", s->name, "source", src, "ae",
+                          json_from_text(s->ae_json), "settings", set, "created_ms", (json_int_t)s->created_ms,
+                          "updated_ms", (json_int_t)s->updated_ms);
+    json_object_set_new(o, "note",
+                        json_string(strcmp(src, "configuration") == 0
+                                        ? "defined by the configuration file: it wins over the API; change it there and reload"
+                                    : strcmp(src, "api") == 0
+                                        ? "managed through the API, in effect now; a [site] section of the same name in the configuration file would replace it"
+                                        : "left in the index by an earlier configuration: not in effect until defined again (PUT or [site] section)"));
+    samda_adapter a;
+    samda_error e;
+    if (samda_store_adapter_get_active(samdad_store(core->ctx), s->name, &a, &e) == SAMDA_OK) {
+        json_object_set_new(o, "active_adapter", json_integer(a.version));
+        samda_adapter_clear(&a);
+    } else {
+        json_object_set_new(o, "active_adapter", json_null());
+    }
+    return o;
+}
+
+/* The file's configuration (without API sites), referenced. */
+static samda_config *base_config(samdad_api_core *core)
+{
+    pthread_mutex_lock(&core->overlay_mu);
+    samda_config *cur = samdad_config_get(core->ctx);
+    samda_config *b;
+    if (cur == core->installed && core->base) {
+        b = samda_config_ref(core->base);
+        samda_config_unref(cur);
+    } else {
+        b = cur;
+    }
+    pthread_mutex_unlock(&core->overlay_mu);
+    return b;
+}
+
+static samda_status sites_list(void *v, json_t **out, samda_error *err)
+{
+    samdad_api_core *core = CORE(v);
+    samda_site *sites = NULL;
+    size_t n = 0;
+    samda_status st = samda_store_site_list(samdad_store(core->ctx), &sites, &n, err);
+    if (st != SAMDA_OK) return st;
+    samda_config *base = base_config(core);
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++) json_array_append_new(a, site_json(core, &sites[i], base));
+    samda_config_unref(base);
+    samda_site_list_free(sites, n);
+    *out = a;
+    return SAMDA_OK;
+}
+
+static samda_status site_get(void *v, const char *name, json_t **out, samda_error *err)
+{
+    samdad_api_core *core = CORE(v);
+    samda_site s;
+    samda_status st = samda_store_site_get(samdad_store(core->ctx), name, &s, err);
+    if (st == SAMDA_ENOENT) return samda_fail(err, SAMDA_ENOENT, "unknown site %s", name);
+    if (st != SAMDA_OK) return st;
+    samda_config *base = base_config(core);
+    *out = site_json(core, &s, base);
+    samda_config_unref(base);
+    samda_site_clear(&s);
+    return SAMDA_OK;
+}
+
+/* A JSON array of at most max strings, each passing ok(); NULL member = absent (empty). */
+static bool str_array(const json_t *a, size_t max, bool (*ok)(const char *))
+{
+    if (!a) return true;
+    if (!json_is_array(a) || json_array_size(a) > max) return false;
+    size_t i;
+    json_t *v;
+    json_array_foreach(a, i, v) if (!json_is_string(v) || !ok(json_string_value(v))) return false;
+    return true;
+}
+
+static bool modality_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > 16) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_')) return false;
+    return true;
+}
+
+static bool label_ok(const char *s) { return samda_store_name_is_valid(s) && strlen(s) <= 63; }
+
+static bool int_member(const json_t *o, const char *key, int64_t min, int64_t max, int64_t def, int64_t *out)
+{
+    const json_t *v = json_object_get(o, key);
+    if (!v) {
+        *out = def;
+        return true;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) return false;
+    *out = json_integer_value(v);
+    return true;
+}
+
+/* Validate a PUT body and build the stored JSON (ae, settings with origin "api"), defaults from
+ * the configuration table's [site] defaults. */
+static samda_status site_body(samdad_api_core *core, const char *name, const json_t *body, const samda_config *running,
+                              char **ae_s, char **set_s, samda_error *err)
+{
+    static const char *const top[] = {"ae", "settings", "name", "source", "note", "created_ms", "updated_ms", "active_adapter", NULL};
+    static const char *const ae_keys[] = {"called_ae", "calling_ae", NULL};
+    static const char *const set_keys[] = {"modalities", "min_slices", "series_idle_ms", "study_idle_ms", "max_wait_ms",
+                                           "tta", "labels", "destinations", NULL};
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)body, key, v) {
+        bool known = false;
+        for (const char *const *k = top; *k; k++) known |= strcmp(*k, key) == 0;
+        if (!known) return samda_fail(err, SAMDA_EINVAL, "unknown body member %.64s (known: ae, settings)", key);
+    }
+    const json_t *nm = json_object_get(body, "name");
+    if (nm && (!json_is_string(nm) || strcmp(json_string_value(nm), name) != 0))
+        return samda_fail(err, SAMDA_EINVAL, "body member name must match the site in the path (%s)", name);
+    const json_t *ae = json_object_get(body, "ae"), *set = json_object_get(body, "settings");
+    if (ae && !json_is_object(ae)) return samda_fail(err, SAMDA_EINVAL, "body member ae must be an object");
+    if (set && !json_is_object(set)) return samda_fail(err, SAMDA_EINVAL, "body member settings must be an object");
+    json_object_foreach((json_t *)ae, key, v) {
+        bool known = false;
+        for (const char *const *k = ae_keys; *k; k++) known |= strcmp(*k, key) == 0;
+        if (!known) return samda_fail(err, SAMDA_EINVAL, "unknown member ae.%.64s (known: called_ae, calling_ae)", key);
+    }
+    json_object_foreach((json_t *)set, key, v) {
+        bool known = false;
+        for (const char *const *k = set_keys; *k; k++) known |= strcmp(*k, key) == 0;
+        if (!known)
+            return samda_fail(err, SAMDA_EINVAL, "unknown member settings.%.64s (known: modalities, min_slices, series_idle_ms, "
+                                                 "study_idle_ms, max_wait_ms, tta, labels, destinations)", key);
+    }
+    const json_t *called = json_object_get(ae, "called_ae"), *calling = json_object_get(ae, "calling_ae");
+    if (!str_array(called, 16, samda_ae_title_is_valid))
+        return samda_fail(err, SAMDA_EINVAL, "ae.called_ae must be an array of at most 16 AE titles (1 to 16 characters, no backslash)");
+    if (!str_array(calling, 16, samda_ae_title_is_valid))
+        return samda_fail(err, SAMDA_EINVAL, "ae.calling_ae must be an array of at most 16 AE titles (1 to 16 characters, no backslash)");
+    /* An AE title that already selects another site would make the mapping ambiguous. */
+    for (size_t i = 0; i < running->n_sites; i++) {
+        const samda_site_cfg *o = &running->sites[i];
+        if (strcmp(o->name, name) == 0) continue;
+        size_t k;
+        json_t *t;
+        json_array_foreach(called, k, t) for (size_t j = 0; j < o->called_ae.n; j++) if (strcmp(o->called_ae.v[j], json_string_value(t)) == 0)
+            return samda_fail(err, SAMDA_ECANCELED, "called AE title %s already selects site %s", json_string_value(t), o->name);
+        json_array_foreach(calling, k, t) for (size_t j = 0; j < o->calling_ae.n; j++) if (strcmp(o->calling_ae.v[j], json_string_value(t)) == 0)
+            return samda_fail(err, SAMDA_ECANCELED, "calling AE title %s already selects site %s", json_string_value(t), o->name);
+    }
+    const samda_site_cfg *def = samda_config_site(core->defaults, "default");
+    const json_t *mods = json_object_get(set, "modalities");
+    if (mods && (!str_array(mods, 16, modality_ok) || json_array_size(mods) == 0))
+        return samda_fail(err, SAMDA_EINVAL, "settings.modalities must be an array of 1 to 16 modality codes (A-Z, 0-9, _)");
+    int64_t min_slices, series_idle, study_idle, max_wait;
+    if (!int_member(set, "min_slices", 1, 100000, def->min_slices, &min_slices))
+        return samda_fail(err, SAMDA_EINVAL, "settings.min_slices must be an integer from 1 to 100000");
+    if (!int_member(set, "series_idle_ms", 100, 86400000, def->series_idle_ms, &series_idle))
+        return samda_fail(err, SAMDA_EINVAL, "settings.series_idle_ms must be an integer from 100 to 86400000");
+    if (!int_member(set, "study_idle_ms", 100, 86400000, def->study_idle_ms, &study_idle))
+        return samda_fail(err, SAMDA_EINVAL, "settings.study_idle_ms must be an integer from 100 to 86400000");
+    if (!int_member(set, "max_wait_ms", 1000, 604800000, def->max_wait_ms, &max_wait))
+        return samda_fail(err, SAMDA_EINVAL, "settings.max_wait_ms must be an integer from 1000 to 604800000");
+    if (series_idle > max_wait) return samda_fail(err, SAMDA_EINVAL, "settings.series_idle_ms must not exceed settings.max_wait_ms");
+    const json_t *tta = json_object_get(set, "tta");
+    const char *tta_s = def->tta == SAMDA_CFG_TTA_EPISODIC ? "episodic" : def->tta == SAMDA_CFG_TTA_CONTINUAL ? "continual" : "off";
+    if (tta) {
+        tta_s = json_string_value(tta);
+        if (!tta_s || (strcmp(tta_s, "off") && strcmp(tta_s, "episodic") && strcmp(tta_s, "continual")))
+            return samda_fail(err, SAMDA_EINVAL, "settings.tta must be one of \"off\", \"episodic\", \"continual\"");
+    }
+    const json_t *labels = json_object_get(set, "labels");
+    if (!str_array(labels, 64, label_ok))
+        return samda_fail(err, SAMDA_EINVAL, "settings.labels must be an array of at most 64 names ([A-Za-z0-9._-], 1 to 63)");
+    const json_t *dests = json_object_get(set, "destinations");
+    if (!str_array(dests, 16, label_ok))
+        return samda_fail(err, SAMDA_EINVAL, "settings.destinations must be an array of at most 16 destination names");
+    size_t i;
+    json_array_foreach(dests, i, v) {
+        samda_destination d;
+        samda_error e;
+        const char *dn = json_string_value(v);
+        if (samda_config_dest(running, dn)) continue;
+        if (samda_store_destination_get(samdad_store(core->ctx), dn, &d, &e) != SAMDA_OK)
+            return samda_fail(err, SAMDA_EINVAL, "settings.destinations: unknown destination %s", dn);
+        samda_destination_clear(&d);
+    }
+    json_t *mods_out = json_array();
+    if (mods) json_array_extend(mods_out, (json_t *)mods);
+    else for (size_t k = 0; k < def->modalities.n; k++) json_array_append_new(mods_out, json_string(def->modalities.v[k]));
+    json_t *aej = json_pack("{s:o, s:o}", "called_ae", called ? json_deep_copy(called) : json_array(), "calling_ae",
+                            calling ? json_deep_copy(calling) : json_array());
+    json_t *setj = json_pack("{s:s, s:o, s:I, s:I, s:I, s:I, s:s, s:o, s:o}", "origin", SITE_ORIGIN_API, "modalities", mods_out,
+                             "min_slices", (json_int_t)min_slices, "series_idle_ms", (json_int_t)series_idle,
+                             "study_idle_ms", (json_int_t)study_idle, "max_wait_ms", (json_int_t)max_wait, "tta", tta_s,
+                             "labels", labels ? json_deep_copy(labels) : json_array(), "destinations",
+                             dests ? json_deep_copy(dests) : json_array());
+    *ae_s = aej ? json_dumps(aej, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    *set_s = setj ? json_dumps(setj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(aej);
+    json_decref(setj);
+    if (!*ae_s || !*set_s) {
+        free(*ae_s);
+        free(*set_s);
+        return samda_fail(err, SAMDA_ENOMEM, "site %s: out of memory", name);
+    }
+    return SAMDA_OK;
+}
+
+static samda_status site_put(void *v, const char *name, const json_t *body, int64_t token_id, json_t **out, bool *created,
+                             samda_error *err)
+{
+    samdad_api_core *core = CORE(v);
+    samdad_ctx *ctx = core->ctx;
+    samda_store *store = samdad_store(ctx);
+    if (!samda_store_name_is_valid(name)) return samda_fail(err, SAMDA_EINVAL, "site name %s: must not start with '.'", name);
+    pthread_mutex_lock(&core->overlay_mu); /* one site change at a time, against one base */
+    samda_config *running = samdad_config_get(ctx);
+    if (running != core->installed) { /* reloaded since the last overlay: running is the file's configuration */
+        samda_config_unref(core->base);
+        core->base = samda_config_ref(running);
+    }
+    samda_status st;
+    char *ae_s = NULL, *set_s = NULL;
+    if (samda_config_site(core->base, name)) {
+        st = samda_fail(err, SAMDA_ECANCELED, "site %s is defined by the configuration file ([site %s]), which takes precedence: "
+                                              "change it there and reload", name, name);
+        goto out;
+    }
+    if ((st = site_body(core, name, body, running, &ae_s, &set_s, err)) != SAMDA_OK) goto out;
+    site_candidate cand = {name, ae_s, set_s};
+    if ((st = overlay_apply_locked(core, &cand, true, err)) != SAMDA_OK) goto out; /* refused before anything is written */
+    *created = false;
+    st = samda_store_site_update(store, name, ae_s, set_s, err);
+    if (st == SAMDA_ENOENT) {
+        st = samda_store_site_add(store, name, ae_s, set_s, NULL, err);
+        *created = st == SAMDA_OK;
+    }
+    if (st != SAMDA_OK) goto out;
+    if ((st = overlay_apply_locked(core, NULL, false, err)) != SAMDA_OK) goto out;
+    samda_log(&ctx->log, SAMDA_LOG_INFO, "api", *created ? "site created" : "site updated", "site=%s token=%lld", name,
+              (long long)token_id);
+out:
+    samda_config_unref(running);
+    pthread_mutex_unlock(&core->overlay_mu);
+    free(ae_s);
+    free(set_s);
+    if (st != SAMDA_OK) return st;
+    return site_get(v, name, out, err);
+}
+
+/* ---------- administration: destinations ---------- */
+
+static json_t *dest_json_store(const samda_destination *d)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:I}", "name", d->name, "source", "api", "ae_title", d->ae_title, "host",
+                          d->host, "port", d->port, "created_ms", (json_int_t)d->created_ms);
+    json_object_set_new(o, "settings", json_from_text(d->settings_json));
+    return o;
+}
+
+static json_t *dest_json_cfg(const samda_dest_cfg *d)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:I, s:o}", "name", d->name, "source", "configuration", "ae_title", d->ae_title,
+                     "host", d->host, "port", (json_int_t)d->port, "settings", json_object());
+}
+
+static samda_status destinations_list(void *v, json_t **out, samda_error *err)
+{
+    samdad_api_core *core = CORE(v);
+    samda_destination *d = NULL;
+    size_t n = 0;
+    samda_status st = samda_store_destination_list(samdad_store(core->ctx), &d, &n, err);
+    if (st != SAMDA_OK) return st;
+    samda_config *cfg = samdad_config_get(core->ctx);
+    json_t *a = json_array();
+    for (size_t i = 0; i < cfg->n_dests; i++) json_array_append_new(a, dest_json_cfg(&cfg->dests[i]));
+    for (size_t i = 0; i < n; i++)
+        if (!samda_config_dest(cfg, d[i].name)) json_array_append_new(a, dest_json_store(&d[i]));
+    samda_config_unref(cfg);
+    samda_destination_list_free(d, n);
+    *out = a;
+    return SAMDA_OK;
+}
+
+static samda_status destination_get(void *v, const char *name, json_t **out, samda_error *err)
+{
+    samdad_api_core *core = CORE(v);
+    samda_config *cfg = samdad_config_get(core->ctx);
+    const samda_dest_cfg *c = samda_config_dest(cfg, name);
+    if (c) {
+        *out = dest_json_cfg(c);
+        samda_config_unref(cfg);
+        return SAMDA_OK;
+    }
+    samda_config_unref(cfg);
+    samda_destination d;
+    samda_status st = samda_store_destination_get(samdad_store(core->ctx), name, &d, err);
+    if (st == SAMDA_ENOENT) return samda_fail(err, SAMDA_ENOENT, "unknown destination %s", name);
+    if (st != SAMDA_OK) return st;
+    *out = dest_json_store(&d);
+    samda_destination_clear(&d);
+    return SAMDA_OK;
+}
+
+static bool host_ok(const char *h)
+{
+    size_t n = strlen(h);
+    return n >= 1 && n <= 253 && strspn(h, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") == n && h[0] != '-' &&
+           h[0] != '.';
+}
+
+static samda_status destination_add(void *v, const json_t *body, int64_t token_id, json_t **out, samda_error *err)
+{
+    samdad_api_core *core = CORE(v);
+    const char *key;
+    json_t *m;
+    json_object_foreach((json_t *)body, key, m) {
+        if (strcmp(key, "name") && strcmp(key, "ae_title") && strcmp(key, "host") && strcmp(key, "port") && strcmp(key, "settings"))
+            return samda_fail(err, SAMDA_EINVAL, "unknown body member %.64s (known: name, ae_title, host, port, settings)", key);
+    }
+    const char *name = json_string_value(json_object_get(body, "name"));
+    const char *ae = json_string_value(json_object_get(body, "ae_title"));
+    const char *host = json_string_value(json_object_get(body, "host"));
+    const json_t *port = json_object_get(body, "port"), *settings = json_object_get(body, "settings");
+    if (!name || !samda_store_name_is_valid(name) || strlen(name) > 63)
+        return samda_fail(err, SAMDA_EINVAL, "body member name must be a name ([A-Za-z0-9._-], 1 to 63, not starting with '.')");
+    if (!ae || !samda_ae_title_is_valid(ae))
+        return samda_fail(err, SAMDA_EINVAL, "body member ae_title must be an AE title (1 to 16 characters, no backslash)");
+    if (!host || !host_ok(host))
+        return samda_fail(err, SAMDA_EINVAL, "body member host must be a host name or IPv4 address (letters, digits, '.', '-')");
+    if (!json_is_integer(port) || json_integer_value(port) < 1 || json_integer_value(port) > 65535)
+        return samda_fail(err, SAMDA_EINVAL, "body member port must be an integer from 1 to 65535");
+    if (settings && !json_is_object(settings)) return samda_fail(err, SAMDA_EINVAL, "body member settings must be an object");
+    samda_config *cfg = samdad_config_get(core->ctx);
+    bool in_cfg = samda_config_dest(cfg, name) != NULL;
+    samda_config_unref(cfg);
+    if (in_cfg)
+        return samda_fail(err, SAMDA_EEXIST, "destination %s is defined by the configuration file ([destination %s])", name, name);
+    char *set_s = settings ? json_dumps(settings, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    samda_status st = samda_store_destination_add(samdad_store(core->ctx), name, ae, host, (int)json_integer_value(port), set_s,
+                                                  NULL, err);
+    free(set_s);
+    if (st == SAMDA_EEXIST) return samda_fail(err, SAMDA_EEXIST, "destination %s already exists", name);
+    if (st != SAMDA_OK) return st;
+    samda_log(&core->ctx->log, SAMDA_LOG_INFO, "api", "destination added", "destination=%s token=%lld", name, (long long)token_id);
+    return destination_get(v, name, out, err);
+}
+
+static samda_status destination_delete(void *v, const char *name, int64_t token_id, samda_error *err)
+{
+    samdad_api_core *core = CORE(v);
+    samda_config *cfg = samdad_config_get(core->ctx);
+    bool in_cfg = samda_config_dest(cfg, name) != NULL;
+    samda_config_unref(cfg);
+    if (in_cfg)
+        return samda_fail(err, SAMDA_ECANCELED, "destination %s is defined by the configuration file: remove it there and reload", name);
+    samda_status st = samda_store_destination_delete(samdad_store(core->ctx), name, err);
+    if (st == SAMDA_ENOENT) return samda_fail(err, SAMDA_ENOENT, "unknown destination %s", name);
+    if (st != SAMDA_OK) return st;
+    samda_log(&core->ctx->log, SAMDA_LOG_INFO, "api", "destination deleted", "destination=%s token=%lld", name, (long long)token_id);
+    return SAMDA_OK;
+}
+
+#define ECHO_TIMEOUT_S 10
+
+static samda_status destination_echo(void *v, const char *name, int64_t token_id, json_t **out, samda_error *err)
+{
+    samdad_api_core *core = CORE(v);
+    json_t *d = NULL;
+    samda_status st = destination_get(v, name, &d, err);
+    if (st != SAMDA_OK) return st;
+    samda_config *cfg = samdad_config_get(core->ctx);
+    samda_dicom_peer peer = {cfg->dicom_ae_title, json_string_value(json_object_get(d, "ae_title")),
+                             json_string_value(json_object_get(d, "host")), (unsigned)json_integer_value(json_object_get(d, "port")),
+                             NULL /* destinations have no TLS setting yet: plain TCP */};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    samda_error e = {SAMDA_OK, ""};
+    samda_status es = samda_dicom_echo(&peer, ECHO_TIMEOUT_S, &e);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    json_t *o = json_pack("{s:s, s:b, s:f, s:s, s:s, s:s, s:s, s:i}", "destination", name, "ok", es == SAMDA_OK, "ms", ms, "status",
+                          samda_status_name(es), "calling_ae", peer.calling_ae, "called_ae", peer.called_ae, "host", peer.host,
+                          "port", (int)peer.port);
+    if (es != SAMDA_OK) json_object_set_new(o, "error", json_string(e.message[0] ? e.message : samda_status_str(es)));
+    samda_log(&core->ctx->log, es == SAMDA_OK ? SAMDA_LOG_INFO : SAMDA_LOG_WARN, "api", "C-ECHO", "destination=%s status=%s ms=%.1f token=%lld",
+              name, samda_status_name(es), ms, (long long)token_id);
+    samda_config_unref(cfg);
+    json_decref(d);
+    *out = o;
+    return SAMDA_OK;
+}
+
+/* ---------- administration: adapters ---------- */
+
+static json_t *adapter_json(const samda_adapter *a)
+{
+    json_t *meta = json_from_text(a->metadata_json);
+    json_t *metrics = json_object_get(meta, "metrics"), *labels = json_object_get(meta, "labels");
+    json_t *st = json_object_get(meta, "safetensors");
+    json_t *o = json_pack("{s:s, s:i, s:o, s:b, s:s, s:I, s:s, s:o, s:o, s:o, s:I}", "site", a->site, "version", a->version,
+                          "parent_version", a->parent_version ? json_integer(a->parent_version) : json_null(), "active",
+                          a->active, "sha256", a->object.sha256, "size", (json_int_t)a->object.size, "base_fingerprint",
+                          a->base_fingerprint, "labels", json_is_array(labels) ? json_incref(labels) : json_array(), "metrics",
+                          json_is_object(metrics) ? json_incref(metrics) : json_null(), "metadata",
+                          json_is_object(st) ? json_incref(st) : json_object(), "created_ms", (json_int_t)a->created_ms);
+    json_object_set_new(o, "activated_ms", a->activated_ms ? json_integer(a->activated_ms) : json_null());
+    json_decref(meta);
+    return o;
+}
+
+static samda_status require_site(samda_store *store, const char *site, samda_error *err)
+{
+    samda_site s;
+    samda_status st = samda_store_site_get(store, site, &s, err);
+    if (st == SAMDA_ENOENT) return samda_fail(err, SAMDA_ENOENT, "unknown site %s", site);
+    if (st == SAMDA_OK) samda_site_clear(&s);
+    return st;
+}
+
+static samda_status adapters_list(void *v, const char *site, json_t **out, samda_error *err)
+{
+    samda_store *store = samdad_store(CORE(v)->ctx);
+    samda_status st = require_site(store, site, err);
+    if (st != SAMDA_OK) return st;
+    samda_adapter *a = NULL;
+    size_t n = 0;
+    if ((st = samda_store_adapter_list(store, site, &a, &n, err)) != SAMDA_OK) return st;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) json_array_append_new(arr, adapter_json(&a[i]));
+    samda_adapter_list_free(a, n);
+    *out = arr;
+    return SAMDA_OK;
+}
+
+static samda_status adapter_get_json(samda_store *store, const char *site, int version, json_t **out, samda_error *err)
+{
+    samda_adapter a;
+    samda_status st = samda_store_adapter_get(store, site, version, &a, err);
+    if (st == SAMDA_ENOENT) return samda_fail(err, SAMDA_ENOENT, "unknown adapter version %d of site %s", version, site);
+    if (st != SAMDA_OK) return st;
+    *out = adapter_json(&a);
+    samda_adapter_clear(&a);
+    return SAMDA_OK;
+}
+
+/* Labels from the safetensors metadata: a JSON array of strings, or a comma-separated list. */
+static json_t *labels_from_meta(const char *s)
+{
+    json_t *out = json_array();
+    if (!s) return out;
+    json_t *j = s[0] == '[' ? json_loads(s, 0, NULL) : NULL;
+    if (json_is_array(j)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(j, i, v) if (json_is_string(v) && label_ok(json_string_value(v))) json_array_append(out, v);
+    } else {
+        char buf[4096];
+        snprintf(buf, sizeof buf, "%s", s);
+        char *save = NULL;
+        for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            while (*t == ' ') t++;
+            size_t n = strlen(t);
+            while (n && t[n - 1] == ' ') t[--n] = '\0';
+            if (label_ok(t)) json_array_append_new(out, json_string(t));
+        }
+    }
+    json_decref(j);
+    return out;
+}
+
+static samda_status adapter_upload(void *v, const samda_api_upload *up, json_t **out, samda_error *err)
+{
+    samdad_api_core *core = CORE(v);
+    samda_store *store = samdad_store(core->ctx);
+    samda_status st = require_site(store, up->site, err);
+    if (st != SAMDA_OK) return st;
+    if (up->parent_version) {
+        samda_adapter p;
+        if ((st = samda_store_adapter_get(store, up->site, up->parent_version, &p, err)) == SAMDA_ENOENT)
+            return samda_fail(err, SAMDA_EINVAL, "parent version %d of site %s does not exist", up->parent_version, up->site);
+        if (st != SAMDA_OK) return st;
+        samda_adapter_clear(&p);
+    }
+    samda_tmp_file tmp;
+    tmp.fd = open(up->path, O_RDWR | O_CLOEXEC);
+    if (tmp.fd < 0) return samda_fail(err, SAMDA_EIO, "opening the uploaded adapter: %s", strerror(errno));
+    snprintf(tmp.path, sizeof tmp.path, "%s", up->path);
+    samda_safetensors_info info;
+    if ((st = samda_safetensors_check_fd(tmp.fd, NULL, &info, err)) != SAMDA_OK) {
+        close(tmp.fd);
+        return st;
+    }
+    const char *fp = json_string_value(json_object_get(info.metadata, "base_fingerprint"));
+    if (!fp) fp = json_string_value(json_object_get(info.metadata, "base_model_fingerprint"));
+    if (fp && strlen(fp) >= SAMDA_KEY_SIZE) {
+        close(tmp.fd);
+        samda_safetensors_info_clear(&info);
+        return samda_fail(err, SAMDA_EINVAL, "safetensors metadata base_fingerprint is longer than %d characters", SAMDA_KEY_SIZE - 1);
+    }
+    json_t *metrics = NULL;
+    const char *ms = json_string_value(json_object_get(info.metadata, "metrics"));
+    if (ms) metrics = json_loads(ms, 0, NULL);
+    json_t *meta = json_pack("{s:o, s:o, s:o, s:I, s:I, s:I}", "safetensors", info.metadata ? json_incref(info.metadata) : json_object(),
+                             "labels", labels_from_meta(json_string_value(json_object_get(info.metadata, "labels"))), "metrics",
+                             json_is_object(metrics) ? json_incref(metrics) : json_null(), "tensors", (json_int_t)info.n_tensors,
+                             "header_bytes", (json_int_t)info.header_bytes, "uploaded_by", (json_int_t)up->token_id);
+    json_decref(metrics);
+    char *meta_s = meta ? json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(meta);
+    char fpbuf[SAMDA_KEY_SIZE];
+    snprintf(fpbuf, sizeof fpbuf, "%s", fp ? fp : "");
+    samda_safetensors_info_clear(&info);
+    if (!meta_s || strlen(meta_s) > SAMDA_JSON_MAX) {
+        close(tmp.fd);
+        free(meta_s);
+        return samda_fail(err, SAMDA_ETOOBIG, "adapter metadata too large");
+    }
+    int64_t site_id;
+    int version = 0;
+    if ((st = samda_store_site_id(store, up->site, &site_id, err)) != SAMDA_OK ||
+        (st = samda_store_adapter_next_version(store, up->site, &version, err)) != SAMDA_OK) {
+        close(tmp.fd);
+        free(meta_s);
+        return st;
+    }
+    char a[24], b[24];
+    snprintf(a, sizeof a, "%lld", (long long)site_id);
+    snprintf(b, sizeof b, "%d", version);
+    samda_object_info obj;
+    st = samda_store_object_commit(store, &tmp, SAMDA_OBJECT_ADAPTER, a, b, NULL, &obj, err); /* consumes tmp */
+    if (st == SAMDA_EEXIST) st = samda_fail(err, SAMDA_EBUSY, "adapter version %d of site %s was taken meanwhile: upload again", version, up->site);
+    if (st == SAMDA_OK) {
+        st = samda_store_adapter_add(store, up->site, version, up->parent_version, &obj, fpbuf, meta_s, err);
+        /* on failure the committed file is unclaimed and goes at the next open */
+        if (st == SAMDA_EEXIST) st = samda_fail(err, SAMDA_EBUSY, "adapter version %d of site %s was taken meanwhile: upload again", version, up->site);
+    }
+    free(meta_s);
+    if (st != SAMDA_OK) return st;
+    samda_log(&core->ctx->log, SAMDA_LOG_INFO, "api", "adapter uploaded", "site=%s version=%d parent=%d bytes=%llu token=%lld", up->site,
+              version, up->parent_version, (unsigned long long)obj.size, (long long)up->token_id);
+    return adapter_get_json(store, up->site, version, out, err);
+}
+
+static samda_status adapter_activate(void *v, const char *site, int version, int64_t token_id, json_t **out, samda_error *err)
+{
+    samdad_api_core *core = CORE(v);
+    samda_store *store = samdad_store(core->ctx);
+    samda_status st = require_site(store, site, err);
+    if (st != SAMDA_OK) return st;
+    st = samda_store_adapter_activate(store, site, version, err);
+    if (st == SAMDA_ENOENT) return samda_fail(err, SAMDA_ENOENT, "unknown adapter version %d of site %s", version, site);
+    if (st != SAMDA_OK) return st;
+    samda_log(&core->ctx->log, SAMDA_LOG_INFO, "api", "adapter activated", "site=%s version=%d token=%lld", site, version,
+              (long long)token_id);
+    return adapter_get_json(store, site, version, out, err);
+}
+
+static samda_status adapter_rollback(void *v, const char *site, int64_t token_id, json_t **out, samda_error *err)
+{
+    samdad_api_core *core = CORE(v);
+    samda_store *store = samdad_store(core->ctx);
+    samda_status st = require_site(store, site, err);
+    if (st != SAMDA_OK) return st;
+    int version = 0;
+    st = samda_store_adapter_rollback(store, site, &version, err);
+    if (st == SAMDA_ENOENT)
+        return samda_fail(err, SAMDA_ENOENT, "site %s: nothing to roll back to (no active adapter, or no earlier version)", site);
+    if (st != SAMDA_OK) return st;
+    samda_log(&core->ctx->log, SAMDA_LOG_INFO, "api", "adapter rolled back", "site=%s version=%d token=%lld", site, version,
+              (long long)token_id);
+    return adapter_get_json(store, site, version, out, err);
+}
+
+static samda_status adapter_delete(void *v, const char *site, int version, int64_t token_id, samda_error *err)
+{
+    samdad_api_core *core = CORE(v);
+    samda_store *store = samdad_store(core->ctx);
+    samda_status st = require_site(store, site, err);
+    if (st != SAMDA_OK) return st;
+    st = samda_store_adapter_delete(store, site, version, err);
+    if (st == SAMDA_ENOENT) return samda_fail(err, SAMDA_ENOENT, "unknown adapter version %d of site %s", version, site);
+    if (st == SAMDA_EBUSY)
+        return samda_fail(err, SAMDA_ECANCELED, "adapter version %d of site %s is active: activate another version or roll back first",
+                          version, site);
+    if (st != SAMDA_OK) return st;
+    samda_log(&core->ctx->log, SAMDA_LOG_INFO, "api", "adapter deleted", "site=%s version=%d token=%lld", site, version,
+              (long long)token_id);
+    return SAMDA_OK;
+}
+
 samdad_api_core *samdad_api_core_new(samdad_ctx *ctx, samda_api_services *svc, samda_error *err)
 {
     samdad_api_core *core = calloc(1, sizeof *core);
@@ -693,6 +1797,26 @@ samdad_api_core *samdad_api_core_new(samdad_ctx *ctx, samda_api_services *svc, s
     }
     core->ctx = ctx;
     pthread_mutex_init(&core->mu, NULL);
+    pthread_mutex_init(&core->overlay_mu, NULL);
+    pthread_mutex_init(&core->watch_mu, NULL);
+    pthread_cond_init(&core->watch_cv, NULL);
+    core->defaults = samda_config_load(NULL, NULL, err);
+    if (!core->defaults) {
+        samdad_api_core_free(core);
+        return NULL;
+    }
+    /* Sites created through the API in earlier runs take effect now. */
+    if (overlay_apply(core, NULL, false, err) != SAMDA_OK) {
+        samda_error_prefix(err, "applying the sites created through the API: ");
+        samdad_api_core_free(core);
+        return NULL;
+    }
+    if (pthread_create(&core->watcher, NULL, overlay_watch, core) != 0) {
+        samda_fail(err, SAMDA_ENOMEM, "starting the HTTP core: cannot create the site overlay thread");
+        samdad_api_core_free(core);
+        return NULL;
+    }
+    core->watching = true;
     memset(svc, 0, sizeof *svc);
     svc->ctx = core;
     svc->auth_check = auth_check;
@@ -703,6 +1827,8 @@ samdad_api_core *samdad_api_core_new(samdad_ctx *ctx, samda_api_services *svc, s
     svc->stow_complete = stow_complete;
     svc->qido = qido;
     svc->retrieve = retrieve;
+    svc->metadata = metadata;
+    svc->frame = frame;
     svc->changes = changes;
     svc->jobs_list = jobs_list;
     svc->job_get = job_get;
@@ -710,12 +1836,39 @@ samdad_api_core *samdad_api_core_new(samdad_ctx *ctx, samda_api_services *svc, s
     svc->job_retry = job_retry;
     svc->segment = segment;
     svc->results = results;
+    svc->sites_list = sites_list;
+    svc->site_get = site_get;
+    svc->site_put = site_put;
+    svc->destinations_list = destinations_list;
+    svc->destination_get = destination_get;
+    svc->destination_add = destination_add;
+    svc->destination_delete = destination_delete;
+    svc->destination_echo = destination_echo;
+    svc->adapters_list = adapters_list;
+    svc->adapter_upload = adapter_upload;
+    svc->adapter_activate = adapter_activate;
+    svc->adapter_rollback = adapter_rollback;
+    svc->adapter_delete = adapter_delete;
+    /* adapter_train and adapter_evaluate need the model worker: left NULL (the routes answer 501) */
     return core;
 }
 
 void samdad_api_core_free(samdad_api_core *core)
 {
     if (!core) return;
+    if (core->watching) {
+        pthread_mutex_lock(&core->watch_mu);
+        core->watch_stop = true;
+        pthread_cond_broadcast(&core->watch_cv);
+        pthread_mutex_unlock(&core->watch_mu);
+        pthread_join(core->watcher, NULL);
+    }
+    samda_config_unref(core->base);
+    samda_config_unref(core->installed);
+    samda_config_unref(core->defaults);
+    pthread_cond_destroy(&core->watch_cv);
+    pthread_mutex_destroy(&core->watch_mu);
+    pthread_mutex_destroy(&core->overlay_mu);
     while (core->reqs) {
         stow_req *r = core->reqs;
         core->reqs = r->next;

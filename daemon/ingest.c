@@ -18,6 +18,9 @@
 typedef struct assoc_user {
     int64_t store_id;      /* row in the associations table */
     char site[SAMDA_NAME_SIZE];
+    unsigned n_identical;  /* duplicates accepted unchanged (duplicate policy) */
+    unsigned n_replaced;   /* duplicates that replaced the stored copy */
+    unsigned n_refused_duplicates;
 } assoc_user;
 
 samda_status samdad_disk_free(const char *dir, uint64_t *free_bytes, samda_error *err)
@@ -121,14 +124,18 @@ static bool called_ae_known(const samda_config *cfg, const char *called_ae)
     return false;
 }
 
-static void audit_association(samdad_ctx *ctx, const samda_assoc_info *a, const char *site, const char *outcome,
-                              const char *reason, unsigned n_stored, unsigned n_failed)
+static void audit_association(samdad_ctx *ctx, const samda_assoc_info *a, const assoc_user *u, const char *site,
+                              const char *outcome, const char *reason, unsigned n_stored, unsigned n_failed)
 {
     samda_store *store = samdad_store(ctx);
     json_t *d = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "peer", a->peer_address, "called_ae", a->called_ae,
                           "site", site ? site : "", "association", (json_int_t)a->id, "stored",
                           (json_int_t)n_stored, "failed", (json_int_t)n_failed);
     if (d && reason) json_object_set_new(d, "reason", json_string(reason));
+    if (d && u) /* the duplicate policy's decisions, per association */
+        json_object_set_new(d, "duplicates",
+                            json_pack("{s:i, s:i, s:i}", "identical", u->n_identical, "replaced", u->n_replaced,
+                                      "refused", u->n_refused_duplicates));
     char *details = d ? json_dumps(d, JSON_COMPACT) : NULL;
     json_decref(d);
     char resource[64];
@@ -168,7 +175,7 @@ static void on_association(void *vctx, const samda_assoc_info *a, samda_assoc_de
                   "calling_ae=%s called_ae=%s peer=%s reason=%s", samda_log_quote(q1, sizeof q1, a->calling_ae),
                   samda_log_quote(q2, sizeof q2, a->called_ae), a->peer_address,
                   samda_log_quote((char[80]){0}, 80, reason));
-        audit_association(ctx, a, NULL, "rejected", reason, 0, 0);
+        audit_association(ctx, a, NULL, NULL, "rejected", reason, 0, 0);
         samda_config_unref(cfg);
         return;
     }
@@ -245,6 +252,9 @@ static samda_status on_store(void *vctx, const samda_assoc_info *a, const samda_
 
     samda_ingest_result res;
     st = samda_store_instance_ingest(store, &tmp, &meta, samdad_dup_policy(cfg), &res, &err);
+    if (u && st == SAMDA_OK && res.outcome == SAMDA_INGEST_IDENTICAL) u->n_identical++;
+    if (u && st == SAMDA_OK && res.outcome == SAMDA_INGEST_REPLACED) u->n_replaced++;
+    if (u && st == SAMDA_EEXIST) u->n_refused_duplicates++;
     if (st == SAMDA_OK) {
         if (samda_log_enabled(&ctx->log, SAMDA_LOG_DEBUG))
             samda_log(&ctx->log, SAMDA_LOG_DEBUG, "dicom", "instance stored",
@@ -291,7 +301,7 @@ static void on_association_end(void *vctx, const samda_assoc_info *a, samda_asso
                                                       : "aborted";
     samda_log(&ctx->log, how == SAMDA_ASSOC_RELEASED ? SAMDA_LOG_INFO : SAMDA_LOG_WARN, "dicom", "association ended",
               "assoc=%llu outcome=%s stored=%u failed=%u", (unsigned long long)a->id, outcome, n_stored, n_failed);
-    audit_association(ctx, a, u->site, outcome, NULL, n_stored, n_failed);
+    audit_association(ctx, a, u, u->site, outcome, NULL, n_stored, n_failed);
     free(u);
 }
 

@@ -11,8 +11,10 @@
 #include <jansson.h>
 
 #include "config.h"
+#include "cli_model.h"
 #include "json_out.h"
 #include "phantom.h"
+#include "phantom_dicom.h"
 #include "storage.h"
 
 #ifndef SAMDA_VERSION
@@ -316,6 +318,8 @@ static int cmd_audit(int argc, char **argv)
     return print_json(a);
 }
 
+static int cmd_phantom(int argc, char **argv) { return samda_phantom_main_ex(argc, argv, samdad_phantom_write_dicom, NULL); }
+
 typedef struct command {
     const char *name;
     int (*fn)(int argc, char **argv);
@@ -329,7 +333,12 @@ static const command commands[] = {
     {"series", cmd_series, "list series in the index with their completion state (JSON)"},
     {"jobs", cmd_jobs, "list jobs with state, attempts and errors (JSON)"},
     {"audit", cmd_audit, "print the audit log (JSON)"},
-    {"phantom", samda_phantom_main, "generate synthetic CT-like slices with exact masks, per-site styles"},
+#ifdef SAMDA_HAVE_MODEL
+    {"model", samda_cmd_model, "describe a SAM/MedSAM checkpoint: architecture, parameters, fingerprint, BLAS"},
+    {"segment", samda_cmd_segment, "segment one image (.npy, .png, .dcm) with point/box prompts; write the mask"},
+    {"bench", samda_cmd_bench, "bench model: encoder images/s, decoder ms per prompt, peak memory (JSON)"},
+#endif
+    {"phantom", cmd_phantom, "generate synthetic CT-like slices with exact masks, per-site styles"},
     {"check", cmd_check, "verify the data directory: index integrity, every object present with its hash"},
     {"help", cmd_help, "this list"},
 };

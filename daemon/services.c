@@ -85,6 +85,13 @@ samda_status samdad_services_start(samdad_ctx *ctx, samda_error *err)
                   "tmp_files=%zu unindexed_objects=%zu", samda_store_tmp_removed(svc->store),
                   samda_store_orphans_removed(svc->store));
     if ((st = samdad_sync_sites(ctx, svc->store, cfg, err)) != SAMDA_OK) goto fail;
+    /* Associations a previous run left open (it crashed) were aborted: their instances count as
+     * such, and their series are no longer waiting for them. We hold the data-dir lock. */
+    size_t stale = 0;
+    if ((st = samda_store_assoc_abort_stale(svc->store, &stale, err)) != SAMDA_OK) goto fail;
+    if (stale)
+        samda_log(&ctx->log, SAMDA_LOG_WARN, "dicom", "associations of an interrupted run marked aborted",
+                  "count=%zu", stale);
 
     /* Model: not wired yet. */
     if (!cfg->model_checkpoint)

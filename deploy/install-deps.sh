@@ -14,6 +14,7 @@ runtime_pkgs=( libopenblas0-openmp )
 test_pkgs=(
   dcmtk dicom3tools python3-pydicom python3-numpy orthanc orthanc-dicomweb curl wrk sqlite3
   systemd clang libclang-rt-14-dev procps psmisc
+  openssl  # test_tls makes its test CA and certificates with the openssl command
 )
 
 want=("${build_pkgs[@]}" "${runtime_pkgs[@]}")

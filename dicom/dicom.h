@@ -73,7 +73,9 @@ typedef struct samda_dicom_init_params {
 void samda_dicom_init_params_init(samda_dicom_init_params *p);
 
 /** Prepare DCMTK for this process: register the JPEG (baseline, extended, lossless), JPEG-LS and
- *  RLE decoders, set DCMTK's log level and destination, and turn off reverse DNS lookups of peers.
+ *  RLE decoders, set DCMTK's log level and destination, turn off reverse DNS lookups of peers, and
+ *  make whole-file reads stop after the top-level Pixel Data (DCMTK's dcmStopParsingAfterElement:
+ *  garbage some writers leave after it costs seconds to parse; trailing padding is dropped too).
  *  @param p   IN: settings; NULL means the defaults of samda_dicom_init_params_init().
  *  @param err OUT: failure details, may be NULL.
  *  @return SAMDA_OK; SAMDA_ENOMEM/SAMDA_EINTERNAL: DCMTK could not be configured (nothing to undo,
@@ -300,6 +302,8 @@ typedef void (*samda_scp_association_end_fn)(void *ctx, const samda_assoc_info *
                                              samda_assoc_end how, unsigned n_stored,
                                              unsigned n_failed);
 
+typedef struct samda_dicom_tls samda_dicom_tls; /* DICOM TLS settings, see the TLS section */
+
 typedef struct samda_scp_params {
     const char *bind_address;      /* IPv4 address to listen on; default "127.0.0.1";
                                       "0.0.0.0" for every interface */
@@ -322,6 +326,8 @@ typedef struct samda_scp_params {
     samda_scp_store_fn on_store;                 /* NULL = answer success and delete the file */
     samda_scp_store_failed_fn on_store_failed;   /* optional */
     samda_scp_association_end_fn on_association_end; /* optional */
+    const samda_dicom_tls *tls;    /* NULL (default): plain TCP; else DICOM TLS only on this port
+                                      (TLS 1.2+, samda_dicom_tls); read during samda_scp_start() */
 } samda_scp_params;
 
 /** Counters since samda_scp_start(); all monotonic except associations_active. */
@@ -383,6 +389,7 @@ typedef struct samda_dicom_peer {
     const char *called_ae;   /* theirs (1..16 characters) */
     const char *host;        /* name or IPv4 address */
     unsigned port;           /* 1..65535 */
+    const samda_dicom_tls *tls; /* NULL: plain TCP; else DICOM TLS, server certificate verified */
 } samda_dicom_peer;
 
 /** Verify a peer with C-ECHO: connect, associate (Verification, Implicit VR Little Endian), echo,
@@ -402,6 +409,575 @@ typedef struct samda_dicom_peer {
  *  Thread-safety: safe. The TCP connect timeout is a DCMTK process-wide setting: concurrent calls
  *  with different timeout_s may connect with each other's timeout. */
 samda_status samda_dicom_echo(const samda_dicom_peer *peer, unsigned timeout_s, samda_error *err);
+
+/* =========================================================================================
+ * Series -> volume (dicom/volume.cpp)
+ *
+ * A volume is the decoded pixels of one series as float32 physical values (stored value *
+ * RescaleSlope + RescaleIntercept), one slice per frame, sorted along the slice normal (the cross
+ * product of the row and column direction cosines) by the projection of ImagePositionPatient on
+ * it, never by InstanceNumber. Multi-frame instances (enhanced CT/MR) are split into their frames,
+ * each with its own position from the functional groups.
+ *
+ * Refused (SAMDA_EBADDICOM, the message naming the file and its InstanceNumber): frames that
+ * differ in orientation (beyond orientation_tolerance), rows/columns, pixel spacing, series or
+ * frame of reference; two frames at the same position (duplicates); frames without
+ * ImagePositionPatient/ImageOrientationPatient in a series of several instances (one instance
+ * without positions, a single image or a cine, loads in frame order with has_geometry false).
+ * Refused as SAMDA_ENOTSUP: colour images (RGB, YBR, PALETTE COLOR; SamplesPerPixel > 1) and
+ * pixel data this DCMTK build cannot decode (JPEG 2000, HTJ2K, MPEG...), the message naming the
+ * file and the transfer syntax. Decoding runs on up to 8 threads (one file each).
+ * Accepted and reported, not refused: non-uniform spacing (a series with a gap or a missing
+ * slice is real data; info.is_uniform and info.max_spacing_deviation_mm say so, and
+ * params.refuse_non_uniform makes it a refusal), positions that do not lie on one line along the
+ * normal (gantry tilt: info.max_in_plane_offset_mm), MONOCHROME1 (values are NOT inverted: they
+ * keep their physical meaning, info.is_monochrome1 tells a display or a model to invert).
+ * ========================================================================================= */
+
+typedef struct samda_volume samda_volume;
+
+typedef struct samda_volume_params {
+    double orientation_tolerance;  /* largest allowed difference of any direction cosine between
+                                      two frames; default 1e-4 */
+    double duplicate_tolerance_mm; /* frames closer than this along the normal are duplicates;
+                                      default 0.001 mm */
+    double spacing_tolerance;      /* a gap differing from the median gap by more than this
+                                      fraction of it makes the volume non-uniform; default 0.05
+                                      (real series jitter by ~1-2% from rounded positions) */
+    bool refuse_non_uniform;       /* default false: report non-uniform spacing in the info;
+                                      true: refuse it with SAMDA_EBADDICOM */
+    uint64_t max_voxels;           /* refuse larger volumes with SAMDA_ETOOBIG; default 2^30
+                                      (4 GiB of float32) */
+} samda_volume_params;
+
+/** One slice (one frame of one source instance), in sorted order. */
+typedef struct samda_volume_slice {
+    char sop_instance_uid[SAMDA_DICOM_UID_SIZE]; /* source instance */
+    char sop_class_uid[SAMDA_DICOM_UID_SIZE];    /* its SOP class (for references to it) */
+    unsigned frame_number;       /* 1-based frame in a multi-frame instance; 0 for single-frame */
+    bool has_instance_number;
+    int instance_number;         /* (0020,0013) of the source instance */
+    double position[3];          /* ImagePositionPatient of the frame, mm */
+    double location_mm;          /* position projected on info.normal (increasing with the index) */
+    double rescale_slope;        /* applied to the stored values of this slice */
+    double rescale_intercept;
+    size_t path_index;           /* index of the source file in the paths given to the load */
+} samda_volume_slice;
+
+/** Geometry and identity of a loaded volume. */
+typedef struct samda_volume_info {
+    size_t n_slices;
+    unsigned rows, cols;
+    double orientation[6];       /* ImageOrientationPatient: row direction, column direction */
+    double normal[3];            /* row x column: the direction in which slices are sorted */
+    double pixel_spacing[2];     /* PixelSpacing: between rows, between columns (mm) */
+    double slice_spacing;        /* median distance between neighbouring slices along the normal
+                                    (mm); for one slice its SliceThickness, else 0 */
+    double max_spacing_deviation_mm; /* largest |gap - slice_spacing| over the neighbour pairs */
+    bool is_uniform;             /* every gap within spacing_tolerance of slice_spacing */
+    double max_in_plane_offset_mm; /* largest distance of a slice position from the line through
+                                    slice 0 along the normal (0 unless the gantry was tilted) */
+    bool has_geometry;           /* false only for ONE instance whose frames have no position of
+                                    their own (a single image, a cine): slices in frame order,
+                                    orientation the identity, positions and locations 0 */
+    bool has_pixel_spacing;      /* false: PixelSpacing absent, pixel_spacing set to 1\1 */
+    bool is_monochrome1;         /* values not inverted (see above) */
+    char frame_of_reference_uid[SAMDA_DICOM_UID_SIZE]; /* "" if absent */
+    char study_instance_uid[SAMDA_DICOM_UID_SIZE];
+    char series_instance_uid[SAMDA_DICOM_UID_SIZE];
+    char modality[SAMDA_DICOM_CS_SIZE];
+} samda_volume_info;
+
+/** Fill *p with the defaults listed beside each field. */
+void samda_volume_params_init(samda_volume_params *p);
+
+/** Load a series: read every file, decode its pixels, check and sort the geometry.
+ *  @param paths IN: n files of one series (any order; a multi-frame file counts once).
+ *  @param n     IN: 1 or more.
+ *  @param p     IN: NULL for the defaults.
+ *  @param out   OUT: the volume on success, NULL on failure.
+ *  @return SAMDA_OK; SAMDA_EINVAL: no paths, NULL out; SAMDA_ENOENT/SAMDA_EIO: a file cannot be
+ *          read (message names it); SAMDA_EBADDICOM: not DICOM, no pixel data, inconsistent or
+ *          duplicate geometry (message names the file and its InstanceNumber), non-uniform
+ *          spacing when refused; SAMDA_EBADUID: a UID is invalid; SAMDA_ENOTSUP: colour, or
+ *          a transfer syntax without a decoder here (JPEG 2000); SAMDA_ETOOBIG: over max_voxels;
+ *          SAMDA_ENOMEM. Nothing is allocated after a failure.
+ *  Needs samda_dicom_init() for compressed transfer syntaxes.
+ *  Ownership: paths are read during the call only; caller owns *out, free with
+ *  samda_volume_free().  Thread-safety: safe. */
+samda_status samda_dicom_volume_load(const char *const *paths, size_t n, const samda_volume_params *p,
+                                     samda_volume **out, samda_error *err);
+
+/* The accessors below return NULL for a NULL volume. Thread-safety: a volume is read-only after
+ * samda_dicom_volume_load(): any number of threads may use them at once. */
+
+/** Geometry and identity. Borrowed: valid until samda_volume_free(v). */
+const samda_volume_info *samda_volume_get_info(const samda_volume *v);
+
+/** The voxels: n_slices * rows * cols float32, slice-major, then row-major within a slice
+ *  (voxel (s, r, c) at [(s * rows + r) * cols + c]). Borrowed: valid until samda_volume_free(v). */
+const float *samda_volume_voxels(const samda_volume *v);
+
+/** Slice i (0 <= i < n_slices) in sorted order; NULL when out of range.
+ *  Borrowed: valid until samda_volume_free(v). */
+const samda_volume_slice *samda_volume_slice_get(const samda_volume *v, size_t i);
+
+/** Header of the source instance of slice 0, for copying patient/study data (contains patient
+ *  data: never log it). Borrowed: valid until samda_volume_free(v). */
+const samda_dicom_header *samda_volume_source_header(const samda_volume *v);
+
+/** Free a volume; NULL is a no-op. */
+void samda_volume_free(samda_volume *v);
+
+/* =========================================================================================
+ * CT series writer (dicom/ct_write.cpp): a synthetic or processed int16 HU volume as a
+ * standard CT Image Storage series, one Part 10 file per slice.
+ * ========================================================================================= */
+
+typedef struct samda_ct_series_params {
+    const char *dir;             /* required: existing directory; files IMG00001.dcm, ... in
+                                    slice order; existing files of those names are replaced */
+    const int16_t *hu;           /* required: n_slices * rows * cols Hounsfield units, slice-major,
+                                    row-major within a slice; borrowed for the call */
+    size_t n_slices;             /* 1..99999 */
+    unsigned rows, cols;         /* 1..65535 */
+    double pixel_spacing[2];     /* between rows, between columns (mm); default 1, 1 */
+    double slice_spacing;        /* distance between slice positions along the normal (mm, > 0);
+                                    default 1 */
+    double slice_thickness;      /* mm; default 0 = slice_spacing */
+    double origin[3];            /* ImagePositionPatient of slice 0 (mm); default 0, 0, 0 */
+    double orientation[6];       /* row and column direction cosines; default 1,0,0,0,1,0 (axial) */
+    double window_center;        /* default 40 */
+    double window_width;         /* default 400 */
+    const char *patient_name;    /* each string: NULL or "" = empty (Type 2) unless noted */
+    const char *patient_id;
+    const char *patient_birth_date;
+    const char *patient_sex;
+    const char *study_instance_uid;     /* NULL/"" = generated */
+    const char *series_instance_uid;    /* NULL/"" = generated */
+    const char *frame_of_reference_uid; /* NULL/"" = generated */
+    const char *study_id;
+    const char *accession_number;
+    const char *study_description;
+    const char *series_description;
+    const char *study_date;      /* YYYYMMDD; NULL = today */
+    const char *study_time;      /* HHMMSS; NULL = now */
+    int series_number;           /* default 1 */
+    const char *manufacturer;    /* default "samda" */
+    const char *uid_root;        /* root for generated UIDs; NULL = "2.25." UUID-derived */
+} samda_ct_series_params;
+
+/** What was written. */
+typedef struct samda_ct_series_result {
+    char study_instance_uid[SAMDA_DICOM_UID_SIZE];
+    char series_instance_uid[SAMDA_DICOM_UID_SIZE];
+    char frame_of_reference_uid[SAMDA_DICOM_UID_SIZE];
+    size_t n_files;
+} samda_ct_series_result;
+
+/** Fill *p with the defaults listed beside each field. */
+void samda_ct_series_params_init(samda_ct_series_params *p);
+
+/** Write a CT series (CT Image Storage, ImageType DERIVED\SECONDARY\AXIAL, PatientPosition HFS).
+ *  Encoding: Explicit VR Little Endian, 16 bits; when every value is >= -1024
+ *  the stored value is HU + 1024 unsigned with RescaleIntercept -1024, else the HU themselves,
+ *  signed, with RescaleIntercept 0 (RescaleSlope 1 both ways: exact). Slice k is at
+ *  origin + k * slice_spacing * (row x column), with SliceLocation its projection on the normal
+ *  and InstanceNumber k + 1. Each file is written to a temporary name in dir, fsynced and renamed;
+ *  the directory is fsynced at the end.
+ *  @param p IN: see the fields.  @param out OUT: may be NULL.
+ *  @return SAMDA_OK; SAMDA_EINVAL: a required field missing or out of range, orientation not two
+ *          orthogonal unit vectors; SAMDA_EBADUID: a given UID invalid; SAMDA_ENOENT: dir missing;
+ *          SAMDA_EIO/SAMDA_ENOSPC: a write failed (files already renamed stay: rewrite the
+ *          series to retry; no temporary file is left); SAMDA_ENOMEM.
+ *  Thread-safety: safe (different directories). */
+samda_status samda_dicom_write_ct_series(const samda_ct_series_params *p, samda_ct_series_result *out,
+                                         samda_error *err);
+
+/* =========================================================================================
+ * DICOM-SEG writer (dicom/seg_write.cpp): BINARY Segmentation Storage
+ * (1.2.840.10008.5.1.4.1.1.66.4) over a loaded source volume, built with DCMTK's dcmseg.
+ *
+ * The SEG is a new series in the source's study: Patient, General Study, Patient Study and Frame of
+ * Reference come from the source (slice 0's file). General/Enhanced General Equipment describe the
+ * SEG's maker, samda (PS3.3 C.7.5.2 requires it); the source's equipment (Manufacturer, model,
+ * serial, software, institution) is copied into Contributing Equipment as "Acquisition Equipment"
+ * (109101, DCM), next to samda as "Processing Equipment" (109102, DCM) with its version. Common Instance Reference lists every source
+ * instance. Each frame carries Derivation Image (its source slice; purpose 121322 DCM, derivation
+ * 113076 DCM), Plane Position (Patient) of the source slice, Frame Content with Dimension Index
+ * Values (segment number, 1-based sorted slice index) and Segment Identification; Pixel Measures
+ * and Plane Orientation are shared. Dimensions: ReferencedSegmentNumber then ImagePositionPatient,
+ * as dcmqi writes them.
+ * Frames are written only for slices where the segment has a voxel. A segment with no voxel at all
+ * follows samda_seg_params.empty_segment.
+ * ========================================================================================= */
+
+typedef struct samda_seg_writer samda_seg_writer;
+
+/** What to do with a segment whose mask is empty everywhere. */
+typedef enum samda_seg_empty_policy {
+    SAMDA_SEG_EMPTY_KEEP_ONE_FRAME = 0, /* keep the segment with one all-zero frame on slice 0, so
+                                           the segment (and a SEG of only empty segments) stays valid */
+    SAMDA_SEG_EMPTY_SKIP                /* leave the segment out (its number is not used) */
+} samda_seg_empty_policy;
+
+/** Segment Algorithm Type (0062,0008). */
+typedef enum samda_seg_algorithm_type {
+    SAMDA_SEG_ALGORITHM_AUTOMATIC = 0,
+    SAMDA_SEG_ALGORITHM_SEMIAUTOMATIC,
+    SAMDA_SEG_ALGORITHM_MANUAL
+} samda_seg_algorithm_type;
+
+/** A coded concept (Code Sequence Macro, PS3.3 8.8). */
+typedef struct samda_seg_code {
+    const char *value;   /* CodeValue, e.g. "10200004" */
+    const char *scheme;  /* CodingSchemeDesignator, e.g. "SCT" */
+    const char *meaning; /* CodeMeaning, e.g. "Liver" */
+} samda_seg_code;
+
+typedef struct samda_seg_params {
+    const char *series_description;  /* default "Segmentation (samda)" */
+    int series_number;               /* default 999 */
+    int instance_number;             /* default 1 */
+    const char *series_instance_uid; /* NULL/"" = generated */
+    const char *sop_instance_uid;    /* NULL/"" = generated */
+    const char *uid_root;            /* root for generated UIDs; NULL = "2.25." */
+    const char *content_label;       /* ContentLabel (CS: upper case, digits, _ and space, <= 16);
+                                        default "SEGMENTATION" */
+    const char *content_description; /* default NULL = none */
+    const char *content_creator_name;/* PN; default "samda^" */
+    const char *software_version;    /* default samda's version ("0.1.0") */
+    const char *device_serial_number;/* default "0" (DCMTK requires a value) */
+    samda_seg_empty_policy empty_segment; /* default SAMDA_SEG_EMPTY_KEEP_ONE_FRAME */
+} samda_seg_params;
+
+typedef struct samda_seg_segment {
+    const char *label;               /* required: SegmentLabel (LO) */
+    const char *description;         /* optional SegmentDescription */
+    samda_seg_code category;         /* required: SegmentedPropertyCategoryCode (CID 7150),
+                                        default 85756007 SCT "Tissue" */
+    samda_seg_code type;             /* required: SegmentedPropertyTypeCode (CID 7151) */
+    bool has_color;                  /* default false: no RecommendedDisplayCIELabValue (viewers
+                                        pick a colour) */
+    uint8_t rgb[3];                  /* sRGB display colour, written as CIELab */
+    samda_seg_algorithm_type algorithm_type; /* default AUTOMATIC */
+    const char *algorithm_name;      /* required unless MANUAL */
+    const char *algorithm_version;   /* default "": "name version" joins the SoftwareVersions of
+                                        samda's Contributing Equipment item (SegmentAlgorithmName
+                                        stays the bare name) */
+} samda_seg_segment;
+
+/** What samda_seg_writer_save() wrote. */
+typedef struct samda_seg_save_result {
+    char sop_instance_uid[SAMDA_DICOM_UID_SIZE];
+    char series_instance_uid[SAMDA_DICOM_UID_SIZE];
+    size_t n_frames;                 /* frames written */
+    unsigned n_segments;             /* segments in the SEG */
+    unsigned n_empty_kept;           /* of which kept with one empty frame */
+    unsigned n_empty_skipped;        /* segments left out as empty */
+} samda_seg_save_result;
+
+/** Fill *p with the defaults listed beside each field. */
+void samda_seg_params_init(samda_seg_params *p);
+/** Fill *s with the defaults (category Tissue, AUTOMATIC, no colour); label, type and algorithm
+ *  name are left for the caller. */
+void samda_seg_segment_init(samda_seg_segment *s);
+
+/** Start a SEG over a source volume.
+ *  @param source IN: borrowed; must outlive the writer.  @param p IN: NULL for defaults (copied).
+ *  @return the writer, or NULL with *err: SAMDA_EINVAL (NULL source, invalid UIDs or content
+ *          label, source without geometry or larger than 65535 rows/columns), SAMDA_EBADUID,
+ *          SAMDA_EBADDICOM (source header unreadable again), SAMDA_ENOMEM, SAMDA_EINTERNAL.
+ *  Ownership: caller owns the result; free with samda_seg_writer_free().
+ *  Thread-safety: one writer must not be used by two threads at once. */
+samda_seg_writer *samda_seg_writer_new(const samda_volume *source, const samda_seg_params *p,
+                                       samda_error *err);
+
+/** Add one segment with its mask. Frames are written only for slices where the mask has a voxel
+ *  (PS3.3 allows omitting empty frames; viewers show nothing there either way); a mask empty
+ *  everywhere follows params.empty_segment.
+ *  @param s IN: copied.  @param mask IN: n_slices * rows * cols bytes laid out like the source
+ *         voxels; non-zero means inside. Copied (packed) during the call.
+ *  @param segment_number OUT: may be NULL; the number given (1, 2, ...), 0 if the segment was
+ *         skipped as empty.
+ *  @return SAMDA_OK; SAMDA_EINVAL: label, codes or algorithm name missing, more than 65535
+ *          segments (the writer is unchanged); SAMDA_EINTERNAL: dcmseg refused it (message says
+ *          why; the writer must be freed). */
+samda_status samda_seg_writer_add_segment(samda_seg_writer *w, const samda_seg_segment *s,
+                                          const uint8_t *mask, unsigned *segment_number,
+                                          samda_error *err);
+
+/** Write the SEG to path (temporary file in the same directory, fsync, rename, fsync directory).
+ *  @param out OUT: may be NULL.
+ *  @return SAMDA_OK; SAMDA_EINVAL: no segment in the SEG (nothing written); SAMDA_ENOENT:
+ *          directory missing; SAMDA_EIO/SAMDA_ENOSPC: write failed, no file left, safe to retry;
+ *          SAMDA_EINTERNAL: dcmseg refused the object (message says why).
+ *  The writer may be saved again (same UIDs). */
+samda_status samda_seg_writer_save(samda_seg_writer *w, const char *path, samda_seg_save_result *out,
+                                   samda_error *err);
+
+/** Free a writer; NULL is a no-op. */
+void samda_seg_writer_free(samda_seg_writer *w);
+
+/* =========================================================================================
+ * DICOM-SEG reader (dicom/seg_read.cpp): BINARY and FRACTIONAL segmentations, read with dcmdata.
+ * ========================================================================================= */
+
+typedef struct samda_seg samda_seg;
+
+typedef struct samda_seg_segment_info {
+    unsigned number;                           /* SegmentNumber */
+    char label[SAMDA_DICOM_LO_SIZE];
+    char description[SAMDA_DICOM_LO_SIZE];
+    char category_value[SAMDA_DICOM_LO_SIZE], category_scheme[SAMDA_DICOM_SH_SIZE],
+        category_meaning[SAMDA_DICOM_LO_SIZE];
+    char type_value[SAMDA_DICOM_LO_SIZE], type_scheme[SAMDA_DICOM_SH_SIZE],
+        type_meaning[SAMDA_DICOM_LO_SIZE];
+    char algorithm_type[SAMDA_DICOM_CS_SIZE];  /* "AUTOMATIC", "SEMIAUTOMATIC", "MANUAL" */
+    char algorithm_name[SAMDA_DICOM_LO_SIZE];
+    bool has_cielab;
+    uint16_t cielab[3];                        /* RecommendedDisplayCIELabValue */
+} samda_seg_segment_info;
+
+typedef struct samda_seg_frame_info {
+    unsigned segment_number;                   /* ReferencedSegmentNumber */
+    char referenced_sop_instance_uid[SAMDA_DICOM_UID_SIZE]; /* from Derivation Image (else "") */
+    unsigned referenced_frame_number;          /* 0 when the source is single-frame */
+    bool has_position;
+    double position[3];                        /* Plane Position (Patient) */
+} samda_seg_frame_info;
+
+typedef struct samda_seg_info {
+    unsigned rows, cols;
+    size_t n_frames;
+    size_t n_segments;
+    bool is_fractional;                        /* masks: value > MaximumFractionalValue / 2 */
+    bool has_orientation;
+    double orientation[6];                     /* shared Plane Orientation */
+    char sop_instance_uid[SAMDA_DICOM_UID_SIZE];
+    char series_instance_uid[SAMDA_DICOM_UID_SIZE];
+    char study_instance_uid[SAMDA_DICOM_UID_SIZE];
+    char frame_of_reference_uid[SAMDA_DICOM_UID_SIZE];
+    char referenced_series_instance_uid[SAMDA_DICOM_UID_SIZE]; /* first of ReferencedSeriesSequence */
+} samda_seg_info;
+
+/** Read a DICOM-SEG file (any transfer syntax DCMTK decodes here). Lenient where a file is
+ *  readable without guessing: without NumberOfFrames the frame count is what PixelData holds, and
+ *  per-frame items beyond it are ignored; Segment Identification may be shared. 
+ *  @return SAMDA_OK; SAMDA_EINVAL; SAMDA_ENOENT/SAMDA_EIO; SAMDA_EBADDICOM: not a segmentation,
+ *          or inconsistent (frame count, pixel data length, segment numbers); SAMDA_ENOTSUP:
+ *          LABELMAP or compressed without decoder; SAMDA_ENOMEM.
+ *  Ownership: caller owns *out; free with samda_seg_free().  Thread-safety: safe. */
+samda_status samda_seg_read(const char *path, samda_seg **out, samda_error *err);
+
+/** Borrowed accessors, valid until samda_seg_free(); NULL when seg is NULL or i out of range.
+ *  Segments are in SegmentSequence order, frames in file order; a frame mask is rows * cols bytes,
+ *  0 or 1. Thread-safety: a samda_seg is read-only after samda_seg_read(): any number of threads
+ *  may use the accessors at once. */
+const samda_seg_info *samda_seg_get_info(const samda_seg *seg);
+const samda_seg_segment_info *samda_seg_segment_get(const samda_seg *seg, size_t i);
+const samda_seg_frame_info *samda_seg_frame_get(const samda_seg *seg, size_t i);
+const uint8_t *samda_seg_frame_mask(const samda_seg *seg, size_t i);
+
+/** Free; NULL is a no-op. */
+void samda_seg_free(samda_seg *seg);
+
+/** Paint the segments onto the source volume's grid: labels_out[s][r][c] = segment number of a
+ *  frame mapped on slice s whose mask is set there (where segments overlap, the highest number
+ *  wins); 0 elsewhere. A frame maps to its slice by the referenced SOP instance (and frame
+ *  number), else by its position (within 0.01 mm).
+ *  @param labels_out OUT: n_slices * rows * cols bytes.
+ *  @param n_mapped OUT: may be NULL; frames mapped.
+ *  @return SAMDA_OK; SAMDA_EINVAL: rows/columns differ from the volume, or a segment number
+ *          above 255; SAMDA_ENOENT: a frame matches no slice (message gives the frame number;
+ *          labels_out is then partly written). */
+samda_status samda_seg_to_label_volume(const samda_seg *seg, const samda_volume *source,
+                                       uint8_t *labels_out, size_t *n_mapped, samda_error *err);
+
+/* =========================================================================================
+ * DICOM JSON (PS3.18 Annex F.2) for DICOMweb metadata and QIDO results        [dicom/json.cpp]
+ * ========================================================================================= */
+
+/** Largest binary value (bytes) written inline as "InlineBinary" (base64). Larger values, pixel data
+ *  of any size and encapsulated (compressed) pixel data become a "BulkDataURI", or are left without
+ *  a value when no bulk data base URI is given. */
+#define SAMDA_DICOM_JSON_INLINE_MAX 1024
+
+/** Write one instance's data set as a DICOM JSON object (PS3.18 F.2), UTF-8.
+ *  What is written: every attribute of the data set in tag order, private ones included (with their
+ *  VR; UN when the file has no VR for them), sequences nested to any depth. Not written: the file
+ *  meta information (group 0002) and group lengths (gggg,0000).
+ *  Encoding rules: keys "GGGGEEEE" (upper-case hex); an empty attribute is {"vr":"XX"} alone; an
+ *  empty value inside a multi-valued one is null. PN values are objects {"Alphabetic",
+ *  "Ideographic", "Phonetic"} with the empty groups left out. IS and DS values are JSON numbers,
+ *  re-spelled only as far as JSON demands ("+1" -> 1, ".5" -> 0.5, "1." -> 1, "007" -> 7) so no
+ *  digit is lost; a value that is not a number at all ("abc", "NaN") is kept as a JSON string (the
+ *  JSON stays valid; PS3.18 has no way to carry it). FL/FD NaN and infinities become null. AT values
+ *  are "GGGGEEEE" strings. Text in other character sets is converted to UTF-8 (SpecificCharacterSet
+ *  then reads "ISO_IR 192"); bytes that still are not UTF-8 become U+FFFD.
+ *  Binary values (OB, OD, OF, OL, OV, OW, UN): at most SAMDA_DICOM_JSON_INLINE_MAX bytes (and not
+ *  pixel data): "InlineBinary", little-endian bytes in base64. Otherwise, with bulkdata_uri:
+ *  "BulkDataURI" = bulkdata_uri + "/pixeldata" for the top-level Pixel Data (7FE0,0010) (the
+ *  DICOMweb instance pixel data resource; frames are served by samda_dicom_frame_read()), else
+ *  bulkdata_uri + "/bulkdata/" + the tag path, e.g. "/bulkdata/00091010" at the top level and
+ *  "/bulkdata/00081140/0/00091010" inside item 0 (counted from 0) of a sequence. Without
+ *  bulkdata_uri such values are written as {"vr":"XX"} with no value.
+ *  @param path         IN: Part 10 file (or bare data set) to read.
+ *  @param bulkdata_uri IN: base URI (no trailing slash), e.g.
+ *                      "http://host/dicomweb/studies/S/series/X/instances/I"; NULL = omit bulk data.
+ *  @param json         OUT: one JSON object (no newline at the end).
+ *  @return SAMDA_OK; SAMDA_EINVAL: path or json NULL; SAMDA_ENOENT: no such file; SAMDA_EIO;
+ *          SAMDA_EBADDICOM: not DICOM or truncated; SAMDA_ENOMEM. *json is NULL after a failure.
+ *  Ownership: *json is the caller's, free with free().  Thread-safety: safe. */
+samda_status samda_dicom_file_to_json(const char *path, const char *bulkdata_uri, char **json,
+                                      samda_error *err);
+
+/** As samda_dicom_file_to_json() for the listed top-level attributes only (QIDO-RS includefield):
+ *  attributes of the list that the data set lacks are left out; a listed sequence is written whole.
+ *  Binary values are inline when small, else left without a value (no bulk data URIs).
+ *  @param tags IN: (group << 16 | element), any order, n entries (n = 0 gives "{}").
+ *  Note: samdad answers QIDO from its index; this serves attributes the index does not keep.
+ *  @return as samda_dicom_file_to_json(); SAMDA_EINVAL also for tags NULL with n > 0.
+ *  Ownership: *json is the caller's, free with free().  Thread-safety: safe. */
+samda_status samda_dicom_dataset_json_attrs(const char *path, const uint32_t *tags, size_t n,
+                                            char **json, samda_error *err);
+
+/* =========================================================================================
+ * Frames for WADO-RS /frames                                                 [dicom/frame.cpp]
+ * ========================================================================================= */
+
+/** The layout of the bytes samda_dicom_frame_read() returns. */
+typedef struct samda_dicom_frame_info {
+    unsigned rows;                  /* (0028,0010) */
+    unsigned columns;               /* (0028,0011) */
+    unsigned samples_per_pixel;     /* (0028,0002) */
+    unsigned bits_allocated;        /* (0028,0100): 1, 8, 16 or 32 */
+    unsigned bits_stored;           /* (0028,0101) */
+    unsigned pixel_representation;  /* (0028,0103): 0 unsigned, 1 two's complement */
+    unsigned number_of_frames;      /* (0028,0008), 1 when absent */
+    unsigned planar_configuration;  /* of the returned bytes: always 0 (R,G,B,R,G,B...) */
+    char photometric_interpretation[SAMDA_DICOM_CS_SIZE]; /* of the returned bytes: the decoder's
+                                       output model, e.g. "RGB" for a JPEG stored as YBR_FULL_422 */
+    char transfer_syntax_uid[SAMDA_DICOM_UID_SIZE];       /* of the file */
+} samda_dicom_frame_info;
+
+/** Read one frame's pixels as native bytes: uncompressed, little-endian, samples interleaved
+ *  (planar configuration 0), rows top to bottom. Compressed files are decoded through DCMTK (JPEG
+ *  baseline/extended/lossless, JPEG-LS, RLE; samda_dicom_init() must have registered the codecs).
+ *  Size: rows * columns * samples_per_pixel * bits_allocated / 8 bytes; for bits_allocated 1 (a
+ *  BINARY segmentation) the frame's bits, packed least significant bit first, re-aligned so the
+ *  frame's first pixel is bit 0 of byte 0 (PS3.5 8.1.1 packs frames without byte alignment):
+ *  ceil(rows * columns / 8) bytes.
+ *  @param path  IN: Part 10 file.  @param frame IN: 1-based frame number.
+ *  @param data  OUT: the bytes.  @param size OUT: their count.  @param info OUT: may be NULL.
+ *  @return SAMDA_OK; SAMDA_EINVAL: NULL argument; SAMDA_ENOENT: no such file, frame 0 or above
+ *          NumberOfFrames (message gives the count), or no pixel data; SAMDA_EIO;
+ *          SAMDA_EBADDICOM: not DICOM, inconsistent image attributes, truncated or undecodable
+ *          pixel data; SAMDA_ENOTSUP: JPEG 2000 or another encoding without a decoder here;
+ *          SAMDA_ENOMEM. After a failure *data is NULL and *size 0.
+ *  Ownership: *data is the caller's, free with free().  Thread-safety: safe. */
+samda_status samda_dicom_frame_read(const char *path, unsigned frame, void **data, size_t *size,
+                                    samda_dicom_frame_info *info, samda_error *err);
+
+/* =========================================================================================
+ * C-STORE SCU for the export queue                                             [dicom/scu.cpp]
+ * ========================================================================================= */
+
+/** Whether a failed C-STORE response status is worth retrying later (PS3.4 B.2.3, PS3.7 C).
+ *    transient: A7xx out of resources; 0110 processing failure; 0213 resource limitation;
+ *               FE00 cancel.
+ *    permanent: 0111 duplicate SOP instance; 0117 invalid SOP instance; 0122 SOP class not
+ *               supported; 0124 not authorised; 0210-0212 (duplicate invocation, unrecognised
+ *               operation, mistyped argument); A9xx data set does not match SOP class; Cxxx cannot
+ *               understand; any other failure code.
+ *  Success (0000) and warnings (0001, 0107, 0116, Bxxx) are not failures: false.
+ *  Thread-safety: pure function. */
+bool samda_dicom_status_is_transient(unsigned dicom_status);
+
+/** How one samda_dicom_store() call went, as a whole. */
+typedef enum samda_store_outcome {
+    SAMDA_STORE_ALL_STORED = 0, /* every instance answered success or warning */
+    SAMDA_STORE_SOME_FAILED,    /* the association ran to its release; some instances failed:
+                                   see each result's is_transient */
+    SAMDA_STORE_TRANSIENT,      /* the association could not be made or broke: connection refused,
+                                   reset or timed out, rejected-transient (busy), aborted by the
+                                   peer mid-way. Instances not reported stored may be sent again. */
+    SAMDA_STORE_PERMANENT       /* retrying as is will not help: invalid peer description,
+                                   rejected-permanent (AE titles), TLS set-up or handshake failed,
+                                   or the peer accepted none of the presentation contexts */
+} samda_store_outcome;
+
+/** What happened to one instance. */
+typedef struct samda_store_result {
+    samda_status status;    /* SAMDA_OK: stored (success or warning response). Else: SAMDA_EBUSY
+                               (A7xx, 0213), SAMDA_EEXIST (0111), SAMDA_ENOTSUP (SOP class or
+                               transfer syntax not accepted and no way to convert), SAMDA_EBADDICOM
+                               (A9xx, Cxxx, or the file cannot be read), SAMDA_EFORBIDDEN (0124),
+                               SAMDA_ENETWORK (0110, other failure codes, or the connection broke),
+                               SAMDA_ETIMEDOUT, SAMDA_ENOENT/SAMDA_EIO (the file), ... */
+    bool responded;         /* a C-STORE response arrived: dicom_status is the peer's */
+    unsigned dicom_status;  /* the response status (0 if none arrived) */
+    bool is_transient;      /* a failure that a later retry may cure (false when stored) */
+    bool transcoded;        /* sent decompressed: the peer did not accept the stored syntax */
+    char message[SAMDA_ERROR_MESSAGE_SIZE]; /* one line; the peer's ErrorComment included */
+} samda_store_result;
+
+/** Send instances with C-STORE over one association, then release it.
+ *  Presentation contexts: one per SOP class with Explicit and Implicit VR Little Endian, plus, for
+ *  each other transfer syntax stored, one with that syntax alone (at most 128 contexts; instances
+ *  needing more fail with SAMDA_ETOOBIG, not transient: send fewer classes per call). Each instance
+ *  goes in its own transfer syntax when accepted, else decoded to an accepted uncompressed one
+ *  (JPEG, JPEG-LS, RLE, deflate, big endian: samda_dicom_init() must have registered the codecs);
+ *  if that is impossible (JPEG 2000) the instance fails with SAMDA_ENOTSUP.
+ *  @param peer      IN: borrowed; peer->tls non-NULL for DICOM TLS.
+ *  @param paths     IN: n Part 10 files, sent in this order.
+ *  @param timeout_s IN: for the connection, association and each response; 0 = 30.
+ *  @param results   OUT: n entries, each filled whatever the outcome.
+ *  @param outcome   OUT: may be NULL.
+ *  @return SAMDA_OK: every instance stored (outcome ALL_STORED);
+ *          SAMDA_EINVAL: bad arguments (nothing sent, outcome PERMANENT);
+ *          association failures as samda_dicom_echo() returns them (SAMDA_ENETWORK,
+ *          SAMDA_ETIMEDOUT, SAMDA_EBUSY transient; SAMDA_EFORBIDDEN permanent; TLS failures
+ *          SAMDA_ECONFIG/SAMDA_EFORBIDDEN), with outcome TRANSIENT or PERMANENT and every
+ *          unsent instance's result saying so;
+ *          otherwise the status of the first failed instance (outcome SOME_FAILED, or TRANSIENT
+ *          when the association broke), *err saying how many failed.
+ *  Thread-safety: safe (the TCP connect timeout is process-wide, as for samda_dicom_echo()). */
+samda_status samda_dicom_store(const samda_dicom_peer *peer, const char *const *paths, size_t n,
+                               unsigned timeout_s, samda_store_result *results,
+                               samda_store_outcome *outcome, samda_error *err);
+
+/* =========================================================================================
+ * DICOM TLS (PS3.15 B.9, BCP 195 non-downgrading profile; OpenSSL via DCMTK)   [dicom/tls.cpp]
+ * ========================================================================================= */
+
+/** TLS settings of an SCP (samda_scp_params.tls) or of a peer we call (samda_dicom_peer.tls).
+ *  Protocol: TLS 1.2 or newer only, with DCMTK's "BCP 195 non-downgrading" cipher suites
+ *  (ECDHE/DHE with RSA and AES-GCM): certificates must have RSA keys. All files are PEM. */
+struct samda_dicom_tls {
+    const char *certificate_file;  /* our certificate (chain); required for an SCP; for an SCU
+                                      optional (client authentication, needs private_key_file) */
+    const char *private_key_file;  /* unencrypted private key matching certificate_file */
+    const char *ca_file;           /* trusted CA certificates; at least one of ca_file, ca_dir */
+    const char *ca_dir;            /* directory of trusted CA certificates (OpenSSL hash names,
+                                      "openssl rehash") */
+    bool require_peer_certificate; /* SCP: default true, a client must present a certificate that
+                                      a trusted CA signed (else the handshake fails); false: a
+                                      presented certificate is still verified. SCU: ignored, the
+                                      server's certificate is always verified. Host names are not
+                                      compared with the certificate (DCMTK 3.6.7 does not). */
+};
+
+/** Fill *t with the defaults: no files, require_peer_certificate true. */
+void samda_dicom_tls_init(samda_dicom_tls *t);
+
+/** Check that the files of *t can be loaded and fit together (key matches certificate, CA
+ *  readable), as samda_scp_start() and samda_dicom_store() do before any connection.
+ *  @param is_server IN: true for an SCP (a certificate is then required).
+ *  @return SAMDA_OK; SAMDA_EINVAL: t NULL, no CA, SCP without certificate, key without certificate;
+ *          SAMDA_ECONFIG: a file cannot be read or parsed, or the key does not match (message
+ *          names the file, never its content); SAMDA_ENOMEM.  Thread-safety: safe. */
+samda_status samda_dicom_tls_check(const samda_dicom_tls *t, bool is_server, samda_error *err);
 
 #ifdef __cplusplus
 }

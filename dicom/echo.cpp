@@ -11,16 +11,17 @@
 
 #include "dicom.h"
 #include "guard.h"
+#include "internal.h"
+#include "tls_internal.h"
 
-namespace {
-
-bool ae_ok(const char *ae)
+/* Shared with scu.cpp through internal.h. */
+bool dicom_ae_ok(const char *ae)
 {
     size_t n = ae ? std::strlen(ae) : 0;
     return n >= 1 && n <= 16;
 }
 
-const char *reject_reason(const T_ASC_RejectParameters &r)
+const char *dicom_reject_reason(const T_ASC_RejectParameters &r)
 {
     switch (r.reason) {
     case ASC_REASON_SU_NOREASON: return "no reason given";
@@ -34,6 +35,9 @@ const char *reject_reason(const T_ASC_RejectParameters &r)
     }
     return "unknown reason";
 }
+
+namespace {
+
 
 /* DCMTK reports connection failures as text only; pick the cases a user can act on. */
 samda_status classify_connect(const char *text, const char **what)
@@ -70,7 +74,7 @@ struct resources {
 extern "C" samda_status samda_dicom_echo(const samda_dicom_peer *peer, unsigned timeout_s, samda_error *err)
 {
     return dicom_guard(err, "C-ECHO", SAMDA_EINTERNAL, [&]() -> samda_status {
-        if (!peer || !peer->host || !*peer->host || !ae_ok(peer->calling_ae) || !ae_ok(peer->called_ae) ||
+        if (!peer || !peer->host || !*peer->host || !dicom_ae_ok(peer->calling_ae) || !dicom_ae_ok(peer->called_ae) ||
             peer->port < 1 || peer->port > 65535)
             return samda_fail(err, SAMDA_EINVAL, "C-ECHO: peer needs calling and called AE titles of 1 to 16 "
                               "characters, a host and a port between 1 and 65535");
@@ -84,6 +88,13 @@ extern "C" samda_status samda_dicom_echo(const samda_dicom_peer *peer, unsigned 
         if (cond.bad()) return samda_fail(err, SAMDA_EINTERNAL, "C-ECHO to %s: %s", where_c, cond.text());
         cond = ASC_createAssociationParameters(&r.params, ASC_DEFAULTMAXPDU);
         if (cond.bad()) return samda_fail(err, SAMDA_ENOMEM, "C-ECHO to %s: %s", where_c, cond.text());
+        if (peer->tls) { /* DICOM TLS: same set-up as the C-STORE SCU (tls.cpp) */
+            samda_status st = dicom_tls_setup_requestor(peer->tls, r.net, r.params, err);
+            if (st != SAMDA_OK) {
+                samda_error_prefix(err, "C-ECHO to %s: ", where_c);
+                return st;
+            }
+        }
         ASC_setAPTitles(r.params, peer->calling_ae, peer->called_ae, nullptr);
         std::string addr = std::string(peer->host) + ":" + std::to_string(peer->port);
         ASC_setPresentationAddresses(r.params, "localhost", addr.c_str());
@@ -99,8 +110,11 @@ extern "C" samda_status samda_dicom_echo(const samda_dicom_peer *peer, unsigned 
                 bool transient = rej.result == ASC_RESULT_REJECTEDTRANSIENT;
                 return samda_fail(err, transient ? SAMDA_EBUSY : SAMDA_EFORBIDDEN,
                                   "C-ECHO to %s: association rejected (%s, %s)", where_c,
-                                  transient ? "transient" : "permanent", reject_reason(rej));
+                                  transient ? "transient" : "permanent", dicom_reject_reason(rej));
             }
+            if (peer->tls && dicom_tls_is_handshake_failure(cond))
+                return samda_fail(err, SAMDA_EFORBIDDEN, "C-ECHO to %s: TLS handshake failed (%s): check the CA, the "
+                                  "certificates and that the peer speaks DICOM TLS on that port", where_c, cond.text());
             const char *what = nullptr;
             samda_status st = classify_connect(cond.text(), &what);
             return samda_fail(err, st, "C-ECHO to %s: cannot associate: %s", where_c, what);

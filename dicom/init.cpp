@@ -6,6 +6,8 @@
 #include <mutex>
 
 #include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcobject.h>
 #include <dcmtk/dcmdata/dcrledrg.h>
 #include <dcmtk/dcmjpeg/djdecode.h>
 #include <dcmtk/dcmjpls/djdecode.h>
@@ -110,6 +112,11 @@ extern "C" samda_status samda_dicom_init(const samda_dicom_init_params *p, samda
             DcmRLEDecoderRegistration::registerCodecs();
             /* Peers are identified by address; a reverse lookup only adds a DNS timeout. */
             dcmDisableGethostbyaddr.set(OFTrue);
+            /* Some writers leave megabytes of zeros after the pixel data; DCMTK parses them as
+             * hundreds of thousands of (0000,0000) elements (seconds per file). Whole-file reads
+             * (DICOM JSON, frames, C-STORE SCU) stop after the top-level Pixel Data instead; what
+             * may legally follow it (trailing padding, digital signatures) is dropped with it. */
+            dcmStopParsingAfterElement.set(DCM_PixelData);
         }
         init_count++;
         return SAMDA_OK;

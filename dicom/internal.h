@@ -28,6 +28,12 @@ extern const size_t dicom_n_sop_classes;
 extern const dicom_transfer_syntax dicom_transfer_syntaxes[];
 extern const size_t dicom_n_transfer_syntaxes;
 
+struct T_ASC_RejectParameters;
+/* An AE title of 1 to 16 characters (the SCUs' parameter check). */
+bool dicom_ae_ok(const char *ae);
+/* Text of an association rejection's reason, for messages (defined in echo.cpp, used by scu.cpp). */
+const char *dicom_reject_reason(const T_ASC_RejectParameters &r);
+
 /* Transfer syntaxes recognised but refused (listed in the conformance statement as such). */
 extern const dicom_transfer_syntax dicom_refused_transfer_syntaxes[];
 extern const size_t dicom_n_refused_transfer_syntaxes;

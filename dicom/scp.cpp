@@ -41,6 +41,7 @@
 #include "dicom.h"
 #include "guard.h"
 #include "internal.h"
+#include "tls_internal.h"
 
 namespace {
 
@@ -71,6 +72,7 @@ struct samda_scp {
     unsigned idle_timeout_s = 0;
     unsigned max_pdu = 0;
     bool tcp_nodelay = true;
+    bool tls = false; /* DICOM TLS on this port (the layer belongs to net) */
     void *ctx = nullptr;
     samda_scp_association_fn on_association = nullptr;
     samda_scp_store_fn on_store = nullptr;
@@ -494,8 +496,8 @@ void reap(samda_scp *scp, bool all)
 void accept_one(samda_scp *scp)
 {
     T_ASC_Association *assoc = nullptr;
-    OFCondition cond = ASC_receiveAssociation(scp->net, &assoc, (int)scp->max_pdu, nullptr, nullptr, OFFalse,
-                                              DUL_NOBLOCK, 0);
+    OFCondition cond = ASC_receiveAssociation(scp->net, &assoc, (int)scp->max_pdu, nullptr, nullptr,
+                                              scp->tls ? OFTrue : OFFalse, DUL_NOBLOCK, 0);
     if (cond.bad()) {
         /* Not DICOM, timed out before the A-ASSOCIATE-RQ, or already closed: nothing was established. */
         drop(assoc);
@@ -677,6 +679,17 @@ extern "C" samda_scp *samda_scp_start(const samda_scp_params *p, samda_error *er
         s->net->role = NET_ACCEPTOR;
         s->net->acceptorPort = (int)s->port;
         s->listen_fd = fd;
+        if (p->tls) {
+            st = dicom_tls_setup_acceptor(p->tls, s->net, err);
+            if (st != SAMDA_OK) {
+                samda_error_prefix(err, "starting the DICOM SCP: ");
+                ASC_dropNetwork(&s->net); /* closes fd */
+                close(s->wake[0]);
+                close(s->wake[1]);
+                return st;
+            }
+            s->tls = true;
+        }
 
         samda_scp *raw = s.get();
         try {

@@ -1095,3 +1095,35 @@ samda_status samda_store_series_assoc_summary(samda_store *s, const char *series
     storage_conn_put(s, c);
     return res;
 }
+
+samda_status samda_store_assoc_abort_stale(samda_store *s, size_t *n, samda_error *err)
+{
+    STORAGE_ERR(err);
+    if (n) *n = 0;
+    storage_conn *c = storage_conn_get(s, err);
+    if (!c) return err->code;
+    samda_status res = storage_tx_begin(s, c, err);
+    if (res == SAMDA_OK) {
+        /* Flag first: the instances of associations about to change state. */
+        sqlite3_stmt *st = storage_stmt(c, "UPDATE instances SET flags = flags | 1 WHERE association_id IN"
+                                           " (SELECT id FROM associations WHERE state = 'open')", err);
+        int rc = st ? storage_exec_stmt(s, st) : SQLITE_ERROR;
+        if (!st) res = err->code;
+        else if (rc != SQLITE_OK) res = storage_db_fail(err, c, rc, "flagging instances of stale associations");
+        if (res == SAMDA_OK) {
+            st = storage_stmt(c, "UPDATE associations SET state = 'aborted', ended_ms = ?1 WHERE state = 'open'", err);
+            if (!st) {
+                res = err->code;
+            } else {
+                sqlite3_bind_int64(st, 1, samda_store_now_ms(s));
+                rc = storage_exec_stmt(s, st);
+                if (rc != SQLITE_OK) res = storage_db_fail(err, c, rc, "aborting stale associations");
+                else if (n) *n = (size_t)sqlite3_changes(c->db);
+            }
+        }
+        if (res == SAMDA_OK) res = storage_tx_commit(s, c, err);
+        else storage_tx_rollback(s, c);
+    }
+    storage_conn_put(s, c);
+    return res;
+}

@@ -474,6 +474,10 @@ typedef struct samda_series_assoc_summary {
  *  Thread-safety: safe. */
 samda_status samda_store_series_assoc_summary(samda_store *s, const char *series_uid,
                                               samda_series_assoc_summary *out, samda_error *err);
+/** Mark every association still 'open' as aborted (and flag its instances), as after a crash:
+ *  call at start-up, before accepting associations, while no other process serves this store.
+ *  @param n OUT (may be NULL): associations changed. @return SAMDA_OK; SAMDA_EDB (nothing changed). */
+samda_status samda_store_assoc_abort_stale(samda_store *s, size_t *n, samda_error *err);
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Job queue                                                                                      */

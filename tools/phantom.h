@@ -198,6 +198,17 @@ void samda_phantom_volume_free(samda_phantom_volume *v);
  *  Thread-safety: thread-safe (no getopt, no globals); writes to stdout/stderr. */
 int samda_phantom_main(int argc, char **argv);
 
+/** Writes one generated body as DICOM (CT series plus ground-truth DICOM-SEG) for `--dicom`.
+ *  tools/ knows no DICOM: the caller (the samda CLI, over dicom/) supplies this.
+ *  @param v    IN: the whole body (every slice).  @param site, body IN: for names.
+ *  @param dir  IN: the --out directory.  @return SAMDA_OK or a failure with err set. */
+typedef samda_status (*samda_phantom_dicom_fn)(void *ctx, const samda_phantom_volume *v, const char *site, long body,
+                                               const char *dir, samda_error *err);
+
+/** samda_phantom_main with `--dicom` enabled through dicom_writer (NULL: --dicom is refused). With
+ *  --dicom each body is generated whole and handed to dicom_writer after its .npy files. */
+int samda_phantom_main_ex(int argc, char **argv, samda_phantom_dicom_fn dicom_writer, void *ctx);
+
 #ifdef __cplusplus
 }
 #endif

@@ -42,13 +42,15 @@ static const char usage_text[] =
     "  --slices-per-body K    consecutive slices per synthetic body, 1..1024 (default 16),\n"
     "                         spread over 200 mm from the lung bases to below the kidneys\n"
     "  --size PX              image rows and columns, 32..1024 (default 256)\n"
-    "  --dicom                also write DICOM (not built into this command yet)\n";
+    "  --dicom                also write DICOM: DIR/dicom/<site>_<body>/ (CT series) and\n"
+    "                         DIR/dicom/<site>_<body>.seg.dcm (its ground truth as DICOM-SEG)\n";
 
 typedef struct opts {
     const char *out, *site;
     long        count, per_body, size;
     uint64_t    seed;
     int         has_count, has_seed, has_per_body, has_size;
+    int         dicom, dicom_available;
 } opts;
 
 static int usage_error(const char *fmt, ...)
@@ -113,9 +115,10 @@ static int valid_site(const char *s)
 }
 
 /* Returns -1 to go on, else the exit status (0 for --help). */
-static int parse_args(int argc, char **argv, opts *o)
+static int parse_args(int argc, char **argv, opts *o, int dicom_available)
 {
     memset(o, 0, sizeof *o);
+    o->dicom_available = dicom_available;
     o->per_body = 16;
     o->size = 256;
     for (int i = 1; i < argc; i++) {
@@ -126,9 +129,13 @@ static int parse_args(int argc, char **argv, opts *o)
             fputs(usage_text, stdout);
             return 0;
         }
-        if (strcmp(arg, "--dicom") == 0)
-            return usage_error("--dicom: needs the DICOM writer, which is not built into this command yet "
-                               "(write .npy now and convert, or use a samda build that wires dicom/ in)");
+        if (strcmp(arg, "--dicom") == 0) {
+            if (!o->dicom_available)
+                return usage_error("--dicom: needs the DICOM writer, which is not built into this command "
+                                   "(use the samda CLI, which wires dicom/ in)");
+            o->dicom = 1;
+            continue;
+        }
         if (strncmp(arg, "--", 2) != 0)
             return usage_error("unexpected argument '%.40s'", arg);
         char name[32];
@@ -280,10 +287,12 @@ static int ensure_dir(const char *dir)
     return 0;
 }
 
-int samda_phantom_main(int argc, char **argv)
+int samda_phantom_main(int argc, char **argv) { return samda_phantom_main_ex(argc, argv, NULL, NULL); }
+
+int samda_phantom_main_ex(int argc, char **argv, samda_phantom_dicom_fn dicom_writer, void *dicom_ctx)
 {
     opts o;
-    int rc = parse_args(argc, argv, &o);
+    int rc = parse_args(argc, argv, &o, dicom_writer != NULL);
     if (rc >= 0)
         return rc;
     if (ensure_dir(o.out))
@@ -299,8 +308,8 @@ int samda_phantom_main(int argc, char **argv)
     long chunk = (long)(CHUNK_VOXELS / plane);
     if (chunk < 1)
         chunk = 1;
-    if (chunk > o.per_body)
-        chunk = o.per_body;
+    if (chunk > o.per_body || o.dicom)
+        chunk = o.per_body; /* a DICOM series is written from its whole body */
 
     sbuf js = {0};
     sb_printf(&js, "{\n  \"generator\": \"samda phantom\",\n  \"format_version\": 1,\n");
@@ -370,6 +379,13 @@ int samda_phantom_main(int argc, char **argv)
                                "\"mask\": \"%s_%05ld_%04ld.mask.npy\"}%s\n",
                           b, slice, v.slice_z_mm[j], o.site, b, slice, o.site, b, slice,
                           written < o.count ? "," : "");
+            }
+            if (!rc && o.dicom) {
+                samda_status ds = dicom_writer(dicom_ctx, &v, o.site, b, o.out, &err);
+                if (ds != SAMDA_OK) {
+                    fprintf(stderr, CMD ": body %ld: writing DICOM: %s\n", b, err.message);
+                    rc = 1;
+                }
             }
             samda_phantom_volume_free(&v);
         }

@@ -71,3 +71,20 @@ sys.exit(1 if missing else 0)
 PY
 tmp_empty "$D" || fail "temporary files remain"
 ok "every acknowledged instance is indexed; no temporary or partial file remains"
+
+# The PACS sends again what was not acknowledged: every series completes and gets exactly one job.
+start_samdad final "$T/s.conf"
+wait_for_text "$T/final.log" 'msg="ready"'
+for s in 1 2 3 4; do
+  storescu -aet STORESCU -aec SAMDA 127.0.0.1 "$dport" +sd "$T/in$s" >/dev/null 2>&1 || fail "re-send of series $s failed"
+done
+check_jobs() {
+  "$SAMDA" jobs --data-dir "$D" | $PY -c '
+import json, sys
+jobs = json.load(sys.stdin)
+series = {j["series_uid"] for j in jobs}
+sys.exit(0 if len(jobs) == 4 and len(series) == 4 else 1)'
+}
+wait_for_cmd 30 check_jobs
+[ "$("$SAMDA" series --data-dir "$D" | json_expr 'sum(s["instances"] for s in d)')" = 80 ] || fail "not all 80 instances indexed after the re-send"
+ok "after the re-send: 80 instances, 4 series complete, exactly one job each"

@@ -36,11 +36,13 @@ jobs >"$T/jobs1.json"
 [ "$(series | json_expr '[s["state"] for s in d if s["modality"]=="MR"][0]')" = complete ] || fail "series not complete"
 ok "series complete after the idle timers: one pending segment job"
 
-# Identical re-send: no second job.
+# Identical re-send: no second job, and the duplicate policy's decisions are recorded.
 storescu -aet STORESCU -aec SAMDA 127.0.0.1 "$dport" +sd "$MR" 2>/dev/null || fail "re-send failed"
 sleep 3
 [ "$(jobs | json_len)" = 1 ] || fail "an identical re-send created another job: $(jobs)"
-ok "identical re-send: still one job"
+"$SAMDA" audit --data-dir "$D" | json_expr '[e["details"]["duplicates"]["identical"] for e in d if e["action"]=="dicom.association" and e["outcome"]=="ok"][-1]' | grep -qx 20 ||
+  fail "the association audit entry does not record 20 identical duplicates"
+ok "identical re-send: still one job; 20 identical duplicates recorded in the audit entry"
 
 # Transfer syntaxes: each sample is proposed in its own encoding (storescu's flag for it) and
 # accepted bit-preserving; JPEG 2000 is not negotiated (Debian's DCMTK cannot decode it), so the
@@ -142,4 +144,16 @@ done
 ok "audit entries per association, no patient data in log or audit"
 
 kill -TERM "$(cat "$T/d.pid")"; wait_exit "$(cat "$T/d.pid")" 15; [ "$WAIT_RC" = 0 ] || fail "exit $WAIT_RC"
+
+# Free space below the watermark: Out of Resources (A700), logged, nothing kept.
+start_samdad full "$T/s.conf" --set storage.min_free=1TiB
+wait_for_text "$T/full.log" 'msg="ready"'
+n0=$(series | json_expr 'sum(s["instances"] for s in d)')
+storescu -v -aet STORESCU -aec SAMDA 127.0.0.1 "$dport" "$T/par1/brain_003.dcm" >"$T/full.out" 2>&1 || true
+grep -q "Received Store Response (Refused: OutOfResources)" "$T/full.out" || fail "no A700: $(grep -v DcmItem "$T/full.out" | tail -3)"
+grep -q 'disk space below storage.min_free' "$T/full.log" || fail "watermark refusal not logged"
+[ "$(series | json_expr 'sum(s["instances"] for s in d)')" = "$n0" ] || fail "an instance was kept although refused"
+tmp_empty "$D" || fail "temporary file left after the refusal"
+ok "free space below storage.min_free: A700 Out of Resources, logged, nothing kept"
+kill -TERM "$(cat "$T/full.pid")"; wait_exit "$(cat "$T/full.pid")" 15
 echo "all ingest checks passed"

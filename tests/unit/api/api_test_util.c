@@ -119,6 +119,11 @@ static samda_status f_qido(void *ctx, const samda_api_query *q, json_t **out, sa
         nanosleep(&ts, NULL);
     }
     pthread_mutex_lock(&fc->mu);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 60;
+    while (fc->hold && pthread_cond_timedwait(&fc->cv, &fc->mu, &until) == 0) {
+    }
     fc->last_query = *q;
     fc->qido_calls++;
     fc->qido_active--;
@@ -225,6 +230,7 @@ void fake_core_init(fake_core *fc, samda_api_services *svc)
 {
     memset(fc, 0, sizeof *fc);
     pthread_mutex_init(&fc->mu, NULL);
+    pthread_cond_init(&fc->cv, NULL);
     fc->healthy = true;
     memset(svc, 0, sizeof *svc);
     svc->ctx = fc;
@@ -247,7 +253,19 @@ void fake_core_init(fake_core *fc, samda_api_services *svc)
     svc->results = f_results;
 }
 
-void fake_core_destroy(fake_core *fc) { pthread_mutex_destroy(&fc->mu); }
+void fake_core_destroy(fake_core *fc)
+{
+    pthread_cond_destroy(&fc->cv);
+    pthread_mutex_destroy(&fc->mu);
+}
+
+void fake_core_release(fake_core *fc)
+{
+    pthread_mutex_lock(&fc->mu);
+    fc->hold = false;
+    pthread_cond_broadcast(&fc->cv);
+    pthread_mutex_unlock(&fc->mu);
+}
 
 static void test_log(void *ctx, samda_api_log_level level, const char *msg, const char *fields)
 {

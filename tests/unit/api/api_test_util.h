@@ -37,11 +37,15 @@ typedef struct fake_core {
     bool healthy;
     unsigned slow_ms; /* qido sleeps this long (concurrency tests) */
     int qido_active, qido_max_active; /* calls inside qido now / at most */
+    bool hold;        /* qido waits (at most 60 s) until fake_core_release() */
+    pthread_cond_t cv;
 } fake_core;
 
 /** Fill svc with every service of the fake, ctx = fc. */
 void fake_core_init(fake_core *fc, samda_api_services *svc);
 void fake_core_destroy(fake_core *fc);
+/** Let qido calls waiting on fc->hold go on. */
+void fake_core_release(fake_core *fc);
 
 /** Start a server on 127.0.0.1, ephemeral port, with the fake; asserts on failure.
  *  p may be NULL (defaults; auth required). */

@@ -107,6 +107,51 @@ static void bad_paths(void **state)
     assert_string_equal(api_match_param(&m, "site"), "site-A_1.x");
 }
 
+static void admin_routes(void **state)
+{
+    (void)state;
+    api_match m;
+    samda_error err;
+    assert_int_equal(match("PUT", "/api/v1/sites/liver", &m, &err), API_MATCH_OK);
+    assert_ptr_equal(m.route->handler, api_h_site_put);
+    assert_int_equal(match("GET", "/api/v1/sites/liver", &m, &err), API_MATCH_OK);
+    assert_ptr_equal(m.route->handler, api_h_site_get);
+    assert_int_equal(match("DELETE", "/api/v1/sites/liver", &m, &err), API_MATCH_METHOD);
+    assert_true(m.allowed & API_PUT);
+    char allow[96];
+    api_methods_str(m.allowed, allow, sizeof allow);
+    assert_string_equal(allow, "GET, PUT, OPTIONS, HEAD");
+    /* literal segments beat {version}: rollback and train are routes of their own */
+    assert_int_equal(match("POST", "/api/v1/sites/liver/adapters/rollback", &m, &err), API_MATCH_OK);
+    assert_ptr_equal(m.route->handler, api_h_adapter_rollback);
+    assert_int_equal(match("POST", "/api/v1/sites/liver/adapters/train", &m, &err), API_MATCH_OK);
+    assert_non_null(m.route->unavailable);
+    assert_int_equal(match("DELETE", "/api/v1/sites/liver/adapters/12", &m, &err), API_MATCH_OK);
+    assert_string_equal(api_match_param(&m, "version"), "12");
+    assert_int_equal(match("POST", "/api/v1/sites/liver/adapters/12/activate", &m, &err), API_MATCH_OK);
+    assert_int_equal(match("POST", "/api/v1/destinations/pacs-1/echo", &m, &err), API_MATCH_OK);
+    assert_string_equal(api_match_param(&m, "name"), "pacs-1");
+    struct { const char *method, *path, *needle; } bad[] = {
+        {"DELETE", "/api/v1/sites/liver/adapters/rollback", "version must be a version number"},
+        {"DELETE", "/api/v1/sites/liver/adapters/0", "version must be a version number"},
+        {"DELETE", "/api/v1/sites/liver/adapters/007", "version must be a version number"},
+        {"DELETE", "/api/v1/sites/liver/adapters/1234567890", "version must be a version number"},
+        {"GET", "/api/v1/destinations/..", "'/' or '..'"},
+        {"GET", "/api/v1/destinations/a%2F..%2Fb", "'/' or '..'"},
+        {"PUT", "/api/v1/sites/a%20b", "site must be a name"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memset(&err, 0, sizeof err);
+        api_match_result r = match(bad[i].method, bad[i].path, &m, &err);
+        if (r != API_MATCH_BAD_PATH || !strstr(err.message, bad[i].needle))
+            fail_msg("%s %s: result %d message '%s'", bad[i].method, bad[i].path, (int)r, err.message);
+    }
+    assert_true(api_valid_version("1"));
+    assert_true(api_valid_version("999999999"));
+    assert_false(api_valid_version(""));
+    assert_false(api_valid_version("-1"));
+}
+
 static void kinds(void **state)
 {
     (void)state;
@@ -236,6 +281,16 @@ static void qido_queries(void **state)
     assert_string_equal(q.date_from, "20240229");
     assert_string_equal(q.date_to, "20240229");
     assert_int_equal(qido(SAMDA_API_LEVEL_INSTANCE, "SOPInstanceUID=1.2&Modality=SEG", &q, &cl, &err), SAMDA_OK);
+    /* what OHIF sends: PatientName with wildcards, StudyDescription, fuzzymatching=true */
+    assert_int_equal(qido(SAMDA_API_LEVEL_STUDY, "PatientName=*doe%5Ejo*&StudyDescription=*BRAIN*&fuzzymatching=true&limit=101&offset=0"
+                          "&includefield=00081030%2C00080060", &q, &cl, &err), SAMDA_OK);
+    assert_string_equal(q.patient_name, "*doe^jo*");
+    assert_string_equal(q.study_description, "*BRAIN*");
+    assert_true(q.fuzzy);
+    assert_int_equal(q.n_includefields, 2);
+    assert_int_equal(qido(SAMDA_API_LEVEL_SERIES, "00100010=DOE", &q, &cl, &err), SAMDA_OK);
+    assert_string_equal(q.patient_name, "DOE");
+    assert_false(q.fuzzy);
 
     /* SQL metacharacters in a text value reach the core intact (it binds them) */
     assert_int_equal(qido(SAMDA_API_LEVEL_STUDY, "PatientID=x%27%3B%20DROP%20TABLE%20studies%3B--", &q, &cl, &err), SAMDA_OK);
@@ -251,9 +306,11 @@ static void qido_queries(void **state)
         {SAMDA_API_LEVEL_STUDY, "limit=abc", "limit"},
         {SAMDA_API_LEVEL_STUDY, "offset=-1", "offset"},
         {SAMDA_API_LEVEL_STUDY, "limit=1&limit=2", "given twice"},
-        {SAMDA_API_LEVEL_STUDY, "fuzzymatching=true", "fuzzymatching"},
-        {SAMDA_API_LEVEL_STUDY, "PatientName=DOE", "PatientName is not supported"},
-        {SAMDA_API_LEVEL_STUDY, "00100010=DOE", "00100010 is not supported"},
+        {SAMDA_API_LEVEL_STUDY, "fuzzymatching=maybe", "fuzzymatching must be true or false"},
+        {SAMDA_API_LEVEL_STUDY, "PatientSex=F", "PatientSex is not supported"},
+        {SAMDA_API_LEVEL_STUDY, "00100040=F", "00100040 is not supported"},
+        {SAMDA_API_LEVEL_STUDY, "PatientName=A%5CB", "PatientName must be"},
+        {SAMDA_API_LEVEL_STUDY, "PatientName=x&00100010=y", "given twice"},
         {SAMDA_API_LEVEL_STUDY, "includefield=NoSuchKeyword", "unknown attribute NoSuchKeyword"},
         {SAMDA_API_LEVEL_STUDY, "SOPInstanceUID=1.2", "cannot be used in a study-level"},
         {SAMDA_API_LEVEL_SERIES, "ModalitiesInStudy=CT", "cannot be used in a series-level"},
@@ -351,7 +408,11 @@ static void table_matches_openapi(void **state)
     int problems = 0;
     for (size_t i = 0; i < api_n_routes; i++) {
         const api_route *r = &api_routes[i];
-        const char *m = r->method == API_GET ? "GET" : r->method == API_POST ? "POST" : "?";
+        const char *m = r->method == API_GET      ? "GET"
+                      : r->method == API_POST   ? "POST"
+                      : r->method == API_PUT    ? "PUT"
+                      : r->method == API_DELETE ? "DELETE"
+                                                : "?";
         bool found = false;
         for (size_t j = 0; j < n; j++)
             if (strcmp(ops[j].path, r->pattern) == 0 && strcmp(ops[j].method, m) == 0) {
@@ -388,13 +449,20 @@ static void table_is_sane(void **state)
         else assert_true(r->roles != API_ROLES_INGEST);
         /* DICOMweb reads and writes are audited */
         if (strncmp(r->pattern, "/dicomweb/", 10) == 0) assert_true(r->flags & API_F_AUDIT);
+        /* administration is admin only and audited */
+        if (strncmp(r->pattern, "/api/v1/sites", 13) == 0 || strncmp(r->pattern, "/api/v1/destinations", 20) == 0) {
+            assert_int_equal(r->roles, API_ROLES_ADMIN);
+            assert_true(r->flags & API_F_AUDIT);
+        }
+        /* raw file bodies only for adapter uploads */
+        if (r->flags & API_F_FILE_BODY) assert_string_equal(r->pattern, "/api/v1/sites/{site}/adapters");
     }
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(matching), cmocka_unit_test(bad_paths), cmocka_unit_test(kinds),
+        cmocka_unit_test(matching), cmocka_unit_test(bad_paths), cmocka_unit_test(admin_routes), cmocka_unit_test(kinds),
         cmocka_unit_test(pct), cmocka_unit_test(query_strings), cmocka_unit_test(qido_queries),
         cmocka_unit_test(table_matches_openapi), cmocka_unit_test(table_is_sane),
     };

@@ -238,7 +238,11 @@ static void auth_roles_and_audit(void **state)
     assert_non_null(strstr(r.body, "needs role ingest or admin (token has role user)"));
     http_result_free(&r);
 
+    /* the refused requests above are audited after their responses: let those records land */
+    usleep(300 * 1000);
+    pthread_mutex_lock(&fc.mu);
     int audits = fc.audits;
+    pthread_mutex_unlock(&fc.mu);
     r = http_curl(port, "GET", "/dicomweb/studies/1.2.3/series", "-H 'Authorization: bearer user-token'");
     assert_int_equal(r.status, 200);
     http_result_free(&r);
@@ -641,29 +645,55 @@ static void slow_core_does_not_block_health(void **state)
 
 /* Stopping with a request in the core and one queued behind it: the first finishes, the queued
  * one is answered 503, and no service is called after samda_api_stop returns. */
+typedef struct stopper {
+    samda_api *api;
+    fake_core *fc;
+} stopper;
+
+static void *bg_stop(void *arg)
+{
+    stopper *st = arg;
+    samda_api_stop(st->api);
+    return NULL;
+}
+
+/* Stopping with a request in the core and one queued behind it: the first finishes, the queued
+ * one is answered 503, and no service is called after samda_api_stop returns. The first call is
+ * held in the core until the stop is under way, so the outcome does not depend on timing. */
 static void stop_answers_queued_with_503(void **state)
 {
     (void)state;
     fake_core fc;
     samda_api_services svc;
     fake_core_init(&fc, &svc);
-    fc.slow_ms = 600;
+    fc.hold = true;
     samda_api_params p;
     samda_api_params_init(&p);
     p.handler_threads = 1;
     p.shutdown_timeout_ms = 100;
     samda_api *a = test_server_start(&p, &svc);
     bg_req b1 = {samda_api_port(a), -1}, b2 = {samda_api_port(a), -1};
-    pthread_t t1, t2;
+    pthread_t t1, t2, ts_;
     pthread_create(&t1, NULL, bg_qido, &b1);
-    for (int spins = 0; spins < 500 && !fake_active(&fc); spins++) {
+    for (int spins = 0; spins < 3000 && !fake_active(&fc); spins++) {
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
+    assert_int_equal(fake_active(&fc), 1);
     pthread_create(&t2, NULL, bg_qido, &b2);
-    struct timespec ts = {0, 200 * 1000 * 1000}; /* let the second one reach the queue */
+    /* wait until the second one is in the queue (curl may start slowly under load) */
+    for (int spins = 0; spins < 3000 && samda_api_queued(a) < 1; spins++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(samda_api_queued(a), 1);
+    stopper st = {a, &fc};
+    pthread_create(&ts_, NULL, bg_stop, &st);
+    /* the stop waits 100 ms for in-flight work, then marks the queue stopped; give it ample time */
+    struct timespec ts = {1, 0};
     nanosleep(&ts, NULL);
-    samda_api_stop(a);
+    fake_core_release(&fc);
+    pthread_join(ts_, NULL);
     int calls = fc.qido_calls;
     pthread_join(t1, NULL);
     pthread_join(t2, NULL);

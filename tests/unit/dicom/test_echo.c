@@ -55,7 +55,7 @@ static void test_echo_storescp(void **state)
     snprintf(cmd, sizeof cmd, "storescp -aet PEERSCP -od '%s' %u >/dev/null 2>&1 & echo $! > '%s/pid'", scratch, port,
              scratch);
     assert_int_equal(system(cmd), 0);
-    samda_dicom_peer peer = {"SAMDA", "PEERSCP", "127.0.0.1", port};
+    samda_dicom_peer peer = {"SAMDA", "PEERSCP", "127.0.0.1", port, NULL};
     samda_error e;
     samda_status st = SAMDA_ENETWORK;
     for (int i = 0; i < 50 && st != SAMDA_OK; i++) { /* wait for storescp to listen */
@@ -64,7 +64,7 @@ static void test_echo_storescp(void **state)
     }
     if (st != SAMDA_OK) fail_msg("%s", e.message);
     /* storescp checks nothing about AE titles by default; a bad peer description is ours to refuse */
-    samda_dicom_peer bad = {"", "PEERSCP", "127.0.0.1", port};
+    samda_dicom_peer bad = {"", "PEERSCP", "127.0.0.1", port, NULL};
     assert_int_equal(samda_dicom_echo(&bad, 5, &e), SAMDA_EINVAL);
     bad.calling_ae = "SAMDA";
     bad.port = 70000;
@@ -78,7 +78,7 @@ static void test_echo_closed_port(void **state)
 {
     (void)state;
     unsigned port = free_port();
-    samda_dicom_peer peer = {"SAMDA", "NOBODY", "127.0.0.1", port};
+    samda_dicom_peer peer = {"SAMDA", "NOBODY", "127.0.0.1", port, NULL};
     samda_error e;
     assert_int_equal(samda_dicom_echo(&peer, 3, &e), SAMDA_ENETWORK);
     if (!strstr(e.message, "connection refused")) fail_msg("message: %s", e.message);
@@ -88,7 +88,7 @@ static void test_echo_closed_port(void **state)
 static void test_echo_unknown_host(void **state)
 {
     (void)state;
-    samda_dicom_peer peer = {"SAMDA", "NOBODY", "no-such-host.invalid", 104};
+    samda_dicom_peer peer = {"SAMDA", "NOBODY", "no-such-host.invalid", 104, NULL};
     samda_error e;
     samda_status st = samda_dicom_echo(&peer, 3, &e);
     assert_true(st == SAMDA_ENETWORK || st == SAMDA_ETIMEDOUT);

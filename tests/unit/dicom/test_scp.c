@@ -233,7 +233,7 @@ static void test_echo(void **state)
     assert_int_equal(tc.last_how, SAMDA_ASSOC_RELEASED);
 
     /* our own SCU against our own SCP */
-    samda_dicom_peer peer = {"TESTSCU", "SAMDA", "127.0.0.1", port};
+    samda_dicom_peer peer = {"TESTSCU", "SAMDA", "127.0.0.1", port, NULL};
     samda_error e;
     assert_int_equal(samda_dicom_echo(&peer, 5, &e), SAMDA_OK);
     peer.called_ae = "WRONG";

@@ -384,6 +384,47 @@ static void test_associations(void **state)
     fx_close(f);
 }
 
+/* Association summaries for completion, and stale 'open' associations left by a crash. */
+static void test_series_assoc_summary_and_stale(void **state)
+{
+    (void)state;
+    fx *f = fx_open();
+    assert_non_null(f);
+    samda_error e;
+    int64_t a1, a2;
+    CHECK_OK(samda_store_assoc_begin(f->s, "MOD1", "SAMDA", NULL, NULL, &a1, &e));
+    CHECK_OK(samda_store_assoc_begin(f->s, "MOD2", "SAMDA", NULL, NULL, &a2, &e));
+    for (int i = 0; i < 4; i++) {
+        samda_instance_meta m;
+        char sop[32];
+        snprintf(sop, sizeof sop, "1.7.1.%d", i);
+        fx_meta(&m, "1.7", "1.7.1", sop);
+        m.association_id = i < 3 ? a1 : a2;
+        CHECK_OK(fx_ingest(f->s, &m, sop, strlen(sop), SAMDA_DUP_REJECT, NULL, &e));
+    }
+    CHECK_OK(samda_store_assoc_end(f->s, a2, SAMDA_ASSOC_STATE_RELEASED, &e));
+    samda_series_assoc_summary sum;
+    CHECK_OK(samda_store_series_assoc_summary(f->s, "1.7.1", &sum, &e));
+    assert_int_equal(sum.n_instances, 4);
+    assert_int_equal(sum.n_from_open, 3);
+    assert_int_equal(sum.n_from_aborted, 0);
+    size_t n = 0;
+    CHECK_OK(samda_store_assoc_abort_stale(f->s, &n, &e));
+    assert_int_equal(n, 1);
+    CHECK_OK(samda_store_series_assoc_summary(f->s, "1.7.1", &sum, &e));
+    assert_int_equal(sum.n_from_open, 0);
+    assert_int_equal(sum.n_from_aborted, 3);
+    samda_association a;
+    CHECK_OK(samda_store_assoc_get(f->s, a1, &a, &e));
+    assert_int_equal(a.state, SAMDA_ASSOC_STATE_ABORTED);
+    CHECK_OK(samda_store_assoc_abort_stale(f->s, &n, &e));
+    assert_int_equal(n, 0);
+    CHECK_OK(samda_store_series_assoc_summary(f->s, "9.9.9", &sum, &e));
+    assert_int_equal(sum.n_instances, 0);
+    CHECK_ST(SAMDA_EBADUID, samda_store_series_assoc_summary(f->s, "x/..", &sum, &e));
+    fx_close(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -392,6 +433,7 @@ int main(void)
         cmocka_unit_test(test_queries),
         cmocka_unit_test(test_series_state_idle_hash),
         cmocka_unit_test(test_associations),
+        cmocka_unit_test(test_series_assoc_summary_and_stale),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Ingest benchmark: the whole samdad (receive, header check, fsync, rename, SQLite index, audit)
+# against DCMTK's storescp (receive and write, no fsync, no index) and Orthanc when installed,
+# on the same synthetic 512x512 16-bit CT instances, over 1 association and over 8.
+# Prints figures; never gates. Usage (from ctest, label bench): bench_ingest.sh [N_INSTANCES]
+. "$SAMDA_SOURCE_DIR/tests/integration/lib.sh"
+N=${1:-200}
+$PY "$SAMDA_SOURCE_DIR/tests/bench/make_ct_series.py" "$T/ct" "$N" 8 >/dev/null || fail "generating CT instances"
+bytes=$(du -sb "$T/ct" | cut -f1)
+echo "bench_ingest: $N instances, $((bytes / 1048576)) MiB, $(nproc) CPUs, $(uname -m)"
+
+# send LABEL PORT AET ASSOCS: prints instances/s and MB/s
+send() {
+  local label=$1 port=$2 aec=$3 assocs=$4
+  local start end i pids=()
+  # the instances split over the associations (subfolders 0..7 made by make_ct_series.py)
+  start=$(date +%s%N)
+  if [ "$assocs" = 1 ]; then
+    storescu -aet STORESCU -aec "$aec" 127.0.0.1 "$port" +sd +r "$T/ct" >/dev/null 2>&1 || echo "  ($label: storescu failed)"
+  else
+    for i in $(seq 0 $((assocs - 1))); do
+      storescu -aet STORESCU -aec "$aec" 127.0.0.1 "$port" +sd "$T/ct/g$i" >/dev/null 2>&1 & pids+=($!)
+    done
+    for i in "${pids[@]}"; do wait "$i" || echo "  ($label: a storescu failed)"; done
+  fi
+  end=$(date +%s%N)
+  $PY -c "
+ns=$((end - start)); n=$N; b=$bytes
+print('  %-32s %2d assoc: %7.1f instances/s  %6.1f MB/s' % ('$label', $assocs, n/(ns/1e9), b/1e6/(ns/1e9)))"
+}
+
+dport=$(free_port); hport=$(free_port)
+write_conf "$T/s.conf" "$dport" "$hport"
+for a in 1 8; do
+  rm -rf "$T/data"
+  start_samdad "d$a" "$T/s.conf"
+  wait_for_text "$T/d$a.log" 'msg="ready"'
+  send "samdad (fsync + SQLite index)" "$dport" SAMDA "$a"
+  kill -TERM "$(cat "$T/d$a.pid")"; wait_exit "$(cat "$T/d$a.pid")" 20
+done
+for a in 1 8; do
+  sport=$(free_port); rm -rf "$T/scp"; mkdir -p "$T/scp"
+  storescp --fork -od "$T/scp" "$sport" >/dev/null 2>&1 & _pids+=($!); spid=$!
+  sleep 0.5
+  send "dcmtk storescp --fork (no fsync)" "$sport" ANY-SCP "$a"
+  kill "$spid" 2>/dev/null; wait "$spid" 2>/dev/null || true
+done
+if command -v Orthanc >/dev/null; then
+  for a in 1 8; do
+    ohttp=$(free_port); odicom=$(free_port); rm -rf "$T/orthanc$a"
+    start_orthanc "orthanc$a" "$ohttp" "$odicom" "$dport"
+    send "Orthanc 1.10 (SQLite index)" "$odicom" ORTHANC "$a"
+    kill "$(cat "$T/orthanc$a.pid")"; sleep 1
+  done
+fi

@@ -77,7 +77,11 @@ ConvTranspose2dImpl::ConvTranspose2dImpl(int64_t in, int64_t out, int64_t kernel
 at::Tensor ConvTranspose2dImpl::forward(const at::Tensor &x) const
 {
     const int64_t k = weight.size(2);
-    if (k != stride || weight.size(3) != k)
+    // The product form below is for inference. Under autograd (adapter training) it is not used:
+    // with libtorch 1.13 its backward through the strided views turned training to NaN and made it
+    // non-deterministic (test_adapter's training test caught it); conv_transpose2d has a sound one.
+    const bool grad = at::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad());
+    if (k != stride || weight.size(3) != k || grad)
         return at::conv_transpose2d(x, weight, bias, {stride, stride});
     // Kernel == stride: the output blocks do not overlap, so this is one matrix product:
     // y[b, o, k*i + di, k*j + dj] = sum_c x[b, c, i, j] W[c, o, di, dj] + bias[o].

@@ -13,6 +13,7 @@
 #include "check.h"
 
 #include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -572,6 +573,36 @@ void test_cli()
 
 }  // namespace
 
+void test_conv_transpose_grad()
+{
+    // The decoder's 2x2 / stride 2 transposed convolutions: values and gradients as
+    // at::conv_transpose2d, with and without autograd (inference takes a matrix-product path).
+    samda::ConvTranspose2dImpl ct(64, 16, 2, 2);
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(7);
+    {
+        at::NoGradGuard ng;
+        ct.weight.copy_(at::randn(ct.weight.sizes(), gen));
+        ct.bias.copy_(at::randn(ct.bias.sizes(), gen));
+    }
+    at::Tensor x0 = at::randn({4, 64, 16, 16}, gen);
+    // as the decoder hands it over: image tokens (B x HW x C) seen as B x C x H x W
+    at::Tensor t0 = x0.flatten(2).transpose(1, 2).contiguous();
+    at::Tensor x1 = t0.clone().set_requires_grad(true), x2 = t0.clone().set_requires_grad(true);
+    at::Tensor g = at::randn({4, 16, 32, 32}, gen);
+    at::Tensor y1 = ct.forward(x1.transpose(1, 2).view({4, 64, 16, 16}));
+    at::Tensor y2 = at::conv_transpose2d(x2.transpose(1, 2).view({4, 64, 16, 16}), ct.weight, ct.bias, {2, 2});
+    CHECK((y1 - y2).abs().max().item<double>() < 1e-4);
+    {
+        c10::InferenceMode im;
+        at::Tensor xi = t0.clone().transpose(1, 2).view({4, 64, 16, 16});
+        CHECK((ct.forward(xi) - at::conv_transpose2d(xi, ct.weight, ct.bias, {2, 2})).abs().max().item<double>() < 1e-4);
+    }
+    (y1 * g).sum().backward();
+    (y2 * g).sum().backward();
+    double d = (x1.grad() - x2.grad()).abs().max().item<double>();
+    CHECK(d < 1e-4);
+}
+
 int main()
 {
     char tmpl[] = "/tmp/samda_test_adapter_XXXXXX";
@@ -586,6 +617,7 @@ int main()
              " \"prompt_encoder\": {\"embed_dim\": 256, \"mask_in_chans\": 16},"
              " \"mask_decoder\": {\"transformer_depth\": 2, \"mlp_dim\": 2048, \"num_heads\": 8}}";
     }
+    RUN(test_conv_transpose_grad);
     RUN(test_identity);
     RUN(test_budget);
     RUN(test_window);

@@ -151,11 +151,13 @@ struct PromptEncoderImpl : torch::nn::Module {
  *  identity default, so a default-constructed hook changes nothing. The hooks are passed to each
  *  forward call (not stored in the modules), so concurrent decodes may use different hooks.
  *  Sites, in order, in each TwoWayAttentionBlock `layer`:
- *   block_enter: may append learnable prompt tokens to queries and query_pe (both B x T x C);
+ *   block_enter: may change queries and query_pe (both B x T x C) before the block;
  *   token_sublayer(site): the output of a token sub-layer (self-attention, token->image
- *     cross-attention, MLP) before its residual add; returns the (adapted) output;
- *   image_sublayer: the image->token cross-attention output before its residual add;
- *   block_exit: may drop the tokens block_enter appended. */
+ *     cross-attention, MLP) before its residual add; `in` is that sub-layer's query-side input
+ *     (queries + query_pe for the attentions, queries for the MLP); returns the (adapted) output;
+ *   image_sublayer: the image->token cross-attention output before its residual add; `in` is its
+ *     query-side input (keys + key_pe, B x HW x C);
+ *   block_exit: may change queries and query_pe after the block. */
 struct TwoWayHooks {
     enum TokenSite { SELF_ATTN = 0, CROSS_TOKEN_TO_IMAGE = 1, MLP = 2 };
     virtual ~TwoWayHooks() = default;
@@ -163,14 +165,14 @@ struct TwoWayHooks {
     {
         (void)layer, (void)queries, (void)query_pe;
     }
-    virtual at::Tensor token_sublayer(int layer, TokenSite site, const at::Tensor &out) const
+    virtual at::Tensor token_sublayer(int layer, TokenSite site, const at::Tensor &out, const at::Tensor &in) const
     {
-        (void)layer, (void)site;
+        (void)layer, (void)site, (void)in;
         return out;
     }
-    virtual at::Tensor image_sublayer(int layer, const at::Tensor &out) const
+    virtual at::Tensor image_sublayer(int layer, const at::Tensor &out, const at::Tensor &in) const
     {
-        (void)layer;
+        (void)layer, (void)in;
         return out;
     }
     virtual void block_exit(int layer, at::Tensor &queries, at::Tensor &query_pe) const

@@ -242,6 +242,249 @@ samda_status samda_embedding_cache_put(samda_embedding_cache *c, const char *key
 /** Current counters. */
 void samda_embedding_cache_get_stats(samda_embedding_cache *c, samda_embedding_cache_stats *out);
 
+/* ---- Decoder adapter (SAM-DA) ---------------------------------------------------------------
+ *
+ * A samda_adapter is a small set of trainable tensors that plug into the two-way transformer of a
+ * model's mask decoder (model/adapter.cpp; docs/adaptation.md):
+ *  - bottleneck adapters (dim -> rank -> dim, GELU, residual; up-projection zero-initialised) on
+ *    the outputs of the token sub-layers (self-attention, token->image attention, MLP) and of the
+ *    image sub-layer (image->token attention) of every two-way block;
+ *  - per label, n_tokens "input" tokens that replace the point/box tokens in prompt-free mode, so
+ *    the label's tokens are its query; plus one more token set for prompted use;
+ *  - per block and token set, n_tokens prompt tokens joined to the decoder's tokens: the tokens
+ *    (self-attention) and the image (image->token attention) also attend to them, through the
+ *    block's own frozen projections, in a separate softmax whose output is scaled by a per-block
+ *    gate initialised to zero (zero-init attention gating).
+ * A fresh adapter adds exact zeros to every sub-layer, so prompted decoding is bit-for-bit the
+ * base model's. Only the adapter's tensors train; the base model is never written. */
+
+typedef struct samda_adapter samda_adapter; /* opaque; model/adapter.cpp */
+
+#define SAMDA_ADAPTER_VIT_B_PARAMS 93735472LL /* SAM ViT-B, the budget reference (1% = 937,354) */
+#define SAMDA_ADAPTER_MAX_LABELS 64
+
+/* Placement bits (samda_adapter_params.placement). */
+#define SAMDA_ADAPTER_PLACE_SELF_ATTN   0x01u /* bottleneck after token self-attention */
+#define SAMDA_ADAPTER_PLACE_TOKEN2IMAGE 0x02u /* bottleneck after token->image attention */
+#define SAMDA_ADAPTER_PLACE_MLP         0x04u /* bottleneck after the token MLP */
+#define SAMDA_ADAPTER_PLACE_IMAGE       0x08u /* bottleneck after image->token attention */
+#define SAMDA_ADAPTER_PLACE_TOKENS_SELF 0x10u /* gated prompt tokens in token self-attention */
+#define SAMDA_ADAPTER_PLACE_TOKENS_IMAGE 0x20u /* gated prompt tokens in image->token attention */
+#define SAMDA_ADAPTER_PLACE_ALL         0x3Fu
+
+typedef enum samda_window_kind {
+    SAMDA_WINDOW_CT = 0, /* a = level (HU), b = width (HU): [a - b/2, a + b/2] -> 0..255 */
+    SAMDA_WINDOW_MR = 1  /* a, b = low and high percentiles (0..100) of the slice -> 0..255 */
+} samda_window_kind;
+
+/** One label of a site adapter: what to segment and how to show and code it. */
+typedef struct samda_adapter_label {
+    char name[64];               /* machine name, [A-Za-z0-9_.-], e.g. "liver" */
+    int value;                   /* label id in training masks (1..255) */
+    char category_scheme[16];    /* Segmented Property Category: "SCT" */
+    char category_code[32];      /* e.g. "123037004" */
+    char category_meaning[64];   /* e.g. "Anatomical Structure" */
+    char type_scheme[16];        /* Segmented Property Type: "SCT" */
+    char type_code[32];          /* e.g. "10200004" */
+    char type_meaning[64];       /* e.g. "Liver" */
+    uint8_t rgb[3];              /* display colour */
+    samda_window_kind window_kind;
+    double window_a, window_b;   /* see samda_window_kind */
+} samda_adapter_label;
+
+typedef struct samda_adapter_params {
+    int rank;                          /* bottleneck width r, 1..256 (default 16) */
+    int n_tokens;                      /* tokens per set, 1..64 (default 4) */
+    unsigned placement;                /* SAMDA_ADAPTER_PLACE_* (default ALL) */
+    const samda_adapter_label *labels; /* n_labels labels (copied); names unique */
+    size_t n_labels;                   /* 1..SAMDA_ADAPTER_MAX_LABELS */
+    uint64_t seed;                     /* initialisation of the tokens (default 1) */
+} samda_adapter_params;
+
+/** Defaults as documented above (no labels). */
+void samda_adapter_params_init(samda_adapter_params *p);
+
+/** A fresh adapter (identity) for model m.
+ *  @return the adapter or NULL with err: SAMDA_EINVAL (bad parameter, named), SAMDA_ENOTSUP (a decoder
+ *          whose width the adapter cannot serve), SAMDA_ENOMEM.
+ *  Ownership: caller frees with samda_adapter_free(); m must outlive it. Thread-safety: safe. */
+samda_adapter *samda_adapter_new(const samda_model *m, const samda_adapter_params *p, samda_error *err);
+
+/** Load an adapter file (.safetensors) for model m.
+ *  @return the adapter or NULL with err: SAMDA_ENOENT (no file), SAMDA_EIO (unreadable),
+ *          SAMDA_EINVAL (malformed file, wrong format or version, payload SHA-256 mismatch, missing or
+ *          mis-shaped tensor, bad labels; the message says which), SAMDA_EMODEL (the adapter belongs to
+ *          another base model: both fingerprints are named), SAMDA_ENOMEM.
+ *  Ownership: as samda_adapter_new(). */
+samda_adapter *samda_adapter_load(const samda_model *m, const char *path, samda_error *err);
+
+/** Write the adapter to path (.safetensors, float32; temporary file renamed into place).
+ *  @return SAMDA_OK; SAMDA_EINVAL; SAMDA_EIO. Thread-safety: not with training of a. */
+samda_status samda_adapter_save(const samda_adapter *a, const char *path, samda_error *err);
+
+/** Deep copy (e.g. to adapt one study and discard). @return the copy or NULL with err (SAMDA_ENOMEM). */
+samda_adapter *samda_adapter_clone(const samda_adapter *a, samda_error *err);
+
+/** Release an adapter. NULL is a no-op. */
+void samda_adapter_free(samda_adapter *a);
+
+typedef struct samda_adapter_info {
+    int rank, n_tokens, depth, dim;
+    unsigned placement;
+    size_t n_labels;
+    int64_t n_trainable;           /* adapter parameters (everything that trains) */
+    double fraction_of_vit_b;      /* n_trainable / SAMDA_ADAPTER_VIT_B_PARAMS */
+    double fraction_of_base;       /* n_trainable / the base model's parameter count */
+    char base_fingerprint[65];     /* fingerprint of the model it belongs to */
+    char version[17];              /* first 16 hex of the payload SHA-256 ("" until saved or loaded) */
+    char parent[17];               /* version it was trained from ("" for none) */
+} samda_adapter_info;
+
+/** Describe an adapter. @return SAMDA_OK; SAMDA_EINVAL (NULL argument). Thread-safety: safe. */
+samda_status samda_adapter_get_info(const samda_adapter *a, samda_adapter_info *out, samda_error *err);
+
+/** Label i (0-based) or NULL. Ownership: borrowed, valid while a lives. */
+const samda_adapter_label *samda_adapter_label_at(const samda_adapter *a, size_t i);
+
+/** A metadata value of the adapter file ("labels", "input", "provenance" (JSON text), "parent",
+ *  "version", "base_fingerprint", "format_version", ...), or NULL. Borrowed until a changes. */
+const char *samda_adapter_metadata(const samda_adapter *a, const char *key);
+
+/** Window raw values (HU for CT) to 0..255 for a label (MR: percentiles of these values).
+ *  @param values IN: n values. @param out OUT: n floats in 0..255.
+ *  @return SAMDA_OK; SAMDA_EINVAL (NULL, n = 0, width <= 0, percentiles outside 0..100 or not increasing). */
+samda_status samda_adapter_window(const samda_adapter_label *label, const float *values, size_t n, float *out,
+                                  samda_error *err);
+
+/** Prompt-free decoding: one mask per requested label, the label's tokens as the query.
+ *  @param labels IN: n label indices (0-based); @param out: as samda_model_decode() with C = 1 per label.
+ *  @return SAMDA_OK; SAMDA_EINVAL (bad index, embedding of another model, buffer too small); SAMDA_ENOMEM;
+ *          SAMDA_EMODEL. Thread-safety: safe (a read-only). */
+samda_status samda_adapter_decode_labels(const samda_model *m, const samda_adapter *a, const samda_embedding *e,
+                                         const size_t *labels, size_t n, samda_model_decode_out *out,
+                                         samda_error *err);
+
+/** Prompted decoding (points, boxes, previous mask) with the adapter active; as samda_model_decode().
+ *  @param label IN: the label whose prompt tokens join the decoder (0-based), or -1 for the prompted
+ *  token set. With a fresh adapter the result equals samda_model_decode()'s. */
+samda_status samda_adapter_decode(const samda_model *m, const samda_adapter *a, const samda_embedding *e,
+                                  const samda_model_prompt *prompts, size_t n_prompts, unsigned flags, int label,
+                                  samda_model_decode_out *out, samda_error *err);
+
+/* ---- Supervised adaptation and test-time adaptation (model/train.cpp) --------------------------- */
+
+typedef enum samda_train_prompt {
+    SAMDA_TRAIN_PROMPT_FREE = 0,  /* the label's tokens only */
+    SAMDA_TRAIN_PROMPT_BOX = 1,   /* boxes from the ground truth, jittered */
+    SAMDA_TRAIN_PROMPT_MIXED = 2, /* free, box and point batches in turn (default) */
+    SAMDA_TRAIN_PROMPT_POINT = 3  /* 1..3 positive points inside the ground truth */
+} samda_train_prompt;
+
+typedef enum samda_train_scope {
+    SAMDA_TRAIN_SCOPE_ADAPTER = 0, /* adapter only, base frozen (default) */
+    SAMDA_TRAIN_SCOPE_DECODER = 1, /* mask decoder + adapter tokens: CHANGES THE MODEL's weights */
+    SAMDA_TRAIN_SCOPE_FULL = 2     /* every weight incl. the image encoder: CHANGES THE MODEL's weights;
+                                      a may be NULL (pre-training with prompts, no labels' tokens) */
+} samda_train_scope;
+
+typedef struct samda_train_params {
+    const char *data_dir;      /* NAME.image.npy (H x W, any numeric type) + NAME.mask.npy (label ids) */
+    int epochs;                /* default 30 */
+    double lr;                 /* AdamW learning rate, default 1e-3 (use ~1e-4 for DECODER/FULL) */
+    double weight_decay;       /* default 1e-4 */
+    int batch;                 /* items per step, default 8 */
+    double val_split;          /* fraction of cases held out, 0..0.9 (default 0.2; 0 = none) */
+    int patience;              /* epochs without validation gain before stopping (default 5; 0 = never) */
+    uint64_t seed;             /* data split, sampling, jitter (default 1) */
+    samda_train_prompt prompt; /* default MIXED (FREE when scope FULL has no adapter: then BOX/POINT) */
+    samda_train_scope scope;   /* default ADAPTER */
+    int flip;                  /* non-zero: also train on horizontally flipped slices (default 1) */
+    int max_cases;             /* use at most this many cases (sorted by name, then seeded shuffle); 0 = all */
+    int progress;              /* -1 auto (stderr is a terminal), 0 off, 1 on */
+    double max_seconds;        /* stop after this wall time (0 = no limit) */
+} samda_train_params;
+
+void samda_train_params_init(samda_train_params *p);
+
+typedef struct samda_train_report {
+    int n_cases, n_train, n_val;    /* cases (slices) */
+    int n_items;                     /* (slice, label, flip) items per epoch */
+    int epochs_run, best_epoch;
+    double best_val_dice;            /* mean Dice on the validation cases (prompt-free if an adapter) */
+    double final_loss;               /* mean training loss of the last epoch */
+    double encode_seconds;           /* frozen encoder, once per slice and flip */
+    double seconds_per_epoch;
+    double total_seconds;
+    int64_t n_trainable;
+    size_t peak_bytes;               /* peak resident memory (CPU) or peak allocated (CUDA) */
+} samda_train_report;
+
+/** Supervised training of a (and, with scope DECODER/FULL, of m's weights). Validation picks the best
+ *  epoch; a ends with the best weights. Deterministic on the CPU for the same inputs, seed and thread
+ *  count. Provenance (counts, seed, epochs, metrics) is recorded in a's metadata.
+ *  @param m IN (INOUT for DECODER/FULL: then no other thread may use m).
+ *  @param a INOUT: trained in place (NULL only with scope FULL and prompts BOX/POINT).
+ *  @param report OUT (may be NULL).
+ *  @return SAMDA_OK; SAMDA_EINVAL (bad parameter, no cases, image/mask mismatch, no label of a in the
+ *          masks); SAMDA_ENOENT (data_dir missing); SAMDA_EIO (unreadable file); SAMDA_ENOMEM; SAMDA_EMODEL. */
+samda_status samda_adapter_train(samda_model *m, samda_adapter *a, const samda_train_params *p,
+                                 samda_train_report *report, samda_error *err);
+
+/** Evaluation: per-case Dice written as JSON to *json_out (malloc'd; caller frees):
+ *  {"mode":"free"|"box","cases":[{"name":..,"dice":{"liver":0.93,..}},..],"per_label":{..},"mean_dice":x}.
+ *  Labels are a's, or (a NULL) the phantom's labels 1..5 with the base model and box prompts. Only labels
+ *  present in a case's ground truth are scored; "per_label" is the Dice over all pixels of all cases.
+ *  @param prompt IN: FREE (needs a) or BOX. @param mean_dice OUT (may be NULL).
+ *  @return as samda_adapter_train(). */
+samda_status samda_adapter_evaluate(const samda_model *m, const samda_adapter *a, const char *data_dir,
+                                    samda_train_prompt prompt, int max_cases, char **json_out, double *mean_dice,
+                                    samda_error *err);
+
+typedef struct samda_tta_params {
+    int steps;               /* optimiser steps (default 30) */
+    double lr;               /* default 5e-4 */
+    double ema;              /* teacher EMA decay, default 0.95 */
+    double entropy_weight;   /* default 0.5 (consistency weight 1) */
+    double max_iou_drop;     /* revert when the mean predicted IoU falls more than this (default 0.05) */
+    double min_area_ratio;   /* revert when a label's mean mask area leaves [min, max] times the start */
+    double max_area_ratio;   /* (defaults 0.5 and 2.0) */
+    int check_every;         /* guard checks every k steps (default 10) */
+    uint64_t seed;           /* default 1 */
+    int progress;            /* -1 auto, 0 off, 1 on */
+} samda_tta_params;
+
+void samda_tta_params_init(samda_tta_params *p);
+
+typedef struct samda_tta_report {
+    int steps_run;
+    int reverted;             /* 1 when a guard fired: a holds the last weights that passed */
+    char reason[256];         /* why it reverted, or "" */
+    double iou_before, iou_after;   /* mean predicted IoU over (slice, label) */
+    double area_ratio_min, area_ratio_max; /* per-label mean area after / before */
+    double seconds;
+} samda_tta_report;
+
+/** Test-time adaptation of a on unlabelled embeddings (episodic: clone first; continual: keep a).
+ *  Objective on a's tensors only: entropy of the prompt-free prediction + agreement with an EMA
+ *  teacher's prediction on the flipped view. emb[i] and emb_flipped[i] are the embeddings of image i
+ *  and of its horizontal mirror (emb_flipped may be NULL: no consistency term).
+ *  @return SAMDA_OK (also when a guard reverted: see report); SAMDA_EINVAL; SAMDA_ENOMEM; SAMDA_EMODEL. */
+samda_status samda_adapter_tta(const samda_model *m, samda_adapter *a, samda_embedding *const *emb,
+                               samda_embedding *const *emb_flipped, size_t n, const samda_tta_params *p,
+                               samda_tta_report *report, samda_error *err);
+
+/** As samda_adapter_tta() on a folder of NAME.image.npy (masks ignored), windowed per a's labels. */
+samda_status samda_adapter_tta_dir(const samda_model *m, samda_adapter *a, const char *data_dir, int max_cases,
+                                   const samda_tta_params *p, samda_tta_report *report, samda_error *err);
+
+/** Write m's weights as a torch.save state dict (official key names; float16 when half != 0).
+ *  @return SAMDA_OK; SAMDA_EINVAL; SAMDA_EIO. */
+samda_status samda_model_save(const samda_model *m, const char *path, int half, samda_error *err);
+
+/** The `samda adapter` command: train | eval | tta | info | pretrain (argv[0] = "adapter").
+ *  @return process exit status: 0 success, 2 usage error, 1 failure (message on stderr). */
+int samda_adapter_cli_main(int argc, char **argv);
+
 #ifdef __cplusplus
 }
 #endif

@@ -77,7 +77,11 @@ ConvTranspose2dImpl::ConvTranspose2dImpl(int64_t in, int64_t out, int64_t kernel
 at::Tensor ConvTranspose2dImpl::forward(const at::Tensor &x) const
 {
     const int64_t k = weight.size(2);
-    if (k != stride || weight.size(3) != k)
+    // The product form below is for inference. Under autograd (adapter training) it is not used:
+    // with libtorch 1.13 its backward through the strided views turned training to NaN and made it
+    // non-deterministic (test_adapter's training test caught it); conv_transpose2d has a sound one.
+    const bool grad = at::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad());
+    if (k != stride || weight.size(3) != k || grad)
         return at::conv_transpose2d(x, weight, bias, {stride, stride});
     // Kernel == stride: the output blocks do not overlap, so this is one matrix product:
     // y[b, o, k*i + di, k*j + dj] = sum_c x[b, c, i, j] W[c, o, di, dj] + bias[o].
@@ -164,6 +168,16 @@ at::Tensor VitAttentionImpl::forward(const at::Tensor &x) const
         rel_w = at::matmul(r_q.transpose(1, 2), Rw.transpose(1, 2)).transpose(1, 2);     // BH x H x W x W(k)
     }
 
+    if (at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad())) {
+        // Training (model/train.cpp, scope FULL): the out= kernels below have no autograd, so take the
+        // plain differentiable path (same values).
+        at::Tensor attn = at::matmul(q, k.transpose(1, 2));  // BH x N x N
+        if (use_rel_pos)
+            attn = (attn.view({BH, H, W, H, W}) + rel_h.unsqueeze(4) + rel_w.unsqueeze(3)).view({BH, N, N});
+        at::Tensor o = at::matmul(at::softmax(attn, -1), v);
+        at::Tensor y = o.view({B, heads, H, W, hd}).permute({0, 2, 3, 1, 4}).reshape({B, H, W, C});
+        return proj->forward(y);
+    }
     // Attention in chunks of (batch*head), through one reused buffer so that the N x N maps stay
     // bounded in memory and big allocations (page faults) are not repeated per chunk:
     // buf = rel_h + rel_w (broadcast), buf += q k^T, softmax in place, out = buf v.

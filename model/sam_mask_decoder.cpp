@@ -76,12 +76,12 @@ void TwoWayBlockImpl::forward(at::Tensor &queries, at::Tensor &keys, at::Tensor 
     if (skip_first_layer_pe) {
         at::Tensor out = self_attn->forward(queries, queries, queries);
         // The reference replaces the queries (no residual) in the first block.
-        queries = hooks ? hooks->token_sublayer(layer, TwoWayHooks::SELF_ATTN, out) : out;
+        queries = hooks ? hooks->token_sublayer(layer, TwoWayHooks::SELF_ATTN, out, queries) : out;
     } else {
         at::Tensor q = queries + query_pe;
         at::Tensor out = self_attn->forward(q, q, queries);
         if (hooks)
-            out = hooks->token_sublayer(layer, TwoWayHooks::SELF_ATTN, out);
+            out = hooks->token_sublayer(layer, TwoWayHooks::SELF_ATTN, out, q);
         queries = queries + out;
     }
     queries = norm1->forward(queries);
@@ -91,14 +91,14 @@ void TwoWayBlockImpl::forward(at::Tensor &queries, at::Tensor &keys, at::Tensor 
         at::Tensor q = queries + query_pe;
         at::Tensor out = cross_attn_token_to_image->forward(q, k, keys);
         if (hooks)
-            out = hooks->token_sublayer(layer, TwoWayHooks::CROSS_TOKEN_TO_IMAGE, out);
+            out = hooks->token_sublayer(layer, TwoWayHooks::CROSS_TOKEN_TO_IMAGE, out, q);
         queries = norm2->forward(queries + out);
     }
     // (3) token MLP
     {
         at::Tensor out = mlp->forward(queries);
         if (hooks)
-            out = hooks->token_sublayer(layer, TwoWayHooks::MLP, out);
+            out = hooks->token_sublayer(layer, TwoWayHooks::MLP, out, queries);
         queries = norm3->forward(queries + out);
     }
     // (4) the image attends to the tokens
@@ -106,7 +106,7 @@ void TwoWayBlockImpl::forward(at::Tensor &queries, at::Tensor &keys, at::Tensor 
         at::Tensor q = queries + query_pe;
         at::Tensor out = cross_attn_image_to_token->forward(k, q, queries);
         if (hooks)
-            out = hooks->image_sublayer(layer, out);
+            out = hooks->image_sublayer(layer, out, k);
         keys = norm4->forward(keys + out);
     }
     if (hooks)

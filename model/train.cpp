@@ -1,0 +1,1075 @@
+// model/train.cpp: supervised adaptation (adapter, decoder or whole model), evaluation (Dice),
+// test-time adaptation, and writing a model back to a .pth. Data: a folder of NAME.image.npy and
+// NAME.mask.npy. The frozen encoder runs once per slice, window and flip; epochs then cost decoder
+// passes only (scope FULL runs the encoder in every step instead).
+#include "adapter_internal.h"
+#include "safetensors.h"
+#include "state_dict.h"
+
+#include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <numeric>
+#include <random>
+#include <set>
+
+namespace samda {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// ---------------------------------------------------------------------------------------------
+// Memory
+
+void reset_peak_rss()
+{
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (f) {
+        fputs("5", f);
+        fclose(f);
+    }
+}
+
+size_t peak_rss()
+{
+    std::ifstream in("/proc/self/status");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.compare(0, 6, "VmHWM:") == 0)
+            return (size_t)std::strtoull(line.c_str() + 6, nullptr, 10) * 1024;
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data
+
+struct Case {
+    std::string name;
+    at::Tensor image;  // H x W float (raw values, e.g. HU)
+    at::Tensor mask;   // H x W uint8, or undefined
+};
+
+bool ends_with(const std::string &s, const std::string &t)
+{
+    return s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0;
+}
+
+at::Tensor as_2d(at::Tensor t, const std::string &what)
+{
+    if (t.dim() == 3 && t.size(2) == 1)
+        t = t.squeeze(2);
+    if (t.dim() != 2 || t.size(0) < 8 || t.size(1) < 8 || t.size(0) > 16384 || t.size(1) > 16384)
+        raise(SAMDA_EINVAL, what + " is not an H x W array (8..16384 each)");
+    return t;
+}
+
+std::vector<Case> load_cases(const std::string &dir, bool need_masks, int max_cases, uint64_t seed)
+{
+    struct stat st;
+    if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+        raise(SAMDA_ENOENT, "data folder " + dir + " not found");
+    std::vector<std::string> names;
+    DIR *d = opendir(dir.c_str());
+    if (!d)
+        raise(SAMDA_EIO, "cannot list " + dir + ": " + strerror(errno));
+    while (struct dirent *e = readdir(d)) {
+        std::string n = e->d_name;
+        if (ends_with(n, ".image.npy"))
+            names.push_back(n.substr(0, n.size() - 10));
+    }
+    closedir(d);
+    std::sort(names.begin(), names.end());
+    if (names.empty())
+        raise(SAMDA_EINVAL, "no NAME.image.npy files in " + dir);
+    if (max_cases > 0 && (size_t)max_cases < names.size()) {
+        std::mt19937_64 rng(seed ^ 0x5eed5eedULL);
+        std::shuffle(names.begin(), names.end(), rng);
+        names.resize((size_t)max_cases);
+        std::sort(names.begin(), names.end());
+    }
+    std::vector<Case> cases;
+    for (const auto &n : names) {
+        Case c;
+        c.name = n;
+        const std::string ip = dir + "/" + n + ".image.npy", mp = dir + "/" + n + ".mask.npy";
+        try {
+            c.image = as_2d(npy::load_tensor(ip), ip).to(at::kFloat).contiguous();
+            if (need_masks) {
+                if (stat(mp.c_str(), &st) != 0)
+                    raise(SAMDA_EINVAL, "case " + n + " has no " + n + ".mask.npy");
+                c.mask = as_2d(npy::load_tensor(mp), mp);
+                if (c.mask.is_floating_point() || c.mask.min().item<int64_t>() < 0 || c.mask.max().item<int64_t>() > 255)
+                    raise(SAMDA_EINVAL, mp + " must hold integer label ids 0..255");
+                c.mask = c.mask.to(at::kByte).contiguous();
+                if (c.mask.sizes() != c.image.sizes())
+                    raise(SAMDA_EINVAL, "case " + n + ": mask and image sizes differ");
+            }
+        } catch (const npy::Error &e) {
+            raise(SAMDA_EINVAL, e.what());
+        }
+        cases.push_back(std::move(c));
+    }
+    return cases;
+}
+
+/** Labels used for training/eval: the adapter's, or (no adapter) every value present, abdomen window. */
+std::vector<samda_adapter_label> effective_labels(const samda_adapter *a, const std::vector<Case> &cases)
+{
+    if (a)
+        return a->labels;
+    std::set<int> values;
+    for (const auto &c : cases)
+        if (c.mask.defined()) {
+            at::Tensor u = std::get<0>(at::_unique(c.mask.flatten()));
+            for (int64_t i = 0; i < u.numel(); i++)
+                if (u[i].item<int>() > 0)
+                    values.insert(u[i].item<int>());
+        }
+    std::vector<samda_adapter_label> out;
+    for (int v : values) {
+        samda_adapter_label l{};
+        snprintf(l.name, sizeof l.name, "label%d", v);
+        l.value = v;
+        l.window_kind = SAMDA_WINDOW_CT;
+        l.window_a = 50;
+        l.window_b = 400;
+        out.push_back(l);
+    }
+    return out;
+}
+
+bool same_window(const samda_adapter_label &a, const samda_adapter_label &b)
+{
+    return a.window_kind == b.window_kind && a.window_a == b.window_a && a.window_b == b.window_b;
+}
+
+/** Cached encoder inputs or embeddings: per case, window group and flip. */
+struct Encoded {
+    std::vector<int> label_window;                  // label -> window group
+    std::vector<int> group_label;                   // window group -> a label with that window
+    int n_windows = 0;
+    bool flips = false;
+    bool full = false;                              // holds preprocessed inputs, not embeddings
+    std::vector<at::Tensor> data;                   // (c * n_windows + w) * 2 + f
+    std::vector<int> ih, iw;                        // per case
+    double seconds = 0;
+    at::Tensor get(size_t c, int w, int f) const { return data[(c * (size_t)n_windows + (size_t)w) * 2 + (size_t)f]; }
+};
+
+Encoded encode_cases(const samda_model *m, const std::vector<Case> &cases, const std::vector<samda_adapter_label> &labels,
+                     bool flips, bool full)
+{
+    Encoded enc;
+    enc.flips = flips;
+    enc.full = full;
+    for (size_t l = 0; l < labels.size(); l++) {
+        int g = -1;
+        for (size_t k = 0; k < enc.group_label.size(); k++)
+            if (same_window(labels[(size_t)enc.group_label[k]], labels[l]))
+                g = (int)k;
+        if (g < 0) {
+            g = (int)enc.group_label.size();
+            enc.group_label.push_back((int)l);
+        }
+        enc.label_window.push_back(g);
+    }
+    enc.n_windows = (int)enc.group_label.size();
+    enc.data.resize(cases.size() * (size_t)enc.n_windows * 2);
+    enc.ih.resize(cases.size());
+    enc.iw.resize(cases.size());
+    const auto t0 = Clock::now();
+    const SamImpl &sam = model_network(m);
+    samda_model_info info;
+    samda_model_get_info(m, &info, nullptr);
+    const Convention conv = info.convention == SAMDA_MODEL_CONVENTION_MEDSAM ? Convention::MEDSAM : Convention::SAM;
+    const at::Device dev = model_device(m);
+    const size_t chunk = (size_t)std::max(1, info.max_batch);
+    std::vector<std::pair<size_t, at::Tensor>> pending;  // slot, preprocessed input
+    auto flush = [&]() {
+        if (pending.empty())
+            return;
+        std::vector<at::Tensor> xs;
+        for (auto &p : pending)
+            xs.push_back(p.second);
+        c10::InferenceMode guard;
+        at::Tensor emb = sam.image_encoder->forward(at::cat(xs, 0)).to(at::kFloat);
+        for (size_t i = 0; i < pending.size(); i++)
+            enc.data[pending[i].first] = emb[(int64_t)i].unsqueeze(0).clone();
+        pending.clear();
+    };
+    for (size_t c = 0; c < cases.size(); c++) {
+        for (int w = 0; w < enc.n_windows; w++) {
+            at::Tensor win = window_values(labels[(size_t)enc.group_label[(size_t)w]], cases[c].image);
+            for (int f = 0; f < (flips ? 2 : 1); f++) {
+                at::Tensor img = f ? win.flip({1}) : win;
+                int64_t ih = 0, iw = 0;
+                at::Tensor x;
+                {
+                    c10::InferenceMode guard;
+                    x = preprocess_image(img.unsqueeze(2).to(dev), sam.cfg, conv, &ih, &iw).clone();
+                }
+                x = x.clone();  // a normal tensor (usable with autograd)
+                enc.ih[c] = (int)ih;
+                enc.iw[c] = (int)iw;
+                const size_t slot = (c * (size_t)enc.n_windows + (size_t)w) * 2 + (size_t)f;
+                if (full) {
+                    enc.data[slot] = x;
+                } else {
+                    pending.emplace_back(slot, x);
+                    if (pending.size() >= chunk)
+                        flush();
+                }
+            }
+        }
+    }
+    flush();
+    enc.seconds = since(t0);
+    return enc;
+}
+
+/** Low-res target (1 x L x L, values 0..1) of a binary H x W mask in the S x S input frame. */
+at::Tensor low_res_target(const at::Tensor &bin, int ih, int iw, int S, int L)
+{
+    at::Tensor t = bin.to(at::kFloat).unsqueeze(0).unsqueeze(0);
+    t = at::upsample_bilinear2d(t, {ih, iw}, false);
+    t = at::constant_pad_nd(t, {0, S - iw, 0, S - ih}, 0.0);
+    t = at::adaptive_avg_pool2d(t, {L, L});
+    return t.squeeze(0);
+}
+
+struct Item {
+    size_t c;
+    int label;
+    int flip;
+    bool present;
+    float box[4];     // tight box of the (flipped) mask, original pixels
+    at::Tensor target;  // 1 x L x L
+    at::Tensor fg;      // foreground pixel indices (flattened), for point prompts
+};
+
+std::vector<Item> make_items(const std::vector<Case> &cases, const std::vector<size_t> &which,
+                             const std::vector<samda_adapter_label> &labels, const Encoded &enc, const SamConfig &cfg,
+                             const at::Device &dev)
+{
+    std::vector<Item> items;
+    const int S = cfg.img_size, L = cfg.low_res_size();
+    for (size_t c : which) {
+        for (size_t l = 0; l < labels.size(); l++) {
+            at::Tensor bin0 = cases[c].mask.eq(labels[l].value);
+            for (int f = 0; f < (enc.flips ? 2 : 1); f++) {
+                Item it{};
+                it.c = c;
+                it.label = (int)l;
+                it.flip = f;
+                at::Tensor bin = f ? bin0.flip({1}) : bin0;
+                at::Tensor nz = bin.flatten().nonzero().flatten();
+                it.present = nz.numel() > 0;
+                if (it.present) {
+                    const int64_t W = bin.size(1);
+                    at::Tensor ys = nz.div(W, "floor"), xs = nz.remainder(W);
+                    it.box[0] = (float)xs.min().item<int64_t>();
+                    it.box[1] = (float)ys.min().item<int64_t>();
+                    it.box[2] = (float)xs.max().item<int64_t>();
+                    it.box[3] = (float)ys.max().item<int64_t>();
+                    it.fg = nz;
+                }
+                it.target = low_res_target(bin, enc.ih[c], enc.iw[c], S, L).to(dev);
+                items.push_back(std::move(it));
+            }
+        }
+    }
+    return items;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward passes and losses
+
+enum class Mode { FREE, BOX, POINT };
+
+struct Ctx {
+    const samda_model *m;
+    SamImpl *sam;
+    samda_adapter *a;  // may be NULL
+    const std::vector<Case> *cases;
+    const Encoded *enc;
+    at::Tensor dense_pe;
+};
+
+at::Tensor batch_embeddings(const Ctx &x, const std::vector<const Item *> &b)
+{
+    std::vector<at::Tensor> v;
+    for (const Item *it : b)
+        v.push_back(x.enc->get(it->c, x.enc->label_window[(size_t)it->label], it->flip));
+    at::Tensor t = at::cat(v, 0);
+    if (x.enc->full)
+        return x.sam->image_encoder->forward(t);
+    return t;
+}
+
+/** (low_res B x 1 x L x L, iou B x 1). */
+std::pair<at::Tensor, at::Tensor> forward_batch(const Ctx &x, const std::vector<const Item *> &b, Mode mode,
+                                                std::mt19937_64 *rng, bool jitter)
+{
+    at::Tensor emb = batch_embeddings(x, b);
+    const at::Device dev = emb.device();
+    if (mode == Mode::FREE) {
+        std::vector<int64_t> lab;
+        for (const Item *it : b)
+            lab.push_back(it->label);
+        at::Tensor li = at::tensor(lab, at::TensorOptions().dtype(at::kLong)).to(dev);
+        return adapter_forward_free(*x.sam, *x.a->net, x.dense_pe, emb, li);
+    }
+    PromptBatch pb;
+    std::normal_distribution<double> nd(0.0, 1.0);
+    if (mode == Mode::BOX) {
+        std::vector<at::Tensor> boxes;
+        for (const Item *it : b) {
+            const Case &c = (*x.cases)[it->c];
+            const double H = (double)c.image.size(0), W = (double)c.image.size(1);
+            float bx[4];
+            const double bw = it->box[2] - it->box[0] + 1, bh = it->box[3] - it->box[1] + 1;
+            for (int k = 0; k < 4; k++) {
+                double v = it->box[k];
+                if (jitter && rng) {
+                    double s = 0.1 * ((k % 2) ? bh : bw);
+                    v += std::max(-20.0, std::min(20.0, nd(*rng) * s));
+                }
+                v = std::max(0.0, std::min(((k % 2) ? H : W) - 1, v));
+                bx[k] = (float)v;
+            }
+            at::Tensor t = at::tensor(std::vector<float>(bx, bx + 4)).reshape({1, 2, 2});
+            boxes.push_back(transform_coords(t, (int64_t)H, (int64_t)W, x.enc->ih[it->c], x.enc->iw[it->c]).reshape({1, 4}));
+        }
+        pb.boxes = at::cat(boxes, 0).to(dev);
+    } else {
+        std::uniform_int_distribution<int> nk(1, 3);
+        const int k = rng ? nk(*rng) : 1;
+        std::vector<at::Tensor> pts;
+        for (const Item *it : b) {
+            const Case &c = (*x.cases)[it->c];
+            const int64_t W = c.image.size(1);
+            std::vector<float> xy;
+            for (int j = 0; j < k; j++) {
+                int64_t idx;
+                if (rng) {
+                    std::uniform_int_distribution<int64_t> pick(0, it->fg.numel() - 1);
+                    idx = it->fg[pick(*rng)].item<int64_t>();
+                } else {
+                    idx = it->fg[it->fg.numel() / 2].item<int64_t>();
+                }
+                xy.push_back((float)(idx % W));
+                xy.push_back((float)(idx / W));
+            }
+            at::Tensor t = at::tensor(xy).reshape({1, k, 2});
+            pts.push_back(transform_coords(t, c.image.size(0), W, x.enc->ih[it->c], x.enc->iw[it->c]));
+        }
+        pb.coords = at::cat(pts, 0).to(dev);
+        pb.labels = at::ones({(int64_t)b.size(), k}, at::TensorOptions().dtype(at::kInt)).to(dev);
+    }
+    const int64_t set = x.a ? (int64_t)x.a->labels.size() : 0;
+    return adapter_forward_prompted(*x.sam, x.a ? x.a->net.get() : nullptr, x.dense_pe, emb, pb, set);
+}
+
+at::Tensor seg_loss(const at::Tensor &logits, const at::Tensor &iou_pred, const at::Tensor &target)
+{
+    at::Tensor bce = at::binary_cross_entropy_with_logits(logits, target);
+    at::Tensor p = at::sigmoid(logits).flatten(1), t = target.flatten(1);
+    at::Tensor inter = (p * t).sum(1), denom = p.sum(1) + t.sum(1);
+    at::Tensor dice = (1 - (2 * inter + 1) / (denom + 1)).mean();
+    // The IoU head learns the IoU of the thresholded mask (used by test-time adaptation's guards).
+    at::Tensor hard = (logits.detach() > 0).to(at::kFloat).flatten(1), tb = (t > 0.5).to(at::kFloat);
+    at::Tensor i2 = (hard * tb).sum(1), u2 = (hard + tb).clamp_max(1).sum(1);
+    at::Tensor iou_true = at::where(u2 > 0, i2 / u2.clamp_min(1), at::ones_like(u2));
+    at::Tensor iou_loss = at::mse_loss(iou_pred.flatten(), iou_true);
+    return bce + dice + iou_loss;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evaluation
+
+struct EvalResult {
+    std::vector<std::vector<std::pair<int, double>>> per_case;  // (label index, dice) per case
+    std::vector<double> tp, fp, fn;                              // per label
+    double mean = 0;
+};
+
+EvalResult evaluate(const Ctx &x, const std::vector<size_t> &which, const std::vector<samda_adapter_label> &labels,
+                    Mode mode)
+{
+    EvalResult r;
+    r.tp.assign(labels.size(), 0), r.fp.assign(labels.size(), 0), r.fn.assign(labels.size(), 0);
+    double sum = 0;
+    int n = 0;
+    at::NoGradGuard ng;
+    for (size_t c : which) {
+        const Case &cs = (*x.cases)[c];
+        std::vector<Item> items;
+        for (size_t l = 0; l < labels.size(); l++) {
+            Item it{};
+            it.c = c;
+            it.label = (int)l;
+            at::Tensor bin = cs.mask.eq(labels[l].value);
+            at::Tensor nz = bin.flatten().nonzero().flatten();
+            it.present = nz.numel() > 0;
+            if (it.present) {
+                const int64_t W = bin.size(1);
+                it.box[0] = (float)nz.remainder(W).min().item<int64_t>();
+                it.box[1] = (float)nz.div(W, "floor").min().item<int64_t>();
+                it.box[2] = (float)nz.remainder(W).max().item<int64_t>();
+                it.box[3] = (float)nz.div(W, "floor").max().item<int64_t>();
+                it.fg = nz;
+            } else if (mode != Mode::FREE) {
+                continue;
+            }
+            items.push_back(it);
+        }
+        r.per_case.emplace_back();
+        if (items.empty())
+            continue;
+        std::vector<const Item *> b;
+        for (auto &it : items)
+            b.push_back(&it);
+        auto out = forward_batch(x, b, mode, nullptr, false);
+        at::Tensor full = postprocess_masks(out.first.to(at::kFloat), x.sam->cfg.img_size, x.enc->ih[c], x.enc->iw[c],
+                                            cs.image.size(0), cs.image.size(1))
+                              .gt(0.0)
+                              .to(at::kCPU);
+        for (size_t i = 0; i < items.size(); i++) {
+            const int l = items[i].label;
+            at::Tensor pred = full[(int64_t)i][0];
+            at::Tensor gt = cs.mask.eq(labels[(size_t)l].value);
+            const double tp = (pred & gt).sum().item<double>();
+            const double ps = pred.sum().item<double>(), gs = gt.sum().item<double>();
+            r.tp[(size_t)l] += tp, r.fp[(size_t)l] += ps - tp, r.fn[(size_t)l] += gs - tp;
+            if (gs > 0) {
+                const double d = 2 * tp / (ps + gs);
+                r.per_case.back().emplace_back(l, d);
+                sum += d;
+                n++;
+            }
+        }
+    }
+    r.mean = n ? sum / n : 0.0;
+    return r;
+}
+
+std::string eval_json(const EvalResult &r, const std::vector<Case> &cases, const std::vector<size_t> &which,
+                      const std::vector<samda_adapter_label> &labels, Mode mode)
+{
+    std::string o = std::string("{\"mode\":\"") + (mode == Mode::FREE ? "free" : "box") + "\",\"cases\":[";
+    for (size_t i = 0; i < which.size(); i++) {
+        o += i ? "," : "";
+        o += "{\"name\":" + safetensors::json_quote(cases[which[i]].name) + ",\"dice\":{";
+        for (size_t k = 0; k < r.per_case[i].size(); k++)
+            o += (k ? "," : "") + safetensors::json_quote(labels[(size_t)r.per_case[i][k].first].name) + ":" +
+                 json_num(r.per_case[i][k].second);
+        o += "}}";
+    }
+    o += "],\"per_label\":{";
+    for (size_t l = 0; l < labels.size(); l++) {
+        const double den = 2 * r.tp[l] + r.fp[l] + r.fn[l];
+        o += (l ? "," : "") + safetensors::json_quote(labels[l].name) + ":" + (den > 0 ? json_num(2 * r.tp[l] / den) : "null");
+    }
+    o += "},\"mean_dice\":" + json_num(r.mean) + "}";
+    return o;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Optimiser (AdamW, written out so it is deterministic and header-light)
+
+struct AdamW {
+    std::vector<at::Tensor> params, m, v;
+    double lr, wd, b1 = 0.9, b2 = 0.999, eps = 1e-8;
+    int64_t t = 0;
+    AdamW(std::vector<at::Tensor> p, double lr_, double wd_) : params(std::move(p)), lr(lr_), wd(wd_)
+    {
+        for (auto &x : params) {
+            m.push_back(at::zeros_like(x));
+            v.push_back(at::zeros_like(x));
+        }
+    }
+    void zero_grad()
+    {
+        for (auto &x : params)
+            if (x.grad().defined())
+                x.mutable_grad().zero_();
+    }
+    void step()
+    {
+        at::NoGradGuard ng;
+        t++;
+        const double c1 = 1 - std::pow(b1, (double)t), c2 = 1 - std::pow(b2, (double)t);
+        for (size_t i = 0; i < params.size(); i++) {
+            at::Tensor &p = params[i];
+            if (!p.grad().defined())
+                continue;
+            const at::Tensor &g = p.grad();
+            m[i].mul_(b1).add_(g, 1 - b1);
+            v[i].mul_(b2).addcmul_(g, g, 1 - b2);
+            if (wd > 0 && p.dim() > 1)
+                p.mul_(1 - lr * wd);
+            p.addcdiv_(m[i] / c1, (v[i] / c2).sqrt_().add_(eps), -lr);
+        }
+    }
+};
+
+std::vector<at::Tensor> snapshot(const std::vector<at::Tensor> &ps)
+{
+    std::vector<at::Tensor> s;
+    for (const auto &p : ps)
+        s.push_back(p.detach().clone());
+    return s;
+}
+
+void restore(std::vector<at::Tensor> &ps, const std::vector<at::Tensor> &s)
+{
+    at::NoGradGuard ng;
+    for (size_t i = 0; i < ps.size(); i++)
+        ps[i].copy_(s[i]);
+}
+
+bool show_progress(int p) { return p > 0 || (p < 0 && isatty(2)); }
+
+std::string hms(double s)
+{
+    char b[32];
+    int t = (int)std::lround(std::max(0.0, s));
+    snprintf(b, sizeof b, "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60);
+    return b;
+}
+
+}  // namespace
+}  // namespace samda
+
+using namespace samda;
+
+namespace {
+
+std::vector<at::Tensor> trainable_params(SamImpl &sam, samda_adapter *a, samda_train_scope scope)
+{
+    std::vector<at::Tensor> ps;
+    if (a)
+        for (auto &p : a->net->parameters(true))
+            ps.push_back(p);
+    if (scope == SAMDA_TRAIN_SCOPE_DECODER)
+        for (auto &p : sam.mask_decoder->parameters(true))
+            ps.push_back(p);
+    if (scope == SAMDA_TRAIN_SCOPE_FULL)
+        for (auto &p : sam.parameters(true))
+            ps.push_back(p);
+    return ps;
+}
+
+samda_status train_impl(samda_model *m, samda_adapter *a, const samda_train_params *p, samda_train_report *rep)
+{
+    if (!m || !p || !p->data_dir)
+        raise(SAMDA_EINVAL, "model, params or data_dir is NULL");
+    if (!a && p->scope != SAMDA_TRAIN_SCOPE_FULL)
+        raise(SAMDA_EINVAL, "an adapter is required unless scope is FULL");
+    if (!a && p->prompt == SAMDA_TRAIN_PROMPT_FREE)
+        raise(SAMDA_EINVAL, "prompt-free training needs an adapter (its label tokens); without one, MIXED "
+                            "alternates box and point prompts");
+    if (p->epochs < 1 || p->epochs > 100000 || !(p->lr > 0) || p->batch < 1 || p->batch > 1024 ||
+        !(p->val_split >= 0 && p->val_split <= 0.9) || p->weight_decay < 0 || p->patience < 0)
+        raise(SAMDA_EINVAL, "epochs 1..100000, lr > 0, batch 1..1024, val_split 0..0.9, weight_decay >= 0, "
+                            "patience >= 0 are required");
+    if (a && a->base_fp != samda_model_fingerprint(m))
+        raise(SAMDA_EINVAL, "adapter belongs to another model");
+    const auto t_start = Clock::now();
+    reset_peak_rss();
+    SamImpl &sam = const_cast<SamImpl &>(model_network(m));
+    const bool full = p->scope == SAMDA_TRAIN_SCOPE_FULL;
+    std::vector<Case> cases = load_cases(p->data_dir, true, p->max_cases, p->seed);
+    std::vector<samda_adapter_label> labels = effective_labels(a, cases);
+    if (labels.empty())
+        raise(SAMDA_EINVAL, "the masks in " + std::string(p->data_dir) + " hold no label");
+    Encoded enc = encode_cases(m, cases, labels, p->flip != 0, full);
+
+    // Split cases (seeded).
+    std::vector<size_t> order(cases.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::mt19937_64 rng(p->seed);
+    std::shuffle(order.begin(), order.end(), rng);
+    size_t n_val = (size_t)std::floor(p->val_split * (double)cases.size());
+    if (p->val_split > 0 && n_val == 0 && cases.size() >= 2)
+        n_val = 1;
+    std::vector<size_t> val(order.begin(), order.begin() + (long)n_val), tr(order.begin() + (long)n_val, order.end());
+    std::sort(val.begin(), val.end());
+    std::sort(tr.begin(), tr.end());
+    if (tr.empty())
+        raise(SAMDA_EINVAL, "no training cases left after the validation split");
+    const at::Device dev = model_device(m);
+    std::vector<Item> items = make_items(cases, tr, labels, enc, sam.cfg, dev);
+    bool any_present = false;
+    for (const auto &it : items)
+        any_present |= it.present;
+    if (!any_present)
+        raise(SAMDA_EINVAL, "no training mask contains any of the labels");
+
+    Ctx x{m, &sam, a, &cases, &enc, a ? a->dense_pe : sam.prompt_encoder->dense_pe().detach()};
+    std::vector<at::Tensor> params = trainable_params(sam, a, p->scope);
+    std::vector<at::Tensor> base_only;
+    if (p->scope != SAMDA_TRAIN_SCOPE_ADAPTER)
+        for (auto &q : trainable_params(sam, nullptr, p->scope))
+            base_only.push_back(q);
+    for (auto &q : base_only)
+        q.requires_grad_(true);
+    struct Refreeze {
+        std::vector<at::Tensor> &v;
+        ~Refreeze()
+        {
+            for (auto &q : v) {
+                q.requires_grad_(false);
+                q.mutable_grad() = at::Tensor();
+            }
+        }
+    } refreeze{base_only};
+    int64_t n_trainable = 0;
+    for (auto &q : params)
+        n_trainable += q.numel();
+    AdamW opt(params, p->lr, p->weight_decay);
+
+    const Mode eval_mode = a && p->prompt != SAMDA_TRAIN_PROMPT_BOX && p->prompt != SAMDA_TRAIN_PROMPT_POINT
+                               ? Mode::FREE
+                               : Mode::BOX;
+    auto eval_val = [&]() {
+        sam.eval();
+        return evaluate(x, val, labels, eval_mode).mean;
+    };
+    double best = -1;
+    int best_epoch = 0, epochs_run = 0, stale = 0;
+    std::vector<at::Tensor> best_params = snapshot(params);
+    double last_loss = 0, epoch_seconds = 0;
+    const bool prog = show_progress(p->progress);
+    size_t batch_counter = 0;
+    for (int ep = 1; ep <= p->epochs; ep++) {
+        const auto t_ep = Clock::now();
+        std::vector<size_t> idx(items.size());
+        std::iota(idx.begin(), idx.end(), 0);
+        std::shuffle(idx.begin(), idx.end(), rng);
+        double loss_sum = 0;
+        int n_batches = 0;
+        const size_t total_batches = (idx.size() + (size_t)p->batch - 1) / (size_t)p->batch;
+        for (size_t s = 0; s < idx.size(); s += (size_t)p->batch) {
+            Mode mode;
+            switch (p->prompt) {
+            case SAMDA_TRAIN_PROMPT_FREE: mode = Mode::FREE; break;
+            case SAMDA_TRAIN_PROMPT_BOX: mode = Mode::BOX; break;
+            case SAMDA_TRAIN_PROMPT_POINT: mode = Mode::POINT; break;
+            default: {
+                static const Mode cycle[4] = {Mode::FREE, Mode::BOX, Mode::FREE, Mode::POINT};
+                mode = cycle[batch_counter % 4];
+            }
+            }
+            if (!a && mode == Mode::FREE)
+                mode = Mode::BOX;
+            if (!a && p->prompt == SAMDA_TRAIN_PROMPT_MIXED)
+                mode = batch_counter % 2 ? Mode::POINT : Mode::BOX;
+            batch_counter++;
+            std::vector<const Item *> b;
+            for (size_t k = s; k < std::min(idx.size(), s + (size_t)p->batch); k++)
+                if (mode == Mode::FREE || items[idx[k]].present)
+                    b.push_back(&items[idx[k]]);
+            if (b.empty())
+                continue;
+            sam.train();
+            opt.zero_grad();
+            auto out = forward_batch(x, b, mode, &rng, true);
+            std::vector<at::Tensor> tg;
+            for (const Item *it : b)
+                tg.push_back(it->target);
+            at::Tensor loss = seg_loss(out.first, out.second, at::stack(tg, 0));
+            loss.backward();
+            opt.step();
+            loss_sum += loss.item<double>();
+            n_batches++;
+            if (p->max_seconds > 0 && since(t_start) > p->max_seconds)
+                break;
+            if (prog) {
+                const double el = since(t_ep);
+                const double per = el / (double)(s / (size_t)p->batch + 1);
+                const double eta = per * (double)(total_batches - s / (size_t)p->batch - 1) +
+                                   (epoch_seconds > 0 ? epoch_seconds : per * (double)total_batches) * (p->epochs - ep);
+                fprintf(stderr, "\rtrain: epoch %d/%d batch %zu/%zu loss %.4f  ETA %s   ", ep, p->epochs,
+                        s / (size_t)p->batch + 1, total_batches, loss_sum / n_batches, hms(eta).c_str());
+            }
+        }
+        last_loss = n_batches ? loss_sum / n_batches : 0;
+        epochs_run = ep;
+        const double vd = val.empty() ? -1 : eval_val();
+        epoch_seconds = since(t_ep);
+        if (prog)
+            fprintf(stderr, "\rtrain: epoch %d/%d loss %.4f val dice %.4f (%.1f s/epoch)              \n", ep,
+                    p->epochs, last_loss, vd, epoch_seconds);
+        if (val.empty() || vd > best) {
+            best = vd;
+            best_epoch = ep;
+            best_params = snapshot(params);
+            stale = 0;
+        } else if (p->patience > 0 && ++stale >= p->patience) {
+            break;
+        }
+        if (p->max_seconds > 0 && since(t_start) > p->max_seconds)
+            break;
+    }
+    restore(params, best_params);
+    sam.eval();
+    const double total = since(t_start);
+    if (a) {
+        if (!a->version.empty())
+            a->parent = a->version;
+        a->version.clear();
+        a->meta["provenance"] =
+            std::string("{\"kind\":\"supervised\",\"scope\":\"") +
+            (p->scope == SAMDA_TRAIN_SCOPE_ADAPTER ? "adapter" : p->scope == SAMDA_TRAIN_SCOPE_DECODER ? "decoder" : "full") +
+            "\",\"prompt\":\"" +
+            (p->prompt == SAMDA_TRAIN_PROMPT_FREE ? "free" : p->prompt == SAMDA_TRAIN_PROMPT_BOX ? "box"
+                                                          : p->prompt == SAMDA_TRAIN_PROMPT_POINT ? "point" : "mixed") +
+            "\",\"n_cases\":" + std::to_string(cases.size()) + ",\"n_train\":" + std::to_string(tr.size()) +
+            ",\"n_val\":" + std::to_string(val.size()) + ",\"seed\":" + std::to_string(p->seed) +
+            ",\"epochs\":" + std::to_string(p->epochs) + ",\"epochs_run\":" + std::to_string(epochs_run) +
+            ",\"best_epoch\":" + std::to_string(best_epoch) + ",\"lr\":" + json_num(p->lr) +
+            ",\"metrics\":{\"val_dice\":" + json_num(val.empty() ? NAN : best) + ",\"train_loss\":" + json_num(last_loss) +
+            "}}";
+    }
+    if (rep) {
+        std::memset(rep, 0, sizeof *rep);
+        rep->n_cases = (int)cases.size();
+        rep->n_train = (int)tr.size();
+        rep->n_val = (int)val.size();
+        rep->n_items = (int)items.size();
+        rep->epochs_run = epochs_run;
+        rep->best_epoch = best_epoch;
+        rep->best_val_dice = val.empty() ? NAN : best;
+        rep->final_loss = last_loss;
+        rep->encode_seconds = enc.seconds;
+        rep->seconds_per_epoch = epochs_run ? (total - enc.seconds) / epochs_run : 0;
+        rep->total_seconds = total;
+        rep->n_trainable = n_trainable;
+        size_t used = 0, tot = 0;
+        rep->peak_bytes = dev.is_cuda() && cuda_mem_info(dev.index(), &used, &tot) ? tot - used : peak_rss();
+    }
+    return SAMDA_OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Test-time adaptation
+
+struct TtaStats {
+    double iou = 0;
+    std::vector<double> area;  // per label
+};
+
+samda_status tta_impl(const samda_model *m, samda_adapter *a, const std::vector<at::Tensor> &emb,
+                      const std::vector<at::Tensor> &embf, const std::vector<int> &content_w, const samda_tta_params *p,
+                      samda_tta_report *rep)
+{
+    if (!m || !a || !p)
+        raise(SAMDA_EINVAL, "model, adapter or params is NULL");
+    if (emb.empty())
+        raise(SAMDA_EINVAL, "no images");
+    if (p->steps < 0 || p->steps > 100000 || !(p->lr > 0) || !(p->ema >= 0 && p->ema < 1) || p->check_every < 1 ||
+        !(p->min_area_ratio >= 0 && p->min_area_ratio < 1 && p->max_area_ratio > 1) || p->max_iou_drop < 0)
+        raise(SAMDA_EINVAL, "steps 0..100000, lr > 0, ema in [0,1), check_every >= 1, min_area_ratio in [0,1), "
+                            "max_area_ratio > 1, max_iou_drop >= 0 are required");
+    const auto t0 = Clock::now();
+    const SamImpl &sam = model_network(m);
+    const int L = sam.cfg.low_res_size(), S = sam.cfg.img_size;
+    const int64_t n_labels = (int64_t)a->labels.size();
+    const at::Device dev = model_device(m);
+    std::vector<at::Tensor> params;
+    for (auto &q : a->net->parameters(true))
+        params.push_back(q);
+    auto teacher = std::make_shared<AdapterNet>(a->net->dim, a->net->depth, a->net->rank, a->net->n_tokens,
+                                                a->net->n_labels, a->net->placement, 1);
+    teacher->to(dev);
+    std::vector<at::Tensor> tparams;
+    for (auto &q : teacher->parameters(true))
+        tparams.push_back(q);
+    restore(tparams, snapshot(params));
+    for (auto &q : tparams)
+        q.requires_grad_(false);
+
+    at::Tensor all_labels = at::arange(n_labels, at::TensorOptions().dtype(at::kLong).device(dev));
+    auto stats = [&]() {
+        at::NoGradGuard ng;
+        TtaStats st;
+        st.area.assign((size_t)n_labels, 0.0);
+        for (size_t i = 0; i < emb.size(); i++) {
+            auto r = adapter_forward_free(sam, *a->net, a->dense_pe, emb[i], all_labels);
+            st.iou += r.second.mean().item<double>();
+            at::Tensor area = (r.first > 0).to(at::kFloat).mean({1, 2, 3}).to(at::kCPU);
+            for (int64_t l = 0; l < n_labels; l++)
+                st.area[(size_t)l] += area[l].item<double>();
+        }
+        st.iou /= (double)emb.size();
+        for (auto &v : st.area)
+            v /= (double)emb.size();
+        return st;
+    };
+    // Mirror low-res logits back (only the content columns are mirrored).
+    auto unflip = [&](const at::Tensor &t, int cw) {
+        const int64_t cols = std::max<int64_t>(1, std::min<int64_t>(L, std::lround((double)cw * L / S)));
+        if (cols == L)
+            return t.flip({3});
+        return at::cat({t.slice(3, 0, cols).flip({3}), t.slice(3, cols)}, 3);
+    };
+    const TtaStats start = stats();
+    TtaStats last = start;
+    std::vector<at::Tensor> good = snapshot(params);
+    AdamW opt(params, p->lr, 0.0);
+    std::mt19937_64 rng(p->seed);
+    std::uniform_int_distribution<size_t> pick(0, emb.size() - 1);
+    std::string reason;
+    int steps_run = 0;
+    const bool prog = show_progress(p->progress);
+    auto check = [&]() -> bool {
+        TtaStats st = stats();
+        if (st.iou < start.iou - p->max_iou_drop) {
+            char b[200];
+            snprintf(b, sizeof b, "mean predicted IoU fell from %.3f to %.3f (limit %.3f)", start.iou, st.iou,
+                     p->max_iou_drop);
+            reason = b;
+            return false;
+        }
+        for (int64_t l = 0; l < n_labels; l++) {
+            const double a0 = start.area[(size_t)l], a1 = st.area[(size_t)l];
+            const bool bad = a0 > 1e-4 ? (a1 < p->min_area_ratio * a0 || a1 > p->max_area_ratio * a0) : a1 > 0.01;
+            if (bad) {
+                char b[200];
+                snprintf(b, sizeof b, "mask area of label \"%s\" went from %.4f to %.4f of the image (%s)",
+                         a->labels[(size_t)l].name, a0, a1, a1 < a0 ? "collapse" : "explosion");
+                reason = b;
+                return false;
+            }
+        }
+        last = st;
+        return true;
+    };
+    bool reverted = false;
+    for (int step = 1; step <= p->steps; step++) {
+        const size_t i = pick(rng);
+        opt.zero_grad();
+        auto s = adapter_forward_free(sam, *a->net, a->dense_pe, emb[i], all_labels);
+        at::Tensor loss;
+        at::Tensor prob = at::sigmoid(s.first);
+        at::Tensor ent = -(prob * at::log(prob.clamp_min(1e-6)) + (1 - prob) * at::log((1 - prob).clamp_min(1e-6))).mean();
+        loss = p->entropy_weight * ent;
+        if (!embf.empty() && embf[i].defined()) {
+            at::Tensor target;
+            {
+                at::NoGradGuard ng;
+                auto t = adapter_forward_free(sam, *teacher, a->dense_pe, embf[i], all_labels);
+                target = at::sigmoid(unflip(t.first, content_w[i]));
+            }
+            loss = loss + at::binary_cross_entropy_with_logits(s.first, target);
+        }
+        loss.backward();
+        opt.step();
+        {
+            at::NoGradGuard ng;
+            for (size_t k = 0; k < params.size(); k++)
+                tparams[k].mul_(p->ema).add_(params[k].detach(), 1 - p->ema);
+        }
+        steps_run = step;
+        if (prog)
+            fprintf(stderr, "\rtta: step %d/%d loss %.4f   ", step, p->steps, loss.item<double>());
+        if (step % p->check_every == 0 || step == p->steps) {
+            if (!check()) {
+                restore(params, good);
+                reverted = true;
+                break;
+            }
+            good = snapshot(params);
+        }
+    }
+    if (prog)
+        fprintf(stderr, "\n");
+    if (reverted) {
+        fprintf(stderr, "tta: reverted to the last weights that passed the guards: %s\n", reason.c_str());
+    } else if (steps_run > 0) {
+        if (!a->version.empty())
+            a->parent = a->version;
+        a->version.clear();
+    }
+    a->meta["provenance"] = "{\"kind\":\"test-time\",\"images\":" + std::to_string(emb.size()) +
+                            ",\"steps\":" + std::to_string(steps_run) + ",\"seed\":" + std::to_string(p->seed) +
+                            ",\"lr\":" + json_num(p->lr) + ",\"reverted\":" + (reverted ? "true" : "false") +
+                            ",\"metrics\":{\"iou_before\":" + json_num(start.iou) + ",\"iou_after\":" +
+                            json_num(last.iou) + "}}";
+    if (rep) {
+        std::memset(rep, 0, sizeof *rep);
+        rep->steps_run = steps_run;
+        rep->reverted = reverted ? 1 : 0;
+        snprintf(rep->reason, sizeof rep->reason, "%s", reason.c_str());
+        rep->iou_before = start.iou;
+        rep->iou_after = last.iou;
+        rep->area_ratio_min = 1e9, rep->area_ratio_max = 0;
+        for (int64_t l = 0; l < n_labels; l++) {
+            const double a0 = start.area[(size_t)l];
+            const double r = a0 > 1e-4 ? last.area[(size_t)l] / a0 : 1.0;
+            rep->area_ratio_min = std::min(rep->area_ratio_min, r);
+            rep->area_ratio_max = std::max(rep->area_ratio_max, r);
+        }
+        rep->seconds = since(t0);
+    }
+    return SAMDA_OK;
+}
+
+}  // namespace
+
+extern "C" {
+
+void samda_train_params_init(samda_train_params *p)
+{
+    if (!p)
+        return;
+    std::memset(p, 0, sizeof *p);
+    p->epochs = 30;
+    p->lr = 1e-3;
+    p->weight_decay = 1e-4;
+    p->batch = 8;
+    p->val_split = 0.2;
+    p->patience = 5;
+    p->seed = 1;
+    p->prompt = SAMDA_TRAIN_PROMPT_MIXED;
+    p->scope = SAMDA_TRAIN_SCOPE_ADAPTER;
+    p->flip = 1;
+    p->progress = -1;
+}
+
+samda_status samda_adapter_train(samda_model *m, samda_adapter *a, const samda_train_params *p,
+                                 samda_train_report *report, samda_error *err)
+{
+    return guard_status("training decoder adapter", err, [&]() { return train_impl(m, a, p, report); });
+}
+
+samda_status samda_adapter_evaluate(const samda_model *m, const samda_adapter *a, const char *data_dir,
+                                    samda_train_prompt prompt, int max_cases, char **json_out, double *mean_dice,
+                                    samda_error *err)
+{
+    return guard_status("evaluating", err, [&]() {
+        if (!m || !data_dir)
+            raise(SAMDA_EINVAL, "model or data_dir is NULL");
+        if (prompt != SAMDA_TRAIN_PROMPT_FREE && prompt != SAMDA_TRAIN_PROMPT_BOX)
+            raise(SAMDA_EINVAL, "evaluation prompt must be FREE or BOX");
+        if (prompt == SAMDA_TRAIN_PROMPT_FREE && !a)
+            raise(SAMDA_EINVAL, "prompt-free evaluation needs an adapter");
+        if (a && a->base_fp != samda_model_fingerprint(m))
+            raise(SAMDA_EINVAL, "adapter belongs to another model");
+        std::vector<Case> cases = load_cases(data_dir, true, max_cases, 1);
+        std::vector<samda_adapter_label> labels = effective_labels(a, cases);
+        Encoded enc = encode_cases(m, cases, labels, false, false);
+        SamImpl &sam = const_cast<SamImpl &>(model_network(m));
+        Ctx x{m, &sam, const_cast<samda_adapter *>(a), &cases, &enc,
+              a ? a->dense_pe : sam.prompt_encoder->dense_pe().detach()};
+        std::vector<size_t> all(cases.size());
+        std::iota(all.begin(), all.end(), 0);
+        const Mode mode = prompt == SAMDA_TRAIN_PROMPT_FREE ? Mode::FREE : Mode::BOX;
+        EvalResult r = evaluate(x, all, labels, mode);
+        if (mean_dice)
+            *mean_dice = r.mean;
+        if (json_out) {
+            std::string j = eval_json(r, cases, all, labels, mode);
+            *json_out = (char *)malloc(j.size() + 1);
+            if (!*json_out)
+                throw std::bad_alloc();
+            std::memcpy(*json_out, j.c_str(), j.size() + 1);
+        }
+        return SAMDA_OK;
+    });
+}
+
+void samda_tta_params_init(samda_tta_params *p)
+{
+    if (!p)
+        return;
+    std::memset(p, 0, sizeof *p);
+    p->steps = 30;
+    p->lr = 5e-4;
+    p->ema = 0.95;
+    p->entropy_weight = 0.5;
+    p->max_iou_drop = 0.05;
+    p->min_area_ratio = 0.5;
+    p->max_area_ratio = 2.0;
+    p->check_every = 10;
+    p->seed = 1;
+    p->progress = -1;
+}
+
+samda_status samda_adapter_tta(const samda_model *m, samda_adapter *a, samda_embedding *const *emb,
+                               samda_embedding *const *emb_flipped, size_t n, const samda_tta_params *p,
+                               samda_tta_report *report, samda_error *err)
+{
+    return guard_status("test-time adaptation", err, [&]() {
+        if (!emb || n == 0)
+            raise(SAMDA_EINVAL, "no embeddings");
+        std::vector<at::Tensor> e, ef;
+        std::vector<int> cw;
+        for (size_t i = 0; i < n; i++) {
+            if (!emb[i] || emb[i]->fingerprint != samda_model_fingerprint(m))
+                raise(SAMDA_EINVAL, "embedding " + std::to_string(i) + " is NULL or from another model");
+            e.push_back(emb[i]->data);
+            cw.push_back(emb[i]->input_w);
+            if (emb_flipped) {
+                if (!emb_flipped[i] || emb_flipped[i]->fingerprint != emb[i]->fingerprint)
+                    raise(SAMDA_EINVAL, "flipped embedding " + std::to_string(i) + " is NULL or from another model");
+                ef.push_back(emb_flipped[i]->data);
+            }
+        }
+        return tta_impl(m, a, e, ef, cw, p, report);
+    });
+}
+
+samda_status samda_adapter_tta_dir(const samda_model *m, samda_adapter *a, const char *data_dir, int max_cases,
+                                   const samda_tta_params *p, samda_tta_report *report, samda_error *err)
+{
+    return guard_status("test-time adaptation", err, [&]() {
+        if (!m || !a || !data_dir)
+            raise(SAMDA_EINVAL, "model, adapter or data_dir is NULL");
+        std::vector<Case> cases = load_cases(data_dir, false, max_cases, p ? p->seed : 1);
+        // One window per image (the first label's); labels sharing it reuse the embedding.
+        std::vector<samda_adapter_label> one(1, a->labels[0]);
+        Encoded enc = encode_cases(m, cases, one, true, false);
+        std::vector<at::Tensor> e, ef;
+        std::vector<int> cw;
+        for (size_t c = 0; c < cases.size(); c++) {
+            e.push_back(enc.get(c, 0, 0));
+            ef.push_back(enc.get(c, 0, 1));
+            cw.push_back(enc.iw[c]);
+        }
+        return tta_impl(m, a, e, ef, cw, p, report);
+    });
+}
+
+samda_status samda_model_save(const samda_model *m, const char *path, int half, samda_error *err)
+{
+    return guard_status("saving model weights", err, [&]() {
+        if (!m || !path || !*path)
+            raise(SAMDA_EINVAL, "model or path is NULL");
+        const SamImpl &sam = model_network(m);
+        StateDict sd;
+        for (const auto &kv : sam.named_parameters(true))
+            sd.emplace_back(kv.key(), kv.value().detach().to(at::kCPU, half ? at::kHalf : at::kFloat).contiguous());
+        for (const auto &kv : sam.named_buffers(true))
+            sd.emplace_back(kv.key(), kv.value().detach().to(at::kCPU, half ? at::kHalf : at::kFloat).contiguous());
+        try {
+            save_state_dict_pth(path, sd);
+        } catch (const std::exception &e) {
+            raise(SAMDA_EIO, std::string("writing ") + path + ": " + e.what());
+        }
+        return SAMDA_OK;
+    });
+}
+
+}  // extern "C"

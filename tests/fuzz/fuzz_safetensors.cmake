@@ -1,0 +1,6 @@
+# The safetensors fuzz target (torch-free): include()d by tests/fuzz/CMakeLists.txt after
+# samda_add_fuzzer is defined (SAMDA_FUZZ builds only).
+add_library(samda_safetensors_fuzz STATIC
+  ${CMAKE_SOURCE_DIR}/model/safetensors.cpp ${CMAKE_SOURCE_DIR}/model/sam_config.cpp ${CMAKE_SOURCE_DIR}/model/sha256.cpp)
+target_include_directories(samda_safetensors_fuzz PUBLIC ${CMAKE_SOURCE_DIR}/model)
+samda_add_fuzzer(fuzz_safetensors SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz_safetensors.cpp LIBS samda_safetensors_fuzz)

@@ -1205,7 +1205,7 @@ static json_t *site_json(samdad_api_core *core, const samda_site *s, const samda
                                     : strcmp(src, "api") == 0
                                         ? "managed through the API, in effect now; a [site] section of the same name in the configuration file would replace it"
                                         : "left in the index by an earlier configuration: not in effect until defined again (PUT or [site] section)"));
-    samda_adapter a;
+    samda_adapter_row a;
     samda_error e;
     if (samda_store_adapter_get_active(samdad_store(core->ctx), s->name, &a, &e) == SAMDA_OK) {
         json_object_set_new(o, "active_adapter", json_integer(a.version));
@@ -1592,7 +1592,7 @@ static samda_status destination_echo(void *v, const char *name, int64_t token_id
 
 /* ---------- administration: adapters ---------- */
 
-static json_t *adapter_json(const samda_adapter *a)
+static json_t *adapter_json(const samda_adapter_row *a)
 {
     json_t *meta = json_from_text(a->metadata_json);
     json_t *metrics = json_object_get(meta, "metrics"), *labels = json_object_get(meta, "labels");
@@ -1622,7 +1622,7 @@ static samda_status adapters_list(void *v, const char *site, json_t **out, samda
     samda_store *store = samdad_store(CORE(v)->ctx);
     samda_status st = require_site(store, site, err);
     if (st != SAMDA_OK) return st;
-    samda_adapter *a = NULL;
+    samda_adapter_row *a = NULL;
     size_t n = 0;
     if ((st = samda_store_adapter_list(store, site, &a, &n, err)) != SAMDA_OK) return st;
     json_t *arr = json_array();
@@ -1634,7 +1634,7 @@ static samda_status adapters_list(void *v, const char *site, json_t **out, samda
 
 static samda_status adapter_get_json(samda_store *store, const char *site, int version, json_t **out, samda_error *err)
 {
-    samda_adapter a;
+    samda_adapter_row a;
     samda_status st = samda_store_adapter_get(store, site, version, &a, err);
     if (st == SAMDA_ENOENT) return samda_fail(err, SAMDA_ENOENT, "unknown adapter version %d of site %s", version, site);
     if (st != SAMDA_OK) return st;
@@ -1675,7 +1675,7 @@ static samda_status adapter_upload(void *v, const samda_api_upload *up, json_t *
     samda_status st = require_site(store, up->site, err);
     if (st != SAMDA_OK) return st;
     if (up->parent_version) {
-        samda_adapter p;
+        samda_adapter_row p;
         if ((st = samda_store_adapter_get(store, up->site, up->parent_version, &p, err)) == SAMDA_ENOENT)
             return samda_fail(err, SAMDA_EINVAL, "parent version %d of site %s does not exist", up->parent_version, up->site);
         if (st != SAMDA_OK) return st;

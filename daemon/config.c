@@ -102,7 +102,7 @@ static const opt main_opts[] = {
      "How long a database writer waits for another before reporting busy."},
 
     {"model", "checkpoint", T_PATH, O(model_checkpoint), NULL, 0, 0, NULL, NULL, F_RESTART | F_OPTIONAL,
-     "SAM or MedSAM checkpoint (.pth state dict, as published). Empty: the shipped demo model, if built."},
+     "SAM or MedSAM checkpoint (.pth state dict, as published). Empty: no model, segmentation jobs wait (make run configures the shipped demo model)."},
     {"model", "adapter", T_PATH, O(model_adapter), NULL, 0, 0, NULL, NULL, F_RESTART | F_OPTIONAL,
      "Default decoder adapter (.safetensors) for sites without an active one of their own."},
     {"model", "device", T_STR, O(model_device), "auto", 0, 0, NULL, NULL, F_RESTART,
@@ -145,6 +145,10 @@ static const opt site_opts[] = {
      "A series is forced complete this long after its first instance, even while instances trickle in."},
     {"site", "tta", T_ENUM, S(tta), "off", 0, 0, NULL, "off|episodic|continual", F_LIVE,
      "Test-time adaptation: off, episodic (per study, discarded) or continual (kept as new adapter versions)."},
+    {"site", "min_component", T_INT, S(min_component), "20", 0, 100000000, NULL, NULL, F_LIVE,
+     "Post-processing: 3-D connected parts of a label smaller than this many voxels are removed."},
+    {"site", "largest_component", T_BOOL, S(largest_component), "false", 0, 0, NULL, NULL, F_LIVE,
+     "Post-processing: keep only the largest connected part of each label (single organs)."},
     {"site", "destinations", T_LIST, S(destinations), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
      "Names of [destination] sections that receive this site's DICOM-SEG results."},
 };

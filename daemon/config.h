@@ -38,6 +38,8 @@ typedef struct samda_site_cfg {
     int64_t min_slices;
     int64_t series_idle_ms, study_idle_ms, max_wait_ms;
     int64_t tta;                 /* samda_cfg_tta */
+    int64_t min_component;       /* voxels: smaller 3-D components are removed */
+    bool largest_component;      /* keep only the largest component per label */
     samda_strlist destinations;  /* names of [destination] sections */
     int line;                    /* where the section started, for messages */
 } samda_site_cfg;

@@ -355,5 +355,16 @@ samda_status samdad_sync_sites(samdad_ctx *ctx, samda_store *store, const samda_
             return st;
         }
     }
+    /* [destination] sections become export targets (updated in place: queued items keep theirs). */
+    for (size_t i = 0; i < cfg->n_dests; i++) {
+        const samda_dest_cfg *d = &cfg->dests[i];
+        samda_status st = samda_store_destination_put(store, d->name, d->ae_title, d->host, (int)d->port,
+                                                      "{\"origin\":\"config\"}", NULL, err);
+        if (st != SAMDA_OK) {
+            samda_error_prefix(err, "%s:%d: recording [destination %s] in the index: ", cfg->source, d->line,
+                               d->name);
+            return st;
+        }
+    }
     return SAMDA_OK;
 }

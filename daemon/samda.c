@@ -13,6 +13,9 @@
 #include "config.h"
 #include "cli_model.h"
 #include "json_out.h"
+#ifdef SAMDA_HAVE_MODEL
+#include "model.h"
+#endif
 #include "phantom.h"
 #include "phantom_dicom.h"
 #include "storage.h"
@@ -336,6 +339,7 @@ static const command commands[] = {
 #ifdef SAMDA_HAVE_MODEL
     {"model", samda_cmd_model, "describe a SAM/MedSAM checkpoint: architecture, parameters, fingerprint, BLAS"},
     {"segment", samda_cmd_segment, "segment one image (.npy, .png, .dcm) with point/box prompts; write the mask"},
+    {"adapter", samda_adapter_cli_main, "train | eval | tta | info | pretrain: the per-site SAM-DA decoder adapter"},
     {"bench", samda_cmd_bench, "bench model: encoder images/s, decoder ms per prompt, peak memory (JSON)"},
 #endif
     {"phantom", cmd_phantom, "generate synthetic CT-like slices with exact masks, per-site styles"},

@@ -11,23 +11,39 @@
 #include "api.h"
 #include "api_services.h"
 #include "dicom.h"
+#include "exporter.h"
 #include "ingest.h"
 #include "scheduler.h"
 #include "services_internal.h"
 #include "storage.h"
+#ifdef SAMDA_HAVE_MODEL
+#include "worker.h"
+#endif
 
 struct samdad_services {
     samda_store *store;
     bool dicom_inited;
     samda_scp *scp;
     samdad_scheduler *sched;
+    samdad_exporter *exporter;
+#ifdef SAMDA_HAVE_MODEL
+    samdad_worker *worker;
+#endif
     samdad_api_core *api_core;
     samda_api *api;
     char tmp_dir[PATH_MAX];
 };
 
 samda_store *samdad_store(samdad_ctx *ctx) { return ctx->svc ? ctx->svc->store : NULL; }
-bool samdad_model_loaded(samdad_ctx *ctx) { (void)ctx; return false; }
+bool samdad_model_loaded(samdad_ctx *ctx)
+{
+#ifdef SAMDA_HAVE_MODEL
+    return ctx->svc && ctx->svc->worker;
+#else
+    (void)ctx;
+    return false;
+#endif
+}
 unsigned samdad_dicom_port(samdad_ctx *ctx) { return ctx->svc && ctx->svc->scp ? samda_scp_port(ctx->svc->scp) : 0; }
 
 bool samdad_dicom_counters(samdad_ctx *ctx, samda_scp_counters *out)
@@ -93,11 +109,6 @@ samda_status samdad_services_start(samdad_ctx *ctx, samda_error *err)
         samda_log(&ctx->log, SAMDA_LOG_WARN, "dicom", "associations of an interrupted run marked aborted",
                   "count=%zu", stale);
 
-    /* Model: not wired yet. */
-    if (!cfg->model_checkpoint)
-        samda_log(&ctx->log, SAMDA_LOG_WARN, "model", "no model configured: segmentation jobs stay pending",
-                  "hint=\"set [model] checkpoint\"");
-
     /* DICOM listener. Received files land in the store's tmp/ so that committing is a rename. */
     samda_dicom_init_params dp;
     samda_dicom_init_params_init(&dp);
@@ -106,6 +117,24 @@ samda_status samdad_services_start(samdad_ctx *ctx, samda_error *err)
     dp.log_ctx = ctx;
     if ((st = samda_dicom_init(&dp, err)) != SAMDA_OK) goto fail;
     svc->dicom_inited = true;
+    /* Model and segmentation worker (needs the store; started before the listeners so that a
+     * checkpoint that cannot be opened stops the start-up with its reason). */
+    if (!cfg->model_checkpoint || !*cfg->model_checkpoint) {
+        samda_log(&ctx->log, SAMDA_LOG_WARN, "model", "no model configured: segmentation jobs stay pending",
+                  "hint=\"set [model] checkpoint\"");
+    } else {
+#ifdef SAMDA_HAVE_MODEL
+        svc->worker = samdad_worker_start(ctx, err);
+        if (!svc->worker) {
+            st = err ? err->code : SAMDA_EMODEL;
+            goto fail;
+        }
+#else
+        samda_log(&ctx->log, SAMDA_LOG_WARN, "model", "built without the model (SAMDA_WITH_MODEL=OFF): "
+                  "segmentation jobs stay pending", NULL);
+#endif
+    }
+
     snprintf(svc->tmp_dir, sizeof svc->tmp_dir, "%s/tmp", samda_store_data_dir(svc->store));
     samda_scp_params scp;
     samda_scp_params_init(&scp);
@@ -164,6 +193,11 @@ samda_status samdad_services_start(samdad_ctx *ctx, samda_error *err)
         st = err ? err->code : SAMDA_EINTERNAL;
         goto fail;
     }
+    svc->exporter = samdad_exporter_start(ctx, err);
+    if (!svc->exporter) {
+        st = err ? err->code : SAMDA_EINTERNAL;
+        goto fail;
+    }
     samda_config_unref(cfg);
     return SAMDA_OK;
 fail:
@@ -182,6 +216,7 @@ void samdad_services_reload(samdad_ctx *ctx)
     samda_api_set_max_body(ctx->svc->api, cfg->http_max_body_bytes);
     samda_config_unref(cfg);
     samdad_scheduler_kick(ctx->svc->sched);
+    samdad_exporter_kick(ctx->svc->exporter);
 }
 
 void samdad_services_stop(samdad_ctx *ctx)
@@ -202,6 +237,10 @@ void samdad_services_stop(samdad_ctx *ctx)
     samda_api_stop(svc->api);
     samdad_api_core_free(svc->api_core);
     samdad_scheduler_stop(svc->sched);
+    samdad_exporter_stop(svc->exporter);
+#ifdef SAMDA_HAVE_MODEL
+    samdad_worker_stop(svc->worker);
+#endif
     if (svc->dicom_inited) samda_dicom_shutdown();
     samda_store_close(svc->store);
     free(svc);

@@ -10,7 +10,13 @@ conf="$run_dir/samdad.conf"
 [ -f "$conf" ] && exit 0
 top=$(cd "$(dirname "$0")/.." && pwd)
 model=""
-[ -f "$top/deploy/demo/demo-base.pth" ] && model="checkpoint = $top/deploy/demo/demo-base.pth"
+if [ -f "$top/deploy/demo/sam_demo_base.pth" ]; then
+    # The demo model (synthetic CT, not for clinical use; see deploy/demo/README.md) and its
+    # site adapter (liver, kidney, spleen, aorta), so that a fresh instance segments out of the box.
+    model="checkpoint = $top/deploy/demo/sam_demo_base.pth
+adapter = $top/deploy/demo/site_A_adapter.safetensors
+device = cpu"
+fi
 cat > "$conf" <<CONF
 # Local samdad instance made by 'make run' (deploy/make-run-config.sh). Every key is documented
 # in deploy/samdad.conf.example. Paths are relative to this file.
@@ -35,6 +41,7 @@ $model
 # Local senders: dcmtk's storescu (calling AE STORESCU) and Orthanc (ORTHANC), from this machine only.
 [site default]
 modalities = CT,MR
+series_idle = 5s
 
 [peer storescu]
 ae_title = STORESCU

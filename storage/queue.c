@@ -260,18 +260,22 @@ static samda_status job_change(samda_store *s, storage_conn *c, int64_t id, samd
 }
 
 /* Expired leases back to pending (or failed once out of attempts), on c inside a transaction. */
-static samda_status reclaim_c(samda_store *s, storage_conn *c, size_t *n_requeued, size_t *n_failed, samda_error *err)
+static samda_status reclaim_c(samda_store *s, storage_conn *c, bool all, size_t *n_requeued, size_t *n_failed,
+                              samda_error *err)
 {
     int64_t now = samda_store_now_ms(s);
     sqlite3_stmt *st = storage_stmt(c, "UPDATE jobs SET state = CASE WHEN attempts >= max_attempts THEN 'failed'"
                                        " ELSE 'pending' END,"
-                                       " error = 'lease of worker ' || ifnull(lease_owner, '?') || ' expired',"
+                                       " error = CASE WHEN ?2 THEN 'worker ' || ifnull(lease_owner, '?') ||"
+                                       " ' stopped before finishing (samdad restarted)'"
+                                       " ELSE 'lease of worker ' || ifnull(lease_owner, '?') || ' expired' END,"
                                        " finished_ms = CASE WHEN attempts >= max_attempts THEN ?1 END,"
                                        " lease_owner = NULL, lease_expires_ms = NULL, updated_ms = ?1"
-                                       " WHERE state = 'running' AND lease_expires_ms <= ?1"
+                                       " WHERE state = 'running' AND (?2 OR lease_expires_ms <= ?1)"
                                        " RETURNING id, state", err);
     if (!st) return err->code;
     sqlite3_bind_int64(st, 1, now);
+    sqlite3_bind_int(st, 2, all ? 1 : 0);
     int rc;
     size_t req = 0, fail = 0;
     int64_t ids[64]; /* change-feed rows for the first 64; more at once only after a long outage */
@@ -299,7 +303,22 @@ samda_status samda_store_job_reclaim_expired(samda_store *s, size_t *n_requeued,
     if (!c) return err->code;
     samda_status res = storage_tx_begin(s, c, err);
     if (res == SAMDA_OK) {
-        res = reclaim_c(s, c, n_requeued, n_failed, err);
+        res = reclaim_c(s, c, false, n_requeued, n_failed, err);
+        if (res == SAMDA_OK) res = storage_tx_commit(s, c, err);
+        else storage_tx_rollback(s, c);
+    }
+    storage_conn_put(s, c);
+    return res;
+}
+
+samda_status samda_store_job_reclaim_all(samda_store *s, size_t *n_requeued, size_t *n_failed, samda_error *err)
+{
+    STORAGE_ERR(err);
+    storage_conn *c = storage_conn_get(s, err);
+    if (!c) return err->code;
+    samda_status res = storage_tx_begin(s, c, err);
+    if (res == SAMDA_OK) {
+        res = reclaim_c(s, c, true, n_requeued, n_failed, err);
         if (res == SAMDA_OK) res = storage_tx_commit(s, c, err);
         else storage_tx_rollback(s, c);
     }
@@ -324,7 +343,7 @@ samda_status samda_store_job_claim(samda_store *s, const char *owner, int64_t le
         storage_conn_put(s, c);
         return res;
     }
-    res = reclaim_c(s, c, NULL, NULL, err);
+    res = reclaim_c(s, c, false, NULL, NULL, err);
     int64_t id = 0;
     if (res == SAMDA_OK) {
         int64_t now = samda_store_now_ms(s);

@@ -316,6 +316,50 @@ samda_status samda_store_destination_add(samda_store *s, const char *name, const
     return in_tx(s, dest_add_body, &a, err);
 }
 
+static samda_status dest_put_body(samda_store *s, storage_conn *c, void *arg, samda_error *err)
+{
+    struct dest_args *a = arg;
+    sqlite3_stmt *st = storage_stmt(c, "INSERT INTO destinations(name, ae_title, host, port, settings_json,"
+                                       " created_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(name) DO UPDATE"
+                                       " SET ae_title = ?2, host = ?3, port = ?4, settings_json = ?5", err);
+    if (!st) return err->code;
+    sqlite3_bind_text(st, 1, a->name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, a->ae, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, a->host, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 4, a->port);
+    storage_bind_text(st, 5, a->settings);
+    sqlite3_bind_int64(st, 6, samda_store_now_ms(s));
+    int rc = storage_exec_stmt(s, st);
+    if (rc != SQLITE_OK) return constraint_or_db(err, c, rc, "recording destination", a->name);
+    if (a->id) {
+        sqlite3_stmt *q = storage_stmt(c, "SELECT id FROM destinations WHERE name = ?1", err);
+        if (!q) return err->code;
+        sqlite3_bind_text(q, 1, a->name, -1, SQLITE_TRANSIENT);
+        if (storage_step(s, q) == SQLITE_ROW) *a->id = sqlite3_column_int64(q, 0);
+        sqlite3_reset(q);
+    }
+    return SAMDA_OK;
+}
+
+samda_status samda_store_destination_put(samda_store *s, const char *name, const char *ae_title, const char *host,
+                                         int port, const char *settings_json, int64_t *id, samda_error *err)
+{
+    STORAGE_ERR(err);
+    if (!samda_store_name_is_valid(name))
+        return samda_fail(err, SAMDA_EINVAL, "recording destination: name must be 1..64 of letters, digits, '.', "
+                          "'_' or '-'");
+    if (!ae_title || !*ae_title || !storage_len_ok(ae_title, SAMDA_AE_SIZE))
+        return samda_fail(err, SAMDA_EINVAL, "recording destination '%s': AE title must be 1..16 characters", name);
+    if (!host || !*host || !storage_len_ok(host, 256))
+        return samda_fail(err, SAMDA_EINVAL, "recording destination '%s': host must be 1..255 characters", name);
+    if (port < 1 || port > 65535)
+        return samda_fail(err, SAMDA_EINVAL, "recording destination '%s': port %d not in 1..65535", name, port);
+    samda_status st = storage_check_json(settings_json, "destination settings", err);
+    if (st != SAMDA_OK) return st;
+    struct dest_args a = {name, ae_title, host, settings_json, port, id};
+    return in_tx(s, dest_put_body, &a, err);
+}
+
 static samda_status dest_select(samda_store *s, const char *name, samda_destination **out, size_t *n,
                                 samda_error *err)
 {
@@ -409,14 +453,14 @@ samda_status samda_store_destination_delete(samda_store *s, const char *name, sa
 
 /* Adapters ---------------------------------------------------------------------------------------- */
 
-void samda_adapter_clear(samda_adapter *a)
+void samda_adapter_clear(samda_adapter_row *a)
 {
     if (!a) return;
     free(a->metadata_json);
     memset(a, 0, sizeof *a);
 }
 
-void samda_adapter_list_free(samda_adapter *a, size_t n)
+void samda_adapter_list_free(samda_adapter_row *a, size_t n)
 {
     if (!a) return;
     for (size_t i = 0; i < n; i++) samda_adapter_clear(&a[i]);
@@ -510,7 +554,7 @@ static const char SQL_ADAPTER_SELECT[] =
     " WHERE si.name = ?1 AND (?2 IS NULL OR a.version = ?2) AND (?3 IS NULL OR a.active = ?3)"
     " ORDER BY a.version DESC";
 
-static samda_status adapter_select(samda_store *s, const char *site, int version, int active, samda_adapter **out,
+static samda_status adapter_select(samda_store *s, const char *site, int version, int active, samda_adapter_row **out,
                                    size_t *n, samda_error *err)
 {
     *out = NULL;
@@ -518,7 +562,7 @@ static samda_status adapter_select(samda_store *s, const char *site, int version
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
     samda_status res = SAMDA_OK;
-    samda_adapter *rows = NULL;
+    samda_adapter_row *rows = NULL;
     size_t cap = 0;
     sqlite3_stmt *st = storage_stmt(c, SQL_ADAPTER_SELECT, err);
     if (!st) res = err->code;
@@ -530,7 +574,7 @@ static samda_status adapter_select(samda_store *s, const char *site, int version
         while ((rc = storage_step(s, st)) == SQLITE_ROW) {
             if (*n == cap) {
                 size_t nc = cap ? cap * 2 : 8;
-                samda_adapter *nr = realloc(rows, nc * sizeof *rows);
+                samda_adapter_row *nr = realloc(rows, nc * sizeof *rows);
                 if (!nr) {
                     res = samda_fail(err, SAMDA_ENOMEM, "listing adapters: out of memory");
                     break;
@@ -538,7 +582,7 @@ static samda_status adapter_select(samda_store *s, const char *site, int version
                 rows = nr;
                 cap = nc;
             }
-            samda_adapter *r = &rows[(*n)++];
+            samda_adapter_row *r = &rows[(*n)++];
             memset(r, 0, sizeof *r);
             r->id = sqlite3_column_int64(st, 0);
             storage_col_text(st, 1, r->site, sizeof r->site);
@@ -566,7 +610,7 @@ static samda_status adapter_select(samda_store *s, const char *site, int version
     return SAMDA_OK;
 }
 
-samda_status samda_store_adapter_list(samda_store *s, const char *site, samda_adapter **a, size_t *n,
+samda_status samda_store_adapter_list(samda_store *s, const char *site, samda_adapter_row **a, size_t *n,
                                       samda_error *err)
 {
     STORAGE_ERR(err);
@@ -576,12 +620,12 @@ samda_status samda_store_adapter_list(samda_store *s, const char *site, samda_ad
     return adapter_select(s, site, 0, -1, a, n, err);
 }
 
-static samda_status adapter_one(samda_store *s, const char *site, int version, int active, samda_adapter *out,
+static samda_status adapter_one(samda_store *s, const char *site, int version, int active, samda_adapter_row *out,
                                 samda_error *err)
 {
     memset(out, 0, sizeof *out);
     if (!samda_store_name_is_valid(site)) return samda_fail(err, SAMDA_ENOENT, "reading adapter: invalid site name");
-    samda_adapter *rows;
+    samda_adapter_row *rows;
     size_t n;
     samda_status st = adapter_select(s, site, version, active, &rows, &n, err);
     if (st != SAMDA_OK) return st;
@@ -596,7 +640,7 @@ static samda_status adapter_one(samda_store *s, const char *site, int version, i
     return st;
 }
 
-samda_status samda_store_adapter_get(samda_store *s, const char *site, int version, samda_adapter *out,
+samda_status samda_store_adapter_get(samda_store *s, const char *site, int version, samda_adapter_row *out,
                                      samda_error *err)
 {
     STORAGE_ERR(err);
@@ -607,7 +651,7 @@ samda_status samda_store_adapter_get(samda_store *s, const char *site, int versi
     return adapter_one(s, site, version, -1, out, err);
 }
 
-samda_status samda_store_adapter_get_active(samda_store *s, const char *site, samda_adapter *out, samda_error *err)
+samda_status samda_store_adapter_get_active(samda_store *s, const char *site, samda_adapter_row *out, samda_error *err)
 {
     STORAGE_ERR(err);
     return adapter_one(s, site, 0, 1, out, err);

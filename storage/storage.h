@@ -552,6 +552,11 @@ samda_status samda_store_job_claim(samda_store *s, const char *owner, int64_t le
 samda_status samda_store_job_reclaim_expired(samda_store *s, size_t *n_requeued, size_t *n_failed,
                                              samda_error *err);
 
+/** Return every RUNNING job to the queue (or FAIL it when out of attempts), whatever its lease: for a
+ *  daemon starting up, which holds the data-dir lock, every running job belongs to a process that
+ *  died or stopped. The interrupted attempt counts. @return as samda_store_job_reclaim_expired. */
+samda_status samda_store_job_reclaim_all(samda_store *s, size_t *n_requeued, size_t *n_failed, samda_error *err);
+
 /** Extend the lease of a running job to now + lease_ms.
  *  @return SAMDA_OK; SAMDA_ECANCELED (the job was cancelled: stop working on it); SAMDA_ELOCKED (not
  *          running under owner: the lease was lost, stop); SAMDA_ENOENT; SAMDA_EDB. */
@@ -723,6 +728,10 @@ void samda_destination_list_free(samda_destination *d, size_t n);
 samda_status samda_store_destination_add(samda_store *s, const char *name, const char *ae_title,
                                          const char *host, int port, const char *settings_json, int64_t *id,
                                          samda_error *err);
+/** Add or update (same id, export items kept) a destination by name, e.g. from a [destination] section.
+ *  @param id OUT (may be NULL). @return as samda_store_destination_add, without SAMDA_EEXIST. */
+samda_status samda_store_destination_put(samda_store *s, const char *name, const char *ae_title, const char *host,
+                                         int port, const char *settings_json, int64_t *id, samda_error *err);
 /** @return SAMDA_OK; SAMDA_ENOENT; SAMDA_ENOMEM; SAMDA_EDB. */
 samda_status samda_store_destination_get(samda_store *s, const char *name, samda_destination *out,
                                          samda_error *err);
@@ -733,7 +742,7 @@ samda_status samda_store_destination_delete(samda_store *s, const char *name, sa
 /* ---------------------------------------------------------------------------------------------- */
 /* Adapters (per-site decoder adapter versions)                                                   */
 
-typedef struct samda_adapter {
+typedef struct samda_adapter_row {
     int64_t id;
     char site[SAMDA_NAME_SIZE];
     int version;                 /* 1, 2, ... per site */
@@ -743,9 +752,9 @@ typedef struct samda_adapter {
     char *metadata_json;         /* owned; NULL if none */
     bool active;
     int64_t created_ms, activated_ms;
-} samda_adapter;
-void samda_adapter_clear(samda_adapter *a);
-void samda_adapter_list_free(samda_adapter *a, size_t n);
+} samda_adapter_row;
+void samda_adapter_clear(samda_adapter_row *a);
+void samda_adapter_list_free(samda_adapter_row *a, size_t n);
 
 /** Reserve the next version number of a site (to name the file before committing it). The number is
  *  only a hint under concurrency: samda_store_adapter_add refuses a version already taken.
@@ -761,13 +770,13 @@ samda_status samda_store_adapter_add(samda_store *s, const char *site, int versi
 /** Site id for object paths. @return SAMDA_OK; SAMDA_ENOENT; SAMDA_EDB. */
 samda_status samda_store_site_id(samda_store *s, const char *site, int64_t *id, samda_error *err);
 /** Versions of a site, newest first. Free with samda_adapter_list_free. */
-samda_status samda_store_adapter_list(samda_store *s, const char *site, samda_adapter **a, size_t *n,
+samda_status samda_store_adapter_list(samda_store *s, const char *site, samda_adapter_row **a, size_t *n,
                                       samda_error *err);
 /** @return SAMDA_OK; SAMDA_ENOENT; SAMDA_EDB. */
-samda_status samda_store_adapter_get(samda_store *s, const char *site, int version, samda_adapter *out,
+samda_status samda_store_adapter_get(samda_store *s, const char *site, int version, samda_adapter_row *out,
                                      samda_error *err);
 /** The active version. @return SAMDA_OK; SAMDA_ENOENT (none active); SAMDA_EDB. */
-samda_status samda_store_adapter_get_active(samda_store *s, const char *site, samda_adapter *out,
+samda_status samda_store_adapter_get_active(samda_store *s, const char *site, samda_adapter_row *out,
                                             samda_error *err);
 /** Make version the only active one of its site (one transaction; a unique index enforces it).
  *  @return SAMDA_OK; SAMDA_ENOENT; SAMDA_EDB. */

@@ -110,7 +110,7 @@ static void test_adapters(void **state)
     assert_int_equal(v2, 2);
     assert_int_equal(v3, 3);
     assert_int_equal(s1, 1);
-    samda_adapter ad;
+    samda_adapter_row ad;
     CHECK_ST(SAMDA_ENOENT, samda_store_adapter_get_active(f->s, "north", &ad, &e));
     CHECK_OK(samda_store_adapter_activate(f->s, "north", 2, &e));
     CHECK_OK(samda_store_adapter_activate(f->s, "south", 1, &e));
@@ -123,7 +123,7 @@ static void test_adapters(void **state)
     assert_string_equal(ad.metadata_json, "{\"labels\":[\"liver\"]}");
     assert_string_equal(ad.object.relpath, "adapters/1/3.safetensors");
     samda_adapter_clear(&ad);
-    samda_adapter *list;
+    samda_adapter_row *list;
     size_t n;
     CHECK_OK(samda_store_adapter_list(f->s, "north", &list, &n, &e));
     assert_int_equal(n, 3);

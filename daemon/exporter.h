@@ -1,0 +1,24 @@
+/* The export worker (daemon/exporter.c): sends queued DICOM-SEG objects to their destinations
+ * with C-STORE, one association per destination and round, and records each outcome in the
+ * durable export queue (done; transient failure: retried with exponential backoff; refused by the
+ * peer: failed for good, retry by hand). */
+#ifndef SAMDA_DAEMON_EXPORTER_H
+#define SAMDA_DAEMON_EXPORTER_H
+
+#include "context.h"
+
+typedef struct samdad_exporter samdad_exporter;
+
+/** Start the export thread. @return it, or NULL with err (SAMDA_ENOMEM, SAMDA_EINTERNAL).
+ *  Ownership: stop with samdad_exporter_stop(). */
+samdad_exporter *samdad_exporter_start(samdad_ctx *ctx, samda_error *err);
+/** Look at the queue now (something was queued). NULL-safe; thread-safe. */
+void samdad_exporter_kick(samdad_exporter *e);
+/** Stop after the send in progress (items being sent stay SENDING and are claimed again after the
+ *  export lease). Frees e. NULL-safe. */
+void samdad_exporter_stop(samdad_exporter *e);
+/** One round: claim due items, send them, record outcomes. Returns the number of items handled.
+ *  For tests and for the thread. Thread-safety: one caller at a time. */
+size_t samdad_exporter_pass(samdad_ctx *ctx);
+
+#endif

@@ -1,0 +1,919 @@
+/* Segmentation worker. One thread; the model's own intra-op threads do the parallel work.
+ *
+ * A job, in order: (1) if a result of this job is already recorded (a previous attempt died after
+ * recording it) finish with that one, so a series gets exactly one result per job; (2) load the
+ * series as a volume; (3) pick the site's active adapter (else [model] adapter); (4) with TTA on,
+ * adapt a copy on a sample of this series' slices (episodic: use it and discard; continual: save it
+ * as the site's next adapter version when the guards accept it); (5) per window group, encode the
+ * slices in batches and decode every label prompt-free; (6) clean up in 3-D; (7) write the SEG,
+ * commit it as an object, record the result, queue it for the site's destinations, finish the job.
+ * Heartbeats after every batch keep the lease; a cancelled job or a lost lease stops the work. */
+#include "worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "dicom.h"
+#include "model.h"
+#include "postproc.h"
+#include "services_internal.h"
+#include "storage.h"
+
+#define TTA_MAX_SLICES 16 /* slices sampled for test-time adaptation (each encoded twice: as is, mirrored) */
+#define ADAPTER_CACHE 8
+
+typedef struct cached_adapter {
+    char site[SAMDA_NAME_SIZE]; /* "" = the [model] default */
+    int version;                /* 0 = the [model] default */
+    char sha256[SAMDA_SHA256_HEX_SIZE];
+    samda_adapter *a;
+    uint64_t used;
+} cached_adapter;
+
+struct samdad_worker {
+    samdad_ctx *ctx;
+    samda_model *model;
+    samda_model_info info;
+    char owner[64];
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop, kicked;
+    cached_adapter cache[ADAPTER_CACHE];
+    uint64_t tick;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static char *q(char *buf, unsigned size, const char *v) { return samda_log_quote(buf, size, v); }
+
+static bool stopping(samdad_worker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    bool s = w->stop;
+    pthread_mutex_unlock(&w->mu);
+    return s || atomic_load(&w->ctx->stopping);
+}
+
+/* ---- site settings --------------------------------------------------------------------------- */
+
+typedef struct site_settings {
+    int tta;                 /* samda_cfg_tta */
+    int64_t min_component;
+    bool largest_component;
+    char dest[16][SAMDA_NAME_SIZE];
+    size_t n_dest;
+} site_settings;
+
+/* A [site] section wins; a site made over the API has its settings in the index. */
+static void site_settings_get(samdad_worker *w, const samda_config *cfg, const char *site, site_settings *out)
+{
+    memset(out, 0, sizeof *out);
+    out->min_component = 20;
+    const samda_site_cfg *sc = site && *site ? samda_config_site(cfg, site) : NULL;
+    if (sc) {
+        out->tta = (int)sc->tta;
+        out->min_component = sc->min_component;
+        out->largest_component = sc->largest_component;
+        for (size_t i = 0; i < sc->destinations.n && out->n_dest < 16; i++)
+            snprintf(out->dest[out->n_dest++], SAMDA_NAME_SIZE, "%s", sc->destinations.v[i]);
+        return;
+    }
+    samda_site row;
+    samda_error err;
+    if (!site || !*site || samda_store_site_get(samdad_store(w->ctx), site, &row, &err) != SAMDA_OK) return;
+    json_t *set = row.settings_json ? json_loads(row.settings_json, 0, NULL) : NULL;
+    const char *tta = json_string_value(json_object_get(set, "tta"));
+    if (tta && !strcmp(tta, "episodic")) out->tta = SAMDA_CFG_TTA_EPISODIC;
+    if (tta && !strcmp(tta, "continual")) out->tta = SAMDA_CFG_TTA_CONTINUAL;
+    json_t *mc = json_object_get(set, "min_component");
+    if (json_is_integer(mc) && json_integer_value(mc) >= 0) out->min_component = json_integer_value(mc);
+    out->largest_component = json_is_true(json_object_get(set, "largest_component"));
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(set, "destinations"), i, v) {
+        if (json_is_string(v) && out->n_dest < 16)
+            snprintf(out->dest[out->n_dest++], SAMDA_NAME_SIZE, "%s", json_string_value(v));
+    }
+    json_decref(set);
+    samda_site_clear(&row);
+}
+
+/* ---- adapters -------------------------------------------------------------------------------- */
+
+typedef struct adapter_choice {
+    samda_adapter *a;       /* borrowed from the cache */
+    char site[SAMDA_NAME_SIZE];
+    int version;            /* 0: the [model] default */
+    char file_version[17];  /* the file's own version (payload hash prefix) */
+    char source[16];        /* "site" or "default" */
+} adapter_choice;
+
+static samda_adapter *cache_get(samdad_worker *w, const char *site, int version, const char *sha)
+{
+    for (int i = 0; i < ADAPTER_CACHE; i++) {
+        cached_adapter *c = &w->cache[i];
+        if (c->a && !strcmp(c->site, site) && c->version == version && !strcmp(c->sha256, sha)) {
+            c->used = ++w->tick;
+            return c->a;
+        }
+    }
+    return NULL;
+}
+
+static void cache_put(samdad_worker *w, const char *site, int version, const char *sha, samda_adapter *a)
+{
+    int slot = 0;
+    for (int i = 0; i < ADAPTER_CACHE; i++) {
+        if (!w->cache[i].a) {
+            slot = i;
+            break;
+        }
+        if (w->cache[i].used < w->cache[slot].used) slot = i;
+    }
+    cached_adapter *c = &w->cache[slot];
+    samda_adapter_free(c->a);
+    snprintf(c->site, sizeof c->site, "%s", site);
+    c->version = version;
+    snprintf(c->sha256, sizeof c->sha256, "%s", sha);
+    c->a = a;
+    c->used = ++w->tick;
+}
+
+static samda_status choose_adapter(samdad_worker *w, const samda_config *cfg, const char *site, adapter_choice *out,
+                                   samda_error *err)
+{
+    memset(out, 0, sizeof *out);
+    samda_store *store = samdad_store(w->ctx);
+    samda_adapter_row row;
+    samda_status st = site && *site ? samda_store_adapter_get_active(store, site, &row, err) : SAMDA_ENOENT;
+    if (st == SAMDA_OK) {
+        samda_adapter *a = cache_get(w, site, row.version, row.object.sha256);
+        if (!a) {
+            char path[PATH_MAX];
+            st = samda_store_object_path(store, row.object.relpath, path, sizeof path, err);
+            if (st == SAMDA_OK) a = samda_adapter_load(w->model, path, err);
+            if (!a) {
+                samda_error_prefix(err, "loading adapter version %d of site %s: ", row.version, site);
+                samda_adapter_clear(&row);
+                return err->code ? err->code : SAMDA_EMODEL;
+            }
+            cache_put(w, site, row.version, row.object.sha256, a);
+        }
+        out->a = a;
+        snprintf(out->site, sizeof out->site, "%s", site);
+        out->version = row.version;
+        snprintf(out->source, sizeof out->source, "site");
+        samda_adapter_clear(&row);
+    } else if (st != SAMDA_ENOENT) {
+        return st;
+    } else if (cfg->model_adapter && *cfg->model_adapter) {
+        samda_adapter *a = cache_get(w, "", 0, cfg->model_adapter);
+        if (!a) {
+            a = samda_adapter_load(w->model, cfg->model_adapter, err);
+            if (!a) {
+                samda_error_prefix(err, "loading [model] adapter %s: ", cfg->model_adapter);
+                return err->code ? err->code : SAMDA_EMODEL;
+            }
+            cache_put(w, "", 0, cfg->model_adapter, a);
+        }
+        out->a = a;
+        snprintf(out->source, sizeof out->source, "default");
+    } else {
+        return samda_fail(err, SAMDA_ENOENT,
+                          "site %s has no active adapter and [model] adapter is not set: prompt-free segmentation "
+                          "needs an adapter with labels (samda adapter train, then POST /admin/sites/%s/adapters)",
+                          site && *site ? site : "(none)", site && *site ? site : "NAME");
+    }
+    samda_adapter_info ai;
+    if (samda_adapter_get_info(out->a, &ai, NULL) == SAMDA_OK) snprintf(out->file_version, sizeof out->file_version, "%s", ai.version);
+    return SAMDA_OK;
+}
+
+/* ---- helpers --------------------------------------------------------------------------------- */
+
+static bool same_window(const samda_adapter_label *x, const samda_adapter_label *y)
+{
+    return x->window_kind == y->window_kind && x->window_a == y->window_a && x->window_b == y->window_b;
+}
+
+static samda_status read_file(const char *path, void **buf, size_t *len, samda_error *err)
+{
+    *buf = NULL;
+    *len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return samda_fail(err, SAMDA_EIO, "reading %s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || sb.st_size <= 0) {
+        close(fd);
+        return samda_fail(err, SAMDA_EIO, "reading %s: empty or unreadable", path);
+    }
+    char *b = malloc((size_t)sb.st_size);
+    size_t got = 0;
+    while (b && got < (size_t)sb.st_size) {
+        ssize_t n = read(fd, b + got, (size_t)sb.st_size - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        got += (size_t)n;
+    }
+    close(fd);
+    if (!b || got != (size_t)sb.st_size) {
+        free(b);
+        return samda_fail(err, b ? SAMDA_EIO : SAMDA_ENOMEM, "reading %s: short read", path);
+    }
+    *buf = b;
+    *len = got;
+    return SAMDA_OK;
+}
+
+/* Keep the lease and learn about cancellation. false: stop working on this job. */
+static bool keep_going(samdad_worker *w, const samda_job *job, double progress, const char *msg, samda_status *why)
+{
+    samda_store *store = samdad_store(w->ctx);
+    samda_config *cfg = samdad_config_get(w->ctx);
+    int64_t lease = cfg->job_lease_ms;
+    samda_config_unref(cfg);
+    samda_error err;
+    samda_status st = samda_store_job_heartbeat(store, job->id, w->owner, lease, &err);
+    if (st == SAMDA_OK) st = samda_store_job_progress(store, job->id, w->owner, progress, msg, &err);
+    if (st == SAMDA_ECANCELED || st == SAMDA_ELOCKED) {
+        *why = st;
+        return false;
+    }
+    if (stopping(w)) {
+        *why = SAMDA_ECANCELED;
+        return false;
+    }
+    return true;
+}
+
+/* Queue a result's SEG for each destination that does not have it yet. */
+static void queue_exports(samdad_worker *w, const site_settings *ss, const char *relpath, const char *sop_uid,
+                          json_t *report)
+{
+    samda_store *store = samdad_store(w->ctx);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < ss->n_dest; i++) {
+        samda_destination d;
+        samda_error err;
+        if (samda_store_destination_get(store, ss->dest[i], &d, &err) != SAMDA_OK) {
+            samda_log(&w->ctx->log, SAMDA_LOG_ERROR, "worker", "unknown destination: result not sent there",
+                      "destination=%s", ss->dest[i]);
+            continue;
+        }
+        samda_export_item *items = NULL;
+        size_t n = 0;
+        bool have = false;
+        if (samda_store_export_list(store, d.id, -1, 100000, &items, &n, &err) == SAMDA_OK)
+            for (size_t k = 0; k < n && !have; k++) have = !strcmp(items[k].sop_uid, sop_uid);
+        samda_store_free(items);
+        int64_t id = 0;
+        if (!have && samda_store_export_enqueue(store, d.id, relpath, sop_uid, &id, &err) != SAMDA_OK)
+            samda_log(&w->ctx->log, SAMDA_LOG_ERROR, "worker", "cannot queue export", "destination=%s error=%s",
+                      d.name, q((char[300]){0}, 300, err.message));
+        json_array_append_new(arr, json_string(d.name));
+        samda_destination_clear(&d);
+    }
+    json_object_set_new(report, "destinations", arr);
+}
+
+/* ---- test-time adaptation ---------------------------------------------------------------------- */
+
+/* Adapt a copy of a on up to TTA_MAX_SLICES evenly spaced slices (windowed with the first label's
+ * window; mirrored copies for the consistency term). Returns the adapted copy (caller frees) or NULL
+ * when nothing was adapted; report gets what happened. */
+static samda_adapter *run_tta(samdad_worker *w, const samda_adapter *a, const samda_volume *vol, json_t *report,
+                              samda_error *err)
+{
+    const samda_volume_info *vi = samda_volume_get_info(vol);
+    const samda_adapter_label *l0 = samda_adapter_label_at(a, 0);
+    const size_t plane = (size_t)vi->rows * vi->cols;
+    size_t n = vi->n_slices < TTA_MAX_SLICES ? vi->n_slices : TTA_MAX_SLICES;
+    float *img = malloc(plane * sizeof *img * 2 * n);
+    samda_model_image *ims = calloc(2 * n, sizeof *ims);
+    samda_model_encode_item *items = calloc(2 * n, sizeof *items);
+    samda_embedding **emb = calloc(2 * n, sizeof *emb);
+    samda_adapter *copy = NULL;
+    if (!img || !ims || !items || !emb) {
+        samda_fail(err, SAMDA_ENOMEM, "test-time adaptation: out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t s = n == 1 ? 0 : i * (vi->n_slices - 1) / (n - 1);
+        float *x = img + 2 * i * plane, *xf = x + plane;
+        if (samda_adapter_window(l0, samda_volume_voxels(vol) + s * plane, plane, x, err) != SAMDA_OK) goto out;
+        for (size_t r = 0; r < vi->rows; r++)
+            for (size_t c = 0; c < vi->cols; c++) xf[r * vi->cols + c] = x[r * vi->cols + (vi->cols - 1 - c)];
+        for (int f = 0; f < 2; f++) {
+            ims[2 * i + f] = (samda_model_image){f ? xf : x, (int)vi->rows, (int)vi->cols, 1, SAMDA_MODEL_PIXEL_F32};
+            items[2 * i + f].image = &ims[2 * i + f];
+        }
+    }
+    if (samda_model_encode(w->model, items, 2 * n, emb, err) != SAMDA_OK) goto out;
+    samda_embedding **e0 = calloc(n, sizeof *e0), **e1 = calloc(n, sizeof *e1);
+    if (!e0 || !e1) {
+        free(e0);
+        free(e1);
+        samda_fail(err, SAMDA_ENOMEM, "test-time adaptation: out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        e0[i] = emb[2 * i];
+        e1[i] = emb[2 * i + 1];
+    }
+    copy = samda_adapter_clone(a, err);
+    samda_tta_params tp;
+    samda_tta_params_init(&tp);
+    tp.progress = 0;
+    samda_tta_report tr;
+    memset(&tr, 0, sizeof tr);
+    if (copy && samda_adapter_tta(w->model, copy, e0, e1, n, &tp, &tr, err) != SAMDA_OK) {
+        samda_adapter_free(copy);
+        copy = NULL;
+    }
+    free(e0);
+    free(e1);
+    if (copy)
+        json_object_set_new(report, "tta",
+                            json_pack("{s:I, s:I, s:b, s:s, s:f, s:f, s:f, s:f, s:f}", "slices", (json_int_t)n, "steps",
+                                      (json_int_t)tr.steps_run, "reverted", tr.reverted, "reason", tr.reason,
+                                      "iou_before", tr.iou_before, "iou_after", tr.iou_after, "area_ratio_min",
+                                      tr.area_ratio_min, "area_ratio_max", tr.area_ratio_max, "seconds", tr.seconds));
+out:
+    if (emb)
+        for (size_t i = 0; i < 2 * n; i++) samda_embedding_release(emb[i]);
+    free(emb);
+    free(items);
+    free(ims);
+    free(img);
+    return copy;
+}
+
+/* Continual TTA: keep the adapted copy as the site's next version (parent = the one it came from)
+ * and make it active. */
+static samda_status save_continual(samdad_worker *w, samda_adapter *copy, const adapter_choice *ch,
+                                   const samda_job *job, json_t *report, samda_error *err)
+{
+    samda_store *store = samdad_store(w->ctx);
+    int64_t site_id = 0;
+    int version = 0;
+    samda_status st = samda_store_site_id(store, job->site, &site_id, err);
+    if (st == SAMDA_OK) st = samda_store_adapter_next_version(store, job->site, &version, err);
+    if (st != SAMDA_OK) return st;
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/tmp/tta-%lld-%d.safetensors", samda_store_data_dir(store), (long long)job->id,
+             version);
+    if ((st = samda_adapter_save(copy, path, err)) != SAMDA_OK) return st;
+    void *buf = NULL;
+    size_t len = 0;
+    st = read_file(path, &buf, &len, err);
+    unlink(path);
+    if (st != SAMDA_OK) return st;
+    char a[32], b[32];
+    snprintf(a, sizeof a, "%lld", (long long)site_id);
+    snprintf(b, sizeof b, "%d", version);
+    samda_object_info obj;
+    st = samda_store_object_put(store, SAMDA_OBJECT_ADAPTER, a, b, NULL, buf, len, &obj, err);
+    free(buf);
+    if (st != SAMDA_OK) return st;
+    json_t *meta = json_pack("{s:s, s:I, s:i, s:s}", "origin", "tta-continual", "job", (json_int_t)job->id, "parent",
+                             ch->version, "parent_file_version", ch->file_version);
+    char *meta_s = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(meta);
+    st = samda_store_adapter_add(store, job->site, version, ch->version, &obj, samda_model_fingerprint(w->model),
+                                 meta_s, err);
+    free(meta_s);
+    if (st == SAMDA_OK) st = samda_store_adapter_activate(store, job->site, version, err);
+    if (st == SAMDA_OK) {
+        json_object_set_new(json_object_get(report, "tta"), "saved_version", json_integer(version));
+        samda_log(&w->ctx->log, SAMDA_LOG_INFO, "worker", "continual TTA: new adapter version active",
+                  "job=%lld site=%s version=%d parent=%d", (long long)job->id, job->site, version, ch->version);
+    }
+    return st;
+}
+
+/* ---- one job --------------------------------------------------------------------------------- */
+
+static bool permanent_error(samda_status st)
+{
+    return st == SAMDA_EBADDICOM || st == SAMDA_ENOTSUP || st == SAMDA_ETOOBIG || st == SAMDA_EBADUID;
+}
+
+/* A previous attempt recorded the result and died before finishing: finish with it. */
+static bool finish_from_recorded(samdad_worker *w, const samda_job *job, const site_settings *ss)
+{
+    samda_store *store = samdad_store(w->ctx);
+    samda_result *rows = NULL;
+    size_t n = 0;
+    samda_error err;
+    if (samda_store_result_list(store, job->series_uid, &rows, &n, &err) != SAMDA_OK) return false;
+    bool done = false;
+    for (size_t i = 0; i < n && !done; i++) {
+        if (rows[i].job_id != job->id) continue;
+        json_t *rep = json_pack("{s:I, s:s, s:s, s:b}", "result_id", (json_int_t)rows[i].id, "seg_series_uid",
+                                rows[i].seg_series_uid, "seg_sop_uid", rows[i].seg_sop_uid, "recovered", 1);
+        queue_exports(w, ss, rows[i].object.relpath, rows[i].seg_sop_uid, rep);
+        char *s = json_dumps(rep, JSON_COMPACT);
+        json_decref(rep);
+        if (samda_store_job_complete(store, job->id, w->owner, s, &err) == SAMDA_OK)
+            samda_log(&w->ctx->log, SAMDA_LOG_INFO, "worker", "job finished from the result an interrupted attempt "
+                      "recorded", "job=%lld result=%lld", (long long)job->id, (long long)rows[i].id);
+        free(s);
+        done = true;
+    }
+    samda_result_list_free(rows, n);
+    return done;
+}
+
+static samda_status run_job(samdad_worker *w, const samda_job *job, json_t *report, samda_error *err)
+{
+    samda_store *store = samdad_store(w->ctx);
+    samda_config *cfg = samdad_config_get(w->ctx);
+    samda_status st = SAMDA_OK, why = SAMDA_OK;
+    site_settings ss;
+    site_settings_get(w, cfg, job->site, &ss);
+    samda_instance_row *inst = NULL;
+    size_t n_inst = 0;
+    char **paths = NULL;
+    samda_volume *vol = NULL;
+    samda_adapter *tta_copy = NULL;
+    uint8_t *masks = NULL;
+    float *win = NULL;
+    samda_model_image *ims = NULL;
+    samda_model_encode_item *items = NULL;
+    samda_embedding **emb = NULL;
+    samda_seg_writer *wr = NULL;
+    size_t batch = (size_t)(w->info.max_batch > 0 ? w->info.max_batch : 2);
+    const double t0 = now_s();
+    double t_load = 0, t_tta = 0, t_encode = 0, t_decode = 0, t_post = 0, t_seg = 0;
+
+    if (finish_from_recorded(w, job, &ss)) goto done_quiet;
+
+    /* (2) the volume */
+    if ((st = samda_store_instance_list(store, job->series_uid, 0, 0, &inst, &n_inst, err)) != SAMDA_OK) goto out;
+    if (!n_inst) {
+        st = samda_fail(err, SAMDA_ENOENT, "series has no stored instance");
+        goto out;
+    }
+    paths = calloc(n_inst, sizeof *paths);
+    if (!paths) {
+        st = samda_fail(err, SAMDA_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n_inst; i++) {
+        paths[i] = malloc(PATH_MAX);
+        if (!paths[i]) {
+            st = samda_fail(err, SAMDA_ENOMEM, "out of memory");
+            goto out;
+        }
+        if ((st = samda_store_object_path(store, inst[i].object.relpath, paths[i], PATH_MAX, err)) != SAMDA_OK) goto out;
+    }
+    if (!keep_going(w, job, 0.02, "loading the series", &why)) goto out;
+    if ((st = samda_dicom_volume_load((const char *const *)paths, n_inst, NULL, &vol, err)) != SAMDA_OK) {
+        samda_error_prefix(err, "loading the series: ");
+        goto out;
+    }
+    const samda_volume_info *vi = samda_volume_get_info(vol);
+    const size_t plane = (size_t)vi->rows * vi->cols, S = vi->n_slices;
+    t_load = now_s() - t0;
+
+    /* (3) adapter */
+    adapter_choice ch;
+    if ((st = choose_adapter(w, cfg, job->site, &ch, err)) != SAMDA_OK) goto out;
+    samda_adapter_info ai;
+    samda_adapter_get_info(ch.a, &ai, NULL);
+    const size_t L = ai.n_labels;
+    json_object_set_new(report, "adapter", json_pack("{s:s, s:s, s:i, s:s, s:s}", "source", ch.source, "site",
+                                                     ch.site, "version", ch.version, "file_version", ch.file_version,
+                                                     "tta_mode", ss.tta == SAMDA_CFG_TTA_EPISODIC    ? "episodic"
+                                                                 : ss.tta == SAMDA_CFG_TTA_CONTINUAL ? "continual"
+                                                                                                     : "off"));
+    const samda_adapter *use = ch.a;
+
+    /* (4) test-time adaptation */
+    if (ss.tta != SAMDA_CFG_TTA_OFF) {
+        if (!keep_going(w, job, 0.05, "test-time adaptation", &why)) goto out;
+        double t = now_s();
+        tta_copy = run_tta(w, ch.a, vol, report, err);
+        t_tta = now_s() - t;
+        if (!tta_copy) {
+            samda_log(&w->ctx->log, SAMDA_LOG_WARN, "worker", "test-time adaptation failed: segmenting with the "
+                      "site adapter as is", "job=%lld error=%s", (long long)job->id, q((char[300]){0}, 300, err->message));
+            json_object_set_new(report, "tta", json_pack("{s:s}", "error", err->message));
+        } else {
+            json_t *tr = json_object_get(report, "tta");
+            bool reverted = json_is_true(json_object_get(tr, "reverted"));
+            if (reverted)
+                samda_log(&w->ctx->log, SAMDA_LOG_WARN, "worker", "test-time adaptation reverted by its guards",
+                          "job=%lld reason=%s", (long long)job->id,
+                          q((char[300]){0}, 300, json_string_value(json_object_get(tr, "reason"))));
+            use = tta_copy;
+            if (ss.tta == SAMDA_CFG_TTA_CONTINUAL && !reverted && ch.source[0] == 's') {
+                samda_error e2;
+                if (save_continual(w, tta_copy, &ch, job, report, &e2) != SAMDA_OK)
+                    samda_log(&w->ctx->log, SAMDA_LOG_ERROR, "worker", "continual TTA: cannot keep the new version",
+                              "job=%lld error=%s", (long long)job->id, q((char[300]){0}, 300, e2.message));
+            } else if (ss.tta == SAMDA_CFG_TTA_CONTINUAL && ch.source[0] != 's') {
+                json_object_set_new(tr, "note", json_string("continual TTA keeps versions of a site's own adapter; "
+                                                            "the [model] default was adapted for this series only"));
+            }
+        }
+    }
+
+    /* (5) encode and decode, per window group */
+    masks = calloc(L * S * plane, 1);
+    win = malloc(batch * plane * sizeof *win);
+    ims = calloc(batch, sizeof *ims);
+    items = calloc(batch, sizeof *items);
+    emb = calloc(batch, sizeof *emb);
+    if (!masks || !win || !ims || !items || !emb) {
+        st = samda_fail(err, SAMDA_ENOMEM, "out of memory for %zu labels x %zu slices of %u x %u", L, S, vi->rows,
+                        vi->cols);
+        goto out;
+    }
+    bool done_label[SAMDA_ADAPTER_MAX_LABELS] = {0};
+    size_t group_labels[SAMDA_ADAPTER_MAX_LABELS];
+    size_t total_steps = 0, steps = 0;
+    for (size_t l = 0; l < L; l++) {
+        bool first = true;
+        for (size_t k = 0; k < l; k++)
+            if (same_window(samda_adapter_label_at(use, k), samda_adapter_label_at(use, l))) first = false;
+        if (first) total_steps += (S + batch - 1) / batch;
+    }
+    for (size_t l0 = 0; l0 < L; l0++) {
+        if (done_label[l0]) continue;
+        const samda_adapter_label *lab0 = samda_adapter_label_at(use, l0);
+        size_t ng = 0;
+        for (size_t l = l0; l < L; l++)
+            if (!done_label[l] && same_window(lab0, samda_adapter_label_at(use, l))) {
+                group_labels[ng++] = l;
+                done_label[l] = true;
+            }
+        for (size_t s0 = 0; s0 < S; s0 += batch) {
+            size_t nb = S - s0 < batch ? S - s0 : batch;
+            char msg[96];
+            snprintf(msg, sizeof msg, "segmenting: slices %zu-%zu of %zu", s0 + 1, s0 + nb, S);
+            if (!keep_going(w, job, 0.1 + 0.8 * (double)steps / (double)(total_steps ? total_steps : 1), msg, &why))
+                goto out;
+            double t = now_s();
+            for (size_t i = 0; i < nb; i++) {
+                if ((st = samda_adapter_window(lab0, samda_volume_voxels(vol) + (s0 + i) * plane, plane,
+                                               win + i * plane, err)) != SAMDA_OK)
+                    goto out;
+                ims[i] = (samda_model_image){win + i * plane, (int)vi->rows, (int)vi->cols, 1, SAMDA_MODEL_PIXEL_F32};
+                items[i] = (samda_model_encode_item){.image = &ims[i]};
+            }
+            if ((st = samda_model_encode(w->model, items, nb, emb, err)) != SAMDA_OK) goto out;
+            t_encode += now_s() - t;
+            t = now_s();
+            for (size_t i = 0; i < nb && st == SAMDA_OK; i++) {
+                uint8_t *tmp = malloc(ng * plane);
+                if (!tmp) {
+                    st = samda_fail(err, SAMDA_ENOMEM, "out of memory");
+                    break;
+                }
+                samda_model_decode_out o = {0};
+                o.masks = tmp;
+                o.masks_len = ng * plane;
+                st = samda_adapter_decode_labels(w->model, use, emb[i], group_labels, ng, &o, err);
+                for (size_t g = 0; g < ng && st == SAMDA_OK; g++)
+                    memcpy(masks + (group_labels[g] * S + s0 + i) * plane, tmp + g * plane, plane);
+                free(tmp);
+            }
+            for (size_t i = 0; i < nb; i++) {
+                samda_embedding_release(emb[i]);
+                emb[i] = NULL;
+            }
+            t_decode += now_s() - t;
+            if (st != SAMDA_OK) goto out;
+            steps++;
+        }
+    }
+
+    /* (6) 3-D clean-up */
+    double t = now_s();
+    json_t *labels_js = json_array();
+    json_object_set_new(report, "labels", labels_js);
+    for (size_t l = 0; l < L; l++) {
+        samdad_mask_stats ms;
+        if ((st = samdad_mask_clean(masks + l * S * plane, S, vi->rows, vi->cols, (size_t)ss.min_component,
+                                    ss.largest_component, &ms, err)) != SAMDA_OK)
+            goto out;
+        double vox_ml = vi->pixel_spacing[0] * vi->pixel_spacing[1] * (vi->slice_spacing > 0 ? vi->slice_spacing : 1) / 1000.0;
+        json_array_append_new(labels_js, json_pack("{s:s, s:I, s:I, s:I, s:f}", "label",
+                                                   samda_adapter_label_at(use, l)->name, "voxels",
+                                                   (json_int_t)ms.voxels_after, "components", (json_int_t)ms.components,
+                                                   "components_removed", (json_int_t)ms.removed, "volume_ml",
+                                                   (double)ms.voxels_after * vox_ml));
+    }
+    t_post = now_s() - t;
+    if (!keep_going(w, job, 0.92, "writing the DICOM-SEG", &why)) goto out;
+
+    /* (7) the SEG */
+    t = now_s();
+    char desc[80], version[64], algo_version[160];
+    snprintf(desc, sizeof desc, "AI segmentation (samda%s%.30s)", job->site[0] ? ", site " : "", job->site);
+    snprintf(version, sizeof version, "%s", SAMDA_VERSION);
+    /* "samda SAM-DA " + this must fit SoftwareVersions (LO, 64): the full fingerprint and adapter
+     * file version are in the job's result. */
+    snprintf(algo_version, sizeof algo_version, "base %.8s %.20s v%d%s", samda_model_fingerprint(w->model),
+             ch.site[0] ? ch.site : "default", ch.version,
+             tta_copy ? (ss.tta == SAMDA_CFG_TTA_CONTINUAL ? " tta-c" : " tta-e") : "");
+    samda_seg_params sp;
+    samda_seg_params_init(&sp);
+    sp.series_description = desc;
+    sp.content_label = "SAMDA";
+    sp.content_description = "SAM + site decoder adapter (SAM-DA), automatic, not reviewed";
+    sp.software_version = version;
+    if (!(wr = samda_seg_writer_new(vol, &sp, err))) {
+        st = err->code ? err->code : SAMDA_EINTERNAL;
+        goto out;
+    }
+    for (size_t l = 0; l < L; l++) {
+        const samda_adapter_label *lab = samda_adapter_label_at(use, l);
+        samda_seg_segment seg;
+        samda_seg_segment_init(&seg);
+        seg.label = lab->name;
+        seg.category = (samda_seg_code){lab->category_code, lab->category_scheme, lab->category_meaning};
+        seg.type = (samda_seg_code){lab->type_code, lab->type_scheme, lab->type_meaning};
+        seg.has_color = true;
+        memcpy(seg.rgb, lab->rgb, 3);
+        seg.algorithm_type = SAMDA_SEG_ALGORITHM_AUTOMATIC;
+        seg.algorithm_name = "samda SAM-DA";
+        seg.algorithm_version = algo_version;
+        if ((st = samda_seg_writer_add_segment(wr, &seg, masks + l * S * plane, NULL, err)) != SAMDA_OK) goto out;
+    }
+    char seg_path[PATH_MAX];
+    snprintf(seg_path, sizeof seg_path, "%s/tmp/seg-job-%lld.dcm", samda_store_data_dir(store), (long long)job->id);
+    samda_seg_save_result sr;
+    if ((st = samda_seg_writer_save(wr, seg_path, &sr, err)) != SAMDA_OK) goto out;
+    void *buf = NULL;
+    size_t len = 0;
+    st = read_file(seg_path, &buf, &len, err);
+    unlink(seg_path);
+    if (st != SAMDA_OK) goto out;
+    samda_object_info obj;
+    st = samda_store_object_put(store, SAMDA_OBJECT_SEG, job->study_uid, sr.series_instance_uid, sr.sop_instance_uid,
+                                buf, len, &obj, err);
+    free(buf);
+    if (st != SAMDA_OK) goto out;
+    t_seg = now_s() - t;
+    json_t *timings = json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "load", t_load, "tta", t_tta, "encode", t_encode,
+                                "decode", t_decode, "postprocess", t_post, "seg", t_seg, "total", now_s() - t0);
+    char *timings_s = json_dumps(timings, JSON_COMPACT);
+    char *labels_s = json_dumps(json_object_get(report, "labels"), JSON_COMPACT);
+    char model_version[80];
+    snprintf(model_version, sizeof model_version, "%.16s", samda_model_fingerprint(w->model));
+    samda_result_spec rs = {
+        .job_id = job->id,
+        .series_uid = job->series_uid,
+        .seg_series_uid = sr.series_instance_uid,
+        .seg_sop_uid = sr.sop_instance_uid,
+        .object = &obj,
+        .model_version = model_version,
+        .adapter_version = ch.version,
+        .timings_json = timings_s,
+        .label_stats_json = labels_s,
+    };
+    int64_t result_id = 0;
+    st = samda_store_result_add(store, &rs, &result_id, err);
+    free(timings_s);
+    free(labels_s);
+    json_object_set_new(report, "timings", timings);
+    if (st != SAMDA_OK) goto out;
+    json_object_set_new(report, "result_id", json_integer(result_id));
+    json_object_set_new(report, "seg_series_uid", json_string(sr.series_instance_uid));
+    json_object_set_new(report, "seg_sop_uid", json_string(sr.sop_instance_uid));
+    json_object_set_new(report, "frames", json_integer((json_int_t)sr.n_frames));
+    json_object_set_new(report, "slices", json_integer((json_int_t)S));
+    json_object_set_new(report, "model", json_string(samda_model_fingerprint(w->model)));
+    queue_exports(w, &ss, obj.relpath, sr.sop_instance_uid, report);
+    char *rep_s = json_dumps(report, JSON_COMPACT);
+    st = samda_store_job_complete(store, job->id, w->owner, rep_s, err);
+    free(rep_s);
+    if (st == SAMDA_OK)
+        samda_log(&w->ctx->log, SAMDA_LOG_INFO, "worker", "job done: DICOM-SEG recorded",
+                  "job=%lld result=%lld slices=%zu labels=%zu frames=%zu seconds=%.2f encode_s=%.2f decode_s=%.2f",
+                  (long long)job->id, (long long)result_id, S, L, sr.n_frames, now_s() - t0, t_encode, t_decode);
+    goto out;
+done_quiet:
+    st = SAMDA_OK;
+out:
+    if (why != SAMDA_OK) {
+        st = why;
+        samda_fail(err, why, why == SAMDA_ELOCKED ? "the job's lease was lost" : "cancelled or stopping");
+    }
+    samda_seg_writer_free(wr);
+    if (emb)
+        for (size_t i = 0; i < batch; i++) samda_embedding_release(emb[i]);
+    free(emb);
+    free(items);
+    free(ims);
+    free(win);
+    free(masks);
+    samda_adapter_free(tta_copy);
+    samda_volume_free(vol);
+    if (paths)
+        for (size_t i = 0; i < n_inst; i++) free(paths[i]);
+    free(paths);
+    samda_store_free(inst);
+    samda_config_unref(cfg);
+    return st;
+}
+
+/* ---- thread ---------------------------------------------------------------------------------- */
+
+static void take_one(samdad_worker *w, bool *worked)
+{
+    *worked = false;
+    samda_store *store = samdad_store(w->ctx);
+    samda_config *cfg = samdad_config_get(w->ctx);
+    int64_t lease = cfg->job_lease_ms;
+    samda_config_unref(cfg);
+    samda_job job;
+    bool found = false;
+    samda_error err;
+    if (samda_store_job_claim(store, w->owner, lease, "segment", &job, &found, &err) != SAMDA_OK) {
+        samda_log(&w->ctx->log, SAMDA_LOG_ERROR, "worker", "cannot take a job", "error=%s",
+                  q((char[300]){0}, 300, err.message));
+        return;
+    }
+    if (!found) return;
+    *worked = true;
+    samda_log(&w->ctx->log, SAMDA_LOG_INFO, "worker", "job started", "job=%lld site=%s attempt=%d/%d",
+              (long long)job.id, job.site, job.attempts, job.max_attempts);
+    json_t *report = json_object();
+    samda_error jerr;
+    memset(&jerr, 0, sizeof jerr);
+    samda_status st = run_job(w, &job, report, &jerr);
+    json_decref(report);
+    if (st == SAMDA_ECANCELED || st == SAMDA_ELOCKED) {
+        samda_log(&w->ctx->log, SAMDA_LOG_WARN, "worker", "job abandoned", "job=%lld reason=%s", (long long)job.id,
+                  q((char[300]){0}, 300, jerr.message));
+    } else if (st != SAMDA_OK) {
+        bool requeued = false;
+        bool perm = permanent_error(st);
+        if (samda_store_job_fail(store, job.id, w->owner, jerr.message, perm, &requeued, &err) != SAMDA_OK)
+            samda_log(&w->ctx->log, SAMDA_LOG_ERROR, "worker", "cannot record a job failure", "job=%lld error=%s",
+                      (long long)job.id, q((char[300]){0}, 300, err.message));
+        samda_log(&w->ctx->log, SAMDA_LOG_ERROR, "worker", requeued ? "job attempt failed, will retry" : "job failed",
+                  "job=%lld code=%s permanent=%s error=%s", (long long)job.id, samda_status_name(st),
+                  perm ? "true" : "false", q((char[600]){0}, 600, jerr.message));
+    }
+    samda_job_clear(&job);
+}
+
+static void *run(void *arg)
+{
+    samdad_worker *w = arg;
+    for (;;) {
+        if (stopping(w)) break;
+        bool worked = false;
+        take_one(w, &worked);
+        if (worked) continue;
+        samda_config *cfg = samdad_config_get(w->ctx);
+        int64_t tick = cfg->sched_tick_ms;
+        samda_config_unref(cfg);
+        pthread_mutex_lock(&w->mu);
+        if (!w->kicked && !w->stop) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            ts.tv_sec += tick / 1000;
+            ts.tv_nsec += (tick % 1000) * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+        }
+        w->kicked = false;
+        pthread_mutex_unlock(&w->mu);
+    }
+    return NULL;
+}
+
+static int parse_device(const char *s)
+{
+    if (!s || !strcmp(s, "auto")) return SAMDA_MODEL_DEVICE_AUTO;
+    if (!strcmp(s, "cpu")) return SAMDA_MODEL_DEVICE_CPU;
+    if (!strncmp(s, "cuda:", 5)) return atoi(s + 5);
+    if (!strcmp(s, "cuda")) return 0;
+    return SAMDA_MODEL_DEVICE_AUTO;
+}
+
+samdad_worker *samdad_worker_start(samdad_ctx *ctx, samda_error *err)
+{
+    samda_config *cfg = samdad_config_get(ctx);
+    samdad_worker *w = calloc(1, sizeof *w);
+    if (!w) {
+        samda_config_unref(cfg);
+        samda_fail(err, SAMDA_ENOMEM, "starting the worker: out of memory");
+        return NULL;
+    }
+    w->ctx = ctx;
+    snprintf(w->owner, sizeof w->owner, "samdad-%ld-worker", (long)getpid());
+    samda_model_params mp;
+    samda_model_params_init(&mp);
+    mp.checkpoint_path = cfg->model_checkpoint;
+    mp.device = parse_device(cfg->model_device);
+    mp.n_threads = (int)cfg->model_threads;
+    mp.max_batch = (int)cfg->model_max_batch;
+    double t = now_s();
+    w->model = samda_model_open(&mp, err);
+    if (!w->model) {
+        samda_error_prefix(err, "opening [model] checkpoint %s: ", cfg->model_checkpoint);
+        goto fail;
+    }
+    samda_model_get_info(w->model, &w->info, NULL);
+    samda_log(&ctx->log, SAMDA_LOG_INFO, "model", "model loaded",
+              "arch=%s device=%s threads=%d max_batch=%d blas=%s params=%lld fingerprint=%.16s seconds=%.2f",
+              w->info.arch, w->info.device, w->info.n_threads, w->info.max_batch, w->info.blas,
+              (long long)w->info.n_params_total, w->info.fingerprint, now_s() - t);
+    if (cfg->model_adapter && *cfg->model_adapter) {
+        samda_adapter *a = samda_adapter_load(w->model, cfg->model_adapter, err);
+        if (!a) {
+            samda_error_prefix(err, "loading [model] adapter %s: ", cfg->model_adapter);
+            goto fail;
+        }
+        samda_adapter_info ai;
+        samda_adapter_get_info(a, &ai, NULL);
+        samda_log(&ctx->log, SAMDA_LOG_INFO, "model", "default adapter loaded", "labels=%zu params=%lld version=%s",
+                  ai.n_labels, (long long)ai.n_trainable, ai.version);
+        cache_put(w, "", 0, cfg->model_adapter, a);
+    }
+    size_t req = 0, failed = 0;
+    if (samda_store_job_reclaim_all(samdad_store(ctx), &req, &failed, err) != SAMDA_OK) goto fail;
+    if (req || failed)
+        samda_log(&ctx->log, SAMDA_LOG_WARN, "worker", "jobs an earlier run left running were taken back",
+                  "requeued=%zu failed=%zu", req, failed);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    int rc = pthread_create(&w->thread, NULL, run, w);
+    if (rc != 0) {
+        samda_fail(err, SAMDA_EINTERNAL, "starting the worker thread: %s", strerror(rc));
+        pthread_cond_destroy(&w->cv);
+        pthread_mutex_destroy(&w->mu);
+        goto fail;
+    }
+    samda_config_unref(cfg);
+    return w;
+fail:
+    for (int i = 0; i < ADAPTER_CACHE; i++) samda_adapter_free(w->cache[i].a);
+    samda_model_close(w->model);
+    free(w);
+    samda_config_unref(cfg);
+    return NULL;
+}
+
+void samdad_worker_kick(samdad_worker *w)
+{
+    if (!w) return;
+    pthread_mutex_lock(&w->mu);
+    w->kicked = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+void samdad_worker_stop(samdad_worker *w)
+{
+    if (!w) return;
+    pthread_mutex_lock(&w->mu);
+    w->stop = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    for (int i = 0; i < ADAPTER_CACHE; i++) samda_adapter_free(w->cache[i].a);
+    samda_model_close(w->model);
+    free(w);
+}
+
+void samdad_worker_describe(samdad_worker *w, char *buf, size_t size)
+{
+    if (!w) {
+        snprintf(buf, size, "none");
+        return;
+    }
+    snprintf(buf, size, "%s %s threads=%d fingerprint=%.16s", w->info.arch, w->info.device, w->info.n_threads,
+             w->info.fingerprint);
+}

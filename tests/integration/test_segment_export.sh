@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The daemon's main job, end to end with the shipped demo model: a phantom CT series arrives over
+# C-STORE, becomes a segmentation job, a DICOM-SEG (valid for dciodvfy, in the source study, with
+# a Dice floor against the phantom's ground truth) is recorded and sent to a real storescp; a
+# destination that is down gets the SEG once it comes up; samdad killed with -9 mid-job runs the
+# job again after restart and records exactly one result.
+. "$(dirname "$0")/lib.sh"
+DEMO="$SAMDA_SOURCE_DIR/deploy/demo"
+[ -f "$DEMO/sam_demo_base.pth" ] || { echo "SKIP: no demo model"; exit 77; }
+
+"$SAMDA" phantom --out "$T/ph" --site A --count 96 --seed 11 --slices-per-body 48 --dicom >/dev/null || fail "phantom"
+dport=$(free_port); hport=$(free_port); pport=$(free_port)
+write_conf "$T/s.conf" "$dport" "$hport" \
+  "[model]" "checkpoint = $DEMO/sam_demo_base.pth" "adapter = $DEMO/site_A_adapter.safetensors" "device = cpu" \
+  "[destination pacs]" "ae_title = PACS" "host = 127.0.0.1" "port = $pport"
+sed -i 's/^max_wait = 1h/max_wait = 1h\ndestinations = pacs/' "$T/s.conf"
+# export retries come quickly in a test
+sed -i 's/^tick = 200ms/tick = 200ms\nexport_backoff = 1s\nexport_backoff_max = 2s/' "$T/s.conf"
+start_samdad d "$T/s.conf"
+wait_for_text "$T/d.log" 'msg="ready"' 60
+grep -q 'msg="model loaded"' "$T/d.log" || fail "model not loaded"
+
+# 1. one series, destination down at first
+storescu -aet STORESCU -aec SAMDA 127.0.0.1 "$dport" +sd "$T/ph/dicom/A_00000" || fail "storescu"
+wait_for_text "$T/d.log" 'msg="job done: DICOM-SEG recorded"' 180
+wait_for_text "$T/d.log" 'msg="send failed, will retry"' 30
+ok "job done; the SEG waits for the destination, which is down"
+mkdir -p "$T/recv"
+storescp -aet PACS -od "$T/recv" "$pport" >"$T/storescp.log" 2>&1 &
+_pids+=($!)
+wait_for_cmd 60 bash -c "ls '$T/recv' | grep -q ."
+SEGF=$(ls "$T/recv"/* | head -1)
+errs=$(dciodvfy "$SEGF" 2>&1 | grep '^Error' || true)
+[ -z "$errs" ] || fail "dciodvfy: $errs"
+ok "the destination received the SEG after it came up; dciodvfy finds no error"
+$PY - "$SEGF" "$T/ph/dicom/A_00000" <<'PY' || fail "SEG content"
+import os, sys, pydicom
+seg = pydicom.dcmread(sys.argv[1]); src = pydicom.dcmread(os.path.join(sys.argv[2], sorted(os.listdir(sys.argv[2]))[0]))
+assert seg.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"
+assert seg.StudyInstanceUID == src.StudyInstanceUID and seg.SeriesInstanceUID != src.SeriesInstanceUID
+assert seg.PatientID == src.PatientID
+assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == src.SeriesInstanceUID
+labels = sorted(s.SegmentLabel for s in seg.SegmentSequence)
+assert labels == ["aorta", "kidney", "liver", "spleen"], labels
+for s in seg.SegmentSequence:
+    assert s.SegmentAlgorithmType == "AUTOMATIC" and s.SegmentedPropertyTypeCodeSequence[0].CodingSchemeDesignator == "SCT"
+print("SEG", seg.SeriesDescription, "frames", seg.NumberOfFrames)
+PY
+dice=$($PY "$(dirname "$0")/seg_dice.py" "$SEGF" "$T/ph/dicom/A_00000.seg.dcm")
+echo "Dice against the phantom's ground truth: $dice"
+echo "$dice" | json_expr 'd["liver"] >= 0.6 and d["aorta"] >= 0.5' | grep -q True || fail "Dice below the floor: $dice"
+ok "Dice floor met (liver >= 0.6, aorta >= 0.5 with the demo model)"
+"$SAMDA" jobs --data-dir "$T/data" | json_expr '[(j["state"], j["result"]["adapter"]["source"]) for j in d]' | grep -q "('done', 'default')" ||
+  fail "job result: $("$SAMDA" jobs --data-dir "$T/data")"
+ok "the job's result names the adapter that produced the masks"
+
+# 2. kill -9 mid-job: the job runs again after restart, exactly one result
+storescu -aet STORESCU -aec SAMDA 127.0.0.1 "$dport" +sd "$T/ph/dicom/A_00001" || fail "storescu 2"
+wait_for_cmd 60 bash -c "grep -c 'msg=\"job started\"' '$T/d.log' | grep -q 2"
+kill -9 "$(cat "$T/d.pid")"
+sleep 0.5
+mv "$T/d.log" "$T/d1.log"
+start_samdad d "$T/s.conf"
+wait_for_text "$T/d.log" 'taken back' 60
+wait_for_text "$T/d.log" 'msg="job done' 180
+n_done=$("$SAMDA" jobs --data-dir "$T/data" | json_expr 'sum(1 for j in d if j["state"] == "done")')
+[ "$n_done" = 2 ] || fail "expected 2 done jobs, got $n_done"
+suid=$(ls "$T/ph/dicom/A_00001" | head -1)
+att=$("$SAMDA" jobs --data-dir "$T/data" | json_expr 'max(j["attempts"] for j in d)')
+[ "$att" = 2 ] || fail "expected the interrupted job to have 2 attempts, got $att"
+wait_for_cmd 60 bash -c "[ \$(ls '$T/recv' | wc -l) -ge 2 ]"
+sleep 2
+[ "$(ls "$T/recv" | wc -l)" = 2 ] || fail "expected exactly 2 SEGs at the destination, got $(ls "$T/recv")"
+ok "killed mid-job: run again after restart (attempt 2), one result per series, each sent once"

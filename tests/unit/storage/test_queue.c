@@ -217,6 +217,43 @@ static void test_lease_expiry(void **state)
     fx_close(f);
 }
 
+/* A daemon starting up takes back every running job, whatever its lease; the attempt counts. */
+static void test_reclaim_all(void **state)
+{
+    (void)state;
+    fx *f = fx_open();
+    assert_non_null(f);
+    samda_error e;
+    samda_job_spec spec = {.kind = "segment", .max_attempts = 2};
+    int64_t id, id2;
+    CHECK_OK(samda_store_job_enqueue(f->s, &spec, &id, NULL, &e));
+    spec.max_attempts = 1;
+    spec.idempotency_key = "second";
+    CHECK_OK(samda_store_job_enqueue(f->s, &spec, &id2, NULL, &e));
+    samda_job j;
+    bool found;
+    CHECK_OK(samda_store_job_claim(f->s, "old-run", 3600000, NULL, &j, &found, &e));
+    samda_job_clear(&j);
+    CHECK_OK(samda_store_job_claim(f->s, "old-run", 3600000, NULL, &j, &found, &e));
+    samda_job_clear(&j);
+    size_t requeued = 9, failed = 9;
+    CHECK_OK(samda_store_job_reclaim_all(f->s, &requeued, &failed, &e));
+    assert_int_equal(requeued, 1);
+    assert_int_equal(failed, 1);
+    CHECK_OK(samda_store_job_get(f->s, id, &j, &e));
+    assert_int_equal(j.state, SAMDA_JOB_PENDING);
+    assert_int_equal(j.attempts, 1);
+    assert_non_null(strstr(j.error, "restarted"));
+    samda_job_clear(&j);
+    CHECK_OK(samda_store_job_get(f->s, id2, &j, &e));
+    assert_int_equal(j.state, SAMDA_JOB_FAILED);
+    samda_job_clear(&j);
+    /* nothing running: nothing to do */
+    CHECK_OK(samda_store_job_reclaim_all(f->s, &requeued, &failed, &e));
+    assert_int_equal(requeued + failed, 0);
+    fx_close(f);
+}
+
 struct claimer {
     samda_store *s;
     char name[16];
@@ -281,6 +318,7 @@ int main(void)
         cmocka_unit_test(test_enqueue_dedup),
         cmocka_unit_test(test_claim_order_and_lifecycle),
         cmocka_unit_test(test_lease_expiry),
+        cmocka_unit_test(test_reclaim_all),
         cmocka_unit_test(test_concurrent_claims),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

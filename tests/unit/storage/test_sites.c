@@ -60,6 +60,17 @@ static void test_sites_and_destinations(void **state)
     CHECK_OK(samda_store_destination_add(f->s, "pacs", "ORTHANC", "127.0.0.1", 4242, "{\"tls\":false}", &did, &e));
     CHECK_ST(SAMDA_EEXIST, samda_store_destination_add(f->s, "pacs", "X", "h", 1, NULL, NULL, &e));
     CHECK_ST(SAMDA_EINVAL, samda_store_destination_add(f->s, "p2", "X", "h", 70000, NULL, NULL, &e));
+    /* put: updates in place (same id), or adds */
+    int64_t did2 = 0;
+    CHECK_OK(samda_store_destination_put(f->s, "pacs", "PACS2", "10.0.0.2", 11112, NULL, &did2, &e));
+    assert_int_equal(did2, did);
+    samda_destination dd;
+    CHECK_OK(samda_store_destination_get(f->s, "pacs", &dd, &e));
+    assert_string_equal(dd.ae_title, "PACS2");
+    assert_int_equal(dd.port, 11112);
+    samda_destination_clear(&dd);
+    CHECK_OK(samda_store_destination_put(f->s, "pacs", "ORTHANC", "127.0.0.1", 4242, "{\"tls\":false}", NULL, &e));
+    CHECK_ST(SAMDA_EINVAL, samda_store_destination_put(f->s, "p3", "X", "h", 0, NULL, NULL, &e));
     CHECK_ST(SAMDA_EINVAL, samda_store_destination_add(f->s, "p2", "AE_TITLE_TOO_LONG_", "h", 1, NULL, NULL, &e));
     CHECK_ST(SAMDA_EINVAL, samda_store_destination_add(f->s, "p2", "X", "", 1, NULL, NULL, &e));
     samda_destination d;

@@ -197,7 +197,7 @@ static samda_status choose_adapter(samdad_worker *w, const samda_config *cfg, co
     } else {
         return samda_fail(err, SAMDA_ENOENT,
                           "site %s has no active adapter and [model] adapter is not set: prompt-free segmentation "
-                          "needs an adapter with labels (samda adapter train, then POST /admin/sites/%s/adapters)",
+                          "needs an adapter with labels (samda adapter train, then POST /api/v1/sites/%s/adapters)",
                           site && *site ? site : "(none)", site && *site ? site : "NAME");
     }
     samda_adapter_info ai;

@@ -72,3 +72,29 @@ wait_for_cmd 60 bash -c "[ \$(ls '$T/recv' | wc -l) -ge 2 ]"
 sleep 2
 [ "$(ls "$T/recv" | wc -l)" = 2 ] || fail "expected exactly 2 SEGs at the destination, got $(ls "$T/recv")"
 ok "killed mid-job: run again after restart (attempt 2), one result per series, each sent once"
+
+# 3. a series the volume loader refuses (two slices at one position): the job fails for good,
+#    with the reason, after one attempt (no retries of a permanent error), and can be retried by hand.
+$PY - "$T/ph/dicom/A_00001" "$T/bad" <<'PY'
+import os, sys, pydicom
+from pydicom.uid import generate_uid
+src, dst = sys.argv[1], sys.argv[2]
+os.makedirs(dst)
+files = sorted(os.listdir(src))[:6]
+series = generate_uid()
+first = pydicom.dcmread(os.path.join(src, files[0]))
+for i, f in enumerate(files):
+    ds = pydicom.dcmread(os.path.join(src, f))
+    ds.SeriesInstanceUID = series
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    if i == 3:
+        ds.ImagePositionPatient = first.ImagePositionPatient
+    ds.save_as(os.path.join(dst, f))
+PY
+storescu -aet STORESCU -aec SAMDA 127.0.0.1 "$dport" +sd "$T/bad" || fail "storescu bad"
+wait_for_text "$T/d.log" 'msg="job failed"' 60
+"$SAMDA" jobs --data-dir "$T/data" --state failed | json_expr '[(j["attempts"], j["error"]) for j in d]' >"$T/failed.txt"
+grep -q "(1, " "$T/failed.txt" || fail "expected one attempt: $(cat "$T/failed.txt")"
+grep -qi "position" "$T/failed.txt" || fail "the error should name the duplicate position: $(cat "$T/failed.txt")"
+ok "a refused series: job failed after one attempt, error says why: $(cut -c1-160 "$T/failed.txt")"

@@ -70,6 +70,31 @@ static bool stopping(samdad_worker *w)
     return s || atomic_load(&w->ctx->stopping);
 }
 
+/* Object paths name study, series and instance UIDs: in log lines (not in the job's error, which the
+ * index keeps) they become "[object]" unless [daemon] log_uids is on. */
+static const char *redact(samdad_worker *w, const char *msg, char *buf, size_t size)
+{
+    samda_config *cfg = samdad_config_get(w->ctx);
+    bool keep = cfg->log_uids;
+    samda_config_unref(cfg);
+    const char *dir = samda_store_data_dir(samdad_store(w->ctx));
+    if (keep || !dir || !*dir) return msg;
+    size_t n = 0, dl = strlen(dir);
+    for (const char *p = msg; *p && n + 1 < size;) {
+        if (!strncmp(p, dir, dl)) {
+            const char *e = p + dl;
+            while (*e && *e != ' ' && *e != ':' && *e != ',' && *e != ')') e++;
+            n += (size_t)snprintf(buf + n, size - n, "[object]");
+            if (n >= size) n = size - 1;
+            p = e;
+        } else {
+            buf[n++] = *p++;
+        }
+    }
+    buf[n < size ? n : size - 1] = 0;
+    return buf;
+}
+
 /* ---- site settings --------------------------------------------------------------------------- */
 
 typedef struct site_settings {
@@ -513,7 +538,8 @@ static samda_status run_job(samdad_worker *w, const samda_job *job, json_t *repo
         t_tta = now_s() - t;
         if (!tta_copy) {
             samda_log(&w->ctx->log, SAMDA_LOG_WARN, "worker", "test-time adaptation failed: segmenting with the "
-                      "site adapter as is", "job=%lld error=%s", (long long)job->id, q((char[300]){0}, 300, err->message));
+                      "site adapter as is", "job=%lld error=%s", (long long)job->id,
+                      q((char[300]){0}, 300, redact(w, err->message, (char[300]){0}, 300)));
             json_object_set_new(report, "tta", json_pack("{s:s}", "error", err->message));
         } else {
             json_t *tr = json_object_get(report, "tta");
@@ -773,7 +799,7 @@ static void take_one(samdad_worker *w, bool *worked)
                       (long long)job.id, q((char[300]){0}, 300, err.message));
         samda_log(&w->ctx->log, SAMDA_LOG_ERROR, "worker", requeued ? "job attempt failed, will retry" : "job failed",
                   "job=%lld code=%s permanent=%s error=%s", (long long)job.id, samda_status_name(st),
-                  perm ? "true" : "false", q((char[600]){0}, 600, jerr.message));
+                  perm ? "true" : "false", q((char[600]){0}, 600, redact(w, jerr.message, (char[512]){0}, 512)));
     }
     samda_job_clear(&job);
 }

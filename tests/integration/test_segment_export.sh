@@ -98,3 +98,5 @@ wait_for_text "$T/d.log" 'msg="job failed"' 60
 grep -q "(1, " "$T/failed.txt" || fail "expected one attempt: $(cat "$T/failed.txt")"
 grep -qi "position" "$T/failed.txt" || fail "the error should name the duplicate position: $(cat "$T/failed.txt")"
 ok "a refused series: job failed after one attempt, error says why: $(cut -c1-160 "$T/failed.txt")"
+grep -q "$T/data/objects" "$T/d.log" && fail "an object path (UIDs) reached the log: $(grep "$T/data/objects" "$T/d.log" | head -1)"
+ok "no object path (study/series/instance UIDs) in the log"

@@ -1771,6 +1771,76 @@ static samda_status adapter_rollback(void *v, const char *site, int64_t token_id
     return adapter_get_json(store, site, version, out, err);
 }
 
+/* Training and evaluation run in the model worker as jobs ("train", "evaluate"); the body's members
+ * are the job's parameters (studies, epochs, lr, prompt, val_split, seed, max_seconds, activate). */
+static samda_status adapter_job(samdad_api_core *core, const char *kind, const char *site, int version,
+                                const json_t *body, int64_t token_id, json_t **out, samda_error *err)
+{
+    samda_store *store = samdad_store(core->ctx);
+    samda_status st = require_site(store, site, err);
+    if (st != SAMDA_OK) return st;
+    if (version > 0) {
+        samda_adapter_row row;
+        st = samda_store_adapter_get(store, site, version, &row, err);
+        if (st == SAMDA_ENOENT) return samda_fail(err, SAMDA_ENOENT, "unknown adapter version %d of site %s", version, site);
+        if (st != SAMDA_OK) return st;
+        samda_adapter_clear(&row);
+    }
+    const json_t *studies = body ? json_object_get(body, "studies") : NULL;
+    if (!json_is_array(studies) || json_array_size(studies) == 0 || json_array_size(studies) > 10000)
+        return samda_fail(err, SAMDA_EINVAL, "body.studies: an array of 1..10000 StudyInstanceUIDs whose studies hold a "
+                          "ground-truth DICOM-SEG is required");
+    size_t i;
+    const json_t *u;
+    json_array_foreach(studies, i, u) {
+        if (!json_is_string(u) || !samda_uid_is_valid(json_string_value(u)))
+            return samda_fail(err, SAMDA_EBADUID, "body.studies[%zu]: not a valid UID", i);
+    }
+    static const char *const allowed[] = {"studies", "epochs", "lr", "prompt", "val_split", "seed", "max_seconds",
+                                          "activate"};
+    const char *key;
+    const json_t *val;
+    json_object_foreach((json_t *)body, key, val) {
+        bool ok = false;
+        for (size_t k = 0; k < sizeof allowed / sizeof *allowed; k++) ok |= !strcmp(key, allowed[k]);
+        if (!ok || (!strcmp(kind, "evaluate") && strcmp(key, "studies") != 0))
+            return samda_fail(err, SAMDA_EINVAL, "body.%s: unknown member for %s (allowed: %s)", key, kind,
+                              !strcmp(kind, "evaluate") ? "studies"
+                                                        : "studies, epochs, lr, prompt, val_split, seed, max_seconds, activate");
+    }
+    json_t *params = json_deep_copy(body);
+    if (version > 0) json_object_set_new(params, "version", json_integer(version));
+    json_object_set_new(params, "requested_by", json_integer(token_id));
+    char *params_s = json_dumps(params, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(params);
+    samda_job_spec spec = {
+        .kind = kind,
+        .priority = 5, /* after on-demand segmentation, before batch work */
+        .site = site,
+        .params_json = params_s,
+        .max_attempts = 1, /* a failed training is looked at, not repeated */
+    };
+    int64_t id = 0;
+    st = samda_store_job_enqueue(store, &spec, &id, NULL, err);
+    free(params_s);
+    if (st != SAMDA_OK) return st;
+    samda_log(&core->ctx->log, SAMDA_LOG_INFO, "api", !strcmp(kind, "train") ? "adapter training queued" : "adapter evaluation queued",
+              "site=%s version=%d job=%lld token=%lld", site, version, (long long)id, (long long)token_id);
+    return job_get(core, id, out, err);
+}
+
+static samda_status adapter_train(void *v, const char *site, const json_t *body, int64_t token_id, json_t **out,
+                                  samda_error *err)
+{
+    return adapter_job(CORE(v), "train", site, 0, body, token_id, out, err);
+}
+
+static samda_status adapter_evaluate(void *v, const char *site, int version, const json_t *body, int64_t token_id,
+                                     json_t **out, samda_error *err)
+{
+    return adapter_job(CORE(v), "evaluate", site, version, body, token_id, out, err);
+}
+
 static samda_status adapter_delete(void *v, const char *site, int version, int64_t token_id, samda_error *err)
 {
     samdad_api_core *core = CORE(v);
@@ -1849,7 +1919,11 @@ samdad_api_core *samdad_api_core_new(samdad_ctx *ctx, samda_api_services *svc, s
     svc->adapter_activate = adapter_activate;
     svc->adapter_rollback = adapter_rollback;
     svc->adapter_delete = adapter_delete;
-    /* adapter_train and adapter_evaluate need the model worker: left NULL (the routes answer 501) */
+    /* Training and evaluation need the model worker: without a model the routes answer 501. */
+    if (samdad_model_loaded(ctx)) {
+        svc->adapter_train = adapter_train;
+        svc->adapter_evaluate = adapter_evaluate;
+    }
     return core;
 }
 

@@ -10,6 +10,7 @@
  * Heartbeats after every batch keep the lease; a cancelled job or a lost lease stops the work. */
 #include "worker.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,6 +28,7 @@
 #include "dicom.h"
 #include "model.h"
 #include "postproc.h"
+#include "trainset.h"
 #include "services_internal.h"
 #include "storage.h"
 
@@ -180,13 +183,17 @@ static void cache_put(samdad_worker *w, const char *site, int version, const cha
     c->used = ++w->tick;
 }
 
-static samda_status choose_adapter(samdad_worker *w, const samda_config *cfg, const char *site, adapter_choice *out,
-                                   samda_error *err)
+static samda_status choose_adapter(samdad_worker *w, const samda_config *cfg, const char *site, int version,
+                                   adapter_choice *out, samda_error *err)
 {
     memset(out, 0, sizeof *out);
     samda_store *store = samdad_store(w->ctx);
     samda_adapter_row row;
-    samda_status st = site && *site ? samda_store_adapter_get_active(store, site, &row, err) : SAMDA_ENOENT;
+    samda_status st = !site || !*site ? SAMDA_ENOENT
+                      : version > 0       ? samda_store_adapter_get(store, site, version, &row, err)
+                                          : samda_store_adapter_get_active(store, site, &row, err);
+    if (st == SAMDA_ENOENT && version > 0)
+        return samda_fail(err, SAMDA_ENOENT, "site %s has no adapter version %d", site ? site : "", version);
     if (st == SAMDA_OK) {
         samda_adapter *a = cache_get(w, site, row.version, row.object.sha256);
         if (!a) {
@@ -389,41 +396,56 @@ out:
     return copy;
 }
 
-/* Continual TTA: keep the adapted copy as the site's next version (parent = the one it came from)
- * and make it active. */
-static samda_status save_continual(samdad_worker *w, samda_adapter *copy, const adapter_choice *ch,
-                                   const samda_job *job, json_t *report, samda_error *err)
+/* Record an adapter as the site's next version (parent given) and optionally activate it. */
+static samda_status store_new_version(samdad_worker *w, samda_adapter *a, const char *site, int parent,
+                                      json_t *meta, bool activate, int *version_out, samda_error *err)
 {
     samda_store *store = samdad_store(w->ctx);
     int64_t site_id = 0;
     int version = 0;
-    samda_status st = samda_store_site_id(store, job->site, &site_id, err);
-    if (st == SAMDA_OK) st = samda_store_adapter_next_version(store, job->site, &version, err);
+    samda_status st = samda_store_site_id(store, site, &site_id, err);
+    if (st == SAMDA_OK) st = samda_store_adapter_next_version(store, site, &version, err);
     if (st != SAMDA_OK) return st;
     char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/tmp/tta-%lld-%d.safetensors", samda_store_data_dir(store), (long long)job->id,
-             version);
-    if ((st = samda_adapter_save(copy, path, err)) != SAMDA_OK) return st;
+    snprintf(path, sizeof path, "%s/tmp/adapter-%s-%d.safetensors", samda_store_data_dir(store), site, version);
+    if ((st = samda_adapter_save(a, path, err)) != SAMDA_OK) return st;
     void *buf = NULL;
     size_t len = 0;
     st = read_file(path, &buf, &len, err);
     unlink(path);
     if (st != SAMDA_OK) return st;
-    char a[32], b[32];
-    snprintf(a, sizeof a, "%lld", (long long)site_id);
-    snprintf(b, sizeof b, "%d", version);
+    char ida[32], idb[32];
+    snprintf(ida, sizeof ida, "%lld", (long long)site_id);
+    snprintf(idb, sizeof idb, "%d", version);
     samda_object_info obj;
-    st = samda_store_object_put(store, SAMDA_OBJECT_ADAPTER, a, b, NULL, buf, len, &obj, err);
+    st = samda_store_object_put(store, SAMDA_OBJECT_ADAPTER, ida, idb, NULL, buf, len, &obj, err);
     free(buf);
     if (st != SAMDA_OK) return st;
-    json_t *meta = json_pack("{s:s, s:I, s:i, s:s}", "origin", "tta-continual", "job", (json_int_t)job->id, "parent",
-                             ch->version, "parent_file_version", ch->file_version);
+    const char *prov = samda_adapter_metadata(a, "provenance");
+    json_t *pj = prov ? json_loads(prov, 0, NULL) : NULL;
+    if (pj) json_object_set_new(meta, "provenance", pj);
     char *meta_s = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(meta);
-    st = samda_store_adapter_add(store, job->site, version, ch->version, &obj, samda_model_fingerprint(w->model),
-                                 meta_s, err);
+    st = samda_store_adapter_add(store, site, version, parent, &obj, samda_model_fingerprint(w->model), meta_s, err);
     free(meta_s);
-    if (st == SAMDA_OK) st = samda_store_adapter_activate(store, job->site, version, err);
+    if (st == SAMDA_OK && activate) st = samda_store_adapter_activate(store, site, version, err);
+    if (st == SAMDA_OK) {
+        *version_out = version;
+        samda_store_audit_append(store, "system", activate ? "adapter.add+activate" : "adapter.add", obj.relpath, "ok",
+                                 NULL, err);
+    }
+    return st;
+}
+
+/* Continual TTA: keep the adapted copy as the site's next version (parent = the one it came from)
+ * and make it active. */
+static samda_status save_continual(samdad_worker *w, samda_adapter *copy, const adapter_choice *ch,
+                                   const samda_job *job, json_t *report, samda_error *err)
+{
+    json_t *meta = json_pack("{s:s, s:I, s:s}", "origin", "tta-continual", "job", (json_int_t)job->id,
+                             "parent_file_version", ch->file_version);
+    int version = 0;
+    samda_status st = store_new_version(w, copy, job->site, ch->version, meta, true, &version, err);
+    json_decref(meta);
     if (st == SAMDA_OK) {
         json_object_set_new(json_object_get(report, "tta"), "saved_version", json_integer(version));
         samda_log(&w->ctx->log, SAMDA_LOG_INFO, "worker", "continual TTA: new adapter version active",
@@ -436,36 +458,49 @@ static samda_status save_continual(samdad_worker *w, samda_adapter *copy, const 
 
 static bool permanent_error(samda_status st)
 {
-    return st == SAMDA_EBADDICOM || st == SAMDA_ENOTSUP || st == SAMDA_ETOOBIG || st == SAMDA_EBADUID;
+    return st == SAMDA_EBADDICOM || st == SAMDA_ENOTSUP || st == SAMDA_ETOOBIG || st == SAMDA_EBADUID || st == SAMDA_EINVAL;
 }
 
-/* A previous attempt recorded the result and died before finishing: finish with it. */
-static bool finish_from_recorded(samdad_worker *w, const samda_job *job, const site_settings *ss)
+/* A previous attempt of this job recorded the result of this series and died before finishing:
+ * reuse it (and queue any export it had not queued yet). */
+static bool recorded_result(samdad_worker *w, const samda_job *job, const char *series_uid, const site_settings *ss,
+                            json_t *report)
 {
     samda_store *store = samdad_store(w->ctx);
     samda_result *rows = NULL;
     size_t n = 0;
     samda_error err;
-    if (samda_store_result_list(store, job->series_uid, &rows, &n, &err) != SAMDA_OK) return false;
+    if (samda_store_result_list(store, series_uid, &rows, &n, &err) != SAMDA_OK) return false;
     bool done = false;
     for (size_t i = 0; i < n && !done; i++) {
         if (rows[i].job_id != job->id) continue;
-        json_t *rep = json_pack("{s:I, s:s, s:s, s:b}", "result_id", (json_int_t)rows[i].id, "seg_series_uid",
-                                rows[i].seg_series_uid, "seg_sop_uid", rows[i].seg_sop_uid, "recovered", 1);
-        queue_exports(w, ss, rows[i].object.relpath, rows[i].seg_sop_uid, rep);
-        char *s = json_dumps(rep, JSON_COMPACT);
-        json_decref(rep);
-        if (samda_store_job_complete(store, job->id, w->owner, s, &err) == SAMDA_OK)
-            samda_log(&w->ctx->log, SAMDA_LOG_INFO, "worker", "job finished from the result an interrupted attempt "
-                      "recorded", "job=%lld result=%lld", (long long)job->id, (long long)rows[i].id);
-        free(s);
+        json_object_set_new(report, "result_id", json_integer(rows[i].id));
+        json_object_set_new(report, "seg_series_uid", json_string(rows[i].seg_series_uid));
+        json_object_set_new(report, "seg_sop_uid", json_string(rows[i].seg_sop_uid));
+        json_object_set_new(report, "recovered", json_true());
+        queue_exports(w, ss, rows[i].object.relpath, rows[i].seg_sop_uid, report);
+        samda_log(&w->ctx->log, SAMDA_LOG_INFO, "worker", "result of an interrupted attempt reused",
+                  "job=%lld result=%lld", (long long)job->id, (long long)rows[i].id);
         done = true;
     }
     samda_result_list_free(rows, n);
     return done;
 }
 
-static samda_status run_job(samdad_worker *w, const samda_job *job, json_t *report, samda_error *err)
+static bool label_wanted(const json_t *params, const char *name)
+{
+    const json_t *l = json_object_get(params, "labels");
+    if (!json_is_array(l) || json_array_size(l) == 0) return true;
+    size_t i;
+    const json_t *v;
+    json_array_foreach(l, i, v) {
+        if (json_is_string(v) && !strcasecmp(json_string_value(v), name)) return true;
+    }
+    return false;
+}
+
+static samda_status run_series(samdad_worker *w, const samda_job *job, const char *series_uid, const json_t *params,
+                                json_t *report, samda_error *err)
 {
     samda_store *store = samdad_store(w->ctx);
     samda_config *cfg = samdad_config_get(w->ctx);
@@ -487,10 +522,14 @@ static samda_status run_job(samdad_worker *w, const samda_job *job, json_t *repo
     const double t0 = now_s();
     double t_load = 0, t_tta = 0, t_encode = 0, t_decode = 0, t_post = 0, t_seg = 0;
 
-    if (finish_from_recorded(w, job, &ss)) goto done_quiet;
+    const char *tta_req = json_string_value(json_object_get(params, "tta"));
+    if (tta_req && !strcmp(tta_req, "off")) ss.tta = SAMDA_CFG_TTA_OFF;
+    if (tta_req && !strcmp(tta_req, "episodic")) ss.tta = SAMDA_CFG_TTA_EPISODIC;
+    if (tta_req && !strcmp(tta_req, "continual")) ss.tta = SAMDA_CFG_TTA_CONTINUAL;
+    if (recorded_result(w, job, series_uid, &ss, report)) goto done_quiet;
 
     /* (2) the volume */
-    if ((st = samda_store_instance_list(store, job->series_uid, 0, 0, &inst, &n_inst, err)) != SAMDA_OK) goto out;
+    if ((st = samda_store_instance_list(store, series_uid, 0, 0, &inst, &n_inst, err)) != SAMDA_OK) goto out;
     if (!n_inst) {
         st = samda_fail(err, SAMDA_ENOENT, "series has no stored instance");
         goto out;
@@ -519,7 +558,9 @@ static samda_status run_job(samdad_worker *w, const samda_job *job, json_t *repo
 
     /* (3) adapter */
     adapter_choice ch;
-    if ((st = choose_adapter(w, cfg, job->site, &ch, err)) != SAMDA_OK) goto out;
+    const json_t *av = json_object_get(params, "adapter_version");
+    int want_version = json_is_integer(av) ? (int)json_integer_value(av) : json_is_string(av) ? atoi(json_string_value(av)) : 0;
+    if ((st = choose_adapter(w, cfg, job->site, want_version, &ch, err)) != SAMDA_OK) goto out;
     samda_adapter_info ai;
     samda_adapter_get_info(ch.a, &ai, NULL);
     const size_t L = ai.n_labels;
@@ -572,13 +613,22 @@ static samda_status run_job(samdad_worker *w, const samda_job *job, json_t *repo
                         vi->cols);
         goto out;
     }
-    bool done_label[SAMDA_ADAPTER_MAX_LABELS] = {0};
+    bool done_label[SAMDA_ADAPTER_MAX_LABELS] = {0}, wanted[SAMDA_ADAPTER_MAX_LABELS] = {0};
     size_t group_labels[SAMDA_ADAPTER_MAX_LABELS];
-    size_t total_steps = 0, steps = 0;
+    size_t total_steps = 0, steps = 0, n_wanted = 0;
     for (size_t l = 0; l < L; l++) {
-        bool first = true;
+        wanted[l] = label_wanted(params, samda_adapter_label_at(use, l)->name);
+        done_label[l] = !wanted[l];
+        n_wanted += wanted[l];
+    }
+    if (!n_wanted) {
+        st = samda_fail(err, SAMDA_EINVAL, "none of the requested labels is a label of the adapter");
+        goto out;
+    }
+    for (size_t l = 0; l < L; l++) {
+        bool first = wanted[l];
         for (size_t k = 0; k < l; k++)
-            if (same_window(samda_adapter_label_at(use, k), samda_adapter_label_at(use, l))) first = false;
+            if (wanted[k] && same_window(samda_adapter_label_at(use, k), samda_adapter_label_at(use, l))) first = false;
         if (first) total_steps += (S + batch - 1) / batch;
     }
     for (size_t l0 = 0; l0 < L; l0++) {
@@ -636,6 +686,7 @@ static samda_status run_job(samdad_worker *w, const samda_job *job, json_t *repo
     json_t *labels_js = json_array();
     json_object_set_new(report, "labels", labels_js);
     for (size_t l = 0; l < L; l++) {
+        if (!wanted[l]) continue;
         samdad_mask_stats ms;
         if ((st = samdad_mask_clean(masks + l * S * plane, S, vi->rows, vi->cols, (size_t)ss.min_component,
                                     ss.largest_component, &ms, err)) != SAMDA_OK)
@@ -671,6 +722,7 @@ static samda_status run_job(samdad_worker *w, const samda_job *job, json_t *repo
         goto out;
     }
     for (size_t l = 0; l < L; l++) {
+        if (!wanted[l]) continue;
         const samda_adapter_label *lab = samda_adapter_label_at(use, l);
         samda_seg_segment seg;
         samda_seg_segment_init(&seg);
@@ -707,7 +759,7 @@ static samda_status run_job(samdad_worker *w, const samda_job *job, json_t *repo
     snprintf(model_version, sizeof model_version, "%.16s", samda_model_fingerprint(w->model));
     samda_result_spec rs = {
         .job_id = job->id,
-        .series_uid = job->series_uid,
+        .series_uid = series_uid,
         .seg_series_uid = sr.series_instance_uid,
         .seg_sop_uid = sr.sop_instance_uid,
         .object = &obj,
@@ -729,11 +781,7 @@ static samda_status run_job(samdad_worker *w, const samda_job *job, json_t *repo
     json_object_set_new(report, "slices", json_integer((json_int_t)S));
     json_object_set_new(report, "model", json_string(samda_model_fingerprint(w->model)));
     queue_exports(w, &ss, obj.relpath, sr.sop_instance_uid, report);
-    char *rep_s = json_dumps(report, JSON_COMPACT);
-    st = samda_store_job_complete(store, job->id, w->owner, rep_s, err);
-    free(rep_s);
-    if (st == SAMDA_OK)
-        samda_log(&w->ctx->log, SAMDA_LOG_INFO, "worker", "job done: DICOM-SEG recorded",
+    samda_log(&w->ctx->log, SAMDA_LOG_INFO, "worker", "DICOM-SEG recorded",
                   "job=%lld result=%lld slices=%zu labels=%zu frames=%zu seconds=%.2f encode_s=%.2f decode_s=%.2f",
                   (long long)job->id, (long long)result_id, S, L, sr.n_frames, now_s() - t0, t_encode, t_decode);
     goto out;
@@ -762,6 +810,271 @@ out:
     return st;
 }
 
+/* ---- job kinds ------------------------------------------------------------------------------- */
+
+static bool modality_segmentable(const char *m) { return !strcmp(m, "CT") || !strcmp(m, "MR"); }
+
+/* "segment": the job's series, or (an on-demand request for a study) each CT/MR series of the study. */
+static samda_status run_segment(samdad_worker *w, const samda_job *job, const json_t *params, samda_error *err)
+{
+    samda_store *store = samdad_store(w->ctx);
+    json_t *report = json_object();
+    samda_status st = SAMDA_OK;
+    if (job->series_uid[0]) {
+        st = run_series(w, job, job->series_uid, params, report, err);
+    } else {
+        samda_series_info *rows = NULL;
+        size_t n = 0;
+        if ((st = samda_store_series_list(store, job->study_uid, &rows, &n, err)) == SAMDA_OK) {
+            json_t *arr = json_array();
+            json_object_set_new(report, "series", arr);
+            for (size_t i = 0; i < n && st == SAMDA_OK; i++) {
+                if (!modality_segmentable(rows[i].modality) || rows[i].n_instances < 1) continue;
+                json_t *r = json_object();
+                json_object_set_new(r, "series_uid", json_string(rows[i].series_uid));
+                st = run_series(w, job, rows[i].series_uid, params, r, err);
+                json_array_append_new(arr, r);
+            }
+            if (st == SAMDA_OK && json_array_size(arr) == 0)
+                st = samda_fail(err, SAMDA_ENOENT, "the study has no CT or MR series to segment");
+            samda_store_free(rows);
+        }
+    }
+    if (st == SAMDA_OK) {
+        char *rep_s = json_dumps(report, JSON_COMPACT);
+        st = samda_store_job_complete(store, job->id, w->owner, rep_s, err);
+        free(rep_s);
+        if (st == SAMDA_OK)
+            samda_log(&w->ctx->log, SAMDA_LOG_INFO, "worker", "job done: DICOM-SEG recorded", "job=%lld",
+                      (long long)job->id);
+    }
+    json_decref(report);
+    return st;
+}
+
+/* The studies of params.studies that hold a DICOM-SEG (ground truth sent to samdad) become
+ * NAME.image.npy + NAME.mask.npy pairs in dir, labels mapped by name onto a's. */
+static samda_status build_trainset(samdad_worker *w, const json_t *params, const samda_adapter *a, const char *dir,
+                                   json_t *report, samda_error *err)
+{
+    samda_store *store = samdad_store(w->ctx);
+    const json_t *studies = json_object_get(params, "studies");
+    if (!json_is_array(studies) || !json_array_size(studies))
+        return samda_fail(err, SAMDA_EINVAL, "params.studies: a non-empty array of StudyInstanceUIDs that hold a "
+                          "ground-truth DICOM-SEG is required");
+    samda_adapter_info ai;
+    samda_adapter_get_info(a, &ai, NULL);
+    const char *names[SAMDA_ADAPTER_MAX_LABELS];
+    int values[SAMDA_ADAPTER_MAX_LABELS];
+    for (size_t l = 0; l < ai.n_labels; l++) {
+        names[l] = samda_adapter_label_at(a, l)->name;
+        values[l] = samda_adapter_label_at(a, l)->value;
+    }
+    size_t total = 0, n_seg = 0, k = 0;
+    samda_status st = SAMDA_OK;
+    size_t i;
+    const json_t *v;
+    json_array_foreach(studies, i, v) {
+        const char *study = json_string_value(v);
+        if (!study || !samda_dicom_uid_is_valid(study))
+            return samda_fail(err, SAMDA_EBADUID, "params.studies[%zu]: not a valid UID", i);
+        samda_series_info *rows = NULL;
+        size_t n = 0;
+        if ((st = samda_store_series_list(store, study, &rows, &n, err)) != SAMDA_OK) return st;
+        if (!n) {
+            samda_store_free(rows);
+            return samda_fail(err, SAMDA_ENOENT, "params.studies[%zu]: unknown study %s", i, study);
+        }
+        for (size_t r = 0; r < n && st == SAMDA_OK; r++) {
+            if (strcmp(rows[r].modality, "SEG") != 0) continue;
+            samda_instance_row *segs = NULL;
+            size_t ns = 0;
+            if ((st = samda_store_instance_list(store, rows[r].series_uid, 0, 0, &segs, &ns, err)) != SAMDA_OK) break;
+            for (size_t q2 = 0; q2 < ns && st == SAMDA_OK; q2++) {
+                char seg_path[PATH_MAX];
+                if ((st = samda_store_object_path(store, segs[q2].object.relpath, seg_path, sizeof seg_path, err)) != SAMDA_OK)
+                    break;
+                samda_seg *sg = NULL;
+                if ((st = samda_seg_read(seg_path, &sg, err)) != SAMDA_OK) break;
+                char ref[SAMDA_DICOM_UID_SIZE];
+                snprintf(ref, sizeof ref, "%s", samda_seg_get_info(sg)->referenced_series_instance_uid);
+                samda_seg_free(sg);
+                samda_instance_row *src = NULL;
+                size_t nsrc = 0;
+                if ((st = samda_store_instance_list(store, ref, 0, 0, &src, &nsrc, err)) != SAMDA_OK) break;
+                char **paths = calloc(nsrc ? nsrc : 1, sizeof *paths);
+                for (size_t p = 0; paths && p < nsrc && st == SAMDA_OK; p++) {
+                    paths[p] = malloc(PATH_MAX);
+                    if (!paths[p]) st = samda_fail(err, SAMDA_ENOMEM, "out of memory");
+                    else st = samda_store_object_path(store, src[p].object.relpath, paths[p], PATH_MAX, err);
+                }
+                if (!paths) st = samda_fail(err, SAMDA_ENOMEM, "out of memory");
+                if (st == SAMDA_OK && !nsrc)
+                    st = samda_fail(err, SAMDA_ENOENT, "a DICOM-SEG of study %s refers to a series samdad does not hold",
+                                    study);
+                char prefix[32];
+                snprintf(prefix, sizeof prefix, "case%04zu", k++);
+                size_t written = 0;
+                if (st == SAMDA_OK)
+                    st = samdad_trainset_write((const char *const *)paths, nsrc, seg_path, names, values, ai.n_labels,
+                                               dir, prefix, &written, NULL, err);
+                if (paths)
+                    for (size_t p = 0; p < nsrc; p++) free(paths[p]);
+                free(paths);
+                samda_store_free(src);
+                total += written;
+                n_seg++;
+            }
+            samda_store_free(segs);
+        }
+        samda_store_free(rows);
+        if (st != SAMDA_OK) return st;
+    }
+    if (!n_seg) return samda_fail(err, SAMDA_ENOENT, "none of the studies holds a DICOM-SEG to learn from");
+    json_object_set_new(report, "data", json_pack("{s:I, s:I, s:I}", "studies", (json_int_t)json_array_size(studies),
+                                                  "segmentations", (json_int_t)n_seg, "slices", (json_int_t)total));
+    return SAMDA_OK;
+}
+
+static void rm_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char p[PATH_MAX];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+static int param_int(const json_t *params, const char *key, int def, int lo, int hi)
+{
+    const json_t *v = json_object_get(params, key);
+    if (!json_is_integer(v)) return def;
+    json_int_t x = json_integer_value(v);
+    return x < lo ? lo : x > hi ? hi : (int)x;
+}
+
+static double param_real(const json_t *params, const char *key, double def, double lo, double hi)
+{
+    const json_t *v = json_object_get(params, key);
+    if (!json_is_number(v)) return def;
+    double x = json_number_value(v);
+    return x < lo ? lo : x > hi ? hi : x;
+}
+
+/* "train" (POST /sites/{site}/adapters/train) and "evaluate" (.../{version}/evaluate). */
+static samda_status run_train_eval(samdad_worker *w, const samda_job *job, const json_t *params, bool train,
+                                   samda_error *err)
+{
+    samda_store *store = samdad_store(w->ctx);
+    samda_config *cfg = samdad_config_get(w->ctx);
+    json_t *report = json_object();
+    samda_adapter *copy = NULL;
+    char dir[PATH_MAX] = "";
+    samda_status st = SAMDA_OK, why = SAMDA_OK;
+    adapter_choice ch;
+    int version = param_int(params, "version", 0, 0, INT_MAX);
+    if ((st = choose_adapter(w, cfg, job->site, version, &ch, err)) != SAMDA_OK) goto out;
+    snprintf(dir, sizeof dir, "%s/tmp/%s-%lld", samda_store_data_dir(store), train ? "train" : "eval", (long long)job->id);
+    rm_tree(dir);
+    if (mkdir(dir, 0700) != 0) {
+        st = samda_fail(err, SAMDA_EIO, "creating %s: %s", dir, strerror(errno));
+        goto out;
+    }
+    if (!keep_going(w, job, 0.02, "preparing the data from DICOM-SEGs", &why)) goto out;
+    if ((st = build_trainset(w, params, ch.a, dir, report, err)) != SAMDA_OK) goto out;
+    if (!keep_going(w, job, 0.1, train ? "training" : "evaluating", &why)) goto out;
+    json_object_set_new(report, "from", json_pack("{s:s, s:i, s:s}", "source", ch.source, "version", ch.version,
+                                                  "file_version", ch.file_version));
+    if (train) {
+        if (!(copy = samda_adapter_clone(ch.a, err))) {
+            st = err->code;
+            goto out;
+        }
+        samda_train_params tp;
+        samda_train_params_init(&tp);
+        tp.data_dir = dir;
+        tp.epochs = param_int(params, "epochs", 20, 1, 1000);
+        tp.lr = param_real(params, "lr", 2e-3, 1e-6, 1.0);
+        tp.val_split = param_real(params, "val_split", 0.2, 0.0, 0.9);
+        tp.seed = (uint64_t)param_int(params, "seed", 1, 0, INT_MAX);
+        tp.max_seconds = param_real(params, "max_seconds", 0, 0, 7 * 86400.0);
+        tp.progress = 0;
+        const char *pr = json_string_value(json_object_get(params, "prompt"));
+        tp.prompt = pr && !strcmp(pr, "free") ? SAMDA_TRAIN_PROMPT_FREE
+                    : pr && !strcmp(pr, "box") ? SAMDA_TRAIN_PROMPT_BOX
+                                               : SAMDA_TRAIN_PROMPT_MIXED;
+        samda_train_report tr;
+        memset(&tr, 0, sizeof tr);
+        if ((st = samda_adapter_train(w->model, copy, &tp, &tr, err)) != SAMDA_OK) goto out;
+        json_object_set_new(report, "train",
+                            json_pack("{s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:I}", "cases", tr.n_cases, "train",
+                                      tr.n_train, "validation", tr.n_val, "epochs_run", tr.epochs_run, "best_epoch",
+                                      tr.best_epoch, "best_val_dice", tr.best_val_dice, "seconds_per_epoch",
+                                      tr.seconds_per_epoch, "seconds", tr.total_seconds, "trainable",
+                                      (json_int_t)tr.n_trainable));
+        if (!keep_going(w, job, 0.95, "saving the new version", &why)) goto out;
+        if (!job->site[0]) {
+            st = samda_fail(err, SAMDA_EINVAL, "a training job needs a site");
+            goto out;
+        }
+        bool activate = json_is_true(json_object_get(params, "activate"));
+        json_t *meta = json_pack("{s:s, s:I, s:O}", "origin", "train", "job", (json_int_t)job->id, "metrics",
+                                 json_object_get(report, "train"));
+        int nv = 0;
+        st = store_new_version(w, copy, job->site, ch.version, meta, activate, &nv, err);
+        json_decref(meta);
+        if (st != SAMDA_OK) goto out;
+        json_object_set_new(report, "version", json_integer(nv));
+        json_object_set_new(report, "parent", json_integer(ch.version));
+        json_object_set_new(report, "active", json_boolean(activate));
+        samda_log(&w->ctx->log, SAMDA_LOG_INFO, "worker", "adapter trained: new version recorded",
+                  "job=%lld site=%s version=%d parent=%d val_dice=%.4f active=%s", (long long)job->id, job->site, nv,
+                  ch.version, tr.best_val_dice, activate ? "true" : "false");
+    } else {
+        char *json = NULL;
+        double mean = 0;
+        if ((st = samda_adapter_evaluate(w->model, ch.a, dir, SAMDA_TRAIN_PROMPT_FREE, 0, &json, &mean, err)) != SAMDA_OK)
+            goto out;
+        json_t *ej = json_loads(json, 0, NULL);
+        free(json);
+        json_object_set_new(report, "evaluation", ej ? ej : json_null());
+        samda_log(&w->ctx->log, SAMDA_LOG_INFO, "worker", "adapter evaluated", "job=%lld site=%s version=%d mean_dice=%.4f",
+                  (long long)job->id, job->site, ch.version, mean);
+    }
+    char *rep_s = json_dumps(report, JSON_COMPACT);
+    st = samda_store_job_complete(store, job->id, w->owner, rep_s, err);
+    free(rep_s);
+out:
+    if (why != SAMDA_OK) {
+        st = why;
+        samda_fail(err, why, why == SAMDA_ELOCKED ? "the job's lease was lost" : "cancelled or stopping");
+    }
+    if (dir[0]) rm_tree(dir);
+    samda_adapter_free(copy);
+    json_decref(report);
+    samda_config_unref(cfg);
+    return st;
+}
+
+static samda_status run_job(samdad_worker *w, const samda_job *job, samda_error *err)
+{
+    json_t *params = job->params_json ? json_loads(job->params_json, 0, NULL) : json_object();
+    if (!params) params = json_object();
+    samda_status st;
+    if (!strcmp(job->kind, "segment")) st = run_segment(w, job, params, err);
+    else if (!strcmp(job->kind, "train")) st = run_train_eval(w, job, params, true, err);
+    else if (!strcmp(job->kind, "evaluate")) st = run_train_eval(w, job, params, false, err);
+    else st = samda_fail(err, SAMDA_ENOTSUP, "unknown job kind '%s'", job->kind);
+    json_decref(params);
+    return st;
+}
+
 /* ---- thread ---------------------------------------------------------------------------------- */
 
 static void take_one(samdad_worker *w, bool *worked)
@@ -774,20 +1087,18 @@ static void take_one(samdad_worker *w, bool *worked)
     samda_job job;
     bool found = false;
     samda_error err;
-    if (samda_store_job_claim(store, w->owner, lease, "segment", &job, &found, &err) != SAMDA_OK) {
+    if (samda_store_job_claim(store, w->owner, lease, NULL, &job, &found, &err) != SAMDA_OK) {
         samda_log(&w->ctx->log, SAMDA_LOG_ERROR, "worker", "cannot take a job", "error=%s",
                   q((char[300]){0}, 300, err.message));
         return;
     }
     if (!found) return;
     *worked = true;
-    samda_log(&w->ctx->log, SAMDA_LOG_INFO, "worker", "job started", "job=%lld site=%s attempt=%d/%d",
-              (long long)job.id, job.site, job.attempts, job.max_attempts);
-    json_t *report = json_object();
+    samda_log(&w->ctx->log, SAMDA_LOG_INFO, "worker", "job started", "job=%lld kind=%s site=%s attempt=%d/%d",
+              (long long)job.id, job.kind, job.site, job.attempts, job.max_attempts);
     samda_error jerr;
     memset(&jerr, 0, sizeof jerr);
-    samda_status st = run_job(w, &job, report, &jerr);
-    json_decref(report);
+    samda_status st = run_job(w, &job, &jerr);
     if (st == SAMDA_ECANCELED || st == SAMDA_ELOCKED) {
         samda_log(&w->ctx->log, SAMDA_LOG_WARN, "worker", "job abandoned", "job=%lld reason=%s", (long long)job.id,
                   q((char[300]){0}, 300, jerr.message));

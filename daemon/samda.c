@@ -14,7 +14,12 @@
 #include "cli_model.h"
 #include "json_out.h"
 #ifdef SAMDA_HAVE_MODEL
+#include <dirent.h>
+#include <limits.h>
+#include <unistd.h>
+#include "dicom.h"
 #include "model.h"
+#include "trainset.h"
 #endif
 #include "phantom.h"
 #include "phantom_dicom.h"
@@ -323,6 +328,108 @@ static int cmd_audit(int argc, char **argv)
 
 static int cmd_phantom(int argc, char **argv) { return samda_phantom_main_ex(argc, argv, samdad_phantom_write_dicom, NULL); }
 
+#ifdef SAMDA_HAVE_MODEL
+/* `samda adapter ... --dicom SERIES_DIR,SEG_FILE` (repeatable, for train, eval and tta): a series
+ * and a DICOM-SEG of it become NAME.image.npy + NAME.mask.npy pairs in a temporary folder, which
+ * is then passed on as --data. Segments map by SegmentLabel onto the built-in label ids. */
+static int cmd_adapter(int argc, char **argv)
+{
+    static const char *const names[] = {"liver", "kidney", "spleen", "aorta", "inferior_vena_cava"};
+    static const int values[] = {1, 2, 3, 4, 5};
+    char tmp[] = "/tmp/samda-adapter-dicom-XXXXXX";
+    bool made = false;
+    char **args = calloc((size_t)argc + 3, sizeof *args);
+    int n = 0, k = 0, rc = 1;
+    if (!args) return 1;
+    for (int i = 0; i < argc; i++) {
+        const char *spec = NULL;
+        if (!strcmp(argv[i], "--dicom") && i + 1 < argc) spec = argv[++i];
+        else if (!strncmp(argv[i], "--dicom=", 8)) spec = argv[i] + 8;
+        if (!spec) {
+            args[n++] = argv[i];
+            continue;
+        }
+        if (!made) {
+            if (!mkdtemp(tmp)) {
+                fprintf(stderr, "samda adapter: cannot create a temporary folder: %s\n", strerror(errno));
+                goto out;
+            }
+            made = true;
+            samda_dicom_init_params ip;
+            samda_dicom_init_params_init(&ip);
+            samda_error e;
+            if (samda_dicom_init(&ip, &e) != SAMDA_OK) {
+                fprintf(stderr, "samda adapter: %s\n", e.message);
+                goto out;
+            }
+        }
+        const char *comma = strchr(spec, ',');
+        if (!comma || comma == spec || !comma[1]) {
+            fprintf(stderr, "samda adapter: --dicom needs SERIES_DIR,SEG_FILE (got '%s')\n", spec);
+            rc = 2;
+            goto out;
+        }
+        char dir[2048];
+        snprintf(dir, sizeof dir, "%.*s", (int)(comma - spec), spec);
+        DIR *d = opendir(dir);
+        if (!d) {
+            fprintf(stderr, "samda adapter: --dicom %s: %s\n", dir, strerror(errno));
+            goto out;
+        }
+        char **paths = NULL;
+        size_t np = 0, cap = 0;
+        struct dirent *ent;
+        while ((ent = readdir(d))) {
+            if (ent->d_name[0] == '.') continue;
+            if (np == cap) {
+                cap = cap ? cap * 2 : 64;
+                char **nv = realloc(paths, cap * sizeof *nv);
+                if (!nv) break;
+                paths = nv;
+            }
+            paths[np] = malloc(PATH_MAX);
+            if (!paths[np]) break;
+            snprintf(paths[np], PATH_MAX, "%.2047s/%.255s", dir, ent->d_name);
+            np++;
+        }
+        closedir(d);
+        char prefix[32];
+        snprintf(prefix, sizeof prefix, "dicom%03d", k++);
+        size_t written = 0, matched = 0;
+        samda_error e;
+        samda_status st = samdad_trainset_write((const char *const *)paths, np, comma + 1, names, values, 5, tmp, prefix,
+                                                &written, &matched, &e);
+        for (size_t i = 0; i < np; i++) free(paths[i]);
+        free(paths);
+        if (st != SAMDA_OK) {
+            fprintf(stderr, "samda adapter: --dicom %s: %s\n", spec, e.message);
+            goto out;
+        }
+        fprintf(stderr, "samda adapter: %s: %zu labelled slices (%zu segments matched)\n", spec, written, matched);
+    }
+    if (made) {
+        args[n++] = "--data";
+        args[n++] = tmp;
+    }
+    rc = samda_adapter_cli_main(n, args);
+out:
+    if (made) {
+        DIR *d = opendir(tmp);
+        struct dirent *ent;
+        while (d && (ent = readdir(d))) {
+            if (ent->d_name[0] == '.') continue;
+            char p[PATH_MAX];
+            snprintf(p, sizeof p, "%s/%.255s", tmp, ent->d_name);
+            unlink(p);
+        }
+        if (d) closedir(d);
+        rmdir(tmp);
+    }
+    free(args);
+    return rc;
+}
+#endif
+
 typedef struct command {
     const char *name;
     int (*fn)(int argc, char **argv);
@@ -339,7 +446,7 @@ static const command commands[] = {
 #ifdef SAMDA_HAVE_MODEL
     {"model", samda_cmd_model, "describe a SAM/MedSAM checkpoint: architecture, parameters, fingerprint, BLAS"},
     {"segment", samda_cmd_segment, "segment one image (.npy, .png, .dcm) with point/box prompts; write the mask"},
-    {"adapter", samda_adapter_cli_main, "train | eval | tta | info | pretrain: the per-site SAM-DA decoder adapter"},
+    {"adapter", cmd_adapter, "train | eval | tta | info | pretrain: the SAM-DA decoder adapter (--dicom SERIES,SEG for DICOM data)"},
     {"bench", samda_cmd_bench, "bench model: encoder images/s, decoder ms per prompt, peak memory (JSON)"},
 #endif
     {"phantom", cmd_phantom, "generate synthetic CT-like slices with exact masks, per-site styles"},

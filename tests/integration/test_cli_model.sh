@@ -30,3 +30,18 @@ ok "bad prompts and missing checkpoints get clear errors"
 "$SAMDA" bench model "${M[@]}" --batch 2 >"$T/bench.json" || fail "bench model"
 json_expr 'd["encoder_images_per_s"] > 0 and d["decoder_ms_per_prompt_batched_16"] > 0' <"$T/bench.json" | grep -qx True || fail "bench output"
 ok "bench model prints encoder and decoder figures"
+
+# samda adapter with DICOM data: a phantom series and its ground-truth SEG, on the demo model.
+DEMO="$SAMDA_SOURCE_DIR/deploy/demo"
+if [ -f "$DEMO/sam_demo_base.pth" ]; then
+  "$SAMDA" phantom --out "$T/ph" --site A --count 8 --seed 4 --slices-per-body 8 --dicom >/dev/null || fail "phantom"
+  "$SAMDA" adapter info --checkpoint "$DEMO/sam_demo_base.pth" --adapter "$DEMO/site_A_adapter.safetensors" >"$T/info.json" || fail "adapter info"
+  json_expr 'd["adapter"]["trainable_params"] < 937354 and d["adapter"]["under_1_percent_of_vit_b"]' <"$T/info.json" | grep -qx True || fail "adapter info: $(cat "$T/info.json")"
+  "$SAMDA" adapter eval --checkpoint "$DEMO/sam_demo_base.pth" --adapter "$DEMO/site_A_adapter.safetensors" \
+    --dicom "$T/ph/dicom/A_00000,$T/ph/dicom/A_00000.seg.dcm" >"$T/eval.json" 2>"$T/eval.err" || fail "adapter eval --dicom: $(cat "$T/eval.err")"
+  json_expr 'd["mean_dice"] > 0.3 and len(d["cases"]) > 0' <"$T/eval.json" | grep -qx True || fail "eval: $(head -c 400 "$T/eval.json")"
+  rc=0; "$SAMDA" adapter eval --checkpoint "$DEMO/sam_demo_base.pth" --adapter "$DEMO/site_A_adapter.safetensors" \
+    --dicom "$T/ph/dicom/A_00000" 2>"$T/e" || rc=$?
+  [ "$rc" = 2 ] && grep -q "SERIES_DIR,SEG_FILE" "$T/e" || fail "a bad --dicom is not refused clearly: $(cat "$T/e")"
+  ok "samda adapter info / eval --dicom SERIES,SEG (mean Dice $(json_expr 'round(d["mean_dice"],3)' <"$T/eval.json"))"
+fi

@@ -365,6 +365,23 @@ typedef struct samda_api_services {
      *  (body: optional JSON object). OUT job (202). Needs the model worker: NULL = 501. */
     samda_status (*adapter_evaluate)(void *ctx, const char *site, int version, const json_t *body,
                                      int64_t token_id, json_t **job, samda_error *err);
+
+    /* ---- interactive sessions (role user; audited): need the model worker, NULL = 501 -------- */
+
+    /** POST /api/v1/sessions (body: {"series": UID, "slice": 0-based index in sorted order} or
+     *  {"instance": UID, "frame": 1-based}, optional "window": {"level", "width"}): encode that
+     *  image in the model worker and keep its embedding. OUT session: JSON object with a string
+     *  "id" (201, Location /api/v1/sessions/{id}). SAMDA_ENOENT unknown series/instance (404);
+     *  SAMDA_EBUSY the worker did not take it in time (503). */
+    samda_status (*session_create)(void *ctx, const json_t *body, int64_t token_id, json_t **session,
+                                   samda_error *err);
+    /** POST /api/v1/sessions/{session}/predict (body: "points" [[x, y, 1|0], ...], "box" [x0, y0,
+     *  x1, y1], "use_previous", "multimask"): only the decoder runs. OUT result: JSON with "iou",
+     *  "best" and the mask as row-major run lengths. SAMDA_ENOENT unknown or expired session. */
+    samda_status (*session_predict)(void *ctx, const char *session, const json_t *body, int64_t token_id,
+                                    json_t **result, samda_error *err);
+    /** DELETE /api/v1/sessions/{session} (204). SAMDA_ENOENT (404). */
+    samda_status (*session_delete)(void *ctx, const char *session, int64_t token_id, samda_error *err);
 } samda_api_services;
 
 /* ---------------------------------------------------------------------------------------------

@@ -283,3 +283,51 @@ bool api_json_body(api_request *r, bool required, json_t **out)
     *out = body;
     return true;
 }
+
+/* ---- interactive sessions ------------------------------------------------------------------------ */
+
+static const char *const session_no_params[] = {NULL};
+
+void api_h_session_create(api_request *r)
+{
+    json_t *body;
+    if (!api_only_params(r, session_no_params) || !api_json_body(r, true, &body)) return;
+    samda_api *api = r->api;
+    json_t *out = NULL;
+    samda_error e = {SAMDA_OK, ""};
+    samda_status st = api->svc.session_create(api->svc.ctx, body, r->token_id, &out, &e);
+    json_decref(body);
+    if (!api_call_ok(r, st, &e, &out)) return;
+    char loc[128] = "";
+    const char *id = json_string_value(json_object_get(out, "id"));
+    if (id) snprintf(loc, sizeof loc, "/api/v1/sessions/%.40s", id);
+    api_reply_json(r, 201, out, NULL);
+    if (loc[0] && r->resp) MHD_add_response_header(r->resp, MHD_HTTP_HEADER_LOCATION, loc);
+}
+
+void api_h_session_predict(api_request *r)
+{
+    json_t *body;
+    if (!api_only_params(r, session_no_params) || !api_json_body(r, true, &body)) return;
+    samda_api *api = r->api;
+    json_t *out = NULL;
+    samda_error e = {SAMDA_OK, ""};
+    samda_status st = api->svc.session_predict(api->svc.ctx, api_match_param(&r->match, "session"), body, r->token_id,
+                                               &out, &e);
+    json_decref(body);
+    if (!api_call_ok(r, st, &e, &out)) return;
+    api_reply_json(r, 200, out, NULL);
+}
+
+void api_h_session_delete(api_request *r)
+{
+    if (!api_only_params(r, session_no_params)) return;
+    samda_api *api = r->api;
+    samda_error e = {SAMDA_OK, ""};
+    samda_status st = api->svc.session_delete(api->svc.ctx, api_match_param(&r->match, "session"), r->token_id, &e);
+    if (st != SAMDA_OK) {
+        api_call_ok(r, st, &e, NULL);
+        return;
+    }
+    api_reply_no_content(r);
+}

@@ -42,6 +42,13 @@ const api_route api_routes[] = {
     {API_POST, "/api/v1/jobs/{id}/retry", api_h_job_retry, API_ROLES_USER, API_F_AUDIT, SVC(job_retry), 0, NULL},
     {API_POST, "/api/v1/studies/{study}/segment", api_h_segment, API_ROLES_USER, API_F_AUDIT | API_F_JSON_BODY, SVC(segment), 0, NULL},
     {API_GET, "/api/v1/studies/{study}/results", api_h_results, API_ROLES_USER, API_F_AUDIT, SVC(results), 0, NULL},
+    /* interactive sessions */
+    {API_POST, "/api/v1/sessions", api_h_session_create, API_ROLES_USER, API_F_AUDIT | API_F_JSON_BODY, SVC(session_create), 0,
+     "interactive sessions need the model worker: set [model] checkpoint"},
+    {API_POST, "/api/v1/sessions/{session}/predict", api_h_session_predict, API_ROLES_USER, API_F_AUDIT | API_F_JSON_BODY,
+     SVC(session_predict), 0, "interactive sessions need the model worker: set [model] checkpoint"},
+    {API_DELETE, "/api/v1/sessions/{session}", api_h_session_delete, API_ROLES_USER, API_F_AUDIT, SVC(session_delete), 0,
+     "interactive sessions need the model worker: set [model] checkpoint"},
     /* administration: admin only, every call audited */
     {API_GET, "/api/v1/sites", api_h_sites_list, API_ROLES_ADMIN, API_F_AUDIT, SVC(sites_list), 0, NULL},
     {API_GET, "/api/v1/sites/{site}", api_h_site_get, API_ROLES_ADMIN, API_F_AUDIT, SVC(site_get), 0, NULL},
@@ -116,6 +123,8 @@ static bool valid_frames(const char *s)
     return true;
 }
 
+static bool valid_session(const char *s) { return strlen(s) == 32 && strspn(s, "0123456789abcdef") == 32; }
+
 typedef bool (*param_check)(const char *);
 static const struct {
     const char *name;
@@ -130,6 +139,7 @@ static const struct {
     {"name", api_valid_name, "a name ([A-Za-z0-9._-], 1 to 63)"},
     {"version", api_valid_version, "a version number (1 to 999999999)"},
     {"frames", valid_frames, "comma-separated frame numbers"},
+    {"session", valid_session, "a session id (32 hex digits)"},
 };
 
 static const char *param_rule(const char *name, param_check *check)

@@ -44,6 +44,15 @@ bool samdad_model_loaded(samdad_ctx *ctx)
     return false;
 #endif
 }
+struct samdad_worker *samdad_worker_of(samdad_ctx *ctx)
+{
+#ifdef SAMDA_HAVE_MODEL
+    return ctx->svc ? ctx->svc->worker : NULL;
+#else
+    (void)ctx;
+    return NULL;
+#endif
+}
 unsigned samdad_dicom_port(samdad_ctx *ctx) { return ctx->svc && ctx->svc->scp ? samda_scp_port(ctx->svc->scp) : 0; }
 
 bool samdad_dicom_counters(samdad_ctx *ctx, samda_scp_counters *out)

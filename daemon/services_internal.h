@@ -11,6 +11,8 @@ samda_store *samdad_store(samdad_ctx *ctx);
 
 /** Is a model loaded (segmentation jobs can run)? */
 bool samdad_model_loaded(samdad_ctx *ctx);
+/** The segmentation worker (NULL without a model); an opaque samdad_worker *. */
+struct samdad_worker *samdad_worker_of(samdad_ctx *ctx);
 /** Port the DICOM listener listens on; 0 when it is not running. */
 unsigned samdad_dicom_port(samdad_ctx *ctx);
 /** Copy the DICOM listener's counters; false when it is not running. */

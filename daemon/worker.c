@@ -43,8 +43,42 @@ typedef struct cached_adapter {
     uint64_t used;
 } cached_adapter;
 
+#define MAX_SESSIONS 64
+#define SESSION_TTL_S 1800.0
+
+typedef struct session {
+    char id[SAMDAD_SESSION_ID_SIZE]; /* "" = free slot */
+    char site[SAMDA_NAME_SIZE];
+    samda_embedding *emb;
+    float *prev;                     /* last low-res logits (L x L), NULL before the first predict */
+    int rows, cols;
+    double used;
+} session;
+
+typedef enum { CALL_CREATE, CALL_PREDICT, CALL_DELETE } call_op;
+typedef enum { CALL_QUEUED, CALL_RUNNING, CALL_DONE } call_state;
+
+typedef struct call {
+    call_op op;
+    call_state state;
+    /* create */
+    const char *site;
+    const float *pixels;
+    int rows, cols;
+    char *id;                        /* create: OUT; predict/delete: IN */
+    /* predict */
+    const samdad_prompt *prompt;
+    samdad_prediction *pred;
+    samda_status st;
+    samda_error err;
+    struct call *next;
+} call;
+
 struct samdad_worker {
     samdad_ctx *ctx;
+    call *calls;                     /* queued interactive calls (under mu) */
+    pthread_cond_t done_cv;          /* a call finished */
+    session sessions[MAX_SESSIONS];  /* touched by the worker thread only */
     samda_model *model;
     samda_model_info info;
     char owner[64];
@@ -237,6 +271,242 @@ static samda_status choose_adapter(samdad_worker *w, const samda_config *cfg, co
     return SAMDA_OK;
 }
 
+/* ---- interactive calls ------------------------------------------------------------------------ */
+
+static session *session_find(samdad_worker *w, const char *id)
+{
+    double now = now_s();
+    for (int i = 0; i < MAX_SESSIONS; i++) {
+        session *x = &w->sessions[i];
+        if (!x->id[0]) continue;
+        if (now - x->used > SESSION_TTL_S) { /* expired */
+            samda_embedding_release(x->emb);
+            free(x->prev);
+            memset(x, 0, sizeof *x);
+            continue;
+        }
+        if (!strcmp(x->id, id)) return x;
+    }
+    return NULL;
+}
+
+static void session_drop(session *x)
+{
+    samda_embedding_release(x->emb);
+    free(x->prev);
+    memset(x, 0, sizeof *x);
+}
+
+static samda_status random_id(char id[SAMDAD_SESSION_ID_SIZE], samda_error *err)
+{
+    unsigned char b[16];
+    FILE *f = fopen("/dev/urandom", "rb");
+    size_t got = f ? fread(b, 1, sizeof b, f) : 0;
+    if (f) fclose(f);
+    if (got != sizeof b) return samda_fail(err, SAMDA_EIO, "reading /dev/urandom for a session id");
+    for (int i = 0; i < 16; i++) snprintf(id + 2 * i, 3, "%02x", b[i]);
+    return SAMDA_OK;
+}
+
+static void do_create(samdad_worker *w, call *c)
+{
+    session *slot = NULL;
+    session_find(w, ""); /* expire old ones */
+    for (int i = 0; i < MAX_SESSIONS && !slot; i++)
+        if (!w->sessions[i].id[0]) slot = &w->sessions[i];
+    if (!slot) { /* least recently used */
+        slot = &w->sessions[0];
+        for (int i = 1; i < MAX_SESSIONS; i++)
+            if (w->sessions[i].used < slot->used) slot = &w->sessions[i];
+        session_drop(slot);
+    }
+    samda_model_image im = {c->pixels, c->rows, c->cols, 1, SAMDA_MODEL_PIXEL_F32};
+    samda_model_encode_item it = {.image = &im};
+    samda_embedding *e = NULL;
+    if ((c->st = samda_model_encode(w->model, &it, 1, &e, &c->err)) != SAMDA_OK) return;
+    if ((c->st = random_id(slot->id, &c->err)) != SAMDA_OK) {
+        samda_embedding_release(e);
+        slot->id[0] = 0;
+        return;
+    }
+    slot->emb = e;
+    slot->rows = c->rows;
+    slot->cols = c->cols;
+    slot->used = now_s();
+    snprintf(slot->site, sizeof slot->site, "%s", c->site ? c->site : "");
+    memcpy(c->id, slot->id, SAMDAD_SESSION_ID_SIZE);
+}
+
+static void do_predict(samdad_worker *w, call *c)
+{
+    session *x = session_find(w, c->id);
+    if (!x) {
+        c->st = samda_fail(&c->err, SAMDA_ENOENT, "unknown or expired session %s", c->id);
+        return;
+    }
+    x->used = now_s();
+    const samdad_prompt *p = c->prompt;
+    int lr = w->info.low_res_size;
+    int nm = p->multimask ? w->info.n_multimask : 1;
+    size_t plane = (size_t)x->rows * x->cols;
+    uint8_t *masks = malloc((size_t)nm * plane);
+    float *low = malloc((size_t)nm * lr * lr * sizeof *low);
+    float iou[8] = {0};
+    if (!masks || !low) {
+        free(masks);
+        free(low);
+        c->st = samda_fail(&c->err, SAMDA_ENOMEM, "out of memory");
+        return;
+    }
+    samda_model_prompt mp = {0};
+    float pts[64 * 2];
+    for (size_t i = 0; i < p->n_points; i++) {
+        pts[2 * i] = p->points[i][0];
+        pts[2 * i + 1] = p->points[i][1];
+    }
+    mp.points = p->n_points ? pts : NULL;
+    mp.point_labels = p->n_points ? p->labels : NULL;
+    mp.n_points = p->n_points;
+    mp.box = p->has_box ? p->box : NULL;
+    mp.mask_input = p->use_previous ? x->prev : NULL;
+    samda_model_decode_out o = {low, (size_t)nm * lr * lr, iou, (size_t)nm, NULL, 0, masks, (size_t)nm * plane};
+    unsigned flags = p->multimask ? SAMDA_MODEL_DECODE_MULTIMASK : 0;
+    double t = now_s();
+    adapter_choice ch;
+    samda_config *cfg = samdad_config_get(w->ctx);
+    samda_error e2;
+    bool with_adapter = x->site[0] && choose_adapter(w, cfg, x->site, 0, &ch, &e2) == SAMDA_OK;
+    samda_config_unref(cfg);
+    c->st = with_adapter ? samda_adapter_decode(w->model, ch.a, x->emb, &mp, 1, flags, -1, &o, &c->err)
+                         : samda_model_decode(w->model, x->emb, &mp, 1, flags, &o, &c->err);
+    if (c->st != SAMDA_OK) {
+        free(masks);
+        free(low);
+        return;
+    }
+    int best = 0;
+    for (int i = 1; i < nm; i++)
+        if (iou[i] > iou[best]) best = i;
+    samdad_prediction *r = c->pred;
+    r->rows = x->rows;
+    r->cols = x->cols;
+    r->n_masks = nm;
+    r->best = best;
+    for (int i = 0; i < nm && i < 3; i++) r->iou[i] = iou[i];
+    r->mask = malloc(plane);
+    if (!r->mask) {
+        free(masks);
+        free(low);
+        c->st = samda_fail(&c->err, SAMDA_ENOMEM, "out of memory");
+        return;
+    }
+    memcpy(r->mask, masks + (size_t)best * plane, plane);
+    free(x->prev);
+    x->prev = malloc((size_t)lr * lr * sizeof *x->prev);
+    if (x->prev) memcpy(x->prev, low + (size_t)best * lr * lr, (size_t)lr * lr * sizeof *x->prev);
+    r->decode_ms = (now_s() - t) * 1000.0;
+    free(masks);
+    free(low);
+}
+
+/* Run every queued interactive call (worker thread only). */
+static void serve_calls(samdad_worker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    while (w->calls) {
+        call *c = w->calls;
+        w->calls = c->next;
+        c->state = CALL_RUNNING;
+        pthread_mutex_unlock(&w->mu);
+        c->st = SAMDA_OK;
+        if (c->op == CALL_CREATE) do_create(w, c);
+        else if (c->op == CALL_PREDICT) do_predict(w, c);
+        else {
+            session *x = session_find(w, c->id);
+            if (x) session_drop(x);
+            else c->st = samda_fail(&c->err, SAMDA_ENOENT, "unknown or expired session %s", c->id);
+        }
+        pthread_mutex_lock(&w->mu);
+        c->state = CALL_DONE;
+        pthread_cond_broadcast(&w->done_cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Queue a call and wait: withdrawn with SAMDA_EBUSY if not taken within wait_ms. */
+static samda_status submit(samdad_worker *w, call *c, unsigned wait_ms, samda_error *err)
+{
+    if (!w) return samda_fail(err, SAMDA_EMODEL, "no model loaded");
+    c->state = CALL_QUEUED;
+    c->next = NULL;
+    memset(&c->err, 0, sizeof c->err);
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += wait_ms / 1000;
+    until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&w->mu);
+    if (w->stop) {
+        pthread_mutex_unlock(&w->mu);
+        return samda_fail(err, SAMDA_EBUSY, "the model worker is stopping");
+    }
+    call **tail = &w->calls;
+    while (*tail) tail = &(*tail)->next;
+    *tail = c;
+    w->kicked = true;
+    pthread_cond_signal(&w->cv);
+    while (c->state != CALL_DONE) {
+        if (c->state == CALL_QUEUED && pthread_cond_timedwait(&w->done_cv, &w->mu, &until) != 0 &&
+            c->state == CALL_QUEUED) {
+            for (call **pp = &w->calls; *pp; pp = &(*pp)->next)
+                if (*pp == c) {
+                    *pp = c->next;
+                    break;
+                }
+            pthread_mutex_unlock(&w->mu);
+            return samda_fail(err, SAMDA_EBUSY, "the model worker is busy with a long step (training?) and did not take "
+                              "the request within %u ms: try again", wait_ms);
+        }
+        if (c->state == CALL_RUNNING) pthread_cond_wait(&w->done_cv, &w->mu);
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (c->st != SAMDA_OK && err) *err = c->err;
+    return c->st;
+}
+
+samda_status samdad_worker_session_create(samdad_worker *w, const char *site, const float *pixels, int rows, int cols,
+                                          unsigned wait_ms, char id[SAMDAD_SESSION_ID_SIZE], samda_error *err)
+{
+    if (!pixels || rows < 1 || cols < 1 || rows > 16384 || cols > 16384)
+        return samda_fail(err, SAMDA_EINVAL, "session image must be 1..16384 pixels each way");
+    call c = {.op = CALL_CREATE, .site = site, .pixels = pixels, .rows = rows, .cols = cols, .id = id};
+    return submit(w, &c, wait_ms, err);
+}
+
+samda_status samdad_worker_session_predict(samdad_worker *w, const char *id, const samdad_prompt *p, unsigned wait_ms,
+                                           samdad_prediction *out, samda_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!p || (p->n_points == 0 && !p->has_box && !p->use_previous))
+        return samda_fail(err, SAMDA_EINVAL, "a prediction needs points, a box or the previous mask");
+    if (p->n_points > 64) return samda_fail(err, SAMDA_EINVAL, "at most 64 points");
+    char idc[SAMDAD_SESSION_ID_SIZE];
+    snprintf(idc, sizeof idc, "%s", id);
+    call c = {.op = CALL_PREDICT, .id = idc, .prompt = p, .pred = out};
+    return submit(w, &c, wait_ms, err);
+}
+
+samda_status samdad_worker_session_delete(samdad_worker *w, const char *id, unsigned wait_ms, samda_error *err)
+{
+    char idc[SAMDAD_SESSION_ID_SIZE];
+    snprintf(idc, sizeof idc, "%s", id);
+    call c = {.op = CALL_DELETE, .id = idc};
+    return submit(w, &c, wait_ms, err);
+}
+
 /* ---- helpers --------------------------------------------------------------------------------- */
 
 static bool same_window(const samda_adapter_label *x, const samda_adapter_label *y)
@@ -276,6 +546,7 @@ static samda_status read_file(const char *path, void **buf, size_t *len, samda_e
 /* Keep the lease and learn about cancellation. false: stop working on this job. */
 static bool keep_going(samdad_worker *w, const samda_job *job, double progress, const char *msg, samda_status *why)
 {
+    serve_calls(w); /* interactive requests go before the next batch */
     samda_store *store = samdad_store(w->ctx);
     samda_config *cfg = samdad_config_get(w->ctx);
     int64_t lease = cfg->job_lease_ms;
@@ -1120,6 +1391,7 @@ static void *run(void *arg)
     samdad_worker *w = arg;
     for (;;) {
         if (stopping(w)) break;
+        serve_calls(w);
         bool worked = false;
         take_one(w, &worked);
         if (worked) continue;
@@ -1127,7 +1399,7 @@ static void *run(void *arg)
         int64_t tick = cfg->sched_tick_ms;
         samda_config_unref(cfg);
         pthread_mutex_lock(&w->mu);
-        if (!w->kicked && !w->stop) {
+        if (!w->kicked && !w->stop && !w->calls) {
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
             ts.tv_sec += tick / 1000;
@@ -1203,6 +1475,7 @@ samdad_worker *samdad_worker_start(samdad_ctx *ctx, samda_error *err)
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&w->cv, &ca);
+    pthread_cond_init(&w->done_cv, &ca);
     pthread_condattr_destroy(&ca);
     int rc = pthread_create(&w->thread, NULL, run, w);
     if (rc != 0) {
@@ -1238,8 +1511,12 @@ void samdad_worker_stop(samdad_worker *w)
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
     pthread_join(w->thread, NULL);
+    serve_calls(w); /* callers still waiting get their answer */
     pthread_cond_destroy(&w->cv);
+    pthread_cond_destroy(&w->done_cv);
     pthread_mutex_destroy(&w->mu);
+    for (int i = 0; i < MAX_SESSIONS; i++)
+        if (w->sessions[i].id[0]) session_drop(&w->sessions[i]);
     for (int i = 0; i < ADAPTER_CACHE; i++) samda_adapter_free(w->cache[i].a);
     samda_model_close(w->model);
     free(w);

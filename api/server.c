@@ -1051,6 +1051,12 @@ void samda_api_stop(samda_api *api)
     }
     int left = atomic_load(&api->inflight);
     handlers_stop(api); /* queued requests get 503; calls in progress are waited for */
+    /* The 503s (and answers of calls that just returned) are sent by the network threads once their
+     * connections are resumed: give them a moment before the daemon closes every connection. */
+    for (unsigned waited = 0; atomic_load(&api->inflight) > 0 && waited < 1000; waited += 5) {
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
     MHD_stop_daemon(api->mhd);
     if (ls != MHD_INVALID_SOCKET) close(ls);
     api_log(api, left ? SAMDA_API_LOG_WARN : SAMDA_API_LOG_INFO, "http stopped", "unfinished=%d", left);

@@ -195,6 +195,24 @@ static samda_status metrics(void *v, FILE *out, samda_error *err)
         fprintf(out, "# HELP samda_disk_free_bytes Free bytes in the data directory.\n"
                      "# TYPE samda_disk_free_bytes gauge\nsamda_disk_free_bytes %llu\n",
                 (unsigned long long)free_bytes);
+    fprintf(out, "# HELP samda_exports Export queue items (DICOM-SEG to destinations) by state.\n# TYPE samda_exports gauge\n");
+    static const char *const ex_states[] = {"pending", "sending", "done", "failed"};
+    for (int st = SAMDA_EXPORT_PENDING; st <= SAMDA_EXPORT_FAILED; st++) {
+        samda_export_item *items = NULL;
+        size_t n = 0;
+        if (samda_store_export_list(store, 0, st, 100000, &items, &n, err) != SAMDA_OK) return err->code;
+        size_t retried = 0;
+        for (size_t i = 0; i < n; i++) retried += items[i].attempts > 0;
+        samda_store_free(items);
+        fprintf(out, "samda_exports{state=\"%s\"} %zu\n", ex_states[st], n);
+        if (st == SAMDA_EXPORT_PENDING)
+            fprintf(out, "samda_exports{state=\"pending_after_failure\"} %zu\n", retried);
+    }
+    fprintf(out, "# HELP samda_model_loaded 1 when a model is loaded (segmentation jobs run).\n"
+                 "# TYPE samda_model_loaded gauge\nsamda_model_loaded %d\n", samdad_model_loaded(ctx) ? 1 : 0);
+#ifdef SAMDA_HAVE_MODEL
+    samdad_worker_metrics(samdad_worker_of(ctx), out);
+#endif
     return SAMDA_OK;
 }
 

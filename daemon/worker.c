@@ -27,6 +27,7 @@
 
 #include "dicom.h"
 #include "model.h"
+#include "histogram.h"
 #include "postproc.h"
 #include "trainset.h"
 #include "services_internal.h"
@@ -76,6 +77,11 @@ typedef struct call {
 
 struct samdad_worker {
     samdad_ctx *ctx;
+    samdad_hist h_encode;            /* one encoder call (a batch of slices) */
+    samdad_hist h_decode;            /* prompt-free decoding of one slice (all labels of a window) */
+    samdad_hist h_predict;           /* one interactive prediction */
+    samdad_hist h_job;               /* a whole segmentation of a series */
+    _Atomic uint64_t slices_done;
     call *calls;                     /* queued interactive calls (under mu) */
     pthread_cond_t done_cv;          /* a call finished */
     session sessions[MAX_SESSIONS];  /* touched by the worker thread only */
@@ -405,6 +411,7 @@ static void do_predict(samdad_worker *w, call *c)
     x->prev = malloc((size_t)lr * lr * sizeof *x->prev);
     if (x->prev) memcpy(x->prev, low + (size_t)best * lr * lr, (size_t)lr * lr * sizeof *x->prev);
     r->decode_ms = (now_s() - t) * 1000.0;
+    samdad_hist_record(&w->h_predict, now_s() - t);
     free(masks);
     free(low);
 }
@@ -926,9 +933,11 @@ static samda_status run_series(samdad_worker *w, const samda_job *job, const cha
                 items[i] = (samda_model_encode_item){.image = &ims[i]};
             }
             if ((st = samda_model_encode(w->model, items, nb, emb, err)) != SAMDA_OK) goto out;
+            samdad_hist_record(&w->h_encode, now_s() - t);
             t_encode += now_s() - t;
             t = now_s();
             for (size_t i = 0; i < nb && st == SAMDA_OK; i++) {
+                double td = now_s();
                 uint8_t *tmp = malloc(ng * plane);
                 if (!tmp) {
                     st = samda_fail(err, SAMDA_ENOMEM, "out of memory");
@@ -941,6 +950,8 @@ static samda_status run_series(samdad_worker *w, const samda_job *job, const cha
                 for (size_t g = 0; g < ng && st == SAMDA_OK; g++)
                     memcpy(masks + (group_labels[g] * S + s0 + i) * plane, tmp + g * plane, plane);
                 free(tmp);
+                samdad_hist_record(&w->h_decode, now_s() - td);
+                atomic_fetch_add(&w->slices_done, 1);
             }
             for (size_t i = 0; i < nb; i++) {
                 samda_embedding_release(emb[i]);
@@ -1052,6 +1063,7 @@ static samda_status run_series(samdad_worker *w, const samda_job *job, const cha
     json_object_set_new(report, "slices", json_integer((json_int_t)S));
     json_object_set_new(report, "model", json_string(samda_model_fingerprint(w->model)));
     queue_exports(w, &ss, obj.relpath, sr.sop_instance_uid, report);
+    samdad_hist_record(&w->h_job, now_s() - t0);
     samda_log(&w->ctx->log, SAMDA_LOG_INFO, "worker", "DICOM-SEG recorded",
                   "job=%lld result=%lld slices=%zu labels=%zu frames=%zu seconds=%.2f encode_s=%.2f decode_s=%.2f",
                   (long long)job->id, (long long)result_id, S, L, sr.n_frames, now_s() - t0, t_encode, t_decode);
@@ -1530,4 +1542,26 @@ void samdad_worker_describe(samdad_worker *w, char *buf, size_t size)
     }
     snprintf(buf, size, "%s %s threads=%d fingerprint=%.16s", w->info.arch, w->info.device, w->info.n_threads,
              w->info.fingerprint);
+}
+
+void samdad_worker_metrics(samdad_worker *w, FILE *out)
+{
+    if (!w) return;
+    samdad_hist_write(&w->h_encode, out, "samda_model_encode_seconds", "Encoder calls (one batch of slices).");
+    samdad_hist_write(&w->h_decode, out, "samda_model_decode_seconds",
+                      "Prompt-free decoding of one slice (every label of one window).");
+    samdad_hist_write(&w->h_predict, out, "samda_session_predict_seconds", "Interactive predictions (decoder only).");
+    samdad_hist_write(&w->h_job, out, "samda_series_segmentation_seconds", "Segmentation of a series, load to SEG recorded.");
+    fprintf(out, "# HELP samda_slices_segmented_total Slices decoded by segmentation jobs.\n"
+                 "# TYPE samda_slices_segmented_total counter\nsamda_slices_segmented_total %llu\n",
+            (unsigned long long)atomic_load(&w->slices_done));
+    size_t used = 0, total = 0;
+    if (samda_model_get_device_memory(w->model, &used, &total, NULL) == SAMDA_OK)
+        fprintf(out, "# HELP samda_model_device_memory_bytes Device memory of the model's GPU: used and total.\n"
+                     "# TYPE samda_model_device_memory_bytes gauge\n"
+                     "samda_model_device_memory_bytes{kind=\"used\"} %zu\nsamda_model_device_memory_bytes{kind=\"total\"} %zu\n",
+                used, total);
+    fprintf(out, "# HELP samda_model_parameters Parameters of the loaded base model.\n"
+                 "# TYPE samda_model_parameters gauge\nsamda_model_parameters %lld\n",
+            (long long)w->info.n_params_total);
 }

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "context.h"
 
@@ -67,6 +68,9 @@ samda_status samdad_worker_session_predict(samdad_worker *w, const char *id, con
 
 /** Drop a session. @return SAMDA_OK; SAMDA_ENOENT; SAMDA_EBUSY. */
 samda_status samdad_worker_session_delete(samdad_worker *w, const char *id, unsigned wait_ms, samda_error *err);
+
+/** Prometheus text: encode/decode/predict/series histograms, slices, model memory. NULL-safe. */
+void samdad_worker_metrics(samdad_worker *w, FILE *out);
 
 /** One line describing the model ("vit_b cpu 4 threads fingerprint 1a2b..."), for /health. */
 void samdad_worker_describe(samdad_worker *w, char *buf, size_t size);

@@ -77,6 +77,13 @@ for i in $(seq 30); do
 done | sort -n >"$T/lat"
 echo "predict latency over 30 requests (HTTP round trip, demo model, CPU): p50 $(sed -n 15p "$T/lat") s, p99 $(tail -1 "$T/lat") s"
 
+curl -sf -H "Authorization: Bearer $user" "$H/metrics" >"$T/metrics" || fail "metrics"
+grep -q '^samda_model_loaded 1' "$T/metrics" || fail "samda_model_loaded"
+n=$(awk '/^samda_session_predict_seconds_count/ {print $2}' "$T/metrics")
+[ "${n:-0}" -ge 30 ] || fail "predict histogram count $n"
+grep -q '^samda_model_encode_seconds_bucket{le="+Inf"}' "$T/metrics" || fail "encode histogram"
+grep -q '^samda_exports{state="failed"}' "$T/metrics" || fail "export states"
+ok "/metrics: model loaded, encode/predict histograms ($n predictions), export states"
 [ "$(code -X DELETE -H "Authorization: Bearer $user" "$H/api/v1/sessions/$sid")" = 204 ] || fail "delete: $(cat "$T/body")"
 [ "$(code -X POST "${UJ[@]}" -d "{\"box\":$box}" "$H/api/v1/sessions/$sid/predict")" = 404 ] || fail "deleted session still answers"
 "$SAMDA" audit --data-dir "$D" >"$T/audit.json"

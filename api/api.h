@@ -366,6 +366,19 @@ typedef struct samda_api_services {
     samda_status (*adapter_evaluate)(void *ctx, const char *site, int version, const json_t *body,
                                      int64_t token_id, json_t **job, samda_error *err);
 
+    /** GET /api/v1/results/{id}: one result (JSON). SAMDA_ENOENT (404). */
+    samda_status (*result_get)(void *ctx, int64_t id, json_t **result, samda_error *err);
+    /** GET /api/v1/results/{id}/seg: the DICOM-SEG file (application/dicom). OUT data/len: malloc'd
+     *  bytes, caller frees. SAMDA_ENOENT (404). */
+    samda_status (*result_seg)(void *ctx, int64_t id, void **data, size_t *len, samda_error *err);
+    /** GET /api/v1/results/{id}/slices/{slice}/mask.png (label: optional segment label) and
+     *  .../overlay.png: a PNG of slice (0-based, sorted along the normal) of the result's source
+     *  series: the mask (grey levels = segment numbers, or 0/255 for one label), or the windowed
+     *  slice with each segment's outline in its colour. OUT png/len malloc'd, caller frees.
+     *  SAMDA_ENOENT unknown result or label (404); SAMDA_EINVAL slice out of range. */
+    samda_status (*result_png)(void *ctx, int64_t id, unsigned slice, const char *label, bool overlay, void **png,
+                               size_t *len, samda_error *err);
+
     /* ---- interactive sessions (role user; audited): need the model worker, NULL = 501 -------- */
 
     /** POST /api/v1/sessions (body: {"series": UID, "slice": 0-based index in sorted order} or

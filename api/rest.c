@@ -331,3 +331,60 @@ void api_h_session_delete(api_request *r)
     }
     api_reply_no_content(r);
 }
+
+/* ---- results ---------------------------------------------------------------------------------------- */
+
+void api_h_result_get(api_request *r)
+{
+    int64_t id;
+    if (!api_only_params(r, session_no_params) || !path_id(r, &id)) return;
+    samda_api *api = r->api;
+    json_t *out = NULL;
+    samda_error e = {SAMDA_OK, ""};
+    if (!api_call_ok(r, api->svc.result_get(api->svc.ctx, id, &out, &e), &e, &out)) return;
+    api_reply_json(r, 200, out, NULL);
+}
+
+void api_h_result_seg(api_request *r)
+{
+    int64_t id;
+    if (!api_only_params(r, session_no_params) || !path_id(r, &id)) return;
+    samda_api *api = r->api;
+    void *data = NULL;
+    size_t len = 0;
+    samda_error e = {SAMDA_OK, ""};
+    samda_status st = api->svc.result_seg(api->svc.ctx, id, &data, &len, &e);
+    if (st != SAMDA_OK) {
+        api_call_ok(r, st, &e, NULL);
+        return;
+    }
+    api_reply_bytes(r, 200, data, len, "application/dicom");
+    free(data);
+}
+
+static void result_png(api_request *r, bool overlay)
+{
+    static const char *const label_param[] = {"label", NULL};
+    int64_t id;
+    if (!api_only_params(r, overlay ? session_no_params : label_param) || !path_id(r, &id)) return;
+    uint64_t slice;
+    if (!api_parse_u64(api_match_param(&r->match, "slice"), 0, 99999, &slice)) {
+        api_reply_problem(r, SAMDA_EINVAL, 0, "path parameter slice must be 0..99999");
+        return;
+    }
+    samda_api *api = r->api;
+    void *png = NULL;
+    size_t len = 0;
+    samda_error e = {SAMDA_OK, ""};
+    samda_status st = api->svc.result_png(api->svc.ctx, id, (unsigned)slice, api_query_get(&r->args, "label"), overlay,
+                                          &png, &len, &e);
+    if (st != SAMDA_OK) {
+        api_call_ok(r, st, &e, NULL);
+        return;
+    }
+    api_reply_bytes(r, 200, png, len, "image/png");
+    free(png);
+}
+
+void api_h_result_mask_png(api_request *r) { result_png(r, false); }
+void api_h_result_overlay_png(api_request *r) { result_png(r, true); }

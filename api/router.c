@@ -42,6 +42,10 @@ const api_route api_routes[] = {
     {API_POST, "/api/v1/jobs/{id}/retry", api_h_job_retry, API_ROLES_USER, API_F_AUDIT, SVC(job_retry), 0, NULL},
     {API_POST, "/api/v1/studies/{study}/segment", api_h_segment, API_ROLES_USER, API_F_AUDIT | API_F_JSON_BODY, SVC(segment), 0, NULL},
     {API_GET, "/api/v1/studies/{study}/results", api_h_results, API_ROLES_USER, API_F_AUDIT, SVC(results), 0, NULL},
+    {API_GET, "/api/v1/results/{id}", api_h_result_get, API_ROLES_USER, API_F_AUDIT, SVC(result_get), 0, NULL},
+    {API_GET, "/api/v1/results/{id}/seg", api_h_result_seg, API_ROLES_USER, API_F_AUDIT, SVC(result_seg), 0, NULL},
+    {API_GET, "/api/v1/results/{id}/slices/{slice}/mask.png", api_h_result_mask_png, API_ROLES_USER, API_F_AUDIT, SVC(result_png), 0, NULL},
+    {API_GET, "/api/v1/results/{id}/slices/{slice}/overlay.png", api_h_result_overlay_png, API_ROLES_USER, API_F_AUDIT, SVC(result_png), 0, NULL},
     /* interactive sessions */
     {API_POST, "/api/v1/sessions", api_h_session_create, API_ROLES_USER, API_F_AUDIT | API_F_JSON_BODY, SVC(session_create), 0,
      "interactive sessions need the model worker: set [model] checkpoint"},
@@ -123,6 +127,8 @@ static bool valid_frames(const char *s)
     return true;
 }
 
+static bool valid_slice(const char *s) { size_t n = strlen(s); return n >= 1 && n <= 5 && strspn(s, "0123456789") == n; }
+
 static bool valid_session(const char *s) { return strlen(s) == 32 && strspn(s, "0123456789abcdef") == 32; }
 
 typedef bool (*param_check)(const char *);
@@ -140,6 +146,7 @@ static const struct {
     {"version", api_valid_version, "a version number (1 to 999999999)"},
     {"frames", valid_frames, "comma-separated frame numbers"},
     {"session", valid_session, "a session id (32 hex digits)"},
+    {"slice", valid_slice, "a slice index (0 to 99999)"},
 };
 
 static const char *param_rule(const char *name, param_check *check)

@@ -20,6 +20,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <png.h>
+
 #include "dicom.h"
 #include "ingest.h"
 #include "json_out.h"
@@ -1985,6 +1987,148 @@ static samda_status session_delete(void *v, const char *id, int64_t token_id, sa
 }
 #endif
 
+/* ---- results: the SEG file, and PNG views of one slice ---------------------------------------------- */
+
+static samda_status result_get(void *v, int64_t id, json_t **out, samda_error *err)
+{
+    samda_result r;
+    samda_status st = samda_store_result_get(samdad_store(CORE(v)->ctx), id, &r, err);
+    if (st == SAMDA_ENOENT) return samda_fail(err, SAMDA_ENOENT, "unknown result %lld", (long long)id);
+    if (st != SAMDA_OK) return st;
+    *out = samdad_result_json(&r);
+    samda_result_clear(&r);
+    return *out ? SAMDA_OK : samda_fail(err, SAMDA_ENOMEM, "out of memory");
+}
+
+static samda_status result_seg(void *v, int64_t id, void **data, size_t *len, samda_error *err)
+{
+    samda_store *store = samdad_store(CORE(v)->ctx);
+    samda_result r;
+    samda_status st = samda_store_result_get(store, id, &r, err);
+    if (st == SAMDA_ENOENT) return samda_fail(err, SAMDA_ENOENT, "unknown result %lld", (long long)id);
+    if (st != SAMDA_OK) return st;
+    st = samda_store_object_read(store, r.object.relpath, (size_t)1 << 30, data, len, err);
+    samda_result_clear(&r);
+    return st;
+}
+
+static samda_status png_encode(const uint8_t *px, unsigned w, unsigned h, bool rgb, void **out, size_t *len,
+                               samda_error *err)
+{
+    png_image im;
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION;
+    im.width = w;
+    im.height = h;
+    im.format = rgb ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
+    png_alloc_size_t size = 0;
+    if (!png_image_write_to_memory(&im, NULL, &size, 0, px, 0, NULL))
+        return samda_fail(err, SAMDA_EINTERNAL, "PNG encoding: %s", im.message);
+    void *buf = malloc(size);
+    if (!buf) return samda_fail(err, SAMDA_ENOMEM, "PNG encoding: out of memory");
+    if (!png_image_write_to_memory(&im, buf, &size, 0, px, 0, NULL)) {
+        free(buf);
+        return samda_fail(err, SAMDA_EINTERNAL, "PNG encoding: %s", im.message);
+    }
+    *out = buf;
+    *len = size;
+    return SAMDA_OK;
+}
+
+static samda_status result_png(void *v, int64_t id, unsigned slice, const char *label, bool overlay, void **png,
+                               size_t *len, samda_error *err)
+{
+    samda_store *store = samdad_store(CORE(v)->ctx);
+    samda_result r;
+    samda_status st = samda_store_result_get(store, id, &r, err);
+    if (st == SAMDA_ENOENT) return samda_fail(err, SAMDA_ENOENT, "unknown result %lld", (long long)id);
+    if (st != SAMDA_OK) return st;
+    samda_instance_row *rows = NULL;
+    size_t n = 0;
+    char seg_path[PATH_MAX];
+    st = samda_store_object_path(store, r.object.relpath, seg_path, sizeof seg_path, err);
+    if (st == SAMDA_OK) st = samda_store_instance_list(store, r.series_uid, 0, 0, &rows, &n, err);
+    samda_result_clear(&r);
+    if (st != SAMDA_OK) return st;
+    char **paths = calloc(n ? n : 1, sizeof *paths);
+    st = paths ? SAMDA_OK : samda_fail(err, SAMDA_ENOMEM, "out of memory");
+    for (size_t i = 0; st == SAMDA_OK && i < n; i++) {
+        paths[i] = malloc(PATH_MAX);
+        st = paths[i] ? samda_store_object_path(store, rows[i].object.relpath, paths[i], PATH_MAX, err)
+                      : samda_fail(err, SAMDA_ENOMEM, "out of memory");
+    }
+    samda_volume *vol = NULL;
+    samda_seg *seg = NULL;
+    uint8_t *numbers = NULL, *img = NULL;
+    if (st == SAMDA_OK) st = samda_dicom_volume_load((const char *const *)paths, n, NULL, &vol, err);
+    for (size_t i = 0; paths && i < n; i++) free(paths[i]);
+    free(paths);
+    samda_store_free(rows);
+    if (st == SAMDA_OK) st = samda_seg_read(seg_path, &seg, err);
+    if (st != SAMDA_OK) goto out;
+    const samda_volume_info *vi = samda_volume_get_info(vol);
+    if (slice >= vi->n_slices) {
+        st = samda_fail(err, SAMDA_EINVAL, "slice %u is out of range (the series has %zu: 0..%zu)", slice, vi->n_slices,
+                        vi->n_slices - 1);
+        goto out;
+    }
+    unsigned want = 0;
+    if (label && *label) {
+        for (size_t i = 0; i < samda_seg_get_info(seg)->n_segments; i++)
+            if (!strcasecmp(samda_seg_segment_get(seg, i)->label, label)) want = samda_seg_segment_get(seg, i)->number;
+        if (!want) {
+            st = samda_fail(err, SAMDA_ENOENT, "the result has no segment labelled \"%.64s\"", label);
+            goto out;
+        }
+    }
+    const size_t plane = (size_t)vi->rows * vi->cols;
+    numbers = malloc(vi->n_slices * plane);
+    img = malloc(plane * 3);
+    if (!numbers || !img) {
+        st = samda_fail(err, SAMDA_ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((st = samda_seg_to_label_volume(seg, vol, numbers, NULL, err)) != SAMDA_OK) goto out;
+    const uint8_t *num = numbers + (size_t)slice * plane;
+    if (!overlay) {
+        for (size_t i = 0; i < plane; i++) img[i] = want ? (num[i] == want ? 255 : 0) : num[i];
+        st = png_encode(img, vi->cols, vi->rows, false, png, len, err);
+        goto out;
+    }
+    /* grey: CT soft-tissue window, else the slice's own range */
+    const float *px = samda_volume_voxels(vol) + (size_t)slice * plane;
+    float lo = -160, hi = 240;
+    if (strcmp(vi->modality, "CT") != 0) {
+        lo = px[0];
+        hi = px[0];
+        for (size_t i = 1; i < plane; i++) {
+            if (px[i] < lo) lo = px[i];
+            if (px[i] > hi) hi = px[i];
+        }
+        if (hi <= lo) hi = lo + 1;
+    }
+    static const uint8_t palette[8][3] = {{255, 64, 64}, {64, 200, 64}, {64, 128, 255}, {255, 200, 0},
+                                          {200, 64, 255}, {0, 220, 220}, {255, 128, 0}, {255, 255, 255}};
+    for (size_t i = 0; i < plane; i++) {
+        float g = (px[i] - lo) / (hi - lo) * 255.0f;
+        uint8_t gv = (uint8_t)(g < 0 ? 0 : g > 255 ? 255 : g);
+        img[3 * i] = img[3 * i + 1] = img[3 * i + 2] = gv;
+        uint8_t k = num[i];
+        if (!k) continue;
+        size_t rr = i / vi->cols, cc = i % vi->cols;
+        bool edge = rr == 0 || cc == 0 || rr + 1 == vi->rows || cc + 1 == vi->cols || num[i - 1] != k || num[i + 1] != k ||
+                    num[i - vi->cols] != k || num[i + vi->cols] != k;
+        if (edge) memcpy(img + 3 * i, palette[(k - 1) % 8], 3);
+    }
+    st = png_encode(img, vi->cols, vi->rows, true, png, len, err);
+out:
+    free(numbers);
+    free(img);
+    samda_seg_free(seg);
+    samda_volume_free(vol);
+    return st;
+}
+
 /* Training and evaluation run in the model worker as jobs ("train", "evaluate"); the body's members
  * are the job's parameters (studies, epochs, lr, prompt, val_split, seed, max_seconds, activate). */
 static samda_status adapter_job(samdad_api_core *core, const char *kind, const char *site, int version,
@@ -2132,6 +2276,9 @@ samdad_api_core *samdad_api_core_new(samdad_ctx *ctx, samda_api_services *svc, s
     svc->adapter_upload = adapter_upload;
     svc->adapter_activate = adapter_activate;
     svc->adapter_rollback = adapter_rollback;
+    svc->result_get = result_get;
+    svc->result_seg = result_seg;
+    svc->result_png = result_png;
     svc->adapter_delete = adapter_delete;
     /* Training and evaluation need the model worker: without a model the routes answer 501. */
     if (samdad_model_loaded(ctx)) {

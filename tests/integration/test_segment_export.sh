@@ -54,6 +54,35 @@ ok "Dice floor met (liver >= 0.6, aorta >= 0.5 with the demo model)"
   fail "job result: $("$SAMDA" jobs --data-dir "$T/data")"
 ok "the job's result names the adapter that produced the masks"
 
+# results over HTTP: the SEG file, a slice's mask and overlay as PNG
+user=$("$SAMDA" token create viewer --role user --data-dir "$T/data" 2>/dev/null)
+UA=(-H "Authorization: Bearer $user")
+H="http://127.0.0.1:$hport"
+study=$($PY -c "import pydicom; print(pydicom.dcmread('$SEGF').StudyInstanceUID)")
+curl -sf "${UA[@]}" "$H/api/v1/studies/$study/results" >"$T/results.json" || fail "results"
+rid=$(json_expr '[r["id"] for s in d["series"] for r in s["results"]][0]' <"$T/results.json")
+curl -sf "${UA[@]}" "$H/api/v1/results/$rid" | json_expr 'd["seg_sop_uid"]' >"$T/rsop" || fail "result $rid"
+curl -sf "${UA[@]}" -D "$T/h" -o "$T/r.dcm" "$H/api/v1/results/$rid/seg" || fail "result seg"
+grep -qi '^content-type: application/dicom' "$T/h" || fail "seg content type: $(cat "$T/h")"
+$PY -c "import pydicom,sys; d=pydicom.dcmread('$T/r.dcm'); e=pydicom.dcmread('$SEGF'); sys.exit(0 if d.SOPInstanceUID==e.SOPInstanceUID==open('$T/rsop').read().strip() else 1)" ||
+  fail "the SEG over HTTP is not the one the destination received"
+curl -sf "${UA[@]}" -o "$T/m.png" "$H/api/v1/results/$rid/slices/24/mask.png?label=liver" || fail "mask.png"
+curl -sf "${UA[@]}" -o "$T/o.png" "$H/api/v1/results/$rid/slices/24/overlay.png" || fail "overlay.png"
+$PY - "$T/m.png" "$T/o.png" <<'PY' || fail "PNG content"
+import struct, sys, zlib
+def info(p):
+    b = open(p, "rb").read()
+    assert b[:8] == b"\x89PNG\r\n\x1a\n", p
+    w, h, depth, ctype = struct.unpack(">IIBB", b[16:26])
+    return w, h, depth, ctype
+assert info(sys.argv[1]) == (256, 256, 8, 0), info(sys.argv[1])   # grey
+assert info(sys.argv[2]) == (256, 256, 8, 2), info(sys.argv[2])   # RGB
+PY
+c=$(curl -s -o /dev/null -w '%{http_code}' "${UA[@]}" "$H/api/v1/results/$rid/slices/999/overlay.png"); [ "$c" = 400 ] || fail "slice out of range: $c"
+c=$(curl -s -o /dev/null -w '%{http_code}' "${UA[@]}" "$H/api/v1/results/$rid/slices/1/mask.png?label=heart"); [ "$c" = 404 ] || fail "unknown label: $c"
+c=$(curl -s -o /dev/null -w '%{http_code}' "${UA[@]}" "$H/api/v1/results/99999/seg"); [ "$c" = 404 ] || fail "unknown result: $c"
+ok "results over HTTP: JSON, the SEG file (same SOP Instance UID as delivered), mask and overlay PNGs; bad slice 400, unknown label/result 404"
+
 # 2. kill -9 mid-job: the job runs again after restart, exactly one result
 storescu -aet STORESCU -aec SAMDA 127.0.0.1 "$dport" +sd "$T/ph/dicom/A_00001" || fail "storescu 2"
 wait_for_cmd 60 bash -c "grep -c 'msg=\"job started\"' '$T/d.log' | grep -q 2"

@@ -129,3 +129,11 @@ grep -qi "position" "$T/failed.txt" || fail "the error should name the duplicate
 ok "a refused series: job failed after one attempt, error says why: $(cut -c1-160 "$T/failed.txt")"
 grep -q "$T/data/objects" "$T/d.log" && fail "an object path (UIDs) reached the log: $(grep "$T/data/objects" "$T/d.log" | head -1)"
 ok "no object path (study/series/instance UIDs) in the log"
+# no patient data in the logs of a full run (ingest, jobs, exports, HTTP, a crash and a restart)
+read -r pname pid < <($PY -c "import pydicom; d=pydicom.dcmread('$T/ph/dicom/A_00000/IMG00001.dcm'); print(str(d.PatientName).split('^')[0], d.PatientID)")
+[ -n "$pname" ] && [ -n "$pid" ] || fail "phantom without patient name/ID"
+for f in "$T/d.log" "$T/d1.log"; do
+  grep -q -- "$pname" "$f" && fail "patient name in $f"
+  grep -q -- "$pid" "$f" && fail "patient ID in $f"
+done
+ok "no patient name ($pname) or ID ($pid) in the daemon's logs"

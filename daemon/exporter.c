@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "dicom.h"
+#include "loop.h"
 #include "services_internal.h"
 #include "storage.h"
 
@@ -15,10 +16,7 @@
 
 struct samdad_exporter {
     samdad_ctx *ctx;
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool stop, kicked;
+    samdad_loop loop;
 };
 
 static char *q(char *buf, unsigned size, const char *v) { return samda_log_quote(buf, size, v); }
@@ -126,29 +124,17 @@ size_t samdad_exporter_pass(samdad_ctx *ctx)
 static void *run(void *arg)
 {
     samdad_exporter *e = arg;
-    pthread_mutex_lock(&e->mu);
-    while (!e->stop) {
-        pthread_mutex_unlock(&e->mu);
+    pthread_mutex_lock(&e->loop.mu);
+    while (!e->loop.stop) {
+        pthread_mutex_unlock(&e->loop.mu);
         size_t handled = samdad_exporter_pass(e->ctx);
-        pthread_mutex_lock(&e->mu);
-        if (handled || e->stop) continue;
         samda_config *cfg = samdad_config_get(e->ctx);
         int64_t tick = cfg->sched_tick_ms;
         samda_config_unref(cfg);
-        if (!e->kicked) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_sec += tick / 1000;
-            ts.tv_nsec += (tick % 1000) * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&e->cv, &e->mu, &ts);
-        }
-        e->kicked = false;
+        pthread_mutex_lock(&e->loop.mu);
+        if (!handled && !samdad_loop_wait(&e->loop, tick)) break;
     }
-    pthread_mutex_unlock(&e->mu);
+    pthread_mutex_unlock(&e->loop.mu);
     return NULL;
 }
 
@@ -160,17 +146,7 @@ samdad_exporter *samdad_exporter_start(samdad_ctx *ctx, samda_error *err)
         return NULL;
     }
     e->ctx = ctx;
-    pthread_mutex_init(&e->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&e->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    int rc = pthread_create(&e->thread, NULL, run, e);
-    if (rc != 0) {
-        samda_fail(err, SAMDA_EINTERNAL, "starting the export thread: %s", strerror(rc));
-        pthread_cond_destroy(&e->cv);
-        pthread_mutex_destroy(&e->mu);
+    if (samdad_loop_start(&e->loop, run, e, "export", err) != SAMDA_OK) {
         free(e);
         return NULL;
     }
@@ -179,22 +155,12 @@ samdad_exporter *samdad_exporter_start(samdad_ctx *ctx, samda_error *err)
 
 void samdad_exporter_kick(samdad_exporter *e)
 {
-    if (!e) return;
-    pthread_mutex_lock(&e->mu);
-    e->kicked = true;
-    pthread_cond_signal(&e->cv);
-    pthread_mutex_unlock(&e->mu);
+    if (e) samdad_loop_kick(&e->loop);
 }
 
 void samdad_exporter_stop(samdad_exporter *e)
 {
     if (!e) return;
-    pthread_mutex_lock(&e->mu);
-    e->stop = true;
-    pthread_cond_signal(&e->cv);
-    pthread_mutex_unlock(&e->mu);
-    pthread_join(e->thread, NULL);
-    pthread_cond_destroy(&e->cv);
-    pthread_mutex_destroy(&e->mu);
+    samdad_loop_stop(&e->loop);
     free(e);
 }

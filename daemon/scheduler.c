@@ -18,14 +18,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "loop.h"
 #include "services_internal.h"
 
 struct samdad_scheduler {
     samdad_ctx *ctx;
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool stop, kicked;
+    samdad_loop loop;
 };
 
 static bool list_has(const samda_strlist *l, const char *s)
@@ -170,30 +168,18 @@ static void *run(void *arg)
 {
     samdad_scheduler *s = arg;
     samdad_ctx *ctx = s->ctx;
-    pthread_mutex_lock(&s->mu);
-    while (!s->stop) {
+    pthread_mutex_lock(&s->loop.mu);
+    for (;;) {
         samda_config *cfg = samdad_config_get(ctx);
         int64_t tick = cfg->sched_tick_ms;
         samda_config_unref(cfg);
-        if (!s->kicked) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_sec += tick / 1000;
-            ts.tv_nsec += (tick % 1000) * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&s->cv, &s->mu, &ts);
-        }
-        s->kicked = false;
-        if (s->stop) break;
-        pthread_mutex_unlock(&s->mu);
+        if (!samdad_loop_wait(&s->loop, tick)) break;
+        pthread_mutex_unlock(&s->loop.mu);
         samda_store *store = samdad_store(ctx);
         samdad_scheduler_pass(ctx, store, samda_store_now_ms(store));
-        pthread_mutex_lock(&s->mu);
+        pthread_mutex_lock(&s->loop.mu);
     }
-    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&s->loop.mu);
     return NULL;
 }
 
@@ -205,17 +191,7 @@ samdad_scheduler *samdad_scheduler_start(samdad_ctx *ctx, samda_error *err)
         return NULL;
     }
     s->ctx = ctx;
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    int rc = pthread_create(&s->thread, NULL, run, s);
-    if (rc != 0) {
-        samda_fail(err, SAMDA_EINTERNAL, "starting scheduler thread: %s", strerror(rc));
-        pthread_cond_destroy(&s->cv);
-        pthread_mutex_destroy(&s->mu);
+    if (samdad_loop_start(&s->loop, run, s, "scheduler", err) != SAMDA_OK) {
         free(s);
         return NULL;
     }
@@ -224,22 +200,12 @@ samdad_scheduler *samdad_scheduler_start(samdad_ctx *ctx, samda_error *err)
 
 void samdad_scheduler_kick(samdad_scheduler *s)
 {
-    if (!s) return;
-    pthread_mutex_lock(&s->mu);
-    s->kicked = true;
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
+    if (s) samdad_loop_kick(&s->loop);
 }
 
 void samdad_scheduler_stop(samdad_scheduler *s)
 {
     if (!s) return;
-    pthread_mutex_lock(&s->mu);
-    s->stop = true;
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    pthread_join(s->thread, NULL);
-    pthread_cond_destroy(&s->cv);
-    pthread_mutex_destroy(&s->mu);
+    samdad_loop_stop(&s->loop);
     free(s);
 }

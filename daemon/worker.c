@@ -28,6 +28,7 @@
 #include "dicom.h"
 #include "model.h"
 #include "histogram.h"
+#include "loop.h"
 #include "postproc.h"
 #include "trainset.h"
 #include "services_internal.h"
@@ -88,10 +89,7 @@ struct samdad_worker {
     samda_model *model;
     samda_model_info info;
     char owner[64];
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool stop, kicked;
+    samdad_loop loop;
     cached_adapter cache[ADAPTER_CACHE];
     uint64_t tick;
 };
@@ -107,9 +105,9 @@ static char *q(char *buf, unsigned size, const char *v) { return samda_log_quote
 
 static bool stopping(samdad_worker *w)
 {
-    pthread_mutex_lock(&w->mu);
-    bool s = w->stop;
-    pthread_mutex_unlock(&w->mu);
+    pthread_mutex_lock(&w->loop.mu);
+    bool s = w->loop.stop;
+    pthread_mutex_unlock(&w->loop.mu);
     return s || atomic_load(&w->ctx->stopping);
 }
 
@@ -419,12 +417,12 @@ static void do_predict(samdad_worker *w, call *c)
 /* Run every queued interactive call (worker thread only). */
 static void serve_calls(samdad_worker *w)
 {
-    pthread_mutex_lock(&w->mu);
+    pthread_mutex_lock(&w->loop.mu);
     while (w->calls) {
         call *c = w->calls;
         w->calls = c->next;
         c->state = CALL_RUNNING;
-        pthread_mutex_unlock(&w->mu);
+        pthread_mutex_unlock(&w->loop.mu);
         c->st = SAMDA_OK;
         if (c->op == CALL_CREATE) do_create(w, c);
         else if (c->op == CALL_PREDICT) do_predict(w, c);
@@ -433,11 +431,11 @@ static void serve_calls(samdad_worker *w)
             if (x) session_drop(x);
             else c->st = samda_fail(&c->err, SAMDA_ENOENT, "unknown or expired session %s", c->id);
         }
-        pthread_mutex_lock(&w->mu);
+        pthread_mutex_lock(&w->loop.mu);
         c->state = CALL_DONE;
         pthread_cond_broadcast(&w->done_cv);
     }
-    pthread_mutex_unlock(&w->mu);
+    pthread_mutex_unlock(&w->loop.mu);
 }
 
 /* Queue a call and wait: withdrawn with SAMDA_EBUSY if not taken within wait_ms. */
@@ -455,31 +453,31 @@ static samda_status submit(samdad_worker *w, call *c, unsigned wait_ms, samda_er
         until.tv_sec++;
         until.tv_nsec -= 1000000000L;
     }
-    pthread_mutex_lock(&w->mu);
-    if (w->stop) {
-        pthread_mutex_unlock(&w->mu);
+    pthread_mutex_lock(&w->loop.mu);
+    if (w->loop.stop) {
+        pthread_mutex_unlock(&w->loop.mu);
         return samda_fail(err, SAMDA_EBUSY, "the model worker is stopping");
     }
     call **tail = &w->calls;
     while (*tail) tail = &(*tail)->next;
     *tail = c;
-    w->kicked = true;
-    pthread_cond_signal(&w->cv);
+    w->loop.kicked = true;
+    pthread_cond_signal(&w->loop.cv);
     while (c->state != CALL_DONE) {
-        if (c->state == CALL_QUEUED && pthread_cond_timedwait(&w->done_cv, &w->mu, &until) != 0 &&
+        if (c->state == CALL_QUEUED && pthread_cond_timedwait(&w->done_cv, &w->loop.mu, &until) != 0 &&
             c->state == CALL_QUEUED) {
             for (call **pp = &w->calls; *pp; pp = &(*pp)->next)
                 if (*pp == c) {
                     *pp = c->next;
                     break;
                 }
-            pthread_mutex_unlock(&w->mu);
+            pthread_mutex_unlock(&w->loop.mu);
             return samda_fail(err, SAMDA_EBUSY, "the model worker is busy with a long step (training?) and did not take "
                               "the request within %u ms: try again", wait_ms);
         }
-        if (c->state == CALL_RUNNING) pthread_cond_wait(&w->done_cv, &w->mu);
+        if (c->state == CALL_RUNNING) pthread_cond_wait(&w->done_cv, &w->loop.mu);
     }
-    pthread_mutex_unlock(&w->mu);
+    pthread_mutex_unlock(&w->loop.mu);
     if (c->st != SAMDA_OK && err) *err = c->err;
     return c->st;
 }
@@ -1410,20 +1408,9 @@ static void *run(void *arg)
         samda_config *cfg = samdad_config_get(w->ctx);
         int64_t tick = cfg->sched_tick_ms;
         samda_config_unref(cfg);
-        pthread_mutex_lock(&w->mu);
-        if (!w->kicked && !w->stop && !w->calls) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_sec += tick / 1000;
-            ts.tv_nsec += (tick % 1000) * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&w->cv, &w->mu, &ts);
-        }
-        w->kicked = false;
-        pthread_mutex_unlock(&w->mu);
+        pthread_mutex_lock(&w->loop.mu);
+        if (!w->calls) samdad_loop_wait(&w->loop, tick);
+        pthread_mutex_unlock(&w->loop.mu);
     }
     return NULL;
 }
@@ -1482,18 +1469,13 @@ samdad_worker *samdad_worker_start(samdad_ctx *ctx, samda_error *err)
     if (req || failed)
         samda_log(&ctx->log, SAMDA_LOG_WARN, "worker", "jobs an earlier run left running were taken back",
                   "requeued=%zu failed=%zu", req, failed);
-    pthread_mutex_init(&w->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&w->cv, &ca);
     pthread_cond_init(&w->done_cv, &ca);
     pthread_condattr_destroy(&ca);
-    int rc = pthread_create(&w->thread, NULL, run, w);
-    if (rc != 0) {
-        samda_fail(err, SAMDA_EINTERNAL, "starting the worker thread: %s", strerror(rc));
-        pthread_cond_destroy(&w->cv);
-        pthread_mutex_destroy(&w->mu);
+    if (samdad_loop_start(&w->loop, run, w, "model worker", err) != SAMDA_OK) {
+        pthread_cond_destroy(&w->done_cv);
         goto fail;
     }
     samda_config_unref(cfg);
@@ -1508,25 +1490,21 @@ fail:
 
 void samdad_worker_kick(samdad_worker *w)
 {
-    if (!w) return;
-    pthread_mutex_lock(&w->mu);
-    w->kicked = true;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
+    if (w) samdad_loop_kick(&w->loop);
 }
 
 void samdad_worker_stop(samdad_worker *w)
 {
     if (!w) return;
-    pthread_mutex_lock(&w->mu);
-    w->stop = true;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-    pthread_join(w->thread, NULL);
+    pthread_mutex_lock(&w->loop.mu);
+    w->loop.stop = true;
+    pthread_cond_signal(&w->loop.cv);
+    pthread_mutex_unlock(&w->loop.mu);
+    pthread_join(w->loop.thread, NULL);
     serve_calls(w); /* callers still waiting get their answer */
-    pthread_cond_destroy(&w->cv);
+    pthread_cond_destroy(&w->loop.cv);
     pthread_cond_destroy(&w->done_cv);
-    pthread_mutex_destroy(&w->mu);
+    pthread_mutex_destroy(&w->loop.mu);
     for (int i = 0; i < MAX_SESSIONS; i++)
         if (w->sessions[i].id[0]) session_drop(&w->sessions[i]);
     for (int i = 0; i < ADAPTER_CACHE; i++) samda_adapter_free(w->cache[i].a);

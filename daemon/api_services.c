@@ -1832,45 +1832,32 @@ static samda_status session_create(void *v, const json_t *body, int64_t token_id
         width = json_number_value(json_object_get(win, "width"));
     }
     /* the files */
-    samda_instance_row *rows = NULL;
+    char **paths = NULL;
     size_t n = 0;
     char site[SAMDA_NAME_SIZE] = "";
     samda_status st;
+    samda_series_info si;
     if (series) {
-        samda_series_info si;
         st = samda_store_series_get(store, series, &si, err);
         if (st == SAMDA_ENOENT) return samda_fail(err, SAMDA_ENOENT, "unknown series %s", series);
         if (st != SAMDA_OK) return st;
-        snprintf(site, sizeof site, "%s", si.site);
-        if ((st = samda_store_instance_list(store, series, 0, 0, &rows, &n, err)) != SAMDA_OK) return st;
+        if ((st = samda_store_series_paths(store, series, &paths, &n, err)) != SAMDA_OK) return st;
     } else {
-        rows = calloc(1, sizeof *rows);
-        if (!rows) return samda_fail(err, SAMDA_ENOMEM, "out of memory");
-        st = samda_store_instance_get(store, instance, rows, err);
-        if (st == SAMDA_ENOENT) {
-            free(rows);
-            return samda_fail(err, SAMDA_ENOENT, "unknown instance %s", instance);
-        }
-        if (st != SAMDA_OK) {
-            free(rows);
-            return st;
-        }
-        n = 1;
-        samda_series_info si;
-        if (samda_store_series_get(store, rows[0].meta.series_uid, &si, err) == SAMDA_OK) snprintf(site, sizeof site, "%s", si.site);
+        samda_instance_row row;
+        st = samda_store_instance_get(store, instance, &row, err);
+        if (st == SAMDA_ENOENT) return samda_fail(err, SAMDA_ENOENT, "unknown instance %s", instance);
+        if (st != SAMDA_OK) return st;
+        if (samda_store_series_get(store, row.meta.series_uid, &si, err) != SAMDA_OK) si.site[0] = 0;
+        paths = calloc(1, sizeof *paths);
+        if (paths) paths[0] = malloc(PATH_MAX);
+        n = paths ? 1 : 0;
+        st = paths && paths[0] ? samda_store_object_path(store, row.object.relpath, paths[0], PATH_MAX, err)
+                               : samda_fail(err, SAMDA_ENOMEM, "out of memory");
     }
-    char **paths = calloc(n ? n : 1, sizeof *paths);
-    st = paths ? SAMDA_OK : samda_fail(err, SAMDA_ENOMEM, "out of memory");
-    for (size_t i = 0; st == SAMDA_OK && i < n; i++) {
-        paths[i] = malloc(PATH_MAX);
-        st = paths[i] ? samda_store_object_path(store, rows[i].object.relpath, paths[i], PATH_MAX, err)
-                      : samda_fail(err, SAMDA_ENOMEM, "out of memory");
-    }
+    snprintf(site, sizeof site, "%s", si.site);
     samda_volume *vol = NULL;
     if (st == SAMDA_OK) st = samda_dicom_volume_load((const char *const *)paths, n, NULL, &vol, err);
-    for (size_t i = 0; paths && i < n; i++) free(paths[i]);
-    free(paths);
-    samda_store_free(rows);
+    samda_store_paths_free(paths, n);
     if (st != SAMDA_OK) return st;
     const samda_volume_info *vi = samda_volume_get_info(vol);
     size_t s_index = series ? (size_t)index : (size_t)(index - 1);
@@ -2043,27 +2030,18 @@ static samda_status result_png(void *v, int64_t id, unsigned slice, const char *
     samda_status st = samda_store_result_get(store, id, &r, err);
     if (st == SAMDA_ENOENT) return samda_fail(err, SAMDA_ENOENT, "unknown result %lld", (long long)id);
     if (st != SAMDA_OK) return st;
-    samda_instance_row *rows = NULL;
+    char **paths = NULL;
     size_t n = 0;
     char seg_path[PATH_MAX];
     st = samda_store_object_path(store, r.object.relpath, seg_path, sizeof seg_path, err);
-    if (st == SAMDA_OK) st = samda_store_instance_list(store, r.series_uid, 0, 0, &rows, &n, err);
+    if (st == SAMDA_OK) st = samda_store_series_paths(store, r.series_uid, &paths, &n, err);
     samda_result_clear(&r);
     if (st != SAMDA_OK) return st;
-    char **paths = calloc(n ? n : 1, sizeof *paths);
-    st = paths ? SAMDA_OK : samda_fail(err, SAMDA_ENOMEM, "out of memory");
-    for (size_t i = 0; st == SAMDA_OK && i < n; i++) {
-        paths[i] = malloc(PATH_MAX);
-        st = paths[i] ? samda_store_object_path(store, rows[i].object.relpath, paths[i], PATH_MAX, err)
-                      : samda_fail(err, SAMDA_ENOMEM, "out of memory");
-    }
     samda_volume *vol = NULL;
     samda_seg *seg = NULL;
     uint8_t *numbers = NULL, *img = NULL;
-    if (st == SAMDA_OK) st = samda_dicom_volume_load((const char *const *)paths, n, NULL, &vol, err);
-    for (size_t i = 0; paths && i < n; i++) free(paths[i]);
-    free(paths);
-    samda_store_free(rows);
+    st = samda_dicom_volume_load((const char *const *)paths, n, NULL, &vol, err);
+    samda_store_paths_free(paths, n);
     if (st == SAMDA_OK) st = samda_seg_read(seg_path, &seg, err);
     if (st != SAMDA_OK) goto out;
     const samda_volume_info *vi = samda_volume_get_info(vol);

@@ -783,7 +783,6 @@ static samda_status run_series(samdad_worker *w, const samda_job *job, const cha
     samda_status st = SAMDA_OK, why = SAMDA_OK;
     site_settings ss;
     site_settings_get(w, cfg, job->site, &ss);
-    samda_instance_row *inst = NULL;
     size_t n_inst = 0;
     char **paths = NULL;
     samda_volume *vol = NULL;
@@ -805,23 +804,10 @@ static samda_status run_series(samdad_worker *w, const samda_job *job, const cha
     if (recorded_result(w, job, series_uid, &ss, report)) goto done_quiet;
 
     /* (2) the volume */
-    if ((st = samda_store_instance_list(store, series_uid, 0, 0, &inst, &n_inst, err)) != SAMDA_OK) goto out;
+    if ((st = samda_store_series_paths(store, series_uid, &paths, &n_inst, err)) != SAMDA_OK) goto out;
     if (!n_inst) {
         st = samda_fail(err, SAMDA_ENOENT, "series has no stored instance");
         goto out;
-    }
-    paths = calloc(n_inst, sizeof *paths);
-    if (!paths) {
-        st = samda_fail(err, SAMDA_ENOMEM, "out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < n_inst; i++) {
-        paths[i] = malloc(PATH_MAX);
-        if (!paths[i]) {
-            st = samda_fail(err, SAMDA_ENOMEM, "out of memory");
-            goto out;
-        }
-        if ((st = samda_store_object_path(store, inst[i].object.relpath, paths[i], PATH_MAX, err)) != SAMDA_OK) goto out;
     }
     if (!keep_going(w, job, 0.02, "loading the series", &why)) goto out;
     if ((st = samda_dicom_volume_load((const char *const *)paths, n_inst, NULL, &vol, err)) != SAMDA_OK) {
@@ -1083,10 +1069,7 @@ out:
     free(masks);
     samda_adapter_free(tta_copy);
     samda_volume_free(vol);
-    if (paths)
-        for (size_t i = 0; i < n_inst; i++) free(paths[i]);
-    free(paths);
-    samda_store_free(inst);
+    samda_store_paths_free(paths, n_inst);
     samda_config_unref(cfg);
     return st;
 }
@@ -1180,17 +1163,10 @@ static samda_status build_trainset(samdad_worker *w, const json_t *params, const
                 char ref[SAMDA_DICOM_UID_SIZE];
                 snprintf(ref, sizeof ref, "%s", samda_seg_get_info(sg)->referenced_series_instance_uid);
                 samda_seg_free(sg);
-                samda_instance_row *src = NULL;
+                char **paths = NULL;
                 size_t nsrc = 0;
-                if ((st = samda_store_instance_list(store, ref, 0, 0, &src, &nsrc, err)) != SAMDA_OK) break;
-                char **paths = calloc(nsrc ? nsrc : 1, sizeof *paths);
-                for (size_t p = 0; paths && p < nsrc && st == SAMDA_OK; p++) {
-                    paths[p] = malloc(PATH_MAX);
-                    if (!paths[p]) st = samda_fail(err, SAMDA_ENOMEM, "out of memory");
-                    else st = samda_store_object_path(store, src[p].object.relpath, paths[p], PATH_MAX, err);
-                }
-                if (!paths) st = samda_fail(err, SAMDA_ENOMEM, "out of memory");
-                if (st == SAMDA_OK && !nsrc)
+                if ((st = samda_store_series_paths(store, ref, &paths, &nsrc, err)) != SAMDA_OK) break;
+                if (!nsrc)
                     st = samda_fail(err, SAMDA_ENOENT, "a DICOM-SEG of study %s refers to a series samdad does not hold",
                                     study);
                 char prefix[32];
@@ -1199,10 +1175,7 @@ static samda_status build_trainset(samdad_worker *w, const json_t *params, const
                 if (st == SAMDA_OK)
                     st = samdad_trainset_write((const char *const *)paths, nsrc, seg_path, names, values, ai.n_labels,
                                                dir, prefix, &written, NULL, err);
-                if (paths)
-                    for (size_t p = 0; p < nsrc; p++) free(paths[p]);
-                free(paths);
-                samda_store_free(src);
+                samda_store_paths_free(paths, nsrc);
                 total += written;
                 n_seg++;
             }

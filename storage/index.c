@@ -7,6 +7,7 @@
  * "(?n IS NULL OR col = ?n)" so that no SQL text is ever built from values. */
 #include <math.h>
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -1126,4 +1127,37 @@ samda_status samda_store_assoc_abort_stale(samda_store *s, size_t *n, samda_erro
     }
     storage_conn_put(s, c);
     return res;
+}
+
+samda_status samda_store_series_paths(samda_store *s, const char *series_uid, char ***paths, size_t *n,
+                                      samda_error *err)
+{
+    *paths = NULL;
+    *n = 0;
+    samda_instance_row *rows = NULL;
+    size_t nr = 0;
+    samda_status st = samda_store_instance_list(s, series_uid, 0, 0, &rows, &nr, err);
+    if (st != SAMDA_OK) return st;
+    char **p = calloc(nr ? nr : 1, sizeof *p);
+    if (!p) st = samda_fail(err, SAMDA_ENOMEM, "listing the files of a series: out of memory");
+    for (size_t i = 0; st == SAMDA_OK && i < nr; i++) {
+        p[i] = malloc(PATH_MAX);
+        st = p[i] ? samda_store_object_path(s, rows[i].object.relpath, p[i], PATH_MAX, err)
+                  : samda_fail(err, SAMDA_ENOMEM, "listing the files of a series: out of memory");
+    }
+    samda_store_free(rows);
+    if (st != SAMDA_OK) {
+        samda_store_paths_free(p, nr);
+        return st;
+    }
+    *paths = p;
+    *n = nr;
+    return SAMDA_OK;
+}
+
+void samda_store_paths_free(char **paths, size_t n)
+{
+    if (!paths) return;
+    for (size_t i = 0; i < n; i++) free(paths[i]);
+    free(paths);
 }

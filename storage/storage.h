@@ -419,6 +419,12 @@ samda_status samda_store_series_get(samda_store *s, const char *series_uid, samd
  *  Ownership and returns as samda_store_study_query. */
 samda_status samda_store_instance_list(samda_store *s, const char *series_uid, size_t limit, size_t offset,
                                        samda_instance_row **rows, size_t *n, samda_error *err);
+/** Absolute paths of every instance file of a series (in samda_store_instance_list order), for
+ *  readers that open files (DCMTK). @param paths OUT: free with samda_store_paths_free(paths, n).
+ *  @return SAMDA_OK (n may be 0); SAMDA_ENOMEM; SAMDA_EDB; SAMDA_EINVAL (a path too long). */
+samda_status samda_store_series_paths(samda_store *s, const char *series_uid, char ***paths, size_t *n,
+                                      samda_error *err);
+void samda_store_paths_free(char **paths, size_t n);
 /** One instance by SOP UID. @return SAMDA_OK; SAMDA_ENOENT; SAMDA_EDB. */
 samda_status samda_store_instance_get(samda_store *s, const char *sop_uid, samda_instance_row *out,
                                       samda_error *err);

@@ -115,6 +115,16 @@ static void test_ingest_and_read_back(void **state)
     assert_int_equal(n, 1);
     assert_string_equal(rows[0].meta.sop_uid, "1.2.3.1.1");
     samda_store_free(rows);
+    /* the same instances as absolute paths, in the same order, each an existing file */
+    char **paths;
+    CHECK_OK(samda_store_series_paths(f->s, "1.2.3.1", &paths, &n, &e));
+    assert_int_equal(n, 2);
+    assert_non_null(strstr(paths[0], "1.2.3.1.2.dcm"));
+    assert_true(paths[0][0] == '/' && access(paths[0], R_OK) == 0 && access(paths[1], R_OK) == 0);
+    samda_store_paths_free(paths, n);
+    CHECK_OK(samda_store_series_paths(f->s, "9.9.9", &paths, &n, &e));
+    assert_int_equal(n, 0);
+    samda_store_paths_free(paths, n);
 
     samda_association a;
     CHECK_OK(samda_store_assoc_get(f->s, assoc, &a, &e));

@@ -17,6 +17,24 @@ test_pkgs=(
   openssl  # test_tls makes its test CA and certificates with the openssl command
 )
 
+# dcmjs (the DICOM library of the OHIF viewer) reads samda's DICOM-SEG in it_seg_dcmjs. It is not a Debian
+# package: when node and npm are present it is installed from the npm registry into a cache folder outside the
+# repository (best effort: without it that test skips and says why).
+dcmjs_version=0.51.1
+dcmjs_dir=${SAMDA_DCMJS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/samda/dcmjs}
+install_dcmjs() {
+  [ "${1:-}" = "--runtime-only" ] && return 0
+  command -v node >/dev/null && command -v npm >/dev/null || return 0
+  [ -f "$dcmjs_dir/node_modules/dcmjs/package.json" ] && return 0
+  mkdir -p "$dcmjs_dir"
+  if timeout 300 npm install --silent --no-audit --no-fund --prefix "$dcmjs_dir" "dcmjs@$dcmjs_version" >/dev/null 2>&1; then
+    echo "install-deps: dcmjs $dcmjs_version installed in $dcmjs_dir" >&2
+  else
+    echo "install-deps: warning: could not install dcmjs from the npm registry (it_seg_dcmjs will skip)" >&2
+  fi
+}
+install_dcmjs "${1:-}"
+
 want=("${build_pkgs[@]}" "${runtime_pkgs[@]}")
 [ "${1:-}" = "--runtime-only" ] || want+=("${test_pkgs[@]}")
 

@@ -3,14 +3,13 @@
 # segments, frames, per-frame source references, referenced series and voxel counts must be what
 # samda wrote. Skips when node or dcmjs is missing.
 #
-# dcmjs is not a Debian package and needs the npm registry, so CI does not install it by default.
-# To run this test: npm install --prefix /opt/samda-dcmjs dcmjs   (tested with dcmjs 0.51.1), then
-# SAMDA_DCMJS_DIR=/opt/samda-dcmjs ctest -R it_seg_dcmjs  (or put its node_modules on NODE_PATH).
+# dcmjs is not a Debian package: deploy/install-deps.sh installs it from the npm registry (pinned, into
+# ~/.cache/samda/dcmjs, or SAMDA_DCMJS_DIR) when node and npm are present.
 . "$(dirname "$0")/lib.sh"
 command -v node >/dev/null || { echo "SKIP: node not installed"; exit 0; }
-if [ -n "${SAMDA_DCMJS_DIR:-}" ]; then
-  export NODE_PATH="$SAMDA_DCMJS_DIR/node_modules${NODE_PATH:+:$NODE_PATH}"
-fi
+# deploy/install-deps.sh installs dcmjs there when node and npm are present
+SAMDA_DCMJS_DIR=${SAMDA_DCMJS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/samda/dcmjs}
+export NODE_PATH="$SAMDA_DCMJS_DIR/node_modules${NODE_PATH:+:$NODE_PATH}"
 node -e 'require("dcmjs")' 2>/dev/null || {
   echo "SKIP: dcmjs not found (set SAMDA_DCMJS_DIR to a folder holding node_modules/dcmjs)"; exit 0; }
 MAKE="$SAMDA_BUILD_DIR/tests/unit/dicom/make_seg_sample"

@@ -42,6 +42,7 @@ $model
 [site default]
 modalities = CT,MR
 series_idle = 5s
+study_idle = 10s
 
 [peer storescu]
 ae_title = STORESCU

@@ -441,7 +441,7 @@ samda_status samda_adapter_evaluate(const samda_model *m, const samda_adapter *a
                                     samda_error *err);
 
 typedef struct samda_tta_params {
-    int steps;               /* optimiser steps (default 30) */
+    int steps;               /* optimiser steps (default 10; see docs/adaptation.md) */
     double lr;               /* default 5e-4 */
     double ema;              /* teacher EMA decay, default 0.95 */
     double entropy_weight;   /* default 0.5 (consistency weight 1) */

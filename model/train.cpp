@@ -995,7 +995,7 @@ void samda_tta_params_init(samda_tta_params *p)
     if (!p)
         return;
     std::memset(p, 0, sizeof *p);
-    p->steps = 30;
+    p->steps = 10; /* fewer steps: 30 over-sharpened on phantom site B (docs/adaptation.md) */
     p->lr = 5e-4;
     p->ema = 0.95;
     p->entropy_weight = 0.5;

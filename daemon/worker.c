@@ -103,13 +103,7 @@ static double now_s(void)
 
 static char *q(char *buf, unsigned size, const char *v) { return samda_log_quote(buf, size, v); }
 
-static bool stopping(samdad_worker *w)
-{
-    pthread_mutex_lock(&w->loop.mu);
-    bool s = w->loop.stop;
-    pthread_mutex_unlock(&w->loop.mu);
-    return s || atomic_load(&w->ctx->stopping);
-}
+static bool stopping(samdad_worker *w) { return samdad_loop_stopping(&w->loop) || atomic_load(&w->ctx->stopping); }
 
 /* Object paths name study, series and instance UIDs: in log lines (not in the job's error, which the
  * index keeps) they become "[object]" unless [daemon] log_uids is on. */

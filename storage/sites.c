@@ -276,13 +276,19 @@ struct dest_args {
     const char *name, *ae, *host, *settings;
     int port;
     int64_t *id;
+    bool upsert;      /* update a destination of the same name in place instead of refusing it */
+    const char *verb; /* "adding" or "recording", for messages */
 };
 
-static samda_status dest_add_body(samda_store *s, storage_conn *c, void *arg, samda_error *err)
+static samda_status dest_write_body(samda_store *s, storage_conn *c, void *arg, samda_error *err)
 {
     struct dest_args *a = arg;
-    sqlite3_stmt *st = storage_stmt(c, "INSERT INTO destinations(name, ae_title, host, port, settings_json,"
-                                       " created_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6)", err);
+    sqlite3_stmt *st = storage_stmt(c, a->upsert ? "INSERT INTO destinations(name, ae_title, host, port, settings_json,"
+                                                   " created_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(name) DO UPDATE"
+                                                   " SET ae_title = ?2, host = ?3, port = ?4, settings_json = ?5"
+                                                 : "INSERT INTO destinations(name, ae_title, host, port, settings_json,"
+                                                   " created_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+                                   err);
     if (!st) return err->code;
     sqlite3_bind_text(st, 1, a->name, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 2, a->ae, -1, SQLITE_TRANSIENT);
@@ -291,9 +297,37 @@ static samda_status dest_add_body(samda_store *s, storage_conn *c, void *arg, sa
     storage_bind_text(st, 5, a->settings);
     sqlite3_bind_int64(st, 6, samda_store_now_ms(s));
     int rc = storage_exec_stmt(s, st);
-    if (rc != SQLITE_OK) return constraint_or_db(err, c, rc, "adding destination", a->name);
-    if (a->id) *a->id = sqlite3_last_insert_rowid(c->db);
+    if (rc != SQLITE_OK)
+        return constraint_or_db(err, c, rc, a->upsert ? "recording destination" : "adding destination", a->name);
+    if (!a->id) return SAMDA_OK;
+    if (!a->upsert) {
+        *a->id = sqlite3_last_insert_rowid(c->db);
+        return SAMDA_OK;
+    }
+    /* an update does not set the last insert rowid: look the id up */
+    sqlite3_stmt *q = storage_stmt(c, "SELECT id FROM destinations WHERE name = ?1", err);
+    if (!q) return err->code;
+    sqlite3_bind_text(q, 1, a->name, -1, SQLITE_TRANSIENT);
+    if (storage_step(s, q) == SQLITE_ROW) *a->id = sqlite3_column_int64(q, 0);
+    sqlite3_reset(q);
     return SAMDA_OK;
+}
+
+/* Validation shared by add and put, then one transaction. */
+static samda_status dest_write(samda_store *s, struct dest_args *a, samda_error *err)
+{
+    if (!samda_store_name_is_valid(a->name))
+        return samda_fail(err, SAMDA_EINVAL, "%s destination: name must be 1..64 of letters, digits, '.', '_' or '-'",
+                          a->verb);
+    if (!a->ae || !*a->ae || !storage_len_ok(a->ae, SAMDA_AE_SIZE))
+        return samda_fail(err, SAMDA_EINVAL, "%s destination '%s': AE title must be 1..16 characters", a->verb, a->name);
+    if (!a->host || !*a->host || !storage_len_ok(a->host, 256))
+        return samda_fail(err, SAMDA_EINVAL, "%s destination '%s': host must be 1..255 characters", a->verb, a->name);
+    if (a->port < 1 || a->port > 65535)
+        return samda_fail(err, SAMDA_EINVAL, "%s destination '%s': port %d not in 1..65535", a->verb, a->name, a->port);
+    samda_status st = storage_check_json(a->settings, "destination settings", err);
+    if (st != SAMDA_OK) return st;
+    return in_tx(s, dest_write_body, a, err);
 }
 
 samda_status samda_store_destination_add(samda_store *s, const char *name, const char *ae_title,
@@ -301,63 +335,16 @@ samda_status samda_store_destination_add(samda_store *s, const char *name, const
                                          samda_error *err)
 {
     STORAGE_ERR(err);
-    if (!samda_store_name_is_valid(name))
-        return samda_fail(err, SAMDA_EINVAL, "adding destination: name must be 1..64 of letters, digits, '.', "
-                          "'_' or '-'");
-    if (!ae_title || !*ae_title || !storage_len_ok(ae_title, SAMDA_AE_SIZE))
-        return samda_fail(err, SAMDA_EINVAL, "adding destination '%s': AE title must be 1..16 characters", name);
-    if (!host || !*host || !storage_len_ok(host, 256))
-        return samda_fail(err, SAMDA_EINVAL, "adding destination '%s': host must be 1..255 characters", name);
-    if (port < 1 || port > 65535)
-        return samda_fail(err, SAMDA_EINVAL, "adding destination '%s': port %d not in 1..65535", name, port);
-    samda_status st = storage_check_json(settings_json, "destination settings", err);
-    if (st != SAMDA_OK) return st;
-    struct dest_args a = {name, ae_title, host, settings_json, port, id};
-    return in_tx(s, dest_add_body, &a, err);
-}
-
-static samda_status dest_put_body(samda_store *s, storage_conn *c, void *arg, samda_error *err)
-{
-    struct dest_args *a = arg;
-    sqlite3_stmt *st = storage_stmt(c, "INSERT INTO destinations(name, ae_title, host, port, settings_json,"
-                                       " created_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(name) DO UPDATE"
-                                       " SET ae_title = ?2, host = ?3, port = ?4, settings_json = ?5", err);
-    if (!st) return err->code;
-    sqlite3_bind_text(st, 1, a->name, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, a->ae, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 3, a->host, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int(st, 4, a->port);
-    storage_bind_text(st, 5, a->settings);
-    sqlite3_bind_int64(st, 6, samda_store_now_ms(s));
-    int rc = storage_exec_stmt(s, st);
-    if (rc != SQLITE_OK) return constraint_or_db(err, c, rc, "recording destination", a->name);
-    if (a->id) {
-        sqlite3_stmt *q = storage_stmt(c, "SELECT id FROM destinations WHERE name = ?1", err);
-        if (!q) return err->code;
-        sqlite3_bind_text(q, 1, a->name, -1, SQLITE_TRANSIENT);
-        if (storage_step(s, q) == SQLITE_ROW) *a->id = sqlite3_column_int64(q, 0);
-        sqlite3_reset(q);
-    }
-    return SAMDA_OK;
+    struct dest_args a = {name, ae_title, host, settings_json, port, id, false, "adding"};
+    return dest_write(s, &a, err);
 }
 
 samda_status samda_store_destination_put(samda_store *s, const char *name, const char *ae_title, const char *host,
                                          int port, const char *settings_json, int64_t *id, samda_error *err)
 {
     STORAGE_ERR(err);
-    if (!samda_store_name_is_valid(name))
-        return samda_fail(err, SAMDA_EINVAL, "recording destination: name must be 1..64 of letters, digits, '.', "
-                          "'_' or '-'");
-    if (!ae_title || !*ae_title || !storage_len_ok(ae_title, SAMDA_AE_SIZE))
-        return samda_fail(err, SAMDA_EINVAL, "recording destination '%s': AE title must be 1..16 characters", name);
-    if (!host || !*host || !storage_len_ok(host, 256))
-        return samda_fail(err, SAMDA_EINVAL, "recording destination '%s': host must be 1..255 characters", name);
-    if (port < 1 || port > 65535)
-        return samda_fail(err, SAMDA_EINVAL, "recording destination '%s': port %d not in 1..65535", name, port);
-    samda_status st = storage_check_json(settings_json, "destination settings", err);
-    if (st != SAMDA_OK) return st;
-    struct dest_args a = {name, ae_title, host, settings_json, port, id};
-    return in_tx(s, dest_put_body, &a, err);
+    struct dest_args a = {name, ae_title, host, settings_json, port, id, true, "recording"};
+    return dest_write(s, &a, err);
 }
 
 static samda_status dest_select(samda_store *s, const char *name, samda_destination **out, size_t *n,

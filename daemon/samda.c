@@ -466,6 +466,9 @@ static int cmd_help(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+#ifdef SAMDA_HAVE_MODEL
+    samda_model_tune_allocator();  /* before any thread: the model's tensors (model.h says why) */
+#endif
     if (argc < 2) {
         cmd_help(argc, argv);
         return 2;

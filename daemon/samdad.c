@@ -17,6 +17,9 @@
 #include "lock.h"
 #include "log.h"
 #include "services.h"
+#ifdef SAMDA_HAVE_MODEL
+#include "model.h"
+#endif
 
 #ifndef SAMDA_VERSION
 #define SAMDA_VERSION "0.0.0"
@@ -114,6 +117,9 @@ int main(int argc, char **argv)
         {"print-config-example", no_argument, NULL, 3}, {"version", no_argument, NULL, 4},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
+#ifdef SAMDA_HAVE_MODEL
+    samda_model_tune_allocator();  /* before any thread: the model's tensors (model.h says why) */
+#endif
     cli c = {0};
     char *data_dir_set = NULL;
     int ch;

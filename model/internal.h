@@ -184,6 +184,10 @@ struct TwoWayHooks {
 struct DecoderAttentionImpl : torch::nn::Module {
     DecoderAttentionImpl(int64_t dim, int64_t heads, int64_t downsample);
     at::Tensor forward(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v) const;
+    /** Inference-only equivalents of forward() for a few tokens against many image tokens, with the
+     *  image-side projections folded into the token side (sam_mask_decoder.cpp explains). */
+    at::Tensor tokens_to_image(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v) const;
+    at::Tensor image_to_tokens(const at::Tensor &q, const at::Tensor &k, const at::Tensor &v) const;
     std::shared_ptr<LinearImpl> q_proj, k_proj, v_proj, out_proj;
     int64_t heads;
 };
@@ -226,6 +230,10 @@ struct MaskDecoderImpl : torch::nn::Module {
     std::pair<at::Tensor, at::Tensor> forward(const at::Tensor &image_embedding, const at::Tensor &image_pe,
                                               const at::Tensor &sparse, const at::Tensor &dense, bool multimask,
                                               const TwoWayHooks *hooks = nullptr) const;
+    /** Inference-only output upscaling plus hypernetwork product on keys (B x hw x C, contiguous) and
+     *  hyper_in (B x M x C/8): the masks of predict_masks(), computed pixel-major (sam_mask_decoder.cpp). */
+    at::Tensor upscale_masks_pixel_major(const at::Tensor &keys, const at::Tensor &hyper_in, int64_t h,
+                                         int64_t w) const;
     std::shared_ptr<TwoWayTransformerImpl> transformer;
     std::shared_ptr<EmbeddingImpl> iou_token, mask_tokens;
     std::shared_ptr<ConvTranspose2dImpl> up0, up3;

@@ -5,7 +5,11 @@
 
 #include <torch/nn/functional/upsampling.h>
 
+#include <ATen/Parallel.h>
+
+#include <algorithm>
 #include <cmath>
+#include <vector>
 #include <stdexcept>
 
 namespace samda {
@@ -77,9 +81,106 @@ at::Tensor transform_coords(const at::Tensor &xy, int64_t orig_h, int64_t orig_w
     return d.to(at::kFloat);
 }
 
+namespace {
+
+/** One output coordinate of the two bilinear resizes composed: low-res taps and their weights. */
+struct Taps {
+    int64_t idx[4];
+    float w[4];
+    int n;
+};
+
+/** Source position of PyTorch's bilinear resize (align_corners false): two taps and a weight. */
+void bilinear_src(int64_t dst, int64_t in_size, int64_t out_size, int64_t *i0, int64_t *i1, double *lambda)
+{
+    const double scale = (double)in_size / (double)out_size;
+    double src = std::max(scale * ((double)dst + 0.5) - 0.5, 0.0);
+    *i0 = std::min((int64_t)src, in_size - 1);
+    *i1 = std::min(*i0 + 1, in_size - 1);
+    *lambda = src - (double)*i0;
+}
+
+/** For every output coordinate of low (L) -> S (bilinear), crop to [0, crop), -> out (bilinear): the
+ *  low-res taps (up to 4, merged when equal) and weights. */
+std::vector<Taps> composed_taps(int64_t L, int64_t S, int64_t crop, int64_t out)
+{
+    std::vector<Taps> t((size_t)out);
+    for (int64_t o = 0; o < out; o++) {
+        int64_t a0, a1, b0, b1, c0, c1;
+        double mu, l0, l1;
+        bilinear_src(o, crop, out, &a0, &a1, &mu);
+        bilinear_src(a0, L, S, &b0, &b1, &l0);
+        bilinear_src(a1, L, S, &c0, &c1, &l1);
+        const int64_t idx[4] = {b0, b1, c0, c1};
+        const double w[4] = {(1 - mu) * (1 - l0), (1 - mu) * l0, mu * (1 - l1), mu * l1};
+        Taps &tp = t[(size_t)o];
+        tp.n = 0;
+        for (int k = 0; k < 4; k++) {
+            int j = 0;
+            while (j < tp.n && tp.idx[j] != idx[k])
+                j++;
+            if (j == tp.n) {
+                tp.idx[j] = idx[k];
+                tp.w[j] = 0;
+                tp.n++;
+            }
+            tp.w[j] += (float)w[k];
+        }
+    }
+    return t;
+}
+
+}  // namespace
+
+// On the CPU the two resizes run composed and separably: columns first (each low-res row to the
+// output width), then rows, each output value a sum of at most 4 taps, in parallel over rows. The
+// reference's way (a full img_size x img_size intermediate per mask, one thread per mask) cost
+// 16 ms per 512 x 512 mask here; the values agree to float rounding (the parity test checks).
 at::Tensor postprocess_masks(const at::Tensor &low_res, int64_t img_size, int64_t input_h, int64_t input_w,
                              int64_t orig_h, int64_t orig_w)
 {
+    const bool grad = at::GradMode::is_enabled() && low_res.requires_grad();
+    if (low_res.device().is_cpu() && low_res.scalar_type() == at::kFloat && !grad && low_res.dim() == 4 &&
+        low_res.size(2) == low_res.size(3)) {
+        const int64_t N = low_res.size(0) * low_res.size(1), L = low_res.size(2);
+        const std::vector<Taps> ty = composed_taps(L, img_size, input_h, orig_h);
+        const std::vector<Taps> tx = composed_taps(L, img_size, input_w, orig_w);
+        at::Tensor src = low_res.contiguous();
+        at::Tensor mid = at::empty({N, L, orig_w}, src.options());
+        at::Tensor out = at::empty({low_res.size(0), low_res.size(1), orig_h, orig_w}, src.options());
+        const float *s = src.data_ptr<float>();
+        float *m = mid.data_ptr<float>(), *o = out.data_ptr<float>();
+        at::parallel_for(0, N * L, 16, [&](int64_t begin, int64_t end) {
+            for (int64_t r = begin; r < end; r++) {
+                const float *in = s + r * L;
+                float *row = m + r * orig_w;
+                for (int64_t x = 0; x < orig_w; x++) {
+                    const Taps &t = tx[(size_t)x];
+                    float v = 0;
+                    for (int k = 0; k < t.n; k++)
+                        v += t.w[k] * in[t.idx[k]];
+                    row[x] = v;
+                }
+            }
+        });
+        at::parallel_for(0, N * orig_h, 16, [&](int64_t begin, int64_t end) {
+            for (int64_t r = begin; r < end; r++) {
+                const int64_t n = r / orig_h, y = r % orig_h;
+                const Taps &t = ty[(size_t)y];
+                float *row = o + r * orig_w;
+                const float *base = m + n * L * orig_w;
+                for (int64_t x = 0; x < orig_w; x++)
+                    row[x] = t.w[0] * base[t.idx[0] * orig_w + x];
+                for (int k = 1; k < t.n; k++) {
+                    const float *in = base + t.idx[k] * orig_w;
+                    const float wk = t.w[k];
+                    for (int64_t x = 0; x < orig_w; x++)
+                        row[x] += wk * in[x];
+                }
+            }
+        });
+        return out;
+    }
     at::Tensor m = F::interpolate(low_res, F::InterpolateFuncOptions()
                                                .size(std::vector<int64_t>{img_size, img_size})
                                                .mode(torch::kBilinear)

@@ -42,6 +42,7 @@ void usage()
 
 int main(int argc, char **argv)
 {
+    samda_model_tune_allocator();  // as samdad and samda do
     samda_model_params p;
     samda_model_params_init(&p);
     p.arch = "vit_b";

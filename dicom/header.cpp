@@ -5,6 +5,7 @@
  * It reads; it does not decode pixels, interpret geometry or decide duplicates. */
 #include <cerrno>
 #include <cstring>
+#include <new>
 #include <string>
 
 #include <sys/stat.h>
@@ -28,6 +29,61 @@ const Uint32 max_read_length = 4096;
 /* Parsing stops at the first top-level tag >= PixelData: the header is all before it, and whatever
  * follows (pixel data, trailing padding, even garbage some writers leave) is never touched. */
 const DcmTagKey stop_at_pixel_data(0x7FE0, 0x0010);
+
+/* A memory buffer that DCMTK may reopen, as it reopens a file. With a factory at hand DCMTK leaves
+ * a value longer than max_read_length in place and first checks its declared length against the
+ * bytes left; without one (a plain DcmInputBufferStream) it allocates whatever length the data
+ * claims before reading, up to 4 GiB for a few bytes of input (found by tests/fuzz/fuzz_dicom).
+ * Once a compression filter (deflate) is installed, positions no longer map to the buffer, so no
+ * factory is offered, as DcmInputFileStream does. The buffer must outlive every stream made. */
+class BufferFactory;
+
+class ReopenableBufferStream : public DcmInputBufferStream {
+public:
+    ReopenableBufferStream(const void *data, offile_off_t size) : data_(data), size_(size)
+    {
+        setBuffer(data, size);
+        setEos();
+    }
+    OFCondition installCompressionFilter(E_StreamCompression type) override
+    {
+        compressed_ = true;
+        return DcmInputBufferStream::installCompressionFilter(type);
+    }
+    DcmInputStreamFactory *newFactory() const override;
+
+private:
+    const void *data_;
+    offile_off_t size_;
+    bool compressed_ = false;
+};
+
+class BufferFactory : public DcmInputStreamFactory {
+public:
+    BufferFactory(const void *data, offile_off_t size, offile_off_t at) : data_(data), size_(size), at_(at) {}
+    DcmInputStream *create() const override
+    {
+        auto *s = new ReopenableBufferStream(data_, size_);
+        if (at_ > 0 && s->skip(at_) != at_) {
+            delete s;
+            return nullptr;
+        }
+        return s;
+    }
+    DcmInputStreamFactory *clone() const override { return new BufferFactory(*this); }
+    /* The kind DCMTK sees: a buffer is reopened and read like a file, never deleted like a temp file. */
+    DcmInputStreamFactoryType ident() const override { return DFT_DcmInputFileStreamFactory; }
+
+private:
+    const void *data_;
+    offile_off_t size_, at_;
+};
+
+DcmInputStreamFactory *ReopenableBufferStream::newFactory() const
+{
+    if (compressed_) return nullptr;
+    return new (std::nothrow) BufferFactory(data_, size_, tell());
+}
 
 template <size_t N>
 void copy_str(char (&dst)[N], const OFString &s)
@@ -237,9 +293,7 @@ extern "C" samda_status samda_dicom_read_header_mem(const void *data, size_t siz
         if (size == 0 || size > (size_t)UINT32_MAX)
             return samda_fail(err, SAMDA_EBADDICOM, "reading the DICOM header of a %zu-byte buffer: size "
                               "must be between 1 and 4 GiB", size);
-        DcmInputBufferStream in;
-        in.setBuffer(data, (offile_off_t)size);
-        in.setEos();
+        ReopenableBufferStream in(data, (offile_off_t)size);
         DcmFileFormat ff;
         ff.transferInit();
         OFCondition cond = ff.readUntilTag(in, EXS_Unknown, EGL_noChange, max_read_length, stop_at_pixel_data);

@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "dicom.h"
 #include "dicom_test_util.h"
@@ -173,6 +176,63 @@ static void test_memory_matches_file(void **state)
     free(buf);
 }
 
+/* Append one implicit VR little endian element (tag, declared length, then the given value bytes). */
+static size_t put_elem(uint8_t *b, size_t at, uint16_t g, uint16_t el, uint32_t declared, const void *v, size_t n)
+{
+    uint8_t h[8] = {(uint8_t)g, (uint8_t)(g >> 8), (uint8_t)el, (uint8_t)(el >> 8),
+                    (uint8_t)declared, (uint8_t)(declared >> 8), (uint8_t)(declared >> 16), (uint8_t)(declared >> 24)};
+    memcpy(b + at, h, 8);
+    if (n) memcpy(b + at + 8, v, n);
+    return at + 8 + n;
+}
+
+/* From memory, a value longer than the eager-read limit is read on demand (as from a file), and
+ * a declared length beyond the buffer is refused before anything that size is allocated (the
+ * fuzzer's reproducers, tests/fuzz/corpus/dicom/oom_*, asked DCMTK for 4 GiB from 2 KB). */
+static void test_mem_long_and_overlong_values(void **state)
+{
+    (void)state;
+    static uint8_t buf[8192];
+    char desc[6000];
+    memset(desc, 'A', sizeof desc);
+    size_t n = 0;
+    n = put_elem(buf, n, 0x0008, 0x0016, 26, "1.2.840.10008.5.1.4.1.1.2\0", 26);
+    n = put_elem(buf, n, 0x0008, 0x0018, 10, "1.2.3.4.5\0", 10);
+    size_t desc_at = n;
+    n = put_elem(buf, n, 0x0008, 0x1030, sizeof desc, desc, sizeof desc);
+    n = put_elem(buf, n, 0x0020, 0x000D, 6, "1.2.3\0", 6);
+    n = put_elem(buf, n, 0x0020, 0x000E, 8, "1.2.3.4\0", 8);
+    samda_dicom_header h;
+    samda_error e;
+    assert_int_equal(samda_dicom_read_header_mem(buf, n, &h, &e), SAMDA_OK);
+    assert_string_equal(h.sop_instance_uid, "1.2.3.4.5");
+    assert_string_equal(h.series_instance_uid, "1.2.3.4");
+    assert_int_equal(strlen(h.study_description), sizeof h.study_description - 1);
+    assert_int_equal(h.study_description[0], 'A');
+    /* the same value claiming 4278190080 bytes, with 100 present */
+    put_elem(buf, desc_at, 0x0008, 0x1030, 0xFF000000u, desc, 100);
+    e.message[0] = 0;
+    assert_int_equal(samda_dicom_read_header_mem(buf, desc_at + 108, &h, &e), SAMDA_EBADDICOM);
+    assert_true(e.message[0] != 0);
+#if !defined(__SANITIZE_ADDRESS__) && !defined(SAMDA_TEST_NO_RLIMIT)
+    /* Allocating the claimed length would fail under a 1 GiB address-space cap (SAMDA_ENOMEM):
+     * the refusal must come first. In a child, so that the cap binds nothing else. */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct rlimit rl = {(rlim_t)1 << 30, (rlim_t)1 << 30};
+        struct rlimit cur;
+        getrlimit(RLIMIT_AS, &cur);
+        if (cur.rlim_cur == RLIM_INFINITY || cur.rlim_cur > rl.rlim_cur) setrlimit(RLIMIT_AS, &rl);
+        _exit(samda_dicom_read_header_mem(buf, desc_at + 108, &h, NULL) == SAMDA_EBADDICOM ? 0 : 1);
+    }
+    int ws = 0;
+    assert_int_equal(waitpid(pid, &ws, 0), pid);
+    assert_true(WIFEXITED(ws));
+    assert_int_equal(WEXITSTATUS(ws), 0);
+#endif
+}
+
 static int make_bad_files(void)
 {
     static int made = 0;
@@ -301,6 +361,7 @@ int main(void)
         cmocka_unit_test(test_pydicom_files),
         cmocka_unit_test(test_memory_matches_file),
         cmocka_unit_test(test_missing_and_bad_uids),
+        cmocka_unit_test(test_mem_long_and_overlong_values),
         cmocka_unit_test(test_charset_and_defaults),
         cmocka_unit_test(test_not_dicom_and_io_errors),
     };

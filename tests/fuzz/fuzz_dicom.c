@@ -18,6 +18,11 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    static bool ready;
+    if (!ready) { /* as samdad runs: codecs registered, DCMTK logging only FATAL */
+        if (samda_dicom_init(NULL, NULL) != SAMDA_OK) abort();
+        ready = true;
+    }
     static samda_dicom_header a, b; /* large: keep them off the stack */
     samda_error e = {SAMDA_OK, ""};
     samda_status sa = samda_dicom_read_header_mem(size ? (const void *)data : (const void *)"", size, &a, &e);

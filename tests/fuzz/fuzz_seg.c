@@ -13,6 +13,11 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    static bool ready;
+    if (!ready) { /* as samdad runs: codecs registered, DCMTK logging only FATAL */
+        if (samda_dicom_init(NULL, NULL) != SAMDA_OK) abort();
+        ready = true;
+    }
     const char *path = fuzz_memfd_path(data, size, NULL);
     if (!path) return 0;
     samda_seg *seg = NULL;

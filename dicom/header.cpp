@@ -22,6 +22,7 @@
 
 #include "dicom.h"
 #include "guard.h"
+#include "reopen.h"
 
 namespace {
 
@@ -30,98 +31,6 @@ const Uint32 max_read_length = 4096;
 /* Parsing stops at the first top-level tag >= PixelData: the header is all before it, and whatever
  * follows (pixel data, trailing padding, even garbage some writers leave) is never touched. */
 const DcmTagKey stop_at_pixel_data(0x7FE0, 0x0010);
-
-/* Streams DCMTK may reopen. Given a factory, DCMTK leaves a value longer than max_read_length in
- * place and first checks its declared length against the bytes left; without one it allocates
- * whatever length the data claims before reading: up to 4 GiB for a few bytes of input (found by
- * tests/fuzz/fuzz_dicom). DCMTK offers no factory for a memory buffer, nor for a file once the
- * deflate filter is on (Deflated Explicit VR Little Endian), so these streams make their own:
- * reopen the same bytes, skip to where deflate starts, inflate again up to the position. */
-struct Source {
-    const void *data = nullptr; /* a buffer (borrowed: it must outlive every stream made) ... */
-    offile_off_t size = 0;
-    std::string path;           /* ... or a file */
-};
-
-DcmInputStream *open_source(const Source &src);
-
-class SourceFactory : public DcmInputStreamFactory {
-public:
-    SourceFactory(const Source &src, bool compressed, E_StreamCompression type, offile_off_t raw, offile_off_t at)
-        : src_(src), compressed_(compressed), type_(type), raw_(raw), at_(at)
-    {
-    }
-    DcmInputStream *create() const override
-    {
-        DcmInputStream *s = open_source(src_);
-        if (!s) return nullptr;
-        bool ok = s->good();
-        if (ok && compressed_)
-            ok = s->skip(raw_) == raw_ && s->installCompressionFilter(type_).good();
-        if (ok) ok = s->skip(at_) == at_;
-        if (!ok) {
-            delete s;
-            return nullptr;
-        }
-        return s;
-    }
-    DcmInputStreamFactory *clone() const override { return new SourceFactory(*this); }
-    /* The kind DCMTK sees: reopened and read like a file, never deleted like a temporary file. */
-    DcmInputStreamFactoryType ident() const override { return DFT_DcmInputFileStreamFactory; }
-
-private:
-    Source src_;
-    bool compressed_;
-    E_StreamCompression type_;
-    offile_off_t raw_; /* bytes before the compressed part */
-    offile_off_t at_;  /* position: in the inflated data when compressed_, else from the start */
-};
-
-template <class Base>
-class Reopenable : public Base {
-public:
-    template <class... A>
-    explicit Reopenable(const Source &src, A &&...a) : Base(std::forward<A>(a)...), src_(src)
-    {
-    }
-    OFCondition installCompressionFilter(E_StreamCompression type) override
-    {
-        OFCondition c = Base::installCompressionFilter(type);
-        if (c.good()) {
-            compressed_ = true;
-            type_ = type;
-            raw_ = this->tell();
-        }
-        return c;
-    }
-    DcmInputStreamFactory *newFactory() const override
-    {
-        if (!compressed_) {
-            if (DcmInputStreamFactory *f = Base::newFactory()) return f; /* DCMTK's, for a file */
-            return new (std::nothrow) SourceFactory(src_, false, ESC_none, 0, this->tell());
-        }
-        return new (std::nothrow) SourceFactory(src_, true, type_, raw_, this->tell() - raw_);
-    }
-
-private:
-    Source src_;
-    bool compressed_ = false;
-    E_StreamCompression type_ = ESC_none;
-    offile_off_t raw_ = 0;
-};
-
-DcmInputStream *open_source(const Source &src)
-{
-    if (src.data) {
-        auto *s = new (std::nothrow) Reopenable<DcmInputBufferStream>(src);
-        if (s) {
-            s->setBuffer(src.data, src.size);
-            s->setEos();
-        }
-        return s;
-    }
-    return new (std::nothrow) Reopenable<DcmInputFileStream>(src, OFFilename(src.path.c_str()));
-}
 
 template <size_t N>
 void copy_str(char (&dst)[N], const OFString &s)
@@ -311,9 +220,9 @@ extern "C" samda_status samda_dicom_read_header(const char *path, samda_dicom_he
         if (!S_ISREG(sb.st_mode))
             return samda_fail(err, SAMDA_EIO, "reading the DICOM header of %s: not a regular file", path);
         /* What DcmFileFormat::loadFileUntilTag does, keeping the stream to see whether data follows. */
-        Source src;
+        dicom_reopen::Source src;
         src.path = path;
-        Reopenable<DcmInputFileStream> in(src, OFFilename(path));
+        dicom_reopen::Reopenable<DcmInputFileStream> in(src, OFFilename(path));
         if (in.status().bad())
             return samda_fail(err, SAMDA_EIO, "reading the DICOM header of %s: %s", path, in.status().text());
         DcmFileFormat ff;
@@ -333,10 +242,10 @@ extern "C" samda_status samda_dicom_read_header_mem(const void *data, size_t siz
         if (size == 0 || size > (size_t)UINT32_MAX)
             return samda_fail(err, SAMDA_EBADDICOM, "reading the DICOM header of a %zu-byte buffer: size "
                               "must be between 1 and 4 GiB", size);
-        Source src;
+        dicom_reopen::Source src;
         src.data = data;
         src.size = (offile_off_t)size;
-        Reopenable<DcmInputBufferStream> in(src);
+        dicom_reopen::Reopenable<DcmInputBufferStream> in(src);
         in.setBuffer(data, (offile_off_t)size);
         in.setEos();
         DcmFileFormat ff;

@@ -1,17 +1,19 @@
 # samda: the two commands.
 #   make run   install what is missing, build, and run samdad in the foreground on loopback
-#   make test  install what is missing, build, and run every test (plus the unit tests under ASan/UBSan)
-# Other targets: deps, build, asan, fuzz, bench, clean.
+#   make test  install what is missing, build, and run every test (plus the unit tests under ASan/UBSan
+#              and each libFuzzer target for FUZZ_TEST_SECONDS, 10 s)
+# Other targets: deps, build, asan, fuzz (each fuzz target for SAMDA_FUZZ_SECONDS, 300 s), bench, clean.
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 JOBS       ?= 2
+FUZZ_TEST_SECONDS ?= 10
 RUN_DIR    ?= var
 CMAKE_ARGS ?=
 CTEST_ARGS ?=
 
-.PHONY: all deps build run test asan test-asan fuzz bench clean
+.PHONY: all deps build run test asan test-asan fuzz-build test-fuzz fuzz bench clean
 
 all: build
 
@@ -38,14 +40,23 @@ test-asan: asan
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		ctest --output-on-failure -L unit -LE "slow|bench" $(CTEST_ARGS)
 
-# Unit tests under ASan/UBSan first, then the whole suite (its summary line is the last one printed).
-test: build test-asan
+# The libFuzzer targets (clang, ASan/UBSan) and only what they link; each runs as one ctest (label
+# fuzz) for SAMDA_FUZZ_SECONDS, $(JOBS) at a time. New inputs stay in $(FUZZ_BUILD)/tests/fuzz.
+fuzz-build: deps
+	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSAMDA_FUZZ=ON -DSAMDA_WITH_MODEL=OFF \
+		-DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j$(JOBS) --target fuzz_all
+
+test-fuzz: fuzz-build
+	cd $(FUZZ_BUILD) && SAMDA_FUZZ_SECONDS=$(FUZZ_TEST_SECONDS) ctest --output-on-failure -L fuzz -j$(JOBS)
+
+# Unit tests under ASan/UBSan first, then a short run of every fuzz target, then the whole suite
+# (its summary line is the last one printed).
+test: build test-asan test-fuzz
 	cd $(BUILD) && ctest --output-on-failure -LE bench $(CTEST_ARGS)
 
-fuzz: deps
-	@cmake -S . -B $(FUZZ_BUILD) -DSAMDA_FUZZ=ON -DSAMDA_WITH_MODEL=OFF -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ $(CMAKE_ARGS) >/dev/null
-	@cmake --build $(FUZZ_BUILD) -j$(JOBS)
-	cd $(FUZZ_BUILD) && SAMDA_FUZZ_SECONDS=$${SAMDA_FUZZ_SECONDS:-300} ctest --output-on-failure -L fuzz
+fuzz: fuzz-build
+	cd $(FUZZ_BUILD) && SAMDA_FUZZ_SECONDS=$${SAMDA_FUZZ_SECONDS:-300} ctest --output-on-failure -L fuzz -j$(JOBS)
 
 bench: build
 	cd $(BUILD) && ctest --output-on-failure -L bench -V $(CTEST_ARGS)

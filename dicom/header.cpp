@@ -5,7 +5,9 @@
  * It reads; it does not decode pixels, interpret geometry or decide duplicates. */
 #include <cerrno>
 #include <cstring>
+#include <new>
 #include <string>
+#include <utility>
 
 #include <sys/stat.h>
 
@@ -20,6 +22,7 @@
 
 #include "dicom.h"
 #include "guard.h"
+#include "reopen.h"
 
 namespace {
 
@@ -217,7 +220,9 @@ extern "C" samda_status samda_dicom_read_header(const char *path, samda_dicom_he
         if (!S_ISREG(sb.st_mode))
             return samda_fail(err, SAMDA_EIO, "reading the DICOM header of %s: not a regular file", path);
         /* What DcmFileFormat::loadFileUntilTag does, keeping the stream to see whether data follows. */
-        DcmInputFileStream in(path);
+        dicom_reopen::Source src;
+        src.path = path;
+        dicom_reopen::Reopenable<DcmInputFileStream> in(src, OFFilename(path));
         if (in.status().bad())
             return samda_fail(err, SAMDA_EIO, "reading the DICOM header of %s: %s", path, in.status().text());
         DcmFileFormat ff;
@@ -237,7 +242,10 @@ extern "C" samda_status samda_dicom_read_header_mem(const void *data, size_t siz
         if (size == 0 || size > (size_t)UINT32_MAX)
             return samda_fail(err, SAMDA_EBADDICOM, "reading the DICOM header of a %zu-byte buffer: size "
                               "must be between 1 and 4 GiB", size);
-        DcmInputBufferStream in;
+        dicom_reopen::Source src;
+        src.data = data;
+        src.size = (offile_off_t)size;
+        dicom_reopen::Reopenable<DcmInputBufferStream> in(src);
         in.setBuffer(data, (offile_off_t)size);
         in.setEos();
         DcmFileFormat ff;

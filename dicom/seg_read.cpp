@@ -24,6 +24,7 @@
 
 #include "dicom.h"
 #include "guard.h"
+#include "reopen.h"
 #include "volume_internal.h"
 
 struct samda_seg {
@@ -85,7 +86,7 @@ samda_status read_seg(const char *path, samda_seg **out, samda_error *err)
                           std::strerror(e));
     }
     DcmFileFormat ff;
-    OFCondition c = ff.loadFile(path);
+    OFCondition c = dicom_reopen::load_file(ff, path); /* no allocation by declared length */
     if (c.bad()) return samda_fail(err, SAMDA_EBADDICOM, "reading DICOM-SEG %s: %s", path, c.text());
     DcmDataset &ds = *ff.getDataset();
     OFString cls, type;

@@ -51,8 +51,6 @@ struct samda_seg_writer {
 
 namespace {
 
-const char *const seg_storage = "1.2.840.10008.5.1.4.1.1.66.4";
-
 std::string str(const char *s, const char *dflt = "") { return s && *s ? s : dflt; }
 
 samda_status cond_fail(samda_error *err, const char *what, const OFCondition &c)

@@ -9,6 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <fcntl.h>
+#include <zlib.h>
 
 #include "dicom.h"
 #include "dicom_test_util.h"
@@ -173,6 +178,178 @@ static void test_memory_matches_file(void **state)
     free(buf);
 }
 
+/* Append one implicit VR little endian element (tag, declared length, then the given value bytes). */
+static size_t put_elem(uint8_t *b, size_t at, uint16_t g, uint16_t el, uint32_t declared, const void *v, size_t n)
+{
+    uint8_t h[8] = {(uint8_t)g, (uint8_t)(g >> 8), (uint8_t)el, (uint8_t)(el >> 8),
+                    (uint8_t)declared, (uint8_t)(declared >> 8), (uint8_t)(declared >> 16), (uint8_t)(declared >> 24)};
+    memcpy(b + at, h, 8);
+    if (n) memcpy(b + at + 8, v, n);
+    return at + 8 + n;
+}
+
+/* From memory, a value longer than the eager-read limit is read on demand (as from a file), and
+ * a declared length beyond the buffer is refused before anything that size is allocated (the
+ * fuzzer's reproducers, tests/fuzz/corpus/dicom/oom_*, asked DCMTK for 4 GiB from 2 KB). */
+static void test_mem_long_and_overlong_values(void **state)
+{
+    (void)state;
+    static uint8_t buf[8192];
+    char desc[6000];
+    memset(desc, 'A', sizeof desc);
+    size_t n = 0;
+    n = put_elem(buf, n, 0x0008, 0x0016, 26, "1.2.840.10008.5.1.4.1.1.2\0", 26);
+    n = put_elem(buf, n, 0x0008, 0x0018, 10, "1.2.3.4.5\0", 10);
+    size_t desc_at = n;
+    n = put_elem(buf, n, 0x0008, 0x1030, sizeof desc, desc, sizeof desc);
+    n = put_elem(buf, n, 0x0020, 0x000D, 6, "1.2.3\0", 6);
+    n = put_elem(buf, n, 0x0020, 0x000E, 8, "1.2.3.4\0", 8);
+    samda_dicom_header h;
+    samda_error e;
+    assert_int_equal(samda_dicom_read_header_mem(buf, n, &h, &e), SAMDA_OK);
+    assert_string_equal(h.sop_instance_uid, "1.2.3.4.5");
+    assert_string_equal(h.series_instance_uid, "1.2.3.4");
+    assert_int_equal(strlen(h.study_description), sizeof h.study_description - 1);
+    assert_int_equal(h.study_description[0], 'A');
+    /* the same value claiming 4278190080 bytes, with 100 present */
+    put_elem(buf, desc_at, 0x0008, 0x1030, 0xFF000000u, desc, 100);
+    e.message[0] = 0;
+    assert_int_equal(samda_dicom_read_header_mem(buf, desc_at + 108, &h, &e), SAMDA_EBADDICOM);
+    assert_true(e.message[0] != 0);
+#if !defined(__SANITIZE_ADDRESS__) && !defined(SAMDA_TEST_NO_RLIMIT)
+    /* Allocating the claimed length fails under a 1 GiB address-space cap ("Virtual Memory
+     * exhausted" from DCMTK): the refusal must come first. In a child, so that the cap binds
+     * nothing else. */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct rlimit rl = {(rlim_t)1 << 30, (rlim_t)1 << 30};
+        struct rlimit cur;
+        getrlimit(RLIMIT_AS, &cur);
+        if (cur.rlim_cur == RLIM_INFINITY || cur.rlim_cur > rl.rlim_cur) setrlimit(RLIMIT_AS, &rl);
+        samda_error ce = {SAMDA_OK, ""};
+        samda_status cs = samda_dicom_read_header_mem(buf, desc_at + 108, &h, &ce);
+        _exit(cs == SAMDA_EBADDICOM && !strstr(ce.message, "emory") ? 0 : 1);
+    }
+    int ws = 0;
+    assert_int_equal(waitpid(pid, &ws, 0), pid);
+    assert_true(WIFEXITED(ws));
+    assert_int_equal(WEXITSTATUS(ws), 0);
+#endif
+}
+
+/* Explicit VR little endian element with a 2-byte length (short VRs) or 4-byte length (UT/OB). */
+static size_t put_ex(uint8_t *b, size_t at, uint16_t g, uint16_t el, const char *vr, uint32_t declared, const void *v,
+                     size_t n)
+{
+    uint8_t *p = b + at;
+    p[0] = (uint8_t)g, p[1] = (uint8_t)(g >> 8), p[2] = (uint8_t)el, p[3] = (uint8_t)(el >> 8);
+    p[4] = (uint8_t)vr[0], p[5] = (uint8_t)vr[1];
+    size_t h;
+    if (strcmp(vr, "UT") == 0 || strcmp(vr, "OB") == 0) {
+        p[6] = p[7] = 0;
+        for (int i = 0; i < 4; i++) p[8 + i] = (uint8_t)(declared >> (8 * i));
+        h = 12;
+    } else {
+        p[6] = (uint8_t)declared, p[7] = (uint8_t)(declared >> 8);
+        h = 8;
+    }
+    if (n) memcpy(p + h, v, n);
+    return at + h + n;
+}
+
+/* A Part 10 file in Deflated Explicit VR Little Endian whose StudyDescription (UT) declares
+ * `declared` bytes and holds `n` of them. Returns the file size. */
+static size_t make_deflated(uint8_t *out, size_t cap, uint32_t declared, size_t n)
+{
+    static uint8_t ds[8192], meta[512];
+    static char desc[8192];
+    memset(desc, 'D', sizeof desc);
+    size_t d = 0;
+    d = put_ex(ds, d, 0x0008, 0x0016, "UI", 26, "1.2.840.10008.5.1.4.1.1.2\0", 26);
+    d = put_ex(ds, d, 0x0008, 0x0018, "UI", 10, "1.2.3.4.5\0", 10);
+    d = put_ex(ds, d, 0x0008, 0x1030, "UT", declared, desc, n);
+    if (declared == n) {
+        d = put_ex(ds, d, 0x0020, 0x000D, "UI", 6, "1.2.3\0", 6);
+        d = put_ex(ds, d, 0x0020, 0x000E, "UI", 8, "1.2.3.4\0", 8);
+    }
+    size_t m = put_ex(meta, 12, 0x0002, 0x0001, "OB", 2, "\0\1", 2);
+    m = put_ex(meta, m, 0x0002, 0x0002, "UI", 26, "1.2.840.10008.5.1.4.1.1.2\0", 26);
+    m = put_ex(meta, m, 0x0002, 0x0003, "UI", 10, "1.2.3.4.5\0", 10);
+    m = put_ex(meta, m, 0x0002, 0x0010, "UI", 22, "1.2.840.10008.1.2.1.99", 22);
+    uint32_t gl = (uint32_t)(m - 12);
+    put_ex(meta, 0, 0x0002, 0x0000, "UL", 4, &gl, 4);
+    memset(out, 0, 128);
+    memcpy(out + 128, "DICM", 4);
+    memcpy(out + 132, meta, m);
+    size_t at = 132 + m;
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    assert_int_equal(deflateInit2(&z, 9, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    z.next_in = ds;
+    z.avail_in = (uInt)d;
+    z.next_out = out + at;
+    z.avail_out = (uInt)(cap - at);
+    assert_int_equal(deflate(&z, Z_FINISH), Z_STREAM_END);
+    at += z.total_out;
+    deflateEnd(&z);
+    if (at & 1) out[at++] = 0;
+    return at;
+}
+
+/* Deflated data sets: a long value is read on demand through the inflater (from memory and from a
+ * file alike), and a declared length beyond the data is refused before it is allocated. */
+static void test_deflated_long_and_overlong_values(void **state)
+{
+    (void)state;
+    static uint8_t buf[16384];
+    samda_dicom_header a, b;
+    samda_error e;
+    char path[] = "/tmp/samda-test-deflated-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    size_t n = make_deflated(buf, sizeof buf, 6000, 6000);
+    assert_int_equal(write(fd, buf, n), (ssize_t)n);
+    close(fd);
+    assert_int_equal(samda_dicom_read_header_mem(buf, n, &a, &e), SAMDA_OK);
+    assert_int_equal(samda_dicom_read_header(path, &b, &e), SAMDA_OK);
+    assert_string_equal(a.transfer_syntax_uid, "1.2.840.10008.1.2.1.99");
+    assert_string_equal(a.series_instance_uid, "1.2.3.4");
+    assert_int_equal(strlen(a.study_description), sizeof a.study_description - 1);
+    assert_int_equal(a.study_description[0], 'D');
+    assert_memory_equal(&a, &b, sizeof a);
+
+    n = make_deflated(buf, sizeof buf, 0xF0000000u, 100);
+    fd = open(path, O_WRONLY | O_TRUNC);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, buf, n), (ssize_t)n);
+    close(fd);
+    assert_int_equal(samda_dicom_read_header_mem(buf, n, &a, &e), SAMDA_EBADDICOM);
+    assert_int_equal(samda_dicom_read_header(path, &b, &e), SAMDA_EBADDICOM);
+#if !defined(__SANITIZE_ADDRESS__) && !defined(SAMDA_TEST_NO_RLIMIT)
+    pid_t pid = fork(); /* as in test_mem_long_and_overlong_values */
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct rlimit rl = {(rlim_t)1 << 30, (rlim_t)1 << 30};
+        struct rlimit cur;
+        getrlimit(RLIMIT_AS, &cur);
+        if (cur.rlim_cur == RLIM_INFINITY || cur.rlim_cur > rl.rlim_cur) setrlimit(RLIMIT_AS, &rl);
+        samda_error ce = {SAMDA_OK, ""}, cf = {SAMDA_OK, ""};
+        samda_status cs = samda_dicom_read_header_mem(buf, n, &a, &ce);
+        samda_status fs = samda_dicom_read_header(path, &b, &cf);
+        _exit(cs == SAMDA_EBADDICOM && fs == SAMDA_EBADDICOM && !strstr(ce.message, "emory") &&
+                      !strstr(cf.message, "emory")
+                  ? 0
+                  : 1);
+    }
+    int ws = 0;
+    assert_int_equal(waitpid(pid, &ws, 0), pid);
+    assert_true(WIFEXITED(ws));
+    assert_int_equal(WEXITSTATUS(ws), 0);
+#endif
+    unlink(path);
+}
+
 static int make_bad_files(void)
 {
     static int made = 0;
@@ -301,6 +478,8 @@ int main(void)
         cmocka_unit_test(test_pydicom_files),
         cmocka_unit_test(test_memory_matches_file),
         cmocka_unit_test(test_missing_and_bad_uids),
+        cmocka_unit_test(test_mem_long_and_overlong_values),
+        cmocka_unit_test(test_deflated_long_and_overlong_values),
         cmocka_unit_test(test_charset_and_defaults),
         cmocka_unit_test(test_not_dicom_and_io_errors),
     };

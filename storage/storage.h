@@ -536,8 +536,13 @@ void samda_job_clear(samda_job *job);
 void samda_job_list_free(samda_job *jobs, size_t n);
 
 /** Add a job (state PENDING), or find the one it duplicates (idempotency key; or kind + series +
- *  content hash). Appends a change-feed row for a new job.
- *  @param id OUT: the job id. @param existed OUT (may be NULL): true when an existing job was returned.
+ *  content hash). A job with a content hash and no idempotency key whose series already has such a
+ *  job still PENDING (same kind and parameters) with another hash updates that job instead (its hash
+ *  becomes the new one, its priority the higher of the two): the waiting job reads the series when
+ *  it runs, so a second one would do the same work twice. Appends a change-feed row for a new job
+ *  (SAMDA_CHANGE_NEW) or an updated one (SAMDA_CHANGE_UPDATED).
+ *  @param id OUT: the job id. @param existed OUT (may be NULL): true when an existing job was returned
+ *  (a duplicate, or the pending job updated to the new content).
  *  @return SAMDA_OK; SAMDA_EINVAL (no kind, string too long, unknown site); SAMDA_EBADUID; SAMDA_EDB. */
 samda_status samda_store_job_enqueue(samda_store *s, const samda_job_spec *spec, int64_t *id, bool *existed,
                                      samda_error *err);

@@ -316,7 +316,10 @@ typedef struct samda_ingest_result {
  *  Hashes the temporary file, applies the duplicate policy, commits the object (fsync, rename, fsync
  *  dir) and, in one transaction, upserts patient/study/series, inserts the instance, counts it on its
  *  association, re-opens a completed series and appends change-feed rows (instance; series and study
- *  when new). Success means the instance survives a crash.
+ *  when new). Success means the instance survives a crash. An identical duplicate of an instance
+ *  flagged SAMDA_INSTANCE_FROM_ABORTED_ASSOCIATION that comes over an association (meta->association_id)
+ *  moves to that association, loses the flag, and re-opens its series if it was INCOMPLETE (change-feed
+ *  row), so a series re-sent after a dropped association is decided again.
  *  @param tmp  INOUT: the written temporary file; always consumed.
  *  @param meta IN: required: study_uid, series_uid, sop_uid, sop_class_uid (valid UIDs).
  *  @param res  OUT: outcome and ids (may be NULL).

@@ -1,13 +1,18 @@
 /* The C-STORE / C-ECHO SCP: listens, negotiates associations, receives each instance into a
  * temporary Part 10 file and hands it to the caller's on_store callback.
  *
- * Threads: one listener thread accepts and reads each A-ASSOCIATE-RQ (DCMTK does both in one call),
- * then hands the association to a thread of its own; the number of those is bounded by
- * max_associations and one more is rejected on the listener thread. Everything the caller must know
- * about concurrency is in dicom.h (samda_scp_start).
+ * Threads: one listener thread accepts connections itself and watches them (poll, MSG_PEEK) until
+ * the whole A-ASSOCIATE-RQ PDU has arrived (or, with TLS, the whole first TLS record), for at most
+ * acse_timeout; only then does DCMTK read it, from bytes already buffered, so a peer that sends its
+ * request slowly (slow-loris) does not hold up the others. The listener then hands the association
+ * to a thread of its own; the number of those is bounded by max_associations and one more is
+ * rejected on the listener thread. Connections still sending their request are bounded separately
+ * (pending_limit()); over it the oldest is closed. Everything the caller must know about
+ * concurrency is in dicom.h (samda_scp_start).
  *
  * Deliberately not here: durability (fsync, rename into the store), duplicate policy, site mapping,
  * allow-lists of calling AE titles. Those are the caller's, through the callbacks. */
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -25,6 +30,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -493,13 +500,30 @@ void reap(samda_scp *scp, bool all)
         if (w->thread.joinable()) w->thread.join();
 }
 
-void accept_one(samda_scp *scp)
+/* DCMTK reads an already accepted socket from this process-wide setting (dul.h); the mutex keeps two
+ * SCPs in one process from handing each other their sockets. */
+std::mutex &external_socket_mutex()
+{
+    static std::mutex mu;
+    return mu;
+}
+
+/* Hands DCMTK an accepted connection whose first PDU is buffered; DCMTK owns fd from here on. */
+void accept_one(samda_scp *scp, int fd)
 {
     T_ASC_Association *assoc = nullptr;
-    OFCondition cond = ASC_receiveAssociation(scp->net, &assoc, (int)scp->max_pdu, nullptr, nullptr,
-                                              scp->tls ? OFTrue : OFFalse, DUL_NOBLOCK, 0);
+    OFCondition cond;
+    {
+        std::lock_guard<std::mutex> lock(external_socket_mutex());
+        dcmExternalSocketHandle.set(fd);
+        cond = ASC_receiveAssociation(scp->net, &assoc, (int)scp->max_pdu, nullptr, nullptr,
+                                      scp->tls ? OFTrue : OFFalse, DUL_NOBLOCK, 0);
+        dcmExternalSocketHandle.set(DCMNET_INVALID_SOCKET);
+    }
     if (cond.bad()) {
-        /* Not DICOM, timed out before the A-ASSOCIATE-RQ, or already closed: nothing was established. */
+        /* Not DICOM, or already closed: nothing was established. DCMTK closes the socket once it made
+         * a connection of it; it did not when the peer was already gone (getpeername failed). */
+        if (!assoc && cond.code() == DULC_TCPINITERROR) close(fd);
         drop(assoc);
         return;
     }
@@ -534,16 +558,113 @@ void accept_one(samda_scp *scp)
     if (scp->on_association_end) scp->on_association_end(scp->ctx, &info, SAMDA_ASSOC_REJECTED, 0, 0);
 }
 
+/* A connection accepted but not yet handed to DCMTK. */
+struct pending_conn {
+    int fd;
+    std::chrono::steady_clock::time_point deadline;
+};
+
+/* Connections allowed to be still sending their first PDU at once. */
+size_t pending_limit(const samda_scp *scp) { return std::max<size_t>(64, 4 * (size_t)scp->max_associations); }
+
+/* Bytes of the first PDU waited for at most before DCMTK reads the rest itself: what a socket's
+ * default receive buffer surely holds (a request with 128 presentation contexts is about 15 KiB). */
+const size_t peek_limit = 32768;
+
+enum first_pdu { FIRST_PDU_WAIT, FIRST_PDU_READY, FIRST_PDU_GONE };
+
+/* Whether the first PDU (plain DICOM) or the first TLS record on fd has arrived whole (up to
+ * peek_limit bytes), without consuming anything. */
+first_pdu first_pdu_state(int fd, bool tls)
+{
+    unsigned char h[6];
+    ssize_t n = recv(fd, h, sizeof h, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0) return FIRST_PDU_GONE;
+    if (n < 0) return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? FIRST_PDU_WAIT : FIRST_PDU_GONE;
+    size_t need;
+    if (tls) {
+        if (n < 5) return FIRST_PDU_WAIT;
+        need = 5 + ((size_t)h[3] << 8 | h[4]); /* TLS record: type, version (2 bytes), length (2 bytes) */
+    } else {
+        if (n < 6) return FIRST_PDU_WAIT;
+        need = 6 + ((size_t)h[2] << 24 | (size_t)h[3] << 16 | (size_t)h[4] << 8 | h[5]); /* PS3.8 9.3.2 */
+    }
+    if (need > peek_limit) need = peek_limit;
+    int avail = 0;
+    if (ioctl(fd, FIONREAD, &avail) != 0) return FIRST_PDU_GONE;
+    return (size_t)avail >= need ? FIRST_PDU_READY : FIRST_PDU_WAIT;
+}
+
+/* A pending connection's new state; ready ones go to DCMTK, gone or late ones are closed. Returns
+ * whether it is still pending. */
+bool settle(samda_scp *scp, int ep, const pending_conn &c, bool check, std::chrono::steady_clock::time_point now)
+{
+    first_pdu st = check ? first_pdu_state(c.fd, scp->tls) : FIRST_PDU_WAIT;
+    if (st == FIRST_PDU_WAIT && now < c.deadline) return true;
+    if (ep >= 0) epoll_ctl(ep, EPOLL_CTL_DEL, c.fd, nullptr);
+    if (st == FIRST_PDU_READY) {
+        dicom_guard_void([&] { accept_one(scp, c.fd); });
+    } else {
+        close(c.fd);
+        if (st != FIRST_PDU_GONE) scp->n_rejected++; /* too slow: acse_timeout passed */
+    }
+    return false;
+}
+
+/* Pending connections are watched edge-triggered (epoll): a peer that sent part of its request makes
+ * its socket readable for good, and only the arrival of more data is worth a look. */
 void listener_main(samda_scp *scp)
 {
+    std::vector<pending_conn> pending;
+    const auto acse = std::chrono::seconds(scp->acse_timeout_s);
+    int ep = epoll_create1(EPOLL_CLOEXEC); /* without it: every pending socket checked every 20 ms */
     for (;;) {
-        struct pollfd p[2] = {{scp->listen_fd, POLLIN, 0}, {scp->wake[0], POLLIN, 0}};
-        int n = poll(p, 2, 1000);
+        struct pollfd p[3] = {{scp->listen_fd, POLLIN, 0}, {scp->wake[0], POLLIN, 0}, {ep, POLLIN, 0}};
+        int n = poll(p, ep >= 0 ? 3 : 2, pending.empty() ? 1000 : ep >= 0 ? 200 : 20);
         if (n < 0 && errno != EINTR) break;
         if (p[1].revents) break;
         reap(scp, false);
-        if (n > 0 && (p[0].revents & POLLIN)) dicom_guard_void([&] { accept_one(scp); });
+        auto now = std::chrono::steady_clock::now();
+        std::vector<int> moved; /* pending sockets with news since the last look */
+        if (ep >= 0 && n > 0 && p[2].revents) {
+            struct epoll_event ev[64];
+            int k = epoll_wait(ep, ev, 64, 0);
+            for (int i = 0; i < k; i++) moved.push_back(ev[i].data.fd);
+        }
+        size_t keep = 0;
+        for (size_t i = 0; i < pending.size(); i++) {
+            bool check = ep < 0 || std::find(moved.begin(), moved.end(), pending[i].fd) != moved.end();
+            if (settle(scp, ep, pending[i], check, now)) pending[keep++] = pending[i];
+        }
+        pending.resize(keep);
+        if (n > 0 && (p[0].revents & POLLIN)) {
+            int fd = accept4(scp->listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+            if (fd >= 0) {
+                pending_conn c = {fd, now + acse};
+                /* Usually the request came with the connection: no need to wait for another event. */
+                if (settle(scp, -1, c, true, now)) {
+                    if (pending.size() >= pending_limit(scp)) {
+                        if (ep >= 0) epoll_ctl(ep, EPOLL_CTL_DEL, pending.front().fd, nullptr);
+                        close(pending.front().fd);
+                        pending.erase(pending.begin());
+                        scp->n_rejected++;
+                    }
+                    struct epoll_event ev;
+                    std::memset(&ev, 0, sizeof ev);
+                    ev.events = EPOLLIN | EPOLLET | EPOLLRDHUP;
+                    ev.data.fd = fd;
+                    if (ep >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+                        close(fd);
+                        scp->n_rejected++;
+                    } else {
+                        pending.push_back(c);
+                    }
+                }
+            }
+        }
     }
+    for (const pending_conn &c : pending) close(c.fd);
+    if (ep >= 0) close(ep);
 }
 
 int open_listener(const samda_scp_params *p, unsigned &port, samda_error *err)
@@ -564,7 +685,10 @@ int open_listener(const samda_scp_params *p, unsigned &port, samda_error *err)
     }
     int on = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 64) != 0) {
+    /* non-blocking: the listener accepts only after poll, and a connection reset in between must not
+     * leave it waiting in accept() */
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 64) != 0 ||
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0) {
         int e = errno;
         close(fd);
         samda_fail(err, SAMDA_ENETWORK, "starting the DICOM SCP: cannot listen on %s:%u: %s%s", p->bind_address,

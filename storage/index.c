@@ -367,9 +367,60 @@ static unsigned relpath_rev(const char *relpath)
     return v > 1 ? v : 1;
 }
 
-/* Fill res for an instance that is already indexed with identical content. */
-static samda_status identical_result(samda_store *s, const char *sop_uid, samda_ingest_result *res, samda_error *err)
+/* An identical copy of an instance that came over an aborted association arrives again over a live
+ * one (a PACS re-sending after a dropped association): the instance now belongs to the new
+ * association and loses its aborted flag, and a series that was set aside as incomplete (every
+ * instance from aborted associations) is receiving again, so the scheduler decides it anew. Without
+ * this a fully re-sent series would stay incomplete for good, its bytes being unchanged. */
+static samda_status adopt_identical(samda_store *s, const samda_instance_meta *meta, samda_error *err)
 {
+    if (meta->association_id <= 0) return SAMDA_OK;
+    storage_conn *c = storage_conn_get(s, err);
+    if (!c) return err->code;
+    samda_status res = storage_tx_begin(s, c, err);
+    if (res != SAMDA_OK) {
+        storage_conn_put(s, c);
+        return res;
+    }
+    int64_t now = samda_store_now_ms(s);
+    sqlite3_stmt *st = storage_stmt(c, "UPDATE instances SET association_id = ?2, flags = flags & ~1"
+                                       " WHERE sop_uid = ?1 AND (flags & 1) != 0", err);
+    int rc = SQLITE_OK;
+    if (!st) res = err->code;
+    else {
+        sqlite3_bind_text(st, 1, meta->sop_uid, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 2, meta->association_id);
+        rc = storage_exec_stmt(s, st);
+        if (rc != SQLITE_OK) res = storage_db_fail(err, c, rc, "re-linking a re-sent instance");
+    }
+    if (res == SAMDA_OK && sqlite3_changes(c->db) > 0) {
+        st = storage_stmt(c, "UPDATE series SET state = 'receiving', state_reason = 're-sent after an aborted association',"
+                             " state_changed_ms = ?2, last_received_ms = max(last_received_ms, ?2)"
+                             " WHERE id = (SELECT series_ref FROM instances WHERE sop_uid = ?1) AND state = 'incomplete'",
+                          err);
+        if (!st) res = err->code;
+        else {
+            sqlite3_bind_text(st, 1, meta->sop_uid, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_int64(st, 2, now);
+            rc = storage_exec_stmt(s, st);
+            if (rc != SQLITE_OK) res = storage_db_fail(err, c, rc, "re-opening a series set aside as incomplete");
+            else if (sqlite3_changes(c->db) > 0)
+                res = storage_change_add(s, c, "series", meta->series_uid, SAMDA_CHANGE_STATE, err);
+        }
+    }
+    if (res == SAMDA_OK) res = storage_tx_commit(s, c, err);
+    else storage_tx_rollback(s, c);
+    storage_conn_put(s, c);
+    return res;
+}
+
+/* Fill res for an instance that is already indexed with identical content. */
+static samda_status identical_result(samda_store *s, const samda_instance_meta *meta, samda_ingest_result *res,
+                                     samda_error *err)
+{
+    samda_status ast = adopt_identical(s, meta, err);
+    if (ast != SAMDA_OK) return ast;
+    const char *sop_uid = meta->sop_uid;
     samda_instance_row row;
     samda_status st = samda_store_instance_get(s, sop_uid, &row, err);
     if (st != SAMDA_OK) return st;
@@ -437,7 +488,7 @@ samda_status samda_store_instance_ingest(samda_store *s, samda_tmp_file *tmp, co
         }
         if (identical) {
             samda_store_object_tmp_discard(s, tmp);
-            return identical_result(s, meta->sop_uid, res, err);
+            return identical_result(s, meta, res, err);
         }
         rev = relpath_rev(have.relpath) + 1;
     }
@@ -459,7 +510,7 @@ samda_status samda_store_instance_ingest(samda_store *s, samda_tmp_file *tmp, co
         bool identical = again == SAMDA_OK && have.size == obj.size && strcmp(have.sha256, obj.sha256) == 0;
         if (again == SAMDA_OK && identical && policy != SAMDA_DUP_REJECT) {
             storage_object_unlink(s, obj.relpath);
-            return identical_result(s, meta->sop_uid, res, err);
+            return identical_result(s, meta, res, err);
         }
         if (again == SAMDA_OK && policy == SAMDA_DUP_OVERWRITE) st = index_tx(s, meta, &obj, true, res, err);
         else if (again == SAMDA_OK) samda_fail(err, SAMDA_EEXIST, "storing instance %s: stored concurrently with "

@@ -180,6 +180,40 @@ static const char SQL_FIND_CONTENT[] =
     "SELECT id FROM jobs WHERE kind = ?1 AND ifnull(series_uid, '') = ifnull(?2, '') AND content_hash = ?3"
     " AND state <> 'cancelled'";
 
+/* The series' content changed while its job still waits: that job (not yet started, so it will read
+ * the series as it is when it runs) takes the new content hash instead of a second job being queued
+ * for the same series, which would segment the same instances twice. Only a job queued the same way
+ * (content hash, no idempotency key, same parameters) is taken over; the newest if several.
+ * *id is 0 when there is none. */
+static samda_status merge_pending(samda_store *s, storage_conn *c, const samda_job_spec *spec, int64_t *id,
+                                  samda_error *err)
+{
+    *id = 0;
+    sqlite3_stmt *st = storage_stmt(c, "SELECT id FROM jobs WHERE kind = ?1 AND series_uid = ?2 AND state = 'pending'"
+                                       " AND content_hash IS NOT NULL AND idempotency_key IS NULL"
+                                       " AND ifnull(params_json, '') = ifnull(?3, '') ORDER BY id DESC LIMIT 1", err);
+    if (!st) return err->code;
+    sqlite3_bind_text(st, 1, spec->kind, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, spec->series_uid, -1, SQLITE_TRANSIENT);
+    storage_bind_text(st, 3, spec->params_json);
+    int rc = storage_step(s, st);
+    int64_t found = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return storage_db_fail(err, c, rc, "looking up the queued job of a series");
+    if (!found) return SAMDA_OK;
+    st = storage_stmt(c, "UPDATE jobs SET content_hash = ?2, priority = max(priority, ?3), updated_ms = ?4 WHERE id = ?1",
+                      err);
+    if (!st) return err->code;
+    sqlite3_bind_int64(st, 1, found);
+    sqlite3_bind_text(st, 2, spec->content_hash, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 3, spec->priority);
+    sqlite3_bind_int64(st, 4, samda_store_now_ms(s));
+    rc = storage_exec_stmt(s, st);
+    if (rc != SQLITE_OK) return storage_db_fail(err, c, rc, "updating the queued job of a changed series");
+    *id = found;
+    return SAMDA_OK;
+}
+
 samda_status samda_store_job_enqueue(samda_store *s, const samda_job_spec *spec, int64_t *id, bool *existed,
                                      samda_error *err)
 {
@@ -209,6 +243,12 @@ samda_status samda_store_job_enqueue(samda_store *s, const samda_job_spec *spec,
     if (spec->idempotency_key && *spec->idempotency_key) res = find_one(s, c, SQL_FIND_IDEM, spec, &found, err);
     if (res == SAMDA_OK && !found && spec->content_hash && *spec->content_hash)
         res = find_one(s, c, SQL_FIND_CONTENT, spec, &found, err);
+    bool merged = false;
+    if (res == SAMDA_OK && !found && spec->content_hash && *spec->content_hash && spec->series_uid &&
+        *spec->series_uid && !(spec->idempotency_key && *spec->idempotency_key)) {
+        res = merge_pending(s, c, spec, &found, err);
+        merged = found != 0;
+    }
     int64_t site_id = 0;
     if (res == SAMDA_OK && !found && spec->site && *spec->site) {
         res = storage_site_lookup(s, c, spec->site, &site_id, err);
@@ -239,6 +279,11 @@ samda_status samda_store_job_enqueue(samda_store *s, const samda_job_spec *spec,
             snprintf(rid, sizeof rid, "%lld", (long long)found);
             res = storage_change_add(s, c, "job", rid, SAMDA_CHANGE_NEW, err);
         }
+    } else if (res == SAMDA_OK && merged) {
+        char rid[32];
+        snprintf(rid, sizeof rid, "%lld", (long long)found);
+        res = storage_change_add(s, c, "job", rid, SAMDA_CHANGE_UPDATED, err);
+        if (existed) *existed = true;
     } else if (res == SAMDA_OK && existed) {
         *existed = true;
     }

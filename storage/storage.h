@@ -316,7 +316,10 @@ typedef struct samda_ingest_result {
  *  Hashes the temporary file, applies the duplicate policy, commits the object (fsync, rename, fsync
  *  dir) and, in one transaction, upserts patient/study/series, inserts the instance, counts it on its
  *  association, re-opens a completed series and appends change-feed rows (instance; series and study
- *  when new). Success means the instance survives a crash.
+ *  when new). Success means the instance survives a crash. An identical duplicate of an instance
+ *  flagged SAMDA_INSTANCE_FROM_ABORTED_ASSOCIATION that comes over an association (meta->association_id)
+ *  moves to that association, loses the flag, and re-opens its series if it was INCOMPLETE (change-feed
+ *  row), so a series re-sent after a dropped association is decided again.
  *  @param tmp  INOUT: the written temporary file; always consumed.
  *  @param meta IN: required: study_uid, series_uid, sop_uid, sop_class_uid (valid UIDs).
  *  @param res  OUT: outcome and ids (may be NULL).
@@ -536,8 +539,13 @@ void samda_job_clear(samda_job *job);
 void samda_job_list_free(samda_job *jobs, size_t n);
 
 /** Add a job (state PENDING), or find the one it duplicates (idempotency key; or kind + series +
- *  content hash). Appends a change-feed row for a new job.
- *  @param id OUT: the job id. @param existed OUT (may be NULL): true when an existing job was returned.
+ *  content hash). A job with a content hash and no idempotency key whose series already has such a
+ *  job still PENDING (same kind and parameters) with another hash updates that job instead (its hash
+ *  becomes the new one, its priority the higher of the two): the waiting job reads the series when
+ *  it runs, so a second one would do the same work twice. Appends a change-feed row for a new job
+ *  (SAMDA_CHANGE_NEW) or an updated one (SAMDA_CHANGE_UPDATED).
+ *  @param id OUT: the job id. @param existed OUT (may be NULL): true when an existing job was returned
+ *  (a duplicate, or the pending job updated to the new content).
  *  @return SAMDA_OK; SAMDA_EINVAL (no kind, string too long, unknown site); SAMDA_EBADUID; SAMDA_EDB. */
 samda_status samda_store_job_enqueue(samda_store *s, const samda_job_spec *spec, int64_t *id, bool *existed,
                                      samda_error *err);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # kill -9 of samdad while 4 storescu processes send: after a restart, every instance a sender saw
-# acknowledged is present and indexed, and no temporary or partial file remains.
+# acknowledged is present and indexed, and no temporary or partial file remains; after every round
+# `samda check` (every object's SHA-256) and PRAGMA integrity_check pass. CRASH_ROUNDS (default 20).
 . "$(dirname "$0")/lib.sh"
 MR="$FIXTURES/dicom/mr-brain-20"
 [ -d "$MR" ] || { echo "SKIP: fixtures not found at $FIXTURES"; exit 0; }
@@ -23,7 +24,7 @@ for f in sorted(os.listdir(src)):
     ds.save_as(os.path.join(dst, f))
 PY
 done
-rounds=${CRASH_ROUNDS:-3}
+rounds=${CRASH_ROUNDS:-20}
 for r in $(seq 1 "$rounds"); do
   start_samdad "r$r" "$T/s.conf"
   wait_for_text "$T/r$r.log" 'msg="ready"'
@@ -32,7 +33,9 @@ for r in $(seq 1 "$rounds"); do
   for s in 1 2 3 4; do
     storescu -v -aet STORESCU -aec SAMDA 127.0.0.1 "$dport" +sd "$T/in$s" >"$T/r$r-s$s.out" 2>&1 & spids+=($!)
   done
-  sleep "$((RANDOM % 10 + 5))e-1"  # 0.5 to 1.4 s: some instances acknowledged, others in flight
+  # 0.05 to 0.44 s: four series of 20 take about half a second here, so most kills land mid-transfer
+  after="0.$(printf %02d $((RANDOM % 40 + 5)))"
+  sleep "$after"
   kill -9 "$pid"
   for p in "${spids[@]}"; do wait "$p" 2>/dev/null || true; done
   wait "$pid" 2>/dev/null || true
@@ -55,7 +58,9 @@ for line in open(out, errors="replace"):
 PY
   done
   "$SAMDA" check --data-dir "$D" >"$T/check$r.out" 2>&1 || fail "round $r: data directory inconsistent: $(cat "$T/check$r.out")"
-  ok "round $r: killed mid-transfer, data directory consistent after restart"
+  [ "$(sqlite3 "$D/index.sqlite3" 'PRAGMA integrity_check')" = ok ] || fail "round $r: PRAGMA integrity_check"
+  tmp_empty "$D" || fail "round $r: temporary files remain after the restart"
+  ok "round $r: killed after ${after}s ($(cat "$T"/r$r-s*.out | grep -c 'Received Store Response (Success)') stores acknowledged this round), data directory consistent after restart"
 done
 sort -u "$T/acked.txt" >"$T/acked.sorted"
 [ -s "$T/acked.sorted" ] || fail "no instance was acknowledged before the kills (timing too tight)"

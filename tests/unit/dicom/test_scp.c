@@ -1,5 +1,6 @@
 /* dicom/scp.cpp against real peers: DCMTK's echoscu and storescu run as subprocesses against an
  * SCP started in this process on a free loopback port. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "dicom.h"
 #include "dicom_test_util.h"
@@ -600,6 +602,75 @@ static void test_stop_aborts_idle_association(void **state)
     assert_int_equal(count_files(temp_dir), 0);
 }
 
+/* A TCP connection to port that sent the start of an A-ASSOCIATE-RQ (a 6-byte header announcing 4096
+ * bytes, then 10 of them) and nothing more: a slow-loris peer. */
+static int slow_peer(unsigned to_port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)to_port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    const unsigned char start[16] = {0x01, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00, 0x01};
+    assert_int_equal(send(fd, start, sizeof start, 0), (ssize_t)sizeof start);
+    return fd;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Peers that send their association request slowly hold nothing up: a fresh C-ECHO is answered at
+ * once (the listener used to read each request itself, for up to acse_timeout each); a peer that
+ * connects and closes is harmless; the slow ones are closed after acse_timeout. */
+static void test_slow_request_does_not_block(void **state)
+{
+    (void)state;
+    if (!scp) skip();
+    samda_scp_params p;
+    samda_scp_params_init(&p);
+    p.port = 0;
+    p.temp_dir = temp_dir;
+    p.acse_timeout_s = 2;
+    samda_error e;
+    samda_scp *s = samda_scp_start(&p, &e);
+    assert_non_null(s);
+    unsigned sport = samda_scp_port(s);
+    int slow[4];
+    for (int i = 0; i < 4; i++) slow[i] = slow_peer(sport);
+    int gone = slow_peer(sport);
+    close(gone);
+    usleep(100000);
+    samda_dicom_peer peer = {"TESTSCU", "SAMDA", "127.0.0.1", sport, NULL};
+    double t0 = now_s();
+    assert_int_equal(samda_dicom_echo(&peer, 5, &e), SAMDA_OK);
+    double took = now_s() - t0;
+    if (took > 1.0) fail_msg("C-ECHO took %.2f s behind 4 slow peers", took);
+    /* acse_timeout (2 s) later the slow peers find their connection closed */
+    for (int i = 0; i < 4; i++) {
+        struct timeval tv = {5, 0};
+        setsockopt(slow[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        char b[64];
+        ssize_t n = recv(slow[i], b, sizeof b, 0);
+        assert_true(n <= 0 && !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)));
+        close(slow[i]);
+    }
+    if (now_s() - t0 > 4.5) fail_msg("slow peers closed only after %.2f s (acse_timeout 2 s)", now_s() - t0);
+    samda_scp_counters k;
+    samda_scp_counters_get(s, &k);
+    assert_int_equal(k.echo_requests, 1);
+    assert_int_equal(k.associations_accepted, 1);
+    assert_true(k.associations_rejected >= 4);
+    assert_int_equal(samda_dicom_echo(&peer, 5, &e), SAMDA_OK);
+    samda_scp_stop(s, 1000);
+}
+
 static void test_temp_dir_empty_and_counters(void **state)
 {
     (void)state;
@@ -630,6 +701,7 @@ int main(void)
         cmocka_unit_test(test_parallel_storescu),
         cmocka_unit_test(test_max_associations),
         cmocka_unit_test(test_stop_aborts_idle_association),
+        cmocka_unit_test(test_slow_request_does_not_block),
         cmocka_unit_test(test_temp_dir_empty_and_counters),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

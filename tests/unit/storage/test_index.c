@@ -435,6 +435,63 @@ static void test_series_assoc_summary_and_stale(void **state)
     fx_close(f);
 }
 
+/* A series whose every instance came over an aborted association (set aside as incomplete) is
+ * re-sent whole, byte for byte, over a new association: its instances now belong to that
+ * association, lose the aborted flag, and the series is receiving again (a change-feed row says so);
+ * a re-send over no association (STOW) or of an instance not flagged changes nothing. */
+static void test_resend_after_abort_adopts(void **state)
+{
+    (void)state;
+    fx *f = fx_open();
+    assert_non_null(f);
+    samda_error e;
+    int64_t a1, a2;
+    CHECK_OK(samda_store_assoc_begin(f->s, "MOD1", "SAMDA", NULL, NULL, &a1, &e));
+    samda_instance_meta m[2];
+    for (int i = 0; i < 2; i++) {
+        char sop[32];
+        snprintf(sop, sizeof sop, "1.8.1.%d", i);
+        fx_meta(&m[i], "1.8", "1.8.1", sop);
+        m[i].association_id = a1;
+        CHECK_OK(fx_ingest(f->s, &m[i], sop, strlen(sop), SAMDA_DUP_IGNORE_IDENTICAL, NULL, &e));
+    }
+    CHECK_OK(samda_store_assoc_end(f->s, a1, SAMDA_ASSOC_STATE_ABORTED, &e));
+    CHECK_OK(samda_store_series_set_state(f->s, "1.8.1", SAMDA_SERIES_INCOMPLETE, "only aborted", &e));
+    int before = count_changes(f->s, "series", SAMDA_CHANGE_STATE);
+
+    /* over no association: nothing changes */
+    samda_instance_meta stow = m[0];
+    stow.association_id = 0;
+    samda_ingest_result r;
+    CHECK_OK(fx_ingest(f->s, &stow, "1.8.1.0", 7, SAMDA_DUP_IGNORE_IDENTICAL, &r, &e));
+    assert_int_equal(r.outcome, SAMDA_INGEST_IDENTICAL);
+    samda_series_info si;
+    CHECK_OK(samda_store_series_get(f->s, "1.8.1", &si, &e));
+    assert_int_equal(si.state, SAMDA_SERIES_INCOMPLETE);
+
+    CHECK_OK(samda_store_assoc_begin(f->s, "MOD1", "SAMDA", NULL, NULL, &a2, &e));
+    for (int i = 0; i < 2; i++) {
+        char sop[32];
+        snprintf(sop, sizeof sop, "1.8.1.%d", i);
+        m[i].association_id = a2;
+        CHECK_OK(fx_ingest(f->s, &m[i], sop, strlen(sop), SAMDA_DUP_IGNORE_IDENTICAL, &r, &e));
+        assert_int_equal(r.outcome, SAMDA_INGEST_IDENTICAL);
+    }
+    CHECK_OK(samda_store_series_get(f->s, "1.8.1", &si, &e));
+    assert_int_equal(si.state, SAMDA_SERIES_RECEIVING);
+    assert_int_equal(count_changes(f->s, "series", SAMDA_CHANGE_STATE), before + 1);
+    samda_series_assoc_summary sum;
+    CHECK_OK(samda_store_series_assoc_summary(f->s, "1.8.1", &sum, &e));
+    assert_int_equal(sum.n_instances, 2);
+    assert_int_equal(sum.n_from_open, 2);
+    assert_int_equal(sum.n_from_aborted, 0);
+    CHECK_OK(samda_store_assoc_end(f->s, a2, SAMDA_ASSOC_STATE_RELEASED, &e));
+    CHECK_OK(samda_store_series_assoc_summary(f->s, "1.8.1", &sum, &e));
+    assert_int_equal(sum.n_from_open, 0);
+    assert_int_equal(sum.n_from_aborted, 0);
+    fx_close(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -444,6 +501,7 @@ int main(void)
         cmocka_unit_test(test_series_state_idle_hash),
         cmocka_unit_test(test_associations),
         cmocka_unit_test(test_series_assoc_summary_and_stale),
+        cmocka_unit_test(test_resend_after_abort_adopts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

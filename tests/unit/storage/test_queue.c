@@ -33,7 +33,14 @@ static void test_enqueue_dedup(void **state)
     int64_t b = enqueue(f, "segment", 0, "1.2.3", "hashA", NULL, &existed);
     assert_true(existed);
     assert_int_equal(a, b);
-    int64_t c = enqueue(f, "segment", 0, "1.2.3", "hashB", NULL, &existed); /* content changed */
+    /* content changed after a started: a new job (a read the series before the change) */
+    samda_job ja;
+    bool got = false;
+    CHECK_OK(samda_store_job_claim(f->s, "w0", 60000, "segment", &ja, &got, &e));
+    assert_true(got);
+    assert_int_equal(ja.id, a);
+    samda_job_clear(&ja);
+    int64_t c = enqueue(f, "segment", 0, "1.2.3", "hashB", NULL, &existed);
     assert_false(existed);
     assert_int_not_equal(a, c);
     int64_t d = enqueue(f, "train", 0, "1.2.3", "hashA", NULL, &existed); /* another kind of work */
@@ -43,13 +50,16 @@ static void test_enqueue_dedup(void **state)
     assert_true(existed);
     assert_int_equal(k1, k2);
     (void)d;
-    /* a cancelled job does not block a re-send of the same content */
+    /* a cancelled job does not block a re-send of the same content (a series of its own: on 1.2.3
+     * the pending c would take the content over, test_enqueue_merges_pending) */
     CHECK_OK(samda_store_job_cancel(f->s, a, &e));
-    int64_t a2 = enqueue(f, "segment", 0, "1.2.3", "hashA", NULL, &existed);
+    int64_t q = enqueue(f, "segment", 0, "1.2.5", "hashQ", NULL, &existed);
+    CHECK_OK(samda_store_job_cancel(f->s, q, &e));
+    int64_t a2 = enqueue(f, "segment", 0, "1.2.5", "hashQ", NULL, &existed);
     assert_false(existed);
-    assert_int_not_equal(a, a2);
+    assert_int_not_equal(q, a2);
     /* ...and retrying the cancelled one now collides with the active twin */
-    CHECK_ST(SAMDA_EEXIST, samda_store_job_retry(f->s, a, &e));
+    CHECK_ST(SAMDA_EEXIST, samda_store_job_retry(f->s, q, &e));
 
     samda_job j;
     CHECK_OK(samda_store_job_get(f->s, c, &j, &e));
@@ -79,7 +89,7 @@ static void test_enqueue_dedup(void **state)
     samda_job_list_free(jobs, n);
     flt = (samda_job_filter){.state = -1, .series_uid = "1.2.3"};
     CHECK_OK(samda_store_job_list(f->s, &flt, &jobs, &n, &e));
-    assert_int_equal(n, 4);
+    assert_int_equal(n, 3); /* a (cancelled), c, d */
     samda_job_list_free(jobs, n);
     fx_close(f);
 }
@@ -312,10 +322,72 @@ static void test_concurrent_claims(void **state)
     fx_close(f);
 }
 
+/* A series whose content changes while its job still waits keeps one job: the pending job takes the
+ * new hash (and the higher priority); a started job, another kind, other parameters or a job with an
+ * idempotency key are left alone. */
+static void test_enqueue_merges_pending(void **state)
+{
+    (void)state;
+    fx *f = fx_open();
+    assert_non_null(f);
+    samda_error e;
+    bool existed;
+    int64_t x = enqueue(f, "segment", 0, "7.7", "h1", NULL, &existed);
+    assert_false(existed);
+    int64_t cursor = 0;
+    samda_change *ch;
+    size_t nch;
+    CHECK_OK(samda_store_change_list(f->s, 0, 1000, &ch, &nch, &cursor, &e));
+    samda_store_free(ch);
+    int64_t y = enqueue(f, "segment", 3, "7.7", "h2", NULL, &existed);
+    assert_true(existed);
+    assert_int_equal(x, y);
+    samda_job j;
+    CHECK_OK(samda_store_job_get(f->s, x, &j, &e));
+    assert_string_equal(j.content_hash, "h2");
+    assert_int_equal(j.priority, 3);
+    assert_int_equal(j.state, SAMDA_JOB_PENDING);
+    samda_job_clear(&j);
+    CHECK_OK(samda_store_change_list(f->s, cursor, 1000, &ch, &nch, NULL, &e));
+    assert_int_equal(nch, 1);
+    assert_string_equal(ch[0].kind, "job");
+    assert_int_equal(ch[0].type, SAMDA_CHANGE_UPDATED);
+    samda_store_free(ch);
+    /* the old content again is a change too: still the one job */
+    assert_int_equal(enqueue(f, "segment", 0, "7.7", "h1", NULL, &existed), x);
+    assert_true(existed);
+    /* other kind, other series: their own jobs */
+    assert_int_not_equal(enqueue(f, "train", 0, "7.7", "h3", NULL, &existed), x);
+    assert_int_not_equal(enqueue(f, "segment", 0, "7.8", "h3", NULL, &existed), x);
+    /* other parameters: its own job */
+    samda_job_spec other = {.kind = "segment", .series_uid = "7.7", .content_hash = "h4", .params_json = "{}"};
+    int64_t o = 0;
+    CHECK_OK(samda_store_job_enqueue(f->s, &other, &o, &existed, &e));
+    assert_false(existed);
+    assert_int_not_equal(o, x);
+    /* once started, new content is new work */
+    samda_job_filter flt = {.state = SAMDA_JOB_PENDING, .series_uid = "7.7", .kind = "segment"};
+    samda_job *jobs;
+    size_t n;
+    CHECK_OK(samda_store_job_list(f->s, &flt, &jobs, &n, &e));
+    assert_int_equal(n, 2);
+    samda_job_list_free(jobs, n);
+    bool got;
+    do {
+        CHECK_OK(samda_store_job_claim(f->s, "w", 60000, "segment", &j, &got, &e));
+        if (got) samda_job_clear(&j);
+    } while (got);
+    int64_t z = enqueue(f, "segment", 0, "7.7", "h5", NULL, &existed);
+    assert_false(existed);
+    assert_int_not_equal(z, x);
+    fx_close(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_enqueue_dedup),
+        cmocka_unit_test(test_enqueue_merges_pending),
         cmocka_unit_test(test_claim_order_and_lifecycle),
         cmocka_unit_test(test_lease_expiry),
         cmocka_unit_test(test_reclaim_all),

@@ -29,7 +29,7 @@ dd if=/dev/zero of="$D/filler" bs=4096 count=$(((avail - 700 * 1024) / 4096)) st
 ok "tmpfs data directory with $(df -B1 --output=avail "$D" | tail -1) bytes free"
 
 rc=0
-storescu -v -aet STORESCU -aec SAMDA 127.0.0.1 "$dport" +sd "$MR" >"$T/s1.out" 2>&1 || rc=$?
+storescu -v -nh -aet STORESCU -aec SAMDA 127.0.0.1 "$dport" +sd "$MR" >"$T/s1.out" 2>&1 || rc=$?
 n_ok=$(grep -c "Received Store Response (Success)" "$T/s1.out" || true)
 n_a700=$(grep -c "Received Store Response (Refused: OutOfResources)" "$T/s1.out" || true)
 echo "first send: rc=$rc success=$n_ok out_of_resources=$n_a700"

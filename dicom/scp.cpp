@@ -212,7 +212,7 @@ void finish_store(store_ctx &c, T_DIMSE_C_StoreRQ *req, T_DIMSE_C_StoreRSP *rsp)
     if (rsp->DimseStatus != status_success) {
         /* DCMTK could not create the file: it already chose Out of Resources. */
         samda_error e;
-        samda_fail(&e, SAMDA_EIO, 
+        samda_fail(&e, SAMDA_EIO,
                    "receiving a C-STORE data set: cannot create or write a temporary file in %s (disk full?)",
                    scp->temp_dir.c_str());
         set_error_comment(c, "cannot create a temporary file");

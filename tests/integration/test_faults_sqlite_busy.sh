@@ -35,6 +35,10 @@ echo "send under lock: rc=$rc success=$n_ok; responses: $(grep -o 'Received Stor
 kill -0 "$(cat "$T/d.pid")" || fail "samdad died under a locked index"
 grep -E 'index locked|index unavailable' "$T/d.log" | head -2 | sed 's/^/log: /'
 grep -qE 'locked by another process' "$T/d.log" || fail "no log line says the index is locked: $(tail -5 "$T/d.log")"
+# The refusal itself is logged: the association (transient reject, the PACS retries) or each instance.
+grep -qE 'msg="association refused: index unavailable".*locked by another process|msg="instance refused".*locked' "$T/d.log" ||
+  fail "the refusal under the lock is not logged with its cause: $(grep dicom "$T/d.log" | tail -5)"
+grep -E 'msg="association refused: index unavailable"|msg="instance refused"' "$T/d.log" | head -1 | sed 's/^/log: /'
 [ "$n_ok" -lt 20 ] || fail "all 20 acknowledged although the index was locked for 6 s with a 1 s busy timeout"
 [ "$(indexed)" = "$n_ok" ] || fail "index holds $(indexed) instances, $n_ok were acknowledged"
 tmp_empty "$D" || fail "temporary files left: $(find "$D/tmp" -type f)"

@@ -138,8 +138,15 @@ static samda_status health(void *v, json_t **checks, bool *healthy, samda_error 
         json_object_set_new(c, "disk", check(disk_ok ? "ok" : "fail", d));
         if (!disk_ok) ok = false;
     }
-    json_object_set_new(c, "model", check(samdad_model_loaded(ctx) ? "ok" : "absent",
-                                          samdad_model_loaded(ctx) ? NULL : "no model configured: jobs stay pending"));
+    if (samdad_model_loaded(ctx)) {
+        json_object_set_new(c, "model", check("ok", NULL));
+    } else if (samdad_model_error(ctx)) {
+        char md[SAMDA_ERROR_MESSAGE_SIZE + 64];
+        snprintf(md, sizeof md, "model not loaded: %s: jobs stay pending", samdad_model_error(ctx));
+        json_object_set_new(c, "model", check("fail", md));
+    } else {
+        json_object_set_new(c, "model", check("absent", "no model configured: jobs stay pending"));
+    }
     unsigned port = samdad_dicom_port(ctx);
     char d[64];
     snprintf(d, sizeof d, "%s:%u", cfg->dicom_bind, port);

@@ -32,9 +32,14 @@ struct samdad_services {
     samdad_api_core *api_core;
     samda_api *api;
     char tmp_dir[PATH_MAX];
+    char model_error[SAMDA_ERROR_MESSAGE_SIZE]; /* why the configured model did not load ("" if it did) */
 };
 
 samda_store *samdad_store(samdad_ctx *ctx) { return ctx->svc ? ctx->svc->store : NULL; }
+const char *samdad_model_error(samdad_ctx *ctx)
+{
+    return ctx->svc && ctx->svc->model_error[0] ? ctx->svc->model_error : NULL;
+}
 bool samdad_model_loaded(samdad_ctx *ctx)
 {
 #ifdef SAMDA_HAVE_MODEL
@@ -126,17 +131,26 @@ samda_status samdad_services_start(samdad_ctx *ctx, samda_error *err)
     dp.log_ctx = ctx;
     if ((st = samda_dicom_init(&dp, err)) != SAMDA_OK) goto fail;
     svc->dicom_inited = true;
-    /* Model and segmentation worker (needs the store; started before the listeners so that a
-     * checkpoint that cannot be opened stops the start-up with its reason). */
+    /* Model and segmentation worker (needs the store). A checkpoint or default adapter that cannot
+     * be opened does not stop the start-up: ingest and the API still run, the reason is logged once
+     * and shown by /health and /metrics, and segmentation jobs stay pending (not failed) until a
+     * restart with a working [model] picks them up. */
     if (!cfg->model_checkpoint || !*cfg->model_checkpoint) {
         samda_log(&ctx->log, SAMDA_LOG_WARN, "model", "no model configured: segmentation jobs stay pending",
                   "hint=\"set [model] checkpoint\"");
     } else {
 #ifdef SAMDA_HAVE_MODEL
-        svc->worker = samdad_worker_start(ctx, err);
+        samda_error merr;
+        samda_error_clear(&merr);
+        svc->worker = samdad_worker_start(ctx, &merr);
         if (!svc->worker) {
-            st = err ? err->code : SAMDA_EMODEL;
-            goto fail;
+            snprintf(svc->model_error, sizeof svc->model_error, "%s", merr.message[0] ? merr.message : "unknown error");
+            samda_log(&ctx->log, SAMDA_LOG_ERROR, "model",
+                      "model not loaded: segmentation jobs stay pending until a restart with a working [model]",
+                      "checkpoint=%s error=%s", samda_log_quote((char[PATH_MAX + 2]){0}, PATH_MAX + 2,
+                                                                cfg->model_checkpoint),
+                      samda_log_quote((char[SAMDA_ERROR_MESSAGE_SIZE + 2]){0}, SAMDA_ERROR_MESSAGE_SIZE + 2,
+                                      svc->model_error));
         }
 #else
         samda_log(&ctx->log, SAMDA_LOG_WARN, "model", "built without the model (SAMDA_WITH_MODEL=OFF): "

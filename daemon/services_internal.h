@@ -9,6 +9,9 @@
 /** The open store (borrowed; valid while the services run). */
 samda_store *samdad_store(samdad_ctx *ctx);
 
+/** Why the configured model could not be loaded: a message owned by the services, valid until
+ *  they stop; NULL when it loaded or none is configured. Thread-safety: set once at start-up. */
+const char *samdad_model_error(samdad_ctx *ctx);
 /** Is a model loaded (segmentation jobs can run)? */
 bool samdad_model_loaded(samdad_ctx *ctx);
 /** The segmentation worker (NULL without a model); an opaque samdad_worker *. */

@@ -219,9 +219,11 @@ void finish_store(store_ctx &c, T_DIMSE_C_StoreRQ *req, T_DIMSE_C_StoreRSP *rsp)
     if (rsp->DimseStatus != status_success) {
         /* DCMTK could not create the file: it already chose Out of Resources. */
         samda_error e;
-        samda_fail(&e, SAMDA_EIO, "receiving a C-STORE data set: cannot create a temporary file in %s",
+        samda_fail(&e, SAMDA_EIO,
+                   "receiving a C-STORE data set: cannot create or write a temporary file in %s (disk full?)",
                    scp->temp_dir.c_str());
         set_error_comment(c, "cannot create a temporary file");
+        unlink(c.path.c_str()); /* a partly written data set (disk full) */
         report_failure(c, req, rsp->DimseStatus, e);
         return;
     }
@@ -330,6 +332,11 @@ store_outcome handle_store(samda_scp *scp, worker &w, const samda_assoc_info &in
     delete c.detail;
     if (c.ok) n_stored++;
     else n_failed++;
+    if (cond == DIMSE_OUTOFRESOURCES && c.end_called) {
+        /* The data set could not be written (disk full): DCMTK drained the rest of it and answered
+         * Out of Resources, so the association is still in step; the peer may go on or release. */
+        return STORE_CONTINUE;
+    }
     if (cond.bad()) {
         /* Receive failed (the final callback did not run, or the response could not be sent). */
         if (!c.end_called) {

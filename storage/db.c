@@ -123,7 +123,7 @@ samda_status storage_db_fail(samda_error *err, storage_conn *c, int rc, const ch
     switch (rc & 0xff) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
-        return samda_fail(err, SAMDA_ELOCKED, "%s: index locked by another process: %s (raise busy_timeout_ms)",
+        return samda_fail(err, SAMDA_ELOCKED, "%s: index locked by another process: %s (raise [storage] busy_timeout)",
                           what, msg);
     case SQLITE_FULL:
         return samda_fail(err, SAMDA_ENOSPC, "%s: disk full: %s", what, msg);

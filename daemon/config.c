@@ -86,7 +86,7 @@ static const opt main_opts[] = {
     {"http", "max_connections", T_INT, O(http_max_connections), "256", 1, 65536, NULL, NULL, F_RESTART,
      "Concurrent HTTP connections."},
     {"http", "timeout", T_DURATION, O(http_timeout_ms), "60s", 1000, 3600000, "1s..1h", NULL, F_RESTART,
-     "Idle time after which a connection is closed (slow clients cannot hold a slot)."},
+     "Idle time after which a connection is closed (a client that sends nothing cannot hold a slot; one trickling a byte at a time can, up to max_connections)."},
     {"http", "cors_origin", T_STR, O(http_cors_origin), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
      "Access-Control-Allow-Origin for browser viewers such as OHIF; empty = no CORS headers."},
     {"http", "tls_cert", T_PATH, O(http_tls_cert), NULL, 0, 0, NULL, NULL, F_RESTART | F_OPTIONAL,

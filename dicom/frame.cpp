@@ -23,6 +23,7 @@
 
 #include "dicom.h"
 #include "guard.h"
+#include "reopen.h"
 
 namespace {
 
@@ -89,7 +90,7 @@ samda_status read_frame(const char *path, unsigned frame, std::vector<unsigned c
     }
     if (!S_ISREG(sb.st_mode)) return samda_fail(err, SAMDA_EIO, "reading frame %u of %s: not a regular file", frame, path);
     DcmFileFormat ff;
-    OFCondition cond = ff.loadFile(path, EXS_Unknown, EGL_noChange, lazy_read_length, ERM_autoDetect);
+    OFCondition cond = dicom_reopen::load_file(ff, path, lazy_read_length);
     if (cond.bad()) return samda_fail(err, SAMDA_EBADDICOM, "reading frame %u of %s: %s", frame, path, cond.text());
     DcmDataset &ds = *ff.getDataset();
     E_TransferSyntax xfer = ds.getOriginalXfer();

@@ -226,9 +226,7 @@ extern "C" samda_status samda_dicom_read_header(const char *path, samda_dicom_he
         if (in.status().bad())
             return samda_fail(err, SAMDA_EIO, "reading the DICOM header of %s: %s", path, in.status().text());
         DcmFileFormat ff;
-        ff.transferInit();
-        OFCondition cond = ff.readUntilTag(in, EXS_Unknown, EGL_noChange, max_read_length, stop_at_pixel_data);
-        ff.transferEnd();
+        OFCondition cond = dicom_reopen::read_guarded(ff, in, max_read_length, stop_at_pixel_data);
         return read_parsed(ff, cond, !in.eos(), path, out, err);
     });
 }
@@ -249,9 +247,7 @@ extern "C" samda_status samda_dicom_read_header_mem(const void *data, size_t siz
         in.setBuffer(data, (offile_off_t)size);
         in.setEos();
         DcmFileFormat ff;
-        ff.transferInit();
-        OFCondition cond = ff.readUntilTag(in, EXS_Unknown, EGL_noChange, max_read_length, stop_at_pixel_data);
-        ff.transferEnd();
+        OFCondition cond = dicom_reopen::read_guarded(ff, in, max_read_length, stop_at_pixel_data);
         char what[64];
         std::snprintf(what, sizeof what, "a %zu-byte buffer", size);
         return read_parsed(ff, cond, !in.eos(), what, out, err);

@@ -32,6 +32,7 @@
 
 #include "dicom.h"
 #include "guard.h"
+#include "reopen.h"
 
 namespace {
 
@@ -454,7 +455,7 @@ samda_status load(const char *path, DcmFileFormat &ff, samda_error *err)
                           std::strerror(e));
     }
     if (!S_ISREG(sb.st_mode)) return samda_fail(err, SAMDA_EIO, "writing DICOM JSON for %s: not a regular file", path);
-    OFCondition cond = ff.loadFile(path, EXS_Unknown, EGL_noChange, lazy_read_length, ERM_autoDetect);
+    OFCondition cond = dicom_reopen::load_file(ff, path, lazy_read_length);
     if (cond.bad()) return samda_fail(err, SAMDA_EBADDICOM, "writing DICOM JSON for %s: %s", path, cond.text());
     /* JSON is UTF-8 (RFC 8259 8.1). If DCMTK cannot convert (unknown character set, no iconv),
      * the text stays as stored and put_string() replaces what is not UTF-8. */

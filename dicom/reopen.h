@@ -17,6 +17,7 @@
 
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcvrul.h>
 #include <dcmtk/dcmdata/dcistrmb.h>
 #include <dcmtk/dcmdata/dcistrmf.h>
 
@@ -114,18 +115,46 @@ inline DcmInputStream *open_source(const Source &src)
     return new (std::nothrow) Reopenable<DcmInputFileStream>(src, OFFilename(src.path.c_str()));
 }
 
-/** DcmFileFormat::loadFile(path) (whole file, values over max_read_length on demand) through a
- *  reopenable stream. @return DCMTK's condition (EC_InvalidStream for a length beyond the data). */
-inline OFCondition load_file(DcmFileFormat &ff, const char *path, Uint32 max_read_length = DCM_MaxReadLength)
+/** DcmFileFormat::readUntilTag() between transferInit() and transferEnd(), with a placeholder
+ *  element in the data set while it reads. Why: DCMTK 3.6.7 checks the global
+ *  dcmStopParsingAfterElement (samda_dicom_init() sets it to Pixel Data) against the data set's
+ *  current element after each element it reads, and dereferences NULL when the list is still empty,
+ *  that is when the first element read was not inserted (a 12-byte data set crashed every reader:
+ *  tests/fuzz/corpus/dicom/segv_stop_after_*). The placeholder, (0000,0000), a tag that sorts first
+ *  and that stored data sets do not carry, keeps the list non-empty; it is removed afterwards.
+ *  @return DCMTK's condition. */
+inline OFCondition read_guarded(DcmFileFormat &ff, DcmInputStream &in, Uint32 max_read_length,
+                                const DcmTagKey &stop = DCM_UndefinedTagKey)
+{
+    ff.transferInit();
+    DcmDataset *ds = ff.getDataset();
+    DcmElement *placeholder = nullptr;
+    if (ds) {
+        placeholder = new (std::nothrow) DcmUnsignedLong(DcmTag(0x0000, 0x0000, EVR_UL));
+        if (!placeholder) return EC_MemoryExhausted;
+        if (ds->insert(placeholder).bad()) {
+            delete placeholder;
+            placeholder = nullptr;
+        }
+    }
+    OFCondition c = ff.readUntilTag(in, EXS_Unknown, EGL_noChange, max_read_length, stop);
+    ff.transferEnd();
+    if (placeholder && ff.getDataset() == ds)
+        delete ds->remove(placeholder);
+    return c;
+}
+
+/** DcmFileFormat::loadFile(path) (whole file, values over max_read_length on demand; with stop,
+ *  loadFileUntilTag) through a reopenable stream and read_guarded().
+ *  @return DCMTK's condition (EC_InvalidStream for a length beyond the data). */
+inline OFCondition load_file(DcmFileFormat &ff, const char *path, Uint32 max_read_length = DCM_MaxReadLength,
+                             const DcmTagKey &stop = DCM_UndefinedTagKey)
 {
     Source src;
     src.path = path;
     Reopenable<DcmInputFileStream> in(src, OFFilename(path));
     if (in.status().bad()) return in.status();
-    ff.transferInit();
-    OFCondition c = ff.read(in, EXS_Unknown, EGL_noChange, max_read_length);
-    ff.transferEnd();
-    return c;
+    return read_guarded(ff, in, max_read_length, stop);
 }
 
 } // namespace dicom_reopen

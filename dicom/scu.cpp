@@ -29,6 +29,7 @@
 
 #include "dicom.h"
 #include "guard.h"
+#include "reopen.h"
 #include "internal.h"
 #include "tls_internal.h"
 
@@ -168,7 +169,7 @@ bool send_one(T_ASC_Association *assoc, const char *path, const instance &in, in
     T_ASC_PresentationContext pc;
     ASC_findAcceptedPresentationContext(assoc->params, pc_id, &pc);
     DcmFileFormat ff;
-    OFCondition cond = ff.loadFile(path);
+    OFCondition cond = dicom_reopen::load_file(ff, path);
     if (cond.bad()) {
         set_result(r, SAMDA_EBADDICOM, false, "C-STORE to %s: reading %s: %s", where, path, cond.text());
         return true;

@@ -23,6 +23,7 @@
 
 #include "dicom.h"
 #include "guard.h"
+#include "reopen.h"
 #include "volume_internal.h"
 
 namespace {
@@ -128,7 +129,7 @@ samda_status read_geometry(const char *path, size_t file_index, file_info &fi, s
 
     /* Functional groups exist in enhanced (multi-frame) objects; read the whole header for them. */
     DcmFileFormat ff;
-    OFCondition c = ff.loadFileUntilTag(path, EXS_Unknown, EGL_noChange, 4096, ERM_autoDetect, tag_pixel_data);
+    OFCondition c = dicom_reopen::load_file(ff, path, 4096, tag_pixel_data);
     if (c.bad()) return samda_fail(err, SAMDA_EBADDICOM, "loading a volume: reading %s: %s", path, c.text());
     DcmDataset &ds = *ff.getDataset();
     DcmItem *shared = first_item(&ds, DCM_SharedFunctionalGroupsSequence);
@@ -198,7 +199,7 @@ samda_status decode_file(const char *path, const file_info &fi, const std::vecto
 {
     const samda_dicom_header &h = fi.h;
     DcmFileFormat ff;
-    OFCondition c = ff.loadFile(path);
+    OFCondition c = dicom_reopen::load_file(ff, path);
     if (c.bad()) return samda_fail(err, SAMDA_EIO, "loading a volume: reading pixels of %s: %s", path, c.text());
     DcmDataset &ds = *ff.getDataset();
     if (DcmXfer(ds.getOriginalXfer()).isEncapsulated()) {
@@ -482,7 +483,7 @@ samda_status load(const char *const *paths, size_t n, const samda_volume_params 
     size_t f0i = v->slices[0].path_index;
     v->header = files[f0i].h;
     DcmFileFormat ff;
-    OFCondition c = ff.loadFileUntilTag(paths[f0i], EXS_Unknown, EGL_noChange, 4096, ERM_autoDetect, tag_pixel_data);
+    OFCondition c = dicom_reopen::load_file(ff, paths[f0i], 4096, tag_pixel_data);
     if (c.bad()) return samda_fail(err, SAMDA_EIO, "loading a volume: rereading %s: %s", paths[f0i], c.text());
     v->source_header.reset(new DcmDataset(*ff.getDataset()));
     v->source_header->findAndDeleteElement(DCM_PixelData);

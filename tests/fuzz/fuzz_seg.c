@@ -15,7 +15,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static bool ready;
-    if (!ready) { /* not samda_dicom_init(): see dcmtk_quiet.cpp */
+    if (!ready) { /* as samdad: samda_dicom_init() (codecs, stop after Pixel Data), then quiet logs */
+        if (samda_dicom_init(NULL, NULL) != SAMDA_OK) abort();
         fuzz_dcmtk_quiet();
         ready = true;
     }

@@ -470,6 +470,33 @@ static void test_not_dicom_and_io_errors(void **state)
     assert_int_equal(samda_dicom_read_header(path, NULL, NULL), SAMDA_EINVAL);
 }
 
+/* A data set whose first element DCMTK reads but does not insert: with samda_dicom_init()'s "stop
+ * after Pixel Data" DCMTK 3.6.7 dereferenced NULL here (found by fuzz_dicom; the setup calls
+ * samda_dicom_init as samdad does). Every reader must refuse it and go on. */
+static void test_first_element_not_inserted(void **state)
+{
+    (void)state;
+    static const unsigned char bytes[12] = {0xff, 0xff, 0xfe, 0xff, 0x00, 0xe0, 0xe0, 0xfe, 0xff, 0x00, 0xe0, 0xe0};
+    samda_dicom_header h;
+    samda_error e;
+    assert_int_equal(samda_dicom_read_header_mem(bytes, sizeof bytes, &h, &e), SAMDA_EBADDICOM);
+    char path[4300];
+    snprintf(path, sizeof path, "%s/first-not-inserted.dcm", scratch);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(bytes, 1, sizeof bytes, f), sizeof bytes);
+    fclose(f);
+    assert_int_equal(samda_dicom_read_header(path, &h, &e), SAMDA_EBADDICOM);
+    samda_seg *seg = NULL;
+    assert_int_not_equal(samda_seg_read(path, &seg, &e), SAMDA_OK);
+    assert_null(seg);
+    void *data = NULL;
+    size_t size = 0;
+    samda_dicom_frame_info fi;
+    assert_int_not_equal(samda_dicom_frame_read(path, 1, &data, &size, &fi, &e), SAMDA_OK);
+    free(data);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -482,6 +509,7 @@ int main(void)
         cmocka_unit_test(test_deflated_long_and_overlong_values),
         cmocka_unit_test(test_charset_and_defaults),
         cmocka_unit_test(test_not_dicom_and_io_errors),
+        cmocka_unit_test(test_first_element_not_inserted),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

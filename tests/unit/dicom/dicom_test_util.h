@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -101,6 +102,23 @@ static inline int tool_available(const char *name)
     char cmd[256];
     snprintf(cmd, sizeof cmd, "command -v %s >/dev/null 2>&1", name);
     return system(cmd) == 0;
+}
+
+/* In a forked child: cap the address space at `bytes` (unless it is already lower), so that an
+ * allocation of a declared multi-GiB length fails there instead of succeeding. */
+static inline void cap_address_space(rlim_t bytes)
+{
+    struct rlimit rl = {bytes, bytes}, cur;
+    getrlimit(RLIMIT_AS, &cur);
+    if (cur.rlim_cur == RLIM_INFINITY || cur.rlim_cur > rl.rlim_cur) setrlimit(RLIMIT_AS, &rl);
+}
+
+/* Wait for child pid: its exit status, or -1 when waiting failed or it did not exit normally. */
+static inline int child_exit_status(pid_t pid)
+{
+    int ws = 0;
+    if (waitpid(pid, &ws, 0) != pid || !WIFEXITED(ws)) return -1;
+    return WEXITSTATUS(ws);
 }
 
 static inline int copy_file(const char *from, const char *to)

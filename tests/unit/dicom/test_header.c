@@ -223,18 +223,12 @@ static void test_mem_long_and_overlong_values(void **state)
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        struct rlimit rl = {(rlim_t)1 << 30, (rlim_t)1 << 30};
-        struct rlimit cur;
-        getrlimit(RLIMIT_AS, &cur);
-        if (cur.rlim_cur == RLIM_INFINITY || cur.rlim_cur > rl.rlim_cur) setrlimit(RLIMIT_AS, &rl);
+        cap_address_space((rlim_t)1 << 30);
         samda_error ce = {SAMDA_OK, ""};
         samda_status cs = samda_dicom_read_header_mem(buf, desc_at + 108, &h, &ce);
         _exit(cs == SAMDA_EBADDICOM && !strstr(ce.message, "emory") ? 0 : 1);
     }
-    int ws = 0;
-    assert_int_equal(waitpid(pid, &ws, 0), pid);
-    assert_true(WIFEXITED(ws));
-    assert_int_equal(WEXITSTATUS(ws), 0);
+    assert_int_equal(child_exit_status(pid), 0);
 #endif
 }
 
@@ -330,10 +324,7 @@ static void test_deflated_long_and_overlong_values(void **state)
     pid_t pid = fork(); /* as in test_mem_long_and_overlong_values */
     assert_true(pid >= 0);
     if (pid == 0) {
-        struct rlimit rl = {(rlim_t)1 << 30, (rlim_t)1 << 30};
-        struct rlimit cur;
-        getrlimit(RLIMIT_AS, &cur);
-        if (cur.rlim_cur == RLIM_INFINITY || cur.rlim_cur > rl.rlim_cur) setrlimit(RLIMIT_AS, &rl);
+        cap_address_space((rlim_t)1 << 30);
         samda_error ce = {SAMDA_OK, ""}, cf = {SAMDA_OK, ""};
         samda_status cs = samda_dicom_read_header_mem(buf, n, &a, &ce);
         samda_status fs = samda_dicom_read_header(path, &b, &cf);
@@ -342,10 +333,7 @@ static void test_deflated_long_and_overlong_values(void **state)
                   ? 0
                   : 1);
     }
-    int ws = 0;
-    assert_int_equal(waitpid(pid, &ws, 0), pid);
-    assert_true(WIFEXITED(ws));
-    assert_int_equal(WEXITSTATUS(ws), 0);
+    assert_int_equal(child_exit_status(pid), 0);
 #endif
     unlink(path);
 }

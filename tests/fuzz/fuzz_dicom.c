@@ -15,16 +15,11 @@
 
 #define TERMINATED(s) (memchr((s), 0, sizeof(s)) != NULL)
 
-void fuzz_dcmtk_quiet(void); /* dcmtk_quiet.cpp */
+void fuzz_dicom_setup(void); /* dcmtk_quiet.cpp */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static bool ready;
-    if (!ready) { /* as samdad: samda_dicom_init() (codecs, stop after Pixel Data), then quiet logs */
-        if (samda_dicom_init(NULL, NULL) != SAMDA_OK) abort();
-        fuzz_dcmtk_quiet();
-        ready = true;
-    }
+    fuzz_dicom_setup();
     static samda_dicom_header a, b; /* large: keep them off the stack */
     samda_error e = {SAMDA_OK, ""};
     samda_status sa = samda_dicom_read_header_mem(size ? (const void *)data : (const void *)"", size, &a, &e);

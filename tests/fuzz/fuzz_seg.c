@@ -10,16 +10,11 @@
 #include "dicom.h"
 #include "fuzz_memfd.h"
 
-void fuzz_dcmtk_quiet(void); /* dcmtk_quiet.cpp */
+void fuzz_dicom_setup(void); /* dcmtk_quiet.cpp */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static bool ready;
-    if (!ready) { /* as samdad: samda_dicom_init() (codecs, stop after Pixel Data), then quiet logs */
-        if (samda_dicom_init(NULL, NULL) != SAMDA_OK) abort();
-        fuzz_dcmtk_quiet();
-        ready = true;
-    }
+    fuzz_dicom_setup();
     const char *path = fuzz_memfd_path(data, size, NULL);
     if (!path) return 0;
     samda_seg *seg = NULL;

@@ -146,6 +146,32 @@ bool cuda_mem_info(int ordinal, size_t *free_bytes, size_t *total_bytes)
     return false;
 }
 
+at::Tensor host_to_device(const at::Tensor &host, const at::Device &dev, bool own)
+{
+    if (!dev.is_cuda())
+        return own ? host.clone() : host;
+    at::Tensor pinned = at::empty(host.sizes(), host.options().pinned_memory(true));
+    pinned.copy_(host);
+    // The caching host allocator keeps the staging block until the asynchronous copy has run.
+    return pinned.to(dev, /*non_blocking=*/true);
+}
+
+void device_to_host(const at::Tensor &t, void *dst, size_t dst_bytes)
+{
+    const size_t bytes = (size_t)t.numel() * t.element_size();
+    if (bytes != dst_bytes)
+        throw std::invalid_argument("copying " + std::to_string(bytes) + " bytes of results into a buffer of " +
+                                    std::to_string(dst_bytes));
+    if (t.is_cuda()) {
+        at::Tensor pinned = at::empty(t.sizes(), t.options().device(at::kCPU).pinned_memory(true));
+        pinned.copy_(t);  // synchronous: waits for the device
+        std::memcpy(dst, pinned.data_ptr(), bytes);
+        return;
+    }
+    at::Tensor c = t.contiguous();
+    std::memcpy(dst, c.data_ptr(), bytes);
+}
+
 int online_cpus()
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);

@@ -291,6 +291,13 @@ at::Tensor postprocess_masks(const at::Tensor &low_res, int64_t img_size, int64_
 at::Device resolve_device(int request);
 /** Free and total bytes on a CUDA device, via the CUDA runtime libtorch loaded. false if unknown. */
 bool cuda_mem_info(int ordinal, size_t *free_bytes, size_t *total_bytes);
+/** A CPU tensor on `dev`: to CUDA through page-locked staging memory (libtorch's caching host
+ *  allocator) and an asynchronous copy; on the CPU the tensor itself, or a copy owning its storage
+ *  when `own` (for tensors that wrap a caller's buffer and must outlive it). */
+at::Tensor host_to_device(const at::Tensor &host, const at::Device &dev, bool own);
+/** Copies `t` (any device, any layout) into dst, which holds exactly t.numel() elements of t's type;
+ *  from CUDA through page-locked staging memory. Throws if the sizes disagree. */
+void device_to_host(const at::Tensor &t, void *dst, size_t dst_bytes);
 /** Which BLAS the process uses: "openblas", "reference", "mkl", ... and the library's real path. */
 void detect_blas(std::string *name, std::string *path);
 /** Number of online CPUs (at least 1). */

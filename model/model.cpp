@@ -113,7 +113,7 @@ std::tuple<at::Tensor, int, int, int, int> encoder_input(const samda_model *m, c
     if ((it.image == nullptr) == (it.preprocessed == nullptr))
         fail(SAMDA_EINVAL, "each item needs exactly one of image and preprocessed");
     if (it.image) {
-        at::Tensor hwc = image_tensor(it.image).to(m->device);
+        at::Tensor hwc = host_to_device(image_tensor(it.image), m->device, false);
         int64_t ih = 0, iw = 0;
         at::Tensor x = preprocess_image(hwc, m->cfg, m->conv, &ih, &iw);
         return std::make_tuple(x, it.image->height, it.image->width, (int)ih, (int)iw);
@@ -121,7 +121,8 @@ std::tuple<at::Tensor, int, int, int, int> encoder_input(const samda_model *m, c
     if (it.original_height < 1 || it.original_width < 1 || it.input_height < 1 || it.input_width < 1 ||
         it.input_height > S || it.input_width > S)
         fail(SAMDA_EINVAL, "preprocessed item needs original size >= 1 and input size in 1.." + std::to_string(S));
-    at::Tensor x = at::from_blob(const_cast<float *>(it.preprocessed), {1, 3, S, S}, at::kFloat).to(m->device).clone();
+    at::Tensor x = host_to_device(at::from_blob(const_cast<float *>(it.preprocessed), {1, 3, S, S}, at::kFloat),
+                                  m->device, true);
     return std::make_tuple(x, it.original_height, it.original_width, it.input_height, it.input_width);
 }
 
@@ -440,10 +441,9 @@ samda_status samda_model_preprocess(const samda_model *m, const samda_model_imag
         if (out_len < need)
             fail(SAMDA_EINVAL, "out holds " + std::to_string(out_len) + " floats, needs " + std::to_string(need));
         c10::InferenceMode guard;
-        at::Tensor hwc = samda::image_tensor(img).to(m->device);
+        at::Tensor hwc = samda::host_to_device(samda::image_tensor(img), m->device, false);
         int64_t ih = 0, iw = 0;
-        at::Tensor x = samda::preprocess_image(hwc, m->cfg, m->conv, &ih, &iw).to(at::kCPU).contiguous();
-        std::memcpy(out, x.data_ptr<float>(), need * sizeof(float));
+        samda::device_to_host(samda::preprocess_image(hwc, m->cfg, m->conv, &ih, &iw), out, need * sizeof(float));
         if (input_h)
             *input_h = (int)ih;
         if (input_w)
@@ -513,7 +513,7 @@ samda_embedding *samda_model_embedding_from_data(const samda_model *m, const flo
         if (original_h < 1 || original_w < 1 || input_h < 1 || input_w < 1 || input_h > S || input_w > S)
             fail(SAMDA_EINVAL, "original size must be >= 1 and input size in 1.." + std::to_string(S));
         auto e = std::make_unique<samda_embedding>();
-        e->data = at::from_blob(const_cast<float *>(data), {1, C, h, h}, at::kFloat).to(m->device).clone();
+        e->data = samda::host_to_device(at::from_blob(const_cast<float *>(data), {1, C, h, h}, at::kFloat), m->device, true);
         e->fingerprint = m->info.fingerprint;
         e->convention = (int)m->info.convention;
         e->original_h = original_h;
@@ -552,8 +552,7 @@ samda_status samda_embedding_copy_data(const samda_embedding *e, float *out, siz
         const size_t need = (size_t)e->data.numel();
         if (out_len < need)
             fail(SAMDA_EINVAL, "out holds " + std::to_string(out_len) + " floats, needs " + std::to_string(need));
-        at::Tensor c = e->data.to(at::kCPU).contiguous();
-        std::memcpy(out, c.data_ptr<float>(), need * sizeof(float));
+        samda::device_to_host(e->data, out, need * sizeof(float));
         return SAMDA_OK;
     });
 }
@@ -603,12 +602,10 @@ samda_status samda_model_decode(const samda_model *m, const samda_embedding *e, 
         c10::InferenceMode guard;
         samda::DecodeResult r = samda::decode_prompts(m, e, prompts, n_prompts, multimask, nullptr);
         if (out->low_res_logits) {
-            at::Tensor c = r.low_res.to(at::kCPU).contiguous();
-            std::memcpy(out->low_res_logits, c.data_ptr<float>(), (size_t)c.numel() * sizeof(float));
+            samda::device_to_host(r.low_res, out->low_res_logits, (size_t)r.low_res.numel() * sizeof(float));
         }
         if (out->iou) {
-            at::Tensor c = r.iou.to(at::kCPU).contiguous();
-            std::memcpy(out->iou, c.data_ptr<float>(), (size_t)c.numel() * sizeof(float));
+            samda::device_to_host(r.iou, out->iou, (size_t)r.iou.numel() * sizeof(float));
         }
         if (out->mask_logits || out->masks) {
             // Upsample a few prompts at a time: full-size logits are large (3 masks at 1024 x 1024 are
@@ -622,12 +619,10 @@ samda_status samda_model_decode(const samda_model *m, const samda_embedding *e, 
                                                            e->original_w);
                 const size_t count = b * C * H * W;
                 if (out->mask_logits) {
-                    at::Tensor c = full.to(at::kCPU).contiguous();
-                    std::memcpy(out->mask_logits + s * C * H * W, c.data_ptr<float>(), count * sizeof(float));
+                    samda::device_to_host(full, out->mask_logits + s * C * H * W, count * sizeof(float));
                 }
                 if (out->masks) {
-                    at::Tensor c = full.gt(0.0).to(at::kByte).to(at::kCPU).contiguous();
-                    std::memcpy(out->masks + s * C * H * W, c.data_ptr<uint8_t>(), count);
+                    samda::device_to_host(full.gt(0.0).to(at::kByte), out->masks + s * C * H * W, count);
                 }
             }
         }

@@ -4,6 +4,7 @@
 #include "internal.h"
 
 #include <c10/core/InferenceMode.h>
+#include <torch/version.h>
 
 #include <stdexcept>
 
@@ -156,7 +157,6 @@ at::Tensor VitAttentionImpl::forward(const at::Tensor &x) const
     at::Tensor qkv_t = qkv->forward(x).reshape({B, N, 3, heads, hd}).permute({2, 0, 3, 1, 4}).reshape({3, BH, N, hd});
     at::Tensor q = qkv_t[0], k = qkv_t[1], v = qkv_t[2];
     const double scale = 1.0 / std::sqrt((double)hd);
-    q = q * scale;
 
     at::Tensor rel_h, rel_w;
     if (use_rel_pos) {
@@ -168,14 +168,43 @@ at::Tensor VitAttentionImpl::forward(const at::Tensor &x) const
         rel_w = at::matmul(r_q.transpose(1, 2), Rw.transpose(1, 2)).transpose(1, 2);     // BH x H x W x W(k)
     }
 
-    if (at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad())) {
+    const bool training = at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad());
+#if TORCH_VERSION_MAJOR >= 2
+    if (x.is_cuda() && !training) {
+        // libtorch 2.x on CUDA: the fused attention kernel (memory-efficient attention takes the
+        // relative-position terms as an additive bias), so the N x N scores never go through global
+        // memory as separate q k^T, add, softmax and times-v passes. It scales q by 1/sqrt(hd) itself.
+        // The bias (heads x N x N per image) is made a few images at a time to bound its memory.
+        const at::Tensor q4 = q.view({B, heads, N, hd}), k4 = k.view({B, heads, N, hd}), v4 = v.view({B, heads, N, hd});
+        const int64_t per_image = use_rel_pos ? heads * N * N * (int64_t)q.element_size() : 0;
+        const int64_t step = per_image > 0 ? std::max<int64_t>(1, ((int64_t)2 << 30) / per_image) : B;
+        std::vector<at::Tensor> outs;
+        for (int64_t s = 0; s < B; s += step) {
+            const int64_t e = std::min(B, s + step);
+            const at::Tensor qs = q4.slice(0, s, e), ks = k4.slice(0, s, e), vs = v4.slice(0, s, e);
+            if (use_rel_pos) {
+                const at::Tensor bias = (rel_h.slice(0, s * heads, e * heads).unsqueeze(4) +
+                                         rel_w.slice(0, s * heads, e * heads).unsqueeze(3))
+                                            .view({e - s, heads, N, N});
+                outs.push_back(at::scaled_dot_product_attention(qs, ks, vs, bias, 0.0, false));
+            } else {
+                outs.push_back(at::scaled_dot_product_attention(qs, ks, vs, {}, 0.0, false));
+            }
+        }
+        at::Tensor o = outs.size() == 1 ? outs[0] : at::cat(outs, 0);  // B x heads x N x hd
+        at::Tensor y = o.reshape({B, heads, H, W, hd}).permute({0, 2, 3, 1, 4}).reshape({B, H, W, C});
+        return proj->forward(y);
+    }
+#endif
+    q = q * scale;
+    if (training) {
         // Training (model/train.cpp, scope FULL): the out= kernels below have no autograd, so take the
         // plain differentiable path (same values).
         at::Tensor attn = at::matmul(q, k.transpose(1, 2));  // BH x N x N
         if (use_rel_pos)
             attn = (attn.view({BH, H, W, H, W}) + rel_h.unsqueeze(4) + rel_w.unsqueeze(3)).view({BH, N, N});
         at::Tensor o = at::matmul(at::softmax(attn, -1), v);
-        at::Tensor y = o.view({B, heads, H, W, hd}).permute({0, 2, 3, 1, 4}).reshape({B, H, W, C});
+        at::Tensor y = o.reshape({B, heads, H, W, hd}).permute({0, 2, 3, 1, 4}).reshape({B, H, W, C});
         return proj->forward(y);
     }
     // Attention in chunks of (batch*head), through one reused buffer so that the N x N maps stay

@@ -1,17 +1,25 @@
 /* bench_model: throughput of model/ (model.h) on this machine; prints one JSON object, never gates.
  *   bench_model --arch vit_b --random-weights [--checkpoint F] [--batch N] [--iters K] [--warmup W]
  *               [--threads T] [--device cpu|cuda|auto] [--dtype float32|float16|bfloat16]
- *               [--decode-iters D] [--no-encode]
+ *               [--decode-iters D] [--no-encode] [--trace F]
+ * --trace F (libtorch 2.x): after the timed forwards, one more encoder call runs under the Kineto
+ * profiler and its Chrome trace (CPU ops and CUDA kernels) is written to F.
  * Figures: encoder images/s and s/image (batch N, K timed forwards after W warm-up forwards), decoder
  * ms per call for 1 prompt and for 16 prompts in one call (vs 16 single calls), peak RSS, CUDA memory. */
 #include "model.h"
 
 #include <sys/resource.h>
+#include <torch/version.h>
+#if TORCH_VERSION_MAJOR >= 2
+#include <torch/csrc/autograd/profiler_kineto.h>
+#define BENCH_HAVE_TRACE 1
+#endif
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -35,7 +43,7 @@ void usage()
     fprintf(stderr,
             "usage: bench_model [--arch vit_b|vit_l|vit_h|auto|custom] [--config F] (--random-weights | --checkpoint F)\n"
             "                   [--batch N] [--iters K] [--warmup W] [--threads T] [--device cpu|cuda|auto]\n"
-            "                   [--dtype float32|float16|bfloat16] [--decode-iters D] [--no-encode]\n");
+            "                   [--dtype float32|float16|bfloat16] [--decode-iters D] [--no-encode] [--trace F]\n");
 }
 
 }  // namespace
@@ -48,7 +56,7 @@ int main(int argc, char **argv)
     p.arch = "vit_b";
     p.device = SAMDA_MODEL_DEVICE_AUTO;
     int batch = 1, iters = -1, warmup = -1, decode_iters = 10, do_encode = 1;
-    std::string dtype = "float32", device = "auto";
+    std::string dtype = "float32", device = "auto", trace;
     for (int i = 1; i < argc; i++) {
         std::string a = argv[i];
         auto next = [&]() -> const char * {
@@ -70,6 +78,7 @@ int main(int argc, char **argv)
         else if (a == "--no-encode") do_encode = 0;
         else if (a == "--device") device = next();
         else if (a == "--dtype") dtype = next();
+        else if (a == "--trace") trace = next();
         else {
             usage();
             return 2;
@@ -136,6 +145,25 @@ int main(int argc, char **argv)
             enc_cpu += cpu_s() - c;
             enc_images += batch;
         }
+    }
+
+    if (!trace.empty()) {
+#ifdef BENCH_HAVE_TRACE
+        namespace tpi = torch::profiler::impl;
+        namespace tap = torch::autograd::profiler;
+        const tpi::ProfilerConfig cfg(tpi::ProfilerState::KINETO);
+        const std::set<tpi::ActivityType> acts{tpi::ActivityType::CPU, tpi::ActivityType::CUDA};
+        tap::prepareProfiler(cfg, acts);
+        tap::enableProfiler(cfg, acts);
+        const bool ok = encode_once();
+        tap::disableProfiler()->save(trace);
+        if (!ok)
+            return 1;
+        fprintf(stderr, "bench_model: encoder trace written to %s\n", trace.c_str());
+#else
+        fprintf(stderr, "bench_model: --trace needs libtorch 2.x (this is %s)\n", TORCH_VERSION);
+        return 2;
+#endif
     }
 
     // Decoder: one point; 16 prompts in one call; the same 16 as single calls.

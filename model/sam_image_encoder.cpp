@@ -155,22 +155,15 @@ at::Tensor VitAttentionImpl::forward(const at::Tensor &x) const
 {
     const int64_t B = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
     const int64_t N = H * W, hd = C / heads, BH = B * heads;
-    // qkv: B x N x 3 x heads x hd -> 3 x (B*heads) x N x hd
-    at::Tensor qkv_t = qkv->forward(x).reshape({B, N, 3, heads, hd}).permute({2, 0, 3, 1, 4}).reshape({3, BH, N, hd});
-    at::Tensor q = qkv_t[0], k = qkv_t[1], v = qkv_t[2];
+    const at::Tensor qkv_out = qkv->forward(x);  // B x H x W x 3C, laid out (3, heads, hd) per pixel
     const double scale = 1.0 / std::sqrt((double)hd);
-
-    at::Tensor rel_h, rel_w;
+    const bool training = at::GradMode::is_enabled() && qkv_out.requires_grad();
+    at::Tensor Rh, Rw;
     if (use_rel_pos) {
-        at::Tensor Rh = get_rel_pos(H, H, rel_pos_h).to(q.scalar_type());  // H x H x hd
-        at::Tensor Rw = get_rel_pos(W, W, rel_pos_w).to(q.scalar_type());  // W x W x hd
-        // The reference computes the relative terms from q before scaling.
-        at::Tensor r_q = qkv_t[0].reshape({BH, H, W, hd});
-        rel_h = at::matmul(r_q, Rh.transpose(1, 2));                                     // BH x H x W x H(k)
-        rel_w = at::matmul(r_q.transpose(1, 2), Rw.transpose(1, 2)).transpose(1, 2);     // BH x H x W x W(k)
+        Rh = get_rel_pos(H, H, rel_pos_h).to(qkv_out.scalar_type());  // H x H x hd
+        Rw = get_rel_pos(W, W, rel_pos_w).to(qkv_out.scalar_type());  // W x W x hd
     }
 
-    const bool training = at::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad());
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
     // libtorch 2.1+ on CUDA: one fused attention kernel (flash / cuDNN / memory-efficient, as libtorch
     // chooses), so the N x N scores never reach global memory. Those kernels take no cheap additive
@@ -180,34 +173,53 @@ at::Tensor VitAttentionImpl::forward(const at::Tensor &x) const
     //   q' = [q / sqrt(hd), rel_h(n, :), rel_w(n, :), 0...],  k' = [k, onehot(h'), onehot(w'), 0...],
     //   q'.k' = q.k / sqrt(hd) + rel_h(n, h') + rel_w(n, w')   (the reference's scores, exactly),
     // with v zero-padded to the same width (the kernels want one head size) and the output narrowed.
+    // q, k and v are copied once, straight from the qkv output, into those wider buffers.
     const int64_t ext = hd + (use_rel_pos ? H + W : 0);
     const int64_t E = (ext + 7) / 8 * 8;
     if (x.is_cuda() && !training && E <= 256) {
-        const at::TensorOptions o = q.options();
-        at::Tensor qe = at::empty({BH, N, E}, o), ke = at::empty({BH, N, E}, o), ve = at::empty({BH, N, E}, o);
-        qe.narrow(2, 0, hd).copy_(q).mul_(scale);
-        ke.narrow(2, 0, hd).copy_(k);
-        ve.narrow(2, 0, hd).copy_(v);
-        ve.narrow(2, hd, E - hd).zero_();
+        const at::Tensor qkv5 = qkv_out.view({B, N, 3, heads, hd}).permute({2, 0, 3, 1, 4});  // 3 x B x heads x N x hd
+        const at::TensorOptions o = qkv_out.options();
+        at::Tensor qe = at::empty({B, heads, N, E}, o), ke = at::empty({B, heads, N, E}, o),
+                   ve = at::empty({B, heads, N, E}, o);
+        ke.narrow(3, 0, hd).copy_(qkv5[1]);
+        ve.narrow(3, 0, hd).copy_(qkv5[2]);
+        ve.narrow(3, hd, E - hd).zero_();
         if (E > ext) {
-            qe.narrow(2, ext, E - ext).zero_();
-            ke.narrow(2, ext, E - ext).zero_();
+            qe.narrow(3, ext, E - ext).zero_();
+            ke.narrow(3, ext, E - ext).zero_();
         }
         if (use_rel_pos) {
-            qe.narrow(2, hd, H).view({BH, H, W, H}).copy_(rel_h);
-            qe.narrow(2, hd + H, W).view({BH, H, W, W}).copy_(rel_w);
+            // The reference computes the relative terms from q before scaling.
+            const at::Tensor r_q = qkv5[0].reshape({BH, H, W, hd});
+            qe.narrow(3, 0, hd).copy_(r_q.view({B, heads, N, hd})).mul_(scale);
+            const at::Tensor q3 = qe.view({BH, N, E}), k3 = ke.view({BH, N, E});
+            q3.narrow(2, hd, H).view({BH, H, W, H}).copy_(at::matmul(r_q, Rh.transpose(1, 2)));
+            q3.narrow(2, hd + H, W).view({BH, H, W, W}).copy_(
+                at::matmul(r_q.transpose(1, 2), Rw.transpose(1, 2)).transpose(1, 2));
             // Key m = (h', w'): row m of onehot_h is e(h'), of onehot_w e(w').
             const at::Tensor onehot_h = at::eye(H, o).unsqueeze(1).expand({H, W, H}).reshape({N, H});
             const at::Tensor onehot_w = at::eye(W, o).unsqueeze(0).expand({H, W, W}).reshape({N, W});
-            ke.narrow(2, hd, H).copy_(onehot_h.unsqueeze(0).expand({BH, N, H}));
-            ke.narrow(2, hd + H, W).copy_(onehot_w.unsqueeze(0).expand({BH, N, W}));
+            k3.narrow(2, hd, H).copy_(onehot_h.unsqueeze(0).expand({BH, N, H}));
+            k3.narrow(2, hd + H, W).copy_(onehot_w.unsqueeze(0).expand({BH, N, W}));
+        } else {
+            qe.narrow(3, 0, hd).copy_(qkv5[0]).mul_(scale);
         }
-        at::Tensor out = at::scaled_dot_product_attention(qe.view({B, heads, N, E}), ke.view({B, heads, N, E}),
-                                                          ve.view({B, heads, N, E}), {}, 0.0, false, 1.0);
-        at::Tensor y = out.narrow(3, 0, hd).reshape({B, heads, H, W, hd}).permute({0, 2, 3, 1, 4}).reshape({B, H, W, C});
+        at::Tensor out = at::scaled_dot_product_attention(qe, ke, ve, {}, 0.0, false, 1.0);  // B x heads x N x E
+        at::Tensor y = out.narrow(3, 0, hd).permute({0, 2, 1, 3}).reshape({B, H, W, C});
         return proj->forward(y);
     }
 #endif
+
+    // qkv: B x N x 3 x heads x hd -> 3 x (B*heads) x N x hd
+    at::Tensor qkv_t = qkv_out.reshape({B, N, 3, heads, hd}).permute({2, 0, 3, 1, 4}).reshape({3, BH, N, hd});
+    at::Tensor q = qkv_t[0], k = qkv_t[1], v = qkv_t[2];
+    at::Tensor rel_h, rel_w;
+    if (use_rel_pos) {
+        // The reference computes the relative terms from q before scaling.
+        at::Tensor r_q = qkv_t[0].reshape({BH, H, W, hd});
+        rel_h = at::matmul(r_q, Rh.transpose(1, 2));                                     // BH x H x W x H(k)
+        rel_w = at::matmul(r_q.transpose(1, 2), Rw.transpose(1, 2)).transpose(1, 2);     // BH x H x W x W(k)
+    }
     q = q * scale;
     if (training) {
         // Training (model/train.cpp, scope FULL): the out= kernels below have no autograd, so take the

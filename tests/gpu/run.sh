@@ -5,11 +5,12 @@
 #   2. parity test on CUDA in float32 with TF32 off (tolerance 1e-4), then with a bfloat16 encoder
 #      (encoder stage checked relative to the embedding's magnitude; decoder stages stay float32);
 #   3. the other model tests on CUDA;
-#   4. vit_b benchmark with random weights: batch 8 and 16, bfloat16 (and batch 8 float32).
+#   4. vit_b benchmark with random weights: batch 8 and 16, bfloat16 (and batch 8 float32);
+#   5. one bfloat16 batch under the profiler: trace.json and GPU time per operator (trace_summary.py).
 # Warnings are not errors here (an unknown compiler or a newer torch may deprecate an API).
 # Budget: about 8 minutes in all (the build is most of it). Usage, from the repository root:
 #   tests/gpu/run.sh [build-dir]        (env: PYTHON=python3, JOBS=nproc, SAMDA_FIXTURES)
-# Output: results under $OUT (or the build dir): build.log, tests.log, bench_*.json, summary.txt.
+# Output: results under $OUT (or the build dir): build.log, tests.log, bench_*.json, trace.json, summary.txt.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -81,5 +82,12 @@ bench() {  # tag, args...
 bench bf16_b8  --dtype bfloat16 --batch 8  --iters 5 --warmup 2
 bench bf16_b16 --dtype bfloat16 --batch 16 --iters 3 --warmup 1
 bench fp32_b8  --dtype float32  --batch 8  --iters 3 --warmup 1
+# Where the GPU time goes: one more bf16 batch of 8 under the Kineto profiler, summed per operator.
+if timeout 150 "$BUILD/tests/bench/bench_model" --arch vit_b --random-weights --device cuda --dtype bfloat16 \
+     --batch 8 --iters 2 --warmup 1 --decode-iters 1 --trace "$RES/trace.json" > /dev/null 2>> "$RES/tests.log"; then
+  $PY "$ROOT/tests/gpu/trace_summary.py" "$RES/trace.json" --top 12 | tee -a "$SUMMARY"
+else
+  say "trace: not made (see tests.log)"
+fi
 say "total: $(( $(date +%s) - t_start )) s, status $status"
 exit $status

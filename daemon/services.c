@@ -102,8 +102,8 @@ samda_status samdad_services_start(samdad_ctx *ctx, samda_error *err)
     sp.busy_timeout_ms = (int)cfg->storage_busy_timeout_ms;
     sp.job_max_attempts = (int)cfg->job_max_attempts;
     sp.export_max_attempts = (int)cfg->export_max_attempts;
-    sp.export_backoff_base_min = (int)(cfg->export_backoff_base_ms / 60000 > 0 ? cfg->export_backoff_base_ms / 60000 : 1);
-    sp.export_backoff_max_min = (int)(cfg->export_backoff_max_ms / 60000 > 0 ? cfg->export_backoff_max_ms / 60000 : 1);
+    sp.export_backoff_base_ms = cfg->export_backoff_base_ms;
+    sp.export_backoff_max_ms = cfg->export_backoff_max_ms;
     svc->store = samda_store_open(&sp, err);
     if (!svc->store) {
         samda_error_prefix(err, "opening the index: ");
@@ -237,6 +237,8 @@ void samdad_services_reload(samdad_ctx *ctx)
         samda_log(&ctx->log, SAMDA_LOG_ERROR, "config", "cannot apply sites", "error=%s",
                   samda_log_quote((char[300]){0}, 300, err.message));
     samda_api_set_max_body(ctx->svc->api, cfg->http_max_body_bytes);
+    samda_store_set_retries(ctx->svc->store, (int)cfg->job_max_attempts, (int)cfg->export_max_attempts,
+                            cfg->export_backoff_base_ms, cfg->export_backoff_max_ms);
     samda_config_unref(cfg);
     samdad_scheduler_kick(ctx->svc->sched);
     samdad_exporter_kick(ctx->svc->exporter);

@@ -285,6 +285,9 @@ samda_status store(const samda_dicom_peer *peer, const char *const *paths, size_
     };
     char msg[1024]; /* cut to SAMDA_ERROR_MESSAGE_SIZE where stored */
     dcmConnectionTimeout.set(t);
+    /* A peer that stops reading must not hold a send forever: writes give up after the DIMSE timeout
+     * too (SO_SNDTIMEO on the sockets DCMTK opens from now on; the SCP's use the same setting). */
+    dcmSocketSendTimeout.set(t);
     resources res;
     OFCondition cond = ASC_initializeNetwork(NET_REQUESTOR, 0, t, &res.net);
     if (cond.bad()) {

@@ -26,11 +26,21 @@ void samda_store_params_init(samda_store_params *p)
      * prefer throughput. */
     p->sync = SAMDA_SYNC_FULL;
     p->max_connections = 16;
-    p->export_backoff_base_min = 1;
-    p->export_backoff_max_min = 60;
+    p->export_backoff_base_ms = 60000;
+    p->export_backoff_max_ms = 3600000;
     p->export_max_attempts = 10;
     p->export_lease_ms = 600000;
     p->job_max_attempts = 3;
+}
+
+void samda_store_set_retries(samda_store *s, int job_max_attempts, int export_max_attempts,
+                             int64_t export_backoff_base_ms, int64_t export_backoff_max_ms)
+{
+    if (!s) return;
+    if (job_max_attempts > 0) atomic_store(&s->job_max_attempts, job_max_attempts);
+    if (export_max_attempts > 0) atomic_store(&s->export_max_attempts, export_max_attempts);
+    if (export_backoff_base_ms > 0) atomic_store(&s->export_backoff_base_ms, export_backoff_base_ms);
+    if (export_backoff_max_ms > 0) atomic_store(&s->export_backoff_max_ms, export_backoff_max_ms);
 }
 
 int64_t storage_realtime_ms(void *ctx)
@@ -379,11 +389,13 @@ samda_store *samda_store_open(const samda_store_params *p, samda_error *err)
     if (s->p.busy_timeout_ms <= 0) s->p.busy_timeout_ms = 5000;
     if (s->p.max_connections <= 0) s->p.max_connections = 16;
     if (!s->p.clock) s->p.clock = storage_realtime_ms;
-    if (s->p.export_backoff_base_min <= 0) s->p.export_backoff_base_min = 1;
-    if (s->p.export_backoff_max_min <= 0) s->p.export_backoff_max_min = 60;
-    if (s->p.export_max_attempts <= 0) s->p.export_max_attempts = 10;
     if (s->p.export_lease_ms <= 0) s->p.export_lease_ms = 600000;
-    if (s->p.job_max_attempts <= 0) s->p.job_max_attempts = 3;
+    atomic_init(&s->job_max_attempts, 3);
+    atomic_init(&s->export_max_attempts, 10);
+    atomic_init(&s->export_backoff_base_ms, 60000);
+    atomic_init(&s->export_backoff_max_ms, 3600000);
+    samda_store_set_retries(s, p->job_max_attempts, p->export_max_attempts, p->export_backoff_base_ms,
+                            p->export_backoff_max_ms);
     s->fault = p->fault;
     s->fault_ctx = p->fault_ctx;
     pthread_mutex_init(&s->pool_mu, NULL);

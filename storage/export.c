@@ -229,12 +229,13 @@ samda_status samda_store_export_fail(samda_store *s, int64_t id, const char *err
     if (st != SAMDA_OK) return st;
     struct fail_args a = {msg, "failed", cur.attempts + 1, 0, permanent};
     int64_t now = samda_store_now_ms(s);
-    if (!permanent && a.attempts < s->p.export_max_attempts) {
-        int64_t minutes = s->p.export_backoff_base_min;
-        for (int i = 1; i < a.attempts && minutes < s->p.export_backoff_max_min; i++) minutes *= 2;
-        if (minutes > s->p.export_backoff_max_min) minutes = s->p.export_backoff_max_min;
+    if (!permanent && a.attempts < atomic_load(&s->export_max_attempts)) {
+        const int64_t cap = atomic_load(&s->export_backoff_max_ms);
+        int64_t delay = atomic_load(&s->export_backoff_base_ms);
+        for (int i = 1; i < a.attempts && delay < cap; i++) delay *= 2;
+        if (delay > cap) delay = cap;
         a.state = "pending";
-        a.next = now + minutes * 60000;
+        a.next = now + delay;
     } else {
         a.next = now;
     }

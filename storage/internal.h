@@ -45,6 +45,10 @@ struct samda_store {
     void *fault_ctx;
     atomic_ulong fault_calls[SAMDA_FAULT_POINT_COUNT_];
 
+    /* Retry policy: set at open and by samda_store_set_retries (a reload) while other threads read it. */
+    atomic_int job_max_attempts, export_max_attempts;
+    _Atomic int64_t export_backoff_base_ms, export_backoff_max_ms;
+
     size_t tmp_removed, orphans_removed;
     /* data_dir/lock: every open store holds a shared flock; crash recovery runs only when an open can
      * take it exclusively, i.e. no other store (this process or another) is using the directory. */

@@ -230,7 +230,7 @@ samda_status samda_store_job_enqueue(samda_store *s, const samda_job_spec *spec,
                           spec->kind);
     samda_status res = storage_check_json(spec->params_json, "job parameters", err);
     if (res != SAMDA_OK) return res;
-    int max_attempts = spec->max_attempts > 0 ? spec->max_attempts : s->p.job_max_attempts;
+    int max_attempts = spec->max_attempts > 0 ? spec->max_attempts : atomic_load(&s->job_max_attempts);
 
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;

@@ -107,8 +107,8 @@ typedef struct samda_store_params {
     void *clock_ctx;             /* passed to clock */
     samda_fault_fn fault;        /* NULL: no fault injection */
     void *fault_ctx;             /* passed to fault */
-    int export_backoff_base_min; /* export retry delay base, minutes; default 1 */
-    int export_backoff_max_min;  /* cap of the export retry delay, minutes; default 60 */
+    int64_t export_backoff_base_ms; /* export retry delay after the first failure, doubling; default 60000 */
+    int64_t export_backoff_max_ms;  /* cap of the export retry delay; default 3600000 */
     int export_max_attempts;     /* transient failures before an export item fails; default 10 */
     int export_lease_ms;         /* a claimed export item is claimable again after this; default 600000 */
     int job_max_attempts;        /* default max_attempts of a job; default 3 */
@@ -116,6 +116,12 @@ typedef struct samda_store_params {
 
 /** Fill p with defaults (data_dir NULL). The only correct way to start a samda_store_params. */
 void samda_store_params_init(samda_store_params *p);
+
+/** Change the retry policy of an open store (a configuration reload): job_max_attempts (for jobs
+ *  queued from now on), export_max_attempts, export_backoff_base_ms, export_backoff_max_ms; a value
+ *  <= 0 keeps the current one. Applies to failures recorded from now on. Thread-safe. */
+void samda_store_set_retries(samda_store *s, int job_max_attempts, int export_max_attempts,
+                             int64_t export_backoff_base_ms, int64_t export_backoff_max_ms);
 
 /** Open (creating if needed) the data directory and its index; run pending schema migrations; remove
  *  files left in tmp/ and committed objects that no index row claims (crash leftovers). The removal

@@ -17,8 +17,8 @@ static void test_export_lifecycle(void **state)
     samda_store_close(f->s);
     samda_store_params p;
     fx_params(f, &p);
-    p.export_backoff_base_min = 2;
-    p.export_backoff_max_min = 10;
+    p.export_backoff_base_ms = 2 * 60000;
+    p.export_backoff_max_ms = 10 * 60000;
     p.export_max_attempts = 5;
     p.export_lease_ms = 300000;
     samda_error e;
@@ -113,10 +113,60 @@ static void test_export_lifecycle(void **state)
     fx_close(f);
 }
 
+/* Back-off below a minute (a test or a site's own choice) is kept to the millisecond, and a reload's
+ * samda_store_set_retries applies to the next failure. */
+static void test_export_retry_policy(void **state)
+{
+    (void)state;
+    fx *f = fx_open();
+    assert_non_null(f);
+    samda_store_close(f->s);
+    samda_store_params p;
+    fx_params(f, &p);
+    p.export_backoff_base_ms = 1500;
+    p.export_backoff_max_ms = 4000;
+    p.export_max_attempts = 10;
+    samda_error e;
+    f->s = samda_store_open(&p, &e);
+    assert_non_null(f->s);
+    int64_t pacs, a;
+    CHECK_OK(samda_store_destination_add(f->s, "pacs", "PACS", "10.0.0.1", 104, NULL, &pacs, &e));
+    CHECK_OK(samda_store_export_enqueue(f->s, pacs, "seg/1.2/1.2.9/1.2.9.1.dcm", "1.2.9.1", &a, &e));
+    const int64_t want[] = {1500, 3000, 4000};
+    samda_export_item *items;
+    size_t n;
+    for (int i = 0; i < 3; i++) {
+        CHECK_OK(samda_store_export_claim(f->s, pacs, 10, &items, &n, &e));
+        assert_int_equal(n, 1);
+        samda_store_free(items);
+        int64_t next;
+        CHECK_OK(samda_store_export_fail(f->s, a, "connection reset", false, &next, &e));
+        assert_int_equal(next, f->now_ms + want[i]);
+        f->now_ms = next;
+    }
+    /* a reload: 200 ms base, at most 5 attempts (values <= 0 keep the current ones) */
+    samda_store_set_retries(f->s, 0, 5, 200, 0);
+    CHECK_OK(samda_store_export_claim(f->s, pacs, 10, &items, &n, &e));
+    samda_store_free(items);
+    int64_t next;
+    CHECK_OK(samda_store_export_fail(f->s, a, "connection reset", false, &next, &e));
+    assert_int_equal(next, f->now_ms + 1600); /* 4th failure: 200 ms doubled three times, under the 4 s cap */
+    f->now_ms = next;
+    CHECK_OK(samda_store_export_claim(f->s, pacs, 10, &items, &n, &e));
+    samda_store_free(items);
+    CHECK_OK(samda_store_export_fail(f->s, a, "connection reset", false, &next, &e));
+    assert_int_equal(next, 0); /* the 5th failure is the last */
+    samda_export_item it;
+    CHECK_OK(samda_store_export_get(f->s, a, &it, &e));
+    assert_int_equal(it.state, SAMDA_EXPORT_FAILED);
+    fx_close(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_export_lifecycle),
+        cmocka_unit_test(test_export_retry_policy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

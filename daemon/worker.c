@@ -231,6 +231,9 @@ static samda_status choose_adapter(samdad_worker *w, const samda_config *cfg, co
         if (!a) {
             char path[PATH_MAX];
             st = samda_store_object_path(store, row.object.relpath, path, sizeof path, err);
+            /* The file must still be the one registered: a damaged or replaced file is refused
+             * before it is parsed (a version already in the cache keeps being used). */
+            if (st == SAMDA_OK) st = samda_store_object_verify(store, &row.object, err);
             if (st == SAMDA_OK) a = samda_adapter_load(w->model, path, err);
             if (!a) {
                 samda_error_prefix(err, "loading adapter version %d of site %s: ", row.version, site);

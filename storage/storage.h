@@ -233,6 +233,11 @@ samda_status samda_store_object_path(const samda_store *s, const char *relpath, 
  *  @return SAMDA_OK; SAMDA_EINVAL (relpath not valid); SAMDA_ENOENT; SAMDA_EIO. */
 samda_status samda_store_object_open_read(samda_store *s, const char *relpath, int *fd, samda_error *err);
 
+/** Check that an object's file still holds what the index recorded (size and SHA-256).
+ *  @return SAMDA_OK; SAMDA_EIO naming the object and both hashes when it differs (or cannot be read);
+ *          SAMDA_ENOENT; SAMDA_EINVAL (relpath not valid). Thread-safe. */
+samda_status samda_store_object_verify(samda_store *s, const samda_object_info *obj, samda_error *err);
+
 /** Read a whole object into memory. @param max_bytes IN: refuse larger files (SAMDA_ETOOBIG).
  *  @param buf OUT: caller frees with samda_store_free. @param len OUT: bytes.
  *  @return SAMDA_OK; SAMDA_EINVAL; SAMDA_ENOENT; SAMDA_ETOOBIG; SAMDA_ENOMEM; SAMDA_EIO. */

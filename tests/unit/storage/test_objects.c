@@ -115,6 +115,37 @@ static void test_put_read_commit(void **state)
     fx_close(f);
 }
 
+/* samda_store_object_verify: the stored file as recorded passes; a flipped byte, a truncation or a
+ * missing file are refused naming the object. */
+static void test_verify(void **state)
+{
+    (void)state;
+    fx *f = fx_open();
+    assert_non_null(f);
+    samda_error e;
+    samda_object_info info;
+    const char data[] = "adapter bytes, as registered";
+    CHECK_OK(samda_store_object_put(f->s, SAMDA_OBJECT_SEG, "1.2", "1.2.9", "1.2.10", data, sizeof data - 1, &info, &e));
+    CHECK_OK(samda_store_object_verify(f->s, &info, &e));
+    char path[4096];
+    CHECK_OK(samda_store_object_path(f->s, info.relpath, path, sizeof path, &e));
+    chmod(path, 0600);
+    FILE *fp = fopen(path, "r+b");
+    assert_non_null(fp);
+    fseek(fp, 5, SEEK_SET);
+    fputc('X', fp);
+    fclose(fp);
+    CHECK_ST(SAMDA_EIO, samda_store_object_verify(f->s, &info, &e));
+    assert_non_null(strstr(e.message, info.relpath));
+    assert_non_null(strstr(e.message, "changed on disk"));
+    assert_int_equal(truncate(path, 4), 0);
+    CHECK_ST(SAMDA_EIO, samda_store_object_verify(f->s, &info, &e));
+    assert_non_null(strstr(e.message, "4 bytes"));
+    unlink(path);
+    CHECK_ST(SAMDA_ENOENT, samda_store_object_verify(f->s, &info, &e));
+    fx_close(f);
+}
+
 static void test_indexed_object_survives_reopen(void **state)
 {
     (void)state;
@@ -141,6 +172,7 @@ int main(void)
         cmocka_unit_test(test_relpaths),
         cmocka_unit_test(test_put_read_commit),
         cmocka_unit_test(test_indexed_object_survives_reopen),
+        cmocka_unit_test(test_verify),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -422,6 +422,10 @@ typedef struct samda_api_params {
                                     * 1..256 */
     unsigned max_connections;      /* default 256 */
     unsigned connection_timeout_s; /* idle connection timeout, seconds; default 60; 0 = none */
+    unsigned header_timeout_s;     /* a request head (request line and headers) must be complete
+                                    * within this many seconds of connecting or of the previous
+                                    * answer, or the connection is closed (slow clients that trickle
+                                    * bytes do not hold slots); default 30; 0 = none */
     size_t max_header_bytes;       /* per-connection memory for the request line, headers and I/O
                                     * buffers (MHD_OPTION_CONNECTION_MEMORY_LIMIT); headers larger
                                     * than about half of it are refused; default 64 KiB, >= 8 KiB */

@@ -32,6 +32,8 @@ typedef struct api_metrics {
     _Atomic uint64_t auth_failures;
 } api_metrics;
 
+typedef struct api_conn api_conn; /* server.c */
+
 struct samda_api {
     samda_api_params p;           /* strings below are our copies */
     char *bind_address, *tmp_dir, *cors_origin, *public_url;
@@ -52,9 +54,26 @@ struct samda_api {
     bool qstop;                   /* set by samda_api_stop: run nothing more */
     pthread_t *handlers;
     unsigned n_handlers;
+    /* request-head deadline ([http] header_timeout): every open connection, and a watchdog thread
+     * that shuts down those whose request head is late (server.c) */
+    pthread_mutex_t conn_mu;
+    pthread_cond_t conn_cv;
+    api_conn *conns;
+    bool watchdog_running, watchdog_stop;
+    pthread_t watchdog;
+    _Atomic uint64_t header_timeouts; /* connections closed for a late request head */
 };
 
 typedef struct api_stow api_stow; /* dicomweb.c */
+
+/* One open HTTP connection (server.c), linked into samda_api.conns while MHD holds it. */
+struct api_conn {
+    api_conn *prev, *next;
+    int fd;                         /* our dup of the socket: shutdown(2) on it is always safe */
+    _Atomic int64_t head_since_ms;  /* when the current request head began (connect or last answer) */
+    atomic_bool in_head;            /* the request head is not complete yet */
+    char peer[64];                  /* address, for the log */
+};
 
 enum api_body_mode { BODY_NONE, BODY_JSON, BODY_STREAM, BODY_FILE, BODY_REJECT };
 

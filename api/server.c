@@ -15,6 +15,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -31,6 +32,7 @@ void samda_api_params_init(samda_api_params *p)
     p->handler_threads = 8;
     p->max_connections = 256;
     p->connection_timeout_s = 60;
+    p->header_timeout_s = 30;
     p->max_header_bytes = 64 * 1024;
     p->max_body_bytes = 2ull * 1024 * 1024 * 1024;
     p->max_file_bytes = 1ull * 1024 * 1024 * 1024;
@@ -350,6 +352,10 @@ void api_metrics_write(samda_api *api, FILE *out)
     fprintf(out, "# HELP samda_http_requests_queued Requests waiting for a handler thread.\n"
                  "# TYPE samda_http_requests_queued gauge\nsamda_http_requests_queued %u\n",
             samda_api_queued(api));
+    fprintf(out, "# HELP samda_http_header_timeouts_total Connections closed because their request head was not "
+                 "complete within header_timeout.\n"
+                 "# TYPE samda_http_header_timeouts_total counter\nsamda_http_header_timeouts_total %llu\n",
+            (unsigned long long)atomic_load(&api->header_timeouts));
     fprintf(out, "# HELP samda_http_request_body_bytes_total Request body bytes received.\n"
                  "# TYPE samda_http_request_body_bytes_total counter\nsamda_http_request_body_bytes_total %llu\n",
             (unsigned long long)atomic_load(&m->bytes_in));
@@ -402,10 +408,113 @@ static void request_free(api_request *r)
     free(r);
 }
 
+/* ---- request-head deadline ------------------------------------------------------------------
+ * libmicrohttpd's connection timeout is an idle timeout: a client that sends a byte now and then
+ * never reaches it and holds a connection slot for as long as it likes. Each connection is tracked
+ * from connect (and again after each answer, for the next request on a kept-alive connection) until
+ * its request head is complete; a watchdog shuts down those still in their head after
+ * header_timeout. It acts on its own dup of the socket, so a connection MHD closes meanwhile can
+ * never make it touch another file. */
+
+static int64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    samda_api *api = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        api_conn *c = calloc(1, sizeof *c);
+        if (!c) return;
+        const union MHD_ConnectionInfo *fi = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        c->fd = fi ? fcntl(fi->connect_fd, F_DUPFD_CLOEXEC, 0) : -1;
+        if (c->fd < 0) {
+            free(c);
+            return; /* untracked: only the idle timeout applies to it */
+        }
+        const union MHD_ConnectionInfo *ai = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        snprintf(c->peer, sizeof c->peer, "?");
+        if (ai && ai->client_addr) {
+            const struct sockaddr *sa = ai->client_addr;
+            if (sa->sa_family == AF_INET)
+                inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof c->peer);
+            else if (sa->sa_family == AF_INET6)
+                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, c->peer, sizeof c->peer);
+        }
+        atomic_init(&c->head_since_ms, mono_ms());
+        atomic_init(&c->in_head, true);
+        pthread_mutex_lock(&api->conn_mu);
+        c->next = api->conns;
+        if (api->conns) api->conns->prev = c;
+        api->conns = c;
+        pthread_mutex_unlock(&api->conn_mu);
+        *socket_context = c;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        api_conn *c = *socket_context;
+        if (!c) return;
+        *socket_context = NULL;
+        pthread_mutex_lock(&api->conn_mu);
+        if (c->prev) c->prev->next = c->next;
+        else api->conns = c->next;
+        if (c->next) c->next->prev = c->prev;
+        pthread_mutex_unlock(&api->conn_mu);
+        close(c->fd);
+        free(c);
+    }
+}
+
+/* The request head of conn is complete (first access-handler call) or a new one begins (answer sent). */
+static void conn_mark_head(struct MHD_Connection *conn, bool in_head)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    api_conn *c = ci ? ci->socket_context : NULL;
+    if (!c) return;
+    if (in_head) atomic_store(&c->head_since_ms, mono_ms());
+    atomic_store(&c->in_head, in_head);
+}
+
+static void *watchdog_thread(void *arg)
+{
+    samda_api *api = arg;
+    const int64_t limit = (int64_t)api->p.header_timeout_s * 1000;
+    pthread_mutex_lock(&api->conn_mu);
+    while (!api->watchdog_stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 250 * 1000 * 1000;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&api->conn_cv, &api->conn_mu, &until);
+        if (api->watchdog_stop) break;
+        const int64_t now = mono_ms();
+        unsigned closed = 0;
+        char first[64] = "";
+        for (api_conn *c = api->conns; c; c = c->next) {
+            if (!atomic_load(&c->in_head) || now - atomic_load(&c->head_since_ms) < limit) continue;
+            atomic_store(&c->in_head, false); /* once */
+            shutdown(c->fd, SHUT_RDWR);       /* MHD sees the connection end and closes it */
+            if (!closed++) snprintf(first, sizeof first, "%s", c->peer);
+        }
+        if (closed) {
+            atomic_fetch_add(&api->header_timeouts, closed);
+            api_log(api, SAMDA_API_LOG_WARN, "closed connections whose request head was late",
+                    "count=%u first_peer=%s header_timeout_s=%u", closed, first, api->p.header_timeout_s);
+        }
+    }
+    pthread_mutex_unlock(&api->conn_mu);
+    return NULL;
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
-    (void)conn;
     samda_api *api = cls;
+    conn_mark_head(conn, true); /* the next request on this connection starts its head now */
     api_request *r = *con_cls;
     if (!r) return;
     *con_cls = NULL;
@@ -674,6 +783,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     r->conn = conn;
     if (!r->started) {
         r->started = true;
+        conn_mark_head(conn, false);
         begin(r, method);
         if (r->resp) return queue(r); /* answered from the headers: the body is never read */
         return MHD_YES;
@@ -850,13 +960,27 @@ static char *read_pem(const char *path, samda_error *err)
     return buf;
 }
 
+static void watchdog_stop(samda_api *api)
+{
+    if (!api->watchdog_running) return;
+    pthread_mutex_lock(&api->conn_mu);
+    api->watchdog_stop = true;
+    pthread_cond_signal(&api->conn_cv);
+    pthread_mutex_unlock(&api->conn_mu);
+    pthread_join(api->watchdog, NULL);
+    api->watchdog_running = false;
+}
+
 static void api_free(samda_api *api)
 {
     if (!api) return;
+    watchdog_stop(api);
     handlers_stop(api);
     free(api->handlers);
     pthread_cond_destroy(&api->qcv);
     pthread_mutex_destroy(&api->qmu);
+    pthread_cond_destroy(&api->conn_cv);
+    pthread_mutex_destroy(&api->conn_mu);
     metrics_free(&api->metrics);
     free(api->bind_address);
     free(api->tmp_dir);
@@ -950,6 +1074,8 @@ samda_api *samda_api_start(const samda_api_params *p, const samda_api_services *
     }
     pthread_mutex_init(&api->qmu, NULL);
     pthread_cond_init(&api->qcv, NULL);
+    pthread_mutex_init(&api->conn_mu, NULL);
+    pthread_cond_init(&api->conn_cv, NULL);
     api->p = *p;
     api->svc = *svc;
     atomic_store(&api->max_body, p->max_body_bytes);
@@ -1017,6 +1143,7 @@ samda_api *samda_api_start(const samda_api_params *p, const samda_api_services *
                                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)p->max_header_bytes,
                                 MHD_OPTION_URI_LOG_CALLBACK, on_uri, api,
                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, api,
+                                MHD_OPTION_NOTIFY_CONNECTION, on_connection, api,
                                 MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, api,
                                 MHD_OPTION_ARRAY, ops,
                                 MHD_OPTION_END);
@@ -1025,6 +1152,15 @@ samda_api *samda_api_start(const samda_api_params *p, const samda_api_services *
                    bind, p->port);
         api_free(api);
         return NULL;
+    }
+    if (p->header_timeout_s > 0) {
+        if (pthread_create(&api->watchdog, NULL, watchdog_thread, api) != 0) {
+            MHD_stop_daemon(api->mhd);
+            api_free(api);
+            samda_fail(err, SAMDA_ENOMEM, "starting HTTP server: cannot create the request-head watchdog thread");
+            return NULL;
+        }
+        api->watchdog_running = true;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(api->mhd, MHD_DAEMON_INFO_BIND_PORT);
     api->port = info ? info->port : p->port;
@@ -1058,6 +1194,7 @@ void samda_api_stop(samda_api *api)
         nanosleep(&ts, NULL);
     }
     MHD_stop_daemon(api->mhd);
+    watchdog_stop(api);
     if (ls != MHD_INVALID_SOCKET) close(ls);
     api_log(api, left ? SAMDA_API_LOG_WARN : SAMDA_API_LOG_INFO, "http stopped", "unfinished=%d", left);
     api_free(api);

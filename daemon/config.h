@@ -83,7 +83,7 @@ typedef struct samda_config {
     int64_t http_threads;
     uint64_t http_max_body_bytes;
     int64_t http_max_connections;
-    int64_t http_timeout_ms;
+    int64_t http_timeout_ms, http_header_timeout_ms;
     char *http_cors_origin;
     char *http_tls_cert, *http_tls_key;
     /* [storage] */

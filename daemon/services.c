@@ -192,6 +192,7 @@ samda_status samdad_services_start(samdad_ctx *ctx, samda_error *err)
     ap.threads = (unsigned)cfg->http_threads;
     ap.max_connections = (unsigned)cfg->http_max_connections;
     ap.connection_timeout_s = (unsigned)((cfg->http_timeout_ms + 999) / 1000);
+    ap.header_timeout_s = (unsigned)((cfg->http_header_timeout_ms + 999) / 1000);
     ap.max_body_bytes = cfg->http_max_body_bytes;
     ap.tmp_dir = svc->tmp_dir;
     ap.tls_cert_path = cfg->http_tls_cert;

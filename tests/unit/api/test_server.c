@@ -569,6 +569,81 @@ static void idle_connection_times_out(void **state)
     fake_core_destroy(&fc);
 }
 
+/* Clients that trickle their request head hold every slot (max_connections) until header_timeout
+ * cuts them: then they are closed (within a second of the deadline), counted in /metrics, and a
+ * normal client gets through again. A kept-alive connection that answers in time is not cut. */
+static void late_request_head_is_cut(void **state)
+{
+    (void)state;
+    fake_core fc;
+    samda_api_services svc;
+    fake_core_init(&fc, &svc);
+    samda_api_params p;
+    samda_api_params_init(&p);
+    p.max_connections = 4;
+    p.header_timeout_s = 1;
+    p.connection_timeout_s = 60;
+    samda_api *a = test_server_start(&p, &svc);
+    const unsigned port = samda_api_port(a);
+    enum { N = 4 };
+    int fds[N];
+    double closed_at[N];
+    const char *head = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
+    double t0 = now_s();
+    for (int i = 0; i < N; i++) {
+        fds[i] = raw_connect(port);
+        assert_int_equal(send(fds[i], head, strlen(head), MSG_NOSIGNAL), (ssize_t)strlen(head));
+        closed_at[i] = -1;
+    }
+    int open = N;
+    while (open > 0 && now_s() - t0 < 5.0) {
+        for (int i = 0; i < N; i++) {
+            if (closed_at[i] >= 0) continue;
+            char b[64];
+            ssize_t n = recv(fds[i], b, sizeof b, MSG_DONTWAIT);
+            bool gone = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+            if (!gone && send(fds[i], "a", 1, MSG_NOSIGNAL) != 1) gone = true;
+            if (gone) {
+                closed_at[i] = now_s() - t0;
+                open--;
+            }
+        }
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    for (int i = 0; i < N; i++) {
+        print_message("trickling client %d closed after %.2f s (header_timeout 1 s)\n", i, closed_at[i]);
+        assert_true(closed_at[i] >= 0.9 && closed_at[i] < 3.0);
+        close(fds[i]);
+    }
+    http_result r = http_curl(port, "GET", "/health", "");
+    assert_int_equal(r.status, 200);
+    http_result_free(&r);
+    r = http_curl(port, "GET", "/metrics", "-H 'Authorization: Bearer admin-token'");
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "samda_http_header_timeouts_total 4"));
+    http_result_free(&r);
+
+    /* a prompt client on a kept-alive connection: two requests 0.5 s apart on one connection */
+    int fd = raw_connect(port);
+    const char *req = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    for (int k = 0; k < 2; k++) {
+        if (k) {
+            struct timespec ts = {0, 500 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        assert_int_equal(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+        char b[512];
+        ssize_t n = recv(fd, b, sizeof b - 1, 0);
+        assert_true(n > 12);
+        b[n] = '\0';
+        assert_non_null(strstr(b, "200"));
+    }
+    close(fd);
+    samda_api_stop(a);
+    fake_core_destroy(&fc);
+}
+
 typedef struct bg_req {
     unsigned port;
     int status;
@@ -760,7 +835,8 @@ int main(void)
         cmocka_unit_test(body_limits),          cmocka_unit_test(content_types),
         cmocka_unit_test(missing_services_are_501), cmocka_unit_test(cors),
         cmocka_unit_test(concurrent_requests),  cmocka_unit_test(slow_loris_does_not_block),
-        cmocka_unit_test(idle_connection_times_out), cmocka_unit_test(stop_lets_inflight_finish),
+        cmocka_unit_test(idle_connection_times_out), cmocka_unit_test(late_request_head_is_cut),
+        cmocka_unit_test(stop_lets_inflight_finish),
         cmocka_unit_test(slow_core_does_not_block_health), cmocka_unit_test(stop_answers_queued_with_503),
         cmocka_unit_test(tls),
     };

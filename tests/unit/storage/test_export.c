@@ -9,21 +9,29 @@
 
 #include "store_fixture.h"
 
-static void test_export_lifecycle(void **state)
+/* A fixture whose store has this export retry policy (lease 5 minutes). */
+static fx *open_with_retries(int64_t backoff_base_ms, int64_t backoff_max_ms, int max_attempts)
 {
-    (void)state;
     fx *f = fx_open();
     assert_non_null(f);
     samda_store_close(f->s);
     samda_store_params p;
     fx_params(f, &p);
-    p.export_backoff_base_ms = 2 * 60000;
-    p.export_backoff_max_ms = 10 * 60000;
-    p.export_max_attempts = 5;
+    p.export_backoff_base_ms = backoff_base_ms;
+    p.export_backoff_max_ms = backoff_max_ms;
+    p.export_max_attempts = max_attempts;
     p.export_lease_ms = 300000;
     samda_error e;
     f->s = samda_store_open(&p, &e);
     assert_non_null(f->s);
+    return f;
+}
+
+static void test_export_lifecycle(void **state)
+{
+    (void)state;
+    fx *f = open_with_retries(2 * 60000, 10 * 60000, 5);
+    samda_error e;
 
     int64_t pacs, other;
     CHECK_OK(samda_store_destination_add(f->s, "pacs", "PACS", "10.0.0.1", 104, NULL, &pacs, &e));
@@ -118,17 +126,8 @@ static void test_export_lifecycle(void **state)
 static void test_export_retry_policy(void **state)
 {
     (void)state;
-    fx *f = fx_open();
-    assert_non_null(f);
-    samda_store_close(f->s);
-    samda_store_params p;
-    fx_params(f, &p);
-    p.export_backoff_base_ms = 1500;
-    p.export_backoff_max_ms = 4000;
-    p.export_max_attempts = 10;
+    fx *f = open_with_retries(1500, 4000, 10);
     samda_error e;
-    f->s = samda_store_open(&p, &e);
-    assert_non_null(f->s);
     int64_t pacs, a;
     CHECK_OK(samda_store_destination_add(f->s, "pacs", "PACS", "10.0.0.1", 104, NULL, &pacs, &e));
     CHECK_OK(samda_store_export_enqueue(f->s, pacs, "seg/1.2/1.2.9/1.2.9.1.dcm", "1.2.9.1", &a, &e));

@@ -92,10 +92,11 @@ samda_status samda_store_check(samda_store *s, samda_store_check_report *report,
         if (!st) res = err->code;
         int rc = SQLITE_DONE;
         while (res == SAMDA_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-            char rel[SAMDA_RELPATH_SIZE], want[SAMDA_SHA256_HEX_SIZE], got[SAMDA_SHA256_HEX_SIZE];
-            storage_col_text(st, 0, rel, sizeof rel);
-            uint64_t size = (uint64_t)sqlite3_column_int64(st, 1);
-            storage_col_text(st, 2, want, sizeof want);
+            samda_object_info obj;
+            const char *rel = obj.relpath;
+            storage_col_text(st, 0, obj.relpath, sizeof obj.relpath);
+            obj.size = (uint64_t)sqlite3_column_int64(st, 1);
+            storage_col_text(st, 2, obj.sha256, sizeof obj.sha256);
             r->n_objects_indexed++;
             char path[STORAGE_PATH_MAX];
             storage_path_join(path, s->objects_dir, rel);
@@ -105,9 +106,8 @@ samda_status samda_store_check(samda_store *s, samda_store_check_report *report,
                 problem(r, "indexed file objects/%s is missing", rel);
                 continue;
             }
-            uint64_t have = 0;
             samda_error e2;
-            if (storage_sha256_fd(fd, got, &have, &e2) != SAMDA_OK || have != size || strcmp(got, want) != 0) {
+            if (storage_object_verify_fd(fd, &obj, &e2) != SAMDA_OK) {
                 r->n_mismatch++;
                 problem(r, "indexed file objects/%s differs from its index row (size or SHA-256)", rel);
             }

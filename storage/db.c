@@ -390,10 +390,12 @@ samda_store *samda_store_open(const samda_store_params *p, samda_error *err)
     if (s->p.max_connections <= 0) s->p.max_connections = 16;
     if (!s->p.clock) s->p.clock = storage_realtime_ms;
     if (s->p.export_lease_ms <= 0) s->p.export_lease_ms = 600000;
-    atomic_init(&s->job_max_attempts, 3);
-    atomic_init(&s->export_max_attempts, 10);
-    atomic_init(&s->export_backoff_base_ms, 60000);
-    atomic_init(&s->export_backoff_max_ms, 3600000);
+    samda_store_params d; /* the defaults, for what p leaves at <= 0 */
+    samda_store_params_init(&d);
+    atomic_init(&s->job_max_attempts, d.job_max_attempts);
+    atomic_init(&s->export_max_attempts, d.export_max_attempts);
+    atomic_init(&s->export_backoff_base_ms, d.export_backoff_base_ms);
+    atomic_init(&s->export_backoff_max_ms, d.export_backoff_max_ms);
     samda_store_set_retries(s, p->job_max_attempts, p->export_max_attempts, p->export_backoff_base_ms,
                             p->export_backoff_max_ms);
     s->fault = p->fault;

@@ -121,6 +121,9 @@ int storage_relpath_claimed(samda_store *s, storage_conn *c, const char *relpath
 void storage_object_unlink(samda_store *s, const char *relpath);
 /** Hash the fd's whole content (from offset 0). */
 samda_status storage_sha256_fd(int fd, char hex[SAMDA_SHA256_HEX_SIZE], uint64_t *size, samda_error *err);
+/* Whether the open file fd holds what obj records (size and SHA-256): SAMDA_OK; SAMDA_EIO naming
+ * obj->relpath and both hashes when it differs or cannot be read. */
+samda_status storage_object_verify_fd(int fd, const samda_object_info *obj, samda_error *err);
 /** Lower-case hex SHA-256 of a buffer. */
 void storage_sha256_hex(const void *buf, size_t len, char hex[SAMDA_SHA256_HEX_SIZE]);
 

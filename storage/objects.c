@@ -536,16 +536,11 @@ samda_status samda_store_object_open_read(samda_store *s, const char *relpath, i
     return SAMDA_OK;
 }
 
-samda_status samda_store_object_verify(samda_store *s, const samda_object_info *obj, samda_error *err)
+samda_status storage_object_verify_fd(int fd, const samda_object_info *obj, samda_error *err)
 {
-    STORAGE_ERR(err);
-    int fd;
-    samda_status st = samda_store_object_open_read(s, obj->relpath, &fd, err);
-    if (st != SAMDA_OK) return st;
     char got[SAMDA_SHA256_HEX_SIZE];
     uint64_t size = 0;
-    st = storage_sha256_fd(fd, got, &size, err);
-    close(fd);
+    samda_status st = storage_sha256_fd(fd, got, &size, err);
     if (st != SAMDA_OK) return st;
     if (size != obj->size || strcmp(got, obj->sha256) != 0)
         return samda_fail(err, SAMDA_EIO,
@@ -553,6 +548,17 @@ samda_status samda_store_object_verify(samda_store *s, const samda_object_info *
                           "the index recorded %llu bytes with %.12s... (restore it from a backup or store it again)",
                           obj->relpath, (unsigned long long)size, got, (unsigned long long)obj->size, obj->sha256);
     return SAMDA_OK;
+}
+
+samda_status samda_store_object_verify(samda_store *s, const samda_object_info *obj, samda_error *err)
+{
+    STORAGE_ERR(err);
+    int fd;
+    samda_status st = samda_store_object_open_read(s, obj->relpath, &fd, err);
+    if (st != SAMDA_OK) return st;
+    st = storage_object_verify_fd(fd, obj, err);
+    close(fd);
+    return st;
 }
 
 samda_status samda_store_object_read(samda_store *s, const char *relpath, size_t max_bytes, void **buf,

@@ -419,7 +419,7 @@ static void request_free(api_request *r)
 static int64_t mono_ms(void)
 {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    timespec_now(&t);
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
@@ -1133,6 +1133,9 @@ samda_api *samda_api_start(const samda_api_params *p, const samda_api_services *
         ops[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, api->tls_cert_pem};
         ops[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, api->tls_key_pem};
     }
+    /* connections are tracked only for the request-head deadline (the watchdog below) */
+    if (p->header_timeout_s > 0)
+        ops[k++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, api};
     ops[k++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 
     api->mhd = MHD_start_daemon(flags, (uint16_t)p->port, NULL, NULL, on_request, api,
@@ -1143,7 +1146,6 @@ samda_api *samda_api_start(const samda_api_params *p, const samda_api_services *
                                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)p->max_header_bytes,
                                 MHD_OPTION_URI_LOG_CALLBACK, on_uri, api,
                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, api,
-                                MHD_OPTION_NOTIFY_CONNECTION, on_connection, api,
                                 MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, api,
                                 MHD_OPTION_ARRAY, ops,
                                 MHD_OPTION_END);

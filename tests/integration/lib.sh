@@ -97,6 +97,9 @@ CONF
 }
 
 # json_len: number of elements of the JSON array on stdin
+# code CURL-ARGS...: the HTTP status of a curl request; the body goes to $T/body.
+code() { curl -s -o "$T/body" -w '%{http_code}' "$@"; }
+
 json_len() { $PY -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
 # json_expr EXPR: evaluate a Python expression over the JSON on stdin bound to `d`
 json_expr() { $PY -c "import json,sys; d=json.load(sys.stdin); print($1)"; }

@@ -16,7 +16,6 @@ wait_for_text "$T/d.log" 'msg="ready"' 60
 D="$T/data"; H="http://127.0.0.1:$hport"
 admin=$("$SAMDA" token create ops --role admin --data-dir "$D" 2>/dev/null)
 AJ=(-H "Authorization: Bearer $admin" -H 'Content-Type: application/json')
-code() { curl -s -o "$T/body" -w '%{http_code}' "$@"; }
 study_of() { $PY -c "import pydicom,sys,os; d=sys.argv[1]; print(pydicom.dcmread(os.path.join(d, sorted(os.listdir(d))[0])).StudyInstanceUID)" "$1"; }
 for b in 0 1 2; do
   storescu -R -aet STORESCU -aec SAMDA 127.0.0.1 "$dport" +sd "$T/ph/dicom/B_0000$b" "$T/ph/dicom/B_0000$b.seg.dcm" || fail "storescu $b"

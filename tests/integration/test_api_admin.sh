@@ -20,7 +20,6 @@ user=$("$SAMDA" token create viewer --role user --data-dir "$D" 2>/dev/null)
 [[ "$admin" == samda_* && "$user" == samda_* ]] || fail "token creation failed"
 AA=(-H "Authorization: Bearer $admin")
 AJ=(-H "Authorization: Bearer $admin" -H 'Content-Type: application/json')
-code() { curl -s -o "$T/body" -w '%{http_code}' "$@"; }
 title() { json_expr 'd.get("title","")' <"$T/body"; }
 
 # ---- roles: a user token gets 403 on every admin route, no token 401 ------------------------------

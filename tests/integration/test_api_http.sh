@@ -17,7 +17,6 @@ ingest=$("$SAMDA" token create pacs --role ingest --data-dir "$D" 2>/dev/null)
 ! "$SAMDA" token list --data-dir "$D" | grep -q "$user" || fail "token list shows a secret"
 ok "tokens created while samdad runs; list shows no secrets"
 
-code() { curl -s -o "$T/body" -w '%{http_code}' "$@"; }
 [ "$(code "$H/health")" = 200 ] || fail "health: $(cat "$T/body")"
 json_expr 'd["checks"]["database"]["status"] if "checks" in d else d["database"]["status"]' <"$T/body" | grep -qx ok || fail "health body: $(cat "$T/body")"
 [ "$(code "$H/metrics")" = 200 ] && grep -q '^samda_jobs{state="pending"} 0' "$T/body" || fail "metrics: $(head -c 300 "$T/body")"

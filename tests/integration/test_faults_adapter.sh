@@ -18,7 +18,6 @@ wait_for_text "$T/d.log" 'msg="ready"' 60
 admin=$("$SAMDA" token create ops --role admin --data-dir "$T/data" 2>/dev/null)
 AA=(-H "Authorization: Bearer $admin")
 H="http://127.0.0.1:$hport"
-code() { curl -s -o "$T/body" -w '%{http_code}' "$@"; }
 
 [ "$(code -X POST "${AA[@]}" -H 'Content-Type: application/octet-stream' --data-binary @"$DEMO/site_A_adapter.safetensors" \
       "$H/api/v1/sites/default/adapters")" = 201 ] || fail "upload: $(cat "$T/body")"

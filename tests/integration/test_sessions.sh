@@ -18,7 +18,6 @@ storescu -aet STORESCU -aec SAMDA 127.0.0.1 "$dport" +sd "$T/ph/dicom/A_00000" |
 user=$("$SAMDA" token create viewer --role user --data-dir "$D" 2>/dev/null)
 ingest=$("$SAMDA" token create modality --role ingest --data-dir "$D" 2>/dev/null)
 UJ=(-H "Authorization: Bearer $user" -H 'Content-Type: application/json')
-code() { curl -s -o "$T/body" -w '%{http_code}' "$@"; }
 inst=$($PY -c "import pydicom; print(pydicom.dcmread('$T/ph/dicom/A_00000/IMG00009.dcm').SOPInstanceUID)")
 series=$($PY -c "import pydicom; print(pydicom.dcmread('$T/ph/dicom/A_00000/IMG00009.dcm').SeriesInstanceUID)")
 GT="$T/ph/A_00000_0008.mask.npy"

@@ -426,6 +426,11 @@ typedef struct samda_api_params {
                                     * within this many seconds of connecting or of the previous
                                     * answer, or the connection is closed (slow clients that trickle
                                     * bytes do not hold slots); default 30; 0 = none */
+    unsigned body_timeout_s;       /* a request body must be complete within this many seconds of
+                                    * its head, plus one second per body_min_rate bytes received
+                                    * (so a large upload at a fair rate is never cut, a trickle is);
+                                    * default 60; 0 = none */
+    unsigned body_min_rate;        /* bytes per second, see body_timeout_s; default 1024, >= 1 */
     size_t max_header_bytes;       /* per-connection memory for the request line, headers and I/O
                                     * buffers (MHD_OPTION_CONNECTION_MEMORY_LIMIT); headers larger
                                     * than about half of it are refused; default 64 KiB, >= 8 KiB */

@@ -62,6 +62,7 @@ struct samda_api {
     bool watchdog_running, watchdog_stop;
     pthread_t watchdog;
     _Atomic uint64_t header_timeouts; /* connections closed for a late request head */
+    _Atomic uint64_t body_timeouts;   /* connections closed for a request body sent too slowly */
 };
 
 typedef struct api_stow api_stow; /* dicomweb.c */
@@ -72,6 +73,9 @@ struct api_conn {
     int fd;                         /* our dup of the socket: shutdown(2) on it is always safe */
     _Atomic int64_t head_since_ms;  /* when the current request head began (connect or last answer) */
     atomic_bool in_head;            /* the request head is not complete yet */
+    _Atomic int64_t body_since_ms;  /* when the current request's head was complete */
+    _Atomic uint64_t body_bytes;    /* body bytes of the current request received so far */
+    atomic_bool in_body;            /* the head is complete, the body not yet */
     char peer[64];                  /* address, for the log */
 };
 
@@ -82,6 +86,7 @@ struct api_request {
     struct MHD_Connection *conn;
     char *uri;                     /* raw request target, as received */
     const char *query;             /* raw query string inside uri (after '?'), or NULL */
+    api_conn *tracked;             /* the connection's watchdog entry, or NULL (server.c) */
     char method[12];
     unsigned method_bit;
     struct timespec t0;

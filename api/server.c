@@ -33,6 +33,8 @@ void samda_api_params_init(samda_api_params *p)
     p->max_connections = 256;
     p->connection_timeout_s = 60;
     p->header_timeout_s = 30;
+    p->body_timeout_s = 60;
+    p->body_min_rate = 1024;
     p->max_header_bytes = 64 * 1024;
     p->max_body_bytes = 2ull * 1024 * 1024 * 1024;
     p->max_file_bytes = 1ull * 1024 * 1024 * 1024;
@@ -356,6 +358,10 @@ void api_metrics_write(samda_api *api, FILE *out)
                  "complete within header_timeout.\n"
                  "# TYPE samda_http_header_timeouts_total counter\nsamda_http_header_timeouts_total %llu\n",
             (unsigned long long)atomic_load(&api->header_timeouts));
+    fprintf(out, "# HELP samda_http_body_timeouts_total Connections closed because their request body arrived more slowly "
+                 "than body_timeout and body_min_rate allow.\n"
+                 "# TYPE samda_http_body_timeouts_total counter\nsamda_http_body_timeouts_total %llu\n",
+            (unsigned long long)atomic_load(&api->body_timeouts));
     fprintf(out, "# HELP samda_http_request_body_bytes_total Request body bytes received.\n"
                  "# TYPE samda_http_request_body_bytes_total counter\nsamda_http_request_body_bytes_total %llu\n",
             (unsigned long long)atomic_load(&m->bytes_in));
@@ -408,13 +414,15 @@ static void request_free(api_request *r)
     free(r);
 }
 
-/* ---- request-head deadline ------------------------------------------------------------------
+/* ---- request-head and request-body deadlines ---------------------------------------------------
  * libmicrohttpd's connection timeout is an idle timeout: a client that sends a byte now and then
  * never reaches it and holds a connection slot for as long as it likes. Each connection is tracked
  * from connect (and again after each answer, for the next request on a kept-alive connection) until
  * its request head is complete; a watchdog shuts down those still in their head after
- * header_timeout. It acts on its own dup of the socket, so a connection MHD closes meanwhile can
- * never make it touch another file. */
+ * header_timeout. From then until its body is complete the request may take body_timeout plus one
+ * second per body_min_rate bytes received (Apache mod_reqtimeout's rule: an upload at a fair rate
+ * may take as long as it needs, a trickle may not). The watchdog acts on its own dup of the socket,
+ * so a connection MHD closes meanwhile can never make it touch another file. */
 
 static int64_t mono_ms(void)
 {
@@ -473,14 +481,38 @@ static void conn_mark_head(struct MHD_Connection *conn, bool in_head)
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     api_conn *c = ci ? ci->socket_context : NULL;
     if (!c) return;
-    if (in_head) atomic_store(&c->head_since_ms, mono_ms());
+    if (in_head) {
+        atomic_store(&c->in_body, false);
+        atomic_store(&c->head_since_ms, mono_ms());
+    } else {
+        atomic_store(&c->body_bytes, 0);
+        atomic_store(&c->body_since_ms, mono_ms());
+        atomic_store(&c->in_body, true);
+    }
     atomic_store(&c->in_head, in_head);
+}
+
+static api_conn *conn_tracked(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* Whether a tracked connection is past its deadline now (and so is to be closed). */
+static bool conn_late(const samda_api *api, api_conn *c, int64_t now, bool *in_body)
+{
+    *in_body = false;
+    if (atomic_load(&c->in_head))
+        return api->p.header_timeout_s > 0 && now - atomic_load(&c->head_since_ms) >= (int64_t)api->p.header_timeout_s * 1000;
+    if (!atomic_load(&c->in_body) || api->p.body_timeout_s == 0) return false;
+    *in_body = true;
+    const uint64_t allowance = (uint64_t)api->p.body_timeout_s * 1000 + atomic_load(&c->body_bytes) * 1000 / api->p.body_min_rate;
+    return now - atomic_load(&c->body_since_ms) >= (int64_t)allowance;
 }
 
 static void *watchdog_thread(void *arg)
 {
     samda_api *api = arg;
-    const int64_t limit = (int64_t)api->p.header_timeout_s * 1000;
     pthread_mutex_lock(&api->conn_mu);
     while (!api->watchdog_stop) {
         struct timespec until;
@@ -493,18 +525,26 @@ static void *watchdog_thread(void *arg)
         pthread_cond_timedwait(&api->conn_cv, &api->conn_mu, &until);
         if (api->watchdog_stop) break;
         const int64_t now = mono_ms();
-        unsigned closed = 0;
-        char first[64] = "";
+        unsigned closed[2] = {0, 0}; /* head, body */
+        char first[2][64] = {"", ""};
         for (api_conn *c = api->conns; c; c = c->next) {
-            if (!atomic_load(&c->in_head) || now - atomic_load(&c->head_since_ms) < limit) continue;
+            bool body;
+            if (!conn_late(api, c, now, &body)) continue;
             atomic_store(&c->in_head, false); /* once */
-            shutdown(c->fd, SHUT_RDWR);       /* MHD sees the connection end and closes it */
-            if (!closed++) snprintf(first, sizeof first, "%s", c->peer);
+            atomic_store(&c->in_body, false);
+            shutdown(c->fd, SHUT_RDWR); /* MHD sees the connection end and closes it */
+            if (!closed[body]++) snprintf(first[body], sizeof first[body], "%s", c->peer);
         }
-        if (closed) {
-            atomic_fetch_add(&api->header_timeouts, closed);
+        if (closed[0]) {
+            atomic_fetch_add(&api->header_timeouts, closed[0]);
             api_log(api, SAMDA_API_LOG_WARN, "closed connections whose request head was late",
-                    "count=%u first_peer=%s header_timeout_s=%u", closed, first, api->p.header_timeout_s);
+                    "count=%u first_peer=%s header_timeout_s=%u", closed[0], first[0], api->p.header_timeout_s);
+        }
+        if (closed[1]) {
+            atomic_fetch_add(&api->body_timeouts, closed[1]);
+            api_log(api, SAMDA_API_LOG_WARN, "closed connections whose request body was too slow",
+                    "count=%u first_peer=%s body_timeout_s=%u body_min_rate=%u", closed[1], first[1],
+                    api->p.body_timeout_s, api->p.body_min_rate);
         }
     }
     pthread_mutex_unlock(&api->conn_mu);
@@ -783,6 +823,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     r->conn = conn;
     if (!r->started) {
         r->started = true;
+        r->tracked = conn_tracked(conn);
         conn_mark_head(conn, false);
         begin(r, method);
         if (r->resp) return queue(r); /* answered from the headers: the body is never read */
@@ -797,6 +838,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         atomic_fetch_add_explicit(&api->metrics.bytes_in, n, memory_order_relaxed);
         r->body_total += n;
+        if (r->tracked) atomic_fetch_add_explicit(&r->tracked->body_bytes, n, memory_order_relaxed);
         if (r->upload_failed) return MHD_YES; /* drain (bounded below) and answer at the end */
         samda_error e = {SAMDA_OK, ""};
         switch (r->body_mode) {
@@ -860,6 +902,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     /* The whole request is here. */
+    if (r->tracked) atomic_store(&r->tracked->in_body, false);
     if (r->dispatched || r->resp) return queue(r); /* back from the handler pool */
     if (r->upload_failed) {
         api_reply_error(r, &r->upload_err);
@@ -1025,6 +1068,10 @@ samda_api *samda_api_start(const samda_api_params *p, const samda_api_services *
         samda_fail(err, SAMDA_EINVAL, "starting HTTP server: max_connections must be at least 1");
         return NULL;
     }
+    if (p->body_timeout_s > 0 && p->body_min_rate < 1) {
+        samda_fail(err, SAMDA_EINVAL, "starting HTTP server: body_min_rate must be at least 1 byte per second");
+        return NULL;
+    }
     if (p->max_header_bytes < 8192) {
         samda_fail(err, SAMDA_EINVAL, "starting HTTP server: max_header_bytes must be at least 8192");
         return NULL;
@@ -1133,8 +1180,8 @@ samda_api *samda_api_start(const samda_api_params *p, const samda_api_services *
         ops[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, api->tls_cert_pem};
         ops[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, api->tls_key_pem};
     }
-    /* connections are tracked only for the request-head deadline (the watchdog below) */
-    if (p->header_timeout_s > 0)
+    /* connections are tracked only for the request-head and body deadlines (the watchdog below) */
+    if (p->header_timeout_s > 0 || p->body_timeout_s > 0)
         ops[k++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, api};
     ops[k++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 
@@ -1155,7 +1202,7 @@ samda_api *samda_api_start(const samda_api_params *p, const samda_api_services *
         api_free(api);
         return NULL;
     }
-    if (p->header_timeout_s > 0) {
+    if (p->header_timeout_s > 0 || p->body_timeout_s > 0) {
         if (pthread_create(&api->watchdog, NULL, watchdog_thread, api) != 0) {
             MHD_stop_daemon(api->mhd);
             api_free(api);

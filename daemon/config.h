@@ -83,7 +83,8 @@ typedef struct samda_config {
     int64_t http_threads;
     uint64_t http_max_body_bytes;
     int64_t http_max_connections;
-    int64_t http_timeout_ms, http_header_timeout_ms;
+    int64_t http_timeout_ms, http_header_timeout_ms, http_body_timeout_ms;
+    uint64_t http_body_min_rate;
     char *http_cors_origin;
     char *http_tls_cert, *http_tls_key;
     /* [storage] */

@@ -193,6 +193,8 @@ samda_status samdad_services_start(samdad_ctx *ctx, samda_error *err)
     ap.max_connections = (unsigned)cfg->http_max_connections;
     ap.connection_timeout_s = (unsigned)((cfg->http_timeout_ms + 999) / 1000);
     ap.header_timeout_s = (unsigned)((cfg->http_header_timeout_ms + 999) / 1000);
+    ap.body_timeout_s = (unsigned)((cfg->http_body_timeout_ms + 999) / 1000);
+    ap.body_min_rate = (unsigned)cfg->http_body_min_rate;
     ap.max_body_bytes = cfg->http_max_body_bytes;
     ap.tmp_dir = svc->tmp_dir;
     ap.tls_cert_path = cfg->http_tls_cert;

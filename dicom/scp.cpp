@@ -6,8 +6,11 @@
  * acse_timeout; only then does DCMTK read it, from bytes already buffered, so a peer that sends its
  * request slowly (slow-loris) does not hold up the others. The listener then hands the association
  * to a thread of its own; the number of those is bounded by max_associations and one more is
- * rejected on the listener thread. Connections still sending their request are bounded separately
- * (pending_limit()); over it the oldest is closed. Everything the caller must know about
+ * rejected on the listener thread. With TLS, the handshake and the wait for the A-ASSOCIATE-RQ run on
+ * a short-lived thread per connection (handshake_main), still within acse_timeout (the listener
+ * shuts late ones down), and that thread hands the association on. Connections still sending their
+ * request are bounded separately (pending_limit(), handshakes counted apart); over it the oldest is
+ * closed. Everything the caller must know about
  * concurrency is in dicom.h (samda_scp_start).
  *
  * Deliberately not here: durability (fsync, rename into the store), duplicate policy, site mapping,
@@ -66,6 +69,15 @@ struct worker {
     bool done = false;  /* guarded by samda_scp::mu */
 };
 
+/* A TLS connection in its handshake (or waiting for its A-ASSOCIATE-RQ), on a thread of its own. */
+struct handshake {
+    std::thread thread;
+    int fd = -1;       /* guarded by samda_scp::mu; -1 once the thread closes it or gives it to DCMTK */
+    bool done = false; /* guarded by samda_scp::mu */
+    bool cut = false;  /* guarded by samda_scp::mu: shut down by the listener (late, or over the limit) */
+    std::chrono::steady_clock::time_point deadline;
+};
+
 } // namespace
 
 struct samda_scp {
@@ -80,6 +92,7 @@ struct samda_scp {
     unsigned max_pdu = 0;
     bool tcp_nodelay = true;
     bool tls = false; /* DICOM TLS on this port (the layer belongs to net) */
+    dicom_tls_acceptor *tls_layer = nullptr; /* net's layer when tls */
     void *ctx = nullptr;
     samda_scp_association_fn on_association = nullptr;
     samda_scp_store_fn on_store = nullptr;
@@ -98,6 +111,8 @@ struct samda_scp {
     std::condition_variable cv;
     std::list<std::unique_ptr<worker>> workers; /* guarded by mu */
     unsigned active = 0;                        /* guarded by mu */
+    std::list<std::unique_ptr<handshake>> handshakes; /* guarded by mu */
+    bool stopping = false;                            /* guarded by mu: no more handshakes handed on */
 
     std::atomic<uint64_t> n_accepted{0}, n_rejected{0}, n_aborted{0}, n_echo{0}, n_store_ok{0},
         n_store_failed{0}, n_bytes{0};
@@ -515,7 +530,8 @@ std::mutex &external_socket_mutex()
     return mu;
 }
 
-/* Hands DCMTK an accepted connection whose first PDU is buffered; DCMTK owns fd from here on. */
+/* Hands DCMTK an accepted connection whose first PDU is buffered (with TLS: whose handshake is done
+ * and whose A-ASSOCIATE-RQ record is buffered); DCMTK owns fd from here on. */
 void accept_one(samda_scp *scp, int fd)
 {
     T_ASC_Association *assoc = nullptr;
@@ -527,10 +543,15 @@ void accept_one(samda_scp *scp, int fd)
                                       scp->tls ? OFTrue : OFFalse, DUL_NOBLOCK, 0);
         dcmExternalSocketHandle.set(DCMNET_INVALID_SOCKET);
     }
+    if (scp->tls) {
+        /* DCMTK took fd's prepared connection unless it failed before asking for it (getpeername:
+         * the peer is already gone); then the connection is still ours to close. */
+        dicom_tls_discard(scp->tls_layer, fd);
+    }
     if (cond.bad()) {
         /* Not DICOM, or already closed: nothing was established. DCMTK closes the socket once it made
          * a connection of it; it did not when the peer was already gone (getpeername failed). */
-        if (!assoc && cond.code() == DULC_TCPINITERROR) close(fd);
+        if (!scp->tls && !assoc && cond.code() == DULC_TCPINITERROR) close(fd);
         drop(assoc);
         return;
     }
@@ -602,15 +623,123 @@ first_pdu first_pdu_state(int fd, bool tls)
     return (size_t)avail >= need ? FIRST_PDU_READY : FIRST_PDU_WAIT;
 }
 
-/* A pending connection's new state; ready ones go to DCMTK, gone or late ones are closed. Returns
- * whether it is still pending. */
+/* A TLS connection's thread: server handshake, then the wait for the first record after it (the
+ * A-ASSOCIATE-RQ), then the association goes to DCMTK. The listener shuts fd down at the deadline,
+ * which ends a blocked handshake or wait here. */
+void handshake_main(samda_scp *scp, handshake *h)
+{
+    int fd;
+    std::chrono::steady_clock::time_point deadline;
+    {
+        std::lock_guard<std::mutex> lock(scp->mu);
+        fd = h->fd;
+        deadline = h->deadline;
+    }
+    std::string why;
+    bool ready = false;
+    if (dicom_tls_server_handshake(scp->tls_layer, fd, why)) {
+        for (;;) {
+            if (dicom_tls_request_buffered(scp->tls_layer, fd)) {
+                ready = true;
+                break;
+            }
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+            if (left.count() <= 0) break;
+            struct pollfd p = {fd, POLLIN | POLLRDHUP, 0};
+            int n = poll(&p, 1, (int)std::min<long long>(left.count(), 1000));
+            if (n < 0 && errno != EINTR) break;
+            if (n > 0 && (p.revents & (POLLERR | POLLHUP | POLLNVAL))) break;
+            char c;
+            if (n > 0 && recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0) break; /* the peer closed */
+            /* part of the record is in: look again shortly (poll stays readable until it is read) */
+            if (n > 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+    }
+    bool hand_on;
+    {
+        std::lock_guard<std::mutex> lock(scp->mu);
+        h->fd = -1; /* the listener no longer shuts it down: closed or DCMTK's from here */
+        hand_on = ready && !scp->stopping;
+        if (!ready && !h->cut) scp->n_rejected++; /* refused: certificate, protocol, peer gone */
+    }
+    if (hand_on) {
+        dicom_guard_void([&] { accept_one(scp, fd); });
+    } else {
+        dicom_tls_discard(scp->tls_layer, fd);
+    }
+    std::lock_guard<std::mutex> lock(scp->mu);
+    h->done = true;
+}
+
+/* Starts the handshake thread of a TLS connection whose ClientHello is in; over the limit, the
+ * oldest handshake still running is shut down first. */
+void start_handshake(samda_scp *scp, const pending_conn &c)
+{
+    std::unique_ptr<handshake> h(new handshake);
+    h->fd = c.fd;
+    h->deadline = c.deadline;
+    handshake *raw = h.get();
+    std::lock_guard<std::mutex> lock(scp->mu);
+    size_t running = 0;
+    for (auto &x : scp->handshakes) running += x->done ? 0 : 1;
+    if (running >= pending_limit(scp))
+        for (auto &x : scp->handshakes)
+            if (!x->done && x->fd >= 0) {
+                shutdown(x->fd, SHUT_RDWR);
+                x->fd = -1;
+                x->cut = true;
+                scp->n_rejected++;
+                break;
+            }
+    scp->handshakes.push_back(std::move(h));
+    try {
+        raw->thread = std::thread(handshake_main, scp, raw);
+    } catch (...) {
+        scp->handshakes.pop_back();
+        close(c.fd);
+        scp->n_rejected++;
+    }
+}
+
+/* Joins finished handshake threads and shuts down the late ones (all of them with all). */
+void reap_handshakes(samda_scp *scp, bool all)
+{
+    std::list<std::unique_ptr<handshake>> finished;
+    {
+        std::lock_guard<std::mutex> lock(scp->mu);
+        auto now = std::chrono::steady_clock::now();
+        for (auto it = scp->handshakes.begin(); it != scp->handshakes.end();) {
+            handshake &h = **it;
+            if (!h.done && h.fd >= 0 && (all || now >= h.deadline)) {
+                shutdown(h.fd, SHUT_RDWR);
+                h.fd = -1; /* once is enough; the thread still closes it */
+                h.cut = true;
+                if (!all) scp->n_rejected++; /* too slow: acse_timeout passed */
+            }
+            if (all || h.done) {
+                finished.push_back(std::move(*it));
+                it = scp->handshakes.erase(it);
+            } else {
+                ++it;
+            }
+        }
+    }
+    for (auto &h : finished)
+        if (h->thread.joinable()) h->thread.join();
+}
+
+/* A pending connection's new state; ready ones go to DCMTK (TLS ones to their handshake thread),
+ * gone or late ones are closed. Returns whether it is still pending. */
 bool settle(samda_scp *scp, int ep, const pending_conn &c, bool check, std::chrono::steady_clock::time_point now)
 {
     first_pdu st = check ? first_pdu_state(c.fd, scp->tls) : FIRST_PDU_WAIT;
     if (st == FIRST_PDU_WAIT && now < c.deadline) return true;
     if (ep >= 0) epoll_ctl(ep, EPOLL_CTL_DEL, c.fd, nullptr);
     if (st == FIRST_PDU_READY) {
-        dicom_guard_void([&] { accept_one(scp, c.fd); });
+        if (scp->tls)
+            dicom_guard_void([&] { start_handshake(scp, c); });
+        else
+            dicom_guard_void([&] { accept_one(scp, c.fd); });
     } else {
         close(c.fd);
         if (st != FIRST_PDU_GONE) scp->n_rejected++; /* too slow: acse_timeout passed */
@@ -627,10 +756,16 @@ void listener_main(samda_scp *scp)
     int ep = epoll_create1(EPOLL_CLOEXEC); /* without it: every pending socket checked every 20 ms */
     for (;;) {
         struct pollfd p[3] = {{scp->listen_fd, POLLIN, 0}, {scp->wake[0], POLLIN, 0}, {ep, POLLIN, 0}};
-        int n = poll(p, ep >= 0 ? 3 : 2, pending.empty() ? 1000 : ep >= 0 ? 200 : 20);
+        bool handshaking;
+        {
+            std::lock_guard<std::mutex> lock(scp->mu);
+            handshaking = !scp->handshakes.empty();
+        }
+        int n = poll(p, ep >= 0 ? 3 : 2, pending.empty() ? (handshaking ? 200 : 1000) : ep >= 0 ? 200 : 20);
         if (n < 0 && errno != EINTR) break;
         if (p[1].revents) break;
         reap(scp, false);
+        reap_handshakes(scp, false);
         auto now = std::chrono::steady_clock::now();
         std::vector<int> moved; /* pending sockets with news since the last look */
         if (ep >= 0 && n > 0 && p[2].revents) {
@@ -811,7 +946,7 @@ extern "C" samda_scp *samda_scp_start(const samda_scp_params *p, samda_error *er
         s->net->acceptorPort = (int)s->port;
         s->listen_fd = fd;
         if (p->tls) {
-            st = dicom_tls_setup_acceptor(p->tls, s->net, err);
+            st = dicom_tls_setup_acceptor(p->tls, s->net, &s->tls_layer, err);
             if (st != SAMDA_OK) {
                 samda_error_prefix(err, "starting the DICOM SCP: ");
                 ASC_dropNetwork(&s->net); /* closes fd */
@@ -864,6 +999,11 @@ extern "C" void samda_scp_stop(samda_scp *scp, unsigned grace_ms)
         ssize_t r = write(scp->wake[1], "x", 1);
         (void)r;
         if (scp->listener.joinable()) scp->listener.join();
+        {
+            std::lock_guard<std::mutex> lock(scp->mu);
+            scp->stopping = true;
+        }
+        reap_handshakes(scp, true); /* TLS connections not yet handed on are closed */
         PRIVATE_NETWORKKEY *key = reinterpret_cast<PRIVATE_NETWORKKEY *>(scp->net->network);
         close(scp->listen_fd);
         key->networkSpecific.TCP.listenSocket = -1;

@@ -1,16 +1,25 @@
 /* DICOM TLS: builds DCMTK's OpenSSL transport layer from samda_dicom_tls for the SCP (acceptor) and
  * the SCUs (requestor), always with the BCP 195 non-downgrading profile (TLS 1.2 or newer).
  *
- * It only configures; the handshake happens inside DCMTK when an association is requested or
- * received. Messages name files, never their contents (a key must never reach a log). */
+ * A requestor's handshake happens inside DCMTK when it requests an association. An acceptor's runs
+ * before DCMTK receives the association, on a thread of the SCP's (dicom_tls_server_handshake), and
+ * the finished connection waits in the network's transport layer (handoff_layer) until DCMTK asks
+ * for that socket's connection. Messages name files, never their contents (a key must never reach
+ * a log). */
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <mutex>
 
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmnet/cond.h>
+#include <dcmtk/dcmnet/dcmtrans.h>
 #include <dcmtk/dcmnet/dul.h>
 #include <dcmtk/dcmtls/tlslayer.h>
 
@@ -107,6 +116,33 @@ std::unique_ptr<DcmTLSTransportLayer> make_layer(const samda_dicom_tls *t, bool 
 
 } // namespace
 
+/* The SCP's transport layer: hands DCMTK the connection whose handshake already ran for a socket;
+ * any other socket gets a fresh connection from DCMTK's TLS layer, as before. */
+struct dicom_tls_acceptor : DcmTransportLayer {
+    explicit dicom_tls_acceptor(std::unique_ptr<DcmTLSTransportLayer> t) : tls(std::move(t)) {}
+    ~dicom_tls_acceptor() override
+    {
+        for (auto &kv : ready) delete kv.second; /* closes their sockets */
+    }
+    DcmTransportConnection *createConnection(DcmNativeSocketType fd, OFBool secure) override
+    {
+        if (DcmTransportConnection *c = take((int)fd)) return c;
+        return tls->createConnection(fd, secure);
+    }
+    DcmTransportConnection *take(int fd)
+    {
+        std::lock_guard<std::mutex> lock(mu);
+        auto it = ready.find(fd);
+        if (it == ready.end()) return nullptr;
+        DcmTransportConnection *c = it->second;
+        ready.erase(it);
+        return c;
+    }
+    std::unique_ptr<DcmTLSTransportLayer> tls;
+    std::mutex mu;
+    std::map<int, DcmTransportConnection *> ready; /* socket -> its connection, handshake done or failed */
+};
+
 samda_status dicom_tls_setup_requestor(const samda_dicom_tls *tls, T_ASC_Network *net, T_ASC_Parameters *params,
                                        samda_error *err)
 {
@@ -120,15 +156,51 @@ samda_status dicom_tls_setup_requestor(const samda_dicom_tls *tls, T_ASC_Network
     return SAMDA_OK;
 }
 
-samda_status dicom_tls_setup_acceptor(const samda_dicom_tls *tls, T_ASC_Network *net, samda_error *err)
+samda_status dicom_tls_setup_acceptor(const samda_dicom_tls *tls, T_ASC_Network *net, dicom_tls_acceptor **out,
+                                      samda_error *err)
 {
     std::unique_ptr<DcmTLSTransportLayer> layer = make_layer(tls, true, err);
     if (!layer) return err ? err->code : SAMDA_ECONFIG;
-    OFCondition c = ASC_setTransportLayer(net, layer.get(), 1);
+    std::unique_ptr<dicom_tls_acceptor> a(new dicom_tls_acceptor(std::move(layer)));
+    OFCondition c = ASC_setTransportLayer(net, a.get(), 1);
     if (c.bad()) return samda_fail(err, SAMDA_EINTERNAL, "DICOM TLS: %s", c.text());
-    layer.release();
+    *out = a.release(); /* the network owns it now */
     return SAMDA_OK;
 }
+
+bool dicom_tls_server_handshake(dicom_tls_acceptor *a, int fd, std::string &why)
+{
+    DcmTransportConnection *c = a->tls->createConnection(fd, OFTrue);
+    if (!c) {
+        why = "no TLS connection could be made (out of memory?)";
+        return false;
+    }
+    {
+        std::lock_guard<std::mutex> lock(a->mu);
+        a->ready[fd] = c; /* from here on the connection owns fd */
+    }
+    OFCondition cond = c->serverSideHandshake();
+    if (cond.good()) return true;
+    why = cond.text();
+    return false;
+}
+
+bool dicom_tls_request_buffered(dicom_tls_acceptor *a, int fd)
+{
+    unsigned char h[5];
+    ssize_t n = recv(fd, h, sizeof h, MSG_PEEK | MSG_DONTWAIT);
+    int avail = 0;
+    if (n == (ssize_t)sizeof h && ioctl(fd, FIONREAD, &avail) == 0 &&
+        (size_t)avail >= std::min<size_t>(5 + ((size_t)h[3] << 8 | h[4]), 32768))
+        return true; /* a whole TLS record (or 32 KiB of one) is in the socket */
+    if (n > 0) return false;
+    /* nothing in the socket: OpenSSL may have read the record already (SSL_pending) */
+    std::lock_guard<std::mutex> lock(a->mu);
+    auto it = a->ready.find(fd);
+    return it != a->ready.end() && it->second->networkDataAvailable(0);
+}
+
+void dicom_tls_discard(dicom_tls_acceptor *a, int fd) { delete a->take(fd); }
 
 bool dicom_tls_is_handshake_failure(const OFCondition &cond)
 {

@@ -644,6 +644,80 @@ static void late_request_head_is_cut(void **state)
     fake_core_destroy(&fc);
 }
 
+/* A client that sends its request head in time and then trickles its body is cut once the body is
+ * later than body_timeout plus one second per body_min_rate bytes; one that uploads at a fair rate is
+ * not, however long it takes. */
+static void trickled_body_is_cut(void **state)
+{
+    (void)state;
+    fake_core fc;
+    samda_api_services svc;
+    fake_core_init(&fc, &svc);
+    samda_api_params p;
+    samda_api_params_init(&p);
+    p.body_timeout_s = 1;
+    p.body_min_rate = 1000;
+    samda_api *a = test_server_start(&p, &svc);
+    const unsigned port = samda_api_port(a);
+    const char *head = "POST /api/v1/studies/1.2.3/segment HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer user-token\r\n"
+                       "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n";
+    char h[512];
+    /* slow: 10 bytes every 100 ms (100 B/s) of a 100000-byte body */
+    int slow = raw_connect(port);
+    snprintf(h, sizeof h, head, 100000);
+    assert_int_equal(send(slow, h, strlen(h), MSG_NOSIGNAL), (ssize_t)strlen(h));
+    /* fair: 3000 bytes ("{}" and spaces) in 100-byte pieces over 2 s (1500 B/s), longer than body_timeout */
+    int fair = raw_connect(port);
+    snprintf(h, sizeof h, head, 3000);
+    assert_int_equal(send(fair, h, strlen(h), MSG_NOSIGNAL), (ssize_t)strlen(h));
+    char piece[100];
+    memset(piece, ' ', sizeof piece);
+    const double t0 = now_s();
+    double slow_closed = -1, slow_last = 0;
+    int fair_sent = 0;
+    while (now_s() - t0 < 4.0 && (slow_closed < 0 || fair_sent < 3000)) {
+        if (slow_closed < 0) {
+            char b[64];
+            ssize_t n = recv(slow, b, sizeof b, MSG_DONTWAIT);
+            bool gone = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+            if (!gone && now_s() - slow_last >= 0.1) {
+                if (send(slow, piece, 10, MSG_NOSIGNAL) != 10) gone = true;
+                slow_last = now_s();
+            }
+            if (gone) slow_closed = now_s() - t0;
+        }
+        if (fair_sent < 3000 && now_s() - t0 >= fair_sent / 1500.0) {
+            if (fair_sent == 0) piece[0] = '{', piece[1] = '}';
+            if (send(fair, piece, sizeof piece, MSG_NOSIGNAL) != (ssize_t)sizeof piece)
+                fail_msg("fair upload cut after %d bytes, %.2f s: %s", fair_sent, now_s() - t0, strerror(errno));
+            piece[0] = piece[1] = ' ';
+            fair_sent += (int)sizeof piece;
+        }
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    const double fair_done = now_s() - t0;
+    print_message("trickled body closed after %.2f s (body_timeout 1 s, 1000 B/s); fair upload sent in %.2f s\n",
+                  slow_closed, fair_done);
+    assert_true(slow_closed >= 1.0 && slow_closed < 3.0); /* due at 1.1 s: 1 s + 100 bytes / 1000 B/s */
+    assert_true(fair_done > 1.5); /* it did take longer than body_timeout */
+    char resp[1024];
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fair, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ssize_t n = recv(fair, resp, sizeof resp - 1, 0);
+    assert_true(n > 12);
+    resp[n] = '\0';
+    assert_non_null(strstr(resp, "HTTP/1.1 "));
+    close(fair);
+    close(slow);
+    http_result r = http_curl(port, "GET", "/metrics", "-H 'Authorization: Bearer admin-token'");
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "samda_http_body_timeouts_total 1"));
+    http_result_free(&r);
+    samda_api_stop(a);
+    fake_core_destroy(&fc);
+}
+
 typedef struct bg_req {
     unsigned port;
     int status;
@@ -836,6 +910,7 @@ int main(void)
         cmocka_unit_test(missing_services_are_501), cmocka_unit_test(cors),
         cmocka_unit_test(concurrent_requests),  cmocka_unit_test(slow_loris_does_not_block),
         cmocka_unit_test(idle_connection_times_out), cmocka_unit_test(late_request_head_is_cut),
+        cmocka_unit_test(trickled_body_is_cut),
         cmocka_unit_test(stop_lets_inflight_finish),
         cmocka_unit_test(slow_core_does_not_block_health), cmocka_unit_test(stop_answers_queued_with_503),
         cmocka_unit_test(tls),

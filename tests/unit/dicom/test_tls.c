@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,10 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <openssl/ssl.h>
 
 #include "dicom.h"
 #include "dicom_test_util.h"
@@ -169,13 +174,101 @@ static void test_scp_with_storescu(void **state)
     assert_int_equal(c.stores_ok, 1);
     assert_int_equal(c.associations_accepted, 1);
 
-    /* Not tested here: a client that connects and never sends its TLS ClientHello holds the SCP's
-     * listener until DCMTK's socket receive timeout (60 s) ends the handshake; see
-     * docs/conformance.md, security section. */
     /* and the SCP still serves a good client after all that */
     snprintf(args, sizeof args, "+tls '%s' '%s' +cf '%s'", client_key, client_crt, ca_crt);
     if (storescu(port, args, out, sizeof out) != 0) fail_msg("storescu +tls after refusals: %s", out);
     samda_scp_stop(scp, 1000);
+}
+
+/* A TLS client that sends its ClientHello and then nothing more: the SCP answers with its own first
+ * flight and waits for the client's second. Returns the connected socket (the caller closes it). */
+static int stalled_tls_client(unsigned port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) fail_msg("connect to port %u failed", port);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    assert_non_null(ctx);
+    SSL *ssl = SSL_new(ctx);
+    assert_non_null(ssl);
+    BIO *in = BIO_new(BIO_s_mem()), *out = BIO_new(BIO_s_mem());
+    SSL_set_bio(ssl, in, out); /* ssl owns both */
+    assert_int_equal(SSL_get_error(ssl, SSL_connect(ssl)), SSL_ERROR_WANT_READ);
+    char *hello = NULL;
+    long n = BIO_get_mem_data(out, &hello);
+    assert_true(n > 0);
+    assert_int_equal(send(fd, hello, (size_t)n, 0), n);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    return fd;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Peers that stop in the middle of the TLS handshake hold only their own connection: a good client is
+ * served meanwhile, and the SCP closes them after acse_timeout. (Before the handshake moved off the
+ * listener thread, the first of them held every other client until DCMTK's 60 s socket timeout.) */
+static void test_stalled_handshakes(void **state)
+{
+    (void)state;
+    if (!ready) skip();
+    samda_dicom_tls t;
+    server_tls(&t);
+    samda_scp_params p;
+    samda_scp_params_init(&p);
+    p.port = 0;
+    p.temp_dir = temp_dir;
+    p.tls = &t;
+    p.acse_timeout_s = 10;
+    samda_error e;
+    samda_scp *scp = samda_scp_start(&p, &e);
+    if (!scp) fail_msg("%s", e.message);
+    unsigned port = samda_scp_port(scp);
+    const double t0 = now_s();
+    int stalled[3];
+    for (int i = 0; i < 3; i++) stalled[i] = stalled_tls_client(port);
+    usleep(300 * 1000); /* the SCP answers their ClientHello and waits */
+
+    char args[9000], out[4096];
+    snprintf(args, sizeof args, "+tls '%s' '%s' +cf '%s'", client_key, client_crt, ca_crt);
+    if (storescu(port, args, out, sizeof out) != 0) fail_msg("storescu +tls beside stalled handshakes: %s", out);
+    const double served = now_s() - t0;
+    if (served >= 8.0) fail_msg("a good client waited %.1f s behind stalled TLS handshakes", served);
+
+    /* each stalled connection is closed by the SCP once acse_timeout has passed */
+    for (int i = 0; i < 3; i++) {
+        struct timeval tv = {.tv_sec = 20};
+        setsockopt(stalled[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        char buf[4096];
+        ssize_t n;
+        while ((n = recv(stalled[i], buf, sizeof buf, 0)) > 0) {
+        }
+        const double closed = now_s() - t0;
+        if (n != 0 && !(n < 0 && errno == ECONNRESET))
+            fail_msg("stalled client %d: not closed by the SCP after %.1f s", i, closed);
+        if (closed < 9.0 || closed > 25.0)
+            fail_msg("stalled client %d closed after %.1f s, acse_timeout is 10 s", i, closed);
+        close(stalled[i]);
+    }
+    samda_scp_counters c;
+    samda_scp_counters_get(scp, &c);
+    assert_int_equal(c.stores_ok, 1);
+    assert_int_equal(c.associations_accepted, 1);
+    assert_true(c.associations_rejected >= 3);
+
+    /* stopping with a handshake under way does not wait for it */
+    stalled[0] = stalled_tls_client(port);
+    usleep(200 * 1000);
+    const double t1 = now_s();
+    samda_scp_stop(scp, 1000);
+    if (now_s() - t1 > 3.0) fail_msg("samda_scp_stop took %.1f s with a handshake under way", now_s() - t1);
+    close(stalled[0]);
 }
 
 /* require_peer_certificate = false: anonymous TLS clients are served, bad certificates still not. */
@@ -320,6 +413,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scp_with_storescu),
         cmocka_unit_test(test_scp_optional_client_cert),
+        cmocka_unit_test(test_stalled_handshakes),
         cmocka_unit_test(test_protocol_versions),
         cmocka_unit_test(test_scu_with_storescp),
         cmocka_unit_test(test_settings_checked),

@@ -7,6 +7,9 @@
 #   3. the other model tests on CUDA;
 #   4. vit_b benchmark with random weights: batch 8 and 16, bfloat16 (and batch 8 float32);
 #   5. one bfloat16 batch under the profiler: trace.json and GPU time per operator (trace_summary.py).
+# MODE=adapt instead builds only samda-adapter and runs the adaptation benchmark on CUDA
+# (tests/bench/bench_adapt.sh, the sites in parallel; ADAPT_TIMEOUT seconds at most, default 420):
+# table.md and the rows of each site as they come.
 # Warnings are not errors here (an unknown compiler or a newer torch may deprecate an API).
 # Budget: about 8 minutes in all (the build is most of it). Usage, from the repository root:
 #   tests/gpu/run.sh [build-dir]        (env: PYTHON=python3, JOBS=nproc, SAMDA_FIXTURES)
@@ -44,11 +47,23 @@ else
   rm -rf "$BUILD/CMakeCache.txt" "$BUILD/CMakeFiles"
   configure -DSAMDA_TORCH_DIR="$TORCH_DIR" -DSAMDA_TORCH_CXX11_ABI="$ABI" || { say "FAIL: configure"; tail -30 "$RES/build.log"; exit 1; }
 fi
-if ! cmake --build "$BUILD" -j"$JOBS" >> "$RES/build.log" 2>&1; then
+MODE=${MODE:-all}
+if ! cmake --build "$BUILD" -j"$JOBS" $([ "$MODE" = adapt ] && echo --target samda-adapter) >> "$RES/build.log" 2>&1; then
   say "FAIL: build"; grep -E "error" -A3 "$RES/build.log" | head -40; exit 1
 fi
 say "build: $(( $(date +%s) - t_start )) s"
 export LD_LIBRARY_PATH="$TORCH_DIR/lib:${LD_LIBRARY_PATH:-}"
+
+if [ "$MODE" = adapt ]; then
+  work=$(mktemp -d /tmp/samda-adapt.XXXXXX)
+  SAMDA_ADAPTER="$BUILD/samda-adapter" DEVICE=cuda PARALLEL=1 THREADS=4 WORK="$work" \
+    timeout "${ADAPT_TIMEOUT:-420}" sh "$ROOT/tests/bench/bench_adapt.sh" > "$RES/table.md" 2> "$RES/adapt.log"
+  rc=$?
+  cp "$work"/rows.* "$RES/" 2>/dev/null
+  say "adaptation benchmark: rc $rc, $(( $(date +%s) - t_start )) s"
+  cat "$RES/table.md" "$RES"/rows.* | tee -a "$SUMMARY"
+  exit $rc
+fi
 
 status=0
 run_test() {  # name, env...

@@ -44,6 +44,9 @@ phantom --out "$work/A" --site A --count 480 --seed 1 --slices-per-body 16 --siz
     --threads "$threads" --device cpu --half
 "$adapter_bin" train --checkpoint "$out/sam_demo_base.pth" --data "$work/A" --out "$out/site_A_adapter.safetensors" \
     --labels liver,kidney,spleen,aorta --window 50,400 --rank 16 --tokens 4 --prompt mixed --epochs 4 --max-cases 120 \
-    --lr 2e-3 --val-split 0.1 --patience 3 --seed 1 --threads "$threads" --device cpu
+    --lr 2e-3 --val-split 0.1 --patience 3 --seed 1 --threads "$threads" --device cpu \
+    --place self_attn,token_to_image,mlp,image_to_token,tokens_self,tokens_image
+# (the shipped site-A adapter predates the embedding bottleneck, "embed"; supervised adaptation to a
+#  new site adds it: tests/bench/bench_adapt.sh, docs/adaptation.md)
 "$adapter_bin" info --checkpoint "$out/sam_demo_base.pth" --adapter "$out/site_A_adapter.safetensors" --device cpu
 echo "train-demo: done in $(( $(date +%s) - start )) s; scratch data in $work" >&2

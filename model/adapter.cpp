@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <set>
 
 namespace samda {
@@ -100,14 +101,23 @@ std::string json_num(double v)
 
 AdapterNet::AdapterNet(int dim_, int depth_, int rank_, int n_tokens_, int n_labels_, unsigned placement_,
                        uint64_t seed)
-    : dim(dim_), depth(depth_), rank(rank_), n_tokens(n_tokens_), n_labels(n_labels_), placement(placement_)
+    : dim(dim_), depth(depth_), rank(rank_), n_tokens(n_tokens_), n_labels(n_labels_), placement(0)
+{
+    down_w.resize(depth * 4), down_b.resize(depth * 4), up_w.resize(depth * 4), up_b.resize(depth * 4);
+    place(placement_, seed);
+}
+
+// Parts are made in one fixed order (sites, input tokens, block tokens, embedding), so that a seed
+// gives the same tensors whichever way an adapter came to its placement.
+void AdapterNet::place(unsigned bits, uint64_t seed)
 {
     auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
     auto f32 = at::TensorOptions().dtype(at::kFloat);
-    down_w.resize(depth * 4), down_b.resize(depth * 4), up_w.resize(depth * 4), up_b.resize(depth * 4);
+    const unsigned add = bits & ~placement;
+    const bool first = !input_tokens.defined();
     for (int l = 0; l < depth; l++) {
         for (int s = 0; s < 4; s++) {
-            if (!(placement & kSiteBit[s]))
+            if (!(add & kSiteBit[s]))
                 continue;
             const std::string p = "layers." + std::to_string(l) + "." + kSiteName[s] + ".";
             const int k = l * 4 + s;
@@ -117,13 +127,36 @@ AdapterNet::AdapterNet(int dim_, int depth_, int rank_, int n_tokens_, int n_lab
             up_b[k] = make_param(*this, p + "up.bias", at::zeros({dim}, f32));
         }
     }
-    input_tokens = make_param(*this, "input_tokens", at::randn({n_labels, n_tokens, dim}, gen, f32) * 0.5);
-    if (placement & (SAMDA_ADAPTER_PLACE_TOKENS_SELF | SAMDA_ADAPTER_PLACE_TOKENS_IMAGE)) {
+    if (first)
+        input_tokens = make_param(*this, "input_tokens", at::randn({n_labels, n_tokens, dim}, gen, f32) * 0.5);
+    if ((add & (SAMDA_ADAPTER_PLACE_TOKENS_SELF | SAMDA_ADAPTER_PLACE_TOKENS_IMAGE)) && block_tokens.empty()) {
         for (int l = 0; l < depth; l++)
             block_tokens.push_back(make_param(*this, "layers." + std::to_string(l) + ".tokens",
                                               at::randn({n_labels + 1, n_tokens, dim}, gen, f32) * 0.1));
         gates = make_param(*this, "gates", at::zeros({depth, 2}, f32));  // zero-init attention gating
     }
+    if (add & SAMDA_ADAPTER_PLACE_EMBED) {
+        embed_down_w = make_param(*this, "embed.down.weight", at::randn({rank, dim}, gen, f32) / std::sqrt((double)dim));
+        embed_down_b = make_param(*this, "embed.down.bias", at::zeros({rank}, f32));
+        at::Tensor dw = at::zeros({rank, 1, 3, 3}, f32);
+        dw.select(2, 1).select(2, 1).fill_(1.0);  // starts as the identity kernel
+        embed_dw = make_param(*this, "embed.dw.weight", dw);
+        embed_up_w = make_param(*this, "embed.up.weight", at::zeros({dim, rank}, f32));  // identity at start
+        embed_up_b = make_param(*this, "embed.up.bias", at::zeros({dim}, f32));
+    }
+    placement |= bits;
+}
+
+at::Tensor AdapterNet::embed(const at::Tensor &x, int64_t h, int64_t w) const
+{
+    if (!embed_down_w.defined())
+        return x;
+    const int64_t B = x.size(0);
+    at::Tensor d = at::linear(x, embed_down_w, embed_down_b);                  // B x HW x r
+    d = d.transpose(1, 2).reshape({B, rank, h, w});                              // B x r x h x w
+    d = at::conv2d(d, embed_dw, {}, 1, 1, 1, rank);                              // depthwise 3 x 3
+    d = at::gelu(d.flatten(2).transpose(1, 2));                                  // B x HW x r
+    return x + at::linear(d, embed_up_w, embed_up_b);
 }
 
 at::Tensor AdapterNet::bottleneck(int layer, int site, const at::Tensor &x) const
@@ -639,12 +672,28 @@ samda_adapter *samda_adapter_clone(const samda_adapter *a, samda_error *err)
         c->net = std::make_shared<AdapterNet>(n.dim, n.depth, n.rank, n.n_tokens, n.n_labels, n.placement, 1);
         c->net->to(a->dense_pe.device());
         at::NoGradGuard ng;
-        for (size_t i = 0; i < n.named.size(); i++)
-            c->net->named[i].second.copy_(n.named[i].second);
+        std::map<std::string, at::Tensor> by_name(n.named.begin(), n.named.end());
+        for (auto &kv : c->net->named)
+            kv.second.copy_(by_name.at(kv.first));
         res = c.release();
         return SAMDA_OK;
     });
     return res;
+}
+
+samda_status samda_adapter_extend(samda_adapter *a, unsigned placement, samda_error *err)
+{
+    return guard_status("extending decoder adapter", err, [&]() {
+        if (!a)
+            raise(SAMDA_EINVAL, "adapter is NULL");
+        if (placement & ~SAMDA_ADAPTER_PLACE_ALL)
+            raise(SAMDA_EINVAL, "unknown placement bits (known: SAMDA_ADAPTER_PLACE_ALL = 0x7F)");
+        if ((placement & ~a->net->placement) == 0)
+            return SAMDA_OK;
+        a->net->place(placement, 2);
+        a->net->to(a->dense_pe.device());
+        return SAMDA_OK;
+    });
 }
 
 void samda_adapter_free(samda_adapter *a)

@@ -21,6 +21,8 @@ const char kUsage[] =
     "           [--tokens T] [--prompt free|box|mixed|point] [--val-split X] [--seed S] [--batch B]\n"
     "           [--labels liver,kidney,spleen,aorta,inferior_vena_cava] [--window LEVEL,WIDTH]\n"
     "           [--max-cases N] [--patience N] [--scope adapter|decoder|full] [--eval-data DIR]\n"
+    "           [--place all|LIST]  (LIST of self_attn,token_to_image,mlp,image_to_token,tokens_self,\n"
+    "           tokens_image,embed; with --adapter-in: the parts it lacks are added, freshly initialised)\n"
     "           (scope decoder/full also trains the base in memory only: use --eval-data to score it)\n"
     "  eval     --checkpoint F [--adapter A] --data DIR [--prompt free|box] [--max-cases N]\n"
     "  tta      --checkpoint F --adapter A --data DIR --out A2 [--steps N] [--lr X] [--seed S] [--max-cases N]\n"
@@ -42,6 +44,42 @@ const Builtin kBuiltin[] = {{"liver", 1, "10200004", "Liver", {221, 130, 101}},
                             {"aorta", 4, "15825003", "Aorta", {224, 97, 76}},
                             {"inferior_vena_cava", 5, "64131007", "Inferior vena cava", {0, 151, 206}}};
 
+/* --place: "all" or a comma-separated list of part names; false with *e set on an unknown name. */
+bool parse_place(const std::string &s, unsigned *out, std::string *e)
+{
+    static const struct { const char *name; unsigned bit; } parts[] = {
+        {"self_attn", SAMDA_ADAPTER_PLACE_SELF_ATTN},     {"token_to_image", SAMDA_ADAPTER_PLACE_TOKEN2IMAGE},
+        {"mlp", SAMDA_ADAPTER_PLACE_MLP},                 {"image_to_token", SAMDA_ADAPTER_PLACE_IMAGE},
+        {"tokens_self", SAMDA_ADAPTER_PLACE_TOKENS_SELF}, {"tokens_image", SAMDA_ADAPTER_PLACE_TOKENS_IMAGE},
+        {"embed", SAMDA_ADAPTER_PLACE_EMBED}};
+    if (s == "all") {
+        *out = SAMDA_ADAPTER_PLACE_ALL;
+        return true;
+    }
+    unsigned bits = 0;
+    size_t i = 0;
+    while (i <= s.size()) {
+        size_t j = s.find(',', i);
+        if (j == std::string::npos)
+            j = s.size();
+        const std::string name = s.substr(i, j - i);
+        bool found = false;
+        for (const auto &p : parts)
+            if (name == p.name) {
+                bits |= p.bit;
+                found = true;
+            }
+        if (!found) {
+            *e = "--place: unknown part \"" + name + "\" (all, or a list of self_attn, token_to_image, mlp, "
+                 "image_to_token, tokens_self, tokens_image, embed)";
+            return false;
+        }
+        i = j + 1;
+    }
+    *out = bits;
+    return true;
+}
+
 struct Args {
     std::string cmd;
     std::map<std::string, std::string> kv;
@@ -55,7 +93,8 @@ struct Args {
 
 const char *const kFlags[] = {"checkpoint", "config", "adapter", "adapter-in", "out", "data", "epochs", "lr",
                               "rank", "tokens", "prompt", "val-split", "seed", "batch", "labels", "window",
-                              "max-cases", "patience", "scope", "steps", "eval-data", "device", "threads", "max-seconds"};
+                              "max-cases", "patience", "scope", "steps", "eval-data", "device", "threads", "max-seconds",
+                              "place"};
 const char *const kSwitches[] = {"half", "quiet", "help"};
 
 int usage_error(const std::string &msg)
@@ -322,10 +361,25 @@ int cmd_main(const Args &a)
                 break;
             }
         }
+        unsigned place = 0;
+        if (a.has("place")) {
+            std::string e;
+            if (!parse_place(a.str("place"), &place, &e)) {
+                rc = usage_error(e);
+                break;
+            }
+        }
+        if (ad && place && (a.cmd == "info" || a.cmd == "train") && samda_adapter_extend(ad, place, &err) != SAMDA_OK) {
+            fprintf(stderr, "samda adapter: %s\n", err.message);
+            rc = 1;
+            break;
+        }
         if (a.cmd == "info" || a.cmd == "train") {
             if (!ad) {
                 samda_adapter_params ap;
                 samda_adapter_params_init(&ap);
+                if (place)
+                    ap.placement = place;
                 NUM_OPT(a, "rank", 1, 256, ap.rank, long);
                 NUM_OPT(a, "tokens", 1, 64, ap.n_tokens, long);
                 std::vector<samda_adapter_label> labels;

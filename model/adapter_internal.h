@@ -21,16 +21,22 @@ namespace samda {
  *  "gates". */
 struct AdapterNet : torch::nn::Module {
     AdapterNet(int dim, int depth, int rank, int n_tokens, int n_labels, unsigned placement, uint64_t seed);
+    /** Adds the parts of placement bits not yet present, freshly initialised (identity). */
+    void place(unsigned bits, uint64_t seed);
     int dim, depth, rank, n_tokens, n_labels;
     unsigned placement;
     std::vector<at::Tensor> down_w, down_b, up_w, up_b;  // depth * 4
     at::Tensor input_tokens;                              // n_labels x T x dim
     std::vector<at::Tensor> block_tokens;                 // per layer: (n_labels + 1) x T x dim
     at::Tensor gates;                                     // depth x 2 (tokens in self-attn, in image attn)
+    at::Tensor embed_down_w, embed_down_b, embed_dw, embed_up_w, embed_up_b;  // PLACE_EMBED
     /** Every tensor under its file name, in registration order (libtorch names may not hold dots). */
     std::vector<std::pair<std::string, at::Tensor>> named;
     /** x + up(gelu(down(x))) at bottleneck (layer, site); x itself when not placed. */
     at::Tensor bottleneck(int layer, int site, const at::Tensor &x) const;
+    /** x + up(gelu(dwconv3x3(down(x)))) on image tokens (B x HW x C, h x w) at the decoder's input:
+     *  the depthwise 3 x 3 convolution lets it see each token's neighbours; x when not placed. */
+    at::Tensor embed(const at::Tensor &x, int64_t h, int64_t w) const;
 };
 
 /** Hooks that run an adapter inside the two-way transformer. set_idx (B, long, on the device)
@@ -42,6 +48,7 @@ struct AdapterHooks : TwoWayHooks {
     }
     at::Tensor token_sublayer(int layer, TokenSite site, const at::Tensor &out, const at::Tensor &in) const override;
     at::Tensor image_sublayer(int layer, const at::Tensor &out, const at::Tensor &in) const override;
+    void image_enter(at::Tensor &keys, int64_t h, int64_t w) const override { keys = net.embed(keys, h, w); }
     const AdapterNet &net;
     const TwoWayTransformerImpl &tr;
     at::Tensor set_idx;

@@ -161,6 +161,8 @@ struct PromptEncoderImpl : torch::nn::Module {
 struct TwoWayHooks {
     enum TokenSite { SELF_ATTN = 0, CROSS_TOKEN_TO_IMAGE = 1, MLP = 2 };
     virtual ~TwoWayHooks() = default;
+    /** The image tokens (B x HW x C, row-major h x w) before the first block; hooks may replace them. */
+    virtual void image_enter(at::Tensor &keys, int64_t h, int64_t w) const { (void)keys, (void)h, (void)w; }
     virtual void block_enter(int layer, at::Tensor &queries, at::Tensor &query_pe) const
     {
         (void)layer, (void)queries, (void)query_pe;

@@ -278,7 +278,8 @@ typedef struct samda_adapter samda_adapter; /* opaque; model/adapter.cpp */
 #define SAMDA_ADAPTER_PLACE_IMAGE       0x08u /* bottleneck after image->token attention */
 #define SAMDA_ADAPTER_PLACE_TOKENS_SELF 0x10u /* gated prompt tokens in token self-attention */
 #define SAMDA_ADAPTER_PLACE_TOKENS_IMAGE 0x20u /* gated prompt tokens in image->token attention */
-#define SAMDA_ADAPTER_PLACE_ALL         0x3Fu
+#define SAMDA_ADAPTER_PLACE_EMBED       0x40u /* bottleneck on the image embedding as the decoder takes it in */
+#define SAMDA_ADAPTER_PLACE_ALL         0x7Fu
 
 typedef enum samda_window_kind {
     SAMDA_WINDOW_CT = 0, /* a = level (HU), b = width (HU): [a - b/2, a + b/2] -> 0..255 */
@@ -317,6 +318,12 @@ void samda_adapter_params_init(samda_adapter_params *p);
  *          whose width the adapter cannot serve), SAMDA_ENOMEM.
  *  Ownership: caller frees with samda_adapter_free(); m must outlive it. Thread-safety: safe. */
 samda_adapter *samda_adapter_new(const samda_model *m, const samda_adapter_params *p, samda_error *err);
+
+/** Add to a the placements of `placement` it lacks, each freshly initialised (so a's outputs do not
+ *  change); placements it has are kept as they are. For training an adapter made with fewer.
+ *  @return SAMDA_OK; SAMDA_EINVAL (NULL, unknown bits); SAMDA_ENOMEM.
+ *  Thread-safety: not with any other use of a. */
+samda_status samda_adapter_extend(samda_adapter *a, unsigned placement, samda_error *err);
 
 /** Load an adapter file (.safetensors) for model m.
  *  @return the adapter or NULL with err: SAMDA_ENOENT (no file), SAMDA_EIO (unreadable),

@@ -204,6 +204,8 @@ std::pair<at::Tensor, at::Tensor> TwoWayTransformerImpl::forward(const at::Tenso
     // views made each addition and layer norm of the first block a strided walk, 3x slower).
     at::Tensor keys = image.flatten(2).transpose(1, 2).contiguous();  // B x HW x C
     at::Tensor key_pe = image_pe.flatten(2).transpose(1, 2).contiguous();
+    if (hooks)
+        hooks->image_enter(keys, image.size(2), image.size(3));
     at::Tensor queries = tokens;
     for (size_t i = 0; i < layers.size(); i++) {
         at::Tensor query_pe = tokens;  // hooks may extend their copy

@@ -10,7 +10,9 @@
 #              method), TEST_COUNT (40), THREADS (2), DEVICE (cpu; cuda on a GPU machine), PARALLEL (1:
 #              the sites run at once, each in its own process: for a GPU, whose kernels this small model
 #              leaves mostly idle; peak memory figures then include the other processes' on CUDA),
-#              WORK (scratch), SAMDA (for `samda phantom`).
+#              PLACE (all: the adapter's parts for supervised adaptation; the site-A adapter gets those
+#              it lacks, freshly initialised), WORK (scratch), SAMDA (for `samda phantom`).
+#              NFULL="" leaves the fine-tuning rows out.
 set -eu
 here=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${SAMDA_ADAPTER:-$here/build-model/samda-adapter}
@@ -59,10 +61,11 @@ one_site() {
     for n in ${NS:-5 20 100}; do
         r=$("$bin" train --checkpoint "$ck" --adapter-in "$src" --data "$work/$site/train" --max-cases "$n" \
             --out "$work/$site/n$n.safetensors" --epochs "$epochs" --val-split 0 --patience 0 --lr 2e-3 \
+            --place "${PLACE:-all}" \
             --eval-data "$t" $common)
         echo "| $site | adapter, supervised | $n | $(echo "$r" | field trainable_params) | $(echo "$r" | field test_dice_free) | $(echo "$r" | field test_dice_box) | $(echo "$r" | field seconds_per_epoch) | $(echo "$r" | field peak_rss_mb) |"
     done
-    for n in ${NFULL:-20}; do
+    for n in ${NFULL-20}; do
         for scope in decoder full; do
             r=$("$bin" train --checkpoint "$ck" --adapter-in "$src" --data "$work/$site/train" --max-cases "$n" \
                 --out "$work/$site/$scope$n.safetensors" --epochs "$epochs" --val-split 0 --patience 0 --lr 1e-4 \

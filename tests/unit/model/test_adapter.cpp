@@ -241,8 +241,10 @@ void test_budget()
     samda_adapter_info in{};
     CHECK_EQ(samda_adapter_get_info(a, &in, nullptr), SAMDA_OK);
     // 8 bottlenecks (2 blocks x 4 sites) of 256*16+16+16*256+256; input tokens 2 labels x 4 x 256;
-    // block tokens 2 blocks x 3 sets x 4 x 256; 2 x 2 gates.
-    const int64_t want = 8 * (256 * 16 + 16 + 16 * 256 + 256) + 2 * 4 * 256 + 2 * 3 * 4 * 256 + 4;
+    // block tokens 2 blocks x 3 sets x 4 x 256; 2 x 2 gates; the embedding's bottleneck with its
+    // depthwise 3 x 3 kernel (16 x 9).
+    const int64_t want = 8 * (256 * 16 + 16 + 16 * 256 + 256) + 2 * 4 * 256 + 2 * 3 * 4 * 256 + 4 +
+                         (256 * 16 + 16 + 16 * 9 + 16 * 256 + 256);
     CHECK_EQ(in.n_trainable, want);
     CHECK(in.n_trainable < SAMDA_ADAPTER_VIT_B_PARAMS / 100);
     CHECK_NEAR(in.fraction_of_vit_b, (double)want / 93735472.0, 1e-12);
@@ -285,6 +287,86 @@ void test_budget()
     CHECK(std::string(err.message).find("duplicate") != std::string::npos);
     samda_adapter_free(big);
     samda_adapter_free(small);
+    samda_adapter_free(a);
+    samda_model_close(m);
+}
+
+// An adapter made without the embedding bottleneck gets it by samda_adapter_extend: outputs do not
+// change until it is trained, it is live, and it survives clone and save/load.
+void test_extend()
+{
+    samda_model *m = tiny(7);
+    samda_adapter_label ls[2] = {label("organ", 1), label("vessel", 4)};
+    samda_adapter_params ap;
+    samda_adapter_params_init(&ap);
+    CHECK_EQ(ap.placement, (unsigned)SAMDA_ADAPTER_PLACE_ALL);
+    ap.placement = SAMDA_ADAPTER_PLACE_ALL & ~SAMDA_ADAPTER_PLACE_EMBED;
+    ap.labels = ls;
+    ap.n_labels = 2;
+    samda_adapter *a = samda_adapter_new(m, &ap, nullptr);
+    samda_embedding *e = some_embedding(m, 150, 200);
+    CHECK(m && a && e);
+    if (!m || !a || !e)
+        return;
+    {
+        at::NoGradGuard ng;  // a trained-looking adapter: its outputs differ from the base model's
+        a->net->gates.fill_(0.3);
+        for (auto &w : a->net->up_w)
+            if (w.defined())
+                w.normal_(0.0, 0.05);
+    }
+    const size_t L = 64;
+    float box[4] = {60, 22.5f, 140, 97.5f};
+    samda_model_prompt pr = {nullptr, nullptr, 0, box, nullptr};
+    auto decode = [&](samda_adapter *x) {
+        std::vector<float> lr(L * L);
+        samda_model_decode_out o{lr.data(), lr.size(), nullptr, 0, nullptr, 0, nullptr, 0};
+        CHECK_EQ(samda_adapter_decode(m, x, e, &pr, 1, 0, -1, &o, nullptr), SAMDA_OK);
+        return lr;
+    };
+    auto maxdiff = [](const std::vector<float> &p, const std::vector<float> &q) {
+        double md = 0;
+        for (size_t i = 0; i < p.size(); i++)
+            md = std::max(md, (double)std::fabs(p[i] - q[i]));
+        return md;
+    };
+    const std::vector<float> before = decode(a);
+    samda_adapter_info i0{}, i1{};
+    samda_adapter_get_info(a, &i0, nullptr);
+    CHECK_EQ(samda_adapter_extend(a, SAMDA_ADAPTER_PLACE_ALL, nullptr), SAMDA_OK);
+    samda_adapter_get_info(a, &i1, nullptr);
+    CHECK_EQ(i1.placement, (unsigned)SAMDA_ADAPTER_PLACE_ALL);
+    CHECK_EQ(i1.n_trainable - i0.n_trainable, (int64_t)(256 * 16 + 16 + 16 * 9 + 16 * 256 + 256));
+    CHECK_EQ(maxdiff(before, decode(a)), 0.0);  // the new part adds exact zeros
+    CHECK_EQ(samda_adapter_extend(a, SAMDA_ADAPTER_PLACE_ALL, nullptr), SAMDA_OK);  // nothing to add
+    samda_adapter_get_info(a, &i1, nullptr);
+    CHECK_EQ(i1.n_trainable - i0.n_trainable, (int64_t)(256 * 16 + 16 + 16 * 9 + 16 * 256 + 256));
+    samda_error err{};
+    CHECK_EQ(samda_adapter_extend(a, 0x80u, &err), SAMDA_EINVAL);
+    CHECK(a->net->embed_up_w.defined());
+    {
+        at::NoGradGuard ng;
+        a->net->embed_up_w.normal_(0.0, 0.1);
+    }
+    const std::vector<float> moved = decode(a);
+    CHECK(maxdiff(before, moved) > 1e-3);  // the hook is live
+    samda_adapter *c = samda_adapter_clone(a, nullptr);
+    CHECK(c != nullptr);
+    if (c)
+        CHECK_EQ(maxdiff(moved, decode(c)), 0.0);
+    const std::string path = g_dir + "/extended.safetensors";
+    CHECK_EQ(samda_adapter_save(a, path.c_str(), nullptr), SAMDA_OK);
+    samda_adapter *l = samda_adapter_load(m, path.c_str(), &err);
+    CHECK(l != nullptr);
+    if (l) {
+        samda_adapter_info li{};
+        samda_adapter_get_info(l, &li, nullptr);
+        CHECK_EQ(li.placement, (unsigned)SAMDA_ADAPTER_PLACE_ALL);
+        CHECK_EQ(maxdiff(moved, decode(l)), 0.0);
+    }
+    samda_adapter_free(l);
+    samda_adapter_free(c);
+    samda_embedding_release(e);
     samda_adapter_free(a);
     samda_model_close(m);
 }
@@ -620,6 +702,7 @@ int main()
     RUN(test_conv_transpose_grad);
     RUN(test_identity);
     RUN(test_budget);
+    RUN(test_extend);
     RUN(test_window);
     RUN(test_file_round_trip_and_refusals);
     RUN(test_training_and_tta);

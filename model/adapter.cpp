@@ -159,6 +159,17 @@ at::Tensor AdapterNet::embed(const at::Tensor &x, int64_t h, int64_t w) const
     return x + at::linear(d, embed_up_w, embed_up_b);
 }
 
+std::shared_ptr<AdapterNet> copy_adapter_net(const AdapterNet &n, at::Device dev)
+{
+    auto c = std::make_shared<AdapterNet>(n.dim, n.depth, n.rank, n.n_tokens, n.n_labels, n.placement, 1);
+    c->to(dev);
+    at::NoGradGuard ng;
+    std::map<std::string, at::Tensor> by_name(n.named.begin(), n.named.end());
+    for (auto &kv : c->named)
+        kv.second.copy_(by_name.at(kv.first));
+    return c;
+}
+
 at::Tensor AdapterNet::bottleneck(int layer, int site, const at::Tensor &x) const
 {
     const int k = layer * 4 + site;
@@ -668,13 +679,7 @@ samda_adapter *samda_adapter_clone(const samda_adapter *a, samda_error *err)
         if (!a)
             raise(SAMDA_EINVAL, "adapter is NULL");
         auto c = std::make_unique<samda_adapter>(*a);
-        const AdapterNet &n = *a->net;
-        c->net = std::make_shared<AdapterNet>(n.dim, n.depth, n.rank, n.n_tokens, n.n_labels, n.placement, 1);
-        c->net->to(a->dense_pe.device());
-        at::NoGradGuard ng;
-        std::map<std::string, at::Tensor> by_name(n.named.begin(), n.named.end());
-        for (auto &kv : c->net->named)
-            kv.second.copy_(by_name.at(kv.first));
+        c->net = copy_adapter_net(*a->net, a->dense_pe.device());
         res = c.release();
         return SAMDA_OK;
     });

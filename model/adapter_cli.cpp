@@ -26,6 +26,7 @@ const char kUsage[] =
     "           (scope decoder/full also trains the base in memory only: use --eval-data to score it)\n"
     "  eval     --checkpoint F [--adapter A] --data DIR [--prompt free|box] [--max-cases N]\n"
     "  tta      --checkpoint F --adapter A --data DIR --out A2 [--steps N] [--lr X] [--seed S] [--max-cases N]\n"
+    "           [--anchor W]  (weight keeping box-prompted decoding as it was; default 0.3, 0 = off)\n"
     "  pretrain --config C --data DIR --out base.pth [--epochs N] [--lr X] [--seed S] [--batch B]\n"
     "           [--val-split X] [--max-seconds S] [--half]   (trains a whole SAM from random weights)\n"
     "common: [--config C] [--device cpu|auto|N] [--threads N] [--quiet]\n"
@@ -94,7 +95,7 @@ struct Args {
 const char *const kFlags[] = {"checkpoint", "config", "adapter", "adapter-in", "out", "data", "epochs", "lr",
                               "rank", "tokens", "prompt", "val-split", "seed", "batch", "labels", "window",
                               "max-cases", "patience", "scope", "steps", "eval-data", "device", "threads", "max-seconds",
-                              "place"};
+                              "place", "anchor"};
 const char *const kSwitches[] = {"half", "quiet", "help"};
 
 int usage_error(const std::string &msg)
@@ -497,6 +498,7 @@ int cmd_main(const Args &a)
             tp.progress = quiet ? 0 : -1;
             NUM_OPT(a, "steps", 0, 100000, tp.steps, long);
             NUM_OPT(a, "lr", 1e-9, 1.0, tp.lr, double);
+            NUM_OPT(a, "anchor", 0.0, 1000.0, tp.prompt_anchor_weight, double);
             long mc = 0;
             if (a.has("max-cases") && !to_long(a.str("max-cases"), 0, 10000000, &mc)) {
                 rc = usage_error("--max-cases must be 0..10000000");

@@ -39,6 +39,9 @@ struct AdapterNet : torch::nn::Module {
     at::Tensor embed(const at::Tensor &x, int64_t h, int64_t w) const;
 };
 
+/** A copy of n (same parts and values, matched by name) on dev, for teachers and clones. */
+std::shared_ptr<AdapterNet> copy_adapter_net(const AdapterNet &n, at::Device dev);
+
 /** Hooks that run an adapter inside the two-way transformer. set_idx (B, long, on the device)
  *  selects each batch row's token set (0..n_labels; n_labels = the prompted set). */
 struct AdapterHooks : TwoWayHooks {

@@ -464,6 +464,9 @@ typedef struct samda_tta_params {
     double min_area_ratio;   /* revert when a label's mean mask area leaves [min, max] times the start */
     double max_area_ratio;   /* (defaults 0.5 and 2.0) */
     int check_every;         /* guard checks every k steps (default 10) */
+    double prompt_anchor_weight; /* keeps prompted decoding as it was: weight of a distillation of
+                              * box-prompted predictions toward the unadapted adapter's, on boxes
+                              * around its prompt-free masks (default 0.3; 0 = off) */
     uint64_t seed;           /* default 1 */
     int progress;            /* -1 auto, 0 off, 1 on */
 } samda_tta_params;

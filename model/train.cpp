@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <numeric>
 #include <random>
 #include <set>
@@ -779,25 +780,29 @@ samda_status tta_impl(const samda_model *m, samda_adapter *a, const std::vector<
     if (emb.empty())
         raise(SAMDA_EINVAL, "no images");
     if (p->steps < 0 || p->steps > 100000 || !(p->lr > 0) || !(p->ema >= 0 && p->ema < 1) || p->check_every < 1 ||
-        !(p->min_area_ratio >= 0 && p->min_area_ratio < 1 && p->max_area_ratio > 1) || p->max_iou_drop < 0)
+        !(p->min_area_ratio >= 0 && p->min_area_ratio < 1 && p->max_area_ratio > 1) || p->max_iou_drop < 0 ||
+        !(p->prompt_anchor_weight >= 0))
         raise(SAMDA_EINVAL, "steps 0..100000, lr > 0, ema in [0,1), check_every >= 1, min_area_ratio in [0,1), "
-                            "max_area_ratio > 1, max_iou_drop >= 0 are required");
+                            "max_area_ratio > 1, max_iou_drop >= 0, prompt_anchor_weight >= 0 are required");
     const auto t0 = Clock::now();
     const SamImpl &sam = model_network(m);
     const int L = sam.cfg.low_res_size(), S = sam.cfg.img_size;
     const int64_t n_labels = (int64_t)a->labels.size();
     const at::Device dev = model_device(m);
-    std::vector<at::Tensor> params;
-    for (auto &q : a->net->parameters(true))
-        params.push_back(q);
-    auto teacher = std::make_shared<AdapterNet>(a->net->dim, a->net->depth, a->net->rank, a->net->n_tokens,
-                                                a->net->n_labels, a->net->placement, 1);
-    teacher->to(dev);
-    std::vector<at::Tensor> tparams;
+    // The EMA teacher and the frozen anchor (the adapter as it came) are copies matched by name.
+    auto teacher = copy_adapter_net(*a->net, dev);
+    auto anchor = copy_adapter_net(*a->net, dev);
+    std::vector<at::Tensor> params, tparams;
+    {
+        std::map<std::string, at::Tensor> tn(teacher->named.begin(), teacher->named.end());
+        for (auto &kv : a->net->named) {
+            params.push_back(kv.second);
+            tparams.push_back(tn.at(kv.first));
+        }
+    }
     for (auto &q : teacher->parameters(true))
-        tparams.push_back(q);
-    restore(tparams, snapshot(params));
-    for (auto &q : tparams)
+        q.requires_grad_(false);
+    for (auto &q : anchor->parameters(true))
         q.requires_grad_(false);
 
     at::Tensor all_labels = at::arange(n_labels, at::TensorOptions().dtype(at::kLong).device(dev));
@@ -874,7 +879,44 @@ samda_status tta_impl(const samda_model *m, samda_adapter *a, const std::vector<
             }
             loss = loss + at::binary_cross_entropy_with_logits(s.first, target);
         }
+        if (p->prompt_anchor_weight > 0) {
+            // Prompted decoding shares the bottlenecks: keep it where it was. Boxes around the
+            // anchor's prompt-free masks (input frame), its box predictions as soft targets.
+            PromptBatch pb;
+            at::Tensor target;
+            {
+                at::NoGradGuard ng;
+                auto f = adapter_forward_free(sam, *anchor, a->dense_pe, emb[i], all_labels);
+                at::Tensor fg = (f.first.select(1, 0) > 0).to(at::kCPU);  // labels x L x L
+                std::vector<float> bx;
+                for (int64_t l = 0; l < n_labels; l++) {
+                    at::Tensor ys = fg[l].any(1).nonzero(), xs = fg[l].any(0).nonzero();
+                    if (ys.numel() == 0)
+                        continue;
+                    const double k = (double)S / L;
+                    bx.insert(bx.end(), {(float)(xs.min().item<int64_t>() * k), (float)(ys.min().item<int64_t>() * k),
+                                         (float)((xs.max().item<int64_t>() + 1) * k),
+                                         (float)((ys.max().item<int64_t>() + 1) * k)});
+                }
+                if (!bx.empty()) {
+                    pb.boxes = at::tensor(bx).reshape({-1, 4}).to(dev);
+                    target = at::sigmoid(adapter_forward_prompted(sam, anchor.get(), a->dense_pe, emb[i], pb, n_labels).first);
+                }
+            }
+            if (target.defined()) {
+                auto sp = adapter_forward_prompted(sam, a->net.get(), a->dense_pe, emb[i], pb, n_labels);
+                loss = loss + p->prompt_anchor_weight * at::binary_cross_entropy_with_logits(sp.first, target);
+            }
+        }
         loss.backward();
+        {
+            // The prompted token set is the anchor's to keep, not TTA's to adapt: Adam would turn its
+            // near-zero gradients into full-size steps.
+            at::NoGradGuard ng;
+            for (auto &t : a->net->block_tokens)
+                if (t.grad().defined())
+                    t.mutable_grad()[n_labels].zero_();
+        }
         opt.step();
         {
             at::NoGradGuard ng;
@@ -1003,6 +1045,7 @@ void samda_tta_params_init(samda_tta_params *p)
     p->min_area_ratio = 0.5;
     p->max_area_ratio = 2.0;
     p->check_every = 10;
+    p->prompt_anchor_weight = 0.3; /* docs/adaptation.md: 1 cost prompt-free Dice on site B, 0 box Dice on D */
     p->seed = 1;
     p->progress = -1;
 }

@@ -610,6 +610,30 @@ void test_training_and_tta()
     CHECK(same(before, base_params(m)));
     samda_adapter_free(t1);
 
+    // The prompt anchor is live (it changes the outcome) and the prompted token set is left to it:
+    // TTA never moves that set. (Whether it keeps box Dice is measured on the phantom sites:
+    // docs/adaptation.md; this tiny model's prompt-free masks are too rough to show it here.)
+    {
+        std::vector<at::Tensor> outcome[2];
+        for (int k = 0; k < 2; k++) {
+            samda_tta_params q = pp;
+            q.steps = 6;
+            q.lr = 5e-3;
+            q.prompt_anchor_weight = k ? 1.0 : 0.0;
+            samda_adapter *t = samda_adapter_clone(a, nullptr);
+            CHECK_EQ(samda_adapter_tta_dir(m, t, unl.c_str(), 0, &q, &tr, &err), SAMDA_OK);
+            outcome[k] = params_of(t);
+            for (size_t l = 0; l < t->net->block_tokens.size(); l++) {
+                const int64_t set = (int64_t)t->net->n_labels;  // the prompted set
+                CHECK(t->net->block_tokens[l][set].equal(a->net->block_tokens[l][set]));
+            }
+            for (const auto &x : outcome[k])
+                CHECK(at::isfinite(x).all().item<bool>());
+            samda_adapter_free(t);
+        }
+        CHECK(!same(outcome[0], outcome[1]));
+    }
+
     samda_adapter *t2 = samda_adapter_clone(a, nullptr);
     std::vector<at::Tensor> start = params_of(t2);
     pp.lr = 5.0;

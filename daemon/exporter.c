@@ -1,3 +1,8 @@
+/* The export worker. A dispatcher thread claims due items destination by destination and hands
+ * each destination's batch to a sender thread of that destination's own, which sends it over one
+ * association and then claims that destination's next batch until none is due. A destination that
+ * stalls or is slow so holds only its own sender: others are sent to meanwhile. At most one sender
+ * per destination, so a destination never sees two associations from the exporter at once. */
 #include "exporter.h"
 
 #include <limits.h>
@@ -14,9 +19,24 @@
 
 #define EXPORT_BATCH 32
 
+typedef struct sender sender;
+
 struct samdad_exporter {
     samdad_ctx *ctx;
-    samdad_loop loop;
+    samdad_loop loop;       /* the dispatcher */
+    pthread_mutex_t smu;    /* guards senders, stopping and each sender's done */
+    sender *senders;        /* running or finished, not yet joined */
+    bool stopping;
+};
+
+struct sender {
+    sender *next;
+    samdad_exporter *e;
+    int64_t destination_id;
+    samda_export_item *items; /* the batch to send first (owned) */
+    size_t n;
+    pthread_t thread;
+    bool done;
 };
 
 static char *q(char *buf, unsigned size, const char *v) { return samda_log_quote(buf, size, v); }
@@ -121,13 +141,147 @@ size_t samdad_exporter_pass(samdad_ctx *ctx)
     return n;
 }
 
+/* Sends the items of one claimed batch (all of one destination); false when the destination is gone. */
+static bool send_batch(samdad_ctx *ctx, int64_t destination_id, samda_export_item *items, size_t n)
+{
+    samda_store *store = samdad_store(ctx);
+    samda_error err;
+    samda_destination *dests = NULL;
+    size_t nd = 0;
+    if (samda_store_destination_list(store, &dests, &nd, &err) != SAMDA_OK) nd = 0;
+    const samda_destination *d = NULL;
+    for (size_t k = 0; k < nd; k++)
+        if (dests[k].id == destination_id) d = &dests[k];
+    if (d) {
+        samda_config *cfg = samdad_config_get(ctx);
+        send_group(ctx, cfg, d, items, n);
+        samda_config_unref(cfg);
+    } /* else: removed meanwhile; its items stay SENDING until the lease ends, as before */
+    samda_destination_list_free(dests, nd);
+    return d != NULL;
+}
+
+static void *sender_main(void *arg)
+{
+    sender *sd = arg;
+    samdad_exporter *e = sd->e;
+    samda_export_item *items = sd->items;
+    size_t n = sd->n;
+    sd->items = NULL;
+    for (;;) {
+        bool known = send_batch(e->ctx, sd->destination_id, items, n);
+        samda_store_free(items);
+        items = NULL;
+        n = 0;
+        pthread_mutex_lock(&e->smu);
+        bool stop = e->stopping;
+        pthread_mutex_unlock(&e->smu);
+        if (stop || !known) break;
+        samda_error err;
+        if (samda_store_export_claim(samdad_store(e->ctx), sd->destination_id, EXPORT_BATCH, &items, &n, &err) != SAMDA_OK) {
+            samda_log(&e->ctx->log, SAMDA_LOG_ERROR, "export", "cannot read the export queue", "error=%s",
+                      q((char[300]){0}, 300, err.message));
+            break;
+        }
+        if (!n) break;
+    }
+    samda_store_free(items);
+    pthread_mutex_lock(&e->smu);
+    sd->done = true;
+    pthread_mutex_unlock(&e->smu);
+    samdad_loop_kick(&e->loop); /* the dispatcher joins it and looks for more */
+    return NULL;
+}
+
+/* Joins finished senders (all of them with all, waiting for those still sending). */
+static void reap_senders(samdad_exporter *e, bool all)
+{
+    for (;;) {
+        sender *found = NULL;
+        pthread_mutex_lock(&e->smu);
+        for (sender **pp = &e->senders; *pp; pp = &(*pp)->next)
+            if (all || (*pp)->done) {
+                found = *pp;
+                *pp = found->next;
+                break;
+            }
+        pthread_mutex_unlock(&e->smu);
+        if (!found) return;
+        pthread_join(found->thread, NULL);
+        samda_store_free(found->items);
+        free(found);
+    }
+}
+
+/* Claims a batch for every destination without a sender and starts one for it; returns the items
+ * claimed. */
+static size_t dispatch(samdad_exporter *e)
+{
+    samda_store *store = samdad_store(e->ctx);
+    samda_error err;
+    samda_destination *dests = NULL;
+    size_t nd = 0, claimed = 0;
+    if (samda_store_destination_list(store, &dests, &nd, &err) != SAMDA_OK) {
+        samda_log(&e->ctx->log, SAMDA_LOG_ERROR, "export", "cannot list destinations", "error=%s",
+                  q((char[300]){0}, 300, err.message));
+        return 0;
+    }
+    for (size_t k = 0; k < nd; k++) {
+        bool busy = false;
+        pthread_mutex_lock(&e->smu);
+        for (sender *x = e->senders; x; x = x->next)
+            busy |= x->destination_id == dests[k].id;
+        const bool stop = e->stopping;
+        pthread_mutex_unlock(&e->smu);
+        if (busy || stop) continue;
+        samda_export_item *items = NULL;
+        size_t n = 0;
+        if (samda_store_export_claim(store, dests[k].id, EXPORT_BATCH, &items, &n, &err) != SAMDA_OK) {
+            samda_log(&e->ctx->log, SAMDA_LOG_ERROR, "export", "cannot read the export queue", "error=%s",
+                      q((char[300]){0}, 300, err.message));
+            break;
+        }
+        if (!n) continue;
+        claimed += n;
+        sender *sd = calloc(1, sizeof *sd);
+        if (sd) {
+            sd->e = e;
+            sd->destination_id = dests[k].id;
+            sd->items = items;
+            sd->n = n;
+            pthread_mutex_lock(&e->smu);
+            if (e->stopping) { /* stopping meanwhile: the batch waits for its lease, like a send cut short */
+                samda_store_free(items);
+                items = NULL;
+                free(sd);
+                sd = NULL;
+            } else if (pthread_create(&sd->thread, NULL, sender_main, sd) == 0) {
+                sd->next = e->senders;
+                e->senders = sd;
+                items = NULL;
+            } else {
+                free(sd);
+                sd = NULL;
+            }
+            pthread_mutex_unlock(&e->smu);
+        }
+        if (items) { /* no thread: send on this one */
+            send_batch(e->ctx, dests[k].id, items, n);
+            samda_store_free(items);
+        }
+    }
+    samda_destination_list_free(dests, nd);
+    return claimed;
+}
+
 static void *run(void *arg)
 {
     samdad_exporter *e = arg;
     pthread_mutex_lock(&e->loop.mu);
     while (!e->loop.stop) {
         pthread_mutex_unlock(&e->loop.mu);
-        size_t handled = samdad_exporter_pass(e->ctx);
+        reap_senders(e, false);
+        size_t handled = dispatch(e);
         samda_config *cfg = samdad_config_get(e->ctx);
         int64_t tick = cfg->sched_tick_ms;
         samda_config_unref(cfg);
@@ -146,7 +300,9 @@ samdad_exporter *samdad_exporter_start(samdad_ctx *ctx, samda_error *err)
         return NULL;
     }
     e->ctx = ctx;
+    pthread_mutex_init(&e->smu, NULL);
     if (samdad_loop_start(&e->loop, run, e, "export", err) != SAMDA_OK) {
+        pthread_mutex_destroy(&e->smu);
         free(e);
         return NULL;
     }
@@ -161,6 +317,11 @@ void samdad_exporter_kick(samdad_exporter *e)
 void samdad_exporter_stop(samdad_exporter *e)
 {
     if (!e) return;
+    pthread_mutex_lock(&e->smu);
+    e->stopping = true; /* senders end after the send in progress; no new ones start */
+    pthread_mutex_unlock(&e->smu);
+    reap_senders(e, true); /* before the loop goes: a finishing sender kicks it */
     samdad_loop_stop(&e->loop);
+    pthread_mutex_destroy(&e->smu);
     free(e);
 }

@@ -1,7 +1,8 @@
 /* The export worker (daemon/exporter.c): sends queued DICOM-SEG objects to their destinations
- * with C-STORE, one association per destination and round, and records each outcome in the
- * durable export queue (done; transient failure: retried with exponential backoff; refused by the
- * peer: failed for good, retry by hand). */
+ * with C-STORE, one association per destination and batch, destinations in parallel (a stalled
+ * destination does not hold up the others), and records each outcome in the durable export queue
+ * (done; transient failure: retried with exponential backoff; refused by the peer: failed for good,
+ * retry by hand). */
 #ifndef SAMDA_DAEMON_EXPORTER_H
 #define SAMDA_DAEMON_EXPORTER_H
 
@@ -14,11 +15,12 @@ typedef struct samdad_exporter samdad_exporter;
 samdad_exporter *samdad_exporter_start(samdad_ctx *ctx, samda_error *err);
 /** Look at the queue now (something was queued). NULL-safe; thread-safe. */
 void samdad_exporter_kick(samdad_exporter *e);
-/** Stop after the send in progress (items being sent stay SENDING and are claimed again after the
- *  export lease). Frees e. NULL-safe. */
+/** Stop after the sends in progress, at most one per destination (items being sent stay SENDING
+ *  and are claimed again after the export lease). Frees e. NULL-safe. */
 void samdad_exporter_stop(samdad_exporter *e);
-/** One round: claim due items, send them, record outcomes. Returns the number of items handled.
- *  For tests and for the thread. Thread-safety: one caller at a time. */
+/** One round on the caller's thread, destinations one after another: claim due items, send them,
+ *  record outcomes. Returns the number of items handled. For tests (the exporter's own thread hands
+ *  each destination to a sender of its own). Thread-safety: not beside a running exporter. */
 size_t samdad_exporter_pass(samdad_ctx *ctx);
 
 #endif

@@ -1247,6 +1247,9 @@ static samda_status run_train_eval(samdad_worker *w, const samda_job *job, const
             st = err->code;
             goto out;
         }
+        /* the new version gets every part the parent lacks (e.g. the embedding bottleneck), freshly
+         * initialised so training starts from the parent's outputs */
+        if ((st = samda_adapter_extend(copy, SAMDA_ADAPTER_PLACE_ALL, err)) != SAMDA_OK) goto out;
         samda_train_params tp;
         samda_train_params_init(&tp);
         tp.data_dir = dir;

@@ -569,6 +569,23 @@ static void idle_connection_times_out(void **state)
     fake_core_destroy(&fc);
 }
 
+/* Whether the server closed fd (read returns end of file or an error other than "nothing yet"). */
+static bool server_closed(int fd)
+{
+    char b[64];
+    ssize_t n = recv(fd, b, sizeof b, MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+/* /metrics (admin token) holds the line want. */
+static void assert_metric(unsigned port, const char *want)
+{
+    http_result r = http_curl(port, "GET", "/metrics", "-H 'Authorization: Bearer admin-token'");
+    assert_int_equal(r.status, 200);
+    if (!strstr(r.body, want)) fail_msg("/metrics lacks \"%s\"", want);
+    http_result_free(&r);
+}
+
 /* Clients that trickle their request head hold every slot (max_connections) until header_timeout
  * cuts them: then they are closed (within a second of the deadline), counted in /metrics, and a
  * normal client gets through again. A kept-alive connection that answers in time is not cut. */
@@ -599,9 +616,7 @@ static void late_request_head_is_cut(void **state)
     while (open > 0 && now_s() - t0 < 5.0) {
         for (int i = 0; i < N; i++) {
             if (closed_at[i] >= 0) continue;
-            char b[64];
-            ssize_t n = recv(fds[i], b, sizeof b, MSG_DONTWAIT);
-            bool gone = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+            bool gone = server_closed(fds[i]);
             if (!gone && send(fds[i], "a", 1, MSG_NOSIGNAL) != 1) gone = true;
             if (gone) {
                 closed_at[i] = now_s() - t0;
@@ -619,10 +634,7 @@ static void late_request_head_is_cut(void **state)
     http_result r = http_curl(port, "GET", "/health", "");
     assert_int_equal(r.status, 200);
     http_result_free(&r);
-    r = http_curl(port, "GET", "/metrics", "-H 'Authorization: Bearer admin-token'");
-    assert_int_equal(r.status, 200);
-    assert_non_null(strstr(r.body, "samda_http_header_timeouts_total 4"));
-    http_result_free(&r);
+    assert_metric(port, "samda_http_header_timeouts_total 4");
 
     /* a prompt client on a kept-alive connection: two requests 0.5 s apart on one connection */
     int fd = raw_connect(port);
@@ -677,9 +689,7 @@ static void trickled_body_is_cut(void **state)
     int fair_sent = 0;
     while (now_s() - t0 < 4.0 && (slow_closed < 0 || fair_sent < 3000)) {
         if (slow_closed < 0) {
-            char b[64];
-            ssize_t n = recv(slow, b, sizeof b, MSG_DONTWAIT);
-            bool gone = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+            bool gone = server_closed(slow);
             if (!gone && now_s() - slow_last >= 0.1) {
                 if (send(slow, piece, 10, MSG_NOSIGNAL) != 10) gone = true;
                 slow_last = now_s();
@@ -710,10 +720,7 @@ static void trickled_body_is_cut(void **state)
     assert_non_null(strstr(resp, "HTTP/1.1 "));
     close(fair);
     close(slow);
-    http_result r = http_curl(port, "GET", "/metrics", "-H 'Authorization: Bearer admin-token'");
-    assert_int_equal(r.status, 200);
-    assert_non_null(strstr(r.body, "samda_http_body_timeouts_total 1"));
-    http_result_free(&r);
+    assert_metric(port, "samda_http_body_timeouts_total 1");
     samda_api_stop(a);
     fake_core_destroy(&fc);
 }

@@ -570,9 +570,9 @@ void accept_one(samda_scp *scp, int fd)
                 scp->active--;
                 scp->workers.pop_back();
                 lock.unlock();
+                scp->n_rejected++;
                 reject_verdict(assoc, SAMDA_ASSOC_REJECT_BUSY);
                 drop(assoc);
-                scp->n_rejected++;
             }
             return;
         }
@@ -580,9 +580,9 @@ void accept_one(samda_scp *scp, int fd)
     /* Over the limit: PS3.8 7.1.1.9 transient rejection, "local limit exceeded". */
     samda_assoc_info info;
     fill_info(info, assoc, id);
+    scp->n_rejected++;
     reject_verdict(assoc, SAMDA_ASSOC_REJECT_BUSY);
     drop(assoc);
-    scp->n_rejected++;
     if (scp->on_association_end) scp->on_association_end(scp->ctx, &info, SAMDA_ASSOC_REJECTED, 0, 0);
 }
 
@@ -685,10 +685,10 @@ void start_handshake(samda_scp *scp, const pending_conn &c)
     if (running >= pending_limit(scp))
         for (auto &x : scp->handshakes)
             if (!x->done && x->fd >= 0) {
+                scp->n_rejected++;
+                x->cut = true;
                 shutdown(x->fd, SHUT_RDWR);
                 x->fd = -1;
-                x->cut = true;
-                scp->n_rejected++;
                 break;
             }
     scp->handshakes.push_back(std::move(h));
@@ -696,8 +696,8 @@ void start_handshake(samda_scp *scp, const pending_conn &c)
         raw->thread = std::thread(handshake_main, scp, raw);
     } catch (...) {
         scp->handshakes.pop_back();
-        close(c.fd);
         scp->n_rejected++;
+        close(c.fd);
     }
 }
 
@@ -711,10 +711,10 @@ void reap_handshakes(samda_scp *scp, bool all)
         for (auto it = scp->handshakes.begin(); it != scp->handshakes.end();) {
             handshake &h = **it;
             if (!h.done && h.fd >= 0 && (all || now >= h.deadline)) {
+                if (!all) scp->n_rejected++; /* too slow: acse_timeout passed (counted before the peer sees it) */
+                h.cut = true;
                 shutdown(h.fd, SHUT_RDWR);
                 h.fd = -1; /* once is enough; the thread still closes it */
-                h.cut = true;
-                if (!all) scp->n_rejected++; /* too slow: acse_timeout passed */
             }
             if (all || h.done) {
                 finished.push_back(std::move(*it));
@@ -741,8 +741,9 @@ bool settle(samda_scp *scp, int ep, const pending_conn &c, bool check, std::chro
         else
             dicom_guard_void([&] { accept_one(scp, c.fd); });
     } else {
-        close(c.fd);
+        /* counted before the close: a peer that sees its connection end finds the count up to date */
         if (st != FIRST_PDU_GONE) scp->n_rejected++; /* too slow: acse_timeout passed */
+        close(c.fd);
     }
     return false;
 }
@@ -787,17 +788,17 @@ void listener_main(samda_scp *scp)
                 if (settle(scp, -1, c, true, now)) {
                     if (pending.size() >= pending_limit(scp)) {
                         if (ep >= 0) epoll_ctl(ep, EPOLL_CTL_DEL, pending.front().fd, nullptr);
+                        scp->n_rejected++;
                         close(pending.front().fd);
                         pending.erase(pending.begin());
-                        scp->n_rejected++;
                     }
                     struct epoll_event ev;
                     std::memset(&ev, 0, sizeof ev);
                     ev.events = EPOLLIN | EPOLLET | EPOLLRDHUP;
                     ev.data.fd = fd;
                     if (ep >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
-                        close(fd);
                         scp->n_rejected++;
+                        close(fd);
                     } else {
                         pending.push_back(c);
                     }

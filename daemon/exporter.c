@@ -102,45 +102,6 @@ out:
     free(res);
 }
 
-size_t samdad_exporter_pass(samdad_ctx *ctx)
-{
-    samda_store *store = samdad_store(ctx);
-    samda_export_item *items = NULL;
-    size_t n = 0;
-    samda_error err;
-    if (samda_store_export_claim(store, 0, EXPORT_BATCH, &items, &n, &err) != SAMDA_OK) {
-        samda_log(&ctx->log, SAMDA_LOG_ERROR, "export", "cannot read the export queue", "error=%s",
-                  q((char[300]){0}, 300, err.message));
-        return 0;
-    }
-    if (!n) return 0;
-    samda_config *cfg = samdad_config_get(ctx);
-    samda_destination *dests = NULL;
-    size_t nd = 0;
-    if (samda_store_destination_list(store, &dests, &nd, &err) != SAMDA_OK) nd = 0;
-    bool *done = calloc(n, sizeof *done);
-    samda_export_item *group = calloc(n, sizeof *group);
-    for (size_t i = 0; done && group && i < n; i++) {
-        if (done[i]) continue;
-        size_t g = 0;
-        for (size_t k = i; k < n; k++)
-            if (!done[k] && items[k].destination_id == items[i].destination_id) {
-                group[g++] = items[k];
-                done[k] = true;
-            }
-        const samda_destination *d = NULL;
-        for (size_t k = 0; k < nd; k++)
-            if (dests[k].id == items[i].destination_id) d = &dests[k];
-        if (d) send_group(ctx, cfg, d, group, g);
-    }
-    free(done);
-    free(group);
-    samda_destination_list_free(dests, nd);
-    samda_config_unref(cfg);
-    samda_store_free(items);
-    return n;
-}
-
 /* Sends the items of one claimed batch (all of one destination); false when the destination is gone. */
 static bool send_batch(samdad_ctx *ctx, int64_t destination_id, samda_export_item *items, size_t n)
 {

@@ -18,9 +18,5 @@ void samdad_exporter_kick(samdad_exporter *e);
 /** Stop after the sends in progress, at most one per destination (items being sent stay SENDING
  *  and are claimed again after the export lease). Frees e. NULL-safe. */
 void samdad_exporter_stop(samdad_exporter *e);
-/** One round on the caller's thread, destinations one after another: claim due items, send them,
- *  record outcomes. Returns the number of items handled. For tests (the exporter's own thread hands
- *  each destination to a sender of its own). Thread-safety: not beside a running exporter. */
-size_t samdad_exporter_pass(samdad_ctx *ctx);
 
 #endif

@@ -636,10 +636,16 @@ void handshake_main(samda_scp *scp, handshake *h)
         deadline = h->deadline;
     }
     std::string why;
-    bool ready = false;
+    bool ready = false, gone = false;
     if (dicom_tls_server_handshake(scp->tls_layer, fd, why)) {
         for (;;) {
-            if (dicom_tls_request_buffered(scp->tls_layer, fd)) {
+            /* the A-ASSOCIATE-RQ: a whole record in the socket, or already read by OpenSSL */
+            const first_pdu st = first_pdu_state(fd, true);
+            if (st == FIRST_PDU_GONE) {
+                gone = true; /* the peer closed: not counted, as before the handshake */
+                break;
+            }
+            if (st == FIRST_PDU_READY || dicom_tls_decrypted_pending(scp->tls_layer, fd)) {
                 ready = true;
                 break;
             }
@@ -649,8 +655,6 @@ void handshake_main(samda_scp *scp, handshake *h)
             int n = poll(&p, 1, (int)std::min<long long>(left.count(), 1000));
             if (n < 0 && errno != EINTR) break;
             if (n > 0 && (p.revents & (POLLERR | POLLHUP | POLLNVAL))) break;
-            char c;
-            if (n > 0 && recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0) break; /* the peer closed */
             /* part of the record is in: look again shortly (poll stays readable until it is read) */
             if (n > 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
         }
@@ -660,7 +664,7 @@ void handshake_main(samda_scp *scp, handshake *h)
         std::lock_guard<std::mutex> lock(scp->mu);
         h->fd = -1; /* the listener no longer shuts it down: closed or DCMTK's from here */
         hand_on = ready && !scp->stopping;
-        if (!ready && !h->cut) scp->n_rejected++; /* refused: certificate, protocol, peer gone */
+        if (!ready && !gone && !h->cut) scp->n_rejected++; /* refused: certificate, protocol */
     }
     if (hand_on) {
         dicom_guard_void([&] { accept_one(scp, fd); });

@@ -6,7 +6,6 @@
  * the finished connection waits in the network's transport layer (handoff_layer) until DCMTK asks
  * for that socket's connection. Messages name files, never their contents (a key must never reach
  * a log). */
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -14,7 +13,6 @@
 #include <mutex>
 
 #include <sys/ioctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <dcmtk/config/osconfig.h>
@@ -185,16 +183,11 @@ bool dicom_tls_server_handshake(dicom_tls_acceptor *a, int fd, std::string &why)
     return false;
 }
 
-bool dicom_tls_request_buffered(dicom_tls_acceptor *a, int fd)
+bool dicom_tls_decrypted_pending(dicom_tls_acceptor *a, int fd)
 {
-    unsigned char h[5];
-    ssize_t n = recv(fd, h, sizeof h, MSG_PEEK | MSG_DONTWAIT);
     int avail = 0;
-    if (n == (ssize_t)sizeof h && ioctl(fd, FIONREAD, &avail) == 0 &&
-        (size_t)avail >= std::min<size_t>(5 + ((size_t)h[3] << 8 | h[4]), 32768))
-        return true; /* a whole TLS record (or 32 KiB of one) is in the socket */
-    if (n > 0) return false;
-    /* nothing in the socket: OpenSSL may have read the record already (SSL_pending) */
+    if (ioctl(fd, FIONREAD, &avail) != 0 || avail > 0) return false;
+    /* the socket is empty, so networkDataAvailable's answer is SSL_pending's */
     std::lock_guard<std::mutex> lock(a->mu);
     auto it = a->ready.find(fd);
     return it != a->ready.end() && it->second->networkDataAvailable(0);

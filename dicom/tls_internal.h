@@ -29,8 +29,9 @@ samda_status dicom_tls_setup_acceptor(const samda_dicom_tls *tls, T_ASC_Network 
  * dicom_tls_discard. Thread-safe. */
 bool dicom_tls_server_handshake(dicom_tls_acceptor *a, int fd, std::string &why);
 
-/* Whether the first record after fd's handshake (the A-ASSOCIATE-RQ) has arrived whole. */
-bool dicom_tls_request_buffered(dicom_tls_acceptor *a, int fd);
+/* Whether OpenSSL already read and holds decrypted data of fd's prepared connection (the socket
+ * itself being empty); whole records still in the socket are the caller's to see. */
+bool dicom_tls_decrypted_pending(dicom_tls_acceptor *a, int fd);
 
 /* Closes fd's waiting connection (and so fd) unless DCMTK took it. Thread-safe. */
 void dicom_tls_discard(dicom_tls_acceptor *a, int fd);

@@ -476,10 +476,15 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 }
 
 /* The request head of conn is complete (first access-handler call) or a new one begins (answer sent). */
-static void conn_mark_head(struct MHD_Connection *conn, bool in_head)
+static api_conn *conn_tracked(struct MHD_Connection *conn)
 {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    api_conn *c = ci ? ci->socket_context : NULL;
+    return ci ? ci->socket_context : NULL;
+}
+
+static void conn_mark_head(struct MHD_Connection *conn, bool in_head)
+{
+    api_conn *c = conn_tracked(conn);
     if (!c) return;
     if (in_head) {
         atomic_store(&c->in_body, false);
@@ -490,12 +495,6 @@ static void conn_mark_head(struct MHD_Connection *conn, bool in_head)
         atomic_store(&c->in_body, true);
     }
     atomic_store(&c->in_head, in_head);
-}
-
-static api_conn *conn_tracked(struct MHD_Connection *conn)
-{
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    return ci ? ci->socket_context : NULL;
 }
 
 /* Whether a tracked connection is past its deadline now (and so is to be closed). */

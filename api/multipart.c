@@ -404,7 +404,7 @@ samda_status samda_multipart_feed(samda_multipart *mp, const void *data, size_t 
             /* Copy header bytes until the blank line; at most max_header_bytes. */
             while (i < len) {
                 if (mp->hlen >= mp->p.max_header_bytes)
-                    return die(mp, err, SAMDA_ETOOBIG, "multipart part %u: headers larger than %zu bytes",
+                    return die(mp, err, SAMDA_EINVAL, "multipart part %u: headers larger than %zu bytes",
                                mp->cur.index + 1, mp->p.max_header_bytes);
                 mp->hbuf[mp->hlen++] = d[i++];
                 size_t h = mp->hlen;

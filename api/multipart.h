@@ -76,8 +76,9 @@ samda_multipart *samda_multipart_new(const char *boundary, const samda_multipart
                                      const samda_multipart_callbacks *cb, samda_error *err);
 
 /** Feed the next len bytes of the body.
- *  @return SAMDA_OK; SAMDA_EINVAL malformed body (message names the part and the rule);
- *          SAMDA_ETOOBIG too many parts or part headers too large; or a callback's error.
+ *  @return SAMDA_OK; SAMDA_EINVAL malformed body (message names the part and the rule), part
+ *          headers larger than max_header_bytes included (a 400 for the client, like any malformed
+ *          part); SAMDA_ETOOBIG too many parts; or a callback's error.
  *          After an error the parser is dead: every later call returns the same error. */
 samda_status samda_multipart_feed(samda_multipart *mp, const void *data, size_t len,
                                   samda_error *err);

@@ -840,10 +840,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (r->tracked) atomic_fetch_add_explicit(&r->tracked->body_bytes, n, memory_order_relaxed);
         if (r->upload_failed) return MHD_YES; /* drain (bounded below) and answer at the end */
         samda_error e = {SAMDA_OK, ""};
+        bool over_limit = false; /* the body outgrew a size limit (not: its content is wrong) */
         switch (r->body_mode) {
         case BODY_JSON:
             if (r->body_len + n > API_JSON_BODY_MAX) {
                 samda_fail(&e, SAMDA_ETOOBIG, "JSON body larger than %u bytes", API_JSON_BODY_MAX);
+                over_limit = true;
                 break;
             }
             if (r->body_len + n + 1 > r->body_cap) {
@@ -864,6 +866,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         case BODY_STREAM:
             if (r->body_total > atomic_load(&api->max_body)) {
                 samda_fail(&e, SAMDA_ETOOBIG, "body larger than http.max_body (%llu bytes)", (unsigned long long)atomic_load(&api->max_body));
+                over_limit = true;
                 break;
             }
             api_stow_feed(r, upload_data, n, &e);
@@ -872,6 +875,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             if (r->body_total > r->file_limit) {
                 samda_fail(&e, SAMDA_ETOOBIG, "upload larger than %llu bytes (the smaller of http.max_body and the file limit)",
                            (unsigned long long)r->file_limit);
+                over_limit = true;
                 break;
             }
             file_body_feed(r, upload_data, n, &e);
@@ -886,9 +890,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             r->upload_err = e;
             api_stow_free(r); /* temp files go now, not at the end of the drain */
             api_file_body_free(r);
-            if (e.code == SAMDA_ETOOBIG) {
+            if (over_limit) {
                 /* Do not read the rest of an oversized body: answer now if libmicrohttpd lets us
-                 * (the connection is then closed), else drop the connection. */
+                 * (the connection is then closed), else drop the connection. Any other error (a
+                 * malformed multipart body, part headers over their limit, too many parts, a full
+                 * disk) is answered once the body is in: libmicrohttpd 0.9.75 cannot queue a
+                 * response while a body arrives, and the client deserves to learn why. */
                 api_reply_error(r, &e);
                 if (queue(r) == MHD_YES) return MHD_YES;
                 api_log(api, SAMDA_API_LOG_INFO, "request body too large: connection closed", "route=\"%s\"",

@@ -239,6 +239,40 @@ static void stow_large_streamed(void **state)
     http_result_free(&r);
 }
 
+/* Issue 14: a part whose header block is larger than the parser allows (8 KiB) is answered 400
+ * naming the part and the limit, whatever follows it; the connection used to be dropped without
+ * a response. Nothing reaches the core and no temp file stays. */
+static void stow_part_headers_too_large(void **state)
+{
+    env *e = *state;
+    int before = e->fc.stow_parts;
+    const size_t sizes[] = {9000, 200000};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t pad = sizes[i];
+        char *body = malloc(pad + 512);
+        size_t n = (size_t)sprintf(body, "--b\r\nContent-Type: application/dicom\r\nX-Pad: ");
+        memset(body + n, 'a', pad);
+        n += pad;
+        n += (size_t)sprintf(body + n, "\r\n\r\n1.2.1|1.2.3.5.1|1.2.3|1.2.3.5\r\n--b\r\n\r\n1.2.1|1.2.3.5.2|1.2.3|1.2.3.5\r\n--b--\r\n");
+        char head[512];
+        int hn = snprintf(head, sizeof head,
+                          "POST /dicomweb/studies HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ingest-token\r\n"
+                          "Content-Type: multipart/related; type=\"application/dicom\"; boundary=b\r\nContent-Length: %zu\r\n\r\n", n);
+        char *req = malloc((size_t)hn + n);
+        memcpy(req, head, (size_t)hn);
+        memcpy(req + hn, body, n);
+        int st;
+        char *resp = raw_http(e->port, req, (size_t)hn + n, 5000, &st);
+        if (st != 400 || !strstr(resp, "multipart part 1: headers larger than 8192 bytes"))
+            fail_msg("%zu-byte part header: status %d: %s", pad, st, resp);
+        free(resp);
+        free(req);
+        free(body);
+    }
+    assert_int_equal(e->fc.stow_parts, before);
+    assert_int_equal(count_files(e->tmp), 0);
+}
+
 static void qido_values(void **state)
 {
     env *e = *state;
@@ -433,6 +467,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(stow_all_ok_all_failed_and_site, setup, teardown),
         cmocka_unit_test_setup_teardown(stow_malformed, setup, teardown),
         cmocka_unit_test_setup_teardown(stow_large_streamed, setup, teardown),
+        cmocka_unit_test_setup_teardown(stow_part_headers_too_large, setup, teardown),
         cmocka_unit_test_setup_teardown(qido_values, setup, teardown),
         cmocka_unit_test_setup_teardown(wado, setup, teardown),
         cmocka_unit_test_setup_teardown(metadata_and_frames, setup, teardown),

@@ -114,6 +114,7 @@ struct api_request {
     unsigned status;
     char warning[128];             /* Warning header to add, or "" */
     bool queued;
+    bool close_conn;               /* answer with Connection: close (ambiguous framing) */
     bool dispatched;               /* handed to the handler pool (connection suspended) */
     api_request *qnext;
 };

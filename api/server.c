@@ -603,6 +603,7 @@ static enum MHD_Result queue(api_request *r)
 {
     if (!r->resp) api_reply_problem(r, SAMDA_EINTERNAL, 0, "no response produced");
     add_common_headers(r);
+    if (r->close_conn) MHD_add_response_header(r->resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(r->conn, r->status, r->resp);
     if (ret == MHD_YES) r->queued = true;
     return ret;
@@ -679,6 +680,76 @@ static bool has_body(api_request *r, int64_t cl)
     return cl > 0 || api_header(r, MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
 }
 
+/* ---- message framing ------------------------------------------------------------------------
+ * libmicrohttpd 0.9.75 takes the first of several Content-Length headers, ignores Content-Length when
+ * Transfer-Encoding is present, and keeps such connections open. Behind a proxy that frames the
+ * message the other way, the rest of the body would then be read as a next request (request
+ * smuggling). So, before anything else: differing Content-Length values are refused (RFC 9110 8.6,
+ * RFC 9112 6.3 item 5), identical repeats are one value; a request with both Transfer-Encoding and
+ * Content-Length is refused (RFC 9112 6.1 allows that or processing it as chunked, and in both cases
+ * the connection must close); a Transfer-Encoding other than "chunked" is refused, with 400 when
+ * chunked is not its final coding (RFC 9112 6.3 item 4) and 501 otherwise (6.1). Each of these
+ * answers closes the connection. */
+
+typedef struct framing {
+    unsigned n_cl, n_te;
+    uint64_t cl;          /* first Content-Length value */
+    bool cl_bad;          /* a Content-Length value that is not a number */
+    bool cl_differ;       /* two Content-Length values differ */
+    const char *te;       /* last Transfer-Encoding value */
+} framing;
+
+static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    framing *f = cls;
+    if (!key) return MHD_YES;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        uint64_t v;
+        if (!api_parse_u64(value, 0, INT64_MAX, &v)) f->cl_bad = true;
+        else if (f->n_cl && v != f->cl) f->cl_differ = true;
+        else if (!f->n_cl) f->cl = v;
+        f->n_cl++;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        f->n_te++;
+        f->te = value ? value : "";
+    }
+    return MHD_YES;
+}
+
+/* Whether the last coding of a Transfer-Encoding list is "chunked". */
+static bool te_ends_chunked(const char *te)
+{
+    const char *comma = strrchr(te, ',');
+    const char *last = comma ? comma + 1 : te;
+    while (*last == ' ' || *last == '\t') last++;
+    size_t n = strlen(last);
+    while (n && (last[n - 1] == ' ' || last[n - 1] == '\t')) n--;
+    return n == 7 && strncasecmp(last, "chunked", 7) == 0;
+}
+
+/* False after replying (and marking the connection to close) when the request's framing is ambiguous. */
+static bool framing_ok(api_request *r)
+{
+    framing f = {0};
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, framing_header, &f);
+    if (f.n_cl && f.n_te)
+        api_reply_problem(r, SAMDA_EINVAL, 400, "request has both Transfer-Encoding and Content-Length (RFC 9112 6.1): refused");
+    else if (f.cl_bad)
+        api_reply_problem(r, SAMDA_EINVAL, 400, "Content-Length is not a number");
+    else if (f.cl_differ)
+        api_reply_problem(r, SAMDA_EINVAL, 400, "request has differing Content-Length headers (RFC 9110 8.6): refused");
+    else if (f.n_te && (f.n_te > 1 || strcasecmp(f.te, "chunked") != 0)) {
+        if (f.n_te > 1 || !te_ends_chunked(f.te))
+            api_reply_problem(r, SAMDA_EINVAL, 400, "Transfer-Encoding must end with chunked (RFC 9112 6.3)");
+        else
+            api_reply_problem(r, SAMDA_ENOTSUP, 501, "Transfer-Encoding other than chunked is not supported");
+    } else
+        return true;
+    r->close_conn = true;
+    return false;
+}
+
 /* First call for a request: everything decided from the request line and headers. */
 static void begin(api_request *r, const char *method)
 {
@@ -689,6 +760,7 @@ static void begin(api_request *r, const char *method)
         api_reply_problem(r, SAMDA_ENOMEM, 0, "out of memory");
         return;
     }
+    if (!framing_ok(r)) return;
     char path[4096];
     size_t plen = r->query ? (size_t)(r->query - 1 - r->uri) : strlen(r->uri);
     if (plen >= sizeof path) {

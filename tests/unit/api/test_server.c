@@ -860,6 +860,81 @@ static void stop_answers_queued_with_503(void **state)
     fake_core_destroy(&fc);
 }
 
+/* How many HTTP responses a raw reply holds. */
+static int count_responses(const char *resp)
+{
+    int n = 0;
+    for (const char *p = resp; (p = strstr(p, "HTTP/1.1 ")) != NULL; p++) n++;
+    return n;
+}
+
+/* Issue 14: a request whose body length is ambiguous (differing Content-Length headers, or
+ * Transfer-Encoding together with Content-Length, or a Transfer-Encoding other than chunked) is
+ * answered 400 (501 for an unknown coding) and its connection closed, so that a request smuggled
+ * after it (which a proxy framing the body the other way would have passed as body) is never
+ * read. Identical repeated Content-Length values are one value (RFC 9110 8.6). */
+static void ambiguous_framing_refused(void **state)
+{
+    (void)state;
+    fake_core fc;
+    samda_api_services svc;
+    fake_core_init(&fc, &svc);
+    samda_api *a = test_server_start(NULL, &svc);
+    const unsigned port = samda_api_port(a);
+    const char *smuggled = "GET /dicomweb/studies HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer user-token\r\n\r\n";
+    struct {
+        const char *headers, *body;
+        int status;
+        const char *needle;
+    } cases[] = {
+        {"Content-Length: 2\r\nContent-Length: 84\r\n", "{}", 400, "differing Content-Length"},
+        {"Content-Length: 84\r\nContent-Length: 2\r\n", "{}", 400, "differing Content-Length"},
+        {"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n", "2\r\n{}\r\n0\r\n\r\n", 400, "both Transfer-Encoding and Content-Length"},
+        {"Transfer-Encoding: chunked\r\nContent-Length: 88\r\n", "2\r\n{}\r\n0\r\n\r\n", 400, "both Transfer-Encoding and Content-Length"},
+        {"Transfer-Encoding: gzip\r\n", "{}", 400, "must end with chunked"},
+        {"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", "2\r\n{}\r\n0\r\n\r\n", 400, "must end with chunked"},
+        {"Transfer-Encoding: gzip, chunked\r\n", "2\r\n{}\r\n0\r\n\r\n", 501, "other than chunked"},
+        {"Content-Length: 2\r\nContent-Length: x\r\n", "{}", 400, "not a number"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char req[1024];
+        int n = snprintf(req, sizeof req,
+                         "POST /api/v1/studies/1.2.3/segment HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer user-token\r\n"
+                         "Content-Type: application/json\r\n%s\r\n%s%s",
+                         cases[i].headers, cases[i].body, smuggled);
+        int st;
+        double t0 = now_s();
+        char *resp = raw_http(port, req, (size_t)n, 4000, &st);
+        double el = now_s() - t0;
+        if (st != cases[i].status || !strstr(resp, cases[i].needle)) fail_msg("case %zu: status %d: %s", i, st, resp);
+        if (count_responses(resp) != 1) fail_msg("case %zu: the smuggled request was answered: %s", i, resp);
+        if (!strstr(resp, "Connection: close")) fail_msg("case %zu: no Connection: close: %s", i, resp);
+        if (el > 3.0) fail_msg("case %zu: connection left open (%.1f s)", i, el);
+        free(resp);
+    }
+    pthread_mutex_lock(&fc.mu);
+    assert_int_equal(fc.qido_calls, 0);           /* the smuggled request never ran */
+    assert_string_equal(fc.last_segment, "");     /* nor the ambiguous one */
+    pthread_mutex_unlock(&fc.mu);
+
+    /* Identical repeats are one value; the request is served and the connection kept. */
+    const char same[] = "GET /dicomweb/studies HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer user-token\r\n"
+                        "Content-Length: 0\r\nContent-Length: 0\r\n\r\n";
+    int st;
+    char *resp = raw_http(port, same, sizeof same - 1, 1000, &st);
+    assert_int_equal(st, 200);
+    assert_null(strstr(resp, "Connection: close"));
+    free(resp);
+    /* Plain chunked still works. */
+    const char chunked[] = "POST /api/v1/studies/1.2.3/segment HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer user-token\r\n"
+                           "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
+    resp = raw_http(port, chunked, sizeof chunked - 1, 3000, &st);
+    assert_int_equal(st, 202);
+    free(resp);
+    samda_api_stop(a);
+    fake_core_destroy(&fc);
+}
+
 static void tls(void **state)
 {
     (void)state;
@@ -920,6 +995,7 @@ int main(void)
         cmocka_unit_test(trickled_body_is_cut),
         cmocka_unit_test(stop_lets_inflight_finish),
         cmocka_unit_test(slow_core_does_not_block_health), cmocka_unit_test(stop_answers_queued_with_503),
+        cmocka_unit_test(ambiguous_framing_refused),
         cmocka_unit_test(tls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -226,9 +226,10 @@ const char *api_match_param(const api_match *m, const char *name)
 }
 
 /* Does the path have this pattern's shape (same segment count, equal literals)? Path segments
- * are decoded once, by the caller, into segs. */
+ * are decoded once, by the caller, into segs; a segment that failed to decode (bad[k] != 0) can
+ * only stand where the pattern has a parameter. */
 #define MAX_SEGS 16
-static bool shape_matches(const char *pattern, char segs[][API_PARAM_MAX + 1], unsigned nseg)
+static bool shape_matches(const char *pattern, char segs[][API_PARAM_MAX + 1], const int *bad, unsigned nseg)
 {
     const char *p = pattern;
     unsigned k = 0;
@@ -238,9 +239,9 @@ static bool shape_matches(const char *pattern, char segs[][API_PARAM_MAX + 1], u
         size_t len = e ? (size_t)(e - p) : strlen(p);
         if (k >= nseg) return false;
         if (len >= 2 && p[0] == '{' && p[len - 1] == '}') {
-            if (!segs[k][0]) return false; /* an empty segment is never a parameter */
+            if (!bad[k] && !segs[k][0]) return false; /* an empty segment is never a parameter */
         } else {
-            if (strlen(segs[k]) != len || memcmp(segs[k], p, len) != 0) return false;
+            if (bad[k] || strlen(segs[k]) != len || memcmp(segs[k], p, len) != 0) return false;
         }
         k++;
         p += len;
@@ -248,17 +249,33 @@ static bool shape_matches(const char *pattern, char segs[][API_PARAM_MAX + 1], u
     return k == nseg;
 }
 
+/* Why segment k (0-based) could not be decoded. */
+enum { SEG_OK = 0, SEG_ESCAPE, SEG_NUL, SEG_LONG, SEG_DOTS };
+static api_match_result bad_segment(int why, unsigned k, samda_error *err)
+{
+    switch (why) {
+    case SEG_ESCAPE: samda_fail(err, SAMDA_EINVAL, "malformed percent-encoding in path segment %u", k + 1); break;
+    case SEG_NUL: samda_fail(err, SAMDA_EINVAL, "NUL byte in path segment %u", k + 1); break;
+    case SEG_LONG: samda_fail(err, SAMDA_EINVAL, "path segment %u longer than %d bytes", k + 1, API_PARAM_MAX); break;
+    default: samda_fail(err, SAMDA_EINVAL, "path segment %u contains '/' or '..'", k + 1); break;
+    }
+    return API_MATCH_BAD_PATH;
+}
+
 api_match_result api_route_match(const api_route *routes, size_t n, unsigned method,
                                  const char *raw_path, api_match *m, samda_error *err)
 {
     char segs[MAX_SEGS][API_PARAM_MAX + 1];
+    int bad[MAX_SEGS];
     unsigned nseg = 0;
     memset(m, 0, sizeof *m);
     if (method == API_HEAD) method = API_GET;
     if (raw_path[0] != '/') return samda_fail(err, SAMDA_EINVAL, "request path must start with '/'"), API_MATCH_BAD_PATH;
 
     /* Decode every segment; a decoded '/' (%2F), NUL, "." or ".." is refused whatever route it
-     * would reach: such a value must never get near a file name. */
+     * would reach: such a value must never get near a file name. The refusal waits until the
+     * route is known (it may only stand for a parameter), so that the server can authenticate
+     * first: the rules of a route's parameters are for its authorised clients. */
     const char *p = raw_path;
     while (*p == '/') {
         p++;
@@ -266,12 +283,10 @@ api_match_result api_route_match(const api_route *routes, size_t n, unsigned met
         size_t len = e ? (size_t)(e - p) : strlen(p);
         if (nseg >= MAX_SEGS) return API_MATCH_NOT_FOUND;
         long d = api_pct_decode(p, len, segs[nseg], sizeof segs[nseg], false);
-        if (d == -1) return samda_fail(err, SAMDA_EINVAL, "malformed percent-encoding in path segment %u", nseg + 1), API_MATCH_BAD_PATH;
-        if (d == -2) return samda_fail(err, SAMDA_EINVAL, "NUL byte in path segment %u", nseg + 1), API_MATCH_BAD_PATH;
-        if (d == -3) return samda_fail(err, SAMDA_EINVAL, "path segment %u longer than %d bytes", nseg + 1, API_PARAM_MAX), API_MATCH_BAD_PATH;
-        if (strchr(segs[nseg], '/') || strcmp(segs[nseg], ".") == 0 || strcmp(segs[nseg], "..") == 0 ||
-            strstr(segs[nseg], ".."))
-            return samda_fail(err, SAMDA_EINVAL, "path segment %u contains '/' or '..'", nseg + 1), API_MATCH_BAD_PATH;
+        bad[nseg] = d == -1 ? SEG_ESCAPE : d == -2 ? SEG_NUL : d == -3 ? SEG_LONG : SEG_OK;
+        if (!bad[nseg] && (strchr(segs[nseg], '/') || strstr(segs[nseg], "..") || strcmp(segs[nseg], ".") == 0))
+            bad[nseg] = SEG_DOTS;
+        if (bad[nseg]) segs[nseg][0] = '\0';
         nseg++;
         p += len;
     }
@@ -279,20 +294,26 @@ api_match_result api_route_match(const api_route *routes, size_t n, unsigned met
 
     const api_route *hit = NULL;
     for (size_t i = 0; i < n; i++) {
-        if (!shape_matches(routes[i].pattern, segs, nseg)) continue;
+        if (!shape_matches(routes[i].pattern, segs, bad, nseg)) continue;
         m->allowed |= routes[i].method;
         if (routes[i].method == method && !hit) {
             hit = &routes[i];
             m->index = i;
         }
     }
-    if (!m->allowed) return API_MATCH_NOT_FOUND;
+    if (!m->allowed) {
+        /* No route has this shape; a segment that did not decode is still a bad request. */
+        for (unsigned k = 0; k < nseg; k++)
+            if (bad[k]) return bad_segment(bad[k], k, err);
+        return API_MATCH_NOT_FOUND;
+    }
     if (m->allowed & API_GET) m->allowed |= API_HEAD;
     m->allowed |= API_OPTIONS;
     if (!hit) return API_MATCH_METHOD;
     m->route = hit;
 
-    /* Bind and validate the parameters of the route found. */
+    /* Bind and validate the parameters of the route found. On failure m->route stays set (with
+     * the parameters validated so far) so that the caller can authenticate before it answers. */
     const char *q = hit->pattern;
     unsigned k = 0;
     while (*q == '/') {
@@ -300,13 +321,16 @@ api_match_result api_route_match(const api_route *routes, size_t n, unsigned met
         const char *e = strchr(q, '/');
         size_t len = e ? (size_t)(e - q) : strlen(q);
         if (len >= 2 && q[0] == '{' && q[len - 1] == '}' && m->n < API_MAX_PARAMS) {
-            size_t nl = len - 2 < sizeof m->names[0] - 1 ? len - 2 : sizeof m->names[0] - 1;
-            memcpy(m->names[m->n], q + 1, nl);
-            m->names[m->n][nl] = '\0';
+            char name[sizeof m->names[0]];
+            size_t nl = len - 2 < sizeof name - 1 ? len - 2 : sizeof name - 1;
+            memcpy(name, q + 1, nl);
+            name[nl] = '\0';
+            if (bad[k]) return bad_segment(bad[k], k, err);
             param_check check;
-            const char *rule = param_rule(m->names[m->n], &check);
+            const char *rule = param_rule(name, &check);
             if (!check(segs[k]))
-                return samda_fail(err, SAMDA_EINVAL, "path parameter %s must be %s", m->names[m->n], rule), API_MATCH_BAD_PATH;
+                return samda_fail(err, SAMDA_EINVAL, "path parameter %s must be %s", name, rule), API_MATCH_BAD_PATH;
+            memcpy(m->names[m->n], name, nl + 1);
             memcpy(m->values[m->n], segs[k], strlen(segs[k]) + 1);
             m->n++;
         }

@@ -66,7 +66,11 @@ typedef enum api_match_result {
     API_MATCH_OK = 0,        /* route found, parameters valid */
     API_MATCH_NOT_FOUND,     /* no pattern has this shape: 404 */
     API_MATCH_METHOD,        /* the path exists for other methods (m->allowed): 405 */
-    API_MATCH_BAD_PATH       /* a segment or parameter is invalid (err says which): 400 */
+    API_MATCH_BAD_PATH       /* a segment or parameter is invalid (err says which): 400. When
+                              * m->route is set, the route was found and only its parameters
+                              * are wrong: authenticate and authorise for it first (401/403),
+                              * then answer 400, so that anonymous clients do not learn the
+                              * rules. m->n counts the parameters validated before the bad one */
 } api_match_result;
 
 typedef struct api_match {
@@ -78,7 +82,8 @@ typedef struct api_match {
     unsigned allowed;                            /* methods allowed on this path (API_* bits) */
 } api_match;
 
-/** Match method + raw path (still percent-encoded, without the query) against routes. */
+/** Match method + raw path (still percent-encoded, without the query) against routes. A segment
+ *  that cannot be decoded ("..", "%2F", "%00", a bad escape) can only stand for a parameter. */
 api_match_result api_route_match(const api_route *routes, size_t n, unsigned method,
                                  const char *raw_path, api_match *m, samda_error *err);
 

@@ -773,7 +773,10 @@ static void begin(api_request *r, const char *method)
     samda_error e = {SAMDA_OK, ""};
     unsigned mb = r->method_bit ? r->method_bit : (1u << 30);
     api_match_result mr = api_route_match(api_routes, api_n_routes, mb == API_OPTIONS ? API_GET : mb, path, &r->match, &e);
-    if (mb == API_OPTIONS && (mr == API_MATCH_OK || mr == API_MATCH_METHOD)) {
+    /* A route whose path parameters are wrong is still that route (router.h): its 400 comes after
+     * authentication and authorisation, so anonymous clients do not learn the parameter rules. */
+    const bool bad_params = mr == API_MATCH_BAD_PATH && r->match.route;
+    if (mb == API_OPTIONS && (mr == API_MATCH_OK || mr == API_MATCH_METHOD || bad_params)) {
         /* CORS preflight / capability probe: answered for every known path, no auth. */
         char allow[96];
         api_methods_str(r->match.allowed, allow, sizeof allow);
@@ -801,6 +804,7 @@ static void begin(api_request *r, const char *method)
         return;
     }
     case API_MATCH_BAD_PATH:
+        if (bad_params) break;
         api_reply_problem(r, SAMDA_EINVAL, 0, "%s", e.message);
         return;
     case API_MATCH_OK:
@@ -810,6 +814,10 @@ static void begin(api_request *r, const char *method)
     const api_route *rt = r->match.route;
 
     if (!authenticate(r)) return;
+    if (bad_params) {
+        api_reply_problem(r, SAMDA_EINVAL, 0, "%s", e.message);
+        return;
+    }
 
     if (rt->service != API_NO_SERVICE) {
         void *fn;

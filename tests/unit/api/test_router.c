@@ -100,7 +100,25 @@ static void bad_paths(void **state)
         api_match_result r = match(method, cases[i].path, &m, &err);
         if (r != API_MATCH_BAD_PATH || !strstr(err.message, cases[i].needle))
             fail_msg("%s: result %d message '%s'", cases[i].path, (int)r, err.message);
+        /* the route is known all the same, so that the server authenticates before it answers */
+        if (!m.route) fail_msg("%s: no route with the bad parameter", cases[i].path);
     }
+    /* the parameters validated before the bad one are bound, the bad one is not */
+    assert_int_equal(match("GET", "/dicomweb/studies/1.2/series/x/instances/3/frames/1", &m, &err), API_MATCH_BAD_PATH);
+    assert_string_equal(m.route->pattern, "/dicomweb/studies/{study}/series/{series}/instances/{instance}/frames/{frames}");
+    assert_int_equal(m.n, 1);
+    assert_string_equal(api_match_param(&m, "study"), "1.2");
+    /* a segment that does not decode stands only where a route has a parameter */
+    memset(&err, 0, sizeof err);
+    assert_int_equal(match("GET", "/dicomweb/stud%zzies", &m, &err), API_MATCH_BAD_PATH);
+    assert_null(m.route);
+    assert_non_null(strstr(err.message, "percent-encoding in path segment 2"));
+    assert_int_equal(match("DELETE", "/api/v1/sites/liver/adapters/%2e%2e", &m, &err), API_MATCH_BAD_PATH);
+    assert_string_equal(m.route->pattern, "/api/v1/sites/{site}/adapters/{version}");
+    /* ...never for a literal: POST has only rollback and train there, so the method is wrong */
+    assert_int_equal(match("POST", "/api/v1/sites/liver/adapters/%2e%2e", &m, &err), API_MATCH_METHOD);
+    assert_true(m.allowed & API_DELETE);
+
     /* a 64-character UID is fine */
     assert_int_equal(match("GET", "/dicomweb/studies/1234567890123456789012345678901234567890123456789012345678901234/series", &m, &err), API_MATCH_OK);
     assert_int_equal(match("POST", "/dicomweb/sites/site-A_1.x/studies", &m, &err), API_MATCH_OK);

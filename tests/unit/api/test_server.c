@@ -935,6 +935,72 @@ static void ambiguous_framing_refused(void **state)
     fake_core_destroy(&fc);
 }
 
+/* Issue 14: path parameters are checked only after authentication and authorisation, so an
+ * anonymous client (401) or one with the wrong role (403) learns nothing of their rules; the
+ * authorised client gets the 400 naming the rule. OPTIONS (public) does not validate them. */
+static void path_params_checked_after_auth(void **state)
+{
+    (void)state;
+    fake_core fc;
+    samda_api_services svc;
+    fake_core_init(&fc, &svc);
+    samda_api *a = test_server_start(NULL, &svc);
+    const unsigned port = samda_api_port(a);
+    struct {
+        const char *method, *path, *wrong_role, *right_role, *needle;
+    } cases[] = {
+        {"GET", "/dicomweb/studies/1.2.3%27%20OR%201=1/series", "ingest-token", "user-token", "study must be a DICOM UID"},
+        {"GET", "/dicomweb/studies/..%2F..%2Fetc/series", "ingest-token", "user-token", "'/' or '..'"},
+        {"GET", "/dicomweb/studies/1.2%00.3/metadata", "ingest-token", "user-token", "NUL byte"},
+        {"GET", "/dicomweb/studies/1.2%zz/metadata", "ingest-token", "user-token", "percent-encoding"},
+        {"GET", "/api/v1/jobs/12a", "ingest-token", "user-token", "id must be a decimal id"},
+        {"DELETE", "/api/v1/sites/liver/adapters/007", "user-token", "admin-token", "version must be a version number"},
+        {"GET", "/api/v1/destinations/a%2F..%2Fb", "user-token", "admin-token", "'/' or '..'"},
+        {"POST", "/dicomweb/sites/bad%20name/studies", "user-token", "ingest-token", "site must be a name"},
+        {"GET", "/dicomweb/studies/1/series/2/instances/3/frames/1,,2", "ingest-token", "user-token", "frames must be"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *who[3] = {NULL, cases[i].wrong_role, cases[i].right_role};
+        const int want[3] = {401, 403, 400};
+        for (int k = 0; k < 3; k++) {
+            char extra[256] = "--path-as-is";
+            if (who[k]) snprintf(extra, sizeof extra, "--path-as-is -H 'Authorization: Bearer %s'", who[k]);
+            http_result r = http_curl(port, cases[i].method, cases[i].path, extra);
+            if (r.status != want[k]) fail_msg("%s %s as %s: status %d: %s", cases[i].method, cases[i].path, who[k] ? who[k] : "anonymous",
+                                              r.status, r.body);
+            bool told = strstr(r.body, cases[i].needle) || strstr(r.body, "must be") || strstr(r.body, "path segment");
+            if (k < 2 && told) fail_msg("%s %s as %s: the refusal tells the rule: %s", cases[i].method, cases[i].path, who[k] ? who[k] : "anonymous", r.body);
+            if (k == 2 && !strstr(r.body, cases[i].needle)) fail_msg("%s %s: 400 without the rule: %s", cases[i].method, cases[i].path, r.body);
+            http_result_free(&r);
+        }
+    }
+    /* a raw "../" (curl would normalise it) in a route's parameter */
+    const char raw[] = "GET /dicomweb/studies/../series HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    int st;
+    char *resp = raw_http(port, raw, sizeof raw - 1, 3000, &st);
+    assert_int_equal(st, 401);
+    assert_null(strstr(resp, "'..'"));
+    free(resp);
+    /* where no route has that shape, the path is refused as such: no route, so no rule to learn */
+    const char raw2[] = "GET /dicomweb/studies/../../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    resp = raw_http(port, raw2, sizeof raw2 - 1, 3000, &st);
+    assert_int_equal(st, 400);
+    free(resp);
+    /* OPTIONS is public and says only which methods the path has */
+    http_result r = http_curl(port, "OPTIONS", "/dicomweb/studies/not-a-uid/series", "");
+    assert_int_equal(r.status, 204);
+    http_result_free(&r);
+    /* a malformed segment where no route has a parameter is a plain 400 (no route, no rules) */
+    r = http_curl(port, "GET", "/dicomweb/stud%zzies", "");
+    assert_int_equal(r.status, 400);
+    http_result_free(&r);
+    /* nothing reached the core */
+    assert_int_equal(fc.qido_calls, 0);
+    assert_int_equal(fc.stow_parts, 0);
+    samda_api_stop(a);
+    fake_core_destroy(&fc);
+}
+
 static void tls(void **state)
 {
     (void)state;
@@ -995,7 +1061,7 @@ int main(void)
         cmocka_unit_test(trickled_body_is_cut),
         cmocka_unit_test(stop_lets_inflight_finish),
         cmocka_unit_test(slow_core_does_not_block_health), cmocka_unit_test(stop_answers_queued_with_503),
-        cmocka_unit_test(ambiguous_framing_refused),
+        cmocka_unit_test(ambiguous_framing_refused), cmocka_unit_test(path_params_checked_after_auth),
         cmocka_unit_test(tls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -106,9 +106,10 @@ typedef struct samda_api_ref {
     const char *study;
     const char *series;
     const char *instance;
-    const char *base_url; /* "http(s)://host[:port]" of this server as the client reached it
-                           * (params.public_url, else the Host header when sane), "" when
-                           * unknown: prefix for absolute URLs such as BulkDataURI. Never NULL */
+    const char *base_url; /* prefix for absolute URLs such as BulkDataURI: params.public_url, else
+                           * "http(s)://ADDR:PORT" of the local address and port the connection
+                           * arrived on (IPv6 in brackets), "" when unknown; never derived from
+                           * the client's Host header. Never NULL */
 } samda_api_ref;
 
 /** One STOW-RS part handed to the core (PS3.18 10.5). Borrowed for the call. */
@@ -444,8 +445,10 @@ typedef struct samda_api_params {
     const char *tls_key_path;      /* PEM private key (unencrypted) */
     bool auth_required;            /* default true; false = every route open (daemon warns) */
     const char *cors_origin;       /* Access-Control-Allow-Origin value; NULL = no CORS */
-    const char *public_url;        /* base of RetrieveURLs, e.g. "https://samda.example:8443";
-                                    * NULL = "http(s)://" + the request's Host header when valid */
+    const char *public_url;        /* base of absolute URLs (STOW RetrieveURL, WADO BulkDataURI),
+                                    * e.g. "https://samda.example:8443"; NULL = "http(s)://" + the
+                                    * local address and port each connection arrived on (the
+                                    * client's Host header is never used) */
     unsigned shutdown_timeout_ms;  /* samda_api_stop waits this long for in-flight requests;
                                     * default 10000 */
     samda_api_log_fn log;          /* NULL = silent */

@@ -138,7 +138,8 @@ void api_reply_response(api_request *r, unsigned status, struct MHD_Response *re
 
 /** Request header value or NULL. */
 const char *api_header(api_request *r, const char *name);
-/** "http(s)://host[:port]" for absolute URLs (public_url, else Host when sane, else ""). */
+/** Base of absolute URLs: params.public_url (trailing '/' removed), else "http(s)://ADDR:PORT" of
+ *  the local address the connection arrived on (IPv6 in brackets), else "". Never the Host header. */
 void api_base_url(api_request *r, char *buf, size_t size);
 void api_log(samda_api *api, samda_api_log_level level, const char *msg, const char *fields_fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -250,23 +250,40 @@ bool api_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
     return true;
 }
 
+/* The base of absolute URLs samda hands out (RetrieveURL, BulkDataURI). The Host header is the
+ * client's word: a URL built from it would let any client make samda name another server (cache
+ * poisoning, links to an attacker's host in responses that others read). Without public_url the base
+ * is the address and port the connection actually arrived on, and the listener's scheme. */
 void api_base_url(api_request *r, char *buf, size_t size)
 {
     samda_api *api = r->api;
+    buf[0] = '\0';
     if (api->public_url) {
         snprintf(buf, size, "%s", api->public_url);
         size_t n = strlen(buf);
         while (n && buf[n - 1] == '/') buf[--n] = '\0';
         return;
     }
-    const char *host = api_header(r, MHD_HTTP_HEADER_HOST);
-    size_t n = host ? strlen(host) : 0;
-    /* A Host header is the client's word: use it only when it looks like host[:port]. */
-    if (n == 0 || n > 255 || strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") != n) {
-        buf[0] = '\0';
-        return;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (!ci || getsockname(ci->connect_fd, (struct sockaddr *)&ss, &sl) != 0) return;
+    const char *scheme = api->tls ? "https" : "http";
+    char host[INET6_ADDRSTRLEN];
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
+        if (!inet_ntop(AF_INET, &sin->sin_addr, host, sizeof host)) return;
+        snprintf(buf, size, "%s://%s:%u", scheme, host, (unsigned)ntohs(sin->sin_port));
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&ss;
+        if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) { /* an IPv4 client of a dual-stack listener */
+            if (!inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12], host, sizeof host)) return;
+            snprintf(buf, size, "%s://%s:%u", scheme, host, (unsigned)ntohs(sin6->sin6_port));
+        } else {
+            if (!inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof host)) return;
+            snprintf(buf, size, "%s://[%s]:%u", scheme, host, (unsigned)ntohs(sin6->sin6_port));
+        }
     }
-    snprintf(buf, size, "%s://%s", api->tls ? "https" : "http", host);
 }
 
 static void timespec_now(struct timespec *t) { clock_gettime(CLOCK_MONOTONIC, t); }

@@ -146,7 +146,11 @@ static samda_status f_metadata(void *ctx, const samda_api_ref *ref, json_t **out
 {
     (void)ctx;
     if (strcmp(ref->study, "1.2.3") != 0) return samda_fail(err, SAMDA_ENOENT, "unknown study %s", ref->study);
-    *out = json_pack("[{s:{s:s, s:[s]}}]", "0020000D", "vr", "UI", "Value", ref->study);
+    /* like the real core: bulk data by reference, on the base URL the api gives */
+    char uri[512];
+    snprintf(uri, sizeof uri, "%s/dicomweb/studies/%s/bulk", ref->base_url, ref->study);
+    *out = json_pack("[{s:{s:s, s:[s]}, s:{s:s, s:s}}]", "0020000D", "vr", "UI", "Value", ref->study, "7FE00010", "vr", "OW",
+                     "BulkDataURI", uri);
     return SAMDA_OK;
 }
 

@@ -273,6 +273,61 @@ static void stow_part_headers_too_large(void **state)
     assert_int_equal(count_files(e->tmp), 0);
 }
 
+/* Issue 14: the URLs samda hands out (STOW RetrieveURL, WADO BulkDataURI) name the address and port
+ * the connection arrived on, never the client's Host header; with public_url, that. */
+static void urls_ignore_host_header(void **state)
+{
+    env *e = *state;
+    const char *ct[] = {"application/dicom"};
+    const char *good[] = {"1.2.1|1.2.3.8.1|1.2.3|1.2.3.8"};
+    char *body = stow_body(e->tmp, "h", ct, good, 1);
+    char extra[1024], want[256];
+    snprintf(extra, sizeof extra,
+             "-H 'Host: evil.example:666' -H 'Authorization: Bearer ingest-token' "
+             "-H 'Content-Type: multipart/related; type=\"application/dicom\"; boundary=h' --data-binary @%s", body);
+    http_result r = http_curl(e->port, "POST", "/dicomweb/studies", extra);
+    assert_int_equal(r.status, 200);
+    json_t *j = json_loads(r.body, 0, NULL);
+    assert_non_null(j);
+    snprintf(want, sizeof want, "http://127.0.0.1:%u/dicomweb/studies/1.2.3/series/1.2.3.8/instances/1.2.3.8.1", e->port);
+    assert_string_equal(str_value(json_array_get(seq(j, "00081199"), 0), "00081190"), want);
+    snprintf(want, sizeof want, "http://127.0.0.1:%u/dicomweb/studies/1.2.3", e->port);
+    assert_string_equal(str_value(j, "00081190"), want);
+    json_decref(j);
+    assert_null(strstr(r.body, "evil"));
+    http_result_free(&r);
+
+    /* metadata: the core builds BulkDataURI on ref->base_url */
+    r = http_curl(e->port, "GET", "/dicomweb/studies/1.2.3/metadata", "-H 'Host: evil.example' -H 'Authorization: Bearer user-token'");
+    assert_int_equal(r.status, 200);
+    snprintf(want, sizeof want, "\"BulkDataURI\":\"http://127.0.0.1:%u/dicomweb/studies/1.2.3/bulk\"", e->port);
+    if (!strstr(r.body, want)) fail_msg("metadata: %s", r.body);
+    http_result_free(&r);
+    /* HTTP/1.0 without any Host header: the same */
+    const char raw[] = "GET /dicomweb/studies/1.2.3/metadata HTTP/1.0\r\nAuthorization: Bearer user-token\r\n\r\n";
+    int st;
+    char *resp = raw_http(e->port, raw, sizeof raw - 1, 3000, &st);
+    assert_int_equal(st, 200);
+    if (!strstr(resp, want)) fail_msg("metadata without Host: %s", resp);
+    free(resp);
+
+    /* public_url set: it is the base (a trailing '/' dropped), Host still ignored */
+    samda_api_params p;
+    samda_api_params_init(&p);
+    p.tmp_dir = e->tmp;
+    p.public_url = "https://samda.example:8443/pacs/";
+    samda_api *a = test_server_start(&p, &e->svc);
+    r = http_curl(samda_api_port(a), "POST", "/dicomweb/studies", extra);
+    assert_int_equal(r.status, 200);
+    j = json_loads(r.body, 0, NULL);
+    assert_string_equal(str_value(j, "00081190"), "https://samda.example:8443/pacs/dicomweb/studies/1.2.3");
+    json_decref(j);
+    http_result_free(&r);
+    samda_api_stop(a);
+    unlink(body);
+    free(body);
+}
+
 static void qido_values(void **state)
 {
     env *e = *state;
@@ -468,6 +523,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(stow_malformed, setup, teardown),
         cmocka_unit_test_setup_teardown(stow_large_streamed, setup, teardown),
         cmocka_unit_test_setup_teardown(stow_part_headers_too_large, setup, teardown),
+        cmocka_unit_test_setup_teardown(urls_ignore_host_header, setup, teardown),
         cmocka_unit_test_setup_teardown(qido_values, setup, teardown),
         cmocka_unit_test_setup_teardown(wado, setup, teardown),
         cmocka_unit_test_setup_teardown(metadata_and_frames, setup, teardown),

@@ -441,7 +441,8 @@ typedef struct samda_api_params {
                                     * smaller of it and the current max_body applies */
     const char *tmp_dir;           /* where STOW parts are spooled; default NULL = $TMPDIR or /tmp.
                                     * Put it on the storage file system so the core can rename(2) */
-    const char *tls_cert_path;     /* PEM certificate chain; with tls_key_path enables HTTPS */
+    const char *tls_cert_path;     /* PEM certificate chain; with tls_key_path enables HTTPS:
+                                    * TLS 1.2 and 1.3 only, ECDHE and AEAD suites only (BCP 195) */
     const char *tls_key_path;      /* PEM private key (unencrypted) */
     bool auth_required;            /* default true; false = every route open (daemon warns) */
     const char *cors_origin;       /* Access-Control-Allow-Origin value; NULL = no CORS */

@@ -44,6 +44,19 @@ void samda_api_params_init(samda_api_params *p)
 
 bool samda_api_tls_supported(void) { return MHD_is_feature_supported(MHD_FEATURE_TLS) == MHD_YES; }
 
+/* What HTTPS offers (GnuTLS priority string, given to libmicrohttpd as MHD_OPTION_HTTPS_PRIORITIES).
+ * BCP 195 (RFC 9325 4.1, 4.2): TLS 1.2 and 1.3 only, key exchange with forward secrecy (ECDHE; TLS 1.3
+ * always has it) and AEAD ciphers only, no SHA-1 signatures (RFC 9155), safe renegotiation (RFC 5746).
+ * Without it GnuTLS's NORMAL also offers TLS 1.0/1.1, static-RSA key exchange and CBC suites. DHE is
+ * left out: every client samda serves has ECDHE, and DHE would need parameters of at least 2048 bits
+ * chosen here. With Debian 12's GnuTLS 3.7 this leaves TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384,
+ * TLS_CHACHA20_POLY1305_SHA256 (1.3) and ECDHE-{RSA,ECDSA} with AES-128/256-GCM or ChaCha20-Poly1305
+ * (1.2). */
+static const char tls_priorities[] = "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:"
+                                    "-KX-ALL:+ECDHE-RSA:+ECDHE-ECDSA:"
+                                    "-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305:-MAC-ALL:+AEAD:"
+                                    "-SIGN-RSA-SHA1:-SIGN-ECDSA-SHA1:-SIGN-DSA-SHA1:%SAFE_RENEGOTIATION";
+
 /* ---- logging -------------------------------------------------------------------------------- */
 
 void api_log(samda_api *api, samda_api_log_level level, const char *msg, const char *fields_fmt, ...)
@@ -1282,6 +1295,7 @@ samda_api *samda_api_start(const samda_api_params *p, const samda_api_services *
     if (tls) {
         ops[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, api->tls_cert_pem};
         ops[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, api->tls_key_pem};
+        ops[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)tls_priorities};
     }
     /* connections are tracked only for the request-head and body deadlines (the watchdog below) */
     if (p->header_timeout_s > 0 || p->body_timeout_s > 0)

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1001,6 +1002,27 @@ static void path_params_checked_after_auth(void **state)
     fake_core_destroy(&fc);
 }
 
+/* Handshake with openssl s_client args against 127.0.0.1:port: 1 = a session was set up, 0 = the
+ * server refused (the client did offer it: a client-side refusal fails the test), -1 = no s_client. */
+static int s_client_handshake(unsigned port, const char *args)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "openssl s_client -connect 127.0.0.1:%u %s </dev/null 2>&1", port, args);
+    FILE *f = popen(cmd, "r");
+    if (!f) return -1;
+    char line[512];
+    bool session = false, client_side = false;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "New, TLSv1", 10) == 0) session = true;
+        if (strstr(line, "no protocols available") || strstr(line, "no ciphers available") || strstr(line, "no cipher match"))
+            client_side = true;
+    }
+    int rc = pclose(f);
+    if (rc == -1 || WEXITSTATUS(rc) == 127) return -1;
+    if (client_side) fail_msg("s_client %s refused to offer it (not the server's refusal)", args);
+    return session && WEXITSTATUS(rc) == 0 ? 1 : 0;
+}
+
 static void tls(void **state)
 {
     (void)state;
@@ -1041,6 +1063,30 @@ static void tls(void **state)
     if (!fgets(code, sizeof code, f)) code[0] = '\0';
     pclose(f);
     assert_string_not_equal(code, "200");
+    /* Issue 14: BCP 195. Debian's OpenSSL offers TLS 1.0/1.1 and static-RSA or CBC suites only at
+     * security level 0, so the client asks for it: each refusal below is the server's. */
+    const unsigned port = samda_api_port(a);
+    if (s_client_handshake(port, "-tls1_3") < 0) {
+        print_message("openssl s_client missing: protocol checks skipped\n");
+    } else {
+        struct { const char *args; int want; } hs[] = {
+            {"-tls1 -cipher 'DEFAULT:@SECLEVEL=0'", 0},
+            {"-tls1_1 -cipher 'DEFAULT:@SECLEVEL=0'", 0},
+            {"-tls1_2 -cipher 'AES128-GCM-SHA256:@SECLEVEL=0'", 0},         /* static RSA: no forward secrecy */
+            {"-tls1_2 -cipher 'AES256-GCM-SHA384:@SECLEVEL=0'", 0},
+            {"-tls1_2 -cipher 'AES128-SHA256:@SECLEVEL=0'", 0},
+            {"-tls1_2 -cipher 'ECDHE-RSA-AES128-SHA:@SECLEVEL=0'", 0},     /* CBC, not AEAD */
+            {"-tls1_2 -cipher 'ECDHE-RSA-AES128-SHA256:@SECLEVEL=0'", 0},
+            {"-tls1_2 -cipher ECDHE-RSA-AES128-GCM-SHA256", 1},
+            {"-tls1_2 -cipher ECDHE-RSA-AES256-GCM-SHA384", 1},
+            {"-tls1_2 -cipher ECDHE-RSA-CHACHA20-POLY1305", 1},
+            {"-tls1_3", 1},
+        };
+        for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++) {
+            int got = s_client_handshake(port, hs[i].args);
+            if (got != hs[i].want) fail_msg("s_client %s: %s", hs[i].args, got ? "accepted" : "refused");
+        }
+    }
     samda_api_stop(a);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);

@@ -205,6 +205,33 @@ samda_status samda_dicom_read_header_mem(const void *data, size_t size, samda_di
                                          samda_error *err);
 
 /* =========================================================================================
+ * Intake check (dicom/intake.cpp): what must hold before an instance is acknowledged
+ * ========================================================================================= */
+
+#define SAMDA_DICOM_MAX_FRAME_BYTES (1u << 30)   /* one frame, decoded: 1 GiB */
+#define SAMDA_DICOM_MAX_PIXEL_SPACING_MM 1000.0  /* PixelSpacing values: above 0, at most this */
+#define SAMDA_DICOM_MAX_COORDINATE_MM 1e5        /* |ImagePositionPatient| values: at most 100 m */
+#define SAMDA_DICOM_MAX_SLICE_GAP_MM 100.0       /* a volume's median slice gap: at most this */
+
+/** Check that a received instance can be read back whole and describes a possible image, before
+ *  it is acknowledged. Refused (SAMDA_EBADDICOM, the message naming the attribute first):
+ *  a data set that does not parse to its end (truncated anywhere, pixel data included; padding
+ *  after the top-level Pixel Data is not read); an image storage class without Pixel Data; Rows or
+ *  Columns 0, SamplesPerPixel not 1/3/4, BitsAllocated not 1/8/16/32, BitsStored 0 or above
+ *  BitsAllocated, NumberOfFrames not a whole number of 1 or more; native pixel data shorter than
+ *  Rows x Columns x SamplesPerPixel x BitsAllocated x NumberOfFrames; encapsulated pixel data with
+ *  fewer fragments than frames, a Basic or Extended Offset Table that does not count the frames, or
+ *  no bytes at all; a frame over SAMDA_DICOM_MAX_FRAME_BYTES; and, at the top level and in every
+ *  functional group item, PixelSpacing not in (0, 1000] mm, ImagePositionPatient beyond 1e5 mm,
+ *  ImageOrientationPatient whose directions are not unit vectors, SliceThickness below 0,
+ *  RescaleSlope 0, or any of them not numbers. Nothing is allocated from a declared count or
+ *  length: values over 4 KiB are checked against the file, never read.
+ *  @param path IN: the file as received.  @param h IN: its header (samda_dicom_read_header()).
+ *  @return SAMDA_OK; SAMDA_EBADDICOM as above; SAMDA_EINVAL: NULL argument; SAMDA_ENOENT/SAMDA_EIO:
+ *          the file cannot be read; SAMDA_ENOMEM.  Thread-safety: safe. */
+samda_status samda_dicom_check_instance(const char *path, const samda_dicom_header *h, samda_error *err);
+
+/* =========================================================================================
  * What samda accepts (the table behind the SCP and the conformance statement)
  * ========================================================================================= */
 
@@ -419,14 +446,20 @@ samda_status samda_dicom_echo(const samda_dicom_peer *peer, unsigned timeout_s, 
  * it, never by InstanceNumber. Multi-frame instances (enhanced CT/MR) are split into their frames,
  * each with its own position from the functional groups.
  *
- * Refused (SAMDA_EBADDICOM, the message naming the file and its InstanceNumber): frames that
- * differ in orientation (beyond orientation_tolerance), rows/columns, pixel spacing, series or
- * frame of reference; two frames at the same position (duplicates); frames without
+ * Refused (SAMDA_EBADDICOM, the message naming the attribute first, then the instance by its
+ * InstanceNumber and SOP Instance UID, never by path): frames that differ in orientation (beyond
+ * orientation_tolerance), rows/columns, pixel spacing, series, patient (PatientID), SOP class or
+ * modality, or frame of reference; two frames at the same position (duplicates); frames without
  * ImagePositionPatient/ImageOrientationPatient in a series of several instances (one instance
- * without positions, a single image or a cine, loads in frame order with has_geometry false).
+ * without positions, a single image or a cine, loads in frame order with has_geometry false);
+ * pixel data that does not hold NumberOfFrames frames (checked before anything is sized by it, as
+ * samda_dicom_check_instance() does; NumberOfFrames x Rows x Columns over max_voxels is
+ * SAMDA_ETOOBIG); values no patient can have (PixelSpacing not in (0, 1000] mm, positions beyond
+ * 1e5 mm, RescaleSlope 0, non-numbers) and a median slice gap over SAMDA_DICOM_MAX_SLICE_GAP_MM.
  * Refused as SAMDA_ENOTSUP: colour images (RGB, YBR, PALETTE COLOR; SamplesPerPixel > 1) and
  * pixel data this DCMTK build cannot decode (JPEG 2000, HTJ2K, MPEG...), the message naming the
- * file and the transfer syntax. Decoding runs on up to 8 threads (one file each).
+ * transfer syntax. Decoding runs on up to 8 threads (one file each), a frame at a time; 8, 16 and
+ * 32 bits allocated, little or big endian.
  * Accepted and reported, not refused: non-uniform spacing (a series with a gap or a missing
  * slice is real data; info.is_uniform and info.max_spacing_deviation_mm say so, and
  * params.refuse_non_uniform makes it a refusal), positions that do not lie on one line along the

@@ -86,6 +86,15 @@ samda_status get_uid(DcmItem &ds, const uid_field &f, char (&dst)[N], samda_erro
 {
     dst[0] = '\0';
     OFString v;
+    /* A NUL inside the value ("1.2.3\0.4.5") would make every C string of it "1.2.3": refuse it
+     * (trailing NUL padding is removed by DCMTK before this). */
+    DcmElement *el = nullptr;
+    char *raw = nullptr;
+    Uint32 raw_len = 0;
+    if (ds.findAndGetElement(f.tag, el).good() && el && el->getString(raw, raw_len).good() && raw &&
+        std::memchr(raw, '\0', raw_len))
+        return samda_fail(err, SAMDA_EBADUID, "%s contains a NUL character inside its value: not a valid UID",
+                          f.label);
     if (ds.findAndGetOFString(f.tag, v).bad() || v.empty()) {
         if (f.required) return samda_fail(err, SAMDA_EBADDICOM, "%s missing", f.label);
         return SAMDA_OK;

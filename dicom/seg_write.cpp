@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <ctime>
+#include <map>
 #include <memory>
 #include <set>
 #include <stdexcept>
@@ -17,6 +18,7 @@
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmdata/dcsequen.h>
+#include <dcmtk/dcmdata/dcstack.h>
 #include <dcmtk/dcmfg/fgderimg.h>
 #include <dcmtk/dcmfg/fgfracon.h>
 #include <dcmtk/dcmfg/fgpixmsr.h>
@@ -47,11 +49,54 @@ struct samda_seg_writer {
     size_t n_frames = 0;
     std::vector<std::string> algorithms; /* "name version", for Contributing Equipment */
     bool is_broken = false;              /* dcmseg refused a step: the object may be half-changed */
+    /* Source UIDs that DCMTK's VR check refuses (a component with a leading zero, which samda
+     * accepts at intake) stand in dcmseg's object as new conformant placeholders, and are put back
+     * when the data set is written: placeholder -> the source's UID, and the reverse. */
+    std::map<std::string, std::string> placeholder_to_uid, uid_to_placeholder;
 };
 
 namespace {
 
 std::string str(const char *s, const char *dflt = "") { return s && *s ? s : dflt; }
+
+/* PS3.5 9.1 to the letter: no component with a leading zero (samda_dicom_uid_is_valid() is lenient). */
+bool uid_is_strict(const char *uid)
+{
+    for (const char *p = uid; *p; p++)
+        if (*p == '0' && (p == uid || p[-1] == '.') && p[1] >= '0' && p[1] <= '9') return false;
+    return true;
+}
+
+/* The UID to give dcmseg for a source UID (see samda_seg_writer::placeholder_to_uid). */
+std::string ref_uid(samda_seg_writer &w, const char *uid)
+{
+    if (uid_is_strict(uid)) return uid;
+    auto it = w.uid_to_placeholder.find(uid);
+    if (it != w.uid_to_placeholder.end()) return it->second;
+    char buf[SAMDA_DICOM_UID_SIZE];
+    samda_error e;
+    if (samda_dicom_uid_generate(buf, nullptr, &e) != SAMDA_OK) throw std::runtime_error(e.message);
+    w.uid_to_placeholder[uid] = buf;
+    w.placeholder_to_uid[buf] = uid;
+    return buf;
+}
+
+/* Every UI value of ds that is a placeholder becomes the source UID it stands for. */
+void restore_placeholders(DcmDataset &ds, const samda_seg_writer &w)
+{
+    if (w.placeholder_to_uid.empty()) return;
+    DcmStack stack;
+    while (ds.nextObject(stack, OFTrue).good()) {
+        DcmObject *o = stack.top();
+        if (o->ident() != EVR_UI) continue;
+        DcmElement *el = OFstatic_cast(DcmElement *, o);
+        OFString v;
+        if (el->getOFString(v, 0).bad()) continue;
+        auto it = w.placeholder_to_uid.find(v.c_str());
+        if (it != w.placeholder_to_uid.end() && el->putString(it->second.c_str()).bad())
+            throw std::runtime_error("restoring source UID " + it->second);
+    }
+}
 
 samda_status cond_fail(samda_error *err, const char *what, const OFCondition &c)
 {
@@ -193,6 +238,13 @@ samda_status make_writer(const samda_volume *src, const samda_seg_params &p, sam
      * source: the SEG joins the source's study and frame of reference. */
     DcmDataset copy(*src->source_header);
     if ((c = seg.importFromSourceImage(copy, OFTrue)).bad()) return cond_fail(err, "copying patient and study", c);
+    const samda_volume_info &vi = src->info;
+    if (!uid_is_strict(vi.study_instance_uid) &&
+        (c = seg.getStudy().setStudyInstanceUID(ref_uid(*w, vi.study_instance_uid))).bad())
+        return cond_fail(err, "copying the study", c);
+    if (vi.frame_of_reference_uid[0] && !uid_is_strict(vi.frame_of_reference_uid) &&
+        (c = seg.getFrameOfReference().setFrameOfReferenceUID(ref_uid(*w, vi.frame_of_reference_uid))).bad())
+        return cond_fail(err, "copying the frame of reference", c);
     if ((c = seg.getSeries().setSeriesInstanceUID(w->series_uid.c_str())).bad() ||
         (c = seg.getSeries().setSeriesNumber(std::to_string(p.series_number).c_str())).bad() ||
         (c = seg.getSeries().setSeriesDescription(str(p.series_description, "Segmentation (samda)").c_str(), OFFalse))
@@ -246,8 +298,10 @@ samda_status add_frame(samda_seg_writer &w, Uint16 number, size_t slice, Uint8 *
         return cond_fail(err, "dimension index values", c);
     OFVector<ImageSOPInstanceReferenceMacro> refs(1);
     ImageSOPInstanceReferenceMacro &ref = refs[0];
-    if ((c = ref.setReferencedSOPClassUID(s.sop_class_uid)).bad() ||
-        (c = ref.setReferencedSOPInstanceUID(s.sop_instance_uid)).bad())
+    /* The source's UIDs exactly as the PACS has them (through a placeholder where DCMTK's check
+     * refuses them): a corrected UID would reference an instance that does not exist. */
+    if ((c = ref.setReferencedSOPClassUID(ref_uid(w, s.sop_class_uid))).bad() ||
+        (c = ref.setReferencedSOPInstanceUID(ref_uid(w, s.sop_instance_uid))).bad())
         return cond_fail(err, "source reference", c);
     /* A frame of an enhanced source: name the frame (PS3.3 C.10.8). */
     if (s.frame_number > 0 && (c = ref.addReferencedFrameNumber((Uint16)s.frame_number)).bad())
@@ -358,6 +412,7 @@ samda_status save(samda_seg_writer &w, const char *path, samda_seg_save_result *
     DcmDataset &ds = *ff.getDataset();
     OFCondition c = w.seg->writeDataset(ds);
     if (c.bad()) return samda_fail(err, SAMDA_EINTERNAL, "saving a DICOM-SEG to %s: dcmseg: %s", path, c.text());
+    restore_placeholders(ds, w);
     write_common_instance_reference(ds, *w.src);
     write_contributing_equipment(ds, w);
     samda_status st = dicom_save_atomic(ff, path, EXS_LittleEndianExplicit, true, err);

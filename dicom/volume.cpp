@@ -16,6 +16,7 @@
 
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfcache.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmdata/dcpixel.h>
 #include <dcmtk/dcmdata/dcsequen.h>
@@ -23,6 +24,7 @@
 
 #include "dicom.h"
 #include "guard.h"
+#include "intake_internal.h"
 #include "reopen.h"
 #include "volume_internal.h"
 
@@ -48,18 +50,54 @@ struct file_info {
     bool is_multiframe;
 };
 
-std::string who(const char *path, const samda_dicom_header &h)
+/* An instance as a PACS administrator finds it: its InstanceNumber and SOP Instance UID (never the
+ * path of samda's copy, which means nothing outside samda and hides the UIDs). */
+std::string who(const samda_dicom_header &h)
 {
-    std::string s = path;
-    if (h.has_instance_number) s += " (instance " + std::to_string(h.instance_number) + ")";
+    std::string s = "instance ";
+    if (h.has_instance_number) s += std::to_string(h.instance_number) + " ";
+    s += std::string("(SOP Instance UID ") + h.sop_instance_uid + ")";
     return s;
 }
 
-std::string who_frame(const char *path, const samda_dicom_header &h, unsigned frame)
+std::string who_frame(const samda_dicom_header &h, unsigned frame)
 {
-    std::string s = who(path, h);
+    std::string s = who(h);
     if (frame) s += " frame " + std::to_string(frame);
     return s;
+}
+
+/* Append " (<who>)" to a message that names the attribute first. */
+void name_instance(samda_error *err, const samda_dicom_header &h)
+{
+    if (!err) return;
+    size_t n = std::strlen(err->message);
+    std::snprintf(err->message + n, sizeof err->message - n, " (%s)", who(h).c_str());
+}
+
+/* A frame's geometry that no patient can have (the intake check refuses it too; this catches
+ * instances stored before it existed). */
+samda_status check_frame_values(const frame_geo &g, const samda_dicom_header &h, samda_error *err)
+{
+    for (int i = 0; g.has_spacing && i < 2; i++)
+        if (!std::isfinite(g.spacing[i]) || !(g.spacing[i] > 0) || g.spacing[i] > SAMDA_DICOM_MAX_PIXEL_SPACING_MM)
+            return samda_fail(err, SAMDA_EBADDICOM, "(0028,0030) PixelSpacing %g\\%g is impossible: each value must be "
+                              "above 0 and at most 1000 mm (%s)", g.spacing[0], g.spacing[1],
+                              who_frame(h, g.frame).c_str());
+    for (int i = 0; g.has_position && i < 3; i++)
+        if (!std::isfinite(g.position[i]) || std::fabs(g.position[i]) > SAMDA_DICOM_MAX_COORDINATE_MM)
+            return samda_fail(err, SAMDA_EBADDICOM, "(0020,0032) ImagePositionPatient %g\\%g\\%g is impossible: "
+                              "coordinates must lie within 1e5 mm of the origin (%s)", g.position[0], g.position[1],
+                              g.position[2], who_frame(h, g.frame).c_str());
+    for (int i = 0; g.has_orientation && i < 6; i++)
+        if (!std::isfinite(g.orientation[i]))
+            return samda_fail(err, SAMDA_EBADDICOM, "(0020,0037) ImageOrientationPatient is not six numbers (%s)",
+                              who_frame(h, g.frame).c_str());
+    if (!std::isfinite(g.slope) || g.slope == 0 || !std::isfinite(g.intercept))
+        return samda_fail(err, SAMDA_EBADDICOM, "(0028,1053) RescaleSlope %g with (0028,1052) RescaleIntercept %g is "
+                          "impossible: a slope must be a number other than 0 (%s)", g.slope, g.intercept,
+                          who_frame(h, g.frame).c_str());
+    return SAMDA_OK;
 }
 
 bool get_ds(DcmItem &it, const DcmTagKey &tag, double *out, unsigned n)
@@ -90,13 +128,6 @@ bool fg_ds(DcmItem *per_frame, DcmItem *shared, const DcmTagKey &seq, const DcmT
     return g && get_ds(*g, tag, out, n);
 }
 
-/* The second file of a two-file message by its base name, so the message fits one error line. */
-const char *base_name(const char *path)
-{
-    const char *s = std::strrchr(path, '/');
-    return s ? s + 1 : path;
-}
-
 double dot3(const double *a, const double *b) { return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]; }
 
 void cross3(const double *a, const double *b, double *out)
@@ -106,41 +137,53 @@ void cross3(const double *a, const double *b, double *out)
     out[2] = a[0] * b[1] - a[1] * b[0];
 }
 
-/* Pass 1 for one file: its header and the geometry of each of its frames. */
-samda_status read_geometry(const char *path, size_t file_index, file_info &fi, std::vector<frame_geo> &frames,
-                           samda_error *err)
+/* Pass 1 for one file: its header and the geometry of each of its frames. Nothing is sized by
+ * NumberOfFrames before the pixel data is known to hold that many frames. */
+samda_status read_geometry(const char *path, size_t file_index, const samda_volume_params &p, file_info &fi,
+                           std::vector<frame_geo> &frames, samda_error *err)
 {
     samda_dicom_header &h = fi.h;
     samda_status st = samda_dicom_read_header(path, &h, err);
     if (st != SAMDA_OK) return st;
     if (!h.has_pixel_data || h.rows == 0 || h.columns == 0)
-        return samda_fail(err, SAMDA_EBADDICOM, "loading a volume: %s has no image pixel data", who(path, h).c_str());
+        return samda_fail(err, SAMDA_EBADDICOM, "no image pixel data (%s)", who(h).c_str());
     std::string pi = h.photometric_interpretation;
     if (h.samples_per_pixel > 1 || (pi != "MONOCHROME1" && pi != "MONOCHROME2"))
         return samda_fail(err, SAMDA_ENOTSUP,
-                          "loading a volume: %s is a colour image (%s, %u samples per pixel); only greyscale "
-                          "(MONOCHROME1/2) series form volumes", who(path, h).c_str(), pi.c_str(), h.samples_per_pixel);
+                          "a colour image (%s, %u samples per pixel): only greyscale (MONOCHROME1/2) series form "
+                          "volumes (%s)", pi.c_str(), h.samples_per_pixel, who(h).c_str());
     if (h.bits_allocated != 8 && h.bits_allocated != 16 && h.bits_allocated != 32)
-        return samda_fail(err, SAMDA_ENOTSUP, "loading a volume: %s has BitsAllocated %u (8, 16 or 32 supported)",
-                          who(path, h).c_str(), h.bits_allocated);
+        return samda_fail(err, SAMDA_ENOTSUP, "(0028,0100) BitsAllocated %u: 8, 16 or 32 supported (%s)",
+                          h.bits_allocated, who(h).c_str());
     if (h.bits_stored == 0 || h.bits_stored > h.bits_allocated)
-        return samda_fail(err, SAMDA_EBADDICOM, "loading a volume: %s has BitsStored %u with BitsAllocated %u",
-                          who(path, h).c_str(), h.bits_stored, h.bits_allocated);
+        return samda_fail(err, SAMDA_EBADDICOM, "(0028,0101) BitsStored %u with BitsAllocated %u (%s)", h.bits_stored,
+                          h.bits_allocated, who(h).c_str());
 
-    /* Functional groups exist in enhanced (multi-frame) objects; read the whole header for them. */
+    /* The whole data set, values over 4 KiB left in the file: functional groups for enhanced
+     * (multi-frame) objects, and the pixel data's length against NumberOfFrames. */
     DcmFileFormat ff;
-    OFCondition c = dicom_reopen::load_file(ff, path, 4096, tag_pixel_data);
-    if (c.bad()) return samda_fail(err, SAMDA_EBADDICOM, "loading a volume: reading %s: %s", path, c.text());
+    OFCondition c = dicom_reopen::load_file(ff, path, 4096);
+    if (c.bad())
+        return samda_fail(err, SAMDA_EBADDICOM, "the data set does not parse to its end (%s): truncated or corrupt (%s)",
+                          c.text(), who(h).c_str());
     DcmDataset &ds = *ff.getDataset();
+    if ((st = dicom_check_pixels(ds, h, err)) != SAMDA_OK) {
+        name_instance(err, h);
+        return st;
+    }
+    unsigned n = h.number_of_frames;
+    if ((uint64_t)n * h.rows * h.columns > p.max_voxels)
+        return samda_fail(err, SAMDA_ETOOBIG, "(0028,0008) NumberOfFrames %u of %ux%u are more than max_voxels %llu (%s)",
+                          n, h.rows, h.columns, (unsigned long long)p.max_voxels, who(h).c_str());
     DcmItem *shared = first_item(&ds, DCM_SharedFunctionalGroupsSequence);
     DcmSequenceOfItems *per_frame_seq = nullptr;
     if (ds.findAndGetSequence(DCM_PerFrameFunctionalGroupsSequence, per_frame_seq).bad()) per_frame_seq = nullptr;
-    unsigned n = h.number_of_frames;
     fi.is_multiframe = n > 1 || per_frame_seq != nullptr;
     if (per_frame_seq && per_frame_seq->card() != n)
         return samda_fail(err, SAMDA_EBADDICOM,
-                          "loading a volume: %s has NumberOfFrames %u but %lu PerFrameFunctionalGroupsSequence items",
-                          who(path, h).c_str(), n, (unsigned long)per_frame_seq->card());
+                          "(0028,0008) NumberOfFrames %u but %lu PerFrameFunctionalGroupsSequence items (%s)", n,
+                          (unsigned long)per_frame_seq->card(), who(h).c_str());
+    frames.reserve(frames.size() + n);
     for (unsigned k = 0; k < n; k++) {
         frame_geo g;
         g.file = file_index;
@@ -173,6 +216,7 @@ samda_status read_geometry(const char *path, size_t file_index, file_info &fi, s
             g.slope = h.rescale_slope;
             g.intercept = h.rescale_intercept;
         }
+        if ((st = check_frame_values(g, h, err)) != SAMDA_OK) return st;
         frames.push_back(g);
     }
     return SAMDA_OK;
@@ -192,60 +236,61 @@ inline double stored_value(uint32_t raw, unsigned bits_stored, bool is_signed)
     return (double)raw;
 }
 
-/* Pass 2 for one file: decode every frame into its sorted slice. */
+/* Pass 2 for one file: decode every frame into its sorted slice, one frame's bytes at a time. */
 samda_status decode_file(const char *path, const file_info &fi, const std::vector<size_t> &slice_of_frame,
                          const std::vector<frame_geo> &frames, const std::vector<size_t> &frames_of_file,
                          float *voxels, size_t slice_voxels, samda_error *err)
 {
     const samda_dicom_header &h = fi.h;
     DcmFileFormat ff;
-    OFCondition c = dicom_reopen::load_file(ff, path);
-    if (c.bad()) return samda_fail(err, SAMDA_EIO, "loading a volume: reading pixels of %s: %s", path, c.text());
+    OFCondition c = dicom_reopen::load_file(ff, path, 4096);
+    if (c.bad())
+        return samda_fail(err, SAMDA_EIO, "the pixel data cannot be read (%s): %s (%s)", c.text(), path,
+                          who(h).c_str());
     DcmDataset &ds = *ff.getDataset();
-    if (DcmXfer(ds.getOriginalXfer()).isEncapsulated()) {
+    DcmXfer x(ds.getOriginalXfer());
+    /* Native data is read as the file holds it and swapped by sample below; decoded data is in
+     * memory in the host's (little-endian) order. */
+    E_ByteOrder order = !x.isEncapsulated() && x.getByteOrder() == EBO_BigEndian ? EBO_BigEndian : EBO_LittleEndian;
+    if (x.isEncapsulated()) {
         /* No decoder registered for this syntax (JPEG 2000 in Debian's DCMTK): choosing fails. */
         if (ds.chooseRepresentation(EXS_LittleEndianExplicit, nullptr).bad() ||
             !ds.hasRepresentation(EXS_LittleEndianExplicit, nullptr)) {
-            DcmXfer x(ds.getOriginalXfer());
             return samda_fail(err, SAMDA_ENOTSUP,
-                              "loading a volume: %s is encoded as %s (%s), which this build cannot decode "
-                              "(hint: have the sender use an uncompressed or JPEG/JPEG-LS/RLE transfer syntax)",
-                              who(path, h).c_str(), x.getXferName(), x.getXferID());
+                              "encoded as %s (%s), which this build cannot decode (hint: have the sender use an "
+                              "uncompressed or JPEG/JPEG-LS/RLE transfer syntax) (%s)",
+                              x.getXferName(), x.getXferID(), who(h).c_str());
         }
     }
     DcmElement *px = nullptr;
     if (ds.findAndGetElement(DCM_PixelData, px).bad() || !px)
-        return samda_fail(err, SAMDA_EBADDICOM, "loading a volume: %s has no PixelData", who(path, h).c_str());
-    size_t n_frames = h.number_of_frames;
-    size_t bytes_per = h.bits_allocated / 8;
-    size_t need = n_frames * slice_voxels * bytes_per;
-    const void *raw = nullptr;
-    if (bytes_per == 1) {
-        Uint8 *p = nullptr;
-        if (px->getUint8Array(p).good()) raw = p;
-    } else if (bytes_per == 2) {
-        Uint16 *p = nullptr;
-        if (px->getUint16Array(p).good()) raw = p;
-    } else {
-        Uint32 *p = nullptr;
-        if (px->getUint32Array(p).good()) raw = p;
-    }
-    if (!raw || px->getLength() < need)
+        return samda_fail(err, SAMDA_EBADDICOM, "(7FE0,0010) PixelData missing (%s)", who(h).c_str());
+    const size_t n_frames = h.number_of_frames;
+    const size_t bytes_per = h.bits_allocated / 8;
+    const size_t frame_bytes = slice_voxels * bytes_per;
+    if ((uint64_t)px->getLength() < (uint64_t)n_frames * frame_bytes)
         return samda_fail(err, SAMDA_EBADDICOM,
-                          "loading a volume: %s has %lu bytes of pixel data, %zu needed for %zu frame(s) of %ux%u "
-                          "at %zu bits", who(path, h).c_str(), (unsigned long)px->getLength(), need, n_frames, h.rows,
-                          h.columns, bytes_per * 8);
-    bool is_signed = h.pixel_representation == 1;
+                          "(7FE0,0010) PixelData holds %lu bytes, %zu needed for %zu frame(s) of %ux%u at %zu bits (%s)",
+                          (unsigned long)px->getLength(), n_frames * frame_bytes, n_frames, h.rows, h.columns,
+                          bytes_per * 8, who(h).c_str());
+    const bool is_signed = h.pixel_representation == 1;
+    std::vector<unsigned char> buf(frame_bytes);
+    DcmFileCache cache;
     for (size_t fidx : frames_of_file) {
         const frame_geo &g = frames[fidx];
-        size_t k = g.frame ? g.frame - 1 : 0;
+        const size_t k = g.frame ? g.frame - 1 : 0;
+        if (px->getPartialValue(buf.data(), (Uint32)(k * frame_bytes), (Uint32)frame_bytes, &cache, order).bad())
+            return samda_fail(err, SAMDA_EBADDICOM, "the pixels of frame %zu cannot be read (%s)", k + 1,
+                              who(h).c_str());
         float *dst = voxels + slice_of_frame[fidx] * slice_voxels;
-        double slope = g.slope, icpt = g.intercept;
-        for (size_t i = 0; i < slice_voxels; i++) {
-            size_t at = k * slice_voxels + i;
-            uint32_t v = bytes_per == 1 ? ((const Uint8 *)raw)[at]
-                         : bytes_per == 2 ? ((const Uint16 *)raw)[at]
-                                          : ((const Uint32 *)raw)[at];
+        const double slope = g.slope, icpt = g.intercept;
+        const unsigned char *b = buf.data();
+        for (size_t i = 0; i < slice_voxels; i++, b += bytes_per) {
+            uint32_t v;
+            if (bytes_per == 1) v = b[0];
+            else if (bytes_per == 2) v = order == EBO_BigEndian ? (uint32_t)b[0] << 8 | b[1] : (uint32_t)b[1] << 8 | b[0];
+            else if (order == EBO_BigEndian) v = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+            else v = (uint32_t)b[3] << 24 | (uint32_t)b[2] << 16 | (uint32_t)b[1] << 8 | b[0];
             dst[i] = (float)(stored_value(v, h.bits_stored, is_signed) * slope + icpt);
         }
     }
@@ -259,45 +304,48 @@ samda_status load(const char *const *paths, size_t n, const samda_volume_params 
     std::vector<frame_geo> frames;
     for (size_t i = 0; i < n; i++) {
         if (!paths[i]) return samda_fail(err, SAMDA_EINVAL, "loading a volume: path %zu is NULL", i);
-        samda_status st = read_geometry(paths[i], i, files[i], frames, err);
-        if (st != SAMDA_OK) {
-            if (err && std::strncmp(err->message, "loading a volume", 16) != 0)
-                samda_error_prefix(err, "loading a volume: ");
-            return st;
-        }
+        samda_status st = read_geometry(paths[i], i, p, files[i], frames, err);
+        if (st != SAMDA_OK) return st;
     }
 
     /* Consistency against the first frame. */
     const frame_geo &f0 = frames[0];
     const samda_dicom_header &h0 = files[0].h;
+    const std::string first_who = who(h0);
     for (const frame_geo &g : frames) {
         const samda_dicom_header &h = files[g.file].h;
-        const char *path = paths[g.file];
         if (std::strcmp(h.series_instance_uid, h0.series_instance_uid) != 0)
-            return samda_fail(err, SAMDA_EBADDICOM, "loading a volume: %s belongs to another series than %s",
-                              who(path, h).c_str(), base_name(paths[0]));
+            return samda_fail(err, SAMDA_EBADDICOM, "(0020,000E) SeriesInstanceUID differs: %s belongs to another "
+                              "series than %s", who(h).c_str(), first_who.c_str());
+        if (std::strcmp(h.patient_id, h0.patient_id) != 0)
+            return samda_fail(err, SAMDA_EBADDICOM, "(0010,0020) PatientID differs between %s and %s: a series of "
+                              "two patients is not segmented", who(h).c_str(), first_who.c_str());
+        if (std::strcmp(h.sop_class_uid, h0.sop_class_uid) != 0 || std::strcmp(h.modality, h0.modality) != 0)
+            return samda_fail(err, SAMDA_EBADDICOM, "(0008,0016) SOPClassUID or (0008,0060) Modality differs: %s is "
+                              "%s %s, %s is %s %s", who(h).c_str(), h.modality, h.sop_class_uid, first_who.c_str(),
+                              h0.modality, h0.sop_class_uid);
         if (std::strcmp(h.frame_of_reference_uid, h0.frame_of_reference_uid) != 0)
-            return samda_fail(err, SAMDA_EBADDICOM,
-                              "loading a volume: %s has another FrameOfReferenceUID than %s", who(path, h).c_str(),
-                              base_name(paths[0]));
+            return samda_fail(err, SAMDA_EBADDICOM, "(0020,0052) FrameOfReferenceUID differs between %s and %s",
+                              who(h).c_str(), first_who.c_str());
         if (h.rows != h0.rows || h.columns != h0.columns)
-            return samda_fail(err, SAMDA_EBADDICOM, "loading a volume: %s is %ux%u, %s is %ux%u (rows x columns)",
-                              who(path, h).c_str(), h.rows, h.columns, base_name(paths[0]), h0.rows, h0.columns);
+            return samda_fail(err, SAMDA_EBADDICOM, "(0028,0010) Rows and (0028,0011) Columns differ: %s is %ux%u, %s "
+                              "is %ux%u (rows x columns)", who(h).c_str(), h.rows, h.columns, first_who.c_str(), h0.rows,
+                              h0.columns);
         if (std::strcmp(h.photometric_interpretation, h0.photometric_interpretation) != 0)
-            return samda_fail(err, SAMDA_EBADDICOM, "loading a volume: %s is %s, %s is %s", who(path, h).c_str(),
-                              h.photometric_interpretation, base_name(paths[0]), h0.photometric_interpretation);
+            return samda_fail(err, SAMDA_EBADDICOM, "(0028,0004) PhotometricInterpretation differs: %s is %s, %s is %s",
+                              who(h).c_str(), h.photometric_interpretation, first_who.c_str(),
+                              h0.photometric_interpretation);
         double dmax = 0;
         for (int k = 0; k < 6; k++) dmax = std::max(dmax, std::fabs(g.orientation[k] - f0.orientation[k]));
         if (g.has_orientation != f0.has_orientation || dmax > p.orientation_tolerance)
             return samda_fail(err, SAMDA_EBADDICOM,
-                              "loading a volume: %s has another ImageOrientationPatient than %s (cosines differ by "
-                              "%.3g, tolerance %.3g): a series must have one orientation",
-                              who_frame(path, h, g.frame).c_str(), base_name(paths[0]), dmax, p.orientation_tolerance);
+                              "(0020,0037) ImageOrientationPatient differs by %.3g (tolerance %.3g) between %s and %s: "
+                              "a series must have one orientation", dmax, p.orientation_tolerance,
+                              who_frame(h, g.frame).c_str(), first_who.c_str());
         double sdev = std::max(std::fabs(g.spacing[0] - f0.spacing[0]), std::fabs(g.spacing[1] - f0.spacing[1]));
-        if (sdev > 1e-4 * std::max(1.0, f0.spacing[0]))
-            return samda_fail(err, SAMDA_EBADDICOM,
-                              "loading a volume: %s has PixelSpacing %g\\%g, %s has %g\\%g",
-                              who_frame(path, h, g.frame).c_str(), g.spacing[0], g.spacing[1], base_name(paths[0]), f0.spacing[0],
+        if (g.has_spacing != f0.has_spacing || sdev > 1e-4 * std::max(1.0, f0.spacing[0]))
+            return samda_fail(err, SAMDA_EBADDICOM, "(0028,0030) PixelSpacing differs: %s has %g\\%g, %s has %g\\%g",
+                              who_frame(h, g.frame).c_str(), g.spacing[0], g.spacing[1], first_who.c_str(), f0.spacing[0],
                               f0.spacing[1]);
     }
 
@@ -316,10 +364,9 @@ samda_status load(const char *const *paths, size_t n, const samda_volume_params 
                 info.has_geometry = false;
                 break;
             }
-            return samda_fail(err, SAMDA_EBADDICOM,
-                              "loading a volume: %s has no %s: several slices cannot be ordered without it",
-                              who_frame(paths[g.file], files[g.file].h, g.frame).c_str(),
-                              g.has_position ? "ImageOrientationPatient" : "ImagePositionPatient");
+            return samda_fail(err, SAMDA_EBADDICOM, "%s missing: several slices cannot be ordered without it (%s)",
+                              g.has_position ? "(0020,0037) ImageOrientationPatient" : "(0020,0032) ImagePositionPatient",
+                              who_frame(files[g.file].h, g.frame).c_str());
         }
     }
     double normal[3] = {0, 0, 1};
@@ -329,10 +376,9 @@ samda_status load(const char *const *paths, size_t n, const samda_volume_params 
         double len = std::sqrt(dot3(normal, normal));
         if (len < 0.5)
             return samda_fail(err, SAMDA_EBADDICOM,
-                              "loading a volume: %s has ImageOrientationPatient %g\\%g\\%g\\%g\\%g\\%g, not two "
-                              "orthogonal unit vectors", who(paths[0], h0).c_str(), f0.orientation[0],
-                              f0.orientation[1], f0.orientation[2], f0.orientation[3], f0.orientation[4],
-                              f0.orientation[5]);
+                              "(0020,0037) ImageOrientationPatient %g\\%g\\%g\\%g\\%g\\%g is not two orthogonal unit "
+                              "vectors (%s)", f0.orientation[0], f0.orientation[1], f0.orientation[2],
+                              f0.orientation[3], f0.orientation[4], f0.orientation[5], first_who.c_str());
         for (double &x : normal) x /= len;
     } else {
         const double ident[6] = {1, 0, 0, 0, 1, 0};
@@ -356,10 +402,9 @@ samda_status load(const char *const *paths, size_t n, const samda_volume_params 
         double gap = b.location - a.location;
         if (gap < p.duplicate_tolerance_mm)
             return samda_fail(err, SAMDA_EBADDICOM,
-                              "loading a volume: duplicate slices at the same position (%.2g mm apart, at %.4f mm "
-                              "along the normal): %s and %s", gap, a.location,
-                              who_frame(paths[a.file], files[a.file].h, a.frame).c_str(),
-                              who_frame(base_name(paths[b.file]), files[b.file].h, b.frame).c_str());
+                              "duplicate slices at the same position (%.2g mm apart, at %.4f mm along the normal): %s "
+                              "and %s", gap, a.location, who_frame(files[a.file].h, a.frame).c_str(),
+                              who_frame(files[b.file].h, b.frame).c_str());
         gaps.push_back(gap);
     }
     info.is_uniform = true;
@@ -384,11 +429,14 @@ samda_status load(const char *const *paths, size_t n, const samda_volume_params 
         if (!info.is_uniform && p.refuse_non_uniform) {
             const frame_geo &a = frames[order[worst]], &b = frames[order[worst + 1]];
             return samda_fail(err, SAMDA_EBADDICOM,
-                              "loading a volume: slices are not evenly spaced: a gap of %.4f mm against a median of "
-                              "%.4f mm (tolerance %.2g%%) between %s and %s", gaps[worst], med,
-                              p.spacing_tolerance * 100, who_frame(paths[a.file], files[a.file].h, a.frame).c_str(),
-                              who_frame(base_name(paths[b.file]), files[b.file].h, b.frame).c_str());
+                              "slices are not evenly spaced: a gap of %.4f mm against a median of %.4f mm (tolerance "
+                              "%.2g%%) between %s and %s", gaps[worst], med, p.spacing_tolerance * 100,
+                              who_frame(files[a.file].h, a.frame).c_str(), who_frame(files[b.file].h, b.frame).c_str());
         }
+        if (med > SAMDA_DICOM_MAX_SLICE_GAP_MM)
+            return samda_fail(err, SAMDA_EBADDICOM,
+                              "slices are %.4g mm apart (median): more than %g mm apart cannot form one volume (%s)",
+                              med, SAMDA_DICOM_MAX_SLICE_GAP_MM, first_who.c_str());
     } else if (h0.has_slice_thickness) {
         info.slice_spacing = h0.slice_thickness;
     }
@@ -412,7 +460,7 @@ samda_status load(const char *const *paths, size_t n, const samda_volume_params 
     uint64_t total = (uint64_t)slice_voxels * info.n_slices;
     if (total > p.max_voxels)
         return samda_fail(err, SAMDA_ETOOBIG,
-                          "loading a volume: %zu slices of %ux%u are %llu voxels, more than max_voxels %llu",
+                          "%zu slices of %ux%u are %llu voxels, more than max_voxels %llu",
                           info.n_slices, info.rows, info.cols, (unsigned long long)total,
                           (unsigned long long)p.max_voxels);
 
@@ -484,7 +532,7 @@ samda_status load(const char *const *paths, size_t n, const samda_volume_params 
     v->header = files[f0i].h;
     DcmFileFormat ff;
     OFCondition c = dicom_reopen::load_file(ff, paths[f0i], 4096, tag_pixel_data);
-    if (c.bad()) return samda_fail(err, SAMDA_EIO, "loading a volume: rereading %s: %s", paths[f0i], c.text());
+    if (c.bad()) return samda_fail(err, SAMDA_EIO, "rereading %s: %s (%s)", paths[f0i], c.text(), who(v->header).c_str());
     v->source_header.reset(new DcmDataset(*ff.getDataset()));
     v->source_header->findAndDeleteElement(DCM_PixelData);
     for (size_t i = 0; i < n; i++) v->paths.emplace_back(paths[i]);

@@ -82,7 +82,16 @@ typedef struct phantom {
     samda_volume *vol;
 } phantom;
 
+static void phantom_make_uids(phantom *ph, const char *tag, size_t n, unsigned rows, unsigned cols, const char *root);
+
 static void phantom_make(phantom *ph, const char *tag, size_t n, unsigned rows, unsigned cols)
+{
+    phantom_make_uids(ph, tag, n, rows, cols, NULL);
+}
+
+/* As phantom_make, every UID made under root (NULL: "2.25." UUID UIDs); study, series and frame of
+ * reference are root.1, root.2 and root.3. */
+static void phantom_make_uids(phantom *ph, const char *tag, size_t n, unsigned rows, unsigned cols, const char *root)
 {
     memset(ph, 0, sizeof *ph);
     ph->n = n;
@@ -107,6 +116,14 @@ static void phantom_make(phantom *ph, const char *tag, size_t n, unsigned rows, 
     p.patient_name = "Seg^Phantom";
     p.patient_id = "SEG-1";
     p.study_id = "1";
+    char uids[3][64];
+    if (root) {
+        for (int i = 0; i < 3; i++) snprintf(uids[i], sizeof uids[i], "%s.%d", root, i + 1);
+        p.study_instance_uid = uids[0];
+        p.series_instance_uid = uids[1];
+        p.frame_of_reference_uid = uids[2];
+        p.uid_root = root;
+    }
     samda_error e = {0};
     samda_status st = samda_dicom_write_ct_series(&p, NULL, &e);
     free(hu);
@@ -343,6 +360,50 @@ static void test_write_phantom(void **state)
     free(m1);
     free(m2);
     free(m3);
+    phantom_free(&ph);
+}
+
+/* Real archives hold UIDs with leading zeros in a component ("1.2.040.5", forbidden by PS3.5 9.1 but
+ * accepted at intake): the SEG references them exactly as they are (a corrected UID would reference
+ * an instance the PACS does not have) and joins that study, instead of failing on DCMTK's check. */
+static void test_write_leading_zero_uids(void **state)
+{
+    (void)state;
+    phantom ph;
+    phantom_make_uids(&ph, "lz", 4, 16, 16, "1.2.040.05");
+    assert_string_equal(samda_volume_get_info(ph.vol)->study_instance_uid, "1.2.040.05.1");
+    size_t total = (size_t)ph.n * ph.rows * ph.cols;
+    uint8_t *m = malloc(total);
+    ball(m, ph.n, ph.rows, ph.cols, 2, 8, 8, 3);
+    samda_seg_params sp;
+    samda_seg_params_init(&sp);
+    samda_error e = {0};
+    samda_seg_writer *w = samda_seg_writer_new(ph.vol, &sp, &e);
+    if (!w) fail_msg("%s", e.message);
+    samda_seg_segment s;
+    segment_defaults(&s, "liver");
+    if (samda_seg_writer_add_segment(w, &s, m, NULL, &e) != SAMDA_OK) fail_msg("%s", e.message);
+    char path[4300];
+    snprintf(path, sizeof path, "%s/seg-lz.dcm", scratch);
+    samda_seg_save_result r;
+    if (samda_seg_writer_save(w, path, &r, &e) != SAMDA_OK) fail_msg("%s", e.message);
+    samda_seg_writer_free(w);
+    /* Its own UIDs are new and conformant; the references are the source's, unchanged. */
+    assert_true(strncmp(r.sop_instance_uid, "1.2.040", 7) != 0);
+    samda_dicom_header h;
+    assert_int_equal(samda_dicom_read_header(path, &h, &e), SAMDA_OK);
+    assert_string_equal(h.study_instance_uid, "1.2.040.05.1");
+    assert_string_equal(h.frame_of_reference_uid, "1.2.040.05.3");
+    samda_seg *seg = NULL;
+    if (samda_seg_read(path, &seg, &e) != SAMDA_OK) fail_msg("%s", e.message);
+    uint8_t *labels = calloc(total, 1);
+    size_t mapped = 0;
+    if (samda_seg_to_label_volume(seg, ph.vol, labels, &mapped, &e) != SAMDA_OK) fail_msg("%s", e.message);
+    assert_true(mapped > 0);
+    assert_int_equal(memcmp(labels, m, total), 0);
+    samda_seg_free(seg);
+    free(labels);
+    free(m);
     phantom_free(&ph);
 }
 
@@ -675,6 +736,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_write_phantom),
+        cmocka_unit_test(test_write_leading_zero_uids),
         cmocka_unit_test(test_write_mr_oblique),
         cmocka_unit_test(test_empty_policy_and_errors),
         cmocka_unit_test(test_enhanced_source),

@@ -39,7 +39,8 @@ extern "C" {
     X(ECANCELED,    409, 0x0000, "cancelled")                                                      \
     X(ETOOBIG,      413, 0xA700, "too large")                                                      \
     X(ENETWORK,     502, 0x0000, "network or peer failure")                                        \
-    X(EINTERNAL,    500, 0x0110, "internal error")
+    X(EINTERNAL,    500, 0x0110, "internal error")                                                 \
+    X(ECONFLICT,    409, 0xC000, "conflicts with what is already stored")
 
 typedef enum samda_status {
 #define SAMDA_STATUS_ENUM_(name, http, dicom, text) SAMDA_##name,
@@ -48,7 +49,7 @@ typedef enum samda_status {
     SAMDA_STATUS_COUNT_
 } samda_status;
 
-#define SAMDA_ERROR_MESSAGE_SIZE 256
+#define SAMDA_ERROR_MESSAGE_SIZE 512
 
 /* An outcome for programs (code) and for people (message: one line, no trailing newline). */
 typedef struct samda_error {

@@ -70,7 +70,7 @@ static const char SQL_PATIENT_UPSERT[] =
     "INSERT INTO patients(patient_id, patient_name) VALUES(?1, ?2) "
     "ON CONFLICT(patient_id) DO UPDATE SET patient_name = coalesce(excluded.patient_name, patient_name) "
     "RETURNING id";
-static const char SQL_STUDY_FIND[] = "SELECT id FROM studies WHERE study_uid = ?1";
+static const char SQL_STUDY_FIND[] = "SELECT id, patient_ref FROM studies WHERE study_uid = ?1";
 static const char SQL_STUDY_INSERT[] =
     "INSERT INTO studies(patient_ref, study_uid, study_date, study_description, accession_number, created_ms,"
     " last_received_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?6)";
@@ -78,7 +78,10 @@ static const char SQL_STUDY_TOUCH[] =
     "UPDATE studies SET last_received_ms = max(last_received_ms, ?2),"
     " study_date = coalesce(study_date, ?3), study_description = coalesce(study_description, ?4),"
     " accession_number = coalesce(accession_number, ?5) WHERE id = ?1";
-static const char SQL_SERIES_FIND[] = "SELECT id, study_ref, state FROM series WHERE series_uid = ?1";
+static const char SQL_SERIES_FIND[] = "SELECT id, study_ref, state, modality FROM series WHERE series_uid = ?1";
+/* Another SOP class among the series' instances (the instance itself excluded: a replaced copy). */
+static const char SQL_SERIES_OTHER_CLASS[] =
+    "SELECT sop_class_uid FROM instances WHERE series_ref = ?1 AND sop_class_uid <> ?2 AND sop_uid <> ?3 LIMIT 1";
 static const char SQL_SERIES_INSERT[] =
     "INSERT INTO series(study_ref, series_uid, modality, body_part, series_description, series_number, site_id,"
     " first_received_ms, last_received_ms, state_changed_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8)";
@@ -199,11 +202,23 @@ static samda_status index_instance(samda_store *s, storage_conn *c, const samda_
     int64_t patient = step_id(s, st, &rc);
     if (rc != SQLITE_OK) return storage_db_fail(err, c, rc, what);
 
-    /* study */
+    /* study: one study, one patient (a PACS flags instances that disagree; samda refuses them) */
     if (!(st = storage_stmt(c, SQL_STUDY_FIND, err))) return err->code;
     sqlite3_bind_text(st, 1, m->study_uid, -1, SQLITE_TRANSIENT);
-    res->study_id = step_id(s, st, &rc);
-    if (rc != SQLITE_OK) return storage_db_fail(err, c, rc, what);
+    rc = storage_step(s, st);
+    int64_t study_patient = 0;
+    res->study_id = 0;
+    if (rc == SQLITE_ROW) {
+        res->study_id = sqlite3_column_int64(st, 0);
+        study_patient = sqlite3_column_int64(st, 1);
+        rc = SQLITE_DONE;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) return storage_db_fail(err, c, rc, what);
+    if (res->study_id && study_patient != patient)
+        return samda_fail(err, SAMDA_ECONFLICT,
+                          "(0010,0020) PatientID differs from the one study %s is indexed with: the instances of "
+                          "one study must name one patient (instance %s refused)", m->study_uid, m->sop_uid);
     if (!res->study_id) {
         if (!(st = storage_stmt(c, SQL_STUDY_INSERT, err))) return err->code;
         sqlite3_bind_int64(st, 1, patient);
@@ -252,12 +267,36 @@ static samda_status index_instance(samda_store *s, storage_conn *c, const samda_
         res->series_id = sqlite3_column_int64(st, 0);
         int64_t study_ref = sqlite3_column_int64(st, 1);
         reopened = strcmp((const char *)sqlite3_column_text(st, 2), "receiving") != 0;
+        char series_modality[SAMDA_CS_SIZE];
+        storage_col_text(st, 3, series_modality, sizeof series_modality);
         sqlite3_reset(st);
         if (study_ref != res->study_id) {
             old_relpath[0] = '\0';
-            return samda_fail(err, SAMDA_EINVAL, "%s %s: series %s already belongs to another study", what,
-                              m->sop_uid, m->series_uid);
+            return samda_fail(err, SAMDA_ECONFLICT, "(0020,000D) StudyInstanceUID differs from the study that series "
+                              "%s is indexed in (instance %s refused)", m->series_uid, m->sop_uid);
         }
+        if (series_modality[0] && m->modality[0] && strcmp(series_modality, m->modality) != 0) {
+            old_relpath[0] = '\0';
+            return samda_fail(err, SAMDA_ECONFLICT, "(0008,0060) Modality %s differs from the %s of series %s: one "
+                              "series, one modality (instance %s refused)", m->modality, series_modality,
+                              m->series_uid, m->sop_uid);
+        }
+        if (!(st = storage_stmt(c, SQL_SERIES_OTHER_CLASS, err))) return err->code;
+        sqlite3_bind_int64(st, 1, res->series_id);
+        sqlite3_bind_text(st, 2, m->sop_class_uid, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 3, m->sop_uid, -1, SQLITE_TRANSIENT);
+        rc = storage_step(s, st);
+        if (rc == SQLITE_ROW) {
+            char other[SAMDA_UID_SIZE];
+            storage_col_text(st, 0, other, sizeof other);
+            sqlite3_reset(st);
+            old_relpath[0] = '\0';
+            return samda_fail(err, SAMDA_ECONFLICT, "(0008,0016) SOPClassUID %s differs from the %s of series %s: one "
+                              "series, one kind of image (instance %s refused)", m->sop_class_uid, other,
+                              m->series_uid, m->sop_uid);
+        }
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE) return storage_db_fail(err, c, rc, what);
         if (!(st = storage_stmt(c, SQL_SERIES_TOUCH, err))) return err->code;
         sqlite3_bind_int64(st, 1, res->series_id);
         sqlite3_bind_int64(st, 2, now);

@@ -335,7 +335,10 @@ typedef struct samda_ingest_result {
  *  @param meta IN: required: study_uid, series_uid, sop_uid, sop_class_uid (valid UIDs).
  *  @param res  OUT: outcome and ids (may be NULL).
  *  @return SAMDA_OK (see res->outcome); SAMDA_EBADUID; SAMDA_EINVAL (bad meta, unknown site or
- *          association); SAMDA_EEXIST (duplicate refused by policy); SAMDA_ENOSPC; SAMDA_EIO; SAMDA_EDB.
+ *          association); SAMDA_EEXIST (duplicate refused by policy); SAMDA_ECONFLICT (the instance
+ *          disagrees with what is indexed: its study names another PatientID, its series lies in
+ *          another study, has another Modality, or holds another SOP class; the message names the
+ *          attribute); SAMDA_ENOSPC; SAMDA_EIO; SAMDA_EDB.
  *          On failure nothing is indexed, no new file is visible, tmp/ holds nothing of it; the
  *          caller may retry with a new temporary file. */
 samda_status samda_store_instance_ingest(samda_store *s, samda_tmp_file *tmp, const samda_instance_meta *meta,
@@ -344,7 +347,8 @@ samda_status samda_store_instance_ingest(samda_store *s, samda_tmp_file *tmp, co
 /** Index an instance whose object is already committed (the parts of samda_store_instance_ingest
  *  after the file), in one transaction. replace: an existing row with this SOP UID is updated
  *  (its old file is the caller's), otherwise SAMDA_EEXIST.
- *  @return SAMDA_OK; SAMDA_EBADUID; SAMDA_EINVAL; SAMDA_EEXIST; SAMDA_EDB. Nothing changes on failure. */
+ *  @return SAMDA_OK; SAMDA_EBADUID; SAMDA_EINVAL; SAMDA_EEXIST; SAMDA_ECONFLICT (as for
+ *          samda_store_instance_ingest); SAMDA_EDB. Nothing changes on failure. */
 samda_status samda_store_instance_insert(samda_store *s, const samda_instance_meta *meta,
                                          const samda_object_info *object, bool replace,
                                          samda_ingest_result *res, samda_error *err);

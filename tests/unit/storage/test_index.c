@@ -147,8 +147,25 @@ static void test_ingest_and_read_back(void **state)
     CHECK_ST(SAMDA_ENOENT, samda_store_instance_lookup(f->s, "1.2.3.1.9", NULL, NULL, &e));
     /* a series cannot move to another study */
     fx_meta(&bad, "1.2.4", "1.2.3.1", "1.2.3.1.10");
-    CHECK_ST(SAMDA_EINVAL, fx_ingest(f->s, &bad, "x", 1, SAMDA_DUP_REJECT, NULL, &e));
+    CHECK_ST(SAMDA_ECONFLICT, fx_ingest(f->s, &bad, "x", 1, SAMDA_DUP_REJECT, NULL, &e));
+    assert_non_null(strstr(e.message, "(0020,000D) StudyInstanceUID differs"));
     CHECK_ST(SAMDA_ENOENT, samda_store_study_get(f->s, "1.2.4", NULL, &e));
+    /* one study, one patient: another PatientID in the same study is refused, nothing indexed */
+    fx_meta(&bad, "1.2.3", "1.2.3.1", "1.2.3.1.12");
+    snprintf(bad.patient_id, sizeof bad.patient_id, "%s", "OTHER-PATIENT");
+    CHECK_ST(SAMDA_ECONFLICT, fx_ingest(f->s, &bad, "x", 1, SAMDA_DUP_REJECT, NULL, &e));
+    assert_non_null(strstr(e.message, "(0010,0020) PatientID differs"));
+    CHECK_ST(SAMDA_ENOENT, samda_store_instance_lookup(f->s, "1.2.3.1.12", NULL, NULL, &e));
+    /* one series, one modality and one SOP class */
+    fx_meta(&bad, "1.2.3", "1.2.3.1", "1.2.3.1.13");
+    snprintf(bad.modality, sizeof bad.modality, "%s", strcmp(m.modality, "MR") ? "MR" : "CT");
+    CHECK_ST(SAMDA_ECONFLICT, fx_ingest(f->s, &bad, "x", 1, SAMDA_DUP_REJECT, NULL, &e));
+    assert_non_null(strstr(e.message, "(0008,0060) Modality"));
+    fx_meta(&bad, "1.2.3", "1.2.3.1", "1.2.3.1.14");
+    snprintf(bad.sop_class_uid, sizeof bad.sop_class_uid, "%s", "1.2.840.10008.5.1.4.1.1.7");
+    CHECK_ST(SAMDA_ECONFLICT, fx_ingest(f->s, &bad, "x", 1, SAMDA_DUP_REJECT, NULL, &e));
+    assert_non_null(strstr(e.message, "(0008,0016) SOPClassUID"));
+    CHECK_ST(SAMDA_ENOENT, samda_store_instance_lookup(f->s, "1.2.3.1.14", NULL, NULL, &e));
     /* invalid UIDs never reach a path */
     fx_meta(&bad, "1.2.3", "1.2.3.1", "1.2.3.1.x");
     CHECK_ST(SAMDA_EBADUID, fx_ingest(f->s, &bad, "x", 1, SAMDA_DUP_REJECT, NULL, &e));

@@ -447,9 +447,10 @@ typedef struct samda_api_params {
     bool auth_required;            /* default true; false = every route open (daemon warns) */
     const char *cors_origin;       /* Access-Control-Allow-Origin value; NULL = no CORS */
     const char *public_url;        /* base of absolute URLs (STOW RetrieveURL, WADO BulkDataURI),
-                                    * e.g. "https://samda.example:8443"; NULL = "http(s)://" + the
-                                    * local address and port each connection arrived on (the
-                                    * client's Host header is never used) */
+                                    * e.g. "https://samda.example:8443" (must start with http://
+                                    * or https://); NULL or "" = "http(s)://" + the local address
+                                    * and port each connection arrived on (the client's Host
+                                    * header is never used) */
     unsigned shutdown_timeout_ms;  /* samda_api_stop waits this long for in-flight requests;
                                     * default 10000 */
     samda_api_log_fn log;          /* NULL = silent */
@@ -466,7 +467,7 @@ void samda_api_params_init(samda_api_params *p);
  *  @param svc IN: services table (copied; svc->ctx must outlive the server).
  *  @param err OUT (may be NULL): reason on failure.
  *  @return the server, or NULL with err->code: SAMDA_EINVAL bad parameter (address not a
- *          literal, threads or handler_threads 0, ...); SAMDA_ENOMEM; SAMDA_ECONFIG auth_required without auth_check, TLS asked
+ *          literal, threads or handler_threads 0, public_url not http(s), ...); SAMDA_ENOMEM; SAMDA_ECONFIG auth_required without auth_check, TLS asked
  *          but not supported by this libmicrohttpd, only one of cert/key; SAMDA_EIO TLS file
  *          unreadable; SAMDA_ENETWORK bind/listen failed (port in use, address not local).
  *  Ownership: caller owns the result; release with samda_api_stop(). */

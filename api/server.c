@@ -1192,6 +1192,10 @@ samda_api *samda_api_start(const samda_api_params *p, const samda_api_services *
         samda_fail(err, SAMDA_EINVAL, "starting HTTP server: max_header_bytes must be at least 8192");
         return NULL;
     }
+    if (p->public_url && *p->public_url && strncmp(p->public_url, "http://", 7) != 0 && strncmp(p->public_url, "https://", 8) != 0) {
+        samda_fail(err, SAMDA_EINVAL, "starting HTTP server: public_url must start with http:// or https://");
+        return NULL;
+    }
     if (p->auth_required && !svc->auth_check) {
         samda_fail(err, SAMDA_ECONFIG, "starting HTTP server: auth is required but the core has no auth_check");
         return NULL;
@@ -1248,7 +1252,7 @@ samda_api *samda_api_start(const samda_api_params *p, const samda_api_services *
     const char *tmp = p->tmp_dir ? p->tmp_dir : getenv("TMPDIR");
     api->tmp_dir = dup_opt(tmp && *tmp ? tmp : "/tmp", &ok);
     api->cors_origin = dup_opt(p->cors_origin, &ok);
-    api->public_url = dup_opt(p->public_url, &ok);
+    api->public_url = dup_opt(p->public_url && *p->public_url ? p->public_url : NULL, &ok);
     if (!ok || !metrics_init(&api->metrics)) {
         api_free(api);
         samda_fail(err, SAMDA_ENOMEM, "starting HTTP server: out of memory");

@@ -95,6 +95,8 @@ static const opt main_opts[] = {
      "Bytes per second that earn an upload one more second beyond body_timeout."},
     {"http", "cors_origin", T_STR, O(http_cors_origin), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
      "Access-Control-Allow-Origin for browser viewers such as OHIF; empty = no CORS headers."},
+    {"http", "public_url", T_STR, O(http_public_url), NULL, 0, 0, NULL, NULL, F_RESTART | F_OPTIONAL,
+     "Base of the absolute URLs samdad hands out (STOW-RS RetrieveURL, WADO-RS BulkDataURI) as clients reach it, e.g. https://pacs.example/samda behind a reverse proxy. Empty: the address and port each connection arrived on (never the client's Host header)."},
     {"http", "tls_cert", T_PATH, O(http_tls_cert), NULL, 0, 0, NULL, NULL, F_RESTART | F_OPTIONAL,
      "PEM certificate; with tls_key, the listener speaks HTTPS only."},
     {"http", "tls_key", T_PATH, O(http_tls_key), NULL, 0, 0, NULL, NULL, F_RESTART | F_OPTIONAL | F_SENSITIVE,
@@ -359,6 +361,16 @@ static char *resolve_path(parse_state *ps, const char *v)
 }
 
 /* Parse one value into its field. Messages name the section the user wrote. */
+/* [http] public_url goes verbatim in front of every URL samdad hands out. */
+static bool public_url_ok(const char *v)
+{
+    size_t n = strlen(v), skip = strncmp(v, "https://", 8) == 0 ? 8 : strncmp(v, "http://", 7) == 0 ? 7 : 0;
+    if (!skip || n > 200 || n == skip || v[skip] == '/') return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)v[i] <= 0x20 || (unsigned char)v[i] >= 0x7f || strchr("?#\\\"<>", v[i])) return false;
+    return true;
+}
+
 static bool set_value(parse_state *ps, const opt *o, void *base, const char *section, const char *raw)
 {
     char buf[1024];
@@ -377,6 +389,11 @@ static bool set_value(parse_state *ps, const opt *o, void *base, const char *sec
     case T_AE: {
         if (*v == 0 && !(o->flags & F_OPTIONAL)) {
             perr(ps, "[%s] %s is empty: a value is required", section, o->key);
+            return false;
+        }
+        if (o->type == T_STR && strcmp(o->key, "public_url") == 0 && *v && !public_url_ok(v)) {
+            perr(ps, "[%s] %s = %s: must be an http:// or https:// URL naming a host, without spaces, query or "
+                     "fragment, at most 200 characters", section, o->key, shown);
             return false;
         }
         if (o->type == T_AE && !samda_ae_title_is_valid(v)) {

@@ -86,6 +86,7 @@ typedef struct samda_config {
     int64_t http_timeout_ms, http_header_timeout_ms, http_body_timeout_ms;
     uint64_t http_body_min_rate;
     char *http_cors_origin;
+    char *http_public_url; /* base of handed-out URLs; NULL = the connection's local address */
     char *http_tls_cert, *http_tls_key;
     /* [storage] */
     uint64_t storage_min_free_bytes;

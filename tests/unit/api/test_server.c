@@ -78,6 +78,13 @@ static void start_parameters(void **state)
 
     samda_api_params_init(&p);
     p.port = 0;
+    p.public_url = "javascript:alert(1)";
+    assert_null(samda_api_start(&p, &svc, &err));
+    assert_int_equal(err.code, SAMDA_EINVAL);
+    assert_non_null(strstr(err.message, "public_url"));
+
+    samda_api_params_init(&p);
+    p.port = 0;
     p.tmp_dir = "/nonexistent-dir";
     assert_null(samda_api_start(&p, &svc, &err));
     assert_int_equal(err.code, SAMDA_EIO);

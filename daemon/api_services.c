@@ -94,7 +94,7 @@ static void audit(void *v, const samda_api_audit_record *rec)
     if (samda_store_audit_append(samdad_store(ctx), actor, action, resource[0] ? resource : "-", outcome, details,
                                  &err) != SAMDA_OK)
         samda_log(&ctx->log, SAMDA_LOG_ERROR, "audit", "cannot write audit entry", "error=%s",
-                  samda_log_quote((char[300]){0}, 300, err.message));
+                  samda_log_quote((char[600]){0}, 600, err.message));
 }
 
 /* ---------- health and metrics ---------- */
@@ -131,10 +131,13 @@ static samda_status health(void *v, json_t **checks, bool *healthy, samda_error 
         json_object_set_new(c, "disk", check("fail", e.message));
         ok = false;
     } else {
-        char d[128];
-        snprintf(d, sizeof d, "%llu bytes free, storage.min_free %llu", (unsigned long long)free_bytes,
-                 (unsigned long long)cfg->storage_min_free_bytes);
-        bool disk_ok = free_bytes >= cfg->storage_min_free_bytes;
+        char d[160];
+        /* Whatever min_free says (0 turns the watermark off), the index, its journal and the audit log
+         * need room to write: below SAMDAD_DISK_FLOOR_BYTES the disk is not healthy. */
+        bool disk_ok = free_bytes >= cfg->storage_min_free_bytes && free_bytes >= SAMDAD_DISK_FLOOR_BYTES;
+        snprintf(d, sizeof d, "%llu bytes free, storage.min_free %llu%s", (unsigned long long)free_bytes,
+                 (unsigned long long)cfg->storage_min_free_bytes,
+                 free_bytes < SAMDAD_DISK_FLOOR_BYTES ? ": below the 1 MiB the index and audit log need" : "");
         json_object_set_new(c, "disk", check(disk_ok ? "ok" : "fail", d));
         if (!disk_ok) ok = false;
     }
@@ -258,7 +261,6 @@ static samda_status stow_instance(void *v, const samda_api_stow_part *part, samd
 {
     samdad_api_core *core = CORE(v);
     samdad_ctx *ctx = core->ctx;
-    samda_store *store = samdad_store(ctx);
     samda_config *cfg = samdad_config_get(ctx);
     samda_status st;
     samda_dicom_header h;
@@ -285,27 +287,9 @@ static samda_status stow_instance(void *v, const samda_api_stow_part *part, samd
         out->failure_reason = 0x0122;
         goto done;
     }
-    uint64_t free_bytes = 0;
-    if (samdad_disk_free(samda_store_data_dir(store), &free_bytes, err) == SAMDA_OK &&
-        free_bytes < cfg->storage_min_free_bytes) {
-        st = samda_fail(err, SAMDA_ENOSPC, "free space %llu bytes below storage.min_free",
-                        (unsigned long long)free_bytes);
-        goto done;
-    }
-    samda_instance_meta meta;
-    samdad_meta_from_header(&h, &meta);
     const samda_site_cfg *site = part->site ? samda_config_site(cfg, part->site) : samda_config_site(cfg, "default");
-    if (site) snprintf(meta.site, sizeof meta.site, "%s", site->name);
-    samda_tmp_file tmp;
-    tmp.fd = open(part->path, O_RDWR | O_CLOEXEC);
-    if (tmp.fd < 0) {
-        st = samda_fail(err, SAMDA_EIO, "opening the uploaded part: %s", strerror(errno));
-        goto done;
-    }
-    snprintf(tmp.path, sizeof tmp.path, "%s", part->path);
-    samda_ingest_result res;
-    st = samda_store_instance_ingest(store, &tmp, &meta, samdad_dup_policy(cfg), &res, err);
-    if (st == SAMDA_OK) {
+    samdad_ingest_origin o = {.kind = SAMDAD_ORIGIN_STOW, .site = site ? site->name : NULL};
+    if ((st = samdad_ingest_file(ctx, &o, part->path, &h, NULL, err)) == SAMDA_OK) {
         snprintf(out->study_uid, sizeof out->study_uid, "%s", h.study_instance_uid);
         snprintf(out->series_uid, sizeof out->series_uid, "%s", h.series_instance_uid);
         stow_note_series(core, part->request_id, h.series_instance_uid);
@@ -314,7 +298,7 @@ done:
     if (st != SAMDA_OK)
         samda_log(&ctx->log, st == SAMDA_EEXIST ? SAMDA_LOG_WARN : SAMDA_LOG_ERROR, "stow", "part refused",
                   "request=%llu part=%u error=%s", (unsigned long long)part->request_id, part->index,
-                  samda_log_quote((char[300]){0}, 300, err->message));
+                  samda_log_quote((char[600]){0}, 600, samdad_scrub(ctx, err->message, (char[512]){0}, 512)));
     samda_config_unref(cfg);
     return st;
 }
@@ -1200,7 +1184,7 @@ static void *overlay_watch(void *arg)
             samda_error e;
             if (overlay_apply_locked(core, NULL, false, &e) != SAMDA_OK)
                 samda_log(&core->ctx->log, SAMDA_LOG_ERROR, "api", "cannot apply API sites after a reload", "error=%s",
-                          samda_log_quote((char[300]){0}, 300, e.message));
+                          samda_log_quote((char[600]){0}, 600, e.message));
             else
                 samda_log(&core->ctx->log, SAMDA_LOG_DEBUG, "api", "API sites laid over the new configuration", NULL);
         }

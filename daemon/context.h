@@ -17,6 +17,7 @@ typedef struct samdad_ctx {
     int lock_fd;
     atomic_bool stopping;
     struct samdad_services *svc; /* subsystems (services.c) */
+    samda_log_gate sched_gate;   /* the scheduler's failures to read or write the index: one line a minute */
 } samdad_ctx;
 
 /** Current configuration snapshot, referenced: release with samda_config_unref(). Thread-safe. */

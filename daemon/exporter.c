@@ -69,7 +69,7 @@ static void send_group(samdad_ctx *ctx, const samda_config *cfg, const samda_des
             ok++;
             if (samda_store_export_done(store, items[i].id, &e2) != SAMDA_OK)
                 samda_log(&ctx->log, SAMDA_LOG_ERROR, "export", "cannot record a sent item", "item=%lld error=%s",
-                          (long long)items[i].id, q((char[300]){0}, 300, e2.message));
+                          (long long)items[i].id, q((char[600]){0}, 600, e2.message));
             snprintf(details, sizeof details, "{\"destination\":\"%s\",\"item\":%lld}", d->name, (long long)items[i].id);
             samda_store_audit_append(store, "system", "export.seg", items[i].relpath, "ok", details, &e2);
             continue;
@@ -82,7 +82,7 @@ static void send_group(samdad_ctx *ctx, const samda_config *cfg, const samda_des
                  d->ae_title);
         if (samda_store_export_fail(store, items[i].id, msg, permanent, &next, &e2) != SAMDA_OK)
             samda_log(&ctx->log, SAMDA_LOG_ERROR, "export", "cannot record a failed send", "item=%lld error=%s",
-                      (long long)items[i].id, q((char[300]){0}, 300, e2.message));
+                      (long long)items[i].id, q((char[600]){0}, 600, e2.message));
         else
             samda_log(&ctx->log, permanent || !next ? SAMDA_LOG_ERROR : SAMDA_LOG_WARN, "export",
                       permanent ? "refused by the destination: failed (retry by hand)"
@@ -141,7 +141,7 @@ static void *sender_main(void *arg)
         samda_error err;
         if (samda_store_export_claim(samdad_store(e->ctx), sd->destination_id, EXPORT_BATCH, &items, &n, &err) != SAMDA_OK) {
             samda_log(&e->ctx->log, SAMDA_LOG_ERROR, "export", "cannot read the export queue", "error=%s",
-                      q((char[300]){0}, 300, err.message));
+                      q((char[600]){0}, 600, err.message));
             break;
         }
         if (!n) break;
@@ -184,7 +184,7 @@ static size_t dispatch(samdad_exporter *e)
     size_t nd = 0, claimed = 0;
     if (samda_store_destination_list(store, &dests, &nd, &err) != SAMDA_OK) {
         samda_log(&e->ctx->log, SAMDA_LOG_ERROR, "export", "cannot list destinations", "error=%s",
-                  q((char[300]){0}, 300, err.message));
+                  q((char[600]){0}, 600, err.message));
         return 0;
     }
     for (size_t k = 0; k < nd; k++) {
@@ -199,7 +199,7 @@ static size_t dispatch(samdad_exporter *e)
         size_t n = 0;
         if (samda_store_export_claim(store, dests[k].id, EXPORT_BATCH, &items, &n, &err) != SAMDA_OK) {
             samda_log(&e->ctx->log, SAMDA_LOG_ERROR, "export", "cannot read the export queue", "error=%s",
-                      q((char[300]){0}, 300, err.message));
+                      q((char[600]){0}, 600, err.message));
             break;
         }
         if (!n) continue;

@@ -144,7 +144,7 @@ static void audit_association(samdad_ctx *ctx, const samda_assoc_info *a, const 
     if (samda_store_audit_append(store, a->calling_ae, "dicom.association", resource, outcome, details, &err) !=
         SAMDA_OK)
         samda_log(&ctx->log, SAMDA_LOG_ERROR, "audit", "cannot write audit entry", "error=%s",
-                  samda_log_quote((char[300]){0}, 300, err.message));
+                  samda_log_quote((char[600]){0}, 600, err.message));
     free(details);
 }
 
@@ -196,7 +196,7 @@ static void on_association(void *vctx, const samda_assoc_info *a, samda_assoc_de
         SAMDA_OK) {
         /* The index cannot record it: refuse transiently so the PACS retries later. */
         samda_log(&ctx->log, SAMDA_LOG_ERROR, "dicom", "association refused: index unavailable", "error=%s",
-                  samda_log_quote((char[300]){0}, 300, err.message));
+                  samda_log_quote((char[600]){0}, 600, err.message));
         free(u);
         out->verdict = SAMDA_ASSOC_REJECT_BUSY;
         samda_config_unref(cfg);
@@ -210,48 +210,81 @@ static void on_association(void *vctx, const samda_assoc_info *a, samda_assoc_de
     samda_config_unref(cfg);
 }
 
+/* An error message as a C-STORE ErrorComment (LO, 64 characters; the peer may log it): the cause,
+ * never a local path. */
+static void error_comment(char out[SAMDA_DICOM_LO_SIZE], const char *msg)
+{
+    size_t n = 0;
+    for (const char *p = msg; *p && n < SAMDA_DICOM_LO_SIZE - 1; p++) {
+        if (*p == '/' && (p == msg || p[-1] == ' ')) { /* a path: "[object]" instead */
+            while (*p && *p != ' ' && *p != ':' && *p != ',') p++;
+            const char *r = "[file]";
+            while (*r && n < SAMDA_DICOM_LO_SIZE - 1) out[n++] = *r++;
+            if (!*p) break;
+        }
+        out[n++] = (*p == '\\') ? '/' : *p; /* a backslash would split the LO into values */
+    }
+    out[n] = 0;
+}
+
+samda_status samdad_ingest_file(samdad_ctx *ctx, const samdad_ingest_origin *o, const char *path,
+                                const samda_dicom_header *h, samda_ingest_result *res, samda_error *err)
+{
+    samda_store *store = samdad_store(ctx);
+    samda_config *cfg = samdad_config_get(ctx);
+    samda_status st;
+    samda_ingest_result local;
+    if (!res) res = &local;
+    memset(res, 0, sizeof *res);
+
+    uint64_t free_bytes = 0;
+    if (samdad_disk_free(samda_store_data_dir(store), &free_bytes, NULL) == SAMDA_OK &&
+        free_bytes < cfg->storage_min_free_bytes) {
+        st = samda_fail(err, SAMDA_ENOSPC, "disk space below storage.min_free: %llu bytes free, [storage] min_free is %llu",
+                        (unsigned long long)free_bytes, (unsigned long long)cfg->storage_min_free_bytes);
+        goto refused;
+    }
+    /* Acknowledged means readable: the whole data set parses and its pixels match its attributes. */
+    if ((st = samda_dicom_check_instance(path, h, err)) != SAMDA_OK) goto refused;
+
+    samda_instance_meta meta;
+    samdad_meta_from_header(h, &meta);
+    if (o->calling_ae) snprintf(meta.calling_ae, sizeof meta.calling_ae, "%s", o->calling_ae);
+    if (o->site) snprintf(meta.site, sizeof meta.site, "%s", o->site);
+    meta.association_id = o->association_id;
+
+    samda_tmp_file tmp;
+    tmp.fd = open(path, O_RDWR | O_CLOEXEC);
+    if (tmp.fd < 0) {
+        st = samda_fail(err, SAMDA_EIO, "the received file vanished before it was stored: %s", strerror(errno));
+        samda_config_unref(cfg);
+        return st;
+    }
+    snprintf(tmp.path, sizeof tmp.path, "%s", path);
+    /* samda_store_instance_ingest always consumes the file */
+    st = samda_store_instance_ingest(store, &tmp, &meta, samdad_dup_policy(cfg), res, err);
+    samda_config_unref(cfg);
+    return st;
+
+refused:
+    unlink(path);
+    samda_config_unref(cfg);
+    return st;
+}
+
 static samda_status on_store(void *vctx, const samda_assoc_info *a, const samda_store_request *req,
                              samda_store_response *resp)
 {
     samdad_ctx *ctx = vctx;
     assoc_user *u = a->user;
-    samda_store *store = samdad_store(ctx);
-    samda_config *cfg = samdad_config_get(ctx);
     samda_error err;
-    samda_status st;
-
-    uint64_t free_bytes = 0;
-    if (samdad_disk_free(samda_store_data_dir(store), &free_bytes, &err) == SAMDA_OK &&
-        free_bytes < cfg->storage_min_free_bytes) {
-        samda_log(&ctx->log, SAMDA_LOG_ERROR, "dicom", "instance refused: disk space below storage.min_free",
-                  "assoc=%llu free_bytes=%llu min_free=%llu status=A700", (unsigned long long)a->id,
-                  (unsigned long long)free_bytes, (unsigned long long)cfg->storage_min_free_bytes);
-        snprintf(resp->message, sizeof resp->message, "out of storage space");
-        samda_config_unref(cfg);
-        return SAMDA_ENOSPC;
-    }
-
-    samda_instance_meta meta;
-    samdad_meta_from_header(req->header, &meta);
-    snprintf(meta.calling_ae, sizeof meta.calling_ae, "%s", a->calling_ae);
-    if (u) {
-        snprintf(meta.site, sizeof meta.site, "%s", u->site);
-        meta.association_id = u->store_id;
-    }
-
-    samda_tmp_file tmp;
-    tmp.fd = open(req->path, O_RDWR | O_CLOEXEC);
-    if (tmp.fd < 0) {
-        samda_log(&ctx->log, SAMDA_LOG_ERROR, "dicom", "received file vanished", "assoc=%llu error=%s",
-                  (unsigned long long)a->id, strerror(errno));
-        samda_config_unref(cfg);
-        return SAMDA_EIO;
-    }
-    snprintf(tmp.path, sizeof tmp.path, "%s", req->path);
-    resp->file_taken = true; /* samda_store_instance_ingest always consumes the file */
-
+    samdad_ingest_origin o = {.kind = SAMDAD_ORIGIN_DIMSE,
+                              .calling_ae = a->calling_ae,
+                              .site = u ? u->site : NULL,
+                              .association_id = u ? u->store_id : 0};
     samda_ingest_result res;
-    st = samda_store_instance_ingest(store, &tmp, &meta, samdad_dup_policy(cfg), &res, &err);
+    samda_status st = samdad_ingest_file(ctx, &o, req->path, req->header, &res, &err);
+    resp->file_taken = true; /* samdad_ingest_file always consumes the file */
     if (u && st == SAMDA_OK && res.outcome == SAMDA_INGEST_IDENTICAL) u->n_identical++;
     if (u && st == SAMDA_OK && res.outcome == SAMDA_INGEST_REPLACED) u->n_replaced++;
     if (u && st == SAMDA_EEXIST) u->n_refused_duplicates++;
@@ -263,14 +296,14 @@ static samda_status on_store(void *vctx, const samda_assoc_info *a, const samda_
                       res.outcome == SAMDA_INGEST_NEW ? "new" : res.outcome == SAMDA_INGEST_IDENTICAL ? "identical"
                                                                                                      : "replaced",
                       (unsigned long long)req->file_size, ctx->log.log_uids ? " sop_uid=" : "",
-                      ctx->log.log_uids ? meta.sop_uid : "");
+                      ctx->log.log_uids ? req->header->sop_instance_uid : "");
     } else {
+        char msg[SAMDA_ERROR_MESSAGE_SIZE];
         samda_log(&ctx->log, st == SAMDA_EEXIST ? SAMDA_LOG_WARN : SAMDA_LOG_ERROR, "dicom", "instance refused",
                   "assoc=%llu status=%04X error=%s", (unsigned long long)a->id, samda_status_dicom(st),
-                  samda_log_quote((char[300]){0}, 300, err.message));
-        snprintf(resp->message, sizeof resp->message, "%s", samda_status_str(st));
+                  samda_log_quote((char[600]){0}, 600, samdad_scrub(ctx, err.message, msg, sizeof msg)));
+        error_comment(resp->message, err.message);
     }
-    samda_config_unref(cfg);
     return st;
 }
 
@@ -279,7 +312,7 @@ static void on_store_failed(void *vctx, const samda_assoc_info *a, const samda_s
     samdad_ctx *ctx = vctx;
     samda_log(&ctx->log, SAMDA_LOG_WARN, "dicom", "instance refused", "assoc=%llu status=%04X error=%s",
               (unsigned long long)a->id, f->dicom_status,
-              samda_log_quote((char[300]){0}, 300, f->error ? f->error->message : ""));
+              samda_log_quote((char[600]){0}, 600, f->error ? f->error->message : ""));
 }
 
 static void on_association_end(void *vctx, const samda_assoc_info *a, samda_assoc_end how, unsigned n_stored,
@@ -294,7 +327,7 @@ static void on_association_end(void *vctx, const samda_assoc_info *a, samda_asso
     samda_error err;
     if (samda_store_assoc_end(samdad_store(ctx), u->store_id, st, &err) != SAMDA_OK)
         samda_log(&ctx->log, SAMDA_LOG_ERROR, "dicom", "cannot record end of association", "assoc=%llu error=%s",
-                  (unsigned long long)a->id, samda_log_quote((char[300]){0}, 300, err.message));
+                  (unsigned long long)a->id, samda_log_quote((char[600]){0}, 600, err.message));
     const char *outcome = how == SAMDA_ASSOC_RELEASED ? "ok"
                         : how == SAMDA_ASSOC_TIMED_OUT ? "timeout"
                         : how == SAMDA_ASSOC_REJECTED ? "rejected"

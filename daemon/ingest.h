@@ -13,8 +13,35 @@
 /** Fill the SCP's callbacks and ctx so that received instances go to ctx's store. */
 void samdad_ingest_bind(samdad_ctx *ctx, samda_scp_params *p);
 
+/** Where an instance came from: the one ingest entry serves every origin. */
+typedef enum samdad_origin_kind { SAMDAD_ORIGIN_DIMSE = 0, SAMDAD_ORIGIN_STOW } samdad_origin_kind;
+
+typedef struct samdad_ingest_origin {
+    samdad_origin_kind kind;
+    const char *calling_ae;  /* DIMSE: the peer's AE title; NULL for STOW */
+    const char *site;        /* the site the instance belongs to; NULL or "" for none */
+    int64_t association_id;  /* DIMSE: its row in the associations table; 0 for STOW */
+} samdad_ingest_origin;
+
+/** The one ingest entry (C-STORE and STOW-RS alike): refuse the instance when the data directory is
+ *  below [storage] min_free (SAMDA_ENOSPC) or when it cannot be read back whole or describes an
+ *  impossible image (samda_dicom_check_instance, SAMDA_EBADDICOM); else store and index it under
+ *  the duplicate policy (samda_store_instance_ingest, whose refusals include SAMDA_ECONFLICT for
+ *  an instance that disagrees with its study or series).
+ *  @param path IN: the received file; ALWAYS consumed (moved into the store or removed).
+ *  @param h    IN: its parsed header.  @param res OUT: may be NULL.
+ *  @return SAMDA_OK or the refusal, *err naming the cause first (no local path unless the file
+ *          itself failed). Nothing is logged here: the caller logs with its origin's details.
+ *  Thread-safety: safe (association and HTTP threads at once). */
+samda_status samdad_ingest_file(samdad_ctx *ctx, const samdad_ingest_origin *o, const char *path,
+                                const samda_dicom_header *h, samda_ingest_result *res, samda_error *err);
+
 /** Copy a parsed DICOM header into the index's instance description. */
 void samdad_meta_from_header(const samda_dicom_header *h, samda_instance_meta *m);
+
+/** Free space below which /health reports the disk failing whatever [storage] min_free says: the
+ *  index, its journal and the audit log need room to write. */
+#define SAMDAD_DISK_FLOOR_BYTES ((uint64_t)1 << 20)
 
 /** Is there at least min_free bytes free under dir? Sets *free_bytes. SAMDA_EIO if statvfs fails. */
 samda_status samdad_disk_free(const char *dir, uint64_t *free_bytes, samda_error *err);

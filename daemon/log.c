@@ -3,6 +3,7 @@
  * stream socket, so concurrent threads never interleave partial lines. */
 #include "log.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,20 @@ void samda_logger_set_level(samda_logger *lg, samda_log_level level)
 bool samda_log_enabled(const samda_logger *lg, samda_log_level level)
 {
     return (int)level <= __atomic_load_n(&lg->level, __ATOMIC_RELAXED);
+}
+
+bool samda_log_gate_pass(samda_log_gate *g, long long now_ms, long long interval_ms, unsigned *suppressed)
+{
+    long long next = __atomic_load_n(&g->next_ms, __ATOMIC_ACQUIRE);
+    if (now_ms < next ||
+        !__atomic_compare_exchange_n(&g->next_ms, &next, now_ms + interval_ms, false, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE)) {
+        __atomic_add_fetch(&g->suppressed, 1, __ATOMIC_RELAXED);
+        return false;
+    }
+    unsigned n = __atomic_exchange_n(&g->suppressed, 0, __ATOMIC_RELAXED);
+    if (suppressed) *suppressed = n;
+    return true;
 }
 
 int samda_log_level_parse(const char *s)
@@ -62,6 +77,49 @@ char *samda_log_quote(char *out, unsigned size, const char *value)
     out[n++] = '"';
     out[n] = 0;
     return out;
+}
+
+/* Length of the UID-like token at p (0 if none): a run of digits and dots that starts and ends
+ * with a digit, is not glued to a letter, and has 5+ components, or 3+ and 16+ characters. */
+static size_t uid_token(const char *start, const char *p)
+{
+    if (p > start && (isalnum((unsigned char)p[-1]) || p[-1] == '.' || p[-1] == '_')) return 0;
+    size_t n = 0, dots = 0;
+    while (isdigit((unsigned char)p[n]) || p[n] == '.') dots += p[n++] == '.';
+    while (n && p[n - 1] == '.') { /* a sentence's full stop is not part of it */
+        n--;
+        dots--;
+    }
+    if (!n || !isdigit((unsigned char)p[0]) || isalpha((unsigned char)p[n]) || p[n] == '_') return 0;
+    return (dots >= 4 || (dots >= 2 && n >= 16)) ? n : 0;
+}
+
+const char *samda_log_scrub(const char *msg, bool keep_uids, const char *data_dir, char *buf, unsigned size)
+{
+    if (!msg || keep_uids || size < 16) return msg ? msg : "";
+    size_t dl = data_dir ? strlen(data_dir) : 0;
+    unsigned n = 0;
+    bool changed = false;
+    for (const char *p = msg; *p && n + 1 < size;) {
+        size_t t;
+        const char *rep = NULL;
+        if (dl && !strncmp(p, data_dir, dl)) {
+            t = dl;
+            while (p[t] && p[t] != ' ' && p[t] != ':' && p[t] != ',' && p[t] != ')' && p[t] != '"') t++;
+            rep = "[object]";
+        } else if ((t = uid_token(msg, p)) != 0) {
+            rep = "[uid]";
+        }
+        if (rep) {
+            changed = true;
+            for (const char *r = rep; *r && n + 1 < size;) buf[n++] = *r++;
+            p += t;
+        } else {
+            buf[n++] = *p++;
+        }
+    }
+    buf[n] = 0;
+    return changed ? buf : msg;
 }
 
 void samda_log(const samda_logger *lg, samda_log_level level, const char *mod, const char *msg, const char *fields,

@@ -46,6 +46,25 @@ void samda_log(const samda_logger *lg, samda_log_level level, const char *mod, c
  *  replaced; writes at most size bytes (always terminated). Returns out. */
 char *samda_log_quote(char *out, unsigned size, const char *value);
 
+/** A message made fit for a log line without [daemon] log_uids: every object path under data_dir
+ *  becomes "[object]" and every UID-like token (digits and dots: 5 or more components, or 3 or
+ *  more and 16 characters or more, so never an IPv4 address) becomes "[uid]". With keep_uids, msg itself.
+ *  @param data_dir IN: may be NULL.  @param buf OUT: size bytes, used when something is replaced.
+ *  @return msg or buf (borrowed). Thread-safety: pure function. */
+const char *samda_log_scrub(const char *msg, bool keep_uids, const char *data_dir, char *buf, unsigned size);
+
+/** A gate for a failure that a loop meets on every pass (a full disk, a locked index): the first
+ *  one and then at most one per interval go to the log, the rest are counted. Zero-initialised
+ *  means open. Thread-safety: lock-free, any number of threads. */
+typedef struct samda_log_gate {
+    long long next_ms;      /* atomic: the next time a line may pass */
+    unsigned suppressed;    /* atomic: lines held back since the last one that passed */
+} samda_log_gate;
+
+/** Whether a line may be written now (now_ms, monotonic or wall, always the same clock); when it
+ *  may, *suppressed gets the number held back since the last one (to print with it). */
+bool samda_log_gate_pass(samda_log_gate *g, long long now_ms, long long interval_ms, unsigned *suppressed);
+
 /** Parse "error|warn|info|debug"; returns -1 if unknown. */
 int samda_log_level_parse(const char *s);
 

@@ -88,7 +88,7 @@ static void reload(samdad_ctx *ctx, const cli *c)
     samda_config *next = samda_config_load(c->config, c->sets, &err);
     if (!next) {
         samda_log(&ctx->log, SAMDA_LOG_ERROR, "config", "reload refused, previous configuration kept", "error=%s",
-                  samda_log_quote((char[300]){0}, 300, err.message));
+                  samda_log_quote((char[600]){0}, 600, err.message));
         return;
     }
     samda_config *cur = samdad_config_get(ctx);
@@ -97,7 +97,7 @@ static void reload(samdad_ctx *ctx, const cli *c)
     if (st != SAMDA_OK) {
         samda_config_unref(next);
         samda_log(&ctx->log, SAMDA_LOG_ERROR, "config", "reload failed", "error=%s",
-                  samda_log_quote((char[300]){0}, 300, err.message));
+                  samda_log_quote((char[600]){0}, 600, err.message));
         return;
     }
     samda_logger_set_level(&ctx->log, c->verbose ? SAMDA_LOG_DEBUG : (samda_log_level)next->log_level);
@@ -194,7 +194,7 @@ int main(int argc, char **argv)
     if (samda_mkdir_p(cfg->data_dir, &mode, &err) != SAMDA_OK ||
         samda_datadir_lock(cfg->data_dir, &ctx.lock_fd, &err) != SAMDA_OK) {
         samda_log(&ctx.log, SAMDA_LOG_ERROR, "daemon", "cannot start", "error=%s",
-                  samda_log_quote((char[300]){0}, 300, err.message));
+                  samda_log_quote((char[600]){0}, 600, err.message));
         goto out;
     }
     if (mode & 077)
@@ -205,7 +205,7 @@ int main(int argc, char **argv)
 
     if (samdad_services_start(&ctx, &err) != SAMDA_OK) {
         samda_log(&ctx.log, SAMDA_LOG_ERROR, "daemon", "cannot start", "error=%s",
-                  samda_log_quote((char[300]){0}, 300, err.message));
+                  samda_log_quote((char[600]){0}, 600, err.message));
         samdad_services_stop(&ctx);
         goto out;
     }

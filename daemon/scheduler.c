@@ -41,6 +41,19 @@ static void join_list(const samda_strlist *l, char *out, size_t size)
         n += (size_t)snprintf(out + n, size - n, "%s%s", i ? "," : "", l->v[i]);
 }
 
+/* A failure to read or write the index for one series. The same failure usually hits every series
+ * on every tick (a full disk, a locked index): one line a minute, with the count held back. */
+static void index_failure(samdad_ctx *ctx, const char *what, int64_t series_id, const samda_error *err)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    unsigned held = 0;
+    if (!samda_log_gate_pass(&ctx->sched_gate, (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, 60000, &held))
+        return;
+    samda_log(&ctx->log, SAMDA_LOG_ERROR, "scheduler", what, "series=%lld error=%s held_back=%u", (long long)series_id,
+              samda_log_quote((char[600]){0}, 600, samdad_scrub(ctx, err->message, (char[512]){0}, 512)), held);
+}
+
 /* Decide one series. Returns true if its state changed. */
 static bool decide(samdad_ctx *ctx, samda_store *store, const samda_config *cfg, const samda_series_info *se,
                    int64_t now)
@@ -60,8 +73,7 @@ static bool decide(samdad_ctx *ctx, samda_store *store, const samda_config *cfg,
     }
     samda_series_assoc_summary sum;
     if (samda_store_series_assoc_summary(store, se->series_uid, &sum, &err) != SAMDA_OK) {
-        samda_log(&ctx->log, SAMDA_LOG_ERROR, "scheduler", "cannot read series associations", "series=%lld error=%s",
-                  (long long)se->id, samda_log_quote((char[300]){0}, 300, err.message));
+        index_failure(ctx, "cannot read series associations", se->id, &err);
         return false;
     }
     if (!forced && sum.n_from_open > 0) return false; /* an association is still sending it */
@@ -78,8 +90,11 @@ bool samdad_series_complete(samdad_ctx *ctx, samda_store *store, const samda_con
     if (!site) return false;
     bool forced = strstr(why, "max_wait") != NULL;
     if (sum->n_instances > 0 && sum->n_from_aborted == sum->n_instances) {
-        samda_store_series_set_state(store, se->series_uid, SAMDA_SERIES_INCOMPLETE,
-                                     "every instance came over an aborted association", &err);
+        if (samda_store_series_set_state(store, se->series_uid, SAMDA_SERIES_INCOMPLETE,
+                                         "every instance came over an aborted association", &err) != SAMDA_OK) {
+            index_failure(ctx, "cannot mark series incomplete", se->id, &err);
+            return false;
+        }
         samda_log(&ctx->log, SAMDA_LOG_WARN, "scheduler", "series incomplete: only aborted associations",
                   "series=%lld instances=%lld", (long long)se->id, (long long)sum->n_instances);
         return true;
@@ -101,19 +116,17 @@ bool samdad_series_complete(samdad_ctx *ctx, samda_store *store, const samda_con
         snprintf(reason, sizeof reason, "%s", why);
     }
     if (samda_store_series_set_state(store, se->series_uid, SAMDA_SERIES_COMPLETE, reason, &err) != SAMDA_OK) {
-        samda_log(&ctx->log, SAMDA_LOG_ERROR, "scheduler", "cannot mark series complete", "series=%lld error=%s",
-                  (long long)se->id, samda_log_quote((char[300]){0}, 300, err.message));
+        index_failure(ctx, "cannot mark series complete", se->id, &err);
         return false;
     }
     if (!selected) {
         samda_log(&ctx->log, SAMDA_LOG_INFO, "scheduler", "series complete, not segmented", "series=%lld reason=%s",
-                  (long long)se->id, samda_log_quote((char[300]){0}, 300, reason));
+                  (long long)se->id, samda_log_quote((char[600]){0}, 600, reason));
         return true;
     }
     char hash[SAMDA_SHA256_HEX_SIZE];
     if (samda_store_series_content_hash(store, se->series_uid, hash, &err) != SAMDA_OK) {
-        samda_log(&ctx->log, SAMDA_LOG_ERROR, "scheduler", "cannot hash series content", "series=%lld error=%s",
-                  (long long)se->id, samda_log_quote((char[300]){0}, 300, err.message));
+        index_failure(ctx, "cannot hash series content", se->id, &err);
         return true;
     }
     samda_job_spec spec = {
@@ -128,8 +141,7 @@ bool samdad_series_complete(samdad_ctx *ctx, samda_store *store, const samda_con
     int64_t job_id = 0;
     bool existed = false;
     if (samda_store_job_enqueue(store, &spec, &job_id, &existed, &err) != SAMDA_OK) {
-        samda_log(&ctx->log, SAMDA_LOG_ERROR, "scheduler", "cannot queue segmentation job", "series=%lld error=%s",
-                  (long long)se->id, samda_log_quote((char[300]){0}, 300, err.message));
+        index_failure(ctx, "cannot queue segmentation job", se->id, &err);
         return true;
     }
     samda_log(&ctx->log, SAMDA_LOG_INFO, "scheduler",
@@ -146,8 +158,7 @@ size_t samdad_scheduler_pass(samdad_ctx *ctx, samda_store *store, int64_t now)
     samda_series_info *rows = NULL;
     size_t n = 0, changed = 0;
     if (samda_store_series_idle(store, now, 1000, &rows, &n, &err) != SAMDA_OK) {
-        samda_log(&ctx->log, SAMDA_LOG_ERROR, "scheduler", "cannot list receiving series", "error=%s",
-                  samda_log_quote((char[300]){0}, 300, err.message));
+        index_failure(ctx, "cannot list receiving series", 0, &err);
     }
     for (size_t i = 0; i < n; i++)
         if (decide(ctx, store, cfg, &rows[i], now)) changed++;
@@ -155,8 +166,7 @@ size_t samdad_scheduler_pass(samdad_ctx *ctx, samda_store *store, int64_t now)
 
     size_t requeued = 0, failed = 0;
     if (samda_store_job_reclaim_expired(store, &requeued, &failed, &err) != SAMDA_OK)
-        samda_log(&ctx->log, SAMDA_LOG_ERROR, "scheduler", "cannot reclaim expired job leases", "error=%s",
-                  samda_log_quote((char[300]){0}, 300, err.message));
+        index_failure(ctx, "cannot reclaim expired job leases", 0, &err);
     else if (requeued || failed)
         samda_log(&ctx->log, SAMDA_LOG_WARN, "scheduler", "jobs of a dead worker taken back",
                   "requeued=%zu failed=%zu", requeued, failed);

@@ -36,6 +36,12 @@ struct samdad_services {
 };
 
 samda_store *samdad_store(samdad_ctx *ctx) { return ctx->svc ? ctx->svc->store : NULL; }
+const char *samdad_scrub(samdad_ctx *ctx, const char *msg, char *buf, unsigned size)
+{
+    samda_store *store = samdad_store(ctx);
+    return samda_log_scrub(msg, __atomic_load_n(&ctx->log.log_uids, __ATOMIC_RELAXED) != 0,
+                           store ? samda_store_data_dir(store) : NULL, buf, size);
+}
 const char *samdad_model_error(samdad_ctx *ctx)
 {
     return ctx->svc && ctx->svc->model_error[0] ? ctx->svc->model_error : NULL;
@@ -239,7 +245,7 @@ void samdad_services_reload(samdad_ctx *ctx)
     samda_error err;
     if (samdad_sync_sites(ctx, ctx->svc->store, cfg, &err) != SAMDA_OK)
         samda_log(&ctx->log, SAMDA_LOG_ERROR, "config", "cannot apply sites", "error=%s",
-                  samda_log_quote((char[300]){0}, 300, err.message));
+                  samda_log_quote((char[600]){0}, 600, err.message));
     samda_api_set_max_body(ctx->svc->api, cfg->http_max_body_bytes);
     samda_store_set_retries(ctx->svc->store, (int)cfg->job_max_attempts, (int)cfg->export_max_attempts,
                             cfg->export_backoff_base_ms, cfg->export_backoff_max_ms);

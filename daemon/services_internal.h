@@ -21,4 +21,8 @@ unsigned samdad_dicom_port(samdad_ctx *ctx);
 /** Copy the DICOM listener's counters; false when it is not running. */
 bool samdad_dicom_counters(samdad_ctx *ctx, samda_scp_counters *out);
 
+/** msg fit for a log line under [daemon] log_uids (samda_log_scrub with the store's data
+ *  directory): buf is used when something is replaced. Thread-safe. */
+const char *samdad_scrub(samdad_ctx *ctx, const char *msg, char *buf, unsigned size);
+
 #endif

@@ -92,6 +92,15 @@ struct samdad_worker {
     samdad_loop loop;
     cached_adapter cache[ADAPTER_CACHE];
     uint64_t tick;
+    /* A job failure the index could not take (a full disk): recorded again before any new job is
+     * taken, so the job ends with its own cause, not "lease expired". Worker thread only. */
+    struct {
+        bool active;
+        int64_t job_id;
+        bool permanent;
+        char error[SAMDA_ERROR_MESSAGE_SIZE];
+    } unrecorded;
+    samda_log_gate unrecorded_gate;
 };
 
 static double now_s(void)
@@ -105,29 +114,11 @@ static char *q(char *buf, unsigned size, const char *v) { return samda_log_quote
 
 static bool stopping(samdad_worker *w) { return samdad_loop_stopping(&w->loop) || atomic_load(&w->ctx->stopping); }
 
-/* Object paths name study, series and instance UIDs: in log lines (not in the job's error, which the
- * index keeps) they become "[object]" unless [daemon] log_uids is on. */
+/* Object paths and UIDs: in log lines (not in the job's error, which the index keeps) they become
+ * "[object]" and "[uid]" unless [daemon] log_uids is on. */
 static const char *redact(samdad_worker *w, const char *msg, char *buf, size_t size)
 {
-    samda_config *cfg = samdad_config_get(w->ctx);
-    bool keep = cfg->log_uids;
-    samda_config_unref(cfg);
-    const char *dir = samda_store_data_dir(samdad_store(w->ctx));
-    if (keep || !dir || !*dir) return msg;
-    size_t n = 0, dl = strlen(dir);
-    for (const char *p = msg; *p && n + 1 < size;) {
-        if (!strncmp(p, dir, dl)) {
-            const char *e = p + dl;
-            while (*e && *e != ' ' && *e != ':' && *e != ',' && *e != ')') e++;
-            n += (size_t)snprintf(buf + n, size - n, "[object]");
-            if (n >= size) n = size - 1;
-            p = e;
-        } else {
-            buf[n++] = *p++;
-        }
-    }
-    buf[n < size ? n : size - 1] = 0;
-    return buf;
+    return samdad_scrub(w->ctx, msg, buf, (unsigned)size);
 }
 
 /* ---- site settings --------------------------------------------------------------------------- */
@@ -590,7 +581,7 @@ static void queue_exports(samdad_worker *w, const site_settings *ss, const char 
         int64_t id = 0;
         if (!have && samda_store_export_enqueue(store, d.id, relpath, sop_uid, &id, &err) != SAMDA_OK)
             samda_log(&w->ctx->log, SAMDA_LOG_ERROR, "worker", "cannot queue export", "destination=%s error=%s",
-                      d.name, q((char[300]){0}, 300, err.message));
+                      d.name, q((char[600]){0}, 600, err.message));
         json_array_append_new(arr, json_string(d.name));
         samda_destination_clear(&d);
     }
@@ -731,7 +722,8 @@ static samda_status save_continual(samdad_worker *w, samda_adapter *copy, const 
 
 static bool permanent_error(samda_status st)
 {
-    return st == SAMDA_EBADDICOM || st == SAMDA_ENOTSUP || st == SAMDA_ETOOBIG || st == SAMDA_EBADUID || st == SAMDA_EINVAL;
+    return st == SAMDA_EBADDICOM || st == SAMDA_ENOTSUP || st == SAMDA_ETOOBIG || st == SAMDA_EBADUID ||
+           st == SAMDA_EINVAL || st == SAMDA_ECONFLICT;
 }
 
 /* A previous attempt of this job recorded the result of this series and died before finishing:
@@ -807,11 +799,15 @@ static samda_status run_series(samdad_worker *w, const samda_job *job, const cha
         goto out;
     }
     if (!keep_going(w, job, 0.02, "loading the series", &why)) goto out;
-    if ((st = samda_dicom_volume_load((const char *const *)paths, n_inst, NULL, &vol, err)) != SAMDA_OK) {
-        samda_error_prefix(err, "loading the series: ");
+    /* The volume loader's messages name the attribute and the instance: no prefix before the cause. */
+    if ((st = samda_dicom_volume_load((const char *const *)paths, n_inst, NULL, &vol, err)) != SAMDA_OK) goto out;
+    const samda_volume_info *vi = samda_volume_get_info(vol);
+    if (!vi->has_pixel_spacing) {
+        /* The SEG's Pixel Measures and every volume would be invented. */
+        st = samda_fail(err, SAMDA_EBADDICOM, "(0028,0030) PixelSpacing missing: samda segments only images whose "
+                        "pixel size is known (the DICOM-SEG's pixel measures and the volumes need it)");
         goto out;
     }
-    const samda_volume_info *vi = samda_volume_get_info(vol);
     const size_t plane = (size_t)vi->rows * vi->cols, S = vi->n_slices;
     t_load = now_s() - t0;
 
@@ -839,7 +835,7 @@ static samda_status run_series(samdad_worker *w, const samda_job *job, const cha
         if (!tta_copy) {
             samda_log(&w->ctx->log, SAMDA_LOG_WARN, "worker", "test-time adaptation failed: segmenting with the "
                       "site adapter as is", "job=%lld error=%s", (long long)job->id,
-                      q((char[300]){0}, 300, redact(w, err->message, (char[300]){0}, 300)));
+                      q((char[600]){0}, 600, redact(w, err->message, (char[600]){0}, 600)));
             json_object_set_new(report, "tta", json_pack("{s:s}", "error", err->message));
         } else {
             json_t *tr = json_object_get(report, "tta");
@@ -847,13 +843,13 @@ static samda_status run_series(samdad_worker *w, const samda_job *job, const cha
             if (reverted)
                 samda_log(&w->ctx->log, SAMDA_LOG_WARN, "worker", "test-time adaptation reverted by its guards",
                           "job=%lld reason=%s", (long long)job->id,
-                          q((char[300]){0}, 300, json_string_value(json_object_get(tr, "reason"))));
+                          q((char[600]){0}, 600, json_string_value(json_object_get(tr, "reason"))));
             use = tta_copy;
             if (ss.tta == SAMDA_CFG_TTA_CONTINUAL && !reverted && ch.source[0] == 's') {
                 samda_error e2;
                 if (save_continual(w, tta_copy, &ch, job, report, &e2) != SAMDA_OK)
                     samda_log(&w->ctx->log, SAMDA_LOG_ERROR, "worker", "continual TTA: cannot keep the new version",
-                              "job=%lld error=%s", (long long)job->id, q((char[300]){0}, 300, e2.message));
+                              "job=%lld error=%s", (long long)job->id, q((char[600]){0}, 600, e2.message));
             } else if (ss.tta == SAMDA_CFG_TTA_CONTINUAL && ch.source[0] != 's') {
                 json_object_set_new(tr, "note", json_string("continual TTA keeps versions of a site's own adapter; "
                                                             "the [model] default was adapted for this series only"));
@@ -954,12 +950,15 @@ static samda_status run_series(samdad_worker *w, const samda_job *job, const cha
         if ((st = samdad_mask_clean(masks + l * S * plane, S, vi->rows, vi->cols, (size_t)ss.min_component,
                                     ss.largest_component, &ms, err)) != SAMDA_OK)
             goto out;
-        double vox_ml = vi->pixel_spacing[0] * vi->pixel_spacing[1] * (vi->slice_spacing > 0 ? vi->slice_spacing : 1) / 1000.0;
-        json_array_append_new(labels_js, json_pack("{s:s, s:I, s:I, s:I, s:f}", "label",
+        /* A volume only from a known slice spacing (or, for one slice, its thickness): never from an
+         * invented 1 mm. */
+        json_t *vol_ml = vi->slice_spacing > 0 ? json_real((double)ms.voxels_after * vi->pixel_spacing[0] *
+                                                           vi->pixel_spacing[1] * vi->slice_spacing / 1000.0)
+                                               : json_null();
+        json_array_append_new(labels_js, json_pack("{s:s, s:I, s:I, s:I, s:o}", "label",
                                                    samda_adapter_label_at(use, l)->name, "voxels",
                                                    (json_int_t)ms.voxels_after, "components", (json_int_t)ms.components,
-                                                   "components_removed", (json_int_t)ms.removed, "volume_ml",
-                                                   (double)ms.voxels_after * vox_ml));
+                                                   "components_removed", (json_int_t)ms.removed, "volume_ml", vol_ml));
     }
     t_post = now_s() - t;
     if (!keep_going(w, job, 0.92, "writing the DICOM-SEG", &why)) goto out;
@@ -1331,9 +1330,46 @@ static samda_status run_job(samdad_worker *w, const samda_job *job, samda_error 
 
 /* ---- thread ---------------------------------------------------------------------------------- */
 
+/* Record a failed attempt; when the index cannot take it, keep it for record_unrecorded(). */
+static samda_status record_failure(samdad_worker *w, int64_t job_id, bool perm, const char *error, bool *requeued)
+{
+    samda_error err;
+    *requeued = false;
+    samda_status st = samda_store_job_fail(samdad_store(w->ctx), job_id, w->owner, error, perm, requeued, &err);
+    if (st == SAMDA_OK || st == SAMDA_ELOCKED || st == SAMDA_ENOENT || st == SAMDA_ECANCELED) {
+        if (st != SAMDA_OK)
+            samda_log(&w->ctx->log, SAMDA_LOG_WARN, "worker", "job failure not recorded: the job is no longer ours",
+                      "job=%lld error=%s", (long long)job_id, q((char[600]){0}, 600, err.message));
+        w->unrecorded.active = false;
+        return st;
+    }
+    if (!w->unrecorded.active || w->unrecorded.job_id != job_id) {
+        w->unrecorded.active = true;
+        w->unrecorded.job_id = job_id;
+        w->unrecorded.permanent = perm;
+        snprintf(w->unrecorded.error, sizeof w->unrecorded.error, "%s", error);
+    }
+    unsigned held = 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if (samda_log_gate_pass(&w->unrecorded_gate, (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, 60000, &held))
+        samda_log(&w->ctx->log, SAMDA_LOG_ERROR, "worker", "cannot record a job failure: trying again before any new job",
+                  "job=%lld error=%s held_back=%u", (long long)job_id, q((char[600]){0}, 600, err.message), held);
+    return st;
+}
+
 static void take_one(samdad_worker *w, bool *worked)
 {
     *worked = false;
+    if (w->unrecorded.active) {
+        bool requeued;
+        int64_t id = w->unrecorded.job_id;
+        samda_status st = record_failure(w, id, w->unrecorded.permanent, w->unrecorded.error, &requeued);
+        if (w->unrecorded.active) return; /* the index still refuses writes: take nothing new */
+        if (st == SAMDA_OK)
+            samda_log(&w->ctx->log, SAMDA_LOG_INFO, "worker", "job failure recorded late", "job=%lld requeued=%s",
+                      (long long)id, requeued ? "true" : "false");
+    }
     samda_store *store = samdad_store(w->ctx);
     samda_config *cfg = samdad_config_get(w->ctx);
     int64_t lease = cfg->job_lease_ms;
@@ -1343,7 +1379,7 @@ static void take_one(samdad_worker *w, bool *worked)
     samda_error err;
     if (samda_store_job_claim(store, w->owner, lease, NULL, &job, &found, &err) != SAMDA_OK) {
         samda_log(&w->ctx->log, SAMDA_LOG_ERROR, "worker", "cannot take a job", "error=%s",
-                  q((char[300]){0}, 300, err.message));
+                  q((char[600]){0}, 600, err.message));
         return;
     }
     if (!found) return;
@@ -1355,13 +1391,11 @@ static void take_one(samdad_worker *w, bool *worked)
     samda_status st = run_job(w, &job, &jerr);
     if (st == SAMDA_ECANCELED || st == SAMDA_ELOCKED) {
         samda_log(&w->ctx->log, SAMDA_LOG_WARN, "worker", "job abandoned", "job=%lld reason=%s", (long long)job.id,
-                  q((char[300]){0}, 300, jerr.message));
+                  q((char[600]){0}, 600, jerr.message));
     } else if (st != SAMDA_OK) {
         bool requeued = false;
         bool perm = permanent_error(st);
-        if (samda_store_job_fail(store, job.id, w->owner, jerr.message, perm, &requeued, &err) != SAMDA_OK)
-            samda_log(&w->ctx->log, SAMDA_LOG_ERROR, "worker", "cannot record a job failure", "job=%lld error=%s",
-                      (long long)job.id, q((char[300]){0}, 300, err.message));
+        record_failure(w, job.id, perm, jerr.message, &requeued);
         samda_log(&w->ctx->log, SAMDA_LOG_ERROR, "worker", requeued ? "job attempt failed, will retry" : "job failed",
                   "job=%lld code=%s permanent=%s error=%s", (long long)job.id, samda_status_name(st),
                   perm ? "true" : "false", q((char[600]){0}, 600, redact(w, jerr.message, (char[512]){0}, 512)));

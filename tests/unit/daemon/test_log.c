@@ -67,11 +67,46 @@ static void test_journal_prefix_and_truncation(void **state)
     assert_int_equal(samda_log_level_parse("loud"), -1);
 }
 
+/* Without log_uids: UIDs and object paths out, IPv4 addresses, versions and numbers kept. */
+static void test_scrub(void **state)
+{
+    (void)state;
+    char buf[512];
+    const char *in = "series 1.2.826.0.1.3680043.10.1077.042.2.7 failed: object /var/lib/samda/objects/1.2.3/"
+                     "4.5.6/7.8.9.dcm: (0028,0030) PixelSpacing 0.5\\0.5 from 10.0.0.15:104, samda 0.1.0.";
+    const char *out = samda_log_scrub(in, false, "/var/lib/samda", buf, sizeof buf);
+    assert_string_equal(out, "series [uid] failed: object [object]: (0028,0030) PixelSpacing 0.5\\0.5 from "
+                             "10.0.0.15:104, samda 0.1.0.");
+    assert_ptr_equal(samda_log_scrub(in, true, "/var/lib/samda", buf, sizeof buf), in);
+    const char *plain = "nothing to hide: 255.255.255.255 and 1.2.3";
+    assert_ptr_equal(samda_log_scrub(plain, false, NULL, buf, sizeof buf), plain);
+    /* a long UID with few components, glued to text, at the end */
+    assert_string_equal(samda_log_scrub("uid=2.25.329800735698586629295641978511506172918", false, NULL, buf, sizeof buf),
+                        "uid=[uid]");
+    assert_string_equal(samda_log_scrub("v1.2.3.4.5.6 x", false, NULL, buf, sizeof buf), "v1.2.3.4.5.6 x");
+}
+
+/* The gate lets the first line through, then one per interval, counting the rest. */
+static void test_gate(void **state)
+{
+    (void)state;
+    samda_log_gate g = {0};
+    unsigned held = 99;
+    assert_true(samda_log_gate_pass(&g, 1000, 60000, &held));
+    assert_int_equal(held, 0);
+    assert_false(samda_log_gate_pass(&g, 1001, 60000, &held));
+    assert_false(samda_log_gate_pass(&g, 60999, 60000, &held));
+    assert_true(samda_log_gate_pass(&g, 61000, 60000, &held));
+    assert_int_equal(held, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_format_and_levels),
         cmocka_unit_test(test_journal_prefix_and_truncation),
+        cmocka_unit_test(test_scrub),
+        cmocka_unit_test(test_gate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -172,6 +172,13 @@ def case_ct_mr_mix(out, case):
     save(out, case, s)
 
 
+def case_duplicate_position(out, case):
+    """Slices 2 and 3 at the same position, 64-character UIDs: the job's error must name both whole."""
+    s = series(case)
+    s[2].ImagePositionPatient = s[1].ImagePositionPatient
+    save(out, case, s)
+
+
 def case_ok_leading_zero(out, case):
     """A valid series whose UIDs have a component with a leading zero (real archives hold them)."""
     study = "1.2.826.0.1.3680043.10.1077.042.1." + "7" * 20

@@ -201,10 +201,13 @@ typedef struct samda_api_services {
     samda_status (*auth_check)(void *ctx, const char *token, samda_api_role *role,
                                int64_t *token_id, samda_error *err);
 
-    /** Record one request of a route marked AUDIT (DICOMweb, results, segmentation, jobs) once
-     *  its response is sent (or the connection failed: http_status is then 0 if none was sent).
-     *  Must not fail loudly: the request is over. */
-    void (*audit)(void *ctx, const samda_api_audit_record *rec);
+    /** Record one request of a route marked AUDIT (DICOMweb, results, segmentation, jobs) with
+     *  the status about to be sent, BEFORE its response goes out (or, when the connection failed
+     *  before any response, afterwards with http_status 0). Returns SAMDA_OK when recorded; on any
+     *  other status the api refuses the access instead of answering it: a success response (status
+     *  below 400) is replaced by 503 "access not audited" (docs/security.md: every access to images,
+     *  masks and adapters is audited, or refused). Called once per request. */
+    samda_status (*audit)(void *ctx, const samda_api_audit_record *rec, samda_error *err);
 
     /** GET /health. OUT checks: a JSON object, one member per subsystem
      *  ({"database": {"status": "ok"}, "disk": {"status": "fail", "detail": "..."}, ...});
@@ -451,6 +454,9 @@ typedef struct samda_api_params {
                                     * or https://); NULL or "" = "http(s)://" + the local address
                                     * and port each connection arrived on (the client's Host
                                     * header is never used) */
+    const char *private_dir;       /* a directory whose paths never reach a client: in a core's
+                                    * error message, each path under it (and under tmp_dir) is
+                                    * answered as "[file]"; NULL = tmp_dir only */
     unsigned shutdown_timeout_ms;  /* samda_api_stop waits this long for in-flight requests;
                                     * default 10000 */
     samda_api_log_fn log;          /* NULL = silent */

@@ -36,7 +36,7 @@ typedef struct api_conn api_conn; /* server.c */
 
 struct samda_api {
     samda_api_params p;           /* strings below are our copies */
-    char *bind_address, *tmp_dir, *cors_origin, *public_url;
+    char *bind_address, *tmp_dir, *cors_origin, *public_url, *private_dir;
     char *tls_cert_pem, *tls_key_pem;
     samda_api_services svc;
     struct MHD_Daemon *mhd;
@@ -114,6 +114,7 @@ struct api_request {
     unsigned status;
     char warning[128];             /* Warning header to add, or "" */
     bool queued;
+    bool audited;                  /* the audit callback ran for this request */
     bool close_conn;               /* answer with Connection: close (ambiguous framing) */
     bool dispatched;               /* handed to the handler pool (connection suspended) */
     api_request *qnext;

@@ -6,6 +6,7 @@
  * than silently becoming part of a path. The query string is likewise parsed from the raw request
  * target captured by the URI log callback, which also allocates the per-request state. */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -172,12 +173,33 @@ void api_reply_problem(api_request *r, samda_status st, unsigned http, const cha
     reply_problem_text(r, st, http, title);
 }
 
+/* Copy msg to out with every path under dir (a whole path token) replaced by "[file]". */
+static void hide_dir(char *out, size_t size, const char *msg, const char *dir)
+{
+    size_t dl = dir ? strlen(dir) : 0, n = 0;
+    while (dl > 1 && dir[dl - 1] == '/') dl--;
+    for (const char *p = msg; *p && n + 1 < size;) {
+        /* the directory itself or a path in it, not a longer name that starts the same */
+        if (dl && strncmp(p, dir, dl) == 0 && !isalnum((unsigned char)p[dl]) && p[dl] != '-' && p[dl] != '_' &&
+            p[dl] != '.') {
+            p += dl;
+            while (*p && *p != ' ' && *p != ':' && *p != ',' && *p != ')' && *p != '"' && *p != '\'') p++;
+            for (const char *t = "[file]"; *t && n + 1 < size;) out[n++] = *t++;
+        } else {
+            out[n++] = *p++;
+        }
+    }
+    out[n] = 0;
+}
+
 void api_reply_error(api_request *r, const samda_error *e)
 {
     samda_status st = e->code == SAMDA_OK ? SAMDA_EINTERNAL : e->code;
-    /* Service messages are for the client but arrive from elsewhere: keep them one line. */
-    char title[SAMDA_ERROR_MESSAGE_SIZE];
-    snprintf(title, sizeof title, "%s", e->message[0] ? e->message : samda_status_str(st));
+    /* Service messages are for the client but arrive from elsewhere: keep them one line, and keep
+     * samda's own paths (data directory, upload spool) out of them. */
+    char title[SAMDA_ERROR_MESSAGE_SIZE], tmp[SAMDA_ERROR_MESSAGE_SIZE];
+    hide_dir(tmp, sizeof tmp, e->message[0] ? e->message : samda_status_str(st), r->api->tmp_dir);
+    hide_dir(title, sizeof title, tmp, r->api->private_dir);
     for (char *c = title; *c; c++)
         if ((unsigned char)*c < 0x20) *c = ' ';
     reply_problem_text(r, st, 0, title);
@@ -580,6 +602,24 @@ static void *watchdog_thread(void *arg)
     return NULL;
 }
 
+/* Audit a request of an AUDIT route once, with the status it is answered with. */
+static samda_status audit_request(api_request *r, unsigned status, samda_error *err)
+{
+    samda_api *api = r->api;
+    r->audited = true;
+    if (!r->matched || !(r->match.route->flags & API_F_AUDIT) || !api->svc.audit) return SAMDA_OK;
+    const char *names[API_MAX_PARAMS], *values[API_MAX_PARAMS];
+    for (unsigned i = 0; i < r->match.n; i++) {
+        names[i] = r->match.names[i];
+        values[i] = r->match.values[i];
+    }
+    samda_api_audit_record rec = {r->token_id, r->method, r->match.route->pattern, r->match.n, names, values, (int)status};
+    samda_error local;
+    if (!err) err = &local;
+    samda_error_clear(err);
+    return api->svc.audit(api->svc.ctx, &rec, err);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
     samda_api *api = cls;
@@ -593,15 +633,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     unsigned status = r->queued ? r->status : 0;
     size_t row = r->matched ? r->match.index : api_n_routes;
     if (r->started) metrics_record(&api->metrics, row, status, secs);
-    if (r->matched && (r->match.route->flags & API_F_AUDIT) && api->svc.audit) {
-        const char *names[API_MAX_PARAMS], *values[API_MAX_PARAMS];
-        for (unsigned i = 0; i < r->match.n; i++) {
-            names[i] = r->match.names[i];
-            values[i] = r->match.values[i];
-        }
-        samda_api_audit_record rec = {r->token_id, r->method, r->match.route->pattern, r->match.n, names, values, (int)status};
-        api->svc.audit(api->svc.ctx, &rec);
-    }
+    if (!r->audited) audit_request(r, status, NULL); /* no response went out: recorded as 0 */
     if (r->started)
         api_log(api, status >= 500 || status == 0 ? SAMDA_API_LOG_WARN : SAMDA_API_LOG_DEBUG, "http request",
                 "method=%s route=\"%s\" status=%u ms=%.1f token=%lld end=%d", r->method, row_label(row), status,
@@ -632,6 +664,19 @@ static void add_common_headers(api_request *r)
 static enum MHD_Result queue(api_request *r)
 {
     if (!r->resp) api_reply_problem(r, SAMDA_EINTERNAL, 0, "no response produced");
+    /* Audited before it is answered: an access that cannot be recorded is refused (a refusal or an
+     * error that cannot be recorded still goes out: it gives nothing away). */
+    if (!r->audited) {
+        samda_error ae;
+        if (audit_request(r, r->status, &ae) != SAMDA_OK && r->status < 400) {
+            MHD_destroy_response(r->resp);
+            r->resp = NULL;
+            api_log(r->api, SAMDA_API_LOG_ERROR, "access refused: the audit log cannot record it", "route=\"%s\" error=\"%s\"",
+                    r->match.route->pattern, ae.message);
+            api_reply_problem(r, SAMDA_EBUSY, 503, "access not audited, so refused: the audit log cannot be written (%s)",
+                              samda_status_str(ae.code));
+        }
+    }
     add_common_headers(r);
     if (r->close_conn) MHD_add_response_header(r->resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(r->conn, r->status, r->resp);
@@ -1145,6 +1190,7 @@ static void api_free(samda_api *api)
     free(api->tmp_dir);
     free(api->cors_origin);
     free(api->public_url);
+    free(api->private_dir);
     if (api->tls_key_pem) explicit_bzero(api->tls_key_pem, strlen(api->tls_key_pem));
     free(api->tls_key_pem);
     free(api->tls_cert_pem);
@@ -1253,6 +1299,7 @@ samda_api *samda_api_start(const samda_api_params *p, const samda_api_services *
     api->tmp_dir = dup_opt(tmp && *tmp ? tmp : "/tmp", &ok);
     api->cors_origin = dup_opt(p->cors_origin, &ok);
     api->public_url = dup_opt(p->public_url && *p->public_url ? p->public_url : NULL, &ok);
+    api->private_dir = dup_opt(p->private_dir && *p->private_dir ? p->private_dir : NULL, &ok);
     if (!ok || !metrics_init(&api->metrics)) {
         api_free(api);
         samda_fail(err, SAMDA_ENOMEM, "starting HTTP server: out of memory");
@@ -1263,6 +1310,7 @@ samda_api *samda_api_start(const samda_api_params *p, const samda_api_services *
     api->p.tmp_dir = api->tmp_dir;
     api->p.cors_origin = api->cors_origin;
     api->p.public_url = api->public_url;
+    api->p.private_dir = api->private_dir;
     api->p.tls_cert_path = api->p.tls_key_path = NULL;
     if (access(api->tmp_dir, W_OK | X_OK) != 0) {
         samda_fail(err, SAMDA_EIO, "starting HTTP server: upload directory %s is not writable: %s", api->tmp_dir, strerror(errno));

@@ -73,7 +73,7 @@ static samda_status auth_check(void *v, const char *token, samda_api_role *role,
     return SAMDA_OK;
 }
 
-static void audit(void *v, const samda_api_audit_record *rec)
+static samda_status audit(void *v, const samda_api_audit_record *rec, samda_error *aerr)
 {
     samdad_ctx *ctx = CORE(v)->ctx;
     char actor[48], action[SAMDA_KEY_SIZE], resource[SAMDA_MESSAGE_SIZE] = "";
@@ -91,10 +91,15 @@ static void audit(void *v, const samda_api_audit_record *rec)
     char details[64];
     snprintf(details, sizeof details, "{\"http_status\":%d}", rec->http_status);
     samda_error err;
-    if (samda_store_audit_append(samdad_store(ctx), actor, action, resource[0] ? resource : "-", outcome, details,
-                                 &err) != SAMDA_OK)
-        samda_log(&ctx->log, SAMDA_LOG_ERROR, "audit", "cannot write audit entry", "error=%s",
+    samda_status st =
+        samda_store_audit_append(samdad_store(ctx), actor, action, resource[0] ? resource : "-", outcome, details, &err);
+    if (st != SAMDA_OK) {
+        samda_log(&ctx->log, SAMDA_LOG_ERROR, "audit", "cannot write audit entry", "route=%s status=%d error=%s",
+                  samda_log_quote((char[200]){0}, 200, rec->route), rec->http_status,
                   samda_log_quote((char[600]){0}, 600, err.message));
+        if (aerr) *aerr = err;
+    }
+    return st;
 }
 
 /* ---------- health and metrics ---------- */
@@ -270,12 +275,15 @@ static samda_status stow_instance(void *v, const samda_api_stow_part *part, samd
         out->failure_reason = 0x0110;
         goto done;
     }
-    if ((st = samda_dicom_read_header(part->path, &h, err)) != SAMDA_OK) {
+    st = samda_dicom_read_header(part->path, &h, err);
+    /* The response's FailedSOPSequence names the instance whenever its UIDs could be read (after a
+     * refused UID the header holds the others). */
+    snprintf(out->sop_class_uid, sizeof out->sop_class_uid, "%s", h.sop_class_uid);
+    snprintf(out->sop_instance_uid, sizeof out->sop_instance_uid, "%s", h.sop_instance_uid);
+    if (st != SAMDA_OK) {
         out->failure_reason = 0xC000;
         goto done;
     }
-    snprintf(out->sop_class_uid, sizeof out->sop_class_uid, "%s", h.sop_class_uid);
-    snprintf(out->sop_instance_uid, sizeof out->sop_instance_uid, "%s", h.sop_instance_uid);
     if (part->study_uid && strcmp(part->study_uid, h.study_instance_uid) != 0) {
         st = samda_fail(err, SAMDA_EINVAL, "instance belongs to another study than the request's");
         out->failure_reason = 0xA900;

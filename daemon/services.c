@@ -207,6 +207,7 @@ samda_status samdad_services_start(samdad_ctx *ctx, samda_error *err)
     ap.tls_key_path = cfg->http_tls_key;
     ap.auth_required = cfg->http_auth;
     ap.cors_origin = cfg->http_cors_origin;
+    ap.private_dir = samda_store_data_dir(svc->store); /* never in an HTTP error */
     ap.public_url = cfg->http_public_url;
     ap.shutdown_timeout_ms = (unsigned)cfg->shutdown_timeout_ms;
     ap.log = api_log;

@@ -45,6 +45,34 @@ n_files=$(find "$D/objects" -type f -name '*.dcm' | wc -l)
 [ "$n_files" = "$n_ok" ] || fail "$n_files object files for $n_ok acknowledged instances"
 ok "disk full: $n_ok acknowledged and indexed, $n_a700 refused with A700, no partial files"
 
+# The disk completely full: every read of images is audited or refused (503), never answered
+# unaudited; /health says the disk fails (0 bytes free, below the 1 MiB floor, although min_free is 0).
+user=$("$SAMDA" token create reader --role user --data-dir "$D" 2>/dev/null) || true
+study=$($PY -c "import pydicom,sys; print(pydicom.dcmread(sys.argv[1]).StudyInstanceUID)" "$MR/brain_001.dcm")
+dd if=/dev/zero of="$D/filler2" bs=4096 status=none 2>/dev/null || true
+H="http://127.0.0.1:$hport"
+n200=0; n503=0
+for i in $(seq 1 60); do
+  c=$(code -H "Authorization: Bearer $user" "$H/dicomweb/studies/$study/metadata")
+  case $c in
+    200) n200=$((n200 + 1)) ;;
+    503) grep -q "access not audited, so refused" "$T/body" || fail "503 without the reason: $(cat "$T/body")"
+         grep -q '"00100010"' "$T/body" && fail "a refused access carried patient data"
+         n503=$((n503 + 1)) ;;
+    *) fail "metadata answered $c: $(head -c 300 "$T/body")" ;;
+  esac
+  [ $n503 -ge 3 ] && break
+done
+echo "disk full: metadata answered 200 x $n200 (audited), 503 x $n503 (could not be audited)"
+[ $n503 -ge 1 ] || fail "no access was refused although the disk is full"
+c=$(code "$H/health"); [ "$c" = 503 ] || fail "/health answered $c on a full disk: $(cat "$T/body")"
+json_expr 'd["checks"]["disk"]["status"]' <"$T/body" | grep -qx fail || fail "/health disk check: $(cat "$T/body")"
+rm -f "$D/filler2"
+audited=$("$SAMDA" audit --data-dir "$D" | json_expr 'len([e for e in d if e["action"].endswith("/metadata") and e["outcome"] == "ok"])')
+[ "$audited" = "$n200" ] || fail "$n200 metadata answers sent, $audited audited"
+grep -q 'msg="access refused: the audit log cannot record it"' "$T/d.log" || fail "the refusals are not logged"
+ok "disk full: each metadata answer audited ($n200) or refused with 503 ($n503); /health reports the disk failing"
+
 # Free the space: the running daemon takes the rest (duplicates of the stored ones are identical).
 rm -f "$D/filler"
 storescu -v -aet STORESCU -aec SAMDA 127.0.0.1 "$dport" +sd "$MR" >"$T/s2.out" 2>&1 || fail "send after freeing space failed: $(grep -v DcmItem "$T/s2.out" | tail -5)"

@@ -34,9 +34,10 @@ static samda_status f_auth(void *ctx, const char *token, samda_api_role *role, i
     return samda_fail(err, SAMDA_EAUTH, "unknown token");
 }
 
-static void f_audit(void *ctx, const samda_api_audit_record *rec)
+static samda_status f_audit(void *ctx, const samda_api_audit_record *rec, samda_error *err)
 {
     fake_core *fc = ctx;
+    if (fc->audit_fails) return samda_fail(err, SAMDA_EDB, "database or disk is full");
     pthread_mutex_lock(&fc->mu);
     fc->audits++;
     snprintf(fc->last_audit_route, sizeof fc->last_audit_route, "%s %s", rec->method, rec->route);
@@ -45,6 +46,7 @@ static void f_audit(void *ctx, const samda_api_audit_record *rec)
     fc->last_audit_status = rec->http_status;
     fc->last_audit_token = rec->token_id;
     pthread_mutex_unlock(&fc->mu);
+    return SAMDA_OK;
 }
 
 static samda_status f_health(void *ctx, json_t **checks, bool *healthy, samda_error *err)
@@ -185,6 +187,9 @@ static samda_status f_jobs(void *ctx, const char *state, unsigned limit, unsigne
 static samda_status f_job_get(void *ctx, int64_t id, json_t **out, samda_error *err)
 {
     (void)ctx;
+    if (id == 9) /* a core error that names samda's own files (see private_dir) */
+        return samda_fail(err, SAMDA_EIO, "object /var/lib/samda-test/objects/1.2/3.4/5.6.dcm: cannot read it: I/O "
+                          "error (also /var/lib/samda-test)");
     if (id != 7) return samda_fail(err, SAMDA_ENOENT, "unknown job %lld", (long long)id);
     *out = json_pack("{s:I, s:s}", "id", (json_int_t)id, "state", "running");
     return SAMDA_OK;

@@ -25,6 +25,7 @@ typedef struct fake_core {
     samda_api_stow_summary last_summary;
     /* audit */
     int audits;
+    bool audit_fails; /* the audit callback fails (a full disk) */
     char last_audit_route[128];
     char last_audit_param[128];
     int last_audit_status;

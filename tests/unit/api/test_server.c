@@ -206,6 +206,54 @@ static void traversal_refused(void **state)
     fake_core_destroy(&fc);
 }
 
+/* An access that cannot be audited is refused: 503 instead of the data, the core's answer never
+ * sent; a refusal (401) still goes out; once the audit log works again, so does the access. */
+static void unaudited_access_refused(void **state)
+{
+    (void)state;
+    fake_core fc;
+    samda_api_services svc;
+    fake_core_init(&fc, &svc);
+    samda_api *a = test_server_start(NULL, &svc);
+    unsigned port = samda_api_port(a);
+    fc.audit_fails = true;
+    http_result r = http_curl(port, "GET", "/dicomweb/studies/1.2.3/series", "-H 'Authorization: Bearer user-token'");
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.body, "access not audited, so refused"));
+    assert_null(strstr(r.body, "00100010")); /* no patient attribute of the QIDO answer */
+    http_result_free(&r);
+    r = http_curl(port, "GET", "/dicomweb/studies", "");
+    assert_int_equal(r.status, 401);
+    http_result_free(&r);
+    fc.audit_fails = false;
+    r = http_curl(port, "GET", "/dicomweb/studies/1.2.3/series", "-H 'Authorization: Bearer user-token'");
+    assert_int_equal(r.status, 200);
+    http_result_free(&r);
+    samda_api_stop(a);
+    assert_int_equal(fc.last_audit_status, 200);
+    fake_core_destroy(&fc);
+}
+
+/* The core's messages reach the client without samda's own paths (params.private_dir). */
+static void private_paths_hidden(void **state)
+{
+    (void)state;
+    fake_core fc;
+    samda_api_services svc;
+    fake_core_init(&fc, &svc);
+    samda_api_params p;
+    samda_api_params_init(&p);
+    p.private_dir = "/var/lib/samda-test/";
+    samda_api *a = test_server_start(&p, &svc);
+    http_result r = http_curl(samda_api_port(a), "GET", "/api/v1/jobs/9", "-H 'Authorization: Bearer user-token'");
+    assert_int_equal(r.status, 500);
+    if (strstr(r.body, "/var/lib")) fail_msg("%s", r.body);
+    assert_non_null(strstr(r.body, "object [file]: cannot read it: I/O error (also [file])"));
+    http_result_free(&r);
+    samda_api_stop(a);
+    fake_core_destroy(&fc);
+}
+
 static void auth_roles_and_audit(void **state)
 {
     (void)state;
@@ -258,7 +306,7 @@ static void auth_roles_and_audit(void **state)
     r = http_curl(port, "GET", "/health", "");
     assert_int_equal(r.status, 200);
     http_result_free(&r);
-    samda_api_stop(a); /* audit happens after the response: stop waits for it */
+    samda_api_stop(a); /* audit happens before the response is sent */
     assert_int_equal(fc.audits, audits + 1); /* the QIDO; /health is not audited */
     assert_string_equal(fc.last_audit_route, "GET /dicomweb/studies/{study}/series");
     assert_string_equal(fc.last_audit_param, "study=1.2.3");
@@ -1107,6 +1155,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(start_parameters),     cmocka_unit_test(not_found_and_method),
         cmocka_unit_test(traversal_refused),    cmocka_unit_test(auth_roles_and_audit),
+        cmocka_unit_test(unaudited_access_refused), cmocka_unit_test(private_paths_hidden),
         cmocka_unit_test(body_limits),          cmocka_unit_test(content_types),
         cmocka_unit_test(missing_services_are_501), cmocka_unit_test(cors),
         cmocka_unit_test(concurrent_requests),  cmocka_unit_test(slow_loris_does_not_block),

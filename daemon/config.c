@@ -62,14 +62,23 @@ static const opt main_opts[] = {
      "Called AE title samdad answers to (sites may add their own with called_ae)."},
     {"dicom", "max_associations", T_INT, O(dicom_max_associations), "16", 1, 512, NULL, NULL, F_RESTART,
      "Concurrent associations; further ones are rejected (transient), so the PACS retries later."},
+    {"dicom", "max_associations_per_peer", T_INT, O(dicom_max_associations_per_peer), "4", 0, 512, NULL, NULL,
+     F_RESTART,
+     "Concurrent associations of one calling AE title; further ones are rejected (transient) and logged, so "
+     "that one sender cannot take every slot. 0 = only max_associations applies."},
     {"dicom", "allow_any_peer", T_BOOL, O(dicom_allow_any_peer), "false", 0, 0, NULL, NULL, F_LIVE,
      "Accept any calling AE title. Off: only AE titles of [peer] sections (and their hosts) may send."},
     {"dicom", "acse_timeout", T_DURATION, O(dicom_acse_timeout_ms), "30s", 1000, 600000, "1s..10m", NULL, F_RESTART,
      "Time allowed for association negotiation."},
     {"dicom", "dimse_timeout", T_DURATION, O(dicom_dimse_timeout_ms), "60s", 1000, 3600000, "1s..1h", NULL, F_RESTART,
-     "Time allowed for one DIMSE message (a slow peer is dropped after it)."},
+     "Longest wait for the next PDU of a message being received (and for a destination's answer when "
+     "sending); a peer silent for this long is dropped."},
+    {"dicom", "message_timeout", T_DURATION, O(dicom_message_timeout_ms), "5m", 1000, 86400000, "1s..24h", NULL,
+     F_RESTART,
+     "Time allowed for a whole C-STORE data set, all its PDVs, from its command on (a deadline, not restarted "
+     "by each PDU): a slower transfer is aborted, nothing of it is kept, and the log names the peer."},
     {"dicom", "idle_timeout", T_DURATION, O(dicom_idle_timeout_ms), "120s", 1000, 3600000, "1s..1h", NULL, F_RESTART,
-     "An association with no message for this long is aborted."},
+     "An association whose next command has not arrived whole this long after the previous message is aborted."},
     {"dicom", "max_pdu", T_INT, O(dicom_max_pdu), "65536", 4096, 131072, NULL, NULL, F_RESTART,
      "Largest PDU samdad receives, in bytes."},
 

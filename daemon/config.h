@@ -73,8 +73,10 @@ typedef struct samda_config {
     int64_t dicom_port;
     char *dicom_ae_title;
     int64_t dicom_max_associations;
+    int64_t dicom_max_associations_per_peer; /* 0 = only dicom_max_associations applies */
     bool dicom_allow_any_peer;
     int64_t dicom_acse_timeout_ms, dicom_dimse_timeout_ms, dicom_idle_timeout_ms;
+    int64_t dicom_message_timeout_ms; /* a C-STORE data set, all its PDVs, from its command on */
     int64_t dicom_max_pdu;
     /* [http] */
     char *http_bind;

@@ -93,6 +93,17 @@ static void dcmtk_log(void *vctx, samda_dicom_log_level level, const char *logge
     samda_log(&ctx->log, l, "dcmtk", msg, "logger=%s", logger);
 }
 
+/* The DICOM listener's own rejections and aborts (limits, deadlines, protocol errors): one line
+ * each, naming the peer. */
+static void scp_event(void *vctx, const samda_assoc_info *a, const char *what, const char *reason)
+{
+    samdad_ctx *ctx = vctx;
+    char q1[40], q2[40], q3[200];
+    samda_log(&ctx->log, SAMDA_LOG_WARN, "dicom", what, "assoc=%llu calling_ae=%s called_ae=%s peer=%s reason=%s",
+              (unsigned long long)a->id, samda_log_quote(q1, sizeof q1, a->calling_ae),
+              samda_log_quote(q2, sizeof q2, a->called_ae), a->peer_address, samda_log_quote(q3, sizeof q3, reason));
+}
+
 samda_status samdad_services_start(samdad_ctx *ctx, samda_error *err)
 {
     samda_status st;
@@ -170,12 +181,15 @@ samda_status samdad_services_start(samdad_ctx *ctx, samda_error *err)
     scp.bind_address = cfg->dicom_bind;
     scp.port = (unsigned)cfg->dicom_port;
     scp.max_associations = (unsigned)cfg->dicom_max_associations;
+    scp.max_associations_per_peer = (unsigned)cfg->dicom_max_associations_per_peer;
     scp.acse_timeout_s = (unsigned)((cfg->dicom_acse_timeout_ms + 999) / 1000);
     scp.dimse_timeout_s = (unsigned)((cfg->dicom_dimse_timeout_ms + 999) / 1000);
+    scp.message_timeout_s = (unsigned)((cfg->dicom_message_timeout_ms + 999) / 1000);
     scp.idle_timeout_s = (unsigned)((cfg->dicom_idle_timeout_ms + 999) / 1000);
     scp.max_pdu_bytes = (unsigned)cfg->dicom_max_pdu;
     scp.temp_dir = svc->tmp_dir;
     samdad_ingest_bind(ctx, &scp);
+    scp.on_event = scp_event; /* its ctx is samdad_ingest_bind's: this ctx */
     svc->scp = samda_scp_start(&scp, err);
     if (!svc->scp) {
         samda_error_prefix(err, "starting the DICOM listener on %s:%lld: ", cfg->dicom_bind,

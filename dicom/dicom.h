@@ -282,9 +282,11 @@ typedef struct samda_assoc_decision {
 /** How an association ended. */
 typedef enum samda_assoc_end {
     SAMDA_ASSOC_RELEASED = 0,     /* orderly A-RELEASE by the peer */
-    SAMDA_ASSOC_ABORTED,          /* A-ABORT by the peer, network error, or samda_scp_stop() */
-    SAMDA_ASSOC_TIMED_OUT,        /* no message within idle_timeout_s, or DIMSE timeout: aborted */
-    SAMDA_ASSOC_REJECTED          /* never established (AE title, limit, on_association) */
+    SAMDA_ASSOC_ABORTED,          /* A-ABORT by the peer, network or protocol error, or
+                                     samda_scp_stop() */
+    SAMDA_ASSOC_TIMED_OUT,        /* aborted: no whole command within idle_timeout_s, a data set
+                                     not whole within message_timeout_s, or dimse_timeout_s */
+    SAMDA_ASSOC_REJECTED          /* never established (AE title, limits, on_association) */
 } samda_assoc_end;
 
 /** One received instance, handed to on_store. Borrowed: valid during the call only. */
@@ -306,8 +308,10 @@ typedef struct samda_store_response {
                             req->path. If false, the SCP deletes req->path after the call. */
     unsigned dicom_status; /* preset 0 = derive from the returned status with samda_status_dicom();
                               non-zero overrides it (e.g. 0xB000 for a warning) */
-    char message[SAMDA_DICOM_LO_SIZE]; /* optional ErrorComment (0000,0902) of a failure response;
-                                          no patient data: the peer may log it */
+    char message[SAMDA_ERROR_MESSAGE_SIZE]; /* optional: why a failure, one line, no patient data.
+                                          The SCP makes the response's ErrorComment (0000,0902) of it
+                                          with samda_scp_error_comment(), so the whole message may be
+                                          given; without one, samda_status_str() of the status */
 } samda_store_response;
 
 /** Failure that the SCP decided itself, reported for logging/audit. Borrowed for the call. */
@@ -328,6 +332,14 @@ typedef void (*samda_scp_store_failed_fn)(void *ctx, const samda_assoc_info *a,
 typedef void (*samda_scp_association_end_fn)(void *ctx, const samda_assoc_info *a,
                                              samda_assoc_end how, unsigned n_stored,
                                              unsigned n_failed);
+/** An association-level decision the SCP takes itself, for the log (one call per event):
+ *  what is "association rejected" (max_associations or max_associations_per_peer reached) or
+ *  "association aborted" (a deadline passed, or the peer broke the protocol: a command that cannot
+ *  be read, an unsupported command, a data set PDV out of place); reason names the cause and the
+ *  limit in one line, without patient data or UIDs. Both strings are borrowed for the call.
+ *  Runs on the association's thread, or on the listener thread for rejections. */
+typedef void (*samda_scp_event_fn)(void *ctx, const samda_assoc_info *a, const char *what,
+                                   const char *reason);
 
 typedef struct samda_dicom_tls samda_dicom_tls; /* DICOM TLS settings, see the TLS section */
 
@@ -340,9 +352,18 @@ typedef struct samda_scp_params {
     size_t n_called_ae_titles;     /* default 1; 0 = accept any called AE title */
     unsigned max_associations;     /* concurrent associations, default 16 (1..1024); one more is
                                       rejected-transient, "local limit exceeded" */
+    unsigned max_associations_per_peer; /* concurrent associations with the same calling AE title,
+                                      default 4 (0 = no limit but max_associations); one more is
+                                      rejected-transient, "local limit exceeded", and reported to
+                                      on_event */
     unsigned acse_timeout_s;       /* association negotiation and release, default 30 */
-    unsigned dimse_timeout_s;      /* a started DIMSE message (data set PDVs), default 60 */
-    unsigned idle_timeout_s;       /* between messages on an association, default 300; then abort */
+    unsigned dimse_timeout_s;      /* between two PDUs of a message being received, default 60 */
+    unsigned message_timeout_s;    /* a C-STORE's data set, all its PDVs, must arrive within this
+                                      from its command on (a deadline, not restarted by each PDU),
+                                      default 300; else the association is aborted, nothing is kept
+                                      and on_event says why */
+    unsigned idle_timeout_s;       /* from the end of one message until the next command has
+                                      arrived whole, default 300; then abort */
     unsigned max_pdu_bytes;        /* maximum PDU we receive, default 65536 (4096..131072) */
     bool tcp_nodelay;              /* default true: disable Nagle on accepted connections */
     const char *temp_dir;          /* required: directory for received files (same file system as the
@@ -353,6 +374,8 @@ typedef struct samda_scp_params {
     samda_scp_store_fn on_store;                 /* NULL = answer success and delete the file */
     samda_scp_store_failed_fn on_store_failed;   /* optional */
     samda_scp_association_end_fn on_association_end; /* optional */
+    samda_scp_event_fn on_event;                 /* optional: rejections and aborts decided by
+                                                    the SCP, for the log */
     const samda_dicom_tls *tls;    /* NULL (default): plain TCP; else DICOM TLS only on this port
                                       (TLS 1.2+, samda_dicom_tls); read during samda_scp_start() */
 } samda_scp_params;
@@ -360,7 +383,7 @@ typedef struct samda_scp_params {
 /** Counters since samda_scp_start(); all monotonic except associations_active. */
 typedef struct samda_scp_counters {
     uint64_t associations_accepted;
-    uint64_t associations_rejected;  /* by AE title, limit or on_association */
+    uint64_t associations_rejected;  /* by AE title, limits or on_association */
     uint64_t associations_aborted;   /* aborted or timed out after acceptance */
     uint64_t associations_active;    /* now */
     uint64_t echo_requests;
@@ -374,13 +397,32 @@ typedef struct samda_scp samda_scp;
 /** Fill *p with the defaults listed beside each field. The only correct way to start a params. */
 void samda_scp_params_init(samda_scp_params *p);
 
+/** Make an error message fit for a C-STORE response's ErrorComment (0000,0902), which the peer
+ *  shows and logs: local paths (words starting with "/", "./" or "~", or holding two "/" or more)
+ *  are left out, backslashes and control characters replaced, and when the rest is longer than an
+ *  LO (64 characters) UIDs are left out first, then the end is cut; so the cause, said first,
+ *  survives. Every failure response the SCP sends carries such a comment.
+ *  @param out  OUT: size bytes, always terminated.  @param msg IN: NULL is taken as "".
+ *  @return out.  Thread-safety: pure function. */
+char *samda_scp_error_comment(char *out, size_t size, const char *msg);
+
 /** Start listening and serving associations (returns once the socket listens).
  *  Threads: one listener thread plus one thread per association (at most max_associations).
- *  Callback concurrency: on_association, on_store, on_store_failed and on_association_end run on
- *  the association's own thread, so callbacks for DIFFERENT associations run concurrently
- *  (on_store of several associations at once included) and must be thread-safe; for ONE association
- *  they run one after the other, in order (on_association, on_store..., on_association_end).
- *  An association rejected for the limit gets its on_association_end on the listener thread.
+ *  Callback concurrency: on_association, on_store, on_store_failed, on_event and
+ *  on_association_end run on the association's own thread, so callbacks for DIFFERENT associations
+ *  run concurrently (on_store of several associations at once included) and must be thread-safe;
+ *  for ONE association they run one after the other, in order (on_association, on_store...,
+ *  on_association_end). An association rejected for a limit gets its on_event and
+ *  on_association_end on the listener thread.
+ *  Messages the SCP answers itself (on_store not called, on_store_failed told): a C-STORE-RQ
+ *  whose command DCMTK refuses (Affected SOP Class or Instance UID missing, empty or over 64
+ *  characters, no Priority, no data set) but which has a Message ID, and a data set with an
+ *  odd-length PDV or sent on another presentation context, are answered 0xC000 with an
+ *  ErrorComment naming the problem once the data set has arrived (it is discarded), and the
+ *  association goes on. A command without a Message ID or CommandField, a command other than
+ *  C-ECHO-RQ and C-STORE-RQ, and a command PDV inside a data set abort the association (on_event
+ *  says why). Every failure response carries an ErrorComment (at most 64 characters, no local
+ *  path) naming the cause.
  *  on_association_end is called exactly once for every incoming association, including rejected
  *  ones (how = SAMDA_ASSOC_REJECTED, on_association perhaps never called).
  *  Callbacks must not call samda_scp_stop() on their own SCP.

@@ -13,6 +13,12 @@
  * closed. Everything the caller must know about
  * concurrency is in dicom.h (samda_scp_start).
  *
+ * Slow peers after set-up: each association's thread receives data sets PDV by PDV itself (not with
+ * DIMSE_storeProvider), so that a whole data set has a deadline (message_timeout) and a broken one
+ * (odd-length PDV) can still be answered; the listener also enforces every association's deadline
+ * by shutting a late one's socket down (enforce_deadlines). One calling AE title holds at most
+ * max_associations_per_peer of the max_associations slots.
+ *
  * Deliberately not here: durability (fsync, rename into the store), duplicate policy, site mapping,
  * allow-lists of calling AE titles. Those are the caller's, through the callbacks. */
 #include <algorithm>
@@ -41,6 +47,8 @@
 
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcelem.h>
+#include <dcmtk/dcmdata/dcostrmf.h>
 #include <dcmtk/dcmdata/dcuid.h>
 #include <dcmtk/dcmnet/assoc.h>
 #include <dcmtk/dcmnet/dcmtrans.h>
@@ -58,15 +66,23 @@ namespace {
 /* Association ids are unique in the process, across SCP instances (dicom.h). */
 std::atomic<uint64_t> next_association_id{1};
 
-/* PS3.5: DIMSE status codes samda sends itself (others come from common/status.h). */
+/* PS3.4 B.2.3: DIMSE status codes samda sends itself (others come from common/status.h). */
 const unsigned status_success = 0x0000;
 const unsigned status_does_not_match_sop_class = 0xA900;
+const unsigned status_cannot_understand = 0xC000;
+
+using steady = std::chrono::steady_clock;
 
 struct worker {
     std::thread thread;
     T_ASC_Association *assoc = nullptr;
+    std::string calling_ae; /* set before the thread starts, then read-only (the per-peer count) */
     int fd = -1;        /* the association's socket while established; guarded by samda_scp::mu */
     bool done = false;  /* guarded by samda_scp::mu */
+    /* The deadline of the wait in progress (arm_deadline()); guarded by samda_scp::mu. */
+    bool has_deadline = false;
+    steady::time_point deadline;
+    bool cut = false; /* the listener shut the read side down at the deadline */
 };
 
 /* A TLS connection in its handshake (or waiting for its A-ASSOCIATE-RQ), on a thread of its own. */
@@ -86,8 +102,10 @@ struct samda_scp {
     std::vector<std::string> called_aes;
     std::string temp_dir;
     unsigned max_associations = 0;
+    unsigned max_associations_per_peer = 0;
     unsigned acse_timeout_s = 0;
     unsigned dimse_timeout_s = 0;
+    unsigned message_timeout_s = 0;
     unsigned idle_timeout_s = 0;
     unsigned max_pdu = 0;
     bool tcp_nodelay = true;
@@ -98,6 +116,7 @@ struct samda_scp {
     samda_scp_store_fn on_store = nullptr;
     samda_scp_store_failed_fn on_store_failed = nullptr;
     samda_scp_association_end_fn on_association_end = nullptr;
+    samda_scp_event_fn on_event = nullptr;
 
     /* running state */
     T_ASC_Network *net = nullptr;
@@ -184,6 +203,99 @@ void reject_verdict(T_ASC_Association *assoc, samda_assoc_verdict v)
     }
 }
 
+/* ---- deadlines and events ---------------------------------------------------------------------- */
+
+/* DCMTK's timeouts apply to each read, so a peer that sends a few bytes at a time is never timed out
+ * by them. Each wait on the peer therefore also has a deadline for the whole of it (the next command
+ * within idle_timeout_s, a data set within message_timeout_s): the receiving thread checks it between
+ * PDVs, and the listener shuts the socket's read side down once it has passed (enforce_deadlines()),
+ * which ends a read blocked inside one PDU. */
+steady::time_point arm_deadline(samda_scp *scp, worker &w, unsigned seconds)
+{
+    steady::time_point t = steady::now() + std::chrono::seconds(seconds);
+    std::lock_guard<std::mutex> lock(scp->mu);
+    w.deadline = t;
+    w.has_deadline = true;
+    return t;
+}
+
+/* Ends the wait's deadline; returns whether the listener cut the connection at it. */
+bool disarm_deadline(samda_scp *scp, worker &w)
+{
+    std::lock_guard<std::mutex> lock(scp->mu);
+    w.has_deadline = false;
+    return w.cut;
+}
+
+void event(samda_scp *scp, const samda_assoc_info &info, const char *what, const std::string &reason)
+{
+    if (scp->on_event) scp->on_event(scp->ctx, &info, what, reason.c_str());
+}
+
+/* ---- ErrorComment -------------------------------------------------------------------------------- */
+
+bool is_path_token(const std::string &t, const std::string &local_path)
+{
+    if (!local_path.empty() && t.find(local_path) != std::string::npos) return true;
+    if (t[0] == '/' || t[0] == '~' || t.compare(0, 2, "./") == 0 || t.compare(0, 3, "../") == 0) return true;
+    return std::count(t.begin(), t.end(), '/') >= 2; /* "data/objects/1.2/3.4/5.dcm", not "I/O" */
+}
+
+bool is_uid_token(const std::string &t)
+{
+    size_t dots = 0;
+    for (char ch : t) {
+        if (ch == '.') dots++;
+        else if (ch < '0' || ch > '9') return false;
+    }
+    return dots >= 2 && t.front() != '.' && t.back() != '.'; /* three components or more */
+}
+
+/* s without the space-separated words that drop() selects (punctuation around a word is kept:
+ * "cannot open /x/y: reason" -> "cannot open: reason"). */
+template <class F> std::string without_words(const std::string &s, F drop)
+{
+    std::string out;
+    for (size_t i = 0; i <= s.size();) {
+        size_t j = s.find(' ', i);
+        if (j == std::string::npos) j = s.size();
+        std::string w = s.substr(i, j - i);
+        size_t end = w.size(), begin = 0;
+        while (end && std::strchr(":,;)\"'", w[end - 1])) end--;
+        while (begin < end && std::strchr("(\"'", w[begin])) begin++;
+        bool glue = false;
+        if (begin < end && drop(w.substr(begin, end - begin))) {
+            glue = begin == 0; /* its trailing punctuation goes to the word before */
+            w = w.substr(0, begin) + w.substr(end);
+        }
+        if (!w.empty()) {
+            if (!out.empty() && !glue) out += ' ';
+            out += w;
+        }
+        i = j + 1;
+    }
+    return out;
+}
+
+/* An error message made fit for (0000,0902) ErrorComment, which the peer shows and logs: LO, so at
+ * most 64 characters without backslash or control characters; no local path (the temporary file,
+ * anything with directories in it); and when it is still too long the UIDs go first, so that the
+ * cause survives the cut. */
+std::string error_comment(const char *msg, const std::string &local_path)
+{
+    std::string s = msg ? msg : "";
+    std::string prefix = "reading the DICOM header of " + local_path + ": ";
+    if (!local_path.empty() && s.compare(0, prefix.size(), prefix) == 0) s.erase(0, prefix.size());
+    s = without_words(s, [&](const std::string &w) { return is_path_token(w, local_path); });
+    for (char &ch : s)
+        if (ch == '\\') ch = '/';
+        else if ((unsigned char)ch < 0x20 || (unsigned char)ch > 0x7e) ch = '?';
+    if (s.size() > SAMDA_DICOM_LO_SIZE - 1) s = without_words(s, is_uid_token);
+    if (s.size() > SAMDA_DICOM_LO_SIZE - 1) s.resize(SAMDA_DICOM_LO_SIZE - 1);
+    while (!s.empty() && s.back() == ' ') s.pop_back();
+    return s;
+}
+
 /* ---- C-STORE ------------------------------------------------------------------------------- */
 
 struct store_ctx {
@@ -192,20 +304,10 @@ struct store_ctx {
     T_ASC_Association *assoc;
     T_ASC_PresentationContextID pres_id;
     std::string path;
-    bool end_called = false;
-    bool ok = false;
-    DcmDataset *detail = nullptr; /* status detail (ErrorComment) for the response */
+    unsigned status = status_success; /* of the response */
+    std::string comment;              /* its ErrorComment when it is a failure */
+    bool ok = false;                  /* stored (success or warning) */
 };
-
-void set_error_comment(store_ctx &c, const char *text)
-{
-    if (!text || !*text) return;
-    /* (0000,0902) ErrorComment is LO: 64 characters at most. */
-    char lo[SAMDA_DICOM_LO_SIZE];
-    std::snprintf(lo, sizeof lo, "%s", text);
-    if (!c.detail) c.detail = new DcmDataset;
-    c.detail->putAndInsertString(DCM_ErrorComment, lo);
-}
 
 void report_failure(store_ctx &c, const T_DIMSE_C_StoreRQ *req, unsigned dicom_status, const samda_error &e)
 {
@@ -219,29 +321,18 @@ void report_failure(store_ctx &c, const T_DIMSE_C_StoreRQ *req, unsigned dicom_s
     c.scp->on_store_failed(c.scp->ctx, c.info, &f);
 }
 
-/* Text after "reading the DICOM header of <path>: ", for the peer (no local path in ErrorComment). */
-const char *reason_only(const samda_error &e, const std::string &path)
+/* A failure the SCP decides itself: the response's status and comment, and on_store_failed. */
+void refuse(store_ctx &c, const T_DIMSE_C_StoreRQ *req, unsigned status, const samda_error &e)
 {
-    std::string prefix = "reading the DICOM header of " + path + ": ";
-    if (std::strncmp(e.message, prefix.c_str(), prefix.size()) == 0) return e.message + prefix.size();
-    return e.message;
+    c.status = status;
+    c.comment = error_comment(e.message, c.path);
+    report_failure(c, req, status, e);
 }
 
-/* The end of one C-STORE: the data set is in c.path; decide the response. */
-void finish_store(store_ctx &c, T_DIMSE_C_StoreRQ *req, T_DIMSE_C_StoreRSP *rsp)
+/* The data set is whole in c.path: check it, hand it to on_store, decide the response. */
+void finish_store(store_ctx &c, const T_DIMSE_C_StoreRQ &req)
 {
     samda_scp *scp = c.scp;
-    if (rsp->DimseStatus != status_success) {
-        /* DCMTK could not create the file: it already chose Out of Resources. */
-        samda_error e;
-        samda_fail(&e, SAMDA_EIO,
-                   "receiving a C-STORE data set: cannot create or write a temporary file in %s (disk full?)",
-                   scp->temp_dir.c_str());
-        set_error_comment(c, "cannot create a temporary file");
-        unlink(c.path.c_str()); /* a partly written data set (disk full) */
-        report_failure(c, req, rsp->DimseStatus, e);
-        return;
-    }
     struct stat sb;
     uint64_t size = stat(c.path.c_str(), &sb) == 0 ? (uint64_t)sb.st_size : 0;
     scp->n_bytes += size;
@@ -251,21 +342,18 @@ void finish_store(store_ctx &c, T_DIMSE_C_StoreRQ *req, T_DIMSE_C_StoreRSP *rsp)
     samda_error_clear(&e);
     samda_status st = samda_dicom_read_header(c.path.c_str(), &hdr, &e);
     unsigned status = 0;
-    if (st == SAMDA_OK && std::strcmp(hdr.sop_instance_uid, req->AffectedSOPInstanceUID) != 0) {
-        st = samda_fail(&e, SAMDA_EBADDICOM, "C-STORE: the data set's SOPInstanceUID differs from the command's "
-                        "AffectedSOPInstanceUID %s", req->AffectedSOPInstanceUID);
+    if (st == SAMDA_OK && std::strcmp(hdr.sop_instance_uid, req.AffectedSOPInstanceUID) != 0) {
+        st = samda_fail(&e, SAMDA_EBADDICOM, "(0008,0018) SOPInstanceUID differs from AffectedSOPInstanceUID %s",
+                        req.AffectedSOPInstanceUID);
         status = status_does_not_match_sop_class;
-    } else if (st == SAMDA_OK && std::strcmp(hdr.sop_class_uid, req->AffectedSOPClassUID) != 0) {
-        st = samda_fail(&e, SAMDA_EBADDICOM, "C-STORE: the data set's SOPClassUID %s differs from the command's "
-                        "AffectedSOPClassUID %s", hdr.sop_class_uid, req->AffectedSOPClassUID);
+    } else if (st == SAMDA_OK && std::strcmp(hdr.sop_class_uid, req.AffectedSOPClassUID) != 0) {
+        st = samda_fail(&e, SAMDA_EBADDICOM, "(0008,0016) SOPClassUID %s differs from AffectedSOPClassUID %s",
+                        hdr.sop_class_uid, req.AffectedSOPClassUID);
         status = status_does_not_match_sop_class;
     }
     if (st != SAMDA_OK) {
-        if (!status) status = samda_status_dicom(st);
-        rsp->DimseStatus = (DIC_US)status;
-        set_error_comment(c, reason_only(e, c.path));
         unlink(c.path.c_str());
-        report_failure(c, req, status, e);
+        refuse(c, &req, status ? status : samda_status_dicom(st), e);
         return;
     }
 
@@ -273,22 +361,22 @@ void finish_store(store_ctx &c, T_DIMSE_C_StoreRQ *req, T_DIMSE_C_StoreRSP *rsp)
     sreq.path = c.path.c_str();
     sreq.file_size = size;
     sreq.header = &hdr;
-    sreq.affected_sop_class_uid = req->AffectedSOPClassUID;
-    sreq.affected_sop_instance_uid = req->AffectedSOPInstanceUID;
+    sreq.affected_sop_class_uid = req.AffectedSOPClassUID;
+    sreq.affected_sop_instance_uid = req.AffectedSOPInstanceUID;
     char ts[SAMDA_DICOM_UID_SIZE] = "";
     T_ASC_PresentationContext pc;
     if (ASC_findAcceptedPresentationContext(c.assoc->params, c.pres_id, &pc).good())
         copy_str(ts, pc.acceptedTransferSyntax);
     sreq.transfer_syntax_uid = ts;
-    sreq.message_id = req->MessageID;
+    sreq.message_id = req.MessageID;
 
     samda_store_response sresp;
     std::memset(&sresp, 0, sizeof sresp);
     samda_status rc = SAMDA_OK;
     if (scp->on_store) rc = scp->on_store(scp->ctx, c.info, &sreq, &sresp);
+    sresp.message[sizeof sresp.message - 1] = '\0';
     status = sresp.dicom_status ? sresp.dicom_status : samda_status_dicom(rc);
-    rsp->DimseStatus = (DIC_US)status;
-    if (status != status_success) set_error_comment(c, sresp.message[0] ? sresp.message : samda_status_str(rc));
+    c.status = status;
     if (!sresp.file_taken) unlink(c.path.c_str());
     /* Success and warnings (0xB...) count as stored; failures were reported by the callback itself. */
     if (status == status_success || (status & 0xF000) == 0xB000) {
@@ -296,73 +384,301 @@ void finish_store(store_ctx &c, T_DIMSE_C_StoreRQ *req, T_DIMSE_C_StoreRSP *rsp)
         c.ok = true;
     } else {
         scp->n_store_failed++;
+        /* the callback's own words when it gave some; else at least the kind of failure */
+        c.comment = error_comment(sresp.message[0] ? sresp.message : samda_status_str(rc), c.path);
+        if (c.comment.empty()) c.comment = samda_status_str(rc == SAMDA_OK ? SAMDA_EINTERNAL : rc);
     }
 }
 
-void store_progress(void *data, T_DIMSE_StoreProgress *progress, T_DIMSE_C_StoreRQ *req, char *, DcmDataset **,
-                    T_DIMSE_C_StoreRSP *rsp, DcmDataset **detail)
+/* Sends the C-STORE-RSP. The Affected SOP Class and Instance UIDs are echoed only when they fit
+ * (1 to 64 characters): DCMTK refuses to send a response whose UIDs do not. */
+bool send_store_response(T_ASC_Association *assoc, T_ASC_PresentationContextID pres_id, const T_DIMSE_C_StoreRQ &req,
+                         unsigned status, const std::string &comment)
 {
-    if (progress->state != DIMSE_StoreEnd) return;
-    store_ctx &c = *static_cast<store_ctx *>(data);
-    c.end_called = true;
-    try {
-        finish_store(c, req, rsp);
-    } catch (const std::bad_alloc &) {
-        rsp->DimseStatus = (DIC_US)samda_status_dicom(SAMDA_ENOMEM);
-        unlink(c.path.c_str());
-        c.scp->n_store_failed++;
-    } catch (...) {
-        rsp->DimseStatus = (DIC_US)samda_status_dicom(SAMDA_EINTERNAL);
-        unlink(c.path.c_str());
-        c.scp->n_store_failed++;
+    T_DIMSE_Message msg;
+    std::memset(&msg, 0, sizeof msg);
+    msg.CommandField = DIMSE_C_STORE_RSP;
+    T_DIMSE_C_StoreRSP &rsp = msg.msg.CStoreRSP;
+    rsp.MessageIDBeingRespondedTo = req.MessageID;
+    rsp.DimseStatus = (DIC_US)status;
+    rsp.DataSetType = DIMSE_DATASET_NULL;
+    size_t n = strnlen(req.AffectedSOPClassUID, sizeof req.AffectedSOPClassUID);
+    if (n >= 1 && n <= DIC_UI_LEN) {
+        copy_str(rsp.AffectedSOPClassUID, req.AffectedSOPClassUID);
+        rsp.opts |= O_STORE_AFFECTEDSOPCLASSUID;
     }
-    *detail = c.detail;
+    n = strnlen(req.AffectedSOPInstanceUID, sizeof req.AffectedSOPInstanceUID);
+    if (n >= 1 && n <= DIC_UI_LEN) {
+        copy_str(rsp.AffectedSOPInstanceUID, req.AffectedSOPInstanceUID);
+        rsp.opts |= O_STORE_AFFECTEDSOPINSTANCEUID;
+    }
+    if (req.opts & O_STORE_RQ_BLANK_PADDING) rsp.opts |= O_STORE_RSP_BLANK_PADDING;
+    std::unique_ptr<DcmDataset> detail;
+    if (status != status_success && !comment.empty()) {
+        detail.reset(new DcmDataset);
+        detail->putAndInsertString(DCM_ErrorComment, comment.c_str());
+    }
+    return DIMSE_sendMessageUsingMemoryData(assoc, pres_id, &msg, detail.get(), nullptr, nullptr, nullptr).good();
+}
+
+enum pdv_read { PDV_OK, PDV_NONE, PDV_FAILED };
+
+/* The next PDV: from the PDU already read, else from a new PDU, waiting at most timeout_s for it
+ * (what DCMTK's DIMSE layer does inside DIMSE_receiveDataSetInFile, which samda cannot use: it gives
+ * up at an odd-length PDV without reading the rest of the data set, so no response can follow). */
+pdv_read next_pdv(T_ASC_Association *assoc, int timeout_s, DUL_PDV &pdv, OFCondition &cond)
+{
+    if (DUL_NextPDV(&assoc->DULassociation, &pdv).good()) return PDV_OK;
+    if (!ASC_dataWaiting(assoc, timeout_s)) return PDV_NONE;
+    cond = DUL_ReadPDVs(&assoc->DULassociation, nullptr, DUL_NOBLOCK, timeout_s);
+    if (cond != DUL_PDATAPDUARRIVED) return PDV_FAILED;
+    cond = DUL_NextPDV(&assoc->DULassociation, &pdv);
+    return cond.good() ? PDV_OK : PDV_FAILED;
+}
+
+/* RX_GONE: the peer aborted, or samda_scp_stop() cut the connection (no event: not a fault) */
+enum rx_state { RX_WHOLE, RX_BROKEN, RX_TIMED_OUT, RX_GONE };
+
+struct rx_result {
+    rx_state state = RX_WHOLE;
+    std::string problem;       /* RX_WHOLE but not usable (the response names it) */
+    bool write_failed = false; /* RX_WHOLE, but writing the temporary file failed */
+    std::string why;           /* not RX_WHOLE: the cause */
+};
+
+/* Receives one data set up to its last PDV, writing it to out (NULL: read and discard). A PDV of odd
+ * length or on another presentation context than the command's makes the data set unusable, but it
+ * is still read to its end so that the association stays in step and a response can be sent. */
+rx_result receive_dataset(samda_scp *scp, worker &w, T_ASC_PresentationContextID cmd_pres_id, DcmOutputStream *out,
+                          steady::time_point deadline)
+{
+    rx_result r;
+    bool writing = out != nullptr;
+    char buf[160];
+    for (;;) {
+        auto left_ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now()).count();
+        bool late = left_ms <= 0;
+        DUL_PDV pdv;
+        OFCondition cond = EC_Normal;
+        pdv_read rd = PDV_FAILED;
+        if (!late) {
+            int timeout = (int)std::min<long long>(scp->dimse_timeout_s, (left_ms + 999) / 1000);
+            rd = next_pdv(w.assoc, timeout, pdv, cond);
+        }
+        bool cut;
+        {
+            std::lock_guard<std::mutex> lock(scp->mu);
+            cut = w.cut;
+        }
+        if (late || cut || (rd != PDV_OK && steady::now() >= deadline)) {
+            r.state = RX_TIMED_OUT;
+            std::snprintf(buf, sizeof buf, "C-STORE data set not complete within message_timeout (%u s)",
+                          scp->message_timeout_s);
+            r.why = buf;
+            return r;
+        }
+        if (rd == PDV_NONE) {
+            r.state = RX_TIMED_OUT;
+            std::snprintf(buf, sizeof buf, "nothing of the C-STORE data set for dimse_timeout (%u s)",
+                          scp->dimse_timeout_s);
+            r.why = buf;
+            return r;
+        }
+        if (rd == PDV_FAILED) {
+            r.state = cond == DUL_PEERABORTEDASSOCIATION ? RX_GONE : RX_BROKEN;
+            r.why = cond == DUL_PEERREQUESTEDRELEASE ? "A-RELEASE-RQ in the middle of a C-STORE data set"
+                                                     : std::string("receiving a C-STORE data set: ") + cond.text();
+            return r;
+        }
+        if (pdv.pdvType != DUL_DATASETPDV) {
+            r.state = RX_BROKEN;
+            r.why = "a command PDV arrived in the middle of a C-STORE data set";
+            return r;
+        }
+        if (r.problem.empty() && pdv.presentationContextID != cmd_pres_id) {
+            std::snprintf(buf, sizeof buf, "data set sent on presentation context %u, command on %u",
+                          (unsigned)pdv.presentationContextID, (unsigned)cmd_pres_id);
+            r.problem = buf;
+            writing = false;
+        }
+        if (r.problem.empty() && pdv.fragmentLength % 2 != 0) {
+            /* every DICOM value has an even length, so an odd fragment means the stream is corrupt */
+            std::snprintf(buf, sizeof buf, "data set PDV of odd length (%lu bytes)", pdv.fragmentLength);
+            r.problem = buf;
+            writing = false;
+        }
+        if (writing && pdv.fragmentLength) {
+            offile_off_t n = out->write(pdv.data, (offile_off_t)pdv.fragmentLength);
+            if (!out->good() || n != (offile_off_t)pdv.fragmentLength) {
+                r.write_failed = true;
+                writing = false;
+            }
+        }
+        if (pdv.lastPDV) return r;
+    }
 }
 
 enum store_outcome { STORE_CONTINUE, STORE_BROKEN, STORE_TIMED_OUT };
 
+/* After a data set that did not arrive whole: the instance is gone, say why; the caller aborts. */
+store_outcome lost_dataset(store_ctx &c, const T_DIMSE_C_StoreRQ *req, const rx_result &r)
+{
+    samda_error e;
+    samda_fail(&e, r.state == RX_TIMED_OUT ? SAMDA_ETIMEDOUT : SAMDA_ENETWORK, "%s: association aborted, nothing kept",
+               r.why.c_str());
+    report_failure(c, req, 0, e);
+    if (r.state == RX_TIMED_OUT || r.state == RX_BROKEN) event(c.scp, *c.info, "association aborted", r.why);
+    return r.state == RX_TIMED_OUT ? STORE_TIMED_OUT : STORE_BROKEN;
+}
+
 /* Receives one data set and answers it; says whether the association can still be used. */
 store_outcome handle_store(samda_scp *scp, worker &w, const samda_assoc_info &info, T_ASC_PresentationContextID pres_id,
-                  T_DIMSE_C_StoreRQ &req, unsigned &n_stored, unsigned &n_failed)
+                           const T_DIMSE_C_StoreRQ &req, unsigned &n_stored, unsigned &n_failed)
 {
-    std::string tmpl = scp->temp_dir + "/samda-rx-" + std::to_string(info.id) + "-XXXXXX";
-    std::vector<char> name(tmpl.begin(), tmpl.end());
-    name.push_back('\0');
-    int fd = mkstemp(name.data());
+    const steady::time_point deadline = arm_deadline(scp, w, scp->message_timeout_s);
     store_ctx c;
     c.scp = scp;
     c.info = &info;
     c.assoc = w.assoc;
     c.pres_id = pres_id;
+    std::string tmpl = scp->temp_dir + "/samda-rx-" + std::to_string(info.id) + "-XXXXXX";
+    std::vector<char> name(tmpl.begin(), tmpl.end());
+    name.push_back('\0');
+    std::unique_ptr<DcmOutputFileStream> out;
+    int fd = mkstemp(name.data());
     if (fd >= 0) {
         close(fd);
         c.path = name.data();
-    } else {
-        /* DCMTK then fails to create the file, drains the data set and answers Out of Resources. */
-        c.path = scp->temp_dir + "/.samda-unwritable";
+        DcmOutputFileStream *fs = nullptr;
+        /* the file meta information first: Part 10 with the data set exactly as received after it */
+        OFCondition cond = DIMSE_createFilestream(c.path.c_str(), &req, w.assoc, pres_id, 1, &fs);
+        if (cond.good()) out.reset(fs);
+        else delete fs;
     }
-    int timeout = (int)scp->dimse_timeout_s;
-    OFCondition cond = DIMSE_storeProvider(w.assoc, pres_id, &req, c.path.c_str(), 1 /* meta header */, nullptr,
-                                           store_progress, &c, DIMSE_NONBLOCKING, timeout);
-    delete c.detail;
+    const bool created = out != nullptr;
+    rx_result r = receive_dataset(scp, w, pres_id, out.get(), deadline);
+    if (out) {
+        out->flush();
+        if (!out->good()) r.write_failed = true;
+        out.reset();
+    }
+    const bool cut = disarm_deadline(scp, w);
+    if (cut && r.state == RX_WHOLE) { /* whole, but only just: the connection is cut all the same */
+        r.state = RX_TIMED_OUT;
+        r.why = "C-STORE data set not complete within message_timeout (" + std::to_string(scp->message_timeout_s) +
+                " s)";
+    }
+    if (!c.path.empty() && (r.state != RX_WHOLE || !r.problem.empty() || !created || r.write_failed))
+        unlink(c.path.c_str()); /* nothing of it is kept */
+    if (r.state != RX_WHOLE) {
+        n_failed++;
+        if (scp->aborting) r.state = RX_GONE;
+        return lost_dataset(c, &req, r);
+    }
+
+    samda_error e;
+    if (!r.problem.empty()) {
+        samda_fail(&e, SAMDA_EBADDICOM, "%s", r.problem.c_str());
+        refuse(c, &req, status_cannot_understand, e);
+    } else if (!created || r.write_failed) {
+        samda_fail(&e, SAMDA_EIO, "receiving a C-STORE data set: cannot %s a temporary file in %s (disk full?)",
+                   created ? "write" : "create", scp->temp_dir.c_str());
+        report_failure(c, &req, samda_status_dicom(SAMDA_ENOSPC), e);
+        c.status = samda_status_dicom(SAMDA_ENOSPC);
+        c.comment = created ? "cannot write a temporary file (disk full?)" : "cannot create a temporary file";
+    } else {
+        try {
+            finish_store(c, req);
+        } catch (const std::bad_alloc &) {
+            unlink(c.path.c_str());
+            samda_fail(&e, SAMDA_ENOMEM, "storing a C-STORE data set: out of memory");
+            refuse(c, &req, samda_status_dicom(SAMDA_ENOMEM), e);
+        } catch (...) {
+            unlink(c.path.c_str());
+            samda_fail(&e, SAMDA_EINTERNAL, "storing a C-STORE data set: internal error (unknown C++ exception)");
+            refuse(c, &req, samda_status_dicom(SAMDA_EINTERNAL), e);
+        }
+    }
     if (c.ok) n_stored++;
     else n_failed++;
-    if (cond == DIMSE_OUTOFRESOURCES && c.end_called) {
-        /* The data set could not be written (disk full): DCMTK drained the rest of it and answered
-         * Out of Resources, so the association is still in step; the peer may go on or release. */
-        return STORE_CONTINUE;
-    }
-    if (cond.bad()) {
-        /* Receive failed (the final callback did not run, or the response could not be sent). */
-        if (!c.end_called) {
-            unlink(c.path.c_str());
-            samda_error e;
-            samda_fail(&e, SAMDA_ENETWORK, "receiving a C-STORE data set: %s", cond.text());
-            report_failure(c, &req, 0, e);
-        }
-        return (cond == DIMSE_NODATAAVAILABLE || cond == DUL_READTIMEOUT) ? STORE_TIMED_OUT : STORE_BROKEN;
-    }
+    if (!send_store_response(w.assoc, pres_id, req, c.status, c.comment)) return STORE_BROKEN;
     return STORE_CONTINUE;
+}
+
+/* Text of the attribute that makes a C-STORE-RQ command unusable, for its ErrorComment; cond is
+ * what DCMTK said, used when nothing more precise is found. */
+std::string command_problem(DcmDataset &cmd, const OFCondition &cond)
+{
+    const struct {
+        const DcmTagKey &tag;
+        const char *name;
+    } uids[] = {{DCM_AffectedSOPClassUID, "(0000,0002) AffectedSOPClassUID"},
+                {DCM_AffectedSOPInstanceUID, "(0000,1000) AffectedSOPInstanceUID"}};
+    for (const auto &u : uids) {
+        DcmElement *el = nullptr;
+        if (cmd.findAndGetElement(u.tag, el).bad() || !el) return std::string(u.name) + " missing";
+        OFString v;
+        el->getOFStringArray(v);
+        while (!v.empty() && (v.back() == ' ' || v.back() == '\0')) v.erase(v.size() - 1);
+        while (!v.empty() && v[0] == ' ') v.erase(0, 1);
+        if (v.empty()) return std::string(u.name) + " empty";
+        if (v.size() > DIC_UI_LEN)
+            return std::string(u.name) + " is " + std::to_string(v.size()) + " characters (max 64)";
+    }
+    Uint16 v16 = 0;
+    if (cmd.findAndGetUint16(DCM_Priority, v16).bad()) return "(0000,0700) Priority missing";
+    if (cmd.findAndGetUint16(DCM_CommandDataSetType, v16).bad()) return "(0000,0800) CommandDataSetType missing";
+    if (v16 == DIMSE_DATASET_NULL) return "C-STORE-RQ without a data set";
+    return std::string("command not understood: ") + cond.text();
+}
+
+/* A C-STORE-RQ whose command DCMTK refused but that has a Message ID: read and discard its data set
+ * and answer 0xC000 naming the problem, so that the association stays usable. */
+store_outcome refuse_store(samda_scp *scp, worker &w, const samda_assoc_info &info, T_ASC_PresentationContextID pres_id,
+                           DcmDataset &cmd, const OFCondition &cond, unsigned &n_failed)
+{
+    T_DIMSE_C_StoreRQ req;
+    std::memset(&req, 0, sizeof req);
+    Uint16 v16 = 0;
+    cmd.findAndGetUint16(DCM_MessageID, v16);
+    req.MessageID = v16;
+    const char *v = nullptr;
+    if (cmd.findAndGetString(DCM_AffectedSOPClassUID, v).good() && v && std::strlen(v) <= DIC_UI_LEN)
+        copy_str(req.AffectedSOPClassUID, v);
+    if (cmd.findAndGetString(DCM_AffectedSOPInstanceUID, v).good() && v && std::strlen(v) <= DIC_UI_LEN)
+        copy_str(req.AffectedSOPInstanceUID, v);
+    const bool has_data = cmd.findAndGetUint16(DCM_CommandDataSetType, v16).good() && v16 != DIMSE_DATASET_NULL;
+    store_ctx c;
+    c.scp = scp;
+    c.info = &info;
+    c.assoc = w.assoc;
+    c.pres_id = pres_id;
+    n_failed++;
+    if (has_data) {
+        rx_result r = receive_dataset(scp, w, pres_id, nullptr, arm_deadline(scp, w, scp->message_timeout_s));
+        if (disarm_deadline(scp, w) && r.state == RX_WHOLE) {
+            r.state = RX_TIMED_OUT;
+            r.why = "C-STORE data set not complete within message_timeout";
+        }
+        if (r.state != RX_WHOLE) {
+            if (scp->aborting) r.state = RX_GONE;
+            return lost_dataset(c, &req, r);
+        }
+    }
+    std::string problem = command_problem(cmd, cond);
+    samda_error e;
+    samda_fail(&e, SAMDA_EBADDICOM, "C-STORE-RQ refused: %s", problem.c_str());
+    refuse(c, &req, status_cannot_understand, e);
+    c.comment = error_comment(problem.c_str(), "");
+    return send_store_response(w.assoc, pres_id, req, c.status, c.comment) ? STORE_CONTINUE : STORE_BROKEN;
+}
+
+/* Whether a command DCMTK refused is a C-STORE-RQ that can still be answered (it has a Message ID). */
+bool answerable_store(DcmDataset &cmd)
+{
+    Uint16 field = 0, id = 0;
+    return cmd.findAndGetUint16(DCM_CommandField, field).good() && field == DIMSE_C_STORE_RQ &&
+           cmd.findAndGetUint16(DCM_MessageID, id).good();
 }
 
 /* ---- one association ------------------------------------------------------------------------- */
@@ -435,50 +751,68 @@ void serve(samda_scp *scp, worker &w, uint64_t id)
             w.fd = fd;
         }
         how = SAMDA_ASSOC_ABORTED;
+        char why[160];
         for (;;) {
             if (scp->aborting) {
                 ASC_abortAssociation(w.assoc);
                 break;
             }
             T_DIMSE_Message msg;
+            std::memset(&msg, 0, sizeof msg);
             T_ASC_PresentationContextID pres_id = 0;
+            DcmDataset *raw_cmd = nullptr; /* the command set as received, to answer what DCMTK refuses */
+            /* the whole next command within idle_timeout, however it is cut into PDVs */
+            arm_deadline(scp, w, scp->idle_timeout_s);
             OFCondition cond = DIMSE_receiveCommand(w.assoc, DIMSE_NONBLOCKING, (int)scp->idle_timeout_s, &pres_id,
-                                                    &msg, nullptr);
+                                                    &msg, nullptr, &raw_cmd);
+            std::unique_ptr<DcmDataset> cmd(raw_cmd);
+            const bool cut = disarm_deadline(scp, w);
             if (scp->aborting) {
                 ASC_abortAssociation(w.assoc);
                 break;
             }
-            if (cond == DIMSE_NODATAAVAILABLE) {
-                ASC_abortAssociation(w.assoc);
-                how = SAMDA_ASSOC_TIMED_OUT;
-                break;
-            }
-            if (cond == DUL_PEERREQUESTEDRELEASE) {
+            if (cond == DUL_PEERREQUESTEDRELEASE && !cut) {
                 ASC_acknowledgeRelease(w.assoc);
                 how = SAMDA_ASSOC_RELEASED;
                 break;
             }
-            if (cond == DUL_PEERABORTEDASSOCIATION) break;
-            if (cond.bad()) {
+            /* (a cut connection reads as if the peer had aborted: the deadline comes first) */
+            if (cond == DUL_PEERABORTEDASSOCIATION && !cut) break;
+            if (cut || cond == DIMSE_NODATAAVAILABLE) {
                 ASC_abortAssociation(w.assoc);
+                how = SAMDA_ASSOC_TIMED_OUT;
+                std::snprintf(why, sizeof why, "%s within idle_timeout (%u s)",
+                              cond == DIMSE_NODATAAVAILABLE ? "no DIMSE command" : "DIMSE command not complete",
+                              scp->idle_timeout_s);
+                event(scp, info, "association aborted", why);
                 break;
             }
-            if (msg.CommandField == DIMSE_C_ECHO_RQ) {
+            store_outcome o = STORE_CONTINUE;
+            std::string fault; /* why the association is aborted, for on_event */
+            if (cond.bad()) {
+                /* DCMTK refused the command. A C-STORE-RQ with a Message ID can still be answered. */
+                if (cmd && answerable_store(*cmd)) o = refuse_store(scp, w, info, pres_id, *cmd, cond, n_failed);
+                else fault = std::string("DIMSE command cannot be read: ") + cond.text();
+            } else if (msg.CommandField == DIMSE_C_ECHO_RQ) {
                 scp->n_echo++;
-                if (DIMSE_sendEchoResponse(w.assoc, pres_id, &msg.msg.CEchoRQ, STATUS_Success, nullptr).bad()) {
-                    ASC_abortAssociation(w.assoc);
-                    break;
-                }
+                if (DIMSE_sendEchoResponse(w.assoc, pres_id, &msg.msg.CEchoRQ, STATUS_Success, nullptr).bad())
+                    o = STORE_BROKEN;
             } else if (msg.CommandField == DIMSE_C_STORE_RQ) {
-                store_outcome o = handle_store(scp, w, info, pres_id, msg.msg.CStoreRQ, n_stored, n_failed);
-                if (o != STORE_CONTINUE) {
-                    ASC_abortAssociation(w.assoc);
-                    if (o == STORE_TIMED_OUT && !scp->aborting) how = SAMDA_ASSOC_TIMED_OUT;
-                    break;
-                }
+                o = handle_store(scp, w, info, pres_id, msg.msg.CStoreRQ, n_stored, n_failed);
             } else {
                 /* Only C-ECHO and C-STORE were negotiated; anything else is a protocol error. */
+                std::snprintf(why, sizeof why, "unsupported DIMSE command 0x%04X: only C-ECHO-RQ and C-STORE-RQ "
+                              "are served", (unsigned)msg.CommandField);
+                fault = why;
+            }
+            if (!fault.empty()) {
                 ASC_abortAssociation(w.assoc);
+                event(scp, info, "association aborted", fault);
+                break;
+            }
+            if (o != STORE_CONTINUE) {
+                ASC_abortAssociation(w.assoc);
+                if (o == STORE_TIMED_OUT && !scp->aborting) how = SAMDA_ASSOC_TIMED_OUT;
                 break;
             }
         }
@@ -522,6 +856,18 @@ void reap(samda_scp *scp, bool all)
         if (w->thread.joinable()) w->thread.join();
 }
 
+/* Shuts down the read side of every association whose wait passed its deadline (arm_deadline()):
+ * its blocked read returns and its thread aborts the association. At most one poll period late. */
+void enforce_deadlines(samda_scp *scp, std::chrono::steady_clock::time_point now)
+{
+    std::lock_guard<std::mutex> lock(scp->mu);
+    for (auto &w : scp->workers)
+        if (!w->done && w->fd >= 0 && w->has_deadline && !w->cut && now >= w->deadline) {
+            w->cut = true;
+            shutdown(w->fd, SHUT_RD);
+        }
+}
+
 /* DCMTK reads an already accepted socket from this process-wide setting (dul.h); the mutex keeps two
  * SCPs in one process from handing each other their sockets. */
 std::mutex &external_socket_mutex()
@@ -556,12 +902,27 @@ void accept_one(samda_scp *scp, int fd)
         return;
     }
     uint64_t id = next_association_id++;
+    samda_assoc_info info;
+    fill_info(info, assoc, id);
     std::unique_ptr<worker> w(new worker);
     w->assoc = assoc;
+    w->calling_ae = info.calling_ae;
     worker *raw = w.get();
+    char why[160] = "";
     {
         std::unique_lock<std::mutex> lock(scp->mu);
-        if (scp->active < scp->max_associations) {
+        unsigned same_peer = 0;
+        for (auto &x : scp->workers) same_peer += (!x->done && x->calling_ae == raw->calling_ae) ? 1 : 0;
+        if (scp->active >= scp->max_associations) {
+            std::snprintf(why, sizeof why, "max_associations (%u) reached", scp->max_associations);
+        } else if (scp->max_associations_per_peer && same_peer >= scp->max_associations_per_peer) {
+            /* One peer must not take every slot (an allowed sender stalling its transfers would
+             * lock every other sender out): counted per calling AE title, the identity the
+             * allow-list grants, so that senders behind one address (a router, NAT) are not
+             * counted together. */
+            std::snprintf(why, sizeof why, "this calling AE title already has %u associations "
+                          "(max_associations_per_peer)", same_peer);
+        } else {
             scp->active++;
             scp->workers.push_back(std::move(w));
             try {
@@ -577,12 +938,11 @@ void accept_one(samda_scp *scp, int fd)
             return;
         }
     }
-    /* Over the limit: PS3.8 7.1.1.9 transient rejection, "local limit exceeded". */
-    samda_assoc_info info;
-    fill_info(info, assoc, id);
+    /* Over a limit: PS3.8 7.1.1.9 transient rejection, "local limit exceeded". */
     scp->n_rejected++;
     reject_verdict(assoc, SAMDA_ASSOC_REJECT_BUSY);
     drop(assoc);
+    event(scp, info, "association rejected", why);
     if (scp->on_association_end) scp->on_association_end(scp->ctx, &info, SAMDA_ASSOC_REJECTED, 0, 0);
 }
 
@@ -772,6 +1132,7 @@ void listener_main(samda_scp *scp)
         reap(scp, false);
         reap_handshakes(scp, false);
         auto now = std::chrono::steady_clock::now();
+        enforce_deadlines(scp, now);
         std::vector<int> moved; /* pending sockets with news since the last look */
         if (ep >= 0 && n > 0 && p[2].revents) {
             struct epoll_event ev[64];
@@ -864,7 +1225,7 @@ samda_status check_params(const samda_scp_params *p, samda_error *err)
     if (p->max_pdu_bytes < ASC_MINIMUMPDUSIZE || p->max_pdu_bytes > ASC_MAXIMUMPDUSIZE)
         return samda_fail(err, SAMDA_EINVAL, "starting the DICOM SCP: max_pdu_bytes %u not between %u and %u",
                           p->max_pdu_bytes, (unsigned)ASC_MINIMUMPDUSIZE, (unsigned)ASC_MAXIMUMPDUSIZE);
-    if (!p->acse_timeout_s || !p->dimse_timeout_s || !p->idle_timeout_s)
+    if (!p->acse_timeout_s || !p->dimse_timeout_s || !p->idle_timeout_s || !p->message_timeout_s)
         return samda_fail(err, SAMDA_EINVAL, "starting the DICOM SCP: timeouts must be at least 1 s");
     if (p->n_called_ae_titles && !p->called_ae_titles)
         return samda_fail(err, SAMDA_EINVAL, "starting the DICOM SCP: n_called_ae_titles %zu but no list",
@@ -897,10 +1258,20 @@ extern "C" void samda_scp_params_init(samda_scp_params *p)
     p->n_called_ae_titles = 1;
     p->max_associations = 16;
     p->acse_timeout_s = 30;
+    p->max_associations_per_peer = 4;
     p->dimse_timeout_s = 60;
+    p->message_timeout_s = 300;
     p->idle_timeout_s = 300;
     p->max_pdu_bytes = 65536;
     p->tcp_nodelay = true;
+}
+
+extern "C" char *samda_scp_error_comment(char *out, size_t size, const char *msg)
+{
+    if (!out || !size) return out;
+    out[0] = '\0';
+    dicom_guard_void([&] { std::snprintf(out, size, "%s", error_comment(msg, "").c_str()); });
+    return out;
 }
 
 extern "C" samda_scp *samda_scp_start(const samda_scp_params *p, samda_error *err)
@@ -915,7 +1286,9 @@ extern "C" samda_scp *samda_scp_start(const samda_scp_params *p, samda_error *er
         s->temp_dir = p->temp_dir;
         s->max_associations = p->max_associations;
         s->acse_timeout_s = p->acse_timeout_s;
+        s->max_associations_per_peer = p->max_associations_per_peer;
         s->dimse_timeout_s = p->dimse_timeout_s;
+        s->message_timeout_s = p->message_timeout_s;
         s->idle_timeout_s = p->idle_timeout_s;
         s->max_pdu = p->max_pdu_bytes;
         s->tcp_nodelay = p->tcp_nodelay;
@@ -924,6 +1297,7 @@ extern "C" samda_scp *samda_scp_start(const samda_scp_params *p, samda_error *er
         s->on_store = p->on_store;
         s->on_store_failed = p->on_store_failed;
         s->on_association_end = p->on_association_end;
+        s->on_event = p->on_event;
 
         if (pipe2(s->wake, O_CLOEXEC) != 0)
             return samda_fail(err, SAMDA_EINTERNAL, "starting the DICOM SCP: pipe: %s", std::strerror(errno));

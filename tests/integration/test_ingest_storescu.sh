@@ -7,7 +7,7 @@ MR="$FIXTURES/dicom/mr-brain-20"
 [ -d "$MR" ] || { echo "SKIP: fixtures not found at $FIXTURES"; exit 0; }
 dport=$(free_port); hport=$(free_port)
 write_conf "$T/s.conf" "$dport" "$hport"
-start_samdad d "$T/s.conf"
+start_samdad d "$T/s.conf" --set dicom.max_associations_per_peer=8 # 8 parallel senders below, one AE title
 wait_for_text "$T/d.log" 'msg="ready"'
 D="$T/data"
 series() { "$SAMDA" series --data-dir "$D"; }

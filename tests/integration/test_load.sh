@@ -16,7 +16,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 dport=$(free_port); hport=$(free_port)
 write_conf "$T/s.conf" "$dport" "$hport"
 # room for the 16 senders, the probes and the slow clients (which never finish negotiating)
-sed -i "s/^max_associations = 16/max_associations = $((SENDERS + 8))/" "$T/s.conf"
+sed -i "s/^max_associations = 16/max_associations = $((SENDERS + 8))\nmax_associations_per_peer = $((SENDERS + 8))/" "$T/s.conf"
 start_samdad d "$T/s.conf"
 wait_for_text "$T/d.log" 'msg="ready"'
 pid=$(cat "$T/d.pid"); D="$T/data"; H="http://127.0.0.1:$hport"

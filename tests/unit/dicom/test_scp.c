@@ -35,6 +35,8 @@ typedef struct test_ctx {
     int hold;                 /* on_store waits while this is set */
     int in_store;
     char last_ts[65];
+    unsigned n_events;        /* on_event calls */
+    char last_event[64], last_reason[200];
 } test_ctx;
 
 static test_ctx tc = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
@@ -104,6 +106,17 @@ static void on_end(void *ctx, const samda_assoc_info *a, samda_assoc_end how, un
     pthread_mutex_unlock(&c->mu);
 }
 
+static void on_event(void *ctx, const samda_assoc_info *a, const char *what, const char *reason)
+{
+    (void)a;
+    test_ctx *c = ctx;
+    pthread_mutex_lock(&c->mu);
+    c->n_events++;
+    snprintf(c->last_event, sizeof c->last_event, "%s", what);
+    snprintf(c->last_reason, sizeof c->last_reason, "%s", reason);
+    pthread_mutex_unlock(&c->mu);
+}
+
 /* Wait (at most 5 s) until n_end reaches want: the SCP finishes an association just after the peer exits. */
 static unsigned wait_ends(unsigned want)
 {
@@ -139,6 +152,7 @@ static samda_scp *start_scp(unsigned max_assoc, samda_error *e)
     p.on_store = on_store;
     p.on_store_failed = on_store_failed;
     p.on_association_end = on_end;
+    p.on_event = on_event;
     return samda_scp_start(&p, e);
 }
 
@@ -196,6 +210,8 @@ static void test_params_and_start_errors(void **state)
     assert_int_equal(p.n_called_ae_titles, 1);
     assert_string_equal(p.called_ae_titles[0], "SAMDA");
     assert_int_equal(p.max_associations, 16);
+    assert_int_equal(p.max_associations_per_peer, 4);
+    assert_int_equal(p.message_timeout_s, 300);
     assert_true(p.tcp_nodelay);
     assert_null(samda_scp_start(&p, &e)); /* no temp_dir */
     assert_int_equal(e.code, SAMDA_EINVAL);
@@ -671,6 +687,229 @@ static void test_slow_request_does_not_block(void **state)
     samda_scp_stop(s, 1000);
 }
 
+/* ---- hostile peers (issue 14), through tests/integration/dimse_raw.py ------------------------- */
+
+static void test_error_comment(void **state)
+{
+    (void)state;
+    char c[SAMDA_DICOM_LO_SIZE];
+    samda_scp_error_comment(c, sizeof c, "cannot rename /var/lib/samda/tmp/rx-1 to data/objects/1.2/3.4/5.dcm: "
+                                         "No space left on device");
+    assert_string_equal(c, "cannot rename to: No space left on device");
+    samda_scp_error_comment(c, sizeof c, "I/O error in (0008,0018) SOPInstanceUID");
+    assert_string_equal(c, "I/O error in (0008,0018) SOPInstanceUID"); /* one slash: not a path */
+    /* too long: the UIDs go, the cause stays */
+    samda_scp_error_comment(c, sizeof c, "(0020,000D) StudyInstanceUID differs from the study that series "
+                                         "1.2.826.0.1.3680043.8.498.10000000000000000000000000000000000001 is "
+                                         "indexed in (instance 1.2.826.0.1.3680043.8.498.2 refused)");
+    assert_true(strlen(c) <= 64);
+    const char *cause = "(0020,000D) StudyInstanceUID differs from the study that series";
+    if (strncmp(c, cause, strlen(cause)) != 0 || strstr(c, "1.2.826")) fail_msg("comment: %s", c);
+    samda_scp_error_comment(c, sizeof c, "a\\b\nc");
+    assert_string_equal(c, "a/b?c"); /* a backslash would split the LO into two values */
+    samda_scp_error_comment(c, sizeof c, NULL);
+    assert_string_equal(c, "");
+}
+
+static const char *raw_client(void)
+{
+    static char path[4200];
+    const char *src = getenv("SAMDA_SOURCE_DIR");
+    snprintf(path, sizeof path, "%s/tests/integration/dimse_raw.py", src ? src : ".");
+    return path;
+}
+
+/* Runs dimse_raw.py against to_port with the given steps; its JSON lines in out. */
+static int raw_run(unsigned to_port, const char *calling, const char *steps, char *out, size_t n)
+{
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' 127.0.0.1 %u --calling %s %s", raw_client(), to_port, calling,
+             steps);
+    return run_capture(cmd, out, n);
+}
+
+#define NEED_RAW()                                                                                                     \
+    do {                                                                                                               \
+        NEED_SCP();                                                                                                    \
+        if (!path_exists("/usr/bin/python3") || !path_exists(raw_client())) skip();                                   \
+    } while (0)
+
+/* A C-STORE-RQ with an empty or a 65-character Affected SOP Instance UID, and a data set with an
+ * odd-length PDV, are answered 0xC000 naming the problem; the same association then stores. */
+static void test_protocol_errors_answered(void **state)
+{
+    (void)state;
+    NEED_RAW();
+    const char *f = fixture("dicom/mr-brain-20/brain_011.dcm");
+    char steps[8192], out[16384];
+    snprintf(steps, sizeof steps, "store:%s:uid=empty store:%s:uid=65 store:%s:odd=1 store:%s echo release", f, f, f,
+             f);
+    unsigned calls0 = tc.n_store_calls, failed0 = tc.n_failed_cb, stored0 = tc.n_stored;
+    unsigned before = wait_ends(0);
+    assert_int_equal(raw_run(port, "RAWSCU", steps, out, sizeof out), 0);
+    const char *want[] = {"\"status_hex\": \"C000\", \"comment\": \"(0000,1000) AffectedSOPInstanceUID empty\"",
+                          "\"status_hex\": \"C000\", \"comment\": \"(0000,1000) AffectedSOPInstanceUID is 65 characters "
+                          "(max 64)\"",
+                          "\"status_hex\": \"C000\", \"comment\": \"data set PDV of odd length (1001 bytes)\"",
+                          "\"status_hex\": \"0000\"", "\"result\": \"released\""};
+    const char *p = out;
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        const char *hit = strstr(p, want[i]);
+        if (!hit) fail_msg("expected %s in order; dimse_raw.py said:\n%s", want[i], out);
+        p = hit + 1;
+    }
+    assert_true(wait_ends(before + 1) >= before + 1);
+    usleep(100000);
+    assert_int_equal(tc.last_how, SAMDA_ASSOC_RELEASED);
+    assert_int_equal(tc.n_store_calls, calls0 + 1); /* only the good one reached on_store */
+    assert_int_equal(tc.n_stored, stored0 + 1);
+    assert_int_equal(tc.n_failed_cb, failed0 + 3);
+    assert_int_equal(count_files(temp_dir), 0);
+}
+
+/* A command without a Message ID cannot be answered: the association is aborted and on_event says
+ * why; the SCP serves the next association. */
+static void test_unanswerable_command_aborts(void **state)
+{
+    (void)state;
+    NEED_RAW();
+    char steps[4400], out[8192];
+    snprintf(steps, sizeof steps, "store:%s:nomsgid=1", fixture("dicom/mr-brain-20/brain_012.dcm"));
+    unsigned ev0 = tc.n_events, before = wait_ends(0);
+    raw_run(port, "RAWSCU", steps, out, sizeof out);
+    if (!strstr(out, "\"aborted\"") && !strstr(out, "\"closed\"")) fail_msg("dimse_raw.py said:\n%s", out);
+    assert_true(wait_ends(before + 1) >= before + 1);
+    usleep(100000);
+    assert_int_equal(tc.last_how, SAMDA_ASSOC_ABORTED);
+    assert_int_equal(tc.n_events, ev0 + 1);
+    assert_string_equal(tc.last_event, "association aborted");
+    if (!strstr(tc.last_reason, "MessageID")) fail_msg("reason: %s", tc.last_reason);
+    assert_int_equal(raw_run(port, "RAWSCU", "echo release", out, sizeof out), 0);
+    assert_int_equal(count_files(temp_dir), 0);
+}
+
+static samda_scp *start_scp_with(unsigned message_timeout_s, unsigned idle_timeout_s, unsigned per_peer,
+                                 samda_error *e)
+{
+    samda_scp_params p;
+    samda_scp_params_init(&p);
+    p.port = 0;
+    p.temp_dir = temp_dir;
+    p.message_timeout_s = message_timeout_s;
+    p.idle_timeout_s = idle_timeout_s;
+    p.max_associations_per_peer = per_peer;
+    p.ctx = &tc;
+    p.on_association = on_association;
+    p.on_store = on_store;
+    p.on_store_failed = on_store_failed;
+    p.on_association_end = on_end;
+    p.on_event = on_event;
+    return samda_scp_start(&p, e);
+}
+
+/* The attack of issue 14: a data set trickled in small PDVs, each well within dimse_timeout (60 s),
+ * the whole of it slower than message_timeout (2 s). It is aborted at the deadline, not stored, and
+ * on_event names the deadline; a data set trickled within the deadline is stored. */
+static void test_message_deadline(void **state)
+{
+    (void)state;
+    NEED_RAW();
+    samda_error e;
+    samda_scp *s = start_scp_with(2, 300, 4, &e);
+    assert_non_null(s);
+    char steps[4400], out[8192];
+    /* 132 KB in 4 KiB PDVs every 0.25 s: about 8 s */
+    snprintf(steps, sizeof steps, "store:%s:pdv=4096:delay=0.25", fixture("dicom/mr-brain-20/brain_013.dcm"));
+    unsigned calls0 = tc.n_store_calls, ev0 = tc.n_events, before = wait_ends(0);
+    double t0 = now_s();
+    raw_run(samda_scp_port(s), "TRICKLE", steps, out, sizeof out);
+    double took = now_s() - t0;
+    if (!strstr(out, "\"aborted\"") && !strstr(out, "\"closed\"")) fail_msg("dimse_raw.py said:\n%s", out);
+    if (took > 5.0) fail_msg("the trickled data set was cut only after %.2f s (message_timeout 2 s)", took);
+    assert_true(wait_ends(before + 1) >= before + 1);
+    usleep(100000);
+    assert_int_equal(tc.last_how, SAMDA_ASSOC_TIMED_OUT);
+    assert_int_equal(tc.n_store_calls, calls0);
+    assert_int_equal(tc.n_events, ev0 + 1);
+    assert_string_equal(tc.last_event, "association aborted");
+    if (!strstr(tc.last_reason, "message_timeout (2 s)")) fail_msg("reason: %s", tc.last_reason);
+    assert_int_equal(count_files(temp_dir), 0);
+
+    /* within the deadline: stored */
+    snprintf(steps, sizeof steps, "store:%s:pdv=16384:delay=0.05 release", fixture("dicom/mr-brain-20/brain_013.dcm"));
+    assert_int_equal(raw_run(samda_scp_port(s), "TRICKLE", steps, out, sizeof out), 0);
+    if (!strstr(out, "\"status_hex\": \"0000\"")) fail_msg("dimse_raw.py said:\n%s", out);
+    assert_int_equal(tc.n_store_calls, calls0 + 1);
+
+    /* a command trickled for longer than idle_timeout is cut as well (the listener's watchdog) */
+    samda_scp_stop(s, 1000);
+    s = start_scp_with(300, 2, 4, &e);
+    assert_non_null(s);
+    snprintf(steps, sizeof steps, "store:%s:cpdv=8:cdelay=0.4", fixture("dicom/mr-brain-20/brain_013.dcm"));
+    before = wait_ends(0);
+    t0 = now_s();
+    raw_run(samda_scp_port(s), "TRICKLE", steps, out, sizeof out);
+    took = now_s() - t0;
+    if (!strstr(out, "\"aborted\"") && !strstr(out, "\"closed\"")) fail_msg("dimse_raw.py said:\n%s", out);
+    if (took > 5.0) fail_msg("the trickled command was cut only after %.2f s (idle_timeout 2 s)", took);
+    assert_true(wait_ends(before + 1) >= before + 1);
+    usleep(100000);
+    assert_int_equal(tc.last_how, SAMDA_ASSOC_TIMED_OUT);
+    if (!strstr(tc.last_reason, "idle_timeout (2 s)")) fail_msg("reason: %s", tc.last_reason);
+    samda_scp_stop(s, 1000);
+    assert_int_equal(count_files(temp_dir), 0);
+}
+
+/* One calling AE title gets at most max_associations_per_peer associations at once; the next one
+ * is rejected-transient (local limit exceeded) and reported; another AE title still gets in. */
+static void test_per_peer_cap(void **state)
+{
+    (void)state;
+    NEED_RAW();
+    samda_error e;
+    samda_scp *s = start_scp_with(300, 300, 2, &e);
+    assert_non_null(s);
+    unsigned sp = samda_scp_port(s);
+    char cmd[8192], out[8192];
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' 127.0.0.1 %u --calling HOLDER echo sleep:3 release "
+                 ">'%s/hold%d.out' 2>&1 &", raw_client(), sp, scratch, i);
+        assert_int_equal(system(cmd), 0);
+    }
+    samda_scp_counters k;
+    for (int i = 0; i < 50; i++) { /* both accepted */
+        samda_scp_counters_get(s, &k);
+        if (k.associations_accepted >= 2) break;
+        usleep(50000);
+    }
+    assert_int_equal(k.associations_accepted, 2);
+    unsigned ev0 = tc.n_events;
+    raw_run(sp, "HOLDER", "echo", out, sizeof out);
+    if (!strstr(out, "\"rejected\", \"rj\": [2, 3, 2]")) fail_msg("third association of HOLDER: %s", out);
+    assert_int_equal(tc.n_events, ev0 + 1);
+    assert_string_equal(tc.last_event, "association rejected");
+    if (!strstr(tc.last_reason, "max_associations_per_peer")) fail_msg("reason: %s", tc.last_reason);
+    assert_int_equal(raw_run(sp, "OTHER", "echo release", out, sizeof out), 0);
+    samda_scp_counters_get(s, &k);
+    assert_int_equal(k.associations_rejected, 1);
+    assert_int_equal(k.associations_accepted, 3);
+    samda_scp_stop(s, 5000); /* the holders release after 3 s */
+    for (int i = 0; i < 2; i++) {
+        char path[4300];
+        snprintf(path, sizeof path, "%s/hold%d.out", scratch, i);
+        unsigned char *b = NULL;
+        size_t n = 0;
+        FILE *fh = fopen(path, "r");
+        if (fh) {
+            b = calloc(1, 8192);
+            n = fread(b, 1, 8191, fh);
+            fclose(fh);
+        }
+        if (!b || !strstr((char *)b, "\"released\"")) fail_msg("holder %d: %.*s", i, (int)n, b ? (char *)b : "");
+        free(b);
+    }
+}
+
 static void test_temp_dir_empty_and_counters(void **state)
 {
     (void)state;
@@ -702,6 +941,11 @@ int main(void)
         cmocka_unit_test(test_max_associations),
         cmocka_unit_test(test_stop_aborts_idle_association),
         cmocka_unit_test(test_slow_request_does_not_block),
+        cmocka_unit_test(test_error_comment),
+        cmocka_unit_test(test_protocol_errors_answered),
+        cmocka_unit_test(test_unanswerable_command_aborts),
+        cmocka_unit_test(test_message_deadline),
+        cmocka_unit_test(test_per_peer_cap),
         cmocka_unit_test(test_temp_dir_empty_and_counters),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -138,6 +138,7 @@ void samda_log(const samda_logger *lg, samda_log_level level, const char *mod, c
         n = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
         n += (size_t)snprintf(line + n, sizeof line - n, ".%03ldZ ", ts.tv_nsec / 1000000);
     }
+    const size_t body = n; /* after the timestamp or priority prefix */
     char q[1024];
     n += (size_t)snprintf(line + n, sizeof line - n, "level=%s mod=%s msg=%s", level_name[level], mod,
                           samda_log_quote(q, sizeof q, msg));
@@ -153,6 +154,18 @@ void samda_log(const samda_logger *lg, samda_log_level level, const char *mod, c
         n = sizeof line - 5;
         memcpy(line + n, "...", 3);
         n += 3;
+    }
+    /* Without [daemon] log_uids no line carries a UID, whoever wrote it (messages from the store, the
+     * dicom module and DCMTK quote them): the one place that makes sure. */
+    if (!__atomic_load_n(&lg->log_uids, __ATOMIC_RELAXED)) {
+        line[n] = 0;
+        char scrubbed[sizeof line];
+        const char *s = samda_log_scrub(line + body, false, NULL, scrubbed, sizeof scrubbed - body);
+        if (s != line + body) {
+            size_t m = strlen(s);
+            memcpy(line + body, s, m);
+            n = body + m;
+        }
     }
     /* fields come from code, but values may carry newlines from peers: keep one line */
     for (size_t i = 0; i < n; i++)

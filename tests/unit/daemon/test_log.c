@@ -46,6 +46,24 @@ static void test_format_and_levels(void **state)
     assert_true(out[4] == '-' && strchr(out, 'Z') < nl); /* ISO-8601 UTC timestamp first */
 }
 
+/* Every line, whoever formats it, loses its UIDs unless log_uids is on. */
+static void test_lines_without_uids(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    samda_logger lg;
+    samda_logger_init(&lg, fds[1], SAMDA_LOG_INFO);
+    samda_log(&lg, SAMDA_LOG_ERROR, "dcmtk", "bad value in 1.2.840.113619.2.55.3.604688119", "error=%s",
+              "\"object /data/objects/1.2.3.4.5/6.7.8.9.10/11.12.13.14.15.dcm missing\" peer=10.1.2.3");
+    lg.log_uids = 1;
+    samda_log(&lg, SAMDA_LOG_INFO, "dicom", "stored", "sop_uid=%s", "1.2.840.113619.2.55.3.604688119");
+    char *out = capture(&lg, fds);
+    assert_non_null(strstr(out, "msg=\"bad value in [uid]\" error=\"object /data/objects/[uid]/[uid]/[uid].dcm "
+                                "missing\" peer=10.1.2.3\n"));
+    assert_non_null(strstr(out, "sop_uid=1.2.840.113619.2.55.3.604688119\n"));
+}
+
 static void test_journal_prefix_and_truncation(void **state)
 {
     (void)state;
@@ -106,6 +124,7 @@ int main(void)
         cmocka_unit_test(test_format_and_levels),
         cmocka_unit_test(test_journal_prefix_and_truncation),
         cmocka_unit_test(test_scrub),
+        cmocka_unit_test(test_lines_without_uids),
         cmocka_unit_test(test_gate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

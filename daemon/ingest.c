@@ -210,23 +210,6 @@ static void on_association(void *vctx, const samda_assoc_info *a, samda_assoc_de
     samda_config_unref(cfg);
 }
 
-/* An error message as a C-STORE ErrorComment (LO, 64 characters; the peer may log it): the cause,
- * never a local path. */
-static void error_comment(char out[SAMDA_DICOM_LO_SIZE], const char *msg)
-{
-    size_t n = 0;
-    for (const char *p = msg; *p && n < SAMDA_DICOM_LO_SIZE - 1; p++) {
-        if (*p == '/' && (p == msg || p[-1] == ' ')) { /* a path: "[object]" instead */
-            while (*p && *p != ' ' && *p != ':' && *p != ',') p++;
-            const char *r = "[file]";
-            while (*r && n < SAMDA_DICOM_LO_SIZE - 1) out[n++] = *r++;
-            if (!*p) break;
-        }
-        out[n++] = (*p == '\\') ? '/' : *p; /* a backslash would split the LO into values */
-    }
-    out[n] = 0;
-}
-
 samda_status samdad_ingest_file(samdad_ctx *ctx, const samdad_ingest_origin *o, const char *path,
                                 const samda_dicom_header *h, samda_ingest_result *res, samda_error *err)
 {
@@ -302,7 +285,9 @@ static samda_status on_store(void *vctx, const samda_assoc_info *a, const samda_
         samda_log(&ctx->log, st == SAMDA_EEXIST ? SAMDA_LOG_WARN : SAMDA_LOG_ERROR, "dicom", "instance refused",
                   "assoc=%llu status=%04X error=%s", (unsigned long long)a->id, samda_status_dicom(st),
                   samda_log_quote((char[600]){0}, 600, samdad_scrub(ctx, err.message, msg, sizeof msg)));
-        error_comment(resp->message, err.message);
+        /* The whole cause: the SCP makes the 64-character Error Comment of it (paths and, when it
+         * does not fit, UIDs left out; samda_scp_error_comment). */
+        snprintf(resp->message, sizeof resp->message, "%s", err.message);
     }
     return st;
 }

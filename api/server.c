@@ -6,7 +6,6 @@
  * than silently becoming part of a path. The query string is likewise parsed from the raw request
  * target captured by the URI log callback, which also allocates the per-request state. */
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -173,33 +172,14 @@ void api_reply_problem(api_request *r, samda_status st, unsigned http, const cha
     reply_problem_text(r, st, http, title);
 }
 
-/* Copy msg to out with every path under dir (a whole path token) replaced by "[file]". */
-static void hide_dir(char *out, size_t size, const char *msg, const char *dir)
-{
-    size_t dl = dir ? strlen(dir) : 0, n = 0;
-    while (dl > 1 && dir[dl - 1] == '/') dl--;
-    for (const char *p = msg; *p && n + 1 < size;) {
-        /* the directory itself or a path in it, not a longer name that starts the same */
-        if (dl && strncmp(p, dir, dl) == 0 && !isalnum((unsigned char)p[dl]) && p[dl] != '-' && p[dl] != '_' &&
-            p[dl] != '.') {
-            p += dl;
-            while (*p && *p != ' ' && *p != ':' && *p != ',' && *p != ')' && *p != '"' && *p != '\'') p++;
-            for (const char *t = "[file]"; *t && n + 1 < size;) out[n++] = *t++;
-        } else {
-            out[n++] = *p++;
-        }
-    }
-    out[n] = 0;
-}
-
 void api_reply_error(api_request *r, const samda_error *e)
 {
     samda_status st = e->code == SAMDA_OK ? SAMDA_EINTERNAL : e->code;
     /* Service messages are for the client but arrive from elsewhere: keep them one line, and keep
      * samda's own paths (data directory, upload spool) out of them. */
     char title[SAMDA_ERROR_MESSAGE_SIZE], tmp[SAMDA_ERROR_MESSAGE_SIZE];
-    hide_dir(tmp, sizeof tmp, e->message[0] ? e->message : samda_status_str(st), r->api->tmp_dir);
-    hide_dir(title, sizeof title, tmp, r->api->private_dir);
+    samda_hide_dir(tmp, sizeof tmp, e->message[0] ? e->message : samda_status_str(st), r->api->tmp_dir);
+    samda_hide_dir(title, sizeof title, tmp, r->api->private_dir);
     for (char *c = title; *c; c++)
         if ((unsigned char)*c < 0x20) *c = ' ';
     reply_problem_text(r, st, 0, title);

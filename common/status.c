@@ -2,6 +2,7 @@
  * compile this file into its standalone build. */
 #include "status.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -80,4 +81,23 @@ void samda_error_clear(samda_error *err)
     if (!err) return;
     err->code = SAMDA_OK;
     err->message[0] = '\0';
+}
+
+void samda_hide_dir(char *out, size_t size, const char *msg, const char *dir)
+{
+    if (!out || !size) return;
+    size_t dl = dir ? strlen(dir) : 0, n = 0;
+    while (dl > 1 && dir[dl - 1] == '/') dl--;
+    for (const char *p = msg ? msg : ""; *p && n + 1 < size;) {
+        /* the directory itself or a path in it, not a longer name that starts the same */
+        if (dl && strncmp(p, dir, dl) == 0 && !isalnum((unsigned char)p[dl]) && p[dl] != '-' && p[dl] != '_' &&
+            p[dl] != '.') {
+            p += dl;
+            while (*p && *p != ' ' && *p != ':' && *p != ',' && *p != ')' && *p != '"' && *p != '\'') p++;
+            for (const char *t = "[file]"; *t && n + 1 < size;) out[n++] = *t++;
+        } else {
+            out[n++] = *p++;
+        }
+    }
+    out[n] = 0;
 }

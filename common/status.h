@@ -85,6 +85,11 @@ void samda_error_prefix(samda_error *err, const char *fmt, ...)
 /** Reset err to SAMDA_OK with an empty message; err may be NULL. */
 void samda_error_clear(samda_error *err);
 
+/** Copy msg into out (size bytes, always terminated) with every path under dir (dir itself, or
+ *  dir + "/..." up to the next space, colon, comma, bracket or quote) replaced by "[file]": samda's
+ *  own paths never reach a client or a job's error. dir NULL or "" copies msg. Pure function. */
+void samda_hide_dir(char *out, size_t size, const char *msg, const char *dir);
+
 #ifdef __cplusplus
 }
 #endif

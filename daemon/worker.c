@@ -1335,7 +1335,10 @@ static samda_status record_failure(samdad_worker *w, int64_t job_id, bool perm, 
 {
     samda_error err;
     *requeued = false;
-    samda_status st = samda_store_job_fail(samdad_store(w->ctx), job_id, w->owner, error, perm, requeued, &err);
+    /* The job's error is read through the API: the data directory's paths stay out of it. */
+    char shown[SAMDA_ERROR_MESSAGE_SIZE];
+    samda_hide_dir(shown, sizeof shown, error, samda_store_data_dir(samdad_store(w->ctx)));
+    samda_status st = samda_store_job_fail(samdad_store(w->ctx), job_id, w->owner, shown, perm, requeued, &err);
     if (st == SAMDA_OK || st == SAMDA_ELOCKED || st == SAMDA_ENOENT || st == SAMDA_ECANCELED) {
         if (st != SAMDA_OK)
             samda_log(&w->ctx->log, SAMDA_LOG_WARN, "worker", "job failure not recorded: the job is no longer ours",

@@ -9,6 +9,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "atomic_write.h"
@@ -65,6 +66,12 @@ samda_status dicom_save_atomic(DcmFileFormat &ff, const char *path, E_TransferSy
                                 EWM_updateMeta);
     if (c.bad()) {
         unlink(tmpl.c_str());
+        /* DCMTK's condition says only "I/O suspension or premature end of stream": a full file
+         * system is the usual cause, and the one an operator can act on. */
+        struct statvfs sv;
+        if (statvfs(dir.c_str(), &sv) == 0 && sv.f_bavail == 0)
+            return samda_fail(err, SAMDA_ENOSPC, "no space left on the file system of %s (disk full) while writing %s",
+                              dir.c_str(), path);
         return samda_fail(err, SAMDA_EIO, "writing %s: %s", path, c.text());
     }
     fd = open(tmpl.c_str(), O_RDONLY | O_CLOEXEC);

@@ -51,9 +51,24 @@ static void test_fail_formats_one_line(void **state)
     assert_int_equal(strlen(e.message), SAMDA_ERROR_MESSAGE_SIZE - 1);
 }
 
+/* samda's own paths become [file]; a longer name that starts the same is not one of them. */
+static void test_hide_dir(void **state)
+{
+    (void)state;
+    char out[256];
+    samda_hide_dir(out, sizeof out, "writing /var/lib/samda/tmp/seg-1.dcm: full (/var/lib/samda) /var/lib/samdax/y",
+                   "/var/lib/samda/");
+    assert_string_equal(out, "writing [file]: full ([file]) /var/lib/samdax/y");
+    samda_hide_dir(out, sizeof out, "nothing here", NULL);
+    assert_string_equal(out, "nothing here");
+    samda_hide_dir(out, 8, "/d/a/b/c/d/e/f", "/d");
+    assert_string_equal(out, "[file]");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hide_dir),
         cmocka_unit_test(test_every_entry),
         cmocka_unit_test(test_fail_formats_one_line),
     };

@@ -1,6 +1,11 @@
-/* Segmentation worker. One thread; the model's own intra-op threads do the parallel work.
+/* The model worker: two lanes over one read-only model, each a thread of its own (the model's
+ * intra-op threads do the parallel work). The segmentation lane takes "segment" jobs and answers
+ * interactive session calls between its batches; the training lane takes "train" and "evaluate"
+ * jobs, so an adapter that trains for minutes never holds up a prompt or a clinical series. The
+ * training lane keeps no adapter cache of its own and never touches the sessions.
  *
- * A job, in order: (1) if a result of this job is already recorded (a previous attempt died after
+ * A segmentation job, in order: *
+ (1) if a result of this job is already recorded (a previous attempt died after
  * recording it) finish with that one, so a series gets exactly one result per job; (2) load the
  * series as a volume; (3) pick the site's active adapter (else [model] adapter); (4) with TTA on,
  * adapt a copy on a sample of this series' slices (episodic: use it and discard; continual: save it
@@ -76,6 +81,27 @@ typedef struct call {
     struct call *next;
 } call;
 
+/* One lane: a thread, the job kinds it claims under its own lease owner, and the failure it could
+ * not record yet. */
+typedef struct lane {
+    struct samdad_worker *w;
+    const char *name;           /* "segmentation" or "training" */
+    const char *const *kinds;   /* NULL-terminated */
+    bool serves_calls;          /* the segmentation lane answers session calls */
+    bool uses_cache;            /* the segmentation lane owns the adapter cache */
+    char owner[64];
+    samdad_loop loop;
+    /* A job failure the index could not take (a full disk): recorded again before any new job is
+     * taken, so the job ends with its own cause, not "lease expired". This lane's thread only. */
+    struct {
+        bool active;
+        int64_t job_id;
+        bool permanent;
+        char error[SAMDA_ERROR_MESSAGE_SIZE];
+    } unrecorded;
+    samda_log_gate unrecorded_gate;
+} lane;
+
 struct samdad_worker {
     samdad_ctx *ctx;
     samdad_hist h_encode;            /* one encoder call (a batch of slices) */
@@ -88,19 +114,10 @@ struct samdad_worker {
     session sessions[MAX_SESSIONS];  /* touched by the worker thread only */
     samda_model *model;
     samda_model_info info;
-    char owner[64];
-    samdad_loop loop;
-    cached_adapter cache[ADAPTER_CACHE];
+    lane seg;                        /* its loop.mu also guards calls; it owns sessions and cache */
+    lane trn;
+    cached_adapter cache[ADAPTER_CACHE]; /* the segmentation lane's only */
     uint64_t tick;
-    /* A job failure the index could not take (a full disk): recorded again before any new job is
-     * taken, so the job ends with its own cause, not "lease expired". Worker thread only. */
-    struct {
-        bool active;
-        int64_t job_id;
-        bool permanent;
-        char error[SAMDA_ERROR_MESSAGE_SIZE];
-    } unrecorded;
-    samda_log_gate unrecorded_gate;
 };
 
 static double now_s(void)
@@ -112,7 +129,10 @@ static double now_s(void)
 
 static char *q(char *buf, unsigned size, const char *v) { return samda_log_quote(buf, size, v); }
 
-static bool stopping(samdad_worker *w) { return samdad_loop_stopping(&w->loop) || atomic_load(&w->ctx->stopping); }
+static bool stopping(const lane *ln)
+{
+    return samdad_loop_stopping((samdad_loop *)&ln->loop) || atomic_load(&ln->w->ctx->stopping);
+}
 
 /* Object paths and UIDs: in log lines (not in the job's error, which the index keeps) they become
  * "[object]" and "[uid]" unless [daemon] log_uids is on. */
@@ -168,7 +188,8 @@ static void site_settings_get(samdad_worker *w, const samda_config *cfg, const c
 /* ---- adapters -------------------------------------------------------------------------------- */
 
 typedef struct adapter_choice {
-    samda_adapter *a;       /* borrowed from the cache */
+    samda_adapter *a;       /* borrowed from the cache, or the caller's when owned */
+    bool owned;             /* loaded for this job only (training lane): free with samda_adapter_free */
     char site[SAMDA_NAME_SIZE];
     int version;            /* 0: the [model] default */
     char file_version[17];  /* the file's own version (payload hash prefix) */
@@ -206,8 +227,10 @@ static void cache_put(samdad_worker *w, const char *site, int version, const cha
     c->used = ++w->tick;
 }
 
-static samda_status choose_adapter(samdad_worker *w, const samda_config *cfg, const char *site, int version,
-                                   adapter_choice *out, samda_error *err)
+/* The adapter a job of site uses. With use_cache (the segmentation lane) it comes from and goes to
+ * the cache; without (the training lane) it is loaded for the caller, who frees it (out->owned). */
+static samda_status choose_adapter(samdad_worker *w, bool use_cache, const samda_config *cfg, const char *site,
+                                   int version, adapter_choice *out, samda_error *err)
 {
     memset(out, 0, sizeof *out);
     samda_store *store = samdad_store(w->ctx);
@@ -218,7 +241,7 @@ static samda_status choose_adapter(samdad_worker *w, const samda_config *cfg, co
     if (st == SAMDA_ENOENT && version > 0)
         return samda_fail(err, SAMDA_ENOENT, "site %s has no adapter version %d", site ? site : "", version);
     if (st == SAMDA_OK) {
-        samda_adapter *a = cache_get(w, site, row.version, row.object.sha256);
+        samda_adapter *a = use_cache ? cache_get(w, site, row.version, row.object.sha256) : NULL;
         if (!a) {
             char path[PATH_MAX];
             st = samda_store_object_path(store, row.object.relpath, path, sizeof path, err);
@@ -231,7 +254,8 @@ static samda_status choose_adapter(samdad_worker *w, const samda_config *cfg, co
                 samda_adapter_clear(&row);
                 return err->code ? err->code : SAMDA_EMODEL;
             }
-            cache_put(w, site, row.version, row.object.sha256, a);
+            if (use_cache) cache_put(w, site, row.version, row.object.sha256, a);
+            else out->owned = true;
         }
         out->a = a;
         snprintf(out->site, sizeof out->site, "%s", site);
@@ -241,14 +265,15 @@ static samda_status choose_adapter(samdad_worker *w, const samda_config *cfg, co
     } else if (st != SAMDA_ENOENT) {
         return st;
     } else if (cfg->model_adapter && *cfg->model_adapter) {
-        samda_adapter *a = cache_get(w, "", 0, cfg->model_adapter);
+        samda_adapter *a = use_cache ? cache_get(w, "", 0, cfg->model_adapter) : NULL;
         if (!a) {
             a = samda_adapter_load(w->model, cfg->model_adapter, err);
             if (!a) {
                 samda_error_prefix(err, "loading [model] adapter %s: ", cfg->model_adapter);
                 return err->code ? err->code : SAMDA_EMODEL;
             }
-            cache_put(w, "", 0, cfg->model_adapter, a);
+            if (use_cache) cache_put(w, "", 0, cfg->model_adapter, a);
+            else out->owned = true;
         }
         out->a = a;
         snprintf(out->source, sizeof out->source, "default");
@@ -367,7 +392,7 @@ static void do_predict(samdad_worker *w, call *c)
     adapter_choice ch;
     samda_config *cfg = samdad_config_get(w->ctx);
     samda_error e2;
-    bool with_adapter = x->site[0] && choose_adapter(w, cfg, x->site, 0, &ch, &e2) == SAMDA_OK;
+    bool with_adapter = x->site[0] && choose_adapter(w, true, cfg, x->site, 0, &ch, &e2) == SAMDA_OK;
     samda_config_unref(cfg);
     c->st = with_adapter ? samda_adapter_decode(w->model, ch.a, x->emb, &mp, 1, flags, -1, &o, &c->err)
                          : samda_model_decode(w->model, x->emb, &mp, 1, flags, &o, &c->err);
@@ -402,15 +427,15 @@ static void do_predict(samdad_worker *w, call *c)
     free(low);
 }
 
-/* Run every queued interactive call (worker thread only). */
+/* Run every queued interactive call (segmentation lane only). */
 static void serve_calls(samdad_worker *w)
 {
-    pthread_mutex_lock(&w->loop.mu);
+    pthread_mutex_lock(&w->seg.loop.mu);
     while (w->calls) {
         call *c = w->calls;
         w->calls = c->next;
         c->state = CALL_RUNNING;
-        pthread_mutex_unlock(&w->loop.mu);
+        pthread_mutex_unlock(&w->seg.loop.mu);
         c->st = SAMDA_OK;
         if (c->op == CALL_CREATE) do_create(w, c);
         else if (c->op == CALL_PREDICT) do_predict(w, c);
@@ -419,11 +444,11 @@ static void serve_calls(samdad_worker *w)
             if (x) session_drop(x);
             else c->st = samda_fail(&c->err, SAMDA_ENOENT, "unknown or expired session %s", c->id);
         }
-        pthread_mutex_lock(&w->loop.mu);
+        pthread_mutex_lock(&w->seg.loop.mu);
         c->state = CALL_DONE;
         pthread_cond_broadcast(&w->done_cv);
     }
-    pthread_mutex_unlock(&w->loop.mu);
+    pthread_mutex_unlock(&w->seg.loop.mu);
 }
 
 /* Queue a call and wait: withdrawn with SAMDA_EBUSY if not taken within wait_ms. */
@@ -441,31 +466,31 @@ static samda_status submit(samdad_worker *w, call *c, unsigned wait_ms, samda_er
         until.tv_sec++;
         until.tv_nsec -= 1000000000L;
     }
-    pthread_mutex_lock(&w->loop.mu);
-    if (w->loop.stop) {
-        pthread_mutex_unlock(&w->loop.mu);
+    pthread_mutex_lock(&w->seg.loop.mu);
+    if (w->seg.loop.stop) {
+        pthread_mutex_unlock(&w->seg.loop.mu);
         return samda_fail(err, SAMDA_EBUSY, "the model worker is stopping");
     }
     call **tail = &w->calls;
     while (*tail) tail = &(*tail)->next;
     *tail = c;
-    w->loop.kicked = true;
-    pthread_cond_signal(&w->loop.cv);
+    w->seg.loop.kicked = true;
+    pthread_cond_signal(&w->seg.loop.cv);
     while (c->state != CALL_DONE) {
-        if (c->state == CALL_QUEUED && pthread_cond_timedwait(&w->done_cv, &w->loop.mu, &until) != 0 &&
+        if (c->state == CALL_QUEUED && pthread_cond_timedwait(&w->done_cv, &w->seg.loop.mu, &until) != 0 &&
             c->state == CALL_QUEUED) {
             for (call **pp = &w->calls; *pp; pp = &(*pp)->next)
                 if (*pp == c) {
                     *pp = c->next;
                     break;
                 }
-            pthread_mutex_unlock(&w->loop.mu);
+            pthread_mutex_unlock(&w->seg.loop.mu);
             return samda_fail(err, SAMDA_EBUSY, "the model worker is busy with a long step (training?) and did not take "
                               "the request within %u ms: try again", wait_ms);
         }
-        if (c->state == CALL_RUNNING) pthread_cond_wait(&w->done_cv, &w->loop.mu);
+        if (c->state == CALL_RUNNING) pthread_cond_wait(&w->done_cv, &w->seg.loop.mu);
     }
-    pthread_mutex_unlock(&w->loop.mu);
+    pthread_mutex_unlock(&w->seg.loop.mu);
     if (c->st != SAMDA_OK && err) *err = c->err;
     return c->st;
 }
@@ -537,21 +562,22 @@ static samda_status read_file(const char *path, void **buf, size_t *len, samda_e
 }
 
 /* Keep the lease and learn about cancellation. false: stop working on this job. */
-static bool keep_going(samdad_worker *w, const samda_job *job, double progress, const char *msg, samda_status *why)
+static bool keep_going(lane *ln, const samda_job *job, double progress, const char *msg, samda_status *why)
 {
-    serve_calls(w); /* interactive requests go before the next batch */
+    samdad_worker *w = ln->w;
+    if (ln->serves_calls) serve_calls(w); /* interactive requests go before the next batch */
     samda_store *store = samdad_store(w->ctx);
     samda_config *cfg = samdad_config_get(w->ctx);
     int64_t lease = cfg->job_lease_ms;
     samda_config_unref(cfg);
     samda_error err;
-    samda_status st = samda_store_job_heartbeat(store, job->id, w->owner, lease, &err);
-    if (st == SAMDA_OK) st = samda_store_job_progress(store, job->id, w->owner, progress, msg, &err);
+    samda_status st = samda_store_job_heartbeat(store, job->id, ln->owner, lease, &err);
+    if (st == SAMDA_OK) st = samda_store_job_progress(store, job->id, ln->owner, progress, msg, &err);
     if (st == SAMDA_ECANCELED || st == SAMDA_ELOCKED) {
         *why = st;
         return false;
     }
-    if (stopping(w)) {
+    if (stopping(ln)) {
         *why = SAMDA_ECANCELED;
         return false;
     }
@@ -671,7 +697,9 @@ static samda_status store_new_version(samdad_worker *w, samda_adapter *a, const 
     if (st == SAMDA_OK) st = samda_store_adapter_next_version(store, site, &version, err);
     if (st != SAMDA_OK) return st;
     char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/tmp/adapter-%s-%d.safetensors", samda_store_data_dir(store), site, version);
+    /* both lanes may save at once (continual TTA, training): a name of this thread's own */
+    snprintf(path, sizeof path, "%s/tmp/adapter-%s-%d-%lx.safetensors", samda_store_data_dir(store), site, version,
+             (unsigned long)pthread_self());
     if ((st = samda_adapter_save(a, path, err)) != SAMDA_OK) return st;
     void *buf = NULL;
     size_t len = 0;
@@ -688,6 +716,9 @@ static samda_status store_new_version(samdad_worker *w, samda_adapter *a, const 
     const char *prov = samda_adapter_metadata(a, "provenance");
     json_t *pj = prov ? json_loads(prov, 0, NULL) : NULL;
     if (pj) json_object_set_new(meta, "provenance", pj);
+    const char *labels = samda_adapter_metadata(a, "labels"); /* listed by GET .../adapters */
+    json_t *lj = labels ? json_loads(labels, 0, NULL) : NULL;
+    if (lj) json_object_set_new(meta, "labels", lj);
     char *meta_s = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS);
     st = samda_store_adapter_add(store, site, version, parent, &obj, samda_model_fingerprint(w->model), meta_s, err);
     free(meta_s);
@@ -764,9 +795,10 @@ static bool label_wanted(const json_t *params, const char *name)
     return false;
 }
 
-static samda_status run_series(samdad_worker *w, const samda_job *job, const char *series_uid, const json_t *params,
+static samda_status run_series(lane *ln, const samda_job *job, const char *series_uid, const json_t *params,
                                 json_t *report, samda_error *err)
 {
+    samdad_worker *w = ln->w;
     samda_store *store = samdad_store(w->ctx);
     samda_config *cfg = samdad_config_get(w->ctx);
     samda_status st = SAMDA_OK, why = SAMDA_OK;
@@ -798,7 +830,7 @@ static samda_status run_series(samdad_worker *w, const samda_job *job, const cha
         st = samda_fail(err, SAMDA_ENOENT, "series has no stored instance");
         goto out;
     }
-    if (!keep_going(w, job, 0.02, "loading the series", &why)) goto out;
+    if (!keep_going(ln, job, 0.02, "loading the series", &why)) goto out;
     /* The volume loader's messages name the attribute and the instance: no prefix before the cause. */
     if ((st = samda_dicom_volume_load((const char *const *)paths, n_inst, NULL, &vol, err)) != SAMDA_OK) goto out;
     const samda_volume_info *vi = samda_volume_get_info(vol);
@@ -815,7 +847,7 @@ static samda_status run_series(samdad_worker *w, const samda_job *job, const cha
     adapter_choice ch;
     const json_t *av = json_object_get(params, "adapter_version");
     int want_version = json_is_integer(av) ? (int)json_integer_value(av) : json_is_string(av) ? atoi(json_string_value(av)) : 0;
-    if ((st = choose_adapter(w, cfg, job->site, want_version, &ch, err)) != SAMDA_OK) goto out;
+    if ((st = choose_adapter(w, ln->uses_cache, cfg, job->site, want_version, &ch, err)) != SAMDA_OK) goto out;
     samda_adapter_info ai;
     samda_adapter_get_info(ch.a, &ai, NULL);
     const size_t L = ai.n_labels;
@@ -828,7 +860,7 @@ static samda_status run_series(samdad_worker *w, const samda_job *job, const cha
 
     /* (4) test-time adaptation */
     if (ss.tta != SAMDA_CFG_TTA_OFF) {
-        if (!keep_going(w, job, 0.05, "test-time adaptation", &why)) goto out;
+        if (!keep_going(ln, job, 0.05, "test-time adaptation", &why)) goto out;
         double t = now_s();
         tta_copy = run_tta(w, ch.a, vol, report, err);
         t_tta = now_s() - t;
@@ -899,7 +931,7 @@ static samda_status run_series(samdad_worker *w, const samda_job *job, const cha
             size_t nb = S - s0 < batch ? S - s0 : batch;
             char msg[96];
             snprintf(msg, sizeof msg, "segmenting: slices %zu-%zu of %zu", s0 + 1, s0 + nb, S);
-            if (!keep_going(w, job, 0.1 + 0.8 * (double)steps / (double)(total_steps ? total_steps : 1), msg, &why))
+            if (!keep_going(ln, job, 0.1 + 0.8 * (double)steps / (double)(total_steps ? total_steps : 1), msg, &why))
                 goto out;
             double t = now_s();
             for (size_t i = 0; i < nb; i++) {
@@ -961,7 +993,7 @@ static samda_status run_series(samdad_worker *w, const samda_job *job, const cha
                                                    "components_removed", (json_int_t)ms.removed, "volume_ml", vol_ml));
     }
     t_post = now_s() - t;
-    if (!keep_going(w, job, 0.92, "writing the DICOM-SEG", &why)) goto out;
+    if (!keep_going(ln, job, 0.92, "writing the DICOM-SEG", &why)) goto out;
 
     /* (7) the SEG */
     t = now_s();
@@ -1075,13 +1107,14 @@ out:
 static bool modality_segmentable(const char *m) { return !strcmp(m, "CT") || !strcmp(m, "MR"); }
 
 /* "segment": the job's series, or (an on-demand request for a study) each CT/MR series of the study. */
-static samda_status run_segment(samdad_worker *w, const samda_job *job, const json_t *params, samda_error *err)
+static samda_status run_segment(lane *ln, const samda_job *job, const json_t *params, samda_error *err)
 {
+    samdad_worker *w = ln->w;
     samda_store *store = samdad_store(w->ctx);
     json_t *report = json_object();
     samda_status st = SAMDA_OK;
     if (job->series_uid[0]) {
-        st = run_series(w, job, job->series_uid, params, report, err);
+        st = run_series(ln, job, job->series_uid, params, report, err);
     } else {
         samda_series_info *rows = NULL;
         size_t n = 0;
@@ -1092,7 +1125,7 @@ static samda_status run_segment(samdad_worker *w, const samda_job *job, const js
                 if (!modality_segmentable(rows[i].modality) || rows[i].n_instances < 1) continue;
                 json_t *r = json_object();
                 json_object_set_new(r, "series_uid", json_string(rows[i].series_uid));
-                st = run_series(w, job, rows[i].series_uid, params, r, err);
+                st = run_series(ln, job, rows[i].series_uid, params, r, err);
                 json_array_append_new(arr, r);
             }
             if (st == SAMDA_OK && json_array_size(arr) == 0)
@@ -1102,7 +1135,7 @@ static samda_status run_segment(samdad_worker *w, const samda_job *job, const js
     }
     if (st == SAMDA_OK) {
         char *rep_s = json_dumps(report, JSON_COMPACT);
-        st = samda_store_job_complete(store, job->id, w->owner, rep_s, err);
+        st = samda_store_job_complete(store, job->id, ln->owner, rep_s, err);
         free(rep_s);
         if (st == SAMDA_OK)
             samda_log(&w->ctx->log, SAMDA_LOG_INFO, "worker", "job done: DICOM-SEG recorded", "job=%lld",
@@ -1218,9 +1251,10 @@ static double param_real(const json_t *params, const char *key, double def, doub
 }
 
 /* "train" (POST /sites/{site}/adapters/train) and "evaluate" (.../{version}/evaluate). */
-static samda_status run_train_eval(samdad_worker *w, const samda_job *job, const json_t *params, bool train,
+static samda_status run_train_eval(lane *ln, const samda_job *job, const json_t *params, bool train,
                                    samda_error *err)
 {
+    samdad_worker *w = ln->w;
     samda_store *store = samdad_store(w->ctx);
     samda_config *cfg = samdad_config_get(w->ctx);
     json_t *report = json_object();
@@ -1229,16 +1263,18 @@ static samda_status run_train_eval(samdad_worker *w, const samda_job *job, const
     samda_status st = SAMDA_OK, why = SAMDA_OK;
     adapter_choice ch;
     int version = param_int(params, "version", 0, 0, INT_MAX);
-    if ((st = choose_adapter(w, cfg, job->site, version, &ch, err)) != SAMDA_OK) goto out;
+    ch.owned = false;
+    ch.a = NULL;
+    if ((st = choose_adapter(w, ln->uses_cache, cfg, job->site, version, &ch, err)) != SAMDA_OK) goto out;
     snprintf(dir, sizeof dir, "%s/tmp/%s-%lld", samda_store_data_dir(store), train ? "train" : "eval", (long long)job->id);
     rm_tree(dir);
     if (mkdir(dir, 0700) != 0) {
         st = samda_fail(err, SAMDA_EIO, "creating %s: %s", dir, strerror(errno));
         goto out;
     }
-    if (!keep_going(w, job, 0.02, "preparing the data from DICOM-SEGs", &why)) goto out;
+    if (!keep_going(ln, job, 0.02, "preparing the data from DICOM-SEGs", &why)) goto out;
     if ((st = build_trainset(w, params, ch.a, dir, report, err)) != SAMDA_OK) goto out;
-    if (!keep_going(w, job, 0.1, train ? "training" : "evaluating", &why)) goto out;
+    if (!keep_going(ln, job, 0.1, train ? "training" : "evaluating", &why)) goto out;
     json_object_set_new(report, "from", json_pack("{s:s, s:i, s:s}", "source", ch.source, "version", ch.version,
                                                   "file_version", ch.file_version));
     if (train) {
@@ -1271,7 +1307,7 @@ static samda_status run_train_eval(samdad_worker *w, const samda_job *job, const
                                       tr.best_epoch, "best_val_dice", tr.best_val_dice, "seconds_per_epoch",
                                       tr.seconds_per_epoch, "seconds", tr.total_seconds, "trainable",
                                       (json_int_t)tr.n_trainable));
-        if (!keep_going(w, job, 0.95, "saving the new version", &why)) goto out;
+        if (!keep_going(ln, job, 0.95, "saving the new version", &why)) goto out;
         if (!job->site[0]) {
             st = samda_fail(err, SAMDA_EINVAL, "a training job needs a site");
             goto out;
@@ -1301,9 +1337,10 @@ static samda_status run_train_eval(samdad_worker *w, const samda_job *job, const
                   (long long)job->id, job->site, ch.version, mean);
     }
     char *rep_s = json_dumps(report, JSON_COMPACT);
-    st = samda_store_job_complete(store, job->id, w->owner, rep_s, err);
+    st = samda_store_job_complete(store, job->id, ln->owner, rep_s, err);
     free(rep_s);
 out:
+    if (ch.owned) samda_adapter_free(ch.a);
     if (why != SAMDA_OK) {
         st = why;
         samda_fail(err, why, why == SAMDA_ELOCKED ? "the job's lease was lost" : "cancelled or stopping");
@@ -1315,14 +1352,14 @@ out:
     return st;
 }
 
-static samda_status run_job(samdad_worker *w, const samda_job *job, samda_error *err)
+static samda_status run_job(lane *ln, const samda_job *job, samda_error *err)
 {
     json_t *params = job->params_json ? json_loads(job->params_json, 0, NULL) : json_object();
     if (!params) params = json_object();
     samda_status st;
-    if (!strcmp(job->kind, "segment")) st = run_segment(w, job, params, err);
-    else if (!strcmp(job->kind, "train")) st = run_train_eval(w, job, params, true, err);
-    else if (!strcmp(job->kind, "evaluate")) st = run_train_eval(w, job, params, false, err);
+    if (!strcmp(job->kind, "segment")) st = run_segment(ln, job, params, err);
+    else if (!strcmp(job->kind, "train")) st = run_train_eval(ln, job, params, true, err);
+    else if (!strcmp(job->kind, "evaluate")) st = run_train_eval(ln, job, params, false, err);
     else st = samda_fail(err, SAMDA_ENOTSUP, "unknown job kind '%s'", job->kind);
     json_decref(params);
     return st;
@@ -1330,75 +1367,88 @@ static samda_status run_job(samdad_worker *w, const samda_job *job, samda_error 
 
 /* ---- thread ---------------------------------------------------------------------------------- */
 
-/* Record a failed attempt; when the index cannot take it, keep it for record_unrecorded(). */
-static samda_status record_failure(samdad_worker *w, int64_t job_id, bool perm, const char *error, bool *requeued)
+/* Record a failed attempt; when the index cannot take it, keep it in the lane for take_one(). */
+static samda_status record_failure(lane *ln, int64_t job_id, bool perm, const char *error, bool *requeued)
 {
+    samdad_worker *w = ln->w;
     samda_error err;
     *requeued = false;
     /* The job's error is read through the API: the data directory's paths stay out of it. */
     char shown[SAMDA_ERROR_MESSAGE_SIZE];
     samda_hide_dir(shown, sizeof shown, error, samda_store_data_dir(samdad_store(w->ctx)));
-    samda_status st = samda_store_job_fail(samdad_store(w->ctx), job_id, w->owner, shown, perm, requeued, &err);
+    samda_status st = samda_store_job_fail(samdad_store(w->ctx), job_id, ln->owner, shown, perm, requeued, &err);
     if (st == SAMDA_OK || st == SAMDA_ELOCKED || st == SAMDA_ENOENT || st == SAMDA_ECANCELED) {
         if (st != SAMDA_OK)
             samda_log(&w->ctx->log, SAMDA_LOG_WARN, "worker", "job failure not recorded: the job is no longer ours",
                       "job=%lld error=%s", (long long)job_id, q((char[600]){0}, 600, err.message));
-        w->unrecorded.active = false;
+        ln->unrecorded.active = false;
         return st;
     }
-    if (!w->unrecorded.active || w->unrecorded.job_id != job_id) {
-        w->unrecorded.active = true;
-        w->unrecorded.job_id = job_id;
-        w->unrecorded.permanent = perm;
-        snprintf(w->unrecorded.error, sizeof w->unrecorded.error, "%s", error);
+    if (!ln->unrecorded.active || ln->unrecorded.job_id != job_id) {
+        ln->unrecorded.active = true;
+        ln->unrecorded.job_id = job_id;
+        ln->unrecorded.permanent = perm;
+        snprintf(ln->unrecorded.error, sizeof ln->unrecorded.error, "%s", error);
     }
     unsigned held = 0;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    if (samda_log_gate_pass(&w->unrecorded_gate, (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, 60000, &held))
+    if (samda_log_gate_pass(&ln->unrecorded_gate, (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, 60000, &held))
         samda_log(&w->ctx->log, SAMDA_LOG_ERROR, "worker", "cannot record a job failure: trying again before any new job",
-                  "job=%lld error=%s held_back=%u", (long long)job_id, q((char[600]){0}, 600, err.message), held);
+                  "job=%lld lane=%s error=%s held_back=%u", (long long)job_id, ln->name,
+                  q((char[600]){0}, 600, err.message), held);
     return st;
 }
 
-static void take_one(samdad_worker *w, bool *worked)
+/* Claim the next due job of one of the lane's kinds (in the order listed). */
+static samda_status claim(lane *ln, int64_t lease, samda_job *job, bool *found, samda_error *err)
 {
+    *found = false;
+    for (const char *const *k = ln->kinds; *k && !*found; k++) {
+        samda_status st = samda_store_job_claim(samdad_store(ln->w->ctx), ln->owner, lease, *k, job, found, err);
+        if (st != SAMDA_OK) return st;
+    }
+    return SAMDA_OK;
+}
+
+static void take_one(lane *ln, bool *worked)
+{
+    samdad_worker *w = ln->w;
     *worked = false;
-    if (w->unrecorded.active) {
+    if (ln->unrecorded.active) {
         bool requeued;
-        int64_t id = w->unrecorded.job_id;
-        samda_status st = record_failure(w, id, w->unrecorded.permanent, w->unrecorded.error, &requeued);
-        if (w->unrecorded.active) return; /* the index still refuses writes: take nothing new */
+        int64_t id = ln->unrecorded.job_id;
+        samda_status st = record_failure(ln, id, ln->unrecorded.permanent, ln->unrecorded.error, &requeued);
+        if (ln->unrecorded.active) return; /* the index still refuses writes: take nothing new */
         if (st == SAMDA_OK)
             samda_log(&w->ctx->log, SAMDA_LOG_INFO, "worker", "job failure recorded late", "job=%lld requeued=%s",
                       (long long)id, requeued ? "true" : "false");
     }
-    samda_store *store = samdad_store(w->ctx);
     samda_config *cfg = samdad_config_get(w->ctx);
     int64_t lease = cfg->job_lease_ms;
     samda_config_unref(cfg);
     samda_job job;
     bool found = false;
     samda_error err;
-    if (samda_store_job_claim(store, w->owner, lease, NULL, &job, &found, &err) != SAMDA_OK) {
-        samda_log(&w->ctx->log, SAMDA_LOG_ERROR, "worker", "cannot take a job", "error=%s",
+    if (claim(ln, lease, &job, &found, &err) != SAMDA_OK) {
+        samda_log(&w->ctx->log, SAMDA_LOG_ERROR, "worker", "cannot take a job", "lane=%s error=%s", ln->name,
                   q((char[600]){0}, 600, err.message));
         return;
     }
     if (!found) return;
     *worked = true;
-    samda_log(&w->ctx->log, SAMDA_LOG_INFO, "worker", "job started", "job=%lld kind=%s site=%s attempt=%d/%d",
-              (long long)job.id, job.kind, job.site, job.attempts, job.max_attempts);
+    samda_log(&w->ctx->log, SAMDA_LOG_INFO, "worker", "job started", "job=%lld kind=%s site=%s attempt=%d/%d lane=%s",
+              (long long)job.id, job.kind, job.site, job.attempts, job.max_attempts, ln->name);
     samda_error jerr;
     memset(&jerr, 0, sizeof jerr);
-    samda_status st = run_job(w, &job, &jerr);
+    samda_status st = run_job(ln, &job, &jerr);
     if (st == SAMDA_ECANCELED || st == SAMDA_ELOCKED) {
         samda_log(&w->ctx->log, SAMDA_LOG_WARN, "worker", "job abandoned", "job=%lld reason=%s", (long long)job.id,
                   q((char[600]){0}, 600, jerr.message));
     } else if (st != SAMDA_OK) {
         bool requeued = false;
         bool perm = permanent_error(st);
-        record_failure(w, job.id, perm, jerr.message, &requeued);
+        record_failure(ln, job.id, perm, jerr.message, &requeued);
         samda_log(&w->ctx->log, SAMDA_LOG_ERROR, "worker", requeued ? "job attempt failed, will retry" : "job failed",
                   "job=%lld code=%s permanent=%s error=%s", (long long)job.id, samda_status_name(st),
                   perm ? "true" : "false", q((char[600]){0}, 600, redact(w, jerr.message, (char[512]){0}, 512)));
@@ -1406,21 +1456,24 @@ static void take_one(samdad_worker *w, bool *worked)
     samda_job_clear(&job);
 }
 
-static void *run(void *arg)
+/* A lane's thread: jobs of its kinds, one after the other; the segmentation lane answers session
+ * calls between them (and between the batches of a job, in keep_going). */
+static void *run_lane(void *arg)
 {
-    samdad_worker *w = arg;
+    lane *ln = arg;
+    samdad_worker *w = ln->w;
     for (;;) {
-        if (stopping(w)) break;
-        serve_calls(w);
+        if (stopping(ln)) break;
+        if (ln->serves_calls) serve_calls(w);
         bool worked = false;
-        take_one(w, &worked);
+        take_one(ln, &worked);
         if (worked) continue;
         samda_config *cfg = samdad_config_get(w->ctx);
         int64_t tick = cfg->sched_tick_ms;
         samda_config_unref(cfg);
-        pthread_mutex_lock(&w->loop.mu);
-        if (!w->calls) samdad_loop_wait(&w->loop, tick);
-        pthread_mutex_unlock(&w->loop.mu);
+        pthread_mutex_lock(&ln->loop.mu);
+        if (!ln->serves_calls || !w->calls) samdad_loop_wait(&ln->loop, tick);
+        pthread_mutex_unlock(&ln->loop.mu);
     }
     return NULL;
 }
@@ -1444,7 +1497,11 @@ samdad_worker *samdad_worker_start(samdad_ctx *ctx, samda_error *err)
         return NULL;
     }
     w->ctx = ctx;
-    snprintf(w->owner, sizeof w->owner, "samdad-%ld-worker", (long)getpid());
+    static const char *const seg_kinds[] = {"segment", NULL}, *const trn_kinds[] = {"train", "evaluate", NULL};
+    w->seg = (lane){.w = w, .name = "segmentation", .kinds = seg_kinds, .serves_calls = true, .uses_cache = true};
+    w->trn = (lane){.w = w, .name = "training", .kinds = trn_kinds};
+    snprintf(w->seg.owner, sizeof w->seg.owner, "samdad-%ld-worker", (long)getpid());
+    snprintf(w->trn.owner, sizeof w->trn.owner, "samdad-%ld-trainer", (long)getpid());
     samda_model_params mp;
     samda_model_params_init(&mp);
     mp.checkpoint_path = cfg->model_checkpoint;
@@ -1484,7 +1541,12 @@ samdad_worker *samdad_worker_start(samdad_ctx *ctx, samda_error *err)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&w->done_cv, &ca);
     pthread_condattr_destroy(&ca);
-    if (samdad_loop_start(&w->loop, run, w, "model worker", err) != SAMDA_OK) {
+    if (samdad_loop_start(&w->seg.loop, run_lane, &w->seg, "segmentation lane", err) != SAMDA_OK) {
+        pthread_cond_destroy(&w->done_cv);
+        goto fail;
+    }
+    if (samdad_loop_start(&w->trn.loop, run_lane, &w->trn, "training lane", err) != SAMDA_OK) {
+        samdad_loop_stop(&w->seg.loop);
         pthread_cond_destroy(&w->done_cv);
         goto fail;
     }
@@ -1500,21 +1562,24 @@ fail:
 
 void samdad_worker_kick(samdad_worker *w)
 {
-    if (w) samdad_loop_kick(&w->loop);
+    if (!w) return;
+    samdad_loop_kick(&w->seg.loop);
+    samdad_loop_kick(&w->trn.loop);
 }
 
 void samdad_worker_stop(samdad_worker *w)
 {
     if (!w) return;
-    pthread_mutex_lock(&w->loop.mu);
-    w->loop.stop = true;
-    pthread_cond_signal(&w->loop.cv);
-    pthread_mutex_unlock(&w->loop.mu);
-    pthread_join(w->loop.thread, NULL);
+    samdad_loop_stop(&w->trn.loop); /* a training job is abandoned at its next step, as a segmentation one */
+    pthread_mutex_lock(&w->seg.loop.mu);
+    w->seg.loop.stop = true;
+    pthread_cond_signal(&w->seg.loop.cv);
+    pthread_mutex_unlock(&w->seg.loop.mu);
+    pthread_join(w->seg.loop.thread, NULL);
     serve_calls(w); /* callers still waiting get their answer */
-    pthread_cond_destroy(&w->loop.cv);
+    pthread_cond_destroy(&w->seg.loop.cv);
     pthread_cond_destroy(&w->done_cv);
-    pthread_mutex_destroy(&w->loop.mu);
+    pthread_mutex_destroy(&w->seg.loop.mu);
     for (int i = 0; i < MAX_SESSIONS; i++)
         if (w->sessions[i].id[0]) session_drop(&w->sessions[i]);
     for (int i = 0; i < ADAPTER_CACHE; i++) samda_adapter_free(w->cache[i].a);

@@ -33,6 +33,27 @@ ok "train requests without studies, with unknown members or for an unknown site 
 [ "$(code -X POST "${AJ[@]}" -d "{\"studies\":[\"$s0\",\"$s1\"],\"epochs\":3,\"activate\":true}" "$H/api/v1/sites/default/adapters/train")" = 202 ] ||
   fail "train: $(cat "$T/body")"
 job=$(json_expr 'd["id"]' <"$T/body")
+
+# While the adapter trains, prompts are answered at once: training runs on a lane of its own.
+user=$("$SAMDA" token create viewer --role user --data-dir "$D" 2>/dev/null)
+UJ=(-H "Authorization: Bearer $user" -H 'Content-Type: application/json')
+inst=$($PY -c "import pydicom,sys,os; d=sys.argv[1]; print(pydicom.dcmread(os.path.join(d, sorted(os.listdir(d))[8])).SOPInstanceUID)" "$T/ph/dicom/B_00002")
+training() { curl -sf -H "Authorization: Bearer $admin" "$H/api/v1/jobs/$job" | $PY -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if d["state"]=="running" and d["progress_message"]=="training" else 1)'; }
+wait_for_cmd 300 training
+[ "$(code -X POST "${UJ[@]}" -d "{\"instance\":\"$inst\",\"window\":{\"level\":50,\"width\":400}}" "$H/api/v1/sessions")" = 201 ] ||
+  fail "session during training: $(cat "$T/body")"
+sid=$(json_expr 'd["id"]' <"$T/body")
+worst=0
+for i in 1 2 3 4 5; do
+  t=$(curl -s -o "$T/body" -w '%{http_code} %{time_total}' "${UJ[@]}" -d '{"box":[60,60,180,180]}' "$H/api/v1/sessions/$sid/predict")
+  [ "${t%% *}" = 200 ] || fail "predict during training: $t $(cat "$T/body")"
+  worst=$($PY -c "print(max($worst, ${t#* }))")
+done
+training || fail "the training job was no longer running when the prompts were answered: the check proves nothing"
+echo "5 predictions while the adapter trained: slowest $worst s"
+$PY -c "import sys; sys.exit(0 if $worst < 1.0 else 1)" || fail "a prediction took $worst s while the adapter trained"
+ok "a session and 5 predictions answered while the adapter trains (slowest $worst s, under 1 s)"
+
 wait_for_cmd 300 bash -c "curl -sf -H 'Authorization: Bearer $admin' '$H/api/v1/jobs/$job' | $PY -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)[\"state\"] in (\"done\",\"failed\") else 1)'"
 curl -sf -H "Authorization: Bearer $admin" "$H/api/v1/jobs/$job" >"$T/job.json"
 json_expr 'd["state"]' <"$T/job.json" | grep -qx done || fail "training job: $(cat "$T/job.json")"

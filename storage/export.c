@@ -296,3 +296,62 @@ samda_status samda_store_export_list(samda_store *s, int64_t destination_id, int
     storage_conn_put(s, c);
     return res;
 }
+
+samda_status samda_store_export_find(samda_store *s, const samda_export_filter *f, samda_export_item **items,
+                                     size_t *n, samda_error *err)
+{
+    STORAGE_ERR(err);
+    *items = NULL;
+    *n = 0;
+    if (!f) return samda_fail(err, SAMDA_EINVAL, "listing exports: no filter");
+    if (f->state < -1 || f->state > SAMDA_EXPORT_FAILED)
+        return samda_fail(err, SAMDA_EINVAL, "listing exports: state %d out of range", f->state);
+    storage_conn *c = storage_conn_get(s, err);
+    if (!c) return err->code;
+    samda_status res = SAMDA_OK;
+    /* An item sends a result's DICOM-SEG when it names the result's file (the worker queues the
+     * result's own relpath); file_relpath is UNIQUE, so the join adds no rows. */
+    sqlite3_stmt *st = storage_stmt(c, "SELECT e.id, e.destination_id, e.relpath, e.sop_uid, e.state, e.attempts,"
+                                       " e.next_attempt_ms, e.last_error, e.permanent, e.created_ms, e.updated_ms,"
+                                       " r.id FROM exports e LEFT JOIN results r ON r.file_relpath = e.relpath"
+                                       " WHERE (?1 = 0 OR e.destination_id = ?1) AND (?2 IS NULL OR e.state = ?2)"
+                                       " AND (?3 = 0 OR r.id = ?3) AND (?6 = 0 OR e.id = ?6)"
+                                       " ORDER BY e.id DESC LIMIT ?4 OFFSET ?5", err);
+    if (!st) res = err->code;
+    else {
+        sqlite3_bind_int64(st, 1, f->destination_id);
+        if (f->state >= 0) sqlite3_bind_text(st, 2, export_state_names[f->state], -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, f->result_id);
+        size_t limit = f->limit == 0 ? 1000 : f->limit > STORAGE_LIST_MAX ? STORAGE_LIST_MAX : f->limit;
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)limit);
+        sqlite3_bind_int64(st, 5, f->offset > (size_t)INT64_MAX ? INT64_MAX : (sqlite3_int64)f->offset);
+        sqlite3_bind_int64(st, 6, f->id);
+        samda_export_item *rows = NULL;
+        size_t cap = 0;
+        int rc;
+        while ((rc = storage_step(s, st)) == SQLITE_ROW) {
+            if (*n == cap) {
+                size_t nc = cap ? cap * 2 : 16;
+                samda_export_item *nr = realloc(rows, nc * sizeof *rows);
+                if (!nr) {
+                    rc = SQLITE_NOMEM;
+                    break;
+                }
+                rows = nr;
+                cap = nc;
+            }
+            read_item(st, &rows[*n]);
+            rows[(*n)++].result_id = sqlite3_column_int64(st, 11);
+        }
+        sqlite3_reset(st);
+        if (rc == SQLITE_NOMEM) res = samda_fail(err, SAMDA_ENOMEM, "listing exports: out of memory");
+        else if (rc != SQLITE_DONE) res = storage_db_fail(err, c, rc, "listing exports");
+        if (res == SAMDA_OK) *items = rows;
+        else {
+            free(rows);
+            *n = 0;
+        }
+    }
+    storage_conn_put(s, c);
+    return res;
+}

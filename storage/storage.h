@@ -679,6 +679,8 @@ typedef struct samda_export_item {
     char last_error[SAMDA_MESSAGE_SIZE];
     bool permanent;          /* failed for good (refused by the peer) */
     int64_t created_ms, updated_ms;
+    int64_t result_id;       /* the result whose DICOM-SEG this item sends, 0 when none; filled by
+                              * samda_store_export_find only (0 from the other functions) */
 } samda_export_item;
 
 /** Queue an object for a destination (state PENDING, due now).
@@ -708,6 +710,22 @@ samda_status samda_store_export_get(samda_store *s, int64_t id, samda_export_ite
  *  @param items OUT: free with samda_store_free. */
 samda_status samda_store_export_list(samda_store *s, int64_t destination_id, int state, size_t limit,
                                      samda_export_item **items, size_t *n, samda_error *err);
+
+/** Which items samda_store_export_find returns. Zero-initialise, then set what you filter on. */
+typedef struct samda_export_filter {
+    int64_t id;              /* 0 = any; else only that item */
+    int64_t destination_id;  /* 0 = any destination */
+    int state;               /* a samda_export_state, or -1 = any */
+    int64_t result_id;       /* 0 = any; else only the items sending that result's DICOM-SEG */
+    size_t limit;            /* 0 = 1000; at most 100000 */
+    size_t offset;           /* items to skip (newest first) */
+} samda_export_filter;
+/** Items matching every set member of f, newest first, each with its result_id.
+ *  @param items OUT: free with samda_store_free. @return SAMDA_OK (n may be 0); SAMDA_EINVAL (f NULL
+ *  or state out of range); SAMDA_ENOMEM; SAMDA_EDB (items NULL, n 0 on failure).
+ *  Thread-safety: as every store function. */
+samda_status samda_store_export_find(samda_store *s, const samda_export_filter *f, samda_export_item **items,
+                                     size_t *n, samda_error *err);
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Sites and destinations                                                                         */

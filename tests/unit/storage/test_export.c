@@ -1,6 +1,6 @@
 /* Tests of storage/export.c: claim of due items, done, transient failures with exponential backoff
- * in minutes (capped), failure after the maximum attempts, permanent failure, manual retry, and
- * re-claim of an item whose sender vanished. */
+ * in minutes (capped), failure after the maximum attempts, permanent failure, manual retry,
+ * re-claim of an item whose sender vanished, and the filtered listing behind GET /api/v1/exports. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -161,11 +161,109 @@ static void test_export_retry_policy(void **state)
     fx_close(f);
 }
 
+/* samda_store_export_find (GET /api/v1/exports, samda exports): filters by destination, state and
+ * result (the result whose SEG file an item sends), newest first, with limit and offset. */
+static void test_export_find(void **state)
+{
+    (void)state;
+    fx *f = open_with_retries(60000, 600000, 3);
+    samda_error e;
+    int64_t pacs, other;
+    CHECK_OK(samda_store_destination_add(f->s, "pacs", "PACS", "10.0.0.1", 104, NULL, &pacs, &e));
+    CHECK_OK(samda_store_destination_add(f->s, "other", "OTHER", "10.0.0.2", 104, NULL, &other, &e));
+    /* two results, each with its SEG object */
+    int64_t rid[2];
+    samda_object_info seg[2];
+    const char *sops[2] = {"1.2.99.1", "1.2.99.2"};
+    for (int i = 0; i < 2; i++) {
+        samda_job_spec js = {.kind = "segment", .series_uid = "1.2.1"};
+        int64_t job;
+        CHECK_OK(samda_store_job_enqueue(f->s, &js, &job, NULL, &e));
+        CHECK_OK(samda_store_object_put(f->s, SAMDA_OBJECT_SEG, "1.2", "1.2.99", sops[i], "SEG", 3, &seg[i], &e));
+        samda_result_spec rs = {.job_id = job, .series_uid = "1.2.1", .seg_series_uid = "1.2.99", .seg_sop_uid = sops[i],
+                                .object = &seg[i]};
+        CHECK_OK(samda_store_result_add(f->s, &rs, &rid[i], &e));
+    }
+    int64_t a, b, c, d;
+    CHECK_OK(samda_store_export_enqueue(f->s, pacs, seg[0].relpath, sops[0], &a, &e));
+    CHECK_OK(samda_store_export_enqueue(f->s, other, seg[0].relpath, sops[0], &b, &e));
+    CHECK_OK(samda_store_export_enqueue(f->s, pacs, seg[1].relpath, sops[1], &c, &e));
+    CHECK_OK(samda_store_export_enqueue(f->s, pacs, "seg/1.2/1.2.98/1.2.98.1.dcm", NULL, &d, &e)); /* no result */
+    /* a is refused by pacs for good */
+    samda_export_item *items;
+    size_t n;
+    CHECK_OK(samda_store_export_claim(f->s, pacs, 1, &items, &n, &e));
+    assert_int_equal(n, 1);
+    assert_int_equal(items[0].id, a);
+    assert_int_equal(items[0].result_id, 0); /* only find fills it */
+    samda_store_free(items);
+    CHECK_OK(samda_store_export_fail(f->s, a, "SOP class not supported", true, NULL, &e));
+
+    samda_export_filter all = {.state = -1};
+    CHECK_OK(samda_store_export_find(f->s, &all, &items, &n, &e));
+    assert_int_equal(n, 4);
+    assert_int_equal(items[0].id, d); /* newest first */
+    assert_int_equal(items[0].result_id, 0);
+    assert_int_equal(items[1].id, c);
+    assert_int_equal(items[1].result_id, rid[1]);
+    assert_int_equal(items[3].id, a);
+    assert_int_equal(items[3].result_id, rid[0]);
+    assert_int_equal(items[3].state, SAMDA_EXPORT_FAILED);
+    assert_true(items[3].permanent);
+    samda_store_free(items);
+
+    samda_export_filter by_state = {.state = SAMDA_EXPORT_FAILED};
+    CHECK_OK(samda_store_export_find(f->s, &by_state, &items, &n, &e));
+    assert_int_equal(n, 1);
+    assert_int_equal(items[0].id, a);
+    assert_string_equal(items[0].last_error, "SOP class not supported");
+    samda_store_free(items);
+
+    samda_export_filter by_result = {.state = -1, .result_id = rid[0]};
+    CHECK_OK(samda_store_export_find(f->s, &by_result, &items, &n, &e));
+    assert_int_equal(n, 2);
+    assert_int_equal(items[0].id, b);
+    assert_int_equal(items[1].id, a);
+    samda_store_free(items);
+
+    samda_export_filter combined = {.destination_id = pacs, .state = SAMDA_EXPORT_PENDING};
+    CHECK_OK(samda_store_export_find(f->s, &combined, &items, &n, &e));
+    assert_int_equal(n, 2); /* c and d; a failed, b is other's */
+    assert_int_equal(items[0].id, d);
+    assert_int_equal(items[1].id, c);
+    samda_store_free(items);
+
+    samda_export_filter page = {.state = -1, .limit = 2, .offset = 1};
+    CHECK_OK(samda_store_export_find(f->s, &page, &items, &n, &e));
+    assert_int_equal(n, 2);
+    assert_int_equal(items[0].id, c);
+    assert_int_equal(items[1].id, b);
+    samda_store_free(items);
+
+    samda_export_filter one = {.id = b, .state = -1};
+    CHECK_OK(samda_store_export_find(f->s, &one, &items, &n, &e));
+    assert_int_equal(n, 1);
+    assert_int_equal(items[0].id, b);
+    assert_int_equal(items[0].destination_id, other);
+    assert_int_equal(items[0].result_id, rid[0]);
+    samda_store_free(items);
+
+    samda_export_filter none = {.state = -1, .result_id = 4242};
+    CHECK_OK(samda_store_export_find(f->s, &none, &items, &n, &e));
+    assert_int_equal(n, 0);
+    samda_store_free(items);
+    samda_export_filter bad = {.state = 7};
+    CHECK_ST(SAMDA_EINVAL, samda_store_export_find(f->s, &bad, &items, &n, &e));
+    CHECK_ST(SAMDA_EINVAL, samda_store_export_find(f->s, NULL, &items, &n, &e));
+    fx_close(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_export_lifecycle),
         cmocka_unit_test(test_export_retry_policy),
+        cmocka_unit_test(test_export_find),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

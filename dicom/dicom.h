@@ -333,11 +333,14 @@ typedef void (*samda_scp_association_end_fn)(void *ctx, const samda_assoc_info *
                                              samda_assoc_end how, unsigned n_stored,
                                              unsigned n_failed);
 /** An association-level decision the SCP takes itself, for the log (one call per event):
- *  what is "association rejected" (max_associations or max_associations_per_peer reached) or
+ *  what is "association rejected" (max_associations or max_associations_per_peer reached),
  *  "association aborted" (a deadline passed, or the peer broke the protocol: a command that cannot
- *  be read, an unsupported command, a data set PDV out of place); reason names the cause and the
- *  limit in one line, without patient data or UIDs. Both strings are borrowed for the call.
- *  Runs on the association's thread, or on the listener thread for rejections. */
+ *  be read, an unsupported command, a data set PDV out of place) or, with TLS, "TLS handshake
+ *  failed" (no client certificate, one no trusted CA signed, no common protocol or suite, not TLS;
+ *  a->id is 0 and the AE titles empty: no association exists yet, only a->peer_address);
+ *  reason names the cause and the limit in one line, without patient data or UIDs. Both strings
+ *  are borrowed for the call. Runs on the association's thread, on the listener thread for
+ *  rejections, or on the connection's handshake thread. */
 typedef void (*samda_scp_event_fn)(void *ctx, const samda_assoc_info *a, const char *what,
                                    const char *reason);
 

@@ -995,9 +995,18 @@ void handshake_main(samda_scp *scp, handshake *h)
         fd = h->fd;
         deadline = h->deadline;
     }
+    samda_assoc_info info; /* for on_event: no association yet (id 0, no AE titles), only the address */
+    std::memset(&info, 0, sizeof info);
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof sa;
+    if (getpeername(fd, (struct sockaddr *)&sa, &sl) != 0 || sa.sin_family != AF_INET ||
+        !inet_ntop(AF_INET, &sa.sin_addr, info.peer_address, sizeof info.peer_address))
+        copy_str(info.peer_address, "unknown");
     std::string why;
-    bool ready = false, gone = false;
-    if (dicom_tls_server_handshake(scp->tls_layer, fd, why)) {
+    bool ready = false, gone = false, refused = false;
+    if (!dicom_tls_server_handshake(scp->tls_layer, fd, why)) {
+        refused = true;
+    } else {
         for (;;) {
             /* the A-ASSOCIATE-RQ: a whole record in the socket, or already read by OpenSSL */
             const first_pdu st = first_pdu_state(fd, true);
@@ -1031,6 +1040,15 @@ void handshake_main(samda_scp *scp, handshake *h)
     } else {
         dicom_tls_discard(scp->tls_layer, fd);
     }
+    /* A refused handshake (no client certificate, one no trusted CA signed, no common protocol or
+     * suite, not TLS at all) is the only trace such a peer leaves: report it. One cut at the deadline
+     * or by stopping is not a refusal. */
+    bool cut;
+    {
+        std::lock_guard<std::mutex> lock(scp->mu);
+        cut = h->cut;
+    }
+    if (refused && !cut) event(scp, info, "TLS handshake failed", why.empty() ? std::string("unknown reason") : why);
     std::lock_guard<std::mutex> lock(scp->mu);
     h->done = true;
 }

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <openssl/ssl.h>
+#include <pthread.h>
 
 #include "dicom.h"
 #include "dicom_test_util.h"
@@ -118,6 +119,43 @@ static void client_tls(samda_dicom_tls *t)
     t->ca_file = ca_crt;
 }
 
+/* The SCP's on_event calls for refused handshakes (the only trace such a peer leaves). */
+static struct {
+    pthread_mutex_t mu;
+    int n_handshake_failed, n_bad;
+    char last_reason[256];
+} events = {PTHREAD_MUTEX_INITIALIZER, 0, 0, ""};
+
+static void on_event(void *ctx, const samda_assoc_info *a, const char *what, const char *reason)
+{
+    (void)ctx;
+    pthread_mutex_lock(&events.mu);
+    if (strcmp(what, "TLS handshake failed") == 0) {
+        events.n_handshake_failed++;
+        /* no association yet: no id, no AE titles; the peer's address and a cause */
+        if (a->id != 0 || a->calling_ae[0] || strcmp(a->peer_address, "127.0.0.1") != 0 || !reason || !*reason)
+            events.n_bad++;
+        snprintf(events.last_reason, sizeof events.last_reason, "%s", reason ? reason : "");
+    }
+    pthread_mutex_unlock(&events.mu);
+}
+
+/* The number of refused handshakes reported, once it reaches want (the SCP's thread reports after
+ * the client has seen the refusal) or after 5 s. */
+static int handshake_failures(int want)
+{
+    int n = 0;
+    for (int i = 0; i < 250; i++) {
+        pthread_mutex_lock(&events.mu);
+        n = events.n_handshake_failed;
+        assert_int_equal(events.n_bad, 0);
+        pthread_mutex_unlock(&events.mu);
+        if (n >= want) break;
+        usleep(20 * 1000);
+    }
+    return n;
+}
+
 static samda_scp *start_tls_scp(const samda_dicom_tls *t)
 {
     samda_scp_params p;
@@ -125,6 +163,7 @@ static samda_scp *start_tls_scp(const samda_dicom_tls *t)
     p.port = 0;
     p.temp_dir = temp_dir;
     p.tls = t;
+    p.on_event = on_event;
     samda_error e;
     samda_scp *scp = samda_scp_start(&p, &e);
     if (!scp) fail_msg("%s", e.message);
@@ -156,14 +195,18 @@ static void test_scp_with_storescu(void **state)
     samda_scp_counters_get(scp, &c);
     assert_int_equal(c.stores_ok, 1);
 
-    /* a certificate from another CA is refused in the handshake */
+    /* a certificate from another CA is refused in the handshake, and on_event says so */
+    int failures = handshake_failures(0);
     snprintf(args, sizeof args, "+tls '%s' '%s' +cf '%s'", rogue_key, rogue_crt, ca_crt);
     assert_int_not_equal(storescu(port, args, out, sizeof out), 0);
+    assert_int_equal(handshake_failures(failures + 1), failures + 1);
     /* no certificate at all (anonymous TLS): refused, a certificate is required by default */
     snprintf(args, sizeof args, "+tla +cf '%s'", ca_crt);
     assert_int_not_equal(storescu(port, args, out, sizeof out), 0);
+    assert_int_equal(handshake_failures(failures + 2), failures + 2);
     /* plain TCP to the TLS port */
     assert_int_not_equal(storescu(port, "", out, sizeof out), 0);
+    assert_int_equal(handshake_failures(failures + 3), failures + 3);
     samda_dicom_peer plain = {"SAMDA", "SAMDA", "127.0.0.1", port, NULL};
     assert_int_not_equal(samda_dicom_echo(&plain, 3, NULL), SAMDA_OK);
     /* a client that does not trust our server's CA gives up itself */

@@ -15,6 +15,10 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dicom.h"
 
 typedef enum { T_STR, T_PATH, T_INT, T_BOOL, T_SIZE, T_DURATION, T_ENUM, T_LIST, T_AE } opt_type;
 
@@ -81,6 +85,24 @@ static const opt main_opts[] = {
      "An association whose next command has not arrived whole this long after the previous message is aborted."},
     {"dicom", "max_pdu", T_INT, O(dicom_max_pdu), "65536", 4096, 131072, NULL, NULL, F_RESTART,
      "Largest PDU samdad receives, in bytes."},
+    {"dicom", "tls", T_BOOL, O(dicom_tls), "false", 0, 0, NULL, NULL, F_RESTART,
+     "DICOM TLS (PS3.15 B.9, BCP 195 non-downgrading profile: TLS 1.2 and 1.3) on the listener: port then speaks "
+     "TLS only (2762 is the registered dicom-tls port). One listener, so one set of association limits; a sender "
+     "that cannot speak TLS needs a TLS proxy. Needs tls_cert, tls_key and tls_ca_file or tls_ca_dir; certificates "
+     "need RSA keys. The files are read at start: a renewed certificate needs a restart."},
+    {"dicom", "tls_cert", T_PATH, O(dicom_tls_cert), NULL, 0, 0, NULL, NULL, F_RESTART | F_OPTIONAL,
+     "PEM certificate (chain) the listener presents."},
+    {"dicom", "tls_key", T_PATH, O(dicom_tls_key), NULL, 0, 0, NULL, NULL, F_RESTART | F_OPTIONAL,
+     "PEM private key of tls_cert, unencrypted (protect it with file permissions); must match tls_cert. Its path "
+     "is shown by --print-config, its content never."},
+    {"dicom", "tls_ca_file", T_PATH, O(dicom_tls_ca_file), NULL, 0, 0, NULL, NULL, F_RESTART | F_OPTIONAL,
+     "PEM file of the CA certificates trusted to sign the senders' client certificates."},
+    {"dicom", "tls_ca_dir", T_PATH, O(dicom_tls_ca_dir), NULL, 0, 0, NULL, NULL, F_RESTART | F_OPTIONAL,
+     "Directory of trusted CA certificates (named by hash: openssl rehash), instead of or beside tls_ca_file."},
+    {"dicom", "tls_require_client_cert", T_BOOL, O(dicom_tls_require_client_cert), "true", 0, 0, NULL, NULL,
+     F_RESTART,
+     "A sender must present a certificate signed by a trusted CA, else its TLS handshake fails (logged). false: "
+     "a certificate is verified only when presented (the [peer] allow-list still applies)."},
 
     {"http", "bind", T_STR, O(http_bind), "127.0.0.1", 0, 0, NULL, NULL, F_RESTART,
      "Address of the REST/DICOMweb listener."},
@@ -124,6 +146,10 @@ static const opt main_opts[] = {
      "Default decoder adapter (.safetensors) for sites without an active one of their own."},
     {"model", "device", T_STR, O(model_device), "auto", 0, 0, NULL, NULL, F_RESTART,
      "auto (CUDA when present), cpu, or cuda:N."},
+    {"model", "convention", T_ENUM, O(model_convention), "sam", 0, 0, NULL, "sam|medsam", F_RESTART,
+     "Input convention of the checkpoint's image encoder: sam (longest side scaled, ImageNet mean and std, padded; "
+     "official SAM weights and the demo model) or medsam (scaled to a square, min-max to [0, 1]; MedSAM weights). "
+     "It must match how the weights were trained: the wrong one loads but segments badly."},
     {"model", "threads", T_INT, O(model_threads), "0", 0, 256, NULL, NULL, F_RESTART,
      "CPU threads for inference; 0 = all online CPUs (libtorch's own default is 1)."},
     {"model", "max_batch", T_INT, O(model_max_batch), "0", 0, 256, NULL, NULL, F_RESTART,
@@ -151,7 +177,7 @@ static const opt site_opts[] = {
     {"site", "calling_ae", T_LIST, S(calling_ae), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
      "Calling AE titles whose studies belong to this site."},
     {"site", "modalities", T_LIST, S(modalities), "CT,MR", 0, 0, NULL, NULL, F_LIVE,
-     "Modalities whose completed series become segmentation jobs."},
+     "Modalities whose completed series become segmentation jobs: CT and/or MR (others are refused)."},
     {"site", "min_slices", T_INT, S(min_slices), "1", 1, 100000, NULL, NULL, F_LIVE,
      "Series with fewer instances are recorded but not segmented."},
     {"site", "series_idle", T_DURATION, S(series_idle_ms), "30s", 100, 86400000, "100ms..1d", NULL, F_LIVE,
@@ -186,6 +212,18 @@ static const opt dest_opts[] = {
      "Host name or address of the receiving PACS (required)."},
     {"destination", "port", T_INT, D(port), "104", 1, 65535, NULL, NULL, F_LIVE,
      "DICOM port of the receiving PACS."},
+    {"destination", "tls", T_BOOL, D(tls), "false", 0, 0, NULL, NULL, F_LIVE,
+     "Send over DICOM TLS (TLS 1.2 and 1.3, BCP 195 suites): the destination's certificate must be signed by "
+     "tls_ca_file or tls_ca_dir (host names are not compared), else nothing is sent and the export fails at once "
+     "(not retried). Exports and C-ECHO both use it."},
+    {"destination", "tls_ca_file", T_PATH, D(tls_ca_file), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
+     "PEM file of the CA certificates trusted to sign the destination's certificate."},
+    {"destination", "tls_ca_dir", T_PATH, D(tls_ca_dir), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
+     "Directory of trusted CA certificates (openssl rehash), instead of or beside tls_ca_file."},
+    {"destination", "tls_cert", T_PATH, D(tls_cert), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
+     "PEM client certificate samdad presents to the destination (with tls_key); empty: none."},
+    {"destination", "tls_key", T_PATH, D(tls_key), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
+     "PEM private key of tls_cert, unencrypted; must match it. Its path is shown, its content never."},
 };
 
 typedef struct section_kind {
@@ -309,6 +347,9 @@ typedef struct parse_state {
     void *cur_elem;
     int cur_set_line[16];
     char cur_section[128];
+    /* where each key of a repeated section was set, for cross_check's messages */
+    struct key_at { const section_kind *kind; size_t elem, opt; int line; } *keys_at;
+    size_t n_keys_at;
 } parse_state;
 
 static void perr(parse_state *ps, const char *fmt, ...)
@@ -371,6 +412,8 @@ static char *resolve_path(parse_state *ps, const char *v)
 
 /* Parse one value into its field. Messages name the section the user wrote. */
 /* [http] public_url goes verbatim in front of every URL samdad hands out. */
+bool samda_modality_is_segmentable(const char *m) { return m && (!strcmp(m, "CT") || !strcmp(m, "MR")); }
+
 static bool public_url_ok(const char *v)
 {
     size_t n = strlen(v), skip = strncmp(v, "https://", 8) == 0 ? 8 : strncmp(v, "http://", 7) == 0 ? 7 : 0;
@@ -525,6 +568,13 @@ static bool set_value(parse_state *ps, const opt *o, void *base, const char *sec
             perr(ps, "[%s] %s is empty: at least one value is required", section, o->key);
             return false;
         }
+        /* A site that selects a modality samda cannot segment would wait for ever: refuse it now. */
+        for (size_t i = 0; o->offset == S(modalities) && !strcmp(o->section, "site") && i < l->n; i++)
+            if (!samda_modality_is_segmentable(l->v[i])) {
+                perr(ps, "[%s] %s = %s: %s is not a modality samda segments (CT, MR)", section, o->key, l->v[i],
+                     l->v[i]);
+                return false;
+            }
         return true;
     }
     }
@@ -603,6 +653,27 @@ static void *open_elem(parse_state *ps, const section_kind *k, const char *name)
     return e;
 }
 
+/* Remember the line of a key of the repeated section now open (no line when memory is short: the
+ * messages then give the section's line). */
+static void note_key_line(parse_state *ps, const section_kind *k, size_t opt_index)
+{
+    if (!ps->line) return;
+    struct key_at *n = realloc(ps->keys_at, (ps->n_keys_at + 1) * sizeof *n);
+    if (!n) return;
+    ps->keys_at = n;
+    char *arr = *(char **)((char *)ps->cfg + k->arr_off);
+    n[ps->n_keys_at++] = (struct key_at){k, (size_t)((char *)ps->cur_elem - arr) / k->elem_size, opt_index, ps->line};
+}
+
+/* The line where key was set in the i-th element of kind k, else the section's line. */
+static int key_line(const parse_state *ps, const section_kind *k, size_t elem, const char *key)
+{
+    for (size_t j = ps->n_keys_at; j-- > 0;)
+        if (ps->keys_at[j].kind == k && ps->keys_at[j].elem == elem && !strcmp(k->opts[ps->keys_at[j].opt].key, key))
+            return ps->keys_at[j].line;
+    return *(int *)((char *)elem_at(ps->cfg, k, elem) + k->line_off);
+}
+
 static int on_item(void *user, const char *section, const char *key, const char *value)
 {
     parse_state *ps = user;
@@ -634,6 +705,7 @@ static int on_item(void *user, const char *section, const char *key, const char 
                 return 0;
             }
             ps->cur_set_line[i] = ps->line;
+            note_key_line(ps, k, i);
             return set_value(ps, &k->opts[i], ps->cur_elem, section, value) ? 1 : 0;
         }
         const char *near = nearest_key(key, k->opts, k->n_opts, NULL);
@@ -717,6 +789,96 @@ static void config_free(samda_config *c)
     free(c);
 }
 
+static int main_line(const parse_state *ps, const char *section, const char *key)
+{
+    for (size_t i = 0; i < N_MAIN; i++)
+        if (!strcmp(main_opts[i].section, section) && !strcmp(main_opts[i].key, key)) return ps->set_line[i];
+    return 0;
+}
+
+/* The DICOM TLS keys of [dicom] (the listener) or of one [destination] (a client), for tls_check. */
+typedef struct tls_keys {
+    const char *section;  /* as the user wrote it: "dicom", "destination pacs" */
+    bool on, is_server;
+    const char *path[4];  /* tls_cert, tls_key, tls_ca_file, tls_ca_dir; NULL = unset */
+    int line[5];          /* where each was set, then the line of tls itself */
+} tls_keys;
+
+static const char *const tls_key_names[4] = {"tls_cert", "tls_key", "tls_ca_file", "tls_ca_dir"};
+
+/* Complete, readable, and loadable together: samda_dicom_tls_check loads the files as the listener
+ * or the exporter will (key matches certificate, CA parses), so a mistake is reported here, at the
+ * key's line, rather than at the first association. Messages give paths, never file content. */
+static bool tls_check(parse_state *ps, const tls_keys *t)
+{
+    if (!t->on) {
+        for (int i = 0; i < 4; i++)
+            if (t->path[i]) {
+                ps->line = t->line[i];
+                perr(ps, "[%s] %s = %s: tls is not true, so it would not be used: set tls = true or remove %s",
+                     t->section, tls_key_names[i], t->path[i], tls_key_names[i]);
+                return false;
+            }
+        return true;
+    }
+    ps->line = t->line[4];
+    if (t->is_server && (!t->path[0] || !t->path[1])) {
+        perr(ps, "[%s] tls = true: needs tls_cert and tls_key (the certificate and private key the listener presents)",
+             t->section);
+        return false;
+    }
+    if (!t->path[2] && !t->path[3]) {
+        perr(ps, "[%s] tls = true: needs tls_ca_file or tls_ca_dir (the CA certificates trusted to sign the %s)",
+             t->section, t->is_server ? "senders' client certificates" : "destination's certificate");
+        return false;
+    }
+    if (!t->path[0] != !t->path[1]) {
+        int i = t->path[0] ? 0 : 1;
+        ps->line = t->line[i];
+        perr(ps, "[%s] %s = %s: %s must be set with it (a certificate and its private key go together)", t->section,
+             tls_key_names[i], t->path[i], tls_key_names[1 - i]);
+        return false;
+    }
+    for (int i = 0; i < 4; i++) {
+        if (!t->path[i]) continue;
+        ps->line = t->line[i];
+        struct stat sb;
+        bool dir = i == 3;
+        if (stat(t->path[i], &sb) == 0 && (dir ? !S_ISDIR(sb.st_mode) : !S_ISREG(sb.st_mode))) {
+            perr(ps, "[%s] %s = %s: not a %s", t->section, tls_key_names[i], t->path[i], dir ? "directory" : "file");
+            return false;
+        }
+        if (access(t->path[i], dir ? R_OK | X_OK : R_OK) != 0) {
+            perr(ps, "[%s] %s = %s: cannot be read: %s", t->section, tls_key_names[i], t->path[i], strerror(errno));
+            return false;
+        }
+    }
+    samda_dicom_tls d;
+    samda_dicom_tls_init(&d);
+    d.certificate_file = t->path[0];
+    d.private_key_file = t->path[1];
+    d.ca_file = t->path[2];
+    d.ca_dir = t->path[3];
+    samda_error e;
+    if (samda_dicom_tls_check(&d, t->is_server, &e) == SAMDA_OK) return true;
+    /* the key whose file the message names first is the one to fix (a key that does not match its
+     * certificate: the message names the key first) */
+    int at = 4;
+    const char *first = NULL;
+    for (int i = 0; i < 4; i++) {
+        const char *hit = t->path[i] ? strstr(e.message, t->path[i]) : NULL;
+        if (hit && (!first || hit < first)) {
+            first = hit;
+            at = i;
+        }
+    }
+    const char *rule = strncmp(e.message, "DICOM TLS: ", 11) == 0 ? e.message + 11 : e.message;
+    ps->line = t->line[at];
+    if (at == 4) perr(ps, "[%s] tls = true: %s", t->section, rule);
+    else perr(ps, "[%s] %s = %s: %s", t->section, tls_key_names[at], t->path[at], rule);
+    return false;
+}
+
 /* Checks across keys and sections, after everything is read. */
 static bool cross_check(parse_state *ps)
 {
@@ -745,7 +907,20 @@ static bool cross_check(parse_state *ps)
             perr(ps, "[destination %s]: ae_title and host are required", d->name);
             return false;
         }
+        char section[128];
+        snprintf(section, sizeof section, "destination %s", d->name);
+        const section_kind *k = &repeated[2];
+        tls_keys t = {section, d->tls, false, {d->tls_cert, d->tls_key, d->tls_ca_file, d->tls_ca_dir},
+                      {key_line(ps, k, i, "tls_cert"), key_line(ps, k, i, "tls_key"), key_line(ps, k, i, "tls_ca_file"),
+                       key_line(ps, k, i, "tls_ca_dir"), key_line(ps, k, i, "tls")}};
+        if (!tls_check(ps, &t)) return false;
     }
+    tls_keys t = {"dicom", c->dicom_tls, true,
+                  {c->dicom_tls_cert, c->dicom_tls_key, c->dicom_tls_ca_file, c->dicom_tls_ca_dir},
+                  {main_line(ps, "dicom", "tls_cert"), main_line(ps, "dicom", "tls_key"),
+                   main_line(ps, "dicom", "tls_ca_file"), main_line(ps, "dicom", "tls_ca_dir"),
+                   main_line(ps, "dicom", "tls")}};
+    if (!tls_check(ps, &t)) return false;
     for (size_t i = 0; i < c->n_sites; i++) {
         samda_site_cfg *s = &c->sites[i];
         ps->line = s->line;
@@ -847,9 +1022,11 @@ samda_config *samda_config_load(const char *path, const char *const *overrides, 
     if (!cross_check(&ps)) goto fail;
     c->source = strdup(path ? path : "(defaults)");
     free(ps.base_dir);
+    free(ps.keys_at);
     return c;
 fail:
     free(ps.base_dir);
+    free(ps.keys_at);
     config_free(c);
     return NULL;
 }

@@ -248,6 +248,130 @@ static void test_value_parsers(void **state)
     assert_false(samda_ae_title_is_valid("TAB\tX"));
 }
 
+/* DICOM TLS keys of [dicom] (the listener) and [destination] (the exporter's client): complete, readable,
+ * key matching its certificate (samda_dicom_tls_check loads them as the listener will), errors at the
+ * key's line; restart-only for the listener, reloaded for destinations; --print-config shows paths,
+ * never key material. The test PKI is made with the openssl command. */
+static void tls_reload_note(void *ctx, const char *sec, const char *key)
+{
+    assert_string_equal(sec, "dicom");
+    assert_non_null(strstr(key, "tls"));
+    (*(int *)ctx)++;
+}
+
+static void test_dicom_tls_keys(void **state)
+{
+    (void)state;
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && { openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=ca && "
+             "openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=localhost && "
+             "openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out srv.crt -days 2 && "
+             "openssl genrsa -out other.key 2048 && mkdir -p cadir && echo 'not a certificate' > junk.pem; } "
+             ">/dev/null 2>&1",
+             tmpdir);
+    if (system(cmd) != 0) fail_msg("making the test PKI with openssl failed: %s", cmd);
+    const char *t = tmpdir;
+    char want[1200];
+
+    /* a complete listener: relative paths from the file's folder, client certificates required */
+    const char *p = write_conf("tls.conf", "[dicom]\ntls = true\ntls_cert = srv.crt\ntls_key = srv.key\n"
+                                           "tls_ca_file = ca.crt\n"
+                                           "[destination pacs]\nae_title = PACS\nhost = h\ntls = true\n"
+                                           "tls_ca_dir = cadir\ntls_cert = srv.crt\ntls_key = srv.key\n"
+                                           "[destination plain]\nae_title = P\nhost = h\n");
+    samda_error err;
+    samda_config *c = samda_config_load(p, NULL, &err);
+    if (!c) fail_msg("%s", err.message);
+    assert_true(c->dicom_tls);
+    assert_true(c->dicom_tls_require_client_cert);
+    snprintf(want, sizeof want, "%s/srv.key", t);
+    assert_string_equal(c->dicom_tls_key, want);
+    const samda_dest_cfg *d = samda_config_dest(c, "pacs");
+    assert_true(d->tls);
+    snprintf(want, sizeof want, "%s/cadir", t);
+    assert_string_equal(d->tls_ca_dir, want);
+    assert_false(samda_config_dest(c, "plain")->tls);
+    /* --print-config: the key's path, never its content */
+    char *out = NULL;
+    size_t n;
+    FILE *f = open_memstream(&out, &n);
+    samda_config_write_effective(c, f);
+    fclose(f);
+    snprintf(want, sizeof want, "\ntls_key = %s/srv.key\n", t);
+    assert_non_null(strstr(out, want));
+    assert_null(strstr(out, "PRIVATE KEY"));
+    assert_null(strstr(out, "-----BEGIN"));
+    free(out);
+
+    /* reload: the listener's TLS keys are restart-only (reported), a destination's apply at once */
+    const char *sets[] = {"dicom.tls_require_client_cert=false", "destination.pacs.tls=false",
+                          "destination.pacs.tls_ca_dir=", "destination.pacs.tls_cert=", "destination.pacs.tls_key=",
+                          NULL};
+    samda_config *next = samda_config_load(p, sets, &err);
+    if (!next) fail_msg("%s", err.message);
+    int noted = 0;
+    assert_int_equal(samda_config_merge_reload(next, c, tls_reload_note, &noted, &err), SAMDA_OK);
+    assert_int_equal(noted, 1);
+    assert_true(next->dicom_tls_require_client_cert); /* kept until a restart */
+    assert_false(samda_config_dest(next, "pacs")->tls); /* applied */
+    samda_config_unref(next);
+    samda_config_unref(c);
+
+    /* listener: each rule at the line of the key to fix */
+    expect_error("[dicom]\ntls = true\ntls_ca_file = ca.crt\n",
+                 ":2: [dicom] tls = true: needs tls_cert and tls_key (the certificate and private key the listener "
+                 "presents)");
+    expect_error("[dicom]\ntls = true\ntls_cert = srv.crt\ntls_key = srv.key\n",
+                 ":2: [dicom] tls = true: needs tls_ca_file or tls_ca_dir (the CA certificates trusted to sign the "
+                 "senders' client certificates)");
+    char suffix[1200];
+    snprintf(suffix, sizeof suffix,
+             ":4: [dicom] tls_key = %s/other.key: private key %s/other.key does not match certificate %s/srv.crt", t, t,
+             t);
+    expect_error("[dicom]\ntls = true\ntls_cert = srv.crt\ntls_key = other.key\ntls_ca_file = ca.crt\n", suffix);
+    snprintf(suffix, sizeof suffix, ":5: [dicom] tls_ca_file = %s/missing.crt: cannot be read: No such file or directory",
+             t);
+    expect_error("[dicom]\ntls = true\ntls_cert = srv.crt\ntls_key = srv.key\ntls_ca_file = missing.crt\n", suffix);
+    snprintf(suffix, sizeof suffix, ":5: [dicom] tls_ca_dir = %s/ca.crt: not a directory", t);
+    expect_error("[dicom]\ntls = true\ntls_cert = srv.crt\ntls_key = srv.key\ntls_ca_dir = ca.crt\n", suffix);
+    snprintf(suffix, sizeof suffix,
+             ":2: [dicom] tls_cert = %s/srv.crt: tls is not true, so it would not be used: set tls = true or remove "
+             "tls_cert",
+             t);
+    expect_error("[dicom]\ntls_cert = srv.crt\n", suffix);
+    /* a CA file that is not PEM: DCMTK's reason follows the rule */
+    p = write_conf("junk.conf", "[dicom]\ntls = true\ntls_cert = srv.crt\ntls_key = srv.key\ntls_ca_file = junk.pem\n");
+    assert_null(samda_config_load(p, NULL, &err));
+    snprintf(want, sizeof want, "%s:5: [dicom] tls_ca_file = %s/junk.pem: cannot load CA file %s/junk.pem (PEM)", p, t, t);
+    if (strncmp(err.message, want, strlen(want)) != 0) fail_msg("got: %s\nwant: %s...", err.message, want);
+
+    /* destination: a CA is needed, a client certificate is optional but comes with its key */
+    expect_error("[destination pacs]\nae_title = PACS\nhost = h\ntls = true\n",
+                 ":4: [destination pacs] tls = true: needs tls_ca_file or tls_ca_dir (the CA certificates trusted to "
+                 "sign the destination's certificate)");
+    snprintf(suffix, sizeof suffix,
+             ":6: [destination pacs] tls_cert = %s/srv.crt: tls_key must be set with it (a certificate and its "
+             "private key go together)",
+             t);
+    expect_error("[destination pacs]\nae_title = PACS\nhost = h\ntls = true\ntls_ca_file = ca.crt\ntls_cert = srv.crt\n",
+                 suffix);
+    snprintf(suffix, sizeof suffix,
+             ":7: [destination pacs] tls_key = %s/other.key: private key %s/other.key does not match certificate "
+             "%s/srv.crt",
+             t, t, t);
+    expect_error("[destination pacs]\nae_title = PACS\nhost = h\ntls = true\ntls_ca_file = ca.crt\ntls_cert = srv.crt\n"
+                 "tls_key = other.key\n[destination b]\nae_title = B\nhost = h\n",
+                 suffix);
+    snprintf(suffix, sizeof suffix,
+             ":9: [destination b] tls_ca_file = %s/ca.crt: tls is not true, so it would not be used: set tls = true "
+             "or remove tls_ca_file",
+             t);
+    expect_error("[destination a]\nae_title = A\nhost = h\ntls = true\ntls_ca_file = ca.crt\n"
+                 "[destination b]\nae_title = B\nhost = h\ntls_ca_file = ca.crt\n",
+                 suffix);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -262,6 +386,47 @@ static int teardown(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
+static void convention_note(void *ctx, const char *sec, const char *key)
+{
+    assert_string_equal(sec, "model");
+    assert_string_equal(key, "convention");
+    (*(int *)ctx)++;
+}
+
+/* [model] convention (issue 15): sam by default, medsam accepted (any case), anything else refused at
+ * file:line with the choices; a reload keeps the running value and names it (restart only). */
+static void test_model_convention(void **state)
+{
+    (void)state;
+    samda_error err;
+    samda_config *c = samda_config_load(NULL, NULL, &err);
+    assert_non_null(c);
+    assert_int_equal(c->model_convention, SAMDA_CFG_CONVENTION_SAM);
+    samda_config_unref(c);
+    const char *p = write_conf("medsam.conf", "[model]\nconvention = MedSAM\n");
+    c = samda_config_load(p, NULL, &err);
+    if (!c) fail_msg("%s", err.message);
+    assert_int_equal(c->model_convention, SAMDA_CFG_CONVENTION_MEDSAM);
+    char *out = NULL;
+    size_t n;
+    FILE *f = open_memstream(&out, &n);
+    samda_config_write_effective(c, f);
+    fclose(f);
+    assert_non_null(strstr(out, "convention = medsam"));
+    free(out);
+    expect_error("[model]\ndevice = cpu\nconvention = vit\n", ":3: [model] convention = vit: must be one of sam|medsam");
+    const char *sets[] = {"model.convention=sam", NULL};
+    samda_config *next = samda_config_load(p, sets, &err);
+    assert_non_null(next);
+    assert_int_equal(next->model_convention, SAMDA_CFG_CONVENTION_SAM);
+    int noted = 0;
+    assert_int_equal(samda_config_merge_reload(next, c, convention_note, &noted, &err), SAMDA_OK);
+    assert_int_equal(noted, 1);
+    assert_int_equal(next->model_convention, SAMDA_CFG_CONVENTION_MEDSAM);
+    samda_config_unref(next);
+    samda_config_unref(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -272,6 +437,8 @@ int main(void)
         cmocka_unit_test(test_effective_round_trip),
         cmocka_unit_test(test_example_in_step),
         cmocka_unit_test(test_value_parsers),
+        cmocka_unit_test(test_dicom_tls_keys),
+        cmocka_unit_test(test_model_convention),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

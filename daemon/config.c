@@ -146,10 +146,6 @@ static const opt main_opts[] = {
      "Default decoder adapter (.safetensors) for sites without an active one of their own."},
     {"model", "device", T_STR, O(model_device), "auto", 0, 0, NULL, NULL, F_RESTART,
      "auto (CUDA when present), cpu, or cuda:N."},
-    {"model", "convention", T_ENUM, O(model_convention), "sam", 0, 0, NULL, "sam|medsam", F_RESTART,
-     "Input convention of the checkpoint's image encoder: sam (longest side scaled, ImageNet mean and std, padded; "
-     "official SAM weights and the demo model) or medsam (scaled to a square, min-max to [0, 1]; MedSAM weights). "
-     "It must match how the weights were trained: the wrong one loads but segments badly."},
     {"model", "threads", T_INT, O(model_threads), "0", 0, 256, NULL, NULL, F_RESTART,
      "CPU threads for inference; 0 = all online CPUs (libtorch's own default is 1)."},
     {"model", "max_batch", T_INT, O(model_max_batch), "0", 0, 256, NULL, NULL, F_RESTART,
@@ -177,7 +173,7 @@ static const opt site_opts[] = {
     {"site", "calling_ae", T_LIST, S(calling_ae), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
      "Calling AE titles whose studies belong to this site."},
     {"site", "modalities", T_LIST, S(modalities), "CT,MR", 0, 0, NULL, NULL, F_LIVE,
-     "Modalities whose completed series become segmentation jobs: CT and/or MR (others are refused)."},
+     "Modalities whose completed series become segmentation jobs."},
     {"site", "min_slices", T_INT, S(min_slices), "1", 1, 100000, NULL, NULL, F_LIVE,
      "Series with fewer instances are recorded but not segmented."},
     {"site", "series_idle", T_DURATION, S(series_idle_ms), "30s", 100, 86400000, "100ms..1d", NULL, F_LIVE,
@@ -412,8 +408,6 @@ static char *resolve_path(parse_state *ps, const char *v)
 
 /* Parse one value into its field. Messages name the section the user wrote. */
 /* [http] public_url goes verbatim in front of every URL samdad hands out. */
-bool samda_modality_is_segmentable(const char *m) { return m && (!strcmp(m, "CT") || !strcmp(m, "MR")); }
-
 static bool public_url_ok(const char *v)
 {
     size_t n = strlen(v), skip = strncmp(v, "https://", 8) == 0 ? 8 : strncmp(v, "http://", 7) == 0 ? 7 : 0;
@@ -568,13 +562,6 @@ static bool set_value(parse_state *ps, const opt *o, void *base, const char *sec
             perr(ps, "[%s] %s is empty: at least one value is required", section, o->key);
             return false;
         }
-        /* A site that selects a modality samda cannot segment would wait for ever: refuse it now. */
-        for (size_t i = 0; o->offset == S(modalities) && !strcmp(o->section, "site") && i < l->n; i++)
-            if (!samda_modality_is_segmentable(l->v[i])) {
-                perr(ps, "[%s] %s = %s: %s is not a modality samda segments (CT, MR)", section, o->key, l->v[i],
-                     l->v[i]);
-                return false;
-            }
         return true;
     }
     }

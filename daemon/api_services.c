@@ -23,6 +23,7 @@
 #include <png.h>
 
 #include "dicom.h"
+#include "exporter.h"
 #include "ingest.h"
 #include "json_out.h"
 #include "safetensors.h"
@@ -1475,16 +1476,17 @@ out:
 
 static json_t *dest_json_store(const samda_destination *d)
 {
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:I}", "name", d->name, "source", "api", "ae_title", d->ae_title, "host",
-                          d->host, "port", d->port, "created_ms", (json_int_t)d->created_ms);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:b, s:I}", "name", d->name, "source", "api", "ae_title", d->ae_title,
+                          "host", d->host, "port", d->port, "tls", 0 /* API destinations: plain TCP */, "created_ms",
+                          (json_int_t)d->created_ms);
     json_object_set_new(o, "settings", json_from_text(d->settings_json));
     return o;
 }
 
 static json_t *dest_json_cfg(const samda_dest_cfg *d)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:I, s:o}", "name", d->name, "source", "configuration", "ae_title", d->ae_title,
-                     "host", d->host, "port", (json_int_t)d->port, "settings", json_object());
+    return json_pack("{s:s, s:s, s:s, s:s, s:I, s:b, s:o}", "name", d->name, "source", "configuration", "ae_title",
+                     d->ae_title, "host", d->host, "port", (json_int_t)d->port, "tls", d->tls, "settings", json_object());
 }
 
 static samda_status destinations_list(void *v, json_t **out, samda_error *err)
@@ -1554,6 +1556,9 @@ static samda_status destination_add(void *v, const json_t *body, int64_t token_i
     if (!json_is_integer(port) || json_integer_value(port) < 1 || json_integer_value(port) > 65535)
         return samda_fail(err, SAMDA_EINVAL, "body member port must be an integer from 1 to 65535");
     if (settings && !json_is_object(settings)) return samda_fail(err, SAMDA_EINVAL, "body member settings must be an object");
+    if (json_object_get(settings, "tls"))
+        return samda_fail(err, SAMDA_EINVAL, "body member settings.tls: DICOM TLS destinations are defined in the "
+                          "configuration file ([destination NAME] tls = true); destinations added here use plain TCP");
     samda_config *cfg = samdad_config_get(core->ctx);
     bool in_cfg = samda_config_dest(cfg, name) != NULL;
     samda_config_unref(cfg);
@@ -1593,18 +1598,19 @@ static samda_status destination_echo(void *v, const char *name, int64_t token_id
     samda_status st = destination_get(v, name, &d, err);
     if (st != SAMDA_OK) return st;
     samda_config *cfg = samdad_config_get(core->ctx);
+    samda_dicom_tls tls; /* a [destination] section's TLS, as for its exports; API destinations: plain TCP */
     samda_dicom_peer peer = {cfg->dicom_ae_title, json_string_value(json_object_get(d, "ae_title")),
                              json_string_value(json_object_get(d, "host")), (unsigned)json_integer_value(json_object_get(d, "port")),
-                             NULL /* destinations have no TLS setting yet: plain TCP */};
+                             samdad_dest_tls(samda_config_dest(cfg, name), &tls)};
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     samda_error e = {SAMDA_OK, ""};
     samda_status es = samda_dicom_echo(&peer, ECHO_TIMEOUT_S, &e);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
-    json_t *o = json_pack("{s:s, s:b, s:f, s:s, s:s, s:s, s:s, s:i}", "destination", name, "ok", es == SAMDA_OK, "ms", ms, "status",
-                          samda_status_name(es), "calling_ae", peer.calling_ae, "called_ae", peer.called_ae, "host", peer.host,
-                          "port", (int)peer.port);
+    json_t *o = json_pack("{s:s, s:b, s:f, s:s, s:s, s:s, s:s, s:i, s:b}", "destination", name, "ok", es == SAMDA_OK, "ms", ms,
+                          "status", samda_status_name(es), "calling_ae", peer.calling_ae, "called_ae", peer.called_ae, "host",
+                          peer.host, "port", (int)peer.port, "tls", peer.tls != NULL);
     if (es != SAMDA_OK) json_object_set_new(o, "error", json_string(e.message[0] ? e.message : samda_status_str(es)));
     samda_log(&core->ctx->log, es == SAMDA_OK ? SAMDA_LOG_INFO : SAMDA_LOG_WARN, "api", "C-ECHO", "destination=%s status=%s ms=%.1f token=%lld",
               name, samda_status_name(es), ms, (long long)token_id);

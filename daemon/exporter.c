@@ -41,6 +41,17 @@ struct sender {
 
 static char *q(char *buf, unsigned size, const char *v) { return samda_log_quote(buf, size, v); }
 
+const samda_dicom_tls *samdad_dest_tls(const samda_dest_cfg *d, samda_dicom_tls *out)
+{
+    if (!d || !d->tls) return NULL;
+    samda_dicom_tls_init(out);
+    out->certificate_file = d->tls_cert;
+    out->private_key_file = d->tls_key;
+    out->ca_file = d->tls_ca_file;
+    out->ca_dir = d->tls_ca_dir;
+    return out;
+}
+
 /* Send the items of one destination over one association and record each outcome. */
 static void send_group(samdad_ctx *ctx, const samda_config *cfg, const samda_destination *d, samda_export_item *items,
                        size_t n)
@@ -55,8 +66,13 @@ static void send_group(samdad_ctx *ctx, const samda_config *cfg, const samda_des
         if (!paths[i] || samda_store_object_path(store, items[i].relpath, paths[i], PATH_MAX, &err) != SAMDA_OK)
             goto out;
     }
-    samda_dicom_peer peer = {
-        .calling_ae = cfg->dicom_ae_title, .called_ae = d->ae_title, .host = d->host, .port = (unsigned)d->port};
+    /* A [destination] section's TLS settings as configured now (reloadable); a destination added
+     * through the API has none and is sent to over plain TCP. A TLS set-up or handshake failure
+     * (certificate not signed by the configured CA, peer not speaking TLS) is permanent: waiting
+     * does not make a certificate trusted, and the SEG must not go to an unverified peer. */
+    samda_dicom_tls tls;
+    samda_dicom_peer peer = {.calling_ae = cfg->dicom_ae_title, .called_ae = d->ae_title, .host = d->host,
+                             .port = (unsigned)d->port, .tls = samdad_dest_tls(samda_config_dest(cfg, d->name), &tls)};
     unsigned timeout = (unsigned)((cfg->dicom_dimse_timeout_ms + 999) / 1000);
     samda_store_outcome outcome = SAMDA_STORE_TRANSIENT;
     memset(&err, 0, sizeof err);
@@ -78,14 +94,16 @@ static void send_group(samdad_ctx *ctx, const samda_config *cfg, const samda_des
         bool permanent = !res[i].is_transient;
         int64_t next = 0;
         char msg[SAMDA_ERROR_MESSAGE_SIZE + 320];
-        snprintf(msg, sizeof msg, "%.400s (%.255s:%d %.16s)", res[i].message[0] ? res[i].message : err.message, d->host, d->port,
-                 d->ae_title);
+        snprintf(msg, sizeof msg, "%.400s (%.255s:%d %.16s%s)", res[i].message[0] ? res[i].message : err.message, d->host,
+                 d->port, d->ae_title, peer.tls ? ", DICOM TLS" : "");
         if (samda_store_export_fail(store, items[i].id, msg, permanent, &next, &e2) != SAMDA_OK)
             samda_log(&ctx->log, SAMDA_LOG_ERROR, "export", "cannot record a failed send", "item=%lld error=%s",
                       (long long)items[i].id, q((char[600]){0}, 600, e2.message));
         else
             samda_log(&ctx->log, permanent || !next ? SAMDA_LOG_ERROR : SAMDA_LOG_WARN, "export",
-                      permanent ? "refused by the destination: failed (retry by hand)"
+                      permanent && peer.tls && strstr(res[i].message[0] ? res[i].message : err.message, "TLS")
+                          ? "DICOM TLS with the destination failed: not sent, failed (retry by hand)"
+                      : permanent ? "refused by the destination: failed (retry by hand)"
                       : next    ? "send failed, will retry"
                                 : "send failed, out of attempts",
                       "destination=%s item=%lld attempt=%d error=%s", d->name, (long long)items[i].id,

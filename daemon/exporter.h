@@ -6,9 +6,17 @@
 #ifndef SAMDA_DAEMON_EXPORTER_H
 #define SAMDA_DAEMON_EXPORTER_H
 
+#include "config.h"
 #include "context.h"
+#include "dicom.h"
 
 typedef struct samdad_exporter samdad_exporter;
+
+/** The DICOM TLS settings of a [destination] section, for its exports and its C-ECHO.
+ *  @param out OUT: filled when d->tls.  @return out, or NULL when d sends over plain TCP (d NULL
+ *  included: destinations added through the API have no TLS).
+ *  Ownership: *out borrows d's strings (valid while the configuration is referenced). */
+const samda_dicom_tls *samdad_dest_tls(const samda_dest_cfg *d, samda_dicom_tls *out);
 
 /** Start the export thread. @return it, or NULL with err (SAMDA_ENOMEM, SAMDA_EINTERNAL).
  *  Ownership: stop with samdad_exporter_stop(). */

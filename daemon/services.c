@@ -188,6 +188,16 @@ samda_status samdad_services_start(samdad_ctx *ctx, samda_error *err)
     scp.idle_timeout_s = (unsigned)((cfg->dicom_idle_timeout_ms + 999) / 1000);
     scp.max_pdu_bytes = (unsigned)cfg->dicom_max_pdu;
     scp.temp_dir = svc->tmp_dir;
+    samda_dicom_tls tls; /* [dicom] tls: this port speaks DICOM TLS only (read by samda_scp_start) */
+    if (cfg->dicom_tls) {
+        samda_dicom_tls_init(&tls);
+        tls.certificate_file = cfg->dicom_tls_cert;
+        tls.private_key_file = cfg->dicom_tls_key;
+        tls.ca_file = cfg->dicom_tls_ca_file;
+        tls.ca_dir = cfg->dicom_tls_ca_dir;
+        tls.require_peer_certificate = cfg->dicom_tls_require_client_cert;
+        scp.tls = &tls;
+    }
     samdad_ingest_bind(ctx, &scp);
     scp.on_event = scp_event; /* its ctx is samdad_ingest_bind's: this ctx */
     svc->scp = samda_scp_start(&scp, err);
@@ -302,7 +312,7 @@ void samdad_services_status(samdad_ctx *ctx, char *buf, unsigned size)
     samda_config *cfg = samdad_config_get(ctx);
     unsigned port = ctx->svc && ctx->svc->scp ? samda_scp_port(ctx->svc->scp) : 0;
     unsigned hport = ctx->svc && ctx->svc->api ? samda_api_port(ctx->svc->api) : 0;
-    snprintf(buf, size, "dicom=%s:%u ae_title=%s http=%s:%u data_dir=%s", cfg->dicom_bind, port,
-             cfg->dicom_ae_title, cfg->http_bind, hport, cfg->data_dir);
+    snprintf(buf, size, "dicom=%s:%u dicom_tls=%s ae_title=%s http=%s:%u data_dir=%s", cfg->dicom_bind, port,
+             cfg->dicom_tls ? "true" : "false", cfg->dicom_ae_title, cfg->http_bind, hport, cfg->data_dir);
     samda_config_unref(cfg);
 }

@@ -1,4 +1,4 @@
-/* Administration routes (/api/v1/sites, /api/v1/destinations, per-site adapters): role admin,
+/* Administration routes (/api/v1/sites, /api/v1/destinations, /api/v1/exports, per-site adapters): role admin,
  * every call audited. Each handler validates the path and query, parses the JSON body (the core
  * validates its members) or hands over the spooled upload, and maps the service's answer to
  * HTTP: 200, 201 with Location, 202 for queued jobs, 204 for deletions. */
@@ -126,6 +126,52 @@ void api_h_destination_echo(api_request *r)
     if (!api_call_ok(r, api->svc.destination_echo(api->svc.ctx, api_match_param(&r->match, "name"), r->token_id, &out, &e), &e,
                      &out))
         return;
+    api_reply_json(r, 200, out, NULL);
+}
+
+/* ---- exports: the queue of DICOM-SEG results for destinations ---------------------------------- */
+
+void api_h_exports_list(api_request *r)
+{
+    static const char *const allowed[] = {"state", "destination", "result", "limit", "offset", NULL};
+    static const char *const states[] = {"pending", "sending", "done", "failed"};
+    uint64_t limit, offset, result;
+    if (!api_only_params(r, allowed) || !api_uparam(r, "limit", 1, 1000, 100, &limit) ||
+        !api_uparam(r, "offset", 0, INT32_MAX, 0, &offset) || !api_uparam(r, "result", 1, INT64_MAX, 0, &result))
+        return;
+    samda_api_export_filter f = {api_query_get(&r->args, "state"), api_query_get(&r->args, "destination"), (int64_t)result,
+                                 (unsigned)limit, (unsigned)offset};
+    if (f.state) {
+        bool known = false;
+        for (size_t i = 0; i < sizeof states / sizeof *states; i++) known |= strcmp(f.state, states[i]) == 0;
+        if (!known) {
+            api_reply_problem(r, SAMDA_EINVAL, 0, "query parameter state must be pending, sending, done or failed");
+            return;
+        }
+    }
+    if (f.destination && !api_valid_name(f.destination)) {
+        api_reply_problem(r, SAMDA_EINVAL, 0, "query parameter destination must be a name ([A-Za-z0-9._-], 1 to 63)");
+        return;
+    }
+    samda_api *api = r->api;
+    json_t *out = NULL;
+    samda_error e = {SAMDA_OK, ""};
+    if (!api_call_ok(r, api->svc.exports_list(api->svc.ctx, &f, &out, &e), &e, &out)) return;
+    api_reply_json(r, 200, out, NULL);
+}
+
+void api_h_export_retry(api_request *r)
+{
+    uint64_t id;
+    if (!api_only_params(r, no_params)) return;
+    if (!api_parse_u64(api_match_param(&r->match, "id"), 1, INT64_MAX, &id)) {
+        api_reply_problem(r, SAMDA_EINVAL, 0, "path parameter id must be an export id (1 or more)");
+        return;
+    }
+    samda_api *api = r->api;
+    json_t *out = NULL;
+    samda_error e = {SAMDA_OK, ""};
+    if (!api_call_ok(r, api->svc.export_retry(api->svc.ctx, (int64_t)id, r->token_id, &out, &e), &e, &out)) return;
     api_reply_json(r, 200, out, NULL);
 }
 

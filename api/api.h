@@ -175,6 +175,15 @@ typedef struct samda_api_segment_request {
     int64_t token_id;                  /* who asked (-1: auth disabled) */
 } samda_api_segment_request;
 
+/** A validated GET /api/v1/exports query. Strings borrowed for the call. */
+typedef struct samda_api_export_filter {
+    const char *state;       /* "pending", "sending", "done" or "failed"; NULL = any */
+    const char *destination; /* a destination name ([A-Za-z0-9._-]{1,63}); NULL = any */
+    int64_t result_id;       /* only the items sending this result's DICOM-SEG (>= 1); 0 = any */
+    unsigned limit;          /* 1..1000 (default 100) */
+    unsigned offset;         /* items to skip, newest first */
+} samda_api_export_filter;
+
 /** One audited request. Borrowed for the call. Carries no patient data: the route pattern,
  *  the resource identifiers from the path (UIDs, job ids, site names) and the outcome. */
 typedef struct samda_api_audit_record {
@@ -331,6 +340,16 @@ typedef struct samda_api_services {
      *  The request succeeds (200) whatever the peer answered; SAMDA_ENOENT: unknown destination. */
     samda_status (*destination_echo)(void *ctx, const char *name, int64_t token_id, json_t **result,
                                      samda_error *err);
+
+    /** GET /api/v1/exports: the export queue (DICOM-SEG results for destinations), newest first.
+     *  OUT exports: JSON array of items. SAMDA_ENOENT: unknown destination or result (404). */
+    samda_status (*exports_list)(void *ctx, const samda_api_export_filter *filter, json_t **exports,
+                                 samda_error *err);
+
+    /** POST /api/v1/exports/{id}/retry: a failed (or waiting) item is due again at once, its
+     *  attempts reset. OUT item: the item after the change. SAMDA_ENOENT (404); SAMDA_ECONFLICT:
+     *  the item is done or being sent (409). */
+    samda_status (*export_retry)(void *ctx, int64_t id, int64_t token_id, json_t **item, samda_error *err);
 
     /** GET /api/v1/sites/{site}/adapters. OUT adapters: JSON array of versions, newest first.
      *  SAMDA_ENOENT: unknown site. */

@@ -1,7 +1,7 @@
 /* api/admin.c over HTTP with a fake core: JSON body rules (400 with line and column, 415, 413),
  * status mapping (201 + Location, 204, 409), the raw upload path (bytes reach the core as a file
- * in tmp_dir, limits, cleanup), roles, and 501 "needs the model worker" while train/evaluate are
- * NULL. */
+ * in tmp_dir, limits, cleanup), roles, 501 "needs the model worker" while train/evaluate are
+ * NULL, and the export queue routes (filters validated and passed on, retry mapped and audited). */
 #include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -30,6 +30,10 @@ typedef struct env {
     int upload_parent;
     bool upload_file_existed;
     int deletes;
+    /* what the fake export services saw */
+    int export_lists;
+    char export_filter[256];
+    int64_t retried_id, retried_token;
 } env;
 
 #define ENV(ctx) ((env *)(ctx))
@@ -84,6 +88,29 @@ static samda_status f_train(void *ctx, const char *site, const json_t *body, int
     return SAMDA_OK;
 }
 
+static samda_status f_exports_list(void *ctx, const samda_api_export_filter *f, json_t **out, samda_error *err)
+{
+    env *e = ENV(ctx);
+    e->export_lists++;
+    snprintf(e->export_filter, sizeof e->export_filter, "state=%s destination=%s result=%lld limit=%u offset=%u",
+             f->state ? f->state : "(any)", f->destination ? f->destination : "(any)", (long long)f->result_id, f->limit,
+             f->offset);
+    if (f->destination && strcmp(f->destination, "gone") == 0) return samda_fail(err, SAMDA_ENOENT, "unknown destination gone");
+    *out = json_pack("[{s:i, s:s, s:s}]", "id", 5, "destination", "pacs", "state", "failed");
+    return SAMDA_OK;
+}
+
+static samda_status f_export_retry(void *ctx, int64_t id, int64_t tok, json_t **out, samda_error *err)
+{
+    env *e = ENV(ctx);
+    e->retried_id = id;
+    e->retried_token = tok;
+    if (id == 404) return samda_fail(err, SAMDA_ENOENT, "unknown export 404");
+    if (id == 9) return samda_fail(err, SAMDA_ECONFLICT, "export 9 is done: only a failed or pending item can be retried");
+    *out = json_pack("{s:I, s:s, s:i}", "id", (json_int_t)id, "state", "pending", "attempts", 0);
+    return SAMDA_OK;
+}
+
 static int setup(void **state)
 {
     env *e = calloc(1, sizeof *e);
@@ -92,6 +119,8 @@ static int setup(void **state)
     e->svc.destination_add = f_dest_add;
     e->svc.destination_delete = f_dest_delete;
     e->svc.adapter_upload = f_upload;
+    e->svc.exports_list = f_exports_list;
+    e->svc.export_retry = f_export_retry;
     e->tmp = make_temp_dir();
     samda_api_params p;
     samda_api_params_init(&p);
@@ -288,12 +317,95 @@ static void uploads(void **state)
     free(dir);
 }
 
+/* Waits (the audit runs as the answer goes out) until the fake's last audit is route + param. */
+static void expect_audit(env *e, const char *route, const char *param, int status)
+{
+    bool seen = false;
+    for (int i = 0; i < 100 && !seen; i++) {
+        pthread_mutex_lock(&e->fc.mu);
+        seen = strcmp(e->fc.last_audit_route, route) == 0 && strcmp(e->fc.last_audit_param, param) == 0 &&
+               e->fc.last_audit_status == status;
+        pthread_mutex_unlock(&e->fc.mu);
+        if (!seen) usleep(10 * 1000);
+    }
+    if (!seen) fail_msg("no audit of %s %s with %d (last: %s %s %d)", route, param, status, e->fc.last_audit_route,
+                        e->fc.last_audit_param, e->fc.last_audit_status);
+}
+
+static void exports(void **state)
+{
+    env *e = *state;
+    const char *ADMIN = "-H 'Authorization: Bearer admin-token'";
+    /* admin only, both routes */
+    expect(e, "GET", "/api/v1/exports", "-H 'Authorization: Bearer user-token'", 403, "needs role admin (token has role user)");
+    expect(e, "POST", "/api/v1/exports/5/retry", "-H 'Authorization: Bearer user-token'", 403, "needs role admin");
+    expect(e, "GET", "/api/v1/exports", "", 401, NULL);
+    assert_int_equal(e->export_lists, 0);
+    /* defaults, then every filter reaches the core as given */
+    http_result r = http_curl(e->port, "GET", "/api/v1/exports", ADMIN);
+    assert_int_equal(r.status, 200);
+    json_t *j = json_loads(r.body, 0, NULL);
+    assert_true(json_is_array(j));
+    assert_string_equal(json_string_value(json_object_get(json_array_get(j, 0), "state")), "failed");
+    json_decref(j);
+    http_result_free(&r);
+    assert_string_equal(e->export_filter, "state=(any) destination=(any) result=0 limit=100 offset=0");
+    expect_audit(e, "GET /api/v1/exports", "", 200);
+    expect(e, "GET", "/api/v1/exports?state=failed&destination=pacs&result=12&limit=10&offset=3", ADMIN, 200, NULL);
+    assert_string_equal(e->export_filter, "state=failed destination=pacs result=12 limit=10 offset=3");
+    expect(e, "GET", "/api/v1/exports?destination=gone", ADMIN, 404, "unknown destination gone");
+    /* refused before the core is asked */
+    int lists = e->export_lists;
+    expect(e, "GET", "/api/v1/exports?state=lost", ADMIN, 400, "state must be pending, sending, done or failed");
+    expect(e, "GET", "/api/v1/exports?state=", ADMIN, 400, "state must be");
+    expect(e, "GET", "/api/v1/exports?destination=a%20b", ADMIN, 400, "destination must be a name");
+    expect(e, "GET", "/api/v1/exports?result=0", ADMIN, 400, "result must be an integer from 1");
+    expect(e, "GET", "/api/v1/exports?result=x", ADMIN, 400, "result");
+    expect(e, "GET", "/api/v1/exports?limit=1001", ADMIN, 400, "limit must be an integer from 1 to 1000");
+    expect(e, "GET", "/api/v1/exports?sort=id", ADMIN, 400, "sort is not supported here");
+    expect(e, "GET", "/api/v1/exports?state=failed&state=done", ADMIN, 400, "given twice");
+    assert_int_equal(e->export_lists, lists);
+    /* retry: 200 with the item, the token reaches the core, audited with the id */
+    r = http_curl(e->port, "POST", "/api/v1/exports/5/retry", ADMIN);
+    assert_int_equal(r.status, 200);
+    j = json_loads(r.body, 0, NULL);
+    assert_int_equal(json_integer_value(json_object_get(j, "id")), 5);
+    assert_string_equal(json_string_value(json_object_get(j, "state")), "pending");
+    json_decref(j);
+    http_result_free(&r);
+    assert_int_equal(e->retried_id, 5);
+    assert_int_equal(e->retried_token, 1);
+    expect_audit(e, "POST /api/v1/exports/{id}/retry", "id=5", 200);
+    expect(e, "POST", "/api/v1/exports/404/retry", ADMIN, 404, "unknown export 404");
+    expect(e, "POST", "/api/v1/exports/9/retry", ADMIN, 409, "export 9 is done");
+    expect_audit(e, "POST /api/v1/exports/{id}/retry", "id=9", 409);
+    e->retried_id = 0;
+    expect(e, "POST", "/api/v1/exports/0/retry", ADMIN, 400, "id must be an export id");
+    expect(e, "POST", "/api/v1/exports/x/retry", ADMIN, 400, "id must be a decimal id");
+    expect(e, "POST", "/api/v1/exports/5/retry?now=1", ADMIN, 400, "not supported");
+    expect(e, "POST", "/api/v1/exports/5/retry", "-H 'Authorization: Bearer admin-token' -d x", 400, "takes no request body");
+    expect(e, "GET", "/api/v1/exports/5/retry", ADMIN, 405, NULL);
+    assert_int_equal(e->retried_id, 0);
+    /* without the services: 501 */
+    samda_api_stop(e->api);
+    e->svc.exports_list = NULL;
+    e->svc.export_retry = NULL;
+    samda_api_params p;
+    samda_api_params_init(&p);
+    p.tmp_dir = e->tmp;
+    e->api = test_server_start(&p, &e->svc);
+    e->port = samda_api_port(e->api);
+    expect(e, "GET", "/api/v1/exports", ADMIN, 501, "not available in this build");
+    expect(e, "POST", "/api/v1/exports/5/retry", ADMIN, 501, "not available in this build");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(json_bodies, setup, teardown),
         cmocka_unit_test_setup_teardown(roles_and_missing, setup, teardown),
         cmocka_unit_test_setup_teardown(uploads, setup, teardown),
+        cmocka_unit_test_setup_teardown(exports, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,6 +23,7 @@
 #include <png.h>
 
 #include "dicom.h"
+#include "export_admin.h"
 #include "exporter.h"
 #include "ingest.h"
 #include "json_out.h"
@@ -1620,6 +1621,27 @@ static samda_status destination_echo(void *v, const char *name, int64_t token_id
     return SAMDA_OK;
 }
 
+/* ---------- administration: the export queue (daemon/export_admin.c, shared with samda exports) ---------- */
+
+static samda_status exports_list(void *v, const samda_api_export_filter *f, json_t **out, samda_error *err)
+{
+    samdad_export_query q = {f->state, f->destination, f->result_id, f->limit, f->offset};
+    return samdad_exports_list(samdad_store(CORE(v)->ctx), &q, out, err);
+}
+
+static samda_status export_retry(void *v, int64_t id, int64_t token_id, json_t **out, samda_error *err)
+{
+    samdad_ctx *ctx = CORE(v)->ctx;
+    char actor[48];
+    if (token_id >= 0) snprintf(actor, sizeof actor, "token:%lld", (long long)token_id);
+    else snprintf(actor, sizeof actor, "anonymous");
+    samda_status st = samdad_export_retry(samdad_store(ctx), id, actor, out, err);
+    if (st == SAMDA_OK)
+        samda_log(&ctx->log, SAMDA_LOG_INFO, "api", "export retried by hand", "item=%lld token=%lld", (long long)id,
+                  (long long)token_id);
+    return st;
+}
+
 /* ---------- administration: adapters ---------- */
 
 static json_t *adapter_json(const samda_adapter_row *a)
@@ -2255,6 +2277,8 @@ samdad_api_core *samdad_api_core_new(samdad_ctx *ctx, samda_api_services *svc, s
     svc->destination_add = destination_add;
     svc->destination_delete = destination_delete;
     svc->destination_echo = destination_echo;
+    svc->exports_list = exports_list;
+    svc->export_retry = export_retry;
     svc->adapters_list = adapters_list;
     svc->adapter_upload = adapter_upload;
     svc->adapter_activate = adapter_activate;

@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "cli_model.h"
+#include "export_admin.h"
 #include "json_out.h"
 #ifdef SAMDA_HAVE_MODEL
 #include <dirent.h>
@@ -282,6 +283,81 @@ static int cmd_jobs(int argc, char **argv)
     return print_json(a);
 }
 
+/* Parse a positive decimal id; false (with a message naming what) when it is not one. */
+static bool parse_id(const char *cmd, const char *what, const char *s, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (!*s || *end || errno || v <= 0) {
+        fprintf(stderr, "%s: '%s' is not %s\n", cmd, s, what);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* samda exports [--state S] [--destination NAME] [--result ID] [--limit N]: the export queue as JSON;
+ * samda exports retry ID: a failed item is sent again (the running samdad's exporter picks it up at
+ * its next tick), audited as actor "cli". */
+static int cmd_exports(int argc, char **argv)
+{
+    static const char *usage = "usage: samda exports [--state pending|sending|done|failed] [--destination NAME] "
+                               "[--result ID] [--limit N] | samda exports retry ID [--config F | --data-dir D]\n";
+    common_opts o = {0};
+    parse_common(&argc, argv, &o);
+    samda_error err;
+    if (argc >= 2 && !strcmp(argv[1], "retry")) {
+        long long id;
+        if (argc != 3) {
+            fprintf(stderr, "%s", usage);
+            return 2;
+        }
+        if (!parse_id("samda exports retry", "an export id (see samda exports)", argv[2], &id)) return 2;
+        samda_store *s = open_store(&o);
+        if (!s) return 1;
+        json_t *item = NULL;
+        samda_status st = samdad_export_retry(s, id, "cli", &item, &err);
+        samda_store_close(s);
+        if (st != SAMDA_OK) {
+            fprintf(stderr, "samda exports retry: %s\n", err.message);
+            return 1;
+        }
+        fprintf(stderr, "export %lld is pending again; a running samdad sends it within a [scheduler] tick\n", id);
+        return print_json(item);
+    }
+    samdad_export_query q = {.limit = 1000};
+    for (int i = 1; i < argc; i++) {
+        long long v;
+        if (!strcmp(argv[i], "--state") && i + 1 < argc) q.state = argv[++i];
+        else if (!strcmp(argv[i], "--destination") && i + 1 < argc) q.destination = argv[++i];
+        else if (!strcmp(argv[i], "--result") && i + 1 < argc) {
+            if (!parse_id("samda exports", "a result id", argv[++i], &v)) return 2;
+            q.result_id = v;
+        } else if (!strcmp(argv[i], "--limit") && i + 1 < argc) {
+            if (!parse_id("samda exports", "a limit from 1 to 100000", argv[++i], &v)) return 2;
+            if (v > 100000) {
+                fprintf(stderr, "samda exports: --limit %lld: must be between 1 and 100000\n", v);
+                return 2;
+            }
+            q.limit = (unsigned)v;
+        } else {
+            fprintf(stderr, "%s", usage);
+            return 2;
+        }
+    }
+    samda_store *s = open_store(&o);
+    if (!s) return 1;
+    json_t *a = NULL;
+    samda_status st = samdad_exports_list(s, &q, &a, &err);
+    samda_store_close(s);
+    if (st != SAMDA_OK) {
+        fprintf(stderr, "samda exports: %s\n", err.message);
+        return st == SAMDA_EINVAL ? 2 : 1;
+    }
+    return print_json(a);
+}
+
 /* samda audit [--after ID] [--limit N]: the audit log as JSON lines' array. */
 static int cmd_audit(int argc, char **argv)
 {
@@ -442,6 +518,7 @@ static const command commands[] = {
     {"token", cmd_token, "create|list|revoke API bearer tokens (only SHA-256 hashes are stored)"},
     {"series", cmd_series, "list series in the index with their completion state (JSON)"},
     {"jobs", cmd_jobs, "list jobs with state, attempts and errors (JSON)"},
+    {"exports", cmd_exports, "list the export queue (JSON); exports retry ID sends a failed item again"},
     {"audit", cmd_audit, "print the audit log (JSON)"},
 #ifdef SAMDA_HAVE_MODEL
     {"model", samda_cmd_model, "describe a SAM/MedSAM checkpoint: architecture, parameters, fingerprint, BLAS"},

@@ -28,13 +28,13 @@ for r in "GET /api/v1/sites" "GET /api/v1/sites/neuro" "PUT /api/v1/sites/x" "GE
          "POST /api/v1/destinations/x/echo" "GET /api/v1/sites/neuro/adapters" "POST /api/v1/sites/neuro/adapters" \
          "POST /api/v1/sites/neuro/adapters/1/activate" "POST /api/v1/sites/neuro/adapters/rollback" \
          "DELETE /api/v1/sites/neuro/adapters/1" "POST /api/v1/sites/neuro/adapters/train" \
-         "POST /api/v1/sites/neuro/adapters/1/evaluate"; do
+         "POST /api/v1/sites/neuro/adapters/1/evaluate" "GET /api/v1/exports" "POST /api/v1/exports/1/retry"; do
   set -- $r
   [ "$(code -X "$1" -H "Authorization: Bearer $user" "$H$2")" = 403 ] || fail "user on $r: $(cat "$T/body")"
   title | grep -q "needs role admin" || fail "403 title on $r: $(cat "$T/body")"
   [ "$(code -X "$1" "$H$2")" = 401 ] || fail "no token on $r"
 done
-ok "user token: 403 naming the admin role on all 15 admin routes; no token: 401"
+ok "user token: 403 naming the admin role on all 17 admin routes; no token: 401"
 
 # ---- sites ----------------------------------------------------------------------------------
 [ "$(code "${AA[@]}" "$H/api/v1/sites")" = 200 ] || fail "sites list: $(cat "$T/body")"

@@ -146,6 +146,10 @@ static const opt main_opts[] = {
      "Default decoder adapter (.safetensors) for sites without an active one of their own."},
     {"model", "device", T_STR, O(model_device), "auto", 0, 0, NULL, NULL, F_RESTART,
      "auto (CUDA when present), cpu, or cuda:N."},
+    {"model", "convention", T_ENUM, O(model_convention), "sam", 0, 0, NULL, "sam|medsam", F_RESTART,
+     "Input convention of the checkpoint's image encoder: sam (longest side scaled, ImageNet mean and std, padded; "
+     "official SAM weights and the demo model) or medsam (scaled to a square, min-max to [0, 1]; MedSAM weights). "
+     "It must match how the weights were trained: the wrong one loads but segments badly."},
     {"model", "threads", T_INT, O(model_threads), "0", 0, 256, NULL, NULL, F_RESTART,
      "CPU threads for inference; 0 = all online CPUs (libtorch's own default is 1)."},
     {"model", "max_batch", T_INT, O(model_max_batch), "0", 0, 256, NULL, NULL, F_RESTART,

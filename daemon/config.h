@@ -28,6 +28,7 @@ typedef struct samda_strlist {
 
 typedef enum samda_cfg_tta { SAMDA_CFG_TTA_OFF = 0, SAMDA_CFG_TTA_EPISODIC, SAMDA_CFG_TTA_CONTINUAL } samda_cfg_tta;
 typedef enum samda_cfg_dup { SAMDA_CFG_DUP_IGNORE = 0, SAMDA_CFG_DUP_OVERWRITE, SAMDA_CFG_DUP_REJECT } samda_cfg_dup;
+typedef enum samda_cfg_convention { SAMDA_CFG_CONVENTION_SAM = 0, SAMDA_CFG_CONVENTION_MEDSAM } samda_cfg_convention;
 
 /* [site NAME]: the unit that owns an adapter and its settings. */
 typedef struct samda_site_cfg {
@@ -105,6 +106,7 @@ typedef struct samda_config {
     char *model_checkpoint;
     char *model_adapter;
     char *model_device;
+    int64_t model_convention;    /* samda_cfg_convention: the encoder's input convention */
     int64_t model_threads;
     int64_t model_max_batch;
     uint64_t model_cache_bytes;

@@ -1487,6 +1487,11 @@ static int parse_device(const char *s)
     return SAMDA_MODEL_DEVICE_AUTO;
 }
 
+static const char *convention_name(samda_model_convention c)
+{
+    return c == SAMDA_MODEL_CONVENTION_MEDSAM ? "medsam" : "sam";
+}
+
 samdad_worker *samdad_worker_start(samdad_ctx *ctx, samda_error *err)
 {
     samda_config *cfg = samdad_config_get(ctx);
@@ -1508,6 +1513,8 @@ samdad_worker *samdad_worker_start(samdad_ctx *ctx, samda_error *err)
     mp.device = parse_device(cfg->model_device);
     mp.n_threads = (int)cfg->model_threads;
     mp.max_batch = (int)cfg->model_max_batch;
+    mp.convention = cfg->model_convention == SAMDA_CFG_CONVENTION_MEDSAM ? SAMDA_MODEL_CONVENTION_MEDSAM
+                                                                        : SAMDA_MODEL_CONVENTION_SAM;
     double t = now_s();
     w->model = samda_model_open(&mp, err);
     if (!w->model) {
@@ -1516,9 +1523,9 @@ samdad_worker *samdad_worker_start(samdad_ctx *ctx, samda_error *err)
     }
     samda_model_get_info(w->model, &w->info, NULL);
     samda_log(&ctx->log, SAMDA_LOG_INFO, "model", "model loaded",
-              "arch=%s device=%s threads=%d max_batch=%d blas=%s params=%lld fingerprint=%.16s seconds=%.2f",
-              w->info.arch, w->info.device, w->info.n_threads, w->info.max_batch, w->info.blas,
-              (long long)w->info.n_params_total, w->info.fingerprint, now_s() - t);
+              "arch=%s convention=%s device=%s threads=%d max_batch=%d blas=%s params=%lld fingerprint=%.16s seconds=%.2f",
+              w->info.arch, convention_name(w->info.convention), w->info.device, w->info.n_threads, w->info.max_batch,
+              w->info.blas, (long long)w->info.n_params_total, w->info.fingerprint, now_s() - t);
     if (cfg->model_adapter && *cfg->model_adapter) {
         samda_adapter *a = samda_adapter_load(w->model, cfg->model_adapter, err);
         if (!a) {
@@ -1593,8 +1600,8 @@ void samdad_worker_describe(samdad_worker *w, char *buf, size_t size)
         snprintf(buf, size, "none");
         return;
     }
-    snprintf(buf, size, "%s %s threads=%d fingerprint=%.16s", w->info.arch, w->info.device, w->info.n_threads,
-             w->info.fingerprint);
+    snprintf(buf, size, "%s %s convention=%s threads=%d fingerprint=%.16s", w->info.arch, w->info.device,
+             convention_name(w->info.convention), w->info.n_threads, w->info.fingerprint);
 }
 
 void samdad_worker_metrics(samdad_worker *w, FILE *out)

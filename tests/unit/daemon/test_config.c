@@ -386,6 +386,47 @@ static int teardown(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
+static void convention_note(void *ctx, const char *sec, const char *key)
+{
+    assert_string_equal(sec, "model");
+    assert_string_equal(key, "convention");
+    (*(int *)ctx)++;
+}
+
+/* [model] convention (issue 15): sam by default, medsam accepted (any case), anything else refused at
+ * file:line with the choices; a reload keeps the running value and names it (restart only). */
+static void test_model_convention(void **state)
+{
+    (void)state;
+    samda_error err;
+    samda_config *c = samda_config_load(NULL, NULL, &err);
+    assert_non_null(c);
+    assert_int_equal(c->model_convention, SAMDA_CFG_CONVENTION_SAM);
+    samda_config_unref(c);
+    const char *p = write_conf("medsam.conf", "[model]\nconvention = MedSAM\n");
+    c = samda_config_load(p, NULL, &err);
+    if (!c) fail_msg("%s", err.message);
+    assert_int_equal(c->model_convention, SAMDA_CFG_CONVENTION_MEDSAM);
+    char *out = NULL;
+    size_t n;
+    FILE *f = open_memstream(&out, &n);
+    samda_config_write_effective(c, f);
+    fclose(f);
+    assert_non_null(strstr(out, "convention = medsam"));
+    free(out);
+    const char *sets[] = {"model.convention=sam", NULL};
+    samda_config *next = samda_config_load(p, sets, &err);
+    assert_non_null(next);
+    assert_int_equal(next->model_convention, SAMDA_CFG_CONVENTION_SAM);
+    int noted = 0;
+    assert_int_equal(samda_config_merge_reload(next, c, convention_note, &noted, &err), SAMDA_OK);
+    assert_int_equal(noted, 1);
+    assert_int_equal(next->model_convention, SAMDA_CFG_CONVENTION_MEDSAM);
+    samda_config_unref(next);
+    samda_config_unref(c);
+    expect_error("[model]\ndevice = cpu\nconvention = vit\n", ":3: [model] convention = vit: must be one of sam|medsam");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -397,6 +438,7 @@ int main(void)
         cmocka_unit_test(test_example_in_step),
         cmocka_unit_test(test_value_parsers),
         cmocka_unit_test(test_dicom_tls_keys),
+        cmocka_unit_test(test_model_convention),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

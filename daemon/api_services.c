@@ -1648,18 +1648,62 @@ static samda_status export_retry(void *v, int64_t id, int64_t token_id, json_t *
 
 /* ---------- administration: adapters ---------- */
 
+/* An adapter's labels into names (and, for label objects, codes). samda's own adapters list label
+ * objects ({"name": "liver", "value": 1, "category": {...}, "type": {"scheme": "SCT", "code": ...},
+ * "rgb", "window"}); other tools may give a JSON array of names or a comma list. labels: the
+ * metadata's text, or the JSON array a version recorded. codes gets {name, value, category, type}
+ * of each label object. */
+static void labels_collect(const json_t *labels, json_t *names, json_t *codes)
+{
+    const char *s = json_string_value(labels);
+    json_t *j = s && s[0] == '[' ? json_loads(s, 0, NULL) : json_is_array(labels) ? json_incref((json_t *)labels) : NULL;
+    if (json_is_array(j)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(j, i, v) {
+            const char *name = json_is_string(v) ? json_string_value(v) : json_string_value(json_object_get(v, "name"));
+            if (!name || !label_ok(name)) continue;
+            json_array_append_new(names, json_string(name));
+            if (!json_is_object(v)) continue;
+            json_t *c = json_pack("{s:s}", "name", name);
+            static const char *const keep[] = {"value", "category", "type"};
+            for (size_t k = 0; c && k < sizeof keep / sizeof *keep; k++)
+                if (json_object_get(v, keep[k])) json_object_set(c, keep[k], json_object_get(v, keep[k]));
+            json_array_append_new(codes, c);
+        }
+    } else if (s) {
+        char buf[4096];
+        snprintf(buf, sizeof buf, "%s", s);
+        char *save = NULL;
+        for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            while (*t == ' ') t++;
+            size_t n = strlen(t);
+            while (n && t[n - 1] == ' ') t[--n] = '\0';
+            if (label_ok(t)) json_array_append_new(names, json_string(t));
+        }
+    }
+    json_decref(j);
+}
+
 static json_t *adapter_json(const samda_adapter_row *a)
 {
     json_t *meta = json_from_text(a->metadata_json);
-    json_t *metrics = json_object_get(meta, "metrics"), *labels = json_object_get(meta, "labels");
+    json_t *metrics = json_object_get(meta, "metrics");
     json_t *st = json_object_get(meta, "safetensors");
+    /* The file's own metadata when it was uploaded (versions recorded before label objects were
+     * understood list theirs too), else what the worker recorded for a version it made. */
+    json_t *labels = json_array(), *codes = json_array();
+    const json_t *raw = json_object_get(st, "labels");
+    labels_collect(raw ? raw : json_object_get(meta, "labels"), labels, codes);
     json_t *o = json_pack("{s:s, s:i, s:o, s:b, s:s, s:I, s:s, s:o, s:o, s:o, s:I}", "site", a->site, "version", a->version,
                           "parent_version", a->parent_version ? json_integer(a->parent_version) : json_null(), "active",
                           a->active, "sha256", a->object.sha256, "size", (json_int_t)a->object.size, "base_fingerprint",
-                          a->base_fingerprint, "labels", json_is_array(labels) ? json_incref(labels) : json_array(), "metrics",
+                          a->base_fingerprint, "labels", labels, "metrics",
                           json_is_object(metrics) ? json_incref(metrics) : json_null(), "metadata",
                           json_is_object(st) ? json_incref(st) : json_object(), "created_ms", (json_int_t)a->created_ms);
     json_object_set_new(o, "activated_ms", a->activated_ms ? json_integer(a->activated_ms) : json_null());
+    if (json_array_size(codes)) json_object_set_new(o, "label_codes", codes);
+    else json_decref(codes);
     json_decref(meta);
     return o;
 }
@@ -1699,29 +1743,25 @@ static samda_status adapter_get_json(samda_store *store, const char *site, int v
     return SAMDA_OK;
 }
 
-/* Labels from the safetensors metadata: a JSON array of strings, or a comma-separated list. */
-static json_t *labels_from_meta(const char *s)
+/* The loaded model's fingerprint, which an adapter's base_fingerprint must equal; NULL while no model
+ * is loaded (nothing to compare with: the worker checks the sites' active adapters when it loads). */
+static const char *loaded_fingerprint(samdad_ctx *ctx)
 {
-    json_t *out = json_array();
-    if (!s) return out;
-    json_t *j = s[0] == '[' ? json_loads(s, 0, NULL) : NULL;
-    if (json_is_array(j)) {
-        size_t i;
-        json_t *v;
-        json_array_foreach(j, i, v) if (json_is_string(v) && label_ok(json_string_value(v))) json_array_append(out, v);
-    } else {
-        char buf[4096];
-        snprintf(buf, sizeof buf, "%s", s);
-        char *save = NULL;
-        for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-            while (*t == ' ') t++;
-            size_t n = strlen(t);
-            while (n && t[n - 1] == ' ') t[--n] = '\0';
-            if (label_ok(t)) json_array_append_new(out, json_string(t));
-        }
-    }
-    json_decref(j);
-    return out;
+#ifdef SAMDA_HAVE_MODEL
+    return samdad_worker_fingerprint(samdad_worker_of(ctx));
+#else
+    (void)ctx;
+    return NULL;
+#endif
+}
+
+/* The label names an upload records (adapter_json reads the file's metadata again). */
+static json_t *upload_labels(const json_t *labels)
+{
+    json_t *names = json_array(), *codes = json_array();
+    labels_collect(labels, names, codes);
+    json_decref(codes);
+    return names;
 }
 
 static samda_status adapter_upload(void *v, const samda_api_upload *up, json_t **out, samda_error *err)
@@ -1753,11 +1793,19 @@ static samda_status adapter_upload(void *v, const samda_api_upload *up, json_t *
         samda_safetensors_info_clear(&info);
         return samda_fail(err, SAMDA_EINVAL, "safetensors metadata base_fingerprint is longer than %d characters", SAMDA_KEY_SIZE - 1);
     }
+    const char *model_fp = loaded_fingerprint(core->ctx);
+    if (model_fp && strcmp(fp ? fp : "", model_fp) != 0) {
+        samda_fail(err, SAMDA_ECONFLICT, "the adapter was made for base model %s, but the loaded model is %s: upload an adapter "
+                   "trained on this model", fp ? fp : "(none: its metadata has no base_fingerprint)", model_fp);
+        close(tmp.fd);
+        samda_safetensors_info_clear(&info);
+        return SAMDA_ECONFLICT;
+    }
     json_t *metrics = NULL;
     const char *ms = json_string_value(json_object_get(info.metadata, "metrics"));
     if (ms) metrics = json_loads(ms, 0, NULL);
     json_t *meta = json_pack("{s:o, s:o, s:o, s:I, s:I, s:I}", "safetensors", info.metadata ? json_incref(info.metadata) : json_object(),
-                             "labels", labels_from_meta(json_string_value(json_object_get(info.metadata, "labels"))), "metrics",
+                             "labels", upload_labels(json_object_get(info.metadata, "labels")), "metrics",
                              json_is_object(metrics) ? json_incref(metrics) : json_null(), "tensors", (json_int_t)info.n_tensors,
                              "header_bytes", (json_int_t)info.header_bytes, "uploaded_by", (json_int_t)up->token_id);
     json_decref(metrics);
@@ -1803,6 +1851,19 @@ static samda_status adapter_activate(void *v, const char *site, int version, int
     samda_store *store = samdad_store(core->ctx);
     samda_status st = require_site(store, site, err);
     if (st != SAMDA_OK) return st;
+    const char *model_fp = loaded_fingerprint(core->ctx);
+    if (model_fp) {
+        samda_adapter_row row;
+        st = samda_store_adapter_get(store, site, version, &row, err);
+        if (st == SAMDA_ENOENT) return samda_fail(err, SAMDA_ENOENT, "unknown adapter version %d of site %s", version, site);
+        if (st != SAMDA_OK) return st;
+        if (strcmp(row.base_fingerprint, model_fp) != 0)
+            st = samda_fail(err, SAMDA_ECONFLICT, "adapter version %d of site %s was made for base model %s, but the loaded "
+                            "model is %s: it cannot be activated", version, site,
+                            row.base_fingerprint[0] ? row.base_fingerprint : "(none)", model_fp);
+        samda_adapter_clear(&row);
+        if (st != SAMDA_OK) return st;
+    }
     st = samda_store_adapter_activate(store, site, version, err);
     if (st == SAMDA_ENOENT) return samda_fail(err, SAMDA_ENOENT, "unknown adapter version %d of site %s", version, site);
     if (st != SAMDA_OK) return st;

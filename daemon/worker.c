@@ -240,6 +240,15 @@ static samda_status choose_adapter(samdad_worker *w, bool use_cache, const samda
                                           : samda_store_adapter_get_active(store, site, &row, err);
     if (st == SAMDA_ENOENT && version > 0)
         return samda_fail(err, SAMDA_ENOENT, "site %s has no adapter version %d", site ? site : "", version);
+    /* An active version made for another base model is passed over (warn_foreign_adapters said so
+     * at start): the site falls back as if it had none. */
+    char foreign[200] = "";
+    if (st == SAMDA_OK && version <= 0 && strcmp(row.base_fingerprint, w->info.fingerprint) != 0) {
+        snprintf(foreign, sizeof foreign, "its active adapter version %d was made for base model %.64s, not the loaded %.64s",
+                 row.version, row.base_fingerprint[0] ? row.base_fingerprint : "(none)", w->info.fingerprint);
+        samda_adapter_clear(&row);
+        st = SAMDA_ENOENT;
+    }
     if (st == SAMDA_OK) {
         samda_adapter *a = use_cache ? cache_get(w, site, row.version, row.object.sha256) : NULL;
         if (!a) {
@@ -277,6 +286,9 @@ static samda_status choose_adapter(samdad_worker *w, bool use_cache, const samda
         }
         out->a = a;
         snprintf(out->source, sizeof out->source, "default");
+    } else if (foreign[0]) {
+        return samda_fail(err, SAMDA_ECONFLICT, "site %s: %s, and [model] adapter is not set to fall back on (upload an "
+                          "adapter made for this model and activate it)", site, foreign);
     } else {
         return samda_fail(err, SAMDA_ENOENT,
                           "site %s has no active adapter and [model] adapter is not set: prompt-free segmentation "
@@ -1492,6 +1504,30 @@ static const char *convention_name(samda_model_convention c)
     return c == SAMDA_MODEL_CONVENTION_MEDSAM ? "medsam" : "sam";
 }
 
+/* A site whose active adapter was made for another base model (activated while no model was
+ * loaded, or before [model] checkpoint changed) cannot use it: choose_adapter passes it over, so
+ * say so once here, naming both fingerprints and what the site's jobs use instead. */
+static void warn_foreign_adapters(samdad_worker *w, const samda_config *cfg)
+{
+    samda_store *store = samdad_store(w->ctx);
+    samda_site *sites = NULL;
+    size_t n = 0;
+    samda_error err;
+    if (samda_store_site_list(store, &sites, &n, &err) != SAMDA_OK) return; /* the jobs say it then */
+    for (size_t i = 0; i < n; i++) {
+        samda_adapter_row row;
+        if (samda_store_adapter_get_active(store, sites[i].name, &row, &err) != SAMDA_OK) continue;
+        if (strcmp(row.base_fingerprint, w->info.fingerprint) != 0)
+            samda_log(&w->ctx->log, SAMDA_LOG_WARN, "model",
+                      "a site's active adapter was made for another base model: the site falls back",
+                      "site=%s version=%d adapter_base=%s model=%s fallback=%s", sites[i].name, row.version,
+                      row.base_fingerprint[0] ? row.base_fingerprint : "none", w->info.fingerprint,
+                      cfg->model_adapter && *cfg->model_adapter ? "default_adapter" : "none");
+        samda_adapter_clear(&row);
+    }
+    samda_site_list_free(sites, n);
+}
+
 samdad_worker *samdad_worker_start(samdad_ctx *ctx, samda_error *err)
 {
     samda_config *cfg = samdad_config_get(ctx);
@@ -1538,6 +1574,7 @@ samdad_worker *samdad_worker_start(samdad_ctx *ctx, samda_error *err)
                   ai.n_labels, (long long)ai.n_trainable, ai.version);
         cache_put(w, "", 0, cfg->model_adapter, a);
     }
+    warn_foreign_adapters(w, cfg);
     size_t req = 0, failed = 0;
     if (samda_store_job_reclaim_all(samdad_store(ctx), &req, &failed, err) != SAMDA_OK) goto fail;
     if (req || failed)
@@ -1603,6 +1640,8 @@ void samdad_worker_describe(samdad_worker *w, char *buf, size_t size)
     snprintf(buf, size, "%s %s convention=%s threads=%d fingerprint=%.16s", w->info.arch, w->info.device,
              convention_name(w->info.convention), w->info.n_threads, w->info.fingerprint);
 }
+
+const char *samdad_worker_fingerprint(const samdad_worker *w) { return w ? w->info.fingerprint : NULL; }
 
 void samdad_worker_metrics(samdad_worker *w, FILE *out)
 {

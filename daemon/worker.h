@@ -77,5 +77,8 @@ void samdad_worker_metrics(samdad_worker *w, FILE *out);
 /** One line describing the model ("vit_b cpu convention=sam threads=4 fingerprint=1a2b..."), for /health. */
 void samdad_worker_describe(samdad_worker *w, char *buf, size_t size);
 
+/** The loaded model's fingerprint (64 hex digits), which an adapter's base_fingerprint must equal;
+ *  NULL for NULL. Borrowed: valid until samdad_worker_stop(w). Thread-safety: any thread. */
+const char *samdad_worker_fingerprint(const samdad_worker *w);
 
 #endif

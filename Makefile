@@ -10,6 +10,8 @@ FUZZ_BUILD ?= build-fuzz
 JOBS       ?= 2
 FUZZ_TEST_SECONDS ?= 10
 RUN_DIR    ?= var
+DICOM_PORT ?= 11112
+HTTP_PORT  ?= 8080
 CMAKE_ARGS ?=
 CTEST_ARGS ?=
 
@@ -24,12 +26,13 @@ build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS) >/dev/null
 	@cmake --build $(BUILD) -j$(JOBS)
 
-# The local instance: configuration and data under ./var (created once, then left alone).
+# The local instance: configuration and data under ./var (created once, then left alone; its ports
+# are DICOM_PORT and HTTP_PORT, 11112 and 8080 unless given).
 # Builds only the two programs (the tests are built by `make test`).
 run: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS) >/dev/null
 	@cmake --build $(BUILD) -j$(JOBS) --target samdad samda
-	@bash deploy/make-run-config.sh $(RUN_DIR) $(BUILD)
+	@bash deploy/make-run-config.sh $(RUN_DIR) $(BUILD) $(DICOM_PORT) $(HTTP_PORT)
 	exec $(BUILD)/daemon/samdad --config $(RUN_DIR)/samdad.conf
 
 asan: deps

@@ -1380,6 +1380,11 @@ static samda_status site_body(samdad_api_core *core, const char *name, const jso
     const json_t *mods = json_object_get(set, "modalities");
     if (mods && (!str_array(mods, 16, modality_ok) || json_array_size(mods) == 0))
         return samda_fail(err, SAMDA_EINVAL, "settings.modalities must be an array of 1 to 16 modality codes (A-Z, 0-9, _)");
+    size_t mi;
+    const json_t *mv;
+    json_array_foreach(mods, mi, mv) if (!samda_modality_is_segmentable(json_string_value(mv)))
+        return samda_fail(err, SAMDA_EINVAL, "settings.modalities: %s is not a modality samda segments (CT, MR)",
+                          json_string_value(mv));
     int64_t min_slices, series_idle, study_idle, max_wait;
     if (!int_member(set, "min_slices", 1, 100000, def->min_slices, &min_slices))
         return samda_fail(err, SAMDA_EINVAL, "settings.min_slices must be an integer from 1 to 100000");

@@ -177,7 +177,7 @@ static const opt site_opts[] = {
     {"site", "calling_ae", T_LIST, S(calling_ae), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
      "Calling AE titles whose studies belong to this site."},
     {"site", "modalities", T_LIST, S(modalities), "CT,MR", 0, 0, NULL, NULL, F_LIVE,
-     "Modalities whose completed series become segmentation jobs."},
+     "Modalities whose completed series become segmentation jobs: CT and/or MR (others are refused)."},
     {"site", "min_slices", T_INT, S(min_slices), "1", 1, 100000, NULL, NULL, F_LIVE,
      "Series with fewer instances are recorded but not segmented."},
     {"site", "series_idle", T_DURATION, S(series_idle_ms), "30s", 100, 86400000, "100ms..1d", NULL, F_LIVE,
@@ -412,6 +412,8 @@ static char *resolve_path(parse_state *ps, const char *v)
 
 /* Parse one value into its field. Messages name the section the user wrote. */
 /* [http] public_url goes verbatim in front of every URL samdad hands out. */
+bool samda_modality_is_segmentable(const char *m) { return m && (!strcmp(m, "CT") || !strcmp(m, "MR")); }
+
 static bool public_url_ok(const char *v)
 {
     size_t n = strlen(v), skip = strncmp(v, "https://", 8) == 0 ? 8 : strncmp(v, "http://", 7) == 0 ? 7 : 0;
@@ -566,6 +568,13 @@ static bool set_value(parse_state *ps, const opt *o, void *base, const char *sec
             perr(ps, "[%s] %s is empty: at least one value is required", section, o->key);
             return false;
         }
+        /* A site that selects a modality samda cannot segment would wait for ever: refuse it now. */
+        for (size_t i = 0; o->offset == S(modalities) && !strcmp(o->section, "site") && i < l->n; i++)
+            if (!samda_modality_is_segmentable(l->v[i])) {
+                perr(ps, "[%s] %s = %s: %s is not a modality samda segments (CT, MR)", section, o->key, l->v[i],
+                     l->v[i]);
+                return false;
+            }
         return true;
     }
     }

@@ -165,6 +165,10 @@ bool samda_parse_duration(const char *s, int64_t *out_ms);
 /** Is s a valid DICOM AE title (1..16 chars of the default repertoire, no backslash or controls,
  *  not all spaces)? */
 bool samda_ae_title_is_valid(const char *s);
+/** Whether samda can segment series of this Modality (0008,0060): CT and MR, the kinds of image
+ *  its models take. A [site] (or an API site) listing another modality is refused, naming it.
+ *  Thread-safety: pure function. */
+bool samda_modality_is_segmentable(const char *modality);
 
 #ifdef __cplusplus
 }

@@ -109,6 +109,7 @@ struct samdad_worker {
     samdad_hist h_predict;           /* one interactive prediction */
     samdad_hist h_job;               /* a whole segmentation of a series */
     _Atomic uint64_t slices_done;
+    _Atomic uint64_t tta_versions;   /* adapter versions continual TTA made active */
     call *calls;                     /* queued interactive calls (under mu) */
     pthread_cond_t done_cv;          /* a call finished */
     session sessions[MAX_SESSIONS];  /* touched by the worker thread only */
@@ -737,8 +738,16 @@ static samda_status store_new_version(samdad_worker *w, samda_adapter *a, const 
     if (st == SAMDA_OK && activate) st = samda_store_adapter_activate(store, site, version, err);
     if (st == SAMDA_OK) {
         *version_out = version;
-        samda_store_audit_append(store, "system", activate ? "adapter.add+activate" : "adapter.add", obj.relpath, "ok",
-                                 NULL, err);
+        json_t *d = json_pack("{s:s, s:i, s:i, s:O}", "site", site, "version", version, "parent", parent, "origin",
+                              json_object_get(meta, "origin") ? json_object_get(meta, "origin") : json_null());
+        char *ds = d ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        json_decref(d);
+        samda_error aerr;
+        if (samda_store_audit_append(store, "system", activate ? "adapter.add+activate" : "adapter.add", obj.relpath,
+                                     "ok", ds, &aerr) != SAMDA_OK)
+            samda_log(&w->ctx->log, SAMDA_LOG_ERROR, "audit", "cannot write audit entry", "error=%s",
+                      q((char[600]){0}, 600, aerr.message));
+        free(ds);
     }
     return st;
 }
@@ -754,9 +763,13 @@ static samda_status save_continual(samdad_worker *w, samda_adapter *copy, const 
     samda_status st = store_new_version(w, copy, job->site, ch->version, meta, true, &version, err);
     json_decref(meta);
     if (st == SAMDA_OK) {
+        /* No one asked for this version by hand: say so loudly (warn), count it; store_new_version
+         * audited it ("adapter.add+activate" by "system"). */
         json_object_set_new(json_object_get(report, "tta"), "saved_version", json_integer(version));
-        samda_log(&w->ctx->log, SAMDA_LOG_INFO, "worker", "continual TTA: new adapter version active",
-                  "job=%lld site=%s version=%d parent=%d", (long long)job->id, job->site, version, ch->version);
+        atomic_fetch_add(&w->tta_versions, 1);
+        samda_log(&w->ctx->log, SAMDA_LOG_WARN, "worker", "continual TTA: new adapter version active",
+                  "job=%lld site=%s version=%d parent=%d hint=\"POST /api/v1/sites/%s/adapters/rollback returns to "
+                  "the previous version\"", (long long)job->id, job->site, version, ch->version, job->site);
     }
     return st;
 }
@@ -1116,7 +1129,6 @@ out:
 
 /* ---- job kinds ------------------------------------------------------------------------------- */
 
-static bool modality_segmentable(const char *m) { return !strcmp(m, "CT") || !strcmp(m, "MR"); }
 
 /* "segment": the job's series, or (an on-demand request for a study) each CT/MR series of the study. */
 static samda_status run_segment(lane *ln, const samda_job *job, const json_t *params, samda_error *err)
@@ -1134,7 +1146,7 @@ static samda_status run_segment(lane *ln, const samda_job *job, const json_t *pa
             json_t *arr = json_array();
             json_object_set_new(report, "series", arr);
             for (size_t i = 0; i < n && st == SAMDA_OK; i++) {
-                if (!modality_segmentable(rows[i].modality) || rows[i].n_instances < 1) continue;
+                if (!samda_modality_is_segmentable(rows[i].modality) || rows[i].n_instances < 1) continue;
                 json_t *r = json_object();
                 json_object_set_new(r, "series_uid", json_string(rows[i].series_uid));
                 st = run_series(ln, job, rows[i].series_uid, params, r, err);
@@ -1654,6 +1666,9 @@ void samdad_worker_metrics(samdad_worker *w, FILE *out)
     fprintf(out, "# HELP samda_slices_segmented_total Slices decoded by segmentation jobs.\n"
                  "# TYPE samda_slices_segmented_total counter\nsamda_slices_segmented_total %llu\n",
             (unsigned long long)atomic_load(&w->slices_done));
+    fprintf(out, "# HELP samda_tta_continual_versions_total Adapter versions continual test-time adaptation made "
+                 "active.\n# TYPE samda_tta_continual_versions_total counter\nsamda_tta_continual_versions_total %llu\n",
+            (unsigned long long)atomic_load(&w->tta_versions));
     size_t used = 0, total = 0;
     if (samda_model_get_device_memory(w->model, &used, &total, NULL) == SAMDA_OK)
         fprintf(out, "# HELP samda_model_device_memory_bytes Device memory of the model's GPU: used and total.\n"

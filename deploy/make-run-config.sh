@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Create the local instance used by `make run`: RUN_DIR/samdad.conf and RUN_DIR/data.
+# Usage: make-run-config.sh [RUN_DIR [BUILD [DICOM_PORT [HTTP_PORT]]]] (var, build, 11112, 8080).
 # An existing configuration is never overwritten (edit it freely).
 set -euo pipefail
 run_dir=${1:-var}
 build=${2:-build}
+dicom_port=${3:-11112}
+http_port=${4:-8080}
 mkdir -p "$run_dir"
 chmod 0700 "$run_dir"
 conf="$run_dir/samdad.conf"
@@ -25,12 +28,12 @@ data_dir = data
 
 [dicom]
 bind = 127.0.0.1
-port = 11112
+port = $dicom_port
 ae_title = SAMDA
 
 [http]
 bind = 127.0.0.1
-port = 8080
+port = $http_port
 
 [storage]
 min_free = 256MiB

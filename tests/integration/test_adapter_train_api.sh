@@ -62,6 +62,9 @@ json_expr 'd["result"]["version"] == 1 and d["result"]["data"]["segmentations"] 
   fail "training result: $(cat "$T/job.json")"
 curl -sf -H "Authorization: Bearer $admin" "$H/api/v1/sites/default/adapters" >"$T/ad.json"
 json_expr '[(a["version"], a["active"]) for a in d]' <"$T/ad.json" | grep -q "(1, True)" || fail "version 1 not active: $(cat "$T/ad.json")"
+# a version the worker made lists its labels (the parent's label objects), as an uploaded one does
+json_expr '[a["labels"][:1] + [c["type"]["code"] for c in a["label_codes"][:1]] for a in d if a["version"] == 1]' <"$T/ad.json" |
+  grep -qxF "[['liver', '10200004']]" || fail "version 1's labels: $(cat "$T/ad.json")"
 ok "POST .../adapters/train: version 1 trained from 2 ground-truth SEGs, recorded and active"
 
 [ "$(code -X POST "${AJ[@]}" -d "{\"studies\":[\"$s2\"]}" "$H/api/v1/sites/default/adapters/1/evaluate")" = 202 ] || fail "evaluate: $(cat "$T/body")"

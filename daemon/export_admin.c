@@ -3,6 +3,7 @@
  * sending itself is daemon/exporter.c's. */
 #include "export_admin.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,25 @@ static const char *dest_name(const samda_destination *d, size_t n, int64_t id)
     return NULL;
 }
 
-static json_t *item_json(const samda_export_item *it, const char *destination)
+/* The sender's error names the object it could not read by its path: answers show "[file]" for
+ * every path under the data directory instead (as problem titles do), never a local path. */
+static void scrub_paths(const char *msg, const char *data_dir, char *out, size_t size)
+{
+    size_t dl = data_dir ? strlen(data_dir) : 0, o = 0;
+    for (const char *p = msg; *p && o + 1 < size;) {
+        bool at_token = p == msg || strchr(" \t(\"'=", p[-1]);
+        if (dl && at_token && !strncmp(p, data_dir, dl) && p[dl] == '/') {
+            int w = snprintf(out + o, size - o, "[file]");
+            o += w > 0 && (size_t)w < size - o ? (size_t)w : size - o - 1;
+            while (*p && !strchr(" \t:)\"',", *p)) p++;
+        } else {
+            out[o++] = *p++;
+        }
+    }
+    out[o] = '\0';
+}
+
+static json_t *item_json(const samda_export_item *it, const char *destination, const char *data_dir)
 {
     json_t *o = json_pack("{s:I, s:s?, s:s, s:i, s:b, s:I, s:I, s:I}", "id", (json_int_t)it->id, "destination",
                           destination, "state", state_names[it->state], "attempts", it->attempts, "permanent",
@@ -25,7 +44,9 @@ static json_t *item_json(const samda_export_item *it, const char *destination)
     if (!o) return NULL;
     json_object_set_new(o, "result", it->result_id ? json_integer(it->result_id) : json_null());
     json_object_set_new(o, "sop_uid", it->sop_uid[0] ? json_string(it->sop_uid) : json_null());
-    json_object_set_new(o, "error", it->last_error[0] ? json_string(it->last_error) : json_null());
+    char error[sizeof it->last_error + 64];
+    scrub_paths(it->last_error, data_dir, error, sizeof error);
+    json_object_set_new(o, "error", error[0] ? json_string(error) : json_null());
     return o;
 }
 
@@ -69,7 +90,7 @@ samda_status samdad_exports_list(samda_store *s, const samdad_export_query *q, j
     if (st == SAMDA_OK) {
         json_t *a = json_array();
         for (size_t i = 0; a && i < n; i++) {
-            json_t *o = item_json(&items[i], dest_name(d, nd, items[i].destination_id));
+            json_t *o = item_json(&items[i], dest_name(d, nd, items[i].destination_id), samda_store_data_dir(s));
             if (!o || json_array_append_new(a, o) != 0) {
                 json_decref(a);
                 a = NULL;
@@ -95,7 +116,7 @@ static samda_status item_get_json(samda_store *s, int64_t id, json_t **out, samd
     size_t nd = 0;
     if (st == SAMDA_OK) st = samda_store_destination_list(s, &d, &nd, err);
     if (st == SAMDA_OK) {
-        *out = item_json(&it[0], dest_name(d, nd, it[0].destination_id));
+        *out = item_json(&it[0], dest_name(d, nd, it[0].destination_id), samda_store_data_dir(s));
         if (!*out) st = samda_fail(err, SAMDA_ENOMEM, "export %lld: out of memory", (long long)id);
         samda_destination_list_free(d, nd);
     }

@@ -1,0 +1,212 @@
+/* The HTTP API's operations family for samdad: bearer-token checks against the store, the audit hook
+ * (every audited route recorded before it is answered), /health and /metrics. */
+#include "api_core.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dicom.h"
+#include "json_out.h"
+#include "services_internal.h"
+#include "exporter.h"
+#include "ingest.h"
+#include "scheduler.h"
+#ifdef SAMDA_HAVE_MODEL
+#include "worker.h"
+#endif
+
+/* ---------- auth and audit ---------- */
+
+static samda_status auth_check(void *v, const char *token, samda_api_role *role, int64_t *token_id, samda_error *err)
+{
+    samda_token_info info;
+    samda_status st = samda_store_token_verify(samdad_store(CORE(v)->ctx), token, &info, err);
+    if (st != SAMDA_OK) return st;
+    *token_id = info.id;
+    *role = info.role == SAMDA_ROLE_ADMIN ? SAMDA_API_ROLE_ADMIN
+          : info.role == SAMDA_ROLE_USER  ? SAMDA_API_ROLE_USER
+                                          : SAMDA_API_ROLE_INGEST;
+    return SAMDA_OK;
+}
+
+static samda_status audit(void *v, const samda_api_audit_record *rec, samda_error *aerr)
+{
+    samdad_ctx *ctx = CORE(v)->ctx;
+    char actor[48], action[SAMDA_KEY_SIZE], resource[SAMDA_MESSAGE_SIZE] = "";
+    if (rec->token_id >= 0) snprintf(actor, sizeof actor, "token:%lld", (long long)rec->token_id);
+    else snprintf(actor, sizeof actor, "anonymous");
+    snprintf(action, sizeof action, "http %s %s", rec->method, rec->route);
+    size_t n = 0;
+    for (unsigned i = 0; i < rec->n_params && n < sizeof resource; i++)
+        n += (size_t)snprintf(resource + n, sizeof resource - n, "%s%s=%s", i ? " " : "", rec->param_names[i],
+                              rec->param_values[i]);
+    const char *outcome = rec->http_status == 0 ? "error"
+                        : rec->http_status == 401 || rec->http_status == 403 ? "denied"
+                        : rec->http_status < 400 ? "ok"
+                                                 : "error";
+    char details[64];
+    snprintf(details, sizeof details, "{\"http_status\":%d}", rec->http_status);
+    samda_error err;
+    samda_status st =
+        samda_store_audit_append(samdad_store(ctx), actor, action, resource[0] ? resource : "-", outcome, details, &err);
+    if (st != SAMDA_OK) {
+        samda_log(&ctx->log, SAMDA_LOG_ERROR, "audit", "cannot write audit entry", "route=%s status=%d error=%s",
+                  samda_log_quote((char[200]){0}, 200, rec->route), rec->http_status,
+                  samda_log_quote((char[600]){0}, 600, err.message));
+        if (aerr) *aerr = err;
+    }
+    return st;
+}
+
+/* ---------- health and metrics ---------- */
+
+static json_t *check(const char *status, const char *detail)
+{
+    json_t *o = json_pack("{s:s}", "status", status);
+    if (o && detail) json_object_set_new(o, "detail", json_string(detail));
+    return o;
+}
+
+static samda_status health(void *v, json_t **checks, bool *healthy, samda_error *err)
+{
+    samdad_ctx *ctx = CORE(v)->ctx;
+    samda_store *store = samdad_store(ctx);
+    samda_config *cfg = samdad_config_get(ctx);
+    json_t *c = json_object();
+    bool ok = true;
+    samda_error e;
+
+    samda_job_filter f = {.state = -1, .limit = 1};
+    samda_job *jobs = NULL;
+    size_t n = 0;
+    if (samda_store_job_list(store, &f, &jobs, &n, &e) == SAMDA_OK) {
+        json_object_set_new(c, "database", check("ok", NULL));
+        samda_job_list_free(jobs, n);
+    } else {
+        json_object_set_new(c, "database", check("fail", e.message));
+        ok = false;
+    }
+
+    uint64_t free_bytes = 0;
+    if (samdad_disk_free(samda_store_data_dir(store), &free_bytes, &e) != SAMDA_OK) {
+        json_object_set_new(c, "disk", check("fail", e.message));
+        ok = false;
+    } else {
+        char d[160];
+        /* Whatever min_free says (0 turns the watermark off), the index, its journal and the audit log
+         * need room to write: below SAMDAD_DISK_FLOOR_BYTES the disk is not healthy. */
+        bool disk_ok = free_bytes >= cfg->storage_min_free_bytes && free_bytes >= SAMDAD_DISK_FLOOR_BYTES;
+        snprintf(d, sizeof d, "%llu bytes free, storage.min_free %llu%s", (unsigned long long)free_bytes,
+                 (unsigned long long)cfg->storage_min_free_bytes,
+                 free_bytes < SAMDAD_DISK_FLOOR_BYTES ? ": below the 1 MiB the index and audit log need" : "");
+        json_object_set_new(c, "disk", check(disk_ok ? "ok" : "fail", d));
+        if (!disk_ok) ok = false;
+    }
+    if (samdad_model_loaded(ctx)) {
+        char md[256] = ""; /* which model, and how its input is prepared ([model] convention) */
+#ifdef SAMDA_HAVE_MODEL
+        samdad_worker_describe(samdad_worker_of(ctx), md, sizeof md);
+#endif
+        json_object_set_new(c, "model", check("ok", md[0] ? md : NULL));
+    } else if (samdad_model_error(ctx)) {
+        char md[SAMDA_ERROR_MESSAGE_SIZE + 64];
+        snprintf(md, sizeof md, "model not loaded: %s: jobs stay pending", samdad_model_error(ctx));
+        json_object_set_new(c, "model", check("fail", md));
+    } else {
+        json_object_set_new(c, "model", check("absent", "no model configured: jobs stay pending"));
+    }
+    unsigned port = samdad_dicom_port(ctx);
+    char d[64];
+    snprintf(d, sizeof d, "%s:%u", cfg->dicom_bind, port);
+    json_object_set_new(c, "dicom", check(port ? "ok" : "fail", d));
+    if (!port) ok = false;
+    samda_config_unref(cfg);
+    (void)err;
+    *checks = c;
+    *healthy = ok;
+    return SAMDA_OK;
+}
+
+static samda_status metrics(void *v, FILE *out, samda_error *err)
+{
+    samdad_ctx *ctx = CORE(v)->ctx;
+    samda_store *store = samdad_store(ctx);
+    samda_scp_counters sc;
+    if (samdad_dicom_counters(ctx, &sc)) {
+        fprintf(out, "# HELP samda_dicom_instances_received_total C-STORE instances stored.\n"
+                     "# TYPE samda_dicom_instances_received_total counter\n"
+                     "samda_dicom_instances_received_total %llu\n",
+                (unsigned long long)sc.stores_ok);
+        fprintf(out, "# HELP samda_dicom_instances_failed_total C-STORE instances refused or failed.\n"
+                     "# TYPE samda_dicom_instances_failed_total counter\n"
+                     "samda_dicom_instances_failed_total %llu\n",
+                (unsigned long long)sc.stores_failed);
+        fprintf(out, "# HELP samda_dicom_bytes_received_total Bytes of received instances.\n"
+                     "# TYPE samda_dicom_bytes_received_total counter\n"
+                     "samda_dicom_bytes_received_total %llu\n",
+                (unsigned long long)sc.bytes_received);
+        fprintf(out, "# HELP samda_dicom_associations Associations by outcome.\n"
+                     "# TYPE samda_dicom_associations counter\n"
+                     "samda_dicom_associations{outcome=\"accepted\"} %llu\n"
+                     "samda_dicom_associations{outcome=\"rejected\"} %llu\n"
+                     "samda_dicom_associations{outcome=\"aborted\"} %llu\n",
+                (unsigned long long)sc.associations_accepted, (unsigned long long)sc.associations_rejected,
+                (unsigned long long)sc.associations_aborted);
+        fprintf(out, "# HELP samda_dicom_associations_active Associations open now.\n"
+                     "# TYPE samda_dicom_associations_active gauge\n"
+                     "samda_dicom_associations_active %llu\n",
+                (unsigned long long)sc.associations_active);
+    }
+    fprintf(out, "# HELP samda_jobs Jobs in the durable queue by state.\n# TYPE samda_jobs gauge\n");
+    for (int st = SAMDA_JOB_PENDING; st <= SAMDA_JOB_CANCELLED; st++) {
+        samda_job_filter f = {.state = st, .limit = 100000};
+        samda_job *jobs = NULL;
+        size_t n = 0;
+        if (samda_store_job_list(store, &f, &jobs, &n, err) != SAMDA_OK) return err->code;
+        samda_job_list_free(jobs, n);
+        fprintf(out, "samda_jobs{state=\"%s\"} %zu\n", samda_job_state_name((samda_job_state)st), n);
+    }
+    uint64_t free_bytes = 0;
+    samda_error e;
+    if (samdad_disk_free(samda_store_data_dir(store), &free_bytes, &e) == SAMDA_OK)
+        fprintf(out, "# HELP samda_disk_free_bytes Free bytes in the data directory.\n"
+                     "# TYPE samda_disk_free_bytes gauge\nsamda_disk_free_bytes %llu\n",
+                (unsigned long long)free_bytes);
+    fprintf(out, "# HELP samda_exports Export queue items (DICOM-SEG to destinations) by state.\n# TYPE samda_exports gauge\n");
+    static const char *const ex_states[] = {"pending", "sending", "done", "failed"};
+    for (int st = SAMDA_EXPORT_PENDING; st <= SAMDA_EXPORT_FAILED; st++) {
+        samda_export_item *items = NULL;
+        size_t n = 0;
+        if (samda_store_export_list(store, 0, st, 100000, &items, &n, err) != SAMDA_OK) return err->code;
+        size_t retried = 0;
+        for (size_t i = 0; i < n; i++) retried += items[i].attempts > 0;
+        samda_store_free(items);
+        fprintf(out, "samda_exports{state=\"%s\"} %zu\n", ex_states[st], n);
+        if (st == SAMDA_EXPORT_PENDING)
+            fprintf(out, "samda_exports{state=\"pending_after_failure\"} %zu\n", retried);
+    }
+    fprintf(out, "# HELP samda_model_loaded 1 when a model is loaded (segmentation jobs run).\n"
+                 "# TYPE samda_model_loaded gauge\nsamda_model_loaded %d\n", samdad_model_loaded(ctx) ? 1 : 0);
+#ifdef SAMDA_HAVE_MODEL
+    samdad_worker_metrics(samdad_worker_of(ctx), out);
+#endif
+    return SAMDA_OK;
+}
+
+void samdad_api_bind_ops(samda_api_services *svc)
+{
+    svc->auth_check = auth_check;
+    svc->audit = audit;
+    svc->health = health;
+    svc->metrics = metrics;
+}

@@ -1,9 +1,9 @@
-/* The model worker (daemon/worker.c): owns the SAM model and two lanes over it, each a thread. The
- * segmentation lane takes "segment" jobs from the durable queue under a lease, turns a completed
- * series into a DICOM-SEG (volume, windows per label, batched encoding, prompt-free adapter
- * decoding, test-time adaptation per site, 3-D clean-up), records the result and queues it for the
- * site's destinations, and answers interactive session calls; the training lane takes "train" and
- * "evaluate" jobs. */
+/* The model worker (daemon/worker.c and the files of worker_internal.h): owns the SAM model and three
+ * lanes over it, each a thread. The interactive lane answers session calls; the segmentation lane
+ * takes "segment" jobs from the durable queue under a lease, turns a completed series into a
+ * DICOM-SEG (volume, windows per label, batched encoding, prompt-free adapter decoding, test-time
+ * adaptation per site, 3-D clean-up), records the result and queues it for the site's destinations;
+ * the training lane takes "train" and "evaluate" jobs. */
 #ifndef SAMDA_DAEMON_WORKER_H
 #define SAMDA_DAEMON_WORKER_H
 
@@ -30,10 +30,10 @@ void samdad_worker_kick(samdad_worker *w);
 void samdad_worker_stop(samdad_worker *w);
 
 /* ---- interactive sessions: embeddings kept in the worker, prompts decoded there ------------------
- * The calls below run on the segmentation lane's thread, ahead of batch work: between two encoder
- * batches of a job, or at once when it is idle (training runs on the training lane and never holds
- * them). The caller (an HTTP handler thread) waits for the answer; if the lane does not take the
- * call within wait_ms the call is withdrawn and SAMDA_EBUSY returned. Thread-safe. */
+ * The calls below run on the interactive lane's thread, which does nothing else: no segmentation
+ * batch or training step holds them. The caller (an HTTP handler thread) waits for the answer; if
+ * the lane does not take the call within wait_ms the call is withdrawn and SAMDA_EBUSY returned.
+ * Thread-safe. */
 
 #define SAMDAD_SESSION_ID_SIZE 33 /* 32 hex digits + NUL */
 

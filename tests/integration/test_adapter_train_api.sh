@@ -30,6 +30,11 @@ grep -q "studies" "$T/body" || fail "the refusal should name body.studies: $(cat
 [ "$(code -X POST "${AJ[@]}" -d '{"studies":["1.2.3"]}' "$H/api/v1/sites/nosuch/adapters/train")" = 404 ] || fail "unknown site: $(cat "$T/body")"
 ok "train requests without studies, with unknown members or for an unknown site are refused"
 
+# The three series' segmentation jobs first, so that below the prompts share the machine with the
+# training alone (the scenario: a radiologist prompts while an adapter trains).
+segs_idle() { "$SAMDA" jobs --data-dir "$D" | $PY -c 'import json,sys; sys.exit(0 if all(j["state"] in ("done","failed") for j in json.load(sys.stdin)) else 1)'; }
+wait_for_cmd 300 segs_idle
+
 [ "$(code -X POST "${AJ[@]}" -d "{\"studies\":[\"$s0\",\"$s1\"],\"epochs\":3,\"activate\":true}" "$H/api/v1/sites/default/adapters/train")" = 202 ] ||
   fail "train: $(cat "$T/body")"
 job=$(json_expr 'd["id"]' <"$T/body")

@@ -253,7 +253,7 @@ static size_t dispatch(samdad_exporter *e)
     return claimed;
 }
 
-static void *run(void *arg)
+static void *export_dispatcher_main(void *arg)
 {
     samdad_exporter *e = arg;
     pthread_mutex_lock(&e->loop.mu);
@@ -280,7 +280,7 @@ samdad_exporter *samdad_exporter_start(samdad_ctx *ctx, samda_error *err)
     }
     e->ctx = ctx;
     pthread_mutex_init(&e->smu, NULL);
-    if (samdad_loop_start(&e->loop, run, e, "export", err) != SAMDA_OK) {
+    if (samdad_loop_start(&e->loop, export_dispatcher_main, e, "export dispatcher", err) != SAMDA_OK) {
         pthread_mutex_destroy(&e->smu);
         free(e);
         return NULL;

@@ -25,23 +25,6 @@
 #define SAMDA_VERSION "0.0.0"
 #endif
 
-samda_config *samdad_config_get(samdad_ctx *ctx)
-{
-    pthread_mutex_lock(&ctx->cfg_mu);
-    samda_config *c = samda_config_ref(ctx->cfg);
-    pthread_mutex_unlock(&ctx->cfg_mu);
-    return c;
-}
-
-void samdad_config_set(samdad_ctx *ctx, samda_config *c)
-{
-    pthread_mutex_lock(&ctx->cfg_mu);
-    samda_config *old = ctx->cfg;
-    ctx->cfg = c;
-    pthread_mutex_unlock(&ctx->cfg_mu);
-    samda_config_unref(old);
-}
-
 static void usage(FILE *f)
 {
     fprintf(f,

@@ -174,7 +174,7 @@ size_t samdad_scheduler_pass(samdad_ctx *ctx, samda_store *store, int64_t now)
     return changed;
 }
 
-static void *run(void *arg)
+static void *scheduler_main(void *arg)
 {
     samdad_scheduler *s = arg;
     samdad_ctx *ctx = s->ctx;
@@ -201,7 +201,7 @@ samdad_scheduler *samdad_scheduler_start(samdad_ctx *ctx, samda_error *err)
         return NULL;
     }
     s->ctx = ctx;
-    if (samdad_loop_start(&s->loop, run, s, "scheduler", err) != SAMDA_OK) {
+    if (samdad_loop_start(&s->loop, scheduler_main, s, "scheduler", err) != SAMDA_OK) {
         free(s);
         return NULL;
     }

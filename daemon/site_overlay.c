@@ -213,7 +213,7 @@ samda_status samdad_overlay_apply(samdad_api_core *core, const site_candidate *c
 }
 
 /* Re-applies the API sites after a reload replaced the snapshot. */
-static void *overlay_watch(void *arg)
+static void *overlay_main(void *arg)
 {
     samdad_api_core *core = arg;
     pthread_mutex_lock(&core->watch_mu);
@@ -269,7 +269,7 @@ samda_status samdad_overlay_start(samdad_api_core *core, samda_error *err)
         samda_error_prefix(err, "applying the sites created through the API: ");
         return err ? err->code : SAMDA_EINTERNAL;
     }
-    if (pthread_create(&core->watcher, NULL, overlay_watch, core) != 0)
+    if (pthread_create(&core->watcher, NULL, overlay_main, core) != 0)
         return samda_fail(err, SAMDA_ENOMEM, "starting the HTTP core: cannot create the site overlay thread");
     core->watching = true;
     return SAMDA_OK;

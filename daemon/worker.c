@@ -166,7 +166,7 @@ static void take_one(lane *ln, bool *worked)
 
 /* A lane's thread: jobs of its kinds, one after the other; the interactive lane answers session
  * calls as they come. */
-static void *run_lane(void *arg)
+static void *lane_main(void *arg)
 {
     lane *ln = arg;
     samdad_worker *w = ln->w;
@@ -266,16 +266,16 @@ samdad_worker *samdad_worker_start(samdad_ctx *ctx, samda_error *err)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&w->done_cv, &ca);
     pthread_condattr_destroy(&ca);
-    if (samdad_loop_start(&w->ia.loop, run_lane, &w->ia, "interactive lane", err) != SAMDA_OK) {
+    if (samdad_loop_start(&w->ia.loop, lane_main, &w->ia, "interactive lane", err) != SAMDA_OK) {
         pthread_cond_destroy(&w->done_cv);
         goto fail;
     }
-    if (samdad_loop_start(&w->seg.loop, run_lane, &w->seg, "segmentation lane", err) != SAMDA_OK) {
+    if (samdad_loop_start(&w->seg.loop, lane_main, &w->seg, "segmentation lane", err) != SAMDA_OK) {
         samdad_loop_stop(&w->ia.loop);
         pthread_cond_destroy(&w->done_cv);
         goto fail;
     }
-    if (samdad_loop_start(&w->trn.loop, run_lane, &w->trn, "training lane", err) != SAMDA_OK) {
+    if (samdad_loop_start(&w->trn.loop, lane_main, &w->trn, "training lane", err) != SAMDA_OK) {
         samdad_loop_stop(&w->seg.loop);
         samdad_loop_stop(&w->ia.loop);
         pthread_cond_destroy(&w->done_cv);

@@ -36,6 +36,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "dicom_rules.h"
 #include "status.h"
 
 #ifdef __cplusplus
@@ -62,7 +63,7 @@ typedef enum samda_api_level {
     SAMDA_API_LEVEL_INSTANCE = 2
 } samda_api_level;
 
-#define SAMDA_API_UID_SIZE 65                /* 64 characters + NUL (PS3.5 9.1) */
+#define SAMDA_API_UID_SIZE SAMDA_VR_UI_SIZE   /* 64 characters + NUL (common/dicom_rules.h) */
 #define SAMDA_API_QUERY_MAX_MODALITIES 16
 #define SAMDA_API_QUERY_MAX_INCLUDEFIELDS 64
 #define SAMDA_API_QIDO_LIMIT_DEFAULT 100u

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "dicom_rules.h"
 #include "internal.h"
 
 #define SVC(fn) offsetof(samda_api_services, fn)
@@ -78,25 +79,8 @@ const size_t api_n_routes = sizeof api_routes / sizeof api_routes[0];
 
 /* ---- parameter kinds ------------------------------------------------------------------------ */
 
-bool api_valid_uid(const char *s)
-{
-    /* PS3.5 9.1: components of digits separated by '.', at most 64 characters. Leading zeros
-     * are tolerated (they occur in the wild); empty components are not ("..", "1..2"). */
-    size_t n = strlen(s);
-    if (n == 0 || n > 64) return false;
-    bool empty = true;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '.') {
-            if (empty) return false;
-            empty = true;
-        } else if (s[i] >= '0' && s[i] <= '9') {
-            empty = false;
-        } else {
-            return false;
-        }
-    }
-    return !empty;
-}
+/* The one UID rule (common/dicom_rules.h). */
+bool api_valid_uid(const char *s) { return samda_uid_is_valid(s); }
 
 bool api_valid_id(const char *s)
 {

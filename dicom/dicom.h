@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "dicom_rules.h"
 #include "status.h"
 
 #ifdef __cplusplus
@@ -32,14 +33,15 @@ extern "C" {
 #endif
 
 /* ---- Sizes: a DICOM value of the given VR plus its terminating NUL (PS3.5 6.2). ---- */
-#define SAMDA_DICOM_UID_SIZE 65   /* UI: at most 64 characters */
-#define SAMDA_DICOM_AE_SIZE 17    /* AE: at most 16 characters */
-#define SAMDA_DICOM_CS_SIZE 17    /* CS: 16 */
-#define SAMDA_DICOM_SH_SIZE 17    /* SH: 16 */
-#define SAMDA_DICOM_LO_SIZE 65    /* LO: 64 */
-#define SAMDA_DICOM_PN_SIZE 325   /* PN: 64 per component group, up to 3 groups and separators, as UTF-8 */
-#define SAMDA_DICOM_DA_SIZE 9     /* DA: YYYYMMDD */
-#define SAMDA_DICOM_TM_SIZE 17    /* TM: HHMMSS.FFFFFF (padded) */
+/* (common/dicom_rules.h defines them once for every module.) */
+#define SAMDA_DICOM_UID_SIZE SAMDA_VR_UI_SIZE /* UI: at most 64 characters */
+#define SAMDA_DICOM_AE_SIZE SAMDA_VR_AE_SIZE  /* AE: at most 16 characters */
+#define SAMDA_DICOM_CS_SIZE SAMDA_VR_CS_SIZE  /* CS: 16 */
+#define SAMDA_DICOM_SH_SIZE SAMDA_VR_SH_SIZE  /* SH: 16 */
+#define SAMDA_DICOM_LO_SIZE SAMDA_VR_LO_SIZE  /* LO: 64 */
+#define SAMDA_DICOM_PN_SIZE SAMDA_VR_PN_SIZE  /* PN: 64 per component group, 3 groups and separators, UTF-8 */
+#define SAMDA_DICOM_DA_SIZE SAMDA_VR_DA_SIZE  /* DA: YYYYMMDD */
+#define SAMDA_DICOM_TM_SIZE SAMDA_VR_TM_SIZE  /* TM: HHMMSS.FFFFFF (padded) */
 
 /* =========================================================================================
  * Process set-up
@@ -95,11 +97,7 @@ void samda_dicom_shutdown(void);
  * UIDs (PS3.5 9.1)
  * ========================================================================================= */
 
-/** Whether uid is usable as a DICOM UID in samda: 1 to 64 characters, only digits and dots, no
- *  empty component (no leading, trailing or double dot).
- *  Deliberately lenient: a multi-digit component starting with '0' ("1.2.04") is accepted although
- *  PS3.5 9.1 forbids it, because real archives hold such UIDs and refusing them would lose studies.
- *  Such UIDs are still safe as file names (only digits and dots).
+/** samda_uid_is_valid (common/dicom_rules.h), the one UID rule, under the dicom module's name.
  *  @param uid IN: NUL-terminated; NULL gives false.  Thread-safety: pure function. */
 bool samda_dicom_uid_is_valid(const char *uid);
 

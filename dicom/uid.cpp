@@ -11,24 +11,7 @@
 #include "dicom.h"
 #include "guard.h"
 
-extern "C" bool samda_dicom_uid_is_valid(const char *uid)
-{
-    if (!uid) return false;
-    size_t n = 0;
-    bool component_empty = true;
-    for (const char *p = uid; *p; p++, n++) {
-        if (n >= 64) return false;
-        if (*p == '.') {
-            if (component_empty) return false; /* leading or double dot */
-            component_empty = true;
-        } else if (*p >= '0' && *p <= '9') {
-            component_empty = false;
-        } else {
-            return false;
-        }
-    }
-    return n > 0 && !component_empty; /* empty string or trailing dot */
-}
+extern "C" bool samda_dicom_uid_is_valid(const char *uid) { return samda_uid_is_valid(uid); }
 
 static bool random_bytes(unsigned char *buf, size_t n)
 {

@@ -18,23 +18,6 @@
 
 #include "internal.h"
 
-bool samda_uid_is_valid(const char *uid)
-{
-    if (!uid) return false;
-    size_t n = 0;
-    char prev = '.'; /* a leading dot reads as an empty component */
-    for (const char *p = uid; *p; p++, n++) {
-        if (n >= 64) return false;
-        if (*p == '.') {
-            if (prev == '.') return false;
-        } else if (*p < '0' || *p > '9') {
-            return false;
-        }
-        prev = *p;
-    }
-    return n > 0 && prev != '.';
-}
-
 static bool all_digits(const char *p, size_t n)
 {
     if (n == 0 || n > 19) return false;

@@ -31,6 +31,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dicom_rules.h"
 #include "status.h"
 
 #ifdef __cplusplus
@@ -40,12 +41,12 @@ extern "C" {
 /* ---------------------------------------------------------------------------------------------- */
 /* Sizes                                                                                          */
 
-#define SAMDA_UID_SIZE 65          /* a DICOM UID: at most 64 characters + NUL */
-#define SAMDA_AE_SIZE 17           /* an AE title: at most 16 characters + NUL */
-#define SAMDA_CS_SIZE 17           /* a code string (modality, body part) */
-#define SAMDA_DA_SIZE 9            /* a DICOM date YYYYMMDD */
-#define SAMDA_LO_SIZE 65           /* a long string (descriptions, patient ID) */
-#define SAMDA_PN_SIZE 256          /* a person name with its component groups */
+#define SAMDA_UID_SIZE SAMDA_VR_UI_SIZE /* a DICOM UID (common/dicom_rules.h: every module's sizes) */
+#define SAMDA_AE_SIZE SAMDA_VR_AE_SIZE   /* an AE title */
+#define SAMDA_CS_SIZE SAMDA_VR_CS_SIZE   /* a code string (modality, body part) */
+#define SAMDA_DA_SIZE SAMDA_VR_DA_SIZE   /* a DICOM date YYYYMMDD */
+#define SAMDA_LO_SIZE SAMDA_VR_LO_SIZE   /* a long string (descriptions, patient ID) */
+#define SAMDA_PN_SIZE SAMDA_VR_PN_SIZE   /* a person name with its component groups, as UTF-8 */
 #define SAMDA_NAME_SIZE 65         /* names of sites, destinations, tokens */
 #define SAMDA_SHA256_HEX_SIZE 65   /* lower-case hex SHA-256 + NUL */
 #define SAMDA_RELPATH_SIZE 256     /* an object path relative to objects/ */
@@ -61,10 +62,8 @@ extern "C" {
 /* ---------------------------------------------------------------------------------------------- */
 /* UIDs                                                                                           */
 
-/** True if uid is a DICOM UID usable in a path: 1..64 characters of digits and dots, no empty
- *  component, no leading or trailing dot. NULL gives false.
- *  Thread-safety: pure function. */
-bool samda_uid_is_valid(const char *uid);
+/* samda_uid_is_valid (common/dicom_rules.h): a DICOM UID usable in a path, 1..64 characters of
+ * digits and dots, no empty component. The one rule, shared with dicom/ and api/. */
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Opening                                                                                        */

@@ -48,5 +48,15 @@ phantom --out "$work/A" --site A --count 480 --seed 1 --slices-per-body 16 --siz
     --place self_attn,token_to_image,mlp,image_to_token,tokens_self,tokens_image
 # (the shipped site-A adapter predates the embedding bottleneck, "embed"; supervised adaptation to a
 #  new site adds it: tests/bench/bench_adapt.sh, docs/adaptation.md)
+# The adapter above never segmented the spleen prompt-free: three steps of fine-tuning follow (two
+# prompt-free, then mixed prompts to give box prompts back what prompt-free training took).
+a="$out/site_A_adapter.safetensors"
+for step in "free 2e-3 3 1" "free 1e-3 3 2" "mixed 1e-3 2 3"; do
+    set -- $step
+    "$adapter_bin" train --checkpoint "$out/sam_demo_base.pth" --data "$work/A" --out "$work/step.safetensors" \
+        --adapter-in "$a" --labels liver,kidney,spleen,aorta --window 50,400 --prompt "$1" --lr "$2" --epochs "$3" \
+        --max-cases 120 --val-split 0.1 --patience 3 --seed "$4" --threads "$threads" --device cpu
+    mv "$work/step.safetensors" "$a"
+done
 "$adapter_bin" info --checkpoint "$out/sam_demo_base.pth" --adapter "$out/site_A_adapter.safetensors" --device cpu
 echo "train-demo: done in $(( $(date +%s) - start )) s; scratch data in $work" >&2

@@ -41,9 +41,13 @@ ok "second daemon refused, naming PID $pid1"
 sed -i "s/^\[storage\]/[daemon]\nlog_level = debug\n[storage]/" "$T/good.conf"
 sed -i "0,/^data_dir = data/s//data_dir = data/" "$T/good.conf"
 echo "[scheduler]" >>"$T/good.conf"; echo "tick = 500ms" >>"$T/good.conf"
+sed -i "s/^port = $dport\$/port = $dport\nmax_associations = 8/" "$T/good.conf"   # restart-only (default 16)
 kill -HUP "$pid1"
 wait_for_text "$T/one.log" 'msg="configuration reloaded"'
-ok "SIGHUP reloads the configuration"
+grep -q 'level=warn mod=config msg="option changed but needs a restart to take effect" option=dicom.max_associations' "$T/one.log" ||
+  fail "the restart-only change is not named in a warning"
+grep -q 'option=scheduler.tick' "$T/one.log" && fail "a live option was reported as needing a restart"
+ok "SIGHUP reloads the configuration; the restart-only change is named in a warning, the live one applied"
 printf '[dicom]\nport = nope\n' >"$T/broken-now.conf"
 cp "$T/good.conf" "$T/good.conf.bak"; cp "$T/broken-now.conf" "$T/good.conf"
 kill -HUP "$pid1"

@@ -1,8 +1,10 @@
-/* Tests of model/pth_reader.cpp: the shared sam-parity checkpoint (values cross-checked against a Python
- * pickletools/numpy reading of the same bytes), write/read round trips, wrapper dicts, hand-made
+/* Tests of model/pth_reader.cpp: the sam-parity checkpoint (values cross-checked against a Python
+ * pickletools/numpy reading of the original float32 file; the repository's copy holds the same
+ * weights rounded to float16, checked against those values rounded), write/read round trips, wrapper dicts, hand-made
  * pickles for each opcode family, and every refusal (truncation, bad zip, compressed entry, unknown
  * opcode, forbidden global, tensor past its storage, missing storage). */
 #include "check.h"
+#include "npy.h"
 #include "pth_reader.h"
 
 #include <cstdlib>
@@ -28,6 +30,23 @@ float f32_at(const Checkpoint &ck, const TensorRecord &r, int64_t i)
     float f;
     memcpy(&f, s.first + 4 * (r.storage_offset + i), 4);
     return f;
+}
+
+/* Element i of a float32 or float16 tensor, as float. */
+float value_at(const Checkpoint &ck, const TensorRecord &r, int64_t i)
+{
+    if (r.dtype == DType::F32) return f32_at(ck, r, i);
+    auto s = ck.storage(r.storage_key);
+    uint16_t h;
+    memcpy(&h, s.first + 2 * (r.storage_offset + i), 2);
+    return samda::npy::half_to_float(h);
+}
+
+/* What a checkpoint of dtype dt stores for the float32 value v: v itself, or v rounded to the
+ * nearest float16 (as torch's .half() does). */
+double stored(DType dt, double v)
+{
+    return dt == DType::F16 ? samda::npy::half_to_float(samda::npy::float_to_half((float)v)) : v;
 }
 
 /* Hand-written pickles for the refusal and opcode tests. */
@@ -92,14 +111,19 @@ void test_fixture()
     CHECK_EQ(ck.entry_names().size(), (size_t)204);
     CHECK_EQ(ck.tensors().front().name, std::string("image_encoder.pos_embed"));
     CHECK_EQ(ck.tensors().back().name, std::string("mask_decoder.iou_prediction_head.layers.2.bias"));
+    /* float32 (the original) or float16 (the repository's rounded copy), the same for every tensor */
+    const DType dt = ck.tensors().front().dtype;
+    const size_t esize = dtype_size(dt);
+    CHECK(dt == DType::F32 || dt == DType::F16);
+    printf("fixture checkpoint: %s\n", dtype_name(dt));
     int64_t total = 0;
-    bool all_f32 = true;
+    bool all_same = true;
     for (const TensorRecord &r : ck.tensors()) {
         total += record_numel(r);
-        all_f32 = all_f32 && r.dtype == DType::F32;
+        all_same = all_same && r.dtype == dt;
     }
     CHECK_EQ(total, (int64_t)5230224); /* sum of numel over the state dict, from Python */
-    CHECK(all_f32);
+    CHECK(all_same);
 
     const TensorRecord *pe = ck.find("image_encoder.pos_embed");
     CHECK(pe != nullptr);
@@ -108,32 +132,32 @@ void test_fixture()
         CHECK(pe->strides == (std::vector<int64_t>{24576, 1536, 96, 1}));
         CHECK_EQ(pe->storage_key, std::string("weights/data/0"));
         CHECK_EQ(pe->storage_numel, (int64_t)24576);
-        CHECK_EQ(ck.storage(pe->storage_key).second, (size_t)98304);
-        CHECK_NEAR(f32_at(ck, *pe, 0), 0.04674743115901947, 1e-9);
-        CHECK_NEAR(f32_at(ck, *pe, 1), 0.04269896447658539, 1e-9);
-        CHECK_NEAR(f32_at(ck, *pe, 24575), -0.15286503732204437, 1e-9);
+        CHECK_EQ(ck.storage(pe->storage_key).second, (size_t)24576 * esize);
+        CHECK_NEAR(value_at(ck, *pe, 0), stored(dt, 0.04674743115901947), 1e-9);
+        CHECK_NEAR(value_at(ck, *pe, 1), stored(dt, 0.04269896447658539), 1e-9);
+        CHECK_NEAR(value_at(ck, *pe, 24575), stored(dt, -0.15286503732204437), 1e-9);
     }
     const TensorRecord *iou = ck.find("mask_decoder.iou_token.weight");
     CHECK(iou != nullptr);
     if (iou) {
         CHECK(iou->sizes == (std::vector<int64_t>{1, 256}));
         CHECK_EQ(iou->storage_key, std::string("weights/data/164"));
-        CHECK_NEAR(f32_at(ck, *iou, 0), 0.015164948999881744, 1e-9);
-        CHECK_NEAR(f32_at(ck, *iou, 255), 0.01893274299800396, 1e-9);
+        CHECK_NEAR(value_at(ck, *iou, 0), stored(dt, 0.015164948999881744), 1e-9);
+        CHECK_NEAR(value_at(ck, *iou, 255), stored(dt, 0.01893274299800396), 1e-9);
     }
     const TensorRecord *g = ck.find("prompt_encoder.pe_layer.positional_encoding_gaussian_matrix");
     CHECK(g != nullptr);
     if (g) {
         CHECK(g->sizes == (std::vector<int64_t>{2, 128}));
-        CHECK_NEAR(f32_at(ck, *g, 0), 0.33150357007980347, 1e-9);
-        CHECK_NEAR(f32_at(ck, *g, 2), -0.9488438963890076, 1e-9);
-        CHECK_NEAR(f32_at(ck, *g, 255), -2.1450116634368896, 1e-9);
+        CHECK_NEAR(value_at(ck, *g, 0), stored(dt, 0.33150357007980347), 1e-9);
+        CHECK_NEAR(value_at(ck, *g, 2), stored(dt, -0.9488438963890076), 1e-9);
+        CHECK_NEAR(value_at(ck, *g, 255), stored(dt, -2.1450116634368896), 1e-9);
     }
     const TensorRecord *rel = ck.find("image_encoder.blocks.0.attn.rel_pos_h");
     CHECK(rel && rel->sizes == (std::vector<int64_t>{13, 24}));
     const TensorRecord *hb = ck.find("mask_decoder.output_hypernetworks_mlps.3.layers.2.bias");
     CHECK(hb && hb->sizes == (std::vector<int64_t>{32}));
-    if (hb) CHECK_NEAR(f32_at(ck, *hb, 31), 0.0017658090218901634, 1e-9);
+    if (hb) CHECK_NEAR(value_at(ck, *hb, 31), stored(dt, 0.0017658090218901634), 1e-9);
     CHECK(ck.find("no.such.key") == nullptr);
     CHECK(ck.has_entry("weights/version"));
     CHECK_THROWS(ck.storage("weights/data/9999"), Error, "weights/data/9999");
@@ -520,7 +544,8 @@ int main()
     if (access((samda_test::fixtures() + "/sam-parity/tiny/weights.pth").c_str(), R_OK) == 0) {
         RUN(test_fixture);
     } else {
-        printf("SKIP test_fixture: %s/sam-parity/tiny/weights.pth absent (set SAMDA_FIXTURES)\n", samda_test::fixtures().c_str());
+        printf("SKIP test_fixture: %s/sam-parity/tiny/weights.pth absent (SAMDA_FIXTURES names another folder)\n",
+               samda_test::fixtures().c_str());
     }
     return samda_test::summary();
 }

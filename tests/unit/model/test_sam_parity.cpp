@@ -2,18 +2,22 @@
  * sam-parity/tiny: each stage separately, so that a failure says where it is:
  *   preprocess(image.npy) vs input.npy; encode(input.npy) vs embedding.npy; for every case of
  *   config.json, decode from the REFERENCE embedding vs NAME.low_res_logits / .iou / .mask_logits.
- * Prints the max abs difference per stage. Tolerance 1e-4 (float32); with SAMDA_TEST_DTYPE=bfloat16
- * or float16 (CUDA) the encoder stage is checked relative to the embedding's magnitude (5%).
+ * Prints the max abs difference per stage. The tolerances depend on the weights (see Tolerances
+ * below): 1e-4 with the original float32 weights, larger ones derived from the rounding with the
+ * repository's float16 copy (tests/data). With SAMDA_TEST_DTYPE=bfloat16 or float16 (CUDA) the
+ * encoder stage is checked relative to the embedding's magnitude (5%).
  * Env: SAMDA_FIXTURES, SAMDA_TEST_DEVICE (cpu | cuda | auto), SAMDA_TEST_DTYPE. Exit 77: no fixtures. */
 #include "check.h"
 #include "model.h"
 #include "npy.h"
+#include "pth_reader.h"
 #include "sam_config.h"
 
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -73,7 +77,57 @@ double max_abs(const std::vector<float> &v)
     return m;
 }
 
-const double kTol = 1e-4;
+/* Tolerances: the largest max abs difference accepted per stage.
+ *
+ * The reference arrays were computed by the reference implementation (CPU, float32) from float32
+ * weights. The test runs on whichever weights.pth the fixture folder holds, told apart by its dtype:
+ *
+ * float32, the original fixture (SAMDA_FIXTURES pointing at it): the very weights the reference used,
+ *   so every stage must agree to float32 rounding: 1e-4 (measured on CPU, OpenBLAS: preprocess 0,
+ *   encoder 8.8e-6, decoder at most 1.7e-6; above 1e-4 means a real discrepancy).
+ *
+ * float16, the repository's copy (tests/data): the same state dict with each weight rounded to the
+ *   nearest float16 (relative error at most 2^-11), which halves the file. The reference arrays are
+ *   still those of the float32 weights, so the outputs move by the effect of that rounding. Measured
+ *   by running this implementation in float32 on both files and comparing its own outputs (encoder on
+ *   input.npy; decoder from one and the same embedding; the largest over the six cases):
+ *     encoder 3.17e-3 (max |embedding| 3.81), low_res 1.31e-3, iou 4.8e-4, mask_logits 1.02e-3,
+ *   and against the reference arrays the same to three digits. The tolerances are about three times
+ *   that: encoder 1e-2, low_res 4e-3, iou 1.5e-3, mask_logits 3e-3 (mask_sign too). The rounding is fixed (the file is committed), so the shift does not vary between machines
+ *   beyond float32 noise (1e-5). A wrong or missing term moves the outputs more, measured with model/
+ *   broken on purpose: the relative-position term of the key's column left out of the encoder's
+ *   attention, encoder stage off by 0.137; the relative terms taken from the scaled query, 0.13; the
+ *   image positional encoding left out of the keys of the decoder's token-to-image attention,
+ *   low_res off by 0.023 to 0.034 in every case and 44 to 413 mask pixels flipped. Smaller errors
+ *   are caught only with the float32 weights: a LayerNorm eps of 1e-5 instead of 1e-6 moves the
+ *   encoder stage by 0.004, which fails there (1e-4) and passes here.
+ *
+ * Preprocessing involves no weights: 1e-4 with either. Mask pixels: a pixel whose reference logit is
+ * within mask_sign of zero may fall on either side. */
+struct Tolerances {
+    const char *weights;
+    double preprocess, encoder, low_res, iou, mask_logits, mask_sign;
+};
+const Tolerances kFloat32Weights = {"float32 (the reference's own weights)", 1e-4, 1e-4, 1e-4, 1e-4, 1e-4, 1e-3};
+const Tolerances kFloat16Weights = {"float16 (rounded copy of the reference's weights)", 1e-4, 1e-2, 4e-3, 1.5e-3, 3e-3,
+                                    3e-3};
+Tolerances g_tol = kFloat32Weights;
+
+/* The tolerances for the checkpoint at path: float32 or float16 throughout; anything else throws. */
+Tolerances tolerances_for(const std::string &path)
+{
+    samda::pth::Checkpoint ck = samda::pth::Checkpoint::open(path);
+    size_t n32 = 0, n16 = 0;
+    for (const samda::pth::TensorRecord &r : ck.tensors()) {
+        n32 += r.dtype == samda::pth::DType::F32;
+        n16 += r.dtype == samda::pth::DType::F16;
+    }
+    if (n32 == ck.tensors().size())
+        return kFloat32Weights;
+    if (n16 == ck.tensors().size())
+        return kFloat16Weights;
+    throw std::runtime_error(path + ": weights neither all float32 nor all float16: no tolerances for them");
+}
 
 samda_model *open_model(const char *arch, const char *config)
 {
@@ -96,6 +150,9 @@ void run()
 {
     const std::string cfg_path = g_dir + "/config.json";
     samda::JsonValue cfg = samda::json_parse_file(cfg_path);
+    g_tol = tolerances_for(g_dir + "/weights.pth");
+    printf("weights: %s; tolerances: preprocess %g encoder %g low_res %g iou %g mask_logits %g\n", g_tol.weights,
+           g_tol.preprocess, g_tol.encoder, g_tol.low_res, g_tol.iou, g_tol.mask_logits);
 
     // The architecture inferred from the checkpoint equals the one the config file describes.
     samda_model *m = open_model("auto", nullptr);
@@ -141,7 +198,7 @@ void run()
     CHECK_EQ(iw, 256);
     double d_in = max_abs_diff(input.data(), ref_input.data(), input.size());
     printf("stage preprocess: max abs diff %.3g\n", d_in);
-    CHECK(d_in <= kTol);
+    CHECK(d_in <= g_tol.preprocess);
 
     // Stage 2: encoder on the reference input.
     std::vector<float> ref_emb = load_f32("embedding.npy");
@@ -164,7 +221,7 @@ void run()
     double d_emb = max_abs_diff(got_emb.data(), ref_emb.data(), ref_emb.size());
     printf("stage encoder: max abs diff %.3g (reference max |x| %.3g)\n", d_emb, max_abs(ref_emb));
     if (test_dtype() == SAMDA_MODEL_DTYPE_FLOAT32)
-        CHECK(d_emb <= kTol);
+        CHECK(d_emb <= g_tol.encoder);
     else
         CHECK(d_emb <= 0.05 * max_abs(ref_emb));
     samda_embedding_info einfo{};
@@ -184,7 +241,7 @@ void run()
         double d = max_abs_diff(e2.data(), ref_emb.data(), e2.size());
         printf("stage image->embedding: max abs diff %.3g\n", d);
         if (test_dtype() == SAMDA_MODEL_DTYPE_FLOAT32)
-            CHECK(d <= kTol);
+            CHECK(d <= g_tol.encoder);
         samda_embedding_release(emb2);
     }
 
@@ -272,14 +329,14 @@ void run()
         double df = max_abs_diff(full.data(), r_full.data(), full.size());
         size_t mask_mismatch = 0;
         for (size_t i = 0; i < full.size(); i++)
-            if ((r_full[i] > 0) != (masks[i] != 0) && std::fabs(r_full[i]) > 1e-3)
+            if ((r_full[i] > 0) != (masks[i] != 0) && std::fabs(r_full[i]) > g_tol.mask_sign)
                 mask_mismatch++;
         printf("stage decoder %-14s prompts %zu masks %zu: max abs diff low_res %.3g iou %.3g mask_logits %.3g, "
                "mask pixels differing %zu\n",
                name.c_str(), n, C, dl, di, df, mask_mismatch);
-        CHECK(dl <= kTol);
-        CHECK(di <= kTol);
-        CHECK(df <= kTol);
+        CHECK(dl <= g_tol.low_res);
+        CHECK(di <= g_tol.iou);
+        CHECK(df <= g_tol.mask_logits);
         CHECK_EQ(mask_mismatch, (size_t)0);
         n_cases++;
     }
@@ -294,7 +351,7 @@ int main()
 {
     g_dir = samda_test::fixtures() + "/sam-parity/tiny";
     if (!exists(g_dir + "/weights.pth")) {
-        printf("SKIP: fixture %s absent (set SAMDA_FIXTURES)\n", g_dir.c_str());
+        printf("SKIP: fixture %s absent (SAMDA_FIXTURES names another folder)\n", g_dir.c_str());
         return TEST_SKIP;
     }
     RUN(run);

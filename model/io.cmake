@@ -13,7 +13,7 @@ set(SAMDA_MODEL_IO_TORCH_SOURCES
 set(SAMDA_MODEL_IO_INCLUDE_DIR ${CMAKE_CURRENT_LIST_DIR})
 set(SAMDA_MODEL_IO_TEST_DIR ${CMAKE_CURRENT_LIST_DIR}/../tests/unit/model)
 if(NOT DEFINED SAMDA_FIXTURES)
-  get_filename_component(SAMDA_FIXTURES "${CMAKE_CURRENT_LIST_DIR}/../../shared/fixtures" ABSOLUTE)
+  get_filename_component(SAMDA_FIXTURES "${CMAKE_CURRENT_LIST_DIR}/../tests/data" ABSOLUTE)
 endif()
 
 function(samda_model_io_add_tests io_lib torch_lib)

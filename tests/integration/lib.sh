@@ -4,7 +4,7 @@ set -euo pipefail
 : "${SAMDA_SOURCE_DIR:?run through ctest}"
 SAMDAD="$SAMDA_BUILD_DIR/daemon/samdad"
 SAMDA="$SAMDA_BUILD_DIR/daemon/samda"
-FIXTURES="${SAMDA_FIXTURES:-$SAMDA_SOURCE_DIR/../shared/fixtures}"
+FIXTURES="${SAMDA_FIXTURES:-$SAMDA_SOURCE_DIR/tests/data}"
 PY=/usr/bin/python3
 
 T=$(mktemp -d /tmp/samda-it.XXXXXX)

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# samda model info / segment / bench model on the shared sam-parity fixture (a SAM-architecture
-# model with a reduced encoder): real checkpoint reading, encoding and decoding through the CLI.
+# samda model info / segment / bench model on the sam-parity fixture (tests/data: a SAM-architecture
+# model with a reduced encoder, its weights in float16): real checkpoint reading, encoding and
+# decoding through the CLI.
 . "$(dirname "$0")/lib.sh"
 TINY="$FIXTURES/sam-parity/tiny"
-[ -f "$TINY/weights.pth" ] || { echo "SKIP: fixtures not found at $FIXTURES"; exit 0; }
+[ -f "$TINY/weights.pth" ] || { echo "SKIP: fixtures not found at $FIXTURES"; exit 77; }
 M=(--checkpoint "$TINY/weights.pth" --config "$TINY/config.json" --device cpu)
 "$SAMDA" model info "${M[@]}" >"$T/info.json" || fail "model info"
 json_expr 'd["parameters"]["total"]' <"$T/info.json" | grep -qx 5229968 || fail "parameter count: $(cat "$T/info.json")"

@@ -16,14 +16,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* $SAMDA_FIXTURES, or ../shared/fixtures beside the source tree. */
+/* $SAMDA_FIXTURES (set by ctest), or the repository's tests/data. */
 static inline const char *fixtures_dir(void)
 {
     static char buf[4096];
     const char *f = getenv("SAMDA_FIXTURES");
     if (f && *f) return f;
     const char *src = getenv("SAMDA_SOURCE_DIR");
-    snprintf(buf, sizeof buf, "%s/../shared/fixtures", src ? src : ".");
+    snprintf(buf, sizeof buf, "%s/tests/data", src ? src : ".");
     return buf;
 }
 

@@ -40,11 +40,20 @@ inline int summary()
     }
     return failed() ? 1 : 0;
 }
-/* Fixture folder from SAMDA_FIXTURES (set by ctest), else ../shared/fixtures. */
+/* Test data folder: SAMDA_FIXTURES (set by ctest: the repository's tests/data unless the build was
+ * configured with another -DSAMDA_FIXTURES), else the repository's tests/data as compiled in, else
+ * tests/data under the current directory. */
 inline std::string fixtures()
 {
     const char *e = getenv("SAMDA_FIXTURES");
-    return e && *e ? e : "../shared/fixtures";
+    if (e && *e) return e;
+#if defined(SAMDA_TEST_DATA_DIR)
+    return SAMDA_TEST_DATA_DIR;
+#elif defined(SAMDA_MODEL_TEST_DIR)
+    return SAMDA_MODEL_TEST_DIR "/../../data";
+#else
+    return "tests/data";
+#endif
 }
 } // namespace samda_test
 

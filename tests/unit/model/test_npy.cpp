@@ -215,7 +215,8 @@ int main()
     if (access((samda_test::fixtures() + "/sam-parity/tiny/image.npy").c_str(), R_OK) == 0) {
         RUN(test_fixtures);
     } else {
-        printf("SKIP test_fixtures: %s/sam-parity/tiny absent (set SAMDA_FIXTURES)\n", samda_test::fixtures().c_str());
+        printf("SKIP test_fixtures: %s/sam-parity/tiny absent (SAMDA_FIXTURES names another folder)\n",
+               samda_test::fixtures().c_str());
     }
     return samda_test::summary();
 }

@@ -3,7 +3,7 @@
 # WADO-RS, the change feed, jobs and on-demand segmentation, health and metrics, hostile input.
 . "$(dirname "$0")/lib.sh"
 MR="$FIXTURES/dicom/mr-brain-20"
-[ -d "$MR" ] || { echo "SKIP: fixtures not found at $FIXTURES"; exit 0; }
+[ -d "$MR" ] || { echo "SKIP: fixtures not found at $FIXTURES"; exit 77; }
 dport=$(free_port); hport=$(free_port)
 write_conf "$T/s.conf" "$dport" "$hport"
 start_samdad d "$T/s.conf"

@@ -6,7 +6,7 @@
 # ([http] public_url, else the address the connection arrived on).
 . "$(dirname "$0")/lib.sh"
 MR="$FIXTURES/dicom/mr-brain-20"
-[ -d "$MR" ] || { echo "SKIP: fixtures not found at $FIXTURES"; exit 0; }
+[ -d "$MR" ] || { echo "SKIP: fixtures not found at $FIXTURES"; exit 77; }
 command -v openssl >/dev/null || fail "openssl missing"
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/key.pem" -out "$T/cert.pem" -days 1 -subj /CN=127.0.0.1 \
   >/dev/null 2>&1 || fail "openssl could not make a certificate"

@@ -4,7 +4,7 @@
 # `samda check` (every object's SHA-256) and PRAGMA integrity_check pass. CRASH_ROUNDS (default 20).
 . "$(dirname "$0")/lib.sh"
 MR="$FIXTURES/dicom/mr-brain-20"
-[ -d "$MR" ] || { echo "SKIP: fixtures not found at $FIXTURES"; exit 0; }
+[ -d "$MR" ] || { echo "SKIP: fixtures not found at $FIXTURES"; exit 77; }
 dport=$(free_port); hport=$(free_port)
 write_conf "$T/s.conf" "$dport" "$hport"
 D="$T/data"

@@ -4,7 +4,7 @@
 # JPEG 2000; then series completion: exactly one job for the series, none for an identical re-send.
 . "$(dirname "$0")/lib.sh"
 MR="$FIXTURES/dicom/mr-brain-20"
-[ -d "$MR" ] || { echo "SKIP: fixtures not found at $FIXTURES"; exit 0; }
+[ -d "$MR" ] || { echo "SKIP: fixtures not found at $FIXTURES"; exit 77; }
 dport=$(free_port); hport=$(free_port)
 write_conf "$T/s.conf" "$dport" "$hport"
 start_samdad d "$T/s.conf" --set dicom.max_associations_per_peer=8 # 8 parallel senders below, one AE title

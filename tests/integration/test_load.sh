@@ -8,7 +8,7 @@
 # Prints a figures line. Environment: LOAD_SECONDS, LOAD_SENDERS (16), LOAD_FILES (10 per series).
 . "$(dirname "$0")/lib.sh"
 MR="$FIXTURES/dicom/mr-brain-20"
-[ -d "$MR" ] || { echo "SKIP: fixtures not found at $FIXTURES"; exit 0; }
+[ -d "$MR" ] || { echo "SKIP: fixtures not found at $FIXTURES"; exit 77; }
 command -v wrk >/dev/null || fail "wrk missing (apt-get install wrk)"
 SECS=${LOAD_SECONDS:-60}; SENDERS=${LOAD_SENDERS:-16}; FILES=${LOAD_FILES:-10}
 MAX_RSS_MIB=${LOAD_MAX_RSS_MIB:-1024}

@@ -6,12 +6,12 @@
 # dcmjs is not a Debian package: deploy/install-deps.sh installs it from the npm registry (pinned, into
 # ~/.cache/samda/dcmjs, or SAMDA_DCMJS_DIR) when node and npm are present.
 . "$(dirname "$0")/lib.sh"
-command -v node >/dev/null || { echo "SKIP: node not installed"; exit 0; }
+command -v node >/dev/null || { echo "SKIP: node not installed"; exit 77; }
 # deploy/install-deps.sh installs dcmjs there when node and npm are present
 SAMDA_DCMJS_DIR=${SAMDA_DCMJS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/samda/dcmjs}
 export NODE_PATH="$SAMDA_DCMJS_DIR/node_modules${NODE_PATH:+:$NODE_PATH}"
 node -e 'require("dcmjs")' 2>/dev/null || {
-  echo "SKIP: dcmjs not found (set SAMDA_DCMJS_DIR to a folder holding node_modules/dcmjs)"; exit 0; }
+  echo "SKIP: dcmjs not found (set SAMDA_DCMJS_DIR to a folder holding node_modules/dcmjs)"; exit 77; }
 MAKE="$SAMDA_BUILD_DIR/tests/unit/dicom/make_seg_sample"
 [ -x "$MAKE" ] || fail "$MAKE not built"
 

@@ -7,7 +7,7 @@
 # job each.
 . "$(dirname "$0")/lib.sh"
 MR="$FIXTURES/dicom/mr-brain-20"
-[ -d "$MR" ] || { echo "SKIP: fixtures not found at $FIXTURES"; exit 0; }
+[ -d "$MR" ] || { echo "SKIP: fixtures not found at $FIXTURES"; exit 77; }
 HERE=$(cd "$(dirname "$0")" && pwd)
 dport=$(free_port); hport=$(free_port)
 write_conf "$T/s.conf" "$dport" "$hport"

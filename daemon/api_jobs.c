@@ -1,6 +1,7 @@
 /* Jobs and results for samdad: the change feed, the job queue (list, cancel, retry), segmentation
  * requests, and results: a series' SEGs, the SEG file, and PNG views of one slice (mask, overlay). */
 #include "api_core.h"
+#include "image_io.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -204,29 +205,6 @@ static samda_status result_seg(void *v, int64_t id, void **data, size_t *len, sa
     return st;
 }
 
-static samda_status png_encode(const uint8_t *px, unsigned w, unsigned h, bool rgb, void **out, size_t *len,
-                               samda_error *err)
-{
-    png_image im;
-    memset(&im, 0, sizeof im);
-    im.version = PNG_IMAGE_VERSION;
-    im.width = w;
-    im.height = h;
-    im.format = rgb ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
-    png_alloc_size_t size = 0;
-    if (!png_image_write_to_memory(&im, NULL, &size, 0, px, 0, NULL))
-        return samda_fail(err, SAMDA_EINTERNAL, "PNG encoding: %s", im.message);
-    void *buf = malloc(size);
-    if (!buf) return samda_fail(err, SAMDA_ENOMEM, "PNG encoding: out of memory");
-    if (!png_image_write_to_memory(&im, buf, &size, 0, px, 0, NULL)) {
-        free(buf);
-        return samda_fail(err, SAMDA_EINTERNAL, "PNG encoding: %s", im.message);
-    }
-    *out = buf;
-    *len = size;
-    return SAMDA_OK;
-}
-
 static samda_status result_png(void *v, int64_t id, unsigned slice, const char *label, bool overlay, void **png,
                                size_t *len, samda_error *err)
 {
@@ -275,7 +253,7 @@ static samda_status result_png(void *v, int64_t id, unsigned slice, const char *
     const uint8_t *num = numbers + (size_t)slice * plane;
     if (!overlay) {
         for (size_t i = 0; i < plane; i++) img[i] = want ? (num[i] == want ? 255 : 0) : num[i];
-        st = png_encode(img, vi->cols, vi->rows, false, png, len, err);
+        st = samdad_png_encode(img, vi->cols, vi->rows, false, png, len, err);
         goto out;
     }
     /* grey: CT soft-tissue window, else the slice's own range */
@@ -303,7 +281,7 @@ static samda_status result_png(void *v, int64_t id, unsigned slice, const char *
                     num[i - vi->cols] != k || num[i + vi->cols] != k;
         if (edge) memcpy(img + 3 * i, palette[(k - 1) % 8], 3);
     }
-    st = png_encode(img, vi->cols, vi->rows, true, png, len, err);
+    st = samdad_png_encode(img, vi->cols, vi->rows, true, png, len, err);
 out:
     free(numbers);
     free(img);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "atomic_file.h"
 #include "dicom.h"
 #include "npy_write.h"
 
@@ -222,6 +223,29 @@ samda_status samdad_image_read(const char *path, double wc, double ww, samdad_im
     return st;
 }
 
+samda_status samdad_png_encode(const uint8_t *px, unsigned w, unsigned h, bool rgb, void **out, size_t *len,
+                               samda_error *err)
+{
+    png_image im;
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION;
+    im.width = w;
+    im.height = h;
+    im.format = rgb ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
+    png_alloc_size_t size = 0;
+    if (!png_image_write_to_memory(&im, NULL, &size, 0, px, 0, NULL))
+        return samda_fail(err, SAMDA_EINTERNAL, "PNG encoding: %s", im.message);
+    void *buf = malloc(size);
+    if (!buf) return samda_fail(err, SAMDA_ENOMEM, "PNG encoding: out of memory");
+    if (!png_image_write_to_memory(&im, buf, &size, 0, px, 0, NULL)) {
+        free(buf);
+        return samda_fail(err, SAMDA_EINTERNAL, "PNG encoding: %s", im.message);
+    }
+    *out = buf;
+    *len = size;
+    return SAMDA_OK;
+}
+
 samda_status samdad_mask_write(const char *path, const uint8_t *mask, int h, int w, samda_error *err)
 {
     const char *e = ext_of(path);
@@ -235,23 +259,19 @@ samda_status samdad_mask_write(const char *path, const uint8_t *mask, int h, int
     uint8_t *buf = malloc(n);
     if (!buf) return samda_fail(err, SAMDA_ENOMEM, "out of memory");
     for (size_t i = 0; i < n; i++) buf[i] = mask[i] ? 255 : 0;
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    png_image im;
-    memset(&im, 0, sizeof im);
-    im.version = PNG_IMAGE_VERSION;
-    im.width = (png_uint_32)w;
-    im.height = (png_uint_32)h;
-    im.format = PNG_FORMAT_GRAY;
-    int ok = png_image_write_to_file(&im, tmp, 0, buf, 0, NULL);
+    void *png = NULL;
+    size_t len = 0;
+    samda_status st = samdad_png_encode(buf, (unsigned)w, (unsigned)h, false, &png, &len, err);
     free(buf);
-    if (!ok) {
-        unlink(tmp);
-        return samda_fail(err, SAMDA_EIO, "%s: cannot write PNG: %s", path, im.message);
+    if (st != SAMDA_OK) {
+        samda_error_prefix(err, "%s: ", path);
+        return st;
     }
-    if (rename(tmp, path) != 0) {
-        unlink(tmp);
-        return samda_fail(err, SAMDA_EIO, "%s: %s", path, strerror(errno));
-    }
-    return SAMDA_OK;
+    samda_afile f;
+    if ((st = samda_afile_open(&f, path, 0, err)) == SAMDA_OK && (st = samda_afile_write(&f, png, len, err)) != SAMDA_OK)
+        samda_afile_abort(&f);
+    else if (st == SAMDA_OK)
+        st = samda_afile_commit(&f, err);
+    free(png);
+    return st;
 }

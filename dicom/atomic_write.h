@@ -1,5 +1,5 @@
-/* dicom/ module-internal: write a DICOM file crash-safely (temporary name in the target's
- * directory, fsync, rename, fsync of the directory), so a reader never sees half a file and a
+/* dicom/ module-internal: write a DICOM file crash-safely (temporary name beside the target,
+ * fsync, rename, fsync of the directory), so a reader never sees half a file and a
  * crash leaves either the old file or the new one. Never included outside dicom/. */
 #ifndef SAMDA_DICOM_ATOMIC_WRITE_H
 #define SAMDA_DICOM_ATOMIC_WRITE_H
@@ -9,14 +9,9 @@
 
 #include "status.h"
 
-/* Save ff as a Part 10 file at path in xfer (meta information refreshed). sync_dir false lets a
- * caller writing many files into one directory fsync it once at the end (dicom_fsync_dir).
- * Returns SAMDA_OK; SAMDA_ENOENT (directory missing), SAMDA_ENOSPC, SAMDA_EIO; no temporary
- * file is left after a failure. */
-samda_status dicom_save_atomic(DcmFileFormat &ff, const char *path, E_TransferSyntax xfer, bool sync_dir,
-                               samda_error *err);
-
-/* fsync a directory so that renames into it are durable. */
-samda_status dicom_fsync_dir(const char *dir, samda_error *err);
+/* Save ff as a Part 10 file at path in xfer (meta information refreshed), mode 0640, through
+ * samda_afile (common/atomic_file.h). Returns SAMDA_OK; SAMDA_ENOENT (directory missing),
+ * SAMDA_ENOSPC, SAMDA_EIO; no temporary file is left after a failure. */
+samda_status dicom_save_atomic(DcmFileFormat &ff, const char *path, E_TransferSyntax xfer, samda_error *err);
 
 #endif

@@ -177,13 +177,12 @@ samda_status write_series(const samda_ct_series_params &p, samda_ct_series_resul
         char name[32];
         std::snprintf(name, sizeof name, "/IMG%05zu.dcm", k + 1);
         std::string path = std::string(p.dir) + name;
-        if ((st = dicom_save_atomic(ff, path.c_str(), EXS_LittleEndianExplicit, false, err)) != SAMDA_OK) {
+        if ((st = dicom_save_atomic(ff, path.c_str(), EXS_LittleEndianExplicit, err)) != SAMDA_OK) {
             samda_error_prefix(err, "writing a CT series: ");
             return st;
         }
         r.n_files++;
     }
-    if ((st = dicom_fsync_dir(p.dir, err)) != SAMDA_OK) return st;
     if (out) *out = r;
     return SAMDA_OK;
 }

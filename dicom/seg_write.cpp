@@ -415,7 +415,7 @@ samda_status save(samda_seg_writer &w, const char *path, samda_seg_save_result *
     restore_placeholders(ds, w);
     write_common_instance_reference(ds, *w.src);
     write_contributing_equipment(ds, w);
-    samda_status st = dicom_save_atomic(ff, path, EXS_LittleEndianExplicit, true, err);
+    samda_status st = dicom_save_atomic(ff, path, EXS_LittleEndianExplicit, err);
     if (st != SAMDA_OK) {
         samda_error_prefix(err, "saving a DICOM-SEG: ");
         return st;

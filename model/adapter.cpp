@@ -3,6 +3,7 @@
 // (format "samda-adapter" version 1). See model.h ("Decoder adapter") and docs/adaptation.md.
 #include "adapter_internal.h"
 #include "safetensors.h"
+#include "atomic_file.h"
 
 #include <c10/core/InferenceMode.h>
 #include <ATen/core/Generator.h>
@@ -473,32 +474,14 @@ std::vector<uint8_t> read_file(const std::string &path)
 
 void write_file_atomic(const std::string &path, const std::vector<uint8_t> &bytes)
 {
-    const std::string tmp = path + ".tmp." + std::to_string((long)getpid());
-    int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        raise(SAMDA_EIO, "cannot create " + tmp + ": " + strerror(errno));
-    size_t off = 0;
-    while (off < bytes.size()) {
-        ssize_t w = write(fd, bytes.data() + off, bytes.size() - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            int e = errno;
-            close(fd);
-            unlink(tmp.c_str());
-            raise(SAMDA_EIO, "writing " + tmp + ": " + strerror(e));
-        }
-        off += (size_t)w;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        unlink(tmp.c_str());
-        raise(SAMDA_EIO, "flushing " + tmp + ": " + strerror(errno));
-    }
-    if (rename(tmp.c_str(), path.c_str()) != 0) {
-        int e = errno;
-        unlink(tmp.c_str());
-        raise(SAMDA_EIO, "renaming " + tmp + " to " + path + ": " + strerror(e));
-    }
+    samda_afile f;
+    samda_error e;
+    samda_status st = samda_afile_open(&f, path.c_str(), 0, &e);
+    if (st == SAMDA_OK && (st = samda_afile_write(&f, bytes.data(), bytes.size(), &e)) != SAMDA_OK)
+        samda_afile_abort(&f);
+    else if (st == SAMDA_OK)
+        st = samda_afile_commit(&f, &e);
+    if (st != SAMDA_OK) raise(st, e.message);
 }
 
 std::string config_json(const AdapterNet &n)

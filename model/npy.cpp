@@ -3,6 +3,8 @@
  * things numpy writes there ('descr', 'fortran_order', 'shape'). Nothing is evaluated. */
 #include "npy.h"
 
+#include "atomic_file.h"
+
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -456,40 +458,14 @@ std::vector<uint8_t> serialize(const Array &a)
 void save(const std::string &path, const Array &a)
 {
     std::vector<uint8_t> bytes = serialize(a);
-    std::string tmp = path + ".tmpXXXXXX";
-    std::vector<char> tb(tmp.begin(), tmp.end());
-    tb.push_back('\0');
-    int fd = mkstemp(tb.data());
-    if (fd < 0) throw Error(cat(path, ": cannot create a temporary file beside it: ", strerror(errno)));
-    tmp = tb.data();
-    size_t done = 0;
-    while (done < bytes.size()) {
-        ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) {
-            int e = errno;
-            ::close(fd);
-            unlink(tmp.c_str());
-            throw Error(cat(path, ": write failed: ", strerror(e)));
-        }
-        done += (size_t)w;
+    samda_afile f;
+    samda_error e;
+    if (samda_afile_open(&f, path.c_str(), 0, &e) != SAMDA_OK) throw Error(e.message);
+    if (samda_afile_write(&f, bytes.data(), bytes.size(), &e) != SAMDA_OK) {
+        samda_afile_abort(&f);
+        throw Error(e.message);
     }
-    bool ok = fchmod(fd, 0644) == 0 && fsync(fd) == 0;
-    int e0 = errno;
-    if (::close(fd) != 0 && ok) {
-        ok = false;
-        e0 = errno;
-    }
-    if (!ok) {
-        int e = e0;
-        unlink(tmp.c_str());
-        throw Error(cat(path, ": finishing the file failed: ", strerror(e)));
-    }
-    if (rename(tmp.c_str(), path.c_str()) != 0) {
-        int e = errno;
-        unlink(tmp.c_str());
-        throw Error(cat(path, ": rename failed: ", strerror(e)));
-    }
+    if (samda_afile_commit(&f, &e) != SAMDA_OK) throw Error(e.message);
 }
 
 } // namespace npy

@@ -5,6 +5,8 @@
  * can be "called", and REDUCE only dispatches to the handful of rebuild functions named below. */
 #include "pth_reader.h"
 
+#include "atomic_file.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <cinttypes>
@@ -964,14 +966,28 @@ struct MemSink : Sink {
     }
 };
 
+/* Buffered over samda_afile (common/atomic_file.h): the zip writer emits many small pieces. */
 struct FileSink : Sink {
-    FILE *f;
+    samda_afile *f;
     std::string path;
-    FileSink(FILE *file, std::string p) : f(file), path(std::move(p)) {}
+    std::vector<uint8_t> buf;
+    FileSink(samda_afile *file, std::string p) : f(file), path(std::move(p)) { buf.reserve(1 << 16); }
     void write(const void *p, size_t n) override
     {
-        if (n && fwrite(p, 1, n, f) != n) throw Error(cat(path, ": write failed: ", strerror(errno)));
+        if (buf.size() + n > buf.capacity()) flush();
+        if (n >= buf.capacity()) put(p, n);
+        else buf.insert(buf.end(), (const uint8_t *)p, (const uint8_t *)p + n);
         pos += n;
+    }
+    void flush()
+    {
+        if (!buf.empty()) put(buf.data(), buf.size());
+        buf.clear();
+    }
+    void put(const void *p, size_t n)
+    {
+        samda_error e;
+        if (samda_afile_write(f, p, n, &e) != SAMDA_OK) throw Error(cat(path, ": ", e.message));
     }
 };
 
@@ -1312,34 +1328,18 @@ void write_checkpoint(const std::string &path, const std::vector<StorageBlob> &s
         std::string stem = dot == std::string::npos ? base : base.substr(0, dot);
         o.archive_name = valid_archive_name(stem) ? stem : "archive";
     }
-    std::string tmp = path + ".tmpXXXXXX";
-    std::vector<char> tbuf(tmp.begin(), tmp.end());
-    tbuf.push_back('\0');
-    int fd = mkstemp(tbuf.data());
-    if (fd < 0) throw Error(cat(path, ": cannot create a temporary file beside it: ", strerror(errno)));
-    tmp = tbuf.data();
-    FILE *f = fdopen(fd, "wb");
-    if (!f) {
-        int e = errno;
-        ::close(fd);
-        unlink(tmp.c_str());
-        throw Error(cat(path, ": fdopen: ", strerror(e)));
-    }
+    samda_afile f;
+    samda_error e;
+    if (samda_afile_open(&f, path.c_str(), 0, &e) != SAMDA_OK) throw Error(e.message);
     try {
-        FileSink s(f, path);
+        FileSink s(&f, path);
         write_all(s, storages, tensors, o);
-        if (fflush(f) != 0 || fsync(fileno(f)) != 0) throw Error(cat(path, ": flushing failed: ", strerror(errno)));
-        if (fclose(f) != 0) {
-            f = nullptr;
-            throw Error(cat(path, ": close failed: ", strerror(errno)));
-        }
-        f = nullptr;
-        if (rename(tmp.c_str(), path.c_str()) != 0) throw Error(cat(path, ": rename failed: ", strerror(errno)));
+        s.flush();
     } catch (...) {
-        if (f) fclose(f);
-        unlink(tmp.c_str());
+        samda_afile_abort(&f);
         throw;
     }
+    if (samda_afile_commit(&f, &e) != SAMDA_OK) throw Error(e.message);
 }
 
 std::vector<uint8_t> zip_store_to_memory(const std::vector<std::pair<std::string, std::vector<uint8_t>>> &entries)

@@ -1,4 +1,4 @@
-/* .npy v1.0 writer (see npy_write.h): builds the header, streams the data through tools_afile.
+/* .npy v1.0 writer (see npy_write.h): builds the header, streams the data through samda_afile.
  * The byte swap for big-endian hosts is done in bounded chunks so a large array is never copied. */
 #include "npy_write.h"
 
@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
+#include "atomic_file.h"
 
 typedef struct npy_dtype {
     const char *descr;
@@ -97,14 +97,14 @@ samda_status samda_npy_write(const char *path, const char *dtype, int ndim, cons
     if (hlen == 0)
         return samda_fail(err, SAMDA_EINVAL, "writing .npy %s: header too long", path);
 
-    tools_afile f;
-    samda_status s = tools_afile_open(&f, path, err);
+    samda_afile f;
+    samda_status s = samda_afile_open(&f, path, 0, err);
     if (s != SAMDA_OK)
         return s;
-    s = tools_afile_write(&f, header, hlen, err);
+    s = samda_afile_write(&f, header, hlen, err);
     if (s == SAMDA_OK && bytes > 0) {
         if (dt->size == 1 || host_is_little_endian()) {
-            s = tools_afile_write(&f, data, bytes, err);
+            s = samda_afile_write(&f, data, bytes, err);
         } else {
             unsigned char chunk[65536];
             const unsigned char *src = data;
@@ -114,13 +114,13 @@ samda_status samda_npy_write(const char *path, const char *dtype, int ndim, cons
                 for (size_t e = 0; e < len; e += dt->size)
                     for (size_t b = 0; b < dt->size; b++)
                         chunk[e + b] = src[off + e + dt->size - 1 - b];
-                s = tools_afile_write(&f, chunk, len, err);
+                s = samda_afile_write(&f, chunk, len, err);
             }
         }
     }
     if (s != SAMDA_OK) {
-        tools_afile_abort(&f);
+        samda_afile_abort(&f);
         return s;
     }
-    return tools_afile_commit(&f, err);
+    return samda_afile_commit(&f, err);
 }

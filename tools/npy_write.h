@@ -36,7 +36,8 @@ extern "C" {
  *  @param err   OUT: reason on failure; may be NULL.
  *  @return SAMDA_OK; SAMDA_EINVAL: NULL path/dtype/shape (ndim > 0)/data (non-empty), unknown
  *          dtype, ndim out of range, or a size that overflows; nothing written.
- *          SAMDA_ENOSPC: the file system is full; SAMDA_EIO: any other file error (the message has
+ *          SAMDA_ENOENT: path's directory is missing; SAMDA_ENOSPC: the file system is full;
+ *          SAMDA_EIO: any other file error (the message has
  *          the operation and strerror). After either, the temporary file is removed and path is
  *          untouched (its old content, if any, stays); a retry is safe.
  *  Ownership: nothing is kept; data is only read during the call.

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "internal.h"
+#include "atomic_file.h"
 #include "npy_write.h"
 
 #define CMD "samda phantom"
@@ -397,14 +397,14 @@ int samda_phantom_main_ex(int argc, char **argv, samda_phantom_dicom_fn dicom_wr
     }
     if (!rc) {
         snprintf(path, path_cap, "%s/phantom.json", o.out);
-        tools_afile f;
-        samda_status s = tools_afile_open(&f, path, &err);
+        samda_afile f;
+        samda_status s = samda_afile_open(&f, path, 0, &err);
         if (s == SAMDA_OK)
-            s = tools_afile_write(&f, js.p, js.len, &err);
+            s = samda_afile_write(&f, js.p, js.len, &err);
         if (s == SAMDA_OK)
-            s = tools_afile_commit(&f, &err);
+            s = samda_afile_commit(&f, &err);
         else
-            tools_afile_abort(&f);
+            samda_afile_abort(&f);
         if (s != SAMDA_OK) {
             fprintf(stderr, CMD ": %s\n", err.message);
             rc = 1;

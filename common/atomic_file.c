@@ -1,7 +1,5 @@
-/* Crash-safe file writing for tools/ (temp file, fsync, rename, directory fsync).
- * See internal.h for the contract. Kept separate from the .npy format so that phantom.json and
- * any later tool output share one implementation of the durability rules. */
-#include "internal.h"
+/* Crash-safe file writing (atomic_file.h): temp file, fsync, rename, directory fsync. */
+#include "atomic_file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,11 +11,13 @@
 
 static samda_status fail_errno(samda_error *err, int e, const char *op, const char *path)
 {
-    samda_status code = (e == ENOSPC || e == EDQUOT) ? SAMDA_ENOSPC : SAMDA_EIO;
+    samda_status code = (e == ENOSPC || e == EDQUOT) ? SAMDA_ENOSPC
+                        : (e == ENOENT || e == ENOTDIR) ? SAMDA_ENOENT
+                                                         : SAMDA_EIO;
     return samda_fail(err, code, "%s %s: %s", op, path, strerror(e));
 }
 
-static void afile_release(tools_afile *f)
+static void afile_release(samda_afile *f)
 {
     free(f->path);
     free(f->tmp);
@@ -26,7 +26,7 @@ static void afile_release(tools_afile *f)
     f->fd = -1;
 }
 
-samda_status tools_afile_open(tools_afile *f, const char *path, samda_error *err)
+samda_status samda_afile_open(samda_afile *f, const char *path, unsigned mode, samda_error *err)
 {
     if (!f)
         return samda_fail(err, SAMDA_EINVAL, "opening output file: no file object given");
@@ -51,15 +51,18 @@ samda_status tools_afile_open(tools_afile *f, const char *path, samda_error *err
         afile_release(f);
         return s;
     }
-    /* mkstemp creates 0600; outputs are data sets meant to be shared like any file the user makes. */
-    mode_t um = umask(0);
-    umask(um);
-    (void)fchmod(fd, 0666 & ~um);
+    /* mkstemp creates 0600; by default outputs are shared like any file the user makes. */
+    if (!mode) {
+        mode_t um = umask(0);
+        umask(um);
+        mode = 0666 & ~um;
+    }
+    (void)fchmod(fd, (mode_t)mode);
     f->fd = fd;
     return SAMDA_OK;
 }
 
-samda_status tools_afile_write(tools_afile *f, const void *buf, size_t len, samda_error *err)
+samda_status samda_afile_write(samda_afile *f, const void *buf, size_t len, samda_error *err)
 {
     if (!f || f->fd < 0)
         return samda_fail(err, SAMDA_EINVAL, "writing output file: not open");
@@ -77,7 +80,7 @@ samda_status tools_afile_write(tools_afile *f, const void *buf, size_t len, samd
     return SAMDA_OK;
 }
 
-void tools_afile_abort(tools_afile *f)
+void samda_afile_abort(samda_afile *f)
 {
     if (!f)
         return;
@@ -88,7 +91,7 @@ void tools_afile_abort(tools_afile *f)
     afile_release(f);
 }
 
-samda_status tools_afile_commit(tools_afile *f, samda_error *err)
+samda_status samda_afile_commit(samda_afile *f, samda_error *err)
 {
     if (!f || f->fd < 0)
         return samda_fail(err, SAMDA_EINVAL, "committing output file: not open");

@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include "internal.h"
+#include "random.h"
 
 /* ---- shared ----------------------------------------------------------------------------------- */
 
@@ -31,14 +31,15 @@ static bool call_ok(api_request *r, samda_status st, samda_error *e, json_t **ou
 
 static void random_boundary(char *out, size_t size)
 {
-    unsigned char raw[12];
-    if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) {
+    char hex[25];
+    /* A boundary need not be secret, only absent from the parts: on the (never seen) failure of
+     * the kernel's generator the clock is unique enough. */
+    if (samda_random_hex(hex, sizeof hex, 12, NULL) != SAMDA_OK) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        memcpy(raw, &ts, sizeof raw < sizeof ts ? sizeof raw : sizeof ts);
+        snprintf(hex, sizeof hex, "%lx%lx", (unsigned long)ts.tv_sec, (unsigned long)ts.tv_nsec);
     }
-    size_t o = (size_t)snprintf(out, size, "samda-");
-    for (size_t i = 0; i < sizeof raw && o + 2 < size; i++) o += (size_t)snprintf(out + o, size - o, "%02x", raw[i]);
+    snprintf(out, size, "samda-%s", hex);
 }
 
 /* ---- STOW-RS ---------------------------------------------------------------------------------- */

@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "random.h"
+
 /* ---- interactive calls ------------------------------------------------------------------------ */
 
 static session *session_find(samdad_worker *w, const char *id)
@@ -44,13 +46,9 @@ void worker_session_drop(session *x)
 
 static samda_status random_id(char id[SAMDAD_SESSION_ID_SIZE], samda_error *err)
 {
-    unsigned char b[16];
-    FILE *f = fopen("/dev/urandom", "rb");
-    size_t got = f ? fread(b, 1, sizeof b, f) : 0;
-    if (f) fclose(f);
-    if (got != sizeof b) return samda_fail(err, SAMDA_EIO, "reading /dev/urandom for a session id");
-    for (int i = 0; i < 16; i++) snprintf(id + 2 * i, 3, "%02x", b[i]);
-    return SAMDA_OK;
+    samda_status st = samda_random_hex(id, SAMDAD_SESSION_ID_SIZE, 16, err);
+    if (st != SAMDA_OK) samda_error_prefix(err, "making a session id: ");
+    return st;
 }
 
 static void do_create(samdad_worker *w, call *c)

@@ -6,26 +6,11 @@
 #include <cstring>
 #include <string>
 
-#include <sys/random.h>
-
 #include "dicom.h"
 #include "guard.h"
+#include "random.h"
 
 extern "C" bool samda_dicom_uid_is_valid(const char *uid) { return samda_uid_is_valid(uid); }
-
-static bool random_bytes(unsigned char *buf, size_t n)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = getrandom(buf + got, n - got, 0);
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            return false;
-        }
-        got += (size_t)r;
-    }
-    return true;
-}
 
 static std::string to_decimal(unsigned __int128 v)
 {
@@ -54,8 +39,10 @@ extern "C" samda_status samda_dicom_uid_generate(char out[SAMDA_DICOM_UID_SIZE],
                                   "leave room for 20 random digits", std::strlen(root));
         }
         unsigned char b[16];
-        if (!random_bytes(b, sizeof b))
-            return samda_fail(err, SAMDA_EIO, "generating a UID: getrandom: %s", std::strerror(errno));
+        if (samda_random_bytes(b, sizeof b, err) != SAMDA_OK) {
+            samda_error_prefix(err, "generating a UID: ");
+            return SAMDA_EIO;
+        }
         std::string uid;
         if (uuid) {
             /* RFC 4122 version 4 (random) and variant 10xx, so the number is a real UUID. */

@@ -5,6 +5,7 @@
 #include "adapter_internal.h"
 #include "safetensors.h"
 #include "state_dict.h"
+#include "random.h"
 
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
@@ -25,6 +26,17 @@
 
 namespace samda {
 namespace {
+
+/* common/random.h's seeded stream as a C++ UniformRandomBitGenerator, for std::shuffle and the
+ * <random> distributions: one seed gives the same training run on every machine. */
+struct Rng {
+    using result_type = uint64_t;
+    samda_rng r;
+    explicit Rng(uint64_t seed, uint64_t stream = 0) { samda_rng_seed(&r, seed, stream); }
+    static constexpr result_type min() { return 0; }
+    static constexpr result_type max() { return UINT64_MAX; }
+    result_type operator()() { return samda_rng_next(&r); }
+};
 
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
@@ -93,7 +105,7 @@ std::vector<Case> load_cases(const std::string &dir, bool need_masks, int max_ca
     if (names.empty())
         raise(SAMDA_EINVAL, "no NAME.image.npy files in " + dir);
     if (max_cases > 0 && (size_t)max_cases < names.size()) {
-        std::mt19937_64 rng(seed ^ 0x5eed5eedULL);
+        Rng rng(seed, 0x5eed); /* case subset: its own stream */
         std::shuffle(names.begin(), names.end(), rng);
         names.resize((size_t)max_cases);
         std::sort(names.begin(), names.end());
@@ -319,7 +331,7 @@ at::Tensor batch_embeddings(const Ctx &x, const std::vector<const Item *> &b)
 
 /** (low_res B x 1 x L x L, iou B x 1). */
 std::pair<at::Tensor, at::Tensor> forward_batch(const Ctx &x, const std::vector<const Item *> &b, Mode mode,
-                                                std::mt19937_64 *rng, bool jitter)
+                                                Rng *rng, bool jitter)
 {
     at::Tensor emb = batch_embeddings(x, b);
     const at::Device dev = emb.device();
@@ -599,7 +611,7 @@ samda_status train_impl(samda_model *m, samda_adapter *a, const samda_train_para
     // Split cases (seeded).
     std::vector<size_t> order(cases.size());
     std::iota(order.begin(), order.end(), 0);
-    std::mt19937_64 rng(p->seed);
+    Rng rng(p->seed);
     std::shuffle(order.begin(), order.end(), rng);
     size_t n_val = (size_t)std::floor(p->val_split * (double)cases.size());
     if (p->val_split > 0 && n_val == 0 && cases.size() >= 2)
@@ -833,7 +845,7 @@ samda_status tta_impl(const samda_model *m, samda_adapter *a, const std::vector<
     TtaStats last = start;
     std::vector<at::Tensor> good = snapshot(params);
     AdamW opt(params, p->lr, 0.0);
-    std::mt19937_64 rng(p->seed);
+    Rng rng(p->seed);
     std::uniform_int_distribution<size_t> pick(0, emb.size() - 1);
     std::string reason;
     int steps_run = 0;

@@ -2,12 +2,12 @@
  * and never stored: the table keeps its SHA-256 only. Verification looks the hash up and compares
  * the stored hash with CRYPTO_memcmp, so that no timing depends on how much of a guess matched. */
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+#include "random.h"
 
 static const char *const role_names[] = {"admin", "user", "ingest"};
 #define TOKEN_PREFIX "samda_"
@@ -35,8 +35,10 @@ samda_status samda_store_token_create(samda_store *s, const char *name, samda_ro
     if ((int)role < 0 || (int)role > SAMDA_ROLE_INGEST)
         return samda_fail(err, SAMDA_EINVAL, "creating token '%s': unknown role %d", name, (int)role);
     unsigned char raw[32];
-    if (RAND_bytes(raw, sizeof raw) != 1)
-        return samda_fail(err, SAMDA_EIO, "creating token '%s': no randomness from OpenSSL", name);
+    if (samda_random_bytes(raw, sizeof raw, err) != SAMDA_OK) {
+        samda_error_prefix(err, "creating token '%s': ", name);
+        return SAMDA_EIO;
+    }
     static const char hexd[] = "0123456789abcdef";
     char candidate[SAMDA_TOKEN_SECRET_SIZE];
     size_t p = (size_t)snprintf(candidate, sizeof candidate, "%s", TOKEN_PREFIX);

@@ -57,39 +57,34 @@ samda_status samda_store_change_append(samda_store *s, const char *kind, const c
     return st;
 }
 
+static void read_change(sqlite3_stmt *q, void *row)
+{
+    samda_change *r = row;
+    r->seq = sqlite3_column_int64(q, 0);
+    r->time_ms = sqlite3_column_int64(q, 1);
+    storage_col_text(q, 2, r->kind, sizeof r->kind);
+    storage_col_text(q, 3, r->resource, sizeof r->resource);
+    const char *t = (const char *)sqlite3_column_text(q, 4);
+    for (int i = 0; i <= SAMDA_CHANGE_STATE; i++)
+        if (t && strcmp(t, change_names[i]) == 0) r->type = (samda_change_type)i;
+}
+
 samda_status samda_store_change_list(samda_store *s, int64_t since, size_t limit, samda_change **out, size_t *n,
                                      int64_t *last_seq, samda_error *err)
 {
     STORAGE_ERR(err);
     *out = NULL;
     *n = 0;
-    if (limit == 0) limit = 1000;
-    if (limit > STORAGE_LIST_MAX) limit = STORAGE_LIST_MAX;
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
     samda_status res = SAMDA_OK;
     sqlite3_stmt *q = storage_stmt(c, "SELECT seq, time_ms, kind, resource, change_type FROM changes"
                                       " WHERE seq > ?1 ORDER BY seq LIMIT ?2", err);
     if (!q) res = err->code;
-    samda_change *rows = NULL;
-    if (res == SAMDA_OK && !(rows = calloc(limit, sizeof *rows)))
-        res = samda_fail(err, SAMDA_ENOMEM, "listing changes: out of memory");
-    if (res == SAMDA_OK) {
+    else {
         sqlite3_bind_int64(q, 1, since);
-        sqlite3_bind_int64(q, 2, (sqlite3_int64)limit);
-        int rc;
-        while ((rc = storage_step(s, q)) == SQLITE_ROW && *n < limit) {
-            samda_change *r = &rows[(*n)++];
-            r->seq = sqlite3_column_int64(q, 0);
-            r->time_ms = sqlite3_column_int64(q, 1);
-            storage_col_text(q, 2, r->kind, sizeof r->kind);
-            storage_col_text(q, 3, r->resource, sizeof r->resource);
-            const char *t = (const char *)sqlite3_column_text(q, 4);
-            for (int i = 0; i <= SAMDA_CHANGE_STATE; i++)
-                if (t && strcmp(t, change_names[i]) == 0) r->type = (samda_change_type)i;
-        }
-        sqlite3_reset(q);
-        if (rc != SQLITE_DONE && rc != SQLITE_ROW) res = storage_db_fail(err, c, rc, "listing changes");
+        sqlite3_bind_int64(q, 2, (sqlite3_int64)storage_list_limit(limit));
+        res = storage_collect(s, c, q, sizeof **out, read_change, NULL, (void **)out, n, "listing changes", err);
     }
     if (res == SAMDA_OK && last_seq) {
         q = storage_stmt(c, "SELECT coalesce(max(seq), 0) FROM changes", err);
@@ -102,21 +97,25 @@ samda_status samda_store_change_list(samda_store *s, int64_t since, size_t limit
         }
     }
     storage_conn_put(s, c);
-    if (res != SAMDA_OK || *n == 0) {
-        free(rows);
-        rows = NULL;
-        if (res != SAMDA_OK) *n = 0;
+    if (res != SAMDA_OK) {
+        free(*out);
+        *out = NULL;
+        *n = 0;
     }
-    *out = rows;
     return res;
 }
 
 /* Audit log ------------------------------------------------------------------------------------- */
 
+static void clear_audit(void *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++) free(((samda_audit_entry *)rows)[i].details_json);
+}
+
 void samda_audit_list_free(samda_audit_entry *e, size_t n)
 {
     if (!e) return;
-    for (size_t i = 0; i < n; i++) free(e[i].details_json);
+    clear_audit(e, n);
     free(e);
 }
 
@@ -156,57 +155,36 @@ samda_status samda_store_audit_append(samda_store *s, const char *actor, const c
     return st;
 }
 
+static void read_audit(sqlite3_stmt *q, void *row)
+{
+    samda_audit_entry *r = row;
+    r->id = sqlite3_column_int64(q, 0);
+    r->time_ms = sqlite3_column_int64(q, 1);
+    storage_col_text(q, 2, r->actor, sizeof r->actor);
+    storage_col_text(q, 3, r->action, sizeof r->action);
+    storage_col_text(q, 4, r->resource, sizeof r->resource);
+    storage_col_text(q, 5, r->outcome, sizeof r->outcome);
+    r->details_json = storage_col_dup(q, 6);
+}
+
 samda_status samda_store_audit_list(samda_store *s, int64_t after_id, size_t limit, samda_audit_entry **out,
                                     size_t *n, samda_error *err)
 {
     STORAGE_ERR(err);
     *out = NULL;
     *n = 0;
-    if (limit == 0) limit = 1000;
-    if (limit > STORAGE_LIST_MAX) limit = STORAGE_LIST_MAX;
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
     samda_status res = SAMDA_OK;
     sqlite3_stmt *q = storage_stmt(c, "SELECT id, time_ms, actor, action, resource, outcome, details_json"
                                       " FROM audit_log WHERE id > ?1 ORDER BY id LIMIT ?2", err);
     if (!q) res = err->code;
-    samda_audit_entry *rows = NULL;
-    size_t cap = 0;
-    if (res == SAMDA_OK) {
+    else {
         sqlite3_bind_int64(q, 1, after_id);
-        sqlite3_bind_int64(q, 2, (sqlite3_int64)limit);
-        int rc;
-        while ((rc = storage_step(s, q)) == SQLITE_ROW) {
-            if (*n == cap) {
-                size_t nc = cap ? cap * 2 : 16;
-                samda_audit_entry *nr = realloc(rows, nc * sizeof *rows);
-                if (!nr) {
-                    res = samda_fail(err, SAMDA_ENOMEM, "listing audit log: out of memory");
-                    break;
-                }
-                rows = nr;
-                cap = nc;
-            }
-            samda_audit_entry *r = &rows[*n];
-            memset(r, 0, sizeof *r);
-            r->id = sqlite3_column_int64(q, 0);
-            r->time_ms = sqlite3_column_int64(q, 1);
-            storage_col_text(q, 2, r->actor, sizeof r->actor);
-            storage_col_text(q, 3, r->action, sizeof r->action);
-            storage_col_text(q, 4, r->resource, sizeof r->resource);
-            storage_col_text(q, 5, r->outcome, sizeof r->outcome);
-            r->details_json = storage_col_dup(q, 6);
-            (*n)++;
-        }
-        sqlite3_reset(q);
-        if (res == SAMDA_OK && rc != SQLITE_DONE) res = storage_db_fail(err, c, rc, "listing audit log");
+        sqlite3_bind_int64(q, 2, (sqlite3_int64)storage_list_limit(limit));
+        res = storage_collect(s, c, q, sizeof **out, read_audit, clear_audit, (void **)out, n, "listing audit log",
+                              err);
     }
     storage_conn_put(s, c);
-    if (res != SAMDA_OK) {
-        samda_audit_list_free(rows, *n);
-        *n = 0;
-        return res;
-    }
-    *out = rows;
-    return SAMDA_OK;
+    return res;
 }

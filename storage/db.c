@@ -142,6 +142,49 @@ samda_status storage_db_fail(samda_error *err, storage_conn *c, int rc, const ch
     }
 }
 
+samda_status storage_collect(samda_store *s, storage_conn *c, sqlite3_stmt *st, size_t elem_size,
+                             storage_row_reader read, storage_rows_clear clear, void **rows, size_t *n,
+                             const char *what, samda_error *err)
+{
+    *rows = NULL;
+    *n = 0;
+    size_t cap = 0, got = 0;
+    char *buf = NULL;
+    samda_status res = SAMDA_OK;
+    int rc;
+    while ((rc = storage_step(s, st)) == SQLITE_ROW) {
+        if (got == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            char *nb = realloc(buf, nc * elem_size);
+            if (!nb) {
+                res = samda_fail(err, SAMDA_ENOMEM, "%s: out of memory", what);
+                break;
+            }
+            buf = nb;
+            cap = nc;
+        }
+        memset(buf + got * elem_size, 0, elem_size);
+        read(st, buf + got * elem_size);
+        got++;
+    }
+    sqlite3_reset(st);
+    if (res == SAMDA_OK && rc != SQLITE_DONE) res = storage_db_fail(err, c, rc, what);
+    if (res != SAMDA_OK) {
+        if (clear && buf) clear(buf, got);
+        free(buf);
+        return res;
+    }
+    *rows = buf;
+    *n = got;
+    return SAMDA_OK;
+}
+
+size_t storage_list_limit(size_t limit)
+{
+    if (limit == 0) return 1000;
+    return limit > STORAGE_LIST_MAX ? STORAGE_LIST_MAX : limit;
+}
+
 static void conn_close(storage_conn *c)
 {
     if (!c) return;

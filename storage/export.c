@@ -22,8 +22,9 @@ static samda_export_state state_from(const char *v)
     "SELECT id, destination_id, relpath, sop_uid, state, attempts, next_attempt_ms, last_error, permanent," \
     " created_ms, updated_ms FROM exports "
 
-static void read_item(sqlite3_stmt *st, samda_export_item *r)
+static void read_item(sqlite3_stmt *st, void *row)
 {
+    samda_export_item *r = row;
     memset(r, 0, sizeof *r);
     r->id = sqlite3_column_int64(st, 0);
     r->destination_id = sqlite3_column_int64(st, 1);
@@ -38,36 +39,18 @@ static void read_item(sqlite3_stmt *st, samda_export_item *r)
     r->updated_ms = sqlite3_column_int64(st, 10);
 }
 
+/* An export_find row: the item plus the id of the result whose file it sends. */
+static void read_item_with_result(sqlite3_stmt *st, void *row)
+{
+    samda_export_item *r = row;
+    read_item(st, r);
+    r->result_id = sqlite3_column_int64(st, 11);
+}
+
 static samda_status read_items(samda_store *s, storage_conn *c, sqlite3_stmt *st, samda_export_item **out, size_t *n,
                                const char *what, samda_error *err)
 {
-    samda_export_item *rows = NULL;
-    size_t cap = 0;
-    int rc;
-    *n = 0;
-    while ((rc = storage_step(s, st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            size_t nc = cap ? cap * 2 : 16;
-            samda_export_item *nr = realloc(rows, nc * sizeof *rows);
-            if (!nr) {
-                free(rows);
-                sqlite3_reset(st);
-                *n = 0;
-                return samda_fail(err, SAMDA_ENOMEM, "%s: out of memory", what);
-            }
-            rows = nr;
-            cap = nc;
-        }
-        read_item(st, &rows[(*n)++]);
-    }
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE) {
-        free(rows);
-        *n = 0;
-        return storage_db_fail(err, c, rc, what);
-    }
-    *out = rows;
-    return SAMDA_OK;
+    return storage_collect(s, c, st, sizeof **out, read_item, NULL, (void **)out, n, what, err);
 }
 
 samda_status samda_store_export_enqueue(samda_store *s, int64_t destination_id, const char *relpath,
@@ -290,7 +273,7 @@ samda_status samda_store_export_list(samda_store *s, int64_t destination_id, int
         sqlite3_bind_int64(st, 1, destination_id);
         if (state >= 0 && state <= SAMDA_EXPORT_FAILED)
             sqlite3_bind_text(st, 2, export_state_names[state], -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, (sqlite3_int64)(limit == 0 ? 1000 : limit > STORAGE_LIST_MAX ? STORAGE_LIST_MAX : limit));
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)storage_list_limit(limit));
         res = read_items(s, c, st, items, n, "listing exports", err);
     }
     storage_conn_put(s, c);
@@ -322,35 +305,12 @@ samda_status samda_store_export_find(samda_store *s, const samda_export_filter *
         sqlite3_bind_int64(st, 1, f->destination_id);
         if (f->state >= 0) sqlite3_bind_text(st, 2, export_state_names[f->state], -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 3, f->result_id);
-        size_t limit = f->limit == 0 ? 1000 : f->limit > STORAGE_LIST_MAX ? STORAGE_LIST_MAX : f->limit;
+        size_t limit = storage_list_limit(f->limit);
         sqlite3_bind_int64(st, 4, (sqlite3_int64)limit);
         sqlite3_bind_int64(st, 5, f->offset > (size_t)INT64_MAX ? INT64_MAX : (sqlite3_int64)f->offset);
         sqlite3_bind_int64(st, 6, f->id);
-        samda_export_item *rows = NULL;
-        size_t cap = 0;
-        int rc;
-        while ((rc = storage_step(s, st)) == SQLITE_ROW) {
-            if (*n == cap) {
-                size_t nc = cap ? cap * 2 : 16;
-                samda_export_item *nr = realloc(rows, nc * sizeof *rows);
-                if (!nr) {
-                    rc = SQLITE_NOMEM;
-                    break;
-                }
-                rows = nr;
-                cap = nc;
-            }
-            read_item(st, &rows[*n]);
-            rows[(*n)++].result_id = sqlite3_column_int64(st, 11);
-        }
-        sqlite3_reset(st);
-        if (rc == SQLITE_NOMEM) res = samda_fail(err, SAMDA_ENOMEM, "listing exports: out of memory");
-        else if (rc != SQLITE_DONE) res = storage_db_fail(err, c, rc, "listing exports");
-        if (res == SAMDA_OK) *items = rows;
-        else {
-            free(rows);
-            *n = 0;
-        }
+        res = storage_collect(s, c, st, sizeof **items, read_item_with_result, NULL, (void **)items, n,
+                              "listing exports", err);
     }
     storage_conn_put(s, c);
     return res;

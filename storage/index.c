@@ -656,48 +656,7 @@ static void read_instance(sqlite3_stmt *st, samda_instance_row *r)
     r->received_at_ms = sqlite3_column_int64(st, 44);
 }
 
-/* Run a bound statement and collect rows of elem_size with read(). */
-typedef void (*row_reader)(sqlite3_stmt *st, void *row);
-static samda_status collect(samda_store *s, storage_conn *c, sqlite3_stmt *st, size_t elem_size, row_reader read,
-                            void **rows, size_t *n, const char *what, samda_error *err)
-{
-    *rows = NULL;
-    *n = 0;
-    size_t cap = 0;
-    char *buf = NULL;
-    int rc;
-    while ((rc = storage_step(s, st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            size_t nc = cap ? cap * 2 : 16;
-            char *nb = realloc(buf, nc * elem_size);
-            if (!nb) {
-                free(buf);
-                sqlite3_reset(st);
-                return samda_fail(err, SAMDA_ENOMEM, "%s: out of memory", what);
-            }
-            buf = nb;
-            cap = nc;
-        }
-        read(st, buf + *n * elem_size);
-        (*n)++;
-    }
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE) {
-        free(buf);
-        *n = 0;
-        return storage_db_fail(err, c, rc, what);
-    }
-    *rows = buf;
-    return SAMDA_OK;
-}
-
 static void read_instance_v(sqlite3_stmt *st, void *row) { read_instance(st, row); }
-
-static size_t bound_limit(size_t limit)
-{
-    if (limit == 0) return 1000;
-    return limit > STORAGE_LIST_MAX ? STORAGE_LIST_MAX : limit;
-}
 
 samda_status samda_store_instance_get(samda_store *s, const char *sop_uid, samda_instance_row *out,
                                       samda_error *err)
@@ -713,7 +672,7 @@ samda_status samda_store_instance_get(samda_store *s, const char *sop_uid, samda
         sqlite3_bind_text(st, 1, sop_uid, -1, SQLITE_TRANSIENT);
         void *rows;
         size_t n;
-        res = collect(s, c, st, sizeof *out, read_instance_v, &rows, &n, "reading instance", err);
+        res = storage_collect(s, c, st, sizeof *out, read_instance_v, NULL, &rows, &n, "reading instance", err);
         if (res == SAMDA_OK && n == 0) res = samda_fail(err, SAMDA_ENOENT, "reading instance %s: not indexed", sop_uid);
         if (res == SAMDA_OK) memcpy(out, rows, sizeof *out);
         free(rows);
@@ -736,9 +695,9 @@ samda_status samda_store_instance_list(samda_store *s, const char *series_uid, s
     samda_status res = err->code;
     if (st) {
         sqlite3_bind_text(st, 1, series_uid, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(st, 2, (sqlite3_int64)(limit ? bound_limit(limit) : STORAGE_LIST_MAX));
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)(limit ? storage_list_limit(limit) : STORAGE_LIST_MAX));
         sqlite3_bind_int64(st, 3, (sqlite3_int64)offset);
-        res = collect(s, c, st, sizeof **rows, read_instance_v, (void **)rows, n, "listing instances", err);
+        res = storage_collect(s, c, st, sizeof **rows, read_instance_v, NULL, (void **)rows, n, "listing instances", err);
     }
     storage_conn_put(s, c);
     return res;
@@ -814,9 +773,9 @@ static samda_status series_select(samda_store *s, const samda_index_query *q, sa
         storage_bind_text(st, 5, q->date_from);
         storage_bind_text(st, 6, q->date_to);
         storage_bind_text(st, 7, q->site);
-        sqlite3_bind_int64(st, 8, (sqlite3_int64)bound_limit(q->limit));
+        sqlite3_bind_int64(st, 8, (sqlite3_int64)storage_list_limit(q->limit));
         sqlite3_bind_int64(st, 9, (sqlite3_int64)q->offset);
-        res = collect(s, c, st, sizeof **rows, read_series, (void **)rows, n, "querying series", err);
+        res = storage_collect(s, c, st, sizeof **rows, read_series, NULL, (void **)rows, n, "querying series", err);
     }
     storage_conn_put(s, c);
     return res;
@@ -873,8 +832,8 @@ samda_status samda_store_series_idle(samda_store *s, int64_t idle_before_ms, siz
     samda_status res = err->code;
     if (st) {
         sqlite3_bind_int64(st, 1, idle_before_ms);
-        sqlite3_bind_int64(st, 2, (sqlite3_int64)bound_limit(limit));
-        res = collect(s, c, st, sizeof **rows, read_series, (void **)rows, n, "listing idle series", err);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)storage_list_limit(limit));
+        res = storage_collect(s, c, st, sizeof **rows, read_series, NULL, (void **)rows, n, "listing idle series", err);
     }
     storage_conn_put(s, c);
     return res;
@@ -1005,9 +964,9 @@ samda_status samda_store_study_query(samda_store *s, const samda_index_query *q,
         storage_bind_text(st, 5, q->date_from);
         storage_bind_text(st, 6, q->date_to);
         storage_bind_text(st, 7, q->site);
-        sqlite3_bind_int64(st, 8, (sqlite3_int64)bound_limit(q->limit));
+        sqlite3_bind_int64(st, 8, (sqlite3_int64)storage_list_limit(q->limit));
         sqlite3_bind_int64(st, 9, (sqlite3_int64)q->offset);
-        res = collect(s, c, st, sizeof **rows, read_study, (void **)rows, n, "querying studies", err);
+        res = storage_collect(s, c, st, sizeof **rows, read_study, NULL, (void **)rows, n, "querying studies", err);
     }
     storage_conn_put(s, c);
     return res;

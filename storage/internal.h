@@ -82,6 +82,20 @@ void storage_tx_rollback(samda_store *s, storage_conn *c);
 /** Translate a SQLite failure into err: BUSY/LOCKED -> ELOCKED, FULL -> ENOSPC, else EDB. */
 samda_status storage_db_fail(samda_error *err, storage_conn *c, int rc, const char *what);
 
+/** Fills the zeroed row from the statement's current result row. */
+typedef void (*storage_row_reader)(sqlite3_stmt *st, void *row);
+/** Frees what the rows own (not the array); NULL when rows own nothing. */
+typedef void (*storage_rows_clear)(void *rows, size_t n);
+/** The one loop that turns a bound SELECT into an array: steps st to the end, appending a zeroed
+ *  elem_size row per result filled by read, then resets st. *rows (malloc'd; NULL when empty) and
+ *  *n belong to the caller. On failure clears and frees what it collected, leaves *rows NULL and
+ *  *n 0, and returns SAMDA_ENOMEM or the database error, naming what. */
+samda_status storage_collect(samda_store *s, storage_conn *c, sqlite3_stmt *st, size_t elem_size,
+                             storage_row_reader read, storage_rows_clear clear, void **rows, size_t *n,
+                             const char *what, samda_error *err);
+/** A caller's list limit bounded: 0 means 1000, never more than STORAGE_LIST_MAX. */
+size_t storage_list_limit(size_t limit);
+
 /* Binding and reading helpers: "" and NULL bind as NULL; NAN binds as NULL; NULL reads as ""/NAN. */
 int storage_bind_text(sqlite3_stmt *st, int i, const char *v);
 int storage_bind_double(sqlite3_stmt *st, int i, double v);

@@ -609,6 +609,8 @@ int storage_relpath_claimed(samda_store *s, storage_conn *c, const char *relpath
     return -1;
 }
 
+static void read_intent(sqlite3_stmt *st, void *row) { storage_col_text(st, 0, row, SAMDA_RELPATH_SIZE); }
+
 samda_status storage_recover(samda_store *s, storage_conn *c, samda_error *err)
 {
     s->tmp_removed = 0;
@@ -626,28 +628,11 @@ samda_status storage_recover(samda_store *s, storage_conn *c, samda_error *err)
     /* Read the intents first, then decide: the statement must not be stepping while we delete. */
     sqlite3_stmt *st = storage_stmt(c, "SELECT relpath FROM object_intents", err);
     if (!st) return err->code;
-    size_t n = 0, cap = 0;
+    size_t n = 0;
     char (*paths)[SAMDA_RELPATH_SIZE] = NULL;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            size_t nc = cap ? cap * 2 : 16;
-            void *np = realloc(paths, nc * sizeof *paths);
-            if (!np) {
-                free(paths);
-                sqlite3_reset(st);
-                return samda_fail(err, SAMDA_ENOMEM, "recovering object store: out of memory");
-            }
-            paths = np;
-            cap = nc;
-        }
-        storage_col_text(st, 0, paths[n++], SAMDA_RELPATH_SIZE);
-    }
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE) {
-        free(paths);
-        return storage_db_fail(err, c, rc, "reading object intents");
-    }
+    samda_status cs = storage_collect(s, c, st, sizeof *paths, read_intent, NULL, (void **)&paths, &n,
+                                      "reading object intents", err);
+    if (cs != SAMDA_OK) return cs;
     samda_status result = SAMDA_OK;
     for (size_t i = 0; i < n; i++) {
         if (!samda_store_relpath_is_valid(paths[i])) continue; /* never unlink outside objects/ */
@@ -672,7 +657,7 @@ samda_status storage_recover(samda_store *s, storage_conn *c, samda_error *err)
         samda_status tx = storage_tx_begin(s, c, err);
         if (tx != SAMDA_OK) return tx;
         st = storage_stmt(c, "DELETE FROM object_intents", err);
-        rc = st ? storage_exec_stmt(s, st) : SQLITE_ERROR;
+        int rc = st ? storage_exec_stmt(s, st) : SQLITE_ERROR;
         if (rc != SQLITE_OK) {
             storage_tx_rollback(s, c);
             return st ? storage_db_fail(err, c, rc, "clearing object intents") : err->code;

@@ -52,6 +52,13 @@ static const char SQL_JOB_LIST[] = JOB_COLS
     "WHERE (?1 IS NULL OR j.state = ?1) AND (?2 IS NULL OR j.kind = ?2) AND (?3 IS NULL OR si.name = ?3)"
     " AND (?4 IS NULL OR j.series_uid = ?4) ORDER BY j.id DESC LIMIT ?5 OFFSET ?6";
 
+static void read_job(sqlite3_stmt *st, samda_job *j);
+static void read_job_row(sqlite3_stmt *st, void *row) { read_job(st, row); }
+static void clear_jobs(void *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++) samda_job_clear((samda_job *)rows + i);
+}
+
 static void read_job(sqlite3_stmt *st, samda_job *j)
 {
     memset(j, 0, sizeof *j);
@@ -115,8 +122,6 @@ samda_status samda_store_job_list(samda_store *s, const samda_job_filter *f, sam
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
     samda_status res = SAMDA_OK;
-    samda_job *rows = NULL;
-    size_t cap = 0;
     sqlite3_stmt *st = storage_stmt(c, SQL_JOB_LIST, err);
     if (!st) res = err->code;
     else {
@@ -125,34 +130,13 @@ samda_status samda_store_job_list(samda_store *s, const samda_job_filter *f, sam
         storage_bind_text(st, 2, f->kind);
         storage_bind_text(st, 3, f->site);
         storage_bind_text(st, 4, f->series_uid);
-        size_t limit = f->limit == 0 ? 1000 : f->limit > STORAGE_LIST_MAX ? STORAGE_LIST_MAX : f->limit;
-        sqlite3_bind_int64(st, 5, (sqlite3_int64)limit);
+        sqlite3_bind_int64(st, 5, (sqlite3_int64)storage_list_limit(f->limit));
         sqlite3_bind_int64(st, 6, (sqlite3_int64)f->offset);
-        int rc;
-        while ((rc = storage_step(s, st)) == SQLITE_ROW) {
-            if (*n == cap) {
-                size_t nc = cap ? cap * 2 : 16;
-                samda_job *nr = realloc(rows, nc * sizeof *rows);
-                if (!nr) {
-                    res = samda_fail(err, SAMDA_ENOMEM, "listing jobs: out of memory");
-                    break;
-                }
-                rows = nr;
-                cap = nc;
-            }
-            read_job(st, &rows[(*n)++]);
-        }
-        sqlite3_reset(st);
-        if (res == SAMDA_OK && rc != SQLITE_DONE) res = storage_db_fail(err, c, rc, "listing jobs");
+        res = storage_collect(s, c, st, sizeof **jobs, read_job_row, clear_jobs, (void **)jobs, n, "listing jobs",
+                              err);
     }
     storage_conn_put(s, c);
-    if (res != SAMDA_OK) {
-        samda_job_list_free(rows, *n);
-        *n = 0;
-        return res;
-    }
-    *jobs = rows;
-    return SAMDA_OK;
+    return res;
 }
 
 /* Enqueue ------------------------------------------------------------------------------------------ */

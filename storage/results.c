@@ -85,6 +85,29 @@ samda_status samda_store_result_add(samda_store *s, const samda_result_spec *spe
     "SELECT id, job_id, series_uid, seg_series_uid, seg_sop_uid, file_relpath, file_size, sha256,"         \
     " model_version, adapter_version, timings_json, label_stats_json, created_ms FROM results "
 
+static void read_result(sqlite3_stmt *st, void *row)
+{
+    samda_result *r = row;
+    r->id = sqlite3_column_int64(st, 0);
+    r->job_id = sqlite3_column_int64(st, 1);
+    storage_col_text(st, 2, r->series_uid, sizeof r->series_uid);
+    storage_col_text(st, 3, r->seg_series_uid, sizeof r->seg_series_uid);
+    storage_col_text(st, 4, r->seg_sop_uid, sizeof r->seg_sop_uid);
+    storage_col_text(st, 5, r->object.relpath, sizeof r->object.relpath);
+    r->object.size = (uint64_t)sqlite3_column_int64(st, 6);
+    storage_col_text(st, 7, r->object.sha256, sizeof r->object.sha256);
+    storage_col_text(st, 8, r->model_version, sizeof r->model_version);
+    r->adapter_version = sqlite3_column_int(st, 9);
+    r->timings_json = storage_col_dup(st, 10);
+    r->label_stats_json = storage_col_dup(st, 11);
+    r->created_ms = sqlite3_column_int64(st, 12);
+}
+
+static void clear_results(void *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++) samda_result_clear((samda_result *)rows + i);
+}
+
 static samda_status result_select(samda_store *s, const char *sql, int64_t id, const char *uid, samda_result **out,
                                   size_t *n, samda_error *err)
 {
@@ -93,52 +116,16 @@ static samda_status result_select(samda_store *s, const char *sql, int64_t id, c
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
     samda_status res = SAMDA_OK;
-    samda_result *rows = NULL;
-    size_t cap = 0;
     sqlite3_stmt *st = storage_stmt(c, sql, err);
     if (!st) res = err->code;
     else {
         if (uid) sqlite3_bind_text(st, 1, uid, -1, SQLITE_TRANSIENT);
         else sqlite3_bind_int64(st, 1, id);
-        int rc;
-        while ((rc = storage_step(s, st)) == SQLITE_ROW) {
-            if (*n == cap) {
-                size_t nc = cap ? cap * 2 : 8;
-                samda_result *nr = realloc(rows, nc * sizeof *rows);
-                if (!nr) {
-                    res = samda_fail(err, SAMDA_ENOMEM, "listing results: out of memory");
-                    break;
-                }
-                rows = nr;
-                cap = nc;
-            }
-            samda_result *r = &rows[(*n)++];
-            memset(r, 0, sizeof *r);
-            r->id = sqlite3_column_int64(st, 0);
-            r->job_id = sqlite3_column_int64(st, 1);
-            storage_col_text(st, 2, r->series_uid, sizeof r->series_uid);
-            storage_col_text(st, 3, r->seg_series_uid, sizeof r->seg_series_uid);
-            storage_col_text(st, 4, r->seg_sop_uid, sizeof r->seg_sop_uid);
-            storage_col_text(st, 5, r->object.relpath, sizeof r->object.relpath);
-            r->object.size = (uint64_t)sqlite3_column_int64(st, 6);
-            storage_col_text(st, 7, r->object.sha256, sizeof r->object.sha256);
-            storage_col_text(st, 8, r->model_version, sizeof r->model_version);
-            r->adapter_version = sqlite3_column_int(st, 9);
-            r->timings_json = storage_col_dup(st, 10);
-            r->label_stats_json = storage_col_dup(st, 11);
-            r->created_ms = sqlite3_column_int64(st, 12);
-        }
-        sqlite3_reset(st);
-        if (res == SAMDA_OK && rc != SQLITE_DONE) res = storage_db_fail(err, c, rc, "listing results");
+        res = storage_collect(s, c, st, sizeof **out, read_result, clear_results, (void **)out, n, "listing results",
+                              err);
     }
     storage_conn_put(s, c);
-    if (res != SAMDA_OK) {
-        samda_result_list_free(rows, *n);
-        *n = 0;
-        return res;
-    }
-    *out = rows;
-    return SAMDA_OK;
+    return res;
 }
 
 samda_status samda_store_result_get(samda_store *s, int64_t id, samda_result *out, samda_error *err)

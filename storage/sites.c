@@ -143,6 +143,22 @@ samda_status samda_store_site_update(samda_store *s, const char *name, const cha
 static const char SQL_SITE_COLS[] = "SELECT id, name, ae_json, settings_json, created_ms, updated_ms FROM sites"
                                     " WHERE (?1 IS NULL OR name = ?1) ORDER BY name";
 
+static void read_site(sqlite3_stmt *st, void *row)
+{
+    samda_site *r = row;
+    r->id = sqlite3_column_int64(st, 0);
+    storage_col_text(st, 1, r->name, sizeof r->name);
+    r->ae_json = storage_col_dup(st, 2);
+    r->settings_json = storage_col_dup(st, 3);
+    r->created_ms = sqlite3_column_int64(st, 4);
+    r->updated_ms = sqlite3_column_int64(st, 5);
+}
+
+static void clear_sites(void *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++) samda_site_clear((samda_site *)rows + i);
+}
+
 static samda_status site_select(samda_store *s, const char *name, samda_site **out, size_t *n, samda_error *err)
 {
     *out = NULL;
@@ -151,43 +167,13 @@ static samda_status site_select(samda_store *s, const char *name, samda_site **o
     if (!c) return err->code;
     samda_status res = SAMDA_OK;
     sqlite3_stmt *st = storage_stmt(c, SQL_SITE_COLS, err);
-    samda_site *rows = NULL;
-    size_t cap = 0;
     if (!st) res = err->code;
     else {
         storage_bind_text(st, 1, name);
-        int rc;
-        while ((rc = storage_step(s, st)) == SQLITE_ROW) {
-            if (*n == cap) {
-                size_t nc = cap ? cap * 2 : 8;
-                samda_site *nr = realloc(rows, nc * sizeof *rows);
-                if (!nr) {
-                    res = samda_fail(err, SAMDA_ENOMEM, "listing sites: out of memory");
-                    break;
-                }
-                rows = nr;
-                cap = nc;
-            }
-            samda_site *r = &rows[(*n)++];
-            memset(r, 0, sizeof *r);
-            r->id = sqlite3_column_int64(st, 0);
-            storage_col_text(st, 1, r->name, sizeof r->name);
-            r->ae_json = storage_col_dup(st, 2);
-            r->settings_json = storage_col_dup(st, 3);
-            r->created_ms = sqlite3_column_int64(st, 4);
-            r->updated_ms = sqlite3_column_int64(st, 5);
-        }
-        sqlite3_reset(st);
-        if (res == SAMDA_OK && rc != SQLITE_DONE) res = storage_db_fail(err, c, rc, "listing sites");
+        res = storage_collect(s, c, st, sizeof **out, read_site, clear_sites, (void **)out, n, "listing sites", err);
     }
     storage_conn_put(s, c);
-    if (res != SAMDA_OK) {
-        samda_site_list_free(rows, *n);
-        *n = 0;
-        return res;
-    }
-    *out = rows;
-    return SAMDA_OK;
+    return res;
 }
 
 samda_status samda_store_site_get(samda_store *s, const char *name, samda_site *out, samda_error *err)
@@ -347,6 +333,23 @@ samda_status samda_store_destination_put(samda_store *s, const char *name, const
     return dest_write(s, &a, err);
 }
 
+static void read_destination(sqlite3_stmt *st, void *row)
+{
+    samda_destination *r = row;
+    r->id = sqlite3_column_int64(st, 0);
+    storage_col_text(st, 1, r->name, sizeof r->name);
+    storage_col_text(st, 2, r->ae_title, sizeof r->ae_title);
+    storage_col_text(st, 3, r->host, sizeof r->host);
+    r->port = sqlite3_column_int(st, 4);
+    r->settings_json = storage_col_dup(st, 5);
+    r->created_ms = sqlite3_column_int64(st, 6);
+}
+
+static void clear_destinations(void *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++) samda_destination_clear((samda_destination *)rows + i);
+}
+
 static samda_status dest_select(samda_store *s, const char *name, samda_destination **out, size_t *n,
                                 samda_error *err)
 {
@@ -357,44 +360,14 @@ static samda_status dest_select(samda_store *s, const char *name, samda_destinat
     samda_status res = SAMDA_OK;
     sqlite3_stmt *st = storage_stmt(c, "SELECT id, name, ae_title, host, port, settings_json, created_ms"
                                        " FROM destinations WHERE (?1 IS NULL OR name = ?1) ORDER BY name", err);
-    samda_destination *rows = NULL;
-    size_t cap = 0;
     if (!st) res = err->code;
     else {
         storage_bind_text(st, 1, name);
-        int rc;
-        while ((rc = storage_step(s, st)) == SQLITE_ROW) {
-            if (*n == cap) {
-                size_t nc = cap ? cap * 2 : 8;
-                samda_destination *nr = realloc(rows, nc * sizeof *rows);
-                if (!nr) {
-                    res = samda_fail(err, SAMDA_ENOMEM, "listing destinations: out of memory");
-                    break;
-                }
-                rows = nr;
-                cap = nc;
-            }
-            samda_destination *r = &rows[(*n)++];
-            memset(r, 0, sizeof *r);
-            r->id = sqlite3_column_int64(st, 0);
-            storage_col_text(st, 1, r->name, sizeof r->name);
-            storage_col_text(st, 2, r->ae_title, sizeof r->ae_title);
-            storage_col_text(st, 3, r->host, sizeof r->host);
-            r->port = sqlite3_column_int(st, 4);
-            r->settings_json = storage_col_dup(st, 5);
-            r->created_ms = sqlite3_column_int64(st, 6);
-        }
-        sqlite3_reset(st);
-        if (res == SAMDA_OK && rc != SQLITE_DONE) res = storage_db_fail(err, c, rc, "listing destinations");
+        res = storage_collect(s, c, st, sizeof **out, read_destination, clear_destinations, (void **)out, n,
+                              "listing destinations", err);
     }
     storage_conn_put(s, c);
-    if (res != SAMDA_OK) {
-        samda_destination_list_free(rows, *n);
-        *n = 0;
-        return res;
-    }
-    *out = rows;
-    return SAMDA_OK;
+    return res;
 }
 
 samda_status samda_store_destination_get(samda_store *s, const char *name, samda_destination *out,
@@ -541,6 +514,28 @@ static const char SQL_ADAPTER_SELECT[] =
     " WHERE si.name = ?1 AND (?2 IS NULL OR a.version = ?2) AND (?3 IS NULL OR a.active = ?3)"
     " ORDER BY a.version DESC";
 
+static void read_adapter(sqlite3_stmt *st, void *row)
+{
+    samda_adapter_row *r = row;
+    r->id = sqlite3_column_int64(st, 0);
+    storage_col_text(st, 1, r->site, sizeof r->site);
+    r->version = sqlite3_column_int(st, 2);
+    r->parent_version = sqlite3_column_int(st, 3);
+    storage_col_text(st, 4, r->object.relpath, sizeof r->object.relpath);
+    r->object.size = (uint64_t)sqlite3_column_int64(st, 5);
+    storage_col_text(st, 6, r->object.sha256, sizeof r->object.sha256);
+    storage_col_text(st, 7, r->base_fingerprint, sizeof r->base_fingerprint);
+    r->metadata_json = storage_col_dup(st, 8);
+    r->active = sqlite3_column_int(st, 9) != 0;
+    r->created_ms = sqlite3_column_int64(st, 10);
+    r->activated_ms = sqlite3_column_int64(st, 11);
+}
+
+static void clear_adapters(void *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++) samda_adapter_clear((samda_adapter_row *)rows + i);
+}
+
 static samda_status adapter_select(samda_store *s, const char *site, int version, int active, samda_adapter_row **out,
                                    size_t *n, samda_error *err)
 {
@@ -549,52 +544,17 @@ static samda_status adapter_select(samda_store *s, const char *site, int version
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
     samda_status res = SAMDA_OK;
-    samda_adapter_row *rows = NULL;
-    size_t cap = 0;
     sqlite3_stmt *st = storage_stmt(c, SQL_ADAPTER_SELECT, err);
     if (!st) res = err->code;
     else {
         sqlite3_bind_text(st, 1, site, -1, SQLITE_TRANSIENT);
         if (version > 0) sqlite3_bind_int(st, 2, version);
         if (active >= 0) sqlite3_bind_int(st, 3, active);
-        int rc;
-        while ((rc = storage_step(s, st)) == SQLITE_ROW) {
-            if (*n == cap) {
-                size_t nc = cap ? cap * 2 : 8;
-                samda_adapter_row *nr = realloc(rows, nc * sizeof *rows);
-                if (!nr) {
-                    res = samda_fail(err, SAMDA_ENOMEM, "listing adapters: out of memory");
-                    break;
-                }
-                rows = nr;
-                cap = nc;
-            }
-            samda_adapter_row *r = &rows[(*n)++];
-            memset(r, 0, sizeof *r);
-            r->id = sqlite3_column_int64(st, 0);
-            storage_col_text(st, 1, r->site, sizeof r->site);
-            r->version = sqlite3_column_int(st, 2);
-            r->parent_version = sqlite3_column_int(st, 3);
-            storage_col_text(st, 4, r->object.relpath, sizeof r->object.relpath);
-            r->object.size = (uint64_t)sqlite3_column_int64(st, 5);
-            storage_col_text(st, 6, r->object.sha256, sizeof r->object.sha256);
-            storage_col_text(st, 7, r->base_fingerprint, sizeof r->base_fingerprint);
-            r->metadata_json = storage_col_dup(st, 8);
-            r->active = sqlite3_column_int(st, 9) != 0;
-            r->created_ms = sqlite3_column_int64(st, 10);
-            r->activated_ms = sqlite3_column_int64(st, 11);
-        }
-        sqlite3_reset(st);
-        if (res == SAMDA_OK && rc != SQLITE_DONE) res = storage_db_fail(err, c, rc, "listing adapters");
+        res = storage_collect(s, c, st, sizeof **out, read_adapter, clear_adapters, (void **)out, n,
+                              "listing adapters", err);
     }
     storage_conn_put(s, c);
-    if (res != SAMDA_OK) {
-        samda_adapter_list_free(rows, *n);
-        *n = 0;
-        return res;
-    }
-    *out = rows;
-    return SAMDA_OK;
+    return res;
 }
 
 samda_status samda_store_adapter_list(samda_store *s, const char *site, samda_adapter_row **a, size_t *n,

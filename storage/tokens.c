@@ -143,6 +143,16 @@ samda_status samda_store_token_revoke(samda_store *s, int64_t id, samda_error *e
     return st;
 }
 
+static void read_token(sqlite3_stmt *q, void *row)
+{
+    samda_token_info *r = row;
+    r->id = sqlite3_column_int64(q, 0);
+    storage_col_text(q, 1, r->name, sizeof r->name);
+    r->role = role_from((const char *)sqlite3_column_text(q, 2));
+    r->created_ms = sqlite3_column_int64(q, 3);
+    r->revoked_ms = sqlite3_column_int64(q, 4);
+}
+
 samda_status samda_store_token_list(samda_store *s, samda_token_info **t, size_t *n, samda_error *err)
 {
     STORAGE_ERR(err);
@@ -151,40 +161,11 @@ samda_status samda_store_token_list(samda_store *s, samda_token_info **t, size_t
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
     samda_status st = SAMDA_OK;
-    samda_token_info *rows = NULL;
-    size_t cap = 0;
     sqlite3_stmt *q = storage_stmt(c, "SELECT id, name, role, created_ms, revoked_ms FROM api_tokens ORDER BY id", err);
     if (!q) st = err->code;
     else {
-        int rc;
-        while ((rc = storage_step(s, q)) == SQLITE_ROW) {
-            if (*n == cap) {
-                size_t nc = cap ? cap * 2 : 8;
-                samda_token_info *nr = realloc(rows, nc * sizeof *rows);
-                if (!nr) {
-                    st = samda_fail(err, SAMDA_ENOMEM, "listing tokens: out of memory");
-                    break;
-                }
-                rows = nr;
-                cap = nc;
-            }
-            samda_token_info *r = &rows[(*n)++];
-            memset(r, 0, sizeof *r);
-            r->id = sqlite3_column_int64(q, 0);
-            storage_col_text(q, 1, r->name, sizeof r->name);
-            r->role = role_from((const char *)sqlite3_column_text(q, 2));
-            r->created_ms = sqlite3_column_int64(q, 3);
-            r->revoked_ms = sqlite3_column_int64(q, 4);
-        }
-        sqlite3_reset(q);
-        if (st == SAMDA_OK && rc != SQLITE_DONE) st = storage_db_fail(err, c, rc, "listing tokens");
+        st = storage_collect(s, c, q, sizeof **t, read_token, NULL, (void **)t, n, "listing tokens", err);
     }
     storage_conn_put(s, c);
-    if (st != SAMDA_OK) {
-        free(rows);
-        *n = 0;
-        return st;
-    }
-    *t = rows;
-    return SAMDA_OK;
+    return st;
 }

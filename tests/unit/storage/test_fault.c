@@ -246,6 +246,47 @@ static void test_queue_and_result_fail_cleanly(void **state)
     fx_close(f);
 }
 
+/* storage_collect: a step failing in the middle of a list returns the error, no rows and no leak
+ * (rows already read own heap strings; the ASan build checks they are freed). */
+static void test_list_fails_cleanly_mid_list(void **state)
+{
+    (void)state;
+    fx *f = fx_open();
+    assert_non_null(f);
+    samda_error e;
+    for (int i = 0; i < 40; i++) {
+        char details[64];
+        snprintf(details, sizeof details, "{\"i\":%d}", i);
+        CHECK_OK(samda_store_audit_append(f->s, "test", "read", "instance", "ok", details, &e));
+    }
+    struct fault_ctx c = {.point = -1};
+    samda_store_set_fault(f->s, hook, &c);
+    samda_audit_entry *rows = NULL;
+    size_t n = 0;
+    CHECK_OK(samda_store_audit_list(f->s, 0, 0, &rows, &n, &e));
+    assert_int_equal(n, 40);
+    assert_string_equal(rows[39].details_json, "{\"i\":39}");
+    samda_audit_list_free(rows, n);
+    unsigned long steps = c.seen[SAMDA_FAULT_DB_STEP];
+    assert_int_equal(steps, 41); /* 40 rows and the end */
+    for (unsigned long k = 1; k <= steps; k += 10) {
+        memset(&c, 0, sizeof c);
+        c.point = SAMDA_FAULT_DB_STEP;
+        c.fail_at = k;
+        rows = (samda_audit_entry *)&c; /* must be reset */
+        n = 7;
+        assert_int_not_equal(samda_store_audit_list(f->s, 0, 0, &rows, &n, &e), SAMDA_OK);
+        assert_null(rows);
+        assert_int_equal(n, 0);
+        assert_non_null(strstr(e.message, "listing audit log"));
+    }
+    samda_store_set_fault(f->s, NULL, NULL);
+    CHECK_OK(samda_store_audit_list(f->s, 0, 5, &rows, &n, &e)); /* a limit is honoured */
+    assert_int_equal(n, 5);
+    samda_audit_list_free(rows, n);
+    fx_close(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -254,6 +295,7 @@ int main(void)
         cmocka_unit_test(test_ingest_fails_cleanly_at_every_point),
         cmocka_unit_test(test_overwrite_fails_cleanly_at_every_point),
         cmocka_unit_test(test_queue_and_result_fail_cleanly),
+        cmocka_unit_test(test_list_fails_cleanly_mid_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -32,7 +32,7 @@ typedef struct api_metrics {
     _Atomic uint64_t auth_failures;
 } api_metrics;
 
-typedef struct api_conn api_conn; /* server.c */
+typedef struct api_conn api_conn; /* deadlines.c */
 
 struct samda_api {
     samda_api_params p;           /* strings below are our copies */
@@ -55,7 +55,7 @@ struct samda_api {
     pthread_t *handlers;
     unsigned n_handlers;
     /* request-head deadline ([http] header_timeout): every open connection, and a watchdog thread
-     * that shuts down those whose request head is late (server.c) */
+     * that shuts down those whose request head is late (deadlines.c) */
     pthread_mutex_t conn_mu;
     pthread_cond_t conn_cv;
     api_conn *conns;
@@ -67,7 +67,7 @@ struct samda_api {
 
 typedef struct api_stow api_stow; /* dicomweb.c */
 
-/* One open HTTP connection (server.c), linked into samda_api.conns while MHD holds it. */
+/* One open HTTP connection (deadlines.c), linked into samda_api.conns while MHD holds it. */
 struct api_conn {
     api_conn *prev, *next;
     int fd;                         /* our dup of the socket: shutdown(2) on it is always safe */
@@ -86,7 +86,7 @@ struct api_request {
     struct MHD_Connection *conn;
     char *uri;                     /* raw request target, as received */
     const char *query;             /* raw query string inside uri (after '?'), or NULL */
-    api_conn *tracked;             /* the connection's watchdog entry, or NULL (server.c) */
+    api_conn *tracked;             /* the connection's watchdog entry, or NULL (deadlines.c) */
     char method[12];
     unsigned method_bit;
     struct timespec t0;
@@ -120,7 +120,7 @@ struct api_request {
     api_request *qnext;
 };
 
-/* ---- response helpers (server.c) ------------------------------------------------------------
+/* ---- response helpers (reply.c) -------------------------------------------------------------
  * Each sets r->resp/r->status; the first one called wins (later calls are ignored). */
 
 /** problem+json from st (HTTP status samda_status_http(st) unless http != 0); title = fmt. */
@@ -137,15 +137,50 @@ void api_reply_bytes(api_request *r, unsigned status, const void *data, size_t l
 /** Take ownership of a prepared MHD response. */
 void api_reply_response(api_request *r, unsigned status, struct MHD_Response *resp);
 
-/** Request header value or NULL. */
+/** Request header value or NULL (request.c). */
 const char *api_header(api_request *r, const char *name);
 /** Base of absolute URLs: params.public_url (trailing '/' removed), else "http(s)://ADDR:PORT" of
  *  the local address the connection arrived on (IPv6 in brackets), else "". Never the Host header. */
 void api_base_url(api_request *r, char *buf, size_t size);
+/** One log line through params.log (server.c); fields_fmt gives the key=value fields. */
 void api_log(samda_api *api, samda_api_log_level level, const char *msg, const char *fields_fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* ---- metrics (metrics.c) ---------------------------------------------------------------- */
+/** Allocate the per-route counters (api_n_routes + 1 rows); false when out of memory (free anyway). */
+bool api_metrics_init(api_metrics *m);
+/** Free what api_metrics_init allocated; safe after a failed init. */
+void api_metrics_free(api_metrics *m);
+/** Count one answered request of route row (api_n_routes: unmatched); status 0: none went out. */
+void api_metrics_record(api_metrics *m, size_t row, unsigned status, double seconds);
+/** The route pattern of row, or "unmatched"; static storage. */
+const char *api_metrics_row_label(size_t row);
 /** Write the api's own metrics (Prometheus text) to out. */
 void api_metrics_write(samda_api *api, FILE *out);
+
+/* ---- request head and body deadlines (deadlines.c) -------------------------------------- */
+/** MHD_OPTION_NOTIFY_CONNECTION callback (cls: the samda_api): tracks each connection from connect. */
+void api_conn_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+                     enum MHD_ConnectionNotificationCode code);
+/** The tracked entry of conn, or NULL (not tracked: deadlines off, or out of memory at connect). */
+api_conn *api_conn_tracked(struct MHD_Connection *conn);
+/** in_head: a request head begins now (connect, or the last answer went out); false: the head is
+ *  complete and the body's deadline starts. */
+void api_conn_mark_head(struct MHD_Connection *conn, bool in_head);
+/** Start the thread that cuts connections past their deadline; false when it cannot be created. */
+bool api_watchdog_start(samda_api *api);
+/** Stop and join it; a no-op when it is not running. */
+void api_watchdog_stop(samda_api *api);
+
+/* ---- the request head and body (request.c, body.c) -------------------------------------- */
+/** First call for a request: framing, route, auth, service, query, then api_body_expect. Replies
+ *  (sets r->resp) when the request is answered from its head. */
+void api_request_begin(api_request *r, const char *method);
+/** Decide r->body_mode from the route's flags and the headers; replies when the body is refused. */
+void api_body_expect(api_request *r);
+/** Feed n body bytes to the reader of r->body_mode (r->body_total already counts them). On failure
+ *  *e is filled; returns true when the failure is that the body outgrew a size limit. */
+bool api_body_feed(api_request *r, const char *data, size_t n, samda_error *e);
 
 /* ---- body hooks for streamed routes (dicomweb.c) ---------------------------------------- */
 /** First call of a STREAM_BODY route: check Content-Type, create the parser. Returns false
@@ -155,7 +190,7 @@ bool api_stow_begin(api_request *r);
 samda_status api_stow_feed(api_request *r, const char *data, size_t len, samda_error *err);
 /** Free temp files and parser; NULL-safe on r->stow. */
 void api_stow_free(api_request *r);
-/** Close and unlink a raw file body's spool file (server.c); safe when there is none. */
+/** Close and unlink a raw file body's spool file (body.c); safe when there is none. */
 void api_file_body_free(api_request *r);
 
 /* ---- handlers (one per route kind) ------------------------------------------------------ */

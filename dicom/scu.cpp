@@ -115,7 +115,7 @@ void set_result(samda_store_result &r, samda_status st, bool transient, const ch
         if (*c == '\n' || *c == '\r') *c = ' ';
 }
 
-/* DCMTK keeps an association's socket protected (see scp.cpp); a derived class may name it. */
+/* DCMTK keeps an association's socket protected (see scp_assoc.cpp); a derived class may name it. */
 struct socket_of : DcmTransportConnection {
     static int get(DcmTransportConnection *c)
     {
@@ -228,90 +228,98 @@ bool send_one(T_ASC_Association *assoc, const char *path, const instance &in, in
     return true;
 }
 
-samda_status store(const samda_dicom_peer *peer, const char *const *paths, size_t n, unsigned timeout_s,
-                   samda_store_result *results, samda_store_outcome &outcome, samda_error *err)
-{
-    int t = timeout_s ? (int)timeout_s : 30;
-    std::string where = std::string(peer->called_ae) + "@" + peer->host + ":" + std::to_string(peer->port);
-    const char *where_c = where.c_str();
-
-    /* 1. What is to be sent: every file's SOP class and transfer syntax. */
-    std::vector<instance> ins(n);
+/* One call's batch: the files, what each one is, the presentation contexts to propose, and the peer
+ * as messages name it. */
+struct batch {
+    const char *const *paths;
+    size_t n;
+    samda_store_result *results;
+    std::vector<instance> ins;
     std::map<context_key, int> contexts; /* -> presentation context id */
+    const char *where;
+};
+
+/* The association failed: every file that was to be sent fails with msg, and so does the call. */
+samda_status fail_all(batch &b, samda_store_outcome &outcome, samda_error *err, samda_status st, bool transient,
+                      const char *msg)
+{
+    for (size_t i = 0; i < b.n; i++)
+        if (b.ins[i].ok) set_result(b.results[i], st, transient, "%s", msg);
+    outcome = transient ? SAMDA_STORE_TRANSIENT : SAMDA_STORE_PERMANENT;
+    return samda_fail(err, st, "%s", msg);
+}
+
+/* What is to be sent: every file's SOP class and transfer syntax, and the contexts they need (the
+ * uncompressed pair for each class, plus the file's own syntax). Returns how many can be sent. */
+size_t plan(batch &b)
+{
     size_t n_ready = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < b.n; i++) {
         samda_dicom_header h;
         samda_error e;
-        samda_status st = samda_dicom_read_header(paths[i], &h, &e);
+        samda_status st = samda_dicom_read_header(b.paths[i], &h, &e);
         if (st != SAMDA_OK) {
-            set_result(results[i], st, st == SAMDA_ENOMEM, "%s", e.message);
+            set_result(b.results[i], st, st == SAMDA_ENOMEM, "%s", e.message);
             continue;
         }
-        instance &in = ins[i];
+        instance &in = b.ins[i];
         in.sop_class = h.sop_class_uid;
         in.sop_instance = h.sop_instance_uid;
         in.ts = h.transfer_syntax_uid[0] ? h.transfer_syntax_uid : UID_LittleEndianImplicitTransferSyntax;
         context_key plain{in.sop_class, ""};
         context_key own{in.sop_class, is_plain_le(in.ts) ? "" : in.ts};
-        size_t need = (contexts.count(plain) ? 0 : 1) + (own.ts.empty() || contexts.count(own) ? 0 : 1);
-        if (contexts.size() + need > 128) {
-            set_result(results[i], SAMDA_ETOOBIG, false, "C-STORE to %s: more than 128 presentation contexts "
+        size_t need = (b.contexts.count(plain) ? 0 : 1) + (own.ts.empty() || b.contexts.count(own) ? 0 : 1);
+        if (b.contexts.size() + need > 128) {
+            set_result(b.results[i], SAMDA_ETOOBIG, false, "C-STORE to %s: more than 128 presentation contexts "
                        "(SOP class and transfer syntax pairs) in one call; send fewer kinds of instances at once",
-                       where_c);
+                       b.where);
             continue;
         }
-        contexts.emplace(plain, 0);
-        if (!own.ts.empty()) contexts.emplace(own, 0);
+        b.contexts.emplace(plain, 0);
+        if (!own.ts.empty()) b.contexts.emplace(own, 0);
         in.ok = true;
         n_ready++;
-        set_result(results[i], SAMDA_ENETWORK, true, "C-STORE to %s: not sent", where_c);
+        set_result(b.results[i], SAMDA_ENETWORK, true, "C-STORE to %s: not sent", b.where);
     }
-    if (n_ready == 0) {
-        outcome = SAMDA_STORE_SOME_FAILED;
-        if (n == 0) {
-            outcome = SAMDA_STORE_ALL_STORED;
-            return SAMDA_OK;
-        }
-        return samda_fail(err, results[0].status, "C-STORE to %s: none of the %zu files can be sent; first: %s",
-                          where_c, n, results[0].message);
-    }
+    return n_ready;
+}
 
-    /* 2. Associate. */
-    auto fail_all = [&](samda_status st, bool transient, const char *msg) {
-        for (size_t i = 0; i < n; i++)
-            if (ins[i].ok) set_result(results[i], st, transient, "%s", msg);
-        outcome = transient ? SAMDA_STORE_TRANSIENT : SAMDA_STORE_PERMANENT;
-        return samda_fail(err, st, "%s", msg);
-    };
-    char msg[1024]; /* cut to SAMDA_ERROR_MESSAGE_SIZE where stored */
+/* The network and the association request: AE titles, addresses, TLS when the peer asks, and the
+ * presentation contexts (ids 1, 3, 5... written into b.contexts). On failure msg says why and
+ * transient whether a retry may help. */
+samda_status prepare_request(const samda_dicom_peer *peer, int t, batch &b, resources &res, char *msg, size_t size,
+                             bool &transient)
+{
     dcmConnectionTimeout.set(t);
     /* A peer that stops reading must not hold a send forever: writes give up after the DIMSE timeout
      * too (SO_SNDTIMEO on the sockets DCMTK opens from now on; the SCP's use the same setting). */
     dcmSocketSendTimeout.set(t);
-    resources res;
     OFCondition cond = ASC_initializeNetwork(NET_REQUESTOR, 0, t, &res.net);
     if (cond.bad()) {
-        std::snprintf(msg, sizeof msg, "C-STORE to %s: %s", where_c, cond.text());
-        return fail_all(SAMDA_EINTERNAL, true, msg);
+        std::snprintf(msg, size, "C-STORE to %s: %s", b.where, cond.text());
+        transient = true;
+        return SAMDA_EINTERNAL;
     }
     cond = ASC_createAssociationParameters(&res.params, ASC_DEFAULTMAXPDU);
     if (cond.bad()) {
-        std::snprintf(msg, sizeof msg, "C-STORE to %s: %s", where_c, cond.text());
-        return fail_all(SAMDA_ENOMEM, true, msg);
+        std::snprintf(msg, size, "C-STORE to %s: %s", b.where, cond.text());
+        transient = true;
+        return SAMDA_ENOMEM;
     }
     if (peer->tls) {
         samda_error e;
         samda_status st = dicom_tls_setup_requestor(peer->tls, res.net, res.params, &e);
         if (st != SAMDA_OK) {
-            std::snprintf(msg, sizeof msg, "C-STORE to %s: %s", where_c, e.message);
-            return fail_all(st, false, msg);
+            std::snprintf(msg, size, "C-STORE to %s: %s", b.where, e.message);
+            transient = false;
+            return st;
         }
     }
     ASC_setAPTitles(res.params, peer->calling_ae, peer->called_ae, nullptr);
     std::string addr = std::string(peer->host) + ":" + std::to_string(peer->port);
     ASC_setPresentationAddresses(res.params, "localhost", addr.c_str());
     int next_id = 1;
-    for (auto &c : contexts) {
+    for (auto &c : b.contexts) {
         c.second = next_id;
         if (c.first.ts.empty()) {
             const char *ts[] = {UID_LittleEndianExplicitTransferSyntax, UID_LittleEndianImplicitTransferSyntax};
@@ -323,41 +331,104 @@ samda_status store(const samda_dicom_peer *peer, const char *const *paths, size_
                                               ts, 1);
         }
         if (cond.bad()) {
-            std::snprintf(msg, sizeof msg, "C-STORE to %s: %s", where_c, cond.text());
-            return fail_all(SAMDA_EINTERNAL, false, msg);
+            std::snprintf(msg, size, "C-STORE to %s: %s", b.where, cond.text());
+            transient = false;
+            return SAMDA_EINTERNAL;
         }
         next_id += 2;
     }
-    cond = ASC_requestAssociation(res.net, res.params, &res.assoc);
-    if (cond.bad()) {
-        if (cond == DUL_ASSOCIATIONREJECTED) {
-            T_ASC_RejectParameters rej;
-            ASC_getRejectParameters(res.params, &rej);
-            bool transient = rej.result == ASC_RESULT_REJECTEDTRANSIENT;
-            std::snprintf(msg, sizeof msg, "C-STORE to %s: association rejected (%s, %s)", where_c,
-                          transient ? "transient" : "permanent", dicom_reject_reason(rej));
-            return fail_all(transient ? SAMDA_EBUSY : SAMDA_EFORBIDDEN, transient, msg);
-        }
-        if (peer->tls && dicom_tls_is_handshake_failure(cond)) {
-            std::snprintf(msg, sizeof msg, "C-STORE to %s: TLS handshake failed (%s): check the CA, the certificates "
-                          "and that the peer speaks DICOM TLS on that port", where_c, cond.text());
-            return fail_all(SAMDA_EFORBIDDEN, false, msg);
-        }
-        std::string what;
-        samda_status st = classify_connect(cond.text(), what);
-        std::snprintf(msg, sizeof msg, "C-STORE to %s: cannot associate: %s", where_c, what.c_str());
-        return fail_all(st, true, msg);
+    return SAMDA_OK;
+}
+
+/* Associate: a rejection, a failed TLS handshake and a failed connection each sorted into
+ * transient or permanent, with msg saying why. */
+samda_status request_association(const samda_dicom_peer *peer, const batch &b, resources &res, char *msg, size_t size,
+                                 bool &transient)
+{
+    OFCondition cond = ASC_requestAssociation(res.net, res.params, &res.assoc);
+    if (cond.good()) return SAMDA_OK;
+    if (cond == DUL_ASSOCIATIONREJECTED) {
+        T_ASC_RejectParameters rej;
+        ASC_getRejectParameters(res.params, &rej);
+        transient = rej.result == ASC_RESULT_REJECTEDTRANSIENT;
+        std::snprintf(msg, size, "C-STORE to %s: association rejected (%s, %s)", b.where,
+                      transient ? "transient" : "permanent", dicom_reject_reason(rej));
+        return transient ? SAMDA_EBUSY : SAMDA_EFORBIDDEN;
     }
+    if (peer->tls && dicom_tls_is_handshake_failure(cond)) {
+        std::snprintf(msg, size, "C-STORE to %s: TLS handshake failed (%s): check the CA, the certificates "
+                      "and that the peer speaks DICOM TLS on that port", b.where, cond.text());
+        transient = false;
+        return SAMDA_EFORBIDDEN;
+    }
+    std::string what;
+    samda_status st = classify_connect(cond.text(), what);
+    std::snprintf(msg, size, "C-STORE to %s: cannot associate: %s", b.where, what.c_str());
+    transient = true;
+    return st;
+}
+
+/* Send, in the caller's order; after a broken association the rest are not sent. Counts the failed
+ * files and notes the first; returns whether the association broke. */
+bool send_all(batch &b, resources &res, int t, size_t &n_failed, size_t &first_failed)
+{
+    char msg[1024] = ""; /* cut to SAMDA_ERROR_MESSAGE_SIZE where stored; set when the association breaks */
+    bool broken = false;
+    n_failed = 0;
+    first_failed = b.n;
+    for (size_t i = 0; i < b.n; i++) {
+        samda_store_result &r = b.results[i];
+        if (b.ins[i].ok && !broken) {
+            if (!send_one(res.assoc, b.paths[i], b.ins[i], t, r, b.where)) {
+                broken = true;
+                std::snprintf(msg, sizeof msg, "C-STORE to %s: not sent: the association broke at file %zu of %zu",
+                              b.where, i + 1, b.n);
+            }
+        } else if (b.ins[i].ok) {
+            set_result(r, SAMDA_ENETWORK, true, "%s", msg);
+        }
+        if (r.status != SAMDA_OK) {
+            n_failed++;
+            if (first_failed == b.n) first_failed = i;
+        }
+    }
+    return broken;
+}
+
+samda_status store(const samda_dicom_peer *peer, const char *const *paths, size_t n, unsigned timeout_s,
+                   samda_store_result *results, samda_store_outcome &outcome, samda_error *err)
+{
+    int t = timeout_s ? (int)timeout_s : 30;
+    std::string where = std::string(peer->called_ae) + "@" + peer->host + ":" + std::to_string(peer->port);
+    batch b{paths, n, results, std::vector<instance>(n), {}, where.c_str()};
+
+    /* 1. What is to be sent. */
+    if (plan(b) == 0) {
+        outcome = SAMDA_STORE_SOME_FAILED;
+        if (n == 0) {
+            outcome = SAMDA_STORE_ALL_STORED;
+            return SAMDA_OK;
+        }
+        return samda_fail(err, results[0].status, "C-STORE to %s: none of the %zu files can be sent; first: %s",
+                          b.where, n, results[0].message);
+    }
+
+    /* 2. Associate. */
+    char msg[1024]; /* cut to SAMDA_ERROR_MESSAGE_SIZE where stored */
+    bool transient = false;
+    resources res;
+    samda_status st = prepare_request(peer, t, b, res, msg, sizeof msg, transient);
+    if (st == SAMDA_OK) st = request_association(peer, b, res, msg, sizeof msg, transient);
+    if (st != SAMDA_OK) return fail_all(b, outcome, err, st, transient, msg);
     if (ASC_countAcceptedPresentationContexts(res.params) == 0) {
         ASC_abortAssociation(res.assoc);
         std::snprintf(msg, sizeof msg, "C-STORE to %s: the peer accepted none of the %zu presentation contexts (SOP "
-                      "classes not supported)", where_c, contexts.size());
-        samda_status st = fail_all(SAMDA_ENOTSUP, false, msg);
+                      "classes not supported)", b.where, b.contexts.size());
+        st = fail_all(b, outcome, err, SAMDA_ENOTSUP, false, msg);
         for (size_t i = 0; i < n; i++)
-            if (ins[i].ok) results[i].dicom_status = 0;
+            if (b.ins[i].ok) results[i].dicom_status = 0;
         return st;
     }
-
     /* Nagle's algorithm with the peer's delayed ACK stalls every C-STORE by ~40 ms (the last PDU of
      * a data set waits); DCMTK leaves it on unless the TCP_NODELAY environment variable says. */
     int fd = socket_of::get(DUL_getTransportConnection(res.assoc->DULassociation));
@@ -366,36 +437,18 @@ samda_status store(const samda_dicom_peer *peer, const char *const *paths, size_
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
     }
 
-    /* 3. Send, in the caller's order. */
-    bool broken = false;
+    /* 3. Send, then release (or abort a broken association). */
     size_t n_failed = 0, first_failed = n;
-    for (size_t i = 0; i < n; i++) {
-        samda_store_result &r = results[i];
-        if (ins[i].ok && !broken) {
-            if (!send_one(res.assoc, paths[i], ins[i], t, r, where_c)) {
-                broken = true;
-                std::snprintf(msg, sizeof msg, "C-STORE to %s: not sent: the association broke at file %zu of %zu",
-                              where_c, i + 1, n);
-            }
-        } else if (ins[i].ok) {
-            set_result(r, SAMDA_ENETWORK, true, "%s", msg);
-        }
-        if (r.status != SAMDA_OK) {
-            n_failed++;
-            if (first_failed == n) first_failed = i;
-        }
-    }
-    if (broken) {
+    if (send_all(b, res, t, n_failed, first_failed)) {
         ASC_abortAssociation(res.assoc);
         outcome = SAMDA_STORE_TRANSIENT;
     } else {
-        cond = ASC_releaseAssociation(res.assoc);
-        if (cond.bad()) ASC_abortAssociation(res.assoc);
+        if (ASC_releaseAssociation(res.assoc).bad()) ASC_abortAssociation(res.assoc);
         outcome = n_failed ? SAMDA_STORE_SOME_FAILED : SAMDA_STORE_ALL_STORED;
     }
     if (n_failed == 0) return SAMDA_OK;
     return samda_fail(err, results[first_failed].status, "C-STORE to %s: %zu of %zu instances not stored; first: %s",
-                      where_c, n_failed, n, results[first_failed].message);
+                      b.where, n_failed, n, results[first_failed].message);
 }
 
 } // namespace

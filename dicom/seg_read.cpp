@@ -77,7 +77,9 @@ DcmItem *fg(DcmItem *per_frame, DcmItem *shared, const DcmTagKey &seq)
     return g ? g : first_item(shared, seq);
 }
 
-samda_status read_seg(const char *path, samda_seg **out, samda_error *err)
+/* The file, checked to be a BINARY or FRACTIONAL Segmentation Storage object whose pixels can be
+ * decoded here; type gets its SegmentationType. */
+samda_status open_seg(const char *path, DcmFileFormat &ff, OFString &type, samda_error *err)
 {
     struct stat sb;
     if (stat(path, &sb) != 0) {
@@ -85,11 +87,10 @@ samda_status read_seg(const char *path, samda_seg **out, samda_error *err)
         return samda_fail(err, e == ENOENT ? SAMDA_ENOENT : SAMDA_EIO, "reading DICOM-SEG %s: %s", path,
                           std::strerror(e));
     }
-    DcmFileFormat ff;
     OFCondition c = dicom_reopen::load_file(ff, path); /* no allocation by declared length */
     if (c.bad()) return samda_fail(err, SAMDA_EBADDICOM, "reading DICOM-SEG %s: %s", path, c.text());
     DcmDataset &ds = *ff.getDataset();
-    OFString cls, type;
+    OFString cls;
     ds.findAndGetOFString(DCM_SOPClassUID, cls);
     if (cls != seg_storage)
         return samda_fail(err, SAMDA_EBADDICOM, "reading DICOM-SEG %s: SOP class %s is not Segmentation Storage",
@@ -104,28 +105,39 @@ samda_status read_seg(const char *path, samda_seg **out, samda_error *err)
          !ds.hasRepresentation(EXS_LittleEndianExplicit, nullptr)))
         return samda_fail(err, SAMDA_ENOTSUP, "reading DICOM-SEG %s: transfer syntax %s cannot be decoded here", path,
                           DcmXfer(ds.getOriginalXfer()).getXferName());
+    return SAMDA_OK;
+}
 
-    std::unique_ptr<samda_seg> seg(new samda_seg);
-    samda_seg_info &in = seg->info;
-    Uint16 rows = 0, cols = 0, bits = 0, max_frac = 255;
+/* The pixel data as read_image found it, for unpack_masks. */
+struct seg_pixels {
+    DcmElement *px = nullptr;
+    Uint8 *data = nullptr;     /* px's bytes, owned by the data set */
+    Uint16 max_frac = 255;     /* FRACTIONAL: MaximumFractionalValue */
+    bool has_n_frames = false; /* NumberOfFrames present (else counted from the pixel data) */
+};
+
+/* The image: size, number of frames, the pixel data, and the UIDs. */
+samda_status read_image(DcmDataset &ds, const char *path, const OFString &type, samda_seg_info &in, seg_pixels &pix,
+                        samda_error *err)
+{
+    Uint16 rows = 0, cols = 0, bits = 0;
     Sint32 n_frames = 0;
     ds.findAndGetUint16(DCM_Rows, rows);
     ds.findAndGetUint16(DCM_Columns, cols);
     ds.findAndGetUint16(DCM_BitsAllocated, bits);
-    bool has_n_frames = ds.findAndGetSint32(DCM_NumberOfFrames, n_frames).good();
+    pix.has_n_frames = ds.findAndGetSint32(DCM_NumberOfFrames, n_frames).good();
     in.rows = rows;
     in.cols = cols;
     in.is_fractional = type == "FRACTIONAL";
-    if (in.is_fractional) ds.findAndGetUint16(DCM_MaximumFractionalValue, max_frac);
-    DcmElement *px = nullptr;
-    Uint8 *data = nullptr;
-    if (ds.findAndGetElement(DCM_PixelData, px).bad() || !px || px->getUint8Array(data).bad() || !data)
+    if (in.is_fractional) ds.findAndGetUint16(DCM_MaximumFractionalValue, pix.max_frac);
+    if (ds.findAndGetElement(DCM_PixelData, pix.px).bad() || !pix.px || pix.px->getUint8Array(pix.data).bad() ||
+        !pix.data)
         return samda_fail(err, SAMDA_EBADDICOM, "reading DICOM-SEG %s: no readable PixelData", path);
-    if (!has_n_frames && rows > 0 && cols > 0) {
+    if (!pix.has_n_frames && rows > 0 && cols > 0) {
         /* NumberOfFrames is Type 1, yet some files lack it (pydicom's liver_1frame.dcm): count
          * the frames the pixel data holds. */
         size_t frame_bits = (size_t)rows * cols * (type == "FRACTIONAL" ? 8 : 1);
-        n_frames = (Sint32)std::max<size_t>(1, (size_t)px->getLength() * 8 / frame_bits);
+        n_frames = (Sint32)std::max<size_t>(1, (size_t)pix.px->getLength() * 8 / frame_bits);
     }
     if (rows == 0 || cols == 0 || n_frames < 1 || bits != (in.is_fractional ? 8 : 1))
         return samda_fail(err, SAMDA_EBADDICOM,
@@ -138,8 +150,12 @@ samda_status read_seg(const char *path, samda_seg **out, samda_error *err)
     get_str(ds, DCM_FrameOfReferenceUID, in.frame_of_reference_uid);
     if (DcmItem *rs = first_item(&ds, DCM_ReferencedSeriesSequence))
         get_str(*rs, DCM_SeriesInstanceUID, in.referenced_series_instance_uid);
+    return SAMDA_OK;
+}
 
-    /* Segments (PS3.3 C.8.20.2). */
+/* Segments (PS3.3 C.8.20.2): each with a number of its own, its label, algorithm, codes and colour. */
+samda_status read_segments(DcmDataset &ds, const char *path, samda_seg &seg, samda_error *err)
+{
     DcmSequenceOfItems *segs = nullptr;
     if (ds.findAndGetSequence(DCM_SegmentSequence, segs).bad() || !segs || segs->card() == 0)
         return samda_fail(err, SAMDA_EBADDICOM, "reading DICOM-SEG %s: no SegmentSequence", path);
@@ -150,7 +166,7 @@ samda_status read_seg(const char *path, samda_seg **out, samda_error *err)
         if (it.findAndGetUint16(DCM_SegmentNumber, num).bad() || num == 0)
             return samda_fail(err, SAMDA_EBADDICOM, "reading DICOM-SEG %s: segment item %lu has no SegmentNumber",
                               path, i + 1);
-        for (const samda_seg_segment_info &o : seg->segments)
+        for (const samda_seg_segment_info &o : seg.segments)
             if (o.number == num)
                 return samda_fail(err, SAMDA_EBADDICOM, "reading DICOM-SEG %s: SegmentNumber %u twice", path, num);
         s.number = num;
@@ -167,11 +183,17 @@ samda_status read_seg(const char *path, samda_seg **out, samda_error *err)
             s.cielab[k] = v;
             s.has_cielab = k == 2;
         }
-        seg->segments.push_back(s);
+        seg.segments.push_back(s);
     }
-    in.n_segments = seg->segments.size();
+    seg.info.n_segments = seg.segments.size();
+    return SAMDA_OK;
+}
 
-    /* Frames (PS3.3 C.7.6.16, C.8.20.3). */
+/* Frames (PS3.3 C.7.6.16, C.8.20.3): each frame's segment, source image and position, and the shared
+ * orientation. */
+samda_status read_frames(DcmDataset &ds, const char *path, bool has_n_frames, samda_seg &seg, samda_error *err)
+{
+    samda_seg_info &in = seg.info;
     DcmItem *shared = first_item(&ds, DCM_SharedFunctionalGroupsSequence);
     DcmSequenceOfItems *per = nullptr;
     if (ds.findAndGetSequence(DCM_PerFrameFunctionalGroupsSequence, per).bad()) per = nullptr;
@@ -189,17 +211,17 @@ samda_status read_seg(const char *path, samda_seg **out, samda_error *err)
             in.orientation[k] = v;
         }
     }
-    seg->frames.resize(in.n_frames);
+    seg.frames.resize(in.n_frames);
     for (size_t f = 0; f < in.n_frames; f++) {
         DcmItem *pf = per->getItem((unsigned long)f);
-        samda_seg_frame_info &fr = seg->frames[f];
+        samda_seg_frame_info &fr = seg.frames[f];
         DcmItem *si = fg(pf, shared, DCM_SegmentIdentificationSequence);
         Uint16 num = 0;
         if (!si || si->findAndGetUint16(DCM_ReferencedSegmentNumber, num).bad())
             return samda_fail(err, SAMDA_EBADDICOM, "reading DICOM-SEG %s: frame %zu has no ReferencedSegmentNumber",
                               path, f + 1);
         bool known = false;
-        for (const samda_seg_segment_info &s : seg->segments) known = known || s.number == num;
+        for (const samda_seg_segment_info &s : seg.segments) known = known || s.number == num;
         if (!known)
             return samda_fail(err, SAMDA_EBADDICOM, "reading DICOM-SEG %s: frame %zu names segment %u, not in "
                               "SegmentSequence", path, f + 1, num);
@@ -221,21 +243,43 @@ samda_status read_seg(const char *path, samda_seg **out, samda_error *err)
             }
         }
     }
+    return SAMDA_OK;
+}
 
-    /* Pixels: BINARY frames are packed bits, LSB first, one frame right after the other with no
-     * padding between frames (PS3.5 8.1.1, PS3.3 C.8.20.2.1). */
-    size_t plane = (size_t)rows * cols, total = plane * in.n_frames;
+/* Pixels: BINARY frames are packed bits, LSB first, one frame right after the other with no
+ * padding between frames (PS3.5 8.1.1, PS3.3 C.8.20.2.1); a FRACTIONAL voxel is inside where its
+ * fraction exceeds one half. One byte per pixel out. */
+samda_status unpack_masks(const seg_pixels &pix, const char *path, samda_seg &seg, samda_error *err)
+{
+    const samda_seg_info &in = seg.info;
+    size_t plane = (size_t)in.rows * in.cols, total = plane * in.n_frames;
     size_t need = in.is_fractional ? total : (total + 7) / 8;
-    if (px->getLength() < need)
+    if (pix.px->getLength() < need)
         return samda_fail(err, SAMDA_EBADDICOM, "reading DICOM-SEG %s: %lu bytes of PixelData, %zu needed", path,
-                          (unsigned long)px->getLength(), need);
-    seg->masks.resize(total);
+                          (unsigned long)pix.px->getLength(), need);
+    seg.masks.resize(total);
+    const Uint8 *data = pix.data;
     if (in.is_fractional) {
-        /* A voxel is inside where its fraction exceeds one half. */
-        for (size_t i = 0; i < total; i++) seg->masks[i] = 2u * data[i] > max_frac ? 1 : 0;
+        for (size_t i = 0; i < total; i++) seg.masks[i] = 2u * data[i] > pix.max_frac ? 1 : 0;
     } else {
-        for (size_t i = 0; i < total; i++) seg->masks[i] = (data[i >> 3] >> (i & 7)) & 1u;
+        for (size_t i = 0; i < total; i++) seg.masks[i] = (data[i >> 3] >> (i & 7)) & 1u;
     }
+    return SAMDA_OK;
+}
+
+samda_status read_seg(const char *path, samda_seg **out, samda_error *err)
+{
+    DcmFileFormat ff;
+    OFString type;
+    samda_status st = open_seg(path, ff, type, err);
+    if (st != SAMDA_OK) return st;
+    DcmDataset &ds = *ff.getDataset();
+    std::unique_ptr<samda_seg> seg(new samda_seg);
+    seg_pixels pix;
+    if ((st = read_image(ds, path, type, seg->info, pix, err)) != SAMDA_OK) return st;
+    if ((st = read_segments(ds, path, *seg, err)) != SAMDA_OK) return st;
+    if ((st = read_frames(ds, path, pix.has_n_frames, *seg, err)) != SAMDA_OK) return st;
+    if ((st = unpack_masks(pix, path, *seg, err)) != SAMDA_OK) return st;
     *out = seg.release();
     return SAMDA_OK;
 }

@@ -1,6 +1,6 @@
 /* The one table of what samda's SCP accepts: storage SOP classes and transfer syntaxes.
  *
- * scp.cpp negotiates from it and conformance.cpp prints it into docs/conformance.md, so the
+ * scp_assoc.cpp negotiates from it and conformance.cpp prints it into docs/conformance.md, so the
  * statement cannot drift from the code. It holds data and lookups only, no networking. */
 #include <cstring>
 

@@ -1,4 +1,4 @@
-/* dicom/ module-internal: DICOM TLS set-up shared by the SCP (scp.cpp) and the SCUs (scu.cpp).
+/* dicom/ module-internal: DICOM TLS set-up shared by the SCP (scp.cpp, scp_listener.cpp) and the SCUs (scu.cpp).
  * Never included outside dicom/. */
 #ifndef SAMDA_DICOM_TLS_INTERNAL_H
 #define SAMDA_DICOM_TLS_INTERNAL_H

@@ -297,18 +297,23 @@ samda_status decode_file(const char *path, const file_info &fi, const std::vecto
     return SAMDA_OK;
 }
 
-samda_status load(const char *const *paths, size_t n, const samda_volume_params &p, samda_volume **out,
-                  samda_error *err)
+/* Pass 1 over every file, in order: headers and the geometry of every frame. */
+samda_status read_all_geometry(const char *const *paths, size_t n, const samda_volume_params &p,
+                               std::vector<file_info> &files, std::vector<frame_geo> &frames, samda_error *err)
 {
-    std::vector<file_info> files(n);
-    std::vector<frame_geo> frames;
     for (size_t i = 0; i < n; i++) {
         if (!paths[i]) return samda_fail(err, SAMDA_EINVAL, "loading a volume: path %zu is NULL", i);
         samda_status st = read_geometry(paths[i], i, p, files[i], frames, err);
         if (st != SAMDA_OK) return st;
     }
+    return SAMDA_OK;
+}
 
-    /* Consistency against the first frame. */
+/* Every frame agrees with the first: one series, patient, kind of image, frame of reference, size,
+ * photometric interpretation, orientation and pixel spacing. */
+samda_status check_consistent(const std::vector<file_info> &files, const std::vector<frame_geo> &frames,
+                              const samda_volume_params &p, samda_error *err)
+{
     const frame_geo &f0 = frames[0];
     const samda_dicom_header &h0 = files[0].h;
     const std::string first_who = who(h0);
@@ -348,8 +353,16 @@ samda_status load(const char *const *paths, size_t n, const samda_volume_params 
                               who_frame(h, g.frame).c_str(), g.spacing[0], g.spacing[1], first_who.c_str(), f0.spacing[0],
                               f0.spacing[1]);
     }
+    return SAMDA_OK;
+}
 
-    samda_volume_info info{};
+/* The volume's size, orientation and slice normal (info), and each frame's location along the normal.
+ * Without positions (one instance whose frames have none) there is no geometry, only frame order. */
+samda_status orient(const std::vector<file_info> &files, std::vector<frame_geo> &frames, size_t n,
+                    samda_volume_info &info, samda_error *err)
+{
+    const frame_geo &f0 = frames[0];
+    const samda_dicom_header &h0 = files[0].h;
     info.n_slices = frames.size();
     info.rows = h0.rows;
     info.cols = h0.columns;
@@ -378,7 +391,7 @@ samda_status load(const char *const *paths, size_t n, const samda_volume_params 
             return samda_fail(err, SAMDA_EBADDICOM,
                               "(0020,0037) ImageOrientationPatient %g\\%g\\%g\\%g\\%g\\%g is not two orthogonal unit "
                               "vectors (%s)", f0.orientation[0], f0.orientation[1], f0.orientation[2],
-                              f0.orientation[3], f0.orientation[4], f0.orientation[5], first_who.c_str());
+                              f0.orientation[3], f0.orientation[4], f0.orientation[5], who(h0).c_str());
         for (double &x : normal) x /= len;
     } else {
         const double ident[6] = {1, 0, 0, 0, 1, 0};
@@ -386,9 +399,13 @@ samda_status load(const char *const *paths, size_t n, const samda_volume_params 
     }
     std::memcpy(info.normal, normal, sizeof normal);
     for (frame_geo &g : frames) g.location = info.has_geometry ? dot3(g.position, normal) : 0.0;
+    return SAMDA_OK;
+}
 
-    /* Sort along the normal; ties broken by file order then frame so the result is deterministic
-     * (ties are refused just below anyway). */
+/* The frames in slice order: along the normal, ties broken by file order then frame so the result is
+ * deterministic (ties are refused by measure_gaps anyway). */
+std::vector<size_t> slice_order(const std::vector<frame_geo> &frames)
+{
     std::vector<size_t> order(frames.size());
     for (size_t i = 0; i < order.size(); i++) order[i] = i;
     std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
@@ -396,7 +413,14 @@ samda_status load(const char *const *paths, size_t n, const samda_volume_params 
         if (frames[a].file != frames[b].file) return frames[a].file < frames[b].file;
         return frames[a].frame < frames[b].frame;
     });
-    std::vector<double> gaps;
+    return order;
+}
+
+/* The gaps between neighbouring slices (none without geometry); duplicates refused. */
+samda_status measure_gaps(const std::vector<file_info> &files, const std::vector<frame_geo> &frames,
+                          const std::vector<size_t> &order, const samda_volume_params &p, const samda_volume_info &info,
+                          std::vector<double> &gaps, samda_error *err)
+{
     for (size_t i = 1; info.has_geometry && i < order.size(); i++) {
         const frame_geo &a = frames[order[i - 1]], &b = frames[order[i]];
         double gap = b.location - a.location;
@@ -407,39 +431,60 @@ samda_status load(const char *const *paths, size_t n, const samda_volume_params 
                               who_frame(files[b.file].h, b.frame).c_str());
         gaps.push_back(gap);
     }
+    return SAMDA_OK;
+}
+
+/* The slice spacing (the median gap, else SliceThickness) and how far the gaps stray from it;
+ * uneven slices refused when the caller asks, slices too far apart always. */
+samda_status measure_spacing(const std::vector<file_info> &files, const std::vector<frame_geo> &frames,
+                             const std::vector<size_t> &order, const std::vector<double> &gaps,
+                             const samda_volume_params &p, samda_volume_info &info, samda_error *err)
+{
+    const samda_dicom_header &h0 = files[0].h;
     info.is_uniform = true;
-    if (!gaps.empty()) {
-        std::vector<double> s = gaps;
-        std::nth_element(s.begin(), s.begin() + s.size() / 2, s.end());
-        double med = s[s.size() / 2];
-        if (s.size() % 2 == 0) {
-            double lo = *std::max_element(s.begin(), s.begin() + s.size() / 2);
-            med = (med + lo) / 2;
-        }
-        info.slice_spacing = med;
-        size_t worst = 0;
-        for (size_t i = 0; i < gaps.size(); i++) {
-            double dev = std::fabs(gaps[i] - med);
-            if (dev > info.max_spacing_deviation_mm) {
-                info.max_spacing_deviation_mm = dev;
-                worst = i;
-            }
-        }
-        info.is_uniform = info.max_spacing_deviation_mm <= p.spacing_tolerance * med;
-        if (!info.is_uniform && p.refuse_non_uniform) {
-            const frame_geo &a = frames[order[worst]], &b = frames[order[worst + 1]];
-            return samda_fail(err, SAMDA_EBADDICOM,
-                              "slices are not evenly spaced: a gap of %.4f mm against a median of %.4f mm (tolerance "
-                              "%.2g%%) between %s and %s", gaps[worst], med, p.spacing_tolerance * 100,
-                              who_frame(files[a.file].h, a.frame).c_str(), who_frame(files[b.file].h, b.frame).c_str());
-        }
-        if (med > SAMDA_DICOM_MAX_SLICE_GAP_MM)
-            return samda_fail(err, SAMDA_EBADDICOM,
-                              "slices are %.4g mm apart (median): more than %g mm apart cannot form one volume (%s)",
-                              med, SAMDA_DICOM_MAX_SLICE_GAP_MM, first_who.c_str());
-    } else if (h0.has_slice_thickness) {
-        info.slice_spacing = h0.slice_thickness;
+    if (gaps.empty()) {
+        if (h0.has_slice_thickness) info.slice_spacing = h0.slice_thickness;
+        return SAMDA_OK;
     }
+    std::vector<double> s = gaps;
+    std::nth_element(s.begin(), s.begin() + s.size() / 2, s.end());
+    double med = s[s.size() / 2];
+    if (s.size() % 2 == 0) {
+        double lo = *std::max_element(s.begin(), s.begin() + s.size() / 2);
+        med = (med + lo) / 2;
+    }
+    info.slice_spacing = med;
+    size_t worst = 0;
+    for (size_t i = 0; i < gaps.size(); i++) {
+        double dev = std::fabs(gaps[i] - med);
+        if (dev > info.max_spacing_deviation_mm) {
+            info.max_spacing_deviation_mm = dev;
+            worst = i;
+        }
+    }
+    info.is_uniform = info.max_spacing_deviation_mm <= p.spacing_tolerance * med;
+    if (!info.is_uniform && p.refuse_non_uniform) {
+        const frame_geo &a = frames[order[worst]], &b = frames[order[worst + 1]];
+        return samda_fail(err, SAMDA_EBADDICOM,
+                          "slices are not evenly spaced: a gap of %.4f mm against a median of %.4f mm (tolerance "
+                          "%.2g%%) between %s and %s", gaps[worst], med, p.spacing_tolerance * 100,
+                          who_frame(files[a.file].h, a.frame).c_str(), who_frame(files[b.file].h, b.frame).c_str());
+    }
+    if (med > SAMDA_DICOM_MAX_SLICE_GAP_MM)
+        return samda_fail(err, SAMDA_EBADDICOM,
+                          "slices are %.4g mm apart (median): more than %g mm apart cannot form one volume (%s)",
+                          med, SAMDA_DICOM_MAX_SLICE_GAP_MM, who(h0).c_str());
+    return SAMDA_OK;
+}
+
+/* The rest of info: the largest in-plane offset between slices, pixel spacing, and what the first
+ * instance says of the whole (photometric interpretation, UIDs, modality). */
+void describe(const std::vector<file_info> &files, const std::vector<frame_geo> &frames,
+              const std::vector<size_t> &order, samda_volume_info &info)
+{
+    const frame_geo &f0 = frames[0];
+    const samda_dicom_header &h0 = files[0].h;
+    const double *normal = info.normal;
     const frame_geo &first = frames[order[0]];
     for (size_t i : order) {
         double d[3] = {frames[i].position[0] - first.position[0], frames[i].position[1] - first.position[1],
@@ -455,24 +500,17 @@ samda_status load(const char *const *paths, size_t n, const samda_volume_params 
     std::memcpy(info.study_instance_uid, h0.study_instance_uid, sizeof info.study_instance_uid);
     std::memcpy(info.series_instance_uid, h0.series_instance_uid, sizeof info.series_instance_uid);
     std::memcpy(info.modality, h0.modality, sizeof info.modality);
+}
 
-    size_t slice_voxels = (size_t)info.rows * info.cols;
-    uint64_t total = (uint64_t)slice_voxels * info.n_slices;
-    if (total > p.max_voxels)
-        return samda_fail(err, SAMDA_ETOOBIG,
-                          "%zu slices of %ux%u are %llu voxels, more than max_voxels %llu",
-                          info.n_slices, info.rows, info.cols, (unsigned long long)total,
-                          (unsigned long long)p.max_voxels);
-
-    std::unique_ptr<samda_volume> v(new samda_volume);
-    v->voxels.resize(total);
-    v->slices.resize(info.n_slices);
-    std::vector<size_t> slice_of_frame(frames.size());
+/* v's slice table in slice order; slice_of_frame[i] is frame i's slice. */
+void fill_slices(const std::vector<file_info> &files, const std::vector<frame_geo> &frames,
+                 const std::vector<size_t> &order, samda_volume &v, std::vector<size_t> &slice_of_frame)
+{
     for (size_t s = 0; s < order.size(); s++) {
         const frame_geo &g = frames[order[s]];
         const samda_dicom_header &h = files[g.file].h;
         slice_of_frame[order[s]] = s;
-        samda_volume_slice &sl = v->slices[s];
+        samda_volume_slice &sl = v.slices[s];
         std::memcpy(sl.sop_instance_uid, h.sop_instance_uid, sizeof sl.sop_instance_uid);
         std::memcpy(sl.sop_class_uid, h.sop_class_uid, sizeof sl.sop_class_uid);
         sl.frame_number = g.frame;
@@ -484,11 +522,17 @@ samda_status load(const char *const *paths, size_t n, const samda_volume_params 
         sl.rescale_intercept = g.intercept;
         sl.path_index = g.file;
     }
+}
+
+/* Pass 2: every file decoded into its slices, on a few threads (each file goes to disjoint slices;
+ * DCMTK's decoders keep no per-call global state once registered). The failure reported is that of
+ * the first failing file in input order, so that it does not depend on the threads' timing. */
+samda_status decode_all(const char *const *paths, size_t n, const std::vector<file_info> &files,
+                        const std::vector<frame_geo> &frames, const std::vector<size_t> &slice_of_frame,
+                        samda_volume &v, size_t slice_voxels, samda_error *err)
+{
     std::vector<std::vector<size_t>> frames_of_file(n);
     for (size_t i = 0; i < frames.size(); i++) frames_of_file[frames[i].file].push_back(i);
-
-    /* Decode on a few threads: each file goes to disjoint slices. DCMTK's decoders keep no
-     * per-call global state once registered. */
     unsigned hw = std::thread::hardware_concurrency();
     size_t n_threads = std::min<size_t>({n, hw ? hw : 1, 8});
     std::atomic<size_t> next(0);
@@ -504,7 +548,7 @@ samda_status load(const char *const *paths, size_t n, const samda_volume_params 
                 samda_error e{};
                 samda_status st = dicom_guard(&e, "loading a volume", SAMDA_EBADDICOM, [&] {
                     return decode_file(paths[i], files[i], slice_of_frame, frames, frames_of_file[i],
-                                       v->voxels.data(), slice_voxels, &e);
+                                       v.voxels.data(), slice_voxels, &e);
                 });
                 if (st != SAMDA_OK) {
                     std::lock_guard<std::mutex> lock(fail_mutex);
@@ -522,20 +566,57 @@ samda_status load(const char *const *paths, size_t n, const samda_volume_params 
     for (size_t t = 1; t < n_threads; t++) pool.emplace_back(worker);
     worker();
     for (std::thread &t : pool) t.join();
-    if (first_fail != SAMDA_OK) {
-        if (err) *err = first_err;
-        return first_fail;
-    }
+    if (first_fail != SAMDA_OK && err) *err = first_err;
+    return first_fail;
+}
 
-    /* Slice 0's source: header struct and data set (for the SEG writer's patient/study copy). */
-    size_t f0i = v->slices[0].path_index;
-    v->header = files[f0i].h;
+/* Slice 0's source: header struct and data set without its pixels (for the SEG writer's patient and
+ * study copy), and the paths as given. */
+samda_status keep_source(const char *const *paths, size_t n, const std::vector<file_info> &files, samda_volume &v,
+                         samda_error *err)
+{
+    size_t f0i = v.slices[0].path_index;
+    v.header = files[f0i].h;
     DcmFileFormat ff;
     OFCondition c = dicom_reopen::load_file(ff, paths[f0i], 4096, tag_pixel_data);
-    if (c.bad()) return samda_fail(err, SAMDA_EIO, "rereading %s: %s (%s)", paths[f0i], c.text(), who(v->header).c_str());
-    v->source_header.reset(new DcmDataset(*ff.getDataset()));
-    v->source_header->findAndDeleteElement(DCM_PixelData);
-    for (size_t i = 0; i < n; i++) v->paths.emplace_back(paths[i]);
+    if (c.bad()) return samda_fail(err, SAMDA_EIO, "rereading %s: %s (%s)", paths[f0i], c.text(), who(v.header).c_str());
+    v.source_header.reset(new DcmDataset(*ff.getDataset()));
+    v.source_header->findAndDeleteElement(DCM_PixelData);
+    for (size_t i = 0; i < n; i++) v.paths.emplace_back(paths[i]);
+    return SAMDA_OK;
+}
+
+samda_status load(const char *const *paths, size_t n, const samda_volume_params &p, samda_volume **out,
+                  samda_error *err)
+{
+    std::vector<file_info> files(n);
+    std::vector<frame_geo> frames;
+    samda_volume_info info{};
+    std::vector<size_t> order;
+    std::vector<double> gaps;
+    samda_status st = read_all_geometry(paths, n, p, files, frames, err);
+    if (st == SAMDA_OK) st = check_consistent(files, frames, p, err);
+    if (st == SAMDA_OK) st = orient(files, frames, n, info, err);
+    if (st == SAMDA_OK) order = slice_order(frames);
+    if (st == SAMDA_OK) st = measure_gaps(files, frames, order, p, info, gaps, err);
+    if (st == SAMDA_OK) st = measure_spacing(files, frames, order, gaps, p, info, err);
+    if (st != SAMDA_OK) return st;
+    describe(files, frames, order, info);
+
+    size_t slice_voxels = (size_t)info.rows * info.cols;
+    uint64_t total = (uint64_t)slice_voxels * info.n_slices;
+    if (total > p.max_voxels)
+        return samda_fail(err, SAMDA_ETOOBIG,
+                          "%zu slices of %ux%u are %llu voxels, more than max_voxels %llu",
+                          info.n_slices, info.rows, info.cols, (unsigned long long)total,
+                          (unsigned long long)p.max_voxels);
+    std::unique_ptr<samda_volume> v(new samda_volume);
+    v->voxels.resize(total);
+    v->slices.resize(info.n_slices);
+    std::vector<size_t> slice_of_frame(frames.size());
+    fill_slices(files, frames, order, *v, slice_of_frame);
+    if ((st = decode_all(paths, n, files, frames, slice_of_frame, *v, slice_voxels, err)) != SAMDA_OK) return st;
+    if ((st = keep_source(paths, n, files, *v, err)) != SAMDA_OK) return st;
     v->info = info;
     *out = v.release();
     return SAMDA_OK;

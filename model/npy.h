@@ -1,7 +1,8 @@
 /* NumPy `.npy` files (format versions 1.0, 2.0 and 3.0): parse into a native-endian, C-order array and
- * write version 1.0 (2.0 when the header needs it) files that numpy.load reads.
+ * write version 1.0 files that numpy.load reads.
  *
- * Torch-free on purpose (fast to compile, fuzzable); model/state_dict.h converts to at::Tensor.
+ * Torch-free on purpose (fast to compile, fuzzable); model/state_dict.h converts to at::Tensor. The
+ * format itself (header, byte and memory order, layout) is common/npy_format.h's; this is its C++ face.
  * Only plain numeric dtypes are read (f2 f4 f8, i1 i2 i4 i8, u1 u2 u4 u8, b1, either byte order, C or
  * Fortran order); structured, string, complex and object arrays are refused, never interpreted.
  *

@@ -1,7 +1,6 @@
 /* Image reading and mask writing for the CLI (see image_io.h). */
 #include "image_io.h"
 
-#include <errno.h>
 #include <math.h>
 #include <png.h>
 #include <stdio.h>
@@ -11,7 +10,7 @@
 
 #include "atomic_file.h"
 #include "dicom.h"
-#include "npy_write.h"
+#include "npy_format.h"
 
 #define MAX_SIDE 16384
 
@@ -42,108 +41,36 @@ static void window_scale(float *v, size_t n, double c, double w)
     }
 }
 
-/* NumPy .npy v1/v2/v3: '<' or '|' little-endian numeric, C order, 2-D or 3-D with 3 channels. */
+/* NumPy .npy (common/npy_format.h: any version, numeric dtype, byte order and memory order), 2-D or
+ * 3-D with 1 or 3 channels. */
 static samda_status read_npy(const char *path, samdad_image *out, samda_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return samda_fail(err, errno == ENOENT ? SAMDA_ENOENT : SAMDA_EIO, "%s: %s", path, strerror(errno));
-    unsigned char magic[10];
-    samda_status st = SAMDA_OK;
-    char *hdr = NULL;
-    uint8_t *raw = NULL;
-    if (fread(magic, 1, 8, f) != 8 || memcmp(magic, "\x93NUMPY", 6) != 0) {
-        st = samda_fail(err, SAMDA_EINVAL, "%s: not a .npy file (bad magic)", path);
-        goto done;
+    samda_npy_header h;
+    void *data = NULL;
+    samda_status st = samda_npy_load(path, (uint64_t)MAX_SIDE * MAX_SIDE * 3 * 8, &h, &data, err);
+    if (st != SAMDA_OK) return st;
+    uint64_t ch = h.ndim == 3 ? h.shape[2] : 1;
+    if ((h.ndim != 2 && h.ndim != 3) || h.shape[0] < 1 || h.shape[1] < 1 || h.shape[0] > MAX_SIDE ||
+        h.shape[1] > MAX_SIDE || (ch != 1 && ch != 3)) {
+        free(data);
+        return samda_fail(err, SAMDA_EINVAL, "%s: .npy shape must be (H, W) or (H, W, 3) with sides up to %d", path,
+                          MAX_SIDE);
     }
-    size_t hlen;
-    if (magic[6] == 1) {
-        unsigned char b[2];
-        if (fread(b, 1, 2, f) != 2) goto trunc;
-        hlen = (size_t)b[0] | (size_t)b[1] << 8;
-    } else if (magic[6] == 2 || magic[6] == 3) {
-        unsigned char b[4];
-        if (fread(b, 1, 4, f) != 4) goto trunc;
-        hlen = (size_t)b[0] | (size_t)b[1] << 8 | (size_t)b[2] << 16 | (size_t)b[3] << 24;
-    } else {
-        st = samda_fail(err, SAMDA_EINVAL, "%s: .npy version %d not supported", path, magic[6]);
-        goto done;
-    }
-    if (hlen > 65536) {
-        st = samda_fail(err, SAMDA_EINVAL, "%s: .npy header of %zu bytes is too long", path, hlen);
-        goto done;
-    }
-    hdr = calloc(1, hlen + 1);
-    if (!hdr || fread(hdr, 1, hlen, f) != hlen) goto trunc;
-    char *d = strstr(hdr, "'descr':"), *fo = strstr(hdr, "'fortran_order':"), *sh = strstr(hdr, "'shape':");
-    if (!d || !fo || !sh) {
-        st = samda_fail(err, SAMDA_EINVAL, "%s: .npy header lacks descr, fortran_order or shape", path);
-        goto done;
-    }
-    char descr[8] = "";
-    if (sscanf(d, "'descr': '%7[^']'", descr) != 1) {
-        st = samda_fail(err, SAMDA_EINVAL, "%s: .npy descr unreadable", path);
-        goto done;
-    }
-    if (strstr(fo, "True")) {
-        st = samda_fail(err, SAMDA_EINVAL, "%s: Fortran-ordered .npy not supported (save it C-contiguous)", path);
-        goto done;
-    }
-    long dims[3] = {0, 0, 1};
-    int nd = sscanf(sh, "'shape': (%ld, %ld, %ld", &dims[0], &dims[1], &dims[2]);
-    if (nd < 2 || dims[0] < 1 || dims[1] < 1 || dims[0] > MAX_SIDE || dims[1] > MAX_SIDE ||
-        !(dims[2] == 1 || dims[2] == 3)) {
-        st = samda_fail(err, SAMDA_EINVAL, "%s: .npy shape must be (H, W) or (H, W, 3) with sides up to %d", path,
-                        MAX_SIDE);
-        goto done;
-    }
-    static const struct { const char *d; size_t sz; } types[] = {
-        {"|u1", 1}, {"<u1", 1}, {"|i1", 1}, {"<i2", 2}, {"<u2", 2}, {"<i4", 4}, {"<u4", 4}, {"<f4", 4}, {"<f8", 8},
-    };
-    size_t sz = 0;
-    for (size_t i = 0; i < sizeof types / sizeof *types; i++)
-        if (!strcmp(descr, types[i].d)) sz = types[i].sz;
-    if (!sz) {
-        st = samda_fail(err, SAMDA_EINVAL, "%s: .npy dtype '%s' not supported (use uint8, int16, uint16, int32, "
-                                           "float32 or float64, little-endian)", path, descr);
-        goto done;
-    }
-    size_t n = (size_t)dims[0] * (size_t)dims[1] * (size_t)dims[2];
-    raw = malloc(n * sz);
+    size_t n = (size_t)h.numel;
     out->pixels = malloc(n * sizeof(float));
-    if (!raw || !out->pixels) {
-        st = samda_fail(err, SAMDA_ENOMEM, "%s: out of memory", path);
-        goto done;
+    if (!out->pixels) {
+        free(data);
+        return samda_fail(err, SAMDA_ENOMEM, "%s: out of memory", path);
     }
-    if (fread(raw, sz, n, f) != n) goto trunc;
-    for (size_t i = 0; i < n; i++) {
-        const uint8_t *p = raw + i * sz;
-        float v;
-        if (descr[1] == 'u' && sz == 1) v = p[0];
-        else if (descr[1] == 'i' && sz == 1) v = (int8_t)p[0];
-        else if (!strcmp(descr, "<i2")) { int16_t x; memcpy(&x, p, 2); v = x; }
-        else if (!strcmp(descr, "<u2")) { uint16_t x; memcpy(&x, p, 2); v = x; }
-        else if (!strcmp(descr, "<i4")) { int32_t x; memcpy(&x, p, 4); v = (float)x; }
-        else if (!strcmp(descr, "<u4")) { uint32_t x; memcpy(&x, p, 4); v = (float)x; }
-        else if (!strcmp(descr, "<f4")) memcpy(&v, p, 4);
-        else { double x; memcpy(&x, p, 8); v = (float)x; }
-        out->pixels[i] = isfinite(v) ? v : 0.0f;
-    }
-    out->height = (int)dims[0];
-    out->width = (int)dims[1];
-    out->channels = (int)dims[2];
-    if (sz != 1 || descr[1] != 'u') minmax_scale(out->pixels, n);
-    goto done;
-trunc:
-    st = samda_fail(err, SAMDA_EINVAL, "%s: .npy file is truncated", path);
-done:
-    if (st != SAMDA_OK) {
-        free(out->pixels);
-        out->pixels = NULL;
-    }
-    free(raw);
-    free(hdr);
-    fclose(f);
-    return st;
+    samda_npy_to_float(h.dtype, data, n, out->pixels);
+    free(data);
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(out->pixels[i])) out->pixels[i] = 0.0f;
+    out->height = (int)h.shape[0];
+    out->width = (int)h.shape[1];
+    out->channels = (int)ch;
+    if (h.dtype != SAMDA_NPY_U8) minmax_scale(out->pixels, n);
+    return SAMDA_OK;
 }
 
 static samda_status read_png(const char *path, samdad_image *out, samda_error *err)
@@ -250,8 +177,8 @@ samda_status samdad_mask_write(const char *path, const uint8_t *mask, int h, int
 {
     const char *e = ext_of(path);
     if (!strcasecmp(e, ".npy")) {
-        size_t shape[2] = {(size_t)h, (size_t)w};
-        return samda_npy_write(path, "|u1", 2, shape, mask, err);
+        uint64_t shape[2] = {(uint64_t)h, (uint64_t)w};
+        return samda_npy_save(path, SAMDA_NPY_U8, 2, shape, mask, err);
     }
     if (strcasecmp(e, ".png") != 0)
         return samda_fail(err, SAMDA_EINVAL, "%s: masks are written as .png or .npy", path);

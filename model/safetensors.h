@@ -1,13 +1,15 @@
-/* model/safetensors.h: the safetensors file format, torch-free (fuzzable, cheap to compile).
+/* model/safetensors.h: the safetensors file format, torch-free (fuzzable, cheap to compile); the C++
+ * face of common/safetensors_format.h, which holds the format and every check.
  *
  * Layout: 8 bytes little-endian u64 N, then N bytes of JSON header, then the payload (raw
  * little-endian tensor bytes). The header is an object: "__metadata__" maps strings to strings;
  * every other key names a tensor {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]},
  * offsets relative to the payload start. parse() refuses anything else with a message naming the
- * field: header length beyond the file or over 64 MiB, invalid JSON, a non-object header, a
- * non-string metadata value, duplicate names, unknown dtypes, negative or non-integer shapes or
- * offsets, a byte range that disagrees with dtype x shape, ranges outside the payload, overlapping
- * ranges, and payload bytes no tensor covers.
+ * field: header length beyond the file or over 64 MiB, invalid JSON (duplicate keys included), a
+ * non-object header, a non-string metadata value, a tensor member other than the three, unknown
+ * dtypes (and the format's dtypes this build does not read: U16 U32 U64 F8_*), negative or
+ * non-integer shapes or offsets, more than 16 dimensions, a byte range that disagrees with dtype x
+ * shape, ranges outside the payload, overlapping ranges, and payload bytes no tensor covers.
  *
  * serialize() writes tensors sorted by name, packed in that order, header padded with spaces to a
  * multiple of 8, and adds "payload_sha256" (SHA-256 hex of the payload) to the metadata;

@@ -1,12 +1,8 @@
-/* A validator for .safetensors files (the format of samda's decoder adapters), with no model
- * dependency: it reads the 8-byte header length and the JSON header, and checks every tensor's
- * dtype, shape and data offsets against the file, without reading the tensor data.
- *
- * Format (huggingface/safetensors): u64 little-endian N; N bytes of UTF-8 JSON (an object; may be
- * padded with trailing spaces); then the data section. Each member of the header except
- * "__metadata__" is a tensor {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]} with
- * offsets relative to the data section; "__metadata__", when present, maps strings to strings.
- * The data section must be covered exactly by the tensors: no overlap, no hole.
+/* A validator for .safetensors files (the format of samda's decoder adapters) as uploaded, with no
+ * model dependency: it reads the 8-byte header length and the JSON header of an open file and checks
+ * every tensor's dtype, shape and data offsets against the file, without reading the tensor data.
+ * The format and its checks are common/safetensors_format.h's; this adds a file size bound, the rule
+ * that an adapter holds at least one tensor, and the metadata as a jansson object.
  *
  * Thread-safety: every function is reentrant; nothing is shared. */
 #ifndef SAMDA_API_SAFETENSORS_H
@@ -51,9 +47,10 @@ void samda_safetensors_info_clear(samda_safetensors_info *info);
  *  @param p    IN: bounds, or NULL for the defaults.
  *  @param info OUT: filled on success; zeroed on failure.
  *  @param err  OUT (may be NULL): on failure, one line naming the problem for the client, e.g.
- *              "not a safetensors file: header length 5000000000 is larger than the file (812
- *              bytes)" or "safetensors header: tensor 'w': data_offsets [0, 96] do not match
- *              dtype F32 and shape [4, 4] (64 bytes)".
+ *              "not a safetensors file: header length 5000000000 runs past the end of the
+ *              file (larger than the file of 812 bytes; truncated?)" or "safetensors header:
+ *              tensor 'w': data_offsets [0, 96] do not match dtype F32 and shape [4, 4] (64
+ *              bytes): ...".
  *  @return SAMDA_OK; SAMDA_EINVAL the file is not a valid safetensors file (err says why);
  *          SAMDA_ETOOBIG a bound of p is exceeded; SAMDA_EIO the file cannot be read;
  *          SAMDA_ENOMEM. */

@@ -18,234 +18,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config_internal.h"
 #include "dicom.h"
 
-typedef enum { T_STR, T_PATH, T_INT, T_BOOL, T_SIZE, T_DURATION, T_ENUM, T_LIST, T_AE } opt_type;
-
-enum {
-    F_RESTART = 1u << 0,   /* takes effect at the next start only */
-    F_LIVE = 1u << 1,      /* applied by SIGHUP */
-    F_SENSITIVE = 1u << 2, /* never printed */
-    F_OPTIONAL = 1u << 3,  /* may be empty (string types) */
-};
-
-typedef struct opt {
-    const char *section; /* "dicom"; for repeated sections the kind: "site" */
-    const char *key;
-    opt_type type;
-    size_t offset;
-    const char *def;    /* default as text; NULL = unset */
-    int64_t lo, hi;     /* bounds for INT/DURATION(ms)/SIZE(bytes, via lo_s/hi_s) */
-    const char *bounds; /* SIZE/DURATION bounds as text, for messages and docs */
-    const char *choices;/* ENUM: "off|episodic|continual" */
-    unsigned flags;
-    const char *doc;
-} opt;
-
-#define O(field) offsetof(samda_config, field)
-#define S(field) offsetof(samda_site_cfg, field)
-#define P(field) offsetof(samda_peer_cfg, field)
-#define D(field) offsetof(samda_dest_cfg, field)
-
-/* Single sections. The order here is the order of the example file. */
-static const opt main_opts[] = {
-    {"daemon", "data_dir", T_PATH, O(data_dir), "/var/lib/samda", 0, 0, NULL, NULL, F_RESTART,
-     "Index (SQLite), object store and locks. Created with mode 0700 if missing; one samdad per directory."},
-    {"daemon", "log_level", T_ENUM, O(log_level), "info", 0, 0, NULL, "error|warn|info|debug", F_LIVE,
-     "Least severe level written to stderr (journald keeps it under systemd)."},
-    {"daemon", "log_uids", T_BOOL, O(log_uids), "false", 0, 0, NULL, NULL, F_LIVE,
-     "Print DICOM UIDs in log lines (debug aid). Patient names and IDs are never logged."},
-    {"daemon", "shutdown_timeout", T_DURATION, O(shutdown_timeout_ms), "20s", 1000, 3600000, "1s..1h", NULL, F_LIVE,
-     "On SIGTERM, how long running associations and jobs get to finish before they are left resumable."},
-
-    {"dicom", "bind", T_STR, O(dicom_bind), "127.0.0.1", 0, 0, NULL, NULL, F_RESTART,
-     "Address of the C-STORE/C-ECHO listener. Use 0.0.0.0 or a LAN address to accept a PACS on the network."},
-    {"dicom", "port", T_INT, O(dicom_port), "11112", 1, 65535, NULL, NULL, F_RESTART,
-     "TCP port of the DICOM listener."},
-    {"dicom", "ae_title", T_AE, O(dicom_ae_title), "SAMDA", 0, 0, NULL, NULL, F_RESTART,
-     "Called AE title samdad answers to (sites may add their own with called_ae)."},
-    {"dicom", "max_associations", T_INT, O(dicom_max_associations), "16", 1, 512, NULL, NULL, F_RESTART,
-     "Concurrent associations; further ones are rejected (transient), so the PACS retries later."},
-    {"dicom", "max_associations_per_peer", T_INT, O(dicom_max_associations_per_peer), "4", 0, 512, NULL, NULL,
-     F_RESTART,
-     "Concurrent associations of one calling AE title; further ones are rejected (transient) and logged, so "
-     "that one sender cannot take every slot. 0 = only max_associations applies."},
-    {"dicom", "allow_any_peer", T_BOOL, O(dicom_allow_any_peer), "false", 0, 0, NULL, NULL, F_LIVE,
-     "Accept any calling AE title. Off: only AE titles of [peer] sections (and their hosts) may send."},
-    {"dicom", "acse_timeout", T_DURATION, O(dicom_acse_timeout_ms), "30s", 1000, 600000, "1s..10m", NULL, F_RESTART,
-     "Time allowed for association negotiation."},
-    {"dicom", "dimse_timeout", T_DURATION, O(dicom_dimse_timeout_ms), "60s", 1000, 3600000, "1s..1h", NULL, F_RESTART,
-     "Longest wait for the next PDU of a message being received (and for a destination's answer when "
-     "sending); a peer silent for this long is dropped."},
-    {"dicom", "message_timeout", T_DURATION, O(dicom_message_timeout_ms), "5m", 1000, 86400000, "1s..24h", NULL,
-     F_RESTART,
-     "Time allowed for a whole C-STORE data set, all its PDVs, from its command on (a deadline, not restarted "
-     "by each PDU): a slower transfer is aborted, nothing of it is kept, and the log names the peer."},
-    {"dicom", "idle_timeout", T_DURATION, O(dicom_idle_timeout_ms), "120s", 1000, 3600000, "1s..1h", NULL, F_RESTART,
-     "An association whose next command has not arrived whole this long after the previous message is aborted."},
-    {"dicom", "max_pdu", T_INT, O(dicom_max_pdu), "65536", 4096, 131072, NULL, NULL, F_RESTART,
-     "Largest PDU samdad receives, in bytes."},
-    {"dicom", "tls", T_BOOL, O(dicom_tls), "false", 0, 0, NULL, NULL, F_RESTART,
-     "DICOM TLS (PS3.15 B.9, BCP 195 non-downgrading profile: TLS 1.2 and 1.3) on the listener: port then speaks "
-     "TLS only (2762 is the registered dicom-tls port). One listener, so one set of association limits; a sender "
-     "that cannot speak TLS needs a TLS proxy. Needs tls_cert, tls_key and tls_ca_file or tls_ca_dir; certificates "
-     "need RSA keys. The files are read at start: a renewed certificate needs a restart."},
-    {"dicom", "tls_cert", T_PATH, O(dicom_tls_cert), NULL, 0, 0, NULL, NULL, F_RESTART | F_OPTIONAL,
-     "PEM certificate (chain) the listener presents."},
-    {"dicom", "tls_key", T_PATH, O(dicom_tls_key), NULL, 0, 0, NULL, NULL, F_RESTART | F_OPTIONAL,
-     "PEM private key of tls_cert, unencrypted (protect it with file permissions); must match tls_cert. Its path "
-     "is shown by --print-config, its content never."},
-    {"dicom", "tls_ca_file", T_PATH, O(dicom_tls_ca_file), NULL, 0, 0, NULL, NULL, F_RESTART | F_OPTIONAL,
-     "PEM file of the CA certificates trusted to sign the senders' client certificates."},
-    {"dicom", "tls_ca_dir", T_PATH, O(dicom_tls_ca_dir), NULL, 0, 0, NULL, NULL, F_RESTART | F_OPTIONAL,
-     "Directory of trusted CA certificates (named by hash: openssl rehash), instead of or beside tls_ca_file."},
-    {"dicom", "tls_require_client_cert", T_BOOL, O(dicom_tls_require_client_cert), "true", 0, 0, NULL, NULL,
-     F_RESTART,
-     "A sender must present a certificate signed by a trusted CA, else its TLS handshake fails (logged). false: "
-     "a certificate is verified only when presented (the [peer] allow-list still applies)."},
-
-    {"http", "bind", T_STR, O(http_bind), "127.0.0.1", 0, 0, NULL, NULL, F_RESTART,
-     "Address of the REST/DICOMweb listener."},
-    {"http", "port", T_INT, O(http_port), "8080", 1, 65535, NULL, NULL, F_RESTART,
-     "TCP port of the REST/DICOMweb listener."},
-    {"http", "auth", T_BOOL, O(http_auth), "true", 0, 0, NULL, NULL, F_RESTART,
-     "Require bearer tokens (samda token create). Turning it off logs a warning at every start."},
-    {"http", "threads", T_INT, O(http_threads), "4", 1, 64, NULL, NULL, F_RESTART,
-     "HTTP worker threads."},
-    {"http", "max_body", T_SIZE, O(http_max_body_bytes), "2GiB", 1024, 0, "1KiB..64GiB", NULL, F_LIVE,
-     "Largest request body (STOW uploads are streamed to disk, never held in memory)."},
-    {"http", "max_connections", T_INT, O(http_max_connections), "256", 1, 65536, NULL, NULL, F_RESTART,
-     "Concurrent HTTP connections."},
-    {"http", "timeout", T_DURATION, O(http_timeout_ms), "60s", 1000, 3600000, "1s..1h", NULL, F_RESTART,
-     "Idle time after which a connection is closed (a client that sends nothing cannot hold a slot)."},
-    {"http", "header_timeout", T_DURATION, O(http_header_timeout_ms), "30s", 1000, 3600000, "1s..1h", NULL, F_RESTART,
-     "A request's line and headers must arrive within this time of connecting or of the previous answer, else the connection is closed (a client trickling bytes cannot hold a slot; idle kept-alive connections close after it too)."},
-    {"http", "body_timeout", T_DURATION, O(http_body_timeout_ms), "60s", 1000, 3600000, "1s..1h", NULL, F_RESTART,
-     "A request body must be complete within this time of its headers, plus one second per body_min_rate bytes received; else the connection is closed (an upload at a fair rate is never cut, a client trickling its body cannot hold a slot)."},
-    {"http", "body_min_rate", T_SIZE, O(http_body_min_rate), "1KiB", 1, 1073741824, "1..1GiB", NULL, F_RESTART,
-     "Bytes per second that earn an upload one more second beyond body_timeout."},
-    {"http", "cors_origin", T_STR, O(http_cors_origin), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
-     "Access-Control-Allow-Origin for browser viewers such as OHIF; empty = no CORS headers."},
-    {"http", "public_url", T_STR, O(http_public_url), NULL, 0, 0, NULL, NULL, F_RESTART | F_OPTIONAL,
-     "Base of the absolute URLs samdad hands out (STOW-RS RetrieveURL, WADO-RS BulkDataURI) as clients reach it, e.g. https://pacs.example/samda behind a reverse proxy. Empty: the address and port each connection arrived on (never the client's Host header)."},
-    {"http", "tls_cert", T_PATH, O(http_tls_cert), NULL, 0, 0, NULL, NULL, F_RESTART | F_OPTIONAL,
-     "PEM certificate; with tls_key, the listener speaks HTTPS only."},
-    {"http", "tls_key", T_PATH, O(http_tls_key), NULL, 0, 0, NULL, NULL, F_RESTART | F_OPTIONAL | F_SENSITIVE,
-     "PEM private key for tls_cert. Never logged or echoed."},
-
-    {"storage", "min_free", T_SIZE, O(storage_min_free_bytes), "2GiB", 0, 0, "0..1TiB", NULL, F_LIVE,
-     "Refuse new instances (C-STORE status A700, HTTP 507) while the data directory has less free space."},
-    {"storage", "duplicates", T_ENUM, O(storage_duplicates), "ignore", 0, 0, NULL, "ignore|overwrite|reject", F_LIVE,
-     "A SOP instance received again: ignore (identical: accepted, nothing changes; changed: refused), overwrite (changed content replaces the stored instance), or reject (every duplicate refused)."},
-    {"storage", "busy_timeout", T_DURATION, O(storage_busy_timeout_ms), "5s", 100, 600000, "100ms..10m", NULL, F_RESTART,
-     "How long a database writer waits for another before reporting busy."},
-
-    {"model", "checkpoint", T_PATH, O(model_checkpoint), NULL, 0, 0, NULL, NULL, F_RESTART | F_OPTIONAL,
-     "SAM or MedSAM checkpoint (.pth state dict, as published). Empty: no model, segmentation jobs wait (make run configures the shipped demo model)."},
-    {"model", "adapter", T_PATH, O(model_adapter), NULL, 0, 0, NULL, NULL, F_RESTART | F_OPTIONAL,
-     "Default decoder adapter (.safetensors) for sites without an active one of their own."},
-    {"model", "device", T_STR, O(model_device), "auto", 0, 0, NULL, NULL, F_RESTART,
-     "auto (CUDA when present), cpu, or cuda:N."},
-    {"model", "convention", T_ENUM, O(model_convention), "sam", 0, 0, NULL, "sam|medsam", F_RESTART,
-     "Input convention of the checkpoint's image encoder: sam (longest side scaled, ImageNet mean and std, padded; "
-     "official SAM weights and the demo model) or medsam (scaled to a square, min-max to [0, 1]; MedSAM weights). "
-     "It must match how the weights were trained: the wrong one loads but segments badly."},
-    {"model", "threads", T_INT, O(model_threads), "0", 0, 256, NULL, NULL, F_RESTART,
-     "CPU threads for inference; 0 = all online CPUs (libtorch's own default is 1)."},
-    {"model", "max_batch", T_INT, O(model_max_batch), "0", 0, 256, NULL, NULL, F_RESTART,
-     "Slices per encoder call; 0 = chosen from free device memory."},
-    {"model", "cache", T_SIZE, O(model_cache_bytes), "1GiB", 0, 0, "0..256GiB", NULL, F_RESTART,
-     "Image-embedding cache (LRU) for interactive prompts and adaptation."},
-
-    {"scheduler", "tick", T_DURATION, O(sched_tick_ms), "1s", 50, 60000, "50ms..1m", NULL, F_LIVE,
-     "How often series-completion timers and leases are evaluated."},
-    {"scheduler", "job_lease", T_DURATION, O(job_lease_ms), "5m", 5000, 86400000, "5s..1d", NULL, F_LIVE,
-     "A running job not heartbeated for this long is taken again (its worker is presumed dead)."},
-    {"scheduler", "job_max_attempts", T_INT, O(job_max_attempts), "3", 1, 100, NULL, NULL, F_LIVE,
-     "Attempts before a job is failed for good (it can still be retried by hand)."},
-    {"scheduler", "export_backoff", T_DURATION, O(export_backoff_base_ms), "1m", 1000, 86400000, "1s..1d", NULL, F_LIVE,
-     "First export retry delay; doubles after each transient failure."},
-    {"scheduler", "export_backoff_max", T_DURATION, O(export_backoff_max_ms), "1h", 1000, 604800000, "1s..7d", NULL, F_LIVE,
-     "Longest export retry delay."},
-    {"scheduler", "export_max_attempts", T_INT, O(export_max_attempts), "10", 1, 1000, NULL, NULL, F_LIVE,
-     "Export attempts before an item is failed (manual retry remains possible)."},
-};
-
-static const opt site_opts[] = {
-    {"site", "called_ae", T_LIST, S(called_ae), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
-     "Called AE titles that select this site (comma separated), e.g. SAMDA_NEURO."},
-    {"site", "calling_ae", T_LIST, S(calling_ae), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
-     "Calling AE titles whose studies belong to this site."},
-    {"site", "modalities", T_LIST, S(modalities), "CT,MR", 0, 0, NULL, NULL, F_LIVE,
-     "Modalities whose completed series become segmentation jobs: CT and/or MR (others are refused)."},
-    {"site", "min_slices", T_INT, S(min_slices), "1", 1, 100000, NULL, NULL, F_LIVE,
-     "Series with fewer instances are recorded but not segmented."},
-    {"site", "series_idle", T_DURATION, S(series_idle_ms), "30s", 100, 86400000, "100ms..1d", NULL, F_LIVE,
-     "A series is complete after this long without a new instance (and its associations released)."},
-    {"site", "study_idle", T_DURATION, S(study_idle_ms), "120s", 100, 86400000, "100ms..1d", NULL, F_LIVE,
-     "A study is complete after this long without a new instance."},
-    {"site", "max_wait", T_DURATION, S(max_wait_ms), "1h", 1000, 604800000, "1s..7d", NULL, F_LIVE,
-     "A series is forced complete this long after its first instance, even while instances trickle in."},
-    {"site", "tta", T_ENUM, S(tta), "off", 0, 0, NULL, "off|episodic|continual", F_LIVE,
-     "Test-time adaptation: off, episodic (per study, discarded) or continual (kept as new adapter versions)."},
-    {"site", "min_component", T_INT, S(min_component), "20", 0, 100000000, NULL, NULL, F_LIVE,
-     "Post-processing: 3-D connected parts of a label smaller than this many voxels are removed."},
-    {"site", "largest_component", T_BOOL, S(largest_component), "false", 0, 0, NULL, NULL, F_LIVE,
-     "Post-processing: keep only the largest connected part of each label (single organs)."},
-    {"site", "destinations", T_LIST, S(destinations), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
-     "Names of [destination] sections that receive this site's DICOM-SEG results."},
-};
-
-static const opt peer_opts[] = {
-    {"peer", "ae_title", T_AE, P(ae_title), NULL, 0, 0, NULL, NULL, F_LIVE,
-     "Calling AE title allowed to send (required)."},
-    {"peer", "host", T_STR, P(host), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
-     "If set, the association must come from this IP address."},
-    {"peer", "site", T_STR, P(site), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
-     "Site its studies belong to (overrides the AE mappings of [site] sections)."},
-};
-
-static const opt dest_opts[] = {
-    {"destination", "ae_title", T_AE, D(ae_title), NULL, 0, 0, NULL, NULL, F_LIVE,
-     "Called AE title of the receiving PACS (required)."},
-    {"destination", "host", T_STR, D(host), NULL, 0, 0, NULL, NULL, F_LIVE,
-     "Host name or address of the receiving PACS (required)."},
-    {"destination", "port", T_INT, D(port), "104", 1, 65535, NULL, NULL, F_LIVE,
-     "DICOM port of the receiving PACS."},
-    {"destination", "tls", T_BOOL, D(tls), "false", 0, 0, NULL, NULL, F_LIVE,
-     "Send over DICOM TLS (TLS 1.2 and 1.3, BCP 195 suites): the destination's certificate must be signed by "
-     "tls_ca_file or tls_ca_dir (host names are not compared), else nothing is sent and the export fails at once "
-     "(not retried). Exports and C-ECHO both use it."},
-    {"destination", "tls_ca_file", T_PATH, D(tls_ca_file), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
-     "PEM file of the CA certificates trusted to sign the destination's certificate."},
-    {"destination", "tls_ca_dir", T_PATH, D(tls_ca_dir), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
-     "Directory of trusted CA certificates (openssl rehash), instead of or beside tls_ca_file."},
-    {"destination", "tls_cert", T_PATH, D(tls_cert), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
-     "PEM client certificate samdad presents to the destination (with tls_key); empty: none."},
-    {"destination", "tls_key", T_PATH, D(tls_key), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
-     "PEM private key of tls_cert, unencrypted; must match it. Its path is shown, its content never."},
-};
-
-typedef struct section_kind {
-    const char *kind;
-    const opt *opts;
-    size_t n_opts;
-    size_t elem_size;
-    size_t name_off, line_off;
-    size_t arr_off, count_off; /* in samda_config */
-    const char *doc;
-} section_kind;
-
-static const section_kind repeated[] = {
-    {"site", site_opts, sizeof site_opts / sizeof *site_opts, sizeof(samda_site_cfg), S(name), S(line),
-     O(sites), O(n_sites), "A site owns an adapter and its settings. Studies map to it by AE title; unmapped ones belong to [site default], which always exists."},
-    {"peer", peer_opts, sizeof peer_opts / sizeof *peer_opts, sizeof(samda_peer_cfg), P(name), P(line),
-     O(peers), O(n_peers), "A PACS or modality allowed to send (the calling-AE allow-list)."},
-    {"destination", dest_opts, sizeof dest_opts / sizeof *dest_opts, sizeof(samda_dest_cfg), D(name), D(line),
-     O(dests), O(n_dests), "A DICOM node that receives results over C-STORE."},
-};
-#define N_MAIN (sizeof main_opts / sizeof *main_opts)
-#define N_REPEATED (sizeof repeated / sizeof *repeated)
 
 /* ---------- value parsing ---------- */
 
@@ -341,7 +116,7 @@ typedef struct parse_state {
     int header_line;      /* line of the last [section] header read */
     int cur_header_line;  /* header line of the repeated section now open */      /* applying --set: sections may be reopened, keys set again */
     /* which single-section keys were set, to catch a key set twice */
-    int set_line[N_MAIN];
+    int set_line[CONFIG_MAIN_MAX];
     /* the repeated section currently open, its element and keys set there */
     const section_kind *cur_kind;
     void *cur_elem;
@@ -583,13 +358,13 @@ static bool set_value(parse_state *ps, const opt *o, void *base, const char *sec
 
 static const section_kind *find_kind(const char *section, const char **name)
 {
-    for (size_t k = 0; k < N_REPEATED; k++) {
-        size_t n = strlen(repeated[k].kind);
-        if (strncmp(section, repeated[k].kind, n) == 0 && (section[n] == ' ' || section[n] == '\t')) {
+    for (size_t k = 0; k < config_n_repeated; k++) {
+        size_t n = strlen(config_repeated[k].kind);
+        if (strncmp(section, config_repeated[k].kind, n) == 0 && (section[n] == ' ' || section[n] == '\t')) {
             const char *nm = section + n;
             while (*nm == ' ' || *nm == '\t') nm++;
             *name = nm;
-            return &repeated[k];
+            return &config_repeated[k];
         }
     }
     return NULL;
@@ -602,12 +377,6 @@ static bool section_name_ok(const char *name)
     for (size_t i = 0; i < n; i++)
         if (!isalnum((unsigned char)name[i]) && name[i] != '-' && name[i] != '_' && name[i] != '.') return false;
     return true;
-}
-
-static void *elem_at(samda_config *c, const section_kind *k, size_t i)
-{
-    char *arr = *(char **)((char *)c + k->arr_off);
-    return arr + i * k->elem_size;
 }
 
 static bool apply_defaults(parse_state *ps, const opt *opts, size_t n, void *base, const char *section_shown)
@@ -715,16 +484,16 @@ static int on_item(void *user, const char *section, const char *key, const char 
     }
     ps->cur_kind = NULL;
     bool section_known = false;
-    for (size_t i = 0; i < N_MAIN; i++) {
-        if (strcmp(main_opts[i].section, section) != 0) continue;
+    for (size_t i = 0; i < config_n_main; i++) {
+        if (strcmp(config_main_opts[i].section, section) != 0) continue;
         section_known = true;
-        if (strcmp(main_opts[i].key, key) != 0) continue;
+        if (strcmp(config_main_opts[i].key, key) != 0) continue;
         if (ps->set_line[i] && !ps->overriding) {
             perr(ps, "[%s] %s set twice (first at line %d)", section, key, ps->set_line[i]);
             return 0;
         }
         ps->set_line[i] = ps->line;
-        return set_value(ps, &main_opts[i], ps->cfg, section, value) ? 1 : 0;
+        return set_value(ps, &config_main_opts[i], ps->cfg, section, value) ? 1 : 0;
     }
     if (!section_known) {
         if (section[0] == 0) perr(ps, "%s: key outside of any section", key);
@@ -732,8 +501,8 @@ static int on_item(void *user, const char *section, const char *key, const char 
                       "site NAME, peer NAME, destination NAME)", section);
         return 0;
     }
-    const char *near = nearest_key(key, main_opts, N_MAIN, section);
-    if (!near) near = nearest_key(key, main_opts, N_MAIN, NULL);
+    const char *near = nearest_key(key, config_main_opts, config_n_main, section);
+    if (!near) near = nearest_key(key, config_main_opts, config_n_main, NULL);
     if (near) perr(ps, "[%s] %s: unknown key (did you mean '%s'?)", section, key, near);
     else perr(ps, "[%s] %s: unknown key", section, key);
     return 0;
@@ -767,12 +536,12 @@ static char *read_line(char *str, int num, void *stream)
 static void config_free(samda_config *c)
 {
     if (!c) return;
-    for (size_t i = 0; i < N_MAIN; i++) {
-        const opt *o = &main_opts[i];
+    for (size_t i = 0; i < config_n_main; i++) {
+        const opt *o = &config_main_opts[i];
         if (o->type == T_STR || o->type == T_PATH || o->type == T_AE) free(*(char **)((char *)c + o->offset));
     }
-    for (size_t k = 0; k < N_REPEATED; k++) {
-        const section_kind *sk = &repeated[k];
+    for (size_t k = 0; k < config_n_repeated; k++) {
+        const section_kind *sk = &config_repeated[k];
         size_t n = *(size_t *)((char *)c + sk->count_off);
         for (size_t i = 0; i < n; i++) {
             char *e = elem_at(c, sk, i);
@@ -791,8 +560,8 @@ static void config_free(samda_config *c)
 
 static int main_line(const parse_state *ps, const char *section, const char *key)
 {
-    for (size_t i = 0; i < N_MAIN; i++)
-        if (!strcmp(main_opts[i].section, section) && !strcmp(main_opts[i].key, key)) return ps->set_line[i];
+    for (size_t i = 0; i < config_n_main; i++)
+        if (!strcmp(config_main_opts[i].section, section) && !strcmp(config_main_opts[i].key, key)) return ps->set_line[i];
     return 0;
 }
 
@@ -909,7 +678,7 @@ static bool cross_check(parse_state *ps)
         }
         char section[128];
         snprintf(section, sizeof section, "destination %s", d->name);
-        const section_kind *k = &repeated[2];
+        const section_kind *k = &config_repeated[CONFIG_KIND_DEST];
         tls_keys t = {section, d->tls, false, {d->tls_cert, d->tls_key, d->tls_ca_file, d->tls_ca_dir},
                       {key_line(ps, k, i, "tls_cert"), key_line(ps, k, i, "tls_key"), key_line(ps, k, i, "tls_ca_file"),
                        key_line(ps, k, i, "tls_ca_dir"), key_line(ps, k, i, "tls")}};
@@ -984,7 +753,7 @@ samda_config *samda_config_load(const char *path, const char *const *overrides, 
     }
     c->refs_ = 1;
     parse_state ps = {.cfg = c, .file = path ? path : "(defaults)", .err = err};
-    if (!apply_defaults(&ps, main_opts, N_MAIN, c, NULL)) goto fail;
+    if (!apply_defaults(&ps, config_main_opts, config_n_main, c, NULL)) goto fail;
 
     if (path) {
         FILE *f = fopen(path, "r");
@@ -1017,7 +786,7 @@ samda_config *samda_config_load(const char *path, const char *const *overrides, 
     if (!samda_config_site(c, "default")) {
         ps.overriding = true;
         ps.line = 0;
-        if (!open_elem(&ps, &repeated[0], "default")) goto fail;
+        if (!open_elem(&ps, &config_repeated[CONFIG_KIND_SITE], "default")) goto fail;
     }
     if (!cross_check(&ps)) goto fail;
     c->source = strdup(path ? path : "(defaults)");
@@ -1048,8 +817,8 @@ samda_status samda_config_merge_reload(samda_config *next, const samda_config *c
                                        void (*note)(void *, const char *, const char *), void *ctx,
                                        samda_error *err)
 {
-    for (size_t i = 0; i < N_MAIN; i++) {
-        const opt *o = &main_opts[i];
+    for (size_t i = 0; i < config_n_main; i++) {
+        const opt *o = &config_main_opts[i];
         if (!(o->flags & F_RESTART)) continue;
         void *dst = (char *)next + o->offset;
         const void *src = (const char *)cur + o->offset;
@@ -1079,122 +848,6 @@ samda_status samda_config_merge_reload(samda_config *next, const samda_config *c
         if (differ && note) note(ctx, o->section, o->key);
     }
     return SAMDA_OK;
-}
-
-/* ---------- documentation ---------- */
-
-static void write_wrapped_doc(FILE *f, const char *doc)
-{
-    /* wrap at ~96 columns, prefixed "# " */
-    const char *p = doc;
-    while (*p) {
-        size_t len = strlen(p);
-        size_t take = len;
-        if (len > 94) {
-            take = 94;
-            while (take > 0 && p[take] != ' ') take--;
-            if (take == 0) take = 94;
-        }
-        fprintf(f, "# %.*s\n", (int)take, p);
-        p += take;
-        while (*p == ' ') p++;
-    }
-}
-
-static void write_opt_doc(FILE *f, const opt *o)
-{
-    write_wrapped_doc(f, o->doc);
-    char extra[160] = "";
-    if (o->type == T_INT) snprintf(extra, sizeof extra, " (%lld..%lld)", (long long)o->lo, (long long)o->hi);
-    else if (o->bounds) snprintf(extra, sizeof extra, " (%s)", o->bounds);
-    else if (o->choices) snprintf(extra, sizeof extra, " (%s)", o->choices);
-    const char *tname[] = {"string", "path", "integer", "boolean", "size", "duration", "choice", "list", "AE title"};
-    fprintf(f, "# Type: %s%s. %s%s\n", tname[o->type], extra,
-            (o->flags & F_RESTART) ? "Needs a restart." : "Reloaded by SIGHUP.",
-            (o->flags & F_SENSITIVE) ? " Sensitive." : "");
-    fprintf(f, "#%s = %s\n\n", o->key, o->def ? o->def : "");
-}
-
-void samda_config_write_example(FILE *f)
-{
-    fprintf(f, "# samdad configuration. Generated from the option table in daemon/config.c by\n"
-               "# `samdad --print-config-example`; a unit test keeps this file in step with it.\n"
-               "#\n"
-               "# Every key is shown commented out with its default. Sizes take units (4096, 512MiB, 2GiB),\n"
-               "# durations too (500ms, 30s, 2m, 1h, 1d). Unknown sections or keys are errors.\n"
-               "# Command-line overrides: samdad --set section.key=value (site keys: site.NAME.key=value).\n");
-    const char *prev = NULL;
-    for (size_t i = 0; i < N_MAIN; i++) {
-        if (!prev || strcmp(prev, main_opts[i].section) != 0) {
-            fprintf(f, "\n[%s]\n\n", main_opts[i].section);
-            prev = main_opts[i].section;
-        }
-        write_opt_doc(f, &main_opts[i]);
-    }
-    for (size_t k = 0; k < N_REPEATED; k++) {
-        fprintf(f, "\n# [%s NAME] (repeatable): ", repeated[k].kind);
-        fprintf(f, "%s\n", repeated[k].doc);
-        fprintf(f, "#[%s example]\n\n", repeated[k].kind);
-        for (size_t i = 0; i < repeated[k].n_opts; i++) write_opt_doc(f, &repeated[k].opts[i]);
-    }
-}
-
-static void write_value(FILE *f, const opt *o, const void *base)
-{
-    const void *field = (const char *)base + o->offset;
-    if (o->flags & F_SENSITIVE) {
-        fprintf(f, "%s = %s\n", o->key, *(char *const *)field ? "***" : "");
-        return;
-    }
-    switch (o->type) {
-    case T_STR:
-    case T_PATH:
-    case T_AE: fprintf(f, "%s = %s\n", o->key, *(char *const *)field ? *(char *const *)field : ""); break;
-    case T_BOOL: fprintf(f, "%s = %s\n", o->key, *(const bool *)field ? "true" : "false"); break;
-    case T_SIZE: fprintf(f, "%s = %llu\n", o->key, (unsigned long long)*(const uint64_t *)field); break;
-    case T_DURATION: fprintf(f, "%s = %lldms\n", o->key, (long long)*(const int64_t *)field); break;
-    case T_INT: fprintf(f, "%s = %lld\n", o->key, (long long)*(const int64_t *)field); break;
-    case T_ENUM: {
-        int64_t idx = *(const int64_t *)field;
-        const char *c = o->choices;
-        for (int64_t i = 0; i < idx && c; i++) {
-            c = strchr(c, '|');
-            if (c) c++;
-        }
-        size_t len = c ? strcspn(c, "|") : 0;
-        fprintf(f, "%s = %.*s\n", o->key, (int)len, c ? c : "");
-        break;
-    }
-    case T_LIST: {
-        const samda_strlist *l = field;
-        fprintf(f, "%s = ", o->key);
-        for (size_t i = 0; i < l->n; i++) fprintf(f, "%s%s", i ? "," : "", l->v[i]);
-        fprintf(f, "\n");
-        break;
-    }
-    }
-}
-
-void samda_config_write_effective(const samda_config *c, FILE *f)
-{
-    fprintf(f, "# effective configuration from %s\n", c->source ? c->source : "(defaults)");
-    const char *prev = NULL;
-    for (size_t i = 0; i < N_MAIN; i++) {
-        if (!prev || strcmp(prev, main_opts[i].section) != 0) {
-            fprintf(f, "%s[%s]\n", prev ? "\n" : "", main_opts[i].section);
-            prev = main_opts[i].section;
-        }
-        write_value(f, &main_opts[i], c);
-    }
-    for (size_t k = 0; k < N_REPEATED; k++) {
-        const section_kind *sk = &repeated[k];
-        size_t n = *(const size_t *)((const char *)c + sk->count_off);
-        for (size_t i = 0; i < n; i++) {
-            const char *e = elem_at((samda_config *)c, sk, i);
-            fprintf(f, "\n[%s %s]\n", sk->kind, *(char *const *)(e + sk->name_off));
-            for (size_t j = 0; j < sk->n_opts; j++) write_value(f, &sk->opts[j], e);
-        }
-    }
 }
 
 /* ---------- lookups ---------- */

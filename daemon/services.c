@@ -104,15 +104,12 @@ static void scp_event(void *vctx, const samda_assoc_info *a, const char *what, c
               samda_log_quote(q2, sizeof q2, a->called_ae), a->peer_address, samda_log_quote(q3, sizeof q3, reason));
 }
 
-samda_status samdad_services_start(samdad_ctx *ctx, samda_error *err)
+/* Step 1: the index and object store, crash leftovers reported, sites synced, associations of a
+ * crashed run marked aborted. */
+static samda_status open_store(samdad_ctx *ctx, struct samdad_services *svc, const samda_config *cfg,
+                               samda_error *err)
 {
     samda_status st;
-    struct samdad_services *svc = calloc(1, sizeof *svc);
-    if (!svc) return samda_fail(err, SAMDA_ENOMEM, "starting services: out of memory");
-    ctx->svc = svc;
-    samda_config *cfg = samdad_config_get(ctx);
-
-    /* Store: index and object store. */
     samda_store_params sp;
     samda_store_params_init(&sp);
     sp.data_dir = cfg->data_dir;
@@ -124,34 +121,42 @@ samda_status samdad_services_start(samdad_ctx *ctx, samda_error *err)
     svc->store = samda_store_open(&sp, err);
     if (!svc->store) {
         samda_error_prefix(err, "opening the index: ");
-        st = err ? err->code : SAMDA_EDB;
-        goto fail;
+        return err ? err->code : SAMDA_EDB;
     }
     if (samda_store_tmp_removed(svc->store) || samda_store_orphans_removed(svc->store))
         samda_log(&ctx->log, SAMDA_LOG_WARN, "storage", "removed leftovers of an interrupted run",
                   "tmp_files=%zu unindexed_objects=%zu", samda_store_tmp_removed(svc->store),
                   samda_store_orphans_removed(svc->store));
-    if ((st = samdad_sync_sites(ctx, svc->store, cfg, err)) != SAMDA_OK) goto fail;
+    if ((st = samdad_sync_sites(ctx, svc->store, cfg, err)) != SAMDA_OK) return st;
     /* Associations a previous run left open (it crashed) were aborted: their instances count as
      * such, and their series are no longer waiting for them. We hold the data-dir lock. */
     size_t stale = 0;
-    if ((st = samda_store_assoc_abort_stale(svc->store, &stale, err)) != SAMDA_OK) goto fail;
+    if ((st = samda_store_assoc_abort_stale(svc->store, &stale, err)) != SAMDA_OK) return st;
     if (stale)
         samda_log(&ctx->log, SAMDA_LOG_WARN, "dicom", "associations of an interrupted run marked aborted",
                   "count=%zu", stale);
+    return SAMDA_OK;
+}
 
-    /* DICOM listener. Received files land in the store's tmp/ so that committing is a rename. */
+/* Step 2: DCMTK set up (dictionary, logging), before anything reads or writes DICOM. */
+static samda_status init_dicom(samdad_ctx *ctx, struct samdad_services *svc, samda_error *err)
+{
     samda_dicom_init_params dp;
     samda_dicom_init_params_init(&dp);
     dp.debug = ctx->log.level >= SAMDA_LOG_DEBUG;
     dp.log = dcmtk_log;
     dp.log_ctx = ctx;
-    if ((st = samda_dicom_init(&dp, err)) != SAMDA_OK) goto fail;
-    svc->dicom_inited = true;
-    /* Model and segmentation worker (needs the store). A checkpoint or default adapter that cannot
-     * be opened does not stop the start-up: ingest and the API still run, the reason is logged once
-     * and shown by /health and /metrics, and segmentation jobs stay pending (not failed) until a
-     * restart with a working [model] picks them up. */
+    samda_status st = samda_dicom_init(&dp, err);
+    if (st == SAMDA_OK) svc->dicom_inited = true;
+    return st;
+}
+
+/* Step 3: the model and the segmentation worker (needs the store). A checkpoint or default
+ * adapter that cannot be opened does not stop the start-up: ingest and the API still run, the
+ * reason is logged once and shown by /health and /metrics, and segmentation jobs stay pending (not
+ * failed) until a restart with a working [model] picks them up. */
+static void start_model(samdad_ctx *ctx, struct samdad_services *svc, const samda_config *cfg)
+{
     if (!cfg->model_checkpoint || !*cfg->model_checkpoint) {
         samda_log(&ctx->log, SAMDA_LOG_WARN, "model", "no model configured: segmentation jobs stay pending",
                   "hint=\"set [model] checkpoint\"");
@@ -174,7 +179,16 @@ samda_status samdad_services_start(samdad_ctx *ctx, samda_error *err)
                   "segmentation jobs stay pending", NULL);
 #endif
     }
+#ifndef SAMDA_HAVE_MODEL
+    (void)svc;
+#endif
+}
 
+/* Step 4: the DICOM listener. Received files land in the store's tmp/ so that committing is a
+ * rename. */
+static samda_status start_dicom(samdad_ctx *ctx, struct samdad_services *svc, const samda_config *cfg,
+                                samda_error *err)
+{
     snprintf(svc->tmp_dir, sizeof svc->tmp_dir, "%s/tmp", samda_store_data_dir(svc->store));
     samda_scp_params scp;
     samda_scp_params_init(&scp);
@@ -204,17 +218,18 @@ samda_status samdad_services_start(samdad_ctx *ctx, samda_error *err)
     if (!svc->scp) {
         samda_error_prefix(err, "starting the DICOM listener on %s:%lld: ", cfg->dicom_bind,
                            (long long)cfg->dicom_port);
-        st = err ? err->code : SAMDA_ENETWORK;
-        goto fail;
+        return err ? err->code : SAMDA_ENETWORK;
     }
+    return SAMDA_OK;
+}
 
-    /* HTTP: REST and DICOMweb. Uploads are spooled in the store's tmp/ (same file system). */
+/* Step 5: HTTP, REST and DICOMweb. Uploads are spooled in the store's tmp/ (same file system). */
+static samda_status start_http(samdad_ctx *ctx, struct samdad_services *svc, const samda_config *cfg,
+                               samda_error *err)
+{
     samda_api_services api_svc;
     svc->api_core = samdad_api_core_new(ctx, &api_svc, err);
-    if (!svc->api_core) {
-        st = err ? err->code : SAMDA_ENOMEM;
-        goto fail;
-    }
+    if (!svc->api_core) return err ? err->code : SAMDA_ENOMEM;
     samda_api_params ap;
     samda_api_params_init(&ap);
     ap.bind_address = cfg->http_bind;
@@ -242,10 +257,24 @@ samda_status samdad_services_start(samdad_ctx *ctx, samda_error *err)
     svc->api = samda_api_start(&ap, &api_svc, err);
     if (!svc->api) {
         samda_error_prefix(err, "starting the HTTP listener on %s:%lld: ", cfg->http_bind, (long long)cfg->http_port);
-        st = err ? err->code : SAMDA_ENETWORK;
-        goto fail;
+        return err ? err->code : SAMDA_ENETWORK;
     }
+    return SAMDA_OK;
+}
 
+/* Start-up reads as its steps; a failed step leaves what started for samdad_services_stop. */
+samda_status samdad_services_start(samdad_ctx *ctx, samda_error *err)
+{
+    samda_status st;
+    struct samdad_services *svc = calloc(1, sizeof *svc);
+    if (!svc) return samda_fail(err, SAMDA_ENOMEM, "starting services: out of memory");
+    ctx->svc = svc;
+    samda_config *cfg = samdad_config_get(ctx);
+    if ((st = open_store(ctx, svc, cfg, err)) != SAMDA_OK) goto fail;
+    if ((st = init_dicom(ctx, svc, err)) != SAMDA_OK) goto fail;
+    start_model(ctx, svc, cfg);
+    if ((st = start_dicom(ctx, svc, cfg, err)) != SAMDA_OK) goto fail;
+    if ((st = start_http(ctx, svc, cfg, err)) != SAMDA_OK) goto fail;
     svc->sched = samdad_scheduler_start(ctx, err);
     if (!svc->sched) {
         st = err ? err->code : SAMDA_EINTERNAL;

@@ -583,7 +583,7 @@ std::vector<at::Tensor> trainable_params(SamImpl &sam, samda_adapter *a, samda_t
     return ps;
 }
 
-samda_status train_impl(samda_model *m, samda_adapter *a, const samda_train_params *p, samda_train_report *rep)
+void check_train_params(const samda_model *m, const samda_adapter *a, const samda_train_params *p)
 {
     if (!m || !p || !p->data_dir)
         raise(SAMDA_EINVAL, "model, params or data_dir is NULL");
@@ -598,6 +598,132 @@ samda_status train_impl(samda_model *m, samda_adapter *a, const samda_train_para
                             "patience >= 0 are required");
     if (a && a->base_fp != samda_model_fingerprint(m))
         raise(SAMDA_EINVAL, "adapter belongs to another model");
+}
+
+/* The seeded split of cases into training and validation (sorted case indexes). */
+struct Split {
+    std::vector<size_t> tr, val;
+};
+
+Split split_cases(size_t n_cases, double val_split, Rng &rng)
+{
+    std::vector<size_t> order(n_cases);
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), rng);
+    size_t n_val = (size_t)std::floor(val_split * (double)n_cases);
+    if (val_split > 0 && n_val == 0 && n_cases >= 2)
+        n_val = 1;
+    Split sp;
+    sp.val.assign(order.begin(), order.begin() + (long)n_val);
+    sp.tr.assign(order.begin() + (long)n_val, order.end());
+    std::sort(sp.val.begin(), sp.val.end());
+    std::sort(sp.tr.begin(), sp.tr.end());
+    if (sp.tr.empty())
+        raise(SAMDA_EINVAL, "no training cases left after the validation split");
+    return sp;
+}
+
+/* The prompt of the k-th batch: the configured one, MIXED cycling free/box/free/point (box/point
+ * without an adapter, which has no label tokens for prompt-free). */
+Mode batch_mode(const samda_train_params *p, bool have_adapter, size_t k)
+{
+    Mode mode;
+    switch (p->prompt) {
+    case SAMDA_TRAIN_PROMPT_FREE: mode = Mode::FREE; break;
+    case SAMDA_TRAIN_PROMPT_BOX: mode = Mode::BOX; break;
+    case SAMDA_TRAIN_PROMPT_POINT: mode = Mode::POINT; break;
+    default: {
+        static const Mode cycle[4] = {Mode::FREE, Mode::BOX, Mode::FREE, Mode::POINT};
+        mode = cycle[k % 4];
+    }
+    }
+    if (!have_adapter && mode == Mode::FREE)
+        mode = Mode::BOX;
+    if (!have_adapter && p->prompt == SAMDA_TRAIN_PROMPT_MIXED)
+        mode = k % 2 ? Mode::POINT : Mode::BOX;
+    return mode;
+}
+
+/* What one training run shares between its epochs. */
+struct TrainRun {
+    const samda_train_params *p;
+    Ctx *x;
+    SamImpl *sam;
+    std::vector<Item> *items;
+    AdamW *opt;
+    Rng *rng;
+    Clock::time_point t_start;
+    size_t batch_counter = 0;
+    double epoch_seconds = 0; // of the previous epoch with its validation, for the ETA
+    bool progress = false;
+};
+
+/* One epoch over the shuffled items; returns the mean batch loss (0 when no batch ran). */
+double run_epoch(TrainRun &r, int ep)
+{
+    const samda_train_params *p = r.p;
+    const auto t_ep = Clock::now();
+    std::vector<size_t> idx(r.items->size());
+    std::iota(idx.begin(), idx.end(), 0);
+    std::shuffle(idx.begin(), idx.end(), *r.rng);
+    double loss_sum = 0;
+    int n_batches = 0;
+    const size_t total_batches = (idx.size() + (size_t)p->batch - 1) / (size_t)p->batch;
+    for (size_t s = 0; s < idx.size(); s += (size_t)p->batch) {
+        const Mode mode = batch_mode(p, r.x->a != nullptr, r.batch_counter++);
+        std::vector<const Item *> b;
+        for (size_t k = s; k < std::min(idx.size(), s + (size_t)p->batch); k++)
+            if (mode == Mode::FREE || (*r.items)[idx[k]].present)
+                b.push_back(&(*r.items)[idx[k]]);
+        if (b.empty())
+            continue;
+        r.sam->train();
+        r.opt->zero_grad();
+        auto out = forward_batch(*r.x, b, mode, r.rng, true);
+        std::vector<at::Tensor> tg;
+        for (const Item *it : b)
+            tg.push_back(it->target);
+        at::Tensor loss = seg_loss(out.first, out.second, at::stack(tg, 0));
+        loss.backward();
+        r.opt->step();
+        loss_sum += loss.item<double>();
+        n_batches++;
+        if (p->max_seconds > 0 && since(r.t_start) > p->max_seconds)
+            break;
+        if (r.progress) {
+            const double el = since(t_ep);
+            const double per = el / (double)(s / (size_t)p->batch + 1);
+            const double eta = per * (double)(total_batches - s / (size_t)p->batch - 1) +
+                               (r.epoch_seconds > 0 ? r.epoch_seconds : per * (double)total_batches) * (p->epochs - ep);
+            fprintf(stderr, "\rtrain: epoch %d/%d batch %zu/%zu loss %.4f  ETA %s   ", ep, p->epochs,
+                    s / (size_t)p->batch + 1, total_batches, loss_sum / n_batches, hms(eta).c_str());
+        }
+    }
+    return n_batches ? loss_sum / n_batches : 0;
+}
+
+/* The adapter's provenance record of a supervised run (JSON). */
+std::string train_provenance(const samda_train_params *p, size_t n_cases, const Split &sp, int epochs_run,
+                             int best_epoch, double best, double last_loss)
+{
+    return std::string("{\"kind\":\"supervised\",\"scope\":\"") +
+           (p->scope == SAMDA_TRAIN_SCOPE_ADAPTER ? "adapter" : p->scope == SAMDA_TRAIN_SCOPE_DECODER ? "decoder" : "full") +
+           "\",\"prompt\":\"" +
+           (p->prompt == SAMDA_TRAIN_PROMPT_FREE ? "free" : p->prompt == SAMDA_TRAIN_PROMPT_BOX ? "box"
+                                                         : p->prompt == SAMDA_TRAIN_PROMPT_POINT ? "point" : "mixed") +
+           "\",\"n_cases\":" + std::to_string(n_cases) + ",\"n_train\":" + std::to_string(sp.tr.size()) +
+           ",\"n_val\":" + std::to_string(sp.val.size()) + ",\"seed\":" + std::to_string(p->seed) +
+           ",\"epochs\":" + std::to_string(p->epochs) + ",\"epochs_run\":" + std::to_string(epochs_run) +
+           ",\"best_epoch\":" + std::to_string(best_epoch) + ",\"lr\":" + json_num(p->lr) +
+           ",\"metrics\":{\"val_dice\":" + json_num(sp.val.empty() ? NAN : best) + ",\"train_loss\":" + json_num(last_loss) +
+           "}}";
+}
+
+/* Supervised training: check, load and encode cases, split, then epochs with early stopping on the
+ * validation Dice; the best epoch's parameters are kept. */
+samda_status train_impl(samda_model *m, samda_adapter *a, const samda_train_params *p, samda_train_report *rep)
+{
+    check_train_params(m, a, p);
     const auto t_start = Clock::now();
     reset_peak_rss();
     SamImpl &sam = const_cast<SamImpl &>(model_network(m));
@@ -608,21 +734,10 @@ samda_status train_impl(samda_model *m, samda_adapter *a, const samda_train_para
         raise(SAMDA_EINVAL, "the masks in " + std::string(p->data_dir) + " hold no label");
     Encoded enc = encode_cases(m, cases, labels, p->flip != 0, full);
 
-    // Split cases (seeded).
-    std::vector<size_t> order(cases.size());
-    std::iota(order.begin(), order.end(), 0);
     Rng rng(p->seed);
-    std::shuffle(order.begin(), order.end(), rng);
-    size_t n_val = (size_t)std::floor(p->val_split * (double)cases.size());
-    if (p->val_split > 0 && n_val == 0 && cases.size() >= 2)
-        n_val = 1;
-    std::vector<size_t> val(order.begin(), order.begin() + (long)n_val), tr(order.begin() + (long)n_val, order.end());
-    std::sort(val.begin(), val.end());
-    std::sort(tr.begin(), tr.end());
-    if (tr.empty())
-        raise(SAMDA_EINVAL, "no training cases left after the validation split");
+    const Split sp = split_cases(cases.size(), p->val_split, rng);
     const at::Device dev = model_device(m);
-    std::vector<Item> items = make_items(cases, tr, labels, enc, sam.cfg, dev);
+    std::vector<Item> items = make_items(cases, sp.tr, labels, enc, sam.cfg, dev);
     bool any_present = false;
     for (const auto &it : items)
         any_present |= it.present;
@@ -655,76 +770,25 @@ samda_status train_impl(samda_model *m, samda_adapter *a, const samda_train_para
     const Mode eval_mode = a && p->prompt != SAMDA_TRAIN_PROMPT_BOX && p->prompt != SAMDA_TRAIN_PROMPT_POINT
                                ? Mode::FREE
                                : Mode::BOX;
-    auto eval_val = [&]() {
-        sam.eval();
-        return evaluate(x, val, labels, eval_mode).mean;
-    };
-    double best = -1;
+    TrainRun run{p, &x, &sam, &items, &opt, &rng, t_start};
+    run.progress = show_progress(p->progress);
+    double best = -1, last_loss = 0;
     int best_epoch = 0, epochs_run = 0, stale = 0;
     std::vector<at::Tensor> best_params = snapshot(params);
-    double last_loss = 0, epoch_seconds = 0;
-    const bool prog = show_progress(p->progress);
-    size_t batch_counter = 0;
     for (int ep = 1; ep <= p->epochs; ep++) {
         const auto t_ep = Clock::now();
-        std::vector<size_t> idx(items.size());
-        std::iota(idx.begin(), idx.end(), 0);
-        std::shuffle(idx.begin(), idx.end(), rng);
-        double loss_sum = 0;
-        int n_batches = 0;
-        const size_t total_batches = (idx.size() + (size_t)p->batch - 1) / (size_t)p->batch;
-        for (size_t s = 0; s < idx.size(); s += (size_t)p->batch) {
-            Mode mode;
-            switch (p->prompt) {
-            case SAMDA_TRAIN_PROMPT_FREE: mode = Mode::FREE; break;
-            case SAMDA_TRAIN_PROMPT_BOX: mode = Mode::BOX; break;
-            case SAMDA_TRAIN_PROMPT_POINT: mode = Mode::POINT; break;
-            default: {
-                static const Mode cycle[4] = {Mode::FREE, Mode::BOX, Mode::FREE, Mode::POINT};
-                mode = cycle[batch_counter % 4];
-            }
-            }
-            if (!a && mode == Mode::FREE)
-                mode = Mode::BOX;
-            if (!a && p->prompt == SAMDA_TRAIN_PROMPT_MIXED)
-                mode = batch_counter % 2 ? Mode::POINT : Mode::BOX;
-            batch_counter++;
-            std::vector<const Item *> b;
-            for (size_t k = s; k < std::min(idx.size(), s + (size_t)p->batch); k++)
-                if (mode == Mode::FREE || items[idx[k]].present)
-                    b.push_back(&items[idx[k]]);
-            if (b.empty())
-                continue;
-            sam.train();
-            opt.zero_grad();
-            auto out = forward_batch(x, b, mode, &rng, true);
-            std::vector<at::Tensor> tg;
-            for (const Item *it : b)
-                tg.push_back(it->target);
-            at::Tensor loss = seg_loss(out.first, out.second, at::stack(tg, 0));
-            loss.backward();
-            opt.step();
-            loss_sum += loss.item<double>();
-            n_batches++;
-            if (p->max_seconds > 0 && since(t_start) > p->max_seconds)
-                break;
-            if (prog) {
-                const double el = since(t_ep);
-                const double per = el / (double)(s / (size_t)p->batch + 1);
-                const double eta = per * (double)(total_batches - s / (size_t)p->batch - 1) +
-                                   (epoch_seconds > 0 ? epoch_seconds : per * (double)total_batches) * (p->epochs - ep);
-                fprintf(stderr, "\rtrain: epoch %d/%d batch %zu/%zu loss %.4f  ETA %s   ", ep, p->epochs,
-                        s / (size_t)p->batch + 1, total_batches, loss_sum / n_batches, hms(eta).c_str());
-            }
-        }
-        last_loss = n_batches ? loss_sum / n_batches : 0;
+        last_loss = run_epoch(run, ep);
         epochs_run = ep;
-        const double vd = val.empty() ? -1 : eval_val();
-        epoch_seconds = since(t_ep);
-        if (prog)
+        double vd = -1;
+        if (!sp.val.empty()) {
+            sam.eval();
+            vd = evaluate(x, sp.val, labels, eval_mode).mean;
+        }
+        run.epoch_seconds = since(t_ep);
+        if (run.progress)
             fprintf(stderr, "\rtrain: epoch %d/%d loss %.4f val dice %.4f (%.1f s/epoch)              \n", ep,
-                    p->epochs, last_loss, vd, epoch_seconds);
-        if (val.empty() || vd > best) {
+                    p->epochs, last_loss, vd, run.epoch_seconds);
+        if (sp.val.empty() || vd > best) {
             best = vd;
             best_epoch = ep;
             best_params = snapshot(params);
@@ -742,28 +806,17 @@ samda_status train_impl(samda_model *m, samda_adapter *a, const samda_train_para
         if (!a->version.empty())
             a->parent = a->version;
         a->version.clear();
-        a->meta["provenance"] =
-            std::string("{\"kind\":\"supervised\",\"scope\":\"") +
-            (p->scope == SAMDA_TRAIN_SCOPE_ADAPTER ? "adapter" : p->scope == SAMDA_TRAIN_SCOPE_DECODER ? "decoder" : "full") +
-            "\",\"prompt\":\"" +
-            (p->prompt == SAMDA_TRAIN_PROMPT_FREE ? "free" : p->prompt == SAMDA_TRAIN_PROMPT_BOX ? "box"
-                                                          : p->prompt == SAMDA_TRAIN_PROMPT_POINT ? "point" : "mixed") +
-            "\",\"n_cases\":" + std::to_string(cases.size()) + ",\"n_train\":" + std::to_string(tr.size()) +
-            ",\"n_val\":" + std::to_string(val.size()) + ",\"seed\":" + std::to_string(p->seed) +
-            ",\"epochs\":" + std::to_string(p->epochs) + ",\"epochs_run\":" + std::to_string(epochs_run) +
-            ",\"best_epoch\":" + std::to_string(best_epoch) + ",\"lr\":" + json_num(p->lr) +
-            ",\"metrics\":{\"val_dice\":" + json_num(val.empty() ? NAN : best) + ",\"train_loss\":" + json_num(last_loss) +
-            "}}";
+        a->meta["provenance"] = train_provenance(p, cases.size(), sp, epochs_run, best_epoch, best, last_loss);
     }
     if (rep) {
         std::memset(rep, 0, sizeof *rep);
         rep->n_cases = (int)cases.size();
-        rep->n_train = (int)tr.size();
-        rep->n_val = (int)val.size();
+        rep->n_train = (int)sp.tr.size();
+        rep->n_val = (int)sp.val.size();
         rep->n_items = (int)items.size();
         rep->epochs_run = epochs_run;
         rep->best_epoch = best_epoch;
-        rep->best_val_dice = val.empty() ? NAN : best;
+        rep->best_val_dice = sp.val.empty() ? NAN : best;
         rep->final_loss = last_loss;
         rep->encode_seconds = enc.seconds;
         rep->seconds_per_epoch = epochs_run ? (total - enc.seconds) / epochs_run : 0;
@@ -783,65 +836,168 @@ struct TtaStats {
     std::vector<double> area;  // per label
 };
 
-samda_status tta_impl(const samda_model *m, samda_adapter *a, const std::vector<at::Tensor> &emb,
-                      const std::vector<at::Tensor> &embf, const std::vector<int> &content_w, const samda_tta_params *p,
-                      samda_tta_report *rep)
+void check_tta_params(const samda_model *m, const samda_adapter *a, size_t n_images, const samda_tta_params *p)
 {
     if (!m || !a || !p)
         raise(SAMDA_EINVAL, "model, adapter or params is NULL");
-    if (emb.empty())
+    if (n_images == 0)
         raise(SAMDA_EINVAL, "no images");
     if (p->steps < 0 || p->steps > 100000 || !(p->lr > 0) || !(p->ema >= 0 && p->ema < 1) || p->check_every < 1 ||
         !(p->min_area_ratio >= 0 && p->min_area_ratio < 1 && p->max_area_ratio > 1) || p->max_iou_drop < 0 ||
         !(p->prompt_anchor_weight >= 0))
         raise(SAMDA_EINVAL, "steps 0..100000, lr > 0, ema in [0,1), check_every >= 1, min_area_ratio in [0,1), "
                             "max_area_ratio > 1, max_iou_drop >= 0, prompt_anchor_weight >= 0 are required");
+}
+
+/* One test-time adaptation run: the student (the adapter), its EMA teacher and the frozen anchor
+ * (the adapter as it came), copies matched by name, over the images' embeddings. */
+struct Tta {
+    const SamImpl *sam;
+    samda_adapter *a;
+    const std::vector<at::Tensor> *emb, *embf;
+    const std::vector<int> *content_w;
+    const samda_tta_params *p;
+    at::Device dev;
+    int L, S;
+    int64_t n_labels;
+    at::Tensor all_labels;
+    std::shared_ptr<AdapterNet> teacher, anchor;
+};
+
+/* Mean predicted IoU and per-label mask area over all images (the guards' measures). */
+TtaStats tta_stats(const Tta &t)
+{
+    at::NoGradGuard ng;
+    TtaStats st;
+    st.area.assign((size_t)t.n_labels, 0.0);
+    for (size_t i = 0; i < t.emb->size(); i++) {
+        auto r = adapter_forward_free(*t.sam, *t.a->net, t.a->dense_pe, (*t.emb)[i], t.all_labels);
+        st.iou += r.second.mean().item<double>();
+        at::Tensor area = (r.first > 0).to(at::kFloat).mean({1, 2, 3}).to(at::kCPU);
+        for (int64_t l = 0; l < t.n_labels; l++)
+            st.area[(size_t)l] += area[l].item<double>();
+    }
+    st.iou /= (double)t.emb->size();
+    for (auto &v : st.area)
+        v /= (double)t.emb->size();
+    return st;
+}
+
+/* The guards: empty when st is acceptable against start, else why not. */
+std::string tta_guard(const Tta &t, const TtaStats &start, const TtaStats &st)
+{
+    char b[200];
+    if (st.iou < start.iou - t.p->max_iou_drop) {
+        snprintf(b, sizeof b, "mean predicted IoU fell from %.3f to %.3f (limit %.3f)", start.iou, st.iou,
+                 t.p->max_iou_drop);
+        return b;
+    }
+    for (int64_t l = 0; l < t.n_labels; l++) {
+        const double a0 = start.area[(size_t)l], a1 = st.area[(size_t)l];
+        const bool bad = a0 > 1e-4 ? (a1 < t.p->min_area_ratio * a0 || a1 > t.p->max_area_ratio * a0) : a1 > 0.01;
+        if (bad) {
+            snprintf(b, sizeof b, "mask area of label \"%s\" went from %.4f to %.4f of the image (%s)",
+                     t.a->labels[(size_t)l].name, a0, a1, a1 < a0 ? "collapse" : "explosion");
+            return b;
+        }
+    }
+    return std::string();
+}
+
+/* Mirror low-res logits back (only the content columns are mirrored). */
+at::Tensor tta_unflip(const Tta &t, const at::Tensor &x, int cw)
+{
+    const int64_t cols = std::max<int64_t>(1, std::min<int64_t>(t.L, std::lround((double)cw * t.L / t.S)));
+    if (cols == t.L)
+        return x.flip({3});
+    return at::cat({x.slice(3, 0, cols).flip({3}), x.slice(3, cols)}, 3);
+}
+
+/* Prompted decoding shares the bottlenecks: keep it where it was. Boxes around the anchor's
+ * prompt-free masks (input frame), its box predictions as soft targets. Undefined when the anchor
+ * finds nothing to box. */
+at::Tensor tta_anchor_loss(const Tta &t, size_t i)
+{
+    const at::Tensor &e = (*t.emb)[i];
+    PromptBatch pb;
+    at::Tensor target;
+    {
+        at::NoGradGuard ng;
+        auto f = adapter_forward_free(*t.sam, *t.anchor, t.a->dense_pe, e, t.all_labels);
+        at::Tensor fg = (f.first.select(1, 0) > 0).to(at::kCPU);  // labels x L x L
+        std::vector<float> bx;
+        for (int64_t l = 0; l < t.n_labels; l++) {
+            at::Tensor ys = fg[l].any(1).nonzero(), xs = fg[l].any(0).nonzero();
+            if (ys.numel() == 0)
+                continue;
+            const double k = (double)t.S / t.L;
+            bx.insert(bx.end(), {(float)(xs.min().item<int64_t>() * k), (float)(ys.min().item<int64_t>() * k),
+                                 (float)((xs.max().item<int64_t>() + 1) * k),
+                                 (float)((ys.max().item<int64_t>() + 1) * k)});
+        }
+        if (bx.empty())
+            return at::Tensor();
+        pb.boxes = at::tensor(bx).reshape({-1, 4}).to(t.dev);
+        target = at::sigmoid(adapter_forward_prompted(*t.sam, t.anchor.get(), t.a->dense_pe, e, pb, t.n_labels).first);
+    }
+    auto sp = adapter_forward_prompted(*t.sam, t.a->net.get(), t.a->dense_pe, e, pb, t.n_labels);
+    return at::binary_cross_entropy_with_logits(sp.first, target);
+}
+
+/* The loss of one step on image i: entropy, agreement with the teacher on the flipped image,
+ * the prompt anchor. */
+at::Tensor tta_loss(const Tta &t, size_t i)
+{
+    const samda_tta_params *p = t.p;
+    auto s = adapter_forward_free(*t.sam, *t.a->net, t.a->dense_pe, (*t.emb)[i], t.all_labels);
+    at::Tensor prob = at::sigmoid(s.first);
+    at::Tensor ent = -(prob * at::log(prob.clamp_min(1e-6)) + (1 - prob) * at::log((1 - prob).clamp_min(1e-6))).mean();
+    at::Tensor loss = p->entropy_weight * ent;
+    if (!t.embf->empty() && (*t.embf)[i].defined()) {
+        at::Tensor target;
+        {
+            at::NoGradGuard ng;
+            auto r = adapter_forward_free(*t.sam, *t.teacher, t.a->dense_pe, (*t.embf)[i], t.all_labels);
+            target = at::sigmoid(tta_unflip(t, r.first, (*t.content_w)[i]));
+        }
+        loss = loss + at::binary_cross_entropy_with_logits(s.first, target);
+    }
+    if (p->prompt_anchor_weight > 0) {
+        at::Tensor al = tta_anchor_loss(t, i);
+        if (al.defined())
+            loss = loss + p->prompt_anchor_weight * al;
+    }
+    return loss;
+}
+
+/* Test-time adaptation: steps on random images, the teacher following by EMA, the guards checked
+ * every check_every steps; a failed check restores the last weights that passed and stops. */
+samda_status tta_impl(const samda_model *m, samda_adapter *a, const std::vector<at::Tensor> &emb,
+                      const std::vector<at::Tensor> &embf, const std::vector<int> &content_w, const samda_tta_params *p,
+                      samda_tta_report *rep)
+{
+    check_tta_params(m, a, emb.size(), p);
     const auto t0 = Clock::now();
     const SamImpl &sam = model_network(m);
-    const int L = sam.cfg.low_res_size(), S = sam.cfg.img_size;
-    const int64_t n_labels = (int64_t)a->labels.size();
     const at::Device dev = model_device(m);
-    // The EMA teacher and the frozen anchor (the adapter as it came) are copies matched by name.
-    auto teacher = copy_adapter_net(*a->net, dev);
-    auto anchor = copy_adapter_net(*a->net, dev);
+    Tta t{&sam, a, &emb, &embf, &content_w, p, dev, sam.cfg.low_res_size(), sam.cfg.img_size,
+          (int64_t)a->labels.size(), at::Tensor(), copy_adapter_net(*a->net, dev), copy_adapter_net(*a->net, dev)};
+    const int64_t n_labels = t.n_labels;
     std::vector<at::Tensor> params, tparams;
     {
-        std::map<std::string, at::Tensor> tn(teacher->named.begin(), teacher->named.end());
+        std::map<std::string, at::Tensor> tn(t.teacher->named.begin(), t.teacher->named.end());
         for (auto &kv : a->net->named) {
             params.push_back(kv.second);
             tparams.push_back(tn.at(kv.first));
         }
     }
-    for (auto &q : teacher->parameters(true))
+    for (auto &q : t.teacher->parameters(true))
         q.requires_grad_(false);
-    for (auto &q : anchor->parameters(true))
+    for (auto &q : t.anchor->parameters(true))
         q.requires_grad_(false);
+    t.all_labels = at::arange(n_labels, at::TensorOptions().dtype(at::kLong).device(dev));
 
-    at::Tensor all_labels = at::arange(n_labels, at::TensorOptions().dtype(at::kLong).device(dev));
-    auto stats = [&]() {
-        at::NoGradGuard ng;
-        TtaStats st;
-        st.area.assign((size_t)n_labels, 0.0);
-        for (size_t i = 0; i < emb.size(); i++) {
-            auto r = adapter_forward_free(sam, *a->net, a->dense_pe, emb[i], all_labels);
-            st.iou += r.second.mean().item<double>();
-            at::Tensor area = (r.first > 0).to(at::kFloat).mean({1, 2, 3}).to(at::kCPU);
-            for (int64_t l = 0; l < n_labels; l++)
-                st.area[(size_t)l] += area[l].item<double>();
-        }
-        st.iou /= (double)emb.size();
-        for (auto &v : st.area)
-            v /= (double)emb.size();
-        return st;
-    };
-    // Mirror low-res logits back (only the content columns are mirrored).
-    auto unflip = [&](const at::Tensor &t, int cw) {
-        const int64_t cols = std::max<int64_t>(1, std::min<int64_t>(L, std::lround((double)cw * L / S)));
-        if (cols == L)
-            return t.flip({3});
-        return at::cat({t.slice(3, 0, cols).flip({3}), t.slice(3, cols)}, 3);
-    };
-    const TtaStats start = stats();
+    const TtaStats start = tta_stats(t);
     TtaStats last = start;
     std::vector<at::Tensor> good = snapshot(params);
     AdamW opt(params, p->lr, 0.0);
@@ -850,84 +1006,19 @@ samda_status tta_impl(const samda_model *m, samda_adapter *a, const std::vector<
     std::string reason;
     int steps_run = 0;
     const bool prog = show_progress(p->progress);
-    auto check = [&]() -> bool {
-        TtaStats st = stats();
-        if (st.iou < start.iou - p->max_iou_drop) {
-            char b[200];
-            snprintf(b, sizeof b, "mean predicted IoU fell from %.3f to %.3f (limit %.3f)", start.iou, st.iou,
-                     p->max_iou_drop);
-            reason = b;
-            return false;
-        }
-        for (int64_t l = 0; l < n_labels; l++) {
-            const double a0 = start.area[(size_t)l], a1 = st.area[(size_t)l];
-            const bool bad = a0 > 1e-4 ? (a1 < p->min_area_ratio * a0 || a1 > p->max_area_ratio * a0) : a1 > 0.01;
-            if (bad) {
-                char b[200];
-                snprintf(b, sizeof b, "mask area of label \"%s\" went from %.4f to %.4f of the image (%s)",
-                         a->labels[(size_t)l].name, a0, a1, a1 < a0 ? "collapse" : "explosion");
-                reason = b;
-                return false;
-            }
-        }
-        last = st;
-        return true;
-    };
     bool reverted = false;
     for (int step = 1; step <= p->steps; step++) {
         const size_t i = pick(rng);
         opt.zero_grad();
-        auto s = adapter_forward_free(sam, *a->net, a->dense_pe, emb[i], all_labels);
-        at::Tensor loss;
-        at::Tensor prob = at::sigmoid(s.first);
-        at::Tensor ent = -(prob * at::log(prob.clamp_min(1e-6)) + (1 - prob) * at::log((1 - prob).clamp_min(1e-6))).mean();
-        loss = p->entropy_weight * ent;
-        if (!embf.empty() && embf[i].defined()) {
-            at::Tensor target;
-            {
-                at::NoGradGuard ng;
-                auto t = adapter_forward_free(sam, *teacher, a->dense_pe, embf[i], all_labels);
-                target = at::sigmoid(unflip(t.first, content_w[i]));
-            }
-            loss = loss + at::binary_cross_entropy_with_logits(s.first, target);
-        }
-        if (p->prompt_anchor_weight > 0) {
-            // Prompted decoding shares the bottlenecks: keep it where it was. Boxes around the
-            // anchor's prompt-free masks (input frame), its box predictions as soft targets.
-            PromptBatch pb;
-            at::Tensor target;
-            {
-                at::NoGradGuard ng;
-                auto f = adapter_forward_free(sam, *anchor, a->dense_pe, emb[i], all_labels);
-                at::Tensor fg = (f.first.select(1, 0) > 0).to(at::kCPU);  // labels x L x L
-                std::vector<float> bx;
-                for (int64_t l = 0; l < n_labels; l++) {
-                    at::Tensor ys = fg[l].any(1).nonzero(), xs = fg[l].any(0).nonzero();
-                    if (ys.numel() == 0)
-                        continue;
-                    const double k = (double)S / L;
-                    bx.insert(bx.end(), {(float)(xs.min().item<int64_t>() * k), (float)(ys.min().item<int64_t>() * k),
-                                         (float)((xs.max().item<int64_t>() + 1) * k),
-                                         (float)((ys.max().item<int64_t>() + 1) * k)});
-                }
-                if (!bx.empty()) {
-                    pb.boxes = at::tensor(bx).reshape({-1, 4}).to(dev);
-                    target = at::sigmoid(adapter_forward_prompted(sam, anchor.get(), a->dense_pe, emb[i], pb, n_labels).first);
-                }
-            }
-            if (target.defined()) {
-                auto sp = adapter_forward_prompted(sam, a->net.get(), a->dense_pe, emb[i], pb, n_labels);
-                loss = loss + p->prompt_anchor_weight * at::binary_cross_entropy_with_logits(sp.first, target);
-            }
-        }
+        at::Tensor loss = tta_loss(t, i);
         loss.backward();
         {
             // The prompted token set is the anchor's to keep, not TTA's to adapt: Adam would turn its
             // near-zero gradients into full-size steps.
             at::NoGradGuard ng;
-            for (auto &t : a->net->block_tokens)
-                if (t.grad().defined())
-                    t.mutable_grad()[n_labels].zero_();
+            for (auto &bt : a->net->block_tokens)
+                if (bt.grad().defined())
+                    bt.mutable_grad()[n_labels].zero_();
         }
         opt.step();
         {
@@ -939,11 +1030,14 @@ samda_status tta_impl(const samda_model *m, samda_adapter *a, const std::vector<
         if (prog)
             fprintf(stderr, "\rtta: step %d/%d loss %.4f   ", step, p->steps, loss.item<double>());
         if (step % p->check_every == 0 || step == p->steps) {
-            if (!check()) {
+            TtaStats st = tta_stats(t);
+            reason = tta_guard(t, start, st);
+            if (!reason.empty()) {
                 restore(params, good);
                 reverted = true;
                 break;
             }
+            last = st;
             good = snapshot(params);
         }
     }

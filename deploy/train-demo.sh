@@ -1,7 +1,7 @@
 #!/bin/sh
 # deploy/train-demo.sh: reproduce the demo models in deploy/demo/ from nothing but this repository.
 #
-#   1. phantom slices of site style A (tools/phantom: 480 slices of 30 bodies, 256 x 256, seed 1);
+#   1. phantom slices of site style A (phantom/: 480 slices of 30 bodies, 256 x 256, seed 1);
 #   2. a small SAM (deploy/demo/config.json: ViT encoder 96 wide, 4 blocks, 256 px input; the official
 #      prompt encoder and mask decoder sizes) trained from seeded random weights with box and point
 #      prompts -> deploy/demo/sam_demo_base.pth (official key layout, float16);
@@ -12,7 +12,7 @@
 #
 # Environment: SAMDA_ADAPTER  the adapter program (default: build-model/samda-adapter, built by
 #                             `cmake -S model -B build-model && cmake --build build-model --target samda-adapter`)
-#              SAMDA          a samda binary with `samda phantom` (else tools/ is compiled with cc)
+#              SAMDA          a samda binary with `samda phantom` (else phantom/ is compiled with cc)
 #              WORK           scratch folder (default: a new folder under /tmp)
 #              PRETRAIN_SECONDS  time budget of step 2 (default 1500)
 set -eu
@@ -29,8 +29,8 @@ phantom() {
     else
         if [ ! -x "$work/phantom" ]; then
             printf '#include "phantom.h"\nint main(int c, char **v) { return samda_phantom_main(c - 1, v + 1); }\n' > "$work/phantom_main.c"
-            cc -std=c17 -O2 -D_GNU_SOURCE -I"$here/tools" -I"$here/common" "$here"/tools/phantom.c \
-               "$here"/tools/phantom_main.c "$here"/tools/npy_write.c "$here"/tools/atomic_file.c \
+            cc -std=c17 -O2 -D_GNU_SOURCE -I"$here/phantom" -I"$here/common" "$here"/phantom/phantom.c \
+               "$here"/phantom/phantom_main.c "$here"/phantom/npy_write.c "$here"/common/atomic_file.c \
                "$here"/common/status.c "$work/phantom_main.c" -lm -o "$work/phantom"
         fi
         "$work/phantom" phantom "$@"

@@ -6,7 +6,7 @@
 #include <cmocka.h>
 
 #include "atomic_file.h"
-#include "tools/test_util.h" /* scratch directories, file reading */
+#include "phantom/test_util.h" /* scratch directories, file reading */
 
 static void test_commit_and_abort(void **state)
 {

@@ -1,4 +1,4 @@
-/* Tests of tools/phantom.c: determinism, anatomy (labels present, plausible organ volumes, variation
+/* Tests of phantom/phantom.c: determinism, anatomy (labels present, plausible organ volumes, variation
  * along z), site styles (they differ where they should and masks do not), validation, the label
  * table. Set SAMDA_PHANTOM_PGM_DIR to also write the mid slice of each site as PGM for a look. */
 #include <setjmp.h>

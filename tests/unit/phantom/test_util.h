@@ -1,6 +1,6 @@
-/* Helpers shared by the tools/ tests: scratch directories, file reading, running Python. */
-#ifndef SAMDA_TEST_TOOLS_UTIL_H
-#define SAMDA_TEST_TOOLS_UTIL_H
+/* Helpers shared by the phantom/ tests: scratch directories, file reading, running Python. */
+#ifndef SAMDA_TEST_PHANTOM_UTIL_H
+#define SAMDA_TEST_PHANTOM_UTIL_H
 
 #include <dirent.h>
 #include <ftw.h>

@@ -1,4 +1,4 @@
-/* Tests of tools/npy_write.c: the exact v1.0 header, dtypes and shapes, readability by NumPy
+/* Tests of phantom/npy_write.c: the exact v1.0 header, dtypes and shapes, readability by NumPy
  * (skipped when /usr/bin/python3 lacks numpy), argument errors, crash-safe replacement. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -199,7 +199,7 @@ void samda_phantom_volume_free(samda_phantom_volume *v);
 int samda_phantom_main(int argc, char **argv);
 
 /** Writes one generated body as DICOM (CT series plus ground-truth DICOM-SEG) for `--dicom`.
- *  tools/ knows no DICOM: the caller (the samda CLI, over dicom/) supplies this.
+ *  phantom/ knows no DICOM: the caller (the samda CLI, over dicom/) supplies this.
  *  @param v    IN: the whole body (every slice).  @param site, body IN: for names.
  *  @param dir  IN: the --out directory.  @return SAMDA_OK or a failure with err set. */
 typedef samda_status (*samda_phantom_dicom_fn)(void *ctx, const samda_phantom_volume *v, const char *site, long body,

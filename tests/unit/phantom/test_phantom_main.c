@@ -1,4 +1,4 @@
-/* Tests of tools/phantom_main.c (`samda phantom`): every bad flag gives exit status 2 and a message
+/* Tests of phantom/phantom_main.c (`samda phantom`): every bad flag gives exit status 2 and a message
  * naming the flag; a small run writes the documented files, deterministically, readable by NumPy. */
 #include <setjmp.h>
 #include <stdarg.h>

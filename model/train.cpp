@@ -1,11 +1,10 @@
 // model/train.cpp: supervised adaptation (adapter, decoder or whole model), evaluation (Dice),
-// test-time adaptation, and writing a model back to a .pth. Data: a folder of NAME.image.npy and
+// and writing a model back to a .pth (test-time adaptation: tta.cpp, over train_internal.h). Data: a folder of NAME.image.npy and
 // NAME.mask.npy. The frozen encoder runs once per slice, window and flip; epochs then cost decoder
 // passes only (scope FULL runs the encoder in every step instead).
-#include "adapter_internal.h"
+#include "train_internal.h"
 #include "safetensors.h"
 #include "state_dict.h"
-#include "random.h"
 
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
@@ -25,20 +24,8 @@
 #include <set>
 
 namespace samda {
-namespace {
+namespace train {
 
-/* common/random.h's seeded stream as a C++ UniformRandomBitGenerator, for std::shuffle and the
- * <random> distributions: one seed gives the same training run on every machine. */
-struct Rng {
-    using result_type = uint64_t;
-    samda_rng r;
-    explicit Rng(uint64_t seed, uint64_t stream = 0) { samda_rng_seed(&r, seed, stream); }
-    static constexpr result_type min() { return 0; }
-    static constexpr result_type max() { return UINT64_MAX; }
-    result_type operator()() { return samda_rng_next(&r); }
-};
-
-using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 // ---------------------------------------------------------------------------------------------
@@ -65,12 +52,6 @@ size_t peak_rss()
 
 // ---------------------------------------------------------------------------------------------
 // Data
-
-struct Case {
-    std::string name;
-    at::Tensor image;  // H x W float (raw values, e.g. HU)
-    at::Tensor mask;   // H x W uint8, or undefined
-};
 
 bool ends_with(const std::string &s, const std::string &t)
 {
@@ -165,19 +146,6 @@ bool same_window(const samda_adapter_label &a, const samda_adapter_label &b)
 {
     return a.window_kind == b.window_kind && a.window_a == b.window_a && a.window_b == b.window_b;
 }
-
-/** Cached encoder inputs or embeddings: per case, window group and flip. */
-struct Encoded {
-    std::vector<int> label_window;                  // label -> window group
-    std::vector<int> group_label;                   // window group -> a label with that window
-    int n_windows = 0;
-    bool flips = false;
-    bool full = false;                              // holds preprocessed inputs, not embeddings
-    std::vector<at::Tensor> data;                   // (c * n_windows + w) * 2 + f
-    std::vector<int> ih, iw;                        // per case
-    double seconds = 0;
-    at::Tensor get(size_t c, int w, int f) const { return data[(c * (size_t)n_windows + (size_t)w) * 2 + (size_t)f]; }
-};
 
 Encoded encode_cases(const samda_model *m, const std::vector<Case> &cases, const std::vector<samda_adapter_label> &labels,
                      bool flips, bool full)
@@ -500,42 +468,6 @@ std::string eval_json(const EvalResult &r, const std::vector<Case> &cases, const
 // ---------------------------------------------------------------------------------------------
 // Optimiser (AdamW, written out so it is deterministic and header-light)
 
-struct AdamW {
-    std::vector<at::Tensor> params, m, v;
-    double lr, wd, b1 = 0.9, b2 = 0.999, eps = 1e-8;
-    int64_t t = 0;
-    AdamW(std::vector<at::Tensor> p, double lr_, double wd_) : params(std::move(p)), lr(lr_), wd(wd_)
-    {
-        for (auto &x : params) {
-            m.push_back(at::zeros_like(x));
-            v.push_back(at::zeros_like(x));
-        }
-    }
-    void zero_grad()
-    {
-        for (auto &x : params)
-            if (x.grad().defined())
-                x.mutable_grad().zero_();
-    }
-    void step()
-    {
-        at::NoGradGuard ng;
-        t++;
-        const double c1 = 1 - std::pow(b1, (double)t), c2 = 1 - std::pow(b2, (double)t);
-        for (size_t i = 0; i < params.size(); i++) {
-            at::Tensor &p = params[i];
-            if (!p.grad().defined())
-                continue;
-            const at::Tensor &g = p.grad();
-            m[i].mul_(b1).add_(g, 1 - b1);
-            v[i].mul_(b2).addcmul_(g, g, 1 - b2);
-            if (wd > 0 && p.dim() > 1)
-                p.mul_(1 - lr * wd);
-            p.addcdiv_(m[i] / c1, (v[i] / c2).sqrt_().add_(eps), -lr);
-        }
-    }
-};
-
 std::vector<at::Tensor> snapshot(const std::vector<at::Tensor> &ps)
 {
     std::vector<at::Tensor> s;
@@ -561,10 +493,11 @@ std::string hms(double s)
     return b;
 }
 
-}  // namespace
+}  // namespace train
 }  // namespace samda
 
 using namespace samda;
+using namespace samda::train;
 
 namespace {
 
@@ -828,252 +761,6 @@ samda_status train_impl(samda_model *m, samda_adapter *a, const samda_train_para
     return SAMDA_OK;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Test-time adaptation
-
-struct TtaStats {
-    double iou = 0;
-    std::vector<double> area;  // per label
-};
-
-void check_tta_params(const samda_model *m, const samda_adapter *a, size_t n_images, const samda_tta_params *p)
-{
-    if (!m || !a || !p)
-        raise(SAMDA_EINVAL, "model, adapter or params is NULL");
-    if (n_images == 0)
-        raise(SAMDA_EINVAL, "no images");
-    if (p->steps < 0 || p->steps > 100000 || !(p->lr > 0) || !(p->ema >= 0 && p->ema < 1) || p->check_every < 1 ||
-        !(p->min_area_ratio >= 0 && p->min_area_ratio < 1 && p->max_area_ratio > 1) || p->max_iou_drop < 0 ||
-        !(p->prompt_anchor_weight >= 0))
-        raise(SAMDA_EINVAL, "steps 0..100000, lr > 0, ema in [0,1), check_every >= 1, min_area_ratio in [0,1), "
-                            "max_area_ratio > 1, max_iou_drop >= 0, prompt_anchor_weight >= 0 are required");
-}
-
-/* One test-time adaptation run: the student (the adapter), its EMA teacher and the frozen anchor
- * (the adapter as it came), copies matched by name, over the images' embeddings. */
-struct Tta {
-    const SamImpl *sam;
-    samda_adapter *a;
-    const std::vector<at::Tensor> *emb, *embf;
-    const std::vector<int> *content_w;
-    const samda_tta_params *p;
-    at::Device dev;
-    int L, S;
-    int64_t n_labels;
-    at::Tensor all_labels;
-    std::shared_ptr<AdapterNet> teacher, anchor;
-};
-
-/* Mean predicted IoU and per-label mask area over all images (the guards' measures). */
-TtaStats tta_stats(const Tta &t)
-{
-    at::NoGradGuard ng;
-    TtaStats st;
-    st.area.assign((size_t)t.n_labels, 0.0);
-    for (size_t i = 0; i < t.emb->size(); i++) {
-        auto r = adapter_forward_free(*t.sam, *t.a->net, t.a->dense_pe, (*t.emb)[i], t.all_labels);
-        st.iou += r.second.mean().item<double>();
-        at::Tensor area = (r.first > 0).to(at::kFloat).mean({1, 2, 3}).to(at::kCPU);
-        for (int64_t l = 0; l < t.n_labels; l++)
-            st.area[(size_t)l] += area[l].item<double>();
-    }
-    st.iou /= (double)t.emb->size();
-    for (auto &v : st.area)
-        v /= (double)t.emb->size();
-    return st;
-}
-
-/* The guards: empty when st is acceptable against start, else why not. */
-std::string tta_guard(const Tta &t, const TtaStats &start, const TtaStats &st)
-{
-    char b[200];
-    if (st.iou < start.iou - t.p->max_iou_drop) {
-        snprintf(b, sizeof b, "mean predicted IoU fell from %.3f to %.3f (limit %.3f)", start.iou, st.iou,
-                 t.p->max_iou_drop);
-        return b;
-    }
-    for (int64_t l = 0; l < t.n_labels; l++) {
-        const double a0 = start.area[(size_t)l], a1 = st.area[(size_t)l];
-        const bool bad = a0 > 1e-4 ? (a1 < t.p->min_area_ratio * a0 || a1 > t.p->max_area_ratio * a0) : a1 > 0.01;
-        if (bad) {
-            snprintf(b, sizeof b, "mask area of label \"%s\" went from %.4f to %.4f of the image (%s)",
-                     t.a->labels[(size_t)l].name, a0, a1, a1 < a0 ? "collapse" : "explosion");
-            return b;
-        }
-    }
-    return std::string();
-}
-
-/* Mirror low-res logits back (only the content columns are mirrored). */
-at::Tensor tta_unflip(const Tta &t, const at::Tensor &x, int cw)
-{
-    const int64_t cols = std::max<int64_t>(1, std::min<int64_t>(t.L, std::lround((double)cw * t.L / t.S)));
-    if (cols == t.L)
-        return x.flip({3});
-    return at::cat({x.slice(3, 0, cols).flip({3}), x.slice(3, cols)}, 3);
-}
-
-/* Prompted decoding shares the bottlenecks: keep it where it was. Boxes around the anchor's
- * prompt-free masks (input frame), its box predictions as soft targets. Undefined when the anchor
- * finds nothing to box. */
-at::Tensor tta_anchor_loss(const Tta &t, size_t i)
-{
-    const at::Tensor &e = (*t.emb)[i];
-    PromptBatch pb;
-    at::Tensor target;
-    {
-        at::NoGradGuard ng;
-        auto f = adapter_forward_free(*t.sam, *t.anchor, t.a->dense_pe, e, t.all_labels);
-        at::Tensor fg = (f.first.select(1, 0) > 0).to(at::kCPU);  // labels x L x L
-        std::vector<float> bx;
-        for (int64_t l = 0; l < t.n_labels; l++) {
-            at::Tensor ys = fg[l].any(1).nonzero(), xs = fg[l].any(0).nonzero();
-            if (ys.numel() == 0)
-                continue;
-            const double k = (double)t.S / t.L;
-            bx.insert(bx.end(), {(float)(xs.min().item<int64_t>() * k), (float)(ys.min().item<int64_t>() * k),
-                                 (float)((xs.max().item<int64_t>() + 1) * k),
-                                 (float)((ys.max().item<int64_t>() + 1) * k)});
-        }
-        if (bx.empty())
-            return at::Tensor();
-        pb.boxes = at::tensor(bx).reshape({-1, 4}).to(t.dev);
-        target = at::sigmoid(adapter_forward_prompted(*t.sam, t.anchor.get(), t.a->dense_pe, e, pb, t.n_labels).first);
-    }
-    auto sp = adapter_forward_prompted(*t.sam, t.a->net.get(), t.a->dense_pe, e, pb, t.n_labels);
-    return at::binary_cross_entropy_with_logits(sp.first, target);
-}
-
-/* The loss of one step on image i: entropy, agreement with the teacher on the flipped image,
- * the prompt anchor. */
-at::Tensor tta_loss(const Tta &t, size_t i)
-{
-    const samda_tta_params *p = t.p;
-    auto s = adapter_forward_free(*t.sam, *t.a->net, t.a->dense_pe, (*t.emb)[i], t.all_labels);
-    at::Tensor prob = at::sigmoid(s.first);
-    at::Tensor ent = -(prob * at::log(prob.clamp_min(1e-6)) + (1 - prob) * at::log((1 - prob).clamp_min(1e-6))).mean();
-    at::Tensor loss = p->entropy_weight * ent;
-    if (!t.embf->empty() && (*t.embf)[i].defined()) {
-        at::Tensor target;
-        {
-            at::NoGradGuard ng;
-            auto r = adapter_forward_free(*t.sam, *t.teacher, t.a->dense_pe, (*t.embf)[i], t.all_labels);
-            target = at::sigmoid(tta_unflip(t, r.first, (*t.content_w)[i]));
-        }
-        loss = loss + at::binary_cross_entropy_with_logits(s.first, target);
-    }
-    if (p->prompt_anchor_weight > 0) {
-        at::Tensor al = tta_anchor_loss(t, i);
-        if (al.defined())
-            loss = loss + p->prompt_anchor_weight * al;
-    }
-    return loss;
-}
-
-/* Test-time adaptation: steps on random images, the teacher following by EMA, the guards checked
- * every check_every steps; a failed check restores the last weights that passed and stops. */
-samda_status tta_impl(const samda_model *m, samda_adapter *a, const std::vector<at::Tensor> &emb,
-                      const std::vector<at::Tensor> &embf, const std::vector<int> &content_w, const samda_tta_params *p,
-                      samda_tta_report *rep)
-{
-    check_tta_params(m, a, emb.size(), p);
-    const auto t0 = Clock::now();
-    const SamImpl &sam = model_network(m);
-    const at::Device dev = model_device(m);
-    Tta t{&sam, a, &emb, &embf, &content_w, p, dev, sam.cfg.low_res_size(), sam.cfg.img_size,
-          (int64_t)a->labels.size(), at::Tensor(), copy_adapter_net(*a->net, dev), copy_adapter_net(*a->net, dev)};
-    const int64_t n_labels = t.n_labels;
-    std::vector<at::Tensor> params, tparams;
-    {
-        std::map<std::string, at::Tensor> tn(t.teacher->named.begin(), t.teacher->named.end());
-        for (auto &kv : a->net->named) {
-            params.push_back(kv.second);
-            tparams.push_back(tn.at(kv.first));
-        }
-    }
-    for (auto &q : t.teacher->parameters(true))
-        q.requires_grad_(false);
-    for (auto &q : t.anchor->parameters(true))
-        q.requires_grad_(false);
-    t.all_labels = at::arange(n_labels, at::TensorOptions().dtype(at::kLong).device(dev));
-
-    const TtaStats start = tta_stats(t);
-    TtaStats last = start;
-    std::vector<at::Tensor> good = snapshot(params);
-    AdamW opt(params, p->lr, 0.0);
-    Rng rng(p->seed);
-    std::uniform_int_distribution<size_t> pick(0, emb.size() - 1);
-    std::string reason;
-    int steps_run = 0;
-    const bool prog = show_progress(p->progress);
-    bool reverted = false;
-    for (int step = 1; step <= p->steps; step++) {
-        const size_t i = pick(rng);
-        opt.zero_grad();
-        at::Tensor loss = tta_loss(t, i);
-        loss.backward();
-        {
-            // The prompted token set is the anchor's to keep, not TTA's to adapt: Adam would turn its
-            // near-zero gradients into full-size steps.
-            at::NoGradGuard ng;
-            for (auto &bt : a->net->block_tokens)
-                if (bt.grad().defined())
-                    bt.mutable_grad()[n_labels].zero_();
-        }
-        opt.step();
-        {
-            at::NoGradGuard ng;
-            for (size_t k = 0; k < params.size(); k++)
-                tparams[k].mul_(p->ema).add_(params[k].detach(), 1 - p->ema);
-        }
-        steps_run = step;
-        if (prog)
-            fprintf(stderr, "\rtta: step %d/%d loss %.4f   ", step, p->steps, loss.item<double>());
-        if (step % p->check_every == 0 || step == p->steps) {
-            TtaStats st = tta_stats(t);
-            reason = tta_guard(t, start, st);
-            if (!reason.empty()) {
-                restore(params, good);
-                reverted = true;
-                break;
-            }
-            last = st;
-            good = snapshot(params);
-        }
-    }
-    if (prog)
-        fprintf(stderr, "\n");
-    if (reverted) {
-        fprintf(stderr, "tta: reverted to the last weights that passed the guards: %s\n", reason.c_str());
-    } else if (steps_run > 0) {
-        if (!a->version.empty())
-            a->parent = a->version;
-        a->version.clear();
-    }
-    a->meta["provenance"] = "{\"kind\":\"test-time\",\"images\":" + std::to_string(emb.size()) +
-                            ",\"steps\":" + std::to_string(steps_run) + ",\"seed\":" + std::to_string(p->seed) +
-                            ",\"lr\":" + json_num(p->lr) + ",\"reverted\":" + (reverted ? "true" : "false") +
-                            ",\"metrics\":{\"iou_before\":" + json_num(start.iou) + ",\"iou_after\":" +
-                            json_num(last.iou) + "}}";
-    if (rep) {
-        std::memset(rep, 0, sizeof *rep);
-        rep->steps_run = steps_run;
-        rep->reverted = reverted ? 1 : 0;
-        snprintf(rep->reason, sizeof rep->reason, "%s", reason.c_str());
-        rep->iou_before = start.iou;
-        rep->iou_after = last.iou;
-        rep->area_ratio_min = 1e9, rep->area_ratio_max = 0;
-        for (int64_t l = 0; l < n_labels; l++) {
-            const double a0 = start.area[(size_t)l];
-            const double r = a0 > 1e-4 ? last.area[(size_t)l] / a0 : 1.0;
-            rep->area_ratio_min = std::min(rep->area_ratio_min, r);
-            rep->area_ratio_max = std::max(rep->area_ratio_max, r);
-        }
-        rep->seconds = since(t0);
-    }
-    return SAMDA_OK;
-}
-
 }  // namespace
 
 extern "C" {
@@ -1135,69 +822,6 @@ samda_status samda_adapter_evaluate(const samda_model *m, const samda_adapter *a
             std::memcpy(*json_out, j.c_str(), j.size() + 1);
         }
         return SAMDA_OK;
-    });
-}
-
-void samda_tta_params_init(samda_tta_params *p)
-{
-    if (!p)
-        return;
-    std::memset(p, 0, sizeof *p);
-    p->steps = 10; /* fewer steps: 30 over-sharpened on phantom site B (docs/adaptation.md) */
-    p->lr = 5e-4;
-    p->ema = 0.95;
-    p->entropy_weight = 0.5;
-    p->max_iou_drop = 0.05;
-    p->min_area_ratio = 0.5;
-    p->max_area_ratio = 2.0;
-    p->check_every = 10;
-    p->prompt_anchor_weight = 0.3; /* docs/adaptation.md: 1 cost prompt-free Dice on site B, 0 box Dice on D */
-    p->seed = 1;
-    p->progress = -1;
-}
-
-samda_status samda_adapter_tta(const samda_model *m, samda_adapter *a, samda_embedding *const *emb,
-                               samda_embedding *const *emb_flipped, size_t n, const samda_tta_params *p,
-                               samda_tta_report *report, samda_error *err)
-{
-    return guard_status("test-time adaptation", err, [&]() {
-        if (!emb || n == 0)
-            raise(SAMDA_EINVAL, "no embeddings");
-        std::vector<at::Tensor> e, ef;
-        std::vector<int> cw;
-        for (size_t i = 0; i < n; i++) {
-            if (!emb[i] || emb[i]->fingerprint != samda_model_fingerprint(m))
-                raise(SAMDA_EINVAL, "embedding " + std::to_string(i) + " is NULL or from another model");
-            e.push_back(emb[i]->data);
-            cw.push_back(emb[i]->input_w);
-            if (emb_flipped) {
-                if (!emb_flipped[i] || emb_flipped[i]->fingerprint != emb[i]->fingerprint)
-                    raise(SAMDA_EINVAL, "flipped embedding " + std::to_string(i) + " is NULL or from another model");
-                ef.push_back(emb_flipped[i]->data);
-            }
-        }
-        return tta_impl(m, a, e, ef, cw, p, report);
-    });
-}
-
-samda_status samda_adapter_tta_dir(const samda_model *m, samda_adapter *a, const char *data_dir, int max_cases,
-                                   const samda_tta_params *p, samda_tta_report *report, samda_error *err)
-{
-    return guard_status("test-time adaptation", err, [&]() {
-        if (!m || !a || !data_dir)
-            raise(SAMDA_EINVAL, "model, adapter or data_dir is NULL");
-        std::vector<Case> cases = load_cases(data_dir, false, max_cases, p ? p->seed : 1);
-        // One window per image (the first label's); labels sharing it reuse the embedding.
-        std::vector<samda_adapter_label> one(1, a->labels[0]);
-        Encoded enc = encode_cases(m, cases, one, true, false);
-        std::vector<at::Tensor> e, ef;
-        std::vector<int> cw;
-        for (size_t c = 0; c < cases.size(); c++) {
-            e.push_back(enc.get(c, 0, 0));
-            ef.push_back(enc.get(c, 0, 1));
-            cw.push_back(enc.iw[c]);
-        }
-        return tta_impl(m, a, e, ef, cw, p, report);
     });
 }
 

@@ -9,12 +9,14 @@
  * abdominal wall and vessels win over the liver. The tissue map becomes ideal HU (tissue value
  * plus low-frequency texture), and then the site style is applied.
  *
- * Random streams (all derived from params.seed with splitmix64, then xoshiro256**):
+ * Random streams (all derived from params.seed through samda_rng_seed, common/random.h):
  *   anatomy: drawn in a fixed order that depends on nothing but the seed, so masks are identical
  *            across styles and image sizes for one seed;
  *   texture: a hashed value-noise lattice, evaluated per slice;
  *   noise:   one stream per slice index. */
 #include "phantom.h"
+
+#include "random.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -41,65 +43,14 @@ const samda_phantom_label *samda_phantom_label_get(int id)
     return &samda_phantom_labels[id - 1];
 }
 
-/* ---- random numbers --------------------------------------------------------------------------- */
-
-typedef struct rng {
-    uint64_t s[4];
-} rng;
-
-static uint64_t splitmix64(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static uint64_t rotl64(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
-/* Streams are separated by mixing the stream number into the seed before expanding it. */
-static void rng_init(rng *r, uint64_t seed, uint64_t stream)
-{
-    uint64_t sm = stream * 0xD1B54A32D192ED03ull + 0x8CB92BA72F3D8DD7ull;
-    sm = splitmix64(&sm) ^ seed;
-    for (int i = 0; i < 4; i++)
-        r->s[i] = splitmix64(&sm);
-}
-
-static uint64_t rng_next(rng *r)
-{
-    uint64_t *s = r->s;
-    uint64_t result = rotl64(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl64(s[3], 45);
-    return result;
-}
-
-/* Uniform in [0, 1) with 53 random bits. */
-static double rng_u01(rng *r)
-{
-    return (double)(rng_next(r) >> 11) * 0x1.0p-53;
-}
-
-static double rng_range(rng *r, double lo, double hi)
-{
-    return lo + (hi - lo) * rng_u01(r);
-}
+/* ---- value noise (random streams: common/random.h) -------------------------------------------- */
 
 /* Hash of lattice coordinates to [-1, 1], for value noise. */
 static double lattice_value(uint64_t seed, int64_t i, int64_t j, int64_t k)
 {
     uint64_t h = seed ^ ((uint64_t)i * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)j * 0xC2B2AE3D27D4EB4Full) ^
                  ((uint64_t)k * 0x165667B19E3779F9ull);
-    h = splitmix64(&h);
+    h = samda_splitmix64(&h);
     return (double)(h >> 11) * 0x1.0p-52 - 1.0;
 }
 
@@ -135,16 +86,16 @@ void samda_phantom_style_for_site(const char *site, samda_phantom_site_style *ou
         uint64_t h = 0xCBF29CE484222325ull; /* FNV-1a 64 */
         for (const unsigned char *c = (const unsigned char *)site; *c; c++)
             h = (h ^ *c) * 0x100000001B3ull;
-        rng r;
-        rng_init(&r, h, 0x5173);
-        st.noise_sigma_hu = rng_range(&r, 4.0, 40.0);
-        st.blur_sigma_px = rng_range(&r, 0.0, 1.6);
-        st.bias_amplitude = rng_range(&r, 0.0, 0.06);
-        st.hu_scale = rng_range(&r, 0.85, 1.2);
-        st.hu_offset = rng_range(&r, -60.0, 60.0);
-        st.gamma = rng_range(&r, 0.96, 1.04);
-        st.pixel_spacing_mm = rng_range(&r, 0.9, 1.5);
-        st.organ_contrast = rng_range(&r, 0.6, 1.2);
+        samda_rng r;
+        samda_rng_seed(&r, h, 0x5173);
+        st.noise_sigma_hu = samda_rng_range(&r, 4.0, 40.0);
+        st.blur_sigma_px = samda_rng_range(&r, 0.0, 1.6);
+        st.bias_amplitude = samda_rng_range(&r, 0.0, 0.06);
+        st.hu_scale = samda_rng_range(&r, 0.85, 1.2);
+        st.hu_offset = samda_rng_range(&r, -60.0, 60.0);
+        st.gamma = samda_rng_range(&r, 0.96, 1.04);
+        st.pixel_spacing_mm = samda_rng_range(&r, 0.9, 1.5);
+        st.organ_contrast = samda_rng_range(&r, 0.6, 1.2);
     }
     *out = st;
 }
@@ -298,12 +249,12 @@ static int shape_contains(const shape2 *s, double x, double y)
 }
 
 /* Random smooth irregularity: amplitude falls with the harmonic order, phases drift along z. */
-static void shape_wobble(shape3 *s, rng *r, double amp_max)
+static void shape_wobble(shape3 *s, samda_rng *r, double amp_max)
 {
     for (int k = 0; k < N_HARM; k++) {
-        s->amp[k] = rng_range(r, 0.3, 1.0) * amp_max / (double)(k + 1);
-        s->ph[k] = rng_range(r, 0.0, 2.0 * M_PI);
-        s->dph[k] = rng_range(r, -0.015, 0.015);
+        s->amp[k] = samda_rng_range(r, 0.3, 1.0) * amp_max / (double)(k + 1);
+        s->ph[k] = samda_rng_range(r, 0.0, 2.0 * M_PI);
+        s->dph[k] = samda_rng_range(r, -0.015, 0.015);
     }
 }
 
@@ -377,160 +328,175 @@ static shape3 *add(anatomy *a, shape3 s)
 /* Every draw here happens in a fixed order that depends only on the seed. C leaves the evaluation
  * order of function arguments unspecified (gcc and clang differ), so each draw is its own statement
  * and never two draws share one expression. */
-static void build_anatomy(anatomy *a, uint64_t seed)
+/* The shared geometry of one phantom patient: its size, position and body wall, drawn first, and
+ * the spine's position that several structures hang on. */
+typedef struct body_geom {
+    double s, ap, zs, ox, oy, fat, wall; /* size, depth ratio, craniocaudal scale, table position, wall */
+    double vb_r, vb_y, canal_y;         /* vertebral body radius and centre, spinal canal */
+    uint32_t cavity, soft;              /* tissues organs may displace */
+    shape3 body;
+} body_geom;
+
+#define X(v) (g->ox + (v) * g->s)
+#define Y(v) (g->oy + (v) * g->s * g->ap)
+#define Z(v) ((v) * g->zs)
+
+/* Body outline with its fat and muscle wall, then the lung bases. */
+static void add_body_and_lungs(anatomy *a, body_geom *g, samda_rng *r)
 {
-    rng r;
-    rng_init(&r, seed, 1);
-    memset(a, 0, sizeof *a);
-    a->texture_seed = rng_next(&r);
-
-    const double s = rng_range(&r, 0.93, 1.05);    /* overall size */
-    const double ap = rng_range(&r, 0.93, 1.07);   /* front-back depth relative to width */
-    const double zs = rng_range(&r, 0.92, 1.08);   /* craniocaudal scale of organs */
-    const double ox = rng_range(&r, -4.0, 4.0); /* position on the table */
-    const double oy = rng_range(&r, -6.0, 2.0);
-    const double fat = rng_range(&r, 8.0, 20.0) * s;
-    const double wall = rng_range(&r, 7.0, 11.0) * s;
-#define X(v) (ox + (v) * s)
-#define Y(v) (oy + (v) * s * ap)
-#define Z(v) ((v) * zs)
-    const uint32_t cavity = TBIT(T_FAT_VISC);
-    const uint32_t soft = TBIT(T_FAT_VISC) | TBIT(T_BOWEL) | TBIT(T_GAS) | TBIT(T_FLUID) | TBIT(T_LUNG);
-
     /* Body outline with subcutaneous fat, muscle wall, visceral fat. */
-    shape3 body = shape_make(X(0), Y(0), 112 * s, 84 * s * ap, rng_range(&r, -0.04, 0.04), T_FAT_SUB, 0, T_ANY);
-    shape_wobble(&body, &r, 0.035);
-    body.amp[0] = rng_range(&r, 0.02, 0.05); /* k = 2 squares the outline a little, as a real abdomen */
-    add(a, body);
-    add(a, shape_inset(&body, fat, T_MUSCLE, 0, T_ANY));
-    add(a, shape_inset(&body, fat + wall, T_FAT_VISC, 0, T_ANY));
+    g->body = shape_make(X(0), Y(0), 112 * g->s, 84 * g->s * g->ap, samda_rng_range(r, -0.04, 0.04), T_FAT_SUB, 0,
+                         T_ANY);
+    shape_wobble(&g->body, r, 0.035);
+    g->body.amp[0] = samda_rng_range(r, 0.02, 0.05); /* k = 2 squares the outline a little, as a real abdomen */
+    add(a, g->body);
+    add(a, shape_inset(&g->body, g->fat, T_MUSCLE, 0, T_ANY));
+    add(a, shape_inset(&g->body, g->fat + g->wall, T_FAT_VISC, 0, T_ANY));
 
     /* Lung bases: posterior, appear above ~z = 65 mm and widen upwards. */
     a->lung_first = a->n;
     for (int side = -1; side <= 1; side += 2) {
-        shape3 lung = shape_make(X(side * 55), Y(22), 46 * s, 48 * s * ap, side * 0.2, T_LUNG, 0, cavity);
-        shape_z(&lung, Z(rng_range(&r, 60, 75)), Z(150), Z(300));
-        shape_wobble(&lung, &r, 0.06);
+        shape3 lung = shape_make(X(side * 55), Y(22), 46 * g->s, 48 * g->s * g->ap, side * 0.2, T_LUNG, 0, g->cavity);
+        shape_z(&lung, Z(samda_rng_range(r, 60, 75)), Z(150), Z(300));
+        shape_wobble(&lung, r, 0.06);
         add(a, lung);
     }
     a->lung_count = a->n - a->lung_first;
+}
 
+/* Spine geometry, then the paraspinal muscles and psoas. */
+static void add_muscles(anatomy *a, body_geom *g, samda_rng *r)
+{
     /* Spine geometry (used by several structures). */
-    const double vb_r = rng_range(&r, 15.0, 18.0) * s, vb_y = Y(30);
-    const double canal_y = vb_y + vb_r + 8 * s;
+    g->vb_r = samda_rng_range(r, 15.0, 18.0) * g->s;
+    g->vb_y = Y(30);
+    g->canal_y = g->vb_y + g->vb_r + 8 * g->s;
 
     /* Paraspinal muscles (whole height) and psoas (lower half, growing downwards). */
     for (int side = -1; side <= 1; side += 2) {
-        shape3 m = shape_make(X(side * 24), canal_y + 6 * s, 19 * s, 15 * s, side * 0.3, T_MUSCLE, 0,
+        shape3 m = shape_make(X(side * 24), g->canal_y + 6 * g->s, 19 * g->s, 15 * g->s, side * 0.3, T_MUSCLE, 0,
                               TBIT(T_FAT_VISC) | TBIT(T_LUNG));
-        shape_wobble(&m, &r, 0.05);
+        shape_wobble(&m, r, 0.05);
         add(a, m);
-        shape3 psoas = shape_make(X(side * 30), vb_y + 4 * s, 13 * s, 11 * s, side * -0.5, T_MUSCLE, 0, soft);
-        shape_z(&psoas, Z(-400), Z(-150), Z(rng_range(&r, 0, 20)));
-        psoas.dcx = side * -0.08 * s;
-        shape_wobble(&psoas, &r, 0.05);
+        shape3 psoas = shape_make(X(side * 30), g->vb_y + 4 * g->s, 13 * g->s, 11 * g->s, side * -0.5, T_MUSCLE, 0,
+                                  g->soft);
+        shape_z(&psoas, Z(-400), Z(-150), Z(samda_rng_range(r, 0, 20)));
+        psoas.dcx = side * -0.08 * g->s;
+        shape_wobble(&psoas, r, 0.05);
         add(a, psoas);
     }
+}
 
-    /* Bowel loops (fluid-filled wall) with gas pockets in their anterior part, the ascending and
+/* Bowel loops with gas, the colon in the flanks, the stomach with its air-fluid level. */
+static void add_bowel_and_stomach(anatomy *a, body_geom *g, samda_rng *r)
+{
+    /* Bowel loops (fluid-filled g->wall) with gas pockets in their anterior part, the ascending and
      * descending colon in the flanks below the liver and spleen, then the stomach. */
-    int n_loops = 14 + (int)(rng_u01(&r) * 8.0);
+    int n_loops = 14 + (int)(samda_rng_u01(r) * 8.0);
     for (int i = 0; i < n_loops; i++) {
-        double cx = rng_range(&r, -55, 70);
-        double cy = rng_range(&r, -62, 12);
-        double zc = rng_range(&r, -125, 35);
-        double half = rng_range(&r, 20, 60);
-        double lax = rng_range(&r, 10, 21) * s;
-        double lay = rng_range(&r, 8, 17) * s;
-        double lrot = rng_range(&r, 0, M_PI);
-        shape3 loop = shape_make(X(cx), Y(cy), lax, lay, lrot, T_BOWEL, 0, cavity);
+        double cx = samda_rng_range(r, -55, 70);
+        double cy = samda_rng_range(r, -62, 12);
+        double zc = samda_rng_range(r, -125, 35);
+        double half = samda_rng_range(r, 20, 60);
+        double lax = samda_rng_range(r, 10, 21) * g->s;
+        double lay = samda_rng_range(r, 8, 17) * g->s;
+        double lrot = samda_rng_range(r, 0, M_PI);
+        shape3 loop = shape_make(X(cx), Y(cy), lax, lay, lrot, T_BOWEL, 0, g->cavity);
         shape_z(&loop, Z(zc - half), Z(zc), Z(zc + half));
-        loop.dcx = rng_range(&r, -0.3, 0.3);
-        loop.dcy = rng_range(&r, -0.2, 0.2);
-        shape_wobble(&loop, &r, 0.08);
+        loop.dcx = samda_rng_range(r, -0.3, 0.3);
+        loop.dcy = samda_rng_range(r, -0.2, 0.2);
+        shape_wobble(&loop, r, 0.08);
         add(a, loop);
-        if (rng_u01(&r) < 0.55) {
-            shape3 gas = shape_scaled(&loop, rng_range(&r, 0.45, 0.75), T_GAS, 0, TBIT(T_BOWEL));
-            gas.y_clip_rel = rng_range(&r, -0.1, 0.5);
+        if (samda_rng_u01(r) < 0.55) {
+            shape3 gas = shape_scaled(&loop, samda_rng_range(r, 0.45, 0.75), T_GAS, 0, TBIT(T_BOWEL));
+            gas.y_clip_rel = samda_rng_range(r, -0.1, 0.5);
             add(a, gas);
         }
     }
     for (int side = -1; side <= 1; side += 2) {
-        double cy = rng_range(&r, -8, 4);
-        double cax = rng_range(&r, 15, 20) * s;
-        double cay = rng_range(&r, 14, 18) * s;
-        double crot = rng_range(&r, 0, M_PI);
-        shape3 colon = shape_make(X(side * 70), Y(cy), cax, cay, crot, T_BOWEL, 0, cavity);
-        shape_z(&colon, Z(-400), Z(-200), Z(side < 0 ? rng_range(&r, -45, -25) : rng_range(&r, -20, 0)));
-        shape_wobble(&colon, &r, 0.09);
+        double cy = samda_rng_range(r, -8, 4);
+        double cax = samda_rng_range(r, 15, 20) * g->s;
+        double cay = samda_rng_range(r, 14, 18) * g->s;
+        double crot = samda_rng_range(r, 0, M_PI);
+        shape3 colon = shape_make(X(side * 70), Y(cy), cax, cay, crot, T_BOWEL, 0, g->cavity);
+        shape_z(&colon, Z(-400), Z(-200), Z(side < 0 ? samda_rng_range(r, -45, -25) : samda_rng_range(r, -20, 0)));
+        shape_wobble(&colon, r, 0.09);
         add(a, colon);
-        shape3 gas = shape_scaled(&colon, rng_range(&r, 0.5, 0.7), T_GAS, 0, TBIT(T_BOWEL));
-        gas.y_clip_rel = rng_range(&r, -0.2, 0.3);
+        shape3 gas = shape_scaled(&colon, samda_rng_range(r, 0.5, 0.7), T_GAS, 0, TBIT(T_BOWEL));
+        gas.y_clip_rel = samda_rng_range(r, -0.2, 0.3);
         add(a, gas);
     }
-    shape3 stomach = shape_make(X(38), Y(-30), 30 * s, 22 * s, rng_range(&r, -0.4, 0.0), T_FLUID, 0,
-                                cavity | TBIT(T_BOWEL) | TBIT(T_GAS));
-    double st_bottom = rng_range(&r, 15, 30);
-    double st_top = rng_range(&r, 90, 100);
+    shape3 stomach = shape_make(X(38), Y(-30), 30 * g->s, 22 * g->s, samda_rng_range(r, -0.4, 0.0), T_FLUID, 0,
+                                g->cavity | TBIT(T_BOWEL) | TBIT(T_GAS));
+    double st_bottom = samda_rng_range(r, 15, 30);
+    double st_top = samda_rng_range(r, 90, 100);
     shape_z(&stomach, Z(st_bottom), Z(60), Z(st_top));
     stomach.dcx = 0.15;
-    shape_wobble(&stomach, &r, 0.06);
+    shape_wobble(&stomach, r, 0.06);
     add(a, stomach);
     shape3 sgas = shape_scaled(&stomach, 0.85, T_GAS, 0, TBIT(T_FLUID));
-    sgas.y_clip_rel = rng_range(&r, -0.5, -0.1); /* air-fluid level: gas rises anteriorly (supine) */
+    sgas.y_clip_rel = samda_rng_range(r, -0.5, -0.1); /* air-fluid level: gas rises anteriorly (supine) */
     add(a, sgas);
+}
 
+/* Liver lobes and spleen (labelled). */
+static void add_liver_and_spleen(anatomy *a, body_geom *g, samda_rng *r)
+{
     /* Liver: right lobe (whole liver height), left lobe across the midline in the upper half. */
-    double rl_ax = rng_range(&r, 43, 49) * s;
-    double rl_ay = rng_range(&r, 54, 61) * s * ap;
-    double rl_rot = rng_range(&r, -0.25, 0.05);
-    shape3 rl = shape_make(X(-50), Y(-6), rl_ax, rl_ay, rl_rot, T_LIVER, SAMDA_PHANTOM_LABEL_LIVER, soft);
-    double rl_bottom = rng_range(&r, -80, -60);
-    double rl_widest = rng_range(&r, 30, 45);
-    double rl_top = rng_range(&r, 98, 110);
+    double rl_ax = samda_rng_range(r, 43, 49) * g->s;
+    double rl_ay = samda_rng_range(r, 54, 61) * g->s * g->ap;
+    double rl_rot = samda_rng_range(r, -0.25, 0.05);
+    shape3 rl = shape_make(X(-50), Y(-6), rl_ax, rl_ay, rl_rot, T_LIVER, SAMDA_PHANTOM_LABEL_LIVER, g->soft);
+    double rl_bottom = samda_rng_range(r, -80, -60);
+    double rl_widest = samda_rng_range(r, 30, 45);
+    double rl_top = samda_rng_range(r, 98, 110);
     shape_z(&rl, Z(rl_bottom), Z(rl_widest), Z(rl_top));
-    rl.dcx = 0.08 * s; /* lower down, the right lobe tip sits more laterally ... */
-    rl.dcy = 0.10 * s; /* ... and more anteriorly */
-    shape_wobble(&rl, &r, 0.07);
+    rl.dcx = 0.08 * g->s; /* lower down, the right lobe tip sits more laterally ... */
+    rl.dcy = 0.10 * g->s; /* ... and more anteriorly */
+    shape_wobble(&rl, r, 0.07);
     add(a, rl);
-    double ll_ax = rng_range(&r, 38, 46) * s;
-    double ll_ay = rng_range(&r, 18, 24) * s * ap;
-    double ll_rot = rng_range(&r, -0.35, -0.1);
-    shape3 ll = shape_make(X(8), Y(-42), ll_ax, ll_ay, ll_rot, T_LIVER, SAMDA_PHANTOM_LABEL_LIVER, soft);
-    double ll_bottom = rng_range(&r, -5, 15);
-    double ll_top = rng_range(&r, 92, 100);
+    double ll_ax = samda_rng_range(r, 38, 46) * g->s;
+    double ll_ay = samda_rng_range(r, 18, 24) * g->s * g->ap;
+    double ll_rot = samda_rng_range(r, -0.35, -0.1);
+    shape3 ll = shape_make(X(8), Y(-42), ll_ax, ll_ay, ll_rot, T_LIVER, SAMDA_PHANTOM_LABEL_LIVER, g->soft);
+    double ll_bottom = samda_rng_range(r, -5, 15);
+    double ll_top = samda_rng_range(r, 92, 100);
     shape_z(&ll, Z(ll_bottom), Z(50), Z(ll_top));
     ll.dcx = 0.10;
-    shape_wobble(&ll, &r, 0.08);
+    shape_wobble(&ll, r, 0.08);
     add(a, ll);
 
     /* Spleen: posterolateral left, long axis along the ribs. */
-    double sp_ax = rng_range(&r, 24, 28) * s;
-    double sp_ay = rng_range(&r, 46, 54) * s * ap;
-    double sp_rot = rng_range(&r, 0.35, 0.6);
-    shape3 sp = shape_make(X(64), Y(20), sp_ax, sp_ay, sp_rot, T_SPLEEN, SAMDA_PHANTOM_LABEL_SPLEEN, soft);
-    double sp_bottom = rng_range(&r, -20, -10);
-    double sp_widest = rng_range(&r, 40, 50);
-    double sp_top = rng_range(&r, 88, 98);
+    double sp_ax = samda_rng_range(r, 24, 28) * g->s;
+    double sp_ay = samda_rng_range(r, 46, 54) * g->s * g->ap;
+    double sp_rot = samda_rng_range(r, 0.35, 0.6);
+    shape3 sp = shape_make(X(64), Y(20), sp_ax, sp_ay, sp_rot, T_SPLEEN, SAMDA_PHANTOM_LABEL_SPLEEN, g->soft);
+    double sp_bottom = samda_rng_range(r, -20, -10);
+    double sp_widest = samda_rng_range(r, 40, 50);
+    double sp_top = samda_rng_range(r, 88, 98);
     shape_z(&sp, Z(sp_bottom), Z(sp_widest), Z(sp_top));
     sp.dcy = -0.05;
-    shape_wobble(&sp, &r, 0.08);
+    shape_wobble(&sp, r, 0.08);
     add(a, sp);
+}
 
-    /* Kidneys: cortex, medulla, fat in the hilum facing anteromedially; the right one sits lower. */
+/* Kidneys with medulla and hilum fat (labelled). */
+static void add_kidneys(anatomy *a, body_geom *g, samda_rng *r)
+{
+    /* Kidneys: cortex, medulla, g->fat in the hilum facing anteromedially; the right one sits lower. */
     for (int side = -1; side <= 1; side += 2) {
         double hilum = atan2(-0.7, -side * 1.0); /* direction from the kidney centre to its hilum */
-        double k_ax = rng_range(&r, 19, 22) * s;
-        double k_ay = rng_range(&r, 26, 31) * s;
+        double k_ax = samda_rng_range(r, 19, 22) * g->s;
+        double k_ay = samda_rng_range(r, 26, 31) * g->s;
         shape3 k = shape_make(X(side * 55), Y(29), k_ax, k_ay,
                               hilum, T_KIDNEY_CORTEX, SAMDA_PHANTOM_LABEL_KIDNEY,
-                              soft | TBIT(T_LIVER) | TBIT(T_SPLEEN));
-        double zc = side > 0 ? rng_range(&r, -2, 8) : rng_range(&r, -18, -8);
-        double half = rng_range(&r, 50, 58);
+                              g->soft | TBIT(T_LIVER) | TBIT(T_SPLEEN));
+        double zc = side > 0 ? samda_rng_range(r, -2, 8) : samda_rng_range(r, -18, -8);
+        double half = samda_rng_range(r, 50, 58);
         shape_z(&k, Z(zc - half), Z(zc), Z(zc + half));
         k.dcx = side * 0.06;
         k.drot = side * 0.004;
-        shape_wobble(&k, &r, 0.04);
+        shape_wobble(&k, r, 0.04);
         add(a, k);
         add(a, shape_scaled(&k, 0.62, T_KIDNEY_MEDULLA, SAMDA_PHANTOM_LABEL_KIDNEY, TBIT(T_KIDNEY_CORTEX)));
         shape3 h = shape_make(k.cx + cos(hilum) * k.ax * 0.95, k.cy + sin(hilum) * k.ax * 0.95, k.ax * 0.38,
@@ -539,53 +505,90 @@ static void build_anatomy(anatomy *a, uint64_t seed)
         h.dcx = k.dcx;
         add(a, h);
     }
+}
 
+/* Great vessels (labelled), vertebra and canal. */
+static void add_vessels_and_spine(anatomy *a, body_geom *g, samda_rng *r)
+{
     /* Great vessels, in front of the spine along the whole height. */
-    double ivc_ax = rng_range(&r, 11, 14) * s;
-    double ivc_ay = rng_range(&r, 7, 10) * s;
-    double ivc_rot = rng_range(&r, -0.3, 0.3);
-    shape3 ivc = shape_make(X(-22), vb_y - vb_r - 8 * s, ivc_ax, ivc_ay, ivc_rot, T_IVC, SAMDA_PHANTOM_LABEL_IVC, T_ANY);
+    double ivc_ax = samda_rng_range(r, 11, 14) * g->s;
+    double ivc_ay = samda_rng_range(r, 7, 10) * g->s;
+    double ivc_rot = samda_rng_range(r, -0.3, 0.3);
+    shape3 ivc = shape_make(X(-22), g->vb_y - g->vb_r - 8 * g->s, ivc_ax, ivc_ay, ivc_rot, T_IVC,
+                            SAMDA_PHANTOM_LABEL_IVC, T_ANY);
     ivc.dcx = -0.04;
     ivc.dcy = -0.06; /* rises anteriorly into the liver */
-    shape_wobble(&ivc, &r, 0.05);
+    shape_wobble(&ivc, r, 0.05);
     add(a, ivc);
-    double ar = rng_range(&r, 9, 11.5) * s;
-    shape3 ao = shape_make(X(9), vb_y - vb_r - ar - 1.5 * s, ar, ar, 0, T_AORTA, SAMDA_PHANTOM_LABEL_AORTA,
+    double ar = samda_rng_range(r, 9, 11.5) * g->s;
+    shape3 ao = shape_make(X(9), g->vb_y - g->vb_r - ar - 1.5 * g->s, ar, ar, 0, T_AORTA, SAMDA_PHANTOM_LABEL_AORTA,
                            T_ANY);
     ao.dcx = 0.02;
-    shape_wobble(&ao, &r, 0.02);
+    shape_wobble(&ao, r, 0.02);
     add(a, ao);
 
     /* Spine: posterior arch around the canal, spinous process, vertebral body (discs every 32 mm). */
-    shape3 arch = shape_make(X(0), canal_y, 15 * s, 11 * s, 0, T_BONE_CORTICAL, 0, T_ANY);
+    shape3 arch = shape_make(X(0), g->canal_y, 15 * g->s, 11 * g->s, 0, T_BONE_CORTICAL, 0, T_ANY);
     add(a, arch);
-    add(a, shape_make(X(0), canal_y + 17 * s, 4.5 * s, 11 * s, 0, T_BONE_CORTICAL, 0, T_ANY));
-    add(a, shape_make(X(0), canal_y, 8 * s, 7 * s, 0, T_CSF, 0, T_ANY));
+    add(a, shape_make(X(0), g->canal_y + 17 * g->s, 4.5 * g->s, 11 * g->s, 0, T_BONE_CORTICAL, 0, T_ANY));
+    add(a, shape_make(X(0), g->canal_y, 8 * g->s, 7 * g->s, 0, T_CSF, 0, T_ANY));
     a->vb_first = a->n;
-    shape3 vb = shape_make(X(0), vb_y, vb_r * 1.1, vb_r, 0, T_BONE_CORTICAL, 0, T_ANY);
-    shape_wobble(&vb, &r, 0.02);
+    shape3 vb = shape_make(X(0), g->vb_y, g->vb_r * 1.1, g->vb_r, 0, T_BONE_CORTICAL, 0, T_ANY);
+    shape_wobble(&vb, r, 0.02);
     add(a, vb);
-    add(a, shape_inset(&vb, 2.5 * s, T_BONE_CANCELLOUS, 0, T_ANY));
+    add(a, shape_inset(&vb, 2.5 * g->s, T_BONE_CANCELLOUS, 0, T_ANY));
     a->vb_count = a->n - a->vb_first;
-    a->disc_phase_mm = rng_range(&r, 0, 32);
+    a->disc_phase_mm = samda_rng_range(r, 0, 32);
+}
 
-    /* Ribs in the upper half: oblique cross-sections that slide around the wall along z. */
+/* Ribs in the upper half, sliding around the wall along z. */
+static void add_ribs(anatomy *a, body_geom *g, samda_rng *r)
+{
+    /* Ribs in the upper half: oblique cross-sections that slide around the g->wall along z. */
     for (int i = 0; i < 14; i++) {
         int side = i < 7 ? -1 : 1;
-        double ang = rng_range(&r, -1.3, 1.1); /* around the flank, front to back */
-        double zc = rng_range(&r, 10, 110);
-        double wx = body.ax - fat - wall * 0.5, wy = body.ay - fat - wall * 0.5;
-        shape3 rib = shape_make(body.cx + side * wx * cos(ang), body.cy + wy * sin(ang), 5.5 * s, 3.5 * s,
+        double ang = samda_rng_range(r, -1.3, 1.1); /* around the flank, front to back */
+        double zc = samda_rng_range(r, 10, 110);
+        double wx = g->body.ax - g->fat - g->wall * 0.5, wy = g->body.ay - g->fat - g->wall * 0.5;
+        shape3 rib = shape_make(g->body.cx + side * wx * cos(ang), g->body.cy + wy * sin(ang), 5.5 * g->s, 3.5 * g->s,
                                 ang + M_PI / 2, T_RIB, 0,
                                 TBIT(T_MUSCLE) | TBIT(T_FAT_SUB) | TBIT(T_FAT_VISC) | TBIT(T_LUNG));
         shape_z(&rib, zc - 18, zc, zc + 18);
         rib.dcy = -0.25;
         add(a, rib);
     }
+}
+
+/* One patient's anatomy from its seed. The draws happen in a fixed order (the steps below, in
+ * this order), so masks are identical across styles and image sizes for one seed. */
+static void build_anatomy(anatomy *a, uint64_t seed)
+{
+    samda_rng r;
+    samda_rng_seed(&r, seed, 1);
+    memset(a, 0, sizeof *a);
+    a->texture_seed = samda_rng_next(&r);
+    body_geom g;
+    memset(&g, 0, sizeof g);
+    g.s = samda_rng_range(&r, 0.93, 1.05);   /* overall size */
+    g.ap = samda_rng_range(&r, 0.93, 1.07);  /* front-back depth relative to width */
+    g.zs = samda_rng_range(&r, 0.92, 1.08);  /* craniocaudal scale of organs */
+    g.ox = samda_rng_range(&r, -4.0, 4.0);   /* position on the table */
+    g.oy = samda_rng_range(&r, -6.0, 2.0);
+    g.fat = samda_rng_range(&r, 8.0, 20.0) * g.s;
+    g.wall = samda_rng_range(&r, 7.0, 11.0) * g.s;
+    g.cavity = TBIT(T_FAT_VISC);
+    g.soft = TBIT(T_FAT_VISC) | TBIT(T_BOWEL) | TBIT(T_GAS) | TBIT(T_FLUID) | TBIT(T_LUNG);
+    add_body_and_lungs(a, &g, &r);
+    add_muscles(a, &g, &r);
+    add_bowel_and_stomach(a, &g, &r);
+    add_liver_and_spleen(a, &g, &r);
+    add_kidneys(a, &g, &r);
+    add_vessels_and_spine(a, &g, &r);
+    add_ribs(a, &g, &r);
+}
 #undef X
 #undef Y
 #undef Z
-}
 
 /* ---- image formation -------------------------------------------------------------------------- */
 
@@ -974,8 +977,8 @@ samda_status samda_phantom_volume_generate(const samda_phantom_params *p, samda_
          * at the same level gets its own, independent noise (samda phantom generates in chunks). */
         uint64_t zbits;
         memcpy(&zbits, &z, sizeof zbits);
-        rng nr;
-        rng_init(&nr, p->seed ^ 0x6E6F697365ull, zbits);
+        samda_rng nr;
+        samda_rng_seed(&nr, p->seed ^ 0x6E6F697365ull, zbits);
         int16_t *img = out->image + plane * (size_t)k;
         const int use_gamma = sty->gamma != 1.0;
         for (size_t i = 0; i < plane; i += 2) {
@@ -984,8 +987,8 @@ samda_status samda_phantom_volume_generate(const samda_phantom_params *p, samda_
                 /* Box-Muller in Marsaglia's polar form: no sin/cos, one log per pair. */
                 double u, v, q;
                 do {
-                    u = 2.0 * rng_u01(&nr) - 1.0;
-                    v = 2.0 * rng_u01(&nr) - 1.0;
+                    u = 2.0 * samda_rng_u01(&nr) - 1.0;
+                    v = 2.0 * samda_rng_u01(&nr) - 1.0;
                     q = u * u + v * v;
                 } while (q >= 1.0 || q == 0.0);
                 double f = sqrt(-2.0 * log(q) / q) * sty->noise_sigma_hu;

@@ -36,7 +36,7 @@
  *
  * Determinism: the same parameters give the same bytes, whatever the compiler or optimisation
  * level (a golden-hash test pins gcc, clang, -O0..-O2, sanitizers). No global state, no time, no
- * rand(); randomness comes from splitmix64/xoshiro256** streams derived from the seed. The anatomy
+ * rand(); randomness comes from samda_rng streams (common/random.h) derived from the seed. The anatomy
  * stream never depends on the style or the image size, so the mask depends only on (seed, pixel
  * spacing, rows, cols, slice positions); the noise of a slice depends on (seed, its z). Results use
  * sin/cos/exp/log/pow/sqrt from the C library: identical with one libm (glibc here); another libm

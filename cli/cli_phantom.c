@@ -1,8 +1,11 @@
-/* Synthetic studies as real DICOM (see phantom_dicom.h). The CT writer places slice k at
- * origin + k * spacing along the normal while the phantom's slices go down in z: the series is the
- * body mirrored in z, which changes nothing for a synthetic test body, and the masks follow the
- * slices through the loader's path index, whatever order it sorts them in. */
-#include "phantom_dicom.h"
+/* `samda phantom`: the phantom generator's command (phantom/phantom_main.c) with its `--dicom`
+ * output added here, where dicom/ may be used: each generated body as a CT series plus its ground
+ * truth as a DICOM-SEG that references the series (phantom/ itself knows no DICOM).
+ * The CT writer places slice k at origin + k * spacing along the normal while the phantom's slices
+ * go down in z: the series is the body mirrored in z, which changes nothing for a synthetic test
+ * body, and the masks follow the slices through the loader's path index, whatever order it sorts
+ * them in. */
+#include "cli.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -11,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "dicom.h"
+#include "phantom.h"
 
 static samda_status mkdir_one(const char *p, samda_error *err)
 {
@@ -18,8 +22,9 @@ static samda_status mkdir_one(const char *p, samda_error *err)
     return SAMDA_OK;
 }
 
-samda_status samdad_phantom_write_dicom(void *ctx, const samda_phantom_volume *v, const char *site, long body,
-                                        const char *dir, samda_error *err)
+/* samda_phantom_dicom_fn (ctx unused): DIR/dicom/<site>_<body>/IMG*.dcm and DIR/dicom/<site>_<body>.seg.dcm. */
+static samda_status write_dicom(void *ctx, const samda_phantom_volume *v, const char *site, long body, const char *dir,
+                                samda_error *err)
 {
     (void)ctx;
     char top[4096], sdir[4200], segpath[4200], name[96], pid[96], desc[96];
@@ -128,3 +133,5 @@ out:
     samda_dicom_shutdown();
     return st;
 }
+
+int cli_cmd_phantom(int argc, char **argv) { return samda_phantom_main_ex(argc, argv, write_dicom, NULL); }

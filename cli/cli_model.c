@@ -1,6 +1,7 @@
-/* Command-line access to the model: describe a checkpoint, segment one image with prompts, and
- * measure the encoder and decoder. Output is JSON on stdout (for scripts); messages go to stderr. */
-#include "cli_model.h"
+/* `samda model info | segment | bench model`: the model from the command line: describe a checkpoint,
+ * segment one image with prompts, measure the encoder and decoder. Output is JSON on stdout (for
+ * scripts); messages go to stderr. The adapter commands are cli_adapter_dicom.c's. */
+#include "cli.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -13,23 +14,13 @@
 #include "image_io.h"
 #include "model.h"
 
-#define SAMDA_VIT_B_PARAMS 93735472.0 /* SAM ViT-B, for the adapter budget fraction */
+#define MODEL_JSON_FLAGS JSON_INDENT(2) /* keys in the order written, unlike the store commands */
 
 static double now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int print_json(json_t *j)
-{
-    char *s = json_dumps(j, JSON_INDENT(2));
-    json_decref(j);
-    if (!s) return 1;
-    printf("%s\n", s);
-    free(s);
-    return 0;
 }
 
 typedef struct model_opts {
@@ -108,11 +99,11 @@ static json_t *info_json(const samda_model *m)
                      in.convention == SAMDA_MODEL_CONVENTION_MEDSAM ? "medsam" : "sam");
 }
 
-int samda_cmd_model(int argc, char **argv)
+int cli_cmd_model(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "info") != 0) {
         fprintf(stderr, "usage: samda model info --checkpoint F [--config J] [--arch A] [--device D] [--threads T]\n");
-        return 2;
+        return CLI_EXIT_USAGE;
     }
     model_opts o = {0};
     samda_model_params_init(&o.p);
@@ -120,11 +111,11 @@ int samda_cmd_model(int argc, char **argv)
     for (int i = 2; i < argc; i++)
         if (!model_opt(&o, argc, argv, &i, &bad) || bad) {
             if (!bad) fprintf(stderr, "samda model info: unknown option '%s'\n", argv[i]);
-            return 2;
+            return CLI_EXIT_USAGE;
         }
     samda_model *m = open_model(&o);
-    if (!m) return 1;
-    int rc = print_json(info_json(m));
+    if (!m) return CLI_EXIT_FAIL;
+    int rc = cli_print_json(info_json(m), MODEL_JSON_FLAGS);
     samda_model_close(m);
     return rc;
 }
@@ -145,7 +136,7 @@ static int parse_floats(const char *s, float *out, int n)
     return *s == 0;
 }
 
-int samda_cmd_segment(int argc, char **argv)
+int cli_cmd_segment(int argc, char **argv)
 {
     model_opts o = {0};
     samda_model_params_init(&o.p);
@@ -156,7 +147,7 @@ int samda_cmd_segment(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (model_opt(&o, argc, argv, &i, &bad)) {
-            if (bad) return 2;
+            if (bad) return CLI_EXIT_USAGE;
         } else if (!strcmp(a, "--image") && v) {
             image = v;
             i++;
@@ -168,7 +159,7 @@ int samda_cmd_segment(int argc, char **argv)
             if (n_points >= 64 || !parse_floats(v, t, 3) || (t[2] != 0 && t[2] != 1)) {
                 fprintf(stderr, "samda segment: --point %s: expected x,y,label with label 1 (in) or 0 (out), "
                                 "at most 64 points\n", v);
-                return 2;
+                return CLI_EXIT_USAGE;
             }
             points[2 * n_points] = t[0];
             points[2 * n_points + 1] = t[1];
@@ -177,7 +168,7 @@ int samda_cmd_segment(int argc, char **argv)
         } else if (!strcmp(a, "--box") && v) {
             if (!parse_floats(v, box, 4) || box[2] <= box[0] || box[3] <= box[1]) {
                 fprintf(stderr, "samda segment: --box %s: expected x0,y0,x1,y1 with x1 > x0 and y1 > y0\n", v);
-                return 2;
+                return CLI_EXIT_USAGE;
             }
             has_box = 1;
             i++;
@@ -185,7 +176,7 @@ int samda_cmd_segment(int argc, char **argv)
             float t[2];
             if (!parse_floats(v, t, 2) || t[1] <= 0) {
                 fprintf(stderr, "samda segment: --window %s: expected center,width with width > 0\n", v);
-                return 2;
+                return CLI_EXIT_USAGE;
             }
             wc = t[0];
             ww = t[1];
@@ -196,25 +187,25 @@ int samda_cmd_segment(int argc, char **argv)
             fprintf(stderr, "usage: samda segment --checkpoint F [--config J] --image X.(npy|png|dcm) "
                             "[--point x,y,label]... [--box x0,y0,x1,y1] [--window c,w] [--multimask] "
                             "--out mask.(png|npy)\n");
-            return 2;
+            return CLI_EXIT_USAGE;
         }
     }
     if (!image || !outp || (!n_points && !has_box)) {
         fprintf(stderr, "samda segment: --image, --out and at least one --point or --box are required\n");
-        return 2;
+        return CLI_EXIT_USAGE;
     }
     samda_error err;
     samdad_image img;
     if (samdad_image_read(image, wc, ww, &img, &err) != SAMDA_OK) {
         fprintf(stderr, "samda segment: %s\n", err.message);
-        return 1;
+        return CLI_EXIT_FAIL;
     }
     samda_model *m = open_model(&o);
     if (!m) {
         free(img.pixels);
-        return 1;
+        return CLI_EXIT_FAIL;
     }
-    int rc = 1;
+    int rc = CLI_EXIT_FAIL;
     samda_model_info in;
     samda_model_get_info(m, &in, NULL);
     samda_model_image mi = {img.pixels, img.height, img.width, img.channels, SAMDA_MODEL_PIXEL_F32};
@@ -252,10 +243,10 @@ int samda_cmd_segment(int argc, char **argv)
     for (size_t p = 0; p < plane; p++) area += masks[(size_t)best * plane + p] != 0;
     json_t *ious = json_array();
     for (int k = 0; k < c; k++) json_array_append_new(ious, json_real(iou[k]));
-    print_json(json_pack("{s:s, s:o, s:i, s:I, s:f, s:f}", "out", outp, "iou", ious, "chosen", best, "area_pixels",
-                         (json_int_t)area, "encode_s", t1 - t0, "decode_s", t2 - t1));
+    cli_print_json(json_pack("{s:s, s:o, s:i, s:I, s:f, s:f}", "out", outp, "iou", ious, "chosen", best, "area_pixels",
+                         (json_int_t)area, "encode_s", t1 - t0, "decode_s", t2 - t1), MODEL_JSON_FLAGS);
     free(masks);
-    rc = 0;
+    rc = CLI_EXIT_OK;
 done:
     samda_embedding_release(e);
     samda_model_close(m);
@@ -272,12 +263,12 @@ static long peak_rss_kib(void)
 
 /* samda bench model: encoder images/s at a batch size, decoder ms per prompt for 1 and 16 prompts
  * per call against one cached embedding, peak memory. Prints, never judges. */
-int samda_cmd_bench(int argc, char **argv)
+int cli_cmd_bench(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "model") != 0) {
         fprintf(stderr, "usage: samda bench model (--checkpoint F | --arch vit_b --random-weights) [--batch N] "
                         "[--threads T] [--device cpu|cuda] [--dtype float32|bfloat16] [--iters K]\n");
-        return 2;
+        return CLI_EXIT_USAGE;
     }
     model_opts o = {0};
     samda_model_params_init(&o.p);
@@ -287,21 +278,21 @@ int samda_cmd_bench(int argc, char **argv)
             iters = atoi(argv[++i]);
             if (iters < 1 || iters > 1000) {
                 fprintf(stderr, "samda bench model: --iters must be 1..1000\n");
-                return 2;
+                return CLI_EXIT_USAGE;
             }
         } else if (!model_opt(&o, argc, argv, &i, &bad) || bad) {
             if (!bad) fprintf(stderr, "samda bench model: unknown option '%s'\n", argv[i]);
-            return 2;
+            return CLI_EXIT_USAGE;
         }
     }
     if (o.p.max_batch > 0) batch = o.p.max_batch;
     if (batch > 256) batch = 256;
     samda_model *m = open_model(&o);
-    if (!m) return 1;
+    if (!m) return CLI_EXIT_FAIL;
     samda_model_info in;
     samda_model_get_info(m, &in, NULL);
     samda_error err;
-    int rc = 1;
+    int rc = CLI_EXIT_FAIL;
     /* A synthetic grey image with structure (a bright disc), the size of the encoder input. */
     int S = in.img_size;
     float *px = malloc((size_t)S * S * sizeof(float));
@@ -366,7 +357,7 @@ int samda_cmd_bench(int argc, char **argv)
         json_object_set_new(j, "device_memory_used_bytes", json_integer((json_int_t)used));
         json_object_set_new(j, "device_memory_total_bytes", json_integer((json_int_t)total));
     }
-    rc = print_json(j);
+    rc = cli_print_json(j, MODEL_JSON_FLAGS);
 done:
     for (int b = 0; emb && b < batch; b++) samda_embedding_release(emb[b]);
     free(emb);

@@ -7,6 +7,7 @@
 #     (plain C++ executables, labels "unit;model", env SAMDA_FIXTURES; exit 77 = skipped).
 set(SAMDA_MODEL_IO_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/pth_reader.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/pth_writer.cpp
   ${CMAKE_CURRENT_LIST_DIR}/npy.cpp)
 set(SAMDA_MODEL_IO_TORCH_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/state_dict.cpp)

@@ -112,9 +112,9 @@ typedef struct parse_state {
     bool long_line;
     samda_error *err;
     bool failed;
-    bool overriding;
+    bool overriding;      /* applying --set: sections may be reopened, keys set again */
     int header_line;      /* line of the last [section] header read */
-    int cur_header_line;  /* header line of the repeated section now open */      /* applying --set: sections may be reopened, keys set again */
+    int cur_header_line;  /* header line of the repeated section now open */
     /* which single-section keys were set, to catch a key set twice */
     int set_line[CONFIG_MAIN_MAX];
     /* the repeated section currently open, its element and keys set there */
@@ -198,6 +198,168 @@ static bool public_url_ok(const char *v)
     return true;
 }
 
+/* Strings, paths (made absolute against the file's folder) and AE titles. */
+static bool set_string(parse_state *ps, const opt *o, void *field, const char *section, char *v, const char *shown)
+{
+    if (*v == 0 && !(o->flags & F_OPTIONAL)) {
+        perr(ps, "[%s] %s is empty: a value is required", section, o->key);
+        return false;
+    }
+    if (o->type == T_STR && strcmp(o->key, "public_url") == 0 && *v && !public_url_ok(v)) {
+        perr(ps, "[%s] %s = %s: must be an http:// or https:// URL naming a host, without spaces, query or "
+                 "fragment, at most 200 characters", section, o->key, shown);
+        return false;
+    }
+    if (o->type == T_AE && !samda_ae_title_is_valid(v)) {
+        perr(ps, "[%s] %s = %s: not a valid AE title (1-16 printable ASCII characters, no backslash)",
+             section, o->key, shown);
+        return false;
+    }
+    char **dst = field;
+    free(*dst);
+    *dst = NULL;
+    if (*v == 0) return true;
+    *dst = o->type == T_PATH ? resolve_path(ps, v) : strdup(v);
+    if (!*dst) {
+        perr(ps, "[%s] %s: out of memory", section, o->key);
+        return false;
+    }
+    return true;
+}
+
+/* An integer within the row's bounds. */
+static bool set_int(parse_state *ps, const opt *o, void *field, const char *section, char *v, const char *shown)
+{
+    errno = 0;
+    char *end;
+    long long x = strtoll(v, &end, 10);
+    if (*v == 0 || *end != 0 || errno) {
+        perr(ps, "[%s] %s = %s: not an integer", section, o->key, shown);
+        return false;
+    }
+    if (x < o->lo || x > o->hi) {
+        perr(ps, "[%s] %s = %s: must be between %lld and %lld", section, o->key, shown, (long long)o->lo,
+             (long long)o->hi);
+        return false;
+    }
+    *(int64_t *)field = x;
+    return true;
+}
+
+/* true/yes/on/1 or false/no/off/0. */
+static bool set_bool(parse_state *ps, const opt *o, void *field, const char *section, char *v, const char *shown)
+{
+    bool b;
+    if (!strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on") || !strcmp(v, "1")) b = true;
+    else if (!strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcasecmp(v, "off") || !strcmp(v, "0")) b = false;
+    else {
+        perr(ps, "[%s] %s = %s: must be true or false", section, o->key, shown);
+        return false;
+    }
+    *(bool *)field = b;
+    return true;
+}
+
+/* A size with an optional unit (4096, 512MiB), within the row's textual bounds. */
+static bool set_size(parse_state *ps, const opt *o, void *field, const char *section, char *v, const char *shown)
+{
+    uint64_t x;
+    if (!samda_parse_size(v, &x)) {
+        perr(ps, "[%s] %s = %s: not a size (examples: 4096, 512MiB, 2GiB)", section, o->key, shown);
+        return false;
+    }
+    uint64_t lo = 0, hi = UINT64_MAX;
+    if (o->bounds) {
+        char b[64];
+        snprintf(b, sizeof b, "%s", o->bounds);
+        char *dots = strstr(b, "..");
+        if (dots) {
+            *dots = 0;
+            samda_parse_size(b, &lo);
+            samda_parse_size(dots + 2, &hi);
+        }
+    }
+    if (x < lo || x > hi) {
+        perr(ps, "[%s] %s = %s: must be between %s", section, o->key, shown, o->bounds);
+        return false;
+    }
+    *(uint64_t *)field = x;
+    return true;
+}
+
+/* A duration (30s, 2m, 500ms) in milliseconds, within bounds. */
+static bool set_duration(parse_state *ps, const opt *o, void *field, const char *section, char *v, const char *shown)
+{
+    int64_t ms;
+    if (!samda_parse_duration(v, &ms)) {
+        perr(ps, "[%s] %s = %s: not a duration (examples: 30s, 2m, 1h, 500ms)", section, o->key, shown);
+        return false;
+    }
+    if (ms < o->lo || ms > o->hi) {
+        perr(ps, "[%s] %s = %s: must be between %s", section, o->key, shown, o->bounds);
+        return false;
+    }
+    *(int64_t *)field = ms;
+    return true;
+}
+
+/* One of the row's choices, stored as its index. */
+static bool set_enum(parse_state *ps, const opt *o, void *field, const char *section, char *v, const char *shown)
+{
+    int idx = 0;
+    const char *c = o->choices;
+    while (c && *c) {
+        const char *bar = strchr(c, '|');
+        size_t len = bar ? (size_t)(bar - c) : strlen(c);
+        if (strlen(v) == len && strncasecmp(v, c, len) == 0) {
+            *(int64_t *)field = idx;
+            return true;
+        }
+        idx++;
+        c = bar ? bar + 1 : NULL;
+    }
+    perr(ps, "[%s] %s = %s: must be one of %s", section, o->key, shown, o->choices);
+    return false;
+}
+
+/* A comma-separated list (at most 256 items). */
+static bool set_list(parse_state *ps, const opt *o, void *field, const char *section, char *v)
+{
+    samda_strlist *l = field;
+    strlist_free(l);
+    char *save = NULL;
+    for (char *tok = strtok_r(v, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        tok = trim(tok);
+        if (!*tok) continue;
+        if (l->n >= 256) {
+            perr(ps, "[%s] %s: more than 256 items", section, o->key);
+            return false;
+        }
+        char **nv = realloc(l->v, (l->n + 1) * sizeof *nv);
+        if (!nv || !(nv[l->n] = strdup(tok))) {
+            if (nv) l->v = nv;
+            perr(ps, "[%s] %s: out of memory", section, o->key);
+            return false;
+        }
+        l->v = nv;
+        l->n++;
+    }
+    if (l->n == 0 && !(o->flags & F_OPTIONAL)) {
+        perr(ps, "[%s] %s is empty: at least one value is required", section, o->key);
+        return false;
+    }
+    /* A site that selects a modality samda cannot segment would wait for ever: refuse it now. */
+    for (size_t i = 0; o->offset == S(modalities) && !strcmp(o->section, "site") && i < l->n; i++)
+        if (!samda_modality_is_segmentable(l->v[i])) {
+            perr(ps, "[%s] %s = %s: %s is not a modality samda segments (CT, MR)", section, o->key, l->v[i],
+                 l->v[i]);
+            return false;
+        }
+    return true;
+}
+
+/* Parse raw (trimmed, at most 1023 characters) as o's type and store it in base; false with a
+ * line-numbered error naming section and key otherwise (sensitive values shown as ***). */
 static bool set_value(parse_state *ps, const opt *o, void *base, const char *section, const char *raw)
 {
     char buf[1024];
@@ -209,149 +371,16 @@ static bool set_value(parse_state *ps, const opt *o, void *base, const char *sec
     char *v = trim(buf);
     const char *shown = (o->flags & F_SENSITIVE) ? "***" : v;
     void *field = (char *)base + o->offset;
-
     switch (o->type) {
     case T_STR:
     case T_PATH:
-    case T_AE: {
-        if (*v == 0 && !(o->flags & F_OPTIONAL)) {
-            perr(ps, "[%s] %s is empty: a value is required", section, o->key);
-            return false;
-        }
-        if (o->type == T_STR && strcmp(o->key, "public_url") == 0 && *v && !public_url_ok(v)) {
-            perr(ps, "[%s] %s = %s: must be an http:// or https:// URL naming a host, without spaces, query or "
-                     "fragment, at most 200 characters", section, o->key, shown);
-            return false;
-        }
-        if (o->type == T_AE && !samda_ae_title_is_valid(v)) {
-            perr(ps, "[%s] %s = %s: not a valid AE title (1-16 printable ASCII characters, no backslash)",
-                 section, o->key, shown);
-            return false;
-        }
-        char **dst = field;
-        free(*dst);
-        *dst = NULL;
-        if (*v == 0) return true;
-        *dst = o->type == T_PATH ? resolve_path(ps, v) : strdup(v);
-        if (!*dst) {
-            perr(ps, "[%s] %s: out of memory", section, o->key);
-            return false;
-        }
-        return true;
-    }
-    case T_INT: {
-        errno = 0;
-        char *end;
-        long long x = strtoll(v, &end, 10);
-        if (*v == 0 || *end != 0 || errno) {
-            perr(ps, "[%s] %s = %s: not an integer", section, o->key, shown);
-            return false;
-        }
-        if (x < o->lo || x > o->hi) {
-            perr(ps, "[%s] %s = %s: must be between %lld and %lld", section, o->key, shown, (long long)o->lo,
-                 (long long)o->hi);
-            return false;
-        }
-        *(int64_t *)field = x;
-        return true;
-    }
-    case T_BOOL: {
-        bool b;
-        if (!strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on") || !strcmp(v, "1")) b = true;
-        else if (!strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcasecmp(v, "off") || !strcmp(v, "0")) b = false;
-        else {
-            perr(ps, "[%s] %s = %s: must be true or false", section, o->key, shown);
-            return false;
-        }
-        *(bool *)field = b;
-        return true;
-    }
-    case T_SIZE: {
-        uint64_t x;
-        if (!samda_parse_size(v, &x)) {
-            perr(ps, "[%s] %s = %s: not a size (examples: 4096, 512MiB, 2GiB)", section, o->key, shown);
-            return false;
-        }
-        uint64_t lo = 0, hi = UINT64_MAX;
-        if (o->bounds) {
-            char b[64];
-            snprintf(b, sizeof b, "%s", o->bounds);
-            char *dots = strstr(b, "..");
-            if (dots) {
-                *dots = 0;
-                samda_parse_size(b, &lo);
-                samda_parse_size(dots + 2, &hi);
-            }
-        }
-        if (x < lo || x > hi) {
-            perr(ps, "[%s] %s = %s: must be between %s", section, o->key, shown, o->bounds);
-            return false;
-        }
-        *(uint64_t *)field = x;
-        return true;
-    }
-    case T_DURATION: {
-        int64_t ms;
-        if (!samda_parse_duration(v, &ms)) {
-            perr(ps, "[%s] %s = %s: not a duration (examples: 30s, 2m, 1h, 500ms)", section, o->key, shown);
-            return false;
-        }
-        if (ms < o->lo || ms > o->hi) {
-            perr(ps, "[%s] %s = %s: must be between %s", section, o->key, shown, o->bounds);
-            return false;
-        }
-        *(int64_t *)field = ms;
-        return true;
-    }
-    case T_ENUM: {
-        int idx = 0;
-        const char *c = o->choices;
-        while (c && *c) {
-            const char *bar = strchr(c, '|');
-            size_t len = bar ? (size_t)(bar - c) : strlen(c);
-            if (strlen(v) == len && strncasecmp(v, c, len) == 0) {
-                *(int64_t *)field = idx;
-                return true;
-            }
-            idx++;
-            c = bar ? bar + 1 : NULL;
-        }
-        perr(ps, "[%s] %s = %s: must be one of %s", section, o->key, shown, o->choices);
-        return false;
-    }
-    case T_LIST: {
-        samda_strlist *l = field;
-        strlist_free(l);
-        char *save = NULL;
-        for (char *tok = strtok_r(v, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-            tok = trim(tok);
-            if (!*tok) continue;
-            if (l->n >= 256) {
-                perr(ps, "[%s] %s: more than 256 items", section, o->key);
-                return false;
-            }
-            char **nv = realloc(l->v, (l->n + 1) * sizeof *nv);
-            if (!nv || !(nv[l->n] = strdup(tok))) {
-                if (nv) l->v = nv;
-                perr(ps, "[%s] %s: out of memory", section, o->key);
-                return false;
-            }
-            l->v = nv;
-            l->n++;
-        }
-        if (l->n == 0 && !(o->flags & F_OPTIONAL)) {
-            perr(ps, "[%s] %s is empty: at least one value is required", section, o->key);
-            return false;
-        }
-        /* A site that selects a modality samda cannot segment would wait for ever: refuse it now. */
-        for (size_t i = 0; o->offset == S(modalities) && !strcmp(o->section, "site") && i < l->n; i++)
-            if (!samda_modality_is_segmentable(l->v[i])) {
-                perr(ps, "[%s] %s = %s: %s is not a modality samda segments (CT, MR)", section, o->key, l->v[i],
-                     l->v[i]);
-                return false;
-            }
-        return true;
-    }
+    case T_AE: return set_string(ps, o, field, section, v, shown);
+    case T_INT: return set_int(ps, o, field, section, v, shown);
+    case T_BOOL: return set_bool(ps, o, field, section, v, shown);
+    case T_SIZE: return set_size(ps, o, field, section, v, shown);
+    case T_DURATION: return set_duration(ps, o, field, section, v, shown);
+    case T_ENUM: return set_enum(ps, o, field, section, v, shown);
+    case T_LIST: return set_list(ps, o, field, section, v);
     }
     return false;
 }
@@ -561,7 +590,8 @@ static void config_free(samda_config *c)
 static int main_line(const parse_state *ps, const char *section, const char *key)
 {
     for (size_t i = 0; i < config_n_main; i++)
-        if (!strcmp(config_main_opts[i].section, section) && !strcmp(config_main_opts[i].key, key)) return ps->set_line[i];
+        if (!strcmp(config_main_opts[i].section, section) && !strcmp(config_main_opts[i].key, key))
+            return ps->set_line[i];
     return 0;
 }
 

@@ -1,11 +1,12 @@
 /* cli/cli.h: the command families of the samda program and what they share.
  *
  * cli/samda.c holds the dispatch table; each family lives in one file (cli_tokens.c, cli_store.c,
- * cli_exports.c, cli_phantom.c, cli_model.c, cli_adapter_dicom.c). A command gets
+ * cli_exports.c, cli_phantom.c, cli_model.c, cli_adapter.c with cli_adapter_dicom.c). A command gets
  * main's argv without the program name (argv[0] is the command's name), prints its result on stdout
  * and its messages on stderr, and returns the process's exit status (CLI_EXIT_*).
  * This header is internal to cli/: nothing here is installed or linked by another module. It names
- * no type of another module's header (storage.h, jansson.h).
+ * no type of another module's header (storage.h, jansson.h) so that cli_adapter.c, which needs only
+ * model.h, can be built with model/ alone (model/CMakeLists.txt, the samda-adapter program).
  * Thread-safety: none needed; the programs are single-threaded apart from the model's own threads. */
 #ifndef SAMDA_CLI_H
 #define SAMDA_CLI_H
@@ -59,6 +60,10 @@ int cli_cmd_phantom(int argc, char **argv); /* cli_phantom.c: synthetic slices, 
 int cli_cmd_model(int argc, char **argv);   /* cli_model.c: model info (needs the model) */
 int cli_cmd_segment(int argc, char **argv); /* cli_model.c: one image with prompts (needs the model) */
 int cli_cmd_bench(int argc, char **argv);   /* cli_model.c: bench model (needs the model) */
-int cli_cmd_adapter(int argc, char **argv); /* cli_adapter_dicom.c: model/'s adapter CLI plus --dicom */
+int cli_cmd_adapter(int argc, char **argv); /* cli_adapter_dicom.c: cli_adapter_main plus --dicom SERIES,SEG */
+
+/* cli_adapter.c: train | eval | tta | info | pretrain over model.h alone (argv[0] = "adapter" or the
+ * program's name); also the whole samda-adapter program. */
+int cli_adapter_main(int argc, char **argv);
 
 #endif

@@ -1,7 +1,7 @@
 /* `samda adapter ... --dicom SERIES_DIR,SEG_FILE` (repeatable; for train, eval and tta): each series
  * and a DICOM-SEG of it become NAME.image.npy + NAME.mask.npy pairs in a temporary folder
  * (daemon/trainset.c, as the daemon's training lane does), which is then passed on to
- * samda_adapter_cli_main() as --data and removed afterwards. Segments map by SegmentLabel onto the
+ * cli_adapter_main() as --data and removed afterwards. Segments map by SegmentLabel onto the
  * built-in label ids. Without --dicom the arguments go through unchanged. */
 #include "cli.h"
 
@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include "dicom.h"
-#include "model.h"
 #include "trainset.h"
 
 static const char *const label_names[] = {"liver", "kidney", "spleen", "aorta", "inferior_vena_cava"};
@@ -117,7 +116,7 @@ int cli_cmd_adapter(int argc, char **argv)
         args[n++] = "--data";
         args[n++] = tmp;
     }
-    rc = samda_adapter_cli_main(n, args);
+    rc = cli_adapter_main(n, args);
 out:
     if (made) remove_folder(tmp);
     free(args);

@@ -1,6 +1,6 @@
 /* `samda model info | segment | bench model`: the model from the command line: describe a checkpoint,
  * segment one image with prompts, measure the encoder and decoder. Output is JSON on stdout (for
- * scripts); messages go to stderr. The adapter commands are cli_adapter_dicom.c's. */
+ * scripts); messages go to stderr. The adapter commands are cli_adapter.c's. */
 #include "cli.h"
 
 #include <errno.h>

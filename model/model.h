@@ -499,10 +499,6 @@ samda_status samda_adapter_tta_dir(const samda_model *m, samda_adapter *a, const
  *  @return SAMDA_OK; SAMDA_EINVAL; SAMDA_EIO. */
 samda_status samda_model_save(const samda_model *m, const char *path, int half, samda_error *err);
 
-/** The `samda adapter` command: train | eval | tta | info | pretrain (argv[0] = "adapter").
- *  @return process exit status: 0 success, 2 usage error, 1 failure (message on stderr). */
-int samda_adapter_cli_main(int argc, char **argv);
-
 #ifdef __cplusplus
 }
 #endif

@@ -660,23 +660,6 @@ void test_training_and_tta()
     samda_model_close(m);
 }
 
-void test_cli()
-{
-    const std::string cfg = "--config=" + g_config;
-    char a0[] = "adapter", a1[] = "bogus";
-    char *argv1[] = {a0, a1};
-    CHECK_EQ(samda_adapter_cli_main(2, argv1), 2);
-    char c_info[] = "info", c_ck[] = "--checkpoint", c_missing[] = "/nonexistent.pth";
-    char *argv2[] = {a0, c_info, c_ck, c_missing};
-    CHECK_EQ(samda_adapter_cli_main(4, argv2), 1);
-    char c_help[] = "--help";
-    char *argv3[] = {a0, c_help};
-    CHECK_EQ(samda_adapter_cli_main(2, argv3), 0);
-    char c_train[] = "train", c_ep[] = "--epochs", c_bad[] = "x";
-    char *argv4[] = {a0, c_train, c_ck, c_missing, c_ep, c_bad};
-    CHECK_EQ(samda_adapter_cli_main(6, argv4), 1);  // the checkpoint is opened first
-}
-
 }  // namespace
 
 void test_conv_transpose_grad()
@@ -730,7 +713,6 @@ int main()
     RUN(test_window);
     RUN(test_file_round_trip_and_refusals);
     RUN(test_training_and_tta);
-    RUN(test_cli);
     std::string cmd = "rm -rf " + g_dir;
     if (system(cmd.c_str()) != 0)
         fprintf(stderr, "could not remove %s\n", g_dir.c_str());

@@ -29,9 +29,7 @@ phantom() {
     else
         if [ ! -x "$work/phantom" ]; then
             printf '#include "phantom.h"\nint main(int c, char **v) { return samda_phantom_main(c - 1, v + 1); }\n' > "$work/phantom_main.c"
-            cc -std=c17 -O2 -D_GNU_SOURCE -I"$here/phantom" -I"$here/common" "$here"/phantom/phantom.c \
-               "$here"/phantom/phantom_main.c "$here"/phantom/npy_write.c "$here"/common/atomic_file.c \
-               "$here"/common/status.c "$work/phantom_main.c" -lm -o "$work/phantom"
+            cc -std=c17 -O2 -D_GNU_SOURCE -I"$here/phantom" -I"$here/common" "$here"/phantom/*.c "$here"/common/*.c "$work/phantom_main.c" -lm -o "$work/phantom"
         fi
         "$work/phantom" phantom "$@"
     fi

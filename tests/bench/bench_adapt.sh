@@ -29,8 +29,7 @@ phantom() {
     if [ -n "${SAMDA:-}" ]; then "$SAMDA" phantom "$@" >/dev/null; return; fi
     if [ ! -x "$work/phantom" ]; then
         printf '#include "phantom.h"\nint main(int c, char **v) { return samda_phantom_main(c - 1, v + 1); }\n' > "$work/pm.c"
-        cc -std=c17 -O2 -D_GNU_SOURCE -I"$here/phantom" -I"$here/common" "$here"/phantom/phantom.c "$here"/phantom/phantom_main.c \
-           "$here"/phantom/npy_write.c "$here"/common/atomic_file.c "$here"/common/status.c "$work/pm.c" -lm -o "$work/phantom"
+        cc -std=c17 -O2 -D_GNU_SOURCE -I"$here/phantom" -I"$here/common" "$here"/phantom/*.c "$here"/common/*.c "$work/pm.c" -lm -o "$work/phantom"
     fi
     "$work/phantom" phantom "$@" >/dev/null
 }

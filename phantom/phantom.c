@@ -60,10 +60,14 @@ void samda_phantom_style_for_site(const char *site, samda_phantom_site_style *ou
 {
     if (!out)
         return;
-    samda_phantom_site_style st = {
-        .hu_scale = 1.0, .hu_offset = 0.0, .gamma = 1.0, .noise_sigma_hu = 6.0, .blur_sigma_px = 0.5,
-        .bias_amplitude = 0.0, .pixel_spacing_mm = 1.0, .organ_contrast = 1.0,
-    };
+    samda_phantom_site_style st;
+    memset(&st, 0, sizeof st); /* padding too: styles are compared bytewise */
+    st.hu_scale = 1.0;
+    st.gamma = 1.0;
+    st.noise_sigma_hu = 6.0;
+    st.blur_sigma_px = 0.5;
+    st.pixel_spacing_mm = 1.0;
+    st.organ_contrast = 1.0;
     if (!site || !*site || strcmp(site, "A") == 0) {
         /* reference site: the defaults above */
     } else if (strcmp(site, "B") == 0) {
@@ -82,6 +86,28 @@ void samda_phantom_style_for_site(const char *site, samda_phantom_site_style *ou
         st.noise_sigma_hu = 50.0;
         st.blur_sigma_px = 1.0;
         st.organ_contrast = 0.9;
+    } else if (strcmp(site, "E") == 0) {
+        st.hu_scale = 0.8;
+        st.hu_offset = 60.0;
+        st.blur_sigma_px = 2.0;
+        st.bias_amplitude = 0.12;
+        st.noise_sigma_hu = 10.0;
+    } else if (strcmp(site, "F") == 0) {
+        st.noise_sigma_hu = 90.0;
+        st.downsample = 2;
+    } else if (strcmp(site, "G") == 0) {
+        st.invert = 1;
+        st.invert_center_hu = 50.0;
+        st.noise_sigma_hu = 10.0;
+        st.blur_sigma_px = 0.7;
+    } else if (strcmp(site, "H") == 0) {
+        st.gamma = 0.95;
+        st.ring_amplitude_hu = 40.0;
+        st.ring_period_mm = 7.0;
+        st.ghost_fraction = 0.25;
+        st.ghost_shift_px = 10;
+        st.pixel_spacing_mm = 0.8;
+        st.noise_sigma_hu = 15.0;
     } else {
         uint64_t h = 0xCBF29CE484222325ull; /* FNV-1a 64 */
         for (const unsigned char *c = (const unsigned char *)site; *c; c++)
@@ -739,6 +765,72 @@ static double bias_shape(double x, double y)
     return g < -1.0 ? -1.0 : (g > 1.0 ? 1.0 : g);
 }
 
+/* Whether a style has any of the steps after the noise (styles A-D have none and take the
+ * original path, byte for byte). */
+static int acquisition_post_needed(const samda_phantom_site_style *sty)
+{
+    return sty->ghost_fraction > 0.0 || sty->ring_amplitude_hu > 0.0 || sty->downsample > 1 || sty->invert;
+}
+
+/* The steps after the noise, in place on img (rows x cols HU, unclamped): motion ghost, ring
+ * artefact, low-resolution acquisition, contrast inversion. scratch holds rows * cols floats;
+ * xs, ys are the pixel centres in mm (image centre 0). */
+static void acquisition_post(float *img, float *scratch, const double *xs, const double *ys, int rows, int cols,
+                             const samda_phantom_site_style *sty)
+{
+    const size_t plane = (size_t)rows * (size_t)cols;
+    if (sty->ghost_fraction > 0.0) {
+        memcpy(scratch, img, plane * sizeof *img);
+        const float f = (float)sty->ghost_fraction;
+        for (int r = 0; r < rows; r++) {
+            int rs = r + sty->ghost_shift_px;
+            rs = rs < 0 ? 0 : (rs >= rows ? rows - 1 : rs);
+            for (int c = 0; c < cols; c++)
+                img[(size_t)r * (size_t)cols + (size_t)c] = (1.0f - f) * scratch[(size_t)r * (size_t)cols + (size_t)c] +
+                                                            f * scratch[(size_t)rs * (size_t)cols + (size_t)c];
+        }
+    }
+    if (sty->ring_amplitude_hu > 0.0) {
+        const double k = 2.0 * M_PI / sty->ring_period_mm;
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++)
+                img[(size_t)r * (size_t)cols + (size_t)c] +=
+                    (float)(sty->ring_amplitude_hu * sin(k * sqrt(xs[c] * xs[c] + ys[r] * ys[r])));
+    }
+    if (sty->downsample > 1) {
+        /* block means (partial blocks at the edges average what they hold) into scratch, then
+         * bilinear back with low-res pixel centres at d * R + (d - 1) / 2 */
+        const int d = sty->downsample, lr = (rows + d - 1) / d, lc = (cols + d - 1) / d;
+        for (int R = 0; R < lr; R++)
+            for (int C = 0; C < lc; C++) {
+                double sum = 0.0;
+                int cnt = 0;
+                for (int r = R * d; r < R * d + d && r < rows; r++)
+                    for (int c = C * d; c < C * d + d && c < cols; c++, cnt++)
+                        sum += img[(size_t)r * (size_t)cols + (size_t)c];
+                scratch[(size_t)R * (size_t)lc + (size_t)C] = (float)(sum / cnt);
+            }
+        for (int r = 0; r < rows; r++) {
+            double fr = (r - 0.5 * (d - 1)) / d;
+            fr = fr < 0 ? 0 : (fr > lr - 1 ? lr - 1 : fr);
+            const int r0 = (int)fr, r1 = r0 + 1 < lr ? r0 + 1 : r0;
+            const double wr = fr - r0;
+            for (int c = 0; c < cols; c++) {
+                double fc = (c - 0.5 * (d - 1)) / d;
+                fc = fc < 0 ? 0 : (fc > lc - 1 ? lc - 1 : fc);
+                const int c0 = (int)fc, c1 = c0 + 1 < lc ? c0 + 1 : c0;
+                const double wc = fc - c0;
+                const float *a = scratch + (size_t)r0 * (size_t)lc, *b = scratch + (size_t)r1 * (size_t)lc;
+                img[(size_t)r * (size_t)cols + (size_t)c] =
+                    (float)((1 - wr) * ((1 - wc) * a[c0] + wc * a[c1]) + wr * ((1 - wc) * b[c0] + wc * b[c1]));
+            }
+        }
+    }
+    if (sty->invert)
+        for (size_t i = 0; i < plane; i++)
+            img[i] = (float)(2.0 * sty->invert_center_hu) - img[i];
+}
+
 static samda_status check_range(samda_error *err, const char *name, double v, double lo, double hi)
 {
     if (!isfinite(v) || v < lo || v > hi)
@@ -760,7 +852,15 @@ static samda_status validate(const samda_phantom_params *p, samda_error *err)
         (s = check_range(err, "style.blur_sigma_px", p->style.blur_sigma_px, 0, 32)) ||
         (s = check_range(err, "style.bias_amplitude", p->style.bias_amplitude, 0, 0.9)) ||
         (s = check_range(err, "style.pixel_spacing_mm", p->style.pixel_spacing_mm, 0.05, 20)) ||
-        (s = check_range(err, "style.organ_contrast", p->style.organ_contrast, 0, 10)))
+        (s = check_range(err, "style.organ_contrast", p->style.organ_contrast, 0, 10)) ||
+        (s = check_range(err, "style.ghost_fraction", p->style.ghost_fraction, 0, 0.5)) ||
+        (s = check_range(err, "style.ghost_shift_px", p->style.ghost_shift_px, -64, 64)) ||
+        (s = check_range(err, "style.ring_amplitude_hu", p->style.ring_amplitude_hu, 0, 500)) ||
+        (p->style.ring_amplitude_hu > 0 &&
+         (s = check_range(err, "style.ring_period_mm", p->style.ring_period_mm, 1, 200))) ||
+        (s = check_range(err, "style.downsample", p->style.downsample, 0, 8)) ||
+        (s = check_range(err, "style.invert", p->style.invert, 0, 1)) ||
+        (s = check_range(err, "style.invert_center_hu", p->style.invert_center_hu, -1000, 1000)))
         return s;
     /* The body is ~230 mm wide; a field of view beyond 2 m is a unit mistake, and the texture
      * lattice grows with its area. */
@@ -981,6 +1081,7 @@ samda_status samda_phantom_volume_generate(const samda_phantom_params *p, samda_
         samda_rng_seed(&nr, p->seed ^ 0x6E6F697365ull, zbits);
         int16_t *img = out->image + plane * (size_t)k;
         const int use_gamma = sty->gamma != 1.0;
+        const int post = acquisition_post_needed(sty);
         for (size_t i = 0; i < plane; i += 2) {
             double g[2] = {0.0, 0.0};
             if (sty->noise_sigma_hu > 0.0) {
@@ -1005,8 +1106,20 @@ samda_status samda_phantom_volume_generate(const samda_phantom_params *p, samda_
                     v = pow(t, sty->gamma) * 4095.0 - 1024.0;
                 }
                 v += g[j];
+                if (post) {
+                    w.tmp[i + j] = (float)v; /* finished below */
+                    continue;
+                }
                 v = v < -1024.0 ? -1024.0 : (v > 3071.0 ? 3071.0 : v);
                 img[i + j] = (int16_t)((int)(v + 1024.5) - 1024); /* round half up; the sum is > 0 */
+            }
+        }
+        if (post) {
+            acquisition_post(w.tmp, w.hu, w.xs, w.ys, rows, cols, sty);
+            for (size_t i = 0; i < plane; i++) {
+                double v = w.tmp[i];
+                v = v < -1024.0 ? -1024.0 : (v > 3071.0 ? 3071.0 : v);
+                img[i] = (int16_t)((int)(v + 1024.5) - 1024);
             }
         }
     }

@@ -110,6 +110,17 @@ typedef struct samda_phantom_site_style {
     double organ_contrast;    /* how far the labelled organs and vessels sit from soft tissue:
                                  HU = 50 + organ_contrast * (HU_ref - 50); 1 = portal-venous
                                  reference, 0.5 = late or weak contrast                            */
+    /* Applied after the noise, in this order (all off when 0, so styles A-D are as before):      */
+    double ghost_fraction;    /* motion: a fraction f of the image displaced by ghost_shift_px rows
+                                 (HU' = (1 - f) HU + f HU(row + shift)), a double contour; 0..0.5 */
+    int    ghost_shift_px;    /* rows of that displacement, -64..64                               */
+    double ring_amplitude_hu; /* ring artefact: + a * sin(2 pi r / ring_period_mm), r the distance
+                                 from the image centre (mm); 0..500                                */
+    double ring_period_mm;    /* 1..200 (used when ring_amplitude_hu > 0)                          */
+    int    downsample;        /* low-resolution acquisition: block mean over d x d pixels, then
+                                 bilinear interpolation back to the matrix; 0 or 1 = none, 2..8    */
+    int    invert;            /* contrast inversion: HU' = 2 * invert_center_hu - HU; 0 = none     */
+    double invert_center_hu;  /* the HU that stays where it is under inversion, -1000..1000        */
 } samda_phantom_site_style;
 
 /** Fill *out with the style of a named site.
@@ -121,6 +132,16 @@ typedef struct samda_phantom_site_style {
  *       looks smaller in the same matrix), noise 12 HU, blur 0.8 px.
  *   "D" strong shift: scale 1.25, offset -80 HU, gamma 1.0, noise 50 HU, blur 1.0 px,
  *       spacing 1.0 mm, contrast 0.9.
+ *  New shift families (2026-12-07; before, these names were derived as below):
+ *   "E" gain/offset with blur and bias field: scale 0.8, offset +60 HU, blur 2.0 px, bias 0.12,
+ *       noise 10 HU.
+ *   "F" heavy noise at low resolution: noise 90 HU, then 2 x 2 block mean and bilinear back
+ *       (correlated, blotchy noise of ~45 HU, edges softened), blur 0.5 px.
+ *   "G" contrast inversion about 50 HU (fat brighter than organs, air white), noise 10 HU,
+ *       blur 0.7 px.
+ *   "H" nonlinear intensity with artefacts and zoom: gamma 0.95 (soft tissue ~+75 HU), ring
+ *       artefact 40 HU with a 7 mm period, motion ghost 25 % at 10 rows, spacing 0.8 mm (a smaller
+ *       field of view: the body fills more of the matrix, its edges may be cut), noise 15 HU.
  *  Any other name gets parameters derived from a 64-bit FNV-1a hash of its bytes, within: noise
  *  4-40 HU, blur 0-1.6 px, bias 0-0.06, scale 0.85-1.2, offset -60..+60 HU, gamma 0.96-1.04,
  *  spacing 0.9-1.5 mm, contrast 0.6-1.2. The same name always gives the same style.

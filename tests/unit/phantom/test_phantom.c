@@ -561,6 +561,77 @@ static void test_write_pgm_when_asked(void **state)
     }
 }
 
+/* Mean of image values where the mask has label `label` (or, label < 0, the whole slice k). */
+static double mean_where(const samda_phantom_volume *v, int k, int label)
+{
+    const size_t n = plane_of(v);
+    double sum = 0;
+    size_t cnt = 0;
+    for (size_t i = 0; i < n; i++)
+        if (label < 0 || v->mask[(size_t)k * n + i] == label) {
+            sum += v->image[(size_t)k * n + i];
+            cnt++;
+        }
+    return cnt ? sum / (double)cnt : NAN;
+}
+
+/* The shift families E-H (docs/adaptation.md): each does what its preset says, masks follow only
+ * the sampling, and a style with the post-noise steps off takes the old path (golden bytes). */
+static void test_shift_families(void **state)
+{
+    (void)state;
+    samda_phantom_params pa = params_for("A", 5);
+    pa.n_slices = 3;
+    samda_phantom_volume a;
+    generate(&pa, &a);
+    const size_t n = plane_of(&a) * (size_t)a.n_slices;
+    const double liver_a = mean_where(&a, 1, SAMDA_PHANTOM_LABEL_LIVER);
+    const char *fam[] = {"E", "F", "G", "H"};
+    for (size_t f = 0; f < 4; f++) {
+        samda_phantom_params p = params_for(fam[f], 5);
+        p.n_slices = 3;
+        samda_phantom_volume v;
+        generate(&p, &v);
+        if (f < 3) /* same 1.0 mm sampling as A: same masks */
+            assert_memory_equal(v.mask, a.mask, n);
+        else /* H: 0.8 mm, the body is larger in the matrix */
+            assert_true(memcmp(v.mask, a.mask, n) != 0);
+        assert_true(memcmp(v.image, a.image, n * sizeof *a.image) != 0);
+        const double liver = mean_where(&v, 1, SAMDA_PHANTOM_LABEL_LIVER);
+        const double corner = v.image[(size_t)1 * plane_of(&v)]; /* air at the top-left corner */
+        switch (f) {
+        case 0: /* gain 0.8, +60 HU, and a bias field up to 12 % darker at the centre (cupping) */
+            assert_true(liver < 0.8 * liver_a + 60 && liver > 0.8 * liver_a + 60 - 120 && fabs(liver - liver_a) > 10);
+            break;
+        case 1: { /* 2x2 block mean: neighbours inside a block are close */
+            double d = 0;
+            int cnt = 0;
+            for (int r = 100; r < 140; r += 2)
+                for (int c = 100; c < 140; c += 2, cnt++)
+                    d += fabs((double)v.image[plane_of(&v) + (size_t)r * 256 + (size_t)c] -
+                              v.image[plane_of(&v) + (size_t)r * 256 + (size_t)c + 1]);
+            assert_true(d / cnt < 60); /* 90 HU of white noise would differ by ~100 */
+            break;
+        }
+        case 2: /* inverted about 50 HU: air becomes bright, liver (~+100) falls below 50 */
+            assert_true(corner > 1000);
+            assert_true(liver < 50 && fabs(liver - (100 - liver_a)) < 20);
+            break;
+        default: /* gamma 0.95 raises soft tissue; rings and ghost keep air dark */
+            assert_true(liver > liver_a + 40);
+            assert_true(corner < -900);
+        }
+        samda_phantom_volume_free(&v);
+    }
+    samda_phantom_volume_free(&a);
+    samda_phantom_params bad = params_for("F", 1);
+    bad.style.downsample = 9;
+    samda_phantom_volume v;
+    samda_error err;
+    assert_int_equal(samda_phantom_volume_generate(&bad, &v, &err), SAMDA_EINVAL);
+    assert_non_null(strstr(err.message, "downsample"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -576,6 +647,7 @@ int main(void)
         cmocka_unit_test(test_styles_differ),
         cmocka_unit_test(test_clamped_to_ct_range),
         cmocka_unit_test(test_gamma_and_bias),
+        cmocka_unit_test(test_shift_families),
         cmocka_unit_test(test_rejects_bad_params),
         cmocka_unit_test(test_benchmark_256x256x100),
         cmocka_unit_test(test_write_pgm_when_asked),

@@ -26,6 +26,7 @@ static const char usage_text[] =
     "           tokens_image,embed; with --adapter-in: the parts it lacks are added, freshly initialised)\n"
     "           (scope decoder/full also trains the base in memory only: use --eval-data to score it)\n"
     "  eval     --checkpoint F [--adapter A] --data DIR [--prompt free|box] [--max-cases N]\n"
+    "           (Dice, HD95 (mm when NAME.json or phantom.json gives the spacing) and area difference in %)\n"
     "  tta      --checkpoint F --adapter A --data DIR --out A2 [--steps N] [--lr X] [--seed S] [--max-cases N]\n"
     "           [--anchor W]  (weight keeping box-prompted decoding as it was; default 0.3, 0 = off)\n"
     "  pretrain --config C --data DIR --out base.pth [--epochs N] [--lr X] [--seed S] [--batch B]\n"
@@ -423,10 +424,16 @@ static int cmd_train(const adapter_args *a, samda_model *m, samda_adapter *ad, u
     printf("{\"test_dice_free\":%.4f,\"test_dice_box\":%.4f,", test_free, test_box);
     printf("\"out\":\"%s\",\"cases\":%d,\"train\":%d,\"val\":%d,\"epochs_run\":%d,\"best_epoch\":%d,"
            "\"val_dice\":%.4f,\"trainable_params\":%" PRId64 ",\"encode_seconds\":%.1f,"
-           "\"seconds_per_epoch\":%.2f,\"seconds\":%.1f,\"peak_rss_mb\":%.0f}\n",
+           "\"seconds_per_epoch\":%.2f,\"seconds\":%.1f,\"peak_rss_mb\":%.0f",
            out, rep.n_cases, rep.n_train, rep.n_val, rep.epochs_run, rep.best_epoch, rep.best_val_dice,
            rep.n_trainable, rep.encode_seconds, rep.seconds_per_epoch, rep.total_seconds,
            rep.peak_bytes / 1048576.0);
+    if (rep.box_guard) /* box Dice on the guard's cases: the parent's, the base's, the result's */
+        printf(",\"box_guard_cases\":%d,\"box_dice_parent\":%.4f,\"box_dice_base\":%.4f,\"box_dice_after\":%.4f,"
+               "\"box_rolled_back\":%s,\"label_token_epochs\":%d",
+               rep.box_guard_cases, rep.box_dice_parent, rep.box_dice_base, rep.box_dice_after,
+               rep.box_rolled_back ? "true" : "false", rep.label_token_epochs);
+    printf("}\n");
 done:
     return rc;
 }
@@ -453,6 +460,25 @@ static int cmd_eval(const adapter_args *a, samda_model *m, samda_adapter *ad)
     return CLI_EXIT_OK;
 }
 
+/* Copy s into out (n bytes) as the inside of a JSON string: quotes, backslashes and control
+ * characters escaped; cut short (still valid) when out is too small. */
+static void json_escape(const char *s, char *out, size_t n)
+{
+    size_t k = 0;
+    for (; *s && k + 7 < n; s++) {
+        const unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            out[k++] = '\\';
+            out[k++] = (char)c;
+        } else if (c < 0x20) {
+            k += (size_t)snprintf(out + k, n - k, "\\u%04x", c);
+        } else {
+            out[k++] = (char)c;
+        }
+    }
+    out[k] = 0;
+}
+
 /* tta: test-time adaptation of --adapter on the unlabelled images of --data, saved to --out. */
 static int cmd_tta(const adapter_args *a, samda_model *m, samda_adapter *ad, uint64_t seed)
 {
@@ -476,10 +502,17 @@ static int cmd_tta(const adapter_args *a, samda_model *m, samda_adapter *ad, uin
         fprintf(stderr, "samda adapter: %s\n", err.message);
         return CLI_EXIT_FAIL;
     }
-    printf("{\"out\":\"%s\",\"steps\":%d,\"reverted\":%s,\"reason\":\"%s\",\"iou_before\":%.4f,"
-           "\"iou_after\":%.4f,\"area_ratio_min\":%.3f,\"area_ratio_max\":%.3f,\"seconds\":%.1f}\n",
-           out, rep.steps_run, rep.reverted ? "true" : "false", rep.reason, rep.iou_before, rep.iou_after,
-           rep.area_ratio_min, rep.area_ratio_max, rep.seconds);
+    /* reason and decision may quote label names: escape them */
+    char reason[2 * sizeof rep.reason], decision[2 * sizeof rep.decision];
+    json_escape(rep.reason, reason, sizeof reason);
+    json_escape(rep.decision, decision, sizeof decision);
+    printf("{\"out\":\"%s\",\"steps\":%d,\"reverted\":%s,\"reason\":\"%s\",\"decision\":\"%s\","
+           "\"iou_before\":%.4f,\"iou_after\":%.4f,\"area_ratio_min\":%.3f,\"area_ratio_max\":%.3f,"
+           "\"confident_agreement\":%.4f,\"confident_flip\":%.4f,\"consistency_before\":%.4f,"
+           "\"consistency_after\":%.4f,\"labels_rolled_back\":%d,\"seconds\":%.1f}\n",
+           out, rep.steps_run, rep.reverted ? "true" : "false", reason, decision, rep.iou_before, rep.iou_after,
+           rep.area_ratio_min, rep.area_ratio_max, rep.confident_agreement, rep.confident_flip,
+           rep.consistency_before, rep.consistency_after, rep.labels_rolled_back, rep.seconds);
 done:
     return rc;
 }

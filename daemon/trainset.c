@@ -6,8 +6,25 @@
 #include <string.h>
 #include <strings.h>
 
+#include "atomic_file.h"
 #include "dicom.h"
 #include "npy_write.h"
+
+/* NAME.json beside a training slice: {"spacing":[row_mm,col_mm]} (DICOM PixelSpacing order), read by
+ * model/'s evaluation for HD95 in mm. Crash-safe like the .npy files. */
+static samda_status write_spacing_sidecar(const char *path, const double spacing[2], samda_error *err)
+{
+    char text[96];
+    int n = snprintf(text, sizeof text, "{\"spacing\":[%.9g,%.9g]}\n", spacing[0], spacing[1]);
+    samda_afile f;
+    samda_status st = samda_afile_open(&f, path, 0, err);
+    if (st != SAMDA_OK) return st;
+    if ((st = samda_afile_write(&f, text, (size_t)n, err)) != SAMDA_OK) {
+        samda_afile_abort(&f);
+        return st;
+    }
+    return samda_afile_commit(&f, err);
+}
 
 static bool prefix_ok(const char *p)
 {
@@ -98,6 +115,10 @@ samda_status samdad_trainset_write(const char *const *series_paths, size_t n, co
         if ((st = samda_npy_write(path, "<f4", 2, shape, samda_volume_voxels(vol) + s * plane, err)) != SAMDA_OK) goto out;
         snprintf(path, sizeof path, "%s/%s_%04zu.mask.npy", out_dir, prefix, s);
         if ((st = samda_npy_write(path, "|u1", 2, shape, mask, err)) != SAMDA_OK) goto out;
+        if (vi->has_pixel_spacing) { /* the slice's spacing, for HD95 in mm (samda_adapter_evaluate) */
+            snprintf(path, sizeof path, "%s/%s_%04zu.json", out_dir, prefix, s);
+            if ((st = write_spacing_sidecar(path, vi->pixel_spacing, err)) != SAMDA_OK) goto out;
+        }
         written++;
     }
     if (n_written) *n_written = written;

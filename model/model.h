@@ -432,10 +432,21 @@ typedef struct samda_train_report {
     double total_seconds;
     int64_t n_trainable;
     size_t peak_bytes;               /* peak resident memory (CPU) or peak allocated (CUDA) */
+    /* Box guard (scope ADAPTER): box-prompted Dice may not fall below the parent's (the adapter as
+     * it came in), measured on the validation cases, else the training cases (box_guard_cases): */
+    int box_guard;                   /* 1 when it ran */
+    int box_guard_cases;
+    double box_dice_parent;          /* the adapter as it came in */
+    double box_dice_base;            /* the base model without adapter, for reference */
+    double box_dice_after;           /* the adapter returned */
+    int box_rolled_back;             /* 1: no epoch kept it; everything but the label tokens went back
+                                        to the parent's (box Dice is the parent's exactly) */
+    int label_token_epochs;          /* after a rollback: epochs that trained the label tokens alone */
 } samda_train_report;
 
 /** Supervised training of a (and, with scope DECODER/FULL, of m's weights). Validation picks the best
- *  epoch; a ends with the best weights. Deterministic on the CPU for the same inputs, seed and thread
+ *  epoch among those whose box-prompted Dice is not below the parent's (scope ADAPTER; see
+ *  samda_train_report's box guard); a ends with the best weights. Deterministic on the CPU for the same inputs, seed and thread
  *  count. Provenance (counts, seed, epochs, metrics) is recorded in a's metadata.
  *  @param m IN (INOUT for DECODER/FULL: then no other thread may use m).
  *  @param a INOUT: trained in place (NULL only with scope FULL and prompts BOX/POINT).
@@ -455,6 +466,25 @@ samda_status samda_adapter_evaluate(const samda_model *m, const samda_adapter *a
                                     samda_train_prompt prompt, int max_cases, char **json_out, double *mean_dice,
                                     samda_error *err);
 
+/** How a predicted binary mask agrees with the ground truth on one slice. */
+typedef struct samda_mask_metrics {
+    double dice;             /* 2 |P and G| / (|P| + |G|); 1 when both are empty */
+    double hd95;             /* 95th-percentile symmetric Hausdorff distance between the boundaries
+                              * (boundary pixels: in the mask with a 4-neighbour outside it or the
+                              * image); the larger of the two directed 95th percentiles (linear
+                              * interpolation), in mm with a spacing, else in pixels. NAN when P or G
+                              * is empty (undefined: count such cases rather than invent a value) */
+    double volume_diff_pct;  /* 100 (|P| - |G|) / |G| (area on a slice); NAN when G is empty */
+    int64_t n_pred, n_gt, n_inter; /* pixels */
+} samda_mask_metrics;
+
+/** Dice, HD95 and volume difference of pred against gt (rows x cols, non-zero = inside).
+ *  @param spacing IN: {row, column} pixel spacing in mm, or NULL for pixels.
+ *  @return SAMDA_OK; SAMDA_EINVAL (NULL, empty image, spacing not positive). Cost: O(b_P * b_G) in
+ *  the worst case over the boundary pixel counts. Thread-safety: safe (no shared state). */
+samda_status samda_mask_metrics_compute(const uint8_t *pred, const uint8_t *gt, int rows, int cols,
+                                        const double *spacing, samda_mask_metrics *out, samda_error *err);
+
 typedef struct samda_tta_params {
     int steps;               /* optimiser steps (default 10; see docs/adaptation.md) */
     double lr;               /* default 5e-4 */
@@ -467,6 +497,15 @@ typedef struct samda_tta_params {
     double prompt_anchor_weight; /* keeps prompted decoding as it was: weight of a distillation of
                               * box-prompted predictions toward the unadapted adapter's, on boxes
                               * around its prompt-free masks (default 0.3; 0 = off) */
+    /* Acceptance rule, checked with the guards against the adapter as it came (the "anchor"), per
+     * label on the prompt-free predictions of all images (docs/adaptation.md, "Safe adaptation"): */
+    double confident_logit;  /* anchor pixels with |logit| above this are its confident ones (default 2.2, p 0.9) */
+    double min_confident_agreement; /* share of the anchor's confident foreground that must stay
+                              * foreground (default 0.95) */
+    double max_confident_flip; /* anchor's confident background turned foreground, at most this times
+                              * the anchor's foreground area (default 0.05) */
+    double max_consistency_drop; /* agreement (Dice) of the predictions on the image and on its
+                              * flipped and intensity-changed views may fall at most this (default 0.01) */
     uint64_t seed;           /* default 1 */
     int progress;            /* -1 auto, 0 off, 1 on */
 } samda_tta_params;
@@ -480,12 +519,22 @@ typedef struct samda_tta_report {
     double iou_before, iou_after;   /* mean predicted IoU over (slice, label) */
     double area_ratio_min, area_ratio_max; /* per-label mean area after / before */
     double seconds;
+    /* The acceptance rule at the last check (worst label): */
+    double confident_agreement;    /* min share of the anchor's confident foreground kept */
+    double confident_flip;         /* max confident background turned foreground / anchor foreground */
+    double consistency_before, consistency_after; /* mean Dice between views (flip, intensity) */
+    int labels_rolled_back;        /* labels whose tokens were returned to the anchor's */
+    char decision[512];            /* "accepted", "accepted; rolled back label(s) ...: why",
+                                    * "rejected: why" (then reverted = 1) */
 } samda_tta_report;
 
 /** Test-time adaptation of a on unlabelled embeddings (episodic: clone first; continual: keep a).
  *  Objective on a's tensors only: entropy of the prompt-free prediction + agreement with an EMA
  *  teacher's prediction on the flipped view. emb[i] and emb_flipped[i] are the embeddings of image i
  *  and of its horizontal mirror (emb_flipped may be NULL: no consistency term).
+ *  Accepted only when the guards and the acceptance rule (samda_tta_params) hold; a label that
+ *  alone breaks the rule has its tokens returned to a's as it came; otherwise a returns to the last
+ *  weights that passed (report: reverted, reason, decision).
  *  @return SAMDA_OK (also when a guard reverted: see report); SAMDA_EINVAL; SAMDA_ENOMEM; SAMDA_EMODEL. */
 samda_status samda_adapter_tta(const samda_model *m, samda_adapter *a, samda_embedding *const *emb,
                                samda_embedding *const *emb_flipped, size_t n, const samda_tta_params *p,

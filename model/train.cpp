@@ -67,6 +67,57 @@ at::Tensor as_2d(at::Tensor t, const std::string &what)
     return t;
 }
 
+/* A file's text, or "" when it does not exist; throws on one that exists but cannot be read. */
+std::string read_small_file(const std::string &path)
+{
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        struct stat st;
+        if (stat(path.c_str(), &st) != 0)
+            return std::string();
+        raise(SAMDA_EIO, "cannot read " + path);
+    }
+    std::string t((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (t.size() > (1u << 20))
+        raise(SAMDA_EINVAL, path + " is larger than 1 MiB");
+    return t;
+}
+
+/* The pixel spacing of a case: its sidecar NAME.json {"spacing":[row_mm,col_mm]} (written by the
+ * daemon's training sets from DICOM PixelSpacing), else "pixel_spacing_mm" of the folder's
+ * phantom.json (samda phantom), else unknown (0, 0). A sidecar without a valid spacing is refused. */
+void case_spacing(const std::string &dir, const std::string &name, const std::string &folder_json, double out[2])
+{
+    out[0] = out[1] = 0;
+    const std::string path = dir + "/" + name + ".json";
+    const std::string t = read_small_file(path);
+    if (!t.empty()) {
+        const size_t k = t.find("\"spacing\"");
+        const size_t b = k == std::string::npos ? k : t.find('[', k);
+        char *end = nullptr;
+        double v[2] = {NAN, NAN};
+        if (b != std::string::npos) {
+            const char *q = t.c_str() + b + 1;
+            v[0] = std::strtod(q, &end);
+            while (end && (*end == ' ' || *end == ','))
+                end++;
+            if (end)
+                v[1] = std::strtod(end, &end);
+        }
+        if (!(v[0] > 0 && v[1] > 0 && v[0] < 1000 && v[1] < 1000))
+            raise(SAMDA_EINVAL, path + ": expected {\"spacing\":[row_mm,col_mm]} with two positive numbers");
+        out[0] = v[0], out[1] = v[1];
+        return;
+    }
+    const size_t k = folder_json.find("\"pixel_spacing_mm\"");
+    if (k != std::string::npos) {
+        const size_t c = folder_json.find(':', k);
+        const double v = c == std::string::npos ? NAN : std::strtod(folder_json.c_str() + c + 1, nullptr);
+        if (v > 0 && v < 1000)
+            out[0] = out[1] = v;
+    }
+}
+
 std::vector<Case> load_cases(const std::string &dir, bool need_masks, int max_cases, uint64_t seed)
 {
     struct stat st;
@@ -92,9 +143,11 @@ std::vector<Case> load_cases(const std::string &dir, bool need_masks, int max_ca
         std::sort(names.begin(), names.end());
     }
     std::vector<Case> cases;
+    const std::string folder_json = read_small_file(dir + "/phantom.json");
     for (const auto &n : names) {
         Case c;
         c.name = n;
+        case_spacing(dir, n, folder_json, c.spacing);
         const std::string ip = dir + "/" + n + ".image.npy", mp = dir + "/" + n + ".mask.npy";
         try {
             c.image = as_2d(npy::load_tensor(ip), ip).to(at::kFloat).contiguous();
@@ -380,15 +433,26 @@ at::Tensor seg_loss(const at::Tensor &logits, const at::Tensor &iou_pred, const 
 
 struct EvalResult {
     std::vector<std::vector<std::pair<int, double>>> per_case;  // (label index, dice) per case
+    std::vector<std::vector<samda_mask_metrics>> per_case_mm;   // beside per_case, when surface
     std::vector<double> tp, fp, fn;                              // per label
+    std::vector<int> false_pos;   // per label: cases without it in the ground truth where it was predicted
+    bool surface = false;         // HD95 and volume difference computed
+    bool mm = false;              // every case has a pixel spacing: HD95 in mm
     double mean = 0;
 };
 
+/* Dice per (case, label) present in the ground truth; with surface also HD95 and the area difference
+ * (in mm when every case has a spacing, else in pixels for all). */
 EvalResult evaluate(const Ctx &x, const std::vector<size_t> &which, const std::vector<samda_adapter_label> &labels,
-                    Mode mode)
+                    Mode mode, bool surface = false)
 {
     EvalResult r;
     r.tp.assign(labels.size(), 0), r.fp.assign(labels.size(), 0), r.fn.assign(labels.size(), 0);
+    r.false_pos.assign(labels.size(), 0);
+    r.surface = surface;
+    r.mm = surface && !which.empty();
+    for (size_t c : which)
+        r.mm = r.mm && (*x.cases)[c].spacing[0] > 0 && (*x.cases)[c].spacing[1] > 0;
     double sum = 0;
     int n = 0;
     at::NoGradGuard ng;
@@ -415,6 +479,7 @@ EvalResult evaluate(const Ctx &x, const std::vector<size_t> &which, const std::v
             items.push_back(it);
         }
         r.per_case.emplace_back();
+        r.per_case_mm.emplace_back();
         if (items.empty())
             continue;
         std::vector<const Item *> b;
@@ -437,6 +502,17 @@ EvalResult evaluate(const Ctx &x, const std::vector<size_t> &which, const std::v
                 r.per_case.back().emplace_back(l, d);
                 sum += d;
                 n++;
+                if (surface) {
+                    at::Tensor p8 = pred.to(at::kByte).contiguous(), g8 = gt.to(at::kByte).contiguous();
+                    samda_mask_metrics mm;
+                    samda_error e;
+                    if (samda_mask_metrics_compute(p8.data_ptr<uint8_t>(), g8.data_ptr<uint8_t>(), (int)gt.size(0),
+                                                   (int)gt.size(1), r.mm ? cs.spacing : nullptr, &mm, &e) != SAMDA_OK)
+                        raise(SAMDA_EINVAL, e.message);
+                    r.per_case_mm.back().push_back(mm);
+                }
+            } else if (ps > 0) {
+                r.false_pos[(size_t)l]++;
             }
         }
     }
@@ -447,21 +523,88 @@ EvalResult evaluate(const Ctx &x, const std::vector<size_t> &which, const std::v
 std::string eval_json(const EvalResult &r, const std::vector<Case> &cases, const std::vector<size_t> &which,
                       const std::vector<samda_adapter_label> &labels, Mode mode)
 {
-    std::string o = std::string("{\"mode\":\"") + (mode == Mode::FREE ? "free" : "box") + "\",\"cases\":[";
+    auto num = [](double v) { return std::isfinite(v) ? json_num(v) : std::string("null"); };
+    std::string o = std::string("{\"mode\":\"") + (mode == Mode::FREE ? "free" : "box") + "\"";
+    int known = 0;
+    for (size_t c : which)
+        known += cases[c].spacing[0] > 0 && cases[c].spacing[1] > 0;
+    if (r.surface)
+        o += std::string(",\"hd95_unit\":\"") + (r.mm ? "mm" : "px") + "\",\"spacing_known\":" + std::to_string(known);
+    o += ",\"cases\":[";
     for (size_t i = 0; i < which.size(); i++) {
         o += i ? "," : "";
         o += "{\"name\":" + safetensors::json_quote(cases[which[i]].name) + ",\"dice\":{";
         for (size_t k = 0; k < r.per_case[i].size(); k++)
             o += (k ? "," : "") + safetensors::json_quote(labels[(size_t)r.per_case[i][k].first].name) + ":" +
                  json_num(r.per_case[i][k].second);
-        o += "}}";
+        o += "}";
+        if (r.surface) {
+            std::string h = ",\"hd95\":{", v = ",\"volume_diff_pct\":{";
+            for (size_t k = 0; k < r.per_case[i].size(); k++) {
+                const std::string nm = safetensors::json_quote(labels[(size_t)r.per_case[i][k].first].name);
+                h += (k ? "," : "") + nm + ":" + num(r.per_case_mm[i][k].hd95);
+                v += (k ? "," : "") + nm + ":" + num(r.per_case_mm[i][k].volume_diff_pct);
+            }
+            o += h + "}" + v + "}";
+        }
+        o += "}";
     }
     o += "],\"per_label\":{";
     for (size_t l = 0; l < labels.size(); l++) {
         const double den = 2 * r.tp[l] + r.fp[l] + r.fn[l];
         o += (l ? "," : "") + safetensors::json_quote(labels[l].name) + ":" + (den > 0 ? json_num(2 * r.tp[l] / den) : "null");
     }
-    o += "},\"mean_dice\":" + json_num(r.mean) + "}";
+    o += "}";
+    if (r.surface) {
+        /* Per label over all cases: HD95 mean and median over the cases where it is defined, how many
+         * cases it is undefined in (label in the ground truth, prediction empty), the area difference
+         * of all cases together and the mean of its absolute per-case value. */
+        std::vector<double> all_h, all_v;
+        o += ",\"labels\":{";
+        for (size_t l = 0; l < labels.size(); l++) {
+            std::vector<double> h, d, v;
+            int undefined = 0;
+            for (size_t i = 0; i < r.per_case.size(); i++)
+                for (size_t k = 0; k < r.per_case[i].size(); k++)
+                    if ((size_t)r.per_case[i][k].first == l) {
+                        const samda_mask_metrics &mm = r.per_case_mm[i][k];
+                        d.push_back(r.per_case[i][k].second);
+                        if (std::isfinite(mm.hd95))
+                            h.push_back(mm.hd95);
+                        else
+                            undefined++;
+                        v.push_back(std::fabs(mm.volume_diff_pct));
+                    }
+            auto mean = [](const std::vector<double> &a) {
+                double t = 0;
+                for (double q : a)
+                    t += q;
+                return a.empty() ? NAN : t / (double)a.size();
+            };
+            auto median = [](std::vector<double> a) {
+                if (a.empty())
+                    return (double)NAN;
+                std::sort(a.begin(), a.end());
+                return a.size() % 2 ? a[a.size() / 2] : 0.5 * (a[a.size() / 2 - 1] + a[a.size() / 2]);
+            };
+            all_h.insert(all_h.end(), h.begin(), h.end());
+            all_v.insert(all_v.end(), v.begin(), v.end());
+            const double gt_area = r.tp[l] + r.fn[l], pred_area = r.tp[l] + r.fp[l];
+            o += (l ? "," : "") + safetensors::json_quote(labels[l].name) + ":{\"cases\":" + std::to_string(d.size()) +
+                 ",\"mean_dice\":" + num(mean(d)) + ",\"hd95_mean\":" + num(mean(h)) + ",\"hd95_median\":" +
+                 num(median(h)) + ",\"hd95_undefined\":" + std::to_string(undefined) + ",\"volume_diff_pct\":" +
+                 num(gt_area > 0 ? 100.0 * (pred_area - gt_area) / gt_area : NAN) + ",\"mean_abs_volume_diff_pct\":" +
+                 num(mean(v)) + ",\"false_positive_cases\":" + std::to_string(r.false_pos[l]) + "}";
+        }
+        double th = 0, tv = 0;
+        for (double q : all_h)
+            th += q;
+        for (double q : all_v)
+            tv += q;
+        o += "},\"mean_hd95\":" + num(all_h.empty() ? NAN : th / (double)all_h.size()) +
+             ",\"mean_abs_volume_diff_pct\":" + num(all_v.empty() ? NAN : tv / (double)all_v.size());
+    }
+    o += ",\"mean_dice\":" + json_num(r.mean) + "}";
     return o;
 }
 
@@ -635,9 +778,46 @@ double run_epoch(TrainRun &r, int ep)
     return n_batches ? loss_sum / n_batches : 0;
 }
 
+/* The box guard's outcome (samda_train_report). */
+struct BoxGuard {
+    bool on = false;
+    int n_cases = 0;
+    bool on_val = false;
+    double parent = NAN, base = NAN, after = NAN;
+    bool rolled_back = false;
+    int label_epochs = 0;  // epochs of the label-tokens-only phase after a rollback
+};
+
+/* The label tokens of a (its input tokens, and in every block the rows of the label token sets;
+ * the last row, the prompted set, is not one of them). */
+bool is_label_tensor(const samda_adapter *a, const at::Tensor &t)
+{
+    if (a->net->input_tokens.defined() && t.is_same(a->net->input_tokens))
+        return true;
+    for (const auto &b : a->net->block_tokens)
+        if (b.defined() && t.is_same(b))
+            return true;
+    return false;
+}
+
+/* Return every tensor of a except the label token rows to parent (snapshot of params, same order):
+ * the shared bottlenecks, gates, embedding bottleneck and the prompted token set. Prompted decoding
+ * then is the parent's exactly. */
+void rollback_shared(samda_adapter *a, std::vector<at::Tensor> &params, const std::vector<at::Tensor> &parent)
+{
+    at::NoGradGuard ng;
+    const int64_t set = (int64_t)a->labels.size();
+    for (size_t i = 0; i < params.size(); i++) {
+        if (!is_label_tensor(a, params[i]))
+            params[i].copy_(parent[i]);
+        else if (!params[i].is_same(a->net->input_tokens))
+            params[i][set].copy_(parent[i][set]);
+    }
+}
+
 /* The adapter's provenance record of a supervised run (JSON). */
 std::string train_provenance(const samda_train_params *p, size_t n_cases, const Split &sp, int epochs_run,
-                             int best_epoch, double best, double last_loss)
+                             int best_epoch, double best, double last_loss, const BoxGuard &g)
 {
     return std::string("{\"kind\":\"supervised\",\"scope\":\"") +
            (p->scope == SAMDA_TRAIN_SCOPE_ADAPTER ? "adapter" : p->scope == SAMDA_TRAIN_SCOPE_DECODER ? "decoder" : "full") +
@@ -649,6 +829,11 @@ std::string train_provenance(const samda_train_params *p, size_t n_cases, const 
            ",\"epochs\":" + std::to_string(p->epochs) + ",\"epochs_run\":" + std::to_string(epochs_run) +
            ",\"best_epoch\":" + std::to_string(best_epoch) + ",\"lr\":" + json_num(p->lr) +
            ",\"metrics\":{\"val_dice\":" + json_num(sp.val.empty() ? NAN : best) + ",\"train_loss\":" + json_num(last_loss) +
+           (g.on ? ",\"box_dice_parent\":" + json_num(g.parent) + ",\"box_dice_base\":" + json_num(g.base) +
+                       ",\"box_dice_after\":" + json_num(g.after) + ",\"box_guard_cases\":" + std::to_string(g.n_cases) +
+                       ",\"box_guard_on\":\"" + (g.on_val ? "validation" : "training") + "\",\"box_rolled_back\":" +
+                       (g.rolled_back ? "true" : "false")
+                 : std::string()) +
            "}}";
 }
 
@@ -703,6 +888,24 @@ samda_status train_impl(samda_model *m, samda_adapter *a, const samda_train_para
     const Mode eval_mode = a && p->prompt != SAMDA_TRAIN_PROMPT_BOX && p->prompt != SAMDA_TRAIN_PROMPT_POINT
                                ? Mode::FREE
                                : Mode::BOX;
+    /* The box guard (docs/adaptation.md, "Safe adaptation"): an adapter's training may not lower
+     * box-prompted Dice below the adapter's as it came in, measured on the validation cases (on the
+     * training cases when there are none: a weaker check). Only epochs that keep it are chosen; if
+     * none does, everything but the label tokens returns to the parent's (prompted decoding is then
+     * the parent's exactly) and the label tokens alone are trained further, prompt-free. */
+    BoxGuard guard;
+    guard.on = a && p->scope == SAMDA_TRAIN_SCOPE_ADAPTER;
+    const std::vector<size_t> &gset = sp.val.empty() ? sp.tr : sp.val;
+    const std::vector<at::Tensor> parent_params = snapshot(params);
+    if (guard.on) {
+        sam.eval();
+        guard.on_val = !sp.val.empty();
+        guard.n_cases = (int)gset.size();
+        guard.parent = evaluate(x, gset, labels, Mode::BOX).mean;
+        Ctx xb = x;
+        xb.a = nullptr;
+        guard.base = evaluate(xb, gset, labels, Mode::BOX).mean;
+    }
     TrainRun run{p, &x, &sam, &items, &opt, &rng, t_start};
     run.progress = show_progress(p->progress);
     double best = -1, last_loss = 0;
@@ -712,16 +915,21 @@ samda_status train_impl(samda_model *m, samda_adapter *a, const samda_train_para
         const auto t_ep = Clock::now();
         last_loss = run_epoch(run, ep);
         epochs_run = ep;
-        double vd = -1;
+        double vd = -1, vbox = NAN;
         if (!sp.val.empty()) {
             sam.eval();
             vd = evaluate(x, sp.val, labels, eval_mode).mean;
         }
+        if (guard.on) {
+            sam.eval();
+            vbox = evaluate(x, gset, labels, Mode::BOX).mean;
+        }
+        const bool box_ok = !guard.on || vbox >= guard.parent;
         run.epoch_seconds = since(t_ep);
         if (run.progress)
-            fprintf(stderr, "\rtrain: epoch %d/%d loss %.4f val dice %.4f (%.1f s/epoch)              \n", ep,
-                    p->epochs, last_loss, vd, run.epoch_seconds);
-        if (sp.val.empty() || vd > best) {
+            fprintf(stderr, "\rtrain: epoch %d/%d loss %.4f val dice %.4f box %.4f%s (%.1f s/epoch)          \n", ep,
+                    p->epochs, last_loss, vd, vbox, box_ok ? "" : " (below the parent's)", run.epoch_seconds);
+        if (box_ok && (sp.val.empty() || vd > best)) {
             best = vd;
             best_epoch = ep;
             best_params = snapshot(params);
@@ -732,14 +940,54 @@ samda_status train_impl(samda_model *m, samda_adapter *a, const samda_train_para
         if (p->max_seconds > 0 && since(t_start) > p->max_seconds)
             break;
     }
+    if (guard.on && best_epoch == 0) {
+        /* No epoch kept box Dice: the parent's shared parts and prompted set back, label tokens
+         * trained alone, prompt-free, starting from the last epoch's. */
+        guard.rolled_back = true;
+        rollback_shared(a, params, parent_params);
+        std::vector<at::Tensor> tok;
+        for (auto &q : params)
+            if (is_label_tensor(a, q))
+                tok.push_back(q);
+            else
+                q.requires_grad_(false);
+        AdamW opt2(tok, p->lr, 0.0);  // no decay: the prompted rows must stay as they are
+        samda_train_params p2 = *p;
+        p2.prompt = SAMDA_TRAIN_PROMPT_FREE;
+        TrainRun run2{&p2, &x, &sam, &items, &opt2, &rng, Clock::now()};
+        run2.progress = run.progress;
+        best = sp.val.empty() ? -1 : evaluate(x, sp.val, labels, Mode::FREE).mean;
+        best_params = snapshot(params);
+        stale = 0;
+        for (int ep = 1; ep <= p->epochs; ep++) {
+            last_loss = run_epoch(run2, ep);
+            guard.label_epochs = ep;
+            sam.eval();
+            rollback_shared(a, params, parent_params); /* exact: nothing but label rows may move */
+            const double vd = sp.val.empty() ? -1 : evaluate(x, sp.val, labels, Mode::FREE).mean;
+            if (sp.val.empty() || vd > best) {
+                best = vd;
+                best_params = snapshot(params);
+                stale = 0;
+            } else if (p->patience > 0 && ++stale >= p->patience) {
+                break;
+            }
+            if (p->max_seconds > 0 && since(t_start) > p->max_seconds)
+                break;
+        }
+        for (auto &q : params)
+            q.requires_grad_(true);
+    }
     restore(params, best_params);
     sam.eval();
+    if (guard.on)
+        guard.after = evaluate(x, gset, labels, Mode::BOX).mean;
     const double total = since(t_start);
     if (a) {
         if (!a->version.empty())
             a->parent = a->version;
         a->version.clear();
-        a->meta["provenance"] = train_provenance(p, cases.size(), sp, epochs_run, best_epoch, best, last_loss);
+        a->meta["provenance"] = train_provenance(p, cases.size(), sp, epochs_run, best_epoch, best, last_loss, guard);
     }
     if (rep) {
         std::memset(rep, 0, sizeof *rep);
@@ -755,6 +1003,13 @@ samda_status train_impl(samda_model *m, samda_adapter *a, const samda_train_para
         rep->seconds_per_epoch = epochs_run ? (total - enc.seconds) / epochs_run : 0;
         rep->total_seconds = total;
         rep->n_trainable = n_trainable;
+        rep->box_guard = guard.on ? 1 : 0;
+        rep->box_guard_cases = guard.n_cases;
+        rep->box_dice_parent = guard.parent;
+        rep->box_dice_base = guard.base;
+        rep->box_dice_after = guard.after;
+        rep->box_rolled_back = guard.rolled_back ? 1 : 0;
+        rep->label_token_epochs = guard.label_epochs;
         size_t used = 0, tot = 0;
         rep->peak_bytes = dev.is_cuda() && cuda_mem_info(dev.index(), &used, &tot) ? tot - used : peak_rss();
     }
@@ -811,7 +1066,7 @@ samda_status samda_adapter_evaluate(const samda_model *m, const samda_adapter *a
         std::vector<size_t> all(cases.size());
         std::iota(all.begin(), all.end(), 0);
         const Mode mode = prompt == SAMDA_TRAIN_PROMPT_FREE ? Mode::FREE : Mode::BOX;
-        EvalResult r = evaluate(x, all, labels, mode);
+        EvalResult r = evaluate(x, all, labels, mode, json_out != nullptr);
         if (mean_dice)
             *mean_dice = r.mean;
         if (json_out) {

@@ -35,6 +35,8 @@ struct Case {
     std::string name;
     at::Tensor image;  // H x W float (raw values, e.g. HU)
     at::Tensor mask;   // H x W uint8, or undefined
+    double spacing[2] = {0, 0}; // row, column pixel spacing in mm; 0 = unknown. From NAME.json
+                                // ({"spacing":[row_mm,col_mm]}), else the folder's phantom.json
 };
 
 /** The cases of data_dir (sorted by name; a seeded subset of max_cases when > 0); masks required

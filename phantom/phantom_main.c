@@ -268,9 +268,19 @@ static void json_style(sbuf *b, const samda_phantom_site_style *s)
     sb_printf(b,
               "{\"hu_scale\": %.6g, \"hu_offset\": %.6g, \"gamma\": %.6g, \"noise_sigma_hu\": %.6g, "
               "\"blur_sigma_px\": %.6g, \"bias_amplitude\": %.6g, \"pixel_spacing_mm\": %.6g, "
-              "\"organ_contrast\": %.6g}",
+              "\"organ_contrast\": %.6g",
               s->hu_scale, s->hu_offset, s->gamma, s->noise_sigma_hu, s->blur_sigma_px, s->bias_amplitude,
               s->pixel_spacing_mm, s->organ_contrast);
+    /* the steps after the noise (families E-H), only when used: A-D's phantom.json stays as it was */
+    if (s->ghost_fraction > 0)
+        sb_printf(b, ", \"ghost_fraction\": %.6g, \"ghost_shift_px\": %d", s->ghost_fraction, s->ghost_shift_px);
+    if (s->ring_amplitude_hu > 0)
+        sb_printf(b, ", \"ring_amplitude_hu\": %.6g, \"ring_period_mm\": %.6g", s->ring_amplitude_hu, s->ring_period_mm);
+    if (s->downsample > 1)
+        sb_printf(b, ", \"downsample\": %d", s->downsample);
+    if (s->invert)
+        sb_printf(b, ", \"invert_center_hu\": %.6g", s->invert_center_hu);
+    sb_printf(b, "}");
 }
 
 static int ensure_dir(const char *dir)

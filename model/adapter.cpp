@@ -65,6 +65,12 @@ void check_labels(const samda_adapter_label *labels, size_t n)
             !memchr(l.category_meaning, 0, sizeof l.category_meaning) || !memchr(l.type_scheme, 0, sizeof l.type_scheme) ||
             !memchr(l.type_code, 0, sizeof l.type_code) || !memchr(l.type_meaning, 0, sizeof l.type_meaning))
             raise(SAMDA_EINVAL, who + " (" + l.name + "): a code field is not NUL-terminated");
+        if (!memchr(l.region_scheme, 0, sizeof l.region_scheme) || !memchr(l.region_code, 0, sizeof l.region_code) ||
+            !memchr(l.region_meaning, 0, sizeof l.region_meaning) || !memchr(l.modifier_scheme, 0, sizeof l.modifier_scheme) ||
+            !memchr(l.modifier_code, 0, sizeof l.modifier_code) || !memchr(l.modifier_meaning, 0, sizeof l.modifier_meaning))
+            raise(SAMDA_EINVAL, who + " (" + l.name + "): a region field is not NUL-terminated");
+        if (!l.region_code[0] && (l.region_scheme[0] || l.region_meaning[0] || l.modifier_code[0]))
+            raise(SAMDA_EINVAL, who + " (" + l.name + "): a region modifier or region scheme/meaning without a region code");
         if (l.window_kind == SAMDA_WINDOW_CT) {
             if (!std::isfinite(l.window_a) || !(l.window_b > 0) || !std::isfinite(l.window_b))
                 raise(SAMDA_EINVAL, who + " (" + l.name + "): CT window needs a finite level and a width > 0");
@@ -328,6 +334,14 @@ std::string labels_json(const std::vector<samda_adapter_label> &labels)
         else
             o += ",\"window\":{\"kind\":\"mr\",\"low_percentile\":" + json_num(l.window_a) +
                  ",\"high_percentile\":" + json_num(l.window_b) + "}";
+        if (l.region_code[0]) { /* optional: written only when present, so older files stay as they were */
+            o += ",\"region\":{\"scheme\":" + json_quote(l.region_scheme) + ",\"code\":" + json_quote(l.region_code) +
+                 ",\"meaning\":" + json_quote(l.region_meaning);
+            if (l.modifier_code[0])
+                o += ",\"modifier\":{\"scheme\":" + json_quote(l.modifier_scheme) + ",\"code\":" +
+                     json_quote(l.modifier_code) + ",\"meaning\":" + json_quote(l.modifier_meaning) + "}";
+            o += "}";
+        }
         o += "}";
     }
     return o + "]";
@@ -335,11 +349,12 @@ std::string labels_json(const std::vector<samda_adapter_label> &labels)
 
 namespace {
 
+/* Members of a label object; `who` is the path of the object ("labels[2] (liver).category"). */
 std::string jstr(const JsonValue *o, const char *key, const std::string &who)
 {
     const JsonValue *v = o ? o->get(key) : nullptr;
     if (!v || v->kind != JsonValue::String)
-        raise(SAMDA_EINVAL, who + ": \"" + key + "\" is missing or not a string");
+        raise(SAMDA_EINVAL, who + "." + key + ": missing or not a string");
     return v->str;
 }
 
@@ -347,7 +362,7 @@ double jnum(const JsonValue *o, const char *key, const std::string &who)
 {
     const JsonValue *v = o ? o->get(key) : nullptr;
     if (!v || v->kind != JsonValue::Number)
-        raise(SAMDA_EINVAL, who + ": \"" + key + "\" is missing or not a number");
+        raise(SAMDA_EINVAL, who + "." + key + ": missing or not a number");
     return v->num;
 }
 
@@ -358,58 +373,83 @@ void set_field(char *dst, size_t cap, const std::string &s, const std::string &w
     copy_str(dst, cap, s);
 }
 
+/* A coded concept {scheme, code, meaning} at o.key into the three fields; every member required. */
+void set_code(const JsonValue *o, const std::string &who, char *scheme, size_t ns, char *code, size_t nc,
+              char *meaning, size_t nm)
+{
+    if (!o || o->kind != JsonValue::Object)
+        raise(SAMDA_EINVAL, who + ": missing or not an object {scheme, code, meaning}");
+    set_field(scheme, ns, jstr(o, "scheme", who), who + ".scheme");
+    set_field(code, nc, jstr(o, "code", who), who + ".code");
+    set_field(meaning, nm, jstr(o, "meaning", who), who + ".meaning");
+    if (!*scheme || !*code || !*meaning)
+        raise(SAMDA_EINVAL, who + ": scheme, code and meaning must not be empty");
+}
+
+#define CODE_FIELDS(l, f) l.f##_scheme, sizeof l.f##_scheme, l.f##_code, sizeof l.f##_code, l.f##_meaning, sizeof l.f##_meaning
+
+samda_adapter_label parse_label(const JsonValue &j, size_t i)
+{
+    std::string who = "labels[" + std::to_string(i) + "]";
+    if (j.kind != JsonValue::Object)
+        raise(SAMDA_EINVAL, who + ": not an object");
+    samda_adapter_label l{};
+    set_field(l.name, sizeof l.name, jstr(&j, "name", who), who + ".name");
+    who += " (" + std::string(l.name) + ")";
+    double v = jnum(&j, "value", who);
+    if (v != std::floor(v) || v < 1 || v > 255)
+        raise(SAMDA_EINVAL, who + ".value: must be an integer 1..255");
+    l.value = (int)v;
+    set_code(j.get("category"), who + ".category", CODE_FIELDS(l, category));
+    set_code(j.get("type"), who + ".type", CODE_FIELDS(l, type));
+    const JsonValue *rgb = j.get("rgb");
+    if (!rgb || rgb->kind != JsonValue::Array || rgb->arr.size() != 3)
+        raise(SAMDA_EINVAL, who + ".rgb: must be an array of 3 numbers");
+    for (int k = 0; k < 3; k++) {
+        const JsonValue &c = rgb->arr[k];
+        if (c.kind != JsonValue::Number || c.num != std::floor(c.num) || c.num < 0 || c.num > 255)
+            raise(SAMDA_EINVAL, who + ".rgb[" + std::to_string(k) + "]: must be an integer 0..255");
+        l.rgb[k] = (uint8_t)c.num;
+    }
+    const JsonValue *w = j.get("window");
+    const std::string kind = jstr(w, "kind", who + ".window");
+    if (kind == "ct") {
+        l.window_kind = SAMDA_WINDOW_CT;
+        l.window_a = jnum(w, "level", who + ".window");
+        l.window_b = jnum(w, "width", who + ".window");
+    } else if (kind == "mr") {
+        l.window_kind = SAMDA_WINDOW_MR;
+        l.window_a = jnum(w, "low_percentile", who + ".window");
+        l.window_b = jnum(w, "high_percentile", who + ".window");
+    } else {
+        raise(SAMDA_EINVAL, who + ".window.kind: \"" + kind.substr(0, 40) + "\" (expected ct or mr)");
+    }
+    if (const JsonValue *r = j.get("region")) { /* optional (older adapter files have none) */
+        set_code(r, who + ".region", CODE_FIELDS(l, region));
+        if (const JsonValue *m = r->get("modifier"))
+            set_code(m, who + ".region.modifier", CODE_FIELDS(l, modifier));
+    }
+    return l;
+}
+
+#undef CODE_FIELDS
+
 std::vector<samda_adapter_label> parse_labels(const std::string &text)
 {
     JsonValue root;
     try {
         root = json_parse(text);
     } catch (const std::exception &e) {
-        raise(SAMDA_EINVAL, std::string("labels metadata is not valid JSON: ") + e.what());
+        raise(SAMDA_EINVAL, std::string("labels are not valid JSON: ") + e.what());
     }
     if (root.kind != JsonValue::Array)
-        raise(SAMDA_EINVAL, "labels metadata is not a JSON array");
+        raise(SAMDA_EINVAL, "labels are not a JSON array of label objects");
+    if (root.arr.empty() || root.arr.size() > SAMDA_ADAPTER_MAX_LABELS)
+        raise(SAMDA_EINVAL, "1.." + std::to_string(SAMDA_ADAPTER_MAX_LABELS) + " labels are needed, got " +
+                                std::to_string(root.arr.size()));
     std::vector<samda_adapter_label> out;
-    for (size_t i = 0; i < root.arr.size(); i++) {
-        const JsonValue &j = root.arr[i];
-        const std::string who = "labels[" + std::to_string(i) + "]";
-        if (j.kind != JsonValue::Object)
-            raise(SAMDA_EINVAL, who + " is not an object");
-        samda_adapter_label l{};
-        set_field(l.name, sizeof l.name, jstr(&j, "name", who), who + ".name");
-        double v = jnum(&j, "value", who);
-        if (v != std::floor(v) || v < 1 || v > 255)
-            raise(SAMDA_EINVAL, who + ".value must be an integer 1..255");
-        l.value = (int)v;
-        const JsonValue *cat = j.get("category"), *typ = j.get("type");
-        set_field(l.category_scheme, sizeof l.category_scheme, jstr(cat, "scheme", who + ".category"), who);
-        set_field(l.category_code, sizeof l.category_code, jstr(cat, "code", who + ".category"), who);
-        set_field(l.category_meaning, sizeof l.category_meaning, jstr(cat, "meaning", who + ".category"), who);
-        set_field(l.type_scheme, sizeof l.type_scheme, jstr(typ, "scheme", who + ".type"), who);
-        set_field(l.type_code, sizeof l.type_code, jstr(typ, "code", who + ".type"), who);
-        set_field(l.type_meaning, sizeof l.type_meaning, jstr(typ, "meaning", who + ".type"), who);
-        const JsonValue *rgb = j.get("rgb");
-        if (!rgb || rgb->kind != JsonValue::Array || rgb->arr.size() != 3)
-            raise(SAMDA_EINVAL, who + ".rgb must be an array of 3 numbers");
-        for (int k = 0; k < 3; k++) {
-            if (rgb->arr[k].kind != JsonValue::Number || rgb->arr[k].num < 0 || rgb->arr[k].num > 255)
-                raise(SAMDA_EINVAL, who + ".rgb entries must be 0..255");
-            l.rgb[k] = (uint8_t)rgb->arr[k].num;
-        }
-        const JsonValue *w = j.get("window");
-        const std::string kind = jstr(w, "kind", who + ".window");
-        if (kind == "ct") {
-            l.window_kind = SAMDA_WINDOW_CT;
-            l.window_a = jnum(w, "level", who + ".window");
-            l.window_b = jnum(w, "width", who + ".window");
-        } else if (kind == "mr") {
-            l.window_kind = SAMDA_WINDOW_MR;
-            l.window_a = jnum(w, "low_percentile", who + ".window");
-            l.window_b = jnum(w, "high_percentile", who + ".window");
-        } else {
-            raise(SAMDA_EINVAL, who + ".window.kind \"" + kind + "\" (expected ct or mr)");
-        }
-        out.push_back(l);
-    }
+    for (size_t i = 0; i < root.arr.size(); i++)
+        out.push_back(parse_label(root.arr[i], i));
     check_labels(out.data(), out.size());
     return out;
 }
@@ -507,6 +547,41 @@ void samda_adapter_params_init(samda_adapter_params *p)
     p->n_tokens = 4;
     p->placement = SAMDA_ADAPTER_PLACE_ALL;
     p->seed = 1;
+}
+
+samda_status samda_adapter_labels_parse(const char *text, size_t len, const char *source, samda_adapter_label **out,
+                                        size_t *n_out, samda_error *err)
+{
+    const std::string where = source && *source ? source : "label schema";
+    if (out)
+        *out = nullptr;
+    if (n_out)
+        *n_out = 0;
+    return guard_status(where.c_str(), err, [&]() {
+        if (!text || !out || !n_out)
+            raise(SAMDA_EINVAL, "text, out or n_out is NULL");
+        std::vector<samda_adapter_label> labels = parse_labels(std::string(text, len));
+        auto *p = static_cast<samda_adapter_label *>(std::calloc(labels.size(), sizeof(samda_adapter_label)));
+        if (!p)
+            throw std::bad_alloc();
+        std::memcpy(p, labels.data(), labels.size() * sizeof *p);
+        *out = p;
+        *n_out = labels.size();
+        return SAMDA_OK;
+    });
+}
+
+char *samda_adapter_labels_json(const samda_adapter_label *labels, size_t n, samda_error *err)
+{
+    char *res = nullptr;
+    guard_status("writing a label schema", err, [&]() {
+        check_labels(labels, n);
+        const std::string s = labels_json(std::vector<samda_adapter_label>(labels, labels + n));
+        if (!(res = strdup(s.c_str())))
+            throw std::bad_alloc();
+        return SAMDA_OK;
+    });
+    return res;
 }
 
 samda_adapter *samda_adapter_new(const samda_model *m, const samda_adapter_params *p, samda_error *err)

@@ -299,7 +299,29 @@ typedef struct samda_adapter_label {
     uint8_t rgb[3];              /* display colour */
     samda_window_kind window_kind;
     double window_a, window_b;   /* see samda_window_kind */
+    char region_scheme[16];      /* Anatomic Region (optional; all three "" = none), e.g. "SCT" */
+    char region_code[32];        /* e.g. "10200004" */
+    char region_meaning[64];     /* e.g. "Liver" */
+    char modifier_scheme[16];    /* Anatomic Region Modifier (optional, only with a region; "" = none) */
+    char modifier_code[32];      /* e.g. "7771000" */
+    char modifier_meaning[64];   /* e.g. "Left" */
 } samda_adapter_label;
+
+/** Parse a label schema: a JSON array of label objects, the format of an adapter file's "labels"
+ *  metadata (docs/adaptation.md, "Label schema"): name, value, category and type {scheme, code,
+ *  meaning}, rgb [r, g, b], window {kind "ct", level, width} or {kind "mr", low_percentile,
+ *  high_percentile}, and optionally region {scheme, code, meaning, modifier {scheme, code, meaning}}.
+ *  @param text IN: len bytes of JSON. @param source IN: what to name in messages (a file name; may be NULL).
+ *  @param out OUT: *n_out labels, checked as samda_adapter_new() checks them.
+ *  @return SAMDA_OK; SAMDA_EINVAL with a message "SOURCE: labels[I] (NAME).FIELD: why"; SAMDA_ENOMEM.
+ *  Ownership: caller frees *out with free(). Thread-safety: safe. */
+samda_status samda_adapter_labels_parse(const char *text, size_t len, const char *source, samda_adapter_label **out,
+                                        size_t *n_out, samda_error *err);
+
+/** The label schema JSON text of n labels (what samda_adapter_labels_parse() reads back).
+ *  @return the NUL-terminated text, or NULL with err (SAMDA_EINVAL: bad labels; SAMDA_ENOMEM).
+ *  Ownership: caller frees with free(). Thread-safety: safe. */
+char *samda_adapter_labels_json(const samda_adapter_label *labels, size_t n, samda_error *err);
 
 typedef struct samda_adapter_params {
     int rank;                          /* bottleneck width r, 1..256 (default 16) */

@@ -692,6 +692,72 @@ void test_conv_transpose_grad()
     CHECK(d < 1e-4);
 }
 
+// A label schema: the adapter file's "labels" format, read and written by the one reader/writer; the
+// optional anatomic region round-trips, an old label without it still reads, and an error names the
+// file, the entry and the field.
+static void test_label_schema()
+{
+    const std::string old_style =
+        "[{\"name\":\"liver\",\"value\":1,\"category\":{\"scheme\":\"SCT\",\"code\":\"123037004\","
+        "\"meaning\":\"Anatomical Structure\"},\"type\":{\"scheme\":\"SCT\",\"code\":\"10200004\",\"meaning\":"
+        "\"Liver\"},\"rgb\":[221,130,101],\"window\":{\"kind\":\"ct\",\"level\":50,\"width\":400}},"
+        "{\"name\":\"lesion\",\"value\":7,\"category\":{\"scheme\":\"SCT\",\"code\":\"49755003\",\"meaning\":"
+        "\"Morphologically Abnormal Structure\"},\"type\":{\"scheme\":\"SCT\",\"code\":\"52988006\",\"meaning\":"
+        "\"Lesion\"},\"rgb\":[255,0,0],\"window\":{\"kind\":\"mr\",\"low_percentile\":1,\"high_percentile\":99},"
+        "\"region\":{\"scheme\":\"SCT\",\"code\":\"64033007\",\"meaning\":\"Kidney\",\"modifier\":"
+        "{\"scheme\":\"SCT\",\"code\":\"7771000\",\"meaning\":\"Left\"}}}]";
+    samda_adapter_label *l = nullptr;
+    size_t n = 0;
+    samda_error err{};
+    CHECK_EQ(samda_adapter_labels_parse(old_style.data(), old_style.size(), "s.json", &l, &n, &err), SAMDA_OK);
+    CHECK_EQ(n, (size_t)2);
+    if (n == 2) {
+        CHECK(!strcmp(l[0].name, "liver") && l[0].region_code[0] == 0 && l[0].window_kind == SAMDA_WINDOW_CT);
+        CHECK(!strcmp(l[1].type_code, "52988006") && l[1].value == 7 && l[1].window_kind == SAMDA_WINDOW_MR);
+        CHECK(!strcmp(l[1].region_code, "64033007") && !strcmp(l[1].region_meaning, "Kidney"));
+        CHECK(!strcmp(l[1].modifier_code, "7771000") && !strcmp(l[1].modifier_meaning, "Left"));
+        CHECK(l[1].window_a == 1 && l[1].window_b == 99 && l[1].rgb[0] == 255);
+    }
+    char *js = samda_adapter_labels_json(l, n, &err);
+    CHECK(js != nullptr);
+    samda_adapter_label *l2 = nullptr;
+    size_t n2 = 0;
+    CHECK_EQ(samda_adapter_labels_parse(js, strlen(js), "again", &l2, &n2, &err), SAMDA_OK);
+    CHECK(n2 == n && l2 && !memcmp(l, l2, n * sizeof *l));
+    CHECK(js && std::string(js).find("\"region\"") == std::string(js).rfind("\"region\"")); // only the lesion has one
+    free(js);
+    free(l2);
+    // An adapter keeps the region in its file.
+    samda_model *m = tiny(1);
+    samda_adapter_params ap;
+    samda_adapter_params_init(&ap);
+    ap.labels = l;
+    ap.n_labels = n;
+    samda_adapter *a = samda_adapter_new(m, &ap, &err);
+    const std::string path = g_dir + "/schema.safetensors";
+    CHECK(a && samda_adapter_save(a, path.c_str(), &err) == SAMDA_OK);
+    samda_adapter *b = samda_adapter_load(m, path.c_str(), &err);
+    CHECK(b && !memcmp(samda_adapter_label_at(b, 1), &l[1], sizeof l[1]));
+    samda_adapter_free(a);
+    samda_adapter_free(b);
+    samda_model_close(m);
+    free(l);
+    // Errors name the file, the entry (and its name) and the field.
+    const std::string bad = "[{\"name\":\"x\",\"value\":1,\"category\":{\"scheme\":\"SCT\",\"code\":\"1\","
+                            "\"meaning\":\"c\"},\"type\":{\"scheme\":\"SCT\",\"meaning\":\"t\"}}]";
+    CHECK_EQ(samda_adapter_labels_parse(bad.data(), bad.size(), "my.json", &l, &n, &err), SAMDA_EINVAL);
+    CHECK(l == nullptr && n == 0);
+    CHECK(std::string(err.message).find("my.json: labels[0] (x).type.code: missing") != std::string::npos);
+    const std::string badname = "[{\"name\":\"a b\"}]";
+    CHECK_EQ(samda_adapter_labels_parse(badname.data(), badname.size(), "f", &l, &n, &err), SAMDA_EINVAL);
+    const std::string long_code = std::string("[{\"name\":\"x\",\"value\":1,\"category\":{\"scheme\":\"SCT\",\"code\":\"") +
+                                  std::string(40, '9') + "\",\"meaning\":\"c\"}}]";
+    CHECK_EQ(samda_adapter_labels_parse(long_code.data(), long_code.size(), "f", &l, &n, &err), SAMDA_EINVAL);
+    CHECK(std::string(err.message).find("labels[0] (x).category.code") != std::string::npos);
+    CHECK_EQ(samda_adapter_labels_parse("[]", 2, "f", &l, &n, &err), SAMDA_EINVAL);
+    CHECK_EQ(samda_adapter_labels_parse("{", 1, "f", &l, &n, &err), SAMDA_EINVAL);
+}
+
 int main()
 {
     char tmpl[] = "/tmp/samda_test_adapter_XXXXXX";
@@ -711,6 +777,7 @@ int main()
     RUN(test_budget);
     RUN(test_extend);
     RUN(test_window);
+    RUN(test_label_schema);
     RUN(test_file_round_trip_and_refusals);
     RUN(test_training_and_tta);
     std::string cmd = "rm -rf " + g_dir;

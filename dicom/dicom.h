@@ -733,6 +733,10 @@ typedef struct samda_seg_segment {
     samda_seg_code category;         /* required: SegmentedPropertyCategoryCode (CID 7150),
                                         default 85756007 SCT "Tissue" */
     samda_seg_code type;             /* required: SegmentedPropertyTypeCode (CID 7151) */
+    samda_seg_code region;           /* optional AnatomicRegionSequence (CID 4031); value NULL or ""
+                                        (default) = none */
+    samda_seg_code region_modifier;  /* optional AnatomicRegionModifierSequence inside it (CID 2),
+                                        only with a region; value NULL or "" (default) = none */
     bool has_color;                  /* default false: no RecommendedDisplayCIELabValue (viewers
                                         pick a colour) */
     uint8_t rgb[3];                  /* sRGB display colour, written as CIELab */
@@ -811,8 +815,14 @@ typedef struct samda_seg_segment_info {
         type_meaning[SAMDA_DICOM_LO_SIZE];
     char algorithm_type[SAMDA_DICOM_CS_SIZE];  /* "AUTOMATIC", "SEMIAUTOMATIC", "MANUAL" */
     char algorithm_name[SAMDA_DICOM_LO_SIZE];
+    char region_value[SAMDA_DICOM_LO_SIZE], region_scheme[SAMDA_DICOM_SH_SIZE],
+        region_meaning[SAMDA_DICOM_LO_SIZE];   /* AnatomicRegionSequence ("" when absent) */
+    char modifier_value[SAMDA_DICOM_LO_SIZE], modifier_scheme[SAMDA_DICOM_SH_SIZE],
+        modifier_meaning[SAMDA_DICOM_LO_SIZE]; /* its first AnatomicRegionModifierSequence item */
     bool has_cielab;
     uint16_t cielab[3];                        /* RecommendedDisplayCIELabValue */
+    uint8_t rgb[3];                            /* with has_cielab: cielab as sRGB 0..255 (the inverse of
+                                                  what samda_seg_writer_add_segment writes) */
 } samda_seg_segment_info;
 
 typedef struct samda_seg_frame_info {

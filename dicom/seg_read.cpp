@@ -21,6 +21,7 @@
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmdata/dcsequen.h>
 #include <dcmtk/dcmdata/dcxfer.h>
+#include <dcmtk/dcmiod/cielabutil.h>
 
 #include "dicom.h"
 #include "guard.h"
@@ -177,11 +178,21 @@ samda_status read_segments(DcmDataset &ds, const char *path, samda_seg &seg, sam
         get_code(it, DCM_SegmentedPropertyCategoryCodeSequence, s.category_value, s.category_scheme,
                  s.category_meaning);
         get_code(it, DCM_SegmentedPropertyTypeCodeSequence, s.type_value, s.type_scheme, s.type_meaning);
+        get_code(it, DCM_AnatomicRegionSequence, s.region_value, s.region_scheme, s.region_meaning);
+        if (DcmItem *region = first_item(&it, DCM_AnatomicRegionSequence))
+            get_code(*region, DCM_AnatomicRegionModifierSequence, s.modifier_value, s.modifier_scheme,
+                     s.modifier_meaning);
         for (unsigned k = 0; k < 3; k++) {
             Uint16 v = 0;
             if (it.findAndGetUint16(DCM_RecommendedDisplayCIELabValue, v, k).bad()) break;
             s.cielab[k] = v;
             s.has_cielab = k == 2;
+        }
+        if (s.has_cielab) { /* the inverse of seg_write.cpp's rgb2DicomLab, rounded to 0..255 */
+            double rgb[3] = {0, 0, 0};
+            IODCIELabUtil::dicomLab2RGB(rgb[0], rgb[1], rgb[2], s.cielab[0], s.cielab[1], s.cielab[2]);
+            for (int k = 0; k < 3; k++)
+                s.rgb[k] = (uint8_t)std::lround(std::min(1.0, std::max(0.0, rgb[k])) * 255.0);
         }
         seg.segments.push_back(s);
     }

@@ -361,6 +361,26 @@ samda_status add_segment(samda_seg_writer &w, const samda_seg_segment &s, const 
     std::unique_ptr<DcmSegment> segment(raw);
     if (s.description && *s.description && (c = segment->setSegmentDescription(s.description)).bad())
         return samda_fail(err, SAMDA_EINVAL, "adding segment \"%.64s\": description: %s", s.label, c.text());
+    if (s.region.value && *s.region.value) {
+        /* AnatomicRegionSequence, with its modifier inside it (General Anatomy Optional Macro) */
+        if (!code_ok(s.region))
+            return samda_fail(err, SAMDA_EINVAL, "adding segment \"%.64s\": region code needs value, scheme and meaning",
+                              s.label);
+        GeneralAnatomyMacro &ga = segment->getGeneralAnatomyCode();
+        if ((c = ga.getAnatomicRegion().set(s.region.value, s.region.scheme, s.region.meaning)).bad())
+            return samda_fail(err, SAMDA_EINVAL, "adding segment \"%.64s\": region code: %s", s.label, c.text());
+        if (s.region_modifier.value && *s.region_modifier.value) {
+            if (!code_ok(s.region_modifier))
+                return samda_fail(err, SAMDA_EINVAL,
+                                  "adding segment \"%.64s\": region modifier needs value, scheme and meaning", s.label);
+            auto mod = std::make_unique<CodeSequenceMacro>();
+            if ((c = mod->set(s.region_modifier.value, s.region_modifier.scheme, s.region_modifier.meaning)).bad())
+                return samda_fail(err, SAMDA_EINVAL, "adding segment \"%.64s\": region modifier: %s", s.label, c.text());
+            ga.getAnatomicRegionModifier().push_back(mod.release()); /* the macro owns and frees it */
+        }
+    } else if (s.region_modifier.value && *s.region_modifier.value) {
+        return samda_fail(err, SAMDA_EINVAL, "adding segment \"%.64s\": a region modifier needs a region", s.label);
+    }
     if (s.has_color) {
         double L, a, b;
         IODCIELabUtil::rgb2DicomLab(L, a, b, s.rgb[0] / 255.0, s.rgb[1] / 255.0, s.rgb[2] / 255.0);

@@ -66,4 +66,11 @@ int cli_cmd_adapter(int argc, char **argv); /* cli_adapter_dicom.c: cli_adapter_
  * program's name); also the whole samda-adapter program. */
 int cli_adapter_main(int argc, char **argv);
 
+struct samda_adapter_label; /* model.h */
+/* cli_adapter.c: the labels that `samda adapter` ARGS (argv[0] the command, as cli_adapter_main takes
+ * them) name with --labels-file or --labels (without either: the demo's five built-in labels).
+ * Returns CLI_EXIT_OK with *out malloc'd (caller frees), a usage error, or CLI_EXIT_FAIL after a
+ * message. */
+int cli_adapter_labels(int argc, char **argv, struct samda_adapter_label **out, size_t *n_out);
+
 #endif

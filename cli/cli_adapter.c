@@ -20,7 +20,8 @@ static const char usage_text[] =
     "  info     --checkpoint F [--adapter A | --rank R --tokens T --labels L,..]\n"
     "  train    --checkpoint F --data DIR --out A2 [--adapter-in A] [--epochs N] [--lr X] [--rank R]\n"
     "           [--tokens T] [--prompt free|box|mixed|point] [--val-split X] [--seed S] [--batch B]\n"
-    "           [--labels liver,kidney,spleen,aorta,inferior_vena_cava] [--window LEVEL,WIDTH]\n"
+    "           [--labels liver,kidney,spleen,aorta,inferior_vena_cava | --labels-file SCHEMA.json]\n"
+    "           [--window LEVEL,WIDTH] (--labels: the demo's built-in schema; with --dicom also from_segs)\n"
     "           [--max-cases N] [--patience N] [--scope adapter|decoder|full] [--eval-data DIR]\n"
     "           [--place all|LIST]  (LIST of self_attn,token_to_image,mlp,image_to_token,tokens_self,\n"
     "           tokens_image,embed; with --adapter-in: the parts it lacks are added, freshly initialised)\n"
@@ -54,7 +55,7 @@ static const builtin_label builtin_labels[] = {{"liver", 1, "10200004", "Liver",
 
 static const char *const option_names[] = {
     "checkpoint", "config", "adapter", "adapter-in", "out", "data", "epochs", "lr", "rank", "tokens",
-    "prompt", "val-split", "seed", "batch", "labels", "window", "max-cases", "patience", "scope", "steps",
+    "prompt", "val-split", "seed", "batch", "labels", "labels-file", "window", "max-cases", "patience", "scope", "steps",
     "eval-data", "device", "threads", "max-seconds", "place", "anchor",
     /* switches (no value) from here */
     "half", "quiet", "help"};
@@ -223,11 +224,58 @@ static int parse_place(const char *s, unsigned *out)
     return CLI_EXIT_OK;
 }
 
-/* Labels for a new adapter from --labels and --window, into *out (malloc'd; caller frees).
- * Returns CLI_EXIT_OK, a usage error, or CLI_EXIT_FAIL when out of memory. */
+/* The label schema in the JSON file path (docs/adaptation.md, "Label schema") into *out (caller
+ * frees). Returns CLI_EXIT_OK, or CLI_EXIT_FAIL after a message naming the file, entry and field. */
+static int make_labels(const adapter_args *a, samda_adapter_label **out, size_t *n_out);
+
+static int read_labels_file(const char *path, samda_adapter_label **out, size_t *n_out)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "samda adapter: --labels-file %s: %s\n", path, strerror(errno));
+        return CLI_EXIT_FAIL;
+    }
+    enum { MAX_SCHEMA = 1 << 20 }; /* 64 labels take a few KiB */
+    char *text = malloc(MAX_SCHEMA + 1);
+    size_t len = text ? fread(text, 1, MAX_SCHEMA + 1, f) : 0;
+    bool bad_read = ferror(f) != 0;
+    fclose(f);
+    int rc = CLI_EXIT_OK;
+    samda_error err = {0};
+    if (!text || bad_read || len > MAX_SCHEMA) {
+        fprintf(stderr, "samda adapter: --labels-file %s: %s\n", path,
+                !text ? "out of memory" : bad_read ? "read error" : "larger than 1 MiB");
+        rc = CLI_EXIT_FAIL;
+    } else if (samda_adapter_labels_parse(text, len, path, out, n_out, &err) != SAMDA_OK) {
+        fprintf(stderr, "samda adapter: --labels-file %s\n", err.message);
+        rc = CLI_EXIT_FAIL;
+    }
+    free(text);
+    return rc;
+}
+
+int cli_adapter_labels(int argc, char **argv, samda_adapter_label **out, size_t *n_out)
+{
+    adapter_args a = {0};
+    int rc = parse_args(argc, argv, &a);
+    if (rc != CLI_EXIT_OK) return rc;
+    if (!arg_has(&a, "labels") && !arg_has(&a, "labels-file"))
+        a.value[option_index("labels", 6)] = "liver,kidney,spleen,aorta,inferior_vena_cava";
+    return make_labels(&a, out, n_out);
+}
+
+/* Labels for a new adapter from --labels-file, or --labels (the demo's built-in schema) and --window,
+ * into *out (malloc'd; caller frees).
+ * Returns CLI_EXIT_OK, a usage error, or CLI_EXIT_FAIL (out of memory, a bad schema file). */
 static int make_labels(const adapter_args *a, samda_adapter_label **out, size_t *n_out)
 {
+    if (arg_has(a, "labels-file")) {
+        if (arg_has(a, "labels")) return usage_error("--labels and --labels-file exclude each other");
+        if (arg_has(a, "window")) return usage_error("--window applies to --labels; a schema file has its own windows");
+        return read_labels_file(arg_str(a, "labels-file", ""), out, n_out);
+    }
     const char *list = arg_str(a, "labels", "liver,kidney,spleen,aorta");
+    if (!strcmp(list, "from_segs")) return usage_error("--labels from_segs needs --dicom SERIES,SEG");
     double level = 50, width = 400;
     if (arg_has(a, "window")) {
         const char *w = arg_str(a, "window", "");

@@ -696,7 +696,7 @@ static samda_status adapter_rollback(void *v, const char *site, int64_t token_id
 }
 
 /* Training and evaluation run in the model worker as jobs ("train", "evaluate"); the body's members
- * are the job's parameters (studies, epochs, lr, prompt, val_split, seed, max_seconds, activate). */
+ * are the job's parameters (studies, epochs, lr, prompt, val_split, seed, max_seconds, activate, labels). */
 static samda_status adapter_job(samdad_api_core *core, const char *kind, const char *site, int version,
                                 const json_t *body, int64_t token_id, json_t **out, samda_error *err)
 {
@@ -721,7 +721,7 @@ static samda_status adapter_job(samdad_api_core *core, const char *kind, const c
             return samda_fail(err, SAMDA_EBADUID, "body.studies[%zu]: not a valid UID", i);
     }
     static const char *const allowed[] = {"studies", "epochs", "lr", "prompt", "val_split", "seed", "max_seconds",
-                                          "activate"};
+                                          "activate", "labels"};
     const char *key;
     const json_t *val;
     json_object_foreach((json_t *)body, key, val) {
@@ -730,8 +730,14 @@ static samda_status adapter_job(samdad_api_core *core, const char *kind, const c
         if (!ok || (!strcmp(kind, "evaluate") && strcmp(key, "studies") != 0))
             return samda_fail(err, SAMDA_EINVAL, "body.%s: unknown member for %s (allowed: %s)", key, kind,
                               !strcmp(kind, "evaluate") ? "studies"
-                                                        : "studies, epochs, lr, prompt, val_split, seed, max_seconds, activate");
+                                                        : "studies, epochs, lr, prompt, val_split, seed, max_seconds, activate, "
+                                                          "labels");
     }
+    const json_t *labels = json_object_get(body, "labels");
+    if (labels && !(json_is_string(labels) && (!strcmp(json_string_value(labels), "from_segs") ||
+                                               !strcmp(json_string_value(labels), "parent"))))
+        return samda_fail(err, SAMDA_EINVAL, "body.labels: must be \"from_segs\" (a new adapter whose labels are the "
+                          "SEGs' segments) or \"parent\" (the parent adapter's labels)");
     json_t *params = json_deep_copy(body);
     if (version > 0) json_object_set_new(params, "version", json_integer(version));
     json_object_set_new(params, "requested_by", json_integer(token_id));

@@ -19,23 +19,16 @@
 #include "trainset.h"
 
 /* The studies of params.studies that hold a DICOM-SEG (ground truth sent to samdad) become
- * NAME.image.npy + NAME.mask.npy pairs in dir, labels mapped by name onto a's. */
-static samda_status build_trainset(samdad_worker *w, const json_t *params, const samda_adapter *a, const char *dir,
-                                   json_t *report, samda_error *err)
+ * NAME.image.npy + NAME.mask.npy pairs in dir, segments mapped onto the schema's labels (by coded
+ * type, else by name), or, with SAMDAD_TRAINSET_GROW, defining the schema (trainset.h). */
+static samda_status build_trainset(samdad_worker *w, const json_t *params, samdad_label_schema *schema,
+                                   unsigned flags, const char *dir, json_t *report, samda_error *err)
 {
     samda_store *store = samdad_store(w->ctx);
     const json_t *studies = json_object_get(params, "studies");
     if (!json_is_array(studies) || !json_array_size(studies))
         return samda_fail(err, SAMDA_EINVAL, "params.studies: a non-empty array of StudyInstanceUIDs that hold a "
                           "ground-truth DICOM-SEG is required");
-    samda_adapter_info ai;
-    samda_adapter_get_info(a, &ai, NULL);
-    const char *names[SAMDA_ADAPTER_MAX_LABELS];
-    int values[SAMDA_ADAPTER_MAX_LABELS];
-    for (size_t l = 0; l < ai.n_labels; l++) {
-        names[l] = samda_adapter_label_at(a, l)->name;
-        values[l] = samda_adapter_label_at(a, l)->value;
-    }
     size_t total = 0, n_seg = 0, k = 0;
     samda_status st = SAMDA_OK;
     size_t i;
@@ -75,8 +68,8 @@ static samda_status build_trainset(samdad_worker *w, const json_t *params, const
                 snprintf(prefix, sizeof prefix, "case%04zu", k++);
                 size_t written = 0;
                 if (st == SAMDA_OK)
-                    st = samdad_trainset_write((const char *const *)paths, nsrc, seg_path, names, values, ai.n_labels,
-                                               dir, prefix, &written, NULL, err);
+                    st = samdad_trainset_write((const char *const *)paths, nsrc, seg_path, schema, flags, dir, prefix,
+                                               &written, NULL, err);
                 samda_store_paths_free(paths, nsrc);
                 total += written;
                 n_seg++;
@@ -87,6 +80,19 @@ static samda_status build_trainset(samdad_worker *w, const json_t *params, const
         if (st != SAMDA_OK) return st;
     }
     if (!n_seg) return samda_fail(err, SAMDA_ENOENT, "none of the studies holds a DICOM-SEG to learn from");
+    /* the labels used, as the adapter will list them */
+    json_t *labels = json_array();
+    for (size_t l = 0; l < schema->n; l++) {
+        const samda_adapter_label *lb = &schema->labels[l];
+        json_t *o = json_pack("{s:s, s:i, s:{s:s, s:s, s:s}, s:s}", "name", lb->name, "value", lb->value, "type",
+                              "scheme", lb->type_scheme, "code", lb->type_code, "meaning", lb->type_meaning, "window",
+                              lb->window_kind == SAMDA_WINDOW_CT ? "ct" : "mr");
+        if (o && lb->region_code[0])
+            json_object_set_new(o, "region", json_pack("{s:s, s:s, s:s}", "scheme", lb->region_scheme, "code",
+                                                       lb->region_code, "meaning", lb->region_meaning));
+        json_array_append_new(labels, o ? o : json_null());
+    }
+    json_object_set_new(report, "labels", labels);
     json_object_set_new(report, "data", json_pack("{s:I, s:I, s:I}", "studies", (json_int_t)json_array_size(studies),
                                                   "segmentations", (json_int_t)n_seg, "slices", (json_int_t)total));
     return SAMDA_OK;
@@ -136,7 +142,34 @@ samda_status worker_run_train_eval(lane *ln, const samda_job *job, const json_t 
     samda_status st = SAMDA_OK, why = SAMDA_OK;
     adapter_choice ch;
     int version = param_int(params, "version", 0, 0, INT_MAX);
-    if ((st = worker_choose_adapter(ln, cfg, job->site, version, &ch, err)) != SAMDA_OK) goto out;
+    samdad_label_schema *schema = calloc(1, sizeof *schema);
+    if (!schema) {
+        st = samda_fail(err, SAMDA_ENOMEM, "out of memory for a label schema");
+        goto out;
+    }
+    /* A new adapter with the labels of the studies' SEGs: when asked ("labels": "from_segs"), or when
+     * the site has nothing to train from (no active version, no [model] adapter). Else the parent's
+     * labels, onto which the SEGs' segments map. */
+    const char *labels_mode = json_string_value(json_object_get(params, "labels"));
+    bool from_segs = train && labels_mode && !strcmp(labels_mode, "from_segs");
+    if (!from_segs) {
+        st = worker_choose_adapter(ln, cfg, job->site, version, &ch, err);
+        if (st == SAMDA_ENOENT && train && version == 0 && !(labels_mode && !strcmp(labels_mode, "parent"))) {
+            memset(&ch, 0, sizeof ch);
+            from_segs = true;
+            st = SAMDA_OK;
+        }
+        if (st != SAMDA_OK) goto out;
+    }
+    if (from_segs) {
+        memset(&ch, 0, sizeof ch);
+        snprintf(ch.source, sizeof ch.source, "none");
+    } else {
+        samda_adapter_info ai;
+        samda_adapter_get_info(ch.a, &ai, NULL);
+        for (size_t l = 0; l < ai.n_labels; l++) schema->labels[l] = *samda_adapter_label_at(ch.a, l);
+        schema->n = ai.n_labels;
+    }
     snprintf(dir, sizeof dir, "%s/tmp/%s-%lld", samda_store_data_dir(store), train ? "train" : "eval", (long long)job->id);
     rm_tree(dir);
     if (mkdir(dir, 0700) != 0) {
@@ -144,15 +177,28 @@ samda_status worker_run_train_eval(lane *ln, const samda_job *job, const json_t 
         goto out;
     }
     if (!worker_keep_going(ln, job, 0.02, "preparing the data from DICOM-SEGs", &why)) goto out;
-    if ((st = build_trainset(w, params, ch.a, dir, report, err)) != SAMDA_OK) goto out;
+    if ((st = build_trainset(w, params, schema, from_segs ? SAMDAD_TRAINSET_GROW : 0, dir, report, err)) != SAMDA_OK)
+        goto out;
     if (!worker_keep_going(ln, job, 0.1, train ? "training" : "evaluating", &why)) goto out;
     json_object_set_new(report, "from", json_pack("{s:s, s:i, s:s}", "source", ch.source, "version", ch.version,
                                                   "file_version", ch.file_version));
-    if (train) {
-        if (!(copy = samda_adapter_clone(ch.a, err))) {
-            st = err->code;
+    json_object_set_new(report, "labels_from", json_string(from_segs ? "segs" : "parent"));
+    if (train && from_segs) {
+        /* a new adapter from the base model, its labels those of the SEGs */
+        samda_adapter_params ap;
+        samda_adapter_params_init(&ap);
+        ap.labels = schema->labels;
+        ap.n_labels = schema->n;
+        ap.seed = (uint64_t)param_int(params, "seed", 1, 0, INT_MAX);
+        if (!(copy = samda_adapter_new(w->model, &ap, err))) {
+            st = err->code ? err->code : SAMDA_EMODEL;
             goto out;
         }
+    } else if (train && !(copy = samda_adapter_clone(ch.a, err))) {
+        st = err->code;
+        goto out;
+    }
+    if (train) {
         /* the new version gets every part the parent lacks (e.g. the embedding bottleneck), freshly
          * initialised so training starts from the parent's outputs */
         if ((st = samda_adapter_extend(copy, SAMDA_ADAPTER_PLACE_ALL, err)) != SAMDA_OK) goto out;
@@ -216,6 +262,7 @@ out:
         samda_fail(err, why, why == SAMDA_ELOCKED ? "the job's lease was lost" : "cancelled or stopping");
     }
     if (dir[0]) rm_tree(dir);
+    free(schema);
     samda_adapter_free(copy);
     json_decref(report);
     samda_config_unref(cfg);

@@ -145,6 +145,54 @@ static void test_info_fresh(void **state)
     ASSERT_HAS(r.out, "\"placement\":127,");
 }
 
+/* --labels-file: a schema with a label the code has never seen; its errors name file, entry, field. */
+static void test_labels_file(void **state)
+{
+    (void)state;
+    if (!have_tiny) skip();
+    char path[] = "/tmp/samda-test-schema-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    static const char schema[] =
+        "[{\"name\":\"lesion\",\"value\":1,\"category\":{\"scheme\":\"SCT\",\"code\":\"49755003\",\"meaning\":"
+        "\"Morphologically Abnormal Structure\"},\"type\":{\"scheme\":\"SCT\",\"code\":\"52988006\",\"meaning\":"
+        "\"Lesion\"},\"region\":{\"scheme\":\"SCT\",\"code\":\"10200004\",\"meaning\":\"Liver\"},\"rgb\":[200,16,46],"
+        "\"window\":{\"kind\":\"ct\",\"level\":60,\"width\":300}},"
+        "{\"name\":\"prostate\",\"value\":2,\"category\":{\"scheme\":\"SCT\",\"code\":\"123037004\",\"meaning\":"
+        "\"Anatomical Structure\"},\"type\":{\"scheme\":\"SCT\",\"code\":\"41216001\",\"meaning\":\"Prostate\"},"
+        "\"rgb\":[230,158,140],\"window\":{\"kind\":\"mr\",\"low_percentile\":1,\"high_percentile\":99}}]";
+    assert_int_equal(write(fd, schema, sizeof schema - 1), (int)(sizeof schema - 1));
+    close(fd);
+    run_result r;
+    run(&r, "info", TINY, "--labels-file", path, NULL);
+    assert_int_equal(r.rc, CLI_EXIT_OK);
+    ASSERT_HAS(r.out, "\"labels\":2,");
+    ASSERT_HAS(r.out, "[\"lesion\",\"prostate\"]");
+    run(&r, "info", TINY, "--labels-file", path, "--labels", "liver", NULL);
+    assert_int_equal(r.rc, CLI_EXIT_USAGE);
+    ASSERT_HAS(r.err, "--labels and --labels-file exclude each other");
+    run(&r, "info", TINY, "--labels", "from_segs", NULL);
+    assert_int_equal(r.rc, CLI_EXIT_USAGE);
+    ASSERT_HAS(r.err, "--labels from_segs needs --dicom SERIES,SEG");
+    /* the second label without its type code */
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("[{\"name\":\"a\",\"value\":1,\"category\":{\"scheme\":\"SCT\",\"code\":\"1\",\"meaning\":\"c\"},\"type\":"
+          "{\"scheme\":\"SCT\",\"code\":\"2\",\"meaning\":\"t\"},\"rgb\":[1,2,3],\"window\":{\"kind\":\"ct\",\"level\":0,"
+          "\"width\":1}},{\"name\":\"b\",\"value\":2,\"category\":{\"scheme\":\"SCT\",\"code\":\"1\",\"meaning\":\"c\"},"
+          "\"type\":{\"scheme\":\"SCT\",\"meaning\":\"t\"}}]", f);
+    fclose(f);
+    run(&r, "info", TINY, "--labels-file", path, NULL);
+    assert_int_equal(r.rc, CLI_EXIT_FAIL);
+    char want[256];
+    snprintf(want, sizeof want, "%s: labels[1] (b).type.code: missing or not a string", path);
+    ASSERT_HAS(r.err, want);
+    unlink(path);
+    run(&r, "info", TINY, "--labels-file", path, NULL);
+    assert_int_equal(r.rc, CLI_EXIT_FAIL);
+    ASSERT_HAS(r.err, "No such file");
+}
+
 static void test_info_refused(void **state)
 {
     (void)state;
@@ -216,7 +264,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_usage_errors),    cmocka_unit_test(test_help),
         cmocka_unit_test(test_missing_checkpoint), cmocka_unit_test(test_info_fresh),
-        cmocka_unit_test(test_info_refused),    cmocka_unit_test(test_commands_refused),
+        cmocka_unit_test(test_info_refused),    cmocka_unit_test(test_labels_file),    cmocka_unit_test(test_commands_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

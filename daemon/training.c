@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -219,9 +220,12 @@ samda_status worker_run_train_eval(lane *ln, const samda_job *job, const json_t 
         memset(&tr, 0, sizeof tr);
         if ((st = samda_adapter_train(w->model, copy, &tp, &tr, err)) != SAMDA_OK) goto out;
         json_object_set_new(report, "train",
-                            json_pack("{s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:I}", "cases", tr.n_cases, "train",
+                            json_pack("{s:i, s:i, s:i, s:i, s:i, s:o, s:f, s:f, s:I}", "cases", tr.n_cases, "train",
                                       tr.n_train, "validation", tr.n_val, "epochs_run", tr.epochs_run, "best_epoch",
-                                      tr.best_epoch, "best_val_dice", tr.best_val_dice, "seconds_per_epoch",
+                                      tr.best_epoch, "best_val_dice",
+                                      /* no validation cases (val_split 0): no Dice, and jansson refuses NaN */
+                                      isfinite(tr.best_val_dice) ? json_real(tr.best_val_dice) : json_null(),
+                                      "seconds_per_epoch",
                                       tr.seconds_per_epoch, "seconds", tr.total_seconds, "trainable",
                                       (json_int_t)tr.n_trainable));
         if (!worker_keep_going(ln, job, 0.95, "saving the new version", &why)) goto out;
@@ -232,6 +236,10 @@ samda_status worker_run_train_eval(lane *ln, const samda_job *job, const json_t 
         bool activate = json_is_true(json_object_get(params, "activate"));
         json_t *meta = json_pack("{s:s, s:I, s:O}", "origin", "train", "job", (json_int_t)job->id, "metrics",
                                  json_object_get(report, "train"));
+        if (!meta) {
+            st = samda_fail(err, SAMDA_ENOMEM, "out of memory for the new version's metadata");
+            goto out;
+        }
         int nv = 0;
         st = worker_store_new_version(w, copy, job->site, ch.version, meta, activate, &nv, err);
         json_decref(meta);

@@ -595,6 +595,7 @@ samda_adapter *samda_adapter_new(const samda_model *m, const samda_adapter_param
         auto a = make_adapter(m, p->rank, p->n_tokens, p->placement, labels, p->seed);
         a->meta["format"] = "samda-adapter";
         a->meta["format_version"] = "1";
+        a->meta["labels"] = labels_json(labels); /* as a loaded adapter has it, before the first save */
         res = a.release();
         return SAMDA_OK;
     });

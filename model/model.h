@@ -541,7 +541,7 @@ typedef struct samda_tta_report {
     double iou_before, iou_after;   /* mean predicted IoU over (slice, label) */
     double area_ratio_min, area_ratio_max; /* per-label mean area after / before */
     double seconds;
-    /* The acceptance rule at the last check (worst label): */
+    /* The acceptance rule's measures of the last weights checked, accepted or not (worst label): */
     double confident_agreement;    /* min share of the anchor's confident foreground kept */
     double confident_flip;         /* max confident background turned foreground / anchor foreground */
     double consistency_before, consistency_after; /* mean Dice between views (flip, intensity) */

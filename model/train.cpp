@@ -910,6 +910,14 @@ samda_status train_impl(samda_model *m, samda_adapter *a, const samda_train_para
     run.progress = show_progress(p->progress);
     double best = -1, last_loss = 0;
     int best_epoch = 0, epochs_run = 0, stale = 0;
+    /* With a guard and validation cases the parent itself is a candidate (epoch 0): an epoch is kept
+     * only if it beats the parent on validation Dice, so training never returns something worse
+     * than what came in on the held-out cases. */
+    const bool parent_candidate = guard.on && !sp.val.empty();
+    if (parent_candidate)
+        best = evaluate(x, sp.val, labels, eval_mode).mean;
+    const double parent_val = best;
+    bool any_box_ok = false;
     std::vector<at::Tensor> best_params = snapshot(params);
     for (int ep = 1; ep <= p->epochs; ep++) {
         const auto t_ep = Clock::now();
@@ -925,6 +933,7 @@ samda_status train_impl(samda_model *m, samda_adapter *a, const samda_train_para
             vbox = evaluate(x, gset, labels, Mode::BOX).mean;
         }
         const bool box_ok = !guard.on || vbox >= guard.parent;
+        any_box_ok |= box_ok;
         run.epoch_seconds = since(t_ep);
         if (run.progress)
             fprintf(stderr, "\rtrain: epoch %d/%d loss %.4f val dice %.4f box %.4f%s (%.1f s/epoch)          \n", ep,
@@ -940,7 +949,7 @@ samda_status train_impl(samda_model *m, samda_adapter *a, const samda_train_para
         if (p->max_seconds > 0 && since(t_start) > p->max_seconds)
             break;
     }
-    if (guard.on && best_epoch == 0) {
+    if (guard.on && !any_box_ok) {
         /* No epoch kept box Dice: the parent's shared parts and prompted set back, label tokens
          * trained alone, prompt-free, starting from the last epoch's. */
         guard.rolled_back = true;
@@ -956,8 +965,14 @@ samda_status train_impl(samda_model *m, samda_adapter *a, const samda_train_para
         p2.prompt = SAMDA_TRAIN_PROMPT_FREE;
         TrainRun run2{&p2, &x, &sam, &items, &opt2, &rng, Clock::now()};
         run2.progress = run.progress;
-        best = sp.val.empty() ? -1 : evaluate(x, sp.val, labels, Mode::FREE).mean;
-        best_params = snapshot(params);
+        /* the parent stays the one to beat (with validation cases) */
+        if (parent_candidate && eval_mode == Mode::FREE) {
+            best = parent_val;
+            best_params = parent_params;
+        } else {
+            best = -1;
+            best_params = snapshot(params);
+        }
         stale = 0;
         for (int ep = 1; ep <= p->epochs; ep++) {
             last_loss = run_epoch(run2, ep);

@@ -299,7 +299,8 @@ samda_status tta_impl(const samda_model *m, samda_adapter *a, const std::vector<
     for (size_t i = 0; i < emb.size(); i++)
         t.anchor_logits.push_back(free_logits(t, *t.anchor, emb[i]));
     const std::vector<double> cons0 = consistency(t, *t.anchor);
-    Accept last_ac{std::vector<double>((size_t)n_labels, 1.0), std::vector<double>((size_t)n_labels, 0.0), cons0};
+    /* the measures of the last weights checked, accepted or not (at the start: the anchor's own) */
+    Accept checked_ac{std::vector<double>((size_t)n_labels, 1.0), std::vector<double>((size_t)n_labels, 0.0), cons0};
     std::string rolled;  // names of labels rolled back, and why
     int n_rolled = 0;
     std::vector<at::Tensor> good = snapshot(params);
@@ -338,6 +339,7 @@ samda_status tta_impl(const samda_model *m, samda_adapter *a, const std::vector<
             Accept ac;
             if (reason.empty()) {
                 ac = measure_accept(t);
+                checked_ac = ac;
                 std::vector<std::string> why = accept_failures(t, ac, cons0);
                 size_t n_bad = 0;
                 for (const auto &w : why)
@@ -356,6 +358,7 @@ samda_status tta_impl(const samda_model *m, samda_adapter *a, const std::vector<
                     reason = tta_guard(t, start, st);
                     if (reason.empty()) {
                         ac = measure_accept(t);
+                        checked_ac = ac;
                         why = accept_failures(t, ac, cons0);
                     }
                 }
@@ -371,7 +374,6 @@ samda_status tta_impl(const samda_model *m, samda_adapter *a, const std::vector<
                 break;
             }
             last = st;
-            last_ac = ac;
             good = snapshot(params);
             if (!rolled.empty())
                 break;  // further steps would move the rolled-back labels again
@@ -413,10 +415,10 @@ samda_status tta_impl(const samda_model *m, samda_adapter *a, const std::vector<
         rep->seconds = since(t0);
         rep->confident_agreement = 1, rep->confident_flip = 0, rep->consistency_before = 0, rep->consistency_after = 0;
         for (int64_t l = 0; l < n_labels; l++) {
-            rep->confident_agreement = std::min(rep->confident_agreement, last_ac.agree[(size_t)l]);
-            rep->confident_flip = std::max(rep->confident_flip, last_ac.flip[(size_t)l]);
+            rep->confident_agreement = std::min(rep->confident_agreement, checked_ac.agree[(size_t)l]);
+            rep->confident_flip = std::max(rep->confident_flip, checked_ac.flip[(size_t)l]);
             rep->consistency_before += cons0[(size_t)l] / (double)n_labels;
-            rep->consistency_after += last_ac.cons[(size_t)l] / (double)n_labels;
+            rep->consistency_after += checked_ac.cons[(size_t)l] / (double)n_labels;
         }
         rep->labels_rolled_back = n_rolled;
         snprintf(rep->decision, sizeof rep->decision, "%s", decision.c_str());

@@ -11,7 +11,9 @@
 #   5. one bfloat16 batch under the profiler: trace.json and GPU time per operator (trace_summary.py).
 # MODE=adapt instead builds only samda-adapter and runs the adaptation benchmark on CUDA
 # (tests/bench/bench_adapt.sh, the sites in parallel; ADAPT_TIMEOUT seconds at most, default 420):
-# table.md and the rows of each site as they come.
+# table.md and the rows of each site as they come. MODE=adapt_shift does the same with
+# tests/bench/bench_adapt_shift.sh (shift families E-H, seeds, TTA and supervised safety; its
+# FAMILIES, SEEDS, NS, EPOCHS knobs pass through; give it ADAPT_TIMEOUT=570 or fewer seeds).
 # Warnings are not errors here (an unknown compiler or a newer torch may deprecate an API).
 # Budget: about 8 minutes in all (the build is most of it). Usage, from the repository root:
 #   tests/gpu/run.sh [build-dir]        (env: PYTHON=python3, JOBS=nproc, SAMDA_FIXTURES=tests/data)
@@ -49,6 +51,8 @@ else
   configure -DSAMDA_TORCH_DIR="$TORCH_DIR" -DSAMDA_TORCH_CXX11_ABI="$ABI" || { say "FAIL: configure"; tail -30 "$RES/build.log"; exit 1; }
 fi
 MODE=${MODE:-all}
+ADAPT_BENCH=bench_adapt.sh
+if [ "$MODE" = adapt_shift ]; then MODE=adapt; ADAPT_BENCH=bench_adapt_shift.sh; fi
 if ! cmake --build "$BUILD" -j"$JOBS" $([ "$MODE" = adapt ] && echo --target samda-adapter) >> "$RES/build.log" 2>&1; then
   say "FAIL: build"; grep -E "error" -A3 "$RES/build.log" | head -40; exit 1
 fi
@@ -58,7 +62,7 @@ export LD_LIBRARY_PATH="$TORCH_DIR/lib:${LD_LIBRARY_PATH:-}"
 if [ "$MODE" = adapt ]; then
   work=$(mktemp -d /tmp/samda-adapt.XXXXXX)
   SAMDA_ADAPTER="$BUILD/samda-adapter" DEVICE=cuda PARALLEL=1 THREADS=4 WORK="$work" \
-    timeout "${ADAPT_TIMEOUT:-420}" sh "$ROOT/tests/bench/bench_adapt.sh" > "$RES/table.md" 2> "$RES/adapt.log"
+    timeout "${ADAPT_TIMEOUT:-420}" sh "$ROOT/tests/bench/$ADAPT_BENCH" > "$RES/table.md" 2> "$RES/adapt.log"
   rc=$?
   cp "$work"/rows.* "$RES/" 2>/dev/null
   say "adaptation benchmark: rc $rc, $(( $(date +%s) - t_start )) s"

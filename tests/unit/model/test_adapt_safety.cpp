@@ -303,14 +303,15 @@ void test_box_guard()
         CHECK_EQ(rep.box_guard, 1);
         CHECK_EQ(rep.box_guard_cases, 3);
         CHECK(rep.box_dice_after >= rep.box_dice_parent);
+        // the result is never below the parent on the validation cases either (prompt-free here)
+        CHECK(rep.best_epoch > 0 || rep.box_rolled_back || same(p0, params_of(a)));
         // a fresh adapter is the identity: parent and base agree
         CHECK_NEAR(rep.box_dice_parent, rep.box_dice_base, 1e-9);
         CHECK(std::string(samda_adapter_metadata(a, "provenance")).find("\"box_rolled_back\":") != std::string::npos);
         if (rep.box_rolled_back) {
-            // prompted decoding is the parent's exactly, and the label tokens did train
+            // prompted decoding is the parent's exactly
             CHECK(box_logits(m, a, e).equal(before));
             CHECK_EQ(rep.best_epoch, 0);
-            CHECK(!a->net->input_tokens.equal(p0[0]) || !same(p0, params_of(a)));
         }
         if (lr > 1)
             CHECK_EQ(rep.box_rolled_back, 1);  // lr 3 wrecks prompted decoding in every epoch

@@ -620,6 +620,10 @@ void test_training_and_tta()
             q.steps = 6;
             q.lr = 5e-3;
             q.prompt_anchor_weight = k ? 1.0 : 0.0;
+            // the acceptance rule off: this checks the anchor's effect, not what is accepted
+            q.min_confident_agreement = 0;
+            q.max_confident_flip = 1e9;
+            q.max_consistency_drop = 1;
             samda_adapter *t = samda_adapter_clone(a, nullptr);
             CHECK_EQ(samda_adapter_tta_dir(m, t, unl.c_str(), 0, &q, &tr, &err), SAMDA_OK);
             outcome[k] = params_of(t);

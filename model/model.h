@@ -488,6 +488,13 @@ samda_status samda_adapter_evaluate(const samda_model *m, const samda_adapter *a
                                     samda_train_prompt prompt, int max_cases, char **json_out, double *mean_dice,
                                     samda_error *err);
 
+/** The unadapted base model, box-prompted, on labels_of's labels (their values and windows; labels_of
+ *  itself stays out of the decoder): the reference an adapter's box-prompted Dice must not fall below.
+ *  Output and ownership as samda_adapter_evaluate() with BOX. Thread-safety: as samda_adapter_evaluate().
+ *  @return as samda_adapter_evaluate(); SAMDA_EINVAL when labels_of is NULL. */
+samda_status samda_adapter_evaluate_base(const samda_model *m, const samda_adapter *labels_of, const char *data_dir,
+                                         int max_cases, char **json_out, double *mean_dice, samda_error *err);
+
 /** How a predicted binary mask agrees with the ground truth on one slice. */
 typedef struct samda_mask_metrics {
     double dice;             /* 2 |P and G| / (|P| + |G|); 1 when both are empty */

@@ -1059,16 +1059,19 @@ samda_status samda_adapter_train(samda_model *m, samda_adapter *a, const samda_t
     return guard_status("training decoder adapter", err, [&]() { return train_impl(m, a, p, report); });
 }
 
-samda_status samda_adapter_evaluate(const samda_model *m, const samda_adapter *a, const char *data_dir,
-                                    samda_train_prompt prompt, int max_cases, char **json_out, double *mean_dice,
-                                    samda_error *err)
+namespace {
+
+/* samda_adapter_evaluate, and with base_only the base model on a's labels (a leaves the decoder). */
+samda_status evaluate_impl(const samda_model *m, const samda_adapter *a, bool base_only, const char *data_dir,
+                           samda_train_prompt prompt, int max_cases, char **json_out, double *mean_dice,
+                           samda_error *err)
 {
     return guard_status("evaluating", err, [&]() {
         if (!m || !data_dir)
             raise(SAMDA_EINVAL, "model or data_dir is NULL");
         if (prompt != SAMDA_TRAIN_PROMPT_FREE && prompt != SAMDA_TRAIN_PROMPT_BOX)
             raise(SAMDA_EINVAL, "evaluation prompt must be FREE or BOX");
-        if (prompt == SAMDA_TRAIN_PROMPT_FREE && !a)
+        if (prompt == SAMDA_TRAIN_PROMPT_FREE && (!a || base_only))
             raise(SAMDA_EINVAL, "prompt-free evaluation needs an adapter");
         if (a && a->base_fp != samda_model_fingerprint(m))
             raise(SAMDA_EINVAL, "adapter belongs to another model");
@@ -1076,8 +1079,9 @@ samda_status samda_adapter_evaluate(const samda_model *m, const samda_adapter *a
         std::vector<samda_adapter_label> labels = effective_labels(a, cases);
         Encoded enc = encode_cases(m, cases, labels, false, false);
         SamImpl &sam = const_cast<SamImpl &>(model_network(m));
-        Ctx x{m, &sam, const_cast<samda_adapter *>(a), &cases, &enc,
-              a ? a->dense_pe : sam.prompt_encoder->dense_pe().detach()};
+        const samda_adapter *in_decoder = base_only ? nullptr : a;
+        Ctx x{m, &sam, const_cast<samda_adapter *>(in_decoder), &cases, &enc,
+              in_decoder ? in_decoder->dense_pe : sam.prompt_encoder->dense_pe().detach()};
         std::vector<size_t> all(cases.size());
         std::iota(all.begin(), all.end(), 0);
         const Mode mode = prompt == SAMDA_TRAIN_PROMPT_FREE ? Mode::FREE : Mode::BOX;
@@ -1093,6 +1097,23 @@ samda_status samda_adapter_evaluate(const samda_model *m, const samda_adapter *a
         }
         return SAMDA_OK;
     });
+}
+
+}  // namespace
+
+samda_status samda_adapter_evaluate(const samda_model *m, const samda_adapter *a, const char *data_dir,
+                                    samda_train_prompt prompt, int max_cases, char **json_out, double *mean_dice,
+                                    samda_error *err)
+{
+    return evaluate_impl(m, a, false, data_dir, prompt, max_cases, json_out, mean_dice, err);
+}
+
+samda_status samda_adapter_evaluate_base(const samda_model *m, const samda_adapter *labels_of, const char *data_dir,
+                                         int max_cases, char **json_out, double *mean_dice, samda_error *err)
+{
+    if (!labels_of)
+        return samda_fail(err, SAMDA_EINVAL, "evaluating the base model: no adapter to take the labels from");
+    return evaluate_impl(m, labels_of, true, data_dir, SAMDA_TRAIN_PROMPT_BOX, max_cases, json_out, mean_dice, err);
 }
 
 samda_status samda_model_save(const samda_model *m, const char *path, int half, samda_error *err)

@@ -696,7 +696,8 @@ static samda_status adapter_rollback(void *v, const char *site, int64_t token_id
 }
 
 /* Training and evaluation run in the model worker as jobs ("train", "evaluate"); the body's members
- * are the job's parameters (studies, epochs, lr, prompt, val_split, seed, max_seconds, activate, labels). */
+ * are the job's parameters (studies, epochs, lr, prompt, val_split, seed, max_seconds, activate, labels,
+ * holdout). */
 static samda_status adapter_job(samdad_api_core *core, const char *kind, const char *site, int version,
                                 const json_t *body, int64_t token_id, json_t **out, samda_error *err)
 {
@@ -721,7 +722,7 @@ static samda_status adapter_job(samdad_api_core *core, const char *kind, const c
             return samda_fail(err, SAMDA_EBADUID, "body.studies[%zu]: not a valid UID", i);
     }
     static const char *const allowed[] = {"studies", "epochs", "lr", "prompt", "val_split", "seed", "max_seconds",
-                                          "activate", "labels"};
+                                          "activate", "labels", "holdout"};
     const char *key;
     const json_t *val;
     json_object_foreach((json_t *)body, key, val) {
@@ -731,8 +732,16 @@ static samda_status adapter_job(samdad_api_core *core, const char *kind, const c
             return samda_fail(err, SAMDA_EINVAL, "body.%s: unknown member for %s (allowed: %s)", key, kind,
                               !strcmp(kind, "evaluate") ? "studies"
                                                         : "studies, epochs, lr, prompt, val_split, seed, max_seconds, activate, "
-                                                          "labels");
+                                                          "labels, holdout");
     }
+    const json_t *act = json_object_get(body, "activate");
+    if (act && !json_is_boolean(act) && !(json_is_string(act) && !strcmp(json_string_value(act), "if_better")))
+        return samda_fail(err, SAMDA_EINVAL, "body.activate: must be true, false or \"if_better\" (activate only a "
+                          "version not worse than its parent and the unadapted model on the held-out studies)");
+    const json_t *hold = json_object_get(body, "holdout");
+    if (hold && !(json_is_number(hold) && json_number_value(hold) >= 0 && json_number_value(hold) <= 0.5))
+        return samda_fail(err, SAMDA_EINVAL, "body.holdout: must be a number from 0 to 0.5 (the fraction of the studies "
+                          "held out to evaluate the new version)");
     const json_t *labels = json_object_get(body, "labels");
     if (labels && !(json_is_string(labels) && (!strcmp(json_string_value(labels), "from_segs") ||
                                                !strcmp(json_string_value(labels), "parent"))))

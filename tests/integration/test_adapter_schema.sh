@@ -37,7 +37,7 @@ grep -q 'body.labels' "$T/body" || fail "the refusal should name body.labels: $(
 ok "body.labels other than \"from_segs\" or \"parent\" is refused, named"
 
 job_done() { curl -sf -H "Authorization: Bearer $admin" "$H/api/v1/jobs/$1" | $PY -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["state"] in ("done","failed") else 1)'; }
-[ "$(code -X POST "${AJ[@]}" -d "{\"studies\":[\"$s0\",\"$s1\"],\"epochs\":12,\"lr\":0.004,\"prompt\":\"free\",\"val_split\":0}" \
+[ "$(code -X POST "${AJ[@]}" -d "{\"studies\":[\"$s0\",\"$s1\"],\"epochs\":12,\"lr\":0.004,\"prompt\":\"free\",\"val_split\":0,\"holdout\":0}" \
   "$H/api/v1/sites/default/adapters/train")" = 202 ] || fail "train: $(cat "$T/body")"
 job=$(json_expr 'd["id"]' <"$T/body")
 wait_for_cmd 400 job_done "$job"
@@ -62,6 +62,38 @@ json_expr 'd["result"]["labels_from"] == "parent" and d["result"]["data"]["slice
 echo "evaluation of version 1 on a held-out study: mean Dice $dice"
 $PY -c "import sys; sys.exit(0 if 0.3 <= float('$dice') <= 1 else 1)" || fail "the new label was not learnt: mean Dice $dice"
 ok "POST .../adapters/1/evaluate: the held-out lesion matched by its codes, mean Dice $dice (at least 0.3)"
+
+# "activate": "if_better": one study of three held out (holdout 0.3); the new version is scored there against
+# the unadapted model (box prompts; there is no parent) and made active only if the rule holds. The
+# rule is recomputed here from the report, and the version's state must follow it.
+[ "$(code -X POST "${AJ[@]}" -d "{\"studies\":[\"$s0\",\"$s1\",\"$s2\"],\"epochs\":12,\"lr\":0.004,\"prompt\":\"free\",\"val_split\":0,\"holdout\":0.3,\"activate\":\"if_better\"}" \
+  "$H/api/v1/sites/default/adapters/train")" = 202 ] || fail "train if_better: $(cat "$T/body")"
+job=$(json_expr 'd["id"]' <"$T/body")
+wait_for_cmd 300 job_done "$job"
+curl -sf -H "Authorization: Bearer $admin" "$H/api/v1/jobs/$job" >"$T/job3.json"
+curl -sf -H "Authorization: Bearer $admin" "$H/api/v1/sites/default/adapters" >"$T/adapters3.json" || fail "adapters"
+$PY - "$T/job3.json" "$T/adapters3.json" <<'PY' || fail "if_better: $(head -c 3000 "$T/job3.json")"
+import json, sys
+j = json.load(open(sys.argv[1])); r = j["result"]
+assert j["state"] == "done", j["state"]
+assert r["data"]["studies"] == 2 and r["held_out"]["studies"] == 1, (r["data"], r.get("held_out"))
+ev = r["evaluation"]
+assert "parent" not in ev and set(ev["new"]) == {"free", "box"} and set(ev["base"]) == {"box"}, ev.keys()
+assert "cases" not in ev["new"]["free"], "per-slice results kept in the version's metadata"
+ok, scored = True, 0
+for name, nf in ev["new"]["free"]["per_label"].items():
+    if nf is None: continue
+    scored += 1
+    nb, bb = ev["new"]["box"]["per_label"][name], ev["base"]["box"]["per_label"][name]
+    ok = ok and nf > 0 and not (nb is not None and bb is not None and nb < bb)
+ok = ok and scored > 0
+act = r["activation"]
+assert act["rule"] == "if_better" and act["activated"] == ok == r["active"], (act, ok, r["active"])
+v = [a for a in json.load(open(sys.argv[2])) if a["version"] == r["version"]][0]
+assert bool(v["active"]) == ok, v
+print("if_better:", "activated" if ok else "not activated", "-", act["why"])
+PY
+ok "\"activate\": \"if_better\": scored on a held-out study against the unadapted model, activation follows the rule"
 
 [ "$(code -X POST "${AJ[@]}" "$H/api/v1/sites/default/adapters/1/activate")" = 200 ] || fail "activate: $(cat "$T/body")"
 n_before=$(grep -c 'msg="job done: DICOM-SEG recorded"' "$T/d.log" || true)

@@ -35,7 +35,7 @@ ok "train requests without studies, with unknown members or for an unknown site 
 segs_idle() { "$SAMDA" jobs --data-dir "$D" | $PY -c 'import json,sys; sys.exit(0 if all(j["state"] in ("done","failed") for j in json.load(sys.stdin)) else 1)'; }
 wait_for_cmd 300 segs_idle
 
-[ "$(code -X POST "${AJ[@]}" -d "{\"studies\":[\"$s0\",\"$s1\"],\"epochs\":3,\"activate\":true}" "$H/api/v1/sites/default/adapters/train")" = 202 ] ||
+[ "$(code -X POST "${AJ[@]}" -d "{\"studies\":[\"$s0\",\"$s1\"],\"epochs\":3,\"activate\":true,\"holdout\":0}" "$H/api/v1/sites/default/adapters/train")" = 202 ] ||
   fail "train: $(cat "$T/body")"
 job=$(json_expr 'd["id"]' <"$T/body")
 

@@ -30,6 +30,8 @@ static const char usage_text[] =
     "           (Dice, HD95 (mm when NAME.json or phantom.json gives the spacing) and area difference in %)\n"
     "  tta      --checkpoint F --adapter A --data DIR --out A2 [--steps N] [--lr X] [--seed S] [--max-cases N]\n"
     "           [--anchor W]  (weight keeping box-prompted decoding as it was; default 0.3, 0 = off)\n"
+    "           [--accept-agreement X] [--accept-flip X] [--accept-consistency X]  (acceptance rule:\n"
+    "           min share of confident foreground kept, max confident flip, max consistency drop)\n"
     "  pretrain --config C --data DIR --out base.pth [--epochs N] [--lr X] [--seed S] [--batch B]\n"
     "           [--val-split X] [--max-seconds S] [--half]   (trains a whole SAM from random weights)\n"
     "common: [--config C] [--device cpu|auto|N] [--threads N] [--quiet]\n"
@@ -56,7 +58,8 @@ static const builtin_label builtin_labels[] = {{"liver", 1, "10200004", "Liver",
 static const char *const option_names[] = {
     "checkpoint", "config", "adapter", "adapter-in", "out", "data", "epochs", "lr", "rank", "tokens",
     "prompt", "val-split", "seed", "batch", "labels", "labels-file", "window", "max-cases", "patience", "scope", "steps",
-    "eval-data", "device", "threads", "max-seconds", "place", "anchor",
+    "eval-data", "device", "threads", "max-seconds", "place", "anchor", "accept-agreement", "accept-flip",
+    "accept-consistency",
     /* switches (no value) from here */
     "half", "quiet", "help"};
 enum { N_OPTIONS = sizeof option_names / sizeof *option_names, FIRST_SWITCH = N_OPTIONS - 3 };
@@ -539,6 +542,9 @@ static int cmd_tta(const adapter_args *a, samda_model *m, samda_adapter *ad, uin
     NUM_OPT(a, "steps", 0, 100000, tp.steps, long);
     NUM_OPT(a, "lr", 1e-9, 1.0, tp.lr, double);
     NUM_OPT(a, "anchor", 0.0, 1000.0, tp.prompt_anchor_weight, double);
+    NUM_OPT(a, "accept-agreement", 0.0, 1.0, tp.min_confident_agreement, double);
+    NUM_OPT(a, "accept-flip", 0.0, 1e9, tp.max_confident_flip, double);
+    NUM_OPT(a, "accept-consistency", 0.0, 1.0, tp.max_consistency_drop, double);
     long mc = 0;
     if (arg_has(a, "max-cases") && !to_long(arg_str(a, "max-cases", ""), 0, 10000000, &mc))
         return usage_error("--max-cases must be 0..10000000");

@@ -530,11 +530,11 @@ typedef struct samda_tta_params {
      * label on the prompt-free predictions of all images (docs/adaptation.md, "Safe adaptation"): */
     double confident_logit;  /* anchor pixels with |logit| above this are its confident ones (default 2.2, p 0.9) */
     double min_confident_agreement; /* share of the anchor's confident foreground that must stay
-                              * foreground (default 0.95) */
+                              * foreground (default 0.9) */
     double max_confident_flip; /* anchor's confident background turned foreground, at most this times
-                              * the anchor's foreground area (default 0.05) */
+                              * the anchor's foreground area (default 0.1) */
     double max_consistency_drop; /* agreement (Dice) of the predictions on the image and on its
-                              * flipped and intensity-changed views may fall at most this (default 0.01) */
+                              * flipped and intensity-changed views may fall at most this (default 0.02) */
     uint64_t seed;           /* default 1 */
     int progress;            /* -1 auto, 0 off, 1 on */
 } samda_tta_params;

@@ -14,7 +14,8 @@
 #              EPOCHS (30), TEST_COUNT (40 test slices), TRAIN_COUNT (100 slices to draw N from),
 #              VAL_SPLIT (0.2), LR (2e-3), PLACE (all), THREADS (2), DEVICE (cpu; cuda on a GPU),
 #              PARALLEL (0; 1 runs the families at once, one process each), TTA_STEPS (default of
-#              samda adapter tta), SAMDA_ADAPTER, CHECKPOINT, SOURCE_ADAPTER, WORK (scratch, kept).
+#              samda adapter tta), SAMDA_ADAPTER, CHECKPOINT, SOURCE_ADAPTER, WORK (scratch, kept),
+#              REPORT_ONLY (1: measure nothing, print the tables of the rows already in $WORK/rows.tsv).
 set -eu
 here=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${SAMDA_ADAPTER:-$here/build-model/samda-adapter}
@@ -29,7 +30,7 @@ epochs=${EPOCHS:-30}
 common="--device ${DEVICE:-cpu} --threads ${THREADS:-2} --quiet"
 tta_opt=""
 [ -n "${TTA_STEPS:-}" ] && tta_opt="--steps $TTA_STEPS"
-[ -x "$bin" ] && [ -f "$ck" ] && [ -f "$src" ] || { echo "bench_adapt_shift: need $bin, $ck and $src" >&2; exit 77; }
+[ -n "${REPORT_ONLY:-}" ] || [ -x "$bin" ] && [ -f "$ck" ] && [ -f "$src" ] || { echo "bench_adapt_shift: need $bin, $ck and $src" >&2; exit 77; }
 
 phantom() {
     if [ ! -x "$work/phantom" ]; then
@@ -49,7 +50,7 @@ scores() {
     echo "$(echo "$jf" | field mean_dice) $(echo "$jb" | field mean_dice) $(echo "$jf" | field mean_hd95)"
 }
 
-phantom --out "$work/probe" --site A --count 1 --seed 1 --size 64  # builds the generator once
+[ -n "${REPORT_ONLY:-}" ] || phantom --out "$work/probe" --site A --count 1 --seed 1 --size 64  # builds it once
 
 # one_family F: rows "family<TAB>method<TAB>seed<TAB>free<TAB>box<TAB>hd95<TAB>note" on stdout
 one_family() {
@@ -79,13 +80,15 @@ one_family() {
     done
 }
 
-if [ "${PARALLEL:-0}" = 1 ]; then
+if [ -n "${REPORT_ONLY:-}" ]; then
+    :
+elif [ "${PARALLEL:-0}" = 1 ]; then
     for f in $families; do one_family "$f" > "$work/rows.$f" 2> "$work/err.$f" & done
     wait
 else
     for f in $families; do one_family "$f" > "$work/rows.$f"; done
 fi
-for f in $families; do cat "$work/rows.$f"; done > "$work/rows.tsv"
+[ -n "${REPORT_ONLY:-}" ] || for f in $families; do cat "$work/rows.$f"; done > "$work/rows.tsv"
 
 echo "Per run (Dice prompt-free / box; HD95 prompt-free in mm, mean over (slice, label) where defined):"
 echo

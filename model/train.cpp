@@ -837,6 +837,92 @@ std::string train_provenance(const samda_train_params *p, size_t n_cases, const 
            "}}";
 }
 
+/* What the label-token phase chose: the best validation score, its parameters, the last loss. */
+struct Chosen {
+    double best = -1;
+    std::vector<at::Tensor> params;
+    double last_loss = 0;
+};
+
+/* After a rollback (no epoch kept box Dice): the parent's shared parts and prompted set come back and
+ * the label tokens alone are trained, prompt-free, from the last epoch's; with parent_first the
+ * parent stays the one to beat on validation Dice. */
+void train_label_tokens(TrainRun &run, samda_adapter *a, std::vector<at::Tensor> &params,
+                        const std::vector<at::Tensor> &parent_params, const Split &sp,
+                        const std::vector<samda_adapter_label> &labels, bool parent_first, double parent_val,
+                        BoxGuard &guard, Chosen &c)
+{
+    const samda_train_params *p = run.p;
+    guard.rolled_back = true;
+    rollback_shared(a, params, parent_params);
+    std::vector<at::Tensor> tok;
+    for (auto &q : params)
+        if (is_label_tensor(a, q))
+            tok.push_back(q);
+        else
+            q.requires_grad_(false);
+    AdamW opt2(tok, p->lr, 0.0);  // no decay: the prompted rows must stay as they are
+    samda_train_params p2 = *p;
+    p2.prompt = SAMDA_TRAIN_PROMPT_FREE;
+    TrainRun run2{&p2, run.x, run.sam, run.items, &opt2, run.rng, Clock::now()};
+    run2.progress = run.progress;
+    if (parent_first) {
+        c.best = parent_val;
+        c.params = parent_params;
+    } else {
+        c.best = -1;
+        c.params = snapshot(params);
+    }
+    int stale = 0;
+    for (int ep = 1; ep <= p->epochs; ep++) {
+        c.last_loss = run_epoch(run2, ep);
+        guard.label_epochs = ep;
+        run.sam->eval();
+        rollback_shared(a, params, parent_params); /* exact: nothing but label rows may move */
+        const double vd = sp.val.empty() ? -1 : evaluate(*run.x, sp.val, labels, Mode::FREE).mean;
+        if (sp.val.empty() || vd > c.best) {
+            c.best = vd;
+            c.params = snapshot(params);
+            stale = 0;
+        } else if (p->patience > 0 && ++stale >= p->patience) {
+            break;
+        }
+        if (p->max_seconds > 0 && since(run.t_start) > p->max_seconds)
+            break;
+    }
+    for (auto &q : params)
+        q.requires_grad_(true);
+}
+
+/* samda_train_report from a finished run. */
+void fill_report(samda_train_report *rep, size_t n_cases, const Split &sp, size_t n_items, int epochs_run,
+                 int best_epoch, double best, double last_loss, double encode_seconds, double total,
+                 int64_t n_trainable, const BoxGuard &guard, const at::Device &dev)
+{
+    std::memset(rep, 0, sizeof *rep);
+    rep->n_cases = (int)n_cases;
+    rep->n_train = (int)sp.tr.size();
+    rep->n_val = (int)sp.val.size();
+    rep->n_items = (int)n_items;
+    rep->epochs_run = epochs_run;
+    rep->best_epoch = best_epoch;
+    rep->best_val_dice = sp.val.empty() ? NAN : best;
+    rep->final_loss = last_loss;
+    rep->encode_seconds = encode_seconds;
+    rep->seconds_per_epoch = epochs_run ? (total - encode_seconds) / epochs_run : 0;
+    rep->total_seconds = total;
+    rep->n_trainable = n_trainable;
+    rep->box_guard = guard.on ? 1 : 0;
+    rep->box_guard_cases = guard.n_cases;
+    rep->box_dice_parent = guard.parent;
+    rep->box_dice_base = guard.base;
+    rep->box_dice_after = guard.after;
+    rep->box_rolled_back = guard.rolled_back ? 1 : 0;
+    rep->label_token_epochs = guard.label_epochs;
+    size_t used = 0, tot = 0;
+    rep->peak_bytes = dev.is_cuda() && cuda_mem_info(dev.index(), &used, &tot) ? tot - used : peak_rss();
+}
+
 /* Supervised training: check, load and encode cases, split, then epochs with early stopping on the
  * validation Dice; the best epoch's parameters are kept. */
 samda_status train_impl(samda_model *m, samda_adapter *a, const samda_train_params *p, samda_train_report *rep)
@@ -950,48 +1036,12 @@ samda_status train_impl(samda_model *m, samda_adapter *a, const samda_train_para
             break;
     }
     if (guard.on && !any_box_ok) {
-        /* No epoch kept box Dice: the parent's shared parts and prompted set back, label tokens
-         * trained alone, prompt-free, starting from the last epoch's. */
-        guard.rolled_back = true;
-        rollback_shared(a, params, parent_params);
-        std::vector<at::Tensor> tok;
-        for (auto &q : params)
-            if (is_label_tensor(a, q))
-                tok.push_back(q);
-            else
-                q.requires_grad_(false);
-        AdamW opt2(tok, p->lr, 0.0);  // no decay: the prompted rows must stay as they are
-        samda_train_params p2 = *p;
-        p2.prompt = SAMDA_TRAIN_PROMPT_FREE;
-        TrainRun run2{&p2, &x, &sam, &items, &opt2, &rng, Clock::now()};
-        run2.progress = run.progress;
-        /* the parent stays the one to beat (with validation cases) */
-        if (parent_candidate && eval_mode == Mode::FREE) {
-            best = parent_val;
-            best_params = parent_params;
-        } else {
-            best = -1;
-            best_params = snapshot(params);
-        }
-        stale = 0;
-        for (int ep = 1; ep <= p->epochs; ep++) {
-            last_loss = run_epoch(run2, ep);
-            guard.label_epochs = ep;
-            sam.eval();
-            rollback_shared(a, params, parent_params); /* exact: nothing but label rows may move */
-            const double vd = sp.val.empty() ? -1 : evaluate(x, sp.val, labels, Mode::FREE).mean;
-            if (sp.val.empty() || vd > best) {
-                best = vd;
-                best_params = snapshot(params);
-                stale = 0;
-            } else if (p->patience > 0 && ++stale >= p->patience) {
-                break;
-            }
-            if (p->max_seconds > 0 && since(t_start) > p->max_seconds)
-                break;
-        }
-        for (auto &q : params)
-            q.requires_grad_(true);
+        Chosen c;
+        train_label_tokens(run, a, params, parent_params, sp, labels, parent_candidate && eval_mode == Mode::FREE,
+                           parent_val, guard, c);
+        best = c.best;
+        best_params = std::move(c.params);
+        last_loss = c.last_loss;
     }
     restore(params, best_params);
     sam.eval();
@@ -1004,30 +1054,9 @@ samda_status train_impl(samda_model *m, samda_adapter *a, const samda_train_para
         a->version.clear();
         a->meta["provenance"] = train_provenance(p, cases.size(), sp, epochs_run, best_epoch, best, last_loss, guard);
     }
-    if (rep) {
-        std::memset(rep, 0, sizeof *rep);
-        rep->n_cases = (int)cases.size();
-        rep->n_train = (int)sp.tr.size();
-        rep->n_val = (int)sp.val.size();
-        rep->n_items = (int)items.size();
-        rep->epochs_run = epochs_run;
-        rep->best_epoch = best_epoch;
-        rep->best_val_dice = sp.val.empty() ? NAN : best;
-        rep->final_loss = last_loss;
-        rep->encode_seconds = enc.seconds;
-        rep->seconds_per_epoch = epochs_run ? (total - enc.seconds) / epochs_run : 0;
-        rep->total_seconds = total;
-        rep->n_trainable = n_trainable;
-        rep->box_guard = guard.on ? 1 : 0;
-        rep->box_guard_cases = guard.n_cases;
-        rep->box_dice_parent = guard.parent;
-        rep->box_dice_base = guard.base;
-        rep->box_dice_after = guard.after;
-        rep->box_rolled_back = guard.rolled_back ? 1 : 0;
-        rep->label_token_epochs = guard.label_epochs;
-        size_t used = 0, tot = 0;
-        rep->peak_bytes = dev.is_cuda() && cuda_mem_info(dev.index(), &used, &tot) ? tot - used : peak_rss();
-    }
+    if (rep)
+        fill_report(rep, cases.size(), sp, items.size(), epochs_run, best_epoch, best, last_loss, enc.seconds, total,
+                    n_trainable, guard, dev);
     return SAMDA_OK;
 }
 

@@ -266,6 +266,37 @@ at::Tensor tta_loss(const Tta &t, size_t i)
     return loss;
 }
 
+/* samda_tta_report from a finished run: the guards' figures (worst label for agreement and flip, mean
+ * consistency) of the last weights checked. */
+void fill_report(samda_tta_report *rep, int steps_run, bool reverted, const std::string &reason, const TtaStats &start,
+                 const TtaStats &last, int64_t n_labels, double seconds, const Accept &checked_ac,
+                 const std::vector<double> &cons0, int n_rolled, const std::string &decision)
+{
+    std::memset(rep, 0, sizeof *rep);
+    rep->steps_run = steps_run;
+    rep->reverted = reverted ? 1 : 0;
+    snprintf(rep->reason, sizeof rep->reason, "%s", reason.c_str());
+    rep->iou_before = start.iou;
+    rep->iou_after = last.iou;
+    rep->area_ratio_min = 1e9, rep->area_ratio_max = 0;
+    for (int64_t l = 0; l < n_labels; l++) {
+        const double a0 = start.area[(size_t)l];
+        const double r = a0 > 1e-4 ? last.area[(size_t)l] / a0 : 1.0;
+        rep->area_ratio_min = std::min(rep->area_ratio_min, r);
+        rep->area_ratio_max = std::max(rep->area_ratio_max, r);
+    }
+    rep->seconds = seconds;
+    rep->confident_agreement = 1, rep->confident_flip = 0, rep->consistency_before = 0, rep->consistency_after = 0;
+    for (int64_t l = 0; l < n_labels; l++) {
+        rep->confident_agreement = std::min(rep->confident_agreement, checked_ac.agree[(size_t)l]);
+        rep->confident_flip = std::max(rep->confident_flip, checked_ac.flip[(size_t)l]);
+        rep->consistency_before += cons0[(size_t)l] / (double)n_labels;
+        rep->consistency_after += checked_ac.cons[(size_t)l] / (double)n_labels;
+    }
+    rep->labels_rolled_back = n_rolled;
+    snprintf(rep->decision, sizeof rep->decision, "%s", decision.c_str());
+}
+
 /* Test-time adaptation: steps on random images, the teacher following by EMA, the guards checked
  * every check_every steps; a failed check restores the last weights that passed and stops. */
 samda_status tta_impl(const samda_model *m, samda_adapter *a, const std::vector<at::Tensor> &emb,
@@ -398,31 +429,9 @@ samda_status tta_impl(const samda_model *m, samda_adapter *a, const std::vector<
                             ",\"lr\":" + json_num(p->lr) + ",\"reverted\":" + (reverted ? "true" : "false") +
                             ",\"metrics\":{\"iou_before\":" + json_num(start.iou) + ",\"iou_after\":" +
                             json_num(last.iou) + "},\"decision\":" + safetensors::json_quote(decision) + "}";
-    if (rep) {
-        std::memset(rep, 0, sizeof *rep);
-        rep->steps_run = steps_run;
-        rep->reverted = reverted ? 1 : 0;
-        snprintf(rep->reason, sizeof rep->reason, "%s", reason.c_str());
-        rep->iou_before = start.iou;
-        rep->iou_after = last.iou;
-        rep->area_ratio_min = 1e9, rep->area_ratio_max = 0;
-        for (int64_t l = 0; l < n_labels; l++) {
-            const double a0 = start.area[(size_t)l];
-            const double r = a0 > 1e-4 ? last.area[(size_t)l] / a0 : 1.0;
-            rep->area_ratio_min = std::min(rep->area_ratio_min, r);
-            rep->area_ratio_max = std::max(rep->area_ratio_max, r);
-        }
-        rep->seconds = since(t0);
-        rep->confident_agreement = 1, rep->confident_flip = 0, rep->consistency_before = 0, rep->consistency_after = 0;
-        for (int64_t l = 0; l < n_labels; l++) {
-            rep->confident_agreement = std::min(rep->confident_agreement, checked_ac.agree[(size_t)l]);
-            rep->confident_flip = std::max(rep->confident_flip, checked_ac.flip[(size_t)l]);
-            rep->consistency_before += cons0[(size_t)l] / (double)n_labels;
-            rep->consistency_after += checked_ac.cons[(size_t)l] / (double)n_labels;
-        }
-        rep->labels_rolled_back = n_rolled;
-        snprintf(rep->decision, sizeof rep->decision, "%s", decision.c_str());
-    }
+    if (rep)
+        fill_report(rep, steps_run, reverted, reason, start, last, n_labels, since(t0), checked_ac, cons0, n_rolled,
+                    decision);
     return SAMDA_OK;
 }
 

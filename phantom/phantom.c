@@ -969,6 +969,27 @@ static void paint(const shape2 *s, const work *w, uint8_t *label, int rows, int 
     }
 }
 
+/* Geometry of the slice at z: the tissue map in w and the labels, every shape painted in order
+ * (an intervertebral disc where the vertebral bodies are at disc level). */
+static void paint_geometry(const anatomy *a, int with_lung_bases, double z, work *w, uint8_t *label, int rows,
+                           int cols, double sp)
+{
+    double disc_pos = fmod(z - a->disc_phase_mm, 32.0);
+    if (disc_pos < 0)
+        disc_pos += 32.0;
+    const int in_disc = disc_pos < 7.0;
+    for (int i = 0; i < a->n; i++) {
+        if (!with_lung_bases && i >= a->lung_first && i < a->lung_first + a->lung_count)
+            continue;
+        shape2 s2;
+        if (!shape_at(&a->shapes[i], z, &s2))
+            continue;
+        if (in_disc && i >= a->vb_first && i < a->vb_first + a->vb_count)
+            s2.tissue = T_DISC;
+        paint(&s2, w, label, rows, cols, sp);
+    }
+}
+
 samda_status samda_phantom_volume_generate(const samda_phantom_params *p, samda_phantom_volume *out,
                                            samda_error *err)
 {
@@ -1041,21 +1062,7 @@ samda_status samda_phantom_volume_generate(const samda_phantom_params *p, samda_
         memset(w.tissue, T_AIR, plane);
         memset(label, 0, plane);
 
-        /* Geometry: tissue map and labels. */
-        double disc_pos = fmod(z - a->disc_phase_mm, 32.0);
-        if (disc_pos < 0)
-            disc_pos += 32.0;
-        const int in_disc = disc_pos < 7.0;
-        for (int i = 0; i < a->n; i++) {
-            if (!p->with_lung_bases && i >= a->lung_first && i < a->lung_first + a->lung_count)
-                continue;
-            shape2 s2;
-            if (!shape_at(&a->shapes[i], z, &s2))
-                continue;
-            if (in_disc && i >= a->vb_first && i < a->vb_first + a->vb_count)
-                s2.tissue = T_DISC;
-            paint(&s2, &w, label, rows, cols, sp);
-        }
+        paint_geometry(a, p->with_lung_bases, z, &w, label, rows, cols, sp);
 
         /* Ideal HU with texture. */
         texture_slice(&w.tex[0], a->texture_seed, z);

@@ -10,6 +10,7 @@
 #undef CHECK
 #undef CHECK_EQ
 #undef CHECK_NEAR
+#include "tiny_sam.h"
 #include "check.h"
 
 #include <sys/stat.h>
@@ -22,6 +23,10 @@
 #include <vector>
 
 namespace {
+
+using samda_test::params_of;
+using samda_test::same;
+using samda_test::write_dataset;
 
 std::string g_config, g_dir;
 
@@ -93,107 +98,12 @@ void test_mask_metrics()
 
 samda_model *tiny(uint64_t seed)
 {
-    samda_model_params p;
-    samda_model_params_init(&p);
-    p.arch = "custom";
-    p.config_path = g_config.c_str();
-    p.random_weights = 1;
-    p.seed = seed;
-    p.device = SAMDA_MODEL_DEVICE_CPU;
-    p.n_threads = 1;
-    samda_error err{};
-    samda_model *m = samda_model_open(&p, &err);
-    if (!m)
-        fprintf(stderr, "open tiny: %s\n", err.message);
-    return m;
+    return samda_test::tiny_model(g_config, seed);
 }
 
 samda_adapter *fresh(samda_model *m)
 {
-    samda_adapter_label ls[2]{};
-    const char *names[2] = {"organ", "vessel"};
-    const int values[2] = {1, 4};
-    for (int k = 0; k < 2; k++) {
-        snprintf(ls[k].name, sizeof ls[k].name, "%s", names[k]);
-        ls[k].value = values[k];
-        snprintf(ls[k].category_scheme, sizeof ls[k].category_scheme, "SCT");
-        snprintf(ls[k].category_code, sizeof ls[k].category_code, "123037004");
-        snprintf(ls[k].category_meaning, sizeof ls[k].category_meaning, "Anatomical Structure");
-        snprintf(ls[k].type_scheme, sizeof ls[k].type_scheme, "SCT");
-        snprintf(ls[k].type_code, sizeof ls[k].type_code, "10200004");
-        snprintf(ls[k].type_meaning, sizeof ls[k].type_meaning, "Liver");
-        ls[k].window_kind = SAMDA_WINDOW_CT;
-        ls[k].window_a = 50;
-        ls[k].window_b = 400;
-    }
-    samda_adapter_params ap;
-    samda_adapter_params_init(&ap);
-    ap.rank = 8;
-    ap.n_tokens = 2;
-    ap.labels = ls;
-    ap.n_labels = 2;
-    samda_error err{};
-    samda_adapter *a = samda_adapter_new(m, &ap, &err);
-    if (!a)
-        fprintf(stderr, "adapter_new: %s\n", err.message);
-    return a;
-}
-
-/* An organ ellipse (label 1, 60 HU) and a vessel disc (label 4, 200 HU) in soft tissue with noise. */
-void write_dataset(const std::string &dir, int n, int size, uint64_t seed, double noise, bool masks = true)
-{
-    mkdir(dir.c_str(), 0755);
-    std::mt19937_64 rng(seed);
-    std::normal_distribution<double> nd(0, 1);
-    std::uniform_real_distribution<double> u(0, 1);
-    for (int i = 0; i < n; i++) {
-        at::Tensor img = at::empty({size, size}, at::kShort), mask = at::zeros({size, size}, at::kByte);
-        const double cx = size * (0.35 + 0.2 * u(rng)), cy = size * (0.4 + 0.2 * u(rng));
-        const double rx = size * (0.18 + 0.08 * u(rng)), ry = size * (0.12 + 0.06 * u(rng));
-        const double vx = size * (0.7 + 0.1 * u(rng)), vy = size * (0.6 + 0.1 * u(rng)), vr = size * 0.06;
-        auto pi = img.accessor<int16_t, 2>();
-        auto pm = mask.accessor<uint8_t, 2>();
-        for (int y = 0; y < size; y++)
-            for (int x = 0; x < size; x++) {
-                double hu = -20;
-                const double bx = (x - size / 2.0) / (size * 0.46), by = (y - size / 2.0) / (size * 0.4);
-                if (bx * bx + by * by > 1)
-                    hu = -1000;
-                const double ex = (x - cx) / rx, ey = (y - cy) / ry;
-                if (ex * ex + ey * ey <= 1) {
-                    hu = 60;
-                    pm[y][x] = 1;
-                }
-                if ((x - vx) * (x - vx) + (y - vy) * (y - vy) <= vr * vr) {
-                    hu = 200;
-                    pm[y][x] = 4;
-                }
-                pi[y][x] = (int16_t)std::lround(hu + noise * nd(rng));
-            }
-        char name[64];
-        snprintf(name, sizeof name, "/case_%03d", i);
-        samda::npy::save(dir + name + ".image.npy", img);
-        if (masks)
-            samda::npy::save(dir + name + ".mask.npy", mask);
-    }
-}
-
-std::vector<at::Tensor> params_of(const samda_adapter *a)
-{
-    std::vector<at::Tensor> v;
-    for (const auto &p : a->net->parameters(true))
-        v.push_back(p.detach().clone());
-    return v;
-}
-
-bool same(const std::vector<at::Tensor> &a, const std::vector<at::Tensor> &b)
-{
-    if (a.size() != b.size())
-        return false;
-    for (size_t i = 0; i < a.size(); i++)
-        if (!a[i].equal(b[i]))
-            return false;
-    return true;
+    return samda_test::two_label_adapter(m, 8, 2);
 }
 
 std::string eval_json(samda_model *m, samda_adapter *a, const std::string &dir, samda_train_prompt pr)
@@ -409,14 +319,7 @@ int main()
     if (!mkdtemp(tmpl))
         return 1;
     g_dir = tmpl;
-    g_config = g_dir + "/tiny.json";
-    {
-        std::ofstream f(g_config);
-        f << "{\"image_encoder\": {\"img_size\": 256, \"patch_size\": 16, \"embed_dim\": 96, \"depth\": 4, "
-             "\"num_heads\": 4, \"global_attn_indexes\": [1, 3], \"window_size\": 7, \"mlp_ratio\": 4, \"out_chans\": 256},"
-             " \"prompt_encoder\": {\"embed_dim\": 256, \"mask_in_chans\": 16},"
-             " \"mask_decoder\": {\"transformer_depth\": 2, \"mlp_dim\": 2048, \"num_heads\": 8}}";
-    }
+    g_config = samda_test::write_tiny_config(g_dir);
     RUN(test_mask_metrics);
     RUN(test_eval_units);
     RUN(test_box_guard);

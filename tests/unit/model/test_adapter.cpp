@@ -10,6 +10,7 @@
 #undef CHECK
 #undef CHECK_EQ
 #undef CHECK_NEAR
+#include "tiny_sam.h"
 #include "check.h"
 
 #include <ATen/Parallel.h>
@@ -26,57 +27,21 @@
 
 namespace {
 
+using samda_test::params_of;
+using samda_test::ct_label;
+using samda_test::same;
+using samda_test::write_dataset;
+
 std::string g_config, g_dir;
 
 samda_model *tiny(uint64_t seed)
 {
-    samda_model_params p;
-    samda_model_params_init(&p);
-    p.arch = "custom";
-    p.config_path = g_config.c_str();
-    p.random_weights = 1;
-    p.seed = seed;
-    p.device = SAMDA_MODEL_DEVICE_CPU;
-    p.n_threads = 1;  // oversubscribed OpenMP is slow on a busy machine
-    samda_error err{};
-    samda_model *m = samda_model_open(&p, &err);
-    if (!m)
-        fprintf(stderr, "open tiny: %s\n", err.message);
-    return m;
-}
-
-samda_adapter_label label(const char *name, int value)
-{
-    samda_adapter_label l{};
-    snprintf(l.name, sizeof l.name, "%s", name);
-    l.value = value;
-    snprintf(l.category_scheme, sizeof l.category_scheme, "SCT");
-    snprintf(l.category_code, sizeof l.category_code, "123037004");
-    snprintf(l.category_meaning, sizeof l.category_meaning, "Anatomical Structure");
-    snprintf(l.type_scheme, sizeof l.type_scheme, "SCT");
-    snprintf(l.type_code, sizeof l.type_code, "10200004");
-    snprintf(l.type_meaning, sizeof l.type_meaning, "Liver");
-    l.rgb[0] = 200;
-    l.window_kind = SAMDA_WINDOW_CT;
-    l.window_a = 50;
-    l.window_b = 400;
-    return l;
+    return samda_test::tiny_model(g_config, seed);
 }
 
 samda_adapter *fresh(samda_model *m, int rank = 16, int tokens = 4)
 {
-    samda_adapter_label ls[2] = {label("organ", 1), label("vessel", 4)};
-    samda_adapter_params ap;
-    samda_adapter_params_init(&ap);
-    ap.rank = rank;
-    ap.n_tokens = tokens;
-    ap.labels = ls;
-    ap.n_labels = 2;
-    samda_error err{};
-    samda_adapter *a = samda_adapter_new(m, &ap, &err);
-    if (!a)
-        fprintf(stderr, "adapter_new: %s\n", err.message);
-    return a;
+    return samda_test::two_label_adapter(m, rank, tokens);
 }
 
 samda_embedding *some_embedding(samda_model *m, int h, int w)
@@ -91,64 +56,6 @@ samda_embedding *some_embedding(samda_model *m, int h, int w)
     samda_embedding *e = nullptr;
     samda_model_encode(m, &it, 1, &e, nullptr);
     return e;
-}
-
-/** Synthetic CT-like slices: a large "organ" ellipse (label 1, ~60 HU) and a small bright "vessel"
- *  disc (label 4, ~200 HU) in soft tissue with noise; positions and sizes vary with the index. */
-void write_dataset(const std::string &dir, int n, int size, uint64_t seed, double noise, bool masks = true)
-{
-    mkdir(dir.c_str(), 0755);
-    std::mt19937_64 rng(seed);
-    std::normal_distribution<double> nd(0, 1);
-    std::uniform_real_distribution<double> u(0, 1);
-    for (int i = 0; i < n; i++) {
-        at::Tensor img = at::empty({size, size}, at::kShort), mask = at::zeros({size, size}, at::kByte);
-        const double cx = size * (0.35 + 0.2 * u(rng)), cy = size * (0.4 + 0.2 * u(rng));
-        const double rx = size * (0.18 + 0.08 * u(rng)), ry = size * (0.12 + 0.06 * u(rng));
-        const double vx = size * (0.7 + 0.1 * u(rng)), vy = size * (0.6 + 0.1 * u(rng)), vr = size * 0.06;
-        auto pi = img.accessor<int16_t, 2>();
-        auto pm = mask.accessor<uint8_t, 2>();
-        for (int y = 0; y < size; y++)
-            for (int x = 0; x < size; x++) {
-                double hu = -20;
-                const double bx = (x - size / 2.0) / (size * 0.46), by = (y - size / 2.0) / (size * 0.4);
-                if (bx * bx + by * by > 1)
-                    hu = -1000;
-                const double ex = (x - cx) / rx, ey = (y - cy) / ry;
-                if (ex * ex + ey * ey <= 1) {
-                    hu = 60;
-                    pm[y][x] = 1;
-                }
-                if ((x - vx) * (x - vx) + (y - vy) * (y - vy) <= vr * vr) {
-                    hu = 200;
-                    pm[y][x] = 4;
-                }
-                pi[y][x] = (int16_t)std::lround(hu + noise * nd(rng));
-            }
-        char name[64];
-        snprintf(name, sizeof name, "/case_%03d", i);
-        samda::npy::save(dir + name + ".image.npy", img);
-        if (masks)
-            samda::npy::save(dir + name + ".mask.npy", mask);
-    }
-}
-
-std::vector<at::Tensor> params_of(const samda_adapter *a)
-{
-    std::vector<at::Tensor> v;
-    for (const auto &p : a->net->parameters(true))
-        v.push_back(p.detach().clone());
-    return v;
-}
-
-bool same(const std::vector<at::Tensor> &a, const std::vector<at::Tensor> &b)
-{
-    if (a.size() != b.size())
-        return false;
-    for (size_t i = 0; i < a.size(); i++)
-        if (!a[i].equal(b[i]))
-            return false;
-    return true;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -255,7 +162,7 @@ void test_budget()
     for (int i = 0; i < 64; i++) {
         char n[16];
         snprintf(n, sizeof n, "l%d", i);
-        many.push_back(label(n, i + 1));
+        many.push_back(ct_label(n, i + 1));
     }
     samda_adapter_params ap;
     samda_adapter_params_init(&ap);
@@ -280,7 +187,7 @@ void test_budget()
     CHECK(samda_adapter_new(m, &ap, &err) == nullptr);
     CHECK_EQ(err.code, SAMDA_EINVAL);
     ap.rank = 8;
-    samda_adapter_label dup[2] = {label("x", 1), label("x", 2)};
+    samda_adapter_label dup[2] = {ct_label("x", 1), ct_label("x", 2)};
     ap.labels = dup;
     ap.n_labels = 2;
     CHECK(samda_adapter_new(m, &ap, &err) == nullptr);
@@ -296,7 +203,7 @@ void test_budget()
 void test_extend()
 {
     samda_model *m = tiny(7);
-    samda_adapter_label ls[2] = {label("organ", 1), label("vessel", 4)};
+    samda_adapter_label ls[2] = {ct_label("organ", 1), ct_label("vessel", 4)};
     samda_adapter_params ap;
     samda_adapter_params_init(&ap);
     CHECK_EQ(ap.placement, (unsigned)SAMDA_ADAPTER_PLACE_ALL);
@@ -373,7 +280,7 @@ void test_extend()
 
 void test_window()
 {
-    samda_adapter_label l = label("x", 1);
+    samda_adapter_label l = ct_label("x", 1);
     float v[4] = {-150, 50, 250, 1000}, out[4];
     CHECK_EQ(samda_adapter_window(&l, v, 4, out, nullptr), SAMDA_OK);
     CHECK_NEAR(out[0], 0, 1e-4);
@@ -768,14 +675,7 @@ int main()
     if (!mkdtemp(tmpl))
         return 1;
     g_dir = tmpl;
-    g_config = g_dir + "/tiny.json";
-    {
-        std::ofstream f(g_config);
-        f << "{\"image_encoder\": {\"img_size\": 256, \"patch_size\": 16, \"embed_dim\": 96, \"depth\": 4, "
-             "\"num_heads\": 4, \"global_attn_indexes\": [1, 3], \"window_size\": 7, \"mlp_ratio\": 4, \"out_chans\": 256},"
-             " \"prompt_encoder\": {\"embed_dim\": 256, \"mask_in_chans\": 16},"
-             " \"mask_decoder\": {\"transformer_depth\": 2, \"mlp_dim\": 2048, \"num_heads\": 8}}";
-    }
+    g_config = samda_test::write_tiny_config(g_dir);
     RUN(test_conv_transpose_grad);
     RUN(test_identity);
     RUN(test_budget);

@@ -69,20 +69,6 @@ static int convert_one(const char *spec, const char *tmp, const char *prefix, sa
     return CLI_EXIT_OK;
 }
 
-static void remove_folder(const char *tmp)
-{
-    DIR *d = opendir(tmp);
-    struct dirent *ent;
-    while (d && (ent = readdir(d))) {
-        if (ent->d_name[0] == '.') continue;
-        char p[PATH_MAX];
-        snprintf(p, sizeof p, "%s/%.255s", tmp, ent->d_name);
-        unlink(p);
-    }
-    if (d) closedir(d);
-    rmdir(tmp);
-}
-
 /* Is argv[*i] the option --name (with its value in the next argument, or after '=')? Then *value is
  * the value and *i moves past it. */
 static bool take_opt(int argc, char **argv, int *i, const char *name, const char **value)
@@ -199,7 +185,7 @@ int cli_cmd_adapter(int argc, char **argv)
     args[n++] = tmp;
     rc = cli_adapter_main(n, args);
 out:
-    if (made) remove_folder(tmp);
+    if (made) samdad_trainset_remove(tmp);
     if (schema_path[0]) unlink(schema_path);
     free(labels);
     free(schema);

@@ -3,7 +3,6 @@
  * them (the base model frozen) and is recorded as the next version, or a version is scored. */
 #include "worker_internal.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -97,21 +96,6 @@ static samda_status build_trainset(samdad_worker *w, const json_t *studies, samd
     json_object_set_new(report, "data", json_pack("{s:I, s:I, s:I}", "studies", (json_int_t)json_array_size(studies),
                                                   "segmentations", (json_int_t)n_seg, "slices", (json_int_t)total));
     return SAMDA_OK;
-}
-
-static void rm_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char p[PATH_MAX];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
 }
 
 static int param_int(const json_t *params, const char *key, int def, int lo, int hi)
@@ -384,7 +368,7 @@ static samda_status make_dir(samda_store *store, const char *what, const samda_j
                              samda_error *err)
 {
     snprintf(dir, size, "%s/tmp/%s-%lld", samda_store_data_dir(store), what, (long long)job->id);
-    rm_tree(dir);
+    samdad_trainset_remove(dir);
     if (mkdir(dir, 0700) != 0) {
         samda_status st = samda_fail(err, SAMDA_EIO, "creating %s: %s", dir, strerror(errno));
         dir[0] = 0;
@@ -461,8 +445,8 @@ out:
         st = why;
         samda_fail(err, why, why == SAMDA_ELOCKED ? "the job's lease was lost" : "cancelled or stopping");
     }
-    if (dir[0]) rm_tree(dir);
-    if (held_dir[0]) rm_tree(held_dir);
+    if (dir[0]) samdad_trainset_remove(dir);
+    if (held_dir[0]) samdad_trainset_remove(held_dir);
     free(schema);
     samda_adapter_free(copy);
     json_decref(report);

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <strings.h>
 #include <ctype.h>
+#include <dirent.h>
+#include <unistd.h>
 
 #include "atomic_file.h"
 #include "dicom.h"
@@ -242,4 +244,18 @@ out:
     samda_seg_free(seg);
     samda_volume_free(vol);
     return st;
+}
+
+void samdad_trainset_remove(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char p[PATH_MAX];
+        snprintf(p, sizeof p, "%s/%.255s", dir, e->d_name);
+        unlink(p);
+    }
+    if (d) closedir(d);
+    rmdir(dir);
 }

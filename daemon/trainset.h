@@ -40,6 +40,10 @@ samda_status samdad_trainset_write(const char *const *series_paths, size_t n, co
                                    samdad_label_schema *schema, unsigned flags, const char *out_dir,
                                    const char *prefix, size_t *n_written, size_t *n_matched, samda_error *err);
 
+/** Remove a folder of training slices: its entries (files; the folder holds no subfolders), then the
+ *  folder itself. Errors are ignored (a scratch folder). Thread-safety: safe. */
+void samdad_trainset_remove(const char *dir);
+
 /** The label a ground-truth segment defines (the one rule for schemas from DICOM-SEGs): name =
  *  SegmentLabel lower-cased with every character outside [a-z0-9_.-] made '_' (else "segment_N");
  *  category, type, anatomic region and its modifier copied as coded; colour from

@@ -681,12 +681,14 @@ struct Split {
     std::vector<size_t> tr, val;
 };
 
-Split split_cases(size_t n_cases, double val_split, Rng &rng)
+Split split_cases(size_t n_cases, double val_split, size_t min_val, Rng &rng)
 {
     std::vector<size_t> order(n_cases);
     std::iota(order.begin(), order.end(), 0);
     std::shuffle(order.begin(), order.end(), rng);
     size_t n_val = (size_t)std::floor(val_split * (double)n_cases);
+    if (val_split > 0 && n_val < min_val)
+        n_val = std::min(min_val, n_cases / 2);
     if (val_split > 0 && n_val == 0 && n_cases >= 2)
         n_val = 1;
     Split sp;
@@ -784,9 +786,37 @@ struct BoxGuard {
     int n_cases = 0;
     bool on_val = false;
     double parent = NAN, base = NAN, after = NAN;
+    std::vector<double> parent_label;  // per label (NaN: not in the guard's cases)
     bool rolled_back = false;
     int label_epochs = 0;  // epochs of the label-tokens-only phase after a rollback
+    std::string why;       // why shared parts were not kept (empty: they may be)
 };
+
+/* Shared parts (everything but the label tokens) change box-prompted decoding; when a trained adapter
+ * (one with a version) is adapted further, they are trained only when the guard holds out at least
+ * this many cases, else the label tokens alone are (docs/adaptation.md, "the box guard"). */
+constexpr size_t kMinGuardCases = 4;
+
+/* Mean Dice per label over the cases of r (NaN where a label never occurs). */
+std::vector<double> label_means(const EvalResult &r, size_t n_labels)
+{
+    std::vector<double> sum(n_labels, 0.0), n(n_labels, 0.0);
+    for (const auto &c : r.per_case)
+        for (const auto &ld : c)
+            sum[(size_t)ld.first] += ld.second, n[(size_t)ld.first] += 1;
+    for (size_t l = 0; l < n_labels; l++)
+        sum[l] = n[l] > 0 ? sum[l] / n[l] : NAN;
+    return sum;
+}
+
+/* The label whose box-prompted Dice in now falls below the parent's (-1: none does). */
+int box_label_below(const BoxGuard &g, const std::vector<double> &now)
+{
+    for (size_t l = 0; l < now.size() && l < g.parent_label.size(); l++)
+        if (!std::isnan(g.parent_label[l]) && !(now[l] >= g.parent_label[l]))
+            return (int)l;
+    return -1;
+}
 
 /* The label tokens of a (its input tokens, and in every block the rows of the label token sets;
  * the last row, the prompted set, is not one of them). */
@@ -832,7 +862,8 @@ std::string train_provenance(const samda_train_params *p, size_t n_cases, const 
            (g.on ? ",\"box_dice_parent\":" + json_num(g.parent) + ",\"box_dice_base\":" + json_num(g.base) +
                        ",\"box_dice_after\":" + json_num(g.after) + ",\"box_guard_cases\":" + std::to_string(g.n_cases) +
                        ",\"box_guard_on\":\"" + (g.on_val ? "validation" : "training") + "\",\"box_rolled_back\":" +
-                       (g.rolled_back ? "true" : "false")
+                       (g.rolled_back ? "true" : "false") +
+                       (g.why.empty() ? std::string() : ",\"box_guard_note\":" + safetensors::json_quote(g.why))
                  : std::string()) +
            "}}";
 }
@@ -939,7 +970,10 @@ samda_status train_impl(samda_model *m, samda_adapter *a, const samda_train_para
     Encoded enc = encode_cases(m, cases, labels, p->flip != 0, full);
 
     Rng rng(p->seed);
-    const Split sp = split_cases(cases.size(), p->val_split, rng);
+    /* With a parent to guard, at least two held-out cases (when there are four or more): one case
+     * says too little about other bodies. */
+    const bool guarded = a && p->scope == SAMDA_TRAIN_SCOPE_ADAPTER;
+    const Split sp = split_cases(cases.size(), p->val_split, guarded ? 2 : 1, rng);
     const at::Device dev = model_device(m);
     std::vector<Item> items = make_items(cases, sp.tr, labels, enc, sam.cfg, dev);
     bool any_present = false;
@@ -987,7 +1021,12 @@ samda_status train_impl(samda_model *m, samda_adapter *a, const samda_train_para
         sam.eval();
         guard.on_val = !sp.val.empty();
         guard.n_cases = (int)gset.size();
-        guard.parent = evaluate(x, gset, labels, Mode::BOX).mean;
+        const EvalResult pr = evaluate(x, gset, labels, Mode::BOX);
+        guard.parent = pr.mean;
+        guard.parent_label = label_means(pr, labels.size());
+        if (!a->version.empty() && !sp.val.empty() && sp.val.size() < kMinGuardCases)
+            guard.why = std::to_string(sp.val.size()) + " held-out case(s), fewer than " +
+                        std::to_string(kMinGuardCases) + ": the label tokens alone were trained";
         Ctx xb = x;
         xb.a = nullptr;
         guard.base = evaluate(xb, gset, labels, Mode::BOX).mean;
@@ -1005,7 +1044,7 @@ samda_status train_impl(samda_model *m, samda_adapter *a, const samda_train_para
     const double parent_val = best;
     bool any_box_ok = false;
     std::vector<at::Tensor> best_params = snapshot(params);
-    for (int ep = 1; ep <= p->epochs; ep++) {
+    for (int ep = 1; ep <= p->epochs && guard.why.empty(); ep++) {
         const auto t_ep = Clock::now();
         last_loss = run_epoch(run, ep);
         epochs_run = ep;
@@ -1014,16 +1053,21 @@ samda_status train_impl(samda_model *m, samda_adapter *a, const samda_train_para
             sam.eval();
             vd = evaluate(x, sp.val, labels, eval_mode).mean;
         }
+        int below = -1;
         if (guard.on) {
             sam.eval();
-            vbox = evaluate(x, gset, labels, Mode::BOX).mean;
+            const EvalResult br = evaluate(x, gset, labels, Mode::BOX);
+            vbox = br.mean;
+            below = box_label_below(guard, label_means(br, labels.size()));
         }
-        const bool box_ok = !guard.on || vbox >= guard.parent;
+        const bool box_ok = below < 0;
         any_box_ok |= box_ok;
         run.epoch_seconds = since(t_ep);
         if (run.progress)
-            fprintf(stderr, "\rtrain: epoch %d/%d loss %.4f val dice %.4f box %.4f%s (%.1f s/epoch)          \n", ep,
-                    p->epochs, last_loss, vd, vbox, box_ok ? "" : " (below the parent's)", run.epoch_seconds);
+            fprintf(stderr, "\rtrain: epoch %d/%d loss %.4f val dice %.4f box %.4f%s%s%s (%.1f s/epoch)          \n", ep,
+                    p->epochs, last_loss, vd, vbox, box_ok ? "" : " (box Dice of \"",
+                    box_ok ? "" : labels[(size_t)below].name, box_ok ? "" : "\" below the parent's)",
+                    run.epoch_seconds);
         if (box_ok && (sp.val.empty() || vd > best)) {
             best = vd;
             best_epoch = ep;

@@ -231,6 +231,58 @@ void test_box_guard()
     samda_model_close(m);
 }
 
+// A trained adapter (it has a version) adapted with fewer than four held-out cases: only its label
+// tokens move, so box-prompted decoding is the parent's exactly, and the report says why.
+void test_box_guard_few_cases()
+{
+    const std::string tr = g_dir + "/guard_few", more = g_dir + "/guard_more";
+    write_dataset(tr, 10, 96, 51, 10);
+    write_dataset(more, 5, 96, 52, 40);
+    samda_model *m = tiny(7);
+    samda_adapter *a0 = fresh(m);
+    samda_train_params tp;
+    samda_train_params_init(&tp);
+    tp.data_dir = tr.c_str();
+    tp.epochs = 2;
+    tp.batch = 4;
+    tp.lr = 1e-2;
+    tp.val_split = 0;
+    tp.patience = 0;
+    tp.progress = 0;
+    CHECK_EQ(samda_adapter_train(m, a0, &tp, nullptr, nullptr), SAMDA_OK);
+    const std::string path = g_dir + "/trained.safetensors";
+    CHECK_EQ(samda_adapter_save(a0, path.c_str(), nullptr), SAMDA_OK);
+    samda_adapter_free(a0);
+    samda_adapter *a = samda_adapter_load(m, path.c_str(), nullptr);
+    CHECK(a != nullptr);
+    if (!a) {
+        samda_model_close(m);
+        return;
+    }
+    std::vector<uint8_t> px(96 * 96, 100);
+    samda_model_image img{px.data(), 96, 96, 1, SAMDA_MODEL_PIXEL_U8};
+    samda_model_encode_item it{};
+    it.image = &img;
+    samda_embedding *e = nullptr;
+    samda_model_encode(m, &it, 1, &e, nullptr);
+    const at::Tensor before = box_logits(m, a, e);
+    tp.data_dir = more.c_str();
+    tp.val_split = 0.2;  // 5 cases: at least two held out, still fewer than four
+    tp.lr = 3e-2;
+    samda_train_report rep{};
+    CHECK_EQ(samda_adapter_train(m, a, &tp, &rep, nullptr), SAMDA_OK);
+    printf("few cases: %d held out, rolled back %d, label epochs %d, box %.4f -> %.4f\n", rep.n_val,
+           rep.box_rolled_back, rep.label_token_epochs, rep.box_dice_parent, rep.box_dice_after);
+    CHECK_EQ(rep.n_val, 2);
+    CHECK_EQ(rep.box_rolled_back, 1);
+    CHECK_EQ(rep.label_token_epochs, 2);
+    CHECK(box_logits(m, a, e).equal(before));
+    CHECK(std::string(samda_adapter_metadata(a, "provenance")).find("fewer than 4") != std::string::npos);
+    samda_embedding_release(e);
+    samda_adapter_free(a);
+    samda_model_close(m);
+}
+
 // ---- the acceptance rule of test-time adaptation ------------------------------------------------
 
 void test_tta_acceptance()
@@ -323,6 +375,7 @@ int main()
     RUN(test_mask_metrics);
     RUN(test_eval_units);
     RUN(test_box_guard);
+    RUN(test_box_guard_few_cases);
     RUN(test_tta_acceptance);
     std::string cmd = "rm -rf " + g_dir;
     if (system(cmd.c_str()) != 0)

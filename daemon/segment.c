@@ -409,6 +409,8 @@ static samda_status write_seg(series_run *r, samda_error *err)
         /* every code of the label passes through, so the result carries exactly the codes that came in */
         seg.region = (samda_seg_code){lab->region_code, lab->region_scheme, lab->region_meaning};
         seg.region_modifier = (samda_seg_code){lab->modifier_code, lab->modifier_scheme, lab->modifier_meaning};
+        seg.type_modifier = (samda_seg_code){lab->type_modifier_code, lab->type_modifier_scheme,
+                                             lab->type_modifier_meaning};
         seg.has_color = true;
         memcpy(seg.rgb, lab->rgb, 3);
         seg.algorithm_type = SAMDA_SEG_ALGORITHM_AUTOMATIC;

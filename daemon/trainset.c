@@ -84,7 +84,12 @@ samda_status samdad_label_from_segment(const samda_seg_segment_info *si, const c
              {out->region_meaning, sizeof out->region_meaning, si->region_meaning, "region meaning"},
              {out->modifier_scheme, sizeof out->modifier_scheme, si->modifier_scheme, "region modifier scheme"},
              {out->modifier_code, sizeof out->modifier_code, si->modifier_value, "region modifier code"},
-             {out->modifier_meaning, sizeof out->modifier_meaning, si->modifier_meaning, "region modifier meaning"}};
+             {out->modifier_meaning, sizeof out->modifier_meaning, si->modifier_meaning, "region modifier meaning"},
+             {out->type_modifier_scheme, sizeof out->type_modifier_scheme, si->type_modifier_scheme,
+              "type modifier scheme"},
+             {out->type_modifier_code, sizeof out->type_modifier_code, si->type_modifier_value, "type modifier code"},
+             {out->type_modifier_meaning, sizeof out->type_modifier_meaning, si->type_modifier_meaning,
+              "type modifier meaning"}};
     for (size_t k = 0; k < sizeof f / sizeof *f; k++)
         if (!put(f[k].dst, f[k].cap, f[k].src))
             return samda_fail(err, SAMDA_EINVAL, "%s: segment %u: %s \"%.40s\" is longer than %zu characters", where,
@@ -93,6 +98,9 @@ samda_status samdad_label_from_segment(const samda_seg_segment_info *si, const c
         return samda_fail(err, SAMDA_EINVAL, "%s: segment %u: region code without scheme or meaning", where, si->number);
     if (si->modifier_value[0] && (!si->modifier_scheme[0] || !si->modifier_meaning[0]))
         return samda_fail(err, SAMDA_EINVAL, "%s: segment %u: region modifier without scheme or meaning", where,
+                          si->number);
+    if (si->type_modifier_value[0] && (!si->type_modifier_scheme[0] || !si->type_modifier_meaning[0]))
+        return samda_fail(err, SAMDA_EINVAL, "%s: segment %u: type modifier without scheme or meaning", where,
                           si->number);
     size_t n = 0;
     for (const char *p = si->label; *p && n < sizeof out->name - 1; p++) {
@@ -117,10 +125,13 @@ samda_status samdad_label_from_segment(const samda_seg_segment_info *si, const c
     return SAMDA_OK;
 }
 
-/* Is segment si label l? Its coded type, and its region and modifier when either has one. */
-static bool same_code(const samda_seg_segment_info *si, const samda_adapter_label *l)
+/* Is segment si label l? Its coded type with its modifier (left and right kidney are two labels), and
+ * its region and region modifier when either has one. */
+bool samdad_segment_is_label(const samda_seg_segment_info *si, const samda_adapter_label *l)
 {
     return !strcmp(si->type_scheme, l->type_scheme) && !strcmp(si->type_value, l->type_code) &&
+           !strcmp(si->type_modifier_scheme, l->type_modifier_scheme) &&
+           !strcmp(si->type_modifier_value, l->type_modifier_code) &&
            !strcmp(si->region_scheme, l->region_scheme) && !strcmp(si->region_value, l->region_code) &&
            !strcmp(si->modifier_scheme, l->modifier_scheme) && !strcmp(si->modifier_value, l->modifier_code);
 }
@@ -194,7 +205,7 @@ samda_status samdad_trainset_write(const char *const *series_paths, size_t n, co
         snprintf(seen + len, sizeof seen - len, "%s%s", len ? ", " : "", si->label);
         int value = 0;
         for (size_t k = 0; k < schema->n && !value; k++)
-            if (same_code(si, &schema->labels[k])) value = schema->labels[k].value;
+            if (samdad_segment_is_label(si, &schema->labels[k])) value = schema->labels[k].value;
         for (size_t k = 0; k < schema->n && !value && !(flags & SAMDAD_TRAINSET_GROW); k++)
             if (!strcasecmp(schema->labels[k].name, si->label)) value = schema->labels[k].value;
         if (!value && (flags & SAMDAD_TRAINSET_GROW) &&

@@ -6,6 +6,7 @@
 #ifndef SAMDA_DAEMON_TRAINSET_H
 #define SAMDA_DAEMON_TRAINSET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "dicom.h"
@@ -23,9 +24,8 @@ typedef struct samdad_label_schema {
 
 /** Write one pair per slice that the SEG marks: DIR/PREFIX_NNNN.image.npy (float32 H x W, the
  *  volume's values: HU for CT) and DIR/PREFIX_NNNN.mask.npy (uint8 H x W label values).
- *  A segment is a label when its coded type (SegmentedPropertyTypeCodeSequence scheme and value,
- *  with its AnatomicRegionSequence and region modifier when either side has one) equals the
- *  label's; otherwise, without SAMDAD_TRAINSET_GROW, when its SegmentLabel equals the label's
+ *  A segment is a label when samdad_segment_is_label says so (coded type and type modifier, region
+ *  and region modifier); otherwise, without SAMDAD_TRAINSET_GROW, when its SegmentLabel equals the label's
  *  name (ignoring case). With SAMDAD_TRAINSET_GROW any other segment becomes a new label (see
  *  samdad_label_from_segment; value n + 1); without it, segments that are no label are ignored.
  *  @param schema INOUT: the labels (grown with SAMDAD_TRAINSET_GROW; unchanged on failure).
@@ -46,7 +46,7 @@ void samdad_trainset_remove(const char *dir);
 
 /** The label a ground-truth segment defines (the one rule for schemas from DICOM-SEGs): name =
  *  SegmentLabel lower-cased with every character outside [a-z0-9_.-] made '_' (else "segment_N");
- *  category, type, anatomic region and its modifier copied as coded; colour from
+ *  category, type and its modifier, anatomic region and its modifier copied as coded; colour from
  *  RecommendedDisplayCIELabValue, else the palette colour of value; window from the modality of
  *  the segmented series: "CT" level 50 width 400 HU, anything else (MR, ...) the 1st..99th
  *  percentiles of each slice.
@@ -55,5 +55,10 @@ void samdad_trainset_remove(const char *dir);
  *          the message names where, the segment number and the field). Thread-safety: safe. */
 samda_status samdad_label_from_segment(const samda_seg_segment_info *si, const char *modality, int value,
                                        const char *where, samda_adapter_label *out, samda_error *err);
+
+/** Is ground-truth segment si label l? Equal coded type (scheme and value) with equal type modifier
+ *  (left and right kidney are two labels), anatomic region and region modifier (both "" counts as
+ *  equal). The one identity rule of labels across studies. Thread-safety: safe. */
+bool samdad_segment_is_label(const samda_seg_segment_info *si, const samda_adapter_label *l);
 
 #endif

@@ -737,6 +737,8 @@ typedef struct samda_seg_segment {
                                         (default) = none */
     samda_seg_code region_modifier;  /* optional AnatomicRegionModifierSequence inside it (CID 2),
                                         only with a region; value NULL or "" (default) = none */
+    samda_seg_code type_modifier;    /* optional SegmentedPropertyTypeModifierCodeSequence inside the
+                                        type's item (e.g. laterality); value NULL or "" (default) = none */
     bool has_color;                  /* default false: no RecommendedDisplayCIELabValue (viewers
                                         pick a colour) */
     uint8_t rgb[3];                  /* sRGB display colour, written as CIELab */
@@ -819,6 +821,9 @@ typedef struct samda_seg_segment_info {
         region_meaning[SAMDA_DICOM_LO_SIZE];   /* AnatomicRegionSequence ("" when absent) */
     char modifier_value[SAMDA_DICOM_LO_SIZE], modifier_scheme[SAMDA_DICOM_SH_SIZE],
         modifier_meaning[SAMDA_DICOM_LO_SIZE]; /* its first AnatomicRegionModifierSequence item */
+    char type_modifier_value[SAMDA_DICOM_LO_SIZE], type_modifier_scheme[SAMDA_DICOM_SH_SIZE],
+        type_modifier_meaning[SAMDA_DICOM_LO_SIZE]; /* the first SegmentedPropertyTypeModifierCodeSequence
+                                                       item of the type ("" when absent) */
     bool has_cielab;
     uint16_t cielab[3];                        /* RecommendedDisplayCIELabValue */
     uint8_t rgb[3];                            /* with has_cielab: cielab as sRGB 0..255 (the inverse of

@@ -178,6 +178,9 @@ samda_status read_segments(DcmDataset &ds, const char *path, samda_seg &seg, sam
         get_code(it, DCM_SegmentedPropertyCategoryCodeSequence, s.category_value, s.category_scheme,
                  s.category_meaning);
         get_code(it, DCM_SegmentedPropertyTypeCodeSequence, s.type_value, s.type_scheme, s.type_meaning);
+        if (DcmItem *type = first_item(&it, DCM_SegmentedPropertyTypeCodeSequence))
+            get_code(*type, DCM_SegmentedPropertyTypeModifierCodeSequence, s.type_modifier_value,
+                     s.type_modifier_scheme, s.type_modifier_meaning);
         get_code(it, DCM_AnatomicRegionSequence, s.region_value, s.region_scheme, s.region_meaning);
         if (DcmItem *region = first_item(&it, DCM_AnatomicRegionSequence))
             get_code(*region, DCM_AnatomicRegionModifierSequence, s.modifier_value, s.modifier_scheme,

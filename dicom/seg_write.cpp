@@ -381,6 +381,16 @@ samda_status add_segment(samda_seg_writer &w, const samda_seg_segment &s, const 
     } else if (s.region_modifier.value && *s.region_modifier.value) {
         return samda_fail(err, SAMDA_EINVAL, "adding segment \"%.64s\": a region modifier needs a region", s.label);
     }
+    if (s.type_modifier.value && *s.type_modifier.value) {
+        /* SegmentedPropertyTypeModifierCodeSequence, inside the type's item (e.g. laterality) */
+        if (!code_ok(s.type_modifier))
+            return samda_fail(err, SAMDA_EINVAL, "adding segment \"%.64s\": type modifier needs value, scheme and meaning",
+                              s.label);
+        auto mod = std::make_unique<CodeSequenceMacro>();
+        if ((c = mod->set(s.type_modifier.value, s.type_modifier.scheme, s.type_modifier.meaning)).bad())
+            return samda_fail(err, SAMDA_EINVAL, "adding segment \"%.64s\": type modifier: %s", s.label, c.text());
+        segment->getSegmentedPropertyTypeModifierCode().push_back(mod.release()); /* the segment owns it */
+    }
     if (s.has_color) {
         double L, a, b;
         IODCIELabUtil::rgb2DicomLab(L, a, b, s.rgb[0] / 255.0, s.rgb[1] / 255.0, s.rgb[2] / 255.0);

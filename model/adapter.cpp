@@ -69,6 +69,13 @@ void check_labels(const samda_adapter_label *labels, size_t n)
             !memchr(l.region_meaning, 0, sizeof l.region_meaning) || !memchr(l.modifier_scheme, 0, sizeof l.modifier_scheme) ||
             !memchr(l.modifier_code, 0, sizeof l.modifier_code) || !memchr(l.modifier_meaning, 0, sizeof l.modifier_meaning))
             raise(SAMDA_EINVAL, who + " (" + l.name + "): a region field is not NUL-terminated");
+        if (!memchr(l.type_modifier_scheme, 0, sizeof l.type_modifier_scheme) ||
+            !memchr(l.type_modifier_code, 0, sizeof l.type_modifier_code) ||
+            !memchr(l.type_modifier_meaning, 0, sizeof l.type_modifier_meaning))
+            raise(SAMDA_EINVAL, who + " (" + l.name + "): a type modifier field is not NUL-terminated");
+        if ((l.type_modifier_code[0] || l.type_modifier_scheme[0] || l.type_modifier_meaning[0]) &&
+            !(l.type_modifier_code[0] && l.type_modifier_scheme[0] && l.type_modifier_meaning[0]))
+            raise(SAMDA_EINVAL, who + " (" + l.name + "): a type modifier needs code, scheme and meaning");
         if (!l.region_code[0] && (l.region_scheme[0] || l.region_meaning[0] || l.modifier_code[0]))
             raise(SAMDA_EINVAL, who + " (" + l.name + "): a region modifier or region scheme/meaning without a region code");
         if (l.window_kind == SAMDA_WINDOW_CT) {
@@ -328,6 +335,9 @@ std::string labels_json(const std::vector<samda_adapter_label> &labels)
              ",\"meaning\":" + json_quote(l.category_meaning) + "}";
         o += ",\"type\":{\"scheme\":" + json_quote(l.type_scheme) + ",\"code\":" + json_quote(l.type_code) +
              ",\"meaning\":" + json_quote(l.type_meaning) + "}";
+        if (l.type_modifier_code[0]) /* optional, like region */
+            o += ",\"type_modifier\":{\"scheme\":" + json_quote(l.type_modifier_scheme) + ",\"code\":" +
+                 json_quote(l.type_modifier_code) + ",\"meaning\":" + json_quote(l.type_modifier_meaning) + "}";
         o += ",\"rgb\":[" + std::to_string(l.rgb[0]) + "," + std::to_string(l.rgb[1]) + "," + std::to_string(l.rgb[2]) + "]";
         if (l.window_kind == SAMDA_WINDOW_CT)
             o += ",\"window\":{\"kind\":\"ct\",\"level\":" + json_num(l.window_a) + ",\"width\":" + json_num(l.window_b) + "}";
@@ -402,6 +412,8 @@ samda_adapter_label parse_label(const JsonValue &j, size_t i)
     l.value = (int)v;
     set_code(j.get("category"), who + ".category", CODE_FIELDS(l, category));
     set_code(j.get("type"), who + ".type", CODE_FIELDS(l, type));
+    if (const JsonValue *tm = j.get("type_modifier")) /* optional: laterality and the like */
+        set_code(tm, who + ".type_modifier", CODE_FIELDS(l, type_modifier));
     const JsonValue *rgb = j.get("rgb");
     if (!rgb || rgb->kind != JsonValue::Array || rgb->arr.size() != 3)
         raise(SAMDA_EINVAL, who + ".rgb: must be an array of 3 numbers");

@@ -305,12 +305,16 @@ typedef struct samda_adapter_label {
     char modifier_scheme[16];    /* Anatomic Region Modifier (optional, only with a region; "" = none) */
     char modifier_code[32];      /* e.g. "7771000" */
     char modifier_meaning[64];   /* e.g. "Left" */
+    char type_modifier_scheme[16];  /* Segmented Property Type Modifier (optional; "" = none), e.g. "SCT" */
+    char type_modifier_code[32];    /* e.g. "7771000" (left kidney: type Kidney, modifier Left) */
+    char type_modifier_meaning[64]; /* e.g. "Left" */
 } samda_adapter_label;
 
 /** Parse a label schema: a JSON array of label objects, the format of an adapter file's "labels"
  *  metadata (docs/adaptation.md, "Label schema"): name, value, category and type {scheme, code,
  *  meaning}, rgb [r, g, b], window {kind "ct", level, width} or {kind "mr", low_percentile,
- *  high_percentile}, and optionally region {scheme, code, meaning, modifier {scheme, code, meaning}}.
+ *  high_percentile}, and optionally type_modifier {scheme, code, meaning} and region {scheme, code,
+ *  meaning, modifier {scheme, code, meaning}}.
  *  @param text IN: len bytes of JSON. @param source IN: what to name in messages (a file name; may be NULL).
  *  @param out OUT: *n_out labels, checked as samda_adapter_new() checks them.
  *  @return SAMDA_OK; SAMDA_EINVAL with a message "SOURCE: labels[I] (NAME).FIELD: why"; SAMDA_ENOMEM.

@@ -83,6 +83,38 @@ static void test_mr_palette_and_percentiles(void **state)
     assert_int_equal(a.window_kind, SAMDA_WINDOW_MR);
 }
 
+/* Left and right kidney (one coded type, two type modifiers) are two labels; the same type with the
+ * same modifier is one label across studies. */
+static void test_type_modifier_in_identity(void **state)
+{
+    (void)state;
+    samda_seg_segment_info si = lesion();
+    si.region_value[0] = si.region_scheme[0] = si.region_meaning[0] = '\0';
+    si.modifier_value[0] = si.modifier_scheme[0] = si.modifier_meaning[0] = '\0';
+    snprintf(si.type_value, sizeof si.type_value, "64033007");
+    snprintf(si.type_meaning, sizeof si.type_meaning, "Kidney");
+    snprintf(si.type_modifier_value, sizeof si.type_modifier_value, "7771000");
+    snprintf(si.type_modifier_scheme, sizeof si.type_modifier_scheme, "SCT");
+    snprintf(si.type_modifier_meaning, sizeof si.type_modifier_meaning, "Left");
+    samda_adapter_label left;
+    samda_error err = {0};
+    assert_int_equal(samdad_label_from_segment(&si, "CT", 1, "gt.dcm", &left, &err), SAMDA_OK);
+    assert_string_equal(left.type_modifier_code, "7771000");
+    assert_string_equal(left.type_modifier_meaning, "Left");
+    assert_true(samdad_segment_is_label(&si, &left));
+    samda_seg_segment_info right = si;
+    snprintf(right.type_modifier_value, sizeof right.type_modifier_value, "24028007");
+    snprintf(right.type_modifier_meaning, sizeof right.type_modifier_meaning, "Right");
+    assert_false(samdad_segment_is_label(&right, &left));
+    samda_seg_segment_info plain = si;
+    plain.type_modifier_value[0] = plain.type_modifier_scheme[0] = plain.type_modifier_meaning[0] = '\0';
+    assert_false(samdad_segment_is_label(&plain, &left));
+    /* a modifier with no meaning is refused, naming the field */
+    right.type_modifier_meaning[0] = '\0';
+    assert_int_equal(samdad_label_from_segment(&right, "CT", 2, "gt.dcm", &left, &err), SAMDA_EINVAL);
+    assert_non_null(strstr(err.message, "type modifier"));
+}
+
 static void expect_refusal(samda_seg_segment_info si, int value, const char *needle)
 {
     samda_adapter_label l;
@@ -121,6 +153,7 @@ int main(void)
         cmocka_unit_test(test_ct_lesion_copied_as_coded),
         cmocka_unit_test(test_mr_palette_and_percentiles),
         cmocka_unit_test(test_refusals_name_what_is_wrong),
+        cmocka_unit_test(test_type_modifier_in_identity),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -247,6 +247,7 @@ static void test_write_phantom(void **state)
     s.category.meaning = "Morphologically Altered Structure";
     s.description = "small ball";
     s.algorithm_type = SAMDA_SEG_ALGORITHM_SEMIAUTOMATIC;
+    s.type_modifier = (samda_seg_code){"7771000", "SCT", "Left"}; /* inside the type's item */
     if (samda_seg_writer_add_segment(w, &s, m2, &num, &e) != SAMDA_OK) fail_msg("%s", e.message);
     assert_int_equal(num, 2);
     segment_defaults(&s, "empty");
@@ -299,6 +300,10 @@ static void test_write_phantom(void **state)
     assert_string_equal(sg->description, "small ball");
     assert_string_equal(sg->type_value, "52988006");
     assert_string_equal(sg->type_scheme, "SCT");
+    assert_string_equal(sg->type_modifier_value, "7771000");
+    assert_string_equal(sg->type_modifier_scheme, "SCT");
+    assert_string_equal(sg->type_modifier_meaning, "Left");
+    assert_string_equal(samda_seg_segment_get(rd, 0)->type_modifier_value, "");
     assert_string_equal(sg->category_meaning, "Morphologically Altered Structure");
     assert_string_equal(sg->algorithm_type, "SEMIAUTOMATIC");
     assert_string_equal(sg->algorithm_name, "samda-sam");

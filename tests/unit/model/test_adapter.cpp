@@ -614,7 +614,8 @@ static void test_label_schema()
         "\"Liver\"},\"rgb\":[221,130,101],\"window\":{\"kind\":\"ct\",\"level\":50,\"width\":400}},"
         "{\"name\":\"lesion\",\"value\":7,\"category\":{\"scheme\":\"SCT\",\"code\":\"49755003\",\"meaning\":"
         "\"Morphologically Abnormal Structure\"},\"type\":{\"scheme\":\"SCT\",\"code\":\"52988006\",\"meaning\":"
-        "\"Lesion\"},\"rgb\":[255,0,0],\"window\":{\"kind\":\"mr\",\"low_percentile\":1,\"high_percentile\":99},"
+        "\"Lesion\"},\"type_modifier\":{\"scheme\":\"SCT\",\"code\":\"255503000\",\"meaning\":\"Entire\"},"
+        "\"rgb\":[255,0,0],\"window\":{\"kind\":\"mr\",\"low_percentile\":1,\"high_percentile\":99},"
         "\"region\":{\"scheme\":\"SCT\",\"code\":\"64033007\",\"meaning\":\"Kidney\",\"modifier\":"
         "{\"scheme\":\"SCT\",\"code\":\"7771000\",\"meaning\":\"Left\"}}}]";
     samda_adapter_label *l = nullptr;
@@ -627,6 +628,8 @@ static void test_label_schema()
         CHECK(!strcmp(l[1].type_code, "52988006") && l[1].value == 7 && l[1].window_kind == SAMDA_WINDOW_MR);
         CHECK(!strcmp(l[1].region_code, "64033007") && !strcmp(l[1].region_meaning, "Kidney"));
         CHECK(!strcmp(l[1].modifier_code, "7771000") && !strcmp(l[1].modifier_meaning, "Left"));
+        CHECK(!strcmp(l[1].type_modifier_code, "255503000") && !strcmp(l[1].type_modifier_meaning, "Entire"));
+        CHECK(l[0].type_modifier_code[0] == 0);
         CHECK(l[1].window_a == 1 && l[1].window_b == 99 && l[1].rgb[0] == 255);
     }
     char *js = samda_adapter_labels_json(l, n, &err);
@@ -636,6 +639,7 @@ static void test_label_schema()
     CHECK_EQ(samda_adapter_labels_parse(js, strlen(js), "again", &l2, &n2, &err), SAMDA_OK);
     CHECK(n2 == n && l2 && !memcmp(l, l2, n * sizeof *l));
     CHECK(js && std::string(js).find("\"region\"") == std::string(js).rfind("\"region\"")); // only the lesion has one
+    CHECK(js && std::string(js).find("\"type_modifier\"") == std::string(js).rfind("\"type_modifier\""));
     free(js);
     free(l2);
     // An adapter keeps the region in its file.

@@ -146,6 +146,20 @@ void storage_sha256_hex(const void *buf, size_t len, char hex[SAMDA_SHA256_HEX_S
 samda_status storage_change_add(samda_store *s, storage_conn *c, const char *kind, const char *resource,
                                 samda_change_type type, samda_error *err);
 
+/* index.c -------------------------------------------------------------------------------------- */
+
+/** Index meta + an already committed object on c, inside the caller's write transaction: patient,
+ *  study, series and instance rows, the association count, the change-feed rows and the object's
+ *  intent claimed (the one indexing path: received instances and results alike). replace: an
+ *  indexed copy is updated (never one flagged SAMDA_INSTANCE_RESULT). old_relpath gets the replaced
+ *  file's path, to unlink after commit; "" on failure and when nothing was replaced. meta must have
+ *  passed validation (samda_store_instance_insert's). */
+samda_status storage_index_instance(samda_store *s, storage_conn *c, const samda_instance_meta *m,
+                                    const samda_object_info *o, bool replace, samda_ingest_result *res,
+                                    char old_relpath[SAMDA_RELPATH_SIZE], samda_error *err);
+/** Check an instance description before indexing (text fields terminated, UIDs valid, date). */
+samda_status storage_validate_meta(const samda_instance_meta *m, samda_error *err);
+
 /* index_query.c -------------------------------------------------------------------------------- */
 /** Position of v in names[0..n) (a state column read back); 0 when v is NULL or not listed. */
 int storage_name_index(const char *const *names, int n, const char *v);

@@ -90,6 +90,10 @@ static samda_status build_trainset(samdad_worker *w, const json_t *studies, samd
         json_t *o = json_pack("{s:s, s:i, s:{s:s, s:s, s:s}, s:s}", "name", lb->name, "value", lb->value, "type",
                               "scheme", lb->type_scheme, "code", lb->type_code, "meaning", lb->type_meaning, "window",
                               lb->window_kind == SAMDA_WINDOW_CT ? "ct" : "mr");
+        if (o && lb->type_modifier_code[0])
+            json_object_set_new(o, "type_modifier", json_pack("{s:s, s:s, s:s}", "scheme", lb->type_modifier_scheme,
+                                                              "code", lb->type_modifier_code, "meaning",
+                                                              lb->type_modifier_meaning));
         if (o && lb->region_code[0])
             json_object_set_new(o, "region", json_pack("{s:s, s:s, s:s}", "scheme", lb->region_scheme, "code",
                                                        lb->region_code, "meaning", lb->region_meaning));

@@ -16,6 +16,7 @@ test_pkgs=(
   systemd clang libclang-rt-14-dev procps psmisc
   openssl  # test_tls makes its test CA and certificates with the openssl command
   chromium  # it_ohif: the OHIF viewer in a real browser (headless, WebGL on the CPU)
+  prometheus python3-yaml  # it_dashboards: promtool checks and tests the alert rules; a live Prometheus
 )
 
 # dcmjs (the DICOM library of the OHIF viewer) reads samda's DICOM-SEG in it_seg_dcmjs. It is not a Debian

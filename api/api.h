@@ -379,6 +379,18 @@ typedef struct samda_api_services {
     samda_status (*adapter_delete)(void *ctx, const char *site, int version, int64_t token_id,
                                    samda_error *err);
 
+    /** DELETE /api/v1/studies/{study} and .../series/{series} (series NULL for the whole study):
+     *  the instances, the results whose DICOM-SEG is among them and their export items, files
+     *  included; the study when left empty. OUT report: {"deleted": {series, instances, results,
+     *  bytes}} (200). SAMDA_ENOENT (404); SAMDA_ECONFLICT: a job runs on it or a file is being sent
+     *  (409, nothing deleted). */
+    samda_status (*study_delete)(void *ctx, const char *study, const char *series, int64_t token_id,
+                                 json_t **report, samda_error *err);
+
+    /** POST /api/v1/retention/run: one retention pass now (the sites' retain_source and
+     *  retain_results, [storage] quota). OUT report: what it deleted and the bytes stored (200). */
+    samda_status (*retention_run)(void *ctx, int64_t token_id, json_t **report, samda_error *err);
+
     /** POST /api/v1/sites/{site}/adapters/train: queue training of a new adapter version (body:
      *  optional JSON object). OUT job: the queued job with an integer "id" (202). Needs the
      *  model worker: while NULL the route answers 501. */

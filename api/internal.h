@@ -232,6 +232,8 @@ void api_h_adapter_train(api_request *r);
 void api_h_adapter_activate(api_request *r);
 void api_h_adapter_evaluate(api_request *r);
 void api_h_adapter_delete(api_request *r);
+void api_h_study_delete(api_request *r);
+void api_h_retention_run(api_request *r);
 
 /* ---- helpers shared by the handlers (rest.c) -------------------------------------------- */
 /** True when a service call succeeded with a result; otherwise replies with the error (or

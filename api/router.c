@@ -74,6 +74,9 @@ const api_route api_routes[] = {
     {API_POST, "/api/v1/sites/{site}/adapters/{version}/evaluate", api_h_adapter_evaluate, API_ROLES_ADMIN, API_F_AUDIT | API_F_JSON_BODY, SVC(adapter_evaluate), 0,
      "evaluation needs the model worker, which this build does not run"},
     {API_DELETE, "/api/v1/sites/{site}/adapters/{version}", api_h_adapter_delete, API_ROLES_ADMIN, API_F_AUDIT, SVC(adapter_delete), 0, NULL},
+    {API_DELETE, "/api/v1/studies/{study}", api_h_study_delete, API_ROLES_ADMIN, API_F_AUDIT, SVC(study_delete), 0, NULL},
+    {API_DELETE, "/api/v1/studies/{study}/series/{series}", api_h_study_delete, API_ROLES_ADMIN, API_F_AUDIT, SVC(study_delete), 0, NULL},
+    {API_POST, "/api/v1/retention/run", api_h_retention_run, API_ROLES_ADMIN, API_F_AUDIT, SVC(retention_run), 0, NULL},
 };
 const size_t api_n_routes = sizeof api_routes / sizeof api_routes[0];
 

@@ -5,6 +5,7 @@
  *   api_jobs.c      the change feed, jobs, segmentation requests, results (SEG, PNG views)
  *   api_admin.c     sites, destinations, the export queue, adapters (upload, activation, training)
  *   api_sessions.c  interactive sessions (in the model worker)
+ *   api_retention.c deleting studies and series, the retention pass on demand
  *   site_overlay.c  sites created through the API laid over the configuration file's
  * api_services.c creates the core and asks each family to fill its members of the table.
  * Never included outside these files. Thread-safety: as api_services.h. */
@@ -54,6 +55,7 @@ void samdad_api_bind_jobs(samda_api_services *svc);
 /** with_model: training and evaluation routes (they need the model worker; else 501). */
 void samdad_api_bind_admin(samda_api_services *svc, bool with_model);
 void samdad_api_bind_sessions(samda_api_services *svc, bool with_model);
+void samdad_api_bind_retention(samda_api_services *svc);
 
 /** GET /api/v1/jobs/{id} (api_jobs.c), also what a training request answers with (api_admin.c). */
 samda_status samdad_api_job_get(void *core, int64_t id, json_t **out, samda_error *err);

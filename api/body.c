@@ -178,6 +178,12 @@ void api_body_expect(api_request *r)
     } else if (rt->flags & API_F_FORM_BODY) {
         expect_form(r, cl);
     } else if (has_body(r, cl)) {
+        if (cl > 0 && (rt->flags & API_F_STRAY_BODY)) {
+            /* Waiting for bytes that never come would hang the client: answer now, on this
+             * network thread (these handlers are index reads), and never read the body. */
+            rt->handler(r);
+            return;
+        }
         if (cl > 0) {
             api_reply_problem(r, SAMDA_EINVAL, 0, "%s %s takes no request body", r->method, rt->pattern);
             return;

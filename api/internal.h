@@ -232,6 +232,8 @@ void api_h_adapter_train(api_request *r);
 void api_h_adapter_activate(api_request *r);
 void api_h_adapter_evaluate(api_request *r);
 void api_h_adapter_delete(api_request *r);
+/** A fresh MIME boundary "samda-" + 24 hex digits into out (dicomweb.c). */
+void api_random_boundary(char *out, size_t size);
 /* MONAI Label compatibility (monailabel.c) */
 void api_h_ml_info(api_request *r);
 void api_h_ml_auth(api_request *r);

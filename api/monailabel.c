@@ -207,7 +207,7 @@ static void reply_file(api_request *r, void *data, size_t len, const char *type,
 static void reply_multipart(api_request *r, json_t *params, void *file, size_t flen, const char *filename)
 {
     char boundary[64];
-    snprintf(boundary, sizeof boundary, "samda-monailabel-%016llx", (unsigned long long)(uintptr_t)r ^ (unsigned long long)flen);
+    api_random_boundary(boundary, sizeof boundary);
     char *pj = json_dumps(params, JSON_COMPACT);
     char *head = NULL, *mid = NULL;
     int hn = pj ? asprintf(&head,

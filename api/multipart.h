@@ -26,7 +26,7 @@ typedef struct samda_multipart_part {
     unsigned index;          /* 0-based */
     char content_type[128];  /* "" when absent (RFC 2046 default text/plain) */
     int64_t content_length;  /* -1 when absent; checked against the body when present */
-    char disposition[256];   /* Content-Disposition value (multipart/form-data), "" when absent */
+    char disposition[1024];  /* Content-Disposition value (multipart/form-data), "" when absent */
 } samda_multipart_part;
 
 typedef struct samda_multipart_callbacks {

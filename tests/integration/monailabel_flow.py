@@ -4,6 +4,7 @@ Prints "ok - ..." per step; writes TMPDIR/saved.json (what was saved, for the sh
 import json
 import os
 import sys
+import time
 
 import numpy as np
 import pydicom
@@ -198,3 +199,15 @@ st, body, _, _ = adm.method("POST", "/train/" + MODEL, {"max_seconds": 5, "epoch
 assert st == 200, (st, body)
 assert sl.train_running(), "training was queued: check_if_running should answer 200"
 ok("train: not running (404 to check_if_running), a user may not start it (403), the admin's start queues it, then running")
+
+# --- the saved labels are training data: the job trains on them and finishes
+for _ in range(600):
+    st, ts = sl.get_json("/train/")
+    if ts["status"] != "RUNNING":
+        break
+    time.sleep(0.5)
+assert ts["status"] == "DONE", "training on the saved labels: %s" % ts
+job = requests.get(url.replace("/monailabel/", "/api/v1/jobs/%d" % ts["job_id"]), headers={"Authorization": "Bearer " + user}).json()
+data = job["result"]["data"]
+assert data["studies"] == 2, job["result"]
+ok("training on the saved labels finished: job %d, data %s" % (ts["job_id"], data))

@@ -342,6 +342,48 @@ void api_h_ml_image(api_request *r)
     reply_file(r, buf, len, "application/octet-stream", fn);
 }
 
+/* The infer form's params; NULL when the form is bad or uploads an image or label (replied). */
+static json_t *infer_params(api_request *r)
+{
+    form f;
+    if (!form_read(r, &f)) return NULL;
+    json_t *params = form_params(r, &f);
+    bool has_file = form_get(&f, "file") != NULL, has_label = form_get(&f, "label") != NULL;
+    form_free(&f);
+    if (params && (has_file || has_label)) {
+        json_decref(params);
+        api_reply_problem(r, SAMDA_EINVAL, 0, "infer takes no %s upload: samda segments stored series (send it by C-STORE or STOW-RS, then name it in image)",
+                          has_file ? "image" : "label");
+        return NULL;
+    }
+    return params;
+}
+
+/* The label volume as output asks: params alone (json), the NRRD alone (image), else both. Takes
+ * v->data and res. */
+static void reply_label(api_request *r, const char *output, samda_api_volume *v, json_t *res)
+{
+    if (output && !strcmp(output, "json")) {
+        free(v->data);
+        api_reply_json(r, 200, res, NULL);
+        return;
+    }
+    void *buf = NULL;
+    size_t len = 0;
+    samda_error e = {SAMDA_OK, ""};
+    samda_status st = to_nrrd(v, &buf, &len, &e);
+    free(v->data);
+    if (st != SAMDA_OK) {
+        e.code = st;
+        api_reply_error(r, &e);
+    } else if (output && !strcmp(output, "image")) {
+        reply_file(r, buf, len, "application/octet-stream", "label.nrrd");
+    } else {
+        reply_multipart(r, res, buf, len, "label.nrrd");
+    }
+    json_decref(res);
+}
+
 void api_h_ml_infer(api_request *r)
 {
     static const char *const allowed[] = {"image", "output", "session_id", NULL};
@@ -352,18 +394,8 @@ void api_h_ml_infer(api_request *r)
         api_reply_problem(r, SAMDA_EINVAL, 0, "query parameter output must be all, image, json or dicom_seg");
         return;
     }
-    form f;
-    if (!form_read(r, &f)) return;
-    json_t *params = form_params(r, &f);
-    bool has_file = form_get(&f, "file") != NULL, has_label = form_get(&f, "label") != NULL;
-    form_free(&f);
+    json_t *params = infer_params(r);
     if (!params) return;
-    if (has_file || has_label) {
-        json_decref(params);
-        api_reply_problem(r, SAMDA_EINVAL, 0, "infer takes no %s upload: samda segments stored series (send it by C-STORE or STOW-RS, then name it in image)",
-                          has_file ? "image" : "label");
-        return;
-    }
     samda_api *api = r->api;
     samda_api_ml_infer req = {.model = api_match_param(&r->match, "model"), .series_uid = image, .params = params,
                               .want_seg = output && !strcmp(output, "dicom_seg"), .token_id = r->token_id};
@@ -375,48 +407,50 @@ void api_h_ml_infer(api_request *r)
     samda_error e = {SAMDA_OK, ""};
     samda_status st = api->svc.ml_infer(api->svc.ctx, &req, &v, &res, &seg, &seg_len, &e);
     json_decref(params);
-    if (st != SAMDA_OK) {
-        free(v.data);
-        free(seg);
-        json_decref(res);
-        e.code = st;
-        api_reply_error(r, &e);
-        return;
-    }
-    if (!res) res = json_object();
-    if (req.want_seg) {
+    if (st == SAMDA_OK && req.want_seg && !seg) st = samda_fail(&e, SAMDA_EINTERNAL, "the core returned no DICOM-SEG");
+    if (st != SAMDA_OK || req.want_seg) {
         free(v.data);
         json_decref(res);
-        if (!seg) {
-            api_reply_problem(r, SAMDA_EINTERNAL, 0, "the core returned no DICOM-SEG");
+        if (st == SAMDA_OK) {
+            reply_file(r, seg, seg_len, "application/dicom", "seg.dcm");
             return;
         }
-        reply_file(r, seg, seg_len, "application/dicom", "seg.dcm");
+        free(seg);
+        e.code = st;
+        api_reply_error(r, &e);
         return;
     }
     free(seg);
-    if (output && !strcmp(output, "json")) {
-        free(v.data);
-        api_reply_json(r, 200, res, NULL);
-        return;
+    reply_label(r, output, &v, res ? res : json_object());
+}
+
+/* The uploaded label as a volume: OHIF's label.bin (the series' voxels, no geometry; v borrows the
+ * part's bytes) or an NRRD (nv owns the voxels, v borrows them). */
+static samda_status label_volume(const form_part *lp, samda_api_volume *v, samda_nrrd_volume *nv, bool *raw,
+                                 samda_error *e)
+{
+    memset(v, 0, sizeof *v);
+    memset(nv, 0, sizeof *nv);
+    size_t fl = strlen(lp->filename);
+    *raw = fl >= 4 && !strcasecmp(lp->filename + fl - 4, ".bin");
+    v->type = SAMDA_API_VOXEL_U8;
+    if (*raw) {
+        v->sizes[0] = lp->len;
+        v->data = lp->data;
+        return SAMDA_OK;
     }
-    void *buf = NULL;
-    size_t len = 0;
-    st = to_nrrd(&v, &buf, &len, &e);
-    free(v.data);
+    samda_status st = samda_nrrd_read_labels(lp->data, lp->len, LABEL_MAX_VOXELS, nv, e);
     if (st != SAMDA_OK) {
-        json_decref(res);
-        e.code = st;
-        api_reply_error(r, &e);
-        return;
+        size_t n = strlen(e->message);
+        snprintf(e->message + n, sizeof e->message - n, " (form field label: samda reads NRRD label maps; in 3D Slicer set "
+                 "the MONAI Label File Extension to .nrrd)");
+        return st;
     }
-    if (output && !strcmp(output, "image")) {
-        json_decref(res);
-        reply_file(r, buf, len, "application/octet-stream", "label.nrrd");
-        return;
-    }
-    reply_multipart(r, res, buf, len, "label.nrrd");
-    json_decref(res);
+    memcpy(v->sizes, nv->sizes, sizeof v->sizes);
+    memcpy(v->directions, nv->directions, sizeof v->directions);
+    memcpy(v->origin, nv->origin, sizeof v->origin);
+    v->data = nv->data;
+    return SAMDA_OK;
 }
 
 void api_h_ml_save_label(api_request *r)
@@ -440,27 +474,10 @@ void api_h_ml_save_label(api_request *r)
         return;
     }
     samda_api_volume v;
-    memset(&v, 0, sizeof v);
     samda_nrrd_volume nv;
-    memset(&nv, 0, sizeof nv);
     samda_error e = {SAMDA_OK, ""};
-    samda_status st = SAMDA_OK;
-    size_t fl = strlen(lp->filename);
-    bool raw = fl >= 4 && !strcasecmp(lp->filename + fl - 4, ".bin");
-    if (raw) { /* OHIF: the label map's bytes in the series' voxel order */
-        v.type = SAMDA_API_VOXEL_U8;
-        v.sizes[0] = lp->len;
-        v.data = lp->data;
-    } else if ((st = samda_nrrd_read_labels(lp->data, lp->len, LABEL_MAX_VOXELS, &nv, &e)) == SAMDA_OK) {
-        v.type = SAMDA_API_VOXEL_U8;
-        memcpy(v.sizes, nv.sizes, sizeof v.sizes);
-        memcpy(v.directions, nv.directions, sizeof v.directions);
-        memcpy(v.origin, nv.origin, sizeof v.origin);
-        v.data = nv.data;
-    } else {
-        e.code = st;
-        snprintf(e.message + strlen(e.message), sizeof e.message - strlen(e.message), " (label %s: send .nrrd)", lp->filename[0] ? "file" : "field");
-    }
+    bool raw = false;
+    samda_status st = label_volume(lp, &v, &nv, &raw, &e);
     json_t *out = NULL;
     if (st == SAMDA_OK) {
         samda_api *api = r->api;

@@ -226,15 +226,12 @@ static double value_at(const unsigned char *p, const in_type *t, int big)
     }
 }
 
-samda_status samda_nrrd_read_labels(const void *buf, size_t len, size_t max_voxels, samda_nrrd_volume *v,
-                                    samda_error *err)
+/* The header's fields into h; *body: where the data starts. */
+static samda_status parse_header(const char *s, size_t len, hdr *h, size_t *body, samda_error *err)
 {
-    memset(v, 0, sizeof *v);
-    const char *s = buf;
     if (len < 8 || memcmp(s, "NRRD000", 7) != 0 || s[7] < '1' || s[7] > '5')
         return samda_fail(err, SAMDA_EINVAL, "not an NRRD file (no NRRD000x magic line)");
-    hdr h = {.dir = {{1, 0, 0}, {0, 1, 0}, {0, 0, 1}}};
-    size_t pos = 0, body = 0;
+    size_t pos = 0;
     char line[4096];
     for (;;) {
         size_t e = pos;
@@ -243,7 +240,7 @@ samda_status samda_nrrd_read_labels(const void *buf, size_t len, size_t max_voxe
         size_t n = e - pos;
         if (n && s[pos + n - 1] == '\r') n--;
         if (pos > 0 && n == 0) {
-            body = e + 1;
+            *body = e + 1;
             break;
         }
         if (n >= sizeof line) return samda_fail(err, SAMDA_EINVAL, "NRRD: header line longer than %zu bytes", sizeof line - 1);
@@ -254,22 +251,44 @@ samda_status samda_nrrd_read_labels(const void *buf, size_t len, size_t max_voxe
         char *colon = strstr(line, ": ");
         if (!colon) continue; /* "key:=value" key/value pairs */
         *colon = '\0';
-        samda_status st = field(&h, line, colon + 2, err);
+        samda_status st = field(h, line, colon + 2, err);
         if (st != SAMDA_OK) return st;
     }
-    if (h.dimension != 3 || !h.have_sizes) return samda_fail(err, SAMDA_EINVAL, "NRRD: a 3-D volume is expected (dimension: 3 and sizes)");
-    if (!h.type) return samda_fail(err, SAMDA_EINVAL, "NRRD: no type field");
+    if (h->dimension != 3 || !h->have_sizes) return samda_fail(err, SAMDA_EINVAL, "NRRD: a 3-D volume is expected (dimension: 3 and sizes)");
+    if (!h->type) return samda_fail(err, SAMDA_EINVAL, "NRRD: no type field");
+    return SAMDA_OK;
+}
+
+/* count values of h's type at raw into labels 0..255 at out. */
+static samda_status to_labels(const unsigned char *raw, const hdr *h, size_t count, uint8_t *out, samda_error *err)
+{
+    for (size_t i = 0; i < count; i++) {
+        double x = value_at(raw + i * h->type->size, h->type, h->big);
+        if (!(x >= 0 && x <= 255) || x != floor(x))
+            return samda_fail(err, SAMDA_EINVAL, "NRRD: voxel %zu holds %g: a label map holds integers 0 to 255", i, x);
+        out[i] = (uint8_t)x;
+    }
+    return SAMDA_OK;
+}
+
+samda_status samda_nrrd_read_labels(const void *buf, size_t len, size_t max_voxels, samda_nrrd_volume *v,
+                                    samda_error *err)
+{
+    memset(v, 0, sizeof *v);
+    hdr h = {.dir = {{1, 0, 0}, {0, 1, 0}, {0, 0, 1}}};
+    size_t body = 0;
+    samda_status st = parse_header(buf, len, &h, &body, err);
+    if (st != SAMDA_OK) return st;
     uint64_t count = (uint64_t)h.sizes[0] * h.sizes[1];
     if (count > MAX_VALUES || (count *= h.sizes[2]) > max_voxels)
         return samda_fail(err, SAMDA_ETOOBIG, "NRRD: %zux%zux%zu voxels is more than allowed (%zu)", h.sizes[0], h.sizes[1], h.sizes[2],
                           max_voxels);
     size_t bytes = (size_t)count * h.type->size;
-    const unsigned char *raw = (const unsigned char *)s + body;
+    const unsigned char *raw = (const unsigned char *)buf + body;
     unsigned char *tmp = NULL;
     if (h.gzip) {
         if (!(tmp = malloc(bytes ? bytes : 1))) return samda_fail(err, SAMDA_ENOMEM, "NRRD: out of memory");
-        samda_status st = inflate_all(raw, len - body, tmp, bytes, err);
-        if (st != SAMDA_OK) {
+        if ((st = inflate_all(raw, len - body, tmp, bytes, err)) != SAMDA_OK) {
             free(tmp);
             return st;
         }
@@ -278,20 +297,12 @@ samda_status samda_nrrd_read_labels(const void *buf, size_t len, size_t max_voxe
         return samda_fail(err, SAMDA_EINVAL, "NRRD: data shorter than the sizes (%zu of %zu bytes)", len - body, bytes);
     }
     uint8_t *out = malloc((size_t)count ? (size_t)count : 1);
-    if (!out) {
-        free(tmp);
-        return samda_fail(err, SAMDA_ENOMEM, "NRRD: out of memory");
-    }
-    for (size_t i = 0; i < (size_t)count; i++) {
-        double x = value_at(raw + i * h.type->size, h.type, h.big);
-        if (!(x >= 0 && x <= 255) || x != floor(x)) {
-            free(out);
-            free(tmp);
-            return samda_fail(err, SAMDA_EINVAL, "NRRD: voxel %zu holds %g: a label map holds integers 0 to 255", i, x);
-        }
-        out[i] = (uint8_t)x;
-    }
+    st = out ? to_labels(raw, &h, (size_t)count, out, err) : samda_fail(err, SAMDA_ENOMEM, "NRRD: out of memory");
     free(tmp);
+    if (st != SAMDA_OK) {
+        free(out);
+        return st;
+    }
     v->type = SAMDA_NRRD_U8;
     memcpy(v->sizes, h.sizes, sizeof v->sizes);
     for (int a = 0; a < 3; a++) {

@@ -74,6 +74,12 @@ samda_status samdad_api_adapter_train(void *core, const char *site, const json_t
                                       samda_error *err);
 /** MONAI Label compatibility (api_monailabel.c); with_model: inference and training routes. */
 void samdad_api_bind_monailabel(samda_api_services *svc, bool with_model);
+/** MONAI Label model names: a site's adapter is PREFIX + site; the click model (api_monailabel*.c). */
+#define SAMDAD_ML_AUTO_PREFIX "segmentation_"
+#define SAMDAD_ML_CLICK_MODEL "sam_2d"
+/** POST /monailabel/infer/{model} (api_monailabel_infer.c), as the ml_infer service. */
+samda_status samdad_ml_infer(void *core, const samda_api_ml_infer *req, samda_api_volume *label, json_t **params,
+                             void **seg, size_t *seg_len, samda_error *err);
 /** PUT /monailabel/datastore/label (api_monailabel_label.c): the label as a DICOM-SEG in the study. */
 samda_status samdad_ml_save_label(void *core, const samda_api_ml_label *req, json_t **out, samda_error *err);
 /** The series' index row and its volume (api_monailabel.c). SAMDA_ENOENT names the series.

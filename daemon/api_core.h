@@ -5,7 +5,7 @@
  *   api_jobs.c      the change feed, jobs, segmentation requests, results (SEG, PNG views)
  *   api_admin.c     sites, destinations, the export queue, adapters (upload, activation, training)
  *   api_sessions.c  interactive sessions (in the model worker)
- *   api_monailabel.c, api_monailabel_label.c  the MONAI Label compatible API (/monailabel/)
+ *   api_monailabel.c (+ _infer.c, _label.c)  the MONAI Label compatible API (/monailabel/)
  *   site_overlay.c  sites created through the API laid over the configuration file's
  * api_services.c creates the core and asks each family to fill its members of the table.
  * Never included outside these files. Thread-safety: as api_services.h. */

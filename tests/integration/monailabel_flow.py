@@ -1,5 +1,5 @@
 """test_monailabel.sh's client side: a Slicer session and an OHIF session against samdad's
-/monailabel/ API. Usage: monailabel_flow.py URL USER_TOKEN ADMIN_TOKEN SERIES_DIR_1 GT_SEG_1 SERIES_DIR_2 TMPDIR
+/monailabel/ API. Usage: monailabel_flow.py URL USER_TOKEN ADMIN_TOKEN SERIES_DIR_1 GT_SEG_1 SERIES_DIR_2 TMPDIR PACS_DIR
 Prints "ok - ..." per step; writes TMPDIR/saved.json (what was saved, for the shell's PACS check)."""
 import json
 import os
@@ -13,7 +13,7 @@ import requests
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from monailabel_client import Ohif, Slicer  # noqa: E402
 
-url, user, admin, dir1, gt1, dir2, tmp = sys.argv[1:8]
+url, user, admin, dir1, gt1, dir2, tmp, pacs = sys.argv[1:9]
 MODEL, CLICK = "segmentation_default", "sam_2d"
 
 
@@ -34,7 +34,7 @@ def series(d):
             "sizes": (int(ds[0].Columns), int(ds[0].Rows), len(ds)), "normal": n, "pos": [float(np.dot(n, q)) for q in p]}
 
 
-def read_nrrd(path):
+def read_nrrd(path, dtype=np.uint8, type_name="uint8"):
     b = open(path, "rb").read()
     head, data = b.split(b"\n\n", 1)
     f = {}
@@ -44,8 +44,8 @@ def read_nrrd(path):
             f[k] = v
     vec = lambda s: np.array([float(x) for x in s.strip("()").split(",")])
     sizes = tuple(int(x) for x in f["sizes"].split())
-    assert f["type"] == "uint8" and f["encoding"] == "raw" and f["space"] == "left-posterior-superior", f
-    vox = np.frombuffer(data, np.uint8, count=sizes[0] * sizes[1] * sizes[2]).reshape(sizes[::-1])  # [k][j][i]
+    assert f["type"] == type_name and f["encoding"] == "raw" and f["space"] == "left-posterior-superior", f
+    vox = np.frombuffer(data, dtype, count=sizes[0] * sizes[1] * sizes[2]).reshape(sizes[::-1])  # [k][j][i]
     return {"sizes": sizes, "origin": vec(f["space origin"]), "dirs": np.array([vec(v) for v in f["space directions"].split()]),
             "vox": vox, "raw": data}
 
@@ -68,6 +68,32 @@ def gt_volume(seg_path, s):
         k = int(np.argmin([abs(z - q) for q in s["pos"]]))
         out[names[num]][k] |= px[i].astype(bool)
     return out
+
+
+def write_ras_flipped(path, mask, s):
+    """mask[k][j][i] as Slicer may write it: int16, gzip, right-anterior-superior, slices reversed."""
+    import gzip
+    n = mask.shape[0]
+    origin = s["origin"] + (n - 1) * s["dirs"][2]
+    dirs = [s["dirs"][0], s["dirs"][1], -s["dirs"][2]]
+    ras = lambda v: "(%r,%r,%r)" % (-float(v[0]), -float(v[1]), float(v[2]))
+    head = ("NRRD0004\ntype: short\ndimension: 3\nspace: right-anterior-superior\nsizes: %d %d %d\n"
+            "space directions: %s\nkinds: domain domain domain\nendian: little\nencoding: gzip\nspace origin: %s\n\n"
+            % (s["sizes"][0], s["sizes"][1], n, " ".join(ras(d) for d in dirs), ras(origin)))
+    open(path, "wb").write(head.encode() + gzip.compress(mask[::-1].astype("<i2").tobytes()))
+
+
+def seg_at_pacs(sop, secs=60):
+    for _ in range(secs * 4):
+        for f in os.listdir(pacs):
+            try:
+                ds = pydicom.dcmread(os.path.join(pacs, f), stop_before_pixels=True)
+            except Exception:
+                continue  # still being written
+            if ds.SOPInstanceUID == sop:
+                return os.path.join(pacs, f)
+        time.sleep(0.25)
+    raise AssertionError("SEG %s did not reach the PACS" % sop)
 
 
 def dice(a, b):
@@ -172,6 +198,28 @@ want = {n: int((auto["vox"] == v).sum()) for n, v in names.items() if (auto["vox
 json.dump({"seg_sop_uid": saved["seg_sop_uid"], "study": s1["study"], "series": s1["uid"], "voxels": want},
           open(os.path.join(tmp, "saved.json"), "w"))
 ok("final label saved: SEG %s queued for %s" % (saved["seg_sop_uid"], saved["destinations"]))
+
+# --- a label written another way (RAS, slices reversed, int16, gzip) lands on the same voxels
+liver_auto = auto["vox"] == names["liver"]
+write_ras_flipped(os.path.join(tmp, "ras_label.nrrd"), liver_auto, s1)
+st, saved2 = sl.save_label(s1["uid"], os.path.join(tmp, "ras_label.nrrd"), {"label_info": [{"name": "liver", "idx": 1}]})
+assert st == 200 and saved2["label_names"] == {"liver": 1}, (st, saved2)
+back = gt_volume(seg_at_pacs(saved2["seg_sop_uid"]), s1)["liver"]
+assert (back == liver_auto).all(), "the RAS label's SEG differs from the mask in %d voxels" % int((back != liver_auto).sum())
+ok("a label in RAS with its slices reversed (int16, gzip) becomes a SEG on exactly the same voxels")
+
+# --- the image as Slicer downloads it: int16 NRRD, the series' geometry, the DICOM's values in order
+r = requests.get(url + "datastore/image", params={"image": s1["uid"]}, headers={"Authorization": "Bearer " + user})
+assert r.status_code == 200, (r.status_code, r.text[:200])
+open(os.path.join(tmp, "image.nrrd"), "wb").write(r.content)
+img = read_nrrd(os.path.join(tmp, "image.nrrd"), np.dtype("<i2"), "int16")
+check_geometry(img, s1, "image")
+for kk in (0, img["sizes"][2] - 1):
+    f = [x for x in os.listdir(dir1) if abs(float(np.dot(s1["normal"], np.array(pydicom.dcmread(os.path.join(dir1, x), stop_before_pixels=True).ImagePositionPatient, float))) - s1["pos"][kk]) < 1e-3][0]
+    ds = pydicom.dcmread(os.path.join(dir1, f))
+    hu = ds.pixel_array * float(getattr(ds, "RescaleSlope", 1)) + float(getattr(ds, "RescaleIntercept", 0))
+    assert (img["vox"][kk] == hu).all(), "slice %d of the image NRRD differs from the DICOM" % kk
+ok("datastore/image: int16 NRRD with the series' geometry; its first and last slices equal the DICOM's values")
 
 # --- active learning skips the labelled series; OHIF saves the other one as label.bin
 st, nxt = sl.next_sample("first")

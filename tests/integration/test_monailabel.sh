@@ -2,8 +2,10 @@
 # samda as a MONAI Label server (/monailabel/), driven the way 3D Slicer's MONAILabel module and
 # OHIF's MONAI Label extension drive it (monailabel_client.py, monailabel_flow.py): auth with a samda
 # token, info, automatic and click inference answered as NRRD aligned with the series (checked
-# against the DICOM geometry and the phantom's truth), datastore, active learning, training status;
-# a final label saved from the client arrives at a DICOM destination as a DICOM-SEG of the study.
+# against the DICOM geometry and the phantom's truth), the image download, datastore, active
+# learning, training (status, start, a finished job on the saved labels); a final label saved from
+# the client (NRRD as returned, NRRD in RAS with reversed slices, OHIF's label.bin) arrives at a
+# DICOM destination as a DICOM-SEG of the study on the same voxels.
 . "$(dirname "$0")/lib.sh"
 DEMO="$SAMDA_SOURCE_DIR/deploy/demo"
 [ -f "$DEMO/sam_demo_base.pth" ] || { echo "SKIP: no demo model"; exit 77; }
@@ -34,7 +36,7 @@ wait_for_cmd 60 bash -c "[ \$(ls '$T/recv' | wc -l) -ge 2 ]"
 
 mkdir -p "$T/client"
 $PY "$(dirname "$0")/monailabel_flow.py" "http://127.0.0.1:$hport/monailabel/" "$user" "$admin" \
-  "$T/ph/dicom/A_00000" "$T/ph/dicom/A_00000.seg.dcm" "$T/ph/dicom/A_00001" "$T/client" || fail "client flow"
+  "$T/ph/dicom/A_00000" "$T/ph/dicom/A_00000.seg.dcm" "$T/ph/dicom/A_00001" "$T/client" "$T/recv" || fail "client flow"
 
 # the final label of A_00000 arrives at the PACS as a DICOM-SEG of the study with the saved voxels
 sop=$(json_expr 'd["seg_sop_uid"]' <"$T/client/saved.json")

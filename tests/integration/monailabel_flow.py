@@ -180,6 +180,21 @@ d = dice(boxed["vox"][k] > 0, liver[k])
 assert d >= 0.6 and (boxed["vox"] > 0).sum() == (boxed["vox"][k] > 0).sum(), "click + roi Dice on slice %d: %.3f" % (k, d)
 ok("click infer: mask on slice %d only, contains the click (Dice %.3f with one point); with a roi Dice %.3f" % (k, d1, d))
 
+# --- refusals name the problem
+H = {"Authorization": "Bearer " + user}
+r = requests.post(url + "infer/segmentation_nosuchsite", params={"image": s1["uid"]}, headers=H, files={"params": (None, "{}")})
+assert r.status_code == 404 and "info" in r.text, (r.status_code, r.text)
+r = requests.post(url + "infer/" + MODEL, params={"image": "1.2.3.999"}, headers=H, files={"params": (None, "{}")})
+assert r.status_code == 404 and "1.2.3.999" in r.text, (r.status_code, r.text)
+r = requests.post(url + "infer/" + MODEL, params={"image": "../etc"}, headers=H, files={"params": (None, "{}")})
+assert r.status_code == 400, (r.status_code, r.text)
+r = requests.post(url + "infer/" + CLICK, params={"image": s1["uid"]}, headers=H, files={"params": (None, '{"foreground": [[1, 2]]}')})
+assert r.status_code == 400 and "foreground" in r.text, (r.status_code, r.text)
+open(os.path.join(tmp, "x.nii.gz"), "wb").write(b"\x1f\x8b not nrrd")
+st, body = sl.save_label(s1["uid"], os.path.join(tmp, "x.nii.gz"), {})
+assert st == 400 and ".nrrd" in json.dumps(body), (st, body)
+ok("refusals: unknown model 404, unknown series 404, bad image 400, bad click 400, a NIfTI label 400 naming NRRD")
+
 # --- datastore and active learning before any label
 st, ds = sl.get_json("/datastore/?output=all")
 assert st == 200 and s1["uid"] in ds["objects"] and s2["uid"] in ds["objects"] and ds["completed"] == 0, ds
@@ -194,10 +209,12 @@ lp = os.path.join(tmp, "final_label.nrrd")
 os.replace(path, lp)
 st, saved = sl.save_label(s1["uid"], lp, {"label_info": label_info, "model": MODEL})
 assert st == 200 and saved["destinations"] == ["pacs"], (st, saved)
+st, body, _, _ = sl.multipart("PUT", "/datastore/label?image=%s&tag=original" % s1["uid"], {"params": "{}"}, {"label": lp})
+assert st == 400 and "final" in body.decode(), (st, body)
 want = {n: int((auto["vox"] == v).sum()) for n, v in names.items() if (auto["vox"] == v).any()}
 json.dump({"seg_sop_uid": saved["seg_sop_uid"], "study": s1["study"], "series": s1["uid"], "voxels": want},
           open(os.path.join(tmp, "saved.json"), "w"))
-ok("final label saved: SEG %s queued for %s" % (saved["seg_sop_uid"], saved["destinations"]))
+ok("final label saved: SEG %s queued for %s; tag original refused" % (saved["seg_sop_uid"], saved["destinations"]))
 
 # --- a label written another way (RAS, slices reversed, int16, gzip) lands on the same voxels
 liver_auto = auto["vox"] == names["liver"]

@@ -65,6 +65,10 @@ assert got == want["voxels"], (got, want["voxels"])
 print("received", ds.SeriesDescription, got)
 PY
 ok "the final label reached the destination as a DICOM-SEG of the study, MANUAL segments, same voxels"
-grep -q "route=\"/monailabel/datastore/label\"" "$T/d.log" || "$SAMDA" audit --data-dir "$T/data" | grep -q "/monailabel/datastore/label" ||
-  fail "the label save is not in the audit log"
-ok "the label save is audited"
+"$SAMDA" audit --limit 100000 --data-dir "$T/data" >"$T/audit.json" || fail "samda audit"
+series=$(json_expr 'd["series"]' <"$T/client/saved.json")
+json_expr "sum(1 for e in d if e['action'] == 'http PUT /monailabel/datastore/label' and e['outcome'] == 'ok' and 'image=$series' in e['resource'])" \
+  <"$T/audit.json" | grep -qx 2 || fail "the two label saves of the series are not in the audit log"
+json_expr "[e['actor'] for e in d if e['action'] == 'http POST /monailabel/train/{model}' and e['outcome'] == 'denied']" <"$T/audit.json" |
+  grep -q "token:" || fail "the refused training start is not audited"
+ok "label saves (with the series) and the refused training start are in the audit log"

@@ -136,11 +136,13 @@ static void expect_json(api_request *r, int64_t cl)
 }
 
 /* A form (multipart/form-data or application/x-www-form-urlencoded, the MONAI Label clients'
- * bodies) read into memory, within the smaller of http.max_body and API_FORM_BODY_MAX. */
+ * bodies) read into memory, within the smaller of http.max_body and API_FORM_BODY_MAX; a public
+ * route's form (the login) within 64 KiB, so no one unauthenticated makes samdad hold more. */
 static uint64_t form_limit(api_request *r)
 {
     uint64_t limit = atomic_load(&r->api->max_body);
-    return limit < API_FORM_BODY_MAX ? limit : API_FORM_BODY_MAX;
+    uint64_t cap = r->match.route->roles ? API_FORM_BODY_MAX : 64 * 1024;
+    return limit < cap ? limit : cap;
 }
 
 static void expect_form(api_request *r, int64_t cl)

@@ -3,6 +3,8 @@
 #include "nrrd.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <stdbool.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +45,7 @@ samda_status samda_nrrd_write(const samda_nrrd_volume *v, void **out, size_t *le
     uint64_t count = 1;
     for (int a = 0; a < 3; a++) {
         if (v->sizes[a] == 0) return samda_fail(err, SAMDA_EINVAL, "NRRD: size of axis %d is 0", a);
-        if (v->sizes[a] > MAX_VALUES || (count *= v->sizes[a]) > MAX_VALUES)
+        if (v->sizes[a] > MAX_VALUES / count || (count *= v->sizes[a]) > MAX_VALUES)
             return samda_fail(err, SAMDA_EINVAL, "NRRD: volume larger than 2^40 values");
     }
     size_t esz = samda_nrrd_type_size(v->type);
@@ -149,8 +151,9 @@ static samda_status field(hdr *h, const char *key, const char *val, samda_error 
         char *e;
         const char *p = val;
         for (int a = 0; a < 3; a++) {
+            errno = 0;
             long long s = strtoll(p, &e, 10);
-            if (e == p || s < 1) return samda_fail(err, SAMDA_EINVAL, "NRRD: sizes must be three positive integers (3-D only)");
+            if (e == p || s < 1 || errno == ERANGE) return samda_fail(err, SAMDA_EINVAL, "NRRD: sizes must be three positive integers (3-D only)");
             h->sizes[a] = (size_t)s;
             p = e;
         }
@@ -279,8 +282,13 @@ samda_status samda_nrrd_read_labels(const void *buf, size_t len, size_t max_voxe
     size_t body = 0;
     samda_status st = parse_header(buf, len, &h, &body, err);
     if (st != SAMDA_OK) return st;
-    uint64_t count = (uint64_t)h.sizes[0] * h.sizes[1];
-    if (count > MAX_VALUES || (count *= h.sizes[2]) > max_voxels)
+    uint64_t count = 1;
+    bool over = false;
+    for (int a = 0; a < 3 && !over; a++) { /* no product can wrap: each factor is checked first */
+        over = h.sizes[a] > MAX_VALUES / count;
+        count *= over ? 1 : h.sizes[a];
+    }
+    if (over || count > max_voxels)
         return samda_fail(err, SAMDA_ETOOBIG, "NRRD: %zux%zux%zu voxels is more than allowed (%zu)", h.sizes[0], h.sizes[1], h.sizes[2],
                           max_voxels);
     size_t bytes = (size_t)count * h.type->size;

@@ -16,6 +16,7 @@
 #include "services_internal.h"
 
 #define MAX_DEST 16
+#define MAX_SEGMENTS 64 /* label values in one saved label (one pass over the voxels each) */
 
 /* ---- the label map on the series' grid ------------------------------------------------------------ */
 
@@ -128,7 +129,14 @@ static samda_status add_segments(samda_seg_writer *wr, const uint8_t *labels, si
                                  const json_t *site_names, json_t *names, samda_error *err)
 {
     bool present[256] = {false};
-    for (size_t i = 0; i < n; i++) present[labels[i]] = true;
+    unsigned distinct = 0;
+    for (size_t i = 0; i < n; i++) {
+        distinct += !present[labels[i]] && labels[i];
+        present[labels[i]] = true;
+    }
+    if (distinct > MAX_SEGMENTS)
+        return samda_fail(err, SAMDA_EINVAL, "the label map holds %u label values: at most %d segments in one label", distinct,
+                          MAX_SEGMENTS);
     uint8_t *mask = malloc(n ? n : 1);
     if (!mask) return samda_fail(err, SAMDA_ENOMEM, "out of memory");
     samda_status st = SAMDA_OK;

@@ -108,6 +108,8 @@ sl = Slicer(url, tmp)
 assert sl.auth_enabled(), "GET /auth/ should say enabled"
 st, body = sl.auth_token("anyone", "not-a-token")
 assert st == 401, (st, body)
+r = requests.post(url + "auth/token", data={"username": "x", "password": "a" * 100000})
+assert r.status_code == 413, "a 100 KB login form must be refused unread: %s" % r.status_code
 st, tok = sl.auth_token("radiologist", user)
 assert st == 200 and tok["token_type"].lower() == "bearer" and tok["access_token"] == user, (st, tok)
 st, _ = sl.get_json("/info/")
@@ -115,7 +117,7 @@ assert st == 401, "info without the token: %s" % st
 sl.update_auth(tok)
 st, _ = sl.get_json("/auth/token/valid")
 assert st == 200, st
-ok("auth: /auth/ enabled, a wrong password 401, the samda token is the bearer token, /auth/token/valid 200, no token 401")
+ok("auth: /auth/ enabled, a 100 KB login form 413, a wrong password 401, the samda token is the bearer token, /auth/token/valid 200, no token 401")
 
 # --- info
 st, info = sl.get_json("/info/")

@@ -94,6 +94,9 @@ static void refused(void **state)
         {"NRRD0004\ntype: uchar\ndimension: 3\nsizes: 1 1 1\ndata file: /etc/passwd\nencoding: raw\n\n", "detached"},
         {"NRRD0004\ntype: short\ndimension: 3\nsizes: 1 1 1\nencoding: raw\n\n\xff\xff", "0 to 255"},
         {"NRRD0004\ntype: uchar\ndimension: 3\nsizes: 1 1 1\nencoding: raw\n", "empty line"},
+        /* sizes whose product wraps 64 bits must not pass as a small volume */
+        {"NRRD0004\ntype: uchar\ndimension: 3\nsizes: 4294967296 4294967296 1\nencoding: raw\n\nx", "more than allowed"},
+        {"NRRD0004\ntype: uchar\ndimension: 3\nsizes: 18446744073709551615 1 1\nencoding: raw\n\nx", "sizes"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         size_t n = strlen(bad[i][0]);

@@ -6,6 +6,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -184,6 +185,50 @@ static void test_crash_before_unlink(void **state)
     fx_close(f);
 }
 
+struct step_fault {
+    unsigned long fail_at, seen;
+};
+
+static int fail_db_step(void *ctx, samda_fault_point p, unsigned long n)
+{
+    (void)n;
+    struct step_fault *c = ctx;
+    return p == SAMDA_FAULT_DB_STEP && ++c->seen == c->fail_at ? EIO : 0;
+}
+
+/* Every database step of a study deletion failing in turn: nothing deleted, nothing lost, the store
+ * checks clean; then the deletion succeeds. */
+static void test_delete_fails_cleanly_at_every_step(void **state)
+{
+    (void)state;
+    int64_t job;
+    samda_object_info seg;
+    fx *f = fixture(&job, &seg);
+    samda_error e;
+    struct step_fault c = {0};
+    samda_store_set_fault(f->s, fail_db_step, &c);
+    size_t steps = 0;
+    for (unsigned long k = 1;; k++) {
+        c.fail_at = k;
+        c.seen = 0;
+        samda_status st = samda_store_study_delete(f->s, "1.5", NULL, &e);
+        if (st == SAMDA_OK) break;
+        steps++;
+        samda_store_set_fault(f->s, NULL, NULL);
+        samda_study_info si;
+        CHECK_OK(samda_store_study_get(f->s, "1.5", &si, &e));
+        assert_int_equal(si.n_instances, 6);
+        assert_int_equal(count_files(f), 6);
+        samda_store_check_report r;
+        CHECK_OK(samda_store_check(f->s, &r, &e));
+        samda_store_set_fault(f->s, fail_db_step, &c);
+    }
+    assert_true(steps > 10);
+    samda_store_set_fault(f->s, NULL, NULL);
+    assert_int_equal(count_files(f), 0);
+    fx_close(f);
+}
+
 static size_t due(fx *f, samda_retention_kind kind, int64_t before, const char *first)
 {
     char (*uids)[SAMDA_UID_SIZE] = NULL;
@@ -244,6 +289,7 @@ int main(void)
         cmocka_unit_test(test_result_series_and_exports),
         cmocka_unit_test(test_busy),
         cmocka_unit_test(test_crash_before_unlink),
+        cmocka_unit_test(test_delete_fails_cleanly_at_every_step),
         cmocka_unit_test(test_retention_due),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

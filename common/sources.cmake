@@ -6,5 +6,6 @@ set(SAMDA_COMMON_SOURCES
   ${CMAKE_CURRENT_LIST_DIR}/atomic_file.c
   ${CMAKE_CURRENT_LIST_DIR}/random.c
   ${CMAKE_CURRENT_LIST_DIR}/npy_format.c
-  ${CMAKE_CURRENT_LIST_DIR}/safetensors_format.c)
+  ${CMAKE_CURRENT_LIST_DIR}/safetensors_format.c
+  ${CMAKE_CURRENT_LIST_DIR}/url.c)
 set(SAMDA_COMMON_INCLUDE_DIR ${CMAKE_CURRENT_LIST_DIR})

@@ -410,6 +410,13 @@ static samda_status destination_echo(void *v, const char *name, int64_t token_id
     samda_status st = destination_get(v, name, &d, err);
     if (st != SAMDA_OK) return st;
     samda_config *cfg = samdad_config_get(core->ctx);
+    const samda_dest_cfg *dc = samda_config_dest(cfg, name);
+    if (dc && dc->url) {
+        samda_config_unref(cfg);
+        json_decref(d);
+        return samda_fail(err, SAMDA_ECANCELED, "destination %s sends with STOW-RS (url): C-ECHO does not apply; "
+                          "its exports show whether it answers (GET /api/v1/exports?destination=%s)", name, name);
+    }
     samda_dicom_tls tls; /* a [destination] section's TLS, as for its exports; API destinations: plain TCP */
     samda_dicom_peer peer = {cfg->dicom_ae_title, json_string_value(json_object_get(d, "ae_title")),
                              json_string_value(json_object_get(d, "host")), (unsigned)json_integer_value(json_object_get(d, "port")),

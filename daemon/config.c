@@ -20,6 +20,7 @@
 
 #include "config_internal.h"
 #include "dicom.h"
+#include "url.h"
 
 
 /* ---------- value parsing ---------- */
@@ -140,6 +141,52 @@ static void perr(parse_state *ps, const char *fmt, ...)
     if (ps->line > 0) samda_fail(ps->err, SAMDA_ECONFIG, "%s:%d: %s", ps->file, ps->line, msg);
     else samda_fail(ps->err, SAMDA_ECONFIG, "%s: %s", ps->file, msg);
     ps->failed = true;
+}
+
+/* ---------- destinations: DICOM C-STORE (ae_title, host) or STOW-RS (url) ---------- */
+
+static bool check_dest_kind(parse_state *ps, const samda_dest_cfg *d)
+{
+    if (!d->url) {
+        if (!d->ae_title || !d->host) {
+            perr(ps, "[destination %s]: ae_title and host are required (or url, for STOW-RS)", d->name);
+            return false;
+        }
+        if (d->auth || d->username || d->secret_file) {
+            perr(ps, "[destination %s]: auth, username and secret_file are for STOW-RS destinations (url)", d->name);
+            return false;
+        }
+        return true;
+    }
+    samda_url u;
+    char why[160];
+    if (!samda_url_parse(d->url, &u, why, sizeof why)) {
+        perr(ps, "[destination %s] url: %s", d->name, why);
+        return false;
+    }
+    if (d->ae_title || d->host || d->tls) {
+        perr(ps, "[destination %s]: url makes it a STOW-RS destination: remove ae_title, host and tls (https in "
+                 "the url is what turns TLS on)", d->name);
+        return false;
+    }
+    if (d->tls_cert || d->tls_key) {
+        perr(ps, "[destination %s]: tls_cert and tls_key are for DICOM TLS; a STOW-RS destination authenticates with "
+                 "auth and secret_file", d->name);
+        return false;
+    }
+    if (!u.https && (d->tls_ca_file || d->tls_ca_dir)) {
+        perr(ps, "[destination %s]: tls_ca_file and tls_ca_dir verify an https url; this url is http", d->name);
+        return false;
+    }
+    if (d->auth != SAMDA_CFG_AUTH_NONE && !d->secret_file) {
+        perr(ps, "[destination %s]: auth = %s needs secret_file", d->name, d->auth == SAMDA_CFG_AUTH_BEARER ? "bearer" : "basic");
+        return false;
+    }
+    if ((d->auth == SAMDA_CFG_AUTH_BASIC) != (d->username != NULL)) {
+        perr(ps, "[destination %s]: username goes with auth = basic, and auth = basic needs it", d->name);
+        return false;
+    }
+    return true;
 }
 
 static size_t levenshtein(const char *a, const char *b)
@@ -702,10 +749,8 @@ static bool cross_check(parse_state *ps)
     for (size_t i = 0; i < c->n_dests; i++) {
         samda_dest_cfg *d = &c->dests[i];
         ps->line = d->line;
-        if (!d->ae_title || !d->host) {
-            perr(ps, "[destination %s]: ae_title and host are required", d->name);
-            return false;
-        }
+        if (!check_dest_kind(ps, d)) return false;
+        if (d->url) continue; /* STOW-RS: its TLS keys were checked by check_dest_kind */
         char section[128];
         snprintf(section, sizeof section, "destination %s", d->name);
         const section_kind *k = &config_repeated[CONFIG_KIND_DEST];

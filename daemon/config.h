@@ -27,6 +27,7 @@ typedef struct samda_strlist {
 } samda_strlist;
 
 typedef enum samda_cfg_tta { SAMDA_CFG_TTA_OFF = 0, SAMDA_CFG_TTA_EPISODIC, SAMDA_CFG_TTA_CONTINUAL } samda_cfg_tta;
+typedef enum samda_cfg_auth { SAMDA_CFG_AUTH_NONE = 0, SAMDA_CFG_AUTH_BEARER, SAMDA_CFG_AUTH_BASIC } samda_cfg_auth;
 typedef enum samda_cfg_dup { SAMDA_CFG_DUP_IGNORE = 0, SAMDA_CFG_DUP_OVERWRITE, SAMDA_CFG_DUP_REJECT } samda_cfg_dup;
 typedef enum samda_cfg_convention { SAMDA_CFG_CONVENTION_SAM = 0, SAMDA_CFG_CONVENTION_MEDSAM } samda_cfg_convention;
 
@@ -65,6 +66,10 @@ typedef struct samda_dest_cfg {
     bool tls;                    /* DICOM TLS: verify the destination against tls_ca_file/tls_ca_dir */
     char *tls_cert, *tls_key;    /* optional client certificate and its key (PEM); NULL: none */
     char *tls_ca_file, *tls_ca_dir; /* CAs trusted to sign the destination's certificate */
+    char *url;                   /* STOW-RS: the DICOMweb root (http or https); NULL: DICOM C-STORE */
+    int64_t auth;                /* samda_cfg_auth (STOW-RS) */
+    char *username;              /* basic */
+    char *secret_file;           /* the bearer token or basic password (read at each send, never logged) */
     int line;
 } samda_dest_cfg;
 

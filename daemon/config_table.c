@@ -173,10 +173,10 @@ static const opt peer_opts[] = {
 };
 
 static const opt dest_opts[] = {
-    {"destination", "ae_title", T_AE, D(ae_title), NULL, 0, 0, NULL, NULL, F_LIVE,
-     "Called AE title of the receiving PACS (required)."},
-    {"destination", "host", T_STR, D(host), NULL, 0, 0, NULL, NULL, F_LIVE,
-     "Host name or address of the receiving PACS (required)."},
+    {"destination", "ae_title", T_AE, D(ae_title), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
+     "Called AE title of the receiving PACS (required for DICOM C-STORE, i.e. without url)."},
+    {"destination", "host", T_STR, D(host), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
+     "Host name or address of the receiving PACS (required for DICOM C-STORE, i.e. without url)."},
     {"destination", "port", T_INT, D(port), "104", 1, 65535, NULL, NULL, F_LIVE,
      "DICOM port of the receiving PACS."},
     {"destination", "tls", T_BOOL, D(tls), "false", 0, 0, NULL, NULL, F_LIVE,
@@ -191,6 +191,14 @@ static const opt dest_opts[] = {
      "PEM client certificate samdad presents to the destination (with tls_key); empty: none."},
     {"destination", "tls_key", T_PATH, D(tls_key), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
      "PEM private key of tls_cert, unencrypted; must match it. Its path is shown, its content never."},
+    {"destination", "url", T_STR, D(url), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
+     "STOW-RS instead of C-STORE: the destination's DICOMweb root (http:// or https://), e.g. https://pacs.example.org/dicom-web; results are POSTed to URL/studies. https verifies the server's certificate and host name against tls_ca_file/tls_ca_dir, else the system's CAs. Without ae_title and host."},
+    {"destination", "auth", T_ENUM, D(auth), "none", 0, 0, NULL, "none|bearer|basic", F_LIVE,
+     "STOW-RS authentication: none, bearer (the token in secret_file) or basic (username and the password in secret_file)."},
+    {"destination", "username", T_STR, D(username), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
+     "STOW-RS basic authentication: the user name."},
+    {"destination", "secret_file", T_PATH, D(secret_file), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
+     "STOW-RS: a file holding the bearer token or the basic password (one line; readable by samdad only). Read at each send; never logged or shown."},
 };
 
 

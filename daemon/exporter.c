@@ -15,6 +15,7 @@
 #include "dicom.h"
 #include "loop.h"
 #include "services_internal.h"
+#include "stow_client.h"
 #include "storage.h"
 
 #define EXPORT_BATCH 32
@@ -52,7 +53,28 @@ const samda_dicom_tls *samdad_dest_tls(const samda_dest_cfg *d, samda_dicom_tls 
     return out;
 }
 
-/* Send the items of one destination over one association and record each outcome. */
+/* A STOW-RS destination ([destination] url): the items in one request, each with its outcome. */
+static void send_stow(const samda_dest_cfg *dc, unsigned timeout, const char *const *paths, const samda_export_item *items,
+                      size_t n, samda_store_result *res)
+{
+    samdad_stow_target t = {.auth = (samdad_stow_auth)dc->auth, .username = dc->username, .secret_file = dc->secret_file,
+                            .ca_file = dc->tls_ca_file, .ca_dir = dc->tls_ca_dir, .timeout_s = timeout};
+    const char **uids = calloc(n ? n : 1, sizeof *uids);
+    if (!uids || !samda_url_parse(dc->url, &t.url, NULL, 0)) { /* the url was checked when the configuration loaded */
+        for (size_t i = 0; i < n; i++) {
+            res[i].status = SAMDA_ENOMEM;
+            res[i].is_transient = true;
+            snprintf(res[i].message, sizeof res[i].message, "STOW-RS: out of memory");
+        }
+        free(uids);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) uids[i] = items[i].sop_uid;
+    samdad_stow_send(&t, paths, uids, n, res);
+    free(uids);
+}
+
+/* Send the items of one destination over one association (or STOW-RS request) and record each outcome. */
 static void send_group(samdad_ctx *ctx, const samda_config *cfg, const samda_destination *d, samda_export_item *items,
                        size_t n)
 {
@@ -71,12 +93,14 @@ static void send_group(samdad_ctx *ctx, const samda_config *cfg, const samda_des
      * (certificate not signed by the configured CA, peer not speaking TLS) is permanent: waiting
      * does not make a certificate trusted, and the SEG must not go to an unverified peer. */
     samda_dicom_tls tls;
+    const samda_dest_cfg *dc = samda_config_dest(cfg, d->name);
     samda_dicom_peer peer = {.calling_ae = cfg->dicom_ae_title, .called_ae = d->ae_title, .host = d->host,
-                             .port = (unsigned)d->port, .tls = samdad_dest_tls(samda_config_dest(cfg, d->name), &tls)};
+                             .port = (unsigned)d->port, .tls = dc && dc->url ? NULL : samdad_dest_tls(dc, &tls)};
     unsigned timeout = (unsigned)((cfg->dicom_dimse_timeout_ms + 999) / 1000);
     samda_store_outcome outcome = SAMDA_STORE_TRANSIENT;
     memset(&err, 0, sizeof err);
-    samda_dicom_store(&peer, (const char *const *)paths, n, timeout, res, &outcome, &err);
+    if (dc && dc->url) send_stow(dc, timeout, (const char *const *)paths, items, n, res);
+    else samda_dicom_store(&peer, (const char *const *)paths, n, timeout, res, &outcome, &err);
     size_t ok = 0, failed = 0;
     for (size_t i = 0; i < n; i++) {
         samda_error e2;
@@ -94,8 +118,11 @@ static void send_group(samdad_ctx *ctx, const samda_config *cfg, const samda_des
         bool permanent = !res[i].is_transient;
         int64_t next = 0;
         char msg[SAMDA_ERROR_MESSAGE_SIZE + 320];
-        snprintf(msg, sizeof msg, "%.400s (%.255s:%d %.16s%s)", res[i].message[0] ? res[i].message : err.message, d->host,
-                 d->port, d->ae_title, peer.tls ? ", DICOM TLS" : "");
+        if (dc && dc->url)
+            snprintf(msg, sizeof msg, "%.400s (%.300s)", res[i].message, dc->url);
+        else
+            snprintf(msg, sizeof msg, "%.400s (%.255s:%d %.16s%s)", res[i].message[0] ? res[i].message : err.message,
+                     d->host, d->port, d->ae_title, peer.tls ? ", DICOM TLS" : "");
         if (samda_store_export_fail(store, items[i].id, msg, permanent, &next, &e2) != SAMDA_OK)
             samda_log(&ctx->log, SAMDA_LOG_ERROR, "export", "cannot record a failed send", "item=%lld error=%s",
                       (long long)items[i].id, q((char[600]){0}, 600, e2.message));

@@ -4,6 +4,7 @@
  * title and address that caused it and never a patient name or ID. */
 #include "ingest.h"
 
+
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "services_internal.h"
+#include "url.h"
 
 typedef struct assoc_user {
     int64_t store_id;      /* row in the associations table */
@@ -383,8 +385,14 @@ samda_status samdad_sync_sites(samdad_ctx *ctx, samda_store *store, const samda_
     /* [destination] sections become export targets (updated in place: queued items keep theirs). */
     for (size_t i = 0; i < cfg->n_dests; i++) {
         const samda_dest_cfg *d = &cfg->dests[i];
-        samda_status st = samda_store_destination_put(store, d->name, d->ae_title, d->host, (int)d->port,
-                                                      "{\"origin\":\"config\"}", NULL, err);
+        /* a STOW-RS destination: its URL's host and port, and no AE title (the exporter sends to
+         * the url of the section as configured now) */
+        samda_url u;
+        bool stow = d->url && samda_url_parse(d->url, &u, NULL, 0);
+        samda_status st = samda_store_destination_put(store, d->name, stow ? "STOW-RS" : d->ae_title, stow ? u.host : d->host,
+                                                      stow ? (int)u.port : (int)d->port,
+                                                      stow ? "{\"origin\":\"config\",\"kind\":\"stow-rs\"}"
+                                                           : "{\"origin\":\"config\"}", NULL, err);
         if (st != SAMDA_OK) {
             samda_error_prefix(err, "%s:%d: recording [destination %s] in the index: ", cfg->source, d->line,
                                d->name);

@@ -117,10 +117,12 @@ wait_for_cmd() {
 # tmp_empty DATA_DIR: no file left under tmp/
 tmp_empty() { [ -z "$(find "$1/tmp" -type f 2>/dev/null)" ]; }
 
-# start_orthanc NAME HTTP_PORT DICOM_PORT SAMDA_DICOM_PORT [dicomweb]: Debian's Orthanc on loopback
-# with a temporary configuration naming samdad as modality "samda"; waits for its REST API.
+# start_orthanc NAME HTTP_PORT DICOM_PORT SAMDA_DICOM_PORT [dicomweb] [USER:PASSWORD]: Debian's Orthanc on loopback
+# with a temporary configuration naming samdad as modality "samda" (with USER:PASSWORD, HTTP basic
+# authentication on); waits for its REST API.
 start_orthanc() {
-  local name=$1 hport=$2 dport=$3 sport=$4 web=${5:-}
+  local name=$1 hport=$2 dport=$3 sport=$4 web=${5:-} user=${6:-} auth=false users='{}'
+  if [ -n "$user" ]; then auth=true; users="{\"${user%%:*}\": \"${user#*:}\"}"; fi
   command -v Orthanc >/dev/null || fail "Orthanc missing (deploy/install-deps.sh installs orthanc)"
   mkdir -p "$T/$name"
   local plugins='[]'
@@ -134,7 +136,8 @@ start_orthanc() {
   "DicomPort": $dport,
   "DicomAet": "ORTHANC",
   "RemoteAccessAllowed": false,
-  "AuthenticationEnabled": false,
+  "AuthenticationEnabled": $auth,
+  "RegisteredUsers": $users,
   "HttpServerEnabled": true,
   "DicomServerEnabled": true,
   "DicomCheckCalledAet": false,
@@ -150,7 +153,7 @@ JSON
   Orthanc "$T/$name/orthanc.json" >"$T/$name.log" 2>&1 &
   _pids+=($!)
   echo $! >"$T/$name.pid"
-  wait_for_cmd 30 curl -sf "http://127.0.0.1:$hport/system"
+  wait_for_cmd 30 curl -sf ${user:+-u "$user"} "http://127.0.0.1:$hport/system"
 }
 
 # copy_series SRC DST: a copy of a series with a new SeriesInstanceUID and new SOP Instance UIDs

@@ -88,6 +88,22 @@ static void test_errors_name_line_and_rule(void **state)
     expect_error("[peer x]\nhost = 10.0.0.1\n", ":1: [peer x]: ae_title is required");
     expect_error("[peer x]\nae_title = X\nsite = nope\n", ":1: [peer x] site = nope: no [site nope] section");
     expect_error("[http]\ntls_key = k.pem\n", ": [http] tls_cert and tls_key must be set together");
+    /* destinations: DICOM (ae_title, host) or STOW-RS (url), never half of each */
+    expect_error("[destination d]\nhost = pacs\n", ":1: [destination d]: ae_title and host are required (or url, for STOW-RS)");
+    expect_error("[destination d]\nurl = ftp://pacs/x\n",
+                 ":1: [destination d] url: the URL must start with http:// or https://");
+    expect_error("[destination d]\nurl = https://u:p@pacs/x\n",
+                 ":1: [destination d] url: user information in the URL is not allowed (use username and secret_file)");
+    expect_error("[destination d]\nurl = https://pacs/x\nae_title = PACS\n",
+                 ":1: [destination d]: url makes it a STOW-RS destination: remove ae_title, host and tls (https in the url "
+                 "is what turns TLS on)");
+    expect_error("[destination d]\nurl = https://pacs/x\nauth = bearer\n", ":1: [destination d]: auth = bearer needs secret_file");
+    expect_error("[destination d]\nurl = https://pacs/x\nauth = basic\nsecret_file = /s\n",
+                 ":1: [destination d]: username goes with auth = basic, and auth = basic needs it");
+    expect_error("[destination d]\nurl = http://pacs/x\ntls_ca_file = /ca.pem\n",
+                 ":1: [destination d]: tls_ca_file and tls_ca_dir verify an https url; this url is http");
+    expect_error("[destination d]\nae_title = P\nhost = h\nauth = bearer\n",
+                 ":1: [destination d]: auth, username and secret_file are for STOW-RS destinations (url)");
     /* a sensitive value never appears in a message */
     expect_error("[http]\ntls_key = /k\\x\n[http]\ntls_key = 2\n", ":4: [http] tls_key set twice (first at line 2)");
     char longline[1500];

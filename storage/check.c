@@ -88,6 +88,7 @@ samda_status samda_store_check(samda_store *s, samda_store_check_report *report,
     if (res == SAMDA_OK) {
         st = storage_stmt(c, "SELECT file_relpath, file_size, sha256 FROM instances UNION ALL"
                              " SELECT file_relpath, file_size, sha256 FROM results UNION ALL"
+                             " SELECT file_relpath, file_size, sha256 FROM result_objects UNION ALL"
                              " SELECT file_relpath, file_size, sha256 FROM adapters", err);
         if (!st) res = err->code;
         int rc = SQLITE_DONE;

@@ -57,7 +57,7 @@ extern "C" {
 #define SAMDA_OBJECT_MAX_BYTES ((uint64_t)4 << 30) /* bound on one object file */
 
 /** Schema version this code writes (PRAGMA user_version after migrations). */
-#define SAMDA_STORE_SCHEMA_VERSION 1
+#define SAMDA_STORE_SCHEMA_VERSION 2
 
 /* ---------------------------------------------------------------------------------------------- */
 /* UIDs                                                                                           */
@@ -660,6 +660,36 @@ samda_status samda_store_result_get(samda_store *s, int64_t id, samda_result *ou
 /** Results of a source series, newest first. Free with samda_result_list_free. */
 samda_status samda_store_result_list(samda_store *s, const char *series_uid, samda_result **rows, size_t *n,
                                      samda_error *err);
+
+/* Objects beside a result's DICOM-SEG (storage/result_objects.c): an RT Structure Set or a
+ * Measurement Report SR made from the same masks, committed with SAMDA_OBJECT_SEG (seg/<study>/
+ * <its series>/<its SOP>.dcm). Recording one claims its file, as samda_store_result_add does. */
+
+typedef struct samda_result_object_spec {
+    int64_t result_id;               /* required: the result whose masks it shows */
+    const char *kind;                /* required: "rtstruct" or "sr" */
+    const char *series_uid;          /* required: its series */
+    const char *sop_uid;             /* required: its SOP instance */
+    const samda_object_info *object; /* required: committed with SAMDA_OBJECT_SEG */
+} samda_result_object_spec;
+
+typedef struct samda_result_object {
+    int64_t id, result_id;
+    char kind[16];
+    char series_uid[SAMDA_UID_SIZE], sop_uid[SAMDA_UID_SIZE];
+    samda_object_info object;
+    int64_t created_ms;
+} samda_result_object;
+
+/** Record an object beside a result. @return SAMDA_OK; SAMDA_EBADUID; SAMDA_EINVAL (missing field,
+ *  unknown kind or result, object not under seg/); SAMDA_EEXIST (SOP UID or file already recorded,
+ *  or the result already has one of this kind); SAMDA_EDB. Thread-safe. */
+samda_status samda_store_result_object_add(samda_store *s, const samda_result_object_spec *spec, int64_t *id,
+                                           samda_error *err);
+/** The objects beside a result, oldest first. @param rows OUT: free with samda_store_free.
+ *  @return SAMDA_OK; SAMDA_ENOMEM; SAMDA_EDB. Thread-safe. */
+samda_status samda_store_result_object_list(samda_store *s, int64_t result_id, samda_result_object **rows,
+                                            size_t *n, samda_error *err);
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Export queue                                                                                   */

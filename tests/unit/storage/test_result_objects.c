@@ -1,0 +1,75 @@
+/* Tests of storage/result_objects.c: an RT Structure Set or SR recorded beside a result claims its
+ * file (kept at reopen, checked by samda_store_check), lists per result, and duplicates, unknown
+ * kinds and results, and objects outside seg/ are refused. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "store_fixture.h"
+
+static void test_result_objects(void **state)
+{
+    (void)state;
+    fx *f = fx_open();
+    assert_non_null(f);
+    samda_error e;
+    samda_object_info seg, rt, sr, orphan;
+    CHECK_OK(samda_store_object_put(f->s, SAMDA_OBJECT_SEG, "1.2", "1.2.99", "1.2.99.1", "SEG", 3, &seg, &e));
+    samda_result_spec rs = {.series_uid = "1.2.1", .seg_series_uid = "1.2.99", .seg_sop_uid = "1.2.99.1", .object = &seg};
+    int64_t result;
+    CHECK_OK(samda_store_result_add(f->s, &rs, &result, &e));
+    CHECK_OK(samda_store_object_put(f->s, SAMDA_OBJECT_SEG, "1.2", "1.2.98", "1.2.98.1", "RT", 2, &rt, &e));
+    CHECK_OK(samda_store_object_put(f->s, SAMDA_OBJECT_SEG, "1.2", "1.2.97", "1.2.97.1", "SR", 2, &sr, &e));
+    CHECK_OK(samda_store_object_put(f->s, SAMDA_OBJECT_SEG, "1.2", "1.2.96", "1.2.96.1", "X", 1, &orphan, &e));
+
+    samda_result_object_spec os = {.result_id = result, .kind = "rtstruct", .series_uid = "1.2.98",
+                                   .sop_uid = "1.2.98.1", .object = &rt};
+    int64_t id;
+    CHECK_OK(samda_store_result_object_add(f->s, &os, &id, &e));
+    CHECK_ST(SAMDA_EEXIST, samda_store_result_object_add(f->s, &os, &id, &e)); /* same SOP */
+    samda_result_object_spec os2 = {.result_id = result, .kind = "sr", .series_uid = "1.2.97", .sop_uid = "1.2.97.1",
+                                    .object = &sr};
+    CHECK_OK(samda_store_result_object_add(f->s, &os2, NULL, &e));
+    os2.sop_uid = "1.2.97.2";
+    CHECK_ST(SAMDA_EEXIST, samda_store_result_object_add(f->s, &os2, NULL, &e)); /* a second SR of the result */
+    os2.kind = "pdf";
+    CHECK_ST(SAMDA_EINVAL, samda_store_result_object_add(f->s, &os2, NULL, &e));
+    os2.kind = "sr";
+    os2.result_id = 4242;
+    os2.object = &orphan;
+    CHECK_ST(SAMDA_EINVAL, samda_store_result_object_add(f->s, &os2, NULL, &e));
+    os2.sop_uid = "bad";
+    CHECK_ST(SAMDA_EBADUID, samda_store_result_object_add(f->s, &os2, NULL, &e));
+
+    samda_result_object *rows;
+    size_t n;
+    CHECK_OK(samda_store_result_object_list(f->s, result, &rows, &n, &e));
+    assert_int_equal(n, 2);
+    assert_int_equal(rows[0].id, id);
+    assert_string_equal(rows[0].kind, "rtstruct");
+    assert_string_equal(rows[0].sop_uid, "1.2.98.1");
+    assert_string_equal(rows[0].object.relpath, rt.relpath);
+    assert_string_equal(rows[1].kind, "sr");
+    assert_string_equal(rows[1].object.sha256, sr.sha256);
+    samda_store_free(rows);
+    CHECK_OK(samda_store_result_object_list(f->s, 999, &rows, &n, &e));
+    assert_int_equal(n, 0);
+
+    /* only the unrecorded object goes at reopen; the check finds SEG, RTSTRUCT and SR intact */
+    assert_non_null(fx_reopen(f));
+    assert_int_equal(samda_store_orphans_removed(f->s), 1);
+    samda_store_check_report rep;
+    CHECK_OK(samda_store_check(f->s, &rep, &e));
+    assert_int_equal(rep.n_objects_indexed, 3);
+    fx_close(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_result_objects),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -979,6 +979,67 @@ samda_status samda_rtstruct_write(const samda_volume *source, const samda_rtstru
                                   samda_rtstruct_result *out, samda_error *err);
 
 /* =========================================================================================
+ * Measurement Report writer (dicom/sr_write.cpp): Comprehensive 3D SR Storage
+ * (1.2.840.10008.5.1.4.1.1.88.34), DCMR TID 1500 built with DCMTK's dcmsr/cmr.
+ *
+ * A new series (Modality SR) in the source's study, Patient and General Study copied from the
+ * source. Content: Imaging Measurement Report, language English, a device observer (samda),
+ * procedure reported "Imaging procedure", an Image Library of every source instance, and one
+ * Volumetric ROI Measurements group (TID 1411) per label: Tracking Identifier (the label's name)
+ * and a new Tracking Unique Identifier, Finding (the label's type code), Finding Site (its region,
+ * when it has one), Referenced Segment (the DICOM-SEG instance and segment number), Source series
+ * for segmentation, and the measurements: Volume in ml (UCUM "ml": voxels x PixelSpacing x slice
+ * spacing) when the slice spacing is known, and for CT the Attenuation Coefficient's Mean and
+ * Standard Deviation (population) in UCUM "[hnsf'U]" over the voxels of the mask (none for an
+ * empty mask). Current Requested Procedure Evidence lists the DICOM-SEG and the source instances.
+ * Completion COMPLETE, verification UNVERIFIED.
+ * ========================================================================================= */
+
+typedef struct samda_sr_params {
+    const char *series_description;  /* default "Measurements (samda)" */
+    int series_number;               /* default 997 */
+    int instance_number;             /* default 1 */
+    const char *series_instance_uid; /* NULL/"" = generated */
+    const char *sop_instance_uid;    /* NULL/"" = generated */
+    const char *uid_root;            /* root for generated UIDs; NULL = "2.25." */
+    const char *software_version;    /* default samda's version */
+    const char *seg_sop_instance_uid;    /* required: the DICOM-SEG the groups reference */
+    const char *seg_series_instance_uid; /* required: its series */
+} samda_sr_params;
+
+typedef struct samda_sr_group {
+    const char *name;                /* required: Tracking Identifier (the label's name) */
+    samda_seg_code type;             /* required: Finding */
+    samda_seg_code region;           /* optional Finding Site; value NULL/"" = none */
+    unsigned segment_number;         /* required: the label's SegmentNumber in the DICOM-SEG (>= 1) */
+    const uint8_t *mask;             /* required: n_slices * rows * cols bytes like the source
+                                        voxels, non-zero inside; borrowed for the call */
+} samda_sr_group;
+
+/** What samda_sr_write() wrote. */
+typedef struct samda_sr_result {
+    char sop_instance_uid[SAMDA_DICOM_UID_SIZE];
+    char series_instance_uid[SAMDA_DICOM_UID_SIZE];
+    unsigned n_groups;
+    size_t n_measurements;
+} samda_sr_result;
+
+/** Fill *p with the defaults listed beside each field. */
+void samda_sr_params_init(samda_sr_params *p);
+
+/** Write a TID 1500 Measurement Report for a source volume and its DICOM-SEG to path (temporary
+ *  file, fsync, rename).
+ *  @param source IN: borrowed; its voxels give the HU statistics.  @param p IN: required (the SEG).
+ *  @param groups IN: n_groups entries.  @param out OUT: may be NULL.
+ *  @return SAMDA_OK; SAMDA_EINVAL: no group, a group without name, type or mask, segment number
+ *          0, no SEG UIDs, a source without geometry; SAMDA_EBADUID: a given UID invalid;
+ *          SAMDA_ENOENT: directory missing; SAMDA_EIO/SAMDA_ENOSPC: write failed, no file left;
+ *          SAMDA_ENOMEM; SAMDA_EINTERNAL: dcmsr refused the content (message says why).
+ *  Thread-safety: safe (different paths). */
+samda_status samda_sr_write(const samda_volume *source, const samda_sr_params *p, const samda_sr_group *groups,
+                            size_t n_groups, const char *path, samda_sr_result *out, samda_error *err);
+
+/* =========================================================================================
  * DICOM JSON (PS3.18 Annex F.2) for DICOMweb metadata and QIDO results        [dicom/json.cpp]
  * ========================================================================================= */
 

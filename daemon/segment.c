@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "postproc.h"
+#include "result_formats.h"
 
 /* ---- site settings --------------------------------------------------------------------------- */
 
@@ -25,6 +26,7 @@ typedef struct site_settings {
     bool largest_component;
     char dest[16][SAMDA_NAME_SIZE];
     size_t n_dest;
+    unsigned outputs;        /* SAMDA_OUTPUT_* ([site] outputs; seg for sites made over the API) */
 } site_settings;
 
 /* A [site] section wins; a site made over the API has its settings in the index. */
@@ -32,11 +34,13 @@ static void site_settings_get(samdad_worker *w, const samda_config *cfg, const c
 {
     memset(out, 0, sizeof *out);
     out->min_component = 20;
+    out->outputs = SAMDA_OUTPUT_SEG;
     const samda_site_cfg *sc = site && *site ? samda_config_site(cfg, site) : NULL;
     if (sc) {
         out->tta = (int)sc->tta;
         out->min_component = sc->min_component;
         out->largest_component = sc->largest_component;
+        out->outputs = samda_site_outputs(sc);
         for (size_t i = 0; i < sc->destinations.n && out->n_dest < 16; i++)
             snprintf(out->dest[out->n_dest++], SAMDA_NAME_SIZE, "%s", sc->destinations.v[i]);
         return;
@@ -95,6 +99,15 @@ static void queue_exports(samdad_worker *w, const site_settings *ss, const char 
     json_object_set_new(report, "destinations", arr);
 }
 
+/* Queue what the site's outputs send: the SEG (with seg) and the objects made beside it. */
+static void queue_outputs(samdad_worker *w, const site_settings *ss, const char *seg_relpath, const char *seg_sop,
+                          const samdad_result_objects *objs, json_t *report)
+{
+    if (ss->outputs & SAMDA_OUTPUT_SEG) queue_exports(w, ss, seg_relpath, seg_sop, report);
+    for (size_t i = 0; i < objs->n; i++) queue_exports(w, ss, objs->v[i].obj.relpath, objs->v[i].sop_uid, report);
+    json_object_set_new(report, "objects", samdad_result_formats_json(objs));
+}
+
 /* A previous attempt of this job recorded the result of this series and died before finishing:
  * reuse it (and queue any export it had not queued yet). */
 static bool recorded_result(samdad_worker *w, const samda_job *job, const char *series_uid, const site_settings *ss,
@@ -112,7 +125,10 @@ static bool recorded_result(samdad_worker *w, const samda_job *job, const char *
         json_object_set_new(report, "seg_series_uid", json_string(rows[i].seg_series_uid));
         json_object_set_new(report, "seg_sop_uid", json_string(rows[i].seg_sop_uid));
         json_object_set_new(report, "recovered", json_true());
-        queue_exports(w, ss, rows[i].object.relpath, rows[i].seg_sop_uid, report);
+        samdad_result_objects objs = {0};
+        samda_error e2;
+        if (samdad_result_formats_recorded(store, rows[i].id, &objs, &e2) != SAMDA_OK) objs.n = 0;
+        queue_outputs(w, ss, rows[i].object.relpath, rows[i].seg_sop_uid, &objs, report);
         samda_log(&w->ctx->log, SAMDA_LOG_INFO, "worker", "result of an interrupted attempt reused",
                   "job=%lld result=%lld", (long long)job->id, (long long)rows[i].id);
         done = true;
@@ -161,6 +177,8 @@ typedef struct series_run {
     /* (7) */
     samda_seg_save_result sr;
     samda_object_info obj;
+    unsigned seg_numbers[SAMDA_ADAPTER_MAX_LABELS]; /* per label: its SegmentNumber in the SEG */
+    samdad_result_objects objs;       /* (7b) RT Structure Set, SR as the site's outputs ask */
     double t0, t_load, t_tta, t_encode, t_decode, t_post, t_seg;
 } series_run;
 
@@ -416,7 +434,7 @@ static samda_status write_seg(series_run *r, samda_error *err)
         seg.algorithm_type = SAMDA_SEG_ALGORITHM_AUTOMATIC;
         seg.algorithm_name = "samda SAM-DA";
         seg.algorithm_version = algo_version;
-        st = samda_seg_writer_add_segment(wr, &seg, r->masks + l * r->S * r->plane, NULL, err);
+        st = samda_seg_writer_add_segment(wr, &seg, r->masks + l * r->S * r->plane, &r->seg_numbers[l], err);
     }
     samda_tmp_file tmp;
     if (st == SAMDA_OK && (st = samda_store_object_tmp_open(store, &tmp, err)) == SAMDA_OK) {
@@ -436,7 +454,24 @@ static samda_status write_seg(series_run *r, samda_error *err)
     return st;
 }
 
-/* (7b) The result: recorded in the index with its timings and per-label statistics, and queued for
+/* (7b) The other result objects the site's outputs ask for, from the same masks, committed as the
+ *      SEG is (result_formats.c). */
+static samda_status write_formats(series_run *r, samda_error *err)
+{
+    if (!(r->ss.outputs & (SAMDA_OUTPUT_RTSTRUCT | SAMDA_OUTPUT_SR))) return SAMDA_OK;
+    if (!go_on(r, 0.95, "writing the RT Structure Set and SR")) return r->why;
+    double t = worker_now_s();
+    samdad_result_masks m = {.vol = r->vol, .labels = r->use, .masks = r->masks, .wanted = r->wanted,
+                             .segment_numbers = r->seg_numbers, .n_labels = r->L,
+                             .seg_sop_uid = r->sr.sop_instance_uid, .seg_series_uid = r->sr.series_instance_uid,
+                             .site = r->job->site};
+    samda_status st = samdad_result_formats_write(samdad_store(r->w->ctx), r->ss.outputs, r->job->study_uid, &m,
+                                                  &r->objs, err);
+    r->t_seg += worker_now_s() - t;
+    return st;
+}
+
+/* (7c) The result: recorded in the index with its timings and per-label statistics, and queued for
  *      the site's destinations. */
 static samda_status record(series_run *r, samda_error *err)
 {
@@ -465,13 +500,14 @@ static samda_status record(series_run *r, samda_error *err)
     free(labels_s);
     json_object_set_new(r->report, "timings", timings);
     if (st != SAMDA_OK) return st;
+    if ((st = samdad_result_formats_record(samdad_store(w->ctx), result_id, &r->objs, err)) != SAMDA_OK) return st;
     json_object_set_new(r->report, "result_id", json_integer(result_id));
     json_object_set_new(r->report, "seg_series_uid", json_string(r->sr.series_instance_uid));
     json_object_set_new(r->report, "seg_sop_uid", json_string(r->sr.sop_instance_uid));
     json_object_set_new(r->report, "frames", json_integer((json_int_t)r->sr.n_frames));
     json_object_set_new(r->report, "slices", json_integer((json_int_t)r->S));
     json_object_set_new(r->report, "model", json_string(samda_model_fingerprint(w->model)));
-    queue_exports(w, &r->ss, r->obj.relpath, r->sr.sop_instance_uid, r->report);
+    queue_outputs(w, &r->ss, r->obj.relpath, r->sr.sop_instance_uid, &r->objs, r->report);
     samdad_hist_record(&w->h_job, worker_now_s() - r->t0);
     samda_log(&w->ctx->log, SAMDA_LOG_INFO, "worker", "DICOM-SEG recorded",
               "job=%lld result=%lld slices=%zu labels=%zu frames=%zu seconds=%.2f encode_s=%.2f decode_s=%.2f",
@@ -498,7 +534,8 @@ static samda_status run_series(lane *ln, const samda_job *job, const char *serie
         (st = adapt(&r, err)) == SAMDA_OK &&                       /* (4) */
         (st = encode_decode(&r, err)) == SAMDA_OK &&               /* (5) */
         (st = clean_up(&r, err)) == SAMDA_OK &&                    /* (6) */
-        (st = write_seg(&r, err)) == SAMDA_OK)                     /* (7) */
+        (st = write_seg(&r, err)) == SAMDA_OK &&                   /* (7) */
+        (st = write_formats(&r, err)) == SAMDA_OK)
         st = record(&r, err);
     if (r.why != SAMDA_OK) {
         st = r.why;

@@ -1,6 +1,6 @@
 /* The result objects beside the DICOM-SEG ([site] outputs = rtstruct, sr): each written by the
  * dicom module from the masks the SEG was made of, into the store's tmp/, then committed in place
- * like the SEG (fsync, hash, rename into objects/seg/...); recorded beside the result afterwards.
+ * like the SEG (fsync, hash, rename into objects/seg/...); recorded with the result, in its transaction.
  * Sending them is segment.c's queue_exports, as for the SEG. */
 #include "result_formats.h"
 
@@ -139,17 +139,14 @@ samda_status samdad_result_formats_write(samda_store *store, unsigned outputs, c
     return SAMDA_OK;
 }
 
-samda_status samdad_result_formats_record(samda_store *store, int64_t result_id, const samdad_result_objects *objs,
-                                          samda_error *err)
+size_t samdad_result_formats_specs(const samdad_result_objects *objs, samda_result_object_spec *out)
 {
     for (size_t i = 0; i < objs->n; i++) {
         const samdad_result_object *o = &objs->v[i];
-        samda_result_object_spec spec = {.result_id = result_id, .kind = o->kind, .series_uid = o->series_uid,
-                                         .sop_uid = o->sop_uid, .object = &o->obj};
-        samda_status st = samda_store_result_object_add(store, &spec, NULL, err);
-        if (st != SAMDA_OK) return st;
+        out[i] = (samda_result_object_spec){.kind = o->kind, .series_uid = o->series_uid, .sop_uid = o->sop_uid,
+                                            .object = &o->obj};
     }
-    return SAMDA_OK;
+    return objs->n;
 }
 
 samda_status samdad_result_formats_recorded(samda_store *store, int64_t result_id, samdad_result_objects *out,

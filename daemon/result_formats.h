@@ -40,16 +40,16 @@ typedef struct samdad_result_objects {
 
 /** Make and commit the objects that outputs (SAMDA_OUTPUT_* bits) asks for besides the SEG, in
  *  the order RT Structure Set, SR. @param out OUT: those committed (also after a failure: they are
- *  unclaimed until samdad_result_formats_record(), so the store removes them at its next open).
+ *  unclaimed until the result records them, so the store removes them at its next open).
  *  @return SAMDA_OK; the writers' and the store's failures, the message naming the object. */
 samda_status samdad_result_formats_write(samda_store *store, unsigned outputs, const char *study_uid,
                                          const samdad_result_masks *m, samdad_result_objects *out,
                                          samda_error *err);
 
-/** Record the committed objects beside result_id (claims their files).
- *  @return SAMDA_OK; as samda_store_result_object_add. */
-samda_status samdad_result_formats_record(samda_store *store, int64_t result_id, const samdad_result_objects *objs,
-                                          samda_error *err);
+/** The committed objects as the specs samda_result_spec.objects takes (the result records them in
+ *  its own transaction, claiming their files). @param out OUT: room for 2. @return their number.
+ *  Ownership: out borrows from objs. */
+size_t samdad_result_formats_specs(const samdad_result_objects *objs, samda_result_object_spec *out);
 
 /** The objects recorded beside result_id (an interrupted attempt's), at most two.
  *  @return SAMDA_OK; as samda_store_result_object_list. */

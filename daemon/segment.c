@@ -471,8 +471,8 @@ static samda_status write_formats(series_run *r, samda_error *err)
     return st;
 }
 
-/* (7c) The result: recorded in the index with its timings and per-label statistics, and queued for
- *      the site's destinations. */
+/* (7c) The result: recorded in the index with its timings and per-label statistics (and the objects of
+ *      (7b), in the same transaction), and queued for the site's destinations. */
 static samda_status record(series_run *r, samda_error *err)
 {
     samdad_worker *w = r->w;
@@ -494,13 +494,15 @@ static samda_status record(series_run *r, samda_error *err)
         .timings_json = timings_s,
         .label_stats_json = labels_s,
     };
+    samda_result_object_spec objects[2];
+    rs.n_objects = samdad_result_formats_specs(&r->objs, objects);
+    rs.objects = objects;
     int64_t result_id = 0;
     samda_status st = samda_store_result_add(samdad_store(w->ctx), &rs, &result_id, err);
     free(timings_s);
     free(labels_s);
     json_object_set_new(r->report, "timings", timings);
     if (st != SAMDA_OK) return st;
-    if ((st = samdad_result_formats_record(samdad_store(w->ctx), result_id, &r->objs, err)) != SAMDA_OK) return st;
     json_object_set_new(r->report, "result_id", json_integer(result_id));
     json_object_set_new(r->report, "seg_series_uid", json_string(r->sr.series_instance_uid));
     json_object_set_new(r->report, "seg_sop_uid", json_string(r->sr.sop_instance_uid));

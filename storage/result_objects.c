@@ -11,7 +11,7 @@
 
 static bool kind_ok(const char *k) { return k && (!strcmp(k, "rtstruct") || !strcmp(k, "sr")); }
 
-static samda_status check_spec(const samda_result_object_spec *spec, samda_error *err)
+samda_status storage_result_object_check(const samda_result_object_spec *spec, samda_error *err)
 {
     if (!spec || !spec->object || !kind_ok(spec->kind))
         return samda_fail(err, SAMDA_EINVAL, "recording a result object: spec, object and kind (rtstruct, sr) required");
@@ -24,13 +24,13 @@ static samda_status check_spec(const samda_result_object_spec *spec, samda_error
     return SAMDA_OK;
 }
 
-static samda_status insert(samda_store *s, storage_conn *c, const samda_result_object_spec *spec, int64_t *id,
-                           samda_error *err)
+samda_status storage_result_object_insert(samda_store *s, storage_conn *c, const samda_result_object_spec *spec,
+                                          int64_t result_id, int64_t *id, samda_error *err)
 {
     sqlite3_stmt *st = storage_stmt(c, "INSERT INTO result_objects(result_id, kind, series_uid, sop_uid, file_relpath,"
                                        " file_size, sha256, created_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)", err);
     if (!st) return err->code;
-    sqlite3_bind_int64(st, 1, spec->result_id);
+    sqlite3_bind_int64(st, 1, result_id);
     sqlite3_bind_text(st, 2, spec->kind, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 3, spec->series_uid, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 4, spec->sop_uid, -1, SQLITE_TRANSIENT);
@@ -41,27 +41,26 @@ static samda_status insert(samda_store *s, storage_conn *c, const samda_result_o
     int rc = storage_exec_stmt(s, st);
     if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
         return samda_fail(err, SAMDA_EINVAL, "recording %s %s: result %lld does not exist", spec->kind, spec->sop_uid,
-                          (long long)spec->result_id);
+                          (long long)result_id);
     if ((rc & 0xff) == SQLITE_CONSTRAINT)
         return samda_fail(err, SAMDA_EEXIST, "recording %s %s: SOP UID or file already recorded, or result %lld "
-                          "already has a %s", spec->kind, spec->sop_uid, (long long)spec->result_id, spec->kind);
+                          "already has a %s", spec->kind, spec->sop_uid, (long long)result_id, spec->kind);
     if (rc != SQLITE_OK) return storage_db_fail(err, c, rc, "recording a result object");
     if (id) *id = sqlite3_last_insert_rowid(c->db);
-    return SAMDA_OK;
+    return storage_intent_claim(s, c, spec->object->relpath, err);
 }
 
 samda_status samda_store_result_object_add(samda_store *s, const samda_result_object_spec *spec, int64_t *id,
                                            samda_error *err)
 {
     STORAGE_ERR(err);
-    samda_status res = check_spec(spec, err);
+    samda_status res = storage_result_object_check(spec, err);
     if (res != SAMDA_OK) return res;
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
     res = storage_tx_begin(s, c, err);
     if (res == SAMDA_OK) {
-        res = insert(s, c, spec, id, err);
-        if (res == SAMDA_OK) res = storage_intent_claim(s, c, spec->object->relpath, err);
+        res = storage_result_object_insert(s, c, spec, spec->result_id, id, err);
         if (res == SAMDA_OK) res = storage_tx_commit(s, c, err);
         else storage_tx_rollback(s, c);
     }

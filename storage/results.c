@@ -38,10 +38,13 @@ samda_status samda_store_result_add(samda_store *s, const samda_result_spec *spe
         return samda_fail(err, SAMDA_EINVAL, "recording result %s: model version too long", spec->seg_sop_uid);
     samda_status res = storage_check_json(spec->timings_json, "result timings", err);
     if (res == SAMDA_OK) res = storage_check_json(spec->label_stats_json, "result label statistics", err);
+    for (size_t i = 0; res == SAMDA_OK && i < spec->n_objects; i++)
+        res = storage_result_object_check(&spec->objects[i], err);
     if (res != SAMDA_OK) return res;
 
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
+    int64_t result_id = 0;
     res = storage_tx_begin(s, c, err);
     if (res == SAMDA_OK) {
         sqlite3_stmt *st = storage_stmt(c, "INSERT INTO results(job_id, series_uid, seg_series_uid, seg_sop_uid,"
@@ -70,12 +73,15 @@ samda_status samda_store_result_add(samda_store *s, const samda_result_spec *spe
                 res = samda_fail(err, SAMDA_EEXIST, "recording result %s: SEG SOP UID or file already recorded",
                                  spec->seg_sop_uid);
             else if (rc != SQLITE_OK) res = storage_db_fail(err, c, rc, "recording result");
-            else if (id) *id = sqlite3_last_insert_rowid(c->db);
+            else result_id = sqlite3_last_insert_rowid(c->db);
         }
         if (res == SAMDA_OK) res = storage_change_add(s, c, "result", spec->seg_sop_uid, SAMDA_CHANGE_NEW, err);
         if (res == SAMDA_OK) res = storage_intent_claim(s, c, spec->object->relpath, err);
+        for (size_t i = 0; res == SAMDA_OK && i < spec->n_objects; i++)
+            res = storage_result_object_insert(s, c, &spec->objects[i], result_id, NULL, err);
         if (res == SAMDA_OK) res = storage_tx_commit(s, c, err);
         else storage_tx_rollback(s, c);
+        if (res == SAMDA_OK && id) *id = result_id;
     }
     storage_conn_put(s, c);
     return res;

@@ -636,6 +636,10 @@ typedef struct samda_result_spec {
     int adapter_version;       /* 0 = none */
     const char *timings_json;  /* NULL or JSON */
     const char *label_stats_json;
+    const struct samda_result_object_spec *objects; /* NULL or n_objects objects made beside the SEG
+                                  (RT Structure Set, SR), recorded in the same transaction
+                                  (their result_id is ignored) */
+    size_t n_objects;
 } samda_result_spec;
 
 /** A result row. Ownership: JSON pointers owned; release with samda_result_clear / _list_free. */
@@ -651,8 +655,10 @@ typedef struct samda_result {
 
 void samda_result_clear(samda_result *r);
 void samda_result_list_free(samda_result *r, size_t n);
-/** Record a result and append a change-feed row. @return SAMDA_OK; SAMDA_EBADUID; SAMDA_EINVAL
- *  (missing field, unknown job); SAMDA_EEXIST (seg SOP UID already recorded); SAMDA_EDB. */
+/** Record a result (and the objects beside it: all or nothing) and append a change-feed row.
+ *  @return SAMDA_OK; SAMDA_EBADUID; SAMDA_EINVAL (missing field, unknown job, an object's spec as
+ *  samda_store_result_object_add checks it); SAMDA_EEXIST (seg SOP UID, or an object's, already
+ *  recorded); SAMDA_EDB. */
 samda_status samda_store_result_add(samda_store *s, const samda_result_spec *spec, int64_t *id,
                                     samda_error *err);
 /** @return SAMDA_OK; SAMDA_ENOENT; SAMDA_EDB. */
@@ -665,7 +671,7 @@ samda_status samda_store_result_list(samda_store *s, const char *series_uid, sam
  * Measurement Report SR made from the same masks, committed with SAMDA_OBJECT_SEG (seg/<study>/
  * <its series>/<its SOP>.dcm). Recording one claims its file, as samda_store_result_add does. */
 
-typedef struct samda_result_object_spec {
+typedef struct samda_result_object_spec { /* also samda_result_spec.objects */
     int64_t result_id;               /* required: the result whose masks it shows */
     const char *kind;                /* required: "rtstruct" or "sr" */
     const char *series_uid;          /* required: its series */

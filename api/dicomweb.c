@@ -708,6 +708,7 @@ void api_h_metadata(api_request *r)
 }
 
 #define API_MAX_FRAMES 256
+#define API_NATIVE_SYNTAX "1.2.840.10008.1.2.1" /* Explicit VR Little Endian */
 
 void api_h_frames(api_request *r)
 {
@@ -757,7 +758,10 @@ void api_h_frames(api_request *r)
             api_reply_error(r, &e);
             return;
         }
-        fprintf(out, "--%s\r\nContent-Type: application/octet-stream\r\n\r\n", boundary);
+        /* the core returns frames decoded to native little-endian bytes (bits packed for 1-bit
+         * frames), which PS3.18 8.7.3.3.2 names by Explicit VR Little Endian */
+        fprintf(out, "--%s\r\nContent-Type: application/octet-stream; transfer-syntax=" API_NATIVE_SYNTAX "\r\n\r\n",
+                boundary);
         if (size) fwrite(data, 1, size, out);
         fputs("\r\n", out);
         free(data);

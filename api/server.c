@@ -164,12 +164,23 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     atomic_fetch_sub(&api->inflight, 1);
 }
 
+/* Caching (docs/security.md, "HTTP caching"). DICOMweb reads (QIDO, WADO, metadata, frames) may be
+ * kept by the one browser that asked, and only revalidated: a viewer such as OHIF fetches them by the
+ * hundred, and Chrome drops a no-store frame answer it has already received. Everything else (tokens,
+ * jobs, administration, results, errors included) is no-store. */
+static const char *cache_control(const api_request *r)
+{
+    bool dicomweb_read = r->matched && r->match.route && r->method_bit == API_GET &&
+                         strncmp(r->match.route->pattern, "/dicomweb/", 10) == 0;
+    return dicomweb_read ? "private, no-cache" : "no-store";
+}
+
 static void add_common_headers(api_request *r)
 {
     samda_api *api = r->api;
     struct MHD_Response *resp = r->resp;
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, cache_control(r));
     if (r->warning[0]) MHD_add_response_header(resp, "Warning", r->warning);
     if (r->status == 405) {
         char allow[96];

@@ -137,6 +137,111 @@ static samda_status health(void *v, json_t **checks, bool *healthy, samda_error 
     return SAMDA_OK;
 }
 
+/* samda_jobs by state; the age of the oldest pending job and, of the running jobs, the longest time
+ * since one last reported progress (a stuck job: deploy/prometheus/samda-alerts.yml). */
+static samda_status metrics_jobs(samda_store *store, FILE *out, samda_error *err)
+{
+    int64_t now = samda_store_now_ms(store);
+    double oldest_pending = 0, stalled = 0;
+    fprintf(out, "# HELP samda_jobs Jobs in the durable queue by state.\n# TYPE samda_jobs gauge\n");
+    for (int st = SAMDA_JOB_PENDING; st <= SAMDA_JOB_CANCELLED; st++) {
+        samda_job_filter f = {.state = st, .limit = 100000};
+        samda_job *jobs = NULL;
+        size_t n = 0;
+        if (samda_store_job_list(store, &f, &jobs, &n, err) != SAMDA_OK) return err->code;
+        for (size_t i = 0; i < n; i++) {
+            if (st == SAMDA_JOB_PENDING && now - jobs[i].created_ms > oldest_pending * 1000)
+                oldest_pending = (double)(now - jobs[i].created_ms) / 1000.0;
+            if (st == SAMDA_JOB_RUNNING && now - jobs[i].updated_ms > stalled * 1000)
+                stalled = (double)(now - jobs[i].updated_ms) / 1000.0;
+        }
+        samda_job_list_free(jobs, n);
+        fprintf(out, "samda_jobs{state=\"%s\"} %zu\n", samda_job_state_name((samda_job_state)st), n);
+    }
+    fprintf(out, "# HELP samda_jobs_oldest_pending_seconds Age of the oldest pending job (0: none).\n"
+                 "# TYPE samda_jobs_oldest_pending_seconds gauge\nsamda_jobs_oldest_pending_seconds %.3f\n"
+                 "# HELP samda_jobs_running_stalled_seconds Of the running jobs, the longest time since one last "
+                 "reported progress (0: none running).\n"
+                 "# TYPE samda_jobs_running_stalled_seconds gauge\nsamda_jobs_running_stalled_seconds %.3f\n",
+            oldest_pending, stalled);
+    return SAMDA_OK;
+}
+
+/* Free space of the data directory and the watermark below which ingest refuses ([storage] min_free). */
+static samda_status metrics_disk(samdad_ctx *ctx, samda_store *store, FILE *out)
+{
+    uint64_t free_bytes = 0;
+    samda_error e;
+    if (samdad_disk_free(samda_store_data_dir(store), &free_bytes, &e) == SAMDA_OK)
+        fprintf(out, "# HELP samda_disk_free_bytes Free bytes in the data directory.\n"
+                     "# TYPE samda_disk_free_bytes gauge\nsamda_disk_free_bytes %llu\n",
+                (unsigned long long)free_bytes);
+    samda_config *cfg = samdad_config_get(ctx);
+    fprintf(out, "# HELP samda_disk_min_free_bytes The watermark ([storage] min_free): below it new instances "
+                 "are refused.\n# TYPE samda_disk_min_free_bytes gauge\nsamda_disk_min_free_bytes %llu\n",
+            (unsigned long long)cfg->storage_min_free_bytes);
+    samda_config_unref(cfg);
+    return SAMDA_OK;
+}
+
+static samda_status metrics_exports(samda_store *store, FILE *out, samda_error *err)
+{
+    fprintf(out, "# HELP samda_exports Export queue items (DICOM-SEG to destinations) by state.\n# TYPE samda_exports gauge\n");
+    static const char *const ex_states[] = {"pending", "sending", "done", "failed"};
+    for (int st = SAMDA_EXPORT_PENDING; st <= SAMDA_EXPORT_FAILED; st++) {
+        samda_export_item *items = NULL;
+        size_t n = 0;
+        if (samda_store_export_list(store, 0, st, 100000, &items, &n, err) != SAMDA_OK) return err->code;
+        size_t retried = 0;
+        for (size_t i = 0; i < n; i++) retried += items[i].attempts > 0;
+        samda_store_free(items);
+        fprintf(out, "samda_exports{state=\"%s\"} %zu\n", ex_states[st], n);
+        if (st == SAMDA_EXPORT_PENDING)
+            fprintf(out, "samda_exports{state=\"pending_after_failure\"} %zu\n", retried);
+    }
+    return SAMDA_OK;
+}
+
+/* Per destination: items not yet delivered (pending or sending), failed for good, and the age of the
+ * oldest undelivered one: the export backlog of each PACS. Destination names are [a-zA-Z0-9_.-]
+ * (validated when created), so they need no escaping in a label. */
+static samda_status metrics_destinations(samda_store *store, FILE *out, samda_error *err)
+{
+    samda_destination *d = NULL;
+    size_t nd = 0;
+    if (samda_store_destination_list(store, &d, &nd, err) != SAMDA_OK) return err->code;
+    int64_t now = samda_store_now_ms(store);
+    fprintf(out, "# HELP samda_export_backlog Items not yet delivered to a destination (pending or sending).\n"
+                 "# TYPE samda_export_backlog gauge\n"
+                 "# HELP samda_export_failed Items a destination refused for good, or that ran out of attempts.\n"
+                 "# TYPE samda_export_failed gauge\n"
+                 "# HELP samda_export_oldest_undelivered_seconds Age of a destination's oldest undelivered item.\n"
+                 "# TYPE samda_export_oldest_undelivered_seconds gauge\n");
+    samda_status st = SAMDA_OK;
+    for (size_t k = 0; k < nd && st == SAMDA_OK; k++) {
+        size_t count[SAMDA_EXPORT_FAILED + 1] = {0};
+        double oldest = 0;
+        for (int s = SAMDA_EXPORT_PENDING; s <= SAMDA_EXPORT_FAILED && st == SAMDA_OK; s++) {
+            if (s == SAMDA_EXPORT_DONE) continue;
+            samda_export_item *items = NULL;
+            size_t n = 0;
+            if ((st = samda_store_export_list(store, d[k].id, s, 100000, &items, &n, err)) != SAMDA_OK) break;
+            count[s] = n;
+            for (size_t i = 0; i < n; i++)
+                if (s != SAMDA_EXPORT_FAILED && now - items[i].created_ms > oldest * 1000)
+                    oldest = (double)(now - items[i].created_ms) / 1000.0;
+            samda_store_free(items);
+        }
+        if (st != SAMDA_OK) break;
+        fprintf(out, "samda_export_backlog{destination=\"%s\"} %zu\nsamda_export_failed{destination=\"%s\"} %zu\n"
+                     "samda_export_oldest_undelivered_seconds{destination=\"%s\"} %.3f\n",
+                d[k].name, count[SAMDA_EXPORT_PENDING] + count[SAMDA_EXPORT_SENDING], d[k].name,
+                count[SAMDA_EXPORT_FAILED], d[k].name, oldest);
+    }
+    samda_store_free(d);
+    return st;
+}
+
 static samda_status metrics(void *v, FILE *out, samda_error *err)
 {
     samdad_ctx *ctx = CORE(v)->ctx;
@@ -167,34 +272,11 @@ static samda_status metrics(void *v, FILE *out, samda_error *err)
                      "samda_dicom_associations_active %llu\n",
                 (unsigned long long)sc.associations_active);
     }
-    fprintf(out, "# HELP samda_jobs Jobs in the durable queue by state.\n# TYPE samda_jobs gauge\n");
-    for (int st = SAMDA_JOB_PENDING; st <= SAMDA_JOB_CANCELLED; st++) {
-        samda_job_filter f = {.state = st, .limit = 100000};
-        samda_job *jobs = NULL;
-        size_t n = 0;
-        if (samda_store_job_list(store, &f, &jobs, &n, err) != SAMDA_OK) return err->code;
-        samda_job_list_free(jobs, n);
-        fprintf(out, "samda_jobs{state=\"%s\"} %zu\n", samda_job_state_name((samda_job_state)st), n);
-    }
-    uint64_t free_bytes = 0;
-    samda_error e;
-    if (samdad_disk_free(samda_store_data_dir(store), &free_bytes, &e) == SAMDA_OK)
-        fprintf(out, "# HELP samda_disk_free_bytes Free bytes in the data directory.\n"
-                     "# TYPE samda_disk_free_bytes gauge\nsamda_disk_free_bytes %llu\n",
-                (unsigned long long)free_bytes);
-    fprintf(out, "# HELP samda_exports Export queue items (DICOM-SEG to destinations) by state.\n# TYPE samda_exports gauge\n");
-    static const char *const ex_states[] = {"pending", "sending", "done", "failed"};
-    for (int st = SAMDA_EXPORT_PENDING; st <= SAMDA_EXPORT_FAILED; st++) {
-        samda_export_item *items = NULL;
-        size_t n = 0;
-        if (samda_store_export_list(store, 0, st, 100000, &items, &n, err) != SAMDA_OK) return err->code;
-        size_t retried = 0;
-        for (size_t i = 0; i < n; i++) retried += items[i].attempts > 0;
-        samda_store_free(items);
-        fprintf(out, "samda_exports{state=\"%s\"} %zu\n", ex_states[st], n);
-        if (st == SAMDA_EXPORT_PENDING)
-            fprintf(out, "samda_exports{state=\"pending_after_failure\"} %zu\n", retried);
-    }
+    samda_status st = metrics_jobs(store, out, err);
+    if (st == SAMDA_OK) st = metrics_disk(ctx, store, out);
+    if (st == SAMDA_OK) st = metrics_exports(store, out, err);
+    if (st == SAMDA_OK) st = metrics_destinations(store, out, err);
+    if (st != SAMDA_OK) return st;
     fprintf(out, "# HELP samda_model_loaded 1 when a model is loaded (segmentation jobs run).\n"
                  "# TYPE samda_model_loaded gauge\nsamda_model_loaded %d\n", samdad_model_loaded(ctx) ? 1 : 0);
 #ifdef SAMDA_HAVE_MODEL

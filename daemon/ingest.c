@@ -220,6 +220,10 @@ samda_status samdad_ingest_file(samdad_ctx *ctx, const samdad_ingest_origin *o, 
     if (!res) res = &local;
     memset(res, 0, sizeof *res);
 
+    if (o->kind == SAMDAD_ORIGIN_RESULT && !o->result) {
+        st = samda_fail(err, SAMDA_EINVAL, "storing a DICOM-SEG result: no result to record with it");
+        goto refused;
+    }
     uint64_t free_bytes = 0;
     if (samdad_disk_free(samda_store_data_dir(store), &free_bytes, NULL) == SAMDA_OK &&
         free_bytes < cfg->storage_min_free_bytes) {
@@ -244,8 +248,11 @@ samda_status samdad_ingest_file(samdad_ctx *ctx, const samdad_ingest_origin *o, 
         return st;
     }
     snprintf(tmp.path, sizeof tmp.path, "%s", path);
-    /* samda_store_instance_ingest always consumes the file */
-    st = samda_store_instance_ingest(store, &tmp, &meta, samdad_dup_policy(cfg), res, err);
+    /* both always consume the file */
+    if (o->kind == SAMDAD_ORIGIN_RESULT)
+        st = samda_store_result_ingest(store, &tmp, &meta, o->result, res, o->result_id, err);
+    else
+        st = samda_store_instance_ingest(store, &tmp, &meta, samdad_dup_policy(cfg), res, err);
     samda_config_unref(cfg);
     return st;
 

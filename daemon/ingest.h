@@ -14,20 +14,29 @@
 void samdad_ingest_bind(samdad_ctx *ctx, samda_scp_params *p);
 
 /** Where an instance came from: the one ingest entry serves every origin. */
-typedef enum samdad_origin_kind { SAMDAD_ORIGIN_DIMSE = 0, SAMDAD_ORIGIN_STOW } samdad_origin_kind;
+typedef enum samdad_origin_kind {
+    SAMDAD_ORIGIN_DIMSE = 0, /* C-STORE */
+    SAMDAD_ORIGIN_STOW,      /* STOW-RS */
+    SAMDAD_ORIGIN_RESULT     /* a DICOM-SEG samda's segmentation lane wrote */
+} samdad_origin_kind;
 
 typedef struct samdad_ingest_origin {
     samdad_origin_kind kind;
-    const char *calling_ae;  /* DIMSE: the peer's AE title; NULL for STOW */
+    const char *calling_ae;  /* DIMSE: the peer's AE title; NULL otherwise */
     const char *site;        /* the site the instance belongs to; NULL or "" for none */
-    int64_t association_id;  /* DIMSE: its row in the associations table; 0 for STOW */
+    int64_t association_id;  /* DIMSE: its row in the associations table; 0 otherwise */
+    const samda_result_spec *result; /* RESULT: the result to record with it (spec->object unread) */
+    int64_t *result_id;      /* RESULT: OUT, the recorded result (may be NULL) */
 } samdad_ingest_origin;
 
-/** The one ingest entry (C-STORE and STOW-RS alike): refuse the instance when the data directory is
- *  below [storage] min_free (SAMDA_ENOSPC) or when it cannot be read back whole or describes an
- *  impossible image (samda_dicom_check_instance, SAMDA_EBADDICOM); else store and index it under
- *  the duplicate policy (samda_store_instance_ingest, whose refusals include SAMDA_ECONFLICT for
- *  an instance that disagrees with its study or series).
+/** The one ingest entry (C-STORE, STOW-RS and samda's own results alike): refuse the instance when
+ *  the data directory is below [storage] min_free (SAMDA_ENOSPC) or when it cannot be read back
+ *  whole or describes an impossible image (samda_dicom_check_instance, SAMDA_EBADDICOM); else store
+ *  and index it under the duplicate policy (samda_store_instance_ingest, whose refusals include
+ *  SAMDA_ECONFLICT for an instance that disagrees with its study or series). A RESULT origin's SEG
+ *  is indexed as an instance of its study, in its own series created complete (no segmentation job
+ *  is ever queued for it), together with its results row (samda_store_result_ingest: both or
+ *  neither); a SOP Instance UID already indexed is refused (SAMDA_EEXIST) whatever the policy.
  *  @param path IN: the received file; ALWAYS consumed (moved into the store or removed).
  *  @param h    IN: its parsed header.  @param res OUT: may be NULL.
  *  @return SAMDA_OK or the refusal, *err naming the cause first (no local path unless the file

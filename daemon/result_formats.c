@@ -1,6 +1,7 @@
 /* The result objects beside the DICOM-SEG ([site] outputs = rtstruct, sr): each written by the
  * dicom module from the masks the SEG was made of, into the store's tmp/, then committed in place
- * like the SEG (fsync, hash, rename into objects/seg/...); recorded with the result, in its transaction.
+ * (fsync, hash, rename into objects/seg/...), after the checks the ingest entry makes of an instance;
+ * indexed as instances of their study and recorded with the result, in its transaction.
  * Sending them is segment.c's queue_exports, as for the SEG. */
 #include "result_formats.h"
 
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "ingest.h"
 
 #ifndef SAMDA_VERSION
 #define SAMDA_VERSION "0.0.0"
@@ -111,13 +113,19 @@ static samda_status make_one(samda_store *store, const char *kind, write_fn fn, 
     if (st != SAMDA_OK) return st;
     close(tmp.fd);
     tmp.fd = -1;
+    samda_dicom_header h;
     if ((st = fn(m, tmp.path, o->series_uid, o->sop_uid, err)) == SAMDA_OK &&
+        (st = samda_dicom_read_header(tmp.path, &h, err)) == SAMDA_OK &&
+        (st = samda_dicom_check_instance(tmp.path, &h, err)) == SAMDA_OK &&
         (tmp.fd = open(tmp.path, O_RDWR | O_CLOEXEC)) < 0)
         st = samda_fail(err, SAMDA_EIO, "reopening the written %s: %s", kind, strerror(errno));
     if (st != SAMDA_OK) {
         unlink(tmp.path);
         return st;
     }
+    /* what the ingest entry records of an instance, with the result's site */
+    samdad_meta_from_header(&h, &o->meta);
+    if (m->site) snprintf(o->meta.site, sizeof o->meta.site, "%s", m->site);
     return samda_store_object_commit(store, &tmp, SAMDA_OBJECT_SEG, study_uid, o->series_uid, o->sop_uid, &o->obj,
                                      err); /* consumes tmp */
 }
@@ -144,7 +152,7 @@ size_t samdad_result_formats_specs(const samdad_result_objects *objs, samda_resu
     for (size_t i = 0; i < objs->n; i++) {
         const samdad_result_object *o = &objs->v[i];
         out[i] = (samda_result_object_spec){.kind = o->kind, .series_uid = o->series_uid, .sop_uid = o->sop_uid,
-                                            .object = &o->obj};
+                                            .object = &o->obj, .meta = &o->meta};
     }
     return objs->n;
 }

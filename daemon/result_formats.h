@@ -31,6 +31,8 @@ typedef struct samdad_result_object {
     char kind[16];
     char series_uid[SAMDA_UID_SIZE], sop_uid[SAMDA_UID_SIZE];
     samda_object_info obj;
+    samda_instance_meta meta;        /* its header, to index it as an instance of its study (the
+                                        result's site); only after samdad_result_formats_write */
 } samdad_result_object;
 
 typedef struct samdad_result_objects {
@@ -38,8 +40,9 @@ typedef struct samdad_result_objects {
     size_t n;
 } samdad_result_objects;
 
-/** Make and commit the objects that outputs (SAMDA_OUTPUT_* bits) asks for besides the SEG, in
- *  the order RT Structure Set, SR. @param out OUT: those committed (also after a failure: they are
+/** Make the objects that outputs (SAMDA_OUTPUT_* bits) asks for besides the SEG, in the order RT
+ *  Structure Set, SR: each written, read back and checked as the ingest entry checks an instance
+ *  (samda_dicom_check_instance), then committed. @param out OUT: those committed (also after a failure: they are
  *  unclaimed until the result records them, so the store removes them at its next open).
  *  @return SAMDA_OK; the writers' and the store's failures, the message naming the object. */
 samda_status samdad_result_formats_write(samda_store *store, unsigned outputs, const char *study_uid,

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ingest.h"
 #include "postproc.h"
 #include "result_formats.h"
 
@@ -176,6 +177,7 @@ typedef struct series_run {
     uint8_t *masks;                   /* L x S x plane */
     /* (7) */
     samda_seg_save_result sr;
+    char seg_path[4096];              /* the written SEG in the store's tmp/, until store_seg */
     samda_object_info obj;
     unsigned seg_numbers[SAMDA_ADAPTER_MAX_LABELS]; /* per label: its SegmentNumber in the SEG */
     samdad_result_objects objs;       /* (7b) RT Structure Set, SR as the site's outputs ask */
@@ -439,13 +441,8 @@ static samda_status write_seg(series_run *r, samda_error *err)
     samda_tmp_file tmp;
     if (st == SAMDA_OK && (st = samda_store_object_tmp_open(store, &tmp, err)) == SAMDA_OK) {
         close(tmp.fd);
-        tmp.fd = -1;
-        if ((st = samda_seg_writer_save(wr, tmp.path, &r->sr, err)) == SAMDA_OK &&
-            (tmp.fd = open(tmp.path, O_RDWR | O_CLOEXEC)) < 0)
-            st = samda_fail(err, SAMDA_EIO, "reopening the written DICOM-SEG: %s", strerror(errno));
-        if (st == SAMDA_OK)
-            st = samda_store_object_commit(store, &tmp, SAMDA_OBJECT_SEG, job->study_uid, r->sr.series_instance_uid,
-                                           r->sr.sop_instance_uid, &r->obj, err); /* consumes tmp */
+        if ((st = samda_seg_writer_save(wr, tmp.path, &r->sr, err)) == SAMDA_OK)
+            snprintf(r->seg_path, sizeof r->seg_path, "%s", tmp.path); /* record() stores it */
         else
             unlink(tmp.path);
     }
@@ -454,8 +451,9 @@ static samda_status write_seg(series_run *r, samda_error *err)
     return st;
 }
 
-/* (7b) The other result objects the site's outputs ask for, from the same masks, committed as the
- *      SEG is (result_formats.c). */
+/* (7b) The other result objects the site's outputs ask for, from the same masks: written, checked as
+ *      the ingest entry checks an instance, and committed (result_formats.c); (7c) indexes and
+ *      records them with the SEG. */
 static samda_status write_formats(series_run *r, samda_error *err)
 {
     if (!(r->ss.outputs & (SAMDA_OUTPUT_RTSTRUCT | SAMDA_OUTPUT_SR))) return SAMDA_OK;
@@ -471,8 +469,29 @@ static samda_status write_formats(series_run *r, samda_error *err)
     return st;
 }
 
-/* (7c) The result: recorded in the index with its timings and per-label statistics (and the objects of
- *      (7b), in the same transaction), and queued for the site's destinations. */
+/* (7c) The SEG goes through the one ingest entry, as a result: stored, indexed as an instance of the
+ *      source study (its own series, complete as written, never segmented) and recorded as the
+ *      job's result, with the objects of (7b), in one transaction. The file is consumed. */
+static samda_status store_seg(series_run *r, const samda_result_spec *rs, int64_t *result_id, samda_error *err)
+{
+    samda_dicom_header h;
+    samda_status st = samda_dicom_read_header(r->seg_path, &h, err);
+    if (st != SAMDA_OK) {
+        unlink(r->seg_path);
+        samda_error_prefix(err, "reading back the written DICOM-SEG: ");
+        return st;
+    }
+    samdad_ingest_origin o = {.kind = SAMDAD_ORIGIN_RESULT, .site = r->job->site, .result = rs,
+                              .result_id = result_id};
+    samda_ingest_result res;
+    st = samdad_ingest_file(r->w->ctx, &o, r->seg_path, &h, &res, err);
+    r->seg_path[0] = 0;
+    if (st == SAMDA_OK) r->obj = res.object;
+    return st;
+}
+
+/* (7d) The result: recorded in the index (store_seg) with its timings and per-label statistics, and
+ *      queued for the site's destinations. */
 static samda_status record(series_run *r, samda_error *err)
 {
     samdad_worker *w = r->w;
@@ -488,7 +507,6 @@ static samda_status record(series_run *r, samda_error *err)
         .series_uid = r->series_uid,
         .seg_series_uid = r->sr.series_instance_uid,
         .seg_sop_uid = r->sr.sop_instance_uid,
-        .object = &r->obj,
         .model_version = model_version,
         .adapter_version = r->ch.version,
         .timings_json = timings_s,
@@ -498,7 +516,7 @@ static samda_status record(series_run *r, samda_error *err)
     rs.n_objects = samdad_result_formats_specs(&r->objs, objects);
     rs.objects = objects;
     int64_t result_id = 0;
-    samda_status st = samda_store_result_add(samdad_store(w->ctx), &rs, &result_id, err);
+    samda_status st = store_seg(r, &rs, &result_id, err);
     free(timings_s);
     free(labels_s);
     json_object_set_new(r->report, "timings", timings);
@@ -543,6 +561,7 @@ static samda_status run_series(lane *ln, const samda_job *job, const char *serie
         st = r.why;
         samda_fail(err, r.why, r.why == SAMDA_ELOCKED ? "the job's lease was lost" : "cancelled or stopping");
     }
+    if (r.seg_path[0]) unlink(r.seg_path); /* written, then the job stopped before storing it */
     free(r.masks);
     samda_adapter_free(r.tta_copy);
     samda_volume_free(r.vol);

@@ -19,7 +19,8 @@
 #include "random.h"
 #include "trainset.h"
 
-/* The studies of params.studies that hold a DICOM-SEG (ground truth sent to samdad) become
+/* The studies of params.studies that hold a DICOM-SEG (ground truth sent to samdad, not a result
+ * samdad wrote, SAMDA_INSTANCE_RESULT) become
  * NAME.image.npy + NAME.mask.npy pairs in dir, segments mapped onto the schema's labels (by coded
  * type, else by name), or, with SAMDAD_TRAINSET_GROW, defining the schema (trainset.h). */
 static samda_status build_trainset(samdad_worker *w, const json_t *studies, samdad_label_schema *schema,
@@ -50,6 +51,8 @@ static samda_status build_trainset(samdad_worker *w, const json_t *studies, samd
             size_t ns = 0;
             if ((st = samda_store_instance_list(store, rows[r].series_uid, 0, 0, &segs, &ns, err)) != SAMDA_OK) break;
             for (size_t q2 = 0; q2 < ns && st == SAMDA_OK; q2++) {
+                /* samda's own results are instances of the study too: never ground truth */
+                if (segs[q2].meta.flags & SAMDA_INSTANCE_RESULT) continue;
                 char seg_path[PATH_MAX];
                 if ((st = samda_store_object_path(store, segs[q2].object.relpath, seg_path, sizeof seg_path, err)) != SAMDA_OK)
                     break;
@@ -87,6 +90,10 @@ static samda_status build_trainset(samdad_worker *w, const json_t *studies, samd
         json_t *o = json_pack("{s:s, s:i, s:{s:s, s:s, s:s}, s:s}", "name", lb->name, "value", lb->value, "type",
                               "scheme", lb->type_scheme, "code", lb->type_code, "meaning", lb->type_meaning, "window",
                               lb->window_kind == SAMDA_WINDOW_CT ? "ct" : "mr");
+        if (o && lb->type_modifier_code[0])
+            json_object_set_new(o, "type_modifier", json_pack("{s:s, s:s, s:s}", "scheme", lb->type_modifier_scheme,
+                                                              "code", lb->type_modifier_code, "meaning",
+                                                              lb->type_modifier_meaning));
         if (o && lb->region_code[0])
             json_object_set_new(o, "region", json_pack("{s:s, s:s, s:s}", "scheme", lb->region_scheme, "code",
                                                        lb->region_code, "meaning", lb->region_meaning));

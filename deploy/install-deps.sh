@@ -15,6 +15,8 @@ test_pkgs=(
   dcmtk dicom3tools python3-pydicom python3-numpy orthanc orthanc-dicomweb curl wrk sqlite3
   systemd clang libclang-rt-14-dev procps psmisc
   openssl  # test_tls makes its test CA and certificates with the openssl command
+  chromium  # it_ohif: the OHIF viewer in a real browser (headless, WebGL on the CPU)
+  prometheus python3-yaml  # it_dashboards: promtool checks and tests the alert rules; a live Prometheus
 )
 
 # dcmjs (the DICOM library of the OHIF viewer) reads samda's DICOM-SEG in it_seg_dcmjs. It is not a Debian
@@ -34,6 +36,37 @@ install_dcmjs() {
   fi
 }
 install_dcmjs "${1:-}"
+
+# The OHIF viewer (@ohif/app: its dist/ is a ready static site) and puppeteer-core, which drives Debian's
+# chromium, for it_ohif: from the npm registry into a cache folder outside the repository, pinned, best
+# effort (without them that test skips and says why). Only dist/ is kept, without ort/ (an ONNX runtime,
+# 136 MB) and dicom-microscopy-viewer/, which samda's studies do not use.
+ohif_version=3.13.2
+puppeteer_version=25.19.0
+ohif_dir=${SAMDA_OHIF_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/samda/ohif}
+install_ohif() {
+  [ "${1:-}" = "--runtime-only" ] && return 0
+  command -v node >/dev/null && command -v npm >/dev/null || return 0
+  if [ ! -f "$ohif_dir/dist-$ohif_version/index.html" ]; then
+    local tmp
+    tmp=$(mktemp -d)
+    if (cd "$tmp" && timeout 600 npm pack --silent "@ohif/app@$ohif_version" >/dev/null 2>&1 &&
+        tar -xzf ohif-app-"$ohif_version".tgz package/dist) && [ -f "$tmp/package/dist/index.html" ]; then
+      rm -rf "$tmp/package/dist/ort" "$tmp/package/dist/dicom-microscopy-viewer"
+      mkdir -p "$ohif_dir" && rm -rf "$ohif_dir/dist-$ohif_version" && mv "$tmp/package/dist" "$ohif_dir/dist-$ohif_version"
+      echo "install-deps: OHIF viewer $ohif_version installed in $ohif_dir/dist-$ohif_version" >&2
+    else
+      echo "install-deps: warning: could not fetch @ohif/app $ohif_version from the npm registry (it_ohif will skip)" >&2
+    fi
+    rm -rf "$tmp"
+  fi
+  if [ ! -f "$ohif_dir/pptr/node_modules/puppeteer-core/package.json" ]; then
+    mkdir -p "$ohif_dir/pptr"
+    timeout 300 npm install --silent --no-audit --no-fund --prefix "$ohif_dir/pptr" "puppeteer-core@$puppeteer_version" >/dev/null 2>&1 ||
+      echo "install-deps: warning: could not install puppeteer-core from the npm registry (it_ohif will skip)" >&2
+  fi
+}
+install_ohif "${1:-}"
 
 want=("${build_pkgs[@]}" "${runtime_pkgs[@]}")
 [ "${1:-}" = "--runtime-only" ] || want+=("${test_pkgs[@]}")

@@ -23,7 +23,7 @@ void samda_instance_meta_init(samda_instance_meta *m)
 
 #define TERMINATED(field) (strnlen((field), sizeof(field)) < sizeof(field))
 
-static samda_status validate_meta(const samda_instance_meta *m, samda_error *err)
+samda_status storage_validate_meta(const samda_instance_meta *m, samda_error *err)
 {
     if (!m) return samda_fail(err, SAMDA_EINVAL, "indexing instance: no metadata");
     if (!TERMINATED(m->patient_id) || !TERMINATED(m->patient_name) || !TERMINATED(m->study_uid) ||
@@ -69,9 +69,11 @@ static const char SQL_SERIES_FIND[] = "SELECT id, study_ref, state, modality FRO
 /* Another SOP class among the series' instances (the instance itself excluded: a replaced copy). */
 static const char SQL_SERIES_OTHER_CLASS[] =
     "SELECT sop_class_uid FROM instances WHERE series_ref = ?1 AND sop_class_uid <> ?2 AND sop_uid <> ?3 LIMIT 1";
+/* ?9, ?10: the state and its reason ('receiving' and NULL for a received instance). */
 static const char SQL_SERIES_INSERT[] =
     "INSERT INTO series(study_ref, series_uid, modality, body_part, series_description, series_number, site_id,"
-    " first_received_ms, last_received_ms, state_changed_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8)";
+    " first_received_ms, last_received_ms, state_changed_ms, state, state_reason)"
+    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8, ?9, ?10)";
 static const char SQL_SERIES_TOUCH[] =
     "UPDATE series SET last_received_ms = max(last_received_ms, ?2), n_instances = n_instances + ?3,"
     " modality = coalesce(modality, ?4), body_part = coalesce(body_part, ?5),"
@@ -80,7 +82,8 @@ static const char SQL_SERIES_TOUCH[] =
     " state_reason = CASE WHEN state = 'receiving' THEN state_reason ELSE 'new instance after completion' END,"
     " state_changed_ms = CASE WHEN state = 'receiving' THEN state_changed_ms ELSE ?2 END,"
     " state = 'receiving' WHERE id = ?1";
-static const char SQL_INSTANCE_FIND[] = "SELECT id, series_ref, file_relpath FROM instances WHERE sop_uid = ?1";
+static const char SQL_INSTANCE_FIND[] =
+    "SELECT id, series_ref, file_relpath, flags FROM instances WHERE sop_uid = ?1";
 /* ?1 series_ref ... column order shared by INSERT and UPDATE */
 static const char SQL_INSTANCE_INSERT[] =
     "INSERT INTO instances(series_ref, sop_uid, sop_class_uid, transfer_syntax_uid, instance_number, rows,"
@@ -161,10 +164,13 @@ typedef struct index_step {
     int64_t patient_id;      /* patients.id */
     int64_t existing;        /* instances.id of an indexed copy of this SOP instance, 0 if none */
     int64_t existing_series; /* its series */
+    unsigned existing_flags; /* its flags (SAMDA_INSTANCE_*) */
     bool reopened;           /* the series was complete or incomplete, and receives again */
 } index_step;
 
 static const char INDEXING[] = "indexing instance";
+/* The state reason of a result's series (samda_store_result_ingest). */
+static const char RESULT_SERIES_REASON[] = "a DICOM-SEG samda produced: complete as written, never segmented";
 
 /* The site named by the instance and the association it came over must exist. */
 static samda_status check_refs(index_step *x, samda_error *err)
@@ -230,7 +236,8 @@ static samda_status upsert_study(index_step *x, samda_ingest_result *res, samda_
         sqlite3_bind_int64(st, 6, x->now);
     } else {
         sqlite3_bind_int64(st, 1, res->study_id);
-        sqlite3_bind_int64(st, 2, x->now);
+        /* a result is not a receive: the study's idle timer (study_idle) does not restart */
+        sqlite3_bind_int64(st, 2, (m->flags & SAMDA_INSTANCE_RESULT) ? 0 : x->now);
     }
     storage_bind_text(st, 3, m->study_date);
     storage_bind_text(st, 4, m->study_description);
@@ -256,12 +263,18 @@ static samda_status find_instance(index_step *x, bool replace, char old_relpath[
         x->existing = sqlite3_column_int64(st, 0);
         x->existing_series = sqlite3_column_int64(st, 1);
         storage_col_text(st, 2, old_relpath, SAMDA_RELPATH_SIZE);
+        x->existing_flags = (unsigned)sqlite3_column_int(st, 3);
         rc = SQLITE_DONE;
     }
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) return storage_db_fail(err, x->c, rc, INDEXING);
     if (x->existing && !replace)
         return samda_fail(err, SAMDA_EEXIST, "%s %s: already indexed", INDEXING, x->m->sop_uid);
+    /* A result's file is also its results row's: replacing it would leave that row pointing at a
+     * removed file. samda's results are never replaced; a changed copy needs a new SOP Instance UID. */
+    if (x->existing && (x->existing_flags & SAMDA_INSTANCE_RESULT))
+        return samda_fail(err, SAMDA_EEXIST, "%s %s: a DICOM-SEG samda produced (a result) is never replaced; "
+                          "send a changed copy under a new SOP Instance UID", INDEXING, x->m->sop_uid);
     return SAMDA_OK;
 }
 
@@ -327,6 +340,12 @@ static samda_status insert_series(index_step *x, samda_ingest_result *res, samda
     bind_int_or_null(st, 6, m->series_number);
     storage_bind_int64_or_null(st, 7, x->site_id);
     sqlite3_bind_int64(st, 8, x->now);
+    /* A result's series is complete as it is written, so the completion timers never see it (and
+     * no segmentation job is ever queued for it). */
+    bool result = (m->flags & SAMDA_INSTANCE_RESULT) != 0;
+    sqlite3_bind_text(st, 9, result ? "complete" : "receiving", -1, SQLITE_STATIC);
+    if (result) sqlite3_bind_text(st, 10, RESULT_SERIES_REASON, -1, SQLITE_STATIC);
+    else sqlite3_bind_null(st, 10);
     int rc = storage_exec_stmt(x->s, st);
     if (rc != SQLITE_OK) return storage_db_fail(err, x->c, rc, INDEXING);
     res->series_id = sqlite3_last_insert_rowid(x->c->db);
@@ -402,9 +421,8 @@ static samda_status record_changes(index_step *x, const samda_object_info *o, co
     return ss;
 }
 
-/* Index meta + object on c (in a write transaction). old_relpath gets the replaced file's path, to be
- * unlinked after commit; it is "" on failure and when nothing was replaced. */
-static samda_status index_instance(samda_store *s, storage_conn *c, const samda_instance_meta *m,
+/* Index meta + object on c (in a write transaction); see internal.h. */
+samda_status storage_index_instance(samda_store *s, storage_conn *c, const samda_instance_meta *m,
                                    const samda_object_info *o, bool replace, samda_ingest_result *res,
                                    char old_relpath[SAMDA_RELPATH_SIZE], samda_error *err)
 {
@@ -432,7 +450,7 @@ samda_status samda_store_instance_insert(samda_store *s, const samda_instance_me
                                          samda_ingest_result *res, samda_error *err)
 {
     STORAGE_ERR(err);
-    samda_status st = validate_meta(meta, err);
+    samda_status st = storage_validate_meta(meta, err);
     if (st != SAMDA_OK) return st;
     if (!object || !samda_store_relpath_is_valid(object->relpath) || strlen(object->sha256) != 64)
         return samda_fail(err, SAMDA_EINVAL, "indexing instance %s: object info incomplete", meta->sop_uid);
@@ -443,7 +461,7 @@ samda_status samda_store_instance_insert(samda_store *s, const samda_instance_me
     char old[SAMDA_RELPATH_SIZE];
     st = storage_tx_begin(s, c, err);
     if (st == SAMDA_OK) {
-        st = index_instance(s, c, meta, object, replace, res, old, err);
+        st = storage_index_instance(s, c, meta, object, replace, res, old, err);
         if (st == SAMDA_OK) st = storage_tx_commit(s, c, err);
         else storage_tx_rollback(s, c);
     }
@@ -541,7 +559,7 @@ static samda_status index_tx(samda_store *s, const samda_instance_meta *meta, co
     char old[SAMDA_RELPATH_SIZE] = "";
     samda_status st = storage_tx_begin(s, c, err);
     if (st == SAMDA_OK) {
-        st = index_instance(s, c, meta, obj, replace, res, old, err);
+        st = storage_index_instance(s, c, meta, obj, replace, res, old, err);
         if (st == SAMDA_OK) st = storage_tx_commit(s, c, err);
         else storage_tx_rollback(s, c);
     }
@@ -558,7 +576,7 @@ samda_status samda_store_instance_ingest(samda_store *s, samda_tmp_file *tmp, co
     if (!res) res = &local;
     memset(res, 0, sizeof *res);
     if (!tmp || tmp->fd < 0) return samda_fail(err, SAMDA_EINVAL, "storing instance: temporary file not open");
-    samda_status st = validate_meta(meta, err);
+    samda_status st = storage_validate_meta(meta, err);
     if (st != SAMDA_OK) {
         samda_store_object_tmp_discard(s, tmp);
         return st;
@@ -580,6 +598,13 @@ samda_status samda_store_instance_ingest(samda_store *s, samda_tmp_file *tmp, co
     unsigned rev = 0;
     if (exists) {
         bool identical = have.size == obj.size && strcmp(have.sha256, obj.sha256) == 0;
+        /* A DICOM-SEG samda produced, coming back (a PACS echoing the export, with its own file meta
+         * or coercions): the result samda wrote stays as it is, and the copy is acknowledged as
+         * held. Results are the only objects under seg/ (samda_store_result_ingest). */
+        if (strncmp(have.relpath, "seg/", 4) == 0) {
+            samda_store_object_tmp_discard(s, tmp);
+            return identical_result(s, meta, res, err);
+        }
         if (policy == SAMDA_DUP_REJECT || (!identical && policy == SAMDA_DUP_IGNORE_IDENTICAL)) {
             samda_store_object_tmp_discard(s, tmp);
             return samda_fail(err, SAMDA_EEXIST, "storing instance %s: already stored%s (duplicate policy)",

@@ -119,6 +119,12 @@ samda_status storage_result_object_check(const samda_result_object_spec *spec, s
 /** In a write transaction: insert the row for spec under result_id and claim its file. */
 samda_status storage_result_object_insert(samda_store *s, storage_conn *c, const samda_result_object_spec *spec,
                                           int64_t result_id, int64_t *id, samda_error *err);
+/** As storage_result_object_check, and its meta (required) valid and naming its series and SOP. */
+samda_status storage_result_object_check_meta(const samda_result_object_spec *spec, samda_error *err);
+/** In a write transaction: index the object as an instance of its study (flagged
+ *  SAMDA_INSTANCE_RESULT, its series complete) and insert its row under result_id. */
+samda_status storage_result_object_index(samda_store *s, storage_conn *c, const samda_result_object_spec *spec,
+                                         int64_t result_id, samda_error *err);
 
 /* migrate.c ------------------------------------------------------------------------------------ */
 /** Bring the schema to SAMDA_STORE_SCHEMA_VERSION; refuse a newer one. */
@@ -152,6 +158,20 @@ void storage_sha256_hex(const void *buf, size_t len, char hex[SAMDA_SHA256_HEX_S
 /** In a write transaction: append a change-feed row. */
 samda_status storage_change_add(samda_store *s, storage_conn *c, const char *kind, const char *resource,
                                 samda_change_type type, samda_error *err);
+
+/* index.c -------------------------------------------------------------------------------------- */
+
+/** Index meta + an already committed object on c, inside the caller's write transaction: patient,
+ *  study, series and instance rows, the association count, the change-feed rows and the object's
+ *  intent claimed (the one indexing path: received instances and results alike). replace: an
+ *  indexed copy is updated (never one flagged SAMDA_INSTANCE_RESULT). old_relpath gets the replaced
+ *  file's path, to unlink after commit; "" on failure and when nothing was replaced. meta must have
+ *  passed validation (samda_store_instance_insert's). */
+samda_status storage_index_instance(samda_store *s, storage_conn *c, const samda_instance_meta *m,
+                                    const samda_object_info *o, bool replace, samda_ingest_result *res,
+                                    char old_relpath[SAMDA_RELPATH_SIZE], samda_error *err);
+/** Check an instance description before indexing (text fields terminated, UIDs valid, date). */
+samda_status storage_validate_meta(const samda_instance_meta *m, samda_error *err);
 
 /* index_query.c -------------------------------------------------------------------------------- */
 /** Position of v in names[0..n) (a state column read back); 0 when v is NULL or not listed. */

@@ -1,8 +1,9 @@
 /* storage/result_objects.c: the objects made beside a result's DICOM-SEG (RT Structure Set,
  * Measurement Report SR), which file holds each and which result it belongs to. The files are
  * committed through objects.c (SAMDA_OBJECT_SEG); recording a row claims its file, so a crash
- * between the two leaves no unclaimed file after the next open. Export of the objects goes through
- * export.c like any object. */
+ * between the two leaves no unclaimed file after the next open. samda_store_result_ingest records
+ * them with their result and indexes each as an instance of its study, as it does the SEG (the
+ * instance row and this row share the file). Export goes through export.c like any object. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,32 @@ samda_status storage_result_object_insert(samda_store *s, storage_conn *c, const
     if (rc != SQLITE_OK) return storage_db_fail(err, c, rc, "recording a result object");
     if (id) *id = sqlite3_last_insert_rowid(c->db);
     return storage_intent_claim(s, c, spec->object->relpath, err);
+}
+
+samda_status storage_result_object_check_meta(const samda_result_object_spec *spec, samda_error *err)
+{
+    samda_status st = storage_result_object_check(spec, err);
+    if (st != SAMDA_OK) return st;
+    if (!spec->meta)
+        return samda_fail(err, SAMDA_EINVAL, "storing %s %s: its header is needed to index it", spec->kind,
+                          spec->sop_uid);
+    if ((st = storage_validate_meta(spec->meta, err)) != SAMDA_OK) return st;
+    if (strcmp(spec->meta->sop_uid, spec->sop_uid) != 0 || strcmp(spec->meta->series_uid, spec->series_uid) != 0)
+        return samda_fail(err, SAMDA_EINVAL, "storing %s %s: its header names another SOP Instance or Series UID",
+                          spec->kind, spec->sop_uid);
+    return SAMDA_OK;
+}
+
+samda_status storage_result_object_index(samda_store *s, storage_conn *c, const samda_result_object_spec *spec,
+                                         int64_t result_id, samda_error *err)
+{
+    samda_instance_meta m = *spec->meta;
+    m.flags |= SAMDA_INSTANCE_RESULT;
+    samda_ingest_result r;
+    char old[SAMDA_RELPATH_SIZE];
+    samda_status st = storage_index_instance(s, c, &m, spec->object, false, &r, old, err);
+    if (st == SAMDA_OK) st = storage_result_object_insert(s, c, spec, result_id, NULL, err);
+    return st;
 }
 
 samda_status samda_store_result_object_add(samda_store *s, const samda_result_object_spec *spec, int64_t *id,

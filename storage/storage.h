@@ -248,7 +248,7 @@ samda_status samda_store_object_read(samda_store *s, const char *relpath, size_t
 
 typedef struct samda_store_check_report {
     bool integrity_ok;       /* PRAGMA integrity_check said ok */
-    size_t n_objects_indexed;/* object rows checked */
+    size_t n_objects_indexed;/* indexed files checked (a result's SEG, also an instance, once) */
     size_t n_missing;        /* indexed objects without a file */
     size_t n_mismatch;       /* size or SHA-256 differs */
     size_t n_unindexed;      /* files under objects/ that no row claims */
@@ -266,6 +266,9 @@ samda_status samda_store_check(samda_store *s, samda_store_check_report *report,
 /* Index: patients, studies, series, instances                                                    */
 
 #define SAMDA_INSTANCE_FROM_ABORTED_ASSOCIATION 0x1u /* the association it came with was aborted */
+#define SAMDA_INSTANCE_RESULT 0x2u /* a DICOM-SEG samda produced (samda_store_result_ingest): a results
+                                      row shares its file, so it is never replaced; its series is
+                                      complete as written */
 
 /** Everything the index keeps about an instance. Strings "" = absent, doubles NAN = absent,
  *  integers 0 = absent unless said otherwise. */
@@ -655,12 +658,37 @@ typedef struct samda_result {
 
 void samda_result_clear(samda_result *r);
 void samda_result_list_free(samda_result *r, size_t n);
-/** Record a result (and the objects beside it: all or nothing) and append a change-feed row.
+/** Record a result whose SEG object is already committed (and the objects beside it, spec->objects:
+ *  all or nothing), and append a change-feed row. Neither is indexed as an instance of its study
+ *  (samda_store_result_ingest does both; samdad uses it).
  *  @return SAMDA_OK; SAMDA_EBADUID; SAMDA_EINVAL (missing field, unknown job, an object's spec as
  *  samda_store_result_object_add checks it); SAMDA_EEXIST (seg SOP UID, or an object's, already
  *  recorded); SAMDA_EDB. */
 samda_status samda_store_result_add(samda_store *s, const samda_result_spec *spec, int64_t *id,
                                     samda_error *err);
+/** Store a DICOM-SEG a job produced and record it as a result AND as an instance of its study, in
+ *  its own series (the SEG's): the file is committed as SAMDA_OBJECT_SEG, then one transaction
+ *  indexes the instance as samda_store_instance_ingest does (patient, study, series, instance and
+ *  change-feed rows), flagged SAMDA_INSTANCE_RESULT (its series is created complete, so the
+ *  completion timers never queue a job for it, and the study's last receive time is not moved),
+ *  and inserts the results row with its change-feed row; each of spec->objects (committed by the
+ *  caller, each with its meta) is indexed the same way (its own series, SAMDA_INSTANCE_RESULT) and
+ *  recorded beside the result. A reader sees all or nothing; a crash after the files leaves them to
+ *  the next open's recovery.
+ *  @param tmp  INOUT: the written SEG; always consumed.
+ *  @param meta IN: the SEG's header (samda_store_instance_ingest's requirements); its series and
+ *              SOP UIDs must be spec's seg_series_uid and seg_sop_uid; flags gain SAMDA_INSTANCE_RESULT.
+ *  @param spec IN: as for samda_store_result_add; spec->object is not read (the commit fills it).
+ *  @param res  OUT: the instance's ids and file (may be NULL). @param id OUT: the result (may be NULL).
+ *  @return SAMDA_OK; SAMDA_EBADUID; SAMDA_EINVAL (meta and spec disagree, unknown job or site);
+ *          SAMDA_EEXIST (the SOP Instance UID is already indexed or recorded); SAMDA_ECONFLICT (as
+ *          samda_store_instance_ingest: the SEG names another patient than its study); SAMDA_ENOSPC;
+ *          SAMDA_EIO; SAMDA_EDB. On failure nothing is indexed or recorded and no file remains (the
+ *          objects' files included).
+ *  Thread-safety: safe. */
+samda_status samda_store_result_ingest(samda_store *s, samda_tmp_file *tmp, const samda_instance_meta *meta,
+                                       const samda_result_spec *spec, samda_ingest_result *res, int64_t *id,
+                                       samda_error *err);
 /** @return SAMDA_OK; SAMDA_ENOENT; SAMDA_EDB. */
 samda_status samda_store_result_get(samda_store *s, int64_t id, samda_result *out, samda_error *err);
 /** Results of a source series, newest first. Free with samda_result_list_free. */
@@ -677,6 +705,9 @@ typedef struct samda_result_object_spec { /* also samda_result_spec.objects */
     const char *series_uid;          /* required: its series */
     const char *sop_uid;             /* required: its SOP instance */
     const samda_object_info *object; /* required: committed with SAMDA_OBJECT_SEG */
+    const samda_instance_meta *meta; /* samda_store_result_ingest: required, its header, to index it as
+                                        an instance of its study (series and SOP UIDs as above);
+                                        samda_store_result_add and _object_add ignore it */
 } samda_result_object_spec;
 
 typedef struct samda_result_object {

@@ -6,7 +6,8 @@
 # label against the SEG) and checks the SR's groups (each referencing its SEG segment and the
 # source series; volume = SEG voxels x voxel volume within 1%; HU mean and deviation from the CT).
 # After a reload with outputs = rtstruct only the next series sends the RTSTRUCT alone; a bad
-# outputs value is refused with file:line.
+# outputs value is refused with file:line. The RTSTRUCT and SR are instances of the study in
+# DICOMweb, as the SEG is.
 . "$(dirname "$0")/lib.sh"
 DEMO="$SAMDA_SOURCE_DIR/deploy/demo"
 [ -f "$DEMO/sam_demo_base.pth" ] || { echo "SKIP: no demo model"; exit 77; }
@@ -78,6 +79,15 @@ ok "SR: TID 1500, one group per SEG segment referencing it and the source series
 "$SAMDA" jobs --data-dir "$T/data" | json_expr '[sorted(o["kind"] for o in j["result"]["objects"]) for j in d]' |
   grep -q "\['rtstruct', 'sr'\]" || fail "job report objects: $("$SAMDA" jobs --data-dir "$T/data")"
 ok "the job's report lists the RTSTRUCT and SR it made"
+
+# the RTSTRUCT and SR are instances of the study, as the SEG is: QIDO-RS lists their series
+user=$("$SAMDA" token create viewer --role user --data-dir "$T/data" 2>/dev/null)
+study=$($PY -c "import pydicom; print(pydicom.dcmread('$SEGF').StudyInstanceUID)")
+curl -sf -H "Authorization: Bearer $user" "http://127.0.0.1:$hport/dicomweb/studies/$study/series" >"$T/qido.json" ||
+  fail "QIDO-RS series"
+json_expr 'sorted(s["00080060"]["Value"][0] for s in d)' <"$T/qido.json" | grep -qF "['CT', 'RTSTRUCT', 'SEG', 'SR']" ||
+  fail "QIDO-RS series of the study: $(json_expr 'sorted(s["00080060"]["Value"][0] for s in d)' <"$T/qido.json")"
+ok "QIDO-RS lists the study's CT, SEG, RTSTRUCT and SR series (results are instances of their study)"
 
 # 2. reload with outputs = rtstruct: the next series sends the RT Structure Set alone
 sed -i 's/^outputs = seg,rtstruct,sr/outputs = rtstruct/' "$T/s.conf"

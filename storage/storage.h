@@ -684,7 +684,8 @@ samda_status samda_store_result_add(samda_store *s, const samda_result_spec *spe
  *          SAMDA_EEXIST (the SOP Instance UID is already indexed or recorded); SAMDA_ECONFLICT (as
  *          samda_store_instance_ingest: the SEG names another patient than its study); SAMDA_ENOSPC;
  *          SAMDA_EIO; SAMDA_EDB. On failure nothing is indexed or recorded and no file remains (the
- *          objects' files included).
+ *          objects' files are removed too; those of a spec refused before the transaction are left
+ *          to the next open's recovery, as every unclaimed object is).
  *  Thread-safety: safe. */
 samda_status samda_store_result_ingest(samda_store *s, samda_tmp_file *tmp, const samda_instance_meta *meta,
                                        const samda_result_spec *spec, samda_ingest_result *res, int64_t *id,

@@ -253,6 +253,27 @@ void api_h_adapter_delete(api_request *r)
     api_reply_no_content(r);
 }
 
+void api_h_study_delete(api_request *r)
+{
+    if (!api_only_params(r, no_params)) return;
+    samda_api *api = r->api;
+    json_t *out = NULL;
+    samda_error e = {SAMDA_OK, ""};
+    const char *study = api_match_param(&r->match, "study"), *series = api_match_param(&r->match, "series");
+    if (!api_call_ok(r, api->svc.study_delete(api->svc.ctx, study, series, r->token_id, &out, &e), &e, &out)) return;
+    api_reply_json(r, 200, out, NULL);
+}
+
+void api_h_retention_run(api_request *r)
+{
+    if (!api_only_params(r, no_params)) return;
+    samda_api *api = r->api;
+    json_t *out = NULL;
+    samda_error e = {SAMDA_OK, ""};
+    if (!api_call_ok(r, api->svc.retention_run(api->svc.ctx, r->token_id, &out, &e), &e, &out)) return;
+    api_reply_json(r, 200, out, NULL);
+}
+
 static void reply_job(api_request *r, json_t *out)
 {
     json_t *id = json_object_get(out, "id");

@@ -185,6 +185,40 @@ typedef struct samda_api_export_filter {
     unsigned offset;         /* items to skip, newest first */
 } samda_api_export_filter;
 
+/* ---- MONAI Label compatibility (/monailabel/) ------------------------------------------------ */
+
+/** A volume with its geometry, filled by the core for the MONAI Label routes (the api writes it as
+ *  NRRD). Voxel (i, j, k) = (column, row, slice in sorted order) is at data[(k * sizes[1] + j) *
+ *  sizes[0] + i]. */
+typedef enum samda_api_voxel { SAMDA_API_VOXEL_U8 = 0, SAMDA_API_VOXEL_I16 = 1, SAMDA_API_VOXEL_F32 = 2 } samda_api_voxel;
+typedef struct samda_api_volume {
+    samda_api_voxel type;
+    size_t sizes[3];          /* columns, rows, slices */
+    double directions[3][3];  /* LPS step (mm) of one voxel along i, j, k */
+    double origin[3];         /* LPS centre (mm) of voxel (0, 0, 0): the first slice's position */
+    void *data;               /* malloc'd by the core; the api frees it */
+} samda_api_volume;
+
+/** POST /monailabel/infer/{model}, validated by the api. Borrowed for the call. */
+typedef struct samda_api_ml_infer {
+    const char *model;        /* path {model} */
+    const char *series_uid;   /* query image (a valid UID) */
+    const json_t *params;     /* the form's params object (may be empty) */
+    bool want_seg;            /* output=dicom_seg: fill seg/seg_len instead of the volume */
+    int64_t token_id;
+} samda_api_ml_infer;
+
+/** PUT /monailabel/datastore/label: a label map drawn on a series. Borrowed for the call. */
+typedef struct samda_api_ml_label {
+    const char *series_uid;   /* query image */
+    const char *tag;          /* query tag ("final" when absent) */
+    const json_t *params;     /* the form's params object (label names: "label_info" or "label_names") */
+    const samda_api_volume *label; /* U8 label map with the geometry the client sent (NRRD) */
+    bool raw_bin;             /* OHIF's label.bin: label->data holds label->sizes[0] bytes in the
+                               * series' own voxel order, no geometry */
+    int64_t token_id;
+} samda_api_ml_label;
+
 /** One audited request. Borrowed for the call. Carries no patient data: the route pattern,
  *  the resource identifiers from the path (UIDs, job ids, site names) and the outcome. */
 typedef struct samda_api_audit_record {
@@ -379,6 +413,18 @@ typedef struct samda_api_services {
     samda_status (*adapter_delete)(void *ctx, const char *site, int version, int64_t token_id,
                                    samda_error *err);
 
+    /** DELETE /api/v1/studies/{study} and .../series/{series} (series NULL for the whole study):
+     *  the instances, the results whose DICOM-SEG is among them and their export items, files
+     *  included; the study when left empty. OUT report: {"deleted": {series, instances, results,
+     *  bytes}} (200). SAMDA_ENOENT (404); SAMDA_ECONFLICT: a job runs on it or a file is being sent
+     *  (409, nothing deleted). */
+    samda_status (*study_delete)(void *ctx, const char *study, const char *series, int64_t token_id,
+                                 json_t **report, samda_error *err);
+
+    /** POST /api/v1/retention/run: one retention pass now (the sites' retain_source and
+     *  retain_results, [storage] quota). OUT report: what it deleted and the bytes stored (200). */
+    samda_status (*retention_run)(void *ctx, int64_t token_id, json_t **report, samda_error *err);
+
     /** POST /api/v1/sites/{site}/adapters/train: queue training of a new adapter version (body:
      *  optional JSON object). OUT job: the queued job with an integer "id" (202). Needs the
      *  model worker: while NULL the route answers 501. */
@@ -419,6 +465,36 @@ typedef struct samda_api_services {
                                     json_t **result, samda_error *err);
     /** DELETE /api/v1/sessions/{session} (204). SAMDA_ENOENT (404). */
     samda_status (*session_delete)(void *ctx, const char *session, int64_t token_id, samda_error *err);
+    /* ---- MONAI Label compatibility (/monailabel/; role user, training admin): 3D Slicer's and
+     * OHIF's MONAI Label clients. "image" is a SeriesInstanceUID. ------------------------------- */
+
+    /** GET /monailabel/info/: the app description (name, models, labels, strategies, datastore
+     *  counts, train_stats). OUT info: JSON object. */
+    samda_status (*ml_info)(void *ctx, json_t **info, samda_error *err);
+    /** GET /monailabel/datastore/: the series samda holds as MONAI Label datastore objects. */
+    samda_status (*ml_datastore)(void *ctx, json_t **ds, samda_error *err);
+    /** GET /monailabel/datastore/image?image=: the series as a volume (I16 or F32). SAMDA_ENOENT. */
+    samda_status (*ml_image)(void *ctx, const char *series_uid, samda_api_volume *vol, samda_error *err);
+    /** POST /monailabel/infer/{model}: OUT label (U8 volume of the series, values = label
+     *  numbers) and params (JSON object, "label_names": {name: number}); with want_seg OUT seg/
+     *  seg_len instead (malloc'd DICOM-SEG bytes). SAMDA_ENOENT unknown model or series;
+     *  SAMDA_EINVAL bad params (named); SAMDA_EBUSY / SAMDA_ETIMEDOUT the model did not answer in time. */
+    samda_status (*ml_infer)(void *ctx, const samda_api_ml_infer *req, samda_api_volume *label, json_t **params,
+                             void **seg, size_t *seg_len, samda_error *err);
+    /** PUT /monailabel/datastore/label: store the label as a DICOM-SEG of the series' study (tag
+     *  "final": reviewed, exported to the site's destinations, training data). OUT out: JSON. */
+    samda_status (*ml_save_label)(void *ctx, const samda_api_ml_label *req, json_t **out, samda_error *err);
+    /** POST /monailabel/activelearning/{strategy}: OUT sample: {"id": series UID, ...} of the next
+     *  series without a ground-truth SEG, or {} when none. */
+    samda_status (*ml_next_sample)(void *ctx, const char *strategy, const json_t *params, json_t **sample,
+                                   samda_error *err);
+    /** GET /monailabel/train/: OUT status: the newest training job as {"status": "RUNNING"|...};
+     *  OUT running: a training job is queued or running. */
+    samda_status (*ml_train_status)(void *ctx, bool *running, json_t **status, samda_error *err);
+    /** POST /monailabel/train/{model} (admin): queue adapter training of the model's site.
+     *  OUT job. SAMDA_ENOENT unknown model. Needs the model worker (NULL = 501). */
+    samda_status (*ml_train_start)(void *ctx, const char *model, const json_t *params, int64_t token_id, json_t **job,
+                                   samda_error *err);
 } samda_api_services;
 
 /* ---------------------------------------------------------------------------------------------

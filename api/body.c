@@ -135,6 +135,34 @@ static void expect_json(api_request *r, int64_t cl)
     r->body_mode = BODY_JSON;
 }
 
+/* A form (multipart/form-data or application/x-www-form-urlencoded, the MONAI Label clients'
+ * bodies) read into memory, within the smaller of http.max_body and API_FORM_BODY_MAX; a public
+ * route's form (the login) within 64 KiB, so no one unauthenticated makes samdad hold more. */
+static uint64_t form_limit(api_request *r)
+{
+    uint64_t limit = atomic_load(&r->api->max_body);
+    uint64_t cap = r->match.route->roles ? API_FORM_BODY_MAX : 64 * 1024;
+    return limit < cap ? limit : cap;
+}
+
+static void expect_form(api_request *r, int64_t cl)
+{
+    if (!has_body(r, cl)) return;
+    if (cl >= 0 && (uint64_t)cl > form_limit(r)) {
+        api_reply_problem(r, SAMDA_ETOOBIG, 0, "form body larger than %llu bytes", (unsigned long long)form_limit(r));
+        return;
+    }
+    char media[128];
+    const char *ct = api_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (!ct || samda_content_type_media(ct, media, sizeof media, NULL) != SAMDA_OK ||
+        (strcmp(media, "multipart/form-data") && strcmp(media, "application/x-www-form-urlencoded"))) {
+        api_reply_problem(r, SAMDA_ENOTSUP, 0,
+                          "request body must be Content-Type: multipart/form-data or application/x-www-form-urlencoded");
+        return;
+    }
+    r->body_mode = BODY_FORM;
+}
+
 void api_body_expect(api_request *r)
 {
     const api_route *rt = r->match.route;
@@ -149,7 +177,15 @@ void api_body_expect(api_request *r)
         expect_file(r, cl);
     } else if (rt->flags & API_F_JSON_BODY) {
         expect_json(r, cl);
+    } else if (rt->flags & API_F_FORM_BODY) {
+        expect_form(r, cl);
     } else if (has_body(r, cl)) {
+        if (cl > 0 && (rt->flags & API_F_STRAY_BODY)) {
+            /* Waiting for bytes that never come would hang the client: answer now, on this
+             * network thread (these handlers are index reads), and never read the body. */
+            rt->handler(r);
+            return;
+        }
         if (cl > 0) {
             api_reply_problem(r, SAMDA_EINVAL, 0, "%s %s takes no request body", r->method, rt->pattern);
             return;
@@ -159,10 +195,11 @@ void api_body_expect(api_request *r)
 }
 
 /* Append to the in-memory JSON body (kept NUL-terminated). */
-static void json_body_feed(api_request *r, const char *data, size_t n, samda_error *e, bool *over_limit)
+static void json_body_feed(api_request *r, const char *data, size_t n, uint64_t limit, samda_error *e, bool *over_limit)
 {
-    if (r->body_len + n > API_JSON_BODY_MAX) {
-        samda_fail(e, SAMDA_ETOOBIG, "JSON body larger than %u bytes", API_JSON_BODY_MAX);
+    if (r->body_len + n > limit) {
+        samda_fail(e, SAMDA_ETOOBIG, "%s body larger than %llu bytes", r->body_mode == BODY_FORM ? "form" : "JSON",
+                   (unsigned long long)limit);
         *over_limit = true;
         return;
     }
@@ -188,7 +225,10 @@ bool api_body_feed(api_request *r, const char *data, size_t n, samda_error *e)
     bool over_limit = false; /* the body outgrew a size limit (not: its content is wrong) */
     switch (r->body_mode) {
     case BODY_JSON:
-        json_body_feed(r, data, n, e, &over_limit);
+        json_body_feed(r, data, n, API_JSON_BODY_MAX, e, &over_limit);
+        break;
+    case BODY_FORM:
+        json_body_feed(r, data, n, form_limit(r), e, &over_limit);
         break;
     case BODY_STREAM:
         if (r->body_total > atomic_load(&api->max_body)) {

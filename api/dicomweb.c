@@ -29,7 +29,7 @@ static bool call_ok(api_request *r, samda_status st, samda_error *e, json_t **ou
     return false;
 }
 
-static void random_boundary(char *out, size_t size)
+void api_random_boundary(char *out, size_t size)
 {
     char hex[25];
     /* A boundary need not be secret, only absent from the parts: on the (never seen) failure of
@@ -668,7 +668,7 @@ void api_h_wado(api_request *r)
     }
     w->paths = paths;
     w->n = n;
-    random_boundary(w->boundary, sizeof w->boundary);
+    api_random_boundary(w->boundary, sizeof w->boundary);
     /* Open the first file now so that a missing one is a proper error, not a cut stream. */
     w->fd = open(json_string_value(json_array_get(paths, 0)), O_RDONLY | O_CLOEXEC);
     if (w->fd < 0) {
@@ -737,7 +737,7 @@ void api_h_frames(api_request *r)
         frames[nf++] = (unsigned)v;
     }
     char boundary[48];
-    random_boundary(boundary, sizeof boundary);
+    api_random_boundary(boundary, sizeof boundary);
     char *body = NULL;
     size_t blen = 0;
     FILE *out = open_memstream(&body, &blen);

@@ -79,7 +79,7 @@ struct api_conn {
     char peer[64];                  /* address, for the log */
 };
 
-enum api_body_mode { BODY_NONE, BODY_JSON, BODY_STREAM, BODY_FILE, BODY_REJECT };
+enum api_body_mode { BODY_NONE, BODY_JSON, BODY_STREAM, BODY_FILE, BODY_FORM, BODY_REJECT };
 
 struct api_request {
     samda_api *api;
@@ -232,6 +232,22 @@ void api_h_adapter_train(api_request *r);
 void api_h_adapter_activate(api_request *r);
 void api_h_adapter_evaluate(api_request *r);
 void api_h_adapter_delete(api_request *r);
+void api_h_study_delete(api_request *r);
+void api_h_retention_run(api_request *r);
+/** A fresh MIME boundary "samda-" + 24 hex digits into out (dicomweb.c). */
+void api_random_boundary(char *out, size_t size);
+/* MONAI Label compatibility (monailabel.c) */
+void api_h_ml_info(api_request *r);
+void api_h_ml_auth(api_request *r);
+void api_h_ml_auth_token(api_request *r);
+void api_h_ml_auth_valid(api_request *r);
+void api_h_ml_datastore(api_request *r);
+void api_h_ml_image(api_request *r);
+void api_h_ml_infer(api_request *r);
+void api_h_ml_save_label(api_request *r);
+void api_h_ml_next_sample(api_request *r);
+void api_h_ml_train_status(api_request *r);
+void api_h_ml_train_start(api_request *r);
 
 /* ---- helpers shared by the handlers (rest.c) -------------------------------------------- */
 /** True when a service call succeeded with a result; otherwise replies with the error (or

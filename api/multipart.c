@@ -47,6 +47,7 @@ void samda_multipart_params_init(samda_multipart_params *p)
 {
     p->max_header_bytes = 8192;
     p->max_parts = 10000;
+    p->extra_bchars = NULL;
 }
 
 /* ---- Content-Type ------------------------------------------------------------------------- */
@@ -161,26 +162,28 @@ samda_status samda_content_type_param(const char *value, const char *name, char 
     }
 }
 
-samda_status samda_multipart_boundary_check(const char *b, samda_error *err)
+static samda_status boundary_check(const char *b, const char *extra, samda_error *err)
 {
     size_t n = b ? strlen(b) : 0;
     if (n < 1 || n > SAMDA_MULTIPART_BOUNDARY_MAX)
         return samda_fail(err, SAMDA_EINVAL, "multipart boundary must be 1 to 70 characters (RFC 2046), got %zu", n);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)b[i];
-        if (!(isalnum(c) || strchr("'()+_,-./:=? ", c)))
+        if (!(isalnum(c) || strchr("'()+_,-./:=? ", c) || (extra && c && strchr(extra, c))))
             return samda_fail(err, SAMDA_EINVAL, "multipart boundary has a character outside RFC 2046 bchars at offset %zu", i);
     }
     if (b[n - 1] == ' ') return samda_fail(err, SAMDA_EINVAL, "multipart boundary must not end with a space (RFC 2046)");
     return SAMDA_OK;
 }
 
+samda_status samda_multipart_boundary_check(const char *b, samda_error *err) { return boundary_check(b, NULL, err); }
+
 /* ---- parser -------------------------------------------------------------------------------- */
 
 samda_multipart *samda_multipart_new(const char *boundary, const samda_multipart_params *p,
                                      const samda_multipart_callbacks *cb, samda_error *err)
 {
-    if (samda_multipart_boundary_check(boundary, err) != SAMDA_OK) return NULL;
+    if (boundary_check(boundary, p ? p->extra_bchars : NULL, err) != SAMDA_OK) return NULL;
     samda_multipart *mp = calloc(1, sizeof *mp);
     if (!mp) { samda_fail(err, SAMDA_ENOMEM, "multipart parser: out of memory"); return NULL; }
     if (p) mp->p = *p; else samda_multipart_params_init(&mp->p);
@@ -320,6 +323,10 @@ static samda_status parse_headers(samda_multipart *mp, samda_error *err)
             if ((size_t)(ve - v) >= sizeof pt->content_type)
                 return die(mp, err, SAMDA_EINVAL, "multipart part %u: Content-Type longer than %zu bytes", pt->index + 1, sizeof pt->content_type - 1);
             memcpy(pt->content_type, v, (size_t)(ve - v) + 1);
+        } else if (strcasecmp(s, "Content-Disposition") == 0) {
+            if ((size_t)(ve - v) >= sizeof pt->disposition)
+                return die(mp, err, SAMDA_EINVAL, "multipart part %u: Content-Disposition longer than %zu bytes", pt->index + 1, sizeof pt->disposition - 1);
+            memcpy(pt->disposition, v, (size_t)(ve - v) + 1);
         } else if (strcasecmp(s, "Content-Length") == 0) {
             size_t n = (size_t)(ve - v);
             if (n == 0 || n > 18 || strspn(v, "0123456789") != n)

@@ -26,6 +26,7 @@ typedef struct samda_multipart_part {
     unsigned index;          /* 0-based */
     char content_type[128];  /* "" when absent (RFC 2046 default text/plain) */
     int64_t content_length;  /* -1 when absent; checked against the body when present */
+    char disposition[1024];  /* Content-Disposition value (multipart/form-data), "" when absent */
 } samda_multipart_part;
 
 typedef struct samda_multipart_callbacks {
@@ -41,6 +42,8 @@ typedef struct samda_multipart_callbacks {
 typedef struct samda_multipart_params {
     size_t max_header_bytes; /* one part's header block; default 8192 */
     unsigned max_parts;      /* default 10000 */
+    const char *extra_bchars; /* characters accepted in the boundary beyond RFC 2046's bchars
+                               * (MONAI Label clients end theirs with '$'); default NULL = none */
 } samda_multipart_params;
 
 typedef struct samda_multipart samda_multipart;

@@ -74,6 +74,25 @@ const api_route api_routes[] = {
     {API_POST, "/api/v1/sites/{site}/adapters/{version}/evaluate", api_h_adapter_evaluate, API_ROLES_ADMIN, API_F_AUDIT | API_F_JSON_BODY, SVC(adapter_evaluate), 0,
      "evaluation needs the model worker, which this build does not run"},
     {API_DELETE, "/api/v1/sites/{site}/adapters/{version}", api_h_adapter_delete, API_ROLES_ADMIN, API_F_AUDIT, SVC(adapter_delete), 0, NULL},
+    {API_DELETE, "/api/v1/studies/{study}", api_h_study_delete, API_ROLES_ADMIN, API_F_AUDIT, SVC(study_delete), 0, NULL},
+    {API_DELETE, "/api/v1/studies/{study}/series/{series}", api_h_study_delete, API_ROLES_ADMIN, API_F_AUDIT, SVC(study_delete), 0, NULL},
+    {API_POST, "/api/v1/retention/run", api_h_retention_run, API_ROLES_ADMIN, API_F_AUDIT, SVC(retention_run), 0, NULL},
+    /* MONAI Label compatibility (api/monailabel.c): 3D Slicer's and OHIF's MONAI Label clients */
+    {API_GET, "/monailabel/info/", api_h_ml_info, API_ROLES_USER, API_F_STRAY_BODY, SVC(ml_info), 0, NULL},
+    {API_GET, "/monailabel/auth/", api_h_ml_auth, 0, API_F_STRAY_BODY, API_NO_SERVICE, 0, NULL},
+    {API_POST, "/monailabel/auth/token", api_h_ml_auth_token, 0, API_F_FORM_BODY, API_NO_SERVICE, 0, NULL},
+    {API_GET, "/monailabel/auth/token/valid", api_h_ml_auth_valid, API_ROLES_USER, API_F_STRAY_BODY, API_NO_SERVICE, 0, NULL},
+    {API_GET, "/monailabel/datastore/", api_h_ml_datastore, API_ROLES_USER, API_F_AUDIT | API_F_STRAY_BODY, SVC(ml_datastore), 0, NULL},
+    {API_GET, "/monailabel/datastore/image", api_h_ml_image, API_ROLES_USER, API_F_AUDIT | API_F_STRAY_BODY, SVC(ml_image), 0, NULL},
+    {API_PUT, "/monailabel/datastore/label", api_h_ml_save_label, API_ROLES_USER, API_F_AUDIT | API_F_FORM_BODY, SVC(ml_save_label), 0, NULL},
+    {API_POST, "/monailabel/infer/{model}", api_h_ml_infer, API_ROLES_USER, API_F_AUDIT | API_F_FORM_BODY, SVC(ml_infer), 0,
+     "inference needs the model worker: set [model] checkpoint"},
+    {API_POST, "/monailabel/activelearning/{strategy}", api_h_ml_next_sample, API_ROLES_USER, API_F_AUDIT | API_F_JSON_BODY, SVC(ml_next_sample), 0, NULL},
+    {API_GET, "/monailabel/train/", api_h_ml_train_status, API_ROLES_USER, API_F_STRAY_BODY, SVC(ml_train_status), 0, NULL},
+    {API_POST, "/monailabel/train/", api_h_ml_train_start, API_ROLES_ADMIN, API_F_AUDIT | API_F_JSON_BODY, SVC(ml_train_start), 0,
+     "training needs the model worker, which this build does not run"},
+    {API_POST, "/monailabel/train/{model}", api_h_ml_train_start, API_ROLES_ADMIN, API_F_AUDIT | API_F_JSON_BODY, SVC(ml_train_start), 0,
+     "training needs the model worker, which this build does not run"},
 };
 const size_t api_n_routes = sizeof api_routes / sizeof api_routes[0];
 
@@ -133,6 +152,8 @@ static const struct {
     {"frames", valid_frames, "comma-separated frame numbers"},
     {"session", valid_session, "a session id (32 hex digits)"},
     {"slice", valid_slice, "a slice index (0 to 99999)"},
+    {"model", api_valid_name, "a model name ([A-Za-z0-9._-], 1 to 63; GET /monailabel/info/ lists them)"},
+    {"strategy", api_valid_name, "a strategy name ([A-Za-z0-9._-], 1 to 63)"},
 };
 
 static const char *param_rule(const char *name, param_check *check)

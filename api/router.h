@@ -37,11 +37,17 @@ enum {
     API_F_AUDIT = 1u << 0,       /* call services->audit after the response */
     API_F_STREAM_BODY = 1u << 1, /* multipart body streamed to temp files (STOW-RS) */
     API_F_JSON_BODY = 1u << 2,   /* optional application/json body, <= API_JSON_BODY_MAX */
-    API_F_FILE_BODY = 1u << 3    /* raw application/octet-stream body spooled to one temp file,
+    API_F_FILE_BODY = 1u << 3,   /* raw application/octet-stream body spooled to one temp file,
                                   * <= min(params.max_file_bytes, max_body) */
+    API_F_FORM_BODY = 1u << 4,   /* optional multipart/form-data or x-www-form-urlencoded body in
+                                  * memory, <= min(max_body, API_FORM_BODY_MAX) (MONAI Label) */
+    API_F_STRAY_BODY = 1u << 5   /* a route without a body whose clients may declare one they never
+                                  * send (MONAI Label's client reuses its last Content-Length): the
+                                  * body is not read and the handler answers from the headers */
 };
 
 #define API_JSON_BODY_MAX (1024u * 1024u)
+#define API_FORM_BODY_MAX ((uint64_t)1 << 30)
 #define API_MAX_PARAMS 4
 #define API_PARAM_MAX 255      /* decoded bytes of one path parameter */
 #define API_NO_SERVICE ((size_t)-1)

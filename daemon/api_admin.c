@@ -460,7 +460,7 @@ static samda_status export_retry(void *v, int64_t id, int64_t token_id, json_t *
  * "rgb", "window"}); other tools may give a JSON array of names or a comma list. labels: the
  * metadata's text, or the JSON array a version recorded. codes gets {name, value, category, type}
  * of each label object. */
-static void labels_collect(const json_t *labels, json_t *names, json_t *codes)
+void samdad_labels_collect(const json_t *labels, json_t *names, json_t *codes)
 {
     const char *s = json_string_value(labels);
     json_t *j = s && s[0] == '[' ? json_loads(s, 0, NULL) : json_is_array(labels) ? json_incref((json_t *)labels) : NULL;
@@ -492,7 +492,7 @@ static void labels_collect(const json_t *labels, json_t *names, json_t *codes)
     json_decref(j);
 }
 
-static json_t *adapter_json(const samda_adapter_row *a)
+json_t *samdad_adapter_json(const samda_adapter_row *a)
 {
     json_t *meta = json_from_text(a->metadata_json);
     json_t *metrics = json_object_get(meta, "metrics");
@@ -501,7 +501,7 @@ static json_t *adapter_json(const samda_adapter_row *a)
      * understood list theirs too), else what the worker recorded for a version it made. */
     json_t *labels = json_array(), *codes = json_array();
     const json_t *raw = json_object_get(st, "labels");
-    labels_collect(raw ? raw : json_object_get(meta, "labels"), labels, codes);
+    samdad_labels_collect(raw ? raw : json_object_get(meta, "labels"), labels, codes);
     json_t *o = json_pack("{s:s, s:i, s:o, s:b, s:s, s:I, s:s, s:o, s:o, s:o, s:I}", "site", a->site, "version", a->version,
                           "parent_version", a->parent_version ? json_integer(a->parent_version) : json_null(), "active",
                           a->active, "sha256", a->object.sha256, "size", (json_int_t)a->object.size, "base_fingerprint",
@@ -533,7 +533,7 @@ static samda_status adapters_list(void *v, const char *site, json_t **out, samda
     size_t n = 0;
     if ((st = samda_store_adapter_list(store, site, &a, &n, err)) != SAMDA_OK) return st;
     json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++) json_array_append_new(arr, adapter_json(&a[i]));
+    for (size_t i = 0; i < n; i++) json_array_append_new(arr, samdad_adapter_json(&a[i]));
     samda_adapter_list_free(a, n);
     *out = arr;
     return SAMDA_OK;
@@ -545,7 +545,7 @@ static samda_status adapter_get_json(samda_store *store, const char *site, int v
     samda_status st = samda_store_adapter_get(store, site, version, &a, err);
     if (st == SAMDA_ENOENT) return samda_fail(err, SAMDA_ENOENT, "unknown adapter version %d of site %s", version, site);
     if (st != SAMDA_OK) return st;
-    *out = adapter_json(&a);
+    *out = samdad_adapter_json(&a);
     samda_adapter_clear(&a);
     return SAMDA_OK;
 }
@@ -562,11 +562,11 @@ static const char *loaded_fingerprint(samdad_ctx *ctx)
 #endif
 }
 
-/* The label names an upload records (adapter_json reads the file's metadata again). */
+/* The label names an upload records (samdad_adapter_json reads the file's metadata again). */
 static json_t *upload_labels(const json_t *labels)
 {
     json_t *names = json_array(), *codes = json_array();
-    labels_collect(labels, names, codes);
+    samdad_labels_collect(labels, names, codes);
     json_decref(codes);
     return names;
 }
@@ -768,8 +768,8 @@ static samda_status adapter_job(samdad_api_core *core, const char *kind, const c
     return samdad_api_job_get(core, id, out, err);
 }
 
-static samda_status adapter_train(void *v, const char *site, const json_t *body, int64_t token_id, json_t **out,
-                                  samda_error *err)
+samda_status samdad_api_adapter_train(void *v, const char *site, const json_t *body, int64_t token_id, json_t **out,
+                                      samda_error *err)
 {
     return adapter_job(CORE(v), "train", site, 0, body, token_id, out, err);
 }
@@ -816,7 +816,7 @@ void samdad_api_bind_admin(samda_api_services *svc, bool with_model)
     svc->adapter_delete = adapter_delete;
     /* Training and evaluation need the model worker: without a model the routes answer 501. */
     if (with_model) {
-        svc->adapter_train = adapter_train;
+        svc->adapter_train = samdad_api_adapter_train;
         svc->adapter_evaluate = adapter_evaluate;
     }
 }

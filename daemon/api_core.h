@@ -5,6 +5,8 @@
  *   api_jobs.c      the change feed, jobs, segmentation requests, results (SEG, PNG views)
  *   api_admin.c     sites, destinations, the export queue, adapters (upload, activation, training)
  *   api_sessions.c  interactive sessions (in the model worker)
+ *   api_retention.c deleting studies and series, the retention pass on demand
+ *   api_monailabel.c (+ _infer.c, _label.c)  the MONAI Label compatible API (/monailabel/)
  *   site_overlay.c  sites created through the API laid over the configuration file's
  * api_services.c creates the core and asks each family to fill its members of the table.
  * Never included outside these files. Thread-safety: as api_services.h. */
@@ -19,6 +21,7 @@
 #include "api.h"
 #include "api_services.h"
 #include "context.h"
+#include "dicom.h"
 #include "storage.h"
 
 /* Series touched by a STOW request still in flight (request id -> series UIDs). */
@@ -54,6 +57,7 @@ void samdad_api_bind_jobs(samda_api_services *svc);
 /** with_model: training and evaluation routes (they need the model worker; else 501). */
 void samdad_api_bind_admin(samda_api_services *svc, bool with_model);
 void samdad_api_bind_sessions(samda_api_services *svc, bool with_model);
+void samdad_api_bind_retention(samda_api_services *svc);
 
 /** GET /api/v1/jobs/{id} (api_jobs.c), also what a training request answers with (api_admin.c). */
 samda_status samdad_api_job_get(void *core, int64_t id, json_t **out, samda_error *err);
@@ -61,6 +65,49 @@ samda_status samdad_api_job_get(void *core, int64_t id, json_t **out, samda_erro
 void samdad_api_stow_free(samdad_api_core *core);
 
 /* ---- helpers shared by the families ------------------------------------------------------------ */
+
+/** An adapter version as JSON, its "labels" the names it segments (api_admin.c). Caller owns it. */
+json_t *samdad_adapter_json(const samda_adapter_row *a);
+/** Append the label names of an adapter's "labels" metadata (JSON text, array, or comma list) to
+ *  names, and their codes (objects) to codes (api_admin.c). */
+void samdad_labels_collect(const json_t *labels, json_t *names, json_t *codes);
+/** POST /api/v1/sites/{site}/adapters/train (api_admin.c), also behind MONAI Label's /train/. */
+samda_status samdad_api_adapter_train(void *core, const char *site, const json_t *body, int64_t token_id, json_t **out,
+                                      samda_error *err);
+/** MONAI Label compatibility (api_monailabel.c); with_model: inference and training routes. */
+void samdad_api_bind_monailabel(samda_api_services *svc, bool with_model);
+/** MONAI Label model names: a site's adapter is PREFIX + site; the click model (api_monailabel*.c). */
+#define SAMDAD_ML_AUTO_PREFIX "segmentation_"
+#define SAMDAD_ML_CLICK_MODEL "sam_2d"
+/** POST /monailabel/infer/{model} (api_monailabel_infer.c), as the ml_infer service. */
+samda_status samdad_ml_infer(void *core, const samda_api_ml_infer *req, samda_api_volume *label, json_t **params,
+                             void **seg, size_t *seg_len, samda_error *err);
+/** PUT /monailabel/datastore/label (api_monailabel_label.c): the label as a DICOM-SEG in the study. */
+samda_status samdad_ml_save_label(void *core, const samda_api_ml_label *req, json_t **out, samda_error *err);
+/** The series' index row and its volume (api_monailabel.c). SAMDA_ENOENT names the series.
+ *  OUT vol: caller frees with samda_volume_free. */
+samda_status samdad_ml_load_series(samda_store *store, const char *series, samda_series_info *si,
+                                   samda_volume **vol, samda_error *err);
+/** The LPS geometry of vol as MONAI Label's clients see it (api_monailabel.c): i = column, j = row,
+ *  k = sorted slice; sizes, directions, origin of out are set, type and data are not. */
+void samdad_ml_geometry(const samda_volume *vol, samda_api_volume *out);
+/** The label names of a site: its active adapter's, else [model] adapter's (api_monailabel.c).
+ *  Caller owns the array. */
+json_t *samdad_ml_site_labels(samdad_api_core *core, const char *site);
+
+#ifdef SAMDA_HAVE_MODEL
+#include "dicom.h"
+#include "worker.h"
+/** A session (api_sessions.c) on slice of vol, windowed (width > 0: level/width; else CT 40/400,
+ *  MR the 1st..99th percentiles), with site's adapter. OUT id. Waits for the worker at most 10 s. */
+samda_status samdad_session_on_slice(samdad_api_core *core, const samda_volume *vol, size_t slice, const char *site,
+                                     double level, double width, char id[SAMDAD_SESSION_ID_SIZE], samda_error *err);
+/** Decode a prompt in a session (samdad_worker_session_predict with the sessions' wait). */
+samda_status samdad_session_predict(samdad_api_core *core, const char *id, const samdad_prompt *p, samdad_prediction *out,
+                                    samda_error *err);
+/** Drop a session. */
+samda_status samdad_session_drop(samdad_api_core *core, const char *id, samda_error *err);
+#endif
 
 /** SAMDA_OK when site is in the index, else SAMDA_ENOENT "unknown site NAME" (api_admin.c). */
 samda_status samdad_require_site(samda_store *store, const char *site, samda_error *err);

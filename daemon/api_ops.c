@@ -167,7 +167,8 @@ static samda_status metrics_jobs(samda_store *store, FILE *out, samda_error *err
     return SAMDA_OK;
 }
 
-/* Free space of the data directory and the watermark below which ingest refuses ([storage] min_free). */
+/* Free space of the data directory and the watermark below which ingest refuses ([storage] min_free);
+ * the bytes stored against [storage] quota and what retention deleted. */
 static samda_status metrics_disk(samdad_ctx *ctx, samda_store *store, FILE *out)
 {
     uint64_t free_bytes = 0;
@@ -180,7 +181,22 @@ static samda_status metrics_disk(samdad_ctx *ctx, samda_store *store, FILE *out)
     fprintf(out, "# HELP samda_disk_min_free_bytes The watermark ([storage] min_free): below it new instances "
                  "are refused.\n# TYPE samda_disk_min_free_bytes gauge\nsamda_disk_min_free_bytes %llu\n",
             (unsigned long long)cfg->storage_min_free_bytes);
+    uint64_t stored = 0;
+    if (samda_store_bytes(store, &stored, &e) == SAMDA_OK)
+        fprintf(out, "# HELP samda_store_bytes Bytes of the stored objects the index claims.\n"
+                     "# TYPE samda_store_bytes gauge\nsamda_store_bytes %llu\n"
+                     "# HELP samda_store_quota_bytes [storage] quota (0: none).\n"
+                     "# TYPE samda_store_quota_bytes gauge\nsamda_store_quota_bytes %llu\n",
+                (unsigned long long)stored, (unsigned long long)cfg->storage_quota_bytes);
     samda_config_unref(cfg);
+    fprintf(out, "# HELP samda_retention_deleted_series_total Series the retention pass deleted.\n"
+                 "# TYPE samda_retention_deleted_series_total counter\nsamda_retention_deleted_series_total %llu\n"
+                 "# HELP samda_retention_deleted_instances_total Instances the retention pass deleted.\n"
+                 "# TYPE samda_retention_deleted_instances_total counter\nsamda_retention_deleted_instances_total %llu\n"
+                 "# HELP samda_retention_freed_bytes_total Bytes the retention pass freed.\n"
+                 "# TYPE samda_retention_freed_bytes_total counter\nsamda_retention_freed_bytes_total %llu\n",
+            (unsigned long long)atomic_load(&ctx->retained.series), (unsigned long long)atomic_load(&ctx->retained.instances),
+            (unsigned long long)atomic_load(&ctx->retained.bytes));
     return SAMDA_OK;
 }
 

@@ -32,6 +32,8 @@ samdad_api_core *samdad_api_core_new(samdad_ctx *ctx, samda_api_services *svc, s
     samdad_api_bind_jobs(svc);
     samdad_api_bind_admin(svc, with_model);
     samdad_api_bind_sessions(svc, with_model);
+    samdad_api_bind_retention(svc);
+    samdad_api_bind_monailabel(svc, with_model);
     return core;
 }
 

@@ -29,6 +29,49 @@
 
 #define SESSION_WAIT_MS 10000
 
+samda_status samdad_session_on_slice(samdad_api_core *core, const samda_volume *vol, size_t slice, const char *site,
+                                     double level, double width, char id[SAMDAD_SESSION_ID_SIZE], samda_error *err)
+{
+    const samda_volume_info *vi = samda_volume_get_info(vol);
+    if (slice >= vi->n_slices) return samda_fail(err, SAMDA_EINVAL, "slice %zu is out of range (0..%zu)", slice, vi->n_slices - 1);
+    const size_t plane = (size_t)vi->rows * vi->cols;
+    float *img = malloc(plane * sizeof *img);
+    if (!img) return samda_fail(err, SAMDA_ENOMEM, "out of memory");
+    samda_adapter_label lab;
+    memset(&lab, 0, sizeof lab);
+    snprintf(lab.name, sizeof lab.name, "session");
+    if (width > 0) {
+        lab.window_kind = SAMDA_WINDOW_CT;
+        lab.window_a = level;
+        lab.window_b = width;
+    } else if (!strcmp(vi->modality, "CT")) {
+        lab.window_kind = SAMDA_WINDOW_CT;
+        lab.window_a = 40;
+        lab.window_b = 400;
+    } else {
+        lab.window_kind = SAMDA_WINDOW_MR;
+        lab.window_a = 1;
+        lab.window_b = 99;
+    }
+    samda_status st = samda_adapter_window(&lab, samda_volume_voxels(vol) + slice * plane, plane, img, err);
+    if (st == SAMDA_OK)
+        st = samdad_worker_session_create(samdad_worker_of(core->ctx), site, img, (int)vi->rows, (int)vi->cols, SESSION_WAIT_MS,
+                                          id, err);
+    free(img);
+    return st;
+}
+
+samda_status samdad_session_predict(samdad_api_core *core, const char *id, const samdad_prompt *p, samdad_prediction *out,
+                                    samda_error *err)
+{
+    return samdad_worker_session_predict(samdad_worker_of(core->ctx), id, p, SESSION_WAIT_MS, out, err);
+}
+
+samda_status samdad_session_drop(samdad_api_core *core, const char *id, samda_error *err)
+{
+    return samdad_worker_session_delete(samdad_worker_of(core->ctx), id, SESSION_WAIT_MS, err);
+}
+
 static samda_status session_create(void *v, const json_t *body, int64_t token_id, json_t **out, samda_error *err)
 {
     samdad_api_core *core = CORE(v);
@@ -94,34 +137,10 @@ static samda_status session_create(void *v, const json_t *body, int64_t token_id
         return samda_fail(err, SAMDA_EINVAL, "body.%s: %lld is out of range (%s%zu)", series ? "slice" : "frame",
                           (long long)index, series ? "0.." : "1..", series ? ns - 1 : ns);
     }
-    const size_t plane = (size_t)vi->rows * vi->cols;
-    float *img = malloc(plane * sizeof *img);
-    if (!img) {
-        samda_volume_free(vol);
-        return samda_fail(err, SAMDA_ENOMEM, "out of memory");
-    }
-    samda_adapter_label lab;
-    memset(&lab, 0, sizeof lab);
-    snprintf(lab.name, sizeof lab.name, "session");
-    if (width > 0) {
-        lab.window_kind = SAMDA_WINDOW_CT;
-        lab.window_a = level;
-        lab.window_b = width;
-    } else if (!strcmp(vi->modality, "CT")) {
-        lab.window_kind = SAMDA_WINDOW_CT;
-        lab.window_a = 40;
-        lab.window_b = 400;
-    } else {
-        lab.window_kind = SAMDA_WINDOW_MR;
-        lab.window_a = 1;
-        lab.window_b = 99;
-    }
-    st = samda_adapter_window(&lab, samda_volume_voxels(vol) + s_index * plane, plane, img, err);
-    int r = (int)vi->rows, c = (int)vi->cols;
-    samda_volume_free(vol);
     char id[SAMDAD_SESSION_ID_SIZE] = "";
-    if (st == SAMDA_OK) st = samdad_worker_session_create(samdad_worker_of(core->ctx), site, img, r, c, SESSION_WAIT_MS, id, err);
-    free(img);
+    int r = (int)vi->rows, c = (int)vi->cols;
+    st = samdad_session_on_slice(core, vol, s_index, site, level, width, id, err);
+    samda_volume_free(vol);
     if (st != SAMDA_OK) return st;
     samda_log(&core->ctx->log, SAMDA_LOG_INFO, "api", "interactive session created", "token=%lld", (long long)token_id);
     *out = json_pack("{s:s, s:i, s:i, s:s, s:I}", "id", id, "rows", r, "columns", c, "site", site, "index", (json_int_t)index);

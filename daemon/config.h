@@ -43,6 +43,8 @@ typedef struct samda_site_cfg {
     bool largest_component;      /* keep only the largest component per label */
     samda_strlist destinations;  /* names of [destination] sections */
     samda_strlist outputs;       /* result formats sent: seg, rtstruct, sr (each at most once) */
+    int64_t retain_source_ms;    /* delete source series this long after their results were delivered; 0 = keep */
+    int64_t retain_results_ms;   /* delete result SEGs this long after they were made (once delivered); 0 = keep */
     int line;                    /* where the section started, for messages */
 } samda_site_cfg;
 
@@ -103,6 +105,8 @@ typedef struct samda_config {
     uint64_t storage_min_free_bytes;
     int64_t storage_duplicates;  /* samda_cfg_dup */
     int64_t storage_busy_timeout_ms;
+    uint64_t storage_quota_bytes;       /* 0 = none: above it, delivered data is deleted oldest first */
+    int64_t storage_retention_interval_ms;
     /* [model] */
     char *model_checkpoint;
     char *model_adapter;

@@ -96,6 +96,10 @@ const opt config_main_opts[] = {
      "Refuse new instances (C-STORE status A700, HTTP 507) while the data directory has less free space."},
     {"storage", "duplicates", T_ENUM, O(storage_duplicates), "ignore", 0, 0, NULL, "ignore|overwrite|reject", F_LIVE,
      "A SOP instance received again: ignore (identical: accepted, nothing changes; changed: refused), overwrite (changed content replaces the stored instance), or reject (every duplicate refused)."},
+    {"storage", "quota", T_SIZE, O(storage_quota_bytes), "0", 0, 0, "0..1024TiB", NULL, F_LIVE,
+     "Retention: when the stored objects exceed this size, delete what was delivered (source series whose results every destination received, then delivered results), oldest first, until under it. 0: no quota."},
+    {"storage", "retention_interval", T_DURATION, O(storage_retention_interval_ms), "1h", 1000, 604800000, "1s..7d", NULL, F_LIVE,
+     "How often the retention pass runs (the sites' retain_source and retain_results, and quota); POST /api/v1/retention/run runs it at once."},
     {"storage", "busy_timeout", T_DURATION, O(storage_busy_timeout_ms), "5s", 100, 600000, "100ms..10m", NULL, F_RESTART,
      "How long a database writer waits for another before reporting busy."},
 
@@ -158,6 +162,10 @@ static const opt site_opts[] = {
      "(RT Structure Set: one ROI per label, contours per slice), sr (Comprehensive 3D SR, TID 1500: volume and, "
      "for CT, mean and standard deviation in HU per label, referencing the DICOM-SEG, so sr needs seg). The "
      "DICOM-SEG is always made and kept as the result; without seg it is not sent."},
+    {"site", "retain_source", T_DURATION, S(retain_source_ms), "0", 0, 3153600000000LL, "0..100000d", NULL, F_LIVE,
+     "Retention: delete a received series this long after every destination received all its results (e.g. 30d). Series without results, or whose results were not all delivered, are kept. 0: keep."},
+    {"site", "retain_results", T_DURATION, S(retain_results_ms), "0", 0, 3153600000000LL, "0..100000d", NULL, F_LIVE,
+     "Retention: delete a result DICOM-SEG (its series, results row and export items) this long after it was made, once every destination received it. 0: keep."},
 };
 
 static const opt peer_opts[] = {

@@ -18,6 +18,9 @@ typedef struct samdad_ctx {
     atomic_bool stopping;
     struct samdad_services *svc; /* subsystems (services.c) */
     samda_log_gate sched_gate;   /* the scheduler's failures to read or write the index: one line a minute */
+    struct {                     /* what retention passes deleted (retention.c), for /metrics */
+        atomic_ullong series, instances, bytes;
+    } retained;
 } samdad_ctx;
 
 /** Current configuration snapshot, referenced: release with samda_config_unref(). Thread-safe. */

@@ -158,3 +158,26 @@ samda_status samdad_export_retry(samda_store *s, int64_t id, const char *actor, 
     if (out) return item_get_json(s, id, out, err);
     return SAMDA_OK;
 }
+
+size_t samdad_site_destinations(samda_store *s, const samda_config *cfg, const char *site, char (*out)[SAMDA_NAME_SIZE],
+                                size_t max)
+{
+    size_t n = 0;
+    const samda_site_cfg *sc = site && *site ? samda_config_site(cfg, site) : NULL;
+    if (sc) {
+        for (size_t i = 0; i < sc->destinations.n && n < max; i++) snprintf(out[n++], SAMDA_NAME_SIZE, "%s", sc->destinations.v[i]);
+        return n;
+    }
+    samda_site row;
+    samda_error err;
+    if (!site || !*site || samda_store_site_get(s, site, &row, &err) != SAMDA_OK) return 0;
+    json_t *set = row.settings_json ? json_loads(row.settings_json, 0, NULL) : NULL;
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(set, "destinations"), i, v) {
+        if (json_is_string(v) && n < max) snprintf(out[n++], SAMDA_NAME_SIZE, "%s", json_string_value(v));
+    }
+    json_decref(set);
+    samda_site_clear(&row);
+    return n;
+}

@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "storage.h"
 
 /** What to list. Zero-initialise, then set what you filter on. Strings borrowed for the call. */
@@ -34,5 +35,11 @@ samda_status samdad_exports_list(samda_store *s, const samdad_export_query *q, j
  *  (unchanged); SAMDA_EDB; SAMDA_EIO: the item was retried but the audit log could not record it
  *  (the message says so). Safe to repeat: a second retry of a pending item only makes it due now. */
 samda_status samdad_export_retry(samda_store *s, int64_t id, const char *actor, json_t **out, samda_error *err);
+
+/** The names of site's destinations, the one rule for where a site's SEGs go: its [site] section's
+ *  `destinations` when the configuration file defines it, else (a site made over the API) the
+ *  "destinations" of its settings in the index. Writes at most max names to out; returns how many. */
+size_t samdad_site_destinations(samda_store *s, const samda_config *cfg, const char *site, char (*out)[SAMDA_NAME_SIZE],
+                                size_t max);
 
 #endif

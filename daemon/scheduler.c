@@ -19,11 +19,13 @@
 #include <time.h>
 
 #include "loop.h"
+#include "retention.h"
 #include "services_internal.h"
 
 struct samdad_scheduler {
     samdad_ctx *ctx;
     samdad_loop loop;
+    int64_t next_retention_ms; /* when the next retention pass is due (0: at the first tick) */
 };
 
 static bool list_has(const samda_strlist *l, const char *s)
@@ -174,6 +176,17 @@ size_t samdad_scheduler_pass(samdad_ctx *ctx, samda_store *store, int64_t now)
     return changed;
 }
 
+/* The retention pass, every [storage] retention_interval (its failures: one line a minute). */
+static void retention_tick(samdad_scheduler *s, int64_t now)
+{
+    samda_config *cfg = samdad_config_get(s->ctx);
+    s->next_retention_ms = now + cfg->storage_retention_interval_ms;
+    samda_config_unref(cfg);
+    samda_error err;
+    if (samdad_retention_pass(s->ctx, now, NULL, &err) != SAMDA_OK)
+        index_failure(s->ctx, "retention pass failed", 0, &err);
+}
+
 static void *scheduler_main(void *arg)
 {
     samdad_scheduler *s = arg;
@@ -186,7 +199,9 @@ static void *scheduler_main(void *arg)
         if (!samdad_loop_wait(&s->loop, tick)) break;
         pthread_mutex_unlock(&s->loop.mu);
         samda_store *store = samdad_store(ctx);
-        samdad_scheduler_pass(ctx, store, samda_store_now_ms(store));
+        int64_t now = samda_store_now_ms(store);
+        samdad_scheduler_pass(ctx, store, now);
+        if (now >= s->next_retention_ms) retention_tick(s, now);
         pthread_mutex_lock(&s->loop.mu);
     }
     pthread_mutex_unlock(&s->loop.mu);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "ingest.h"
+#include "export_admin.h"
 #include "postproc.h"
 #include "result_formats.h"
 
@@ -42,8 +43,7 @@ static void site_settings_get(samdad_worker *w, const samda_config *cfg, const c
         out->min_component = sc->min_component;
         out->largest_component = sc->largest_component;
         out->outputs = samda_site_outputs(sc);
-        for (size_t i = 0; i < sc->destinations.n && out->n_dest < 16; i++)
-            snprintf(out->dest[out->n_dest++], SAMDA_NAME_SIZE, "%s", sc->destinations.v[i]);
+        out->n_dest = samdad_site_destinations(samdad_store(w->ctx), cfg, site, out->dest, 16);
         return;
     }
     samda_site row;
@@ -56,13 +56,8 @@ static void site_settings_get(samdad_worker *w, const samda_config *cfg, const c
     json_t *mc = json_object_get(set, "min_component");
     if (json_is_integer(mc) && json_integer_value(mc) >= 0) out->min_component = json_integer_value(mc);
     out->largest_component = json_is_true(json_object_get(set, "largest_component"));
-    size_t i;
-    json_t *v;
-    json_array_foreach(json_object_get(set, "destinations"), i, v) {
-        if (json_is_string(v) && out->n_dest < 16)
-            snprintf(out->dest[out->n_dest++], SAMDA_NAME_SIZE, "%s", json_string_value(v));
-    }
     json_decref(set);
+    out->n_dest = samdad_site_destinations(samdad_store(w->ctx), cfg, site, out->dest, 16);
     samda_site_clear(&row);
 }
 

@@ -6,7 +6,7 @@
 
 const char *samda_fault_point_name(samda_fault_point point)
 {
-    static const char *const names[SAMDA_FAULT_POINT_COUNT_] = {"write", "fsync", "rename", "mkdir", "db_step"};
+    static const char *const names[SAMDA_FAULT_POINT_COUNT_] = {"write", "fsync", "rename", "mkdir", "db_step", "unlink"};
     if ((int)point < 0 || (int)point >= SAMDA_FAULT_POINT_COUNT_) return "unknown";
     return names[point];
 }

@@ -77,6 +77,7 @@ typedef enum samda_fault_point {
     SAMDA_FAULT_RENAME,    /* rename of an object into place */
     SAMDA_FAULT_MKDIR,     /* creation of an object directory */
     SAMDA_FAULT_DB_STEP,   /* one sqlite3_step (BEGIN and COMMIT included; ROLLBACK never fails) */
+    SAMDA_FAULT_UNLINK,    /* unlink of a deleted object after its rows are gone (a crash between) */
     SAMDA_FAULT_POINT_COUNT_
 } samda_fault_point;
 
@@ -728,6 +729,43 @@ samda_status samda_store_result_object_add(samda_store *s, const samda_result_ob
  *  @return SAMDA_OK; SAMDA_ENOMEM; SAMDA_EDB. Thread-safe. */
 samda_status samda_store_result_object_list(samda_store *s, int64_t result_id, samda_result_object **rows,
                                             size_t *n, samda_error *err);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Deletion and retention (purge.c)                                                                */
+
+/** What a deletion removed (accumulated by the calls below). */
+typedef struct samda_purge_report {
+    size_t n_series, n_instances, n_results;
+    uint64_t bytes; /* file bytes of the removed objects */
+} samda_purge_report;
+
+/** Delete a series: its instances, the results whose DICOM-SEG is one of them and their export
+ *  items (one transaction, with change-feed rows "series"/"study" deleted); its pending jobs are
+ *  cancelled; its study and patient go too when left empty. Results made FROM the series (SEGs in
+ *  other series) stay. The files are unlinked after commit; a crash in between leaves them to the
+ *  next open's recovery. @param rep OUT: accumulated, may be NULL.
+ *  @return SAMDA_OK; SAMDA_EBADUID; SAMDA_ENOENT; SAMDA_EBUSY (a job runs on it, or one of its files
+ *  is being sent; nothing changed); SAMDA_ENOMEM; SAMDA_EDB. Thread-safety: safe. */
+samda_status samda_store_series_delete(samda_store *s, const char *series_uid, samda_purge_report *rep,
+                                       samda_error *err);
+/** Delete every series of a study as samda_store_series_delete does, all or nothing. Same returns. */
+samda_status samda_store_study_delete(samda_store *s, const char *study_uid, samda_purge_report *rep,
+                                      samda_error *err);
+
+typedef enum samda_retention_kind {
+    SAMDA_RETAIN_SOURCE = 0, /* source series whose results were all delivered */
+    SAMDA_RETAIN_RESULTS     /* result SEG series, once delivered (or with nothing to deliver) */
+} samda_retention_kind;
+/** Series of a site a retention policy may delete, oldest first: SOURCE: received series (no
+ *  result among their instances) with at least one result, every export item of every result done,
+ *  the last delivered before before_ms; RESULTS: result SEG series made before before_ms whose
+ *  export items are all done. @param uids OUT: n UIDs, free with samda_store_free.
+ *  @return SAMDA_OK; SAMDA_ENOENT (invalid site name); SAMDA_ENOMEM; SAMDA_EDB. Thread-safe. */
+samda_status samda_store_retention_due(samda_store *s, const char *site, samda_retention_kind kind, int64_t before_ms,
+                                       size_t limit, char (**uids)[SAMDA_UID_SIZE], size_t *n, samda_error *err);
+/** Bytes of every stored object the index claims (instances, results, adapters; a file once).
+ *  @return SAMDA_OK; SAMDA_EDB. Thread-safe. */
+samda_status samda_store_bytes(samda_store *s, uint64_t *bytes, samda_error *err);
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Export queue                                                                                   */

@@ -502,7 +502,8 @@ static void metadata_and_frames(void **state)
     assert_int_equal(s.len[0], 7);
     assert_memory_equal(s.data[0], "frame-1", 7);
     assert_memory_equal(s.data[1], "frame-3", 7);
-    assert_string_equal(s.ctype[1], "application/octet-stream");
+    /* each part names its (native) transfer syntax, PS3.18 8.7.3.3.2 */
+    assert_string_equal(s.ctype[1], "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1");
     for (unsigned i = 0; i < s.n; i++) free(s.data[i]);
     http_result_free(&r);
     r = http_curl(e->port, "GET", "/dicomweb/studies/1.2.3/series/1.2.3.4/instances/1.2.3.4.1/frames/1,9", auth);

@@ -261,6 +261,37 @@ static void boundaries(void **state)
     assert_null(samda_multipart_new("bad\"q", NULL, NULL, &err));
 }
 
+/* MONAI Label's clients: a boundary ending in '$' (outside RFC 2046's bchars) only when the caller
+ * allows it, and each form part's Content-Disposition handed to part_begin. */
+static samda_status d_begin(void *u, const samda_multipart_part *p, samda_error *err)
+{
+    (void)err;
+    memcpy(u, p->disposition, sizeof p->disposition);
+    return SAMDA_OK;
+}
+
+static void monailabel_form(void **state)
+{
+    (void)state;
+    static const char b[] = "----------lImIt_of_THE_fIle_eW_$";
+    static const char body[] = "------------lImIt_of_THE_fIle_eW_$\r\nContent-Disposition: form-data; name=\"label\"; "
+                               "filename=\"/tmp/x y/label.nrrd\"\r\n\r\nNRRD\r\n------------lImIt_of_THE_fIle_eW_$--\r\n";
+    samda_error err;
+    assert_int_equal(samda_multipart_boundary_check(b, &err), SAMDA_EINVAL);
+    assert_null(samda_multipart_new(b, NULL, NULL, &err));
+    samda_multipart_params p;
+    samda_multipart_params_init(&p);
+    p.extra_bchars = "$";
+    char disp[sizeof ((samda_multipart_part *)0)->disposition] = "";
+    samda_multipart_callbacks cb = {.user = disp, .part_begin = d_begin};
+    samda_multipart *mp = samda_multipart_new(b, &p, &cb, &err);
+    assert_non_null(mp);
+    assert_int_equal(samda_multipart_feed(mp, body, sizeof body - 1, &err), SAMDA_OK);
+    assert_int_equal(samda_multipart_finish(mp, &err), SAMDA_OK);
+    samda_multipart_free(mp);
+    assert_string_equal(disp, "form-data; name=\"label\"; filename=\"/tmp/x y/label.nrrd\"");
+}
+
 static void content_type(void **state)
 {
     (void)state;
@@ -317,7 +348,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_chunk_size), cmocka_unit_test(random_chunkings),
         cmocka_unit_test(no_preamble_and_crlf_only_first), cmocka_unit_test(errors_are_named),
-        cmocka_unit_test(limits), cmocka_unit_test(boundaries), cmocka_unit_test(content_type),
+        cmocka_unit_test(limits), cmocka_unit_test(boundaries), cmocka_unit_test(monailabel_form),
+        cmocka_unit_test(content_type),
         cmocka_unit_test(throughput),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

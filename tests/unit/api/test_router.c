@@ -460,8 +460,14 @@ static void table_is_sane(void **state)
         assert_true(r->pattern[0] == '/');
         for (size_t j = 0; j < i; j++)
             assert_false(api_routes[j].method == r->method && strcmp(api_routes[j].pattern, r->pattern) == 0);
-        /* public routes are exactly /health and /metrics */
-        if (!r->roles) assert_true(strcmp(r->pattern, "/health") == 0 || strcmp(r->pattern, "/metrics") == 0);
+        /* public routes are exactly /health, /metrics and MONAI Label's login pair (the token
+         * route only checks a samda token sent as the password) */
+        if (!r->roles)
+            assert_true(strcmp(r->pattern, "/health") == 0 || strcmp(r->pattern, "/metrics") == 0 ||
+                        strcmp(r->pattern, "/monailabel/auth/") == 0 || strcmp(r->pattern, "/monailabel/auth/token") == 0);
+        /* MONAI Label routes that move images or masks are audited */
+        if (strncmp(r->pattern, "/monailabel/infer/", 18) == 0 || strncmp(r->pattern, "/monailabel/datastore/", 22) == 0)
+            assert_true(r->flags & API_F_AUDIT);
         /* STOW is for ingest; nothing else is */
         if (r->flags & API_F_STREAM_BODY) assert_int_equal(r->roles, API_ROLES_INGEST);
         else assert_true(r->roles != API_ROLES_INGEST);

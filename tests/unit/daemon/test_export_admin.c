@@ -1,5 +1,6 @@
 /* daemon/export_admin.c over a real store: the JSON of an item (destination name, result, no local
- * path), the filters and their errors, and the manual retry (states, audit entry). */
+ * path), the filters and their errors, the manual retry (states, audit entry), and the rule for a
+ * site's destinations. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -179,11 +180,42 @@ static void retry(void **state)
     assert_string_equal(err.message, "unknown export 4242");
 }
 
+/* The one rule for where a site's SEGs go: its [site] section's destinations when the file has the
+ * section (even over settings in the index), else the settings of a site made over the API. */
+static void site_destinations(void **state)
+{
+    env *e = *state;
+    char conf[128];
+    snprintf(conf, sizeof conf, "%s/s.conf", e->dir);
+    FILE *f = fopen(conf, "w");
+    assert_non_null(f);
+    fputs("[daemon]\ndata_dir = data\n[destination pacs]\nae_title = PACS\nhost = 10.0.0.1\nport = 104\n"
+          "[destination other]\nae_title = OTHER\nhost = 10.0.0.2\nport = 104\n"
+          "[site a]\nmodalities = CT\ndestinations = pacs, other\n", f);
+    fclose(f);
+    samda_error err;
+    samda_config *cfg = samda_config_load(conf, NULL, &err);
+    if (!cfg) fail_msg("%s", err.message);
+    assert_int_equal(samda_store_site_add(e->s, "a", NULL, "{\"destinations\": [\"other\"]}", NULL, &err), SAMDA_OK);
+    assert_int_equal(samda_store_site_add(e->s, "api", NULL, "{\"destinations\": [\"pacs\", 7]}", NULL, &err), SAMDA_OK);
+    char d[4][SAMDA_NAME_SIZE];
+    assert_int_equal(samdad_site_destinations(e->s, cfg, "a", d, 4), 2);
+    assert_string_equal(d[0], "pacs");
+    assert_string_equal(d[1], "other");
+    assert_int_equal(samdad_site_destinations(e->s, cfg, "a", d, 1), 1); /* at most max */
+    assert_int_equal(samdad_site_destinations(e->s, cfg, "api", d, 4), 1); /* non-strings skipped */
+    assert_string_equal(d[0], "pacs");
+    assert_int_equal(samdad_site_destinations(e->s, cfg, "nosuch", d, 4), 0);
+    assert_int_equal(samdad_site_destinations(e->s, cfg, "", d, 4), 0);
+    samda_config_unref(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(listing, setup, teardown),
         cmocka_unit_test_setup_teardown(retry, setup, teardown),
+        cmocka_unit_test_setup_teardown(site_destinations, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

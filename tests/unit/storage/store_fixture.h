@@ -138,6 +138,22 @@ static inline samda_status fx_ingest_simple(samda_store *s, const char *study, c
     return fx_ingest(s, &m, buf, (size_t)n, SAMDA_DUP_IGNORE_IDENTICAL, NULL, e);
 }
 
+/* Ingest a result SEG described by m (its content: its SOP UID) for job, made from source series src. */
+static inline samda_status fx_ingest_result(samda_store *s, const samda_instance_meta *m, int64_t job, const char *src,
+                                            samda_ingest_result *res, int64_t *rid, samda_error *e)
+{
+    samda_result_spec rs = {.job_id = job, .series_uid = src, .seg_series_uid = m->series_uid,
+                            .seg_sop_uid = m->sop_uid, .model_version = "m", .label_stats_json = "{}"};
+    samda_tmp_file t;
+    samda_status st = samda_store_object_tmp_open(s, &t, e);
+    if (st == SAMDA_OK) st = samda_store_object_tmp_write(s, &t, m->sop_uid, strlen(m->sop_uid), e);
+    if (st != SAMDA_OK) {
+        samda_store_object_tmp_discard(s, &t);
+        return st;
+    }
+    return samda_store_result_ingest(s, &t, m, &rs, res, rid, e);
+}
+
 /* Count directory entries (not . and ..) under path, recursively counting files only. */
 static inline size_t fx_count_files(const char *path)
 {

@@ -36,6 +36,7 @@ static void test_point_names(void **state)
     (void)state;
     assert_string_equal(samda_fault_point_name(SAMDA_FAULT_WRITE), "write");
     assert_string_equal(samda_fault_point_name(SAMDA_FAULT_DB_STEP), "db_step");
+    assert_string_equal(samda_fault_point_name(SAMDA_FAULT_UNLINK), "unlink");
     assert_string_equal(samda_fault_point_name((samda_fault_point)99), "unknown");
 }
 
@@ -48,8 +49,10 @@ static void test_hook_counts_and_resets(void **state)
     struct fault_ctx c = {.point = -1};
     samda_store_set_fault(f->s, hook, &c);
     CHECK_OK(fx_ingest_simple(f->s, "1.1", "1.1.1", "1.1.1.1", &e));
+    CHECK_OK(fx_ingest_simple(f->s, "1.1", "1.1.2", "1.1.2.1", &e));
+    CHECK_OK(samda_store_series_delete(f->s, "1.1.2", NULL, &e)); /* the unlink point */
     for (int p = 0; p < SAMDA_FAULT_POINT_COUNT_; p++) {
-        if (c.seen[p] == 0) fail_msg("no call at fault point %s during a first ingest", samda_fault_point_name(p));
+        if (c.seen[p] == 0) fail_msg("no call at fault point %s during ingests and a deletion", samda_fault_point_name(p));
         assert_int_equal(c.last_call_no[p], c.seen[p]); /* the store's own counter agrees */
     }
     samda_store_set_fault(f->s, hook, &c); /* reinstalling resets the store's counters */

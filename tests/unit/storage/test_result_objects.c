@@ -10,6 +10,7 @@
 #include "store_fixture.h"
 
 #include <string.h>
+#include <unistd.h>
 
 static void test_result_objects(void **state)
 {
@@ -188,6 +189,18 @@ static void test_result_ingest_with_objects(void **state)
     CHECK_OK(samda_store_result_list(f->s, "1.5.1", &list, &n, &e));
     assert_int_equal(n, 1);
     samda_result_list_free(list, n);
+
+    /* deleting the SEG's series takes the result and its object rows; the RTSTRUCT stays an
+     * instance of the study until its own series goes, with the study */
+    samda_purge_report rep = {0};
+    CHECK_OK(samda_store_series_delete(f->s, "1.5.9", &rep, &e));
+    assert_int_equal(rep.n_results, 1);
+    CHECK_OK(samda_store_result_object_list(f->s, rid, &rows, &n, &e));
+    assert_int_equal(n, 0);
+    CHECK_OK(samda_store_object_open_read(f->s, rt.relpath, &fd, &e));
+    close(fd);
+    CHECK_OK(samda_store_study_delete(f->s, "1.5", &rep, &e));
+    CHECK_ST(SAMDA_ENOENT, samda_store_object_open_read(f->s, rt.relpath, &fd, &e));
     fx_close(f);
 }
 

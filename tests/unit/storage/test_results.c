@@ -87,16 +87,7 @@ static samda_status ingest_seg(fx *f, int64_t job, const char *series, const cha
     snprintf(m.patient_id, sizeof m.patient_id, "%s", patient);
     m.bits_allocated = 1;
     m.number_of_frames = 7;
-    samda_result_spec rs = {.job_id = job, .series_uid = "1.5.1", .seg_series_uid = series, .seg_sop_uid = sop,
-                            .model_version = "m", .label_stats_json = "{}"};
-    samda_tmp_file t;
-    samda_status st = samda_store_object_tmp_open(f->s, &t, e);
-    if (st == SAMDA_OK) st = samda_store_object_tmp_write(f->s, &t, sop, strlen(sop), e);
-    if (st != SAMDA_OK) {
-        samda_store_object_tmp_discard(f->s, &t);
-        return st;
-    }
-    return samda_store_result_ingest(f->s, &t, &m, &rs, res, rid, e);
+    return fx_ingest_result(f->s, &m, job, "1.5.1", res, rid, e);
 }
 
 static size_t changes_of(fx *f, const char *kind, const char *resource)

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# samda as a MONAI Label server (/monailabel/), driven the way 3D Slicer's MONAILabel module and
+# OHIF's MONAI Label extension drive it (monailabel_client.py, monailabel_flow.py): auth with a samda
+# token, info, automatic and click inference answered as NRRD aligned with the series (checked
+# against the DICOM geometry and the phantom's truth), the image download, datastore, active
+# learning, training (status, start, a finished job on the saved labels); a final label saved from
+# the client (NRRD as returned, NRRD in RAS with reversed slices, OHIF's label.bin) arrives at a
+# DICOM destination as a DICOM-SEG of the study on the same voxels.
+. "$(dirname "$0")/lib.sh"
+DEMO="$SAMDA_SOURCE_DIR/deploy/demo"
+[ -f "$DEMO/sam_demo_base.pth" ] || { echo "SKIP: no demo model"; exit 77; }
+$PY -c "import requests, cgi, numpy, pydicom" 2>/dev/null || { echo "SKIP: needs python3-requests, numpy, pydicom"; exit 77; }
+
+"$SAMDA" phantom --out "$T/ph" --site A --count 32 --seed 5 --slices-per-body 16 --dicom >/dev/null || fail "phantom"
+dport=$(free_port); hport=$(free_port); pport=$(free_port)
+write_conf "$T/s.conf" "$dport" "$hport" \
+  "[model]" "checkpoint = $DEMO/sam_demo_base.pth" "adapter = $DEMO/site_A_adapter.safetensors" "device = cpu" \
+  "[destination pacs]" "ae_title = PACS" "host = 127.0.0.1" "port = $pport"
+sed -i 's/^max_wait = 1h/max_wait = 1h\ndestinations = pacs/' "$T/s.conf"
+mkdir -p "$T/recv"
+storescp -aet PACS -od "$T/recv" "$pport" >"$T/storescp.log" 2>&1 &
+_pids+=($!)
+start_samdad d "$T/s.conf"
+wait_for_text "$T/d.log" 'msg="ready"' 60
+grep -q 'msg="model loaded"' "$T/d.log" || fail "model not loaded"
+user=$("$SAMDA" token create reader --role user --data-dir "$T/data" 2>/dev/null)
+admin=$("$SAMDA" token create boss --role admin --data-dir "$T/data" 2>/dev/null)
+
+for s in A_00000 A_00001; do
+  storescu -aet STORESCU -aec SAMDA 127.0.0.1 "$dport" +sd "$T/ph/dicom/$s" || fail "storescu $s"
+done
+wait_for_cmd 300 bash -c "[ \$(grep -c 'msg=\"job done: DICOM-SEG recorded\"' '$T/d.log') -ge 2 ]"
+ok "two phantom series stored and segmented"
+# the automatic results went to the destination too; the labels saved below come after them
+wait_for_cmd 60 bash -c "[ \$(ls '$T/recv' | wc -l) -ge 2 ]"
+
+mkdir -p "$T/client"
+$PY "$(dirname "$0")/monailabel_flow.py" "http://127.0.0.1:$hport/monailabel/" "$user" "$admin" \
+  "$T/ph/dicom/A_00000" "$T/ph/dicom/A_00000.seg.dcm" "$T/ph/dicom/A_00001" "$T/client" "$T/recv" || fail "client flow"
+
+# the final label of A_00000 arrives at the PACS as a DICOM-SEG of the study with the saved voxels
+sop=$(json_expr 'd["seg_sop_uid"]' <"$T/client/saved.json")
+wait_for_cmd 60 bash -c "grep -rl '$sop' '$T/recv' >/dev/null 2>&1 || ls '$T/recv' | grep -q '$sop'"
+$PY - "$T/recv" "$T/client/saved.json" <<'PY' || fail "the saved label at the PACS"
+import json, os, sys
+import pydicom
+want = json.load(open(sys.argv[2]))
+for f in os.listdir(sys.argv[1]):
+    ds = pydicom.dcmread(os.path.join(sys.argv[1], f))
+    if ds.SOPInstanceUID == want["seg_sop_uid"]:
+        break
+else:
+    sys.exit("SEG %s not received" % want["seg_sop_uid"])
+assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"
+assert ds.StudyInstanceUID == want["study"], "not in the series' study"
+assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID == want["series"]
+names = {int(s.SegmentNumber): s.SegmentLabel for s in ds.SegmentSequence}
+assert all(s.SegmentAlgorithmType == "MANUAL" for s in ds.SegmentSequence)
+px = ds.pixel_array.reshape(-1, ds.Rows, ds.Columns)
+got = {}
+for i, fr in enumerate(ds.PerFrameFunctionalGroupsSequence):
+    n = names[int(fr.SegmentIdentificationSequence[0].ReferencedSegmentNumber)]
+    got[n] = got.get(n, 0) + int(px[i].sum())
+assert got == want["voxels"], (got, want["voxels"])
+print("received", ds.SeriesDescription, got)
+PY
+ok "the final label reached the destination as a DICOM-SEG of the study, MANUAL segments, same voxels"
+"$SAMDA" audit --limit 100000 --data-dir "$T/data" >"$T/audit.json" || fail "samda audit"
+series=$(json_expr 'd["series"]' <"$T/client/saved.json")
+json_expr "sum(1 for e in d if e['action'] == 'http PUT /monailabel/datastore/label' and e['outcome'] == 'ok' and 'image=$series' in e['resource'])" \
+  <"$T/audit.json" | grep -qx 2 || fail "the two label saves of the series are not in the audit log"
+json_expr "[e['actor'] for e in d if e['action'] == 'http POST /monailabel/train/{model}' and e['outcome'] == 'denied']" <"$T/audit.json" |
+  grep -q "token:" || fail "the refused training start is not audited"
+ok "label saves (with the series) and the refused training start are in the audit log"

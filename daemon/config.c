@@ -369,6 +369,31 @@ static bool set_enum(parse_state *ps, const opt *o, void *field, const char *sec
     return false;
 }
 
+/* Each item of a list whose row names choices is one of them, at most once. */
+static bool list_in_choices(parse_state *ps, const opt *o, const char *section, const samda_strlist *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        size_t len = strlen(l->v[i]);
+        bool known = false;
+        for (const char *c = o->choices; c && *c && !known;) {
+            const char *bar = strchr(c, '|');
+            size_t n = bar ? (size_t)(bar - c) : strlen(c);
+            known = n == len && strncasecmp(l->v[i], c, n) == 0;
+            c = bar ? bar + 1 : NULL;
+        }
+        if (!known) {
+            perr(ps, "[%s] %s = %s: must be among %s", section, o->key, l->v[i], o->choices);
+            return false;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (!strcasecmp(l->v[i], l->v[j])) {
+                perr(ps, "[%s] %s: %s is listed twice", section, o->key, l->v[i]);
+                return false;
+            }
+    }
+    return true;
+}
+
 /* A comma-separated list (at most 256 items). */
 static bool set_list(parse_state *ps, const opt *o, void *field, const char *section, char *v)
 {
@@ -395,6 +420,7 @@ static bool set_list(parse_state *ps, const opt *o, void *field, const char *sec
         perr(ps, "[%s] %s is empty: at least one value is required", section, o->key);
         return false;
     }
+    if (o->choices && !list_in_choices(ps, o, section, l)) return false;
     /* A site that selects a modality samda cannot segment would wait for ever: refuse it now. */
     for (size_t i = 0; o->offset == S(modalities) && !strcmp(o->section, "site") && i < l->n; i++)
         if (!samda_modality_is_segmentable(l->v[i])) {
@@ -783,6 +809,12 @@ static bool cross_check(parse_state *ps)
                 perr(ps, "[site %s] calling_ae: '%s' is not a valid AE title", s->name, s->calling_ae.v[j]);
                 return false;
             }
+        if (samda_site_outputs(s) & SAMDA_OUTPUT_SR && !(samda_site_outputs(s) & SAMDA_OUTPUT_SEG)) {
+            ps->line = key_line(ps, &config_repeated[CONFIG_KIND_SITE], i, "outputs");
+            perr(ps, "[site %s] outputs: sr references the DICOM-SEG's segments, so it needs seg too "
+                 "(outputs = seg,sr)", s->name);
+            return false;
+        }
         if (s->series_idle_ms > s->max_wait_ms) {
             perr(ps, "[site %s] series_idle must not exceed max_wait", s->name);
             return false;
@@ -951,6 +983,19 @@ const samda_site_cfg *samda_config_site(const samda_config *c, const char *name)
     for (size_t i = 0; name && i < c->n_sites; i++)
         if (strcmp(c->sites[i].name, name) == 0) return &c->sites[i];
     return NULL;
+}
+
+unsigned samda_site_outputs(const samda_site_cfg *s)
+{
+    if (!s) return SAMDA_OUTPUT_SEG;
+    unsigned bits = 0;
+    for (size_t i = 0; i < s->outputs.n; i++) {
+        const char *v = s->outputs.v[i];
+        bits |= !strcasecmp(v, "seg") ? SAMDA_OUTPUT_SEG : !strcasecmp(v, "rtstruct") ? SAMDA_OUTPUT_RTSTRUCT
+                : !strcasecmp(v, "sr")                   ? SAMDA_OUTPUT_SR
+                                                         : 0;
+    }
+    return bits;
 }
 
 const samda_dest_cfg *samda_config_dest(const samda_config *c, const char *name)

@@ -43,6 +43,7 @@ typedef struct samda_site_cfg {
     int64_t min_component;       /* voxels: smaller 3-D components are removed */
     bool largest_component;      /* keep only the largest component per label */
     samda_strlist destinations;  /* names of [destination] sections */
+    samda_strlist outputs;       /* result formats sent: seg, rtstruct, sr (each at most once) */
     int64_t retain_source_ms;    /* delete source series this long after their results were delivered; 0 = keep */
     int64_t retain_results_ms;   /* delete result SEGs this long after they were made (once delivered); 0 = keep */
     int line;                    /* where the section started, for messages */
@@ -166,6 +167,11 @@ const samda_site_cfg *samda_config_site_for(const samda_config *c, const char *c
 /** Find a site/destination/peer by name; NULL if none. Ownership: borrowed from c. */
 const samda_site_cfg *samda_config_site(const samda_config *c, const char *name);
 const samda_dest_cfg *samda_config_dest(const samda_config *c, const char *name);
+
+/* Result formats a site's `outputs` lists, as bits. */
+enum { SAMDA_OUTPUT_SEG = 1u << 0, SAMDA_OUTPUT_RTSTRUCT = 1u << 1, SAMDA_OUTPUT_SR = 1u << 2 };
+/** The SAMDA_OUTPUT_* bits of s->outputs (validated at load; SAMDA_OUTPUT_SEG for NULL s). Pure. */
+unsigned samda_site_outputs(const samda_site_cfg *s);
 
 /** Parse "2GiB", "512MB", "100k", "4096" into bytes. Returns false on a malformed value. */
 bool samda_parse_size(const char *s, uint64_t *out);

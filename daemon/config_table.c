@@ -157,6 +157,11 @@ static const opt site_opts[] = {
      "Post-processing: keep only the largest connected part of each label (single organs)."},
     {"site", "destinations", T_LIST, S(destinations), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
      "Names of [destination] sections that receive this site's DICOM-SEG results."},
+    {"site", "outputs", T_LIST, S(outputs), "seg", 0, 0, NULL, "seg|rtstruct|sr", F_LIVE,
+     "Result objects made for each segmented series and sent to the destinations: seg (DICOM-SEG), rtstruct "
+     "(RT Structure Set: one ROI per label, contours per slice), sr (Comprehensive 3D SR, TID 1500: volume and, "
+     "for CT, mean and standard deviation in HU per label, referencing the DICOM-SEG, so sr needs seg). The "
+     "DICOM-SEG is always made and kept as the result; without seg it is not sent."},
     {"site", "retain_source", T_DURATION, S(retain_source_ms), "0", 0, 3153600000000LL, "0..100000d", NULL, F_LIVE,
      "Retention: delete a received series this long after every destination received all its results (e.g. 30d). Series without results, or whose results were not all delivered, are kept. 0: keep."},
     {"site", "retain_results", T_DURATION, S(retain_results_ms), "0", 0, 3153600000000LL, "0..100000d", NULL, F_LIVE,

@@ -18,6 +18,7 @@
 #include "ingest.h"
 #include "export_admin.h"
 #include "postproc.h"
+#include "result_formats.h"
 
 /* ---- site settings --------------------------------------------------------------------------- */
 
@@ -27,6 +28,7 @@ typedef struct site_settings {
     bool largest_component;
     char dest[16][SAMDA_NAME_SIZE];
     size_t n_dest;
+    unsigned outputs;        /* SAMDA_OUTPUT_* ([site] outputs; seg for sites made over the API) */
 } site_settings;
 
 /* A [site] section wins; a site made over the API has its settings in the index. */
@@ -34,11 +36,13 @@ static void site_settings_get(samdad_worker *w, const samda_config *cfg, const c
 {
     memset(out, 0, sizeof *out);
     out->min_component = 20;
+    out->outputs = SAMDA_OUTPUT_SEG;
     const samda_site_cfg *sc = site && *site ? samda_config_site(cfg, site) : NULL;
     if (sc) {
         out->tta = (int)sc->tta;
         out->min_component = sc->min_component;
         out->largest_component = sc->largest_component;
+        out->outputs = samda_site_outputs(sc);
         out->n_dest = samdad_site_destinations(samdad_store(w->ctx), cfg, site, out->dest, 16);
         return;
     }
@@ -91,6 +95,15 @@ static void queue_exports(samdad_worker *w, const site_settings *ss, const char 
     json_object_set_new(report, "destinations", arr);
 }
 
+/* Queue what the site's outputs send: the SEG (with seg) and the objects made beside it. */
+static void queue_outputs(samdad_worker *w, const site_settings *ss, const char *seg_relpath, const char *seg_sop,
+                          const samdad_result_objects *objs, json_t *report)
+{
+    if (ss->outputs & SAMDA_OUTPUT_SEG) queue_exports(w, ss, seg_relpath, seg_sop, report);
+    for (size_t i = 0; i < objs->n; i++) queue_exports(w, ss, objs->v[i].obj.relpath, objs->v[i].sop_uid, report);
+    json_object_set_new(report, "objects", samdad_result_formats_json(objs));
+}
+
 /* A previous attempt of this job recorded the result of this series and died before finishing:
  * reuse it (and queue any export it had not queued yet). */
 static bool recorded_result(samdad_worker *w, const samda_job *job, const char *series_uid, const site_settings *ss,
@@ -108,7 +121,10 @@ static bool recorded_result(samdad_worker *w, const samda_job *job, const char *
         json_object_set_new(report, "seg_series_uid", json_string(rows[i].seg_series_uid));
         json_object_set_new(report, "seg_sop_uid", json_string(rows[i].seg_sop_uid));
         json_object_set_new(report, "recovered", json_true());
-        queue_exports(w, ss, rows[i].object.relpath, rows[i].seg_sop_uid, report);
+        samdad_result_objects objs = {0};
+        samda_error e2;
+        if (samdad_result_formats_recorded(store, rows[i].id, &objs, &e2) != SAMDA_OK) objs.n = 0;
+        queue_outputs(w, ss, rows[i].object.relpath, rows[i].seg_sop_uid, &objs, report);
         samda_log(&w->ctx->log, SAMDA_LOG_INFO, "worker", "result of an interrupted attempt reused",
                   "job=%lld result=%lld", (long long)job->id, (long long)rows[i].id);
         done = true;
@@ -158,6 +174,8 @@ typedef struct series_run {
     samda_seg_save_result sr;
     char seg_path[4096];              /* the written SEG in the store's tmp/, until store_seg */
     samda_object_info obj;
+    unsigned seg_numbers[SAMDA_ADAPTER_MAX_LABELS]; /* per label: its SegmentNumber in the SEG */
+    samdad_result_objects objs;       /* (7b) RT Structure Set, SR as the site's outputs ask */
     double t0, t_load, t_tta, t_encode, t_decode, t_post, t_seg;
 } series_run;
 
@@ -413,7 +431,7 @@ static samda_status write_seg(series_run *r, samda_error *err)
         seg.algorithm_type = SAMDA_SEG_ALGORITHM_AUTOMATIC;
         seg.algorithm_name = "samda SAM-DA";
         seg.algorithm_version = algo_version;
-        st = samda_seg_writer_add_segment(wr, &seg, r->masks + l * r->S * r->plane, NULL, err);
+        st = samda_seg_writer_add_segment(wr, &seg, r->masks + l * r->S * r->plane, &r->seg_numbers[l], err);
     }
     samda_tmp_file tmp;
     if (st == SAMDA_OK && (st = samda_store_object_tmp_open(store, &tmp, err)) == SAMDA_OK) {
@@ -428,9 +446,27 @@ static samda_status write_seg(series_run *r, samda_error *err)
     return st;
 }
 
-/* (7b) The SEG goes through the one ingest entry, as a result: stored, indexed as an instance of the
+/* (7b) The other result objects the site's outputs ask for, from the same masks: written, checked as
+ *      the ingest entry checks an instance, and committed (result_formats.c); (7c) indexes and
+ *      records them with the SEG. */
+static samda_status write_formats(series_run *r, samda_error *err)
+{
+    if (!(r->ss.outputs & (SAMDA_OUTPUT_RTSTRUCT | SAMDA_OUTPUT_SR))) return SAMDA_OK;
+    if (!go_on(r, 0.95, "writing the RT Structure Set and SR")) return r->why;
+    double t = worker_now_s();
+    samdad_result_masks m = {.vol = r->vol, .labels = r->use, .masks = r->masks, .wanted = r->wanted,
+                             .segment_numbers = r->seg_numbers, .n_labels = r->L,
+                             .seg_sop_uid = r->sr.sop_instance_uid, .seg_series_uid = r->sr.series_instance_uid,
+                             .site = r->job->site};
+    samda_status st = samdad_result_formats_write(samdad_store(r->w->ctx), r->ss.outputs, r->job->study_uid, &m,
+                                                  &r->objs, err);
+    r->t_seg += worker_now_s() - t;
+    return st;
+}
+
+/* (7c) The SEG goes through the one ingest entry, as a result: stored, indexed as an instance of the
  *      source study (its own series, complete as written, never segmented) and recorded as the
- *      job's result, in one transaction. The file is consumed. */
+ *      job's result, with the objects of (7b), in one transaction. The file is consumed. */
 static samda_status store_seg(series_run *r, const samda_result_spec *rs, int64_t *result_id, samda_error *err)
 {
     samda_dicom_header h;
@@ -449,7 +485,7 @@ static samda_status store_seg(series_run *r, const samda_result_spec *rs, int64_
     return st;
 }
 
-/* (7c) The result: recorded in the index (store_seg) with its timings and per-label statistics, and
+/* (7d) The result: recorded in the index (store_seg) with its timings and per-label statistics, and
  *      queued for the site's destinations. */
 static samda_status record(series_run *r, samda_error *err)
 {
@@ -471,6 +507,9 @@ static samda_status record(series_run *r, samda_error *err)
         .timings_json = timings_s,
         .label_stats_json = labels_s,
     };
+    samda_result_object_spec objects[2];
+    rs.n_objects = samdad_result_formats_specs(&r->objs, objects);
+    rs.objects = objects;
     int64_t result_id = 0;
     samda_status st = store_seg(r, &rs, &result_id, err);
     free(timings_s);
@@ -483,7 +522,7 @@ static samda_status record(series_run *r, samda_error *err)
     json_object_set_new(r->report, "frames", json_integer((json_int_t)r->sr.n_frames));
     json_object_set_new(r->report, "slices", json_integer((json_int_t)r->S));
     json_object_set_new(r->report, "model", json_string(samda_model_fingerprint(w->model)));
-    queue_exports(w, &r->ss, r->obj.relpath, r->sr.sop_instance_uid, r->report);
+    queue_outputs(w, &r->ss, r->obj.relpath, r->sr.sop_instance_uid, &r->objs, r->report);
     samdad_hist_record(&w->h_job, worker_now_s() - r->t0);
     samda_log(&w->ctx->log, SAMDA_LOG_INFO, "worker", "DICOM-SEG recorded",
               "job=%lld result=%lld slices=%zu labels=%zu frames=%zu seconds=%.2f encode_s=%.2f decode_s=%.2f",
@@ -510,7 +549,8 @@ static samda_status run_series(lane *ln, const samda_job *job, const char *serie
         (st = adapt(&r, err)) == SAMDA_OK &&                       /* (4) */
         (st = encode_decode(&r, err)) == SAMDA_OK &&               /* (5) */
         (st = clean_up(&r, err)) == SAMDA_OK &&                    /* (6) */
-        (st = write_seg(&r, err)) == SAMDA_OK)                     /* (7) */
+        (st = write_seg(&r, err)) == SAMDA_OK &&                   /* (7) */
+        (st = write_formats(&r, err)) == SAMDA_OK)
         st = record(&r, err);
     if (r.why != SAMDA_OK) {
         st = r.why;

@@ -886,6 +886,160 @@ samda_status samda_seg_to_label_volume(const samda_seg *seg, const samda_volume 
                                        uint8_t *labels_out, size_t *n_mapped, samda_error *err);
 
 /* =========================================================================================
+ * Contours of a binary slice (dicom/contour.c), for RT Structure Set ROI contours
+ * ========================================================================================= */
+
+/** Closed polygons in pixel coordinates: x = column, y = row, pixel (r, c)'s centre at (c, r).
+ *  Corners lie on pixel corners (half-integer values), so the polygons filled with the even-odd
+ *  rule and sampled at pixel centres give back the mask exactly. */
+typedef struct samda_contour_set {
+    double *xy;         /* n_points (x, y) pairs */
+    size_t n_points;
+    size_t *first;      /* n_contours: index of each polygon's first point */
+    size_t *count;      /* n_contours: its number of points (4 or more; the last joins the first) */
+    size_t n_contours;
+} samda_contour_set;
+
+/** Trace the boundary of every 4-connected part of a slice, and of every hole in one, as one
+ *  closed polygon each (outer boundaries clockwise on the screen, holes the other way); only the
+ *  corners where a boundary turns are kept.
+ *  @param mask IN: rows * cols bytes, non-zero inside.  @param out OUT: the polygons (none for an
+ *         empty slice).
+ *  @return SAMDA_OK; SAMDA_EINVAL: NULL argument or a 0 dimension; SAMDA_ENOMEM (*out empty).
+ *  Ownership: release *out with samda_contour_set_clear().  Thread-safety: pure function. */
+samda_status samda_contour_trace(const uint8_t *mask, unsigned rows, unsigned cols, samda_contour_set *out,
+                                 samda_error *err);
+
+/** Free the arrays of *s and zero it; NULL is a no-op. */
+void samda_contour_set_clear(samda_contour_set *s);
+
+/* =========================================================================================
+ * RT Structure Set writer (dicom/rtstruct_write.cpp): RT Structure Set Storage
+ * (1.2.840.10008.5.1.4.1.1.481.3) over a loaded source volume, one ROI per label.
+ *
+ * A new series (Modality RTSTRUCT) in the source's study: Patient and General Study copied from
+ * the source (slice 0's file), General Equipment samda. Structure Set: the source's frame of
+ * reference, study, series and every slice in ContourImageSequence. Per ROI: Structure Set ROI
+ * (ROINumber = 1-based index, name, AUTOMATIC, the algorithm), ROI Contour (display colour, one
+ * CLOSED_PLANAR contour per boundary of each slice of the mask, traced by samda_contour_trace(),
+ * points in patient coordinates LPS mm from the slice's ImagePositionPatient, the shared
+ * ImageOrientationPatient and PixelSpacing, its ContourImageSequence naming that slice) and RT
+ * ROI Observations (Segmented Property Category Code and RT ROI Identification Code from the
+ * label's codes). Approval: UNAPPROVED. An empty mask keeps its ROI without contours.
+ * ========================================================================================= */
+
+typedef struct samda_rtstruct_params {
+    const char *series_description;  /* default "RT Structure Set (samda)" */
+    int series_number;               /* default 998 */
+    int instance_number;             /* default 1 */
+    const char *series_instance_uid; /* NULL/"" = generated */
+    const char *sop_instance_uid;    /* NULL/"" = generated */
+    const char *uid_root;            /* root for generated UIDs; NULL = "2.25." */
+    const char *label;               /* StructureSetLabel (SH, 1-16 characters); default "SAMDA" */
+    const char *description;         /* StructureSetDescription; default NULL = none */
+    const char *software_version;    /* default samda's version */
+} samda_rtstruct_params;
+
+typedef struct samda_rtstruct_roi {
+    const char *name;                /* required: ROIName (LO) */
+    samda_seg_code category;         /* required: Segmented Property Category (CID 7150) */
+    samda_seg_code type;             /* required: RT ROI Identification Code (CID 7151) */
+    samda_seg_code type_modifier;    /* optional, inside the type's item; value NULL/"" = none */
+    bool has_color;                  /* default false: ROIDisplayColor 255\0\0 */
+    uint8_t rgb[3];
+    const char *algorithm_name;      /* ROIGenerationDescription; default "samda" */
+    const uint8_t *mask;             /* required: n_slices * rows * cols bytes like the source
+                                        voxels, non-zero inside; borrowed for the call */
+} samda_rtstruct_roi;
+
+/** What samda_rtstruct_write() wrote. */
+typedef struct samda_rtstruct_result {
+    char sop_instance_uid[SAMDA_DICOM_UID_SIZE];
+    char series_instance_uid[SAMDA_DICOM_UID_SIZE];
+    unsigned n_rois;
+    size_t n_contours;               /* over every ROI */
+    size_t n_points;
+} samda_rtstruct_result;
+
+/** Fill *p with the defaults listed beside each field. */
+void samda_rtstruct_params_init(samda_rtstruct_params *p);
+/** Fill *r with the defaults (category Tissue, no colour); name, type and mask left to the caller. */
+void samda_rtstruct_roi_init(samda_rtstruct_roi *r);
+
+/** Write an RT Structure Set for a source volume to path (temporary file, fsync, rename).
+ *  @param source IN: borrowed.  @param p IN: NULL for defaults.  @param rois IN: n_rois entries.
+ *  @param out OUT: may be NULL.
+ *  @return SAMDA_OK; SAMDA_EINVAL: no ROI, an ROI without name, codes or mask, a label that is not
+ *          SH, a source without geometry or frame of reference; SAMDA_EBADUID: a given UID
+ *          invalid; SAMDA_ENOENT: directory missing; SAMDA_EIO/SAMDA_ENOSPC: write failed, no
+ *          file left; SAMDA_ENOMEM; SAMDA_EINTERNAL.
+ *  Thread-safety: safe (different paths). */
+samda_status samda_rtstruct_write(const samda_volume *source, const samda_rtstruct_params *p,
+                                  const samda_rtstruct_roi *rois, size_t n_rois, const char *path,
+                                  samda_rtstruct_result *out, samda_error *err);
+
+/* =========================================================================================
+ * Measurement Report writer (dicom/sr_write.cpp): Comprehensive 3D SR Storage
+ * (1.2.840.10008.5.1.4.1.1.88.34), DCMR TID 1500 built with DCMTK's dcmsr/cmr.
+ *
+ * A new series (Modality SR) in the source's study, Patient and General Study copied from the
+ * source. Content: Imaging Measurement Report, language English, a device observer (samda),
+ * procedure reported "Imaging procedure", an Image Library of every source instance, and one
+ * Volumetric ROI Measurements group (TID 1411) per label: Tracking Identifier (the label's name)
+ * and a new Tracking Unique Identifier, Finding (the label's type code), Finding Site (its region,
+ * when it has one), Referenced Segment (the DICOM-SEG instance and segment number), Source series
+ * for segmentation, and the measurements: Volume in ml (UCUM "ml": voxels x PixelSpacing x slice
+ * spacing) when the slice spacing is known, and for CT the Attenuation Coefficient's Mean and
+ * Standard Deviation (population) in UCUM "[hnsf'U]" over the voxels of the mask (none for an
+ * empty mask). Current Requested Procedure Evidence lists the DICOM-SEG and the source instances.
+ * Completion COMPLETE, verification UNVERIFIED.
+ * ========================================================================================= */
+
+typedef struct samda_sr_params {
+    const char *series_description;  /* default "Measurements (samda)" */
+    int series_number;               /* default 997 */
+    int instance_number;             /* default 1 */
+    const char *series_instance_uid; /* NULL/"" = generated */
+    const char *sop_instance_uid;    /* NULL/"" = generated */
+    const char *uid_root;            /* root for generated UIDs; NULL = "2.25." */
+    const char *software_version;    /* default samda's version */
+    const char *seg_sop_instance_uid;    /* required: the DICOM-SEG the groups reference */
+    const char *seg_series_instance_uid; /* required: its series */
+} samda_sr_params;
+
+typedef struct samda_sr_group {
+    const char *name;                /* required: Tracking Identifier (the label's name) */
+    samda_seg_code type;             /* required: Finding */
+    samda_seg_code region;           /* optional Finding Site; value NULL/"" = none */
+    unsigned segment_number;         /* required: the label's SegmentNumber in the DICOM-SEG (>= 1) */
+    const uint8_t *mask;             /* required: n_slices * rows * cols bytes like the source
+                                        voxels, non-zero inside; borrowed for the call */
+} samda_sr_group;
+
+/** What samda_sr_write() wrote. */
+typedef struct samda_sr_result {
+    char sop_instance_uid[SAMDA_DICOM_UID_SIZE];
+    char series_instance_uid[SAMDA_DICOM_UID_SIZE];
+    unsigned n_groups;
+    size_t n_measurements;
+} samda_sr_result;
+
+/** Fill *p with the defaults listed beside each field. */
+void samda_sr_params_init(samda_sr_params *p);
+
+/** Write a TID 1500 Measurement Report for a source volume and its DICOM-SEG to path (temporary
+ *  file, fsync, rename).
+ *  @param source IN: borrowed; its voxels give the HU statistics.  @param p IN: required (the SEG).
+ *  @param groups IN: n_groups entries.  @param out OUT: may be NULL.
+ *  @return SAMDA_OK; SAMDA_EINVAL: no group, a group without name, type or mask, segment number
+ *          0, no SEG UIDs, a source without geometry; SAMDA_EBADUID: a given UID invalid;
+ *          SAMDA_ENOENT: directory missing; SAMDA_EIO/SAMDA_ENOSPC: write failed, no file left;
+ *          SAMDA_ENOMEM; SAMDA_EINTERNAL: dcmsr refused the content (message says why).
+ *  Thread-safety: safe (different paths). */
+samda_status samda_sr_write(const samda_volume *source, const samda_sr_params *p, const samda_sr_group *groups,
+                            size_t n_groups, const char *path, samda_sr_result *out, samda_error *err);
+
+/* =========================================================================================
  * DICOM JSON (PS3.18 Annex F.2) for DICOMweb metadata and QIDO results        [dicom/json.cpp]
  * ========================================================================================= */
 

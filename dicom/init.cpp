@@ -12,6 +12,7 @@
 #include <dcmtk/dcmjpeg/djdecode.h>
 #include <dcmtk/dcmjpls/djdecode.h>
 #include <dcmtk/dcmnet/dul.h>
+#include <dcmtk/dcmsr/cmr/init.h>
 #include <dcmtk/oflog/appender.h>
 #include <dcmtk/oflog/logger.h>
 #include <dcmtk/oflog/oflog.h>
@@ -117,6 +118,9 @@ extern "C" samda_status samda_dicom_init(const samda_dicom_init_params *p, samda
              * (DICOM JSON, frames, C-STORE SCU) stop after the top-level Pixel Data instead; what
              * may legally follow it (trailing padding, digital signatures) is dropped with it. */
             dcmStopParsingAfterElement.set(DCM_PixelData);
+            /* The TID 1500 writer's context groups fill their code tables on first use, which is
+             * not thread-safe: fill them now, before any thread writes an SR (DCMTK's advice). */
+            CMR_ContentMappingResource::initializeAllContextGroups();
         }
         init_count++;
         return SAMDA_OK;

@@ -33,11 +33,13 @@ namespace {
 /* Values longer than this are checked against the file, not read. */
 const Uint32 lazy_read_length = 4096;
 
-/* Accepted storage classes without an image (no pixel data expected). */
+/* Storage classes without an image (no pixel data expected) that samda accepts, or writes as a
+ * result (Comprehensive 3D SR: its TID 1500 Measurement Reports). */
 const char *const non_image_classes[] = {
     UID_RTStructureSetStorage,           UID_BasicTextSRStorage,
     UID_EnhancedSRStorage,               UID_ComprehensiveSRStorage,
     UID_XRayRadiationDoseSRStorage,      UID_KeyObjectSelectionDocumentStorage,
+    UID_Comprehensive3DSRStorage,
 };
 
 bool is_image_class(const char *uid)

@@ -86,9 +86,11 @@ samda_status samda_store_check(samda_store *s, samda_store_check_report *report,
     }
 
     if (res == SAMDA_OK) {
-        /* UNION: a result's SEG is also an instance of its study, one file for both rows */
+        /* UNION: a result's SEG (and its RTSTRUCT and SR) is also an instance of its study, one file
+         * for both rows */
         st = storage_stmt(c, "SELECT file_relpath, file_size, sha256 FROM instances UNION"
                              " SELECT file_relpath, file_size, sha256 FROM results UNION"
+                             " SELECT file_relpath, file_size, sha256 FROM result_objects UNION"
                              " SELECT file_relpath, file_size, sha256 FROM adapters", err);
         if (!st) res = err->code;
         int rc = SQLITE_DONE;

@@ -113,6 +113,19 @@ void storage_path_join(char out[STORAGE_PATH_MAX], const char *dir, const char *
 /** Default clock. */
 int64_t storage_realtime_ms(void *ctx);
 
+/* result_objects.c ----------------------------------------------------------------------------- */
+/** Check a result object's spec (result_id not looked at). */
+samda_status storage_result_object_check(const samda_result_object_spec *spec, samda_error *err);
+/** In a write transaction: insert the row for spec under result_id and claim its file. */
+samda_status storage_result_object_insert(samda_store *s, storage_conn *c, const samda_result_object_spec *spec,
+                                          int64_t result_id, int64_t *id, samda_error *err);
+/** As storage_result_object_check, and its meta (required) valid and naming its series and SOP. */
+samda_status storage_result_object_check_meta(const samda_result_object_spec *spec, samda_error *err);
+/** In a write transaction: index the object as an instance of its study (flagged
+ *  SAMDA_INSTANCE_RESULT, its series complete) and insert its row under result_id. */
+samda_status storage_result_object_index(samda_store *s, storage_conn *c, const samda_result_object_spec *spec,
+                                         int64_t result_id, samda_error *err);
+
 /* migrate.c ------------------------------------------------------------------------------------ */
 /** Bring the schema to SAMDA_STORE_SCHEMA_VERSION; refuse a newer one. */
 samda_status storage_migrate(samda_store *s, storage_conn *c, samda_error *err);

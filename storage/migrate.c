@@ -195,12 +195,27 @@ static const char migration_1[] =
 
     "CREATE TABLE object_intents(relpath TEXT PRIMARY KEY, created_ms INTEGER NOT NULL) WITHOUT ROWID;";
 
+/* Objects made beside a result's DICOM-SEG (RT Structure Set, Measurement Report SR): each row
+ * claims its file as results rows claim theirs. */
+static const char migration_2[] =
+    "CREATE TABLE result_objects("
+    " id INTEGER PRIMARY KEY,"
+    " result_id INTEGER NOT NULL REFERENCES results(id),"
+    " kind TEXT NOT NULL CHECK(kind IN ('rtstruct','sr')),"
+    " series_uid TEXT NOT NULL, sop_uid TEXT NOT NULL UNIQUE,"
+    " file_relpath TEXT NOT NULL UNIQUE, file_size INTEGER NOT NULL,"
+    " sha256 TEXT NOT NULL CHECK(length(sha256) = 64),"
+    " created_ms INTEGER NOT NULL,"
+    " UNIQUE(result_id, kind));"
+    "CREATE INDEX result_objects_result ON result_objects(result_id);";
+
 static const struct {
     int version;
     const char *description;
     const char *sql;
 } migrations[] = {
     {1, "initial schema", migration_1},
+    {2, "objects beside a result's DICOM-SEG (RT Structure Set, SR)", migration_2},
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 _Static_assert(N_MIGRATIONS == SAMDA_STORE_SCHEMA_VERSION, "SAMDA_STORE_SCHEMA_VERSION must match migrations");

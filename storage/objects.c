@@ -594,6 +594,7 @@ samda_status samda_store_object_read(samda_store *s, const char *relpath, size_t
 static const char SQL_CLAIMED[] =
     "SELECT 1 FROM instances WHERE file_relpath = ?1 UNION ALL "
     "SELECT 1 FROM results WHERE file_relpath = ?1 UNION ALL "
+    "SELECT 1 FROM result_objects WHERE file_relpath = ?1 UNION ALL "
     "SELECT 1 FROM adapters WHERE file_relpath = ?1 LIMIT 1";
 
 int storage_relpath_claimed(samda_store *s, storage_conn *c, const char *relpath, samda_error *err)

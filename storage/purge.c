@@ -97,6 +97,11 @@ static samda_status check_idle(samda_store *s, storage_conn *c, int64_t series_i
 static const char *const SQL_DELETE_STEPS[] = {
     "DELETE FROM exports WHERE relpath IN (SELECT file_relpath FROM instances WHERE series_ref = ?1"
     " UNION SELECT file_relpath FROM results WHERE seg_series_uid = ?2)",
+    /* the RTSTRUCT/SR rows of the results that go, and those whose file is one of the instances (the
+     * objects stay instances of their study until their own series is deleted) */
+    "DELETE FROM result_objects WHERE file_relpath IN (SELECT file_relpath FROM instances WHERE series_ref = ?1)"
+    " OR result_id IN (SELECT id FROM results WHERE seg_series_uid = ?2 OR file_relpath IN"
+    " (SELECT file_relpath FROM instances WHERE series_ref = ?1))",
     "DELETE FROM results WHERE (seg_series_uid = ?2 OR file_relpath IN"
     " (SELECT file_relpath FROM instances WHERE series_ref = ?1))",
     "UPDATE jobs SET state = 'cancelled', error = 'the series was deleted', finished_ms = ?3, updated_ms = ?3"
@@ -117,8 +122,8 @@ static samda_status delete_rows(samda_store *s, storage_conn *c, int64_t series_
         int rc = storage_exec_stmt(s, st);
         if (rc != SQLITE_OK) return storage_db_fail(err, c, rc, "deleting series");
         size_t changed = (size_t)sqlite3_changes(c->db);
-        if (i == 1) rep->n_results += changed;
-        if (i == 3) rep->n_instances += changed;
+        if (i == 2) rep->n_results += changed;
+        if (i == 4) rep->n_instances += changed;
     }
     rep->n_series++;
     return storage_change_add(s, c, "series", uid, SAMDA_CHANGE_DELETED, err);
@@ -245,10 +250,12 @@ samda_status samda_store_study_delete(samda_store *s, const char *study_uid, sam
 /* Retention ------------------------------------------------------------------------------------ */
 
 /* Source series of the site (no result among their instances) with at least one result, every
- * export item of every result delivered, the last delivery before ?2; oldest delivery first. */
+ * export item of every result (its SEG and the RTSTRUCT and SR made beside it) delivered, the last
+ * delivery before ?2; oldest delivery first. */
 static const char SQL_SOURCE_DUE[] =
     "SELECT se.series_uid FROM series se JOIN results r ON r.series_uid = se.series_uid"
     " JOIN exports e ON e.relpath = r.file_relpath"
+    " OR e.relpath IN (SELECT o.file_relpath FROM result_objects o WHERE o.result_id = r.id)"
     " WHERE se.site_id = (SELECT id FROM sites WHERE name = ?1)"
     " AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.series_ref = se.id AND (i.flags & 2) != 0)"
     " GROUP BY se.id HAVING sum(e.state <> 'done') = 0 AND max(e.updated_ms) <= ?2"
@@ -290,6 +297,7 @@ samda_status samda_store_bytes(samda_store *s, uint64_t *bytes, samda_error *err
     STORAGE_ERR(err);
     static const char SQL[] = "SELECT ifnull(sum(file_size), 0) FROM (SELECT file_relpath, file_size FROM instances"
                               " UNION SELECT file_relpath, file_size FROM results"
+                              " UNION SELECT file_relpath, file_size FROM result_objects"
                               " UNION SELECT file_relpath, file_size FROM adapters)";
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;

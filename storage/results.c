@@ -42,6 +42,8 @@ static samda_status check_spec(const samda_result_spec *spec, bool with_object, 
         return samda_fail(err, SAMDA_EINVAL, "recording result %s: model version too long", spec->seg_sop_uid);
     samda_status res = storage_check_json(spec->timings_json, "result timings", err);
     if (res == SAMDA_OK) res = storage_check_json(spec->label_stats_json, "result label statistics", err);
+    for (size_t i = 0; res == SAMDA_OK && i < spec->n_objects; i++)
+        res = storage_result_object_check(&spec->objects[i], err);
     return res;
 }
 
@@ -88,11 +90,15 @@ samda_status samda_store_result_add(samda_store *s, const samda_result_spec *spe
     if (res != SAMDA_OK) return res;
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
+    int64_t result_id = 0;
     res = storage_tx_begin(s, c, err);
     if (res == SAMDA_OK) {
-        res = insert_result(s, c, spec, spec->object, id, err);
+        res = insert_result(s, c, spec, spec->object, &result_id, err);
+        for (size_t i = 0; res == SAMDA_OK && i < spec->n_objects; i++)
+            res = storage_result_object_insert(s, c, &spec->objects[i], result_id, NULL, err);
         if (res == SAMDA_OK) res = storage_tx_commit(s, c, err);
         else storage_tx_rollback(s, c);
+        if (res == SAMDA_OK && id) *id = result_id;
     }
     storage_conn_put(s, c);
     return res;
@@ -113,6 +119,8 @@ samda_status samda_store_result_ingest(samda_store *s, samda_tmp_file *tmp, cons
                            strcmp(meta->series_uid, spec->seg_series_uid) != 0))
         st = samda_fail(err, SAMDA_EINVAL, "storing result %s: the SEG's SOP Instance or Series UID is not the "
                         "result's", spec->seg_sop_uid);
+    for (size_t i = 0; st == SAMDA_OK && i < spec->n_objects; i++)
+        st = storage_result_object_check_meta(&spec->objects[i], err);
     if (st != SAMDA_OK) {
         samda_store_object_tmp_discard(s, tmp);
         return st;
@@ -129,14 +137,21 @@ samda_status samda_store_result_ingest(samda_store *s, samda_tmp_file *tmp, cons
         char old[SAMDA_RELPATH_SIZE];
         st = storage_tx_begin(s, c, err);
         if (st == SAMDA_OK) {
+            int64_t result_id = 0;
             st = storage_index_instance(s, c, &m, &obj, false, res, old, err);
-            if (st == SAMDA_OK) st = insert_result(s, c, spec, &obj, id, err);
+            if (st == SAMDA_OK) st = insert_result(s, c, spec, &obj, &result_id, err);
+            for (size_t i = 0; st == SAMDA_OK && i < spec->n_objects; i++)
+                st = storage_result_object_index(s, c, &spec->objects[i], result_id, err);
             if (st == SAMDA_OK) st = storage_tx_commit(s, c, err);
             else storage_tx_rollback(s, c);
+            if (st == SAMDA_OK && id) *id = result_id;
         }
         storage_conn_put(s, c);
     }
-    if (st != SAMDA_OK) storage_object_unlink(s, obj.relpath);
+    if (st != SAMDA_OK) {
+        storage_object_unlink(s, obj.relpath);
+        for (size_t i = 0; i < spec->n_objects; i++) storage_object_unlink(s, spec->objects[i].object->relpath);
+    }
     return st;
 }
 

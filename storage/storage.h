@@ -57,7 +57,7 @@ extern "C" {
 #define SAMDA_OBJECT_MAX_BYTES ((uint64_t)4 << 30) /* bound on one object file */
 
 /** Schema version this code writes (PRAGMA user_version after migrations). */
-#define SAMDA_STORE_SCHEMA_VERSION 1
+#define SAMDA_STORE_SCHEMA_VERSION 2
 
 /* ---------------------------------------------------------------------------------------------- */
 /* UIDs                                                                                           */
@@ -640,6 +640,10 @@ typedef struct samda_result_spec {
     int adapter_version;       /* 0 = none */
     const char *timings_json;  /* NULL or JSON */
     const char *label_stats_json;
+    const struct samda_result_object_spec *objects; /* NULL or n_objects objects made beside the SEG
+                                  (RT Structure Set, SR), recorded in the same transaction
+                                  (their result_id is ignored) */
+    size_t n_objects;
 } samda_result_spec;
 
 /** A result row. Ownership: JSON pointers owned; release with samda_result_clear / _list_free. */
@@ -655,10 +659,12 @@ typedef struct samda_result {
 
 void samda_result_clear(samda_result *r);
 void samda_result_list_free(samda_result *r, size_t n);
-/** Record a result whose SEG object is already committed, and append a change-feed row. The SEG is
- *  not indexed as an instance of its study (samda_store_result_ingest does both; samdad uses it).
- *  @return SAMDA_OK; SAMDA_EBADUID; SAMDA_EINVAL (missing field, unknown job); SAMDA_EEXIST (seg
- *  SOP UID already recorded); SAMDA_EDB. */
+/** Record a result whose SEG object is already committed (and the objects beside it, spec->objects:
+ *  all or nothing), and append a change-feed row. Neither is indexed as an instance of its study
+ *  (samda_store_result_ingest does both; samdad uses it).
+ *  @return SAMDA_OK; SAMDA_EBADUID; SAMDA_EINVAL (missing field, unknown job, an object's spec as
+ *  samda_store_result_object_add checks it); SAMDA_EEXIST (seg SOP UID, or an object's, already
+ *  recorded); SAMDA_EDB. */
 samda_status samda_store_result_add(samda_store *s, const samda_result_spec *spec, int64_t *id,
                                     samda_error *err);
 /** Store a DICOM-SEG a job produced and record it as a result AND as an instance of its study, in
@@ -666,8 +672,10 @@ samda_status samda_store_result_add(samda_store *s, const samda_result_spec *spe
  *  indexes the instance as samda_store_instance_ingest does (patient, study, series, instance and
  *  change-feed rows), flagged SAMDA_INSTANCE_RESULT (its series is created complete, so the
  *  completion timers never queue a job for it, and the study's last receive time is not moved),
- *  and inserts the results row with its change-feed row. A reader sees both or neither; a crash
- *  after the file leaves it to the next open's recovery.
+ *  and inserts the results row with its change-feed row; each of spec->objects (committed by the
+ *  caller, each with its meta) is indexed the same way (its own series, SAMDA_INSTANCE_RESULT) and
+ *  recorded beside the result. A reader sees all or nothing; a crash after the files leaves them to
+ *  the next open's recovery.
  *  @param tmp  INOUT: the written SEG; always consumed.
  *  @param meta IN: the SEG's header (samda_store_instance_ingest's requirements); its series and
  *              SOP UIDs must be spec's seg_series_uid and seg_sop_uid; flags gain SAMDA_INSTANCE_RESULT.
@@ -676,7 +684,9 @@ samda_status samda_store_result_add(samda_store *s, const samda_result_spec *spe
  *  @return SAMDA_OK; SAMDA_EBADUID; SAMDA_EINVAL (meta and spec disagree, unknown job or site);
  *          SAMDA_EEXIST (the SOP Instance UID is already indexed or recorded); SAMDA_ECONFLICT (as
  *          samda_store_instance_ingest: the SEG names another patient than its study); SAMDA_ENOSPC;
- *          SAMDA_EIO; SAMDA_EDB. On failure nothing is indexed or recorded and no file remains.
+ *          SAMDA_EIO; SAMDA_EDB. On failure nothing is indexed or recorded and no file remains (the
+ *          objects' files are removed too; those of a spec refused before the transaction are left
+ *          to the next open's recovery, as every unclaimed object is).
  *  Thread-safety: safe. */
 samda_status samda_store_result_ingest(samda_store *s, samda_tmp_file *tmp, const samda_instance_meta *meta,
                                        const samda_result_spec *spec, samda_ingest_result *res, int64_t *id,
@@ -686,6 +696,39 @@ samda_status samda_store_result_get(samda_store *s, int64_t id, samda_result *ou
 /** Results of a source series, newest first. Free with samda_result_list_free. */
 samda_status samda_store_result_list(samda_store *s, const char *series_uid, samda_result **rows, size_t *n,
                                      samda_error *err);
+
+/* Objects beside a result's DICOM-SEG (storage/result_objects.c): an RT Structure Set or a
+ * Measurement Report SR made from the same masks, committed with SAMDA_OBJECT_SEG (seg/<study>/
+ * <its series>/<its SOP>.dcm). Recording one claims its file, as samda_store_result_add does. */
+
+typedef struct samda_result_object_spec { /* also samda_result_spec.objects */
+    int64_t result_id;               /* required: the result whose masks it shows */
+    const char *kind;                /* required: "rtstruct" or "sr" */
+    const char *series_uid;          /* required: its series */
+    const char *sop_uid;             /* required: its SOP instance */
+    const samda_object_info *object; /* required: committed with SAMDA_OBJECT_SEG */
+    const samda_instance_meta *meta; /* samda_store_result_ingest: required, its header, to index it as
+                                        an instance of its study (series and SOP UIDs as above);
+                                        samda_store_result_add and _object_add ignore it */
+} samda_result_object_spec;
+
+typedef struct samda_result_object {
+    int64_t id, result_id;
+    char kind[16];
+    char series_uid[SAMDA_UID_SIZE], sop_uid[SAMDA_UID_SIZE];
+    samda_object_info object;
+    int64_t created_ms;
+} samda_result_object;
+
+/** Record an object beside a result. @return SAMDA_OK; SAMDA_EBADUID; SAMDA_EINVAL (missing field,
+ *  unknown kind or result, object not under seg/); SAMDA_EEXIST (SOP UID or file already recorded,
+ *  or the result already has one of this kind); SAMDA_EDB. Thread-safe. */
+samda_status samda_store_result_object_add(samda_store *s, const samda_result_object_spec *spec, int64_t *id,
+                                           samda_error *err);
+/** The objects beside a result, oldest first. @param rows OUT: free with samda_store_free.
+ *  @return SAMDA_OK; SAMDA_ENOMEM; SAMDA_EDB. Thread-safe. */
+samda_status samda_store_result_object_list(samda_store *s, int64_t result_id, samda_result_object **rows,
+                                            size_t *n, samda_error *err);
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Deletion and retention (purge.c)                                                                */
@@ -714,7 +757,8 @@ typedef enum samda_retention_kind {
     SAMDA_RETAIN_RESULTS     /* result SEG series, once delivered (or with nothing to deliver) */
 } samda_retention_kind;
 /** Series of a site a retention policy may delete, oldest first: SOURCE: received series (no
- *  result among their instances) with at least one result, every export item of every result done,
+ *  result among their instances) with at least one result, every export item of every result (and
+ *  of the RTSTRUCT and SR beside it) done,
  *  the last delivered before before_ms; RESULTS: result SEG series made before before_ms whose
  *  export items are all done. @param uids OUT: n UIDs, free with samda_store_free.
  *  @return SAMDA_OK; SAMDA_ENOENT (invalid site name); SAMDA_ENOMEM; SAMDA_EDB. Thread-safe. */

@@ -32,6 +32,9 @@ modalities() { curl -sf "${A[@]}" "$H/dicomweb/studies/$1/series" | json_expr 's
 jobs_done() { [ "$(grep -c 'msg="job done: DICOM-SEG recorded"' "$T/d.log")" -ge "$1" ]; }
 check_clean() { "$SAMDA" check --data-dir "$D" >"$T/check.out" 2>&1 || fail "samda check after $1: $(cat "$T/check.out")"; }
 
+# delivered means recorded as done (the PACS has the file a moment before samdad records it)
+delivered() { curl -sf -H "Authorization: Bearer $admin" "$H/api/v1/exports?state=done" |
+  $PY -c 'import json,sys; d=json.load(sys.stdin); d=d.get("exports", d) if isinstance(d, dict) else d; sys.exit(0 if len(d) >= int(sys.argv[1]) else 1)' "$1"; }
 # study 0: delivered; study 1: its SEG waits for a destination that is down
 mkdir -p "$T/recv"
 storescp -aet PACS -od "$T/recv" "$pport" >"$T/storescp.log" 2>&1 &
@@ -39,6 +42,7 @@ scp=$!; _pids+=($scp)
 storescu -aet STORESCU -aec SAMDA 127.0.0.1 "$dport" +sd "$T/ph/dicom/A_00000" || fail "storescu 0"
 wait_for_cmd 240 jobs_done 1
 wait_for_cmd 60 bash -c "[ \$(ls '$T/recv' | wc -l) -ge 1 ]"
+wait_for_cmd 60 delivered 1 || fail "study 0's SEG was not delivered"
 kill -9 "$scp"; wait "$scp" 2>/dev/null || true
 storescu -aet STORESCU -aec SAMDA 127.0.0.1 "$dport" +sd "$T/ph/dicom/A_00001" || fail "storescu 1"
 wait_for_cmd 240 jobs_done 2
@@ -84,7 +88,7 @@ storescp -aet PACS -od "$T/recv" "$pport" >"$T/storescp.log" 2>&1 &
 _pids+=($!)
 storescu -aet STORESCU -aec SAMDA 127.0.0.1 "$dport" +sd "$T/ph/dicom/A_00002" || fail "storescu 2"
 wait_for_cmd 240 jobs_done 3
-wait_for_cmd 60 bash -c "[ \$(ls '$T/recv' | wc -l) -ge 2 ]"
+wait_for_cmd 60 delivered 2 || fail "study 2's SEG was not delivered: $(curl -sf "${A[@]}" "$H/api/v1/exports")"
 conf 0 1
 kill -HUP "$(cat "$T/d.pid")"
 wait_for_text "$T/d.log" 'reloaded' 20

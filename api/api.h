@@ -185,6 +185,16 @@ typedef struct samda_api_export_filter {
     unsigned offset;         /* items to skip, newest first */
 } samda_api_export_filter;
 
+/** A validated GET /api/v1/audit query. Strings borrowed for the call. */
+typedef struct samda_api_audit_filter {
+    const char *actor;  /* only this actor ("token:3", "cli", "system"); NULL = any */
+    const char *action; /* only actions containing this text; NULL = any */
+    int64_t since_ms;   /* only entries at or after this time (ms since the epoch); 0 = open */
+    int64_t until_ms;   /* only entries at or before this time; 0 = open */
+    int64_t before_id;  /* only entries with a smaller id (paging back); 0 = from the newest */
+    unsigned limit;     /* 1..1000 (default 100) */
+} samda_api_audit_filter;
+
 /** One audited request. Borrowed for the call. Carries no patient data: the route pattern,
  *  the resource identifiers from the path (UIDs, job ids, site names) and the outcome. */
 typedef struct samda_api_audit_record {
@@ -351,6 +361,10 @@ typedef struct samda_api_services {
      *  attempts reset. OUT item: the item after the change. SAMDA_ENOENT (404); SAMDA_ECONFLICT:
      *  the item is done or being sent (409). */
     samda_status (*export_retry)(void *ctx, int64_t id, int64_t token_id, json_t **item, samda_error *err);
+
+    /** GET /api/v1/audit: the audit log's entries that match filter, newest first. OUT entries:
+     *  JSON array of {id, time_ms, actor, action, resource, outcome, details}. */
+    samda_status (*audit_list)(void *ctx, const samda_api_audit_filter *filter, json_t **entries, samda_error *err);
 
     /** GET /api/v1/sites/{site}/adapters. OUT adapters: JSON array of versions, newest first.
      *  SAMDA_ENOENT: unknown site. */

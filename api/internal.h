@@ -225,6 +225,7 @@ void api_h_destination_delete(api_request *r);
 void api_h_destination_echo(api_request *r);
 void api_h_exports_list(api_request *r);
 void api_h_export_retry(api_request *r);
+void api_h_audit_list(api_request *r);
 void api_h_adapters_list(api_request *r);
 void api_h_adapter_upload(api_request *r);
 void api_h_adapter_rollback(api_request *r);

@@ -65,6 +65,7 @@ const api_route api_routes[] = {
     {API_POST, "/api/v1/destinations/{name}/echo", api_h_destination_echo, API_ROLES_ADMIN, API_F_AUDIT, SVC(destination_echo), 0, NULL},
     {API_GET, "/api/v1/exports", api_h_exports_list, API_ROLES_ADMIN, API_F_AUDIT, SVC(exports_list), 0, NULL},
     {API_POST, "/api/v1/exports/{id}/retry", api_h_export_retry, API_ROLES_ADMIN, API_F_AUDIT, SVC(export_retry), 0, NULL},
+    {API_GET, "/api/v1/audit", api_h_audit_list, API_ROLES_ADMIN, API_F_AUDIT, SVC(audit_list), 0, NULL},
     {API_GET, "/api/v1/sites/{site}/adapters", api_h_adapters_list, API_ROLES_ADMIN, API_F_AUDIT, SVC(adapters_list), 0, NULL},
     {API_POST, "/api/v1/sites/{site}/adapters", api_h_adapter_upload, API_ROLES_ADMIN, API_F_AUDIT | API_F_FILE_BODY, SVC(adapter_upload), 0, NULL},
     {API_POST, "/api/v1/sites/{site}/adapters/rollback", api_h_adapter_rollback, API_ROLES_ADMIN, API_F_AUDIT, SVC(adapter_rollback), 0, NULL},

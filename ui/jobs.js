@@ -1,4 +1,4 @@
-/* Jobs: the queue, newest first, refreshed every 2 s (progress of running jobs), filtered by state;
+/* Jobs: the queue, newest first, refreshed every second (progress of running jobs), filtered by state;
  * cancel and retry (with confirmation); a job's page with its error, parameters and result. */
 'use strict';
 (function () {
@@ -58,7 +58,7 @@
       const sel = S.el('select', {id: 'job-state'}, STATES.map((s) => S.el('option', {value: s, text: s || 'any'})));
       const box = S.el('div');
       page.append(S.el('p', {}, S.el('label', {for: 'job-state', text: 'State '}), sel,
-        ' (refreshed every 2 s)'), box);
+        ' (refreshed every second)'), box);
       let shown = '';
       const load = async (force) => {
         const q = sel.value ? '&state=' + sel.value : '';
@@ -75,7 +75,7 @@
         ], jobs, {id: 'jobs'}));
       };
       sel.addEventListener('change', () => load().catch((e) => S.say(e.message, true)));
-      await S.every(2000, load);
+      await S.every(1000, load);
     },
   });
 })();

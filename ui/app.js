@@ -76,7 +76,7 @@
       throw err;
     }
     if (opts.raw) return r;
-    if (r.status === 204) return null;
+    if (r.status === 204) { await r.arrayBuffer(); return null; } /* read to its end, or chromium calls it aborted */
     const ct = r.headers.get('Content-Type') || '';
     return ct.includes('json') ? r.json() : r.text();
   };

@@ -60,7 +60,7 @@ async function signIn(page, token) {
   let step = 'start';
   const begin = (name) => { step = name; report.steps.push(name); console.error('step: ' + name); };
   page.on('pageerror', (e) => report.errors.push('pageerror: ' + String(e.message || e).slice(0, 300)));
-  page.on('requestfailed', (r) => { if (!/favicon/.test(r.url())) report.errors.push('requestfailed: ' + r.url() + ' ' + (r.failure() || {}).errorText); });
+  page.on('requestfailed', (r) => { if (!/favicon/.test(r.url())) report.errors.push('requestfailed (' + step + '): ' + r.method() + ' ' + r.url() + ' ' + (r.failure() || {}).errorText); });
   page.on('response', (r) => { if (r.status() >= 400 && !/favicon/.test(r.url())) (report.http_errors = report.http_errors || []).push(r.status() + ' ' + r.url()); });
   page.on('console', (m) => { if (m.type() === 'error') (report.console_errors = report.console_errors || []).push(m.text().slice(0, 300)); });
   page.on('dialog', async (d) => { report.dialogs.push(d.message()); await d.accept(); });
@@ -121,6 +121,7 @@ async function signIn(page, token) {
     await page.click('dl.facts a[href^="#studies/"]');
     await waitFor(page, () => document.querySelector('a.view-result'), null, 30, 'a result on the study page');
     report.unlabelled_study = await page.evaluate(unlabelled);
+    const interactive = await page.evaluate(() => document.querySelector('a[href^="#interactive/"]').getAttribute('href'));
     await page.click('a.view-result');
     await waitFor(page, () => { const c = document.getElementById('viewer-canvas'); return c && c.dataset.slice !== undefined; }, null, 60, 'the viewer to draw');
     report.labels_rows = await page.evaluate(() => document.querySelectorAll('#labels tbody tr').length);
@@ -146,6 +147,27 @@ async function signIn(page, token) {
         preview: document.getElementById('server-overlay').naturalWidth };
     });
     await shot(page, 'viewer');
+
+    begin('interactive: a box drawn on a slice gives a mask at once');
+    await go(page, interactive);
+    await waitFor(page, () => /ready/.test((document.getElementById('i-info') || {}).textContent || ''), null, 60, 'the session');
+    report.unlabelled_interactive = await page.evaluate(unlabelled);
+    const rect = await page.evaluate(() => { const r = document.getElementById('i-canvas').getBoundingClientRect(); return { x: r.left, y: r.top, w: r.width, h: r.height }; });
+    // around the liver of the phantom's middle slice (the viewer above shows it there)
+    await page.mouse.move(rect.x + 0.17 * rect.w, rect.y + 0.27 * rect.h);
+    await page.mouse.down();
+    await page.mouse.move(rect.x + 0.35 * rect.w, rect.y + 0.45 * rect.h, { steps: 5 });
+    await page.mouse.move(rect.x + 0.50 * rect.w, rect.y + 0.62 * rect.h, { steps: 5 });
+    await page.mouse.up();
+    report.interactive = await waitFor(page, () => {
+      const c = document.getElementById('i-canvas');
+      if (!c.dataset.area) return null;
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      let coloured = 0;
+      for (let i = 0; i < d.length; i += 4) if (d[i] !== d[i + 1] || d[i + 1] !== d[i + 2]) coloured++;
+      return { area: Number(c.dataset.area), coloured, info: document.getElementById('i-info').textContent };
+    }, null, 60, 'the predicted mask');
+    await shot(page, 'interactive');
 
     begin('exports: the failed item is retried');
     await go(page, '#exports');

@@ -3,7 +3,8 @@
 # (console_check.js) against a real samdad with the demo model: keyboard sign-in with a user token
 # (no admin page offered, the exports API refuses it) and then an admin token; a phantom CT sent
 # with storescu while the Jobs page is open, its job seen running to done; the job's study and the
-# result's viewer, whose canvas must show mask pixels in a label colour; the SEG's export, refused
+# result's viewer, whose canvas must show mask pixels in a label colour; a box drawn on the
+# Interactive page, whose session mask must be drawn; the SEG's export, refused
 # by a CT-only storescp, shown failed with its cause, the destination repaired, C-ECHO, retried
 # from the page and done; adapter version 2 activated and rolled back from the page; the audit log
 # filtered; the Content-Security-Policy on the page, no inline script, an injected inline script
@@ -95,7 +96,7 @@ assert any(v.startswith("script-src") for v in r["csp_violations"]), r["csp_viol
 assert all(v.startswith("script-src") and v.endswith("inline") for v in r["csp_violations"]), \
     "the console itself broke its policy: %s" % r["csp_violations"]
 assert not r["errors"], "page errors: %s" % r["errors"]
-for k in ("unlabelled_signin", "unlabelled", "unlabelled_study", "unlabelled_adapters"):
+for k in ("unlabelled_signin", "unlabelled", "unlabelled_study", "unlabelled_adapters", "unlabelled_interactive"):
     assert r[k] == [], "controls without a label (%s): %s" % (k, r[k])
 assert r["user_role"] == "user" and r["admin_role"] == "admin"
 assert r["user_nav"] == ["Overview", "Studies", "Jobs", "Interactive"], r["user_nav"]
@@ -110,6 +111,8 @@ v = r["viewer"]
 assert v["mask_pixels"] > 0 and v["coloured"] >= v["mask_pixels"] * 0.9, v
 assert v["preview"] == v["width"] > 0, v
 assert r["labels_rows"] >= 1
+i = r["interactive"]
+assert i["area"] > 100 and i["coloured"] >= i["area"], i
 f = r["failed_export"]
 assert "failed" in f["state"] and "presentation context" in f["cause"], f
 assert r["echo"].startswith("C-ECHO ok"), r["echo"]
@@ -129,7 +132,7 @@ wait_for_cmd 20 bash -c "ls '$T/recv' | grep -q '^SG\.'"
 [ "$(code "${AA[@]}" "$H/api/v1/sites/default/adapters")" = 200 ] || fail "adapters"
 json_expr '[a["version"] for a in d if a["active"]]' <"$T/body" | grep -qx '\[1\]' || fail "active version after rollback: $(cat "$T/body")"
 "$SAMDA" audit --data-dir "$D" | json_expr '[e["action"] for e in d if e["actor"].startswith("token:")]' >"$T/acts"
-for a in "http POST /api/v1/exports/{id}/retry" "http POST /api/v1/sites/{site}/adapters/{version}/activate" \
+for a in "http POST /api/v1/exports/{id}/retry" "http POST /api/v1/sessions/{session}/predict" "http POST /api/v1/sites/{site}/adapters/{version}/activate" \
          "http POST /api/v1/sites/{site}/adapters/rollback" "http GET /api/v1/results/{id}/slices/{slice}/mask.png"; do
   grep -qF "$a" "$T/acts" || fail "not audited: $a"
 done

@@ -416,6 +416,12 @@ typedef struct samda_api_services {
      *  SAMDA_ENOENT unknown result or label (404); SAMDA_EINVAL slice out of range. */
     samda_status (*result_png)(void *ctx, int64_t id, unsigned slice, const char *label, bool overlay, void **png,
                                size_t *len, samda_error *err);
+    /** POST /api/v1/results/{id}/corrections (body: {"slice", "label", "mask": {"rows", "columns",
+     *  "counts"}}): the mask, drawn on one slice of the result's source series, stored as a
+     *  DICOM-SEG of the study with the result's segment of that label. OUT correction: JSON with
+     *  the new SEG's UIDs (201). SAMDA_ENOENT unknown result or label; SAMDA_EINVAL bad mask. */
+    samda_status (*result_correction)(void *ctx, int64_t id, const json_t *body, int64_t token_id, json_t **correction,
+                                      samda_error *err);
 
     /* ---- interactive sessions (role user; audited): need the model worker, NULL = 501 -------- */
 

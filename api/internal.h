@@ -212,6 +212,7 @@ void api_h_result_get(api_request *r);
 void api_h_result_seg(api_request *r);
 void api_h_result_mask_png(api_request *r);
 void api_h_result_overlay_png(api_request *r);
+void api_h_result_correction(api_request *r);
 void api_h_session_create(api_request *r);
 void api_h_session_predict(api_request *r);
 void api_h_session_delete(api_request *r);

@@ -47,6 +47,7 @@ const api_route api_routes[] = {
     {API_GET, "/api/v1/results/{id}/seg", api_h_result_seg, API_ROLES_USER, API_F_AUDIT, SVC(result_seg), 0, NULL},
     {API_GET, "/api/v1/results/{id}/slices/{slice}/mask.png", api_h_result_mask_png, API_ROLES_USER, API_F_AUDIT, SVC(result_png), 0, NULL},
     {API_GET, "/api/v1/results/{id}/slices/{slice}/overlay.png", api_h_result_overlay_png, API_ROLES_USER, API_F_AUDIT, SVC(result_png), 0, NULL},
+    {API_POST, "/api/v1/results/{id}/corrections", api_h_result_correction, API_ROLES_USER, API_F_AUDIT | API_F_JSON_BODY, SVC(result_correction), 0, NULL},
     /* interactive sessions */
     {API_POST, "/api/v1/sessions", api_h_session_create, API_ROLES_USER, API_F_AUDIT | API_F_JSON_BODY, SVC(session_create), 0,
      "interactive sessions need the model worker: set [model] checkpoint"},

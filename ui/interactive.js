@@ -1,6 +1,8 @@
-/* Interactive (#interactive/STUDY/SERIES): one slice of a series in a session of the model worker
- * (POST /api/v1/sessions); drag a box or click points (shift-click: a point outside the object)
- * and the mask the decoder returns (POST .../predict, run-length encoded) is drawn at once. */
+/* Interactive (#interactive/STUDY/SERIES[/RESULT]): one slice of a series in a session of the model
+ * worker (POST /api/v1/sessions); drag a box or click points (shift-click: a point outside the
+ * object) and the mask the decoder returns (POST .../predict, run-length encoded) is drawn at once.
+ * Opened from a result, the mask can be accepted as a correction of one of its labels
+ * (POST /api/v1/results/{id}/corrections: a DICOM-SEG of the study, training data). */
 'use strict';
 (function () {
   const S = window.samda;
@@ -16,7 +18,7 @@
   S.page('interactive', {
     title: 'Interactive segmentation',
     render: async function (page, args) {
-      const [study, series] = args;
+      const [study, series, resultId] = args;
       const form = S.el('form', {id: 'interactive-pick', class: 'search'},
         S.el('label', {for: 'i-study', text: 'Study UID'}), S.el('input', {id: 'i-study', value: study || '', required: true}),
         S.el('label', {for: 'i-series', text: 'Series UID'}), S.el('input', {id: 'i-series', value: series || '', required: true}),
@@ -37,6 +39,25 @@
       const info = S.el('p', {id: 'i-info', 'aria-live': 'polite'});
       const reset = S.el('button', {type: 'button', text: 'Clear prompts'});
       page.append(S.el('div', {class: 'controls'}, S.el('label', {for: 'i-slice', text: 'Slice '}), slider, ' ', reset), info, canvas);
+      let last = null; /* the last prediction's mask as the server sent it (run lengths) */
+      if (resultId) {
+        const res = await S.api('/api/v1/results/' + encodeURIComponent(resultId));
+        const label = S.el('select', {id: 'i-label'}, (res.labels || []).map((l) => S.el('option', {value: l.label, text: l.label})));
+        const accept = S.el('button', {type: 'button', id: 'i-accept', text: 'Accept as correction'});
+        const done = S.el('output', {id: 'i-accepted', 'aria-live': 'polite'});
+        page.append(S.el('form', {class: 'search', id: 'i-correct'},
+          S.el('label', {for: 'i-label', text: 'Correction of result ' + res.id + ', label'}), label, accept, done));
+        accept.addEventListener('click', async () => {
+          if (!last) { S.say('Draw a box or click points first: there is no mask to accept.', true); return; }
+          const sl = Number(slider.value);
+          if (!S.confirm('Store this mask as the ' + label.value + ' of slice ' + (sl + 1) + ' (a DICOM-SEG of the study, used for training)?')) return;
+          try {
+            const c = await S.post('/api/v1/results/' + res.id + '/corrections', {slice: sl, label: label.value, mask: last});
+            done.textContent = 'Stored: SEG ' + c.sop_uid + ' (' + c.pixels + ' pixels of ' + c.label + ')';
+            done.dataset.sop = c.sop_uid;
+          } catch (e) { S.say('Correction: ' + e.message, true); }
+        });
+      }
       const g = canvas.getContext('2d');
       let session = null, base = null, mask = null, points = [], box = null, drag = null;
 
@@ -53,7 +74,7 @@
       async function open() {
         const i = Number(slider.value);
         if (session) S.api('/api/v1/sessions/' + session, {method: 'DELETE'}).catch(() => {});
-        session = null; mask = null; points = []; box = null;
+        session = null; mask = null; points = []; box = null; last = null;
         base = S.windowed(await src.load(i), src.rows, src.cols, src.modality === 'CT' ? S.windows['soft tissue'] : null);
         paint();
         info.textContent = 'slice ' + (i + 1) + ' of ' + src.n + ': encoding...';
@@ -69,6 +90,7 @@
         const t0 = performance.now();
         const r = await S.post('/api/v1/sessions/' + session + '/predict', body);
         mask = decodeRle(r.mask);
+        last = r.mask;
         canvas.dataset.area = r.area;
         info.textContent = 'mask of ' + r.area + ' pixels (IoU ' + r.iou[r.best].toFixed(2) + ', ' + Math.round(performance.now() - t0) + ' ms)';
         paint();
@@ -92,7 +114,7 @@
         paint();
         predict().catch(fail);
       });
-      reset.addEventListener('click', () => { points = []; box = null; mask = null; paint(); });
+      reset.addEventListener('click', () => { points = []; box = null; mask = null; last = null; paint(); });
       slider.addEventListener('change', () => open().catch(fail));
       S.onleave = () => { if (session) S.api('/api/v1/sessions/' + session, {method: 'DELETE'}).catch(() => {}); };
       await open();

@@ -69,6 +69,8 @@
             ['Written', (x) => S.time(x.created_ms)], ['Adapter', (x) => x.adapter_version || 'none'],
             ['Labels', (x) => (x.labels || []).map((l) => l.label + ' ' + (l.volume_ml == null ? l.voxels + ' voxels' : l.volume_ml.toFixed(1) + ' ml')).join('; ')],
             ['Timings (s)', (x) => Object.entries(x.timings || {}).map(([k, t]) => k + ' ' + Number(t).toFixed(2)).join(', ')],
+            ['Correct', (x) => S.el('a', {href: '#interactive/' + encodeURIComponent(uid) + '/' + encodeURIComponent(s.series_uid) + '/' + x.id,
+              class: 'correct-result', text: 'Correct a slice'})],
             ['SEG', (x) => S.el('button', {type: 'button', text: 'Download SEG',
               onclick: () => S.download('/api/v1/results/' + x.id + '/seg', 'result-' + x.id + '.dcm').catch((e) => S.say(e.message, true))})],
           ], s.results));

@@ -121,7 +121,8 @@ async function signIn(page, token) {
     await page.click('dl.facts a[href^="#studies/"]');
     await waitFor(page, () => document.querySelector('a.view-result'), null, 30, 'a result on the study page');
     report.unlabelled_study = await page.evaluate(unlabelled);
-    const interactive = await page.evaluate(() => document.querySelector('a[href^="#interactive/"]').getAttribute('href'));
+    const interactive = await page.evaluate(() => document.querySelector('a.correct-result').getAttribute('href'));
+    report.study = decodeURIComponent(interactive.split('/')[1]);
     await page.click('a.view-result');
     await waitFor(page, () => { const c = document.getElementById('viewer-canvas'); return c && c.dataset.slice !== undefined; }, null, 60, 'the viewer to draw');
     report.labels_rows = await page.evaluate(() => document.querySelectorAll('#labels tbody tr').length);
@@ -168,6 +169,8 @@ async function signIn(page, token) {
       return { area: Number(c.dataset.area), coloured, info: document.getElementById('i-info').textContent };
     }, null, 60, 'the predicted mask');
     await shot(page, 'interactive');
+    await page.click('#i-accept');
+    report.correction = await waitFor(page, () => { const o = document.getElementById('i-accepted'); return o && o.dataset.sop && { sop: o.dataset.sop, text: o.textContent }; }, null, 60, 'the correction to be stored');
 
     begin('exports: the failed item is retried');
     await go(page, '#exports');
@@ -197,6 +200,18 @@ async function signIn(page, token) {
     await shot(page, 'adapters');
     await page.click('#rollback');
     report.active_after_rollback = await waitFor(page, () => { const a = document.querySelector('.adapter-active'); return a && a.dataset.version === '1' && a.dataset.version; }, null, 20, 'version 1 active again');
+
+    begin('adapters: train a version from the corrected study');
+    await page.type('#train-studies', report.study);
+    await page.evaluate(() => { document.getElementById('train-epochs').value = '1'; });
+    await page.click('#adapter-train button[type="submit"]');
+    report.train = await waitFor(page, () => {
+      const d = document.querySelector('dl[data-job]');
+      if (!d || !/^(done|failed|cancelled)$/.test(d.dataset.state)) return null;
+      const pre = [...document.querySelectorAll('pre')].map((p) => p.textContent);
+      return { job: d.dataset.job, state: d.dataset.state, error: d.querySelector('dd.error').textContent, result: pre[1] };
+    }, null, 240, 'the training job to finish');
+    await shot(page, 'train');
 
     begin('audit log');
     await go(page, '#audit');

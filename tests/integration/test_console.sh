@@ -4,7 +4,8 @@
 # (no admin page offered, the exports API refuses it) and then an admin token; a phantom CT sent
 # with storescu while the Jobs page is open, its job seen running to done; the job's study and the
 # result's viewer, whose canvas must show mask pixels in a label colour; a box drawn on the
-# Interactive page, whose session mask must be drawn; the SEG's export, refused
+# Interactive page, whose session mask must be drawn, then accepted as a correction (a DICOM-SEG
+# of the study, checked with pydicom) and trained on from the adapters page; the SEG's export, refused
 # by a CT-only storescp, shown failed with its cause, the destination repaired, C-ECHO, retried
 # from the page and done; adapter version 2 activated and rolled back from the page; the audit log
 # filtered; the Content-Security-Policy on the page, no inline script, an injected inline script
@@ -113,6 +114,11 @@ assert v["preview"] == v["width"] > 0, v
 assert r["labels_rows"] >= 1
 i = r["interactive"]
 assert i["area"] > 100 and i["coloured"] >= i["area"], i
+assert r["correction"]["sop"] and "Stored" in r["correction"]["text"], r["correction"]
+t = r["train"]
+assert t["state"] == "done", t
+res = json.loads(t["result"])
+assert res["data"]["studies"] == 1 and res["data"].get("slices", 0) >= 1, res["data"]
 f = r["failed_export"]
 assert "failed" in f["state"] and "presentation context" in f["cause"], f
 assert r["echo"].startswith("C-ECHO ok"), r["echo"]
@@ -125,6 +131,31 @@ bad = [e for e in r.get("http_errors", []) if not ("/api/v1/destinations" in e a
 assert not bad, "requests that failed: %s" % bad
 print("job", r["job"], "states", r["job_states_seen"], "viewer", v, "export", f["id"], "rollback ok")
 PY
+json_expr 'd["correction"]["sop"], d["study"]' <"$T/console.json" >"$T/corr"
+read -r corr_sop corr_study <"$T/corr"
+[ "$(code "${AA[@]}" "$H/dicomweb/studies/$corr_study/series?Modality=SEG&includefield=0008103E")" = 200 ] || fail "QIDO SEG series"
+grep -q "Correction of samda result" "$T/body" || fail "the correction's series is not in QIDO-RS: $(cat "$T/body")"
+seg_series=$($PY -c 'import json,sys; print([s["0020000E"]["Value"][0] for s in json.load(open(sys.argv[1])) if "Correction" in s.get("0008103E",{}).get("Value",[""])[0]][0])' "$T/body")
+curl -sf "${AA[@]}" -H 'Accept: multipart/related; type="application/dicom"' \
+  "$H/dicomweb/studies/$corr_study/series/$seg_series/instances/$corr_sop" >"$T/corr.multipart" || fail "WADO of the correction"
+$PY - "$T/corr.multipart" "$T/console.json" <<'PY' || fail "the correction's DICOM-SEG is not what was accepted"
+import io, json, sys
+import pydicom
+raw = open(sys.argv[1], "rb").read()
+start = raw.index(b"\r\n\r\n") + 4
+end = raw.rindex(b"\r\n--")
+seg = pydicom.dcmread(io.BytesIO(raw[start:end]))
+r = json.load(open(sys.argv[2]))
+assert seg.Modality == "SEG" and seg.ContentLabel == "CORRECTION", (seg.Modality, seg.ContentLabel)
+assert int(seg.NumberOfFrames) == 1 and len(seg.SegmentSequence) == 1, (seg.NumberOfFrames, len(seg.SegmentSequence))
+s = seg.SegmentSequence[0]
+assert s.SegmentAlgorithmType == "SEMIAUTOMATIC", s.SegmentAlgorithmType
+assert s.SegmentLabel in r["correction"]["text"], (s.SegmentLabel, r["correction"])
+px = int(seg.pixel_array.sum())
+assert ("(%d pixels of" % px) in r["correction"]["text"], (px, r["correction"]["text"])
+print("correction", seg.SOPInstanceUID, s.SegmentLabel, px, "pixels")
+PY
+ok "the accepted mask is a DICOM-SEG of the study (QIDO-RS, WADO-RS): one frame, one SEMIAUTOMATIC segment, the pixels accepted; training took it (job done, one study)"
 ok "console: keyboard sign-in (user: no admin page, 403 from the API; admin: every page), job $(json_expr 'd["job"]' <"$T/console.json") seen to done, overlay drawn, export retried, adapter activated and rolled back, audit filtered, CSP holds"
 
 # what the page did is what happened: the SEG reached the repaired destination, version 1 is active
@@ -137,7 +168,7 @@ for a in "http POST /api/v1/exports/{id}/retry" "http POST /api/v1/sessions/{ses
   grep -qF "$a" "$T/acts" || fail "not audited: $a"
 done
 ok "the SEG arrived at the repaired destination; version 1 active; the console's calls are in the audit log"
-for s in jobs viewer exports-failed exports-done adapters overview; do
+for s in jobs viewer interactive train exports-failed exports-done adapters overview; do
   [ -s "$SHOTS/console-$s.png" ] || fail "no screenshot console-$s.png"
 done
 ok "screenshots kept: $SHOTS/console-*.png"

@@ -156,6 +156,27 @@ assert ("(%d pixels of" % px) in r["correction"]["text"], (px, r["correction"]["
 print("correction", seg.SOPInstanceUID, s.SegmentLabel, px, "pixels")
 PY
 ok "the accepted mask is a DICOM-SEG of the study (QIDO-RS, WADO-RS): one frame, one SEMIAUTOMATIC segment, the pixels accepted; training took it (job done, one study)"
+# the route's refusals (as a user: the role the Interactive page needs)
+UJ=(-H "Authorization: Bearer $user" -H 'Content-Type: application/json')
+rows=$($PY -c 'import pydicom,os,sys; d=sys.argv[1]; print(pydicom.dcmread(os.path.join(d,sorted(os.listdir(d))[0])).Rows)' "$T/ph/dicom/A_00000")
+n=$((rows * rows))
+corr() { code -X POST "${UJ[@]}" -d "$2" "$H/api/v1/results/$1/corrections"; }
+[ "$(corr 99999 '{"slice":0,"label":"liver","mask":{"rows":1,"columns":1,"counts":[0,1]}}')" = 404 ] && grep -q "unknown result 99999" "$T/body" || fail "unknown result: $(cat "$T/body")"
+[ "$(corr 1 "{\"slice\":0,\"label\":\"brain\",\"mask\":{\"rows\":$rows,\"columns\":$rows,\"counts\":[0,$n]}}")" = 404 ] &&
+  grep -q "the result has no segment brain (it has liver, kidney" "$T/body" || fail "unknown label: $(cat "$T/body")"
+[ "$(corr 1 "{\"slice\":0,\"label\":\"liver\",\"mask\":{\"rows\":$rows,\"columns\":$rows,\"counts\":[$n]}}")" = 400 ] &&
+  grep -q "the mask is empty" "$T/body" || fail "empty mask: $(cat "$T/body")"
+[ "$(corr 1 "{\"slice\":0,\"label\":\"liver\",\"mask\":{\"rows\":$rows,\"columns\":$rows,\"counts\":[1,2]}}")" = 400 ] &&
+  grep -q "mask runs cover 3 pixels, the slice has $n" "$T/body" || fail "short runs: $(cat "$T/body")"
+[ "$(corr 1 "{\"slice\":0,\"label\":\"liver\",\"mask\":{\"rows\":$rows,\"columns\":$rows,\"counts\":[0,$((n + 1))]}}")" = 400 ] &&
+  grep -q "mask run 1 is not a count within the slice" "$T/body" || fail "long runs: $(cat "$T/body")"
+[ "$(corr 1 '{"slice":0,"label":"liver","mask":{"rows":2,"columns":2,"counts":[0,4]}}')" = 400 ] &&
+  grep -q "the mask is 2x2, the series' slices ${rows}x${rows}" "$T/body" || fail "wrong size: $(cat "$T/body")"
+[ "$(corr 1 "{\"slice\":999,\"label\":\"liver\",\"mask\":{\"rows\":$rows,\"columns\":$rows,\"counts\":[0,$n]}}")" = 400 ] &&
+  grep -q "slice 999 is out of range" "$T/body" || fail "slice out of range: $(cat "$T/body")"
+[ "$(corr 1 '{"slice":0,"label":"liver","mask":{},"extra":1}')" = 400 ] && grep -q "unknown member extra" "$T/body" || fail "unknown member: $(cat "$T/body")"
+[ "$(code -X POST -H "Authorization: Bearer $user" "$H/api/v1/results/1/corrections")" = 400 ] || fail "no body: $(cat "$T/body")"
+ok "POST /api/v1/results/{id}/corrections refuses unknown results and labels (naming the result's), empty, short, long and mis-sized masks, slices out of range, unknown members"
 ok "console: keyboard sign-in (user: no admin page, 403 from the API; admin: every page), job $(json_expr 'd["job"]' <"$T/console.json") seen to done, overlay drawn, export retried, adapter activated and rolled back, audit filtered, CSP holds"
 
 # what the page did is what happened: the SEG reached the repaired destination, version 1 is active

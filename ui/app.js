@@ -126,7 +126,7 @@
   S.page = (name, def) => { S.pages[name] = def; };
   function stopTimers() { S.timers.forEach(clearInterval); S.timers = []; if (S.onleave) S.onleave(); S.onleave = null; }
   /* #name/arg1/arg2: arguments are URI-encoded (UIDs, ids). */
-  function route() {
+  function route(ev) {
     if (!S.role) return;
     const parts = location.hash.slice(1).split('/').map(decodeURIComponent);
     let name = parts[0] || 'overview';
@@ -142,8 +142,9 @@
     page.append(S.el('h2', {text: def.title}));
     document.title = def.title + ' - samda console';
     Promise.resolve(def.render(page, parts.slice(1))).catch((e) => S.say(def.title + ': ' + e.message, true));
+    if (ev) page.focus({preventScroll: true}); /* a link was followed: keyboard users start at the new page */
   }
-  S.go = (hash) => { if (location.hash === hash) route(); else location.hash = hash; };
+  S.go = (hash) => { if (location.hash === hash) route(true); else location.hash = hash; };
   function start() {
     document.getElementById('signin').hidden = true;
     document.getElementById('nav').hidden = false;

@@ -1,5 +1,6 @@
 /* Exports (admin): each destination with a C-ECHO button, and its export items (DICOM-SEGs) by
- * state; failed items with their cause and a retry button (with confirmation). Refreshed every 3 s. */
+ * state; failed items with their cause and a retry button (with confirmation). Refreshed every 5 s
+ * (each read is an audited admin call). */
 'use strict';
 (function () {
   const S = window.samda;
@@ -61,7 +62,7 @@
         S.clear(box).append(...parts);
       };
       sel.addEventListener('change', () => load(true).catch((e) => S.say(e.message, true)));
-      await S.every(3000, load);
+      await S.every(5000, load);
     },
   });
 })();

@@ -50,7 +50,7 @@
       } catch (err) { S.say('Segment: ' + err.message, true); }
     });
     page.append(again, box);
-    await S.every(5000, async () => {
+    await S.every(10000, async () => {
       const [r, jobs] = await Promise.all([S.api('/api/v1/studies/' + uid + '/results'), S.api('/api/v1/jobs?limit=1000')]);
       const parts = [];
       for (const s of r.series) {

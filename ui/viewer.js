@@ -90,6 +90,7 @@
           fill.checked ? 0.4 : 0);
         g.putImageData(img, 0, 0);
         canvas.dataset.slice = i;
+        canvas.dataset.window = presets.value;
         canvas.dataset.maskPixels = painted;
         info.textContent = 'slice ' + (i + 1) + ' of ' + src.n + ': ' + painted + ' mask pixels';
         if (previewUrl) URL.revokeObjectURL(previewUrl);

@@ -148,6 +148,18 @@ async function signIn(page, token) {
         preview: document.getElementById('server-overlay').naturalWidth };
     });
     await shot(page, 'viewer');
+    // a window preset redraws the slice from the same pixels with another grey mapping
+    const grey = () => page.evaluate(() => {
+      const c = document.getElementById('viewer-canvas');
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      let sum = 0;
+      for (let i = 0; i < d.length; i += 4) if (d[i] === d[i + 1] && d[i + 1] === d[i + 2]) sum += d[i];
+      return sum;
+    });
+    const before = await grey();
+    await page.select('#window', 'lung');
+    await waitFor(page, () => document.getElementById('viewer-canvas').dataset.window === 'lung', null, 20, 'the lung window');
+    report.window_change = { soft_tissue: before, lung: await grey() };
 
     begin('interactive: a box drawn on a slice gives a mask at once');
     await go(page, interactive);

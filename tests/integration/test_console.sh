@@ -112,6 +112,8 @@ v = r["viewer"]
 assert v["mask_pixels"] > 0 and v["coloured"] >= v["mask_pixels"] * 0.9, v
 assert v["preview"] == v["width"] > 0, v
 assert r["labels_rows"] >= 1
+w = r["window_change"]
+assert w["lung"] != w["soft_tissue"] and w["lung"] > 0, w
 i = r["interactive"]
 assert i["area"] > 100 and i["coloured"] >= i["area"], i
 assert r["correction"]["sop"] and "Stored" in r["correction"]["text"], r["correction"]

@@ -10,8 +10,10 @@ http_port=${4:-8080}
 mkdir -p "$run_dir"
 chmod 0700 "$run_dir"
 conf="$run_dir/samdad.conf"
-hint() { # where the operator console is, and how to get a token for it
-    echo "make-run-config: the console is at http://127.0.0.1:$http_port/ui/ (a token to sign in with:" \
+hint() { # where the operator console is (the [http] port the configuration has), and a token for it
+    local port
+    port=$(awk '/^\[/ { h = ($0 == "[http]") } h && $1 == "port" && $2 == "=" { print $3 }' "$conf" | tail -1)
+    echo "make-run-config: the console is at http://127.0.0.1:${port:-8080}/ui/ (a token to sign in with:" \
          "$build/daemon/samda token create me --role admin --config $conf)" >&2
 }
 [ -f "$conf" ] && { hint; exit 0; }

@@ -185,12 +185,17 @@ ok "console: keyboard sign-in (user: no admin page, 403 from the API; admin: eve
 wait_for_cmd 20 bash -c "ls '$T/recv' | grep -q '^SG\.'"
 [ "$(code "${AA[@]}" "$H/api/v1/sites/default/adapters")" = 200 ] || fail "adapters"
 json_expr '[a["version"] for a in d if a["active"]]' <"$T/body" | grep -qx '\[1\]' || fail "active version after rollback: $(cat "$T/body")"
+admin_id=$("$SAMDA" token list --data-dir "$D" | awk '$2 == "ops" {print $1}')
+train_job=$(json_expr 'd["train"]["job"]' <"$T/console.json")
+json_expr 'sorted((a["version"], a["provenance"]) for a in d)' <"$T/body" |
+  grep -qxF "[(1, {'uploaded_by': $admin_id}), (2, {'uploaded_by': $admin_id}), (3, {'origin': 'train', 'job': $train_job})]" ||
+  fail "who made each version: $(cat "$T/body")"
 "$SAMDA" audit --data-dir "$D" | json_expr '[e["action"] for e in d if e["actor"].startswith("token:")]' >"$T/acts"
 for a in "http POST /api/v1/exports/{id}/retry" "http POST /api/v1/sessions/{session}/predict" "http POST /api/v1/sites/{site}/adapters/{version}/activate" \
          "http POST /api/v1/sites/{site}/adapters/rollback" "http GET /api/v1/results/{id}/slices/{slice}/mask.png"; do
   grep -qF "$a" "$T/acts" || fail "not audited: $a"
 done
-ok "the SEG arrived at the repaired destination; version 1 active; the console's calls are in the audit log"
+ok "the SEG arrived at the repaired destination; version 1 active; versions say who made them; the console's calls are in the audit log"
 for s in jobs viewer interactive train exports-failed exports-done adapters overview; do
   [ -s "$SHOTS/console-$s.png" ] || fail "no screenshot console-$s.png"
 done

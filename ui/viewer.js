@@ -8,7 +8,8 @@
 
   /* Decode a PNG blob into its pixels (ImageData). */
   async function pngPixels(blob) {
-    const bmp = await createImageBitmap(blob);
+    /* the grey levels exactly as sent: no colour management, no premultiplication */
+    const bmp = await createImageBitmap(blob, {colorSpaceConversion: 'none', premultiplyAlpha: 'none'});
     const c = document.createElement('canvas');
     c.width = bmp.width; c.height = bmp.height;
     const g = c.getContext('2d', {willReadFrequently: true});

@@ -175,6 +175,39 @@ void api_h_export_retry(api_request *r)
     api_reply_json(r, 200, out, NULL);
 }
 
+/* ---- the audit log ------------------------------------------------------------------------------- */
+
+/* A text filter of the audit query: 1 to 128 printable ASCII characters. */
+static bool audit_text_ok(api_request *r, const char *name, const char *v)
+{
+    size_t n = v ? strlen(v) : 0;
+    bool ok = !v || n >= 1;
+    for (size_t i = 0; ok && i < n; i++) ok = v[i] >= 0x20 && v[i] < 0x7f;
+    if (!ok || n > 128) {
+        api_reply_problem(r, SAMDA_EINVAL, 0, "query parameter %s must be 1 to 128 printable ASCII characters", name);
+        return false;
+    }
+    return true;
+}
+
+void api_h_audit_list(api_request *r)
+{
+    static const char *const allowed[] = {"actor", "action", "since_ms", "until_ms", "before", "limit", NULL};
+    uint64_t limit, since, until, before;
+    if (!api_only_params(r, allowed) || !api_uparam(r, "limit", 1, 1000, 100, &limit) ||
+        !api_uparam(r, "since_ms", 0, INT64_MAX, 0, &since) || !api_uparam(r, "until_ms", 0, INT64_MAX, 0, &until) ||
+        !api_uparam(r, "before", 1, INT64_MAX, 0, &before))
+        return;
+    samda_api_audit_filter f = {api_query_get(&r->args, "actor"), api_query_get(&r->args, "action"), (int64_t)since,
+                                (int64_t)until, (int64_t)before, (unsigned)limit};
+    if (!audit_text_ok(r, "actor", f.actor) || !audit_text_ok(r, "action", f.action)) return;
+    samda_api *api = r->api;
+    json_t *out = NULL;
+    samda_error e = {SAMDA_OK, ""};
+    if (!api_call_ok(r, api->svc.audit_list(api->svc.ctx, &f, &out, &e), &e, &out)) return;
+    api_reply_json(r, 200, out, NULL);
+}
+
 /* ---- adapters ----------------------------------------------------------------------------------- */
 
 void api_h_adapters_list(api_request *r)

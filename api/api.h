@@ -218,6 +218,15 @@ typedef struct samda_api_ml_label {
                                * series' own voxel order, no geometry */
     int64_t token_id;
 } samda_api_ml_label;
+/** A validated GET /api/v1/audit query. Strings borrowed for the call. */
+typedef struct samda_api_audit_filter {
+    const char *actor;  /* only this actor ("token:3", "cli", "system"); NULL = any */
+    const char *action; /* only actions containing this text; NULL = any */
+    int64_t since_ms;   /* only entries at or after this time (ms since the epoch); 0 = open */
+    int64_t until_ms;   /* only entries at or before this time; 0 = open */
+    int64_t before_id;  /* only entries with a smaller id (paging back); 0 = from the newest */
+    unsigned limit;     /* 1..1000 (default 100) */
+} samda_api_audit_filter;
 
 /** One audited request. Borrowed for the call. Carries no patient data: the route pattern,
  *  the resource identifiers from the path (UIDs, job ids, site names) and the outcome. */
@@ -386,6 +395,10 @@ typedef struct samda_api_services {
      *  the item is done or being sent (409). */
     samda_status (*export_retry)(void *ctx, int64_t id, int64_t token_id, json_t **item, samda_error *err);
 
+    /** GET /api/v1/audit: the audit log's entries that match filter, newest first. OUT entries:
+     *  JSON array of {id, time_ms, actor, action, resource, outcome, details}. */
+    samda_status (*audit_list)(void *ctx, const samda_api_audit_filter *filter, json_t **entries, samda_error *err);
+
     /** GET /api/v1/sites/{site}/adapters. OUT adapters: JSON array of versions, newest first.
      *  SAMDA_ENOENT: unknown site. */
     samda_status (*adapters_list)(void *ctx, const char *site, json_t **adapters, samda_error *err);
@@ -448,6 +461,12 @@ typedef struct samda_api_services {
      *  SAMDA_ENOENT unknown result or label (404); SAMDA_EINVAL slice out of range. */
     samda_status (*result_png)(void *ctx, int64_t id, unsigned slice, const char *label, bool overlay, void **png,
                                size_t *len, samda_error *err);
+    /** POST /api/v1/results/{id}/corrections (body: {"slice", "label", "mask": {"rows", "columns",
+     *  "counts"}}): the mask, drawn on one slice of the result's source series, stored as a
+     *  DICOM-SEG of the study with the result's segment of that label. OUT correction: JSON with
+     *  the new SEG's UIDs (201). SAMDA_ENOENT unknown result or label; SAMDA_EINVAL bad mask. */
+    samda_status (*result_correction)(void *ctx, int64_t id, const json_t *body, int64_t token_id, json_t **correction,
+                                      samda_error *err);
 
     /* ---- interactive sessions (role user; audited): need the model worker, NULL = 501 -------- */
 

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 
 #include "internal.h"
+#include "ui.h"
 
 /* ---- what handlers read from a request ------------------------------------------------------ */
 
@@ -276,6 +277,8 @@ void api_request_begin(api_request *r, const char *method)
     }
     memcpy(path, r->uri, plen);
     path[plen] = '\0';
+
+    if (api_ui_serve(r, path)) return; /* the console's files: public, no route of the API */
 
     samda_error e = {SAMDA_OK, ""};
     unsigned mb = r->method_bit ? r->method_bit : (1u << 30);

@@ -334,6 +334,20 @@ void api_h_session_delete(api_request *r)
 
 /* ---- results ---------------------------------------------------------------------------------------- */
 
+void api_h_result_correction(api_request *r)
+{
+    int64_t id;
+    json_t *body;
+    if (!api_only_params(r, session_no_params) || !path_id(r, &id) || !api_json_body(r, true, &body)) return;
+    samda_api *api = r->api;
+    json_t *out = NULL;
+    samda_error e = {SAMDA_OK, ""};
+    samda_status st = api->svc.result_correction(api->svc.ctx, id, body, r->token_id, &out, &e);
+    json_decref(body);
+    if (!api_call_ok(r, st, &e, &out)) return;
+    api_reply_json(r, 201, out, NULL);
+}
+
 void api_h_result_get(api_request *r)
 {
     int64_t id;

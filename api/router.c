@@ -47,6 +47,7 @@ const api_route api_routes[] = {
     {API_GET, "/api/v1/results/{id}/seg", api_h_result_seg, API_ROLES_USER, API_F_AUDIT, SVC(result_seg), 0, NULL},
     {API_GET, "/api/v1/results/{id}/slices/{slice}/mask.png", api_h_result_mask_png, API_ROLES_USER, API_F_AUDIT, SVC(result_png), 0, NULL},
     {API_GET, "/api/v1/results/{id}/slices/{slice}/overlay.png", api_h_result_overlay_png, API_ROLES_USER, API_F_AUDIT, SVC(result_png), 0, NULL},
+    {API_POST, "/api/v1/results/{id}/corrections", api_h_result_correction, API_ROLES_USER, API_F_AUDIT | API_F_JSON_BODY, SVC(result_correction), 0, NULL},
     /* interactive sessions */
     {API_POST, "/api/v1/sessions", api_h_session_create, API_ROLES_USER, API_F_AUDIT | API_F_JSON_BODY, SVC(session_create), 0,
      "interactive sessions need the model worker: set [model] checkpoint"},
@@ -65,6 +66,7 @@ const api_route api_routes[] = {
     {API_POST, "/api/v1/destinations/{name}/echo", api_h_destination_echo, API_ROLES_ADMIN, API_F_AUDIT, SVC(destination_echo), 0, NULL},
     {API_GET, "/api/v1/exports", api_h_exports_list, API_ROLES_ADMIN, API_F_AUDIT, SVC(exports_list), 0, NULL},
     {API_POST, "/api/v1/exports/{id}/retry", api_h_export_retry, API_ROLES_ADMIN, API_F_AUDIT, SVC(export_retry), 0, NULL},
+    {API_GET, "/api/v1/audit", api_h_audit_list, API_ROLES_ADMIN, API_F_AUDIT, SVC(audit_list), 0, NULL},
     {API_GET, "/api/v1/sites/{site}/adapters", api_h_adapters_list, API_ROLES_ADMIN, API_F_AUDIT, SVC(adapters_list), 0, NULL},
     {API_POST, "/api/v1/sites/{site}/adapters", api_h_adapter_upload, API_ROLES_ADMIN, API_F_AUDIT | API_F_FILE_BODY, SVC(adapter_upload), 0, NULL},
     {API_POST, "/api/v1/sites/{site}/adapters/rollback", api_h_adapter_rollback, API_ROLES_ADMIN, API_F_AUDIT, SVC(adapter_rollback), 0, NULL},

@@ -447,6 +447,63 @@ static samda_status exports_list(void *v, const samda_api_export_filter *f, json
     return samdad_exports_list(samdad_store(CORE(v)->ctx), &q, out, err);
 }
 
+/* GET /api/v1/audit: the log is read oldest first in pages (storage has no other order), keeping the
+ * newest `limit` entries that match in a ring, then answered newest first. */
+static json_t *audit_entry_json(const samda_audit_entry *e)
+{
+    json_t *j = json_pack("{s:I, s:I, s:s, s:s, s:s, s:s}", "id", (json_int_t)e->id, "time_ms", (json_int_t)e->time_ms,
+                          "actor", e->actor, "action", e->action, "resource", e->resource, "outcome", e->outcome);
+    if (j && e->details_json) {
+        json_t *d = json_loads(e->details_json, 0, NULL);
+        if (d) json_object_set_new(j, "details", d);
+    }
+    return j;
+}
+
+static bool audit_matches(const samda_audit_entry *e, const samda_api_audit_filter *f)
+{
+    return (!f->actor || strcmp(e->actor, f->actor) == 0) && (!f->action || strstr(e->action, f->action)) &&
+           (!f->since_ms || e->time_ms >= f->since_ms) && (!f->until_ms || e->time_ms <= f->until_ms);
+}
+
+static samda_status audit_list(void *v, const samda_api_audit_filter *f, json_t **out, samda_error *err)
+{
+    samda_store *store = samdad_store(CORE(v)->ctx);
+    unsigned limit = f->limit ? f->limit : 100;
+    json_t **ring = calloc(limit, sizeof *ring);
+    if (!ring) return samda_fail(err, SAMDA_ENOMEM, "audit log: out of memory");
+    size_t kept = 0; /* matches seen; the newest min(kept, limit) are in ring[(kept - k) % limit] */
+    int64_t after = 0;
+    samda_status st = SAMDA_OK;
+    for (bool more = true; more;) {
+        samda_audit_entry *e = NULL;
+        size_t n = 0;
+        if ((st = samda_store_audit_list(store, after, 1000, &e, &n, err)) != SAMDA_OK) break;
+        more = n == 1000;
+        for (size_t i = 0; i < n; i++) {
+            if (f->before_id && e[i].id >= f->before_id) {
+                more = false;
+                break;
+            }
+            if (!audit_matches(&e[i], f)) continue;
+            json_t **slot = &ring[kept % limit];
+            json_decref(*slot);
+            *slot = audit_entry_json(&e[i]);
+            kept++;
+        }
+        if (n) after = e[n - 1].id;
+        samda_audit_list_free(e, n);
+    }
+    json_t *a = st == SAMDA_OK ? json_array() : NULL;
+    size_t have = kept < limit ? kept : limit;
+    for (size_t k = 1; a && k <= have; k++) json_array_append(a, ring[(kept - k) % limit]);
+    for (size_t k = 0; k < limit; k++) json_decref(ring[k]);
+    free(ring);
+    if (st != SAMDA_OK) return st;
+    *out = a;
+    return SAMDA_OK;
+}
+
 static samda_status export_retry(void *v, int64_t id, int64_t token_id, json_t **out, samda_error *err)
 {
     samdad_ctx *ctx = CORE(v)->ctx;
@@ -518,6 +575,14 @@ json_t *samdad_adapter_json(const samda_adapter_row *a)
     json_object_set_new(o, "activated_ms", a->activated_ms ? json_integer(a->activated_ms) : json_null());
     if (json_array_size(codes)) json_object_set_new(o, "label_codes", codes);
     else json_decref(codes);
+    /* Who made the version: the token that uploaded it, or the job (training, continual TTA) that wrote it. */
+    json_t *prov = json_object();
+    static const char *const made_by[] = {"uploaded_by", "origin", "job"};
+    for (size_t i = 0; i < sizeof made_by / sizeof made_by[0]; i++) {
+        json_t *x = json_object_get(meta, made_by[i]);
+        if (x && !json_is_null(x)) json_object_set(prov, made_by[i], x);
+    }
+    json_object_set_new(o, "provenance", prov);
     json_decref(meta);
     return o;
 }
@@ -816,6 +881,7 @@ void samdad_api_bind_admin(samda_api_services *svc, bool with_model)
     svc->destination_echo = destination_echo;
     svc->exports_list = exports_list;
     svc->export_retry = export_retry;
+    svc->audit_list = audit_list;
     svc->adapters_list = adapters_list;
     svc->adapter_upload = adapter_upload;
     svc->adapter_activate = adapter_activate;

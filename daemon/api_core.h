@@ -3,6 +3,7 @@
  *   api_ops.c       authentication, the audit hook, /health, /metrics
  *   api_dicomweb.c  STOW-RS (through the one ingest entry), QIDO-RS, WADO-RS
  *   api_jobs.c      the change feed, jobs, segmentation requests, results (SEG, PNG views)
+ *   api_corrections.c  a hand-corrected slice of a result stored as a DICOM-SEG
  *   api_admin.c     sites, destinations, the export queue, adapters (upload, activation, training)
  *   api_sessions.c  interactive sessions (in the model worker)
  *   api_retention.c deleting studies and series, the retention pass on demand
@@ -54,6 +55,8 @@ struct samdad_api_core {
 void samdad_api_bind_ops(samda_api_services *svc);
 void samdad_api_bind_dicomweb(samda_api_services *svc);
 void samdad_api_bind_jobs(samda_api_services *svc);
+/** POST /api/v1/results/{id}/corrections (api_corrections.c). */
+void samdad_api_bind_corrections(samda_api_services *svc);
 /** with_model: training and evaluation routes (they need the model worker; else 501). */
 void samdad_api_bind_admin(samda_api_services *svc, bool with_model);
 void samdad_api_bind_sessions(samda_api_services *svc, bool with_model);

@@ -30,6 +30,7 @@ samdad_api_core *samdad_api_core_new(samdad_ctx *ctx, samda_api_services *svc, s
     samdad_api_bind_ops(svc);
     samdad_api_bind_dicomweb(svc);
     samdad_api_bind_jobs(svc);
+    samdad_api_bind_corrections(svc);
     samdad_api_bind_admin(svc, with_model);
     samdad_api_bind_sessions(svc, with_model);
     samdad_api_bind_retention(svc);

@@ -10,7 +10,13 @@ http_port=${4:-8080}
 mkdir -p "$run_dir"
 chmod 0700 "$run_dir"
 conf="$run_dir/samdad.conf"
-[ -f "$conf" ] && exit 0
+hint() { # where the operator console is (the [http] port the configuration has), and a token for it
+    local port
+    port=$(awk '/^\[/ { h = ($0 == "[http]") } h && $1 == "port" && $2 == "=" { print $3 }' "$conf" | tail -1)
+    echo "make-run-config: the console is at http://127.0.0.1:${port:-8080}/ui/ (a token to sign in with:" \
+         "$build/daemon/samda token create me --role admin --config $conf)" >&2
+}
+[ -f "$conf" ] && { hint; exit 0; }
 top=$(cd "$(dirname "$0")/.." && pwd)
 model=""
 if [ -f "$top/deploy/demo/sam_demo_base.pth" ]; then
@@ -58,3 +64,4 @@ host = 127.0.0.1
 site = default
 CONF
 echo "make-run-config: wrote $conf" >&2
+hint

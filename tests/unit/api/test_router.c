@@ -474,7 +474,8 @@ static void table_is_sane(void **state)
         /* DICOMweb reads and writes are audited */
         if (strncmp(r->pattern, "/dicomweb/", 10) == 0) assert_true(r->flags & API_F_AUDIT);
         /* administration is admin only and audited */
-        if (strncmp(r->pattern, "/api/v1/sites", 13) == 0 || strncmp(r->pattern, "/api/v1/destinations", 20) == 0) {
+        if (strncmp(r->pattern, "/api/v1/sites", 13) == 0 || strncmp(r->pattern, "/api/v1/destinations", 20) == 0 ||
+            strcmp(r->pattern, "/api/v1/audit") == 0) {
             assert_int_equal(r->roles, API_ROLES_ADMIN);
             assert_true(r->flags & API_F_AUDIT);
         }

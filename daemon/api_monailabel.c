@@ -255,7 +255,8 @@ static samda_status ml_next_sample(void *v, const char *strategy, const json_t *
     json_t *gt = labelled_series(store, rows, n);
     size_t *cand = malloc((n ? n : 1) * sizeof *cand);
     for (size_t i = 0; cand && i < n; i++)
-        if (is_image_series(&rows[i]) && !json_object_get(gt, rows[i].series_uid)) cand[m++] = i;
+        if (is_image_series(&rows[i]) && !json_object_get(gt, rows[i].series_uid) && !samdad_ml_is_session(CORE(v), rows[i].series_uid))
+            cand[m++] = i; /* a session's upload is the client's own volume, not a sample to label */
     json_decref(gt);
     if (!cand) {
         samda_store_free(rows);

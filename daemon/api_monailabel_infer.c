@@ -35,8 +35,10 @@ static samda_status newest_result(samdad_api_core *core, const samda_series_info
         }
         samda_result_list_free(rows, n);
         if (round) break;
-        char params[64];
-        snprintf(params, sizeof params, "{\"requested_by\":%lld}", (long long)token_id);
+        char params[96];
+        /* a session's upload is the client's own volume: its result goes to no destination */
+        snprintf(params, sizeof params, "{\"requested_by\":%lld%s}", (long long)token_id,
+                 samdad_ml_is_session(core, si->series_uid) ? ",\"export\":false" : "");
         samda_config *cfg = samdad_config_get(core->ctx);
         samda_job_spec spec = {.kind = "segment", .priority = 10, .site = si->site[0] ? si->site : NULL,
                                .study_uid = si->study_uid, .series_uid = si->series_uid, .params_json = params,
@@ -246,6 +248,7 @@ samda_status samdad_ml_infer(void *v, const samda_api_ml_infer *req, samda_api_v
                              size_t *seg_len, samda_error *err)
 {
     samdad_api_core *core = CORE(v);
+    if (req->session_id) return samdad_ml_session_infer(core, req, label, params, seg, seg_len, err);
     if (!strncmp(req->model, SAMDAD_ML_AUTO_PREFIX, strlen(SAMDAD_ML_AUTO_PREFIX)) && req->model[strlen(SAMDAD_ML_AUTO_PREFIX)]) {
         samda_status st = samdad_require_site(samdad_store(core->ctx), req->model + strlen(SAMDAD_ML_AUTO_PREFIX), err);
         if (st == SAMDA_ENOENT) return samda_fail(err, SAMDA_ENOENT, "unknown model %s: GET /monailabel/info/ lists them", req->model);

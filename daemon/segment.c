@@ -499,6 +499,7 @@ static samda_status run_series(lane *ln, const samda_job *job, const char *serie
     series_run r = {.ln = ln, .w = ln->w, .job = job, .series_uid = series_uid, .params = params, .report = report,
                     .cfg = samdad_config_get(ln->w->ctx), .t0 = worker_now_s()};
     site_settings_get(r.w, r.cfg, job->site, &r.ss);
+    if (json_is_false(json_object_get(params, "export"))) r.ss.n_dest = 0; /* a MONAI Label session's upload: kept here */
     const char *tta_req = json_string_value(json_object_get(params, "tta"));
     if (tta_req && !strcmp(tta_req, "off")) r.ss.tta = SAMDA_CFG_TTA_OFF;
     if (tta_req && !strcmp(tta_req, "episodic")) r.ss.tta = SAMDA_CFG_TTA_EPISODIC;

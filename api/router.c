@@ -89,7 +89,7 @@ const api_route api_routes[] = {
      "inference needs the model worker: set [model] checkpoint"},
     {API_PUT, "/monailabel/session/", api_h_ml_session_put, API_ROLES_USER, API_F_AUDIT | API_F_FORM_BODY, SVC(ml_session_create), 0, NULL},
     {API_GET, "/monailabel/session/{session_id}", api_h_ml_session_get, API_ROLES_USER, API_F_AUDIT | API_F_STRAY_BODY, SVC(ml_session_get), 0, NULL},
-    {API_DELETE, "/monailabel/session/{session_id}", api_h_ml_session_delete, API_ROLES_USER, API_F_AUDIT, SVC(ml_session_delete), 0, NULL},
+    {API_DELETE, "/monailabel/session/{session_id}", api_h_ml_session_delete, API_ROLES_USER, API_F_AUDIT | API_F_STRAY_BODY, SVC(ml_session_delete), 0, NULL},
     {API_POST, "/monailabel/activelearning/{strategy}", api_h_ml_next_sample, API_ROLES_USER, API_F_AUDIT | API_F_JSON_BODY, SVC(ml_next_sample), 0, NULL},
     {API_GET, "/monailabel/train/", api_h_ml_train_status, API_ROLES_USER, API_F_STRAY_BODY, SVC(ml_train_status), 0, NULL},
     {API_POST, "/monailabel/train/", api_h_ml_train_start, API_ROLES_ADMIN, API_F_AUDIT | API_F_JSON_BODY, SVC(ml_train_start), 0,

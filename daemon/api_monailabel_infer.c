@@ -35,10 +35,8 @@ static samda_status newest_result(samdad_api_core *core, const samda_series_info
         }
         samda_result_list_free(rows, n);
         if (round) break;
-        char params[96];
-        /* a session's upload is the client's own volume: its result goes to no destination */
-        snprintf(params, sizeof params, "{\"requested_by\":%lld%s}", (long long)token_id,
-                 samdad_ml_is_session(core, si->series_uid) ? ",\"export\":false" : "");
+        char params[64];
+        snprintf(params, sizeof params, "{\"requested_by\":%lld}", (long long)token_id);
         samda_config *cfg = samdad_config_get(core->ctx);
         samda_job_spec spec = {.kind = "segment", .priority = 10, .site = si->site[0] ? si->site : NULL,
                                .study_uid = si->study_uid, .series_uid = si->series_uid, .params_json = params,

@@ -42,6 +42,7 @@ struct samdad_ml_session {
     samda_api_volume geometry;   /* as uploaded (LPS); data unused */
     bool flip_k;                 /* the upload's k runs against the stored series' slice order */
     bool dead;                   /* expired or deleted, its study not deleted yet (retried) */
+    bool pending;                /* being written and stored: its study is not an orphan yet */
     struct samdad_ml_session *next;
 };
 
@@ -106,7 +107,7 @@ static void sweep(samdad_api_core *core)
     pthread_mutex_lock(&core->ml_mu);
     for (samdad_ml_session **pp = &core->ml_sessions; *pp;) {
         samdad_ml_session *s = *pp;
-        if (s->dead || now - s->last_access_s > s->expiry_s) {
+        if (!s->pending && (s->dead || now - s->last_access_s > s->expiry_s)) {
             *pp = s->next;
             s->next = due;
             due = s;
@@ -141,7 +142,7 @@ samda_status samdad_ml_session_find(samdad_api_core *core, const char *id, bool 
     sweep(core);
     pthread_mutex_lock(&core->ml_mu);
     samdad_ml_session *s = core->ml_sessions;
-    while (s && (s->dead || strcmp(s->id, id))) s = s->next;
+    while (s && (s->dead || s->pending || strcmp(s->id, id))) s = s->next;
     if (s && touch) s->last_access_s = now_s(core);
     if (s) {
         *out = *s;
@@ -337,6 +338,15 @@ static samda_status session_create(void *v, const samda_api_ml_session *req, jso
                 vals[b * plane + i] = t;
             }
     }
+    /* in the map from now on, as pending: a first sweep running meanwhile must not take its study
+     * for a previous run's */
+    s->pending = true;
+    s->create_s = s->last_access_s = now_s(core);
+    s->expiry_s = SESSION_EXPIRY_DEFAULT_S;
+    pthread_mutex_lock(&core->ml_mu);
+    s->next = core->ml_sessions;
+    core->ml_sessions = s;
+    pthread_mutex_unlock(&core->ml_mu);
     char patient[SAMDA_UID_SIZE + 16];
     snprintf(patient, sizeof patient, SESSION_PATIENT_PREFIX "%s", s->id);
     p.hu = vals;
@@ -362,10 +372,18 @@ static samda_status session_create(void *v, const samda_api_ml_session *req, jso
     /* the series was created complete (SAMDA_INSTANCE_UPLOAD): segmented when a client asks (infer) */
     if (st != SAMDA_OK) {
         samda_error e2;
+        pthread_mutex_lock(&core->ml_mu);
+        for (samdad_ml_session **pp = &core->ml_sessions; *pp; pp = &(*pp)->next)
+            if (*pp == s) {
+                *pp = s->next;
+                break;
+            }
+        pthread_mutex_unlock(&core->ml_mu);
         delete_study(core, "session-expiry", s->study, &e2); /* what was stored before the failure */
         free(s);
         return st;
     }
+    pthread_mutex_lock(&core->ml_mu);
     snprintf(s->site, sizeof s->site, "%s", site);
     snprintf(s->modality, sizeof s->modality, "%s", modality);
     s->create_s = s->last_access_s = now_s(core);
@@ -375,10 +393,8 @@ static samda_status session_create(void *v, const samda_api_ml_session *req, jso
     s->geometry = *req->image;
     s->geometry.data = NULL;
     s->geometry.type = SAMDA_API_VOXEL_U8;
+    s->pending = false;
     *out = json_pack("{s:s, s:o}", "session_id", s->id, "session_info", session_json(s));
-    pthread_mutex_lock(&core->ml_mu);
-    s->next = core->ml_sessions;
-    core->ml_sessions = s;
     pthread_mutex_unlock(&core->ml_mu);
     samda_log(&core->ctx->log, SAMDA_LOG_INFO, "api", "MONAI Label session created", "modality=%s slices=%zu site=%s token=%lld",
               modality, p.n_slices, site, (long long)req->token_id);

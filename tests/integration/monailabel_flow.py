@@ -209,6 +209,8 @@ st, sess = sl.create_session(os.path.join(tmp, "upload.nrrd"), expiry=600)
 assert st == 200 and sess["session_id"] and sess["session_info"]["expiry"] == 600, (st, sess)
 sid = sess["session_id"]
 assert sid != s1["uid"] and sess["session_info"]["meta"]["modality"] == "CT", sess
+st, ds = sl.get_json("/datastore/")
+assert st == 200 and sid not in ds["objects"] and ds["total"] == 2, "a session is not a datastore object: %s" % sorted(ds["objects"])
 path, params = sl.infer(MODEL, "MRHead", {}, session_id=sid)  # Slicer's image: its volume's name
 ses = read_nrrd(path)
 assert ses["sizes"] == s1["sizes"] and np.array_equal(ses["origin"], s1["origin"]) and np.array_equal(ses["dirs"], s1["dirs"]), \

@@ -1,6 +1,7 @@
 /* The MONAI Label server API under /monailabel/, so that 3D Slicer's MONAILabel module and OHIF's
  * MONAI Label extension are samda clients: the wire (multipart forms in, NRRD and multipart out,
- * the OAuth2-style token routes) is here; what each route means is the core's (ml_* services).
+ * the OAuth2-style token routes, the session upload) is here; what each route means is the core's
+ * (ml_* services).
  *
  * Wire rules the clients need: their form boundary ends with '$' (accepted), and their multipart
  * reader breaks on chunked answers (every answer here is one buffer with its Content-Length). */

@@ -60,7 +60,7 @@ static json_t *session_json(const samdad_ml_session *s)
 
 /* ---- the map and its expiry --------------------------------------------------------------------- */
 
-/* Delete a session's study; log a failure (the caller decides whether to keep the session). */
+/* Delete a session's study (one already gone counts as deleted); the caller logs a failure. */
 static samda_status delete_study(samdad_api_core *core, const char *actor, const char *study, samda_error *err)
 {
     samda_status st = samdad_delete(core->ctx, actor, study, NULL, NULL, err);
@@ -68,15 +68,17 @@ static samda_status delete_study(samdad_api_core *core, const char *actor, const
     return st;
 }
 
-/* The studies of sessions a previous run of samdad left (the map lives in memory only). */
-static void sweep_orphans(samdad_api_core *core)
+/* The studies of sessions a previous run of samdad left (the map lives in memory only). Returns
+ * false when one could not be deleted yet (then the next session request tries again). */
+static bool sweep_orphans(samdad_api_core *core)
 {
+    bool all = true;
     samda_store *store = samdad_store(core->ctx);
     samda_index_query q = {.limit = 100000};
     samda_study_info *rows = NULL;
     size_t n = 0;
     samda_error e;
-    if (samda_store_study_query(store, &q, &rows, &n, &e) != SAMDA_OK) return;
+    if (samda_store_study_query(store, &q, &rows, &n, &e) != SAMDA_OK) return false;
     for (size_t i = 0; i < n; i++) {
         if (strcmp(rows[i].study_description, SESSION_STUDY_DESCRIPTION) ||
             strncmp(rows[i].patient_id, SESSION_PATIENT_PREFIX, strlen(SESSION_PATIENT_PREFIX)))
@@ -85,11 +87,14 @@ static void sweep_orphans(samdad_api_core *core)
         bool live = false;
         for (samdad_ml_session *s = core->ml_sessions; s && !live; s = s->next) live = !strcmp(s->study, rows[i].study_uid);
         pthread_mutex_unlock(&core->ml_mu);
-        if (!live && delete_study(core, "session-expiry", rows[i].study_uid, &e) != SAMDA_OK)
+        if (!live && delete_study(core, "session-expiry", rows[i].study_uid, &e) != SAMDA_OK) {
             samda_log(&core->ctx->log, SAMDA_LOG_WARN, "api", "a former MONAI Label session's study not deleted yet", "error=%s",
                       samda_log_quote((char[600]){0}, 600, e.message));
+            all = false;
+        }
     }
     samda_store_free(rows);
+    return all;
 }
 
 /* End the sessions idle longer than their expiry, deleting their studies. One whose study cannot be
@@ -101,7 +106,11 @@ static void sweep(samdad_api_core *core)
     pthread_mutex_lock(&core->ml_mu);
     if (!core->ml_swept_orphans) first = core->ml_swept_orphans = true;
     pthread_mutex_unlock(&core->ml_mu);
-    if (first) sweep_orphans(core);
+    if (first && !sweep_orphans(core)) {
+        pthread_mutex_lock(&core->ml_mu);
+        core->ml_swept_orphans = false;
+        pthread_mutex_unlock(&core->ml_mu);
+    }
     int64_t now = now_s(core);
     samdad_ml_session *due = NULL;
     pthread_mutex_lock(&core->ml_mu);

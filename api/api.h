@@ -202,7 +202,8 @@ typedef struct samda_api_volume {
 /** POST /monailabel/infer/{model}, validated by the api. Borrowed for the call. */
 typedef struct samda_api_ml_infer {
     const char *model;        /* path {model} */
-    const char *series_uid;   /* query image (a valid UID) */
+    const char *series_uid;   /* query image (a valid UID); NULL when session_id names the image */
+    const char *session_id;   /* query session_id (a valid UID, PUT /monailabel/session/'s answer) or NULL */
     const json_t *params;     /* the form's params object (may be empty) */
     bool want_seg;            /* output=dicom_seg: fill seg/seg_len instead of the volume */
     int64_t token_id;
@@ -227,6 +228,15 @@ typedef struct samda_api_audit_filter {
     int64_t before_id;  /* only entries with a smaller id (paging back); 0 = from the newest */
     unsigned limit;     /* 1..1000 (default 100) */
 } samda_api_audit_filter;
+
+/** PUT /monailabel/session/: an image volume a client uploaded (3D Slicer's volume as NRRD).
+ *  Borrowed for the call. */
+typedef struct samda_api_ml_session {
+    const samda_api_volume *image; /* F32 voxels and the LPS geometry the client sent */
+    int64_t expiry_s;              /* query expiry: seconds of idleness before it ends; 0 = default */
+    const char *site;              /* query site (a valid name) or NULL: the default site */
+    int64_t token_id;
+} samda_api_ml_session;
 
 /** One audited request. Borrowed for the call. Carries no patient data: the route pattern,
  *  the resource identifiers from the path (UIDs, job ids, site names) and the outcome. */
@@ -500,6 +510,17 @@ typedef struct samda_api_services {
      *  SAMDA_EINVAL bad params (named); SAMDA_EBUSY / SAMDA_ETIMEDOUT the model did not answer in time. */
     samda_status (*ml_infer)(void *ctx, const samda_api_ml_infer *req, samda_api_volume *label, json_t **params,
                              void **seg, size_t *seg_len, samda_error *err);
+    /** PUT /monailabel/session/: store the uploaded volume as a new DICOM series (a synthetic
+     *  patient and study) in the site and open a session on it. OUT out: {"session_id": id,
+     *  "session_info": {...}}. SAMDA_EINVAL bad geometry or values (named); SAMDA_ENOENT unknown
+     *  site; SAMDA_ENOSPC. Needs the DICOM writer (always there). */
+    samda_status (*ml_session_create)(void *ctx, const samda_api_ml_session *req, json_t **out, samda_error *err);
+    /** GET /monailabel/session/{session_id}: OUT info (the session_info object); update_ts marks
+     *  it used now. SAMDA_ENOENT unknown or expired (404). */
+    samda_status (*ml_session_get)(void *ctx, const char *id, bool update_ts, json_t **info, samda_error *err);
+    /** DELETE /monailabel/session/{session_id}: end it and delete its study (series, results).
+     *  OUT info: what it was. SAMDA_ENOENT (404); SAMDA_ECONFLICT a job still runs on it (409). */
+    samda_status (*ml_session_delete)(void *ctx, const char *id, int64_t token_id, json_t **info, samda_error *err);
     /** PUT /monailabel/datastore/label: store the label as a DICOM-SEG of the series' study (tag
      *  "final": reviewed, exported to the site's destinations, training data). OUT out: JSON. */
     samda_status (*ml_save_label)(void *ctx, const samda_api_ml_label *req, json_t **out, samda_error *err);

@@ -248,6 +248,9 @@ void api_h_ml_image(api_request *r);
 void api_h_ml_infer(api_request *r);
 void api_h_ml_save_label(api_request *r);
 void api_h_ml_next_sample(api_request *r);
+void api_h_ml_session_put(api_request *r);
+void api_h_ml_session_get(api_request *r);
+void api_h_ml_session_delete(api_request *r);
 void api_h_ml_train_status(api_request *r);
 void api_h_ml_train_start(api_request *r);
 

@@ -1,6 +1,7 @@
 /* The MONAI Label server API under /monailabel/, so that 3D Slicer's MONAILabel module and OHIF's
  * MONAI Label extension are samda clients: the wire (multipart forms in, NRRD and multipart out,
- * the OAuth2-style token routes) is here; what each route means is the core's (ml_* services).
+ * the OAuth2-style token routes, the session upload) is here; what each route means is the core's
+ * (ml_* services).
  *
  * Wire rules the clients need: their form boundary ends with '$' (accepted), and their multipart
  * reader breaks on chunked answers (every answer here is one buffer with its Content-Length). */
@@ -14,6 +15,7 @@
 
 #define FORM_MAX_PARTS 8
 #define LABEL_MAX_VOXELS ((size_t)1 << 30)
+#define IMAGE_MAX_VOXELS ((size_t)1 << 28) /* an uploaded image: 1 GiB of float voxels at most */
 
 /* ---- forms in ------------------------------------------------------------------------------ */
 
@@ -156,6 +158,8 @@ static json_t *form_params(api_request *r, const form *f)
     return j;
 }
 
+static void audit_param(api_request *r, const char *name, const char *value);
+
 /* The query parameter image: a SeriesInstanceUID. */
 static const char *image_param(api_request *r)
 {
@@ -164,13 +168,7 @@ static const char *image_param(api_request *r)
         api_reply_problem(r, SAMDA_EINVAL, 0, "query parameter image must be a SeriesInstanceUID stored in samda");
         return NULL;
     }
-    /* the series goes to the audit log with the path's parameters */
-    api_match *m = &r->match;
-    if (m->n < API_MAX_PARAMS) {
-        snprintf(m->names[m->n], sizeof m->names[m->n], "image");
-        snprintf(m->values[m->n], sizeof m->values[m->n], "%s", image);
-        m->n++;
-    }
+    audit_param(r, "image", image); /* the series goes to the audit log with the path's parameters */
     return image;
 }
 
@@ -384,11 +382,40 @@ static void reply_label(api_request *r, const char *output, samda_api_volume *v,
     json_decref(res);
 }
 
+/* Put a request parameter into the path's parameters: the audit log records it. */
+static void audit_param(api_request *r, const char *name, const char *value)
+{
+    api_match *m = &r->match;
+    if (m->n >= API_MAX_PARAMS) return;
+    snprintf(m->names[m->n], sizeof m->names[m->n], "%s", name);
+    snprintf(m->values[m->n], sizeof m->values[m->n], "%s", value);
+    m->n++;
+}
+
+/* infer's image: the query parameter image, a stored SeriesInstanceUID, unless session_id names the
+ * image (then image is the client's own name for it, e.g. 3D Slicer's volume name, and unused).
+ * OUT *session. Replies and returns false when bad. */
+static bool infer_image(api_request *r, const char **image, const char **session)
+{
+    *image = NULL;
+    *session = api_query_get(&r->args, "session_id");
+    if (*session && *session[0]) {
+        if (!api_valid_uid(*session)) {
+            api_reply_problem(r, SAMDA_EINVAL, 0, "query parameter session_id must be a session id PUT /monailabel/session/ answered");
+            return false;
+        }
+        audit_param(r, "session_id", *session);
+        return true;
+    }
+    *session = NULL;
+    return (*image = image_param(r)) != NULL;
+}
+
 void api_h_ml_infer(api_request *r)
 {
     static const char *const allowed[] = {"image", "output", "session_id", NULL};
-    const char *image;
-    if (!api_only_params(r, allowed) || !(image = image_param(r))) return;
+    const char *image, *session;
+    if (!api_only_params(r, allowed) || !infer_image(r, &image, &session)) return;
     const char *output = api_query_get(&r->args, "output");
     if (output && strcmp(output, "all") && strcmp(output, "image") && strcmp(output, "dicom_seg") && strcmp(output, "json")) {
         api_reply_problem(r, SAMDA_EINVAL, 0, "query parameter output must be all, image, json or dicom_seg");
@@ -397,8 +424,8 @@ void api_h_ml_infer(api_request *r)
     json_t *params = infer_params(r);
     if (!params) return;
     samda_api *api = r->api;
-    samda_api_ml_infer req = {.model = api_match_param(&r->match, "model"), .series_uid = image, .params = params,
-                              .want_seg = output && !strcmp(output, "dicom_seg"), .token_id = r->token_id};
+    samda_api_ml_infer req = {.model = api_match_param(&r->match, "model"), .series_uid = image, .session_id = session,
+                              .params = params, .want_seg = output && !strcmp(output, "dicom_seg"), .token_id = r->token_id};
     samda_api_volume v;
     memset(&v, 0, sizeof v);
     json_t *res = NULL;
@@ -422,6 +449,98 @@ void api_h_ml_infer(api_request *r)
     }
     free(seg);
     reply_label(r, output, &v, res ? res : json_object());
+}
+
+/* ---- sessions: an image volume uploaded by the client (3D Slicer's volume, not from Next Sample) - */
+
+/* PUT /monailabel/session/?expiry=N: MONAILabelClient.create_session's multipart form, the image in
+ * a part named "files" (other fields, e.g. client_id, are ignored). */
+void api_h_ml_session_put(api_request *r)
+{
+    static const char *const allowed[] = {"expiry", "uncompress", "site", NULL};
+    if (!api_only_params(r, allowed)) return;
+    const char *ex = api_query_get(&r->args, "expiry"), *unc = api_query_get(&r->args, "uncompress"),
+               *site = api_query_get(&r->args, "site");
+    char *end = NULL;
+    long long expiry = ex && *ex ? strtoll(ex, &end, 10) : 0;
+    if (ex && *ex && (*end || expiry < 0 || expiry > 31 * 86400)) {
+        api_reply_problem(r, SAMDA_EINVAL, 0, "query parameter expiry must be seconds, 0 to 2678400 (0: the default)");
+        return;
+    }
+    if (unc && strcasecmp(unc, "false") && strcmp(unc, "0")) {
+        api_reply_problem(r, SAMDA_EINVAL, 0, "uncompress: samda takes one NRRD image file, not an archive");
+        return;
+    }
+    if (site && !api_valid_name(site)) {
+        api_reply_problem(r, SAMDA_EINVAL, 0, "query parameter site must be a site name ([A-Za-z0-9._-], 1 to 63)");
+        return;
+    }
+    form f;
+    if (!form_read(r, &f)) return;
+    const form_part *img = NULL;
+    unsigned n_files = 0;
+    for (unsigned i = 0; i < f.n; i++)
+        if (!strcmp(f.parts[i].name, "files") || !strcmp(f.parts[i].name, "file")) {
+            img = &f.parts[i];
+            n_files++;
+        }
+    if (n_files != 1 || !img->len) {
+        api_reply_problem(r, SAMDA_EINVAL, 0, "form field files must hold one image volume file (.nrrd; %u given): in 3D Slicer set "
+                          "the MONAI Label File Extension to .nrrd", n_files);
+        form_free(&f);
+        return;
+    }
+    samda_nrrd_volume nv;
+    samda_error e = {SAMDA_OK, ""};
+    samda_status st = samda_nrrd_read_image(img->data, img->len, IMAGE_MAX_VOXELS, &nv, &e);
+    form_free(&f);
+    if (st != SAMDA_OK) {
+        size_t n = strlen(e.message);
+        snprintf(e.message + n, sizeof e.message - n, " (form field files: samda reads NRRD image volumes; in 3D Slicer set the "
+                 "MONAI Label File Extension to .nrrd)");
+        e.code = st;
+        api_reply_error(r, &e);
+        return;
+    }
+    samda_api_volume v = {.type = SAMDA_API_VOXEL_F32, .data = nv.data};
+    memcpy(v.sizes, nv.sizes, sizeof v.sizes);
+    memcpy(v.directions, nv.directions, sizeof v.directions);
+    memcpy(v.origin, nv.origin, sizeof v.origin);
+    samda_api *api = r->api;
+    samda_api_ml_session req = {.image = &v, .expiry_s = expiry, .site = site, .token_id = r->token_id};
+    json_t *out = NULL;
+    st = api->svc.ml_session_create(api->svc.ctx, &req, &out, &e);
+    samda_nrrd_volume_clear(&nv);
+    if (!api_call_ok(r, st, &e, &out)) return;
+    const char *id = json_string_value(json_object_get(out, "session_id"));
+    if (id) audit_param(r, "session_id", id);
+    api_reply_json(r, 200, out, NULL);
+}
+
+void api_h_ml_session_get(api_request *r)
+{
+    static const char *const allowed[] = {"update_ts", "image", NULL};
+    if (!api_only_params(r, allowed)) return;
+    const char *u = api_query_get(&r->args, "update_ts"), *im = api_query_get(&r->args, "image");
+    if (im && strcasecmp(im, "false") && strcmp(im, "0")) {
+        api_reply_problem(r, SAMDA_EINVAL, 0, "image=true: samda answers a session's volume at GET /monailabel/datastore/image?image=SESSION_ID");
+        return;
+    }
+    samda_api *api = r->api;
+    json_t *out = NULL;
+    samda_error e = {SAMDA_OK, ""};
+    samda_status st = api->svc.ml_session_get(api->svc.ctx, api_match_param(&r->match, "session_id"),
+                                              u && (!strcasecmp(u, "true") || !strcmp(u, "1")), &out, &e);
+    if (api_call_ok(r, st, &e, &out)) api_reply_json(r, 200, out, NULL);
+}
+
+void api_h_ml_session_delete(api_request *r)
+{
+    samda_api *api = r->api;
+    json_t *out = NULL;
+    samda_error e = {SAMDA_OK, ""};
+    samda_status st = api->svc.ml_session_delete(api->svc.ctx, api_match_param(&r->match, "session_id"), r->token_id, &out, &e);
+    if (api_call_ok(r, st, &e, &out)) api_reply_json(r, 200, out, NULL);
 }
 
 /* The uploaded label as a volume: OHIF's label.bin (the series' voxels, no geometry; v borrows the

@@ -138,6 +138,7 @@ typedef struct hdr {
     size_t sizes[3];
     int have_sizes, gzip, big;
     int ras; /* space given as right-anterior-superior: flip x and y */
+    int have_dir; /* space directions given */
     double dir[3][3], origin[3];
 } hdr;
 
@@ -173,6 +174,7 @@ static samda_status field(hdr *h, const char *key, const char *val, samda_error 
         const char *p = val;
         for (int a = 0; a < 3; a++)
             if (!(p = vec3(p, h->dir[a]))) return samda_fail(err, SAMDA_EINVAL, "NRRD: space directions must be three (x,y,z) vectors");
+        h->have_dir = 1;
     } else if (!strcasecmp(key, "space origin")) {
         if (!vec3(val, h->origin)) return samda_fail(err, SAMDA_EINVAL, "NRRD: space origin must be (x,y,z)");
     } else if (!strcasecmp(key, "data file") || !strcasecmp(key, "datafile")) {
@@ -274,49 +276,101 @@ static samda_status to_labels(const unsigned char *raw, const hdr *h, size_t cou
     return SAMDA_OK;
 }
 
+/* The header and the raw values of buf (count values of h->type at *raw; *tmp: the inflated copy to
+ * free, NULL for raw encoding). */
+static samda_status read_raw(const void *buf, size_t len, size_t max_voxels, hdr *h, const unsigned char **raw, size_t *count,
+                             unsigned char **tmp, samda_error *err)
+{
+    *tmp = NULL;
+    size_t body = 0;
+    samda_status st = parse_header(buf, len, h, &body, err);
+    if (st != SAMDA_OK) return st;
+    uint64_t n = 1;
+    bool over = false;
+    for (int a = 0; a < 3 && !over; a++) { /* no product can wrap: each factor is checked first */
+        over = h->sizes[a] > MAX_VALUES / n;
+        n *= over ? 1 : h->sizes[a];
+    }
+    if (over || n > max_voxels)
+        return samda_fail(err, SAMDA_ETOOBIG, "NRRD: %zux%zux%zu voxels is more than allowed (%zu)", h->sizes[0], h->sizes[1],
+                          h->sizes[2], max_voxels);
+    size_t bytes = (size_t)n * h->type->size;
+    *raw = (const unsigned char *)buf + body;
+    if (h->gzip) {
+        if (!(*tmp = malloc(bytes ? bytes : 1))) return samda_fail(err, SAMDA_ENOMEM, "NRRD: out of memory");
+        if ((st = inflate_all(*raw, len - body, *tmp, bytes, err)) != SAMDA_OK) {
+            free(*tmp);
+            *tmp = NULL;
+            return st;
+        }
+        *raw = *tmp;
+    } else if (len - body < bytes) {
+        return samda_fail(err, SAMDA_EINVAL, "NRRD: data shorter than the sizes (%zu of %zu bytes)", len - body, bytes);
+    }
+    *count = (size_t)n;
+    return SAMDA_OK;
+}
+
+/* h's geometry into v, in LPS. */
+static void geometry_out(const hdr *h, samda_nrrd_volume *v)
+{
+    memcpy(v->sizes, h->sizes, sizeof v->sizes);
+    for (int a = 0; a < 3; a++) {
+        v->origin[a] = h->origin[a] * (h->ras && a < 2 ? -1 : 1);
+        for (int c = 0; c < 3; c++) v->directions[a][c] = h->dir[a][c] * (h->ras && c < 2 ? -1 : 1);
+    }
+}
+
 samda_status samda_nrrd_read_labels(const void *buf, size_t len, size_t max_voxels, samda_nrrd_volume *v,
                                     samda_error *err)
 {
     memset(v, 0, sizeof *v);
     hdr h = {.dir = {{1, 0, 0}, {0, 1, 0}, {0, 0, 1}}};
-    size_t body = 0;
-    samda_status st = parse_header(buf, len, &h, &body, err);
-    if (st != SAMDA_OK) return st;
-    uint64_t count = 1;
-    bool over = false;
-    for (int a = 0; a < 3 && !over; a++) { /* no product can wrap: each factor is checked first */
-        over = h.sizes[a] > MAX_VALUES / count;
-        count *= over ? 1 : h.sizes[a];
-    }
-    if (over || count > max_voxels)
-        return samda_fail(err, SAMDA_ETOOBIG, "NRRD: %zux%zux%zu voxels is more than allowed (%zu)", h.sizes[0], h.sizes[1], h.sizes[2],
-                          max_voxels);
-    size_t bytes = (size_t)count * h.type->size;
-    const unsigned char *raw = (const unsigned char *)buf + body;
+    const unsigned char *raw = NULL;
     unsigned char *tmp = NULL;
-    if (h.gzip) {
-        if (!(tmp = malloc(bytes ? bytes : 1))) return samda_fail(err, SAMDA_ENOMEM, "NRRD: out of memory");
-        if ((st = inflate_all(raw, len - body, tmp, bytes, err)) != SAMDA_OK) {
-            free(tmp);
-            return st;
-        }
-        raw = tmp;
-    } else if (len - body < bytes) {
-        return samda_fail(err, SAMDA_EINVAL, "NRRD: data shorter than the sizes (%zu of %zu bytes)", len - body, bytes);
-    }
-    uint8_t *out = malloc((size_t)count ? (size_t)count : 1);
-    st = out ? to_labels(raw, &h, (size_t)count, out, err) : samda_fail(err, SAMDA_ENOMEM, "NRRD: out of memory");
+    size_t count = 0;
+    samda_status st = read_raw(buf, len, max_voxels, &h, &raw, &count, &tmp, err);
+    if (st != SAMDA_OK) return st;
+    uint8_t *out = malloc(count ? count : 1);
+    st = out ? to_labels(raw, &h, count, out, err) : samda_fail(err, SAMDA_ENOMEM, "NRRD: out of memory");
     free(tmp);
     if (st != SAMDA_OK) {
         free(out);
         return st;
     }
     v->type = SAMDA_NRRD_U8;
-    memcpy(v->sizes, h.sizes, sizeof v->sizes);
-    for (int a = 0; a < 3; a++) {
-        v->origin[a] = h.origin[a] * (h.ras && a < 2 ? -1 : 1);
-        for (int c = 0; c < 3; c++) v->directions[a][c] = h.dir[a][c] * (h.ras && c < 2 ? -1 : 1);
+    geometry_out(&h, v);
+    v->data = out;
+    return SAMDA_OK;
+}
+
+samda_status samda_nrrd_read_image(const void *buf, size_t len, size_t max_voxels, samda_nrrd_volume *v, samda_error *err)
+{
+    memset(v, 0, sizeof *v);
+    hdr h = {.dir = {{1, 0, 0}, {0, 1, 0}, {0, 0, 1}}};
+    const unsigned char *raw = NULL;
+    unsigned char *tmp = NULL;
+    size_t count = 0;
+    samda_status st = read_raw(buf, len, max_voxels, &h, &raw, &count, &tmp, err);
+    if (st != SAMDA_OK) return st;
+    if (!h.have_dir) {
+        free(tmp);
+        return samda_fail(err, SAMDA_EINVAL, "NRRD: an image volume needs its geometry (space directions and space origin)");
     }
+    float *out = malloc((count ? count : 1) * sizeof *out);
+    if (!out) st = samda_fail(err, SAMDA_ENOMEM, "NRRD: out of memory for %zu voxels", count);
+    for (size_t i = 0; out && i < count && st == SAMDA_OK; i++) {
+        double x = value_at(raw + i * h.type->size, h.type, h.big);
+        if (!isfinite(x)) st = samda_fail(err, SAMDA_EINVAL, "NRRD: voxel %zu is not a finite number", i);
+        out[i] = (float)x;
+    }
+    free(tmp);
+    if (st != SAMDA_OK) {
+        free(out);
+        return st;
+    }
+    v->type = SAMDA_NRRD_F32;
+    geometry_out(&h, v);
     v->data = out;
     return SAMDA_OK;
 }

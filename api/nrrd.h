@@ -1,6 +1,7 @@
 /* NRRD 0004 (teem's "nearly raw raster data") for the MONAI Label compatible routes: a 3-D volume
  * with its geometry written as one buffer (header + raw data), and a 3-D volume read back from one
- * buffer (raw or gzip encoding), the format 3D Slicer and OHIF exchange labels in.
+ * buffer (raw or gzip encoding), the format 3D Slicer and OHIF exchange labels in, and an image
+ * volume read back the same way (3D Slicer's MONAI Label session upload).
  *
  * Geometry is in the DICOM patient coordinate system: "space: left-posterior-superior", "space
  * directions" the step in mm of one voxel along each axis, "space origin" the centre of voxel 0.
@@ -52,6 +53,15 @@ samda_status samda_nrrd_write(const samda_nrrd_volume *v, void **out, size_t *le
  *  shorter than the sizes; SAMDA_ETOOBIG; SAMDA_ENOMEM. */
 samda_status samda_nrrd_read_labels(const void *buf, size_t len, size_t max_voxels, samda_nrrd_volume *v,
                                     samda_error *err);
+
+/** Read a 3-D attached-header image volume (encoding raw or gzip; the types of
+ *  samda_nrrd_read_labels, int16/uint16/int32/float among them; space left-posterior-superior or
+ *  right-anterior-superior, turned into LPS). "space directions" is required (an image without its
+ *  geometry cannot be placed in a patient). @param max_voxels refuse volumes larger than this.
+ *  OUT v: type SAMDA_NRRD_F32 (every value converted to float), v->data malloc'd (free with
+ *  samda_nrrd_volume_clear). SAMDA_EINVAL: as samda_nrrd_read_labels, a value not finite, no space
+ *  directions; SAMDA_ETOOBIG; SAMDA_ENOMEM. */
+samda_status samda_nrrd_read_image(const void *buf, size_t len, size_t max_voxels, samda_nrrd_volume *v, samda_error *err);
 
 /** Free v->data and zero v. NULL-safe. */
 void samda_nrrd_volume_clear(samda_nrrd_volume *v);

@@ -89,6 +89,9 @@ const api_route api_routes[] = {
     {API_PUT, "/monailabel/datastore/label", api_h_ml_save_label, API_ROLES_USER, API_F_AUDIT | API_F_FORM_BODY, SVC(ml_save_label), 0, NULL},
     {API_POST, "/monailabel/infer/{model}", api_h_ml_infer, API_ROLES_USER, API_F_AUDIT | API_F_FORM_BODY, SVC(ml_infer), 0,
      "inference needs the model worker: set [model] checkpoint"},
+    {API_PUT, "/monailabel/session/", api_h_ml_session_put, API_ROLES_USER, API_F_AUDIT | API_F_FORM_BODY, SVC(ml_session_create), 0, NULL},
+    {API_GET, "/monailabel/session/{session_id}", api_h_ml_session_get, API_ROLES_USER, API_F_AUDIT | API_F_STRAY_BODY, SVC(ml_session_get), 0, NULL},
+    {API_DELETE, "/monailabel/session/{session_id}", api_h_ml_session_delete, API_ROLES_USER, API_F_AUDIT | API_F_STRAY_BODY, SVC(ml_session_delete), 0, NULL},
     {API_POST, "/monailabel/activelearning/{strategy}", api_h_ml_next_sample, API_ROLES_USER, API_F_AUDIT | API_F_JSON_BODY, SVC(ml_next_sample), 0, NULL},
     {API_GET, "/monailabel/train/", api_h_ml_train_status, API_ROLES_USER, API_F_STRAY_BODY, SVC(ml_train_status), 0, NULL},
     {API_POST, "/monailabel/train/", api_h_ml_train_start, API_ROLES_ADMIN, API_F_AUDIT | API_F_JSON_BODY, SVC(ml_train_start), 0,
@@ -155,6 +158,7 @@ static const struct {
     {"session", valid_session, "a session id (32 hex digits)"},
     {"slice", valid_slice, "a slice index (0 to 99999)"},
     {"model", api_valid_name, "a model name ([A-Za-z0-9._-], 1 to 63; GET /monailabel/info/ lists them)"},
+    {"session_id", api_valid_uid, "a MONAI Label session id (the UID PUT /monailabel/session/ answered)"},
     {"strategy", api_valid_name, "a strategy name ([A-Za-z0-9._-], 1 to 63)"},
 };
 

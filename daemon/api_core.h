@@ -7,7 +7,7 @@
  *   api_admin.c     sites, destinations, the export queue, adapters (upload, activation, training)
  *   api_sessions.c  interactive sessions (in the model worker)
  *   api_retention.c deleting studies and series, the retention pass on demand
- *   api_monailabel.c (+ _infer.c, _label.c)  the MONAI Label compatible API (/monailabel/)
+ *   api_monailabel.c (+ _infer.c, _label.c, _session.c)  the MONAI Label compatible API (/monailabel/)
  *   site_overlay.c  sites created through the API laid over the configuration file's
  * api_services.c creates the core and asks each family to fill its members of the table.
  * Never included outside these files. Thread-safety: as api_services.h. */
@@ -33,6 +33,8 @@ typedef struct stow_req {
     struct stow_req *next;
 } stow_req;
 
+typedef struct samdad_ml_session samdad_ml_session; /* api_monailabel_session.c */
+
 struct samdad_api_core {
     samdad_ctx *ctx;
     pthread_mutex_t mu;
@@ -46,6 +48,10 @@ struct samdad_api_core {
     pthread_cond_t watch_cv;
     bool watch_stop, watching;
     pthread_t watcher;
+    /* MONAI Label sessions (api_monailabel_session.c) */
+    pthread_mutex_t ml_mu;       /* guards the two below */
+    samdad_ml_session *ml_sessions;
+    bool ml_swept_orphans;       /* the studies of a previous run's sessions were deleted */
 };
 
 #define CORE(v) ((samdad_api_core *)(v))
@@ -94,6 +100,16 @@ samda_status samdad_ml_load_series(samda_store *store, const char *series, samda
 /** The LPS geometry of vol as MONAI Label's clients see it (api_monailabel.c): i = column, j = row,
  *  k = sorted slice; sizes, directions, origin of out are set, type and data are not. */
 void samdad_ml_geometry(const samda_volume *vol, samda_api_volume *out);
+/** PUT/GET/DELETE /monailabel/session/ (api_monailabel_session.c). */
+void samdad_api_bind_ml_sessions(samda_api_services *svc);
+/** infer naming a session (api_monailabel_session.c): samdad_ml_infer on the session's series, the
+ *  label answered in the uploaded volume's geometry and slice order. SAMDA_ENOENT unknown/expired. */
+samda_status samdad_ml_session_infer(samdad_api_core *core, const samda_api_ml_infer *req, samda_api_volume *label,
+                                     json_t **params, void **seg, size_t *seg_len, samda_error *err);
+/** Is series_uid a live session's series? Thread-safe. */
+bool samdad_ml_is_session(samdad_api_core *core, const char *series_uid);
+/** Free the session map (core teardown; the studies stay, deleted by the next run's first sweep). */
+void samdad_ml_sessions_free(samdad_api_core *core);
 /** The label names of a site: its active adapter's, else [model] adapter's (api_monailabel.c).
  *  Caller owns the array. */
 json_t *samdad_ml_site_labels(samdad_api_core *core, const char *site);

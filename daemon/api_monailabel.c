@@ -104,9 +104,11 @@ static void site_model(samdad_api_core *core, const char *site, json_t *models, 
     json_object_set_new(trainers, name, json_pack("{s:s, s:{}}", "description", desc, "config"));
 }
 
-/* The image series in the index and how many have a ground-truth DICOM-SEG. */
-static samda_status series_counts(samda_store *store, size_t *total, size_t *done, samda_error *err)
+/* The image series in the index and how many have a ground-truth DICOM-SEG (a session's upload is
+ * the client's own volume, not a datastore object). */
+static samda_status series_counts(samdad_api_core *core, size_t *total, size_t *done, samda_error *err)
 {
+    samda_store *store = samdad_store(core->ctx);
     samda_series_info *rows = NULL;
     size_t n = 0;
     samda_status st = all_series(store, &rows, &n, err);
@@ -114,7 +116,7 @@ static samda_status series_counts(samda_store *store, size_t *total, size_t *don
     json_t *gt = labelled_series(store, rows, n);
     *total = *done = 0;
     for (size_t i = 0; i < n; i++)
-        if (is_image_series(&rows[i])) {
+        if (is_image_series(&rows[i]) && !samdad_ml_is_session(core, rows[i].series_uid)) {
             (*total)++;
             *done += json_object_get(gt, rows[i].series_uid) != NULL;
         }
@@ -130,7 +132,7 @@ static samda_status ml_info(void *v, json_t **out, samda_error *err)
     samda_site *sites = NULL;
     size_t ns = 0, total = 0, done = 0;
     samda_status st = samda_store_site_list(store, &sites, &ns, err);
-    if (st == SAMDA_OK) st = series_counts(store, &total, &done, err);
+    if (st == SAMDA_OK) st = series_counts(core, &total, &done, err);
     if (st != SAMDA_OK) {
         samda_site_list_free(sites, ns);
         return st;
@@ -164,7 +166,7 @@ static samda_status ml_datastore(void *v, json_t **out, samda_error *err)
     json_t *gt = labelled_series(store, rows, n), *objects = json_object();
     size_t total = 0, done = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!is_image_series(&rows[i])) continue;
+        if (!is_image_series(&rows[i]) || samdad_ml_is_session(CORE(v), rows[i].series_uid)) continue;
         total++;
         const json_t *seg = json_object_get(gt, rows[i].series_uid);
         json_t *labels = json_object();
@@ -255,7 +257,8 @@ static samda_status ml_next_sample(void *v, const char *strategy, const json_t *
     json_t *gt = labelled_series(store, rows, n);
     size_t *cand = malloc((n ? n : 1) * sizeof *cand);
     for (size_t i = 0; cand && i < n; i++)
-        if (is_image_series(&rows[i]) && !json_object_get(gt, rows[i].series_uid)) cand[m++] = i;
+        if (is_image_series(&rows[i]) && !json_object_get(gt, rows[i].series_uid) && !samdad_ml_is_session(CORE(v), rows[i].series_uid))
+            cand[m++] = i;
     json_decref(gt);
     if (!cand) {
         samda_store_free(rows);

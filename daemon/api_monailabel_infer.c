@@ -246,6 +246,7 @@ samda_status samdad_ml_infer(void *v, const samda_api_ml_infer *req, samda_api_v
                              size_t *seg_len, samda_error *err)
 {
     samdad_api_core *core = CORE(v);
+    if (req->session_id) return samdad_ml_session_infer(core, req, label, params, seg, seg_len, err);
     if (!strncmp(req->model, SAMDAD_ML_AUTO_PREFIX, strlen(SAMDAD_ML_AUTO_PREFIX)) && req->model[strlen(SAMDAD_ML_AUTO_PREFIX)]) {
         samda_status st = samdad_require_site(samdad_store(core->ctx), req->model + strlen(SAMDAD_ML_AUTO_PREFIX), err);
         if (st == SAMDA_ENOENT) return samda_fail(err, SAMDA_ENOENT, "unknown model %s: GET /monailabel/info/ lists them", req->model);

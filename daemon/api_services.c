@@ -16,6 +16,7 @@ samdad_api_core *samdad_api_core_new(samdad_ctx *ctx, samda_api_services *svc, s
     }
     core->ctx = ctx;
     pthread_mutex_init(&core->mu, NULL);
+    pthread_mutex_init(&core->ml_mu, NULL);
     pthread_mutex_init(&core->overlay_mu, NULL);
     pthread_mutex_init(&core->watch_mu, NULL);
     pthread_cond_init(&core->watch_cv, NULL);
@@ -35,6 +36,7 @@ samdad_api_core *samdad_api_core_new(samdad_ctx *ctx, samda_api_services *svc, s
     samdad_api_bind_sessions(svc, with_model);
     samdad_api_bind_retention(svc);
     samdad_api_bind_monailabel(svc, with_model);
+    samdad_api_bind_ml_sessions(svc);
     return core;
 }
 
@@ -49,6 +51,8 @@ void samdad_api_core_free(samdad_api_core *core)
     pthread_mutex_destroy(&core->watch_mu);
     pthread_mutex_destroy(&core->overlay_mu);
     samdad_api_stow_free(core);
+    samdad_ml_sessions_free(core);
+    pthread_mutex_destroy(&core->ml_mu);
     pthread_mutex_destroy(&core->mu);
     free(core);
 }

@@ -241,6 +241,7 @@ samda_status samdad_ingest_file(samdad_ctx *ctx, const samdad_ingest_origin *o, 
     if (o->calling_ae) snprintf(meta.calling_ae, sizeof meta.calling_ae, "%s", o->calling_ae);
     if (o->site) snprintf(meta.site, sizeof meta.site, "%s", o->site);
     meta.association_id = o->association_id;
+    if (o->kind == SAMDAD_ORIGIN_SESSION) meta.flags |= SAMDA_INSTANCE_UPLOAD;
 
     samda_tmp_file tmp;
     tmp.fd = open(path, O_RDWR | O_CLOEXEC);
@@ -254,7 +255,9 @@ samda_status samdad_ingest_file(samdad_ctx *ctx, const samdad_ingest_origin *o, 
     if (o->kind == SAMDAD_ORIGIN_RESULT)
         st = samda_store_result_ingest(store, &tmp, &meta, o->result, res, o->result_id, err);
     else
-        st = samda_store_instance_ingest(store, &tmp, &meta, samdad_dup_policy(cfg), res, err);
+        st = samda_store_instance_ingest(store, &tmp, &meta,
+                                         /* a session's UIDs are new: a duplicate is an error, never merged */
+                                         o->kind == SAMDAD_ORIGIN_SESSION ? SAMDA_DUP_REJECT : samdad_dup_policy(cfg), res, err);
     samda_config_unref(cfg);
     return st;
 

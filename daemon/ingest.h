@@ -17,7 +17,9 @@ void samdad_ingest_bind(samdad_ctx *ctx, samda_scp_params *p);
 typedef enum samdad_origin_kind {
     SAMDAD_ORIGIN_DIMSE = 0, /* C-STORE */
     SAMDAD_ORIGIN_STOW,      /* STOW-RS */
-    SAMDAD_ORIGIN_RESULT     /* a DICOM-SEG samda's segmentation lane wrote */
+    SAMDAD_ORIGIN_RESULT,    /* a DICOM-SEG samda's segmentation lane wrote */
+    SAMDAD_ORIGIN_SESSION    /* a slice of a volume uploaded to PUT /monailabel/session/, written as
+                              * DICOM by samda (a new study of a synthetic patient) */
 } samdad_origin_kind;
 
 typedef struct samdad_ingest_origin {
@@ -36,7 +38,8 @@ typedef struct samdad_ingest_origin {
  *  SAMDA_ECONFLICT for an instance that disagrees with its study or series). A RESULT origin's SEG
  *  is indexed as an instance of its study, in its own series created complete (no segmentation job
  *  is ever queued for it), together with its results row (samda_store_result_ingest: both or
- *  neither); a SOP Instance UID already indexed is refused (SAMDA_EEXIST) whatever the policy.
+ *  neither); a SOP Instance UID already indexed is refused (SAMDA_EEXIST) whatever the policy, as
+ *  for a SESSION origin (its instances are new, written by samda).
  *  @param path IN: the received file; ALWAYS consumed (moved into the store or removed).
  *  @param h    IN: its parsed header.  @param res OUT: may be NULL.
  *  @return SAMDA_OK or the refusal, *err naming the cause first (no local path unless the file

@@ -104,6 +104,18 @@ static void queue_outputs(samdad_worker *w, const site_settings *ss, const char 
     json_object_set_new(report, "objects", samdad_result_formats_json(objs));
 }
 
+/* Was the series uploaded by a client (a MONAI Label session: SAMDA_INSTANCE_UPLOAD)? */
+static bool series_is_upload(samdad_worker *w, const char *series_uid)
+{
+    samda_instance_row *rows = NULL;
+    size_t n = 0;
+    samda_error err;
+    bool upload = samda_store_instance_list(samdad_store(w->ctx), series_uid, 1, 0, &rows, &n, &err) == SAMDA_OK && n &&
+                  (rows[0].meta.flags & SAMDA_INSTANCE_UPLOAD);
+    samda_store_free(rows);
+    return upload;
+}
+
 /* A previous attempt of this job recorded the result of this series and died before finishing:
  * reuse it (and queue any export it had not queued yet). */
 static bool recorded_result(samdad_worker *w, const samda_job *job, const char *series_uid, const site_settings *ss,
@@ -538,6 +550,7 @@ static samda_status run_series(lane *ln, const samda_job *job, const char *serie
     series_run r = {.ln = ln, .w = ln->w, .job = job, .series_uid = series_uid, .params = params, .report = report,
                     .cfg = samdad_config_get(ln->w->ctx), .t0 = worker_now_s()};
     site_settings_get(r.w, r.cfg, job->site, &r.ss);
+    if (series_is_upload(r.w, series_uid)) r.ss.n_dest = 0; /* a MONAI Label session's volume: its results stay here */
     const char *tta_req = json_string_value(json_object_get(params, "tta"));
     if (tta_req && !strcmp(tta_req, "off")) r.ss.tta = SAMDA_CFG_TTA_OFF;
     if (tta_req && !strcmp(tta_req, "episodic")) r.ss.tta = SAMDA_CFG_TTA_EPISODIC;

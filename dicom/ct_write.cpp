@@ -1,9 +1,10 @@
-/* CT series writer: an int16 Hounsfield volume as a CT Image Storage series (PS3.3 A.3), one Part 10
- * file per slice, every file written crash-safely.
+/* CT and MR series writer: an int16 volume as a CT Image Storage series (PS3.3 A.3) or an MR Image
+ * Storage series (A.4), one Part 10 file per slice, every file written crash-safely.
  *
- * It serves the synthetic phantom and tests that need a series with known values and geometry.
- * It writes what the CT Image IOD requires (Type 1 and 2 attributes, the 2C ones that apply) and
- * little else; it does not compress, and it writes no private attributes. */
+ * It serves the synthetic phantom, tests that need a series with known values and geometry, and
+ * volumes uploaded through the MONAI Label session route. It writes what the CT and MR Image IODs
+ * require (Type 1 and 2 attributes, the 2C ones that apply) and little else; it does not compress,
+ * and it writes no private attributes. */
 #include <cmath>
 #include <cstring>
 #include <ctime>
@@ -26,6 +27,7 @@
 namespace {
 
 const char *const ct_image_storage = "1.2.840.10008.5.1.4.1.1.2";
+const char *const mr_image_storage = "1.2.840.10008.5.1.4.1.1.4";
 
 const char *or_empty(const char *s) { return s ? s : ""; }
 
@@ -65,6 +67,14 @@ samda_status write_series(const samda_ct_series_params &p, samda_ct_series_resul
     if (!(p.pixel_spacing[0] > 0) || !(p.pixel_spacing[1] > 0) || !(p.slice_spacing > 0) || p.slice_thickness < 0)
         return samda_fail(err, SAMDA_EINVAL, "writing a CT series: spacings must be > 0 (pixel %g\\%g, slice %g)",
                           p.pixel_spacing[0], p.pixel_spacing[1], p.slice_spacing);
+    bool mr = p.modality && !std::strcmp(p.modality, "MR");
+    if (p.modality && *p.modality && !mr && std::strcmp(p.modality, "CT"))
+        return samda_fail(err, SAMDA_EINVAL, "writing a series: modality %.16s (CT or MR)", p.modality);
+    if (!(p.rescale_slope > 0) || !std::isfinite(p.rescale_slope))
+        return samda_fail(err, SAMDA_EINVAL, "writing a series: rescale_slope %g must be > 0", p.rescale_slope);
+    if (p.file_prefix && std::strspn(p.file_prefix, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.") !=
+                             std::strlen(p.file_prefix))
+        return samda_fail(err, SAMDA_EINVAL, "writing a series: file_prefix holds characters other than [A-Za-z0-9._-]");
     if (!orientation_ok(p.orientation))
         return samda_fail(err, SAMDA_EINVAL, "writing a CT series: orientation %s is not two orthogonal unit vectors",
                           dicom_ds_multi(p.orientation, 6).c_str());
@@ -82,10 +92,14 @@ samda_status write_series(const samda_ct_series_params &p, samda_ct_series_resul
 
     size_t slice_voxels = (size_t)p.rows * p.cols;
     size_t total = slice_voxels * p.n_slices;
-    /* HU >= -1024 everywhere: the scanner convention, unsigned HU + 1024. Else signed HU. */
-    bool is_unsigned = true;
-    for (size_t i = 0; i < total && is_unsigned; i++) is_unsigned = p.hu[i] >= -1024;
-    double intercept = is_unsigned ? -1024 : 0;
+    /* CT: HU >= -1024 everywhere: the scanner convention, unsigned HU + 1024. MR: values >= 0
+     * everywhere: unsigned as they are. Else signed. A slope other than 1: signed, intercept 0. */
+    bool scaled = p.rescale_slope != 1.0;
+    int16_t floor_value = mr ? 0 : -1024;
+    bool is_unsigned = !scaled;
+    for (size_t i = 0; i < total && is_unsigned; i++) is_unsigned = p.hu[i] >= floor_value;
+    double intercept = is_unsigned && !mr ? -1024 : 0;
+    bool rescale = !mr || scaled; /* MR Image has no Modality LUT unless values were scaled */
 
     char date[16], tm_now[16];
     std::time_t now = std::time(nullptr);
@@ -107,7 +121,7 @@ samda_status write_series(const samda_ct_series_params &p, samda_ct_series_resul
         DcmDataset &ds = *ff.getDataset();
         /* SOP Common (C.12.1) */
         put(ds, DCM_SpecificCharacterSet, "ISO_IR 192");
-        put(ds, DCM_SOPClassUID, ct_image_storage);
+        put(ds, DCM_SOPClassUID, mr ? mr_image_storage : ct_image_storage);
         put(ds, DCM_SOPInstanceUID, sop);
         put(ds, DCM_InstanceCreationDate, date);
         put(ds, DCM_InstanceCreationTime, tm_now);
@@ -124,8 +138,8 @@ samda_status write_series(const samda_ct_series_params &p, samda_ct_series_resul
         put(ds, DCM_StudyID, or_empty(p.study_id));
         put(ds, DCM_AccessionNumber, or_empty(p.accession_number));
         if (p.study_description && *p.study_description) put(ds, DCM_StudyDescription, p.study_description);
-        /* General Series (C.7.3.1); Patient Position is 2C, required for CT */
-        put(ds, DCM_Modality, "CT");
+        /* General Series (C.7.3.1); Patient Position is 2C, required for CT and MR */
+        put(ds, DCM_Modality, mr ? "MR" : "CT");
         put(ds, DCM_SeriesInstanceUID, r.series_instance_uid);
         put(ds, DCM_SeriesNumber, std::to_string(p.series_number));
         if (p.series_description && *p.series_description) put(ds, DCM_SeriesDescription, p.series_description);
@@ -150,8 +164,8 @@ samda_status write_series(const samda_ct_series_params &p, samda_ct_series_resul
         put(ds, DCM_ImagePositionPatient, dicom_ds_multi(pos, 3));
         put(ds, DCM_SliceThickness, dicom_ds_value(thickness));
         put(ds, DCM_SliceLocation, dicom_ds_value(pos[0] * nrm[0] + pos[1] * nrm[1] + pos[2] * nrm[2]));
-        /* Image Pixel (C.7.6.3) and CT Image (C.8.2.1) */
-        put(ds, DCM_ImageType, "DERIVED\\SECONDARY\\AXIAL");
+        /* Image Pixel (C.7.6.3) and CT Image (C.8.2.1) or MR Image (C.8.3.1) */
+        put(ds, DCM_ImageType, mr ? "DERIVED\\SECONDARY\\OTHER" : "DERIVED\\SECONDARY\\AXIAL");
         put(ds, DCM_SamplesPerPixel, "1");
         put(ds, DCM_PhotometricInterpretation, "MONOCHROME2");
         put(ds, DCM_Rows, std::to_string(p.rows));
@@ -160,10 +174,22 @@ samda_status write_series(const samda_ct_series_params &p, samda_ct_series_resul
         put(ds, DCM_BitsStored, "16");
         put(ds, DCM_HighBit, "15");
         put(ds, DCM_PixelRepresentation, is_unsigned ? "0" : "1");
-        put(ds, DCM_RescaleIntercept, dicom_ds_value(intercept));
-        put(ds, DCM_RescaleSlope, "1");
-        put(ds, DCM_RescaleType, "HU");
-        put(ds, DCM_KVP, "");
+        if (rescale) {
+            put(ds, DCM_RescaleIntercept, dicom_ds_value(intercept));
+            put(ds, DCM_RescaleSlope, dicom_ds_value(p.rescale_slope));
+        }
+        if (mr) {
+            put(ds, DCM_ScanningSequence, "RM"); /* research mode: what acquired it is not known */
+            put(ds, DCM_SequenceVariant, "NONE");
+            put(ds, DCM_ScanOptions, "");
+            put(ds, DCM_MRAcquisitionType, "");
+            put(ds, DCM_RepetitionTime, "");
+            put(ds, DCM_EchoTime, "");
+            put(ds, DCM_EchoTrainLength, "");
+        } else {
+            put(ds, DCM_RescaleType, "HU");
+            put(ds, DCM_KVP, "");
+        }
         put(ds, DCM_AcquisitionNumber, "1");
         /* VOI LUT (C.11.2) */
         put(ds, DCM_WindowCenter, dicom_ds_value(p.window_center));
@@ -175,8 +201,8 @@ samda_status write_series(const samda_ct_series_params &p, samda_ct_series_resul
         if (c.bad()) return samda_fail(err, SAMDA_ENOMEM, "writing a CT series: pixel data: %s", c.text());
 
         char name[32];
-        std::snprintf(name, sizeof name, "/IMG%05zu.dcm", k + 1);
-        std::string path = std::string(p.dir) + name;
+        std::snprintf(name, sizeof name, "IMG%05zu.dcm", k + 1);
+        std::string path = std::string(p.dir) + "/" + (p.file_prefix ? p.file_prefix : "") + name;
         if ((st = dicom_save_atomic(ff, path.c_str(), EXS_LittleEndianExplicit, err)) != SAMDA_OK) {
             samda_error_prefix(err, "writing a CT series: ");
             return st;
@@ -200,6 +226,7 @@ extern "C" void samda_ct_series_params_init(samda_ct_series_params *p)
     p->window_center = 40;
     p->window_width = 400;
     p->series_number = 1;
+    p->rescale_slope = 1.0;
 }
 
 extern "C" samda_status samda_dicom_write_ct_series(const samda_ct_series_params *p, samda_ct_series_result *out,

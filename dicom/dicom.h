@@ -641,6 +641,10 @@ typedef struct samda_ct_series_params {
     int series_number;           /* default 1 */
     const char *manufacturer;    /* default "samda" */
     const char *uid_root;        /* root for generated UIDs; NULL = "2.25." UUID-derived */
+    const char *modality;        /* "CT" (default, NULL or "") or "MR" (MR Image Storage) */
+    double rescale_slope;        /* default 1: the values are stored as given; else the stored
+                                    values, signed, are values * slope (physical = stored * slope) */
+    const char *file_prefix;     /* NULL/"" = none: files are PREFIXIMG00001.dcm ([A-Za-z0-9._-]) */
 } samda_ct_series_params;
 
 /** What was written. */
@@ -654,10 +658,13 @@ typedef struct samda_ct_series_result {
 /** Fill *p with the defaults listed beside each field. */
 void samda_ct_series_params_init(samda_ct_series_params *p);
 
-/** Write a CT series (CT Image Storage, ImageType DERIVED\SECONDARY\AXIAL, PatientPosition HFS).
- *  Encoding: Explicit VR Little Endian, 16 bits; when every value is >= -1024
+/** Write a CT series (CT Image Storage, ImageType DERIVED\SECONDARY\AXIAL, PatientPosition HFS),
+ *  or with modality "MR" an MR Image Storage series (DERIVED\SECONDARY\OTHER, ScanningSequence RM).
+ *  Encoding: Explicit VR Little Endian, 16 bits; CT: when every value is >= -1024
  *  the stored value is HU + 1024 unsigned with RescaleIntercept -1024, else the HU themselves,
- *  signed, with RescaleIntercept 0 (RescaleSlope 1 both ways: exact). Slice k is at
+ *  signed, with RescaleIntercept 0 (RescaleSlope 1 both ways: exact). MR: the values, unsigned
+ *  when every one is >= 0, without Rescale attributes. A rescale_slope other than 1 (both
+ *  modalities): the given values signed, RescaleSlope that slope, RescaleIntercept 0. Slice k is at
  *  origin + k * slice_spacing * (row x column), with SliceLocation its projection on the normal
  *  and InstanceNumber k + 1. Each file is written to a temporary name in dir, fsynced and renamed;
  *  the directory is fsynced at the end.

@@ -79,9 +79,9 @@ static const char SQL_SERIES_TOUCH[] =
     " modality = coalesce(modality, ?4), body_part = coalesce(body_part, ?5),"
     " series_description = coalesce(series_description, ?6), series_number = coalesce(series_number, ?7),"
     " site_id = coalesce(site_id, ?8),"
-    " state_reason = CASE WHEN state = 'receiving' THEN state_reason ELSE 'new instance after completion' END,"
-    " state_changed_ms = CASE WHEN state = 'receiving' THEN state_changed_ms ELSE ?2 END,"
-    " state = 'receiving' WHERE id = ?1";
+    " state_reason = CASE WHEN state = 'receiving' OR ?9 THEN state_reason ELSE 'new instance after completion' END,"
+    " state_changed_ms = CASE WHEN state = 'receiving' OR ?9 THEN state_changed_ms ELSE ?2 END,"
+    " state = CASE WHEN ?9 THEN state ELSE 'receiving' END WHERE id = ?1";
 static const char SQL_INSTANCE_FIND[] =
     "SELECT id, series_ref, file_relpath, flags FROM instances WHERE sop_uid = ?1";
 /* ?1 series_ref ... column order shared by INSERT and UPDATE */
@@ -171,6 +171,7 @@ typedef struct index_step {
 static const char INDEXING[] = "indexing instance";
 /* The state reason of a result's series (samda_store_result_ingest). */
 static const char RESULT_SERIES_REASON[] = "a DICOM-SEG samda produced: complete as written, never segmented";
+static const char UPLOAD_SERIES_REASON[] = "a volume uploaded to a MONAI Label session: complete as written, segmented on request";
 
 /* The site named by the instance and the association it came over must exist. */
 static samda_status check_refs(index_step *x, samda_error *err)
@@ -322,6 +323,7 @@ static samda_status touch_series(index_step *x, int64_t series_id, samda_error *
     storage_bind_text(st, 6, m->series_description);
     bind_int_or_null(st, 7, m->series_number);
     storage_bind_int64_or_null(st, 8, x->site_id);
+    sqlite3_bind_int(st, 9, (m->flags & SAMDA_INSTANCE_UPLOAD) ? 1 : 0); /* an upload's series stays as it is */
     int rc = storage_exec_stmt(x->s, st);
     return rc != SQLITE_OK ? storage_db_fail(err, x->c, rc, INDEXING) : SAMDA_OK;
 }
@@ -342,9 +344,9 @@ static samda_status insert_series(index_step *x, samda_ingest_result *res, samda
     sqlite3_bind_int64(st, 8, x->now);
     /* A result's series is complete as it is written, so the completion timers never see it (and
      * no segmentation job is ever queued for it). */
-    bool result = (m->flags & SAMDA_INSTANCE_RESULT) != 0;
-    sqlite3_bind_text(st, 9, result ? "complete" : "receiving", -1, SQLITE_STATIC);
-    if (result) sqlite3_bind_text(st, 10, RESULT_SERIES_REASON, -1, SQLITE_STATIC);
+    bool result = (m->flags & SAMDA_INSTANCE_RESULT) != 0, upload = (m->flags & SAMDA_INSTANCE_UPLOAD) != 0;
+    sqlite3_bind_text(st, 9, result || upload ? "complete" : "receiving", -1, SQLITE_STATIC);
+    if (result || upload) sqlite3_bind_text(st, 10, result ? RESULT_SERIES_REASON : UPLOAD_SERIES_REASON, -1, SQLITE_STATIC);
     else sqlite3_bind_null(st, 10);
     int rc = storage_exec_stmt(x->s, st);
     if (rc != SQLITE_OK) return storage_db_fail(err, x->c, rc, INDEXING);

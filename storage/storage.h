@@ -270,6 +270,10 @@ samda_status samda_store_check(samda_store *s, samda_store_check_report *report,
 #define SAMDA_INSTANCE_RESULT 0x2u /* a DICOM-SEG samda produced (samda_store_result_ingest): a results
                                       row shares its file, so it is never replaced; its series is
                                       complete as written */
+#define SAMDA_INSTANCE_UPLOAD 0x4u /* written by samda from a volume a client uploaded (a MONAI Label
+                                      session): its series is created complete and stays so while
+                                      the upload's other instances arrive (no completion timer, no
+                                      segmentation job unless one is asked for) */
 
 /** Everything the index keeps about an instance. Strings "" = absent, doubles NAN = absent,
  *  integers 0 = absent unless said otherwise. */

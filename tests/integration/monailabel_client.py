@@ -96,10 +96,12 @@ class Slicer:
         st, body, _, _ = self.method("GET", selector)
         return st, json.loads(body) if body else None
 
-    def infer(self, model, image, params):
+    def infer(self, model, image, params, session_id=None):
         params = dict(params, client_id="slicer")
-        st, form, files, r = self.multipart("POST", "/infer/%s?image=%s" % (quote_plus(model), quote_plus(image)),
-                                            {"params": json.dumps(params)}, {})
+        selector = "/infer/%s?image=%s" % (quote_plus(model), quote_plus(image))
+        if session_id:
+            selector += "&session_id=%s" % quote_plus(session_id)
+        st, form, files, r = self.multipart("POST", selector, {"params": json.dumps(params)}, {})
         if st != 200:
             raise RuntimeError("infer %s: %s %s" % (model, st, form))
         assert files, "infer answered without a file part"
@@ -108,6 +110,15 @@ class Slicer:
         with open(out, "wb") as f:
             f.write(data)
         return out, json.loads(form["params"])
+
+    def create_session(self, image_path, expiry=None):
+        """PUT /session/: requests with the file in a part named "files" and the client's fields as
+        form fields, as the published client's create_session does."""
+        selector = "/session/" + ("?expiry=%d" % expiry if expiry is not None else "")
+        with open(image_path, "rb") as f:
+            r = requests.put(self.url + selector, files=[("files", (os.path.basename(image_path), f))],
+                             data={"client_id": "slicer"}, headers={"Authorization": self.headers.get("Authorization", "")})
+        return r.status_code, r.json()
 
     def save_label(self, image, label_path, params):
         params = dict(params, client_id="slicer")

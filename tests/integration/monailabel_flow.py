@@ -182,6 +182,108 @@ d = dice(boxed["vox"][k] > 0, liver[k])
 assert d >= 0.6 and (boxed["vox"] > 0).sum() == (boxed["vox"][k] > 0).sum(), "click + roi Dice on slice %d: %.3f" % (k, d)
 ok("click infer: mask on slice %d only, contains the click (Dice %.3f with one point); with a roi Dice %.3f" % (k, d1, d))
 
+# --- sessions: Slicer uploads a volume it did not get from Next Sample (PUT /session/), then names
+# the session in infer; the volume is written from the phantom's DICOM here, not by samda
+def hu_volume(d, s):
+    ds = [pydicom.dcmread(os.path.join(d, f)) for f in sorted(os.listdir(d))]
+    ds.sort(key=lambda x: float(np.dot(s["normal"], np.array(x.ImagePositionPatient, float))))
+    return np.stack([x.pixel_array * float(getattr(x, "RescaleSlope", 1)) + float(getattr(x, "RescaleIntercept", 0)) for x in ds])
+
+
+def write_image_nrrd(path, vox, origin, dirs, ras=False, gz=False, dtype="<i2", type_name="short"):
+    """vox[k][j][i] as an NRRD image (int16 unless told) with its geometry (LPS, or RAS), raw or gzip."""
+    import gzip
+    f = (lambda v: (-float(v[0]), -float(v[1]), float(v[2]))) if ras else (lambda v: tuple(float(x) for x in v))
+    vec = lambda v: "(%r,%r,%r)" % f(v)
+    head = ("NRRD0004\ntype: %s\ndimension: 3\nspace: %s\nsizes: %d %d %d\nspace directions: %s\n"
+            "kinds: domain domain domain\nendian: little\nencoding: %s\nspace origin: %s\n\n"
+            % (type_name, "right-anterior-superior" if ras else "left-posterior-superior", vox.shape[2], vox.shape[1], vox.shape[0],
+               " ".join(vec(d) for d in dirs), "gzip" if gz else "raw", vec(origin)))
+    data = vox.astype(dtype).tobytes()
+    open(path, "wb").write(head.encode() + (gzip.compress(data) if gz else data))
+
+
+hu = hu_volume(dir1, s1)
+write_image_nrrd(os.path.join(tmp, "upload.nrrd"), hu, s1["origin"], s1["dirs"])
+st, sess = sl.create_session(os.path.join(tmp, "upload.nrrd"), expiry=600)
+assert st == 200 and sess["session_id"] and sess["session_info"]["expiry"] == 600, (st, sess)
+sid = sess["session_id"]
+assert sid != s1["uid"] and sess["session_info"]["meta"]["modality"] == "CT", sess
+st, ds = sl.get_json("/datastore/")
+assert st == 200 and sid not in ds["objects"] and ds["total"] == 2, "a session is not a datastore object: %s" % sorted(ds["objects"])
+path, params = sl.infer(MODEL, "MRHead", {}, session_id=sid)  # Slicer's image: its volume's name
+ses = read_nrrd(path)
+assert ses["sizes"] == s1["sizes"] and np.array_equal(ses["origin"], s1["origin"]) and np.array_equal(ses["dirs"], s1["dirs"]), \
+    ("the session answer's geometry is not the upload's", ses["sizes"], ses["origin"], ses["dirs"])
+d = dice(ses["vox"] == params["label_names"]["liver"], gt["liver"])
+assert d >= 0.6, "liver Dice of the session's automatic mask against the phantom's truth: %.3f" % d
+assert params.get("session_id") == sid, params
+ok("session: PUT /session/ stored the upload as CT series %s; automatic infer answers the upload's exact geometry, liver Dice %.3f" % (sid, d))
+
+# the same volume as Slicer may also write it: RAS, gzip, slices against the normal (k reversed)
+n = hu.shape[0]
+flip_origin, flip_dirs = s1["origin"] + (n - 1) * s1["dirs"][2], np.array([s1["dirs"][0], s1["dirs"][1], -s1["dirs"][2]])
+write_image_nrrd(os.path.join(tmp, "upload_ras.nrrd"), hu[::-1], flip_origin, flip_dirs, ras=True, gz=True)
+st, sess2 = sl.create_session(os.path.join(tmp, "upload_ras.nrrd"))
+assert st == 200 and sess2["session_info"]["expiry"] == 3600, (st, sess2)
+sid2 = sess2["session_id"]
+kf = n - 1 - k  # the liver's largest slice in the upload's own order
+roi_f = roi[:4] + [kf, kf]
+path, params = sl.infer(CLICK, "volume", {"label": "liver", "foreground": [[i, j, kf]], "background": [], "roi": roi_f}, session_id=sid2)
+sc = read_nrrd(path)
+assert sc["sizes"] == s1["sizes"] and np.allclose(sc["origin"], flip_origin, atol=1e-9) and np.allclose(sc["dirs"], flip_dirs, atol=1e-9), \
+    ("the reversed session's answer geometry", sc["origin"], sc["dirs"])
+m = sc["vox"] > 0
+assert m[kf, j, i] and m.sum() == m[kf].sum() and params["slice"] == kf, ("click on the reversed session", params)
+d = dice(m[kf], liver[k])
+same = dice(m[kf], boxed["vox"][k] > 0)
+assert d >= 0.6 and same >= 0.95, "click + roi on the reversed session's slice %d: Dice %.3f with the truth, %.3f with the series' answer" % (kf, d, same)
+ok("session in RAS with reversed slices (gzip): a click + roi on its slice %d is answered on that slice in its geometry, Dice %.3f (%.3f with the same click on the series)" % (kf, d, same))
+
+st, info = sl.get_json("/session/" + sid)
+assert st == 200 and info["name"] == sid and info["meta"]["series_uid"] == sid and info["expiry"] == 600, (st, info)
+st, body, _, _ = sl.method("DELETE", "/session/" + sid)
+assert st == 200 and json.loads(body)["name"] == sid, (st, body)
+st, info = sl.get_json("/session/" + sid)
+assert st == 404, (st, info)
+r = requests.post(url + "infer/" + MODEL, params={"image": "x", "session_id": sid}, headers={"Authorization": "Bearer " + user},
+                  files={"params": (None, "{}")})
+assert r.status_code == 404 and "session" in r.text, (r.status_code, r.text)
+r = requests.get(url + "datastore/image", params={"image": sid}, headers={"Authorization": "Bearer " + user})
+assert r.status_code == 404, "the deleted session's series is still stored: %s" % r.status_code
+st, body, _, _ = sl.method("DELETE", "/session/" + sid2)
+assert st == 200, (st, body)
+open(os.path.join(tmp, "bad.nrrd"), "wb").write(b"NRRD0004\ntype: short\ndimension: 3\nsizes: 1 1 1\nencoding: raw\n\n\0\0")
+st, body = sl.create_session(os.path.join(tmp, "bad.nrrd"))
+assert st == 400 and "space directions" in json.dumps(body), (st, body)
+ok("session: GET answers its info, DELETE removes it and its series (then GET and infer 404), an NRRD without geometry 400")
+# values that are not Hounsfield units (positive floats): an MR series, the values scaled into 16 bits
+mrv = ((hu - hu.min()) * 0.37 + 0.25).astype(np.float32)
+write_image_nrrd(os.path.join(tmp, "upload_mr.nrrd"), mrv, s1["origin"], s1["dirs"], dtype="<f4", type_name="float")
+st, sess3 = sl.create_session(os.path.join(tmp, "upload_mr.nrrd"))
+assert st == 200 and sess3["session_info"]["meta"]["modality"] == "MR", (st, sess3)
+sid3 = sess3["session_id"]
+r = requests.get(url + "datastore/image", params={"image": sid3}, headers={"Authorization": "Bearer " + user})
+assert r.status_code == 200, (r.status_code, r.text[:200])
+open(os.path.join(tmp, "mr_back.nrrd"), "wb").write(r.content)
+back = read_nrrd(os.path.join(tmp, "mr_back.nrrd"), np.dtype("<f4"), "float")
+check_geometry(back, s1, "the MR session's series")
+err = float(np.abs(back["vox"] - mrv).max())
+assert err <= float(mrv.max()) / 32767 * 0.51 + 1e-3, "the MR session's values differ by %g" % err
+st, body, _, _ = sl.method("DELETE", "/session/" + sid3)
+assert st == 200, (st, body)
+ok("a float volume becomes an MR series whose values come back within half a step of 16 bits (%.4f)" % err)
+# expiry: a session unused for longer than its expiry is gone, with its series
+st, sess4 = sl.create_session(os.path.join(tmp, "upload.nrrd"), expiry=1)
+assert st == 200 and sess4["session_info"]["expiry"] == 1, (st, sess4)
+time.sleep(2.5)
+st, info = sl.get_json("/session/" + sess4["session_id"])
+assert st == 404, (st, info)
+r = requests.get(url + "datastore/image", params={"image": sess4["session_id"]}, headers={"Authorization": "Bearer " + user})
+assert r.status_code == 404, "the expired session's series is still stored: %s" % r.status_code
+ok("a session with expiry=1 is unknown 2.5 s later and its series is deleted")
+json.dump({"sessions": [sid, sid2, sid3]}, open(os.path.join(tmp, "sessions.json"), "w"))
+
 # --- refusals name the problem
 H = {"Authorization": "Bearer " + user}
 r = requests.post(url + "infer/segmentation_nosuchsite", params={"image": s1["uid"]}, headers=H, files={"params": (None, "{}")})

@@ -3,7 +3,9 @@
 # OHIF's MONAI Label extension drive it (monailabel_client.py, monailabel_flow.py): auth with a samda
 # token, info, automatic and click inference answered as NRRD aligned with the series (checked
 # against the DICOM geometry and the phantom's truth), the image download, datastore, active
-# learning, training (status, start, a finished job on the saved labels); a final label saved from
+# learning, training (status, start, a finished job on the saved labels); sessions (a volume
+# uploaded as NRRD, LPS and RAS with reversed slices, stored as a DICOM series, inferred on by
+# session_id in the upload's geometry, GET, DELETE, then 404); a final label saved from
 # the client (NRRD as returned, NRRD in RAS with reversed slices, OHIF's label.bin) arrives at a
 # DICOM destination as a DICOM-SEG of the study on the same voxels.
 . "$(dirname "$0")/lib.sh"
@@ -72,3 +74,40 @@ json_expr "sum(1 for e in d if e['action'] == 'http PUT /monailabel/datastore/la
 json_expr "[e['actor'] for e in d if e['action'] == 'http POST /monailabel/train/{model}' and e['outcome'] == 'denied']" <"$T/audit.json" |
   grep -q "token:" || fail "the refused training start is not audited"
 ok "label saves (with the series) and the refused training start are in the audit log"
+json_expr "sum(1 for e in d if e['action'] in ('http PUT /monailabel/session/', 'http DELETE /monailabel/session/{session_id}', 'http POST /monailabel/infer/{model}') and e['outcome'] == 'ok' and 'session_id=' in e['resource'])" \
+  <"$T/audit.json" | grep -qx 9 || fail "four session uploads, two infers on them and three deletions are not in the audit log with their session ids"
+json_expr "sum(1 for e in d if e['action'] == 'study.delete' and e['actor'].startswith('token:'))" <"$T/audit.json" | grep -qx 3 ||
+  fail "the three session studies' deletions are not audited"
+json_expr "sum(1 for e in d if e['action'] == 'study.delete' and e['actor'] == 'session-expiry')" <"$T/audit.json" | grep -qx 1 ||
+  fail "the expired session's study deletion is not audited"
+ok "session uploads, infers and deletions are audited with their session ids; their studies' deletions too (one by expiry)"
+# a session's upload and its result stay in samda: nothing with the synthetic patient reached the PACS
+$PY - "$T/recv" <<'PY' || fail "a session's series or result was sent to the destination"
+import os, sys
+import pydicom
+for f in os.listdir(sys.argv[1]):
+    ds = pydicom.dcmread(os.path.join(sys.argv[1], f), stop_before_pixels=True)
+    assert not str(ds.PatientID).startswith("SESSION-"), f
+PY
+ok "no instance of a session's synthetic patient reached the destination"
+
+# sessions live in samdad's memory: after a restart a session left open is unknown, and the first
+# session request deletes its study (the previous run's session studies are recognised by their
+# synthetic patient and study description)
+H="Authorization: Bearer $user"
+curl -s -X PUT -H "$H" -F "client_id=slicer" -F "files=@$T/client/upload.nrrd" \
+  "http://127.0.0.1:$hport/monailabel/session/" >"$T/left.json" || fail "PUT /session/ with curl"
+left=$(json_expr 'd["session_id"]' <"$T/left.json") || fail "no session id: $(cat "$T/left.json")"
+[ "$(code -H "$H" "http://127.0.0.1:$hport/monailabel/datastore/image?image=$left")" = 200 ] || fail "the session's series"
+kill -TERM "$(cat "$T/d.pid")"
+wait_exit "$(cat "$T/d.pid")" 60
+start_samdad d2 "$T/s.conf"
+wait_for_text "$T/d2.log" 'msg="ready"' 60
+[ "$(code -H "$H" "http://127.0.0.1:$hport/monailabel/datastore/image?image=$left")" = 200 ] ||
+  fail "the left session's series should still be stored before any session request"
+[ "$(code -H "$H" "http://127.0.0.1:$hport/monailabel/session/$left")" = 404 ] || fail "a session survived the restart"
+[ "$(code -H "$H" "http://127.0.0.1:$hport/monailabel/datastore/image?image=$left")" = 404 ] ||
+  fail "the previous run's session study was not deleted by the first session request"
+[ "$(code -H "$H" "http://127.0.0.1:$hport/monailabel/datastore/image?image=$(json_expr 'd["series"]' <"$T/client/saved.json")")" = 200 ] ||
+  fail "a PACS series was deleted with the sessions"
+ok "after a restart a left session is unknown (404) and its study is deleted at the first session request; PACS series stay"

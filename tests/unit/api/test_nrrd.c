@@ -80,6 +80,48 @@ static void gzip_short_ras(void **state)
     free(f);
 }
 
+/* Image volumes: int16 written by samda reads back exactly as float; int32 big-endian, uint16 and
+ * float in RAS; an image without space directions and a non-finite value are refused. */
+static void image_volumes(void **state)
+{
+    (void)state;
+    int16_t vox[3 * 2 * 2] = {-1024, -1000, 0, 40, 100, 3071, -5, 7, 8, 9, 10, 11};
+    samda_nrrd_volume v = {.type = SAMDA_NRRD_I16, .sizes = {3, 2, 2},
+                           .directions = {{0.5, 0, 0}, {0, 0.5, 0}, {0, 0, -2}}, .origin = {-10, 20, 30}, .data = vox};
+    void *buf = NULL;
+    size_t len = 0;
+    samda_error e = {0};
+    assert_int_equal(samda_nrrd_write(&v, &buf, &len, &e), SAMDA_OK);
+    samda_nrrd_volume r;
+    assert_int_equal(samda_nrrd_read_image(buf, len, 1000, &r, &e), SAMDA_OK);
+    assert_int_equal(r.type, SAMDA_NRRD_F32);
+    for (size_t i = 0; i < 12; i++) assert_true(((float *)r.data)[i] == (float)vox[i]);
+    assert_true(r.directions[2][2] == -2 && r.origin[0] == -10);
+    samda_nrrd_volume_clear(&r);
+    assert_int_equal(samda_nrrd_read_image(buf, len, 11, &r, &e), SAMDA_ETOOBIG);
+    free(buf);
+
+    const char big32[] = "NRRD0004\ntype: int\ndimension: 3\nspace: RAS\nsizes: 1 1 2\n"
+                         "space directions: (1,0,0) (0,1,0) (0,0,1)\nendian: big\nencoding: raw\nspace origin: (1,2,3)\n\n"
+                         "\xff\xff\xfc\x18\x00\x01\x00\x00";
+    assert_int_equal(samda_nrrd_read_image(big32, sizeof big32 - 1, 10, &r, &e), SAMDA_OK);
+    assert_true(((float *)r.data)[0] == -1000 && ((float *)r.data)[1] == 65536);
+    assert_true(r.origin[0] == -1 && r.origin[1] == -2 && r.origin[2] == 3 && r.directions[0][0] == -1);
+    samda_nrrd_volume_clear(&r);
+    const char u16[] = "NRRD0004\ntype: ushort\ndimension: 3\nsizes: 1 1 1\nspace directions: (1,0,0) (0,1,0) (0,0,1)\n"
+                       "encoding: raw\n\n\xff\xff";
+    assert_int_equal(samda_nrrd_read_image(u16, sizeof u16 - 1, 10, &r, &e), SAMDA_OK);
+    assert_true(((float *)r.data)[0] == 65535);
+    samda_nrrd_volume_clear(&r);
+    const char nogeo[] = "NRRD0004\ntype: short\ndimension: 3\nsizes: 1 1 1\nencoding: raw\n\n\1\0";
+    assert_int_equal(samda_nrrd_read_image(nogeo, sizeof nogeo - 1, 10, &r, &e), SAMDA_EINVAL);
+    assert_non_null(strstr(e.message, "space directions"));
+    const char nan[] = "NRRD0004\ntype: float\ndimension: 3\nsizes: 1 1 1\nspace directions: (1,0,0) (0,1,0) (0,0,1)\n"
+                       "encoding: raw\n\n\x00\x00\xc0\x7f";
+    assert_int_equal(samda_nrrd_read_image(nan, sizeof nan - 1, 10, &r, &e), SAMDA_EINVAL);
+    assert_non_null(strstr(e.message, "finite"));
+}
+
 static void refused(void **state)
 {
     (void)state;
@@ -107,6 +149,7 @@ static void refused(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(round_trip), cmocka_unit_test(gzip_short_ras), cmocka_unit_test(refused)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(round_trip), cmocka_unit_test(gzip_short_ras), cmocka_unit_test(image_volumes),
+                                       cmocka_unit_test(refused)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

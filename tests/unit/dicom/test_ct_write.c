@@ -162,6 +162,61 @@ static void test_oblique(void **state)
     roundtrip("oblique", -500, o);
 }
 
+/* MR: MR Image Storage, unsigned values without Rescale attributes; with a slope, signed values
+ * whose physical values are value * slope; the file prefix names the files. */
+static void test_mr_and_slope(void **state)
+{
+    (void)state;
+    enum { S = 3, R = 4, C = 5 };
+    int16_t v[S * R * C];
+    for (int i = 0; i < S * R * C; i++) v[i] = (int16_t)(i * 11);
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/mr", scratch);
+    mkdir(dir, 0700);
+    samda_ct_series_params p;
+    samda_ct_series_params_init(&p);
+    p.dir = dir;
+    p.hu = v;
+    p.n_slices = S;
+    p.rows = R;
+    p.cols = C;
+    p.modality = "MR";
+    p.file_prefix = "sess-1-";
+    samda_error e = {0};
+    samda_status st = samda_dicom_write_ct_series(&p, NULL, &e);
+    if (st != SAMDA_OK) fail_msg("%s", e.message);
+    char path[4300];
+    snprintf(path, sizeof path, "%s/sess-1-IMG00002.dcm", dir);
+    assert_dciodvfy_clean(path);
+    samda_dicom_header h;
+    assert_int_equal(samda_dicom_read_header(path, &h, &e), SAMDA_OK);
+    assert_string_equal(h.sop_class_uid, "1.2.840.10008.5.1.4.1.1.4");
+    assert_string_equal(h.modality, "MR");
+    assert_int_equal(h.pixel_representation, 0);
+    /* scaled: physical = stored * 2.5 */
+    p.rescale_slope = 2.5;
+    p.file_prefix = "scaled-";
+    assert_int_equal(samda_dicom_write_ct_series(&p, NULL, &e), SAMDA_OK);
+    char buf[S][4300];
+    const char *ptrs[S];
+    for (int k = 0; k < S; k++) {
+        snprintf(buf[k], sizeof buf[k], "%s/scaled-IMG%05d.dcm", dir, k + 1);
+        ptrs[k] = buf[k];
+    }
+    samda_volume *vol = NULL;
+    st = samda_dicom_volume_load(ptrs, S, NULL, &vol, &e);
+    if (st != SAMDA_OK) fail_msg("%s", e.message);
+    const float *vox = samda_volume_voxels(vol);
+    for (int i = 0; i < S * R * C; i++)
+        if (fabsf(vox[i] - 2.5f * v[i]) > 1e-3f) fail_msg("voxel %d: %g, want %g", i, vox[i], 2.5 * v[i]);
+    samda_volume_free(vol);
+    p.file_prefix = "../x";
+    assert_int_equal(samda_dicom_write_ct_series(&p, NULL, &e), SAMDA_EINVAL);
+    p.file_prefix = NULL;
+    p.modality = "US";
+    assert_int_equal(samda_dicom_write_ct_series(&p, NULL, &e), SAMDA_EINVAL);
+}
+
 static void test_bad_params(void **state)
 {
     (void)state;
@@ -253,6 +308,7 @@ int main(void)
         cmocka_unit_test(test_axial_unsigned),
         cmocka_unit_test(test_signed_below_minus_1024),
         cmocka_unit_test(test_oblique),
+        cmocka_unit_test(test_mr_and_slope),
         cmocka_unit_test(test_bad_params),
         cmocka_unit_test(test_bench_100x512),
     };

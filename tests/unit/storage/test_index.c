@@ -402,6 +402,42 @@ static void test_series_state_idle_hash(void **state)
     fx_close(f);
 }
 
+/* An upload's instances (SAMDA_INSTANCE_UPLOAD, a MONAI Label session): the series is created
+ * complete and stays complete as its other instances arrive; the idle timers never list it. */
+static void test_upload_series_complete(void **state)
+{
+    (void)state;
+    fx *f = fx_open();
+    assert_non_null(f);
+    samda_error e;
+    for (int i = 1; i <= 3; i++) {
+        samda_instance_meta m;
+        char sop[32];
+        snprintf(sop, sizeof sop, "1.7.1.%d", i);
+        fx_meta(&m, "1.7", "1.7.1", sop);
+        m.flags |= SAMDA_INSTANCE_UPLOAD;
+        char buf[64];
+        int n = snprintf(buf, sizeof buf, "upload %s", sop);
+        CHECK_OK(fx_ingest(f->s, &m, buf, (size_t)n, SAMDA_DUP_REJECT, NULL, &e));
+        f->now_ms += 60000;
+    }
+    samda_series_info si;
+    CHECK_OK(samda_store_series_get(f->s, "1.7.1", &si, &e));
+    assert_int_equal(si.state, SAMDA_SERIES_COMPLETE);
+    assert_int_equal(si.n_instances, 3);
+    assert_non_null(strstr(si.state_reason, "MONAI Label session"));
+    samda_series_info *rows;
+    size_t n;
+    CHECK_OK(samda_store_series_idle(f->s, f->now_ms, 10, &rows, &n, &e));
+    assert_int_equal(n, 0);
+    samda_store_free(rows);
+    /* an ordinary instance arriving later re-opens it as for any completed series */
+    CHECK_OK(fx_ingest_simple(f->s, "1.7", "1.7.1", "1.7.1.9", &e));
+    CHECK_OK(samda_store_series_get(f->s, "1.7.1", &si, &e));
+    assert_int_equal(si.state, SAMDA_SERIES_RECEIVING);
+    fx_close(f);
+}
+
 static void test_associations(void **state)
 {
     (void)state;
@@ -546,6 +582,7 @@ int main(void)
         cmocka_unit_test(test_long_person_name),
         cmocka_unit_test(test_queries),
         cmocka_unit_test(test_series_state_idle_hash),
+        cmocka_unit_test(test_upload_series_complete),
         cmocka_unit_test(test_associations),
         cmocka_unit_test(test_series_assoc_summary_and_stale),
         cmocka_unit_test(test_resend_after_abort_adopts),

@@ -15,9 +15,11 @@
 #include <openssl/x509v3.h>
 #include <poll.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -280,34 +282,107 @@ typedef struct answer {
     int status;
     char *body;
     size_t body_len;
+    bool readable; /* the body could be decoded (a malformed chunked answer: false) */
 } answer;
 
-/* Status line and body (at most STOW_BODY_MAX bytes of it; the server closes the connection). */
+/* The value of header name in the head (lower-case compare), or NULL. */
+static const char *header(const char *head, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = strstr(head, "\r\n"); p && p[2] && !(p[2] == '\r' && p[3] == '\n'); p = strstr(p + 2, "\r\n"))
+        if (strncasecmp(p + 2, name, n) == 0 && p[2 + n] == ':') return p + 3 + n;
+    return NULL;
+}
+
+/* How many body bytes the answer holds when it is complete: its Content-Length; 0 for a bodiless
+ * answer; SIZE_MAX when only the end of the connection (or of the chunks) tells. */
+static size_t body_length(const char *head)
+{
+    const char *cl = header(head, "content-length");
+    if (header(head, "transfer-encoding") || !cl) return SIZE_MAX;
+    return (size_t)strtoull(cl, NULL, 10);
+}
+
+/* Chunked transfer coding undone in place (RFC 9112 7.1); false when malformed. */
+static bool dechunk(char *body, size_t *len)
+{
+    size_t in = 0, out = 0;
+    for (;;) {
+        char *end;
+        unsigned long long n = strtoull(body + in, &end, 16);
+        char *crlf = strstr(end, "\r\n");
+        if (end == body + in || !crlf || (size_t)(crlf - body) > *len) return false;
+        in = (size_t)(crlf - body) + 2;
+        if (n == 0) break;
+        if (n > *len - in) return false;
+        memmove(body + out, body + in, n);
+        out += n;
+        in += n + 2;
+        if (in > *len) return false;
+    }
+    *len = out;
+    body[out] = 0;
+    return true;
+}
+
+/* Whether the head (buf up to end, the blank line) announces chunked transfer coding. */
+static bool header_chunked(char *buf, char *end)
+{
+    char keep = end[2];
+    end[2] = 0;
+    const char *te = header(buf, "transfer-encoding");
+    bool chunked = te && strstr(te, "chunked") && (size_t)(strstr(te, "chunked") - buf) < (size_t)(end - buf);
+    end[2] = keep;
+    return chunked;
+}
+
+/* Status line and body (at most STOW_BODY_MAX bytes of it): read until the announced length, the
+ * last chunk or the end of the connection. */
 static bool read_answer(conn *c, answer *a, char *why, size_t why_size)
 {
-    size_t cap = STOW_HEAD_MAX + STOW_BODY_MAX, len = 0;
-    char *buf = malloc(cap + 1);
+    size_t cap = STOW_HEAD_MAX + STOW_BODY_MAX, len = 0, want = SIZE_MAX;
+    char *buf = malloc(cap + 1), *end = NULL;
     if (!buf) return false;
     ssize_t r;
-    while (len < cap && (r = conn_read(c, buf + len, cap - len)) > 0) len += (size_t)r;
+    while (len < cap && (r = conn_read(c, buf + len, cap - len)) > 0) {
+        len += (size_t)r;
+        buf[len] = 0;
+        if (!end && (end = strstr(buf, "\r\n\r\n"))) {
+            end[2] = 0; /* the head alone, for header() */
+            want = body_length(buf);
+            end[2] = '\r';
+        }
+        size_t have = end ? len - (size_t)(end + 4 - buf) : 0;
+        if (end && want != SIZE_MAX && have >= want) break;
+        if (end && want == SIZE_MAX && header_chunked(buf, end) &&
+            (strncmp(end + 4, "0\r\n\r\n", 5) == 0 || strstr(end + 4, "\r\n0\r\n\r\n")))
+            break; /* the last chunk */
+    }
     buf[len] = 0;
-    char *end = strstr(buf, "\r\n\r\n");
     if (!len || strncmp(buf, "HTTP/1.", 7) != 0 || !end || sscanf(buf + 8, " %d", &a->status) != 1) {
         snprintf(why, why_size, len ? "the server's answer is not HTTP" : "the server closed the connection without an answer");
         free(buf);
         return false;
     }
+    bool chunked = header_chunked(buf, end);
     a->body_len = len - (size_t)(end + 4 - buf);
     memmove(buf, end + 4, a->body_len + 1);
     a->body = buf;
+    a->readable = !chunked || dechunk(a->body, &a->body_len);
     return true;
 }
 
 /* PS3.18 10.5.3: the instances listed in FailedSOPSequence (0008,1198) with their FailureReason. */
 static void mark_failed(const answer *a, const char *const *sop_uids, size_t n, samda_store_result *res)
 {
-    json_t *j = json_loadb(a->body, a->body_len, 0, NULL);
+    json_t *j = a->readable ? json_loadb(a->body, a->body_len, 0, NULL) : NULL;
     json_t *seq = json_object_get(json_object_get(j, "00081198"), "Value");
+    if (a->status == 202 && !json_is_array(seq)) { /* some failed, and we cannot tell which: send all again */
+        all(res, n, SAMDA_ENETWORK, true, "%s",
+            "STOW-RS: HTTP 202 (some instances not stored) without a readable FailedSOPSequence: sent again");
+        json_decref(j);
+        return;
+    }
     size_t i;
     json_t *item;
     json_array_foreach(seq, i, item) {

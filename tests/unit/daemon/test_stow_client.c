@@ -2,7 +2,8 @@
  * (POST URL/studies, multipart/related with one application/dicom part per file, bit for bit, the
  * announced Content-Length exact, basic and bearer Authorization) and how each answer classifies:
  * 200 stored; 202 with FailedSOPSequence failing only the instance named; 401 permanent naming the
- * credentials; 503 transient; nobody listening transient; a missing secret_file named. */
+ * credentials; 503 transient; nobody listening transient; a missing secret_file named; chunked
+ * answers decoded, answers complete at their length or last chunk, an unreadable 202 sent again. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "stow_client.h"
@@ -23,6 +25,7 @@ typedef struct server {
     int lfd;
     unsigned port;
     const char *reply;  /* the whole HTTP answer */
+    int hold_ms;        /* keep the connection open this long after answering */
     char req[65536];
     size_t req_len;
     pthread_t th;
@@ -43,6 +46,7 @@ static void *serve(void *arg)
         if (want && s->req_len >= want) break;
     }
     if (write(fd, s->reply, strlen(s->reply)) < 0) {}
+    if (s->hold_ms) usleep((useconds_t)s->hold_ms * 1000);
     close(fd);
     return NULL;
 }
@@ -130,6 +134,48 @@ static void test_202_fails_the_named_instance(void **state)
     assert_non_null(strstr(res[1].message, "FailureReason 0110"));
 }
 
+/* Chunked answers are decoded; an answer with Content-Length is complete without waiting for the
+ * server to close; a 202 whose failures cannot be read sends everything again. */
+static void test_chunked_length_and_unreadable_202(void **state)
+{
+    (void)state;
+    samda_store_result res[2];
+    samdad_stow_target t;
+    server s;
+    server_start(&s, "HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     "20\r\n{\"00081198\":{\"vr\":\"SQ\",\"Value\":[\r\n"
+                     "4c\r\n{\"00081155\":{\"vr\":\"UI\",\"Value\":[\"1.2.3.1\"]},\"00081197\":{\"Value\":[49152]}}]}}\r\n"
+                     "0\r\n\r\n");
+    s.hold_ms = 3000;
+    target(&t, s.port, SAMDAD_STOW_AUTH_NONE);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    send2(&t, res);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    server_stop(&s);
+    assert_true(t1.tv_sec - t0.tv_sec < 2); /* the last chunk ended the answer */
+    assert_int_not_equal(res[0].status, SAMDA_OK);
+    assert_non_null(strstr(res[0].message, "FailureReason C000"));
+    assert_int_equal(res[1].status, SAMDA_OK);
+
+    server_start(&s, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+    s.hold_ms = 3000;
+    target(&t, s.port, SAMDAD_STOW_AUTH_NONE);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    send2(&t, res);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    server_stop(&s);
+    assert_true(t1.tv_sec - t0.tv_sec < 2); /* Content-Length reached */
+    assert_int_equal(res[0].status, SAMDA_OK);
+
+    server_start(&s, "HTTP/1.1 202 Accepted\r\nContent-Length: 9\r\n\r\nnot json!");
+    target(&t, s.port, SAMDAD_STOW_AUTH_NONE);
+    send2(&t, res);
+    server_stop(&s);
+    assert_true(res[0].status != SAMDA_OK && res[0].is_transient && res[1].status != SAMDA_OK);
+    assert_non_null(strstr(res[0].message, "without a readable FailedSOPSequence"));
+}
+
 static void test_401_503_refused_missing_secret(void **state)
 {
     (void)state;
@@ -186,6 +232,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_and_200),
         cmocka_unit_test(test_202_fails_the_named_instance),
+        cmocka_unit_test(test_chunked_length_and_unreadable_202),
         cmocka_unit_test(test_401_503_refused_missing_secret),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

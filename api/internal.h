@@ -202,6 +202,7 @@ void api_h_wado(api_request *r);
 void api_h_metadata(api_request *r);
 void api_h_frames(api_request *r);
 void api_h_changes(api_request *r);
+void api_h_me(api_request *r);
 void api_h_jobs_list(api_request *r);
 void api_h_job_get(api_request *r);
 void api_h_job_cancel(api_request *r);

@@ -118,6 +118,16 @@ void api_h_metrics(api_request *r)
 
 /* ---- /api/v1 --------------------------------------------------------------------------------- */
 
+/* GET /api/v1/me: the role of the token that asks (the console shows the pages it may use). */
+void api_h_me(api_request *r)
+{
+    static const char *const none[] = {NULL};
+    if (!api_only_params(r, none)) return;
+    static const char *const names[] = {"none", "ingest", "user", "admin"};
+    const char *role = names[r->role <= SAMDA_API_ROLE_ADMIN ? r->role : 0];
+    api_reply_json(r, 200, json_pack("{s:s, s:I}", "role", role, "token_id", (json_int_t)r->token_id), NULL);
+}
+
 void api_h_changes(api_request *r)
 {
     static const char *const allowed[] = {"since", "limit", NULL};

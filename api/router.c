@@ -36,6 +36,7 @@ const api_route api_routes[] = {
     {API_GET, "/dicomweb/studies/{study}/series/{series}/instances/{instance}/metadata", api_h_metadata, API_ROLES_USER, API_F_AUDIT, SVC(metadata), SAMDA_API_LEVEL_INSTANCE, NULL},
     {API_GET, "/dicomweb/studies/{study}/series/{series}/instances/{instance}/frames/{frames}", api_h_frames, API_ROLES_USER, API_F_AUDIT, SVC(frame), SAMDA_API_LEVEL_INSTANCE, NULL},
     /* REST /api/v1 */
+    {API_GET, "/api/v1/me", api_h_me, API_ROLES_INGEST | API_ROLES_USER, 0, API_NO_SERVICE, 0, NULL},
     {API_GET, "/api/v1/changes", api_h_changes, API_ROLES_USER, 0, SVC(changes), 0, NULL},
     {API_GET, "/api/v1/jobs", api_h_jobs_list, API_ROLES_USER, 0, SVC(jobs_list), 0, NULL},
     {API_GET, "/api/v1/jobs/{id}", api_h_job_get, API_ROLES_USER, 0, SVC(job_get), 0, NULL},

@@ -82,16 +82,12 @@
   };
   S.post = (path, body) => S.api(path, {method: 'POST', body});
 
-  /* ---- sign-in: which role has this token? Two probes the server answers by role. ---- */
+  /* ---- sign-in: which role has this token? GET /api/v1/me says. ---- */
   async function roleOf() {
-    try { await S.api('/api/v1/jobs?limit=1', {probe: true}); } catch (e) {
-      if (e.status === 403) throw new Error('this token has role ingest: it may only store images, not use the console');
-      throw e;
-    }
-    try { await S.api('/api/v1/destinations', {probe: true}); return 'admin'; } catch (e) {
-      if (e.status === 403) return 'user';
-      throw e;
-    }
+    const me = await S.api('/api/v1/me', {probe: true});
+    if (me.role === 'ingest') throw new Error('this token has role ingest: it may only store images, not use the console');
+    if (me.role !== 'user' && me.role !== 'admin') throw new Error('unexpected role ' + me.role);
+    return me.role;
   }
   async function signin(ev) {
     ev.preventDefault();

@@ -145,6 +145,29 @@ static void metrics(void **state)
     http_result_free(&r);
 }
 
+/* GET /api/v1/me names the role of the token that asks, for every role; no token: 401. */
+static void me(void **state)
+{
+    env *e = *state;
+    static const struct { const char *auth, *role; } cases[] = {
+        {"-H 'Authorization: Bearer admin-token'", "\"role\":\"admin\""},
+        {"-H 'Authorization: Bearer user-token'", "\"role\":\"user\""},
+        {"-H 'Authorization: Bearer ingest-token'", "\"role\":\"ingest\""},
+    };
+    for (size_t i = 0; i < 3; i++) {
+        http_result r = http_curl(e->port, "GET", "/api/v1/me", cases[i].auth);
+        assert_int_equal(r.status, 200);
+        if (!strstr(r.body, cases[i].role)) fail_msg("%s: %s", cases[i].auth, r.body);
+        http_result_free(&r);
+    }
+    http_result r = http_curl(e->port, "GET", "/api/v1/me", NULL);
+    assert_int_equal(r.status, 401);
+    http_result_free(&r);
+    r = http_curl(e->port, "GET", "/api/v1/me?x=1", USER);
+    assert_int_equal(r.status, 400);
+    http_result_free(&r);
+}
+
 static void changes_and_jobs(void **state)
 {
     env *e = *state;
@@ -270,6 +293,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(health, setup, teardown),
         cmocka_unit_test_setup_teardown(metrics, setup, teardown),
         cmocka_unit_test_setup_teardown(changes_and_jobs, setup, teardown),
+        cmocka_unit_test_setup_teardown(me, setup, teardown),
         cmocka_unit_test_setup_teardown(segment, setup, teardown),
         cmocka_unit_test_setup_teardown(results, setup, teardown),
     };

@@ -30,6 +30,7 @@
 #include <dcmtk/dcmseg/segment.h>
 
 #include "atomic_write.h"
+#include "derived.h"
 #include "dicom.h"
 #include "ds_value.h"
 #include "guard.h"
@@ -105,15 +106,8 @@ samda_status cond_fail(samda_error *err, const char *what, const OFCondition &c)
 
 samda_status uid_param(const char *given, const char *root, const char *what, std::string &out, samda_error *err)
 {
-    if (given && *given) {
-        if (!samda_dicom_uid_is_valid(given))
-            return samda_fail(err, SAMDA_EBADUID, "writing a DICOM-SEG: %s \"%.64s\" is not a valid UID", what, given);
-        out = given;
-        return SAMDA_OK;
-    }
-    char buf[SAMDA_DICOM_UID_SIZE];
-    samda_status st = samda_dicom_uid_generate(buf, root, err);
-    if (st == SAMDA_OK) out = buf;
+    samda_status st = derived_uid(given, root, what, out, err);
+    if (st == SAMDA_EBADUID) samda_error_prefix(err, "writing a DICOM-SEG: ");
     return st;
 }
 

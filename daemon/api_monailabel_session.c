@@ -145,6 +145,20 @@ static void sweep(samdad_api_core *core)
     }
 }
 
+/* Take session id out of the map (its study is gone or going). */
+static void forget(samdad_api_core *core, const char *id)
+{
+    pthread_mutex_lock(&core->ml_mu);
+    for (samdad_ml_session **pp = &core->ml_sessions; *pp; pp = &(*pp)->next)
+        if (!strcmp((*pp)->id, id)) {
+            samdad_ml_session *gone = *pp;
+            *pp = gone->next;
+            free(gone);
+            break;
+        }
+    pthread_mutex_unlock(&core->ml_mu);
+}
+
 samda_status samdad_ml_session_find(samdad_api_core *core, const char *id, bool touch, samdad_ml_session *out,
                                     samda_error *err)
 {
@@ -163,15 +177,7 @@ samda_status samdad_ml_session_find(samdad_api_core *core, const char *id, bool 
     samda_series_info si;
     samda_status st = samda_store_series_get(samdad_store(core->ctx), id, &si, err);
     if (st == SAMDA_ENOENT) {
-        pthread_mutex_lock(&core->ml_mu);
-        for (samdad_ml_session **pp = &core->ml_sessions; *pp; pp = &(*pp)->next)
-            if (!strcmp((*pp)->id, id)) {
-                samdad_ml_session *gone = *pp;
-                *pp = gone->next;
-                free(gone);
-                break;
-            }
-        pthread_mutex_unlock(&core->ml_mu);
+        forget(core, id);
         return samda_fail(err, SAMDA_ENOENT, "session %s: its series was deleted: create a new session with PUT /monailabel/session/", id);
     }
     return st;
@@ -428,15 +434,7 @@ static samda_status session_delete(void *v, const char *id, int64_t token_id, js
     char actor[48];
     snprintf(actor, sizeof actor, token_id >= 0 ? "token:%lld" : "anonymous", (long long)token_id);
     if ((st = delete_study(core, actor, s.study, err)) != SAMDA_OK) return st; /* 409 while a job runs on it */
-    pthread_mutex_lock(&core->ml_mu);
-    for (samdad_ml_session **pp = &core->ml_sessions; *pp; pp = &(*pp)->next)
-        if (!strcmp((*pp)->id, id)) {
-            samdad_ml_session *gone = *pp;
-            *pp = gone->next;
-            free(gone);
-            break;
-        }
-    pthread_mutex_unlock(&core->ml_mu);
+    forget(core, id);
     *out = session_json(&s);
     return *out ? SAMDA_OK : samda_fail(err, SAMDA_ENOMEM, "out of memory");
 }

@@ -60,11 +60,12 @@ static void send_stow(const samda_dest_cfg *dc, unsigned timeout, const char *co
     samdad_stow_target t = {.auth = (samdad_stow_auth)dc->auth, .username = dc->username, .secret_file = dc->secret_file,
                             .ca_file = dc->tls_ca_file, .ca_dir = dc->tls_ca_dir, .timeout_s = timeout};
     const char **uids = calloc(n ? n : 1, sizeof *uids);
-    if (!uids || !samda_url_parse(dc->url, &t.url, NULL, 0)) { /* the url was checked when the configuration loaded */
+    bool url_ok = samda_url_parse(dc->url, &t.url, NULL, 0); /* checked when the configuration loaded */
+    if (!uids || !url_ok) {
         for (size_t i = 0; i < n; i++) {
-            res[i].status = SAMDA_ENOMEM;
+            res[i].status = uids ? SAMDA_ECONFIG : SAMDA_ENOMEM;
             res[i].is_transient = true;
-            snprintf(res[i].message, sizeof res[i].message, "STOW-RS: out of memory");
+            snprintf(res[i].message, sizeof res[i].message, "STOW-RS: %s", uids ? "the url is not valid" : "out of memory");
         }
         free(uids);
         return;

@@ -60,20 +60,17 @@ static samda_status delete_due(samdad_ctx *ctx, const char *site, samda_retentio
     samda_status st = samda_store_retention_due(samdad_store(ctx), site, kind, before, 1000, &uids, &n, err);
     for (size_t i = 0; i < n && st == SAMDA_OK; i++) {
         if (quota && *stored <= quota) break;
-        samda_purge_report one = {0};
+        uint64_t before = rep->bytes;
         samda_error e;
-        samda_status d = samdad_delete(ctx, "retention", NULL, uids[i], &one, &e);
+        samda_status d = samdad_delete(ctx, "retention", NULL, uids[i], rep, &e); /* adds to rep */
         if (d == SAMDA_ECONFLICT || d == SAMDA_ENOENT) continue; /* busy now, or deleted meanwhile: next pass */
         if (d != SAMDA_OK) {
             *err = e;
             st = d;
             break;
         }
-        *stored = *stored > one.bytes ? *stored - one.bytes : 0;
-        rep->n_series += one.n_series;
-        rep->n_instances += one.n_instances;
-        rep->n_results += one.n_results;
-        rep->bytes += one.bytes;
+        uint64_t freed = rep->bytes - before;
+        *stored = *stored > freed ? *stored - freed : 0;
     }
     samda_store_free(uids);
     return st;

@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 
 #include "dicom.h"
+#include "../test_port.h"
 
 static char store_dir[4200];
 static int do_fsync = 1;
@@ -51,17 +52,6 @@ static double now(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static unsigned free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sa;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
-        return 0;
-    close(fd);
-    return ntohs(sa.sin_port);
 }
 
 static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -138,7 +128,7 @@ int main(int argc, char **argv)
     printf("samda counters: %llu stored, %llu failed\n", (unsigned long long)k.stores_ok,
            (unsigned long long)k.stores_failed);
 
-    unsigned port = free_port();
+    unsigned port = test_free_port();
     sh("storescp --fork -aet SAMDA -od %s %u >/dev/null 2>&1 & echo $! > %s/pid; sleep 0.5", ref, port, work);
     run("DCMTK storescp --fork (no fsync)", data, port, 0, n, mb);
     sh("rm -f %s/*", ref);

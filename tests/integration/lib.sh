@@ -20,11 +20,33 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 ok() { echo "ok - $*"; }
 
-# A TCP port nobody listens on now.
+# A TCP port nobody listens on now, and that no outgoing connection can take as its source port
+# before the listener binds it: it is drawn below the kernel's ephemeral range, and never handed
+# out twice in one test (the ports given are kept in $T/ports).
 free_port() {
-  $PY - <<'PY'
-import socket
-s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()
+  $PY - "$T/ports" <<'PY'
+import random, socket, sys
+lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+try:
+    given = set(open(sys.argv[1]).read().split())
+except OSError:
+    given = set()
+for _ in range(1000):
+    p = random.randrange(10000, max(lo, 10001))
+    if str(p) in given:
+        continue
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    open(sys.argv[1], "a").write(f"{p}\n")
+    print(p)
+    break
+else:
+    sys.exit("free_port: no free TCP port below the ephemeral range")
 PY
 }
 

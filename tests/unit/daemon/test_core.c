@@ -30,19 +30,9 @@
 #include "services.h"
 #include "services_internal.h"
 #include "storage.h"
+#include "../../test_port.h"
 
 static char scratch[] = "/tmp/samda-core-XXXXXX";
-
-static unsigned free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(getsockname(s, (struct sockaddr *)&a, &len), 0);
-    close(s);
-    return ntohs(a.sin_port);
-}
 
 static void rm_rf(const char *dir)
 {
@@ -146,7 +136,7 @@ static void test_core_pipeline(void **state)
             /* idle timers of an hour: only the test's own scheduler pass (two hours ahead) completes */
             "[site default]\nmodalities = CT\nseries_idle = 1h\nstudy_idle = 1h\nmax_wait = 1d\ndestinations = pacs\n"
             "[destination pacs]\nae_title = PACS\nhost = 127.0.0.1\nport = %u\n",
-            data, free_port(), free_port(), model, adapter, free_port());
+            data, test_free_port(), test_free_port(), model, adapter, test_free_port());
     fclose(f);
     samda_error err = {0};
     samda_config *cfg = samda_config_load(conf, NULL, &err);

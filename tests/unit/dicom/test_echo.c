@@ -13,21 +13,9 @@
 
 #include "dicom.h"
 #include "dicom_test_util.h"
+#include "../../test_port.h"
 
 static char scratch[4096];
-
-static unsigned free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sa;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
-        if (fd >= 0) close(fd);
-        return 0;
-    }
-    close(fd);
-    return ntohs(sa.sin_port);
-}
 
 static int setup(void **state)
 {
@@ -48,7 +36,7 @@ static void test_echo_storescp(void **state)
 {
     (void)state;
     if (!tool_available("storescp")) skip();
-    unsigned port = free_port();
+    unsigned port = test_free_port();
     assert_true(port > 0);
     char cmd[8400];
     /* --refuse? no: storescp accepts any calling AE; -aet sets its own title (checked below). */
@@ -77,7 +65,7 @@ static void test_echo_storescp(void **state)
 static void test_echo_closed_port(void **state)
 {
     (void)state;
-    unsigned port = free_port();
+    unsigned port = test_free_port();
     samda_dicom_peer peer = {"SAMDA", "NOBODY", "127.0.0.1", port, NULL};
     samda_error e;
     assert_int_equal(samda_dicom_echo(&peer, 3, &e), SAMDA_ENETWORK);

@@ -19,6 +19,7 @@
 
 #include "dicom.h"
 #include "dicom_test_util.h"
+#include "../../test_port.h"
 
 typedef struct test_ctx {
     pthread_mutex_t mu;
@@ -365,19 +366,6 @@ static void test_store_mr_series_bit_exact(void **state)
 }
 
 /* A port that was free a moment ago (for DCMTK's storescp). */
-static unsigned free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sa;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
-        if (fd >= 0) close(fd);
-        return 0;
-    }
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
 /* The data set samda stores is the one on the wire: the same bytes as DCMTK's storescp in
  * bit-preserving mode (+B) stores for the same storescu transfer. */
 static void test_store_bit_preserving(void **state)
@@ -391,7 +379,7 @@ static void test_store_bit_preserving(void **state)
     char ref[4300], cmd[9000], out[8192];
     snprintf(ref, sizeof ref, "%s/ref", scratch);
     mkdir(ref, 0700);
-    unsigned p2 = free_port();
+    unsigned p2 = test_free_port();
     assert_true(p2 > 0);
     snprintf(cmd, sizeof cmd, "storescp +B +xa -aet REF -od '%s' -fe .dcm %u >/dev/null 2>&1 & echo $! > '%s/storescp.pid'",
              ref, p2, scratch);

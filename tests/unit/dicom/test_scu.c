@@ -19,24 +19,12 @@
 
 #include "dicom.h"
 #include "dicom_test_util.h"
+#include "../../test_port.h"
 
 static char scratch[4096];
 static const char *series[20];
 static char series_buf[20][4300];
 static int have_series;
-
-static unsigned free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sa;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
-        if (fd >= 0) close(fd);
-        return 0;
-    }
-    close(fd);
-    return ntohs(sa.sin_port);
-}
 
 static int setup(void **state)
 {
@@ -73,7 +61,7 @@ typedef struct peer_proc {
 static void start_storescp(peer_proc *pp, const char *tag, const char *args)
 {
     char cmd[9000], pidfile[4400], out[256];
-    pp->port = free_port();
+    pp->port = test_free_port();
     assert_true(pp->port > 0);
     snprintf(pp->dir, sizeof pp->dir, "%s/%s", scratch, tag);
     snprintf(cmd, sizeof cmd, "mkdir -p '%s'", pp->dir);
@@ -243,7 +231,7 @@ static void test_closed_port(void **state)
 {
     (void)state;
     if (!have_series) skip();
-    samda_dicom_peer peer = {"SAMDA", "NOBODY", "127.0.0.1", free_port(), NULL};
+    samda_dicom_peer peer = {"SAMDA", "NOBODY", "127.0.0.1", test_free_port(), NULL};
     samda_store_result r[3];
     samda_store_outcome oc;
     samda_error e;

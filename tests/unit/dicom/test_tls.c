@@ -24,25 +24,13 @@
 
 #include "dicom.h"
 #include "dicom_test_util.h"
+#include "../../test_port.h"
 
 static char scratch[4096], pki[4200], temp_dir[4200];
 static int ready;
 static char ca_crt[4300], server_crt[4300], server_key[4300], client_crt[4300], client_key[4300];
 static char rogue_ca[4300], rogue_crt[4300], rogue_key[4300];
 static const char *mr_file;
-
-static unsigned free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sa;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
-        if (fd >= 0) close(fd);
-        return 0;
-    }
-    close(fd);
-    return ntohs(sa.sin_port);
-}
 
 /* CA -> server (localhost, 127.0.0.1) and client; a second, untrusted CA -> rogue client. RSA keys:
  * the BCP 195 profile's suites are RSA ones. */
@@ -360,7 +348,7 @@ static void test_scu_with_storescp(void **state)
 {
     (void)state;
     if (!ready) skip();
-    unsigned port = free_port();
+    unsigned port = test_free_port();
     char cmd[9000], dir[4300];
     snprintf(dir, sizeof dir, "%s/rx", scratch);
     snprintf(cmd, sizeof cmd, "mkdir -p '%s' && storescp -aet PEER +tls '%s' '%s' +cf '%s' -od '%s' %u >'%s.log' 2>&1 & "

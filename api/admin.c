@@ -307,6 +307,29 @@ void api_h_retention_run(api_request *r)
     api_reply_json(r, 200, out, NULL);
 }
 
+void api_h_rules_list(api_request *r)
+{
+    if (!api_only_params(r, no_params)) return;
+    samda_api *api = r->api;
+    json_t *out = NULL;
+    samda_error e = {SAMDA_OK, ""};
+    if (!api_call_ok(r, api->svc.rules_list(api->svc.ctx, &out, &e), &e, &out)) return;
+    api_reply_json(r, 200, out, NULL);
+}
+
+void api_h_rules_test(api_request *r)
+{
+    json_t *body;
+    if (!api_only_params(r, no_params) || !api_json_body(r, true, &body)) return;
+    samda_api *api = r->api;
+    json_t *out = NULL;
+    samda_error e = {SAMDA_OK, ""};
+    samda_status st = api->svc.rules_test(api->svc.ctx, body, &out, &e);
+    json_decref(body);
+    if (!api_call_ok(r, st, &e, &out)) return;
+    api_reply_json(r, 200, out, NULL);
+}
+
 static void reply_job(api_request *r, json_t *out)
 {
     json_t *id = json_object_get(out, "id");

@@ -448,6 +448,15 @@ typedef struct samda_api_services {
      *  retain_results, [storage] quota). OUT report: what it deleted and the bytes stored (200). */
     samda_status (*retention_run)(void *ctx, int64_t token_id, json_t **report, samda_error *err);
 
+    /** GET /api/v1/rules: the routing rules in force ([routing] and each [rule], file order).
+     *  OUT rules (200). */
+    samda_status (*rules_list)(void *ctx, json_t **rules, samda_error *err);
+    /** POST /api/v1/rules/test: body {"series_uid": UID} (a stored series): the attributes the
+     *  rules read, each rule's tests with the values seen and their results, requirements, and the
+     *  jobs the series would get, without queueing anything. OUT report (200). SAMDA_EINVAL
+     *  (400); SAMDA_ENOENT: no such series (404). */
+    samda_status (*rules_test)(void *ctx, const json_t *body, json_t **report, samda_error *err);
+
     /** POST /api/v1/sites/{site}/adapters/train: queue training of a new adapter version (body:
      *  optional JSON object). OUT job: the queued job with an integer "id" (202). Needs the
      *  model worker: while NULL the route answers 501. */

@@ -7,6 +7,7 @@
  *   api_admin.c     sites, destinations, the export queue, adapters (upload, activation, training)
  *   api_sessions.c  interactive sessions (in the model worker)
  *   api_retention.c deleting studies and series, the retention pass on demand
+ *   api_rules.c     the routing rules in force, and the rule tester
  *   api_monailabel.c (+ _infer.c, _label.c, _session.c)  the MONAI Label compatible API (/monailabel/)
  *   site_overlay.c  sites created through the API laid over the configuration file's
  * api_services.c creates the core and asks each family to fill its members of the table.
@@ -67,6 +68,7 @@ void samdad_api_bind_corrections(samda_api_services *svc);
 void samdad_api_bind_admin(samda_api_services *svc, bool with_model);
 void samdad_api_bind_sessions(samda_api_services *svc, bool with_model);
 void samdad_api_bind_retention(samda_api_services *svc);
+void samdad_api_bind_rules(samda_api_services *svc);
 
 /** GET /api/v1/jobs/{id} (api_jobs.c), also what a training request answers with (api_admin.c). */
 samda_status samdad_api_job_get(void *core, int64_t id, json_t **out, samda_error *err);

@@ -35,6 +35,7 @@ samdad_api_core *samdad_api_core_new(samdad_ctx *ctx, samda_api_services *svc, s
     samdad_api_bind_admin(svc, with_model);
     samdad_api_bind_sessions(svc, with_model);
     samdad_api_bind_retention(svc);
+    samdad_api_bind_rules(svc);
     samdad_api_bind_monailabel(svc, with_model);
     samdad_api_bind_ml_sessions(svc);
     return core;

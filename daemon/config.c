@@ -20,6 +20,7 @@
 
 #include "config_internal.h"
 #include "dicom.h"
+#include "route_expr.h"
 #include "url.h"
 
 
@@ -111,6 +112,7 @@ typedef struct parse_state {
     char *base_dir;       /* for relative paths; NULL = cwd */
     int line;             /* current line, counted by our reader */
     bool long_line;
+    int max_line;         /* longest line inih takes, newline excluded (its buffer less two) */
     samda_error *err;
     bool failed;
     bool overriding;      /* applying --set: sections may be reopened, keys set again */
@@ -550,7 +552,7 @@ static int on_item(void *user, const char *section, const char *key, const char 
     parse_state *ps = user;
     if (ps->failed) return 0;
     if (ps->long_line) {
-        perr(ps, "line longer than %d characters", 1023);
+        perr(ps, "line longer than %d characters (inih's limit): shorten it", ps->max_line);
         return 0;
     }
     const char *name = NULL;
@@ -599,8 +601,8 @@ static int on_item(void *user, const char *section, const char *key, const char 
     }
     if (!section_known) {
         if (section[0] == 0) perr(ps, "%s: key outside of any section", key);
-        else perr(ps, "[%s]: unknown section (known: daemon, dicom, http, storage, model, scheduler, "
-                      "site NAME, peer NAME, destination NAME)", section);
+        else perr(ps, "[%s]: unknown section (known: daemon, dicom, http, storage, model, scheduler, routing, "
+                      "site NAME, peer NAME, destination NAME, rule NAME)", section);
         return 0;
     }
     const char *near = nearest_key(key, config_main_opts, config_n_main, section);
@@ -622,6 +624,7 @@ static char *read_line(char *str, int num, void *stream)
     reader_state *rs = stream;
     if (!fgets(str, num, rs->f)) return NULL;
     rs->ps->line++;
+    rs->ps->max_line = num - 2;
     const char *t = str;
     while (*t == ' ' || *t == '\t') t++;
     if (*t == '[') rs->ps->header_line = rs->ps->line;
@@ -751,6 +754,85 @@ static bool tls_check(parse_state *ps, const tls_keys *t)
     return false;
 }
 
+/* One expression of a rule: parsed (never evaluated) so that a mistake is reported at its line
+ * with its column. */
+static bool check_expr(parse_state *ps, const char *rule, const char *key, const char *text)
+{
+    char why[480];
+    samda_route_expr *e = samda_route_expr_parse(text, why, sizeof why);
+    if (e) {
+        samda_route_expr_free(e);
+        return true;
+    }
+    perr(ps, "[rule %s] %s = %s: %s", rule, key, text, why);
+    return false;
+}
+
+/* [routing] and the [rule] sections: expressions parse, names refer to sections that exist. */
+static bool check_routing(parse_state *ps)
+{
+    samda_config *c = ps->cfg;
+    int a, b;
+    if (!samda_parse_window(c->route_off_peak, &a, &b)) {
+        ps->line = main_line(ps, "routing", "off_peak");
+        perr(ps, "[routing] off_peak = %s: must be a local-time window HH:MM-HH:MM, e.g. 20:00-06:00",
+             c->route_off_peak ? c->route_off_peak : "");
+        return false;
+    }
+    const section_kind *k = &config_repeated[CONFIG_KIND_RULE];
+    for (size_t i = 0; i < c->n_rules; i++) {
+        samda_rule_cfg *r = &c->rules[i];
+        ps->line = r->line;
+        if (!r->match) {
+            perr(ps, "[rule %s]: match is required (for example match = Modality = CT)", r->name);
+            return false;
+        }
+        ps->line = key_line(ps, k, i, "match");
+        if (!check_expr(ps, r->name, "match", r->match)) return false;
+        if (r->requires) {
+            ps->line = key_line(ps, k, i, "requires");
+            samda_route_part parts[SAMDA_ROUTE_MAX_PARTS];
+            size_t n = samda_route_expr_split(r->requires, parts, SAMDA_ROUTE_MAX_PARTS);
+            if (n == 0 || n > SAMDA_ROUTE_MAX_PARTS) {
+                perr(ps, "[rule %s] requires: between 1 and %d expressions, separated by commas", r->name,
+                     SAMDA_ROUTE_MAX_PARTS);
+                return false;
+            }
+            for (size_t j = 0; j < n; j++) {
+                char text[1024];
+                snprintf(text, sizeof text, "%.*s", (int)parts[j].len, r->requires + parts[j].start);
+                if (!check_expr(ps, r->name, "requires", text)) return false;
+            }
+        }
+        if (r->site && !samda_config_site(c, r->site)) {
+            ps->line = key_line(ps, k, i, "site");
+            perr(ps, "[rule %s] site = %s: no [site %s] section", r->name, r->site, r->site);
+            return false;
+        }
+        for (size_t j = 0; j < r->destinations.n; j++)
+            if (!samda_config_dest(c, r->destinations.v[j])) {
+                ps->line = key_line(ps, k, i, "destinations");
+                perr(ps, "[rule %s] destinations: no [destination %s] section", r->name, r->destinations.v[j]);
+                return false;
+            }
+        unsigned out = samda_outputs_of(&r->outputs);
+        if (out & SAMDA_OUTPUT_SR && !(out & SAMDA_OUTPUT_SEG)) {
+            ps->line = key_line(ps, k, i, "outputs");
+            perr(ps, "[rule %s] outputs: sr references the DICOM-SEG's segments, so it needs seg too "
+                 "(outputs = seg,sr)", r->name);
+            return false;
+        }
+        for (size_t j = 0; j < r->labels.n; j++)
+            if (!section_name_ok(r->labels.v[j])) {
+                ps->line = key_line(ps, k, i, "labels");
+                perr(ps, "[rule %s] labels: '%s' is not a label name (1-63 letters, digits, '-', '_' or '.')",
+                     r->name, r->labels.v[j]);
+                return false;
+            }
+    }
+    return true;
+}
+
 /* Checks across keys and sections, after everything is read. */
 static bool cross_check(parse_state *ps)
 {
@@ -820,7 +902,7 @@ static bool cross_check(parse_state *ps)
             return false;
         }
     }
-    return true;
+    return check_routing(ps);
 }
 
 /* "section.key=value" from the command line; site keys as "site.NAME.key=value". */
@@ -879,7 +961,8 @@ samda_config *samda_config_load(const char *path, const char *const *overrides, 
             ps.line = rc;
             perr(&ps, "syntax error (expected [section] or key = value)");
         }
-        if (!ps.failed && ps.long_line) perr(&ps, "line longer than 1023 characters");
+        if (!ps.failed && ps.long_line)
+            perr(&ps, "line longer than %d characters (inih's limit): shorten it", ps.max_line);
         if (ps.failed) goto fail;
     }
     ps.line = 0;
@@ -985,12 +1068,13 @@ const samda_site_cfg *samda_config_site(const samda_config *c, const char *name)
     return NULL;
 }
 
-unsigned samda_site_outputs(const samda_site_cfg *s)
+unsigned samda_site_outputs(const samda_site_cfg *s) { return s ? samda_outputs_of(&s->outputs) : SAMDA_OUTPUT_SEG; }
+
+unsigned samda_outputs_of(const samda_strlist *l)
 {
-    if (!s) return SAMDA_OUTPUT_SEG;
     unsigned bits = 0;
-    for (size_t i = 0; i < s->outputs.n; i++) {
-        const char *v = s->outputs.v[i];
+    for (size_t i = 0; i < l->n; i++) {
+        const char *v = l->v[i];
         bits |= !strcasecmp(v, "seg") ? SAMDA_OUTPUT_SEG : !strcasecmp(v, "rtstruct") ? SAMDA_OUTPUT_RTSTRUCT
                 : !strcasecmp(v, "sr")                   ? SAMDA_OUTPUT_SR
                                                          : 0;
@@ -1003,4 +1087,22 @@ const samda_dest_cfg *samda_config_dest(const samda_config *c, const char *name)
     for (size_t i = 0; name && i < c->n_dests; i++)
         if (strcmp(c->dests[i].name, name) == 0) return &c->dests[i];
     return NULL;
+}
+
+const samda_rule_cfg *samda_config_rule(const samda_config *c, const char *name)
+{
+    for (size_t i = 0; name && i < c->n_rules; i++)
+        if (strcmp(c->rules[i].name, name) == 0) return &c->rules[i];
+    return NULL;
+}
+
+bool samda_parse_window(const char *s, int *start_min, int *end_min)
+{
+    unsigned h1, m1, h2, m2;
+    char tail;
+    if (!s || sscanf(s, "%2u:%2u-%2u:%2u%c", &h1, &m1, &h2, &m2, &tail) != 4) return false;
+    if (h1 > 23 || h2 > 23 || m1 > 59 || m2 > 59) return false;
+    *start_min = (int)(h1 * 60 + m1);
+    *end_min = (int)(h2 * 60 + m2);
+    return true;
 }

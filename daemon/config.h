@@ -74,6 +74,25 @@ typedef struct samda_dest_cfg {
     int line;
 } samda_dest_cfg;
 
+typedef enum samda_cfg_priority { SAMDA_CFG_PRIORITY_NORMAL = 0, SAMDA_CFG_PRIORITY_URGENT, SAMDA_CFG_PRIORITY_OFF_PEAK } samda_cfg_priority;
+typedef enum samda_cfg_route_mode { SAMDA_CFG_ROUTE_FIRST = 0, SAMDA_CFG_ROUTE_ALL } samda_cfg_route_mode;
+typedef enum samda_cfg_unmatched { SAMDA_CFG_UNMATCHED_SITE = 0, SAMDA_CFG_UNMATCHED_SKIP } samda_cfg_unmatched;
+
+/* [rule NAME]: a routing rule (daemon/routing.h), in file order. Unset lists mean "the site's". */
+typedef struct samda_rule_cfg {
+    char *name;
+    char *match;                 /* expression (daemon/route_expr.h), checked at load */
+    char *site;                  /* NULL: the site the series' association maps to */
+    samda_strlist labels;        /* labels to segment; empty: all of the adapter's */
+    samda_strlist outputs;       /* seg, rtstruct, sr; empty: the site's */
+    samda_strlist destinations;  /* [destination] names; empty: the site's */
+    int64_t priority;            /* samda_cfg_priority */
+    char *requires;              /* NULL, or expressions separated by top-level commas: each must match a
+                                    complete series of the study before the job is queued */
+    int64_t requires_timeout_ms; /* held this long at most, then not segmented (reason recorded) */
+    int line;
+} samda_rule_cfg;
+
 typedef struct samda_config {
     /* [daemon] */
     char *data_dir;
@@ -126,10 +145,15 @@ typedef struct samda_config {
     int64_t job_max_attempts;
     int64_t export_backoff_base_ms, export_backoff_max_ms;
     int64_t export_max_attempts;
+    /* [routing] */
+    int64_t route_mode;          /* samda_cfg_route_mode */
+    int64_t route_unmatched;     /* samda_cfg_unmatched */
+    char *route_off_peak;        /* "HH:MM-HH:MM", local time, checked at load */
 
     samda_site_cfg *sites; size_t n_sites;
     samda_peer_cfg *peers; size_t n_peers;
     samda_dest_cfg *dests; size_t n_dests;
+    samda_rule_cfg *rules; size_t n_rules;
 
     char *source;                /* file the configuration came from, or "(defaults)" */
     int refs_;                   /* private: reference count */
@@ -172,6 +196,13 @@ const samda_dest_cfg *samda_config_dest(const samda_config *c, const char *name)
 enum { SAMDA_OUTPUT_SEG = 1u << 0, SAMDA_OUTPUT_RTSTRUCT = 1u << 1, SAMDA_OUTPUT_SR = 1u << 2 };
 /** The SAMDA_OUTPUT_* bits of s->outputs (validated at load; SAMDA_OUTPUT_SEG for NULL s). Pure. */
 unsigned samda_site_outputs(const samda_site_cfg *s);
+/** The SAMDA_OUTPUT_* bits of a list of output names (unknown names ignored). Pure. */
+unsigned samda_outputs_of(const samda_strlist *l);
+/** Find a [rule] by name; NULL if none. Ownership: borrowed from c. */
+const samda_rule_cfg *samda_config_rule(const samda_config *c, const char *name);
+/** Parse an off-peak window "HH:MM-HH:MM" into minutes of the day (start may exceed end: the
+ *  window spans midnight; equal: always open). Pure. */
+bool samda_parse_window(const char *s, int *start_min, int *end_min);
 
 /** Parse "2GiB", "512MB", "100k", "4096" into bytes. Returns false on a malformed value. */
 bool samda_parse_size(const char *s, uint64_t *out);

@@ -46,6 +46,7 @@ typedef struct section_kind {
 #define S(field) offsetof(samda_site_cfg, field)
 #define P(field) offsetof(samda_peer_cfg, field)
 #define D(field) offsetof(samda_dest_cfg, field)
+#define R(field) offsetof(samda_rule_cfg, field)
 
 /* The i-th element of a repeated section's array in c. */
 static inline void *elem_at(const samda_config *c, const section_kind *k, size_t i)
@@ -59,8 +60,8 @@ static inline void *elem_at(const samda_config *c, const section_kind *k, size_t
 /* Single sections, in the order of the example file. */
 extern const opt config_main_opts[];
 extern const size_t config_n_main;
-/* Repeated sections ([site NAME], [peer NAME], [destination NAME]). */
-enum { CONFIG_KIND_SITE, CONFIG_KIND_PEER, CONFIG_KIND_DEST };
+/* Repeated sections ([site NAME], [peer NAME], [destination NAME], [rule NAME]). */
+enum { CONFIG_KIND_SITE, CONFIG_KIND_PEER, CONFIG_KIND_DEST, CONFIG_KIND_RULE };
 extern const section_kind config_repeated[];
 extern const size_t config_n_repeated;
 

@@ -132,6 +132,16 @@ const opt config_main_opts[] = {
      "Longest export retry delay."},
     {"scheduler", "export_max_attempts", T_INT, O(export_max_attempts), "10", 1, 1000, NULL, NULL, F_LIVE,
      "Export attempts before an item is failed (manual retry remains possible)."},
+
+    {"routing", "mode", T_ENUM, O(route_mode), "first", 0, 0, NULL, "first|all", F_LIVE,
+     "Which [rule] sections act on a completed series: first (the first in file order whose match is true) or "
+     "all (every one whose match is true, each its own job)."},
+    {"routing", "unmatched", T_ENUM, O(route_unmatched), "site", 0, 0, NULL, "site|skip", F_LIVE,
+     "A series no rule matches: site (its site's modalities and min_slices decide, as without rules) or skip "
+     "(recorded, not segmented)."},
+    {"routing", "off_peak", T_STR, O(route_off_peak), "20:00-06:00", 0, 0, NULL, NULL, F_LIVE,
+     "Local-time window HH:MM-HH:MM (may span midnight) in which jobs of rules with priority = off-peak start; "
+     "outside it they wait."},
 };
 
 static const opt site_opts[] = {
@@ -206,6 +216,30 @@ static const opt dest_opts[] = {
      "STOW-RS: a file holding the bearer token or the basic password (one line; readable by samdad only). Read at each send; never logged or shown."},
 };
 
+static const opt rule_opts[] = {
+    {"rule", "match", T_STR, R(match), NULL, 0, 0, NULL, NULL, F_LIVE,
+     "When the rule acts on a completed series (required): an expression over its indexed attributes, e.g. "
+     "Modality = CT and SeriesDescription like \"*ART*\" and SliceThickness <= 2.5 (the language: README, "
+     "Routing rules). Checked at load; errors name the line and column."},
+    {"rule", "site", T_STR, R(site), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
+     "Site whose adapter and settings segment the series; empty: the site its association maps to."},
+    {"rule", "labels", T_LIST, R(labels), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
+     "Labels to segment (names of the adapter's labels); empty: all of them."},
+    {"rule", "outputs", T_LIST, R(outputs), NULL, 0, 0, NULL, "seg|rtstruct|sr", F_LIVE | F_OPTIONAL,
+     "Result objects made and sent (seg, rtstruct, sr); empty: the site's outputs."},
+    {"rule", "destinations", T_LIST, R(destinations), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
+     "Names of [destination] sections that receive the results; empty: the site's destinations."},
+    {"rule", "priority", T_ENUM, R(priority), "normal", 0, 0, NULL, "normal|urgent|off-peak", F_LIVE,
+     "urgent: before other series' work (after interactive requests); normal; off-peak: starts only inside "
+     "[routing] off_peak."},
+    {"rule", "requires", T_STR, R(requires), NULL, 0, 0, NULL, NULL, F_LIVE | F_OPTIONAL,
+     "Study-level trigger: expressions separated by commas outside parentheses and quotes, each of which some "
+     "complete series of the same study must match before this rule's job is queued (e.g. SeriesDescription "
+     "like \"*ART*\", SeriesDescription like \"*VEN*\"). Until then the series is held."},
+    {"rule", "requires_timeout", T_DURATION, R(requires_timeout_ms), "2h", 60000, 604800000, "1m..7d", NULL, F_LIVE,
+     "How long a held series waits for the series requires names; then it is not segmented by this rule and "
+     "the reason is recorded on it."},
+};
 
 /* Repeated sections, in the order of CONFIG_KIND_*. */
 const section_kind config_repeated[] = {
@@ -214,7 +248,10 @@ const section_kind config_repeated[] = {
     {"peer", peer_opts, sizeof peer_opts / sizeof *peer_opts, sizeof(samda_peer_cfg), P(name), P(line),
      O(peers), O(n_peers), "A PACS or modality allowed to send (the calling-AE allow-list)."},
     {"destination", dest_opts, sizeof dest_opts / sizeof *dest_opts, sizeof(samda_dest_cfg), D(name), D(line),
-     O(dests), O(n_dests), "A DICOM node that receives results over C-STORE."},
+     O(dests), O(n_dests), "A node that receives results: a PACS over DICOM C-STORE, or a DICOMweb server over STOW-RS (url)."},
+    {"rule", rule_opts, sizeof rule_opts / sizeof *rule_opts, sizeof(samda_rule_cfg), R(name), R(line),
+     O(rules), O(n_rules), "A routing rule: which completed series are segmented, by which site, into what, "
+     "for whom, how urgently."},
 };
 const size_t config_n_main = sizeof config_main_opts / sizeof *config_main_opts;
 const size_t config_n_repeated = sizeof config_repeated / sizeof *config_repeated;

@@ -4,10 +4,11 @@
  * site's series_idle, (b) its study saw no instance for study_idle, and (c) no association that
  * brought instances of it is still open; or, whatever else, when max_wait has passed since its
  * first instance. A series whose every instance came over aborted associations is marked
- * incomplete and starts no work. A complete series becomes a "segment" job when the site's rules
- * select it (modality, minimum instance count); otherwise the reason is recorded on the series.
- * The job carries the series' content hash, so re-sending identical instances finds the same job
- * while a changed series gets a new one. */
+ * incomplete and starts no work. What a complete series becomes is routing.c's decision (the
+ * [rule] sections, else the site's modalities and minimum instance count): "segment" jobs, a hold
+ * while a rule waits for the study's other series, or the reason it is not segmented, recorded on
+ * the series. A job carries the series' content hash (and its rule's name), so re-sending identical
+ * instances finds the same job while a changed series gets a new one. */
 #include "scheduler.h"
 
 #include <errno.h>
@@ -20,6 +21,7 @@
 
 #include "loop.h"
 #include "retention.h"
+#include "routing.h"
 #include "services_internal.h"
 
 struct samdad_scheduler {
@@ -27,21 +29,6 @@ struct samdad_scheduler {
     samdad_loop loop;
     int64_t next_retention_ms; /* when the next retention pass is due (0: at the first tick) */
 };
-
-static bool list_has(const samda_strlist *l, const char *s)
-{
-    for (size_t i = 0; i < l->n; i++)
-        if (strcasecmp(l->v[i], s) == 0) return true;
-    return false;
-}
-
-static void join_list(const samda_strlist *l, char *out, size_t size)
-{
-    size_t n = 0;
-    out[0] = 0;
-    for (size_t i = 0; i < l->n && n < size; i++)
-        n += (size_t)snprintf(out + n, size - n, "%s%s", i ? "," : "", l->v[i]);
-}
 
 /* A failure to read or write the index for one series. The same failure usually hits every series
  * on every tick (a full disk, a locked index): one line a minute, with the count held back. */
@@ -55,6 +42,9 @@ static void index_failure(samdad_ctx *ctx, const char *what, int64_t series_id, 
     samda_log(&ctx->log, SAMDA_LOG_ERROR, "scheduler", what, "series=%lld error=%s held_back=%u", (long long)series_id,
               samda_log_quote((char[600]){0}, 600, samdad_scrub(ctx, err->message, (char[512]){0}, 512)), held);
 }
+
+static void queue_route(samdad_ctx *ctx, samda_store *store, const samda_config *cfg, const samda_series_info *se,
+                        const samdad_route *route, bool forced);
 
 /* Decide one series. Returns true if its state changed. */
 static bool decide(samdad_ctx *ctx, samda_store *store, const samda_config *cfg, const samda_series_info *se,
@@ -102,55 +92,121 @@ bool samdad_series_complete(samdad_ctx *ctx, samda_store *store, const samda_con
         return true;
     }
 
-    char reason[256];
-    bool selected = true;
-    char mods[128];
-    if (!list_has(&site->modalities, se->modality)) {
-        join_list(&site->modalities, mods, sizeof mods);
-        snprintf(reason, sizeof reason, "not selected: modality '%s' not in [site %s] modalities (%s)", se->modality,
-                 site->name, mods);
-        selected = false;
-    } else if (sum->n_instances < site->min_slices) {
-        snprintf(reason, sizeof reason, "not selected: %lld instances, [site %s] min_slices is %lld",
-                 (long long)sum->n_instances, site->name, (long long)site->min_slices);
-        selected = false;
-    } else {
-        snprintf(reason, sizeof reason, "%s", why);
+    samdad_route route;
+    if (samdad_route_series(store, cfg, se, 0, samda_store_now_ms(store), NULL, &route, &err) != SAMDA_OK) {
+        index_failure(ctx, "cannot route series", se->id, &err);
+        return false;
     }
+    char reason[SAMDA_MESSAGE_SIZE + 64];
+    if (route.n && route.reason[0]) snprintf(reason, sizeof reason, "%s; %s", why, route.reason);
+    else if (route.n) snprintf(reason, sizeof reason, "%s", why);
+    else snprintf(reason, sizeof reason, "%s", route.reason);
     if (samda_store_series_set_state(store, se->series_uid, SAMDA_SERIES_COMPLETE, reason, &err) != SAMDA_OK) {
         index_failure(ctx, "cannot mark series complete", se->id, &err);
         return false;
     }
-    if (!selected) {
+    if (!route.n) {
         samda_log(&ctx->log, SAMDA_LOG_INFO, "scheduler", "series complete, not segmented", "series=%lld reason=%s",
                   (long long)se->id, samda_log_quote((char[600]){0}, 600, reason));
         return true;
     }
+    queue_route(ctx, store, cfg, se, &route, forced);
+    return true;
+}
+
+/* Queue the jobs of a decision (again: enqueueing is idempotent per series content and rule), and
+ * hold the series while a rule waits for its study's other series. */
+static void queue_route(samdad_ctx *ctx, samda_store *store, const samda_config *cfg, const samda_series_info *se,
+                        const samdad_route *route, bool forced)
+{
+    samda_error err;
     char hash[SAMDA_SHA256_HEX_SIZE];
     if (samda_store_series_content_hash(store, se->series_uid, hash, &err) != SAMDA_OK) {
         index_failure(ctx, "cannot hash series content", se->id, &err);
-        return true;
+        return;
     }
-    samda_job_spec spec = {
-        .kind = "segment",
-        .priority = 0, /* batch: interactive work uses higher priorities */
-        .site = site->name,
-        .study_uid = se->study_uid,
-        .series_uid = se->series_uid,
-        .content_hash = hash,
-        .max_attempts = (int)cfg->job_max_attempts,
-    };
-    int64_t job_id = 0;
-    bool existed = false;
-    if (samda_store_job_enqueue(store, &spec, &job_id, &existed, &err) != SAMDA_OK) {
-        index_failure(ctx, "cannot queue segmentation job", se->id, &err);
-        return true;
+    const samdad_route_action *waiting = NULL;
+    for (size_t i = 0; i < route->n; i++) {
+        const samdad_route_action *a = &route->act[i];
+        if (a->waiting) {
+            if (!waiting) waiting = a;
+            continue;
+        }
+        /* one job per series content and rule: [routing] mode = all queues one per matching rule */
+        char key[SAMDA_KEY_SIZE];
+        if (a->rule) snprintf(key, sizeof key, "%s:%s", hash, a->rule->name);
+        else snprintf(key, sizeof key, "%s", hash);
+        char *params = samdad_route_params(a);
+        samda_job_spec spec = {
+            .kind = "segment",
+            .priority = a->priority, /* interactive work uses higher priorities */
+            .site = a->site->name,
+            .study_uid = se->study_uid,
+            .series_uid = se->series_uid,
+            .params_json = params,
+            .content_hash = key,
+            .max_attempts = (int)cfg->job_max_attempts,
+        };
+        int64_t job_id = 0;
+        bool existed = false;
+        samda_status st = samda_store_job_enqueue(store, &spec, &job_id, &existed, &err);
+        free(params);
+        if (st != SAMDA_OK) {
+            index_failure(ctx, "cannot queue segmentation job", se->id, &err);
+            return;
+        }
+        if (existed) continue; /* a held series seen again, or identical instances sent again */
+        samda_log(&ctx->log, SAMDA_LOG_INFO, "scheduler", "series complete, job queued",
+                  "series=%lld job=%lld site=%s rule=%s priority=%d instances=%lld%s", (long long)se->id,
+                  (long long)job_id, a->site->name, a->rule ? a->rule->name : "-", a->priority,
+                  (long long)se->n_instances, forced ? " forced=max_wait" : "");
     }
-    samda_log(&ctx->log, SAMDA_LOG_INFO, "scheduler",
-              existed ? "series complete, unchanged: existing job kept" : "series complete, job queued",
-              "series=%lld job=%lld site=%s instances=%lld%s", (long long)se->id, (long long)job_id, site->name,
-              (long long)sum->n_instances, forced ? " forced=max_wait" : "");
-    return true;
+    if (waiting) {
+        char why[SAMDA_MESSAGE_SIZE];
+        snprintf(why, sizeof why, "rule %s waits for a series of the study matching: %s", waiting->rule->name,
+                 waiting->missing);
+        if (samda_store_series_hold(store, se->series_uid, why, &err) != SAMDA_OK)
+            index_failure(ctx, "cannot hold series", se->id, &err);
+    } else if (samda_store_series_release(store, se->series_uid, &err) != SAMDA_OK) {
+        index_failure(ctx, "cannot release held series", se->id, &err);
+    }
+}
+
+/* The series rules hold: each tick, decided again (its study may have the series they wait for
+ * now, or their requires_timeout passed). A series that receives instances again is let go: its
+ * next completion decides it afresh. */
+static void held_pass(samdad_ctx *ctx, samda_store *store, const samda_config *cfg, int64_t now)
+{
+    samda_error err;
+    samda_series_hold *h = NULL;
+    size_t n = 0;
+    if (samda_store_series_held(store, 1000, &h, &n, &err) != SAMDA_OK) {
+        index_failure(ctx, "cannot list held series", 0, &err);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        samda_series_info se;
+        if (samda_store_series_get(store, h[i].series_uid, &se, &err) != SAMDA_OK ||
+            se.state != SAMDA_SERIES_COMPLETE) {
+            samda_store_series_release(store, h[i].series_uid, &err);
+            continue;
+        }
+        samdad_route route;
+        if (samdad_route_series(store, cfg, &se, h[i].since_ms, now, NULL, &route, &err) != SAMDA_OK) {
+            index_failure(ctx, "cannot route held series", se.id, &err);
+            continue;
+        }
+        if (!route.n) {
+            samda_store_series_set_state(store, se.series_uid, SAMDA_SERIES_COMPLETE, route.reason, &err);
+            samda_log(&ctx->log, SAMDA_LOG_WARN, "scheduler", "held series given up", "series=%lld reason=%s",
+                      (long long)se.id, samda_log_quote((char[600]){0}, 600, route.reason));
+            if (samda_store_series_release(store, se.series_uid, &err) != SAMDA_OK)
+                index_failure(ctx, "cannot release held series", se.id, &err);
+            continue;
+        }
+        queue_route(ctx, store, cfg, &se, &route, false);
+    }
+    samda_store_free(h);
 }
 
 size_t samdad_scheduler_pass(samdad_ctx *ctx, samda_store *store, int64_t now)
@@ -165,6 +221,7 @@ size_t samdad_scheduler_pass(samdad_ctx *ctx, samda_store *store, int64_t now)
     for (size_t i = 0; i < n; i++)
         if (decide(ctx, store, cfg, &rows[i], now)) changed++;
     samda_store_free(rows);
+    held_pass(ctx, store, cfg, now);
 
     size_t requeued = 0, failed = 0;
     if (samda_store_job_reclaim_expired(store, &requeued, &failed, &err) != SAMDA_OK)

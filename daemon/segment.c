@@ -61,6 +61,31 @@ static void site_settings_get(samdad_worker *w, const samda_config *cfg, const c
     samda_site_clear(&row);
 }
 
+/* A routing rule's choices in the job's parameters (routing.c) replace the site's outputs and
+ * destinations. */
+static void rule_overrides(const json_t *params, site_settings *ss)
+{
+    const json_t *outs = json_object_get(params, "outputs");
+    if (json_is_array(outs) && json_array_size(outs) > 0) {
+        samda_strlist l = {0};
+        char *v[8];
+        size_t i;
+        json_t *it;
+        json_array_foreach(outs, i, it) if (l.n < 8 && json_is_string(it)) v[l.n++] = (char *)json_string_value(it);
+        l.v = v;
+        unsigned bits = samda_outputs_of(&l);
+        if (bits) ss->outputs = bits;
+    }
+    const json_t *dests = json_object_get(params, "destinations");
+    if (json_is_array(dests) && json_array_size(dests) > 0) {
+        ss->n_dest = 0;
+        size_t i;
+        json_t *it;
+        json_array_foreach(dests, i, it) if (ss->n_dest < 16 && json_is_string(it))
+            snprintf(ss->dest[ss->n_dest++], SAMDA_NAME_SIZE, "%s", json_string_value(it));
+    }
+}
+
 static bool same_window(const samda_adapter_label *x, const samda_adapter_label *y)
 {
     return x->window_kind == y->window_kind && x->window_a == y->window_a && x->window_b == y->window_b;
@@ -550,6 +575,7 @@ static samda_status run_series(lane *ln, const samda_job *job, const char *serie
     series_run r = {.ln = ln, .w = ln->w, .job = job, .series_uid = series_uid, .params = params, .report = report,
                     .cfg = samdad_config_get(ln->w->ctx), .t0 = worker_now_s()};
     site_settings_get(r.w, r.cfg, job->site, &r.ss);
+    rule_overrides(params, &r.ss);
     if (series_is_upload(r.w, series_uid)) r.ss.n_dest = 0; /* a MONAI Label session's volume: its results stay here */
     const char *tta_req = json_string_value(json_object_get(params, "tta"));
     if (tta_req && !strcmp(tta_req, "off")) r.ss.tta = SAMDA_CFG_TTA_OFF;

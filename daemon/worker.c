@@ -14,6 +14,7 @@
  * commit it as an object, record the result, queue it for the site's destinations, finish the job.
  * Heartbeats after every batch keep the lease; a cancelled job or a lost lease stops the work. */
 #include "worker_internal.h"
+#include "routing.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -108,12 +109,15 @@ static samda_status record_failure(lane *ln, int64_t job_id, bool perm, const ch
     return st;
 }
 
-/* Claim the next due job of one of the lane's kinds (in the order listed). */
-static samda_status claim(lane *ln, int64_t lease, samda_job *job, bool *found, samda_error *err)
+/* Claim the next due job of one of the lane's kinds (in the order listed). Off-peak jobs (routing
+ * rules with priority = off-peak) are taken only inside [routing] off_peak. */
+static samda_status claim(lane *ln, int64_t lease, bool off_peak_open, samda_job *job, bool *found, samda_error *err)
 {
     *found = false;
+    int min_priority = off_peak_open ? INT_MIN : SAMDAD_PRIORITY_OFF_PEAK + 1;
     for (const char *const *k = ln->kinds; *k && !*found; k++) {
-        samda_status st = samda_store_job_claim(samdad_store(ln->w->ctx), ln->owner, lease, *k, job, found, err);
+        samda_status st = samda_store_job_claim(samdad_store(ln->w->ctx), ln->owner, lease, *k, min_priority, job,
+                                                found, err);
         if (st != SAMDA_OK) return st;
     }
     return SAMDA_OK;
@@ -134,11 +138,12 @@ static void take_one(lane *ln, bool *worked)
     }
     samda_config *cfg = samdad_config_get(w->ctx);
     int64_t lease = cfg->job_lease_ms;
+    bool off_peak = samdad_off_peak_open(cfg, samda_store_now_ms(samdad_store(w->ctx)));
     samda_config_unref(cfg);
     samda_job job;
     bool found = false;
     samda_error err;
-    if (claim(ln, lease, &job, &found, &err) != SAMDA_OK) {
+    if (claim(ln, lease, off_peak, &job, &found, &err) != SAMDA_OK) {
         samda_log(&w->ctx->log, SAMDA_LOG_ERROR, "worker", "cannot take a job", "lane=%s error=%s", ln->name,
                   q((char[600]){0}, 600, err.message));
         return;

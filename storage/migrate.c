@@ -209,6 +209,12 @@ static const char migration_2[] =
     " UNIQUE(result_id, kind));"
     "CREATE INDEX result_objects_result ON result_objects(result_id);";
 
+/* Series the routing rules hold until their study has the series a rule requires. */
+static const char migration_3[] =
+    "CREATE TABLE series_holds("
+    " series_ref INTEGER PRIMARY KEY REFERENCES series(id),"
+    " since_ms INTEGER NOT NULL, reason TEXT NOT NULL);";
+
 static const struct {
     int version;
     const char *description;
@@ -216,6 +222,7 @@ static const struct {
 } migrations[] = {
     {1, "initial schema", migration_1},
     {2, "objects beside a result's DICOM-SEG (RT Structure Set, SR)", migration_2},
+    {3, "series held by routing rules", migration_3},
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 _Static_assert(N_MIGRATIONS == SAMDA_STORE_SCHEMA_VERSION, "SAMDA_STORE_SCHEMA_VERSION must match migrations");

@@ -107,6 +107,7 @@ static const char *const SQL_DELETE_STEPS[] = {
     "UPDATE jobs SET state = 'cancelled', error = 'the series was deleted', finished_ms = ?3, updated_ms = ?3"
     " WHERE series_uid = ?2 AND state = 'pending'",
     "DELETE FROM instances WHERE series_ref = ?1",
+    "DELETE FROM series_holds WHERE series_ref = ?1",
     "DELETE FROM series WHERE id = ?1",
 };
 

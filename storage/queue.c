@@ -356,7 +356,7 @@ samda_status samda_store_job_reclaim_all(samda_store *s, size_t *n_requeued, siz
 }
 
 samda_status samda_store_job_claim(samda_store *s, const char *owner, int64_t lease_ms, const char *kind,
-                                   samda_job *job, bool *found, samda_error *err)
+                                   int min_priority, samda_job *job, bool *found, samda_error *err)
 {
     STORAGE_ERR(err);
     *found = false;
@@ -379,7 +379,7 @@ samda_status samda_store_job_claim(samda_store *s, const char *owner, int64_t le
         sqlite3_stmt *st = storage_stmt(c, "UPDATE jobs SET state = 'running', lease_owner = ?1,"
                                            " lease_expires_ms = ?2 + ?3, attempts = attempts + 1, updated_ms = ?2"
                                            " WHERE id = (SELECT id FROM jobs WHERE state = 'pending'"
-                                           " AND (?4 IS NULL OR kind = ?4)"
+                                           " AND (?4 IS NULL OR kind = ?4) AND priority >= ?5"
                                            " ORDER BY priority DESC, created_ms, id LIMIT 1) RETURNING id", err);
         if (!st) res = err->code;
         else {
@@ -387,6 +387,7 @@ samda_status samda_store_job_claim(samda_store *s, const char *owner, int64_t le
             sqlite3_bind_int64(st, 2, now);
             sqlite3_bind_int64(st, 3, lease_ms);
             storage_bind_text(st, 4, kind);
+            sqlite3_bind_int(st, 5, min_priority);
             int rc = storage_step(s, st);
             if (rc == SQLITE_ROW) {
                 id = sqlite3_column_int64(st, 0);

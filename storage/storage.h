@@ -57,7 +57,7 @@ extern "C" {
 #define SAMDA_OBJECT_MAX_BYTES ((uint64_t)4 << 30) /* bound on one object file */
 
 /** Schema version this code writes (PRAGMA user_version after migrations). */
-#define SAMDA_STORE_SCHEMA_VERSION 2
+#define SAMDA_STORE_SCHEMA_VERSION 3
 
 /* ---------------------------------------------------------------------------------------------- */
 /* UIDs                                                                                           */
@@ -466,6 +466,34 @@ samda_status samda_store_series_idle(samda_store *s, int64_t idle_before_ms, siz
 samda_status samda_store_series_content_hash(samda_store *s, const char *series_uid,
                                              char out[SAMDA_SHA256_HEX_SIZE], samda_error *err);
 
+/* What a routing rule reads of a series beyond its row: its first instance's (lowest instance
+ * number) acquisition attributes and the AE titles of the association that brought it. */
+typedef struct samda_series_acq {
+    bool has_rows, has_columns, has_slice_thickness;
+    int64_t rows, columns;
+    double slice_thickness;
+    char calling_ae[SAMDA_AE_SIZE], called_ae[SAMDA_AE_SIZE]; /* "" when unknown (STOW, results) */
+} samda_series_acq;
+/** Read them. @return SAMDA_OK; SAMDA_ENOENT (no instance); SAMDA_EBADUID; SAMDA_EDB. Thread-safe. */
+samda_status samda_store_series_acquisition(samda_store *s, const char *series_uid, samda_series_acq *out,
+                                            samda_error *err);
+
+/* A complete series a routing rule holds until its study has the series the rule requires. */
+typedef struct samda_series_hold {
+    char series_uid[SAMDA_UID_SIZE];
+    int64_t since_ms;                 /* when it was first held */
+    char reason[SAMDA_MESSAGE_SIZE];  /* what it waits for */
+} samda_series_hold;
+/** Hold a series (again: the reason is replaced, since_ms kept). @return SAMDA_OK; SAMDA_ENOENT;
+ *  SAMDA_EBADUID; SAMDA_EDB. Thread-safe. */
+samda_status samda_store_series_hold(samda_store *s, const char *series_uid, const char *reason, samda_error *err);
+/** Stop holding a series (no-op when not held). @return SAMDA_OK; SAMDA_EBADUID; SAMDA_EDB. Thread-safe. */
+samda_status samda_store_series_release(samda_store *s, const char *series_uid, samda_error *err);
+/** Held series, oldest hold first; limit 0 = 1000. Rows: caller frees with samda_store_free.
+ *  @return SAMDA_OK; SAMDA_ENOMEM; SAMDA_EDB. Thread-safe. */
+samda_status samda_store_series_held(samda_store *s, size_t limit, samda_series_hold **rows, size_t *n,
+                                     samda_error *err);
+
 /* Associations ---------------------------------------------------------------------------------- */
 
 typedef enum samda_assoc_state {
@@ -573,7 +601,8 @@ samda_status samda_store_job_enqueue(samda_store *s, const samda_job_spec *spec,
                                      samda_error *err);
 
 /** Take the next job: first every RUNNING job whose lease expired goes back to PENDING (or FAILED once
- *  it used all attempts), then the PENDING job with the highest priority, oldest first, becomes
+ *  it used all attempts), then the PENDING job with the highest priority (at least min_priority:
+ *  INT_MIN takes any; the worker raises it while off-peak work must wait), oldest first, becomes
  *  RUNNING with lease_owner = owner and lease_expires = now + lease_ms, attempts + 1; all in one
  *  transaction.
  *  @param kind  IN: NULL = any kind, else only jobs of this kind.
@@ -581,7 +610,7 @@ samda_status samda_store_job_enqueue(samda_store *s, const samda_job_spec *spec,
  *  @param found OUT: false when no job is due.
  *  @return SAMDA_OK; SAMDA_EINVAL (owner empty, lease_ms <= 0); SAMDA_EDB (nothing changed). */
 samda_status samda_store_job_claim(samda_store *s, const char *owner, int64_t lease_ms, const char *kind,
-                                   samda_job *job, bool *found, samda_error *err);
+                                   int min_priority, samda_job *job, bool *found, samda_error *err);
 
 /** Return expired leases to the queue as samda_store_job_claim does. @param n_requeued, n_failed OUT
  *  (may be NULL). @return SAMDA_OK; SAMDA_EDB. */

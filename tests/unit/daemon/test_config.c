@@ -66,8 +66,8 @@ static void test_errors_name_line_and_rule(void **state)
     expect_error("[dicom]\nport = 12x\n", ":2: [dicom] port = 12x: not an integer");
     expect_error("\n[dicom]\nprot = 1\n", ":3: [dicom] prot: unknown key (did you mean 'port'?)");
     expect_error("[dicomm]\nport = 1\n",
-                 ":2: [dicomm]: unknown section (known: daemon, dicom, http, storage, model, scheduler, site NAME, "
-                 "peer NAME, destination NAME)");
+                 ":2: [dicomm]: unknown section (known: daemon, dicom, http, storage, model, scheduler, routing, site NAME, "
+                 "peer NAME, destination NAME, rule NAME)");
     expect_error("[http]\nauth = maybe\n", ":2: [http] auth = maybe: must be true or false");
     expect_error("[storage]\nmin_free = 2 parsecs\n",
                  ":2: [storage] min_free = 2 parsecs: not a size (examples: 4096, 512MiB, 2GiB)");
@@ -114,7 +114,7 @@ static void test_errors_name_line_and_rule(void **state)
     const char *p = write_conf("long.conf", longline);
     samda_error err;
     assert_null(samda_config_load(p, NULL, &err));
-    assert_non_null(strstr(err.message, ":2: line longer than 1023 characters"));
+    assert_non_null(strstr(err.message, ":2: line longer than 198 characters (inih's limit): shorten it"));
 }
 
 static void test_missing_file(void **state)
@@ -443,6 +443,90 @@ static void test_model_convention(void **state)
     expect_error("[model]\ndevice = cpu\nconvention = vit\n", ":3: [model] convention = vit: must be one of sam|medsam");
 }
 
+/* [routing] and [rule NAME]: rules load in file order with their choices; every mistake is refused
+ * at its line, an expression's at its column too; SIGHUP's reload takes a new rule set whole. */
+static void test_routing_rules(void **state)
+{
+    (void)state;
+    const char *ok_text =
+        "[destination pacs]\nae_title = PACS\nhost = 127.0.0.1\n"
+        "[destination web]\nurl = http://127.0.0.1:8042/dicom-web\n"
+        "[site liver]\nmodalities = CT\n"
+        "[routing]\nmode = all\nunmatched = skip\noff_peak = 22:30-05:00\n"
+        "[rule arterial]\nmatch = Modality = CT and SeriesDescription like \"*ART*\"\nsite = liver\n"
+        "labels = liver, spleen\noutputs = seg,rtstruct,sr\ndestinations = pacs,web\npriority = urgent\n"
+        "requires = SeriesDescription like \"*VEN*\", Rows in (256, 512)\nrequires_timeout = 30m\n"
+        "[rule thin]\nmatch = SliceThickness <= 1.5\npriority = off-peak\n";
+    samda_error err;
+    samda_config *c = samda_config_load(write_conf("ok.conf", ok_text), NULL, &err);
+    if (!c) fail_msg("%s", err.message);
+    assert_int_equal(c->route_mode, SAMDA_CFG_ROUTE_ALL);
+    assert_int_equal(c->route_unmatched, SAMDA_CFG_UNMATCHED_SKIP);
+    int a, b;
+    assert_true(samda_parse_window(c->route_off_peak, &a, &b));
+    assert_int_equal(a, 22 * 60 + 30);
+    assert_int_equal(b, 5 * 60);
+    assert_int_equal(c->n_rules, 2);
+    assert_string_equal(c->rules[0].name, "arterial");
+    assert_string_equal(c->rules[1].name, "thin");
+    const samda_rule_cfg *r = samda_config_rule(c, "arterial");
+    assert_non_null(r);
+    assert_string_equal(r->site, "liver");
+    assert_int_equal(r->labels.n, 2);
+    assert_string_equal(r->labels.v[1], "spleen");
+    assert_int_equal(samda_outputs_of(&r->outputs), SAMDA_OUTPUT_SEG | SAMDA_OUTPUT_RTSTRUCT | SAMDA_OUTPUT_SR);
+    assert_int_equal(r->destinations.n, 2);
+    assert_int_equal(r->priority, SAMDA_CFG_PRIORITY_URGENT);
+    assert_int_equal(r->requires_timeout_ms, 30 * 60000);
+    assert_int_equal(samda_config_rule(c, "thin")->priority, SAMDA_CFG_PRIORITY_OFF_PEAK);
+    assert_int_equal(samda_config_rule(c, "thin")->outputs.n, 0); /* the site's */
+    assert_null(samda_config_rule(c, "thin")->site);
+    samda_config_unref(c);
+    /* defaults: first match, the site decides the rest, 20:00-06:00 */
+    c = samda_config_load(NULL, NULL, &err);
+    assert_int_equal(c->route_mode, SAMDA_CFG_ROUTE_FIRST);
+    assert_int_equal(c->route_unmatched, SAMDA_CFG_UNMATCHED_SITE);
+    assert_string_equal(c->route_off_peak, "20:00-06:00");
+    assert_int_equal(c->n_rules, 0);
+    samda_config_unref(c);
+
+    expect_error("[rule r]\nmatch = Modality = CT and Foo = 1\n",
+                 ":2: [rule r] match = Modality = CT and Foo = 1: column 19: unknown attribute 'Foo' (known: Modality, "
+                 "BodyPartExamined, SeriesDescription, StudyDescription, CallingAETitle, CalledAETitle, SliceThickness, "
+                 "Rows, Columns, SeriesNumber, NumberOfSeriesRelatedInstances)");
+    expect_error("[rule r]\npriority = urgent\n\nmatch = SeriesDescription like\n",
+                 ":4: [rule r] match = SeriesDescription like: column 23: a value (a number, a word or \"quoted text\") "
+                 "must follow");
+    expect_error("[rule r]\npriority = urgent\n", ":1: [rule r]: match is required (for example match = Modality = CT)");
+    expect_error("[rule r]\nmatch = Modality = CT\nrequires = Rows = 1, Rows <\n",
+                 ":3: [rule r] requires = Rows <: column 7: a value (a number, a word or \"quoted text\") must follow");
+    expect_error("[rule r]\nmatch = Modality = CT\nsite = nowhere\n", ":3: [rule r] site = nowhere: no [site nowhere] section");
+    expect_error("[rule r]\nmatch = Modality = CT\ndestinations = pacs\n",
+                 ":3: [rule r] destinations: no [destination pacs] section");
+    expect_error("[rule r]\nmatch = Modality = CT\noutputs = sr\n",
+                 ":3: [rule r] outputs: sr references the DICOM-SEG's segments, so it needs seg too (outputs = seg,sr)");
+    expect_error("[rule r]\nmatch = Modality = CT\noutputs = seg,pdf\n", ":3: [rule r] outputs = pdf: must be among seg|rtstruct|sr");
+    expect_error("[rule r]\nmatch = Modality = CT\npriority = asap\n",
+                 ":3: [rule r] priority = asap: must be one of normal|urgent|off-peak");
+    expect_error("[rule r]\nmatch = Modality = CT\nlabels = liver, ../x\n",
+                 ":3: [rule r] labels: '../x' is not a label name (1-63 letters, digits, '-', '_' or '.')");
+    expect_error("[routing]\nmode = some\n", ":2: [routing] mode = some: must be one of first|all");
+    expect_error("[routing]\n\noff_peak = 25:00-06:00\n",
+                 ":3: [routing] off_peak = 25:00-06:00: must be a local-time window HH:MM-HH:MM, e.g. 20:00-06:00");
+    expect_error("[rule a]\nmatch = Rows = 1\n[rule a]\nmatch = Rows = 2\n", ":3: [rule a] defined twice (first at line 1)");
+
+    /* a reload takes the new rule set as a whole */
+    c = samda_config_load(write_conf("r1.conf", "[rule a]\nmatch = Rows = 1\n[rule b]\nmatch = Rows = 2\n"), NULL, &err);
+    samda_config *next = samda_config_load(write_conf("r2.conf", "[rule b]\nmatch = Rows = 3\n"), NULL, &err);
+    assert_non_null(c);
+    assert_non_null(next);
+    assert_int_equal(samda_config_merge_reload(next, c, NULL, NULL, &err), SAMDA_OK);
+    assert_int_equal(next->n_rules, 1);
+    assert_string_equal(next->rules[0].match, "Rows = 3");
+    samda_config_unref(c);
+    samda_config_unref(next);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -455,6 +539,7 @@ int main(void)
         cmocka_unit_test(test_value_parsers),
         cmocka_unit_test(test_dicom_tls_keys),
         cmocka_unit_test(test_model_convention),
+        cmocka_unit_test(test_routing_rules),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

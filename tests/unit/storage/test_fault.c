@@ -2,6 +2,7 @@
  * (write, fsync, rename, mkdir, SQLite step) is failed at each of its calls during an instance ingest,
  * an overwrite, a job enqueue/claim and a result record, and the data directory is checked after each:
  * nothing half-indexed, no partial object visible, no temporary file left, and a retry succeeds. */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -205,14 +206,14 @@ static void test_queue_and_result_fail_cleanly(void **state)
     c.point = -1;
     samda_job j;
     bool found;
-    CHECK_OK(samda_store_job_claim(f->s, "w1", 1000, NULL, &j, &found, &e));
+    CHECK_OK(samda_store_job_claim(f->s, "w1", 1000, NULL, INT_MIN, &j, &found, &e));
     assert_true(found);
     samda_job_clear(&j);
     CHECK_OK(samda_store_job_cancel(f->s, id, &e));
     CHECK_OK(samda_store_job_retry(f->s, id, &e));
     memset(&c, 0, sizeof c);
     c.point = -1;
-    CHECK_OK(samda_store_job_claim(f->s, "w1", 1000, NULL, &j, &found, &e));
+    CHECK_OK(samda_store_job_claim(f->s, "w1", 1000, NULL, INT_MIN, &j, &found, &e));
     samda_job_clear(&j);
     steps = c.seen[SAMDA_FAULT_DB_STEP];
     CHECK_OK(samda_store_job_cancel(f->s, id, &e));
@@ -221,7 +222,7 @@ static void test_queue_and_result_fail_cleanly(void **state)
         memset(&c, 0, sizeof c);
         c.point = SAMDA_FAULT_DB_STEP;
         c.fail_at = k;
-        assert_int_not_equal(samda_store_job_claim(f->s, "w1", 1000, NULL, &j, &found, &e), SAMDA_OK);
+        assert_int_not_equal(samda_store_job_claim(f->s, "w1", 1000, NULL, INT_MIN, &j, &found, &e), SAMDA_OK);
         assert_false(found);
         c.point = -1;
         CHECK_OK(samda_store_job_get(f->s, id, &j, &e));

@@ -3,6 +3,7 @@
  * results row and export items with it; a running job refuses the deletion with nothing changed;
  * a crash between commit and unlink is repaired at the next open; retention lists source series
  * only once every result was delivered, and result series once delivered and old enough. */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -146,7 +147,7 @@ static void test_busy(void **state)
     samda_error e;
     samda_job claimed;
     bool found = false;
-    CHECK_OK(samda_store_job_claim(f->s, "w1", 60000, "segment", &claimed, &found, &e));
+    CHECK_OK(samda_store_job_claim(f->s, "w1", 60000, "segment", INT_MIN, &claimed, &found, &e));
     assert_true(found);
     samda_job_clear(&claimed);
     CHECK_ST(SAMDA_EBUSY, samda_store_study_delete(f->s, "1.5", NULL, &e));

@@ -1,6 +1,7 @@
 /* Tests of storage/queue.c: enqueue with idempotency key and content hash, claim order (priority then
  * age), leases that expire on an injected clock, heartbeat/progress/complete/fail/cancel/retry, list,
  * and concurrent claims by several threads (each job claimed exactly once). */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -36,7 +37,7 @@ static void test_enqueue_dedup(void **state)
     /* content changed after a started: a new job (a read the series before the change) */
     samda_job ja;
     bool got = false;
-    CHECK_OK(samda_store_job_claim(f->s, "w0", 60000, "segment", &ja, &got, &e));
+    CHECK_OK(samda_store_job_claim(f->s, "w0", 60000, "segment", INT_MIN, &ja, &got, &e));
     assert_true(got);
     assert_int_equal(ja.id, a);
     samda_job_clear(&ja);
@@ -108,7 +109,7 @@ static void test_claim_order_and_lifecycle(void **state)
     int64_t other = enqueue(f, "train", 100, NULL, NULL, NULL, NULL);
     samda_job j;
     bool found;
-    CHECK_OK(samda_store_job_claim(f->s, "w1", 60000, "segment", &j, &found, &e));
+    CHECK_OK(samda_store_job_claim(f->s, "w1", 60000, "segment", INT_MIN, &j, &found, &e));
     assert_true(found);
     assert_int_equal(j.id, high_old);
     assert_int_equal(j.state, SAMDA_JOB_RUNNING);
@@ -116,19 +117,19 @@ static void test_claim_order_and_lifecycle(void **state)
     assert_int_equal(j.lease_expires_ms, f->now_ms + 60000);
     assert_int_equal(j.attempts, 1);
     samda_job_clear(&j);
-    CHECK_OK(samda_store_job_claim(f->s, "w2", 60000, NULL, &j, &found, &e));
+    CHECK_OK(samda_store_job_claim(f->s, "w2", 60000, NULL, INT_MIN, &j, &found, &e));
     assert_int_equal(j.id, other);
     samda_job_clear(&j);
-    CHECK_OK(samda_store_job_claim(f->s, "w2", 60000, NULL, &j, &found, &e));
+    CHECK_OK(samda_store_job_claim(f->s, "w2", 60000, NULL, INT_MIN, &j, &found, &e));
     assert_int_equal(j.id, high_new);
     samda_job_clear(&j);
-    CHECK_OK(samda_store_job_claim(f->s, "w3", 60000, NULL, &j, &found, &e));
+    CHECK_OK(samda_store_job_claim(f->s, "w3", 60000, NULL, INT_MIN, &j, &found, &e));
     assert_int_equal(j.id, low);
     samda_job_clear(&j);
-    CHECK_OK(samda_store_job_claim(f->s, "w3", 60000, NULL, &j, &found, &e));
+    CHECK_OK(samda_store_job_claim(f->s, "w3", 60000, NULL, INT_MIN, &j, &found, &e));
     assert_false(found);
-    CHECK_ST(SAMDA_EINVAL, samda_store_job_claim(f->s, "", 60000, NULL, &j, &found, &e));
-    CHECK_ST(SAMDA_EINVAL, samda_store_job_claim(f->s, "w", 0, NULL, &j, &found, &e));
+    CHECK_ST(SAMDA_EINVAL, samda_store_job_claim(f->s, "", 60000, NULL, INT_MIN, &j, &found, &e));
+    CHECK_ST(SAMDA_EINVAL, samda_store_job_claim(f->s, "w", 0, NULL, INT_MIN, &j, &found, &e));
 
     /* progress, heartbeat, complete */
     CHECK_OK(samda_store_job_progress(f->s, high_old, "w1", 0.5, "encoding slices 40/80", &e));
@@ -157,7 +158,7 @@ static void test_claim_order_and_lifecycle(void **state)
     CHECK_OK(samda_store_job_fail(f->s, low, "w3", "model crashed", false, &requeued, &e));
     assert_true(requeued);
     for (int attempt = 2; attempt <= 3; attempt++) {
-        CHECK_OK(samda_store_job_claim(f->s, "w3", 60000, "segment", &j, &found, &e));
+        CHECK_OK(samda_store_job_claim(f->s, "w3", 60000, "segment", INT_MIN, &j, &found, &e));
         assert_int_equal(j.id, low);
         assert_int_equal(j.attempts, attempt);
         assert_non_null(strstr(j.error, "model crashed"));
@@ -175,7 +176,7 @@ static void test_claim_order_and_lifecycle(void **state)
     assert_null(j.error);
     samda_job_clear(&j);
     /* permanent failure skips the remaining attempts */
-    CHECK_OK(samda_store_job_claim(f->s, "w3", 60000, "segment", &j, &found, &e));
+    CHECK_OK(samda_store_job_claim(f->s, "w3", 60000, "segment", INT_MIN, &j, &found, &e));
     samda_job_clear(&j);
     CHECK_OK(samda_store_job_fail(f->s, low, "w3", "bad input", true, &requeued, &e));
     assert_false(requeued);
@@ -200,13 +201,13 @@ static void test_lease_expiry(void **state)
     CHECK_OK(samda_store_job_enqueue(f->s, &spec, &id, NULL, &e));
     samda_job j;
     bool found;
-    CHECK_OK(samda_store_job_claim(f->s, "dead-worker", 30000, NULL, &j, &found, &e));
+    CHECK_OK(samda_store_job_claim(f->s, "dead-worker", 30000, NULL, INT_MIN, &j, &found, &e));
     samda_job_clear(&j);
     f->now_ms += 29999; /* not yet expired */
-    CHECK_OK(samda_store_job_claim(f->s, "w2", 30000, NULL, &j, &found, &e));
+    CHECK_OK(samda_store_job_claim(f->s, "w2", 30000, NULL, INT_MIN, &j, &found, &e));
     assert_false(found);
     f->now_ms += 1; /* expired */
-    CHECK_OK(samda_store_job_claim(f->s, "w2", 30000, NULL, &j, &found, &e));
+    CHECK_OK(samda_store_job_claim(f->s, "w2", 30000, NULL, INT_MIN, &j, &found, &e));
     assert_true(found);
     assert_int_equal(j.id, id);
     assert_int_equal(j.attempts, 2);
@@ -242,9 +243,9 @@ static void test_reclaim_all(void **state)
     CHECK_OK(samda_store_job_enqueue(f->s, &spec, &id2, NULL, &e));
     samda_job j;
     bool found;
-    CHECK_OK(samda_store_job_claim(f->s, "old-run", 3600000, NULL, &j, &found, &e));
+    CHECK_OK(samda_store_job_claim(f->s, "old-run", 3600000, NULL, INT_MIN, &j, &found, &e));
     samda_job_clear(&j);
-    CHECK_OK(samda_store_job_claim(f->s, "old-run", 3600000, NULL, &j, &found, &e));
+    CHECK_OK(samda_store_job_claim(f->s, "old-run", 3600000, NULL, INT_MIN, &j, &found, &e));
     samda_job_clear(&j);
     size_t requeued = 9, failed = 9;
     CHECK_OK(samda_store_job_reclaim_all(f->s, &requeued, &failed, &e));
@@ -279,7 +280,7 @@ static void *claim_worker(void *arg)
         samda_job j;
         bool found;
         samda_error e;
-        if (samda_store_job_claim(c->s, c->name, 60000, NULL, &j, &found, &e) != SAMDA_OK) {
+        if (samda_store_job_claim(c->s, c->name, 60000, NULL, INT_MIN, &j, &found, &e) != SAMDA_OK) {
             c->errors++;
             break;
         }
@@ -374,7 +375,7 @@ static void test_enqueue_merges_pending(void **state)
     samda_job_list_free(jobs, n);
     bool got;
     do {
-        CHECK_OK(samda_store_job_claim(f->s, "w", 60000, "segment", &j, &got, &e));
+        CHECK_OK(samda_store_job_claim(f->s, "w", 60000, "segment", INT_MIN, &j, &got, &e));
         if (got) samda_job_clear(&j);
     } while (got);
     int64_t z = enqueue(f, "segment", 0, "7.7", "h5", NULL, &existed);
@@ -383,9 +384,35 @@ static void test_enqueue_merges_pending(void **state)
     fx_close(f);
 }
 
+/* min_priority: the worker leaves off-peak work (negative priorities) while the window is shut. */
+static void test_claim_min_priority(void **state)
+{
+    (void)state;
+    fx *f = fx_open();
+    assert_non_null(f);
+    samda_error e;
+    bool existed;
+    int64_t late = enqueue(f, "segment", -10, "1.3.1", "h1", NULL, &existed);
+    int64_t now = enqueue(f, "segment", 0, "1.3.2", "h2", NULL, &existed);
+    samda_job j;
+    bool found = false;
+    CHECK_OK(samda_store_job_claim(f->s, "w", 60000, "segment", -9, &j, &found, &e));
+    assert_true(found);
+    assert_int_equal(j.id, now);
+    samda_job_clear(&j);
+    CHECK_OK(samda_store_job_claim(f->s, "w", 60000, "segment", -9, &j, &found, &e));
+    assert_false(found);
+    CHECK_OK(samda_store_job_claim(f->s, "w", 60000, "segment", INT_MIN, &j, &found, &e));
+    assert_true(found);
+    assert_int_equal(j.id, late);
+    samda_job_clear(&j);
+    fx_close(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_claim_min_priority),
         cmocka_unit_test(test_enqueue_dedup),
         cmocka_unit_test(test_enqueue_merges_pending),
         cmocka_unit_test(test_claim_order_and_lifecycle),

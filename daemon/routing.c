@@ -204,7 +204,7 @@ samda_status samdad_route_series(samda_store *store, const samda_config *cfg, co
     }
 
     size_t matched = 0;
-    char expired[200] = "";
+    char expired[400] = "";
     for (size_t i = 0; i < cfg->n_rules; i++) {
         const samda_rule_cfg *r = &cfg->rules[i];
         bool stop = matched > 0 && cfg->route_mode == SAMDA_CFG_ROUTE_FIRST;
@@ -256,7 +256,7 @@ samda_status samdad_route_series(samda_store *store, const samda_config *cfg, co
             snprintf(out->reason, sizeof out->reason, "%s", cfg->n_rules ? "no rule matches: [site] selection" : "");
         }
     } else if (out->n == 0 && expired[0]) {
-        snprintf(out->reason, sizeof out->reason, "not selected: %s", expired);
+        snprintf(out->reason, sizeof out->reason, "not selected: %.230s", expired);
     } else if (out->n > 0) {
         size_t k = (size_t)snprintf(out->reason, sizeof out->reason, "rule%s ", out->n > 1 ? "s" : "");
         for (size_t i = 0; i < out->n && k < sizeof out->reason; i++)

@@ -205,6 +205,13 @@ static void held_pass(samdad_ctx *ctx, samda_store *store, const samda_config *c
             continue;
         }
         queue_route(ctx, store, cfg, &se, &route, false);
+        bool waits = false;
+        for (size_t k = 0; k < route.n; k++) waits |= route.act[k].waiting;
+        if (!waits) { /* the study has what the rules waited for: the reason says so */
+            char reason[SAMDA_MESSAGE_SIZE + 64];
+            snprintf(reason, sizeof reason, "complete: the study's required series arrived; %s", route.reason);
+            samda_store_series_set_state(store, se.series_uid, SAMDA_SERIES_COMPLETE, reason, &err);
+        }
     }
     samda_store_free(h);
 }

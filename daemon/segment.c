@@ -524,6 +524,14 @@ static samda_status store_seg(series_run *r, const samda_result_spec *rs, int64_
 
 /* (7d) The result: recorded in the index (store_seg) with its timings and per-label statistics, and
  *      queued for the site's destinations. */
+/* The labels segmented (a rule or request may ask for some of the adapter's). */
+static size_t n_labels_wanted(const series_run *r)
+{
+    size_t n = 0;
+    for (size_t l = 0; l < r->L; l++) n += r->wanted[l] ? 1 : 0;
+    return n;
+}
+
 static samda_status record(series_run *r, samda_error *err)
 {
     samdad_worker *w = r->w;
@@ -563,7 +571,7 @@ static samda_status record(series_run *r, samda_error *err)
     samdad_hist_record(&w->h_job, worker_now_s() - r->t0);
     samda_log(&w->ctx->log, SAMDA_LOG_INFO, "worker", "DICOM-SEG recorded",
               "job=%lld result=%lld slices=%zu labels=%zu frames=%zu seconds=%.2f encode_s=%.2f decode_s=%.2f",
-              (long long)r->job->id, (long long)result_id, r->S, r->L, r->sr.n_frames, worker_now_s() - r->t0,
+              (long long)r->job->id, (long long)result_id, r->S, n_labels_wanted(r), r->sr.n_frames, worker_now_s() - r->t0,
               r->t_encode, r->t_decode);
     return SAMDA_OK;
 }

@@ -336,15 +336,63 @@ static int exec_sql(samda_store *s, storage_conn *c, const char *sql, bool fault
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+/* A transaction of storage_tx_begin commits without SQLite's fsync (synchronous=NORMAL for its span);
+ * the connection is FULL again after it, for the few statements that write outside a transaction. */
+static bool group_commit(const samda_store *s) { return s->p.sync == SAMDA_SYNC_FULL; }
+
 samda_status storage_tx_begin(samda_store *s, storage_conn *c, samda_error *err)
 {
     pthread_mutex_lock(&s->write_mu);
+    if (group_commit(s)) exec_sql(s, c, "PRAGMA synchronous=NORMAL", false);
     int rc = exec_sql(s, c, "BEGIN IMMEDIATE", true);
     if (rc != SQLITE_OK) {
+        if (group_commit(s)) exec_sql(s, c, "PRAGMA synchronous=FULL", false);
         pthread_mutex_unlock(&s->write_mu);
         return storage_db_fail(err, c, rc, "starting index transaction");
     }
     return SAMDA_OK;
+}
+
+/* fsync the WAL file (errno, 0 when done). No WAL file: every commit was checkpointed into the
+ * database file, which the checkpoint synced. */
+static int wal_fsync(samda_store *s)
+{
+    int fd = open(s->wal_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT ? 0 : errno;
+    int e = fdatasync(fd) == 0 ? 0 : errno;
+    close(fd);
+    return e;
+}
+
+/* Wait until commit number seq is durable: the first thread to find no fsync under way runs one for
+ * every commit made so far; the others wait for it, and one fsync serves them all.
+ * A failed fsync of the WAL cannot be undone or retried (the kernel may have dropped the pages and
+ * reports the error once), and the commits it covered are already visible: like PostgreSQL, the
+ * process stops at once, as a kill -9 would stop it, and the next start recovers from what is on
+ * disk. Nothing was acknowledged for those commits, since the callers are still waiting. */
+static void wait_durable(samda_store *s, uint64_t seq)
+{
+    pthread_mutex_lock(&s->sync_mu);
+    while (s->synced_seq < seq) {
+        if (s->syncing) {
+            pthread_cond_wait(&s->sync_cv, &s->sync_mu);
+            continue;
+        }
+        s->syncing = true;
+        uint64_t target = s->commit_seq;
+        pthread_mutex_unlock(&s->sync_mu);
+        int e = wal_fsync(s);
+        if (e) {
+            fprintf(stderr, "samda storage: fsync of %s failed (%s): committed index changes may not be durable; "
+                            "stopping now so that the next start recovers from the disk\n", s->wal_path, strerror(e));
+            abort();
+        }
+        pthread_mutex_lock(&s->sync_mu);
+        s->syncing = false;
+        if (target > s->synced_seq) s->synced_seq = target;
+        pthread_cond_broadcast(&s->sync_cv);
+    }
+    pthread_mutex_unlock(&s->sync_mu);
 }
 
 samda_status storage_tx_commit(samda_store *s, storage_conn *c, samda_error *err)
@@ -353,16 +401,27 @@ samda_status storage_tx_commit(samda_store *s, storage_conn *c, samda_error *err
     if (rc != SQLITE_OK) {
         samda_status st = storage_db_fail(err, c, rc, "committing index transaction");
         if (!sqlite3_get_autocommit(c->db)) exec_sql(s, c, "ROLLBACK", false);
+        if (group_commit(s)) exec_sql(s, c, "PRAGMA synchronous=FULL", false);
         pthread_mutex_unlock(&s->write_mu);
         return st;
     }
+    if (!group_commit(s)) {
+        pthread_mutex_unlock(&s->write_mu);
+        return SAMDA_OK;
+    }
+    exec_sql(s, c, "PRAGMA synchronous=FULL", false);
+    pthread_mutex_lock(&s->sync_mu);
+    uint64_t seq = ++s->commit_seq;
+    pthread_mutex_unlock(&s->sync_mu);
     pthread_mutex_unlock(&s->write_mu);
+    wait_durable(s, seq);
     return SAMDA_OK;
 }
 
 void storage_tx_rollback(samda_store *s, storage_conn *c)
 {
     if (!sqlite3_get_autocommit(c->db)) exec_sql(s, c, "ROLLBACK", false);
+    if (group_commit(s)) exec_sql(s, c, "PRAGMA synchronous=FULL", false);
     pthread_mutex_unlock(&s->write_mu);
 }
 
@@ -403,6 +462,8 @@ void samda_store_close(samda_store *s)
     pthread_mutex_destroy(&s->pool_mu);
     pthread_cond_destroy(&s->pool_cv);
     pthread_mutex_destroy(&s->write_mu);
+    pthread_mutex_destroy(&s->sync_mu);
+    pthread_cond_destroy(&s->sync_cv);
     if (s->lock_fd >= 0) close(s->lock_fd); /* releases the shared lock */
     free(s);
 }
@@ -446,7 +507,10 @@ samda_store *samda_store_open(const samda_store_params *p, samda_error *err)
     pthread_mutex_init(&s->pool_mu, NULL);
     pthread_cond_init(&s->pool_cv, NULL);
     pthread_mutex_init(&s->write_mu, NULL);
+    pthread_mutex_init(&s->sync_mu, NULL);
+    pthread_cond_init(&s->sync_cv, NULL);
     snprintf(s->db_path, sizeof s->db_path, "%s/index.sqlite3", s->data_dir);
+    snprintf(s->wal_path, sizeof s->wal_path, "%s/index.sqlite3-wal", s->data_dir);
     snprintf(s->objects_dir, sizeof s->objects_dir, "%s/objects", s->data_dir);
     snprintf(s->tmp_dir, sizeof s->tmp_dir, "%s/tmp", s->data_dir);
 

@@ -622,7 +622,7 @@ samda_status samda_store_instance_ingest(samda_store *s, samda_tmp_file *tmp, co
      * removed) moves us to the next revision name; the temporary file survives SAMDA_EEXIST. */
     for (int tries = 0;; tries++) {
         st = storage_object_commit_rev(s, tmp, SAMDA_OBJECT_INSTANCE, meta->study_uid, meta->series_uid,
-                                       meta->sop_uid, rev, &obj, err);
+                                       meta->sop_uid, rev, &obj, true /* hashed above */, err);
         if (st != SAMDA_EEXIST || tries >= 8) break;
         rev = rev < 2 ? 2 : rev + 1;
     }

@@ -41,6 +41,17 @@ struct samda_store {
      * BUSY without waiting; taking the lock up front avoids that). */
     pthread_mutex_t write_mu;
 
+    /* Group commit (SAMDA_SYNC_FULL): a transaction commits without SQLite's own WAL fsync, takes a
+     * sequence number under write_mu, and waits outside it until one fsync of the WAL covers its
+     * number. Threads committing at once share that fsync, instead of each holding write_mu across
+     * its own (storage_tx_commit). */
+    pthread_mutex_t sync_mu;
+    pthread_cond_t sync_cv;
+    uint64_t commit_seq;      /* commits whose frames are in the WAL (under write_mu) */
+    uint64_t synced_seq;      /* commits known durable */
+    bool syncing;             /* a thread is in fsync(WAL) now */
+    char wal_path[STORAGE_PATH_MAX];
+
     samda_fault_fn fault;
     void *fault_ctx;
     atomic_ulong fault_calls[SAMDA_FAULT_POINT_COUNT_];
@@ -73,9 +84,12 @@ sqlite3_stmt *storage_stmt(storage_conn *c, const char *sql, samda_error *err);
 int storage_step(samda_store *s, sqlite3_stmt *st);
 /** Step a statement that returns no rows to completion, then reset it. SQLite rc. */
 int storage_exec_stmt(samda_store *s, sqlite3_stmt *st);
-/** Take the write lock and BEGIN IMMEDIATE. On failure the lock is released. */
+/** Take the write lock and BEGIN IMMEDIATE. On failure the lock is released. With SAMDA_SYNC_FULL the
+ *  transaction's own commit skips SQLite's fsync; storage_tx_commit makes it durable (group commit). */
 samda_status storage_tx_begin(samda_store *s, storage_conn *c, samda_error *err);
-/** COMMIT and release the write lock; on failure ROLLBACK, release, and fill err. */
+/** COMMIT and release the write lock; on failure ROLLBACK, release, and fill err. With SAMDA_SYNC_FULL,
+ *  returns once an fsync of the WAL covers the commit (shared with the threads committing at the same
+ *  time); a failed fsync of the WAL stops the process (abort), as a crash would (db.c: wait_durable). */
 samda_status storage_tx_commit(samda_store *s, storage_conn *c, samda_error *err);
 /** ROLLBACK (never fault-injected) and release the write lock. */
 void storage_tx_rollback(samda_store *s, storage_conn *c);
@@ -138,10 +152,11 @@ samda_status storage_intent_claim(samda_store *s, storage_conn *c, const char *r
 /** In a write transaction: relpath is about to be unlinked by the caller after commit (so that a
  *  crash in between lets the next open remove it). */
 samda_status storage_intent_add(samda_store *s, storage_conn *c, const char *relpath, samda_error *err);
-/** Commit with a revision suffix (rev > 1: "<sop>.r<rev>.dcm"); as samda_store_object_commit. */
+/** Commit with a revision suffix (rev > 1: "<sop>.r<rev>.dcm"); as samda_store_object_commit. hashed: info
+ *  already holds the file's SHA-256 and size (the caller hashed it), so it is not read again. */
 samda_status storage_object_commit_rev(samda_store *s, samda_tmp_file *tmp, samda_object_kind kind, const char *a,
                                        const char *b, const char *c, unsigned rev, samda_object_info *info,
-                                       samda_error *err);
+                                       bool hashed, samda_error *err);
 /** 1 if an index row claims relpath, 0 if none, -1 on error (err filled). */
 int storage_relpath_claimed(samda_store *s, storage_conn *c, const char *relpath, samda_error *err);
 /** Unlink objects/relpath (best effort) and drop its intent row outside a transaction. */

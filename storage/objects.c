@@ -384,23 +384,33 @@ void storage_object_unlink(samda_store *s, const char *relpath)
 
 /* Commit -------------------------------------------------------------------------------------- */
 
-/* Commit tmp under relpath (already built and validated). If tmp->fd is open the file is synced and
- * hashed into info first; if it is closed, info already holds the hash (an earlier try). On
+/* The data of a file about to be renamed into place: fdatasync flushes it and the size that reads it
+ * back (the name is made durable by the directory's fsync after the rename). */
+static int do_fdatasync(samda_store *s, int fd)
+{
+    int e = storage_fault(s, SAMDA_FAULT_FSYNC);
+    if (e) return e;
+    return fdatasync(fd) == 0 ? 0 : errno;
+}
+
+/* Commit tmp under relpath (already built and validated). If tmp->fd is open the file is synced and,
+ * unless hashed says info holds its hash already, hashed into info first; if it is closed, info
+ * already holds the hash (an earlier try). On
  * SAMDA_EEXIST the temporary file is kept (closed) so that the caller may try another name; on any
  * other failure it is removed. */
 static samda_status commit_at(samda_store *s, samda_tmp_file *tmp, const char *relpath, samda_object_info *info,
-                              samda_error *err)
+                              bool hashed, samda_error *err)
 {
     samda_status st;
     int e;
     if (tmp->fd >= 0) {
-        e = do_fsync(s, tmp->fd);
+        e = do_fdatasync(s, tmp->fd);
         if (e) {
             st = io_fail(err, e, "syncing temporary file", tmp->path);
             samda_store_object_tmp_discard(s, tmp);
             return st;
         }
-        st = storage_sha256_fd(tmp->fd, info->sha256, &info->size, err);
+        st = hashed ? SAMDA_OK : storage_sha256_fd(tmp->fd, info->sha256, &info->size, err);
         if (st != SAMDA_OK) {
             samda_store_object_tmp_discard(s, tmp);
             return st;
@@ -455,7 +465,7 @@ static samda_status commit_at(samda_store *s, samda_tmp_file *tmp, const char *r
 
 samda_status storage_object_commit_rev(samda_store *s, samda_tmp_file *tmp, samda_object_kind kind, const char *a,
                                        const char *b, const char *c, unsigned rev, samda_object_info *info,
-                                       samda_error *err)
+                                       bool hashed, samda_error *err)
 {
     char relpath[SAMDA_RELPATH_SIZE];
     samda_status st = build_relpath(kind, a, b, c, rev, relpath, err);
@@ -463,7 +473,7 @@ samda_status storage_object_commit_rev(samda_store *s, samda_tmp_file *tmp, samd
         samda_store_object_tmp_discard(s, tmp);
         return st;
     }
-    return commit_at(s, tmp, relpath, info, err);
+    return commit_at(s, tmp, relpath, info, hashed, err);
 }
 
 samda_status samda_store_object_commit(samda_store *s, samda_tmp_file *tmp, samda_object_kind kind,
@@ -473,7 +483,7 @@ samda_status samda_store_object_commit(samda_store *s, samda_tmp_file *tmp, samd
     STORAGE_ERR(err);
     if (!tmp || tmp->fd < 0) return samda_fail(err, SAMDA_EINVAL, "committing object: temporary file not open");
     samda_object_info local;
-    samda_status st = storage_object_commit_rev(s, tmp, kind, a, b, c, 0, info ? info : &local, err);
+    samda_status st = storage_object_commit_rev(s, tmp, kind, a, b, c, 0, info ? info : &local, false, err);
     samda_store_object_tmp_discard(s, tmp); /* no-op after success; consumes it after SAMDA_EEXIST */
     return st;
 }
@@ -495,7 +505,7 @@ samda_status samda_store_object_put(samda_store *s, samda_object_kind kind, cons
         return st;
     }
     samda_object_info local;
-    st = commit_at(s, &tmp, relpath, info ? info : &local, err);
+    st = commit_at(s, &tmp, relpath, info ? info : &local, false, err);
     samda_store_object_tmp_discard(s, &tmp);
     return st;
 }

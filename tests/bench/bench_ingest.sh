@@ -26,17 +26,22 @@ send() {
   end=$(date +%s%N)
   $PY -c "
 ns=$((end - start)); n=$N; b=$bytes
-print('  %-32s %2d assoc: %7.1f instances/s  %6.1f MB/s' % ('$label', $assocs, n/(ns/1e9), b/1e6/(ns/1e9)))"
+print('  %-32s %2d assoc: %7.1f instances/s  %6.1f MB/s' % ('$label', $assocs, n/(ns/1e9), b/1e6/(ns/1e9)))
+open('$T/rates', 'a').write('%s|%d|%f\\n' % ('${label%% *}', $assocs, n/(ns/1e9)))"
 }
 
 dport=$(free_port); hport=$(free_port)
 write_conf "$T/s.conf" "$dport" "$hport"
+# one sender opening 8 associations, as a PACS pushing a study in parallel does
+sed -i 's/^max_associations = 16/max_associations = 16\nmax_associations_per_peer = 8/' "$T/s.conf"
 for a in 1 8; do
   rm -rf "$T/data"
   start_samdad "d$a" "$T/s.conf"
   wait_for_text "$T/d$a.log" 'msg="ready"'
   send "samdad (fsync + SQLite index)" "$dport" SAMDA "$a"
   kill -TERM "$(cat "$T/d$a.pid")"; wait_exit "$(cat "$T/d$a.pid")" 20
+  stored=$($PY -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT count(*) FROM instances').fetchone()[0])" "$T/data/index.sqlite3")
+  [ "$stored" = "$N" ] || echo "  (samdad stored $stored of $N instances: the figure above is not comparable)"
 done
 for a in 1 8; do
   sport=$(free_port); rm -rf "$T/scp"; mkdir -p "$T/scp"
@@ -53,3 +58,17 @@ if command -v Orthanc >/dev/null; then
     kill "$(cat "$T/orthanc$a.pid")"; sleep 1
   done
 fi
+
+# the ratios the issue asks for, same run, same machine
+$PY - "$T/rates" <<'PY'
+import sys
+rates = {}
+for line in open(sys.argv[1]):
+    who, a, r = line.strip().split("|")
+    rates[(who, int(a))] = float(r)
+for a in (1, 8):
+    me = rates.get(("samdad", a))
+    for peer in ("Orthanc", "dcmtk"):
+        if me and rates.get((peer, a)):
+            print("  ratio samdad / %-7s %d assoc: %5.1fx" % (peer, a, me / rates[(peer, a)]))
+PY

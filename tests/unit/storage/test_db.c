@@ -130,11 +130,21 @@ static void *ingest_worker(void *arg)
     return NULL;
 }
 
-static void test_threads_share_store(void **state)
+/* Threads ingesting at once: every instance indexed, the store consistent. With sync = FULL the
+ * commits go through the group commit (one WAL fsync for the transactions committed meanwhile). */
+static void threads_share_store(samda_sync_mode sync)
 {
-    (void)state;
     fx *f = fx_open();
     assert_non_null(f);
+    if (sync != SAMDA_SYNC_NORMAL) {
+        samda_store_close(f->s);
+        samda_store_params p;
+        fx_params(f, &p);
+        p.sync = sync;
+        samda_error oe;
+        f->s = samda_store_open(&p, &oe);
+        if (!f->s) fail_msg("%s", oe.message);
+    }
     enum { THREADS = 4, PER = 40 };
     pthread_t th[THREADS];
     struct worker w[THREADS];
@@ -158,7 +168,23 @@ static void test_threads_share_store(void **state)
     samda_store_check_report r;
     CHECK_OK(samda_store_check(f->s, &r, &e));
     assert_int_equal(r.n_objects_indexed, THREADS * PER);
+    /* what was acknowledged is there after a reopen */
+    assert_non_null(fx_reopen(f));
+    CHECK_OK(samda_store_check(f->s, &r, &e));
+    assert_int_equal(r.n_objects_indexed, THREADS * PER);
     fx_close(f);
+}
+
+static void test_threads_share_store(void **state)
+{
+    (void)state;
+    threads_share_store(SAMDA_SYNC_NORMAL);
+}
+
+static void test_threads_group_commit(void **state)
+{
+    (void)state;
+    threads_share_store(SAMDA_SYNC_FULL);
 }
 
 int main(void)
@@ -169,6 +195,7 @@ int main(void)
         cmocka_unit_test(test_tmp_leftovers_removed),
         cmocka_unit_test(test_second_open_skips_recovery),
         cmocka_unit_test(test_threads_share_store),
+        cmocka_unit_test(test_threads_group_commit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -262,8 +262,20 @@ static samda_status pick_adapter(series_run *r, samda_error *err)
                                                                                                            : "off"));
     size_t n_wanted = 0;
     for (size_t l = 0; l < r->L; l++) n_wanted += r->wanted[l] = label_wanted(r->params, samda_adapter_label_at(r->use, l)->name);
-    if (!n_wanted) return samda_fail(err, SAMDA_EINVAL, "none of the requested labels is a label of the adapter");
-    return SAMDA_OK;
+    if (n_wanted) return SAMDA_OK;
+    char asked[256] = "", have[512] = "";
+    size_t k = 0, i;
+    json_t *it;
+    json_array_foreach(json_object_get(r->params, "labels"), i, it) if (json_is_string(it) && k < sizeof asked)
+        k += (size_t)snprintf(asked + k, sizeof asked - k, "%s%s", k ? ", " : "", json_string_value(it));
+    k = 0;
+    for (size_t l = 0; l < r->L && k < sizeof have; l++)
+        k += (size_t)snprintf(have + k, sizeof have - k, "%s%s", l ? ", " : "", samda_adapter_label_at(r->use, l)->name);
+    char which[96];
+    if (r->ch.version > 0) snprintf(which, sizeof which, "site %s version %d", r->ch.site, r->ch.version);
+    else snprintf(which, sizeof which, "the [model] adapter");
+    return samda_fail(err, SAMDA_EINVAL, "none of the requested labels (%s) is a label of the adapter (%s: %s)", asked,
+                      which, have);
 }
 
 /* (4) Test-time adaptation, when the site (or the request) asks for it: episodic adapts a copy for

@@ -296,6 +296,18 @@ reason2=$(series_state "$s2" "$art2")
 echo "$reason2" | grep -q "required series arrived" || fail "ART2's recorded reason after its job: '$reason2'"
 ok "ART2's recorded reason: '$reason2'"
 
+# labels the adapter lacks (a rule's or a request's): the job fails naming them and the adapter's
+code=$(curl -s -o "$T/body" -w '%{http_code}' "${U[@]}" -H 'Content-Type: application/json' \
+  -d '{"labels":["lesion"]}' "$H/api/v1/studies/$s1/segment")
+[ "$code" = 202 ] || fail "POST segment with labels [lesion]: $code $(cat "$T/body")"
+jid=$(json_expr 'd["id"]' <"$T/body")
+job_failed() { curl -sf "${U[@]}" "$H/api/v1/jobs/$jid" | json_expr 'd["state"]' | grep -qx failed; }
+wait_for_cmd 120 job_failed
+jerr=$(curl -sf "${U[@]}" "$H/api/v1/jobs/$jid" | json_expr 'd["error"]')
+echo "$jerr" | grep -q "none of the requested labels (lesion) is a label of the adapter (the \[model\] adapter: liver" ||
+  fail "job with labels [lesion]: '$jerr'"
+ok "labels the adapter lacks: the job fails naming them and the adapter's: $jerr"
+
 # 5. retention: retain_source (SIGHUP) deletes the source series whose every result object reached
 # every destination of its rule (ART, ART2); PLAIN and VEN2 (no result) stay. retain_source is set
 # on both sites: the routed series were received by [site default] and segmented by [site abdomen].

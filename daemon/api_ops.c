@@ -167,6 +167,23 @@ static samda_status metrics_jobs(samda_store *store, FILE *out, samda_error *err
     return SAMDA_OK;
 }
 
+/* Series routing rules hold for the rest of their study (requires), and how long the oldest has
+ * waited: a study that never gets its expected series shows here before requires_timeout. */
+static samda_status metrics_held(samda_store *store, FILE *out, samda_error *err)
+{
+    samda_series_hold *h = NULL;
+    size_t n = 0;
+    if (samda_store_series_held(store, 100000, &h, &n, err) != SAMDA_OK) return err->code;
+    double oldest = n ? (double)(samda_store_now_ms(store) - h[0].since_ms) / 1000.0 : 0;
+    samda_store_free(h);
+    fprintf(out, "# HELP samda_series_held Complete series a routing rule holds until their study has the series it "
+                 "requires.\n# TYPE samda_series_held gauge\nsamda_series_held %zu\n"
+                 "# HELP samda_series_held_oldest_seconds How long the longest-held series has waited.\n"
+                 "# TYPE samda_series_held_oldest_seconds gauge\nsamda_series_held_oldest_seconds %.3f\n",
+            n, oldest < 0 ? 0 : oldest);
+    return SAMDA_OK;
+}
+
 /* Free space of the data directory and the watermark below which ingest refuses ([storage] min_free);
  * the bytes stored against [storage] quota and what retention deleted. */
 static samda_status metrics_disk(samdad_ctx *ctx, samda_store *store, FILE *out)
@@ -289,6 +306,7 @@ static samda_status metrics(void *v, FILE *out, samda_error *err)
                 (unsigned long long)sc.associations_active);
     }
     samda_status st = metrics_jobs(store, out, err);
+    if (st == SAMDA_OK) st = metrics_held(store, out, err);
     if (st == SAMDA_OK) st = metrics_disk(ctx, store, out);
     if (st == SAMDA_OK) st = metrics_exports(store, out, err);
     if (st == SAMDA_OK) st = metrics_destinations(store, out, err);

@@ -268,7 +268,8 @@ j = d["jobs"][0]
 assert j["rule"] == "arterial" and j["waiting"] is True and j["missing"] == 'SeriesDescription like "*VENOUS*"', j
 print("ART2 held:", d["reason"], "| missing:", j["missing"])
 PY
-ok "after SIGHUP, ART2 alone is held: complete, no job; rules/test says waiting, missing SeriesDescription like \"*VENOUS*\""
+curl -sf "$H/metrics" | grep -qx "samda_series_held 1" || fail "/metrics: samda_series_held should be 1 while ART2 is held"
+ok "after SIGHUP, ART2 alone is held: complete, no job; rules/test says waiting, missing SeriesDescription like \"*VENOUS*\"; /metrics samda_series_held 1"
 
 storescu -aet STORESCU -aec SAMDA 127.0.0.1 "$dport" +sd "$T/ven2" || fail "storescu VEN2"
 wait_for_cmd 60 bash -c "[ \$(grep -c 'msg=\"series complete, job queued\"' '$T/d.log') -ge 2 ]"
@@ -289,7 +290,8 @@ PY
 wait_for_cmd 120 exports_done 4 || fail "exports of ART2: $(curl -sf "${A[@]}" "$H/api/v1/exports")"
 curl -sf "$O/tools/find" -d "{\"Level\":\"Instance\",\"Query\":{\"StudyInstanceUID\":\"$s2\"}}" | json_len | grep -qx 3 ||
   fail "Orthanc: study $s2 should hold ART2's SEG, RTSTRUCT and SR"
-ok "VEN2 (same study) completes: the held ART2 gets its job (rule arterial, done, exported); rules/test names VEN2 as meeting requires"
+curl -sf "$H/metrics" | grep -qx "samda_series_held 0" || fail "/metrics: samda_series_held should be 0 once ART2 has its job"
+ok "VEN2 (same study) completes: the held ART2 gets its job (rule arterial, done, exported); rules/test names VEN2 as meeting requires; samda_series_held 0"
 
 # once its job is queued, the series' recorded reason says the study's series arrived
 reason2=$(series_state "$s2" "$art2")

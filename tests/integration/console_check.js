@@ -236,6 +236,22 @@ async function signIn(page, token) {
     await sleep(1000);
     report.audit_filtered = await page.evaluate(() => [...document.querySelectorAll('#audit tbody tr')].map((r) => r.children[3] && r.children[3].textContent));
 
+    begin('routing rules: the rules in force and the tester on the series of the job');
+    await go(page, '#rules');
+    report.rules = await waitFor(page, () => {
+      const names = [...document.querySelectorAll('#rules tbody tr')].map((r) => r.children[0] && r.children[0].textContent);
+      return names.length && names;
+    }, null, 20, 'the rules table');
+    const series = await page.evaluate(async (id) => (await window.samda.api('/api/v1/jobs/' + id)).series_uid, report.job);
+    await page.type('#rt-series', series);
+    await page.click('#rules-test button[type="submit"]');
+    report.rules_test = await waitFor(page, () => {
+      const cells = (sel) => [...document.querySelectorAll(sel + ' tbody tr')].map((r) => [...r.children].map((c) => c.textContent));
+      const tests = cells('#rules-tests'), jobs = cells('#rules-jobs');
+      return tests.length && jobs.length && { tests, jobs };
+    }, null, 20, 'the rule test');
+    await shot(page, 'rules');
+
     begin('overview again, and the policy');
     await go(page, '#overview');
     await waitFor(page, () => document.querySelector('#jobs-by-state'), null, 20, 'the overview');

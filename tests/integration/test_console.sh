@@ -8,7 +8,7 @@
 # of the study, checked with pydicom) and trained on from the adapters page; the SEG's export, refused
 # by a CT-only storescp, shown failed with its cause, the destination repaired, C-ECHO, retried
 # from the page and done; adapter version 2 activated and rolled back from the page; the audit log
-# filtered; the Content-Security-Policy on the page, no inline script, an injected inline script
+# filtered; the routing rules page lists the rule and tests the job's series against it; the Content-Security-Policy on the page, no inline script, an injected inline script
 # blocked. Screenshots are kept in the build folder (tests/artefacts/console-*.png).
 # Skips (exit 77, with the reason) only when chromium, node or puppeteer-core is missing
 # (deploy/install-deps.sh installs them into ~/.cache/samda/ohif/pptr).
@@ -27,6 +27,7 @@ write_conf "$T/s.conf" "$dport" "$hport" \
   "[model]" "checkpoint = $DEMO/sam_demo_base.pth" "adapter = $DEMO/site_A_adapter.safetensors" "device = cpu" \
   "[destination pacs]" "ae_title = PACS" "host = 127.0.0.1" "port = $pport"
 sed -i 's/^max_wait = 1h/max_wait = 1h\ndestinations = pacs/' "$T/s.conf"
+printf '[rule ct-any]\nmatch = Modality = CT\n' >>"$T/s.conf" # the routing rules page shows it and tests it
 sed -i 's/^tick = 200ms/tick = 200ms\nexport_backoff = 1s\nexport_backoff_max = 2s/' "$T/s.conf"
 
 # the destination at first accepts CT only: the SEG is refused (failed, retried only by hand)
@@ -101,7 +102,7 @@ for k in ("unlabelled_signin", "unlabelled", "unlabelled_study", "unlabelled_ada
     assert r[k] == [], "controls without a label (%s): %s" % (k, r[k])
 assert r["user_role"] == "user" and r["admin_role"] == "admin"
 assert r["user_nav"] == ["Overview", "Studies", "Jobs", "Interactive"], r["user_nav"]
-assert r["admin_nav"] == ["Overview", "Studies", "Jobs", "Exports", "Sites and adapters", "Interactive", "Audit log"], r["admin_nav"]
+assert r["admin_nav"] == ["Overview", "Studies", "Jobs", "Exports", "Sites and adapters", "Interactive", "Routing rules", "Audit log"], r["admin_nav"]
 assert r["user_exports_page"] == "Overview" and r["user_exports_api"] == 403, (r["user_exports_page"], r["user_exports_api"])
 assert r["token_in_session_storage"] and r["signed_out"]
 assert r["health"].startswith("Health: "), r["health"]
@@ -128,6 +129,10 @@ assert r["export_after_retry"] == "done"
 assert r["active_after_activate"] == "2" and r["active_after_rollback"] == "1"
 assert any("adapters/{version}/activate" in a for a in r["audit"]), r["audit"][:20]
 assert r["audit_filtered"] and all("rollback" in a for a in r["audit_filtered"]), r["audit_filtered"]
+assert r["rules"] == ["ct-any"], r["rules"]
+t = r["rules_test"]
+assert t["tests"][0][:4] == ["ct-any", "Modality = CT", "CT", "yes"], t["tests"]
+assert t["jobs"][0][0] == "ct-any" and t["jobs"][0][1] == "default" and t["jobs"][0][2] == "normal", t["jobs"]
 assert any("Retry export" in d or "again" in d for d in r["dialogs"]) and any("Roll back" in d for d in r["dialogs"]), r["dialogs"]
 bad = [e for e in r.get("http_errors", []) if not ("/api/v1/destinations" in e and e.startswith("403")) and not ("/api/v1/exports" in e and e.startswith("403"))]
 assert not bad, "requests that failed: %s" % bad

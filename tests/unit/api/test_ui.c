@@ -117,7 +117,7 @@ static void every_page_present(void **state)
             fail_msg("route %s is shadowed by the console's files", api_routes[i].pattern);
     static const char *const needed[] = {"index.html", "console.css", "app.js", "overview.js", "jobs.js",
                                          "studies.js", "viewer.js", "exports.js", "adapters.js",
-                                         "interactive.js", "audit.js"};
+                                         "interactive.js", "audit.js", "rules.js"};
     for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++) {
         if (!api_ui_find(needed[i])) fail_msg("ui/%s is not embedded", needed[i]);
     }

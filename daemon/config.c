@@ -128,6 +128,10 @@ typedef struct parse_state {
     /* where each key of a repeated section was set, for cross_check's messages */
     struct key_at { const section_kind *kind; size_t elem, opt; int line; } *keys_at;
     size_t n_keys_at;
+    /* headers of repeated sections as read: inih calls the handler for keys only, so a section
+     * written without keys ("[site liver]", all defaults) is created from this list afterwards */
+    struct header_at { char section[128]; int line; } *headers;
+    size_t n_headers;
 } parse_state;
 
 static void perr(parse_state *ps, const char *fmt, ...)
@@ -612,6 +616,47 @@ static int on_item(void *user, const char *section, const char *key, const char 
     return 0;
 }
 
+/* Remember a "[kind name]" header (text after the '['), for sections written without keys. */
+static void note_header(parse_state *ps, const char *t)
+{
+    const char *end = strchr(t, ']');
+    if (!end || (size_t)(end - t) >= sizeof ps->headers->section) return;
+    char section[128];
+    memcpy(section, t, (size_t)(end - t));
+    section[end - t] = 0;
+    char *sec = trim(section);
+    const char *name;
+    if (!find_kind(sec, &name)) return;
+    struct header_at *n = realloc(ps->headers, (ps->n_headers + 1) * sizeof *n);
+    if (!n) return;
+    ps->headers = n;
+    snprintf(n[ps->n_headers].section, sizeof n->section, "%s", sec);
+    n[ps->n_headers++].line = ps->line;
+}
+
+/* Create the repeated sections the file names without any key (with the table's defaults). */
+static bool open_empty_sections(parse_state *ps)
+{
+    for (size_t i = 0; i < ps->n_headers; i++) {
+        const char *name;
+        const section_kind *k = find_kind(ps->headers[i].section, &name);
+        if (!k) continue;
+        ps->line = ps->headers[i].line;
+        if (!section_name_ok(name)) {
+            perr(ps, "[%s]: name \"%s\" must be 1-63 letters, digits, '-', '_' or '.'", ps->headers[i].section, name);
+            return false;
+        }
+        size_t *count = (size_t *)((char *)ps->cfg + k->count_off);
+        bool have = false;
+        for (size_t j = 0; j < *count && !have; j++)
+            have = !strcmp(*(char **)((char *)elem_at(ps->cfg, k, j) + k->name_off), name);
+        if (have) continue;
+        ps->header_line = ps->headers[i].line;
+        if (!open_elem(ps, k, name)) return false;
+    }
+    return true;
+}
+
 /* Our own line reader: it counts lines for messages (Debian's inih is built without
  * INI_HANDLER_LINENO) and refuses lines inih would silently split. */
 typedef struct reader_state {
@@ -627,7 +672,10 @@ static char *read_line(char *str, int num, void *stream)
     rs->ps->max_line = num - 2;
     const char *t = str;
     while (*t == ' ' || *t == '\t') t++;
-    if (*t == '[') rs->ps->header_line = rs->ps->line;
+    if (*t == '[') {
+        rs->ps->header_line = rs->ps->line;
+        note_header(rs->ps, t + 1);
+    }
     size_t n = strlen(str);
     if (n == (size_t)num - 1 && str[n - 1] != '\n' && !feof(rs->f)) {
         rs->ps->long_line = true;
@@ -963,6 +1011,7 @@ samda_config *samda_config_load(const char *path, const char *const *overrides, 
         }
         if (!ps.failed && ps.long_line)
             perr(&ps, "line longer than %d characters (inih's limit): shorten it", ps.max_line);
+        if (!ps.failed) open_empty_sections(&ps);
         if (ps.failed) goto fail;
     }
     ps.line = 0;
@@ -982,10 +1031,12 @@ samda_config *samda_config_load(const char *path, const char *const *overrides, 
     c->source = strdup(path ? path : "(defaults)");
     free(ps.base_dir);
     free(ps.keys_at);
+    free(ps.headers);
     return c;
 fail:
     free(ps.base_dir);
     free(ps.keys_at);
+    free(ps.headers);
     config_free(c);
     return NULL;
 }

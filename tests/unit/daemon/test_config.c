@@ -515,6 +515,22 @@ static void test_routing_rules(void **state)
                  ":3: [routing] off_peak = 25:00-06:00: must be a local-time window HH:MM-HH:MM, e.g. 20:00-06:00");
     expect_error("[rule a]\nmatch = Rows = 1\n[rule a]\nmatch = Rows = 2\n", ":3: [rule a] defined twice (first at line 1)");
 
+    /* a section written without keys exists, with the table's defaults */
+    c = samda_config_load(write_conf("empty.conf", "[site liver]\n\n[rule r]\nmatch = Rows = 1\nsite = liver\n"
+                                                    "[destination web]\n[site liver]\n"),
+                          NULL, &err);
+    assert_null(c);
+    assert_non_null(strstr(err.message, "[destination web]: ae_title and host are required"));
+    c = samda_config_load(write_conf("empty.conf", "[site liver]\n\n[rule r]\nmatch = Rows = 1\nsite = liver\n"), NULL,
+                          &err);
+    if (!c) fail_msg("%s", err.message);
+    assert_non_null(samda_config_site(c, "liver"));
+    assert_int_equal(samda_config_site(c, "liver")->min_slices, 1);
+    assert_int_equal(samda_config_site(c, "liver")->line, 1);
+    samda_config_unref(c);
+    expect_error("[daemon]\nlog_level = info\n[site bad/name]\n",
+                 ":3: [site bad/name]: name \"bad/name\" must be 1-63 letters, digits, '-', '_' or '.'");
+
     /* a reload takes the new rule set as a whole */
     c = samda_config_load(write_conf("r1.conf", "[rule a]\nmatch = Rows = 1\n[rule b]\nmatch = Rows = 2\n"), NULL, &err);
     samda_config *next = samda_config_load(write_conf("r2.conf", "[rule b]\nmatch = Rows = 3\n"), NULL, &err);

@@ -12,13 +12,6 @@
 
 #define CORE(v) ((samdad_api_core *)(v))
 
-static json_t *strlist(const samda_strlist *l)
-{
-    json_t *a = json_array();
-    for (size_t i = 0; a && i < l->n; i++) json_array_append_new(a, json_string(l->v[i]));
-    return a;
-}
-
 static const char *const priority_names[] = {"normal", "urgent", "off-peak"};
 
 static samda_status rules_list(void *v, json_t **out, samda_error *err)
@@ -28,8 +21,8 @@ static samda_status rules_list(void *v, json_t **out, samda_error *err)
     for (size_t i = 0; rules && i < cfg->n_rules; i++) {
         const samda_rule_cfg *r = &cfg->rules[i];
         json_t *o = json_pack("{s:s, s:s, s:s?, s:o, s:o, s:o, s:s, s:s?, s:I}", "name", r->name, "match", r->match,
-                              "site", r->site, "labels", strlist(&r->labels), "outputs", strlist(&r->outputs),
-                              "destinations", strlist(&r->destinations), "priority",
+                              "site", r->site, "labels", samdad_strlist_json(&r->labels), "outputs", samdad_strlist_json(&r->outputs),
+                              "destinations", samdad_strlist_json(&r->destinations), "priority",
                               priority_names[r->priority >= 0 && r->priority <= 2 ? r->priority : 0], "requires",
                               r->requires, "requires_timeout_s", (json_int_t)(r->requires_timeout_ms / 1000));
         json_array_append_new(rules, o);

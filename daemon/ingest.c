@@ -14,6 +14,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "json_out.h"
 #include "services_internal.h"
 #include "url.h"
 
@@ -345,28 +346,21 @@ void samdad_ingest_bind(samdad_ctx *ctx, samda_scp_params *p)
     p->n_called_ae_titles = 0; /* checked in on_association, so that reloads apply */
 }
 
-static json_t *strlist_json(const samda_strlist *l)
-{
-    json_t *a = json_array();
-    for (size_t i = 0; a && i < l->n; i++) json_array_append_new(a, json_string(l->v[i]));
-    return a;
-}
-
 samda_status samdad_sync_sites(samdad_ctx *ctx, samda_store *store, const samda_config *cfg, samda_error *err)
 {
     (void)ctx;
     for (size_t i = 0; i < cfg->n_sites; i++) {
         const samda_site_cfg *s = &cfg->sites[i];
-        json_t *ae = json_pack("{s:o, s:o}", "called_ae", strlist_json(&s->called_ae), "calling_ae",
-                               strlist_json(&s->calling_ae));
-        json_t *set = json_pack("{s:o, s:I, s:I, s:I, s:I, s:s, s:o}", "modalities", strlist_json(&s->modalities),
+        json_t *ae = json_pack("{s:o, s:o}", "called_ae", samdad_strlist_json(&s->called_ae), "calling_ae",
+                               samdad_strlist_json(&s->calling_ae));
+        json_t *set = json_pack("{s:o, s:I, s:I, s:I, s:I, s:s, s:o}", "modalities", samdad_strlist_json(&s->modalities),
                                 "min_slices", (json_int_t)s->min_slices, "series_idle_ms",
                                 (json_int_t)s->series_idle_ms, "study_idle_ms", (json_int_t)s->study_idle_ms,
                                 "max_wait_ms", (json_int_t)s->max_wait_ms, "tta",
                                 s->tta == SAMDA_CFG_TTA_EPISODIC    ? "episodic"
                                 : s->tta == SAMDA_CFG_TTA_CONTINUAL ? "continual"
                                                                     : "off",
-                                "destinations", strlist_json(&s->destinations));
+                                "destinations", samdad_strlist_json(&s->destinations));
         char *ae_s = ae ? json_dumps(ae, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
         char *set_s = set ? json_dumps(set, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
         json_decref(ae);

@@ -11,6 +11,13 @@ const char *samdad_series_state_name(samda_series_state st)
     return "unknown";
 }
 
+json_t *samdad_strlist_json(const samda_strlist *l)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < l->n; i++) json_array_append_new(a, json_string(l->v[i]));
+    return a;
+}
+
 /* Embed stored JSON text as a value (kept as a string if it does not parse). */
 static void set_json_text(json_t *o, const char *key, const char *text)
 {

@@ -7,6 +7,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "json_out.h"
 #include "route_expr.h"
 
 /* A series' attributes as the expressions read them, with the storage the strings point into. */
@@ -16,16 +17,23 @@ typedef struct series_attrs {
     char study_description[SAMDA_LO_SIZE];
 } series_attrs;
 
-static samda_status read_attrs(samda_store *store, const samda_series_info *se, series_attrs *out, samda_error *err)
+/* study_description: the study's, when the caller has read it already (the series of one study);
+ * NULL: read it. */
+static samda_status read_attrs(samda_store *store, const samda_series_info *se, const char *study_description,
+                               series_attrs *out, samda_error *err)
 {
     memset(out, 0, sizeof *out);
     samda_status st = samda_store_series_acquisition(store, se->series_uid, &out->acq, err);
     if (st == SAMDA_ENOENT) st = SAMDA_OK; /* no instance: the numbers stay absent */
     if (st != SAMDA_OK) return st;
-    samda_study_info study;
-    st = samda_store_study_get(store, se->study_uid, &study, err);
-    if (st == SAMDA_OK) snprintf(out->study_description, sizeof out->study_description, "%s", study.study_description);
-    else if (st != SAMDA_ENOENT) return st;
+    if (study_description) {
+        snprintf(out->study_description, sizeof out->study_description, "%s", study_description);
+    } else {
+        samda_study_info study;
+        st = samda_store_study_get(store, se->study_uid, &study, err);
+        if (st == SAMDA_OK) snprintf(out->study_description, sizeof out->study_description, "%s", study.study_description);
+        else if (st != SAMDA_ENOENT) return st;
+    }
     samda_route_attrs *a = &out->a;
     a->modality = se->modality;
     a->body_part = se->body_part;
@@ -123,15 +131,8 @@ static samda_status requirements_met(samda_store *store, const samda_rule_cfg *r
     for (size_t i = 0; i < n_sib; i++) {
         bool is_self = strcmp(sib[i].series_uid, se->series_uid) == 0;
         if (!is_self && sib[i].state != SAMDA_SERIES_COMPLETE) continue;
-        if (is_self) attrs[i] = *self;
-        else if ((st = read_attrs(store, &sib[i], &attrs[i], err)) != SAMDA_OK) goto done;
-        /* the strings of a series' attributes point into its row: re-aim them at sib[i] */
-        attrs[i].a.modality = sib[i].modality;
-        attrs[i].a.body_part = sib[i].body_part;
-        attrs[i].a.series_description = sib[i].series_description;
-        attrs[i].a.study_description = attrs[i].study_description;
-        attrs[i].a.calling_ae = attrs[i].acq.calling_ae;
-        attrs[i].a.called_ae = attrs[i].acq.called_ae;
+        if (is_self) attrs[i] = *self; /* its strings point into self and se, both alive for this call */
+        else if ((st = read_attrs(store, &sib[i], self->study_description, &attrs[i], err)) != SAMDA_OK) goto done;
         usable[i] = true;
     }
     samda_route_part parts[SAMDA_ROUTE_MAX_PARTS];
@@ -141,9 +142,11 @@ static samda_status requirements_met(samda_store *store, const samda_rule_cfg *r
     for (size_t p = 0; p < np; p++) {
         char text[1024];
         snprintf(text, sizeof text, "%.*s", (int)parts[p].len, r->requires + parts[p].start);
+        samda_route_expr *e = samda_route_expr_parse(text, NULL, 0); /* checked at load */
         const char *by = NULL;
-        for (size_t i = 0; i < n_sib && !by; i++)
-            if (usable[i] && eval_text(text, &attrs[i].a, NULL)) by = sib[i].series_uid;
+        for (size_t i = 0; e && i < n_sib && !by; i++)
+            if (usable[i] && samda_route_expr_eval(e, &attrs[i].a, NULL, NULL)) by = sib[i].series_uid;
+        samda_route_expr_free(e);
         if (reqs) json_array_append_new(reqs, json_pack("{s:s, s:b, s:s?}", "expression", text, "met", by != NULL,
                                                         "series_uid", by));
         if (!by && *met) {
@@ -175,13 +178,6 @@ static const char *priority_name(int p)
     return p == SAMDAD_PRIORITY_URGENT ? "urgent" : p == SAMDAD_PRIORITY_OFF_PEAK ? "off-peak" : "normal";
 }
 
-static json_t *strlist_json(const samda_strlist *l)
-{
-    json_t *a = json_array();
-    for (size_t i = 0; a && i < l->n; i++) json_array_append_new(a, json_string(l->v[i]));
-    return a;
-}
-
 samda_status samdad_route_series(samda_store *store, const samda_config *cfg, const samda_series_info *se,
                                  int64_t held_since_ms, int64_t now_ms, json_t *explain, samdad_route *out,
                                  samda_error *err)
@@ -191,7 +187,7 @@ samda_status samdad_route_series(samda_store *store, const samda_config *cfg, co
     if (!own) own = samda_config_site(cfg, "default");
     if (!own) return samda_fail(err, SAMDA_EINVAL, "routing: the configuration has no [site default]");
     series_attrs attrs;
-    samda_status st = read_attrs(store, se, &attrs, err);
+    samda_status st = read_attrs(store, se, NULL, &attrs, err);
     if (st != SAMDA_OK) return st;
     json_t *rules_js = NULL;
     if (explain) {
@@ -273,9 +269,9 @@ samda_status samdad_route_series(samda_store *store, const samda_config *cfg, co
             const samda_strlist *outs = a->rule && a->rule->outputs.n ? &a->rule->outputs : &a->site->outputs;
             const samda_strlist *dests = a->rule && a->rule->destinations.n ? &a->rule->destinations
                                                                             : &a->site->destinations;
-            json_object_set_new(o, "outputs", strlist_json(outs));
-            json_object_set_new(o, "destinations", strlist_json(dests));
-            if (a->rule && a->rule->labels.n) json_object_set_new(o, "labels", strlist_json(&a->rule->labels));
+            json_object_set_new(o, "outputs", samdad_strlist_json(outs));
+            json_object_set_new(o, "destinations", samdad_strlist_json(dests));
+            if (a->rule && a->rule->labels.n) json_object_set_new(o, "labels", samdad_strlist_json(&a->rule->labels));
             json_array_append_new(d, o);
         }
         json_object_set_new(explain, "jobs", d);
@@ -290,9 +286,9 @@ char *samdad_route_params(const samdad_route_action *a)
     const samda_rule_cfg *r = a->rule;
     json_t *o = json_pack("{s:s}", "rule", r->name);
     if (!o) return NULL;
-    if (r->labels.n) json_object_set_new(o, "labels", strlist_json(&r->labels));
-    if (r->outputs.n) json_object_set_new(o, "outputs", strlist_json(&r->outputs));
-    if (r->destinations.n) json_object_set_new(o, "destinations", strlist_json(&r->destinations));
+    if (r->labels.n) json_object_set_new(o, "labels", samdad_strlist_json(&r->labels));
+    if (r->outputs.n) json_object_set_new(o, "outputs", samdad_strlist_json(&r->outputs));
+    if (r->destinations.n) json_object_set_new(o, "destinations", samdad_strlist_json(&r->destinations));
     char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(o);
     return s;

@@ -43,7 +43,7 @@ static void index_failure(samdad_ctx *ctx, const char *what, int64_t series_id, 
               samda_log_quote((char[600]){0}, 600, samdad_scrub(ctx, err->message, (char[512]){0}, 512)), held);
 }
 
-static void queue_route(samdad_ctx *ctx, samda_store *store, const samda_config *cfg, const samda_series_info *se,
+static bool queue_route(samdad_ctx *ctx, samda_store *store, const samda_config *cfg, const samda_series_info *se,
                         const samdad_route *route, bool forced);
 
 /* Decide one series. Returns true if its state changed. */
@@ -115,15 +115,16 @@ bool samdad_series_complete(samdad_ctx *ctx, samda_store *store, const samda_con
 }
 
 /* Queue the jobs of a decision (again: enqueueing is idempotent per series content and rule), and
- * hold the series while a rule waits for its study's other series. */
-static void queue_route(samdad_ctx *ctx, samda_store *store, const samda_config *cfg, const samda_series_info *se,
+ * hold the series while a rule waits for its study's other series. Returns whether a rule still
+ * waits (true too when the jobs could not be queued: the series is looked at again). */
+static bool queue_route(samdad_ctx *ctx, samda_store *store, const samda_config *cfg, const samda_series_info *se,
                         const samdad_route *route, bool forced)
 {
     samda_error err;
     char hash[SAMDA_SHA256_HEX_SIZE];
     if (samda_store_series_content_hash(store, se->series_uid, hash, &err) != SAMDA_OK) {
         index_failure(ctx, "cannot hash series content", se->id, &err);
-        return;
+        return true;
     }
     const samdad_route_action *waiting = NULL;
     for (size_t i = 0; i < route->n; i++) {
@@ -153,7 +154,7 @@ static void queue_route(samdad_ctx *ctx, samda_store *store, const samda_config 
         free(params);
         if (st != SAMDA_OK) {
             index_failure(ctx, "cannot queue segmentation job", se->id, &err);
-            return;
+            return true;
         }
         if (existed) continue; /* a held series seen again, or identical instances sent again */
         samda_log(&ctx->log, SAMDA_LOG_INFO, "scheduler", "series complete, job queued",
@@ -170,6 +171,7 @@ static void queue_route(samdad_ctx *ctx, samda_store *store, const samda_config 
     } else if (samda_store_series_release(store, se->series_uid, &err) != SAMDA_OK) {
         index_failure(ctx, "cannot release held series", se->id, &err);
     }
+    return waiting != NULL;
 }
 
 /* The series rules hold: each tick, decided again (its study may have the series they wait for
@@ -204,10 +206,7 @@ static void held_pass(samdad_ctx *ctx, samda_store *store, const samda_config *c
                 index_failure(ctx, "cannot release held series", se.id, &err);
             continue;
         }
-        queue_route(ctx, store, cfg, &se, &route, false);
-        bool waits = false;
-        for (size_t k = 0; k < route.n; k++) waits |= route.act[k].waiting;
-        if (!waits) { /* the study has what the rules waited for: the reason says so */
+        if (!queue_route(ctx, store, cfg, &se, &route, false)) { /* the study has what the rules waited for */
             char reason[SAMDA_MESSAGE_SIZE + 64];
             snprintf(reason, sizeof reason, "complete: the study's required series arrived; %s", route.reason);
             samda_store_series_set_state(store, se.series_uid, SAMDA_SERIES_COMPLETE, reason, &err);

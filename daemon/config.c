@@ -487,6 +487,14 @@ static bool section_name_ok(const char *name)
     return true;
 }
 
+/* The name of "[kind name]" is one section_name_ok accepts, else the error at the current line. */
+static bool section_name_checked(parse_state *ps, const char *section, const char *name)
+{
+    if (section_name_ok(name)) return true;
+    perr(ps, "[%s]: name \"%s\" must be 1-63 letters, digits, '-', '_' or '.'", section, name);
+    return false;
+}
+
 static bool apply_defaults(parse_state *ps, const opt *opts, size_t n, void *base, const char *section_shown)
 {
     for (size_t i = 0; i < n; i++)
@@ -562,10 +570,7 @@ static int on_item(void *user, const char *section, const char *key, const char 
     const char *name = NULL;
     const section_kind *k = find_kind(section, &name);
     if (k) {
-        if (!section_name_ok(name)) {
-            perr(ps, "[%s]: name \"%s\" must be 1-63 letters, digits, '-', '_' or '.'", section, name);
-            return 0;
-        }
+        if (!section_name_checked(ps, section, name)) return 0;
         if (ps->cur_kind != k || strcmp(ps->cur_section, section) != 0 ||
             (!ps->overriding && ps->header_line != ps->cur_header_line)) {
             ps->cur_elem = open_elem(ps, k, name);
@@ -642,10 +647,7 @@ static bool open_empty_sections(parse_state *ps)
         const section_kind *k = find_kind(ps->headers[i].section, &name);
         if (!k) continue;
         ps->line = ps->headers[i].line;
-        if (!section_name_ok(name)) {
-            perr(ps, "[%s]: name \"%s\" must be 1-63 letters, digits, '-', '_' or '.'", ps->headers[i].section, name);
-            return false;
-        }
+        if (!section_name_checked(ps, ps->headers[i].section, name)) return false;
         size_t *count = (size_t *)((char *)ps->cfg + k->count_off);
         bool have = false;
         for (size_t j = 0; j < *count && !have; j++)

@@ -14,29 +14,7 @@
 
 static char tmpdir[] = "/tmp/samda-test-config-XXXXXX";
 
-static const char *write_conf(const char *name, const char *text)
-{
-    static char path[512];
-    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-    return path;
-}
-
-/* Load text, expect failure with exactly this message (after the file name). */
-static void expect_error(const char *text, const char *suffix)
-{
-    const char *p = write_conf("bad.conf", text);
-    samda_error err;
-    samda_config *c = samda_config_load(p, NULL, &err);
-    if (c) fail_msg("expected an error '%s' for:\n%s", suffix, text);
-    assert_int_equal(err.code, SAMDA_ECONFIG);
-    char want[600];
-    snprintf(want, sizeof want, "%s%s", p, suffix);
-    assert_string_equal(err.message, want);
-}
+#include "config_test_util.h"
 
 static void test_defaults(void **state)
 {

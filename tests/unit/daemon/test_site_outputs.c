@@ -14,28 +14,7 @@
 
 static char tmpdir[] = "/tmp/samda-test-outputs-XXXXXX";
 
-static const char *write_conf(const char *text)
-{
-    static char path[512];
-    snprintf(path, sizeof path, "%s/samdad.conf", tmpdir);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-    return path;
-}
-
-static void expect_error(const char *text, const char *suffix)
-{
-    const char *p = write_conf(text);
-    samda_error err;
-    samda_config *c = samda_config_load(p, NULL, &err);
-    if (c) fail_msg("expected an error '%s' for:\n%s", suffix, text);
-    assert_int_equal(err.code, SAMDA_ECONFIG);
-    char want[600];
-    snprintf(want, sizeof want, "%s%s", p, suffix);
-    assert_string_equal(err.message, want);
-}
+#include "config_test_util.h"
 
 static void default_is_seg(void **state)
 {
@@ -52,7 +31,7 @@ static void lists_become_bits(void **state)
 {
     (void)state;
     samda_error err;
-    const char *p = write_conf("[site a]\ncalled_ae = A\noutputs = seg, RTSTRUCT,sr\n"
+    const char *p = write_conf("samdad.conf", "[site a]\ncalled_ae = A\noutputs = seg, RTSTRUCT,sr\n"
                                "[site b]\ncalled_ae = B\noutputs = rtstruct\n");
     const char *const ov[] = {"site.c.outputs=seg,rtstruct", "site.c.called_ae=C", NULL};
     samda_config *c = samda_config_load(p, ov, &err);

@@ -29,19 +29,21 @@ samda_status samda_store_assoc_begin(samda_store *s, const char *calling_ae, con
             res = storage_site_lookup(s, c, site, &site_id, err);
             if (res == SAMDA_ENOENT) res = samda_fail(err, SAMDA_EINVAL, "recording association: unknown site");
         }
-        sqlite3_stmt *st = NULL;
+        sql_stmt *st = NULL;
         if (res == SAMDA_OK && !(st = storage_stmt(c, "INSERT INTO associations(calling_ae, called_ae, peer,"
-                                                      " site_id, started_ms) VALUES(?1, ?2, ?3, ?4, ?5)", err)))
+                                                      " site_id, started_ms, node) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+                                                   err)))
             res = err->code;
         if (res == SAMDA_OK) {
-            sqlite3_bind_text(st, 1, calling_ae, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_text(st, 2, called_ae, -1, SQLITE_TRANSIENT);
+            sql_bind_text(st, 1, calling_ae);
+            sql_bind_text(st, 2, called_ae);
             storage_bind_text(st, 3, peer);
             storage_bind_int64_or_null(st, 4, site_id);
-            sqlite3_bind_int64(st, 5, samda_store_now_ms(s));
+            sql_bind_int64(st, 5, samda_store_now_ms(s));
+            storage_bind_text(st, 6, s->node);
             int rc = storage_exec_stmt(s, st);
-            if (rc != SQLITE_OK) res = storage_db_fail(err, c, rc, "recording association");
-            else if (id) *id = sqlite3_last_insert_rowid(c->db);
+            if (rc != SQL_OK) res = storage_db_fail(err, c, rc, "recording association");
+            else if (id) *id = sql_last_id(c->q);
         }
         if (res == SAMDA_OK) res = storage_tx_commit(s, c, err);
         else storage_tx_rollback(s, c);
@@ -60,27 +62,27 @@ samda_status samda_store_assoc_end(samda_store *s, int64_t id, samda_assoc_state
     if (!c) return err->code;
     samda_status res = storage_tx_begin(s, c, err);
     if (res == SAMDA_OK) {
-        sqlite3_stmt *st = storage_stmt(c, "UPDATE associations SET state = ?2, ended_ms = ?3 WHERE id = ?1"
+        sql_stmt *st = storage_stmt(c, "UPDATE associations SET state = ?2, ended_ms = ?3 WHERE id = ?1"
                                            " AND state = 'open'", err);
-        int rc = SQLITE_OK;
+        int rc = SQL_OK;
         if (!st) res = err->code;
         else {
-            sqlite3_bind_int64(st, 1, id);
-            sqlite3_bind_text(st, 2, assoc_state_names[state], -1, SQLITE_STATIC);
-            sqlite3_bind_int64(st, 3, samda_store_now_ms(s));
+            sql_bind_int64(st, 1, id);
+            sql_bind_text(st, 2, assoc_state_names[state]);
+            sql_bind_int64(st, 3, samda_store_now_ms(s));
             rc = storage_exec_stmt(s, st);
-            if (rc != SQLITE_OK) res = storage_db_fail(err, c, rc, "ending association");
+            if (rc != SQL_OK) res = storage_db_fail(err, c, rc, "ending association");
         }
-        if (res == SAMDA_OK && sqlite3_changes(c->db) == 0) {
+        if (res == SAMDA_OK && sql_changes(c->q) == 0) {
             st = storage_stmt(c, storage_sql_assoc_exists, err);
             if (!st) res = err->code;
             else {
-                sqlite3_bind_int64(st, 1, id);
+                sql_bind_int64(st, 1, id);
                 rc = storage_step(s, st);
-                sqlite3_reset(st);
-                res = rc == SQLITE_ROW ? samda_fail(err, SAMDA_EINVAL, "ending association %lld: already ended",
+                sql_reset(st);
+                res = rc == SQL_ROW ? samda_fail(err, SAMDA_EINVAL, "ending association %lld: already ended",
                                                     (long long)id)
-                      : rc == SQLITE_DONE ? samda_fail(err, SAMDA_ENOENT, "ending association %lld: unknown",
+                      : rc == SQL_DONE ? samda_fail(err, SAMDA_ENOENT, "ending association %lld: unknown",
                                                        (long long)id)
                                           : storage_db_fail(err, c, rc, "ending association");
             }
@@ -89,9 +91,9 @@ samda_status samda_store_assoc_end(samda_store *s, int64_t id, samda_assoc_state
             st = storage_stmt(c, "UPDATE instances SET flags = flags | 1 WHERE association_id = ?1", err);
             if (!st) res = err->code;
             else {
-                sqlite3_bind_int64(st, 1, id);
+                sql_bind_int64(st, 1, id);
                 rc = storage_exec_stmt(s, st);
-                if (rc != SQLITE_OK) res = storage_db_fail(err, c, rc, "flagging instances of aborted association");
+                if (rc != SQL_OK) res = storage_db_fail(err, c, rc, "flagging instances of aborted association");
             }
         }
         if (res == SAMDA_OK) res = storage_tx_commit(s, c, err);
@@ -106,32 +108,32 @@ samda_status samda_store_assoc_get(samda_store *s, int64_t id, samda_association
     STORAGE_ERR(err);
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
-    sqlite3_stmt *st = storage_stmt(c, "SELECT a.id, a.calling_ae, a.called_ae, a.peer, si.name, a.started_ms,"
+    sql_stmt *st = storage_stmt(c, "SELECT a.id, a.calling_ae, a.called_ae, a.peer, si.name, a.started_ms,"
                                        " a.ended_ms, a.state, a.n_instances FROM associations a"
                                        " LEFT JOIN sites si ON si.id = a.site_id WHERE a.id = ?1", err);
     samda_status res = err->code;
     if (st) {
-        sqlite3_bind_int64(st, 1, id);
+        sql_bind_int64(st, 1, id);
         int rc = storage_step(s, st);
-        if (rc == SQLITE_ROW) {
+        if (rc == SQL_ROW) {
             memset(out, 0, sizeof *out);
-            out->id = sqlite3_column_int64(st, 0);
+            out->id = sql_col_int64(st, 0);
             storage_col_text(st, 1, out->calling_ae, sizeof out->calling_ae);
             storage_col_text(st, 2, out->called_ae, sizeof out->called_ae);
             storage_col_text(st, 3, out->peer, sizeof out->peer);
             storage_col_text(st, 4, out->site, sizeof out->site);
-            out->started_ms = sqlite3_column_int64(st, 5);
-            out->ended_ms = sqlite3_column_int64(st, 6);
+            out->started_ms = sql_col_int64(st, 5);
+            out->ended_ms = sql_col_int64(st, 6);
             out->state = (samda_assoc_state)storage_name_index(assoc_state_names, 4,
-                                                              (const char *)sqlite3_column_text(st, 7));
-            out->n_instances = sqlite3_column_int64(st, 8);
+                                                              sql_col_text(st, 7));
+            out->n_instances = sql_col_int64(st, 8);
             res = SAMDA_OK;
-        } else if (rc == SQLITE_DONE) {
+        } else if (rc == SQL_DONE) {
             res = samda_fail(err, SAMDA_ENOENT, "reading association %lld: unknown", (long long)id);
         } else {
             res = storage_db_fail(err, c, rc, "reading association");
         }
-        sqlite3_reset(st);
+        sql_reset(st);
     }
     storage_conn_put(s, c);
     return res;
@@ -146,30 +148,39 @@ samda_status samda_store_series_assoc_summary(samda_store *s, const char *series
         return samda_fail(err, SAMDA_EBADUID, "summarising series associations: series UID is not a valid UID");
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
-    sqlite3_stmt *st = storage_stmt(c, "SELECT count(*), coalesce(sum(a.state = 'open'), 0),"
-                                       " coalesce(sum((i.flags & 1) != 0), 0) FROM instances i"
+    sql_stmt *st = storage_stmt(c, "SELECT count(*), coalesce(sum(CASE WHEN a.state = 'open' THEN 1 ELSE 0 END), 0),"
+                                       " coalesce(sum(CASE WHEN (i.flags & 1) != 0 THEN 1 ELSE 0 END), 0) FROM instances i"
                                        " JOIN series se ON se.id = i.series_ref"
                                        " LEFT JOIN associations a ON a.id = i.association_id"
                                        " WHERE se.series_uid = ?1", err);
     samda_status res = err->code;
     if (st) {
-        sqlite3_bind_text(st, 1, series_uid, -1, SQLITE_TRANSIENT);
+        sql_bind_text(st, 1, series_uid);
         int rc = storage_step(s, st);
-        if (rc == SQLITE_ROW) {
-            out->n_instances = sqlite3_column_int64(st, 0);
-            out->n_from_open = sqlite3_column_int64(st, 1);
-            out->n_from_aborted = sqlite3_column_int64(st, 2);
+        if (rc == SQL_ROW) {
+            out->n_instances = sql_col_int64(st, 0);
+            out->n_from_open = sql_col_int64(st, 1);
+            out->n_from_aborted = sql_col_int64(st, 2);
             res = SAMDA_OK;
         } else {
             res = storage_db_fail(err, c, rc, "summarising series associations");
         }
-        sqlite3_reset(st);
+        sql_reset(st);
     }
     storage_conn_put(s, c);
     return res;
 }
 
-samda_status samda_store_assoc_abort_stale(samda_store *s, size_t *n, samda_error *err)
+/* The open associations that end as aborted: this node's (and those recorded without a node) when ?2
+ * is NULL, else those of other nodes whose last heartbeat is before ?2. ?1: this node (NULL: none, and
+ * then every open association is this process's). Typed uses of a parameter come before its IS NULL
+ * (PostgreSQL infers a parameter's type from its first use). */
+#define ABORTABLE                                                                                    \
+    "SELECT id FROM associations WHERE state = 'open' AND ("                                         \
+    " (node IN (SELECT name FROM nodes WHERE heartbeat_ms < ?2) AND (node <> ?1 OR ?1 IS NULL)) OR"   \
+    " (?2 IS NULL AND (node = ?1 OR node IS NULL OR ?1 IS NULL)))"
+
+static samda_status abort_open(samda_store *s, int64_t beat_before_ms, size_t *n, samda_error *err)
 {
     STORAGE_ERR(err);
     if (n) *n = 0;
@@ -178,20 +189,28 @@ samda_status samda_store_assoc_abort_stale(samda_store *s, size_t *n, samda_erro
     samda_status res = storage_tx_begin(s, c, err);
     if (res == SAMDA_OK) {
         /* Flag first: the instances of associations about to change state. */
-        sqlite3_stmt *st = storage_stmt(c, "UPDATE instances SET flags = flags | 1 WHERE association_id IN"
-                                           " (SELECT id FROM associations WHERE state = 'open')", err);
-        int rc = st ? storage_exec_stmt(s, st) : SQLITE_ERROR;
+        sql_stmt *st = storage_stmt(c, "UPDATE instances SET flags = flags | 1 WHERE association_id IN (" ABORTABLE ")",
+                                    err);
+        int rc = SQL_ERROR;
+        if (st) {
+            storage_bind_text(st, 1, s->node);
+            storage_bind_int64_or_null(st, 2, beat_before_ms);
+            rc = storage_exec_stmt(s, st);
+        }
         if (!st) res = err->code;
-        else if (rc != SQLITE_OK) res = storage_db_fail(err, c, rc, "flagging instances of stale associations");
+        else if (rc != SQL_OK) res = storage_db_fail(err, c, rc, "flagging instances of stale associations");
         if (res == SAMDA_OK) {
-            st = storage_stmt(c, "UPDATE associations SET state = 'aborted', ended_ms = ?1 WHERE state = 'open'", err);
+            st = storage_stmt(c, "UPDATE associations SET state = 'aborted', ended_ms = ?3 WHERE id IN (" ABORTABLE ")",
+                              err);
             if (!st) {
                 res = err->code;
             } else {
-                sqlite3_bind_int64(st, 1, samda_store_now_ms(s));
+                storage_bind_text(st, 1, s->node);
+                storage_bind_int64_or_null(st, 2, beat_before_ms);
+                sql_bind_int64(st, 3, samda_store_now_ms(s));
                 rc = storage_exec_stmt(s, st);
-                if (rc != SQLITE_OK) res = storage_db_fail(err, c, rc, "aborting stale associations");
-                else if (n) *n = (size_t)sqlite3_changes(c->db);
+                if (rc != SQL_OK) res = storage_db_fail(err, c, rc, "aborting stale associations");
+                else if (n) *n = (size_t)sql_changes(c->q);
             }
         }
         if (res == SAMDA_OK) res = storage_tx_commit(s, c, err);
@@ -199,4 +218,17 @@ samda_status samda_store_assoc_abort_stale(samda_store *s, size_t *n, samda_erro
     }
     storage_conn_put(s, c);
     return res;
+}
+#undef ABORTABLE
+
+samda_status samda_store_assoc_abort_stale(samda_store *s, size_t *n, samda_error *err)
+{
+    return abort_open(s, 0, n, err);
+}
+
+samda_status samda_store_assoc_abort_dead(samda_store *s, int64_t beat_before_ms, size_t *n, samda_error *err)
+{
+    STORAGE_ERR(err);
+    if (beat_before_ms <= 0) return samda_fail(err, SAMDA_EINVAL, "aborting associations of dead nodes: no time given");
+    return abort_open(s, beat_before_ms, n, err);
 }

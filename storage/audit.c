@@ -28,15 +28,15 @@ samda_status storage_change_add(samda_store *s, storage_conn *c, const char *kin
 {
     samda_status st = check_change(kind, resource, type, err);
     if (st != SAMDA_OK) return st;
-    sqlite3_stmt *q = storage_stmt(c, "INSERT INTO changes(time_ms, kind, resource, change_type)"
+    sql_stmt *q = storage_stmt(c, "INSERT INTO changes(time_ms, kind, resource, change_type)"
                                       " VALUES(?1, ?2, ?3, ?4)", err);
     if (!q) return err->code;
-    sqlite3_bind_int64(q, 1, samda_store_now_ms(s));
-    sqlite3_bind_text(q, 2, kind, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(q, 3, resource, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(q, 4, change_names[type], -1, SQLITE_STATIC);
+    sql_bind_int64(q, 1, samda_store_now_ms(s));
+    sql_bind_text(q, 2, kind);
+    sql_bind_text(q, 3, resource);
+    sql_bind_text(q, 4, change_names[type]);
     int rc = storage_exec_stmt(s, q);
-    return rc == SQLITE_OK ? SAMDA_OK : storage_db_fail(err, c, rc, "recording change");
+    return rc == SQL_OK ? SAMDA_OK : storage_db_fail(err, c, rc, "recording change");
 }
 
 samda_status samda_store_change_append(samda_store *s, const char *kind, const char *resource,
@@ -57,14 +57,14 @@ samda_status samda_store_change_append(samda_store *s, const char *kind, const c
     return st;
 }
 
-static void read_change(sqlite3_stmt *q, void *row)
+static void read_change(sql_stmt *q, void *row)
 {
     samda_change *r = row;
-    r->seq = sqlite3_column_int64(q, 0);
-    r->time_ms = sqlite3_column_int64(q, 1);
+    r->seq = sql_col_int64(q, 0);
+    r->time_ms = sql_col_int64(q, 1);
     storage_col_text(q, 2, r->kind, sizeof r->kind);
     storage_col_text(q, 3, r->resource, sizeof r->resource);
-    const char *t = (const char *)sqlite3_column_text(q, 4);
+    const char *t = sql_col_text(q, 4);
     for (int i = 0; i <= SAMDA_CHANGE_STATE; i++)
         if (t && strcmp(t, change_names[i]) == 0) r->type = (samda_change_type)i;
 }
@@ -78,12 +78,12 @@ samda_status samda_store_change_list(samda_store *s, int64_t since, size_t limit
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
     samda_status res = SAMDA_OK;
-    sqlite3_stmt *q = storage_stmt(c, "SELECT seq, time_ms, kind, resource, change_type FROM changes"
+    sql_stmt *q = storage_stmt(c, "SELECT seq, time_ms, kind, resource, change_type FROM changes"
                                       " WHERE seq > ?1 ORDER BY seq LIMIT ?2", err);
     if (!q) res = err->code;
     else {
-        sqlite3_bind_int64(q, 1, since);
-        sqlite3_bind_int64(q, 2, (sqlite3_int64)storage_list_limit(limit));
+        sql_bind_int64(q, 1, since);
+        sql_bind_int64(q, 2, (int64_t)storage_list_limit(limit));
         res = storage_collect(s, c, q, sizeof **out, read_change, NULL, (void **)out, n, "listing changes", err);
     }
     if (res == SAMDA_OK && last_seq) {
@@ -91,9 +91,9 @@ samda_status samda_store_change_list(samda_store *s, int64_t since, size_t limit
         if (!q) res = err->code;
         else {
             int rc = storage_step(s, q);
-            if (rc == SQLITE_ROW) *last_seq = sqlite3_column_int64(q, 0);
+            if (rc == SQL_ROW) *last_seq = sql_col_int64(q, 0);
             else res = storage_db_fail(err, c, rc, "reading last change");
-            sqlite3_reset(q);
+            sql_reset(q);
         }
     }
     storage_conn_put(s, c);
@@ -135,18 +135,18 @@ samda_status samda_store_audit_append(samda_store *s, const char *actor, const c
     if (!c) return err->code;
     st = storage_tx_begin(s, c, err);
     if (st == SAMDA_OK) {
-        sqlite3_stmt *q = storage_stmt(c, "INSERT INTO audit_log(time_ms, actor, action, resource, outcome,"
+        sql_stmt *q = storage_stmt(c, "INSERT INTO audit_log(time_ms, actor, action, resource, outcome,"
                                           " details_json) VALUES(?1, ?2, ?3, ?4, ?5, ?6)", err);
         if (!q) st = err->code;
         else {
-            sqlite3_bind_int64(q, 1, samda_store_now_ms(s));
-            sqlite3_bind_text(q, 2, actor, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_text(q, 3, action, -1, SQLITE_TRANSIENT);
+            sql_bind_int64(q, 1, samda_store_now_ms(s));
+            sql_bind_text(q, 2, actor);
+            sql_bind_text(q, 3, action);
             storage_bind_text(q, 4, resource);
-            sqlite3_bind_text(q, 5, outcome, -1, SQLITE_TRANSIENT);
+            sql_bind_text(q, 5, outcome);
             storage_bind_text(q, 6, details_json);
             int rc = storage_exec_stmt(s, q);
-            if (rc != SQLITE_OK) st = storage_db_fail(err, c, rc, "appending audit entry");
+            if (rc != SQL_OK) st = storage_db_fail(err, c, rc, "appending audit entry");
         }
         if (st == SAMDA_OK) st = storage_tx_commit(s, c, err);
         else storage_tx_rollback(s, c);
@@ -155,11 +155,11 @@ samda_status samda_store_audit_append(samda_store *s, const char *actor, const c
     return st;
 }
 
-static void read_audit(sqlite3_stmt *q, void *row)
+static void read_audit(sql_stmt *q, void *row)
 {
     samda_audit_entry *r = row;
-    r->id = sqlite3_column_int64(q, 0);
-    r->time_ms = sqlite3_column_int64(q, 1);
+    r->id = sql_col_int64(q, 0);
+    r->time_ms = sql_col_int64(q, 1);
     storage_col_text(q, 2, r->actor, sizeof r->actor);
     storage_col_text(q, 3, r->action, sizeof r->action);
     storage_col_text(q, 4, r->resource, sizeof r->resource);
@@ -176,12 +176,12 @@ samda_status samda_store_audit_list(samda_store *s, int64_t after_id, size_t lim
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
     samda_status res = SAMDA_OK;
-    sqlite3_stmt *q = storage_stmt(c, "SELECT id, time_ms, actor, action, resource, outcome, details_json"
+    sql_stmt *q = storage_stmt(c, "SELECT id, time_ms, actor, action, resource, outcome, details_json"
                                       " FROM audit_log WHERE id > ?1 ORDER BY id LIMIT ?2", err);
     if (!q) res = err->code;
     else {
-        sqlite3_bind_int64(q, 1, after_id);
-        sqlite3_bind_int64(q, 2, (sqlite3_int64)storage_list_limit(limit));
+        sql_bind_int64(q, 1, after_id);
+        sql_bind_int64(q, 2, (int64_t)storage_list_limit(limit));
         res = storage_collect(s, c, q, sizeof **out, read_audit, clear_audit, (void **)out, n, "listing audit log",
                               err);
     }

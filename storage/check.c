@@ -75,14 +75,15 @@ samda_status samda_store_check(samda_store *s, samda_store_check_report *report,
     if (!c) return err->code;
     samda_status res = SAMDA_OK;
 
-    sqlite3_stmt *st = storage_stmt(c, "PRAGMA integrity_check", err);
+    /* PostgreSQL keeps its own pages' integrity (data checksums, amcheck): only SQLite's is checked here. */
+    sql_stmt *st = storage_stmt(c, storage_sql(c, "PRAGMA integrity_check", "SELECT 'ok'"), err);
     if (!st) res = err->code;
     else {
-        int rc = sqlite3_step(st);
-        const char *v = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+        int rc = sql_step(st);
+        const char *v = rc == SQL_ROW ? sql_col_text(st, 0) : NULL;
         r->integrity_ok = v && strcmp(v, "ok") == 0;
-        if (!r->integrity_ok) problem(r, "index integrity check: %s", v ? v : sqlite3_errmsg(c->db));
-        sqlite3_reset(st);
+        if (!r->integrity_ok) problem(r, "index integrity check: %s", v ? v : sql_errmsg(c->q));
+        sql_reset(st);
     }
 
     if (res == SAMDA_OK) {
@@ -93,12 +94,12 @@ samda_status samda_store_check(samda_store *s, samda_store_check_report *report,
                              " SELECT file_relpath, file_size, sha256 FROM result_objects UNION"
                              " SELECT file_relpath, file_size, sha256 FROM adapters", err);
         if (!st) res = err->code;
-        int rc = SQLITE_DONE;
-        while (res == SAMDA_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int rc = SQL_DONE;
+        while (res == SAMDA_OK && (rc = sql_step(st)) == SQL_ROW) {
             samda_object_info obj;
             const char *rel = obj.relpath;
             storage_col_text(st, 0, obj.relpath, sizeof obj.relpath);
-            obj.size = (uint64_t)sqlite3_column_int64(st, 1);
+            obj.size = (uint64_t)sql_col_int64(st, 1);
             storage_col_text(st, 2, obj.sha256, sizeof obj.sha256);
             r->n_objects_indexed++;
             char path[STORAGE_PATH_MAX];
@@ -116,8 +117,8 @@ samda_status samda_store_check(samda_store *s, samda_store_check_report *report,
             }
             close(fd);
         }
-        if (st) sqlite3_reset(st);
-        if (res == SAMDA_OK && rc != SQLITE_DONE) res = storage_db_fail(err, c, rc, "checking indexed files");
+        if (st) sql_reset(st);
+        if (res == SAMDA_OK && rc != SQL_DONE) res = storage_db_fail(err, c, rc, "checking indexed files");
     }
 
     if (res == SAMDA_OK) {

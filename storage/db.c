@@ -74,42 +74,38 @@ void storage_path_join(char out[STORAGE_PATH_MAX], const char *dir, const char *
 
 /* Binding and reading ------------------------------------------------------------------------- */
 
-int storage_bind_text(sqlite3_stmt *st, int i, const char *v)
+int storage_bind_text(sql_stmt *st, int i, const char *v) { return sql_bind_text(st, i, v && *v ? v : NULL); }
+
+int storage_bind_double(sql_stmt *st, int i, double v)
 {
-    if (!v || !*v) return sqlite3_bind_null(st, i);
-    return sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+    if (isnan(v)) return sql_bind_null(st, i);
+    return sql_bind_double(st, i, v);
 }
 
-int storage_bind_double(sqlite3_stmt *st, int i, double v)
+int storage_bind_int64_or_null(sql_stmt *st, int i, int64_t v)
 {
-    if (isnan(v)) return sqlite3_bind_null(st, i);
-    return sqlite3_bind_double(st, i, v);
+    if (v == 0) return sql_bind_null(st, i);
+    return sql_bind_int64(st, i, v);
 }
 
-int storage_bind_int64_or_null(sqlite3_stmt *st, int i, int64_t v)
+void storage_col_text(sql_stmt *st, int i, char *dst, size_t size)
 {
-    if (v == 0) return sqlite3_bind_null(st, i);
-    return sqlite3_bind_int64(st, i, v);
-}
-
-void storage_col_text(sqlite3_stmt *st, int i, char *dst, size_t size)
-{
-    const unsigned char *t = sqlite3_column_text(st, i);
+    const char *t = sql_col_text(st, i);
     if (!t || size == 0) {
         if (size) dst[0] = '\0';
         return;
     }
-    size_t n = (size_t)sqlite3_column_bytes(st, i);
+    size_t n = sql_col_bytes(st, i);
     if (n >= size) n = size - 1; /* bounded by the schema's CHECKs; truncation only guards memory */
     memcpy(dst, t, n);
     dst[n] = '\0';
 }
 
-char *storage_col_dup(sqlite3_stmt *st, int i)
+char *storage_col_dup(sql_stmt *st, int i)
 {
-    const unsigned char *t = sqlite3_column_text(st, i);
+    const char *t = sql_col_text(st, i);
     if (!t) return NULL;
-    size_t n = (size_t)sqlite3_column_bytes(st, i);
+    size_t n = sql_col_bytes(st, i);
     char *r = malloc(n + 1);
     if (!r) return NULL;
     memcpy(r, t, n);
@@ -117,32 +113,32 @@ char *storage_col_dup(sqlite3_stmt *st, int i)
     return r;
 }
 
-double storage_col_double(sqlite3_stmt *st, int i)
+double storage_col_double(sql_stmt *st, int i)
 {
-    if (sqlite3_column_type(st, i) == SQLITE_NULL) return NAN;
-    return sqlite3_column_double(st, i);
+    if (sql_col_null(st, i)) return NAN;
+    return sql_col_double(st, i);
 }
 
 /* Connections ---------------------------------------------------------------------------------- */
 
 samda_status storage_db_fail(samda_error *err, storage_conn *c, int rc, const char *what)
 {
-    const char *msg = (c && c->db) ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc);
-    if (rc == SQLITE_IOERR && c && c->db && sqlite3_errcode(c->db) != SQLITE_IOERR)
+    const char *msg = c && c->q ? sql_errmsg(c->q) : "";
+    if (rc == SQL_IOERR && (!msg || !*msg || (c && c->q && sql_engine_of(c->q) == SQL_SQLITE && !strstr(msg, "I/O"))))
         msg = "I/O error (injected or from the OS)";
     switch (rc & 0xff) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
+    case SQL_BUSY:
+    case SQL_LOCKED:
         return samda_fail(err, SAMDA_ELOCKED, "%s: index locked by another process: %s (raise [storage] busy_timeout)",
                           what, msg);
-    case SQLITE_FULL:
+    case SQL_FULL:
         return samda_fail(err, SAMDA_ENOSPC, "%s: disk full: %s", what, msg);
     default:
         return samda_fail(err, SAMDA_EDB, "%s: %s", what, msg);
     }
 }
 
-samda_status storage_collect(samda_store *s, storage_conn *c, sqlite3_stmt *st, size_t elem_size,
+samda_status storage_collect(samda_store *s, storage_conn *c, sql_stmt *st, size_t elem_size,
                              storage_row_reader read, storage_rows_clear clear, void **rows, size_t *n,
                              const char *what, samda_error *err)
 {
@@ -152,7 +148,7 @@ samda_status storage_collect(samda_store *s, storage_conn *c, sqlite3_stmt *st, 
     char *buf = NULL;
     samda_status res = SAMDA_OK;
     int rc;
-    while ((rc = storage_step(s, st)) == SQLITE_ROW) {
+    while ((rc = storage_step(s, st)) == SQL_ROW) {
         if (got == cap) {
             size_t nc = cap ? cap * 2 : 16;
             char *nb = realloc(buf, nc * elem_size);
@@ -167,8 +163,8 @@ samda_status storage_collect(samda_store *s, storage_conn *c, sqlite3_stmt *st, 
         read(st, buf + got * elem_size);
         got++;
     }
-    sqlite3_reset(st);
-    if (res == SAMDA_OK && rc != SQLITE_DONE) res = storage_db_fail(err, c, rc, what);
+    sql_reset(st);
+    if (res == SAMDA_OK && rc != SQL_DONE) res = storage_db_fail(err, c, rc, what);
     if (res != SAMDA_OK) {
         if (clear && buf) clear(buf, got);
         free(buf);
@@ -188,8 +184,7 @@ size_t storage_list_limit(size_t limit)
 static void conn_close(storage_conn *c)
 {
     if (!c) return;
-    for (int i = 0; i < STORAGE_STMT_CACHE; i++) sqlite3_finalize(c->cache[i].st);
-    sqlite3_close_v2(c->db);
+    sql_close(c->q);
     free(c);
 }
 
@@ -200,46 +195,10 @@ static storage_conn *conn_open(samda_store *s, samda_error *err)
         samda_fail(err, SAMDA_ENOMEM, "opening index connection: out of memory");
         return NULL;
     }
-    /* NOMUTEX: a connection is lent to one thread at a time by the pool. */
-    int rc = sqlite3_open_v2(s->db_path, &c->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc != SQLITE_OK) {
-        samda_fail(err, SAMDA_EDB, "opening index %s: %s", s->db_path, c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
-        conn_close(c);
-        return NULL;
-    }
-    sqlite3_extended_result_codes(c->db, 1);
-    sqlite3_busy_timeout(c->db, s->p.busy_timeout_ms);
-    const char *sync = s->p.sync == SAMDA_SYNC_NORMAL ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL";
-    const char *pragmas[] = {"PRAGMA foreign_keys=ON", sync, "PRAGMA trusted_schema=OFF"};
-    for (size_t i = 0; i < sizeof pragmas / sizeof pragmas[0]; i++) {
-        rc = sqlite3_exec(c->db, pragmas[i], NULL, NULL, NULL);
-        if (rc != SQLITE_OK) {
-            storage_db_fail(err, c, rc, "configuring index connection");
-            conn_close(c);
-            return NULL;
-        }
-    }
-    /* journal_mode is persistent in the file, but asking each time costs nothing and repairs a file
-     * that another tool switched back to DELETE. */
-    sqlite3_stmt *st = NULL;
-    rc = sqlite3_prepare_v2(c->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
-    if (rc == SQLITE_OK) rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        const char *mode = (const char *)sqlite3_column_text(st, 0);
-        if (!mode || strcmp(mode, "wal") != 0) {
-            sqlite3_finalize(st);
-            samda_fail(err, SAMDA_EDB, "opening index %s: cannot switch to WAL mode (file system without "
-                                       "shared memory support?)", s->db_path);
-            conn_close(c);
-            return NULL;
-        }
-        rc = SQLITE_OK;
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_OK) {
-        storage_db_fail(err, c, rc, "setting WAL mode");
-        conn_close(c);
+    if (s->p.index == SAMDA_INDEX_POSTGRESQL) c->q = sql_open_pg(s->conninfo, err);
+    else c->q = sql_open_sqlite(s->db_path, s->p.busy_timeout_ms, s->p.sync != SAMDA_SYNC_NORMAL, err);
+    if (!c->q) {
+        free(c);
         return NULL;
     }
     return c;
@@ -274,10 +233,7 @@ storage_conn *storage_conn_get(samda_store *s, samda_error *err)
 void storage_conn_put(samda_store *s, storage_conn *c)
 {
     if (!c) return;
-    /* A statement left mid-step would pin a WAL snapshot (and block checkpoints) forever. */
-    for (sqlite3_stmt *st = sqlite3_next_stmt(c->db, NULL); st; st = sqlite3_next_stmt(c->db, st))
-        if (sqlite3_stmt_busy(st)) sqlite3_reset(st);
-    if (!sqlite3_get_autocommit(c->db)) sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+    sql_release(c->q);
     pthread_mutex_lock(&s->pool_mu);
     c->next_free = s->free_list;
     s->free_list = c;
@@ -285,67 +241,65 @@ void storage_conn_put(samda_store *s, storage_conn *c)
     pthread_mutex_unlock(&s->pool_mu);
 }
 
-sqlite3_stmt *storage_stmt(storage_conn *c, const char *sql, samda_error *err)
+sql_stmt *storage_stmt(storage_conn *c, const char *sql, samda_error *err) { return sql_stmt_get(c->q, sql, err); }
+
+bool storage_is_pg(const storage_conn *c) { return sql_engine_of(c->q) == SQL_POSTGRESQL; }
+
+const char *storage_sql(const storage_conn *c, const char *lite, const char *pg) { return storage_is_pg(c) ? pg : lite; }
+
+int storage_step(samda_store *s, sql_stmt *st)
 {
-    size_t h = ((uintptr_t)sql >> 3) % STORAGE_STMT_CACHE;
-    for (size_t k = 0; k < STORAGE_STMT_CACHE; k++) {
-        size_t i = (h + k) % STORAGE_STMT_CACHE;
-        if (c->cache[i].sql == sql) {
-            sqlite3_reset(c->cache[i].st);
-            sqlite3_clear_bindings(c->cache[i].st);
-            return c->cache[i].st;
-        }
-        if (!c->cache[i].sql) {
-            sqlite3_stmt *st = NULL;
-            int rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
-            if (rc != SQLITE_OK) {
-                storage_db_fail(err, c, rc, "preparing index statement");
-                return NULL;
-            }
-            c->cache[i].sql = sql;
-            c->cache[i].st = st;
-            return st;
-        }
-    }
-    /* Cache full (more distinct statements than slots): should not happen; report it loudly. */
-    samda_fail(err, SAMDA_EINTERNAL, "preparing index statement: statement cache full (raise STORAGE_STMT_CACHE)");
-    return NULL;
+    if (storage_fault(s, SAMDA_FAULT_DB_STEP)) return SQL_IOERR;
+    return sql_step(st);
 }
 
-int storage_step(samda_store *s, sqlite3_stmt *st)
-{
-    if (storage_fault(s, SAMDA_FAULT_DB_STEP)) return SQLITE_IOERR;
-    return sqlite3_step(st);
-}
-
-int storage_exec_stmt(samda_store *s, sqlite3_stmt *st)
+int storage_exec_stmt(samda_store *s, sql_stmt *st)
 {
     int rc;
     do rc = storage_step(s, st);
-    while (rc == SQLITE_ROW);
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+    while (rc == SQL_ROW);
+    sql_reset(st);
+    return rc == SQL_DONE ? SQL_OK : rc;
 }
 
+/* A statement without parameters or rows (BEGIN, COMMIT, a PRAGMA): SQL_OK or the error code. */
 static int exec_sql(samda_store *s, storage_conn *c, const char *sql, bool faultable)
 {
-    sqlite3_stmt *st = storage_stmt(c, sql, NULL);
-    if (!st) return sqlite3_errcode(c->db) ? sqlite3_errcode(c->db) : SQLITE_ERROR;
-    int rc = faultable ? storage_step(s, st) : sqlite3_step(st);
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+    if (faultable && storage_fault(s, SAMDA_FAULT_DB_STEP)) return SQL_IOERR;
+    return sql_exec(c->q, sql);
 }
 
 /* A transaction of storage_tx_begin commits without SQLite's fsync (synchronous=NORMAL for its span);
  * the connection is FULL again after it, for the few statements that write outside a transaction. */
-static bool group_commit(const samda_store *s) { return s->p.sync == SAMDA_SYNC_FULL; }
+static bool group_commit(const samda_store *s) { return s->p.sync == SAMDA_SYNC_FULL && s->p.index == SAMDA_INDEX_SQLITE; }
+
+/* PostgreSQL: every write transaction of every node takes this transaction-scoped advisory lock first,
+ * so that writers across the cluster are serialised as SQLite serialises them (the read-then-write
+ * steps of storage/ rely on it, and the change feed's seq then grows in commit order). Readers never
+ * take it. The transaction commits without waiting for its WAL flush, so that the lock is not held
+ * across an fsync; storage_tx_commit then waits for the flush outside the lock (pg_durable), where
+ * PostgreSQL flushes once for every session waiting at the same time: group commit across nodes. */
+#define STORAGE_PG_WRITE_LOCK                                                                        \
+    "SELECT pg_advisory_xact_lock(7526745370355441921); SET LOCAL synchronous_commit = off"
+
+/* PostgreSQL: make the commits of this session durable. A transaction that takes an xid writes a
+ * commit record, and with synchronous_commit on (the session's setting, pg.c) its commit returns only
+ * once the WAL is flushed up to that record, which lies after ours. */
+static int pg_durable(samda_store *s, storage_conn *c)
+{
+    return exec_sql(s, c, "SELECT pg_current_xact_id()", false);
+}
 
 samda_status storage_tx_begin(samda_store *s, storage_conn *c, samda_error *err)
 {
     pthread_mutex_lock(&s->write_mu);
     if (group_commit(s)) exec_sql(s, c, "PRAGMA synchronous=NORMAL", false);
-    int rc = exec_sql(s, c, "BEGIN IMMEDIATE", true);
-    if (rc != SQLITE_OK) {
+    int rc = exec_sql(s, c, storage_sql(c, "BEGIN IMMEDIATE", "BEGIN"), true);
+    if (rc == SQL_OK && storage_is_pg(c)) {
+        rc = exec_sql(s, c, STORAGE_PG_WRITE_LOCK, false);
+        if (rc != SQL_OK) exec_sql(s, c, "ROLLBACK", false);
+    }
+    if (rc != SQL_OK) {
         if (group_commit(s)) exec_sql(s, c, "PRAGMA synchronous=FULL", false);
         pthread_mutex_unlock(&s->write_mu);
         return storage_db_fail(err, c, rc, "starting index transaction");
@@ -398,12 +352,18 @@ static void wait_durable(samda_store *s, uint64_t seq)
 samda_status storage_tx_commit(samda_store *s, storage_conn *c, samda_error *err)
 {
     int rc = exec_sql(s, c, "COMMIT", true);
-    if (rc != SQLITE_OK) {
+    if (rc != SQL_OK) {
         samda_status st = storage_db_fail(err, c, rc, "committing index transaction");
-        if (!sqlite3_get_autocommit(c->db)) exec_sql(s, c, "ROLLBACK", false);
+        if (sql_in_tx(c->q)) exec_sql(s, c, "ROLLBACK", false);
         if (group_commit(s)) exec_sql(s, c, "PRAGMA synchronous=FULL", false);
         pthread_mutex_unlock(&s->write_mu);
         return st;
+    }
+    if (storage_is_pg(c)) {
+        pthread_mutex_unlock(&s->write_mu);
+        if (s->p.sync == SAMDA_SYNC_NORMAL || (rc = pg_durable(s, c)) == SQL_OK) return SAMDA_OK;
+        /* Committed, but not known to be durable: the caller must not acknowledge it as stored. */
+        return storage_db_fail(err, c, rc, "waiting for the index commit to reach the disk");
     }
     if (!group_commit(s)) {
         pthread_mutex_unlock(&s->write_mu);
@@ -420,7 +380,7 @@ samda_status storage_tx_commit(samda_store *s, storage_conn *c, samda_error *err
 
 void storage_tx_rollback(samda_store *s, storage_conn *c)
 {
-    if (!sqlite3_get_autocommit(c->db)) exec_sql(s, c, "ROLLBACK", false);
+    if (sql_in_tx(c->q)) exec_sql(s, c, "ROLLBACK", false);
     if (group_commit(s)) exec_sql(s, c, "PRAGMA synchronous=FULL", false);
     pthread_mutex_unlock(&s->write_mu);
 }
@@ -459,6 +419,7 @@ void samda_store_close(samda_store *s)
         conn_close(c);
         c = next;
     }
+    sql_close(s->leader_conn); /* releases the leader lock with its session */
     pthread_mutex_destroy(&s->pool_mu);
     pthread_cond_destroy(&s->pool_cv);
     pthread_mutex_destroy(&s->write_mu);
@@ -490,6 +451,26 @@ samda_store *samda_store_open(const samda_store_params *p, samda_error *err)
     memcpy(s->data_dir, p->data_dir, dl);
     while (dl > 1 && s->data_dir[dl - 1] == '/') s->data_dir[--dl] = '\0';
     s->p.data_dir = s->data_dir;
+    if (p->index == SAMDA_INDEX_POSTGRESQL) {
+        size_t cl = p->postgresql ? strnlen(p->postgresql, STORAGE_CONNINFO_MAX + 1) : 0;
+        if (cl == 0 || cl > STORAGE_CONNINFO_MAX) {
+            samda_fail(err, SAMDA_EINVAL, "opening store: [storage] postgresql must be a libpq connection string "
+                                          "of 1..%d bytes when [storage] index = postgresql", STORAGE_CONNINFO_MAX);
+            free(s);
+            return NULL;
+        }
+        memcpy(s->conninfo, p->postgresql, cl);
+    }
+    s->p.postgresql = s->conninfo;
+    if (p->node && *p->node) {
+        if (!samda_node_name_is_valid(p->node)) {
+            samda_fail(err, SAMDA_EINVAL, "opening store: node name must be 1..64 characters of [A-Za-z0-9._-]");
+            free(s);
+            return NULL;
+        }
+        snprintf(s->node, sizeof s->node, "%s", p->node);
+    }
+    s->p.node = s->node;
     if (s->p.busy_timeout_ms <= 0) s->p.busy_timeout_ms = 5000;
     if (s->p.max_connections <= 0) s->p.max_connections = 16;
     if (!s->p.clock) s->p.clock = storage_realtime_ms;
@@ -509,7 +490,8 @@ samda_store *samda_store_open(const samda_store_params *p, samda_error *err)
     pthread_mutex_init(&s->write_mu, NULL);
     pthread_mutex_init(&s->sync_mu, NULL);
     pthread_cond_init(&s->sync_cv, NULL);
-    snprintf(s->db_path, sizeof s->db_path, "%s/index.sqlite3", s->data_dir);
+    if (s->p.index == SAMDA_INDEX_POSTGRESQL) snprintf(s->db_path, sizeof s->db_path, "(PostgreSQL index)");
+    else snprintf(s->db_path, sizeof s->db_path, "%s/index.sqlite3", s->data_dir);
     snprintf(s->wal_path, sizeof s->wal_path, "%s/index.sqlite3-wal", s->data_dir);
     snprintf(s->objects_dir, sizeof s->objects_dir, "%s/objects", s->data_dir);
     snprintf(s->tmp_dir, sizeof s->tmp_dir, "%s/tmp", s->data_dir);

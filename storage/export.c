@@ -22,32 +22,32 @@ static samda_export_state state_from(const char *v)
     "SELECT id, destination_id, relpath, sop_uid, state, attempts, next_attempt_ms, last_error, permanent," \
     " created_ms, updated_ms FROM exports "
 
-static void read_item(sqlite3_stmt *st, void *row)
+static void read_item(sql_stmt *st, void *row)
 {
     samda_export_item *r = row;
     memset(r, 0, sizeof *r);
-    r->id = sqlite3_column_int64(st, 0);
-    r->destination_id = sqlite3_column_int64(st, 1);
+    r->id = sql_col_int64(st, 0);
+    r->destination_id = sql_col_int64(st, 1);
     storage_col_text(st, 2, r->relpath, sizeof r->relpath);
     storage_col_text(st, 3, r->sop_uid, sizeof r->sop_uid);
-    r->state = state_from((const char *)sqlite3_column_text(st, 4));
-    r->attempts = sqlite3_column_int(st, 5);
-    r->next_attempt_ms = sqlite3_column_int64(st, 6);
+    r->state = state_from(sql_col_text(st, 4));
+    r->attempts = (int)sql_col_int64(st, 5);
+    r->next_attempt_ms = sql_col_int64(st, 6);
     storage_col_text(st, 7, r->last_error, sizeof r->last_error);
-    r->permanent = sqlite3_column_int(st, 8) != 0;
-    r->created_ms = sqlite3_column_int64(st, 9);
-    r->updated_ms = sqlite3_column_int64(st, 10);
+    r->permanent = (int)sql_col_int64(st, 8) != 0;
+    r->created_ms = sql_col_int64(st, 9);
+    r->updated_ms = sql_col_int64(st, 10);
 }
 
 /* An export_find row: the item plus the id of the result whose file it sends. */
-static void read_item_with_result(sqlite3_stmt *st, void *row)
+static void read_item_with_result(sql_stmt *st, void *row)
 {
     samda_export_item *r = row;
     read_item(st, r);
-    r->result_id = sqlite3_column_int64(st, 11);
+    r->result_id = sql_col_int64(st, 11);
 }
 
-static samda_status read_items(samda_store *s, storage_conn *c, sqlite3_stmt *st, samda_export_item **out, size_t *n,
+static samda_status read_items(samda_store *s, storage_conn *c, sql_stmt *st, samda_export_item **out, size_t *n,
                                const char *what, samda_error *err)
 {
     return storage_collect(s, c, st, sizeof **out, read_item, NULL, (void **)out, n, what, err);
@@ -65,20 +65,20 @@ samda_status samda_store_export_enqueue(samda_store *s, int64_t destination_id, 
     if (!c) return err->code;
     samda_status res = storage_tx_begin(s, c, err);
     if (res == SAMDA_OK) {
-        sqlite3_stmt *st = storage_stmt(c, "INSERT INTO exports(destination_id, relpath, sop_uid, next_attempt_ms,"
+        sql_stmt *st = storage_stmt(c, "INSERT INTO exports(destination_id, relpath, sop_uid, next_attempt_ms,"
                                            " created_ms, updated_ms) VALUES(?1, ?2, ?3, ?4, ?4, ?4)", err);
         if (!st) res = err->code;
         else {
-            sqlite3_bind_int64(st, 1, destination_id);
-            sqlite3_bind_text(st, 2, relpath, -1, SQLITE_TRANSIENT);
+            sql_bind_int64(st, 1, destination_id);
+            sql_bind_text(st, 2, relpath);
             storage_bind_text(st, 3, sop_uid);
-            sqlite3_bind_int64(st, 4, samda_store_now_ms(s));
+            sql_bind_int64(st, 4, samda_store_now_ms(s));
             int rc = storage_exec_stmt(s, st);
-            if ((rc & 0xff) == SQLITE_CONSTRAINT)
+            if ((rc & 0xff) == SQL_CONSTRAINT)
                 res = samda_fail(err, SAMDA_EINVAL, "queueing export: destination %lld does not exist",
                                  (long long)destination_id);
-            else if (rc != SQLITE_OK) res = storage_db_fail(err, c, rc, "queueing export");
-            else if (id) *id = sqlite3_last_insert_rowid(c->db);
+            else if (rc != SQL_OK) res = storage_db_fail(err, c, rc, "queueing export");
+            else if (id) *id = sql_last_id(c->q);
         }
         if (res == SAMDA_OK) res = storage_tx_commit(s, c, err);
         else storage_tx_rollback(s, c);
@@ -101,7 +101,7 @@ samda_status samda_store_export_claim(samda_store *s, int64_t destination_id, si
         int64_t now = samda_store_now_ms(s);
         /* Claimed items get next_attempt = now + lease: the same column then says when an abandoned
          * claim becomes claimable again. */
-        sqlite3_stmt *st = storage_stmt(c, "UPDATE exports SET state = 'sending', next_attempt_ms = ?1 + ?4,"
+        sql_stmt *st = storage_stmt(c, "UPDATE exports SET state = 'sending', next_attempt_ms = CAST(?1 AS BIGINT) + ?4,"
                                            " updated_ms = ?1 WHERE id IN (SELECT id FROM exports"
                                            " WHERE state IN ('pending', 'sending') AND next_attempt_ms <= ?1"
                                            " AND (?2 = 0 OR destination_id = ?2)"
@@ -110,10 +110,10 @@ samda_status samda_store_export_claim(samda_store *s, int64_t destination_id, si
                                            " next_attempt_ms, last_error, permanent, created_ms, updated_ms", err);
         if (!st) res = err->code;
         else {
-            sqlite3_bind_int64(st, 1, now);
-            sqlite3_bind_int64(st, 2, destination_id);
-            sqlite3_bind_int64(st, 3, (sqlite3_int64)max);
-            sqlite3_bind_int64(st, 4, s->p.export_lease_ms);
+            sql_bind_int64(st, 1, now);
+            sql_bind_int64(st, 2, destination_id);
+            sql_bind_int64(st, 3, (int64_t)max);
+            sql_bind_int64(st, 4, s->p.export_lease_ms);
             res = read_items(s, c, st, items, n, "claiming exports", err);
         }
         if (res == SAMDA_OK) res = storage_tx_commit(s, c, err);
@@ -129,7 +129,7 @@ samda_status samda_store_export_claim(samda_store *s, int64_t destination_id, si
 }
 
 /* Apply sql to an item that must be in `want` state; ?1 id, ?2 now, ?3.. set by bind. */
-typedef void (*binder)(sqlite3_stmt *st, void *arg);
+typedef void (*binder)(sql_stmt *st, void *arg);
 static samda_status item_update(samda_store *s, int64_t id, const char *want, const char *sql, binder bind, void *arg,
                                 const char *what, samda_export_item *before, samda_error *err)
 {
@@ -140,16 +140,16 @@ static samda_status item_update(samda_store *s, int64_t id, const char *want, co
         storage_conn_put(s, c);
         return res;
     }
-    sqlite3_stmt *st = storage_stmt(c, EXPORT_COLS "WHERE id = ?1", err);
+    sql_stmt *st = storage_stmt(c, EXPORT_COLS "WHERE id = ?1", err);
     samda_export_item cur;
     if (!st) res = err->code;
     else {
-        sqlite3_bind_int64(st, 1, id);
+        sql_bind_int64(st, 1, id);
         int rc = storage_step(s, st);
-        if (rc == SQLITE_ROW) read_item(st, &cur);
-        sqlite3_reset(st);
-        if (rc == SQLITE_DONE) res = samda_fail(err, SAMDA_ENOENT, "%s export %lld: no such item", what, (long long)id);
-        else if (rc != SQLITE_ROW) res = storage_db_fail(err, c, rc, what);
+        if (rc == SQL_ROW) read_item(st, &cur);
+        sql_reset(st);
+        if (rc == SQL_DONE) res = samda_fail(err, SAMDA_ENOENT, "%s export %lld: no such item", what, (long long)id);
+        else if (rc != SQL_ROW) res = storage_db_fail(err, c, rc, what);
         else if (!strstr(want, export_state_names[cur.state]))
             res = samda_fail(err, SAMDA_EINVAL, "%s export %lld: not possible in state %s", what, (long long)id,
                              export_state_names[cur.state]);
@@ -159,11 +159,11 @@ static samda_status item_update(samda_store *s, int64_t id, const char *want, co
         st = storage_stmt(c, sql, err);
         if (!st) res = err->code;
         else {
-            sqlite3_bind_int64(st, 1, id);
-            sqlite3_bind_int64(st, 2, samda_store_now_ms(s));
+            sql_bind_int64(st, 1, id);
+            sql_bind_int64(st, 2, samda_store_now_ms(s));
             if (bind) bind(st, arg);
             int rc = storage_exec_stmt(s, st);
-            if (rc != SQLITE_OK) res = storage_db_fail(err, c, rc, what);
+            if (rc != SQL_OK) res = storage_db_fail(err, c, rc, what);
         }
     }
     if (res == SAMDA_OK) res = storage_tx_commit(s, c, err);
@@ -187,14 +187,14 @@ struct fail_args {
     bool permanent;
 };
 
-static void bind_fail(sqlite3_stmt *st, void *arg)
+static void bind_fail(sql_stmt *st, void *arg)
 {
     struct fail_args *a = arg;
-    sqlite3_bind_text(st, 3, a->state, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 4, a->attempts);
-    sqlite3_bind_int64(st, 5, a->next);
+    sql_bind_text(st, 3, a->state);
+    sql_bind_int64(st, 4, a->attempts);
+    sql_bind_int64(st, 5, a->next);
     storage_bind_text(st, 6, a->error);
-    sqlite3_bind_int(st, 7, a->permanent ? 1 : 0);
+    sql_bind_int64(st, 7, a->permanent ? 1 : 0);
 }
 
 samda_status samda_store_export_fail(samda_store *s, int64_t id, const char *error, bool permanent,
@@ -243,15 +243,15 @@ samda_status samda_store_export_get(samda_store *s, int64_t id, samda_export_ite
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
     samda_status res = SAMDA_OK;
-    sqlite3_stmt *st = storage_stmt(c, EXPORT_COLS "WHERE id = ?1", err);
+    sql_stmt *st = storage_stmt(c, EXPORT_COLS "WHERE id = ?1", err);
     if (!st) res = err->code;
     else {
-        sqlite3_bind_int64(st, 1, id);
+        sql_bind_int64(st, 1, id);
         int rc = storage_step(s, st);
-        if (rc == SQLITE_ROW) read_item(st, out);
-        else if (rc == SQLITE_DONE) res = samda_fail(err, SAMDA_ENOENT, "export %lld: no such item", (long long)id);
+        if (rc == SQL_ROW) read_item(st, out);
+        else if (rc == SQL_DONE) res = samda_fail(err, SAMDA_ENOENT, "export %lld: no such item", (long long)id);
         else res = storage_db_fail(err, c, rc, "reading export");
-        sqlite3_reset(st);
+        sql_reset(st);
     }
     storage_conn_put(s, c);
     return res;
@@ -266,14 +266,14 @@ samda_status samda_store_export_list(samda_store *s, int64_t destination_id, int
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
     samda_status res = SAMDA_OK;
-    sqlite3_stmt *st = storage_stmt(c, EXPORT_COLS "WHERE (?1 = 0 OR destination_id = ?1) AND (?2 IS NULL OR state = ?2)"
+    sql_stmt *st = storage_stmt(c, EXPORT_COLS "WHERE (?1 = 0 OR destination_id = ?1) AND (state = ?2 OR ?2 IS NULL)"
                                                    " ORDER BY id DESC LIMIT ?3", err);
     if (!st) res = err->code;
     else {
-        sqlite3_bind_int64(st, 1, destination_id);
+        sql_bind_int64(st, 1, destination_id);
         if (state >= 0 && state <= SAMDA_EXPORT_FAILED)
-            sqlite3_bind_text(st, 2, export_state_names[state], -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, (sqlite3_int64)storage_list_limit(limit));
+            sql_bind_text(st, 2, export_state_names[state]);
+        sql_bind_int64(st, 3, (int64_t)storage_list_limit(limit));
         res = read_items(s, c, st, items, n, "listing exports", err);
     }
     storage_conn_put(s, c);
@@ -294,21 +294,21 @@ samda_status samda_store_export_find(samda_store *s, const samda_export_filter *
     samda_status res = SAMDA_OK;
     /* An item sends a result's DICOM-SEG when it names the result's file (the worker queues the
      * result's own relpath); file_relpath is UNIQUE, so the join adds no rows. */
-    sqlite3_stmt *st = storage_stmt(c, "SELECT e.id, e.destination_id, e.relpath, e.sop_uid, e.state, e.attempts,"
+    sql_stmt *st = storage_stmt(c, "SELECT e.id, e.destination_id, e.relpath, e.sop_uid, e.state, e.attempts,"
                                        " e.next_attempt_ms, e.last_error, e.permanent, e.created_ms, e.updated_ms,"
                                        " r.id FROM exports e LEFT JOIN results r ON r.file_relpath = e.relpath"
-                                       " WHERE (?1 = 0 OR e.destination_id = ?1) AND (?2 IS NULL OR e.state = ?2)"
+                                       " WHERE (?1 = 0 OR e.destination_id = ?1) AND (e.state = ?2 OR ?2 IS NULL)"
                                        " AND (?3 = 0 OR r.id = ?3) AND (?6 = 0 OR e.id = ?6)"
                                        " ORDER BY e.id DESC LIMIT ?4 OFFSET ?5", err);
     if (!st) res = err->code;
     else {
-        sqlite3_bind_int64(st, 1, f->destination_id);
-        if (f->state >= 0) sqlite3_bind_text(st, 2, export_state_names[f->state], -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, f->result_id);
+        sql_bind_int64(st, 1, f->destination_id);
+        if (f->state >= 0) sql_bind_text(st, 2, export_state_names[f->state]);
+        sql_bind_int64(st, 3, f->result_id);
         size_t limit = storage_list_limit(f->limit);
-        sqlite3_bind_int64(st, 4, (sqlite3_int64)limit);
-        sqlite3_bind_int64(st, 5, f->offset > (size_t)INT64_MAX ? INT64_MAX : (sqlite3_int64)f->offset);
-        sqlite3_bind_int64(st, 6, f->id);
+        sql_bind_int64(st, 4, (int64_t)limit);
+        sql_bind_int64(st, 5, f->offset > (size_t)INT64_MAX ? INT64_MAX : (int64_t)f->offset);
+        sql_bind_int64(st, 6, f->id);
         res = storage_collect(s, c, st, sizeof **items, read_item_with_result, NULL, (void **)items, n,
                               "listing exports", err);
     }

@@ -16,30 +16,33 @@ samda_status samda_store_series_acquisition(samda_store *s, const char *series_u
         return samda_fail(err, SAMDA_EBADUID, "reading series attributes: series UID is not a valid UID");
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
-    sqlite3_stmt *st = storage_stmt(c, "SELECT i.rows, i.columns, i.slice_thickness, i.calling_ae, a.called_ae"
+    /* NULLS LAST: the lowest instance number, an instance without one only when none has one (SQLite
+     * puts NULLs first, PostgreSQL last: the two would pick different instances). */
+    sql_stmt *st = storage_stmt(c, "SELECT i.rows, i.columns, i.slice_thickness, i.calling_ae, a.called_ae"
                                        " FROM instances i JOIN series se ON se.id = i.series_ref"
                                        " LEFT JOIN associations a ON a.id = i.association_id"
-                                       " WHERE se.series_uid = ?1 ORDER BY i.instance_number, i.id LIMIT 1", err);
+                                       " WHERE se.series_uid = ?1 ORDER BY i.instance_number NULLS LAST, i.id LIMIT 1",
+                                err);
     samda_status res = err->code;
     if (st) {
-        sqlite3_bind_text(st, 1, series_uid, -1, SQLITE_TRANSIENT);
+        sql_bind_text(st, 1, series_uid);
         int rc = storage_step(s, st);
-        if (rc == SQLITE_ROW) {
-            out->has_rows = sqlite3_column_type(st, 0) != SQLITE_NULL;
-            out->rows = sqlite3_column_int64(st, 0);
-            out->has_columns = sqlite3_column_type(st, 1) != SQLITE_NULL;
-            out->columns = sqlite3_column_int64(st, 1);
-            out->has_slice_thickness = sqlite3_column_type(st, 2) != SQLITE_NULL;
-            out->slice_thickness = sqlite3_column_double(st, 2);
+        if (rc == SQL_ROW) {
+            out->has_rows = !sql_col_null(st, 0);
+            out->rows = sql_col_int64(st, 0);
+            out->has_columns = !sql_col_null(st, 1);
+            out->columns = sql_col_int64(st, 1);
+            out->has_slice_thickness = !sql_col_null(st, 2);
+            out->slice_thickness = sql_col_double(st, 2);
             storage_col_text(st, 3, out->calling_ae, sizeof out->calling_ae);
             storage_col_text(st, 4, out->called_ae, sizeof out->called_ae);
             res = SAMDA_OK;
-        } else if (rc == SQLITE_DONE) {
+        } else if (rc == SQL_DONE) {
             res = samda_fail(err, SAMDA_ENOENT, "series %s: no instance indexed", series_uid);
         } else {
             res = storage_db_fail(err, c, rc, "reading series attributes");
         }
-        sqlite3_reset(st);
+        sql_reset(st);
     }
     storage_conn_put(s, c);
     return res;
@@ -56,17 +59,17 @@ samda_status samda_store_series_hold(samda_store *s, const char *series_uid, con
     if (!c) return err->code;
     samda_status res = storage_tx_begin(s, c, err);
     if (res == SAMDA_OK) {
-        sqlite3_stmt *st = storage_stmt(c, "INSERT INTO series_holds(series_ref, since_ms, reason)"
+        sql_stmt *st = storage_stmt(c, "INSERT INTO series_holds(series_ref, since_ms, reason)"
                                            " SELECT id, ?2, ?3 FROM series WHERE series_uid = ?1"
                                            " ON CONFLICT(series_ref) DO UPDATE SET reason = excluded.reason", err);
         if (!st) res = err->code;
         else {
-            sqlite3_bind_text(st, 1, series_uid, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_int64(st, 2, samda_store_now_ms(s));
-            sqlite3_bind_text(st, 3, why, -1, SQLITE_TRANSIENT);
+            sql_bind_text(st, 1, series_uid);
+            sql_bind_int64(st, 2, samda_store_now_ms(s));
+            sql_bind_text(st, 3, why);
             int rc = storage_exec_stmt(s, st);
-            if (rc != SQLITE_OK) res = storage_db_fail(err, c, rc, "holding series");
-            else if (sqlite3_changes(c->db) == 0)
+            if (rc != SQL_OK) res = storage_db_fail(err, c, rc, "holding series");
+            else if (sql_changes(c->q) == 0)
                 res = samda_fail(err, SAMDA_ENOENT, "holding series %s: not in the index", series_uid);
         }
         if (res == SAMDA_OK) res = storage_tx_commit(s, c, err);
@@ -85,13 +88,13 @@ samda_status samda_store_series_release(samda_store *s, const char *series_uid, 
     if (!c) return err->code;
     samda_status res = storage_tx_begin(s, c, err);
     if (res == SAMDA_OK) {
-        sqlite3_stmt *st = storage_stmt(c, "DELETE FROM series_holds WHERE series_ref ="
+        sql_stmt *st = storage_stmt(c, "DELETE FROM series_holds WHERE series_ref ="
                                            " (SELECT id FROM series WHERE series_uid = ?1)", err);
         if (!st) res = err->code;
         else {
-            sqlite3_bind_text(st, 1, series_uid, -1, SQLITE_TRANSIENT);
+            sql_bind_text(st, 1, series_uid);
             int rc = storage_exec_stmt(s, st);
-            if (rc != SQLITE_OK) res = storage_db_fail(err, c, rc, "releasing series");
+            if (rc != SQL_OK) res = storage_db_fail(err, c, rc, "releasing series");
         }
         if (res == SAMDA_OK) res = storage_tx_commit(s, c, err);
         else storage_tx_rollback(s, c);
@@ -100,11 +103,11 @@ samda_status samda_store_series_release(samda_store *s, const char *series_uid, 
     return res;
 }
 
-static void read_hold(sqlite3_stmt *st, void *row)
+static void read_hold(sql_stmt *st, void *row)
 {
     samda_series_hold *h = row;
     storage_col_text(st, 0, h->series_uid, sizeof h->series_uid);
-    h->since_ms = sqlite3_column_int64(st, 1);
+    h->since_ms = sql_col_int64(st, 1);
     storage_col_text(st, 2, h->reason, sizeof h->reason);
 }
 
@@ -116,12 +119,12 @@ samda_status samda_store_series_held(samda_store *s, size_t limit, samda_series_
     *n = 0;
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
-    sqlite3_stmt *st = storage_stmt(c, "SELECT se.series_uid, h.since_ms, h.reason FROM series_holds h"
+    sql_stmt *st = storage_stmt(c, "SELECT se.series_uid, h.since_ms, h.reason FROM series_holds h"
                                        " JOIN series se ON se.id = h.series_ref ORDER BY h.since_ms, h.series_ref"
                                        " LIMIT ?1", err);
     samda_status res = err->code;
     if (st) {
-        sqlite3_bind_int64(st, 1, (sqlite3_int64)storage_list_limit(limit));
+        sql_bind_int64(st, 1, (int64_t)storage_list_limit(limit));
         res = storage_collect(s, c, st, sizeof **rows, read_hold, NULL, (void **)rows, n, "listing held series", err);
     }
     storage_conn_put(s, c);

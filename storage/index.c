@@ -55,14 +55,14 @@ samda_status storage_validate_meta(const samda_instance_meta *m, samda_error *er
 
 static const char SQL_PATIENT_UPSERT[] =
     "INSERT INTO patients(patient_id, patient_name) VALUES(?1, ?2) "
-    "ON CONFLICT(patient_id) DO UPDATE SET patient_name = coalesce(excluded.patient_name, patient_name) "
+    "ON CONFLICT(patient_id) DO UPDATE SET patient_name = coalesce(excluded.patient_name, patients.patient_name) "
     "RETURNING id";
 static const char SQL_STUDY_FIND[] = "SELECT id, patient_ref FROM studies WHERE study_uid = ?1";
 static const char SQL_STUDY_INSERT[] =
     "INSERT INTO studies(patient_ref, study_uid, study_date, study_description, accession_number, created_ms,"
     " last_received_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?6)";
 static const char SQL_STUDY_TOUCH[] =
-    "UPDATE studies SET last_received_ms = max(last_received_ms, ?2),"
+    "UPDATE studies SET last_received_ms = greatest(last_received_ms, ?2),"
     " study_date = coalesce(study_date, ?3), study_description = coalesce(study_description, ?4),"
     " accession_number = coalesce(accession_number, ?5) WHERE id = ?1";
 static const char SQL_SERIES_FIND[] = "SELECT id, study_ref, state, modality FROM series WHERE series_uid = ?1";
@@ -75,7 +75,7 @@ static const char SQL_SERIES_INSERT[] =
     " first_received_ms, last_received_ms, state_changed_ms, state, state_reason)"
     " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8, ?9, ?10)";
 static const char SQL_SERIES_TOUCH[] =
-    "UPDATE series SET last_received_ms = max(last_received_ms, ?2), n_instances = n_instances + ?3,"
+    "UPDATE series SET last_received_ms = greatest(last_received_ms, ?2), n_instances = n_instances + ?3,"
     " modality = coalesce(modality, ?4), body_part = coalesce(body_part, ?5),"
     " series_description = coalesce(series_description, ?6), series_number = coalesce(series_number, ?7),"
     " site_id = coalesce(site_id, ?8),"
@@ -103,32 +103,32 @@ static const char SQL_INSTANCE_UPDATE[] =
 static const char SQL_ASSOC_COUNT[] =
     "UPDATE associations SET n_instances = n_instances + 1 WHERE id = ?1";
 
-static int64_t step_id(samda_store *s, sqlite3_stmt *st, int *rc)
+static int64_t step_id(samda_store *s, sql_stmt *st, int *rc)
 {
     *rc = storage_step(s, st);
     int64_t id = 0;
-    if (*rc == SQLITE_ROW) {
-        id = sqlite3_column_int64(st, 0);
-        *rc = SQLITE_OK;
-    } else if (*rc == SQLITE_DONE) {
-        *rc = SQLITE_OK;
+    if (*rc == SQL_ROW) {
+        id = sql_col_int64(st, 0);
+        *rc = SQL_OK;
+    } else if (*rc == SQL_DONE) {
+        *rc = SQL_OK;
     }
-    sqlite3_reset(st);
+    sql_reset(st);
     return id;
 }
 
-static void bind_int_or_null(sqlite3_stmt *st, int i, int v)
+static void bind_int_or_null(sql_stmt *st, int i, int v)
 {
-    if (v) sqlite3_bind_int(st, i, v);
-    else sqlite3_bind_null(st, i);
+    if (v) sql_bind_int64(st, i, v);
+    else sql_bind_null(st, i);
 }
 
-static void bind_instance(sqlite3_stmt *st, const samda_instance_meta *m, const samda_object_info *o,
+static void bind_instance(sql_stmt *st, const samda_instance_meta *m, const samda_object_info *o,
                           int64_t series_id, int64_t site_id, int64_t now)
 {
-    sqlite3_bind_int64(st, 1, series_id);
-    sqlite3_bind_text(st, 2, m->sop_uid, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 3, m->sop_class_uid, -1, SQLITE_TRANSIENT);
+    sql_bind_int64(st, 1, series_id);
+    sql_bind_text(st, 2, m->sop_uid);
+    sql_bind_text(st, 3, m->sop_class_uid);
     storage_bind_text(st, 4, m->transfer_syntax_uid);
     bind_int_or_null(st, 5, m->instance_number);
     bind_int_or_null(st, 6, m->rows);
@@ -144,14 +144,14 @@ static void bind_instance(sqlite3_stmt *st, const samda_instance_meta *m, const 
     storage_bind_double(st, 23, m->rescale_intercept);
     storage_bind_double(st, 24, m->window_center);
     storage_bind_double(st, 25, m->window_width);
-    sqlite3_bind_text(st, 26, o->relpath, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 27, (sqlite3_int64)o->size);
-    sqlite3_bind_text(st, 28, o->sha256, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 29, now);
+    sql_bind_text(st, 26, o->relpath);
+    sql_bind_int64(st, 27, (int64_t)o->size);
+    sql_bind_text(st, 28, o->sha256);
+    sql_bind_int64(st, 29, now);
     storage_bind_text(st, 30, m->calling_ae);
     storage_bind_int64_or_null(st, 31, site_id);
     storage_bind_int64_or_null(st, 32, m->association_id);
-    sqlite3_bind_int(st, 33, (int)m->flags);
+    sql_bind_int64(st, 33, (int)m->flags);
 }
 
 /* What the steps of indexing one instance share (all on one connection, in one write transaction). */
@@ -183,15 +183,15 @@ static samda_status check_refs(index_step *x, samda_error *err)
         if (ss != SAMDA_OK) return ss;
     }
     if (m->association_id) {
-        sqlite3_stmt *st = storage_stmt(x->c, storage_sql_assoc_exists, err);
+        sql_stmt *st = storage_stmt(x->c, storage_sql_assoc_exists, err);
         if (!st) return err->code;
-        sqlite3_bind_int64(st, 1, m->association_id);
+        sql_bind_int64(st, 1, m->association_id);
         int rc = storage_step(x->s, st);
-        sqlite3_reset(st);
-        if (rc == SQLITE_DONE)
+        sql_reset(st);
+        if (rc == SQL_DONE)
             return samda_fail(err, SAMDA_EINVAL, "%s %s: unknown association %lld", INDEXING, m->sop_uid,
                               (long long)m->association_id);
-        if (rc != SQLITE_ROW) return storage_db_fail(err, x->c, rc, INDEXING);
+        if (rc != SQL_ROW) return storage_db_fail(err, x->c, rc, INDEXING);
     }
     return SAMDA_OK;
 }
@@ -199,13 +199,13 @@ static samda_status check_refs(index_step *x, samda_error *err)
 /* The patient row, created or its name filled in. */
 static samda_status upsert_patient(index_step *x, samda_error *err)
 {
-    sqlite3_stmt *st = storage_stmt(x->c, SQL_PATIENT_UPSERT, err);
+    sql_stmt *st = storage_stmt(x->c, SQL_PATIENT_UPSERT, err);
     if (!st) return err->code;
-    sqlite3_bind_text(st, 1, x->m->patient_id, -1, SQLITE_TRANSIENT); /* '' is the "no PatientID" patient */
+    sql_bind_text(st, 1, x->m->patient_id); /* '' is the "no PatientID" patient */
     storage_bind_text(st, 2, x->m->patient_name);
-    int rc = SQLITE_OK;
+    int rc = SQL_OK;
     x->patient_id = step_id(x->s, st, &rc);
-    return rc != SQLITE_OK ? storage_db_fail(err, x->c, rc, INDEXING) : SAMDA_OK;
+    return rc != SQL_OK ? storage_db_fail(err, x->c, rc, INDEXING) : SAMDA_OK;
 }
 
 /* The study row, created or touched; one study, one patient (a PACS flags instances that disagree;
@@ -213,39 +213,39 @@ static samda_status upsert_patient(index_step *x, samda_error *err)
 static samda_status upsert_study(index_step *x, samda_ingest_result *res, samda_error *err)
 {
     const samda_instance_meta *m = x->m;
-    sqlite3_stmt *st = storage_stmt(x->c, SQL_STUDY_FIND, err);
+    sql_stmt *st = storage_stmt(x->c, SQL_STUDY_FIND, err);
     if (!st) return err->code;
-    sqlite3_bind_text(st, 1, m->study_uid, -1, SQLITE_TRANSIENT);
+    sql_bind_text(st, 1, m->study_uid);
     int rc = storage_step(x->s, st);
     int64_t study_patient = 0;
     res->study_id = 0;
-    if (rc == SQLITE_ROW) {
-        res->study_id = sqlite3_column_int64(st, 0);
-        study_patient = sqlite3_column_int64(st, 1);
-        rc = SQLITE_DONE;
+    if (rc == SQL_ROW) {
+        res->study_id = sql_col_int64(st, 0);
+        study_patient = sql_col_int64(st, 1);
+        rc = SQL_DONE;
     }
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE) return storage_db_fail(err, x->c, rc, INDEXING);
+    sql_reset(st);
+    if (rc != SQL_DONE) return storage_db_fail(err, x->c, rc, INDEXING);
     if (res->study_id && study_patient != x->patient_id)
         return samda_fail(err, SAMDA_ECONFLICT,
                           "(0010,0020) PatientID differs from the one study %s is indexed with: the instances of "
                           "one study must name one patient (instance %s refused)", m->study_uid, m->sop_uid);
     if (!(st = storage_stmt(x->c, res->study_id ? SQL_STUDY_TOUCH : SQL_STUDY_INSERT, err))) return err->code;
     if (!res->study_id) {
-        sqlite3_bind_int64(st, 1, x->patient_id);
-        sqlite3_bind_text(st, 2, m->study_uid, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(st, 6, x->now);
+        sql_bind_int64(st, 1, x->patient_id);
+        sql_bind_text(st, 2, m->study_uid);
+        sql_bind_int64(st, 6, x->now);
     } else {
-        sqlite3_bind_int64(st, 1, res->study_id);
+        sql_bind_int64(st, 1, res->study_id);
         /* a result is not a receive: the study's idle timer (study_idle) does not restart */
-        sqlite3_bind_int64(st, 2, (m->flags & SAMDA_INSTANCE_RESULT) ? 0 : x->now);
+        sql_bind_int64(st, 2, (m->flags & SAMDA_INSTANCE_RESULT) ? 0 : x->now);
     }
     storage_bind_text(st, 3, m->study_date);
     storage_bind_text(st, 4, m->study_description);
     storage_bind_text(st, 5, m->accession_number);
-    if ((rc = storage_exec_stmt(x->s, st)) != SQLITE_OK) return storage_db_fail(err, x->c, rc, INDEXING);
+    if ((rc = storage_exec_stmt(x->s, st)) != SQL_OK) return storage_db_fail(err, x->c, rc, INDEXING);
     if (!res->study_id) {
-        res->study_id = sqlite3_last_insert_rowid(x->c->db);
+        res->study_id = sql_last_id(x->c->q);
         res->new_study = true;
     }
     return SAMDA_OK;
@@ -256,19 +256,19 @@ static samda_status upsert_study(index_step *x, samda_ingest_result *res, samda_
 static samda_status find_instance(index_step *x, bool replace, char old_relpath[SAMDA_RELPATH_SIZE],
                                   samda_error *err)
 {
-    sqlite3_stmt *st = storage_stmt(x->c, SQL_INSTANCE_FIND, err);
+    sql_stmt *st = storage_stmt(x->c, SQL_INSTANCE_FIND, err);
     if (!st) return err->code;
-    sqlite3_bind_text(st, 1, x->m->sop_uid, -1, SQLITE_TRANSIENT);
+    sql_bind_text(st, 1, x->m->sop_uid);
     int rc = storage_step(x->s, st);
-    if (rc == SQLITE_ROW) {
-        x->existing = sqlite3_column_int64(st, 0);
-        x->existing_series = sqlite3_column_int64(st, 1);
+    if (rc == SQL_ROW) {
+        x->existing = sql_col_int64(st, 0);
+        x->existing_series = sql_col_int64(st, 1);
         storage_col_text(st, 2, old_relpath, SAMDA_RELPATH_SIZE);
-        x->existing_flags = (unsigned)sqlite3_column_int(st, 3);
-        rc = SQLITE_DONE;
+        x->existing_flags = (unsigned)(int)sql_col_int64(st, 3);
+        rc = SQL_DONE;
     }
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE) return storage_db_fail(err, x->c, rc, INDEXING);
+    sql_reset(st);
+    if (rc != SQL_DONE) return storage_db_fail(err, x->c, rc, INDEXING);
     if (x->existing && !replace)
         return samda_fail(err, SAMDA_EEXIST, "%s %s: already indexed", INDEXING, x->m->sop_uid);
     /* A result's file is also its results row's: replacing it would leave that row pointing at a
@@ -291,71 +291,71 @@ static samda_status check_series_fits(index_step *x, int64_t series_id, int64_t 
         return samda_fail(err, SAMDA_ECONFLICT, "(0008,0060) Modality %s differs from the %s of series %s: one "
                           "series, one modality (instance %s refused)", m->modality, series_modality,
                           m->series_uid, m->sop_uid);
-    sqlite3_stmt *st = storage_stmt(x->c, SQL_SERIES_OTHER_CLASS, err);
+    sql_stmt *st = storage_stmt(x->c, SQL_SERIES_OTHER_CLASS, err);
     if (!st) return err->code;
-    sqlite3_bind_int64(st, 1, series_id);
-    sqlite3_bind_text(st, 2, m->sop_class_uid, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 3, m->sop_uid, -1, SQLITE_TRANSIENT);
+    sql_bind_int64(st, 1, series_id);
+    sql_bind_text(st, 2, m->sop_class_uid);
+    sql_bind_text(st, 3, m->sop_uid);
     int rc = storage_step(x->s, st);
-    if (rc == SQLITE_ROW) {
+    if (rc == SQL_ROW) {
         char other[SAMDA_UID_SIZE];
         storage_col_text(st, 0, other, sizeof other);
-        sqlite3_reset(st);
+        sql_reset(st);
         return samda_fail(err, SAMDA_ECONFLICT, "(0008,0016) SOPClassUID %s differs from the %s of series %s: one "
                           "series, one kind of image (instance %s refused)", m->sop_class_uid, other,
                           m->series_uid, m->sop_uid);
     }
-    sqlite3_reset(st);
-    return rc != SQLITE_DONE ? storage_db_fail(err, x->c, rc, INDEXING) : SAMDA_OK;
+    sql_reset(st);
+    return rc != SQL_DONE ? storage_db_fail(err, x->c, rc, INDEXING) : SAMDA_OK;
 }
 
 /* An indexed series receives again: its counters, missing attributes and state. */
 static samda_status touch_series(index_step *x, int64_t series_id, samda_error *err)
 {
     const samda_instance_meta *m = x->m;
-    sqlite3_stmt *st = storage_stmt(x->c, SQL_SERIES_TOUCH, err);
+    sql_stmt *st = storage_stmt(x->c, SQL_SERIES_TOUCH, err);
     if (!st) return err->code;
-    sqlite3_bind_int64(st, 1, series_id);
-    sqlite3_bind_int64(st, 2, x->now);
-    sqlite3_bind_int(st, 3, x->existing ? 0 : 1);
+    sql_bind_int64(st, 1, series_id);
+    sql_bind_int64(st, 2, x->now);
+    sql_bind_int64(st, 3, x->existing ? 0 : 1);
     storage_bind_text(st, 4, m->modality);
     storage_bind_text(st, 5, m->body_part);
     storage_bind_text(st, 6, m->series_description);
     bind_int_or_null(st, 7, m->series_number);
     storage_bind_int64_or_null(st, 8, x->site_id);
-    sqlite3_bind_int(st, 9, (m->flags & SAMDA_INSTANCE_UPLOAD) ? 1 : 0); /* an upload's series stays as it is */
+    sql_bind_int64(st, 9, (m->flags & SAMDA_INSTANCE_UPLOAD) ? 1 : 0); /* an upload's series stays as it is */
     int rc = storage_exec_stmt(x->s, st);
-    return rc != SQLITE_OK ? storage_db_fail(err, x->c, rc, INDEXING) : SAMDA_OK;
+    return rc != SQL_OK ? storage_db_fail(err, x->c, rc, INDEXING) : SAMDA_OK;
 }
 
 /* A new series row, counting this instance unless it moved here from another series. */
 static samda_status insert_series(index_step *x, samda_ingest_result *res, samda_error *err)
 {
     const samda_instance_meta *m = x->m;
-    sqlite3_stmt *st = storage_stmt(x->c, SQL_SERIES_INSERT, err);
+    sql_stmt *st = storage_stmt(x->c, SQL_SERIES_INSERT, err);
     if (!st) return err->code;
-    sqlite3_bind_int64(st, 1, res->study_id);
-    sqlite3_bind_text(st, 2, m->series_uid, -1, SQLITE_TRANSIENT);
+    sql_bind_int64(st, 1, res->study_id);
+    sql_bind_text(st, 2, m->series_uid);
     storage_bind_text(st, 3, m->modality);
     storage_bind_text(st, 4, m->body_part);
     storage_bind_text(st, 5, m->series_description);
     bind_int_or_null(st, 6, m->series_number);
     storage_bind_int64_or_null(st, 7, x->site_id);
-    sqlite3_bind_int64(st, 8, x->now);
+    sql_bind_int64(st, 8, x->now);
     /* A result's series is complete as it is written, so the completion timers never see it (and
      * no segmentation job is ever queued for it). */
     bool result = (m->flags & SAMDA_INSTANCE_RESULT) != 0, upload = (m->flags & SAMDA_INSTANCE_UPLOAD) != 0;
-    sqlite3_bind_text(st, 9, result || upload ? "complete" : "receiving", -1, SQLITE_STATIC);
-    if (result || upload) sqlite3_bind_text(st, 10, result ? RESULT_SERIES_REASON : UPLOAD_SERIES_REASON, -1, SQLITE_STATIC);
-    else sqlite3_bind_null(st, 10);
+    sql_bind_text(st, 9, result || upload ? "complete" : "receiving");
+    if (result || upload) sql_bind_text(st, 10, result ? RESULT_SERIES_REASON : UPLOAD_SERIES_REASON);
+    else sql_bind_null(st, 10);
     int rc = storage_exec_stmt(x->s, st);
-    if (rc != SQLITE_OK) return storage_db_fail(err, x->c, rc, INDEXING);
-    res->series_id = sqlite3_last_insert_rowid(x->c->db);
+    if (rc != SQL_OK) return storage_db_fail(err, x->c, rc, INDEXING);
+    res->series_id = sql_last_id(x->c->q);
     res->new_series = true;
     if (!x->existing) { /* count the first instance */
         if (!(st = storage_stmt(x->c, "UPDATE series SET n_instances = 1 WHERE id = ?1", err))) return err->code;
-        sqlite3_bind_int64(st, 1, res->series_id);
-        if ((rc = storage_exec_stmt(x->s, st)) != SQLITE_OK) return storage_db_fail(err, x->c, rc, INDEXING);
+        sql_bind_int64(st, 1, res->series_id);
+        if ((rc = storage_exec_stmt(x->s, st)) != SQL_OK) return storage_db_fail(err, x->c, rc, INDEXING);
     }
     return SAMDA_OK;
 }
@@ -363,22 +363,22 @@ static samda_status insert_series(index_step *x, samda_ingest_result *res, samda
 /* The series row: an indexed one checked and touched, or a new one. */
 static samda_status upsert_series(index_step *x, samda_ingest_result *res, samda_error *err)
 {
-    sqlite3_stmt *st = storage_stmt(x->c, SQL_SERIES_FIND, err);
+    sql_stmt *st = storage_stmt(x->c, SQL_SERIES_FIND, err);
     if (!st) return err->code;
-    sqlite3_bind_text(st, 1, x->m->series_uid, -1, SQLITE_TRANSIENT);
+    sql_bind_text(st, 1, x->m->series_uid);
     int rc = storage_step(x->s, st);
-    if (rc == SQLITE_ROW) {
-        res->series_id = sqlite3_column_int64(st, 0);
-        int64_t study_ref = sqlite3_column_int64(st, 1);
-        x->reopened = strcmp((const char *)sqlite3_column_text(st, 2), "receiving") != 0;
+    if (rc == SQL_ROW) {
+        res->series_id = sql_col_int64(st, 0);
+        int64_t study_ref = sql_col_int64(st, 1);
+        x->reopened = strcmp(sql_col_text(st, 2), "receiving") != 0;
         char series_modality[SAMDA_CS_SIZE];
         storage_col_text(st, 3, series_modality, sizeof series_modality);
-        sqlite3_reset(st);
+        sql_reset(st);
         samda_status ss = check_series_fits(x, res->series_id, study_ref, res->study_id, series_modality, err);
         return ss != SAMDA_OK ? ss : touch_series(x, res->series_id, err);
     }
-    sqlite3_reset(st);
-    if (rc == SQLITE_DONE) return insert_series(x, res, err);
+    sql_reset(st);
+    if (rc == SQL_DONE) return insert_series(x, res, err);
     return storage_db_fail(err, x->c, rc, INDEXING);
 }
 
@@ -386,17 +386,17 @@ static samda_status upsert_series(index_step *x, samda_ingest_result *res, samda
 static samda_status write_instance(index_step *x, const samda_object_info *o, samda_ingest_result *res,
                                    samda_error *err)
 {
-    sqlite3_stmt *st = storage_stmt(x->c, x->existing ? SQL_INSTANCE_UPDATE : SQL_INSTANCE_INSERT, err);
+    sql_stmt *st = storage_stmt(x->c, x->existing ? SQL_INSTANCE_UPDATE : SQL_INSTANCE_INSERT, err);
     if (!st) return err->code;
     bind_instance(st, x->m, o, res->series_id, x->site_id, x->now);
     int rc = storage_exec_stmt(x->s, st);
-    if (rc != SQLITE_OK) return storage_db_fail(err, x->c, rc, INDEXING);
-    res->instance_id = x->existing ? x->existing : sqlite3_last_insert_rowid(x->c->db);
+    if (rc != SQL_OK) return storage_db_fail(err, x->c, rc, INDEXING);
+    res->instance_id = x->existing ? x->existing : sql_last_id(x->c->q);
     res->outcome = x->existing ? SAMDA_INGEST_REPLACED : SAMDA_INGEST_NEW;
     if (x->m->association_id && !x->existing) {
         if (!(st = storage_stmt(x->c, SQL_ASSOC_COUNT, err))) return err->code;
-        sqlite3_bind_int64(st, 1, x->m->association_id);
-        if ((rc = storage_exec_stmt(x->s, st)) != SQLITE_OK) return storage_db_fail(err, x->c, rc, INDEXING);
+        sql_bind_int64(st, 1, x->m->association_id);
+        if ((rc = storage_exec_stmt(x->s, st)) != SQL_OK) return storage_db_fail(err, x->c, rc, INDEXING);
     }
     return SAMDA_OK;
 }
@@ -502,28 +502,28 @@ static samda_status adopt_identical(samda_store *s, const samda_instance_meta *m
         return res;
     }
     int64_t now = samda_store_now_ms(s);
-    sqlite3_stmt *st = storage_stmt(c, "UPDATE instances SET association_id = ?2, flags = flags & ~1"
+    sql_stmt *st = storage_stmt(c, "UPDATE instances SET association_id = ?2, flags = flags & ~1"
                                        " WHERE sop_uid = ?1 AND (flags & 1) != 0", err);
-    int rc = SQLITE_OK;
+    int rc = SQL_OK;
     if (!st) res = err->code;
     else {
-        sqlite3_bind_text(st, 1, meta->sop_uid, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(st, 2, meta->association_id);
+        sql_bind_text(st, 1, meta->sop_uid);
+        sql_bind_int64(st, 2, meta->association_id);
         rc = storage_exec_stmt(s, st);
-        if (rc != SQLITE_OK) res = storage_db_fail(err, c, rc, "re-linking a re-sent instance");
+        if (rc != SQL_OK) res = storage_db_fail(err, c, rc, "re-linking a re-sent instance");
     }
-    if (res == SAMDA_OK && sqlite3_changes(c->db) > 0) {
+    if (res == SAMDA_OK && sql_changes(c->q) > 0) {
         st = storage_stmt(c, "UPDATE series SET state = 'receiving', state_reason = 're-sent after an aborted association',"
-                             " state_changed_ms = ?2, last_received_ms = max(last_received_ms, ?2)"
+                             " state_changed_ms = ?2, last_received_ms = greatest(last_received_ms, ?2)"
                              " WHERE id = (SELECT series_ref FROM instances WHERE sop_uid = ?1) AND state = 'incomplete'",
                           err);
         if (!st) res = err->code;
         else {
-            sqlite3_bind_text(st, 1, meta->sop_uid, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_int64(st, 2, now);
+            sql_bind_text(st, 1, meta->sop_uid);
+            sql_bind_int64(st, 2, now);
             rc = storage_exec_stmt(s, st);
-            if (rc != SQLITE_OK) res = storage_db_fail(err, c, rc, "re-opening a series set aside as incomplete");
-            else if (sqlite3_changes(c->db) > 0)
+            if (rc != SQL_OK) res = storage_db_fail(err, c, rc, "re-opening a series set aside as incomplete");
+            else if (sql_changes(c->q) > 0)
                 res = storage_change_add(s, c, "series", meta->series_uid, SAMDA_CHANGE_STATE, err);
         }
     }

@@ -1,7 +1,7 @@
 /* storage/index_query.c: reading the index: instances, series and studies, by key or by filter,
  * and the series state that the scheduler moves (receiving, complete, incomplete).
  *
- * Optional filters are written as "(?n IS NULL OR col = ?n)" so that no SQL text is ever built from
+ * Optional filters are written as "(col = ?n OR ?n IS NULL)" so that no SQL text is ever built from
  * values. Rows are written by index.c; tests are in tests/unit/storage/test_index.c. */
 #include <limits.h>
 #include <stdio.h>
@@ -30,27 +30,27 @@ samda_status samda_store_instance_lookup(samda_store *s, const char *sop_uid, sa
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
     samda_status res = SAMDA_OK;
-    sqlite3_stmt *st = storage_stmt(c, "SELECT id, file_relpath, file_size, sha256 FROM instances WHERE sop_uid = ?1",
+    sql_stmt *st = storage_stmt(c, "SELECT id, file_relpath, file_size, sha256 FROM instances WHERE sop_uid = ?1",
                                     err);
     if (!st) {
         storage_conn_put(s, c);
         return err->code;
     }
-    sqlite3_bind_text(st, 1, sop_uid, -1, SQLITE_TRANSIENT);
+    sql_bind_text(st, 1, sop_uid);
     int rc = storage_step(s, st);
-    if (rc == SQLITE_ROW) {
-        if (instance_id) *instance_id = sqlite3_column_int64(st, 0);
+    if (rc == SQL_ROW) {
+        if (instance_id) *instance_id = sql_col_int64(st, 0);
         if (object) {
             storage_col_text(st, 1, object->relpath, sizeof object->relpath);
-            object->size = (uint64_t)sqlite3_column_int64(st, 2);
+            object->size = (uint64_t)sql_col_int64(st, 2);
             storage_col_text(st, 3, object->sha256, sizeof object->sha256);
         }
-    } else if (rc == SQLITE_DONE) {
+    } else if (rc == SQL_DONE) {
         res = samda_fail(err, SAMDA_ENOENT, "looking up instance %s: not indexed", sop_uid);
     } else {
         res = storage_db_fail(err, c, rc, "looking up instance");
     }
-    sqlite3_reset(st);
+    sql_reset(st);
     storage_conn_put(s, c);
     return res;
 }
@@ -68,16 +68,18 @@ samda_status samda_store_instance_lookup(samda_store *s, const char *sop_uid, sa
     " LEFT JOIN sites si ON si.id = i.site_id "
 
 static const char SQL_INSTANCE_GET[] = INSTANCE_COLS "WHERE i.sop_uid = ?1";
+/* UIDs in byte order on both engines (a PostgreSQL database's default collation may ignore the dots). */
 static const char SQL_INSTANCE_LIST[] = INSTANCE_COLS
-    "WHERE se.series_uid = ?1 ORDER BY i.instance_number IS NULL, i.instance_number, i.sop_uid LIMIT ?2 OFFSET ?3";
+    "WHERE se.series_uid = ?1 ORDER BY i.instance_number IS NULL, i.instance_number, i.sop_uid COLLATE \"C\""
+    " LIMIT ?2 OFFSET ?3";
 
-static void read_instance(sqlite3_stmt *st, samda_instance_row *r)
+static void read_instance(sql_stmt *st, samda_instance_row *r)
 {
     memset(r, 0, sizeof *r);
     samda_instance_meta *m = &r->meta;
     samda_instance_meta_init(m);
-    r->id = sqlite3_column_int64(st, 0);
-    r->series_id = sqlite3_column_int64(st, 1);
+    r->id = sql_col_int64(st, 0);
+    r->series_id = sql_col_int64(st, 1);
     storage_col_text(st, 2, m->patient_id, sizeof m->patient_id);
     storage_col_text(st, 3, m->patient_name, sizeof m->patient_name);
     storage_col_text(st, 4, m->study_uid, sizeof m->study_uid);
@@ -88,15 +90,15 @@ static void read_instance(sqlite3_stmt *st, samda_instance_row *r)
     storage_col_text(st, 9, m->modality, sizeof m->modality);
     storage_col_text(st, 10, m->body_part, sizeof m->body_part);
     storage_col_text(st, 11, m->series_description, sizeof m->series_description);
-    m->series_number = sqlite3_column_int(st, 12);
+    m->series_number = (int)sql_col_int64(st, 12);
     storage_col_text(st, 13, m->sop_uid, sizeof m->sop_uid);
     storage_col_text(st, 14, m->sop_class_uid, sizeof m->sop_class_uid);
     storage_col_text(st, 15, m->transfer_syntax_uid, sizeof m->transfer_syntax_uid);
-    m->instance_number = sqlite3_column_int(st, 16);
-    m->rows = sqlite3_column_int(st, 17);
-    m->columns = sqlite3_column_int(st, 18);
-    m->bits_allocated = sqlite3_column_int(st, 19);
-    m->number_of_frames = sqlite3_column_int(st, 20);
+    m->instance_number = (int)sql_col_int64(st, 16);
+    m->rows = (int)sql_col_int64(st, 17);
+    m->columns = (int)sql_col_int64(st, 18);
+    m->bits_allocated = (int)sql_col_int64(st, 19);
+    m->number_of_frames = (int)sql_col_int64(st, 20);
     m->pixel_spacing[0] = storage_col_double(st, 21);
     m->pixel_spacing[1] = storage_col_double(st, 22);
     for (int i = 0; i < 3; i++) m->image_position[i] = storage_col_double(st, 23 + i);
@@ -108,15 +110,15 @@ static void read_instance(sqlite3_stmt *st, samda_instance_row *r)
     m->window_width = storage_col_double(st, 36);
     storage_col_text(st, 37, m->calling_ae, sizeof m->calling_ae);
     storage_col_text(st, 38, m->site, sizeof m->site);
-    m->association_id = sqlite3_column_int64(st, 39);
-    m->flags = (unsigned)sqlite3_column_int(st, 40);
+    m->association_id = sql_col_int64(st, 39);
+    m->flags = (unsigned)(int)sql_col_int64(st, 40);
     storage_col_text(st, 41, r->object.relpath, sizeof r->object.relpath);
     storage_col_text(st, 42, r->object.sha256, sizeof r->object.sha256);
-    r->object.size = (uint64_t)sqlite3_column_int64(st, 43);
-    r->received_at_ms = sqlite3_column_int64(st, 44);
+    r->object.size = (uint64_t)sql_col_int64(st, 43);
+    r->received_at_ms = sql_col_int64(st, 44);
 }
 
-static void read_instance_v(sqlite3_stmt *st, void *row) { read_instance(st, row); }
+static void read_instance_v(sql_stmt *st, void *row) { read_instance(st, row); }
 
 samda_status samda_store_instance_get(samda_store *s, const char *sop_uid, samda_instance_row *out,
                                       samda_error *err)
@@ -126,10 +128,10 @@ samda_status samda_store_instance_get(samda_store *s, const char *sop_uid, samda
         return samda_fail(err, SAMDA_EBADUID, "reading instance: SOP instance UID is not a valid UID");
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
-    sqlite3_stmt *st = storage_stmt(c, SQL_INSTANCE_GET, err);
+    sql_stmt *st = storage_stmt(c, SQL_INSTANCE_GET, err);
     samda_status res = err->code;
     if (st) {
-        sqlite3_bind_text(st, 1, sop_uid, -1, SQLITE_TRANSIENT);
+        sql_bind_text(st, 1, sop_uid);
         void *rows;
         size_t n;
         res = storage_collect(s, c, st, sizeof *out, read_instance_v, NULL, &rows, &n, "reading instance", err);
@@ -151,12 +153,12 @@ samda_status samda_store_instance_list(samda_store *s, const char *series_uid, s
         return samda_fail(err, SAMDA_EBADUID, "listing instances: series UID is not a valid UID");
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
-    sqlite3_stmt *st = storage_stmt(c, SQL_INSTANCE_LIST, err);
+    sql_stmt *st = storage_stmt(c, SQL_INSTANCE_LIST, err);
     samda_status res = err->code;
     if (st) {
-        sqlite3_bind_text(st, 1, series_uid, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(st, 2, (sqlite3_int64)(limit ? storage_list_limit(limit) : STORAGE_LIST_MAX));
-        sqlite3_bind_int64(st, 3, (sqlite3_int64)offset);
+        sql_bind_text(st, 1, series_uid);
+        sql_bind_int64(st, 2, (int64_t)(limit ? storage_list_limit(limit) : STORAGE_LIST_MAX));
+        sql_bind_int64(st, 3, (int64_t)offset);
         res = storage_collect(s, c, st, sizeof **rows, read_instance_v, NULL, (void **)rows, n, "listing instances", err);
     }
     storage_conn_put(s, c);
@@ -173,34 +175,34 @@ samda_status samda_store_instance_list(samda_store *s, const char *series_uid, s
     " LEFT JOIN sites si ON si.id = se.site_id "
 
 static const char SQL_SERIES_QUERY[] = SERIES_COLS
-    "WHERE (?1 IS NULL OR st.study_uid = ?1) AND (?2 IS NULL OR se.series_uid = ?2)"
-    " AND (?3 IS NULL OR p.patient_id = ?3) AND (?4 IS NULL OR se.modality = ?4)"
-    " AND (?5 IS NULL OR st.study_date >= ?5) AND (?6 IS NULL OR st.study_date <= ?6)"
-    " AND (?7 IS NULL OR si.name = ?7)"
+    "WHERE (st.study_uid = ?1 OR ?1 IS NULL) AND (se.series_uid = ?2 OR ?2 IS NULL)"
+    " AND (p.patient_id = ?3 OR ?3 IS NULL) AND (se.modality = ?4 OR ?4 IS NULL)"
+    " AND (st.study_date >= ?5 OR ?5 IS NULL) AND (st.study_date <= ?6 OR ?6 IS NULL)"
+    " AND (si.name = ?7 OR ?7 IS NULL)"
     " ORDER BY st.id, se.series_number IS NULL, se.series_number, se.id LIMIT ?8 OFFSET ?9";
 static const char SQL_SERIES_IDLE[] = SERIES_COLS
     "WHERE se.state = 'receiving' AND se.last_received_ms <= ?1 ORDER BY se.last_received_ms LIMIT ?2";
 
-static void read_series(sqlite3_stmt *st, void *row)
+static void read_series(sql_stmt *st, void *row)
 {
     samda_series_info *r = row;
     memset(r, 0, sizeof *r);
-    r->id = sqlite3_column_int64(st, 0);
-    r->study_id = sqlite3_column_int64(st, 1);
+    r->id = sql_col_int64(st, 0);
+    r->study_id = sql_col_int64(st, 1);
     storage_col_text(st, 2, r->study_uid, sizeof r->study_uid);
     storage_col_text(st, 3, r->series_uid, sizeof r->series_uid);
     storage_col_text(st, 4, r->modality, sizeof r->modality);
     storage_col_text(st, 5, r->body_part, sizeof r->body_part);
     storage_col_text(st, 6, r->series_description, sizeof r->series_description);
-    r->series_number = sqlite3_column_int(st, 7);
+    r->series_number = (int)sql_col_int64(st, 7);
     storage_col_text(st, 8, r->site, sizeof r->site);
-    r->n_instances = sqlite3_column_int64(st, 9);
-    r->first_received_ms = sqlite3_column_int64(st, 10);
-    r->last_received_ms = sqlite3_column_int64(st, 11);
+    r->n_instances = sql_col_int64(st, 9);
+    r->first_received_ms = sql_col_int64(st, 10);
+    r->last_received_ms = sql_col_int64(st, 11);
     r->state = (samda_series_state)storage_name_index(series_state_names, 3,
-                                                      (const char *)sqlite3_column_text(st, 12));
+                                                      sql_col_text(st, 12));
     storage_col_text(st, 13, r->state_reason, sizeof r->state_reason);
-    r->state_changed_ms = sqlite3_column_int64(st, 14);
+    r->state_changed_ms = sql_col_int64(st, 14);
 }
 
 static samda_status check_query(const samda_index_query *q, const char *what, samda_error *err)
@@ -224,7 +226,7 @@ static samda_status series_select(samda_store *s, const samda_index_query *q, sa
     if (!q) q = &none;
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
-    sqlite3_stmt *st = storage_stmt(c, SQL_SERIES_QUERY, err);
+    sql_stmt *st = storage_stmt(c, SQL_SERIES_QUERY, err);
     samda_status res = err->code;
     if (st) {
         storage_bind_text(st, 1, q->study_uid);
@@ -234,8 +236,8 @@ static samda_status series_select(samda_store *s, const samda_index_query *q, sa
         storage_bind_text(st, 5, q->date_from);
         storage_bind_text(st, 6, q->date_to);
         storage_bind_text(st, 7, q->site);
-        sqlite3_bind_int64(st, 8, (sqlite3_int64)storage_list_limit(q->limit));
-        sqlite3_bind_int64(st, 9, (sqlite3_int64)q->offset);
+        sql_bind_int64(st, 8, (int64_t)storage_list_limit(q->limit));
+        sql_bind_int64(st, 9, (int64_t)q->offset);
         res = storage_collect(s, c, st, sizeof **rows, read_series, NULL, (void **)rows, n, "querying series", err);
     }
     storage_conn_put(s, c);
@@ -289,11 +291,11 @@ samda_status samda_store_series_idle(samda_store *s, int64_t idle_before_ms, siz
     *n = 0;
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
-    sqlite3_stmt *st = storage_stmt(c, SQL_SERIES_IDLE, err);
+    sql_stmt *st = storage_stmt(c, SQL_SERIES_IDLE, err);
     samda_status res = err->code;
     if (st) {
-        sqlite3_bind_int64(st, 1, idle_before_ms);
-        sqlite3_bind_int64(st, 2, (sqlite3_int64)storage_list_limit(limit));
+        sql_bind_int64(st, 1, idle_before_ms);
+        sql_bind_int64(st, 2, (int64_t)storage_list_limit(limit));
         res = storage_collect(s, c, st, sizeof **rows, read_series, NULL, (void **)rows, n, "listing idle series", err);
     }
     storage_conn_put(s, c);
@@ -314,18 +316,18 @@ samda_status samda_store_series_set_state(samda_store *s, const char *series_uid
     if (!c) return err->code;
     samda_status res = storage_tx_begin(s, c, err);
     if (res == SAMDA_OK) {
-        sqlite3_stmt *st = storage_stmt(c, "UPDATE series SET state = ?2, state_reason = ?3, state_changed_ms = ?4"
+        sql_stmt *st = storage_stmt(c, "UPDATE series SET state = ?2, state_reason = ?3, state_changed_ms = ?4"
                                            " WHERE series_uid = ?1", err);
         if (!st) {
             res = err->code;
         } else {
-            sqlite3_bind_text(st, 1, series_uid, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_text(st, 2, series_state_names[state], -1, SQLITE_STATIC);
+            sql_bind_text(st, 1, series_uid);
+            sql_bind_text(st, 2, series_state_names[state]);
             storage_bind_text(st, 3, why);
-            sqlite3_bind_int64(st, 4, samda_store_now_ms(s));
+            sql_bind_int64(st, 4, samda_store_now_ms(s));
             int rc = storage_exec_stmt(s, st);
-            if (rc != SQLITE_OK) res = storage_db_fail(err, c, rc, "setting series state");
-            else if (sqlite3_changes(c->db) == 0)
+            if (rc != SQL_OK) res = storage_db_fail(err, c, rc, "setting series state");
+            else if (sql_changes(c->q) == 0)
                 res = samda_fail(err, SAMDA_ENOENT, "setting series state: series %s not indexed", series_uid);
             else res = storage_change_add(s, c, "series", series_uid, SAMDA_CHANGE_STATE, err);
         }
@@ -345,22 +347,27 @@ samda_status samda_store_series_content_hash(samda_store *s, const char *series_
         return samda_fail(err, SAMDA_EBADUID, "hashing series: series UID is not a valid UID");
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
-    sqlite3_stmt *st = storage_stmt(c, "SELECT group_concat(sop_uid || ':' || sha256, char(10)) FROM"
-                                       " (SELECT i.sop_uid, i.sha256 FROM instances i JOIN series se"
-                                       " ON se.id = i.series_ref WHERE se.series_uid = ?1 ORDER BY i.sop_uid)", err);
+    /* "sop:sha256" lines in byte order of the SOP UIDs, the same text on both engines */
+    sql_stmt *st = storage_stmt(c, storage_sql(c,
+                                    "SELECT group_concat(sop_uid || ':' || sha256, char(10)) FROM"
+                                    " (SELECT i.sop_uid, i.sha256 FROM instances i JOIN series se"
+                                    " ON se.id = i.series_ref WHERE se.series_uid = ?1 ORDER BY i.sop_uid)",
+                                    "SELECT string_agg(i.sop_uid || ':' || i.sha256, chr(10) ORDER BY i.sop_uid COLLATE \"C\")"
+                                    " FROM instances i JOIN series se ON se.id = i.series_ref WHERE se.series_uid = ?1"),
+                                err);
     samda_status res = err->code;
     if (st) {
-        sqlite3_bind_text(st, 1, series_uid, -1, SQLITE_TRANSIENT);
+        sql_bind_text(st, 1, series_uid);
         int rc = storage_step(s, st);
-        if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
-            storage_sha256_hex(sqlite3_column_text(st, 0), (size_t)sqlite3_column_bytes(st, 0), out);
+        if (rc == SQL_ROW && !sql_col_null(st, 0)) {
+            storage_sha256_hex(sql_col_text(st, 0), (size_t)sql_col_bytes(st, 0), out);
             res = SAMDA_OK;
-        } else if (rc == SQLITE_ROW) {
+        } else if (rc == SQL_ROW) {
             res = samda_fail(err, SAMDA_ENOENT, "hashing series %s: no instance indexed", series_uid);
         } else {
             res = storage_db_fail(err, c, rc, "hashing series");
         }
-        sqlite3_reset(st);
+        sql_reset(st);
     }
     storage_conn_put(s, c);
     return res;
@@ -368,29 +375,36 @@ samda_status samda_store_series_content_hash(samda_store *s, const char *series_
 
 /* Studies ---------------------------------------------------------------------------------------- */
 
-static const char SQL_STUDY_QUERY[] =
-    "SELECT st.id, st.study_uid, p.patient_id, p.patient_name, st.study_date, st.study_description,"
-    " st.accession_number,"
+/* One study query; the engines differ only in how ModalitiesInStudy is joined. */
+#define STUDY_QUERY(MODALITIES) \
+    "SELECT st.id, st.study_uid, p.patient_id, p.patient_name, st.study_date, st.study_description," \
+    " st.accession_number," \
+    MODALITIES \
+    " (SELECT count(*) FROM series WHERE study_ref = st.id)," \
+    " (SELECT coalesce(sum(n_instances), 0) FROM series WHERE study_ref = st.id)," \
+    " st.last_received_ms" \
+    " FROM studies st JOIN patients p ON p.id = st.patient_ref" \
+    " WHERE (st.study_uid = ?1 OR ?1 IS NULL)" \
+    " AND (EXISTS (SELECT 1 FROM series x WHERE x.study_ref = st.id AND x.series_uid = ?2) OR ?2 IS NULL)" \
+    " AND (p.patient_id = ?3 OR ?3 IS NULL)" \
+    " AND (EXISTS (SELECT 1 FROM series x WHERE x.study_ref = st.id AND x.modality = ?4) OR ?4 IS NULL)" \
+    " AND (st.study_date >= ?5 OR ?5 IS NULL) AND (st.study_date <= ?6 OR ?6 IS NULL)" \
+    " AND (EXISTS (SELECT 1 FROM series x JOIN sites y ON y.id = x.site_id" \
+    "   WHERE x.study_ref = st.id AND y.name = ?7) OR ?7 IS NULL)" \
+    " ORDER BY st.study_date DESC NULLS LAST, st.id DESC LIMIT ?8 OFFSET ?9"
+static const char SQL_STUDY_QUERY[] = STUDY_QUERY(
     " (SELECT group_concat(m, '\\') FROM (SELECT DISTINCT modality AS m FROM series"
-    "   WHERE study_ref = st.id AND modality IS NOT NULL ORDER BY m)),"
-    " (SELECT count(*) FROM series WHERE study_ref = st.id),"
-    " (SELECT coalesce(sum(n_instances), 0) FROM series WHERE study_ref = st.id),"
-    " st.last_received_ms"
-    " FROM studies st JOIN patients p ON p.id = st.patient_ref"
-    " WHERE (?1 IS NULL OR st.study_uid = ?1)"
-    " AND (?2 IS NULL OR EXISTS (SELECT 1 FROM series x WHERE x.study_ref = st.id AND x.series_uid = ?2))"
-    " AND (?3 IS NULL OR p.patient_id = ?3)"
-    " AND (?4 IS NULL OR EXISTS (SELECT 1 FROM series x WHERE x.study_ref = st.id AND x.modality = ?4))"
-    " AND (?5 IS NULL OR st.study_date >= ?5) AND (?6 IS NULL OR st.study_date <= ?6)"
-    " AND (?7 IS NULL OR EXISTS (SELECT 1 FROM series x JOIN sites y ON y.id = x.site_id"
-    "   WHERE x.study_ref = st.id AND y.name = ?7))"
-    " ORDER BY st.study_date DESC, st.id DESC LIMIT ?8 OFFSET ?9";
+    "   WHERE study_ref = st.id AND modality IS NOT NULL ORDER BY m)),");
+static const char SQL_STUDY_QUERY_PG[] =
+    STUDY_QUERY(" (SELECT string_agg(DISTINCT modality COLLATE \"C\", '\\' ORDER BY modality COLLATE \"C\") FROM series"
+                "   WHERE study_ref = st.id AND modality IS NOT NULL),");
+#undef STUDY_QUERY
 
-static void read_study(sqlite3_stmt *st, void *row)
+static void read_study(sql_stmt *st, void *row)
 {
     samda_study_info *r = row;
     memset(r, 0, sizeof *r);
-    r->id = sqlite3_column_int64(st, 0);
+    r->id = sql_col_int64(st, 0);
     storage_col_text(st, 1, r->study_uid, sizeof r->study_uid);
     storage_col_text(st, 2, r->patient_id, sizeof r->patient_id);
     storage_col_text(st, 3, r->patient_name, sizeof r->patient_name);
@@ -398,9 +412,9 @@ static void read_study(sqlite3_stmt *st, void *row)
     storage_col_text(st, 5, r->study_description, sizeof r->study_description);
     storage_col_text(st, 6, r->accession_number, sizeof r->accession_number);
     storage_col_text(st, 7, r->modalities, sizeof r->modalities);
-    r->n_series = sqlite3_column_int64(st, 8);
-    r->n_instances = sqlite3_column_int64(st, 9);
-    r->last_received_ms = sqlite3_column_int64(st, 10);
+    r->n_series = sql_col_int64(st, 8);
+    r->n_instances = sql_col_int64(st, 9);
+    r->last_received_ms = sql_col_int64(st, 10);
 }
 
 samda_status samda_store_study_query(samda_store *s, const samda_index_query *q, samda_study_info **rows,
@@ -415,7 +429,7 @@ samda_status samda_store_study_query(samda_store *s, const samda_index_query *q,
     if (res != SAMDA_OK) return res;
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
-    sqlite3_stmt *st = storage_stmt(c, SQL_STUDY_QUERY, err);
+    sql_stmt *st = storage_stmt(c, storage_sql(c, SQL_STUDY_QUERY, SQL_STUDY_QUERY_PG), err);
     res = err->code;
     if (st) {
         storage_bind_text(st, 1, q->study_uid);
@@ -425,8 +439,8 @@ samda_status samda_store_study_query(samda_store *s, const samda_index_query *q,
         storage_bind_text(st, 5, q->date_from);
         storage_bind_text(st, 6, q->date_to);
         storage_bind_text(st, 7, q->site);
-        sqlite3_bind_int64(st, 8, (sqlite3_int64)storage_list_limit(q->limit));
-        sqlite3_bind_int64(st, 9, (sqlite3_int64)q->offset);
+        sql_bind_int64(st, 8, (int64_t)storage_list_limit(q->limit));
+        sql_bind_int64(st, 9, (int64_t)q->offset);
         res = storage_collect(s, c, st, sizeof **rows, read_study, NULL, (void **)rows, n, "querying studies", err);
     }
     storage_conn_put(s, c);

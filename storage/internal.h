@@ -5,22 +5,19 @@
 #define SAMDA_STORAGE_INTERNAL_H
 
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdatomic.h>
 
+#include "sql.h"
 #include "storage.h"
 
-#define STORAGE_STMT_CACHE 128 /* prepared statements kept per connection (keyed by SQL pointer) */
 #define STORAGE_PATH_MAX 4096
 #define STORAGE_DATA_DIR_MAX 3000
 #define STORAGE_LIST_MAX 100000 /* bound on every list a caller can ask for */
 
+#define STORAGE_CONNINFO_MAX 1024
+
 typedef struct storage_conn {
-    sqlite3 *db;
-    struct {
-        const char *sql; /* identity of the SQL text (a string literal) */
-        sqlite3_stmt *st;
-    } cache[STORAGE_STMT_CACHE];
+    sql_conn *q;
     struct storage_conn *next_free;
 } storage_conn;
 
@@ -30,6 +27,9 @@ struct samda_store {
     char db_path[STORAGE_PATH_MAX];
     char objects_dir[STORAGE_PATH_MAX];
     char tmp_dir[STORAGE_PATH_MAX];
+    char conninfo[STORAGE_CONNINFO_MAX + 1]; /* p.postgresql points here */
+    char node[SAMDA_NODE_NAME_SIZE];         /* p.node points here; "" when none */
+    sql_conn *leader_conn;                   /* PostgreSQL: the session holding the leader lock */
 
     pthread_mutex_t pool_mu;
     pthread_cond_t pool_cv;
@@ -79,11 +79,15 @@ storage_conn *storage_conn_get(samda_store *s, samda_error *err);
 /** Give a connection back; resets statements still running. NULL is a no-op. */
 void storage_conn_put(samda_store *s, storage_conn *c);
 /** A cached prepared statement for sql (a string literal), reset with bindings cleared. NULL + err. */
-sqlite3_stmt *storage_stmt(storage_conn *c, const char *sql, samda_error *err);
-/** sqlite3_step through the fault hook (an injected fault returns SQLITE_IOERR). */
-int storage_step(samda_store *s, sqlite3_stmt *st);
-/** Step a statement that returns no rows to completion, then reset it. SQLite rc. */
-int storage_exec_stmt(samda_store *s, sqlite3_stmt *st);
+sql_stmt *storage_stmt(storage_conn *c, const char *sql, samda_error *err);
+/** The SQL text for c's engine: lite for SQLite, pg for PostgreSQL (both string literals). */
+const char *storage_sql(const storage_conn *c, const char *lite, const char *pg);
+/** True when c talks to PostgreSQL. */
+bool storage_is_pg(const storage_conn *c);
+/** sql_step through the fault hook (an injected fault returns SQL_IOERR). */
+int storage_step(samda_store *s, sql_stmt *st);
+/** Step a statement that returns no rows to completion, then reset it. SQL_OK or the error code. */
+int storage_exec_stmt(samda_store *s, sql_stmt *st);
 /** Take the write lock and BEGIN IMMEDIATE. On failure the lock is released. With SAMDA_SYNC_FULL the
  *  transaction's own commit skips SQLite's fsync; storage_tx_commit makes it durable (group commit). */
 samda_status storage_tx_begin(samda_store *s, storage_conn *c, samda_error *err);
@@ -93,30 +97,30 @@ samda_status storage_tx_begin(samda_store *s, storage_conn *c, samda_error *err)
 samda_status storage_tx_commit(samda_store *s, storage_conn *c, samda_error *err);
 /** ROLLBACK (never fault-injected) and release the write lock. */
 void storage_tx_rollback(samda_store *s, storage_conn *c);
-/** Translate a SQLite failure into err: BUSY/LOCKED -> ELOCKED, FULL -> ENOSPC, else EDB. */
+/** Translate an index failure into err: BUSY/LOCKED -> ELOCKED, FULL -> ENOSPC, else EDB. */
 samda_status storage_db_fail(samda_error *err, storage_conn *c, int rc, const char *what);
 
 /** Fills the zeroed row from the statement's current result row. */
-typedef void (*storage_row_reader)(sqlite3_stmt *st, void *row);
+typedef void (*storage_row_reader)(sql_stmt *st, void *row);
 /** Frees what the rows own (not the array); NULL when rows own nothing. */
 typedef void (*storage_rows_clear)(void *rows, size_t n);
 /** The one loop that turns a bound SELECT into an array: steps st to the end, appending a zeroed
  *  elem_size row per result filled by read, then resets st. *rows (malloc'd; NULL when empty) and
  *  *n belong to the caller. On failure clears and frees what it collected, leaves *rows NULL and
  *  *n 0, and returns SAMDA_ENOMEM or the database error, naming what. */
-samda_status storage_collect(samda_store *s, storage_conn *c, sqlite3_stmt *st, size_t elem_size,
+samda_status storage_collect(samda_store *s, storage_conn *c, sql_stmt *st, size_t elem_size,
                              storage_row_reader read, storage_rows_clear clear, void **rows, size_t *n,
                              const char *what, samda_error *err);
 /** A caller's list limit bounded: 0 means 1000, never more than STORAGE_LIST_MAX. */
 size_t storage_list_limit(size_t limit);
 
 /* Binding and reading helpers: "" and NULL bind as NULL; NAN binds as NULL; NULL reads as ""/NAN. */
-int storage_bind_text(sqlite3_stmt *st, int i, const char *v);
-int storage_bind_double(sqlite3_stmt *st, int i, double v);
-int storage_bind_int64_or_null(sqlite3_stmt *st, int i, int64_t v); /* 0 binds NULL */
-void storage_col_text(sqlite3_stmt *st, int i, char *dst, size_t size);
-char *storage_col_dup(sqlite3_stmt *st, int i); /* NULL for SQL NULL or out of memory */
-double storage_col_double(sqlite3_stmt *st, int i);
+int storage_bind_text(sql_stmt *st, int i, const char *v);
+int storage_bind_double(sql_stmt *st, int i, double v);
+int storage_bind_int64_or_null(sql_stmt *st, int i, int64_t v); /* 0 binds NULL */
+void storage_col_text(sql_stmt *st, int i, char *dst, size_t size);
+char *storage_col_dup(sql_stmt *st, int i); /* NULL for SQL NULL or out of memory */
+double storage_col_double(sql_stmt *st, int i);
 
 /** True when v is NULL or shorter than max bytes (a NUL within max). */
 bool storage_len_ok(const char *v, size_t max);

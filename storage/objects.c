@@ -311,26 +311,26 @@ void samda_store_object_tmp_discard(samda_store *s, samda_tmp_file *tmp)
 /* OR IGNORE: an intent already there belongs to someone else's unfinished commit of the same path
  * (which will fail with SAMDA_EEXIST for one of the two); it must outlive our attempt. */
 static const char SQL_INTENT_ADD[] =
-    "INSERT OR IGNORE INTO object_intents(relpath, created_ms) VALUES(?1, ?2)";
+    "INSERT INTO object_intents(relpath, created_ms) VALUES(?1, ?2) ON CONFLICT DO NOTHING";
 static const char SQL_INTENT_DEL[] = "DELETE FROM object_intents WHERE relpath = ?1";
 
 samda_status storage_intent_add(samda_store *s, storage_conn *c, const char *relpath, samda_error *err)
 {
-    sqlite3_stmt *st = storage_stmt(c, SQL_INTENT_ADD, err);
+    sql_stmt *st = storage_stmt(c, SQL_INTENT_ADD, err);
     if (!st) return err->code;
-    sqlite3_bind_text(st, 1, relpath, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 2, samda_store_now_ms(s));
+    sql_bind_text(st, 1, relpath);
+    sql_bind_int64(st, 2, samda_store_now_ms(s));
     int rc = storage_exec_stmt(s, st);
-    return rc == SQLITE_OK ? SAMDA_OK : storage_db_fail(err, c, rc, "recording object intent");
+    return rc == SQL_OK ? SAMDA_OK : storage_db_fail(err, c, rc, "recording object intent");
 }
 
 samda_status storage_intent_claim(samda_store *s, storage_conn *c, const char *relpath, samda_error *err)
 {
-    sqlite3_stmt *st = storage_stmt(c, SQL_INTENT_DEL, err);
+    sql_stmt *st = storage_stmt(c, SQL_INTENT_DEL, err);
     if (!st) return err->code;
-    sqlite3_bind_text(st, 1, relpath, -1, SQLITE_TRANSIENT);
+    sql_bind_text(st, 1, relpath);
     int rc = storage_exec_stmt(s, st);
-    return rc == SQLITE_OK ? SAMDA_OK : storage_db_fail(err, c, rc, "clearing object intent");
+    return rc == SQL_OK ? SAMDA_OK : storage_db_fail(err, c, rc, "clearing object intent");
 }
 
 /* Add an intent in its own committed transaction (before a file appears under objects/).
@@ -343,7 +343,7 @@ static samda_status intent_add_tx(samda_store *s, const char *relpath, bool *our
     samda_status st = storage_tx_begin(s, c, err);
     if (st == SAMDA_OK) {
         st = storage_intent_add(s, c, relpath, err);
-        *ours = st == SAMDA_OK && sqlite3_changes(c->db) > 0;
+        *ours = st == SAMDA_OK && sql_changes(c->q) > 0;
         if (st == SAMDA_OK) st = storage_tx_commit(s, c, err);
         else storage_tx_rollback(s, c);
     }
@@ -357,12 +357,12 @@ static void intent_drop(samda_store *s, const char *relpath)
 {
     storage_conn *c = storage_conn_get(s, NULL);
     if (!c) return;
-    sqlite3_stmt *st = storage_stmt(c, SQL_INTENT_DEL, NULL);
+    sql_stmt *st = storage_stmt(c, SQL_INTENT_DEL, NULL);
     if (st) {
-        sqlite3_bind_text(st, 1, relpath, -1, SQLITE_TRANSIENT);
+        sql_bind_text(st, 1, relpath);
         pthread_mutex_lock(&s->write_mu);
-        sqlite3_step(st);
-        sqlite3_reset(st);
+        sql_step(st);
+        sql_reset(st);
         pthread_mutex_unlock(&s->write_mu);
     }
     storage_conn_put(s, c);
@@ -609,18 +609,18 @@ static const char SQL_CLAIMED[] =
 
 int storage_relpath_claimed(samda_store *s, storage_conn *c, const char *relpath, samda_error *err)
 {
-    sqlite3_stmt *st = storage_stmt(c, SQL_CLAIMED, err);
+    sql_stmt *st = storage_stmt(c, SQL_CLAIMED, err);
     if (!st) return -1;
-    sqlite3_bind_text(st, 1, relpath, -1, SQLITE_TRANSIENT);
+    sql_bind_text(st, 1, relpath);
     int rc = storage_step(s, st);
-    sqlite3_reset(st);
-    if (rc == SQLITE_ROW) return 1;
-    if (rc == SQLITE_DONE) return 0;
+    sql_reset(st);
+    if (rc == SQL_ROW) return 1;
+    if (rc == SQL_DONE) return 0;
     storage_db_fail(err, c, rc, "checking object ownership");
     return -1;
 }
 
-static void read_intent(sqlite3_stmt *st, void *row) { storage_col_text(st, 0, row, SAMDA_RELPATH_SIZE); }
+static void read_intent(sql_stmt *st, void *row) { storage_col_text(st, 0, row, SAMDA_RELPATH_SIZE); }
 
 samda_status storage_recover(samda_store *s, storage_conn *c, samda_error *err)
 {
@@ -637,7 +637,7 @@ samda_status storage_recover(samda_store *s, storage_conn *c, samda_error *err)
     if (s->tmp_removed) fsync_dir_path(s, s->tmp_dir, false);
 
     /* Read the intents first, then decide: the statement must not be stepping while we delete. */
-    sqlite3_stmt *st = storage_stmt(c, "SELECT relpath FROM object_intents", err);
+    sql_stmt *st = storage_stmt(c, "SELECT relpath FROM object_intents", err);
     if (!st) return err->code;
     size_t n = 0;
     char (*paths)[SAMDA_RELPATH_SIZE] = NULL;
@@ -668,8 +668,8 @@ samda_status storage_recover(samda_store *s, storage_conn *c, samda_error *err)
         samda_status tx = storage_tx_begin(s, c, err);
         if (tx != SAMDA_OK) return tx;
         st = storage_stmt(c, "DELETE FROM object_intents", err);
-        int rc = st ? storage_exec_stmt(s, st) : SQLITE_ERROR;
-        if (rc != SQLITE_OK) {
+        int rc = st ? storage_exec_stmt(s, st) : SQL_ERROR;
+        if (rc != SQL_OK) {
             storage_tx_rollback(s, c);
             return st ? storage_db_fail(err, c, rc, "clearing object intents") : err->code;
         }

@@ -35,20 +35,20 @@ static samda_status files_add(purge_files *f, const char *relpath, samda_error *
 }
 
 /* Step st to its end: column 0 of each row into f; column 1 summed into *bytes when bytes is given. */
-static samda_status collect(samda_store *s, storage_conn *c, sqlite3_stmt *st, purge_files *f, uint64_t *bytes,
+static samda_status collect(samda_store *s, storage_conn *c, sql_stmt *st, purge_files *f, uint64_t *bytes,
                             const char *what, samda_error *err)
 {
     int rc;
     samda_status res = SAMDA_OK;
-    while (res == SAMDA_OK && (rc = storage_step(s, st)) == SQLITE_ROW) {
+    while (res == SAMDA_OK && (rc = storage_step(s, st)) == SQL_ROW) {
         char text[SAMDA_RELPATH_SIZE];
         storage_col_text(st, 0, text, sizeof text);
-        if (bytes) *bytes += (uint64_t)sqlite3_column_int64(st, 1);
+        if (bytes) *bytes += (uint64_t)sql_col_int64(st, 1);
         res = files_add(f, text, err);
     }
-    sqlite3_reset(st);
+    sql_reset(st);
     if (res != SAMDA_OK) return res;
-    return rc == SQLITE_DONE ? SAMDA_OK : storage_db_fail(err, c, rc, what);
+    return rc == SQL_DONE ? SAMDA_OK : storage_db_fail(err, c, rc, what);
 }
 
 /* Files of the series: its instances, and results recorded for a SEG of this series that were not
@@ -60,10 +60,10 @@ static const char SQL_FILES[] =
 static samda_status list_files(samda_store *s, storage_conn *c, int64_t series_id, const char *uid,
                                purge_files *f, samda_purge_report *rep, samda_error *err)
 {
-    sqlite3_stmt *st = storage_stmt(c, SQL_FILES, err);
+    sql_stmt *st = storage_stmt(c, SQL_FILES, err);
     if (!st) return err->code;
-    sqlite3_bind_int64(st, 1, series_id);
-    sqlite3_bind_text(st, 2, uid, -1, SQLITE_TRANSIENT);
+    sql_bind_int64(st, 1, series_id);
+    sql_bind_text(st, 2, uid);
     samda_status res = collect(s, c, st, f, &rep->bytes, "deleting series: listing files", err);
     if (res != SAMDA_OK) return res;
     for (size_t i = 0; i < f->n && res == SAMDA_OK; i++) res = storage_intent_add(s, c, f->relpath[i], err);
@@ -71,25 +71,25 @@ static samda_status list_files(samda_store *s, storage_conn *c, int64_t series_i
 }
 
 /* A series a job is working on, or whose files are being sent, is not deleted under it. */
-static const char SQL_BUSY[] =
+static const char SQL_SERIES_SENDING[] =
     "SELECT 'a job is running on it' FROM jobs WHERE series_uid = ?2 AND state = 'running' UNION ALL"
     " SELECT 'one of its files is being sent to a destination' FROM exports e JOIN instances i"
     " ON e.relpath = i.file_relpath WHERE i.series_ref = ?1 AND e.state = 'sending' LIMIT 1";
 
 static samda_status check_idle(samda_store *s, storage_conn *c, int64_t series_id, const char *uid, samda_error *err)
 {
-    sqlite3_stmt *st = storage_stmt(c, SQL_BUSY, err);
+    sql_stmt *st = storage_stmt(c, SQL_SERIES_SENDING, err);
     if (!st) return err->code;
-    sqlite3_bind_int64(st, 1, series_id);
-    sqlite3_bind_text(st, 2, uid, -1, SQLITE_TRANSIENT);
+    sql_bind_int64(st, 1, series_id);
+    sql_bind_text(st, 2, uid);
     int rc = storage_step(s, st);
     char why[96] = "";
-    if (rc == SQLITE_ROW) storage_col_text(st, 0, why, sizeof why);
-    sqlite3_reset(st);
-    if (rc == SQLITE_ROW)
+    if (rc == SQL_ROW) storage_col_text(st, 0, why, sizeof why);
+    sql_reset(st);
+    if (rc == SQL_ROW)
         return samda_fail(err, SAMDA_EBUSY, "deleting series %s: %s; try again when it is done (or cancel the job)",
                           uid, why);
-    return rc == SQLITE_DONE ? SAMDA_OK : storage_db_fail(err, c, rc, "deleting series");
+    return rc == SQL_DONE ? SAMDA_OK : storage_db_fail(err, c, rc, "deleting series");
 }
 
 /* The row statements, in order; ?1 = series id, ?2 = series UID, ?3 = now (each binds what it uses;
@@ -115,14 +115,14 @@ static samda_status delete_rows(samda_store *s, storage_conn *c, int64_t series_
                                 samda_purge_report *rep, samda_error *err)
 {
     for (size_t i = 0; i < sizeof SQL_DELETE_STEPS / sizeof SQL_DELETE_STEPS[0]; i++) {
-        sqlite3_stmt *st = storage_stmt(c, SQL_DELETE_STEPS[i], err);
+        sql_stmt *st = storage_stmt(c, SQL_DELETE_STEPS[i], err);
         if (!st) return err->code;
-        sqlite3_bind_int64(st, 1, series_id);
-        sqlite3_bind_text(st, 2, uid, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(st, 3, samda_store_now_ms(s));
+        sql_bind_int64(st, 1, series_id);
+        sql_bind_text(st, 2, uid);
+        sql_bind_int64(st, 3, samda_store_now_ms(s));
         int rc = storage_exec_stmt(s, st);
-        if (rc != SQLITE_OK) return storage_db_fail(err, c, rc, "deleting series");
-        size_t changed = (size_t)sqlite3_changes(c->db);
+        if (rc != SQL_OK) return storage_db_fail(err, c, rc, "deleting series");
+        size_t changed = (size_t)sql_changes(c->q);
         if (i == 2) rep->n_results += changed;
         if (i == 4) rep->n_instances += changed;
     }
@@ -138,25 +138,25 @@ static samda_status drop_empty_parents(samda_store *s, storage_conn *c, int64_t 
     static const char SQL_DEL_STUDY[] = "DELETE FROM studies WHERE id = ?1";
     static const char SQL_DEL_PATIENT[] =
         "DELETE FROM patients WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM studies WHERE patient_ref = ?1)";
-    sqlite3_stmt *st = storage_stmt(c, SQL_STUDY, err);
+    sql_stmt *st = storage_stmt(c, SQL_STUDY, err);
     if (!st) return err->code;
-    sqlite3_bind_int64(st, 1, study_id);
+    sql_bind_int64(st, 1, study_id);
     int rc = storage_step(s, st);
     char uid[SAMDA_UID_SIZE] = "";
     int64_t patient = 0;
-    if (rc == SQLITE_ROW) {
+    if (rc == SQL_ROW) {
         storage_col_text(st, 0, uid, sizeof uid);
-        patient = sqlite3_column_int64(st, 1);
+        patient = sql_col_int64(st, 1);
     }
-    sqlite3_reset(st);
-    if (rc == SQLITE_DONE) return SAMDA_OK; /* other series remain */
-    if (rc != SQLITE_ROW) return storage_db_fail(err, c, rc, "deleting study");
+    sql_reset(st);
+    if (rc == SQL_DONE) return SAMDA_OK; /* other series remain */
+    if (rc != SQL_ROW) return storage_db_fail(err, c, rc, "deleting study");
     const char *sql[2] = {SQL_DEL_STUDY, SQL_DEL_PATIENT};
     int64_t id[2] = {study_id, patient};
     for (int i = 0; i < 2; i++) {
         if (!(st = storage_stmt(c, sql[i], err))) return err->code;
-        sqlite3_bind_int64(st, 1, id[i]);
-        if ((rc = storage_exec_stmt(s, st)) != SQLITE_OK) return storage_db_fail(err, c, rc, "deleting study");
+        sql_bind_int64(st, 1, id[i]);
+        if ((rc = storage_exec_stmt(s, st)) != SQL_OK) return storage_db_fail(err, c, rc, "deleting study");
     }
     return storage_change_add(s, c, "study", uid, SAMDA_CHANGE_DELETED, err);
 }
@@ -166,18 +166,18 @@ static samda_status delete_series_tx(samda_store *s, storage_conn *c, const char
                                      samda_purge_report *rep, samda_error *err)
 {
     static const char SQL_FIND[] = "SELECT id, study_ref FROM series WHERE series_uid = ?1";
-    sqlite3_stmt *st = storage_stmt(c, SQL_FIND, err);
+    sql_stmt *st = storage_stmt(c, SQL_FIND, err);
     if (!st) return err->code;
-    sqlite3_bind_text(st, 1, uid, -1, SQLITE_TRANSIENT);
+    sql_bind_text(st, 1, uid);
     int rc = storage_step(s, st);
     int64_t id = 0, study = 0;
-    if (rc == SQLITE_ROW) {
-        id = sqlite3_column_int64(st, 0);
-        study = sqlite3_column_int64(st, 1);
+    if (rc == SQL_ROW) {
+        id = sql_col_int64(st, 0);
+        study = sql_col_int64(st, 1);
     }
-    sqlite3_reset(st);
-    if (rc == SQLITE_DONE) return samda_fail(err, SAMDA_ENOENT, "deleting series %s: not in the index", uid);
-    if (rc != SQLITE_ROW) return storage_db_fail(err, c, rc, "deleting series");
+    sql_reset(st);
+    if (rc == SQL_DONE) return samda_fail(err, SAMDA_ENOENT, "deleting series %s: not in the index", uid);
+    if (rc != SQL_ROW) return storage_db_fail(err, c, rc, "deleting series");
     samda_status res = check_idle(s, c, id, uid, err);
     if (res == SAMDA_OK) res = list_files(s, c, id, uid, f, rep, err);
     if (res == SAMDA_OK) res = delete_rows(s, c, id, uid, rep, err);
@@ -191,9 +191,9 @@ static samda_status study_series(samda_store *s, storage_conn *c, const char *st
 {
     static const char SQL[] = "SELECT se.series_uid FROM series se JOIN studies st ON se.study_ref = st.id"
                               " WHERE st.study_uid = ?1 ORDER BY se.id";
-    sqlite3_stmt *st = storage_stmt(c, SQL, err);
+    sql_stmt *st = storage_stmt(c, SQL, err);
     if (!st) return err->code;
-    sqlite3_bind_text(st, 1, study_uid, -1, SQLITE_TRANSIENT);
+    sql_bind_text(st, 1, study_uid);
     samda_status res = collect(s, c, st, uids, NULL, "deleting study", err);
     if (res != SAMDA_OK) return res;
     return uids->n ? SAMDA_OK : samda_fail(err, SAMDA_ENOENT, "deleting study %s: not in the index", study_uid);
@@ -259,7 +259,7 @@ static const char SQL_SOURCE_DUE[] =
     " OR e.relpath IN (SELECT o.file_relpath FROM result_objects o WHERE o.result_id = r.id)"
     " WHERE se.site_id = (SELECT id FROM sites WHERE name = ?1)"
     " AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.series_ref = se.id AND (i.flags & 2) != 0)"
-    " GROUP BY se.id HAVING sum(e.state <> 'done') = 0 AND max(e.updated_ms) <= ?2"
+    " GROUP BY se.id HAVING sum(CASE WHEN e.state <> 'done' THEN 1 ELSE 0 END) = 0 AND max(e.updated_ms) <= ?2"
     " ORDER BY max(e.updated_ms), se.id LIMIT ?3";
 /* Result SEG series of the site made before ?2 whose export items (if any) were all delivered;
  * oldest first. */
@@ -267,10 +267,10 @@ static const char SQL_RESULTS_DUE[] =
     "SELECT r.seg_series_uid FROM results r JOIN series se ON se.series_uid = r.seg_series_uid"
     " LEFT JOIN exports e ON e.relpath = r.file_relpath"
     " WHERE se.site_id = (SELECT id FROM sites WHERE name = ?1)"
-    " GROUP BY r.seg_series_uid HAVING max(r.created_ms) <= ?2 AND sum(ifnull(e.state, 'done') <> 'done') = 0"
+    " GROUP BY r.seg_series_uid HAVING max(r.created_ms) <= ?2 AND sum(CASE WHEN coalesce(e.state, 'done') <> 'done' THEN 1 ELSE 0 END) = 0"
     " ORDER BY max(r.created_ms) LIMIT ?3";
 
-static void read_uid(sqlite3_stmt *st, void *row) { storage_col_text(st, 0, row, SAMDA_UID_SIZE); }
+static void read_uid(sql_stmt *st, void *row) { storage_col_text(st, 0, row, SAMDA_UID_SIZE); }
 
 samda_status samda_store_retention_due(samda_store *s, const char *site, samda_retention_kind kind, int64_t before_ms,
                                        size_t limit, char (**uids)[SAMDA_UID_SIZE], size_t *n, samda_error *err)
@@ -281,12 +281,12 @@ samda_status samda_store_retention_due(samda_store *s, const char *site, samda_r
     if (!samda_store_name_is_valid(site)) return samda_fail(err, SAMDA_ENOENT, "retention: invalid site name");
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
-    sqlite3_stmt *st = storage_stmt(c, kind == SAMDA_RETAIN_SOURCE ? SQL_SOURCE_DUE : SQL_RESULTS_DUE, err);
+    sql_stmt *st = storage_stmt(c, kind == SAMDA_RETAIN_SOURCE ? SQL_SOURCE_DUE : SQL_RESULTS_DUE, err);
     samda_status res = st ? SAMDA_OK : err->code;
     if (st) {
-        sqlite3_bind_text(st, 1, site, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(st, 2, before_ms);
-        sqlite3_bind_int64(st, 3, (sqlite3_int64)storage_list_limit(limit));
+        sql_bind_text(st, 1, site);
+        sql_bind_int64(st, 2, before_ms);
+        sql_bind_int64(st, 3, (int64_t)storage_list_limit(limit));
         res = storage_collect(s, c, st, SAMDA_UID_SIZE, read_uid, NULL, (void **)uids, n, "retention", err);
     }
     storage_conn_put(s, c);
@@ -296,19 +296,20 @@ samda_status samda_store_retention_due(samda_store *s, const char *site, samda_r
 samda_status samda_store_bytes(samda_store *s, uint64_t *bytes, samda_error *err)
 {
     STORAGE_ERR(err);
-    static const char SQL[] = "SELECT ifnull(sum(file_size), 0) FROM (SELECT file_relpath, file_size FROM instances"
+    /* "AS files": PostgreSQL wants a name for a subquery in FROM */
+    static const char SQL[] = "SELECT coalesce(sum(file_size), 0) FROM (SELECT file_relpath, file_size FROM instances"
                               " UNION SELECT file_relpath, file_size FROM results"
                               " UNION SELECT file_relpath, file_size FROM result_objects"
-                              " UNION SELECT file_relpath, file_size FROM adapters)";
+                              " UNION SELECT file_relpath, file_size FROM adapters) AS files";
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
-    sqlite3_stmt *st = storage_stmt(c, SQL, err);
+    sql_stmt *st = storage_stmt(c, SQL, err);
     samda_status res = st ? SAMDA_OK : err->code;
     if (st) {
         int rc = storage_step(s, st);
-        if (rc == SQLITE_ROW) *bytes = (uint64_t)sqlite3_column_int64(st, 0);
+        if (rc == SQL_ROW) *bytes = (uint64_t)sql_col_int64(st, 0);
         else res = storage_db_fail(err, c, rc, "summing stored bytes");
-        sqlite3_reset(st);
+        sql_reset(st);
     }
     storage_conn_put(s, c);
     return res;

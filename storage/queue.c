@@ -49,54 +49,54 @@ void samda_job_list_free(samda_job *jobs, size_t n)
 
 static const char SQL_JOB_GET[] = JOB_COLS "WHERE j.id = ?1";
 static const char SQL_JOB_LIST[] = JOB_COLS
-    "WHERE (?1 IS NULL OR j.state = ?1) AND (?2 IS NULL OR j.kind = ?2) AND (?3 IS NULL OR si.name = ?3)"
-    " AND (?4 IS NULL OR j.series_uid = ?4) ORDER BY j.id DESC LIMIT ?5 OFFSET ?6";
+    "WHERE (j.state = ?1 OR ?1 IS NULL) AND (j.kind = ?2 OR ?2 IS NULL) AND (si.name = ?3 OR ?3 IS NULL)"
+    " AND (j.series_uid = ?4 OR ?4 IS NULL) ORDER BY j.id DESC LIMIT ?5 OFFSET ?6";
 
-static void read_job(sqlite3_stmt *st, samda_job *j);
-static void read_job_row(sqlite3_stmt *st, void *row) { read_job(st, row); }
+static void read_job(sql_stmt *st, samda_job *j);
+static void read_job_row(sql_stmt *st, void *row) { read_job(st, row); }
 static void clear_jobs(void *rows, size_t n)
 {
     for (size_t i = 0; i < n; i++) samda_job_clear((samda_job *)rows + i);
 }
 
-static void read_job(sqlite3_stmt *st, samda_job *j)
+static void read_job(sql_stmt *st, samda_job *j)
 {
     memset(j, 0, sizeof *j);
-    j->id = sqlite3_column_int64(st, 0);
+    j->id = sql_col_int64(st, 0);
     storage_col_text(st, 1, j->kind, sizeof j->kind);
-    j->state = state_from((const char *)sqlite3_column_text(st, 2));
-    j->priority = sqlite3_column_int(st, 3);
+    j->state = state_from(sql_col_text(st, 2));
+    j->priority = (int)sql_col_int64(st, 3);
     storage_col_text(st, 4, j->site, sizeof j->site);
     storage_col_text(st, 5, j->study_uid, sizeof j->study_uid);
     storage_col_text(st, 6, j->series_uid, sizeof j->series_uid);
     j->params_json = storage_col_dup(st, 7);
     j->result_json = storage_col_dup(st, 8);
     j->error = storage_col_dup(st, 9);
-    j->attempts = sqlite3_column_int(st, 10);
-    j->max_attempts = sqlite3_column_int(st, 11);
+    j->attempts = (int)sql_col_int64(st, 10);
+    j->max_attempts = (int)sql_col_int64(st, 11);
     storage_col_text(st, 12, j->lease_owner, sizeof j->lease_owner);
-    j->lease_expires_ms = sqlite3_column_int64(st, 13);
-    j->progress = sqlite3_column_double(st, 14);
+    j->lease_expires_ms = sql_col_int64(st, 13);
+    j->progress = sql_col_double(st, 14);
     storage_col_text(st, 15, j->progress_message, sizeof j->progress_message);
     storage_col_text(st, 16, j->idempotency_key, sizeof j->idempotency_key);
     storage_col_text(st, 17, j->content_hash, sizeof j->content_hash);
-    j->created_ms = sqlite3_column_int64(st, 18);
-    j->updated_ms = sqlite3_column_int64(st, 19);
-    j->finished_ms = sqlite3_column_int64(st, 20);
+    j->created_ms = sql_col_int64(st, 18);
+    j->updated_ms = sql_col_int64(st, 19);
+    j->finished_ms = sql_col_int64(st, 20);
 }
 
 /* Read one job on c. SAMDA_ENOENT when absent. */
 static samda_status job_read_c(samda_store *s, storage_conn *c, int64_t id, samda_job *out, samda_error *err)
 {
-    sqlite3_stmt *st = storage_stmt(c, SQL_JOB_GET, err);
+    sql_stmt *st = storage_stmt(c, SQL_JOB_GET, err);
     if (!st) return err->code;
-    sqlite3_bind_int64(st, 1, id);
+    sql_bind_int64(st, 1, id);
     int rc = storage_step(s, st);
     samda_status res = SAMDA_OK;
-    if (rc == SQLITE_ROW) read_job(st, out);
-    else if (rc == SQLITE_DONE) res = samda_fail(err, SAMDA_ENOENT, "job %lld: no such job", (long long)id);
+    if (rc == SQL_ROW) read_job(st, out);
+    else if (rc == SQL_DONE) res = samda_fail(err, SAMDA_ENOENT, "job %lld: no such job", (long long)id);
     else res = storage_db_fail(err, c, rc, "reading job");
-    sqlite3_reset(st);
+    sql_reset(st);
     return res;
 }
 
@@ -122,16 +122,16 @@ samda_status samda_store_job_list(samda_store *s, const samda_job_filter *f, sam
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
     samda_status res = SAMDA_OK;
-    sqlite3_stmt *st = storage_stmt(c, SQL_JOB_LIST, err);
+    sql_stmt *st = storage_stmt(c, SQL_JOB_LIST, err);
     if (!st) res = err->code;
     else {
         if (f->state >= 0 && f->state <= SAMDA_JOB_CANCELLED)
-            sqlite3_bind_text(st, 1, job_state_names[f->state], -1, SQLITE_STATIC);
+            sql_bind_text(st, 1, job_state_names[f->state]);
         storage_bind_text(st, 2, f->kind);
         storage_bind_text(st, 3, f->site);
         storage_bind_text(st, 4, f->series_uid);
-        sqlite3_bind_int64(st, 5, (sqlite3_int64)storage_list_limit(f->limit));
-        sqlite3_bind_int64(st, 6, (sqlite3_int64)f->offset);
+        sql_bind_int64(st, 5, (int64_t)storage_list_limit(f->limit));
+        sql_bind_int64(st, 6, (int64_t)f->offset);
         res = storage_collect(s, c, st, sizeof **jobs, read_job_row, clear_jobs, (void **)jobs, n, "listing jobs",
                               err);
     }
@@ -144,16 +144,16 @@ samda_status samda_store_job_list(samda_store *s, const samda_job_filter *f, sam
 static samda_status find_one(samda_store *s, storage_conn *c, const char *sql, const samda_job_spec *spec,
                              int64_t *id, samda_error *err)
 {
-    sqlite3_stmt *st = storage_stmt(c, sql, err);
+    sql_stmt *st = storage_stmt(c, sql, err);
     if (!st) return err->code;
-    sqlite3_bind_text(st, 1, spec->kind, -1, SQLITE_TRANSIENT);
+    sql_bind_text(st, 1, spec->kind);
     storage_bind_text(st, 2, spec->series_uid);
     storage_bind_text(st, 3, spec->content_hash);
     storage_bind_text(st, 4, spec->idempotency_key);
     int rc = storage_step(s, st);
-    *id = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    sqlite3_reset(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return storage_db_fail(err, c, rc, "looking up job");
+    *id = rc == SQL_ROW ? sql_col_int64(st, 0) : 0;
+    sql_reset(st);
+    if (rc != SQL_ROW && rc != SQL_DONE) return storage_db_fail(err, c, rc, "looking up job");
     return SAMDA_OK;
 }
 
@@ -161,7 +161,7 @@ static samda_status find_one(samda_store *s, storage_conn *c, const char *sql, c
  * parameter a statement does not use is simply not bound. */
 static const char SQL_FIND_IDEM[] = "SELECT id FROM jobs WHERE idempotency_key = ?4";
 static const char SQL_FIND_CONTENT[] =
-    "SELECT id FROM jobs WHERE kind = ?1 AND ifnull(series_uid, '') = ifnull(?2, '') AND content_hash = ?3"
+    "SELECT id FROM jobs WHERE kind = ?1 AND coalesce(series_uid, '') = coalesce(?2, '') AND content_hash = ?3"
     " AND state <> 'cancelled'";
 
 /* The series' content changed while its job still waits: that job (not yet started, so it will read
@@ -173,27 +173,27 @@ static samda_status merge_pending(samda_store *s, storage_conn *c, const samda_j
                                   samda_error *err)
 {
     *id = 0;
-    sqlite3_stmt *st = storage_stmt(c, "SELECT id FROM jobs WHERE kind = ?1 AND series_uid = ?2 AND state = 'pending'"
+    sql_stmt *st = storage_stmt(c, "SELECT id FROM jobs WHERE kind = ?1 AND series_uid = ?2 AND state = 'pending'"
                                        " AND content_hash IS NOT NULL AND idempotency_key IS NULL"
-                                       " AND ifnull(params_json, '') = ifnull(?3, '') ORDER BY id DESC LIMIT 1", err);
+                                       " AND coalesce(params_json, '') = coalesce(?3, '') ORDER BY id DESC LIMIT 1", err);
     if (!st) return err->code;
-    sqlite3_bind_text(st, 1, spec->kind, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, spec->series_uid, -1, SQLITE_TRANSIENT);
+    sql_bind_text(st, 1, spec->kind);
+    sql_bind_text(st, 2, spec->series_uid);
     storage_bind_text(st, 3, spec->params_json);
     int rc = storage_step(s, st);
-    int64_t found = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    sqlite3_reset(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return storage_db_fail(err, c, rc, "looking up the queued job of a series");
+    int64_t found = rc == SQL_ROW ? sql_col_int64(st, 0) : 0;
+    sql_reset(st);
+    if (rc != SQL_ROW && rc != SQL_DONE) return storage_db_fail(err, c, rc, "looking up the queued job of a series");
     if (!found) return SAMDA_OK;
-    st = storage_stmt(c, "UPDATE jobs SET content_hash = ?2, priority = max(priority, ?3), updated_ms = ?4 WHERE id = ?1",
+    st = storage_stmt(c, "UPDATE jobs SET content_hash = ?2, priority = greatest(priority, ?3), updated_ms = ?4 WHERE id = ?1",
                       err);
     if (!st) return err->code;
-    sqlite3_bind_int64(st, 1, found);
-    sqlite3_bind_text(st, 2, spec->content_hash, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int(st, 3, spec->priority);
-    sqlite3_bind_int64(st, 4, samda_store_now_ms(s));
+    sql_bind_int64(st, 1, found);
+    sql_bind_text(st, 2, spec->content_hash);
+    sql_bind_int64(st, 3, spec->priority);
+    sql_bind_int64(st, 4, samda_store_now_ms(s));
     rc = storage_exec_stmt(s, st);
-    if (rc != SQLITE_OK) return storage_db_fail(err, c, rc, "updating the queued job of a changed series");
+    if (rc != SQL_OK) return storage_db_fail(err, c, rc, "updating the queued job of a changed series");
     *id = found;
     return SAMDA_OK;
 }
@@ -239,24 +239,24 @@ samda_status samda_store_job_enqueue(samda_store *s, const samda_job_spec *spec,
         if (res == SAMDA_ENOENT) res = samda_fail(err, SAMDA_EINVAL, "queueing %s job: unknown site", spec->kind);
     }
     if (res == SAMDA_OK && !found) {
-        sqlite3_stmt *st = storage_stmt(c, "INSERT INTO jobs(kind, priority, site_id, study_uid, series_uid,"
+        sql_stmt *st = storage_stmt(c, "INSERT INTO jobs(kind, priority, site_id, study_uid, series_uid,"
                                            " params_json, max_attempts, idempotency_key, content_hash, created_ms,"
                                            " updated_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)", err);
         if (!st) res = err->code;
         else {
-            sqlite3_bind_text(st, 1, spec->kind, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_int(st, 2, spec->priority);
+            sql_bind_text(st, 1, spec->kind);
+            sql_bind_int64(st, 2, spec->priority);
             storage_bind_int64_or_null(st, 3, site_id);
             storage_bind_text(st, 4, spec->study_uid);
             storage_bind_text(st, 5, spec->series_uid);
             storage_bind_text(st, 6, spec->params_json);
-            sqlite3_bind_int(st, 7, max_attempts);
+            sql_bind_int64(st, 7, max_attempts);
             storage_bind_text(st, 8, spec->idempotency_key);
             storage_bind_text(st, 9, spec->content_hash);
-            sqlite3_bind_int64(st, 10, samda_store_now_ms(s));
+            sql_bind_int64(st, 10, samda_store_now_ms(s));
             int rc = storage_exec_stmt(s, st);
-            if (rc != SQLITE_OK) res = storage_db_fail(err, c, rc, "queueing job");
-            else found = sqlite3_last_insert_rowid(c->db);
+            if (rc != SQL_OK) res = storage_db_fail(err, c, rc, "queueing job");
+            else found = sql_last_id(c->q);
         }
         if (res == SAMDA_OK) {
             char rid[32];
@@ -293,29 +293,29 @@ static samda_status reclaim_c(samda_store *s, storage_conn *c, bool all, size_t 
                               samda_error *err)
 {
     int64_t now = samda_store_now_ms(s);
-    sqlite3_stmt *st = storage_stmt(c, "UPDATE jobs SET state = CASE WHEN attempts >= max_attempts THEN 'failed'"
+    sql_stmt *st = storage_stmt(c, "UPDATE jobs SET state = CASE WHEN attempts >= max_attempts THEN 'failed'"
                                        " ELSE 'pending' END,"
-                                       " error = CASE WHEN ?2 THEN 'worker ' || ifnull(lease_owner, '?') ||"
+                                       " error = CASE WHEN ?2 THEN 'worker ' || coalesce(lease_owner, '?') ||"
                                        " ' stopped before finishing (samdad restarted)'"
-                                       " ELSE 'lease of worker ' || ifnull(lease_owner, '?') || ' expired' END,"
-                                       " finished_ms = CASE WHEN attempts >= max_attempts THEN ?1 END,"
+                                       " ELSE 'lease of worker ' || coalesce(lease_owner, '?') || ' expired' END,"
+                                       " finished_ms = CASE WHEN attempts >= max_attempts THEN CAST(?1 AS BIGINT) END,"
                                        " lease_owner = NULL, lease_expires_ms = NULL, updated_ms = ?1"
                                        " WHERE state = 'running' AND (?2 OR lease_expires_ms <= ?1)"
                                        " RETURNING id, state", err);
     if (!st) return err->code;
-    sqlite3_bind_int64(st, 1, now);
-    sqlite3_bind_int(st, 2, all ? 1 : 0);
+    sql_bind_int64(st, 1, now);
+    sql_bind_int64(st, 2, all ? 1 : 0);
     int rc;
     size_t req = 0, fail = 0;
     int64_t ids[64]; /* change-feed rows for the first 64; more at once only after a long outage */
     size_t n_ids = 0;
-    while ((rc = storage_step(s, st)) == SQLITE_ROW) {
-        if (strcmp((const char *)sqlite3_column_text(st, 1), "failed") == 0) fail++;
+    while ((rc = storage_step(s, st)) == SQL_ROW) {
+        if (strcmp(sql_col_text(st, 1), "failed") == 0) fail++;
         else req++;
-        if (n_ids < 64) ids[n_ids++] = sqlite3_column_int64(st, 0);
+        if (n_ids < 64) ids[n_ids++] = sql_col_int64(st, 0);
     }
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE) return storage_db_fail(err, c, rc, "reclaiming expired jobs");
+    sql_reset(st);
+    if (rc != SQL_DONE) return storage_db_fail(err, c, rc, "reclaiming expired jobs");
     for (size_t i = 0; i < n_ids; i++) {
         samda_status r = job_change(s, c, ids[i], err);
         if (r != SAMDA_OK) return r;
@@ -376,25 +376,25 @@ samda_status samda_store_job_claim(samda_store *s, const char *owner, int64_t le
     int64_t id = 0;
     if (res == SAMDA_OK) {
         int64_t now = samda_store_now_ms(s);
-        sqlite3_stmt *st = storage_stmt(c, "UPDATE jobs SET state = 'running', lease_owner = ?1,"
-                                           " lease_expires_ms = ?2 + ?3, attempts = attempts + 1, updated_ms = ?2"
+        sql_stmt *st = storage_stmt(c, "UPDATE jobs SET state = 'running', lease_owner = ?1,"
+                                           " lease_expires_ms = CAST(?2 AS BIGINT) + ?3, attempts = attempts + 1, updated_ms = ?2"
                                            " WHERE id = (SELECT id FROM jobs WHERE state = 'pending'"
-                                           " AND (?4 IS NULL OR kind = ?4) AND priority >= ?5"
+                                           " AND (kind = ?4 OR ?4 IS NULL) AND priority >= ?5"
                                            " ORDER BY priority DESC, created_ms, id LIMIT 1) RETURNING id", err);
         if (!st) res = err->code;
         else {
-            sqlite3_bind_text(st, 1, owner, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_int64(st, 2, now);
-            sqlite3_bind_int64(st, 3, lease_ms);
+            sql_bind_text(st, 1, owner);
+            sql_bind_int64(st, 2, now);
+            sql_bind_int64(st, 3, lease_ms);
             storage_bind_text(st, 4, kind);
-            sqlite3_bind_int(st, 5, min_priority);
+            sql_bind_int64(st, 5, min_priority);
             int rc = storage_step(s, st);
-            if (rc == SQLITE_ROW) {
-                id = sqlite3_column_int64(st, 0);
+            if (rc == SQL_ROW) {
+                id = sql_col_int64(st, 0);
                 rc = storage_step(s, st);
             }
-            sqlite3_reset(st);
-            if (rc != SQLITE_DONE) res = storage_db_fail(err, c, rc, "claiming job");
+            sql_reset(st);
+            if (rc != SQL_DONE) res = storage_db_fail(err, c, rc, "claiming job");
         }
     }
     if (res == SAMDA_OK && id) res = job_change(s, c, id, err);
@@ -433,43 +433,43 @@ static samda_status running_op(samda_store *s, const struct op_args *a, samda_er
         storage_conn_put(s, c);
         return res;
     }
-    sqlite3_stmt *st = storage_stmt(c, "SELECT state, lease_owner, attempts, max_attempts FROM jobs WHERE id = ?1", err);
-    int rc = SQLITE_OK;
+    sql_stmt *st = storage_stmt(c, "SELECT state, lease_owner, attempts, max_attempts FROM jobs WHERE id = ?1", err);
+    int rc = SQL_OK;
     int attempts = 0, max_attempts = 1;
     if (!st) res = err->code;
     else {
-        sqlite3_bind_int64(st, 1, a->id);
+        sql_bind_int64(st, 1, a->id);
         rc = storage_step(s, st);
-        if (rc == SQLITE_ROW) {
-            samda_job_state state = state_from((const char *)sqlite3_column_text(st, 0));
-            const char *lo = (const char *)sqlite3_column_text(st, 1);
-            attempts = sqlite3_column_int(st, 2);
-            max_attempts = sqlite3_column_int(st, 3);
+        if (rc == SQL_ROW) {
+            samda_job_state state = state_from(sql_col_text(st, 0));
+            const char *lo = sql_col_text(st, 1);
+            attempts = (int)sql_col_int64(st, 2);
+            max_attempts = (int)sql_col_int64(st, 3);
             if (state == SAMDA_JOB_CANCELLED)
                 res = samda_fail(err, SAMDA_ECANCELED, "job %lld was cancelled: stop working on it", (long long)a->id);
             else if (state != SAMDA_JOB_RUNNING || !lo || strcmp(lo, a->owner) != 0)
                 res = samda_fail(err, SAMDA_ELOCKED, "job %lld is not running under worker %s (lease lost): stop "
                                  "working on it", (long long)a->id, a->owner);
-        } else if (rc == SQLITE_DONE) {
+        } else if (rc == SQL_DONE) {
             res = samda_fail(err, SAMDA_ENOENT, "job %lld: no such job", (long long)a->id);
         } else {
             res = storage_db_fail(err, c, rc, "reading job");
         }
-        sqlite3_reset(st);
+        sql_reset(st);
     }
     int64_t now = samda_store_now_ms(s);
     if (res == SAMDA_OK) {
         bool requeue = false;
         switch (a->op) {
         case OP_HEARTBEAT:
-            st = storage_stmt(c, "UPDATE jobs SET lease_expires_ms = ?2 + ?3, updated_ms = ?2 WHERE id = ?1", err);
-            if (st) sqlite3_bind_int64(st, 3, a->lease_ms);
+            st = storage_stmt(c, "UPDATE jobs SET lease_expires_ms = CAST(?2 AS BIGINT) + ?3, updated_ms = ?2 WHERE id = ?1", err);
+            if (st) sql_bind_int64(st, 3, a->lease_ms);
             break;
         case OP_PROGRESS:
             st = storage_stmt(c, "UPDATE jobs SET progress = ?3, progress_message = ?4, updated_ms = ?2 WHERE id = ?1",
                               err);
             if (st) {
-                sqlite3_bind_double(st, 3, a->progress);
+                sql_bind_double(st, 3, a->progress);
                 storage_bind_text(st, 4, a->text);
             }
             break;
@@ -481,11 +481,13 @@ static samda_status running_op(samda_store *s, const struct op_args *a, samda_er
             break;
         case OP_FAIL:
             requeue = !a->permanent && attempts < max_attempts;
+            /* CAST: a CASE of parameters alone would be text to PostgreSQL, and ?2 a number elsewhere */
             st = storage_stmt(c, "UPDATE jobs SET state = ?3, error = ?4, lease_owner = NULL, lease_expires_ms = NULL,"
-                                 " updated_ms = ?2, finished_ms = CASE WHEN ?3 = 'failed' THEN ?2 END WHERE id = ?1",
+                                 " updated_ms = ?2, finished_ms = CASE WHEN ?3 = 'failed' THEN CAST(?2 AS BIGINT) END"
+                                 " WHERE id = ?1",
                               err);
             if (st) {
-                sqlite3_bind_text(st, 3, requeue ? "pending" : "failed", -1, SQLITE_STATIC);
+                sql_bind_text(st, 3, requeue ? "pending" : "failed");
                 storage_bind_text(st, 4, a->text ? a->text : "failed");
             }
             if (a->requeued) *a->requeued = requeue;
@@ -493,10 +495,10 @@ static samda_status running_op(samda_store *s, const struct op_args *a, samda_er
         }
         if (!st) res = err->code;
         else {
-            sqlite3_bind_int64(st, 1, a->id);
-            sqlite3_bind_int64(st, 2, now);
+            sql_bind_int64(st, 1, a->id);
+            sql_bind_int64(st, 2, now);
             rc = storage_exec_stmt(s, st);
-            if (rc != SQLITE_OK) res = storage_db_fail(err, c, rc, "updating job");
+            if (rc != SQL_OK) res = storage_db_fail(err, c, rc, "updating job");
         }
         if (res == SAMDA_OK && (a->op == OP_COMPLETE || a->op == OP_FAIL)) res = job_change(s, c, a->id, err);
     }
@@ -576,17 +578,17 @@ static samda_status set_state_if(samda_store *s, int64_t id, const char *sql, co
         storage_conn_put(s, c);
         return res;
     }
-    sqlite3_stmt *st = storage_stmt(c, sql, err);
+    sql_stmt *st = storage_stmt(c, sql, err);
     if (!st) res = err->code;
     else {
-        sqlite3_bind_int64(st, 1, id);
-        sqlite3_bind_int64(st, 2, samda_store_now_ms(s));
+        sql_bind_int64(st, 1, id);
+        sql_bind_int64(st, 2, samda_store_now_ms(s));
         int rc = storage_exec_stmt(s, st);
-        if ((rc & 0xff) == SQLITE_CONSTRAINT)
+        if ((rc & 0xff) == SQL_CONSTRAINT)
             res = samda_fail(err, SAMDA_EEXIST, "%s job %lld: an active job already has the same input", what,
                              (long long)id);
-        else if (rc != SQLITE_OK) res = storage_db_fail(err, c, rc, what);
-        else if (sqlite3_changes(c->db) == 0) {
+        else if (rc != SQL_OK) res = storage_db_fail(err, c, rc, what);
+        else if (sql_changes(c->q) == 0) {
             samda_job j;
             res = job_read_c(s, c, id, &j, err);
             if (res == SAMDA_OK) {

@@ -28,26 +28,26 @@ samda_status storage_result_object_check(const samda_result_object_spec *spec, s
 samda_status storage_result_object_insert(samda_store *s, storage_conn *c, const samda_result_object_spec *spec,
                                           int64_t result_id, int64_t *id, samda_error *err)
 {
-    sqlite3_stmt *st = storage_stmt(c, "INSERT INTO result_objects(result_id, kind, series_uid, sop_uid, file_relpath,"
+    sql_stmt *st = storage_stmt(c, "INSERT INTO result_objects(result_id, kind, series_uid, sop_uid, file_relpath,"
                                        " file_size, sha256, created_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)", err);
     if (!st) return err->code;
-    sqlite3_bind_int64(st, 1, result_id);
-    sqlite3_bind_text(st, 2, spec->kind, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 3, spec->series_uid, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 4, spec->sop_uid, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 5, spec->object->relpath, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 6, (sqlite3_int64)spec->object->size);
-    sqlite3_bind_text(st, 7, spec->object->sha256, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 8, samda_store_now_ms(s));
+    sql_bind_int64(st, 1, result_id);
+    sql_bind_text(st, 2, spec->kind);
+    sql_bind_text(st, 3, spec->series_uid);
+    sql_bind_text(st, 4, spec->sop_uid);
+    sql_bind_text(st, 5, spec->object->relpath);
+    sql_bind_int64(st, 6, (int64_t)spec->object->size);
+    sql_bind_text(st, 7, spec->object->sha256);
+    sql_bind_int64(st, 8, samda_store_now_ms(s));
     int rc = storage_exec_stmt(s, st);
-    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
+    if (rc == SQL_CONSTRAINT_FOREIGNKEY)
         return samda_fail(err, SAMDA_EINVAL, "recording %s %s: result %lld does not exist", spec->kind, spec->sop_uid,
                           (long long)result_id);
-    if ((rc & 0xff) == SQLITE_CONSTRAINT)
+    if ((rc & 0xff) == SQL_CONSTRAINT)
         return samda_fail(err, SAMDA_EEXIST, "recording %s %s: SOP UID or file already recorded, or result %lld "
                           "already has a %s", spec->kind, spec->sop_uid, (long long)result_id, spec->kind);
-    if (rc != SQLITE_OK) return storage_db_fail(err, c, rc, "recording a result object");
-    if (id) *id = sqlite3_last_insert_rowid(c->db);
+    if (rc != SQL_OK) return storage_db_fail(err, c, rc, "recording a result object");
+    if (id) *id = sql_last_id(c->q);
     return storage_intent_claim(s, c, spec->object->relpath, err);
 }
 
@@ -95,18 +95,18 @@ samda_status samda_store_result_object_add(samda_store *s, const samda_result_ob
     return res;
 }
 
-static void read_row(sqlite3_stmt *st, void *row)
+static void read_row(sql_stmt *st, void *row)
 {
     samda_result_object *r = row;
-    r->id = sqlite3_column_int64(st, 0);
-    r->result_id = sqlite3_column_int64(st, 1);
+    r->id = sql_col_int64(st, 0);
+    r->result_id = sql_col_int64(st, 1);
     storage_col_text(st, 2, r->kind, sizeof r->kind);
     storage_col_text(st, 3, r->series_uid, sizeof r->series_uid);
     storage_col_text(st, 4, r->sop_uid, sizeof r->sop_uid);
     storage_col_text(st, 5, r->object.relpath, sizeof r->object.relpath);
-    r->object.size = (uint64_t)sqlite3_column_int64(st, 6);
+    r->object.size = (uint64_t)sql_col_int64(st, 6);
     storage_col_text(st, 7, r->object.sha256, sizeof r->object.sha256);
-    r->created_ms = sqlite3_column_int64(st, 8);
+    r->created_ms = sql_col_int64(st, 8);
 }
 
 samda_status samda_store_result_object_list(samda_store *s, int64_t result_id, samda_result_object **rows,
@@ -118,11 +118,11 @@ samda_status samda_store_result_object_list(samda_store *s, int64_t result_id, s
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
     samda_status res = SAMDA_OK;
-    sqlite3_stmt *st = storage_stmt(c, "SELECT id, result_id, kind, series_uid, sop_uid, file_relpath, file_size,"
+    sql_stmt *st = storage_stmt(c, "SELECT id, result_id, kind, series_uid, sop_uid, file_relpath, file_size,"
                                        " sha256, created_ms FROM result_objects WHERE result_id = ?1 ORDER BY id", err);
     if (!st) res = err->code;
     else {
-        sqlite3_bind_int64(st, 1, result_id);
+        sql_bind_int64(st, 1, result_id);
         res = storage_collect(s, c, st, sizeof **rows, read_row, NULL, (void **)rows, n, "listing result objects", err);
     }
     storage_conn_put(s, c);

@@ -52,32 +52,32 @@ static samda_status check_spec(const samda_result_spec *spec, bool with_object, 
 static samda_status insert_result(samda_store *s, storage_conn *c, const samda_result_spec *spec,
                                   const samda_object_info *o, int64_t *id, samda_error *err)
 {
-    sqlite3_stmt *st = storage_stmt(c, "INSERT INTO results(job_id, series_uid, seg_series_uid, seg_sop_uid,"
+    sql_stmt *st = storage_stmt(c, "INSERT INTO results(job_id, series_uid, seg_series_uid, seg_sop_uid,"
                                        " file_relpath, file_size, sha256, model_version, adapter_version,"
                                        " timings_json, label_stats_json, created_ms)"
                                        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)", err);
     if (!st) return err->code;
     storage_bind_int64_or_null(st, 1, spec->job_id);
-    sqlite3_bind_text(st, 2, spec->series_uid, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 3, spec->seg_series_uid, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 4, spec->seg_sop_uid, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 5, o->relpath, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 6, (sqlite3_int64)o->size);
-    sqlite3_bind_text(st, 7, o->sha256, -1, SQLITE_TRANSIENT);
+    sql_bind_text(st, 2, spec->series_uid);
+    sql_bind_text(st, 3, spec->seg_series_uid);
+    sql_bind_text(st, 4, spec->seg_sop_uid);
+    sql_bind_text(st, 5, o->relpath);
+    sql_bind_int64(st, 6, (int64_t)o->size);
+    sql_bind_text(st, 7, o->sha256);
     storage_bind_text(st, 8, spec->model_version);
     storage_bind_int64_or_null(st, 9, spec->adapter_version);
     storage_bind_text(st, 10, spec->timings_json);
     storage_bind_text(st, 11, spec->label_stats_json);
-    sqlite3_bind_int64(st, 12, samda_store_now_ms(s));
+    sql_bind_int64(st, 12, samda_store_now_ms(s));
     int rc = storage_exec_stmt(s, st);
-    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
+    if (rc == SQL_CONSTRAINT_FOREIGNKEY)
         return samda_fail(err, SAMDA_EINVAL, "recording result %s: job %lld does not exist", spec->seg_sop_uid,
                           (long long)spec->job_id);
-    if ((rc & 0xff) == SQLITE_CONSTRAINT)
+    if ((rc & 0xff) == SQL_CONSTRAINT)
         return samda_fail(err, SAMDA_EEXIST, "recording result %s: SEG SOP UID or file already recorded",
                           spec->seg_sop_uid);
-    if (rc != SQLITE_OK) return storage_db_fail(err, c, rc, "recording result");
-    if (id) *id = sqlite3_last_insert_rowid(c->db);
+    if (rc != SQL_OK) return storage_db_fail(err, c, rc, "recording result");
+    if (id) *id = sql_last_id(c->q);
     samda_status res = storage_change_add(s, c, "result", spec->seg_sop_uid, SAMDA_CHANGE_NEW, err);
     if (res == SAMDA_OK) res = storage_intent_claim(s, c, o->relpath, err);
     return res;
@@ -159,22 +159,22 @@ samda_status samda_store_result_ingest(samda_store *s, samda_tmp_file *tmp, cons
     "SELECT id, job_id, series_uid, seg_series_uid, seg_sop_uid, file_relpath, file_size, sha256,"         \
     " model_version, adapter_version, timings_json, label_stats_json, created_ms FROM results "
 
-static void read_result(sqlite3_stmt *st, void *row)
+static void read_result(sql_stmt *st, void *row)
 {
     samda_result *r = row;
-    r->id = sqlite3_column_int64(st, 0);
-    r->job_id = sqlite3_column_int64(st, 1);
+    r->id = sql_col_int64(st, 0);
+    r->job_id = sql_col_int64(st, 1);
     storage_col_text(st, 2, r->series_uid, sizeof r->series_uid);
     storage_col_text(st, 3, r->seg_series_uid, sizeof r->seg_series_uid);
     storage_col_text(st, 4, r->seg_sop_uid, sizeof r->seg_sop_uid);
     storage_col_text(st, 5, r->object.relpath, sizeof r->object.relpath);
-    r->object.size = (uint64_t)sqlite3_column_int64(st, 6);
+    r->object.size = (uint64_t)sql_col_int64(st, 6);
     storage_col_text(st, 7, r->object.sha256, sizeof r->object.sha256);
     storage_col_text(st, 8, r->model_version, sizeof r->model_version);
-    r->adapter_version = sqlite3_column_int(st, 9);
+    r->adapter_version = (int)sql_col_int64(st, 9);
     r->timings_json = storage_col_dup(st, 10);
     r->label_stats_json = storage_col_dup(st, 11);
-    r->created_ms = sqlite3_column_int64(st, 12);
+    r->created_ms = sql_col_int64(st, 12);
 }
 
 static void clear_results(void *rows, size_t n)
@@ -190,11 +190,11 @@ static samda_status result_select(samda_store *s, const char *sql, int64_t id, c
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
     samda_status res = SAMDA_OK;
-    sqlite3_stmt *st = storage_stmt(c, sql, err);
+    sql_stmt *st = storage_stmt(c, sql, err);
     if (!st) res = err->code;
     else {
-        if (uid) sqlite3_bind_text(st, 1, uid, -1, SQLITE_TRANSIENT);
-        else sqlite3_bind_int64(st, 1, id);
+        if (uid) sql_bind_text(st, 1, uid);
+        else sql_bind_int64(st, 1, id);
         res = storage_collect(s, c, st, sizeof **out, read_result, clear_results, (void **)out, n, "listing results",
                               err);
     }

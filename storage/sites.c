@@ -23,15 +23,15 @@ bool samda_store_name_is_valid(const char *name)
 
 samda_status storage_site_lookup(samda_store *s, storage_conn *c, const char *name, int64_t *id, samda_error *err)
 {
-    sqlite3_stmt *st = storage_stmt(c, "SELECT id FROM sites WHERE name = ?1", err);
+    sql_stmt *st = storage_stmt(c, "SELECT id FROM sites WHERE name = ?1", err);
     if (!st) return err->code;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+    sql_bind_text(st, 1, name);
     int rc = storage_step(s, st);
     samda_status res = SAMDA_OK;
-    if (rc == SQLITE_ROW) *id = sqlite3_column_int64(st, 0);
-    else if (rc == SQLITE_DONE) res = samda_fail(err, SAMDA_ENOENT, "site '%s' is not configured", name);
+    if (rc == SQL_ROW) *id = sql_col_int64(st, 0);
+    else if (rc == SQL_DONE) res = samda_fail(err, SAMDA_ENOENT, "site '%s' is not configured", name);
     else res = storage_db_fail(err, c, rc, "looking up site");
-    sqlite3_reset(st);
+    sql_reset(st);
     return res;
 }
 
@@ -53,7 +53,7 @@ static samda_status in_tx(samda_store *s, tx_body fn, void *arg, samda_error *er
 
 static samda_status constraint_or_db(samda_error *err, storage_conn *c, int rc, const char *what, const char *name)
 {
-    if ((rc & 0xff) == SQLITE_CONSTRAINT)
+    if ((rc & 0xff) == SQL_CONSTRAINT)
         return samda_fail(err, SAMDA_EEXIST, "%s '%s': name already taken", what, name);
     return storage_db_fail(err, c, rc, what);
 }
@@ -83,16 +83,16 @@ struct site_args {
 static samda_status site_add_body(samda_store *s, storage_conn *c, void *arg, samda_error *err)
 {
     struct site_args *a = arg;
-    sqlite3_stmt *st = storage_stmt(c, "INSERT INTO sites(name, ae_json, settings_json, created_ms, updated_ms)"
+    sql_stmt *st = storage_stmt(c, "INSERT INTO sites(name, ae_json, settings_json, created_ms, updated_ms)"
                                        " VALUES(?1, ?2, ?3, ?4, ?4)", err);
     if (!st) return err->code;
-    sqlite3_bind_text(st, 1, a->name, -1, SQLITE_TRANSIENT);
+    sql_bind_text(st, 1, a->name);
     storage_bind_text(st, 2, a->ae_json);
     storage_bind_text(st, 3, a->settings_json);
-    sqlite3_bind_int64(st, 4, samda_store_now_ms(s));
+    sql_bind_int64(st, 4, samda_store_now_ms(s));
     int rc = storage_exec_stmt(s, st);
-    if (rc != SQLITE_OK) return constraint_or_db(err, c, rc, "adding site", a->name);
-    if (a->id) *a->id = sqlite3_last_insert_rowid(c->db);
+    if (rc != SQL_OK) return constraint_or_db(err, c, rc, "adding site", a->name);
+    if (a->id) *a->id = sql_last_id(c->q);
     return SAMDA_OK;
 }
 
@@ -117,16 +117,16 @@ samda_status samda_store_site_add(samda_store *s, const char *name, const char *
 static samda_status site_update_body(samda_store *s, storage_conn *c, void *arg, samda_error *err)
 {
     struct site_args *a = arg;
-    sqlite3_stmt *st = storage_stmt(c, "UPDATE sites SET ae_json = ?2, settings_json = ?3, updated_ms = ?4"
+    sql_stmt *st = storage_stmt(c, "UPDATE sites SET ae_json = ?2, settings_json = ?3, updated_ms = ?4"
                                        " WHERE name = ?1", err);
     if (!st) return err->code;
-    sqlite3_bind_text(st, 1, a->name, -1, SQLITE_TRANSIENT);
+    sql_bind_text(st, 1, a->name);
     storage_bind_text(st, 2, a->ae_json);
     storage_bind_text(st, 3, a->settings_json);
-    sqlite3_bind_int64(st, 4, samda_store_now_ms(s));
+    sql_bind_int64(st, 4, samda_store_now_ms(s));
     int rc = storage_exec_stmt(s, st);
-    if (rc != SQLITE_OK) return storage_db_fail(err, c, rc, "updating site");
-    if (sqlite3_changes(c->db) == 0) return samda_fail(err, SAMDA_ENOENT, "updating site '%s': not configured", a->name);
+    if (rc != SQL_OK) return storage_db_fail(err, c, rc, "updating site");
+    if (sql_changes(c->q) == 0) return samda_fail(err, SAMDA_ENOENT, "updating site '%s': not configured", a->name);
     return SAMDA_OK;
 }
 
@@ -140,18 +140,20 @@ samda_status samda_store_site_update(samda_store *s, const char *name, const cha
     return in_tx(s, site_update_body, &a, err);
 }
 
+/* Names in byte order on both engines (COLLATE "C": a PostgreSQL database's default collation may be a
+ * language's, which orders case and punctuation otherwise). */
 static const char SQL_SITE_COLS[] = "SELECT id, name, ae_json, settings_json, created_ms, updated_ms FROM sites"
-                                    " WHERE (?1 IS NULL OR name = ?1) ORDER BY name";
+                                    " WHERE (name = ?1 OR ?1 IS NULL) ORDER BY name COLLATE \"C\"";
 
-static void read_site(sqlite3_stmt *st, void *row)
+static void read_site(sql_stmt *st, void *row)
 {
     samda_site *r = row;
-    r->id = sqlite3_column_int64(st, 0);
+    r->id = sql_col_int64(st, 0);
     storage_col_text(st, 1, r->name, sizeof r->name);
     r->ae_json = storage_col_dup(st, 2);
     r->settings_json = storage_col_dup(st, 3);
-    r->created_ms = sqlite3_column_int64(st, 4);
-    r->updated_ms = sqlite3_column_int64(st, 5);
+    r->created_ms = sql_col_int64(st, 4);
+    r->updated_ms = sql_col_int64(st, 5);
 }
 
 static void clear_sites(void *rows, size_t n)
@@ -166,7 +168,7 @@ static samda_status site_select(samda_store *s, const char *name, samda_site **o
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
     samda_status res = SAMDA_OK;
-    sqlite3_stmt *st = storage_stmt(c, SQL_SITE_COLS, err);
+    sql_stmt *st = storage_stmt(c, SQL_SITE_COLS, err);
     if (!st) res = err->code;
     else {
         storage_bind_text(st, 1, name);
@@ -214,25 +216,25 @@ static samda_status site_delete_body(samda_store *s, storage_conn *c, void *arg,
     int64_t id;
     samda_status res = storage_site_lookup(s, c, name, &id, err);
     if (res != SAMDA_OK) return res;
-    sqlite3_stmt *st = storage_stmt(c, "SELECT (SELECT count(*) FROM series WHERE site_id = ?1)"
+    sql_stmt *st = storage_stmt(c, "SELECT (SELECT count(*) FROM series WHERE site_id = ?1)"
                                        " + (SELECT count(*) FROM instances WHERE site_id = ?1)"
                                        " + (SELECT count(*) FROM jobs WHERE site_id = ?1)"
                                        " + (SELECT count(*) FROM adapters WHERE site_id = ?1)"
                                        " + (SELECT count(*) FROM associations WHERE site_id = ?1)", err);
     if (!st) return err->code;
-    sqlite3_bind_int64(st, 1, id);
+    sql_bind_int64(st, 1, id);
     int rc = storage_step(s, st);
-    int64_t refs = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-    sqlite3_reset(st);
-    if (rc != SQLITE_ROW) return storage_db_fail(err, c, rc, "deleting site");
+    int64_t refs = rc == SQL_ROW ? sql_col_int64(st, 0) : -1;
+    sql_reset(st);
+    if (rc != SQL_ROW) return storage_db_fail(err, c, rc, "deleting site");
     if (refs > 0)
         return samda_fail(err, SAMDA_EBUSY, "deleting site '%s': %lld rows (series, jobs, adapters...) still refer "
                           "to it", name, (long long)refs);
     st = storage_stmt(c, "DELETE FROM sites WHERE id = ?1", err);
     if (!st) return err->code;
-    sqlite3_bind_int64(st, 1, id);
+    sql_bind_int64(st, 1, id);
     rc = storage_exec_stmt(s, st);
-    return rc == SQLITE_OK ? SAMDA_OK : storage_db_fail(err, c, rc, "deleting site");
+    return rc == SQL_OK ? SAMDA_OK : storage_db_fail(err, c, rc, "deleting site");
 }
 
 samda_status samda_store_site_delete(samda_store *s, const char *name, samda_error *err)
@@ -269,33 +271,33 @@ struct dest_args {
 static samda_status dest_write_body(samda_store *s, storage_conn *c, void *arg, samda_error *err)
 {
     struct dest_args *a = arg;
-    sqlite3_stmt *st = storage_stmt(c, a->upsert ? "INSERT INTO destinations(name, ae_title, host, port, settings_json,"
+    sql_stmt *st = storage_stmt(c, a->upsert ? "INSERT INTO destinations(name, ae_title, host, port, settings_json,"
                                                    " created_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(name) DO UPDATE"
                                                    " SET ae_title = ?2, host = ?3, port = ?4, settings_json = ?5"
                                                  : "INSERT INTO destinations(name, ae_title, host, port, settings_json,"
                                                    " created_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
                                    err);
     if (!st) return err->code;
-    sqlite3_bind_text(st, 1, a->name, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, a->ae, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 3, a->host, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int(st, 4, a->port);
+    sql_bind_text(st, 1, a->name);
+    sql_bind_text(st, 2, a->ae);
+    sql_bind_text(st, 3, a->host);
+    sql_bind_int64(st, 4, a->port);
     storage_bind_text(st, 5, a->settings);
-    sqlite3_bind_int64(st, 6, samda_store_now_ms(s));
+    sql_bind_int64(st, 6, samda_store_now_ms(s));
     int rc = storage_exec_stmt(s, st);
-    if (rc != SQLITE_OK)
+    if (rc != SQL_OK)
         return constraint_or_db(err, c, rc, a->upsert ? "recording destination" : "adding destination", a->name);
     if (!a->id) return SAMDA_OK;
     if (!a->upsert) {
-        *a->id = sqlite3_last_insert_rowid(c->db);
+        *a->id = sql_last_id(c->q);
         return SAMDA_OK;
     }
     /* an update does not set the last insert rowid: look the id up */
-    sqlite3_stmt *q = storage_stmt(c, "SELECT id FROM destinations WHERE name = ?1", err);
+    sql_stmt *q = storage_stmt(c, "SELECT id FROM destinations WHERE name = ?1", err);
     if (!q) return err->code;
-    sqlite3_bind_text(q, 1, a->name, -1, SQLITE_TRANSIENT);
-    if (storage_step(s, q) == SQLITE_ROW) *a->id = sqlite3_column_int64(q, 0);
-    sqlite3_reset(q);
+    sql_bind_text(q, 1, a->name);
+    if (storage_step(s, q) == SQL_ROW) *a->id = sql_col_int64(q, 0);
+    sql_reset(q);
     return SAMDA_OK;
 }
 
@@ -333,16 +335,16 @@ samda_status samda_store_destination_put(samda_store *s, const char *name, const
     return dest_write(s, &a, err);
 }
 
-static void read_destination(sqlite3_stmt *st, void *row)
+static void read_destination(sql_stmt *st, void *row)
 {
     samda_destination *r = row;
-    r->id = sqlite3_column_int64(st, 0);
+    r->id = sql_col_int64(st, 0);
     storage_col_text(st, 1, r->name, sizeof r->name);
     storage_col_text(st, 2, r->ae_title, sizeof r->ae_title);
     storage_col_text(st, 3, r->host, sizeof r->host);
-    r->port = sqlite3_column_int(st, 4);
+    r->port = (int)sql_col_int64(st, 4);
     r->settings_json = storage_col_dup(st, 5);
-    r->created_ms = sqlite3_column_int64(st, 6);
+    r->created_ms = sql_col_int64(st, 6);
 }
 
 static void clear_destinations(void *rows, size_t n)
@@ -358,8 +360,9 @@ static samda_status dest_select(samda_store *s, const char *name, samda_destinat
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
     samda_status res = SAMDA_OK;
-    sqlite3_stmt *st = storage_stmt(c, "SELECT id, name, ae_title, host, port, settings_json, created_ms"
-                                       " FROM destinations WHERE (?1 IS NULL OR name = ?1) ORDER BY name", err);
+    sql_stmt *st = storage_stmt(c, "SELECT id, name, ae_title, host, port, settings_json, created_ms"
+                                       " FROM destinations WHERE (name = ?1 OR ?1 IS NULL) ORDER BY name COLLATE \"C\"",
+                                err);
     if (!st) res = err->code;
     else {
         storage_bind_text(st, 1, name);
@@ -395,12 +398,12 @@ samda_status samda_store_destination_list(samda_store *s, samda_destination **d,
 static samda_status dest_delete_body(samda_store *s, storage_conn *c, void *arg, samda_error *err)
 {
     const char *name = arg;
-    sqlite3_stmt *st = storage_stmt(c, "DELETE FROM destinations WHERE name = ?1", err);
+    sql_stmt *st = storage_stmt(c, "DELETE FROM destinations WHERE name = ?1", err);
     if (!st) return err->code;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+    sql_bind_text(st, 1, name);
     int rc = storage_exec_stmt(s, st);
-    if (rc != SQLITE_OK) return storage_db_fail(err, c, rc, "deleting destination");
-    if (sqlite3_changes(c->db) == 0) return samda_fail(err, SAMDA_ENOENT, "deleting destination '%s': not configured", name);
+    if (rc != SQL_OK) return storage_db_fail(err, c, rc, "deleting destination");
+    if (sql_changes(c->q) == 0) return samda_fail(err, SAMDA_ENOENT, "deleting destination '%s': not configured", name);
     return SAMDA_OK;
 }
 
@@ -436,14 +439,14 @@ samda_status samda_store_adapter_next_version(samda_store *s, const char *site, 
     int64_t site_id;
     samda_status res = storage_site_lookup(s, c, site, &site_id, err);
     if (res == SAMDA_OK) {
-        sqlite3_stmt *st = storage_stmt(c, "SELECT coalesce(max(version), 0) + 1 FROM adapters WHERE site_id = ?1", err);
+        sql_stmt *st = storage_stmt(c, "SELECT coalesce(max(version), 0) + 1 FROM adapters WHERE site_id = ?1", err);
         if (!st) res = err->code;
         else {
-            sqlite3_bind_int64(st, 1, site_id);
+            sql_bind_int64(st, 1, site_id);
             int rc = storage_step(s, st);
-            if (rc == SQLITE_ROW) *version = sqlite3_column_int(st, 0);
+            if (rc == SQL_ROW) *version = (int)sql_col_int64(st, 0);
             else res = storage_db_fail(err, c, rc, "reading adapter versions");
-            sqlite3_reset(st);
+            sql_reset(st);
         }
     }
     storage_conn_put(s, c);
@@ -463,24 +466,24 @@ static samda_status adapter_add_body(samda_store *s, storage_conn *c, void *arg,
     int64_t site_id;
     samda_status res = storage_site_lookup(s, c, a->site, &site_id, err);
     if (res != SAMDA_OK) return res;
-    sqlite3_stmt *st = storage_stmt(c, "INSERT INTO adapters(site_id, version, parent_version, file_relpath,"
+    sql_stmt *st = storage_stmt(c, "INSERT INTO adapters(site_id, version, parent_version, file_relpath,"
                                        " file_size, sha256, base_fingerprint, metadata_json, created_ms)"
                                        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)", err);
     if (!st) return err->code;
-    sqlite3_bind_int64(st, 1, site_id);
-    sqlite3_bind_int(st, 2, a->version);
+    sql_bind_int64(st, 1, site_id);
+    sql_bind_int64(st, 2, a->version);
     storage_bind_int64_or_null(st, 3, a->parent);
-    sqlite3_bind_text(st, 4, a->object->relpath, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 5, (sqlite3_int64)a->object->size);
-    sqlite3_bind_text(st, 6, a->object->sha256, -1, SQLITE_TRANSIENT);
+    sql_bind_text(st, 4, a->object->relpath);
+    sql_bind_int64(st, 5, (int64_t)a->object->size);
+    sql_bind_text(st, 6, a->object->sha256);
     storage_bind_text(st, 7, a->fingerprint);
     storage_bind_text(st, 8, a->metadata);
-    sqlite3_bind_int64(st, 9, samda_store_now_ms(s));
+    sql_bind_int64(st, 9, samda_store_now_ms(s));
     int rc = storage_exec_stmt(s, st);
-    if ((rc & 0xff) == SQLITE_CONSTRAINT)
+    if ((rc & 0xff) == SQL_CONSTRAINT)
         return samda_fail(err, SAMDA_EEXIST, "adding adapter %s/%d: version or file already recorded", a->site,
                           a->version);
-    if (rc != SQLITE_OK) return storage_db_fail(err, c, rc, "adding adapter");
+    if (rc != SQL_OK) return storage_db_fail(err, c, rc, "adding adapter");
     char res_name[SAMDA_KEY_SIZE];
     snprintf(res_name, sizeof res_name, "%s/%d", a->site, a->version);
     res = storage_change_add(s, c, "adapter", res_name, SAMDA_CHANGE_NEW, err);
@@ -511,24 +514,24 @@ samda_status samda_store_adapter_add(samda_store *s, const char *site, int versi
 static const char SQL_ADAPTER_SELECT[] =
     "SELECT a.id, si.name, a.version, a.parent_version, a.file_relpath, a.file_size, a.sha256, a.base_fingerprint,"
     " a.metadata_json, a.active, a.created_ms, a.activated_ms FROM adapters a JOIN sites si ON si.id = a.site_id"
-    " WHERE si.name = ?1 AND (?2 IS NULL OR a.version = ?2) AND (?3 IS NULL OR a.active = ?3)"
+    " WHERE si.name = ?1 AND (a.version = ?2 OR ?2 IS NULL) AND (a.active = ?3 OR ?3 IS NULL)"
     " ORDER BY a.version DESC";
 
-static void read_adapter(sqlite3_stmt *st, void *row)
+static void read_adapter(sql_stmt *st, void *row)
 {
     samda_adapter_row *r = row;
-    r->id = sqlite3_column_int64(st, 0);
+    r->id = sql_col_int64(st, 0);
     storage_col_text(st, 1, r->site, sizeof r->site);
-    r->version = sqlite3_column_int(st, 2);
-    r->parent_version = sqlite3_column_int(st, 3);
+    r->version = (int)sql_col_int64(st, 2);
+    r->parent_version = (int)sql_col_int64(st, 3);
     storage_col_text(st, 4, r->object.relpath, sizeof r->object.relpath);
-    r->object.size = (uint64_t)sqlite3_column_int64(st, 5);
+    r->object.size = (uint64_t)sql_col_int64(st, 5);
     storage_col_text(st, 6, r->object.sha256, sizeof r->object.sha256);
     storage_col_text(st, 7, r->base_fingerprint, sizeof r->base_fingerprint);
     r->metadata_json = storage_col_dup(st, 8);
-    r->active = sqlite3_column_int(st, 9) != 0;
-    r->created_ms = sqlite3_column_int64(st, 10);
-    r->activated_ms = sqlite3_column_int64(st, 11);
+    r->active = (int)sql_col_int64(st, 9) != 0;
+    r->created_ms = sql_col_int64(st, 10);
+    r->activated_ms = sql_col_int64(st, 11);
 }
 
 static void clear_adapters(void *rows, size_t n)
@@ -544,12 +547,12 @@ static samda_status adapter_select(samda_store *s, const char *site, int version
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
     samda_status res = SAMDA_OK;
-    sqlite3_stmt *st = storage_stmt(c, SQL_ADAPTER_SELECT, err);
+    sql_stmt *st = storage_stmt(c, SQL_ADAPTER_SELECT, err);
     if (!st) res = err->code;
     else {
-        sqlite3_bind_text(st, 1, site, -1, SQLITE_TRANSIENT);
-        if (version > 0) sqlite3_bind_int(st, 2, version);
-        if (active >= 0) sqlite3_bind_int(st, 3, active);
+        sql_bind_text(st, 1, site);
+        if (version > 0) sql_bind_int64(st, 2, version);
+        if (active >= 0) sql_bind_int64(st, 3, active);
         res = storage_collect(s, c, st, sizeof **out, read_adapter, clear_adapters, (void **)out, n,
                               "listing adapters", err);
     }
@@ -617,7 +620,7 @@ static samda_status adapter_activate_body(samda_store *s, storage_conn *c, void 
     samda_status res = storage_site_lookup(s, c, a->site, &site_id, err);
     if (res != SAMDA_OK) return res;
     int rc;
-    sqlite3_stmt *st;
+    sql_stmt *st;
     int target = a->version;
     if (target < 0) { /* roll back: parent of the active one, else the highest version below it */
         st = storage_stmt(c, "SELECT a.version, coalesce((SELECT p.version FROM adapters p WHERE p.site_id = ?1"
@@ -625,16 +628,16 @@ static samda_status adapter_activate_body(samda_store *s, storage_conn *c, void 
                              " WHERE b.site_id = ?1 AND b.version < a.version)) FROM adapters a"
                              " WHERE a.site_id = ?1 AND a.active = 1", err);
         if (!st) return err->code;
-        sqlite3_bind_int64(st, 1, site_id);
+        sql_bind_int64(st, 1, site_id);
         rc = storage_step(s, st);
         int active = 0;
         target = 0;
-        if (rc == SQLITE_ROW) {
-            active = sqlite3_column_int(st, 0);
-            target = sqlite3_column_int(st, 1);
+        if (rc == SQL_ROW) {
+            active = (int)sql_col_int64(st, 0);
+            target = (int)sql_col_int64(st, 1);
         }
-        sqlite3_reset(st);
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE) return storage_db_fail(err, c, rc, "rolling back adapter");
+        sql_reset(st);
+        if (rc != SQL_ROW && rc != SQL_DONE) return storage_db_fail(err, c, rc, "rolling back adapter");
         if (!active) return samda_fail(err, SAMDA_ENOENT, "rolling back adapter of '%s': none is active", a->site);
         if (!target)
             return samda_fail(err, SAMDA_ENOENT, "rolling back adapter of '%s': version %d has no parent or "
@@ -643,26 +646,26 @@ static samda_status adapter_activate_body(samda_store *s, storage_conn *c, void 
     if (target > 0) {
         st = storage_stmt(c, "SELECT 1 FROM adapters WHERE site_id = ?1 AND version = ?2", err);
         if (!st) return err->code;
-        sqlite3_bind_int64(st, 1, site_id);
-        sqlite3_bind_int(st, 2, target);
+        sql_bind_int64(st, 1, site_id);
+        sql_bind_int64(st, 2, target);
         rc = storage_step(s, st);
-        sqlite3_reset(st);
-        if (rc == SQLITE_DONE) return samda_fail(err, SAMDA_ENOENT, "activating adapter %s/%d: not recorded", a->site, target);
-        if (rc != SQLITE_ROW) return storage_db_fail(err, c, rc, "activating adapter");
+        sql_reset(st);
+        if (rc == SQL_DONE) return samda_fail(err, SAMDA_ENOENT, "activating adapter %s/%d: not recorded", a->site, target);
+        if (rc != SQL_ROW) return storage_db_fail(err, c, rc, "activating adapter");
     }
     /* deactivate first: the partial unique index would refuse two active rows even inside the
      * transaction */
     st = storage_stmt(c, "UPDATE adapters SET active = 0 WHERE site_id = ?1 AND active = 1", err);
     if (!st) return err->code;
-    sqlite3_bind_int64(st, 1, site_id);
-    if ((rc = storage_exec_stmt(s, st)) != SQLITE_OK) return storage_db_fail(err, c, rc, "deactivating adapter");
+    sql_bind_int64(st, 1, site_id);
+    if ((rc = storage_exec_stmt(s, st)) != SQL_OK) return storage_db_fail(err, c, rc, "deactivating adapter");
     if (target > 0) {
         st = storage_stmt(c, "UPDATE adapters SET active = 1, activated_ms = ?3 WHERE site_id = ?1 AND version = ?2", err);
         if (!st) return err->code;
-        sqlite3_bind_int64(st, 1, site_id);
-        sqlite3_bind_int(st, 2, target);
-        sqlite3_bind_int64(st, 3, samda_store_now_ms(s));
-        if ((rc = storage_exec_stmt(s, st)) != SQLITE_OK) return storage_db_fail(err, c, rc, "activating adapter");
+        sql_bind_int64(st, 1, site_id);
+        sql_bind_int64(st, 2, target);
+        sql_bind_int64(st, 3, samda_store_now_ms(s));
+        if ((rc = storage_exec_stmt(s, st)) != SQL_OK) return storage_db_fail(err, c, rc, "activating adapter");
     }
     if (a->activated) *a->activated = target;
     char res_name[SAMDA_KEY_SIZE];
@@ -707,28 +710,28 @@ static samda_status adapter_delete_body(samda_store *s, storage_conn *c, void *a
     int64_t site_id;
     samda_status res = storage_site_lookup(s, c, a->site, &site_id, err);
     if (res != SAMDA_OK) return res;
-    sqlite3_stmt *st = storage_stmt(c, "SELECT active, file_relpath FROM adapters WHERE site_id = ?1 AND version = ?2",
+    sql_stmt *st = storage_stmt(c, "SELECT active, file_relpath FROM adapters WHERE site_id = ?1 AND version = ?2",
                                     err);
     if (!st) return err->code;
-    sqlite3_bind_int64(st, 1, site_id);
-    sqlite3_bind_int(st, 2, a->version);
+    sql_bind_int64(st, 1, site_id);
+    sql_bind_int64(st, 2, a->version);
     int rc = storage_step(s, st);
     int active = 0;
-    if (rc == SQLITE_ROW) {
-        active = sqlite3_column_int(st, 0);
+    if (rc == SQL_ROW) {
+        active = (int)sql_col_int64(st, 0);
         storage_col_text(st, 1, a->relpath, sizeof a->relpath);
     }
-    sqlite3_reset(st);
-    if (rc == SQLITE_DONE) return samda_fail(err, SAMDA_ENOENT, "deleting adapter %s/%d: not recorded", a->site, a->version);
-    if (rc != SQLITE_ROW) return storage_db_fail(err, c, rc, "deleting adapter");
+    sql_reset(st);
+    if (rc == SQL_DONE) return samda_fail(err, SAMDA_ENOENT, "deleting adapter %s/%d: not recorded", a->site, a->version);
+    if (rc != SQL_ROW) return storage_db_fail(err, c, rc, "deleting adapter");
     if (active)
         return samda_fail(err, SAMDA_EBUSY, "deleting adapter %s/%d: it is active (activate another or roll back "
                           "first)", a->site, a->version);
     st = storage_stmt(c, "DELETE FROM adapters WHERE site_id = ?1 AND version = ?2", err);
     if (!st) return err->code;
-    sqlite3_bind_int64(st, 1, site_id);
-    sqlite3_bind_int(st, 2, a->version);
-    if ((rc = storage_exec_stmt(s, st)) != SQLITE_OK) return storage_db_fail(err, c, rc, "deleting adapter");
+    sql_bind_int64(st, 1, site_id);
+    sql_bind_int64(st, 2, a->version);
+    if ((rc = storage_exec_stmt(s, st)) != SQL_OK) return storage_db_fail(err, c, rc, "deleting adapter");
     res = storage_intent_add(s, c, a->relpath, err); /* the file goes after commit, or at the next open */
     if (res != SAMDA_OK) return res;
     char res_name[SAMDA_KEY_SIZE];

@@ -57,7 +57,7 @@ extern "C" {
 #define SAMDA_OBJECT_MAX_BYTES ((uint64_t)4 << 30) /* bound on one object file */
 
 /** Schema version this code writes (PRAGMA user_version after migrations). */
-#define SAMDA_STORE_SCHEMA_VERSION 3
+#define SAMDA_STORE_SCHEMA_VERSION 4
 
 /* ---------------------------------------------------------------------------------------------- */
 /* UIDs                                                                                           */
@@ -98,11 +98,17 @@ typedef enum samda_sync_mode {
                             after a power loss (faster; only when acknowledged data may be re-sent) */
 } samda_sync_mode;
 
+/** Which engine holds the index. */
+typedef enum {
+    SAMDA_INDEX_SQLITE = 0,  /* one file in the data directory; one machine */
+    SAMDA_INDEX_POSTGRESQL,  /* a PostgreSQL database shared by several samdad nodes */
+} samda_index_engine;
+
 typedef struct samda_store_params {
     const char *data_dir;        /* required; created (mode 0700) if missing; at most 3000 bytes */
     int busy_timeout_ms;         /* wait for other processes' locks; default 5000; <= 0: default */
     samda_sync_mode sync;        /* default SAMDA_SYNC_FULL */
-    int max_connections;         /* SQLite connections in the pool; default 16; <= 0: default */
+    int max_connections;         /* index connections in the pool; default 16; <= 0: default */
     samda_clock_fn clock;        /* NULL: CLOCK_REALTIME */
     void *clock_ctx;             /* passed to clock */
     samda_fault_fn fault;        /* NULL: no fault injection */
@@ -112,6 +118,11 @@ typedef struct samda_store_params {
     int export_max_attempts;     /* transient failures before an export item fails; default 10 */
     int export_lease_ms;         /* a claimed export item is claimable again after this; default 600000 */
     int job_max_attempts;        /* default max_attempts of a job; default 3 */
+    samda_index_engine index;    /* default SAMDA_INDEX_SQLITE (<data_dir>/index.sqlite3) */
+    const char *postgresql;      /* libpq connection string when index is SAMDA_INDEX_POSTGRESQL (copied;
+                                  * at most 1024 bytes; never logged, it may hold a password) */
+    const char *node;            /* this process's node name in a cluster (1..64 of [A-Za-z0-9._-]; copied);
+                                  * NULL or "": none (associations then belong to this process alone) */
 } samda_store_params;
 
 /** Fill p with defaults (data_dir NULL). The only correct way to start a samda_store_params. */
@@ -537,6 +548,52 @@ samda_status samda_store_series_assoc_summary(samda_store *s, const char *series
  *  call at start-up, before accepting associations, while no other process serves this store.
  *  @param n OUT (may be NULL): associations changed. @return SAMDA_OK; SAMDA_EDB (nothing changed). */
 samda_status samda_store_assoc_abort_stale(samda_store *s, size_t *n, samda_error *err);
+/** Mark as aborted (and flag their instances) the open associations of other nodes whose last
+ *  heartbeat (samda_store_node_beat) is before beat_before_ms: a node that died holding them will
+ *  never end them. For the cluster's leader. @param n OUT (may be NULL): associations changed.
+ *  @return SAMDA_OK; SAMDA_EINVAL (beat_before_ms <= 0); SAMDA_EDB. Thread-safety: safe. */
+samda_status samda_store_assoc_abort_dead(samda_store *s, int64_t beat_before_ms, size_t *n, samda_error *err);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Cluster nodes                                                                                   */
+
+#define SAMDA_NODE_NAME_SIZE 65
+#define SAMDA_NODE_ROLES_SIZE 64
+
+/** True for a node name: 1..64 characters of [A-Za-z0-9._-]. */
+bool samda_node_name_is_valid(const char *name);
+
+typedef struct samda_node_info {
+    char name[SAMDA_NODE_NAME_SIZE];
+    char roles[SAMDA_NODE_ROLES_SIZE]; /* comma-separated: ingest, worker, export, api */
+    char version[32];
+    int64_t pid;
+    int64_t started_ms, heartbeat_ms;
+    bool leader;                       /* held the leader lock at its last heartbeat */
+} samda_node_info;
+
+/** Record this node's heartbeat: me->name must be the store's node (params.node); its row is created
+ *  on the first beat; heartbeat_ms is the store's clock now (me->heartbeat_ms is not read).
+ *  @return SAMDA_OK; SAMDA_EINVAL (no node name, or not the store's); SAMDA_EDB. Thread-safety: safe. */
+samda_status samda_store_node_beat(samda_store *s, const samda_node_info *me, samda_error *err);
+/** Every node that ever beat, by name. *out (free with samda_store_free) and *n belong to the caller.
+ *  @return SAMDA_OK; SAMDA_ENOMEM; SAMDA_EDB. Thread-safety: safe. */
+samda_status samda_store_node_list(samda_store *s, samda_node_info **out, size_t *n, samda_error *err);
+/** Whether this store is the cluster's leader, taking the lead when no one holds it. PostgreSQL: a
+ *  session advisory lock on a connection of its own, held until the store closes or that connection
+ *  is lost (a dead node's lock is released by the server with its session); SQLite: always true (one
+ *  samdad per data directory). @return SAMDA_OK (*leader set; false also when the server cannot be
+ *  reached, which err then explains); SAMDA_EDB. Thread-safety: call from one thread. */
+samda_status samda_store_leader_try(samda_store *s, bool *leader, samda_error *err);
+
+/** Jobs by samda_job_state and export items by samda_export_state, counted. */
+typedef struct samda_queue_depths {
+    int64_t jobs[5];
+    int64_t exports[4];
+} samda_queue_depths;
+/** Count the job queue and the export queue by state (the cluster view). @return SAMDA_OK; SAMDA_EDB.
+ *  Thread-safety: safe. */
+samda_status samda_store_queue_depths(samda_store *s, samda_queue_depths *out, samda_error *err);
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Job queue                                                                                      */

@@ -54,19 +54,19 @@ samda_status samda_store_token_create(samda_store *s, const char *name, samda_ro
     if (!c) return err->code;
     samda_status st = storage_tx_begin(s, c, err);
     if (st == SAMDA_OK) {
-        sqlite3_stmt *q = storage_stmt(c, "INSERT INTO api_tokens(name, role, secret_sha256, created_ms)"
+        sql_stmt *q = storage_stmt(c, "INSERT INTO api_tokens(name, role, secret_sha256, created_ms)"
                                           " VALUES(?1, ?2, ?3, ?4)", err);
         if (!q) st = err->code;
         else {
-            sqlite3_bind_text(q, 1, name, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_text(q, 2, role_names[role], -1, SQLITE_STATIC);
-            sqlite3_bind_text(q, 3, hash, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_int64(q, 4, samda_store_now_ms(s));
+            sql_bind_text(q, 1, name);
+            sql_bind_text(q, 2, role_names[role]);
+            sql_bind_text(q, 3, hash);
+            sql_bind_int64(q, 4, samda_store_now_ms(s));
             int rc = storage_exec_stmt(s, q);
-            if ((rc & 0xff) == SQLITE_CONSTRAINT)
+            if ((rc & 0xff) == SQL_CONSTRAINT)
                 st = samda_fail(err, SAMDA_EEXIST, "creating token '%s': name already taken", name);
-            else if (rc != SQLITE_OK) st = storage_db_fail(err, c, rc, "creating token");
-            else if (id) *id = sqlite3_last_insert_rowid(c->db);
+            else if (rc != SQL_OK) st = storage_db_fail(err, c, rc, "creating token");
+            else if (id) *id = sql_last_id(c->q);
         }
         if (st == SAMDA_OK) st = storage_tx_commit(s, c, err);
         else storage_tx_rollback(s, c);
@@ -88,31 +88,31 @@ samda_status samda_store_token_verify(samda_store *s, const char *secret, samda_
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
     samda_status st = SAMDA_OK;
-    sqlite3_stmt *q = storage_stmt(c, "SELECT id, name, role, secret_sha256, created_ms, revoked_ms FROM api_tokens"
+    sql_stmt *q = storage_stmt(c, "SELECT id, name, role, secret_sha256, created_ms, revoked_ms FROM api_tokens"
                                       " WHERE secret_sha256 = ?1", err);
     if (!q) st = err->code;
     else {
-        sqlite3_bind_text(q, 1, hash, -1, SQLITE_TRANSIENT);
+        sql_bind_text(q, 1, hash);
         int rc = storage_step(s, q);
-        if (rc == SQLITE_ROW) {
-            const unsigned char *stored = sqlite3_column_text(q, 3);
-            bool match = stored && sqlite3_column_bytes(q, 3) == 64 && CRYPTO_memcmp(stored, hash, 64) == 0;
-            bool revoked = sqlite3_column_type(q, 5) != SQLITE_NULL;
+        if (rc == SQL_ROW) {
+            const char *stored = sql_col_text(q, 3);
+            bool match = stored && sql_col_bytes(q, 3) == 64 && CRYPTO_memcmp(stored, hash, 64) == 0;
+            bool revoked = !sql_col_null(q, 5);
             if (!match || revoked) {
                 st = samda_fail(err, SAMDA_EAUTH, "bearer token not recognised");
             } else if (info) {
                 memset(info, 0, sizeof *info);
-                info->id = sqlite3_column_int64(q, 0);
+                info->id = sql_col_int64(q, 0);
                 storage_col_text(q, 1, info->name, sizeof info->name);
-                info->role = role_from((const char *)sqlite3_column_text(q, 2));
-                info->created_ms = sqlite3_column_int64(q, 4);
+                info->role = role_from(sql_col_text(q, 2));
+                info->created_ms = sql_col_int64(q, 4);
             }
-        } else if (rc == SQLITE_DONE) {
+        } else if (rc == SQL_DONE) {
             st = samda_fail(err, SAMDA_EAUTH, "bearer token not recognised");
         } else {
             st = storage_db_fail(err, c, rc, "verifying token");
         }
-        sqlite3_reset(q);
+        sql_reset(q);
     }
     storage_conn_put(s, c);
     return st;
@@ -125,15 +125,15 @@ samda_status samda_store_token_revoke(samda_store *s, int64_t id, samda_error *e
     if (!c) return err->code;
     samda_status st = storage_tx_begin(s, c, err);
     if (st == SAMDA_OK) {
-        sqlite3_stmt *q = storage_stmt(c, "UPDATE api_tokens SET revoked_ms = coalesce(revoked_ms, ?2) WHERE id = ?1",
+        sql_stmt *q = storage_stmt(c, "UPDATE api_tokens SET revoked_ms = coalesce(revoked_ms, ?2) WHERE id = ?1",
                                        err);
         if (!q) st = err->code;
         else {
-            sqlite3_bind_int64(q, 1, id);
-            sqlite3_bind_int64(q, 2, samda_store_now_ms(s));
+            sql_bind_int64(q, 1, id);
+            sql_bind_int64(q, 2, samda_store_now_ms(s));
             int rc = storage_exec_stmt(s, q);
-            if (rc != SQLITE_OK) st = storage_db_fail(err, c, rc, "revoking token");
-            else if (sqlite3_changes(c->db) == 0)
+            if (rc != SQL_OK) st = storage_db_fail(err, c, rc, "revoking token");
+            else if (sql_changes(c->q) == 0)
                 st = samda_fail(err, SAMDA_ENOENT, "revoking token %lld: no such token", (long long)id);
         }
         if (st == SAMDA_OK) st = storage_tx_commit(s, c, err);
@@ -143,14 +143,14 @@ samda_status samda_store_token_revoke(samda_store *s, int64_t id, samda_error *e
     return st;
 }
 
-static void read_token(sqlite3_stmt *q, void *row)
+static void read_token(sql_stmt *q, void *row)
 {
     samda_token_info *r = row;
-    r->id = sqlite3_column_int64(q, 0);
+    r->id = sql_col_int64(q, 0);
     storage_col_text(q, 1, r->name, sizeof r->name);
-    r->role = role_from((const char *)sqlite3_column_text(q, 2));
-    r->created_ms = sqlite3_column_int64(q, 3);
-    r->revoked_ms = sqlite3_column_int64(q, 4);
+    r->role = role_from(sql_col_text(q, 2));
+    r->created_ms = sql_col_int64(q, 3);
+    r->revoked_ms = sql_col_int64(q, 4);
 }
 
 samda_status samda_store_token_list(samda_store *s, samda_token_info **t, size_t *n, samda_error *err)
@@ -161,7 +161,7 @@ samda_status samda_store_token_list(samda_store *s, samda_token_info **t, size_t
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
     samda_status st = SAMDA_OK;
-    sqlite3_stmt *q = storage_stmt(c, "SELECT id, name, role, created_ms, revoked_ms FROM api_tokens ORDER BY id", err);
+    sql_stmt *q = storage_stmt(c, "SELECT id, name, role, created_ms, revoked_ms FROM api_tokens ORDER BY id", err);
     if (!q) st = err->code;
     else {
         st = storage_collect(s, c, q, sizeof **t, read_token, NULL, (void **)t, n, "listing tokens", err);

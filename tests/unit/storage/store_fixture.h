@@ -1,5 +1,8 @@
 /* Shared helpers of the storage unit tests: a scratch data directory, a store on a fake clock, and
- * instance metadata/ingest shortcuts. Header-only (static functions) so each test stays one file. */
+ * instance metadata/ingest shortcuts. Header-only (static functions) so each test stays one file.
+ * With SAMDA_TEST_PG set (a libpq connection string; ctest sets it for the *_pg runs, with the server
+ * of tests/pg/pg_server.sh) every store's index is PostgreSQL, in a schema of its own per scratch
+ * directory, dropped with it. */
 #ifndef SAMDA_TEST_STORE_FIXTURE_H
 #define SAMDA_TEST_STORE_FIXTURE_H
 
@@ -10,13 +13,38 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+#include <sqlite3.h>
+
 #include "storage.h"
 
 typedef struct fx {
     char dir[256];
     int64_t now_ms;
     samda_store *s;
+    char schema[64];    /* PostgreSQL runs: the index's schema ("" otherwise) */
+    char conninfo[1200];
 } fx;
+
+/* The PostgreSQL server of this run, or NULL when the tests run on SQLite. */
+static inline const char *fx_pg(void)
+{
+    const char *v = getenv("SAMDA_TEST_PG");
+    return v && *v ? v : NULL;
+}
+
+/* Run sql on the test server; aborts with the server's message on failure. */
+static inline void fx_pg_exec(const char *sql)
+{
+    PGconn *c = PQconnectdb(fx_pg());
+    PGresult *r = PQstatus(c) == CONNECTION_OK ? PQexec(c, sql) : NULL;
+    if (!r || (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)) {
+        fprintf(stderr, "fx_pg_exec(%s): %s\n", sql, PQerrorMessage(c));
+        abort();
+    }
+    PQclear(r);
+    PQfinish(c);
+}
 
 static inline int64_t fx_clock(void *ctx) { return ((fx *)ctx)->now_ms; }
 
@@ -47,6 +75,121 @@ static inline void fx_mkdtemp(fx *f)
     const char *base = getenv("TMPDIR");
     snprintf(f->dir, sizeof f->dir, "%s/samda-storage-XXXXXX", base && *base ? base : "/tmp");
     if (!mkdtemp(f->dir)) abort();
+    if (!fx_pg()) return;
+    /* schema t_<the directory's random suffix>, lower-cased (unquoted identifiers fold to lower case) */
+    const char *suffix = strrchr(f->dir, '-') + 1;
+    snprintf(f->schema, sizeof f->schema, "t_");
+    for (size_t i = 0; suffix[i] && i < 40; i++) {
+        char ch = suffix[i];
+        f->schema[2 + i] = (char)((ch >= 'A' && ch <= 'Z') ? ch - 'A' + 'a' : ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')) ? ch : '_');
+        f->schema[3 + i] = '\0';
+    }
+    char sql[128];
+    snprintf(sql, sizeof sql, "CREATE SCHEMA %s", f->schema);
+    fx_pg_exec(sql);
+    snprintf(f->conninfo, sizeof f->conninfo, "%s options='-c search_path=%s'", fx_pg(), f->schema);
+}
+
+/* Remove the scratch directory and, on PostgreSQL, the index's schema. */
+static inline void fx_rm_scratch(fx *f)
+{
+    fx_rm_rf(f->dir);
+    if (!f->schema[0]) return;
+    char sql[128];
+    snprintf(sql, sizeof sql, "DROP SCHEMA %s CASCADE", f->schema);
+    fx_pg_exec(sql);
+}
+
+/* Raw access to a store's index, beside the store (as an administrator's tool would have it): sqlite3
+ * on <dir>/index.sqlite3, or libpq on the fixture's schema. The SQL is the test's own text, in ?N
+ * placeholders (rewritten as $N for PostgreSQL); where the engines differ the test passes each its
+ * words (fx_pg() ? ... : ...). */
+
+/* Connect to the fixture's schema; NULL (message printed) on failure. */
+static inline PGconn *fx_raw_pg(fx *f)
+{
+    PGconn *c = PQconnectdb(f->conninfo);
+    if (PQstatus(c) != CONNECTION_OK) {
+        fprintf(stderr, "fx_raw: connecting: %s\n", PQerrorMessage(c));
+        PQfinish(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* sql with SQLite's ?N placeholders as PostgreSQL's $N (tests' SQL holds no '?' in literals). */
+static inline void fx_raw_pg_sql(const char *sql, char *out, size_t size)
+{
+    size_t o = 0;
+    for (const char *p = sql; *p && o + 1 < size; p++) out[o++] = *p == '?' ? '$' : *p;
+    out[o] = '\0';
+}
+
+/* First column of the first row of sql, with text parameters ?1..?n (params[i] NULL: SQL NULL), as an
+ * integer (a boolean reads as 1 or 0); -1 on failure, when there is no row and when it is NULL. */
+static inline int64_t fx_raw_int_params(fx *f, const char *sql, int n, const char *const *params)
+{
+    int64_t v = -1;
+    if (fx_pg()) {
+        PGconn *c = fx_raw_pg(f);
+        if (!c) return -1;
+        char text[2048];
+        fx_raw_pg_sql(sql, text, sizeof text);
+        PGresult *r = PQexecParams(c, text, n, NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 && !PQgetisnull(r, 0, 0)) {
+            const char *t = PQgetvalue(r, 0, 0);
+            v = !strcmp(t, "t") ? 1 : !strcmp(t, "f") ? 0 : strtoll(t, NULL, 10);
+        } else if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            fprintf(stderr, "fx_raw_int(%s): %s", sql, PQerrorMessage(c));
+        }
+        PQclear(r);
+        PQfinish(c);
+        return v;
+    }
+    char path[512];
+    snprintf(path, sizeof path, "%s/index.sqlite3", f->dir);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+        for (int i = 0; i < n; i++) sqlite3_bind_text(st, i + 1, params[i], -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) v = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static inline int64_t fx_raw_int(fx *f, const char *sql) { return fx_raw_int_params(f, sql, 0, NULL); }
+
+/* Run the statements of sql (no parameters): 0 on success, else nonzero with the engine's message in
+ * msg. */
+static inline int fx_raw_exec(fx *f, const char *sql, char *msg, size_t msize)
+{
+    if (msize) msg[0] = '\0';
+    if (fx_pg()) {
+        PGconn *c = fx_raw_pg(f);
+        if (!c) {
+            snprintf(msg, msize, "cannot connect");
+            return 1;
+        }
+        PGresult *r = PQexec(c, sql);
+        int rc = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK ? 0 : 1;
+        if (rc) snprintf(msg, msize, "%s", PQerrorMessage(c));
+        PQclear(r);
+        PQfinish(c);
+        return rc;
+    }
+    char path[512];
+    snprintf(path, sizeof path, "%s/index.sqlite3", f->dir);
+    sqlite3 *db = NULL;
+    char *err = NULL;
+    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_exec(db, sql, NULL, NULL, &err);
+    if (rc != SQLITE_OK) snprintf(msg, msize, "%s", err ? err : sqlite3_errmsg(db));
+    sqlite3_free(err);
+    sqlite3_close(db);
+    return rc;
 }
 
 static inline void fx_params(fx *f, samda_store_params *p)
@@ -56,6 +199,10 @@ static inline void fx_params(fx *f, samda_store_params *p)
     p->clock = fx_clock;
     p->clock_ctx = f;
     p->sync = SAMDA_SYNC_NORMAL; /* tests: speed; the crash test uses FULL */
+    if (f->schema[0]) {
+        p->index = SAMDA_INDEX_POSTGRESQL;
+        p->postgresql = f->conninfo;
+    }
 }
 
 /* Open a store in a fresh directory on a fake clock; returns NULL and prints why on failure. */
@@ -92,7 +239,7 @@ static inline void fx_close(fx *f)
 {
     if (!f) return;
     samda_store_close(f->s);
-    fx_rm_rf(f->dir);
+    fx_rm_scratch(f);
     free(f);
 }
 

@@ -36,6 +36,7 @@ static void test_acquisition(void **state)
     CHECK_OK(samda_store_assoc_begin(f->s, "MODALITY1", "SAMDA_LIVER", "127.0.0.1", NULL, &assoc, &e));
     ingest(f, "1.2.9.1", "1.2.9.1.2", 2, 2.5, 256, assoc);
     ingest(f, "1.2.9.1", "1.2.9.1.1", 1, 1.25, 512, assoc); /* the first instance, though it came second */
+    ingest(f, "1.2.9.1", "1.2.9.1.9", 0, 5.0, 64, assoc);   /* no instance number: never before a numbered one */
     samda_series_acq a;
     CHECK_OK(samda_store_series_acquisition(f->s, "1.2.9.1", &a, &e));
     assert_true(a.has_rows && a.has_columns && a.has_slice_thickness);

@@ -206,6 +206,33 @@ static void test_long_person_name(void **state)
     fx_close(f);
 }
 
+/* Text that is not UTF-8 (a Latin-1 name whose SpecificCharacterSet was missing or not convertible;
+ * a value cut inside a character) is indexed, not refused: SQLite keeps its bytes, PostgreSQL (whose
+ * text must be valid in the database's encoding) keeps U+FFFD in place of each byte that is not. */
+static void test_text_not_utf8(void **state)
+{
+    (void)state;
+    fx *f = fx_open();
+    assert_non_null(f);
+    samda_error e;
+    samda_instance_meta m;
+    fx_meta(&m, "1.2.8", "1.2.8.1", "1.2.8.1.1");
+    snprintf(m.patient_name, sizeof m.patient_name, "M\xfcller^Hans");
+    snprintf(m.study_description, sizeof m.study_description, "CT Th\xf6rax \xc3");
+    CHECK_OK(fx_ingest(f->s, &m, "x", 1, SAMDA_DUP_REJECT, NULL, &e));
+    samda_study_info st;
+    CHECK_OK(samda_store_study_get(f->s, "1.2.8", &st, &e));
+    assert_string_equal(st.patient_name, fx_pg() ? "M\xef\xbf\xbdller^Hans" : "M\xfcller^Hans");
+    assert_string_equal(st.study_description, fx_pg() ? "CT Th\xef\xbf\xbdrax \xef\xbf\xbd" : "CT Th\xf6rax \xc3");
+    /* the same bytes again find the same patient and study */
+    fx_meta(&m, "1.2.8", "1.2.8.1", "1.2.8.1.2");
+    snprintf(m.patient_name, sizeof m.patient_name, "M\xfcller^Hans");
+    CHECK_OK(fx_ingest(f->s, &m, "y", 1, SAMDA_DUP_REJECT, NULL, &e));
+    CHECK_OK(samda_store_study_get(f->s, "1.2.8", &st, &e));
+    assert_int_equal(st.n_instances, 2);
+    fx_close(f);
+}
+
 static void test_duplicate_policies(void **state)
 {
     (void)state;
@@ -580,6 +607,7 @@ int main(void)
         cmocka_unit_test(test_ingest_and_read_back),
         cmocka_unit_test(test_duplicate_policies),
         cmocka_unit_test(test_long_person_name),
+        cmocka_unit_test(test_text_not_utf8),
         cmocka_unit_test(test_queries),
         cmocka_unit_test(test_series_state_idle_hash),
         cmocka_unit_test(test_upload_series_complete),

@@ -184,11 +184,41 @@ static void test_adapters(void **state)
     fx_close(f);
 }
 
+/* Lists are in byte order of the names on both engines, whatever a PostgreSQL database's collation
+ * (a language's would put "C" last and may ignore the punctuation). */
+static void test_lists_in_byte_order(void **state)
+{
+    (void)state;
+    fx *f = fx_open();
+    assert_non_null(f);
+    samda_error e;
+    const char *names[] = {"b", "a.2", "C", "a-1"}, *sorted[] = {"C", "a-1", "a.2", "b"};
+    for (int i = 0; i < 4; i++) {
+        CHECK_OK(samda_store_site_add(f->s, names[i], NULL, NULL, NULL, &e));
+        CHECK_OK(samda_store_destination_add(f->s, names[i], "AE", "h", 104, NULL, NULL, &e));
+    }
+    samda_site *sites;
+    samda_destination *ds;
+    size_t n, nd;
+    CHECK_OK(samda_store_site_list(f->s, &sites, &n, &e));
+    CHECK_OK(samda_store_destination_list(f->s, &ds, &nd, &e));
+    assert_int_equal(n, 4);
+    assert_int_equal(nd, 4);
+    for (int i = 0; i < 4; i++) {
+        assert_string_equal(sites[i].name, sorted[i]);
+        assert_string_equal(ds[i].name, sorted[i]);
+    }
+    samda_site_list_free(sites, n);
+    samda_destination_list_free(ds, nd);
+    fx_close(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sites_and_destinations),
         cmocka_unit_test(test_adapters),
+        cmocka_unit_test(test_lists_in_byte_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -317,6 +317,16 @@ void api_h_rules_list(api_request *r)
     api_reply_json(r, 200, out, NULL);
 }
 
+void api_h_cluster(api_request *r)
+{
+    if (!api_only_params(r, no_params)) return;
+    samda_api *api = r->api;
+    json_t *out = NULL;
+    samda_error e = {SAMDA_OK, ""};
+    if (!api_call_ok(r, api->svc.cluster(api->svc.ctx, &out, &e), &e, &out)) return;
+    api_reply_json(r, 200, out, NULL);
+}
+
 void api_h_rules_test(api_request *r)
 {
     json_t *body;

@@ -448,6 +448,10 @@ typedef struct samda_api_services {
      *  retain_results, [storage] quota). OUT report: what it deleted and the bytes stored (200). */
     samda_status (*retention_run)(void *ctx, int64_t token_id, json_t **report, samda_error *err);
 
+    /** GET /api/v1/cluster: this node, the nodes sharing the index (roles, version, pid, heartbeat,
+     *  alive, leader) and the shared queues' depths by state. OUT cluster (200). */
+    samda_status (*cluster)(void *ctx, json_t **cluster, samda_error *err);
+
     /** GET /api/v1/rules: the routing rules in force ([routing] and each [rule], file order).
      *  OUT rules (200). */
     samda_status (*rules_list)(void *ctx, json_t **rules, samda_error *err);
@@ -593,6 +597,8 @@ typedef struct samda_api_params {
                                     * TLS 1.2 and 1.3 only, ECDHE and AEAD suites only (BCP 195) */
     const char *tls_key_path;      /* PEM private key (unencrypted) */
     bool auth_required;            /* default true; false = every route open (daemon warns) */
+    bool ops_only;                 /* default false; true = only /health and /metrics are answered (a
+                                    * cluster node without the api role), every other path 404 */
     const char *cors_origin;       /* Access-Control-Allow-Origin value; NULL = no CORS */
     const char *public_url;        /* base of absolute URLs (STOW RetrieveURL, WADO BulkDataURI),
                                     * e.g. "https://samda.example:8443" (must start with http://

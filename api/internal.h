@@ -238,6 +238,7 @@ void api_h_adapter_delete(api_request *r);
 void api_h_study_delete(api_request *r);
 void api_h_retention_run(api_request *r);
 void api_h_rules_list(api_request *r);
+void api_h_cluster(api_request *r);
 void api_h_rules_test(api_request *r);
 /** A fresh MIME boundary "samda-" + 24 hex digits into out (dicomweb.c). */
 void api_random_boundary(char *out, size_t size);

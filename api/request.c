@@ -278,6 +278,11 @@ void api_request_begin(api_request *r, const char *method)
     memcpy(path, r->uri, plen);
     path[plen] = '\0';
 
+    if (r->api->p.ops_only && strcmp(path, "/health") != 0 && strcmp(path, "/metrics") != 0) {
+        api_reply_problem(r, SAMDA_ENOENT, 404, "%s", "this node serves /health and /metrics only ([cluster] "
+                                                      "roles has no api): send this request to a node with the api role");
+        return;
+    }
     if (api_ui_serve(r, path)) return; /* the console's files: public, no route of the API */
 
     samda_error e = {SAMDA_OK, ""};

@@ -80,6 +80,7 @@ const api_route api_routes[] = {
     {API_DELETE, "/api/v1/studies/{study}", api_h_study_delete, API_ROLES_ADMIN, API_F_AUDIT, SVC(study_delete), 0, NULL},
     {API_DELETE, "/api/v1/studies/{study}/series/{series}", api_h_study_delete, API_ROLES_ADMIN, API_F_AUDIT, SVC(study_delete), 0, NULL},
     {API_POST, "/api/v1/retention/run", api_h_retention_run, API_ROLES_ADMIN, API_F_AUDIT, SVC(retention_run), 0, NULL},
+    {API_GET, "/api/v1/cluster", api_h_cluster, API_ROLES_ADMIN, 0, SVC(cluster), 0, NULL},
     {API_GET, "/api/v1/rules", api_h_rules_list, API_ROLES_ADMIN, API_F_AUDIT, SVC(rules_list), 0, NULL},
     {API_POST, "/api/v1/rules/test", api_h_rules_test, API_ROLES_ADMIN, API_F_AUDIT | API_F_JSON_BODY, SVC(rules_test), 0, NULL},
     /* MONAI Label compatibility (api/monailabel.c): 3D Slicer's and OHIF's MONAI Label clients */

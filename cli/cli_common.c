@@ -41,6 +41,10 @@ samda_store *cli_open_store(const cli_data_opts *o)
     samda_store_params p;
     samda_store_params_init(&p);
     p.data_dir = cfg->data_dir;
+    if (cfg->storage_index == SAMDA_CFG_INDEX_POSTGRESQL) {
+        p.index = SAMDA_INDEX_POSTGRESQL;
+        p.postgresql = cfg->storage_postgresql;
+    }
     samda_store *s = samda_store_open(&p, &err);
     if (!s) fprintf(stderr, "samda: opening data directory %s: %s\n", cfg->data_dir, err.message);
     samda_config_unref(cfg);

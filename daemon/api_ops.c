@@ -77,6 +77,16 @@ static json_t *check(const char *status, const char *detail)
     return o;
 }
 
+/* [cluster] roles as "ingest,worker,...". */
+static const char *roles_text(const samda_config *cfg, char *out, size_t size)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < cfg->cluster_roles.n && o + 1 < size; i++)
+        o += (size_t)snprintf(out + o, size - o, "%s%s", i ? "," : "", cfg->cluster_roles.v[i]);
+    return out;
+}
+
 static samda_status health(void *v, json_t **checks, bool *healthy, samda_error *err)
 {
     samdad_ctx *ctx = CORE(v)->ctx;
@@ -125,11 +135,16 @@ static samda_status health(void *v, json_t **checks, bool *healthy, samda_error 
     } else {
         json_object_set_new(c, "model", check("absent", "no model configured: jobs stay pending"));
     }
-    unsigned port = samdad_dicom_port(ctx);
-    char d[64];
-    snprintf(d, sizeof d, "%s:%u", cfg->dicom_bind, port);
-    json_object_set_new(c, "dicom", check(port ? "ok" : "fail", d));
-    if (!port) ok = false;
+    if (samdad_roles(ctx) & SAMDA_NODE_INGEST) { /* a node without the ingest role has no listener */
+        unsigned port = samdad_dicom_port(ctx);
+        char d[64];
+        snprintf(d, sizeof d, "%s:%u", cfg->dicom_bind, port);
+        json_object_set_new(c, "dicom", check(port ? "ok" : "fail", d));
+        if (!port) ok = false;
+    }
+    char nd[160];
+    snprintf(nd, sizeof nd, "node %s, roles %s", samdad_node(ctx), roles_text(cfg, (char[64]){0}, 64));
+    json_object_set_new(c, "node", check("ok", nd));
     samda_config_unref(cfg);
     (void)err;
     *checks = c;
@@ -275,6 +290,30 @@ static samda_status metrics_destinations(samda_store *store, FILE *out, samda_er
     return st;
 }
 
+/* The nodes sharing the index by heartbeat, and whether this one leads (one row on SQLite). */
+static samda_status metrics_cluster(samdad_ctx *ctx, samda_store *store, FILE *out, samda_error *err)
+{
+    samda_node_info *nodes = NULL;
+    size_t n = 0, alive = 0;
+    if (samda_store_node_list(store, &nodes, &n, err) != SAMDA_OK) return err->code;
+    samda_config *cfg = samdad_config_get(ctx);
+    int64_t now = samda_store_now_ms(store);
+    bool leader = false;
+    for (size_t i = 0; i < n; i++) {
+        if (now - nodes[i].heartbeat_ms <= cfg->cluster_node_timeout_ms) alive++;
+        if (!strcmp(nodes[i].name, samdad_node(ctx))) leader = nodes[i].leader;
+    }
+    samda_config_unref(cfg);
+    samda_store_free(nodes);
+    fprintf(out, "# HELP samda_cluster_nodes Nodes sharing the index, by heartbeat (dead: none within "
+                 "[cluster] node_timeout).\n# TYPE samda_cluster_nodes gauge\n"
+                 "samda_cluster_nodes{state=\"alive\"} %zu\nsamda_cluster_nodes{state=\"dead\"} %zu\n"
+                 "# HELP samda_node_leader 1 when this node leads (completion timers, lease reclaims, retention).\n"
+                 "# TYPE samda_node_leader gauge\nsamda_node_leader %d\n",
+            alive, n - alive, leader ? 1 : 0);
+    return SAMDA_OK;
+}
+
 static samda_status metrics(void *v, FILE *out, samda_error *err)
 {
     samdad_ctx *ctx = CORE(v)->ctx;
@@ -309,6 +348,7 @@ static samda_status metrics(void *v, FILE *out, samda_error *err)
     if (st == SAMDA_OK) st = metrics_held(store, out, err);
     if (st == SAMDA_OK) st = metrics_disk(ctx, store, out);
     if (st == SAMDA_OK) st = metrics_exports(store, out, err);
+    if (st == SAMDA_OK) st = metrics_cluster(ctx, store, out, err);
     if (st == SAMDA_OK) st = metrics_destinations(store, out, err);
     if (st != SAMDA_OK) return st;
     fprintf(out, "# HELP samda_model_loaded 1 when a model is loaded (segmentation jobs run).\n"
@@ -319,8 +359,58 @@ static samda_status metrics(void *v, FILE *out, samda_error *err)
     return SAMDA_OK;
 }
 
+/* GET /api/v1/cluster: the nodes that share the index, their roles and heartbeats, which one leads,
+ * and the queues they share. */
+static samda_status cluster(void *v, json_t **out, samda_error *err)
+{
+    samdad_ctx *ctx = CORE(v)->ctx;
+    samda_store *store = samdad_store(ctx);
+    samda_node_info *nodes = NULL;
+    size_t n = 0;
+    samda_queue_depths q;
+    if (samda_store_node_list(store, &nodes, &n, err) != SAMDA_OK) return err->code;
+    if (samda_store_queue_depths(store, &q, err) != SAMDA_OK) {
+        samda_store_free(nodes);
+        return err->code;
+    }
+    samda_config *cfg = samdad_config_get(ctx);
+    int64_t now = samda_store_now_ms(store), timeout = cfg->cluster_node_timeout_ms;
+    json_t *arr = json_array();
+    const char *leader = NULL;
+    for (size_t i = 0; arr && i < n; i++) {
+        bool alive = now - nodes[i].heartbeat_ms <= timeout;
+        if (alive && nodes[i].leader) leader = nodes[i].name;
+        json_t *roles = json_array();
+        char buf[SAMDA_NODE_ROLES_SIZE], *save = NULL;
+        snprintf(buf, sizeof buf, "%s", nodes[i].roles);
+        for (char *t = strtok_r(buf, ",", &save); roles && t; t = strtok_r(NULL, ",", &save))
+            json_array_append_new(roles, json_string(t));
+        json_array_append_new(arr, json_pack("{s:s, s:o, s:s, s:I, s:I, s:I, s:f, s:b, s:b, s:b}", "name", nodes[i].name,
+                                             "roles", roles ? roles : json_array(), "version", nodes[i].version,
+                                             "pid", (json_int_t)nodes[i].pid, "started_ms",
+                                             (json_int_t)nodes[i].started_ms, "heartbeat_ms",
+                                             (json_int_t)nodes[i].heartbeat_ms, "heartbeat_age_s",
+                                             (double)(now - nodes[i].heartbeat_ms) / 1000.0, "alive", alive,
+                                             "leader", alive && nodes[i].leader, "this",
+                                             strcmp(nodes[i].name, samdad_node(ctx)) == 0));
+    }
+    *out = json_pack("{s:s, s:s, s:s?, s:I, s:o, s:{s:{s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I}}}", "node",
+                     samdad_node(ctx), "index", cfg->storage_index == SAMDA_CFG_INDEX_POSTGRESQL ? "postgresql" : "sqlite",
+                     "leader", leader, "node_timeout_s", (json_int_t)(timeout / 1000), "nodes", arr ? arr : json_array(),
+                     "queues", "jobs", "pending", (json_int_t)q.jobs[SAMDA_JOB_PENDING], "running",
+                     (json_int_t)q.jobs[SAMDA_JOB_RUNNING], "done", (json_int_t)q.jobs[SAMDA_JOB_DONE], "failed",
+                     (json_int_t)q.jobs[SAMDA_JOB_FAILED], "exports", "pending",
+                     (json_int_t)q.exports[SAMDA_EXPORT_PENDING], "sending", (json_int_t)q.exports[SAMDA_EXPORT_SENDING],
+                     "done", (json_int_t)q.exports[SAMDA_EXPORT_DONE], "failed",
+                     (json_int_t)q.exports[SAMDA_EXPORT_FAILED]);
+    samda_config_unref(cfg);
+    samda_store_free(nodes);
+    return *out ? SAMDA_OK : samda_fail(err, SAMDA_ENOMEM, "describing the cluster: out of memory");
+}
+
 void samdad_api_bind_ops(samda_api_services *svc)
 {
+    svc->cluster = cluster;
     svc->auth_check = auth_check;
     svc->audit = audit;
     svc->health = health;

@@ -21,6 +21,7 @@
 #include "config_internal.h"
 #include "dicom.h"
 #include "route_expr.h"
+#include "storage.h"
 #include "url.h"
 
 
@@ -694,6 +695,7 @@ static void config_free(samda_config *c)
     for (size_t i = 0; i < config_n_main; i++) {
         const opt *o = &config_main_opts[i];
         if (o->type == T_STR || o->type == T_PATH || o->type == T_AE) free(*(char **)((char *)c + o->offset));
+        else if (o->type == T_LIST) strlist_free((samda_strlist *)((char *)c + o->offset));
     }
     for (size_t k = 0; k < config_n_repeated; k++) {
         const section_kind *sk = &config_repeated[k];
@@ -892,6 +894,17 @@ static bool cross_check(parse_state *ps)
         perr(ps, "[http] tls_cert and tls_key must be set together");
         return false;
     }
+    if (c->cluster_node && !samda_node_name_is_valid(c->cluster_node)) {
+        ps->line = main_line(ps, "cluster", "node");
+        perr(ps, "[cluster] node = %s: a node name is 1..64 characters of A-Z a-z 0-9 . _ -", c->cluster_node);
+        return false;
+    }
+    if (c->storage_index == SAMDA_CFG_INDEX_POSTGRESQL && !c->storage_postgresql) {
+        ps->line = main_line(ps, "storage", "index");
+        perr(ps, "[storage] index = postgresql needs postgresql, the libpq connection string of the database "
+             "(e.g. postgresql = host=db.example dbname=samda user=samda)");
+        return false;
+    }
     for (size_t i = 0; i < c->n_peers; i++) {
         samda_peer_cfg *p = &c->peers[i];
         ps->line = p->line;
@@ -1056,6 +1069,31 @@ void samda_config_unref(samda_config *c)
 
 static bool str_eq(const char *a, const char *b) { return (!a && !b) || (a && b && strcmp(a, b) == 0); }
 
+static bool strlist_eq(const samda_strlist *a, const samda_strlist *b)
+{
+    if (a->n != b->n) return false;
+    for (size_t i = 0; i < a->n; i++)
+        if (strcmp(a->v[i], b->v[i]) != 0) return false;
+    return true;
+}
+
+/* dst becomes a copy of src (dst's old items freed); false when out of memory (dst then empty). */
+static bool strlist_assign(samda_strlist *dst, const samda_strlist *src)
+{
+    strlist_free(dst);
+    if (!src->n) return true;
+    dst->v = calloc(src->n, sizeof *dst->v);
+    if (!dst->v) return false;
+    for (size_t i = 0; i < src->n; i++) {
+        if (!(dst->v[i] = strdup(src->v[i]))) {
+            strlist_free(dst);
+            return false;
+        }
+        dst->n = i + 1;
+    }
+    return true;
+}
+
 samda_status samda_config_merge_reload(samda_config *next, const samda_config *cur,
                                        void (*note)(void *, const char *, const char *), void *ctx,
                                        samda_error *err)
@@ -1078,6 +1116,11 @@ samda_status samda_config_merge_reload(samda_config *next, const samda_config *c
                 free(*(char **)dst);
                 *(char **)dst = copy;
             }
+            break;
+        case T_LIST:
+            differ = !strlist_eq(dst, src);
+            if (differ && !strlist_assign(dst, src))
+                return samda_fail(err, SAMDA_ENOMEM, "reloading configuration: out of memory");
             break;
         case T_BOOL:
             differ = *(bool *)dst != *(const bool *)src;
@@ -1122,6 +1165,33 @@ const samda_site_cfg *samda_config_site(const samda_config *c, const char *name)
 }
 
 unsigned samda_site_outputs(const samda_site_cfg *s) { return s ? samda_outputs_of(&s->outputs) : SAMDA_OUTPUT_SEG; }
+
+unsigned samda_cluster_roles(const samda_config *c)
+{
+    unsigned bits = 0;
+    for (size_t i = 0; i < c->cluster_roles.n; i++) {
+        const char *r = c->cluster_roles.v[i];
+        bits |= !strcmp(r, "ingest") ? SAMDA_NODE_INGEST : !strcmp(r, "worker") ? SAMDA_NODE_WORKER
+              : !strcmp(r, "export") ? SAMDA_NODE_EXPORT : !strcmp(r, "api")    ? SAMDA_NODE_API : 0;
+    }
+    return bits;
+}
+
+const char *samda_config_node_name(const samda_config *c, char out[SAMDA_CONFIG_NODE_SIZE])
+{
+    if (c->cluster_node && *c->cluster_node) {
+        snprintf(out, SAMDA_CONFIG_NODE_SIZE, "%s", c->cluster_node);
+        return out;
+    }
+    char host[256] = "";
+    if (gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+    size_t o = 0;
+    for (const char *p = host; *p && *p != '.' && o + 1 < SAMDA_CONFIG_NODE_SIZE; p++)
+        if (isalnum((unsigned char)*p) || *p == '_' || *p == '-') out[o++] = *p;
+    out[o] = '\0';
+    if (!o) snprintf(out, SAMDA_CONFIG_NODE_SIZE, "samdad");
+    return out;
+}
 
 unsigned samda_outputs_of(const samda_strlist *l)
 {

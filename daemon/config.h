@@ -28,6 +28,7 @@ typedef struct samda_strlist {
 
 typedef enum samda_cfg_tta { SAMDA_CFG_TTA_OFF = 0, SAMDA_CFG_TTA_EPISODIC, SAMDA_CFG_TTA_CONTINUAL } samda_cfg_tta;
 typedef enum samda_cfg_auth { SAMDA_CFG_AUTH_NONE = 0, SAMDA_CFG_AUTH_BEARER, SAMDA_CFG_AUTH_BASIC } samda_cfg_auth;
+typedef enum samda_cfg_index { SAMDA_CFG_INDEX_SQLITE = 0, SAMDA_CFG_INDEX_POSTGRESQL } samda_cfg_index;
 typedef enum samda_cfg_dup { SAMDA_CFG_DUP_IGNORE = 0, SAMDA_CFG_DUP_OVERWRITE, SAMDA_CFG_DUP_REJECT } samda_cfg_dup;
 typedef enum samda_cfg_convention { SAMDA_CFG_CONVENTION_SAM = 0, SAMDA_CFG_CONVENTION_MEDSAM } samda_cfg_convention;
 
@@ -128,9 +129,15 @@ typedef struct samda_config {
     /* [storage] */
     uint64_t storage_min_free_bytes;
     int64_t storage_duplicates;  /* samda_cfg_dup */
+    int64_t storage_index;       /* samda_cfg_index */
+    char *storage_postgresql;    /* libpq connection string (sensitive: may hold a password) */
     int64_t storage_busy_timeout_ms;
     uint64_t storage_quota_bytes;       /* 0 = none: above it, delivered data is deleted oldest first */
     int64_t storage_retention_interval_ms;
+    /* [cluster] */
+    char *cluster_node;              /* NULL: the host name (samda_config_node_name) */
+    samda_strlist cluster_roles;     /* ingest, worker, export, api (samda_cluster_roles) */
+    int64_t cluster_node_timeout_ms; /* a node silent this long is dead */
     /* [model] */
     char *model_checkpoint;
     char *model_adapter;
@@ -198,6 +205,16 @@ enum { SAMDA_OUTPUT_SEG = 1u << 0, SAMDA_OUTPUT_RTSTRUCT = 1u << 1, SAMDA_OUTPUT
 unsigned samda_site_outputs(const samda_site_cfg *s);
 /** The SAMDA_OUTPUT_* bits of a list of output names (unknown names ignored). Pure. */
 unsigned samda_outputs_of(const samda_strlist *l);
+
+/* [cluster] roles of this node. */
+enum { SAMDA_NODE_INGEST = 1u << 0, SAMDA_NODE_WORKER = 1u << 1, SAMDA_NODE_EXPORT = 1u << 2, SAMDA_NODE_API = 1u << 3 };
+/** The SAMDA_NODE_* bits of c->cluster_roles (validated at load). Pure. */
+unsigned samda_cluster_roles(const samda_config *c);
+/** This node's name: [cluster] node, else the host name cut to its first label and to the characters
+ *  a node name allows ("samdad" when nothing is left). Writes out (SAMDA_CONFIG_NODE_SIZE) and
+ *  returns it. Pure but for gethostname. */
+#define SAMDA_CONFIG_NODE_SIZE 65
+const char *samda_config_node_name(const samda_config *c, char out[SAMDA_CONFIG_NODE_SIZE]);
 /** Find a [rule] by name; NULL if none. Ownership: borrowed from c. */
 const samda_rule_cfg *samda_config_rule(const samda_config *c, const char *name);
 /** Parse an off-peak window "HH:MM-HH:MM" into minutes of the day (start may exceed end: the

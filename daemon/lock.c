@@ -32,10 +32,12 @@ samda_status samda_mkdir_p(const char *dir, unsigned *out_mode, samda_error *err
     return SAMDA_OK;
 }
 
-samda_status samda_datadir_lock(const char *data_dir, int *out_fd, samda_error *err)
+samda_status samda_datadir_lock(const char *data_dir, const char *node, int *out_fd, samda_error *err)
 {
     char path[PATH_MAX];
-    if (snprintf(path, sizeof path, "%s/samdad.lock", data_dir) >= (int)sizeof path)
+    int w = node ? snprintf(path, sizeof path, "%s/samdad-%s.lock", data_dir, node)
+                 : snprintf(path, sizeof path, "%s/samdad.lock", data_dir);
+    if (w < 0 || w >= (int)sizeof path)
         return samda_fail(err, SAMDA_EINVAL, "data directory path too long");
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) return samda_fail(err, SAMDA_EIO, "cannot open lock file %s: %s", path, strerror(errno));
@@ -49,9 +51,11 @@ samda_status samda_datadir_lock(const char *data_dir, int *out_fd, samda_error *
         if (e == EACCES || e == EAGAIN) {
             if (pid > 0)
                 return samda_fail(err, SAMDA_ELOCKED,
-                                  "data directory %s is in use by samdad PID %ld (stop it, or use another data_dir)",
-                                  data_dir, pid);
-            return samda_fail(err, SAMDA_ELOCKED, "data directory %s is in use by another samdad", data_dir);
+                                  "data directory %s is in use by samdad PID %ld%s%s (stop it, or use another %s)",
+                                  data_dir, pid, node ? " as node " : "", node ? node : "",
+                                  node ? "[cluster] node" : "data_dir");
+            return samda_fail(err, SAMDA_ELOCKED, "data directory %s is in use by another samdad%s%s", data_dir,
+                              node ? " as node " : "", node ? node : "");
         }
         return samda_fail(err, SAMDA_EIO, "cannot lock %s: %s", path, strerror(e));
     }

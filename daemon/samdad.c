@@ -174,8 +174,11 @@ int main(int argc, char **argv)
 
     int rc = 1;
     unsigned mode = 0;
+    char node[SAMDA_CONFIG_NODE_SIZE];
     if (samda_mkdir_p(cfg->data_dir, &mode, &err) != SAMDA_OK ||
-        samda_datadir_lock(cfg->data_dir, &ctx.lock_fd, &err) != SAMDA_OK) {
+        samda_datadir_lock(cfg->data_dir,
+                           cfg->storage_index == SAMDA_CFG_INDEX_POSTGRESQL ? samda_config_node_name(cfg, node) : NULL,
+                           &ctx.lock_fd, &err) != SAMDA_OK) {
         samda_log(&ctx.log, SAMDA_LOG_ERROR, "daemon", "cannot start", "error=%s",
                   samda_log_quote((char[600]){0}, 600, err.message));
         goto out;

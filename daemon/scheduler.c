@@ -8,7 +8,11 @@
  * [rule] sections, else the site's modalities and minimum instance count): "segment" jobs, a hold
  * while a rule waits for the study's other series, or the reason it is not segmented, recorded on
  * the series. A job carries the series' content hash (and its rule's name), so re-sending identical
- * instances finds the same job while a changed series gets a new one. */
+ * instances finds the same job while a changed series gets a new one.
+ *
+ * In a cluster (nodes sharing one PostgreSQL index) every node's scheduler beats its heartbeat, and
+ * only the leader (samda_store_leader_try: one node at a time) runs the timers above, takes back the
+ * jobs of expired leases, runs retention and aborts the open associations of dead nodes. */
 #include "scheduler.h"
 
 #include <errno.h>
@@ -18,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "loop.h"
 #include "retention.h"
@@ -28,6 +33,8 @@ struct samdad_scheduler {
     samdad_ctx *ctx;
     samdad_loop loop;
     int64_t next_retention_ms; /* when the next retention pass is due (0: at the first tick) */
+    int64_t started_ms, next_beat_ms;
+    bool leader;               /* held the leader lock at the last tick */
 };
 
 /* A failure to read or write the index for one series. The same failure usually hits every series
@@ -250,6 +257,50 @@ static void retention_tick(samdad_scheduler *s, int64_t now)
         index_failure(s->ctx, "retention pass failed", 0, &err);
 }
 
+/* The cluster's part of a tick: take or keep the lead, beat the heartbeat (every fifth of
+ * [cluster] node_timeout, and at once when the lead changes), and, as leader, abort the open
+ * associations of dead nodes. Returns whether this node leads now. */
+static bool cluster_tick(samdad_scheduler *s, samda_store *store, int64_t now)
+{
+    samdad_ctx *ctx = s->ctx;
+    samda_error err;
+    bool leader = false;
+    if (samda_store_leader_try(store, &leader, &err) != SAMDA_OK || (!leader && err.message[0] && !s->leader))
+        index_failure(ctx, "cannot take the leader lock", 0, &err);
+    samda_config *cfg = samdad_config_get(ctx);
+    bool cluster = cfg->storage_index == SAMDA_CFG_INDEX_POSTGRESQL; /* SQLite: one node, always the leader */
+    if (leader != s->leader && cluster)
+        samda_log(&ctx->log, leader ? SAMDA_LOG_INFO : SAMDA_LOG_WARN, "scheduler",
+                  leader ? "this node leads: it runs the completion timers, lease reclaims and retention"
+                         : "this node lost the lead", "node=%s", samdad_node(ctx));
+    int64_t timeout = cfg->cluster_node_timeout_ms;
+    if (now >= s->next_beat_ms || leader != s->leader) {
+        samda_node_info me;
+        memset(&me, 0, sizeof me);
+        snprintf(me.name, sizeof me.name, "%s", samdad_node(ctx));
+        size_t o = 0;
+        for (size_t i = 0; i < cfg->cluster_roles.n && o + 1 < sizeof me.roles; i++)
+            o += (size_t)snprintf(me.roles + o, sizeof me.roles - o, "%s%s", i ? "," : "", cfg->cluster_roles.v[i]);
+        snprintf(me.version, sizeof me.version, "%s", SAMDA_VERSION);
+        me.pid = (int64_t)getpid();
+        me.started_ms = s->started_ms;
+        me.leader = leader;
+        if (samda_store_node_beat(store, &me, &err) != SAMDA_OK) index_failure(ctx, "cannot record the heartbeat", 0, &err);
+        else s->next_beat_ms = now + timeout / 5;
+    }
+    samda_config_unref(cfg);
+    s->leader = leader;
+    if (leader) {
+        size_t n = 0;
+        if (samda_store_assoc_abort_dead(store, now - timeout, &n, &err) != SAMDA_OK)
+            index_failure(ctx, "cannot abort the associations of dead nodes", 0, &err);
+        else if (n)
+            samda_log(&ctx->log, SAMDA_LOG_WARN, "scheduler", "associations of a dead node marked aborted",
+                      "count=%zu", n);
+    }
+    return leader;
+}
+
 static void *scheduler_main(void *arg)
 {
     samdad_scheduler *s = arg;
@@ -263,8 +314,10 @@ static void *scheduler_main(void *arg)
         pthread_mutex_unlock(&s->loop.mu);
         samda_store *store = samdad_store(ctx);
         int64_t now = samda_store_now_ms(store);
-        samdad_scheduler_pass(ctx, store, now);
-        if (now >= s->next_retention_ms) retention_tick(s, now);
+        if (cluster_tick(s, store, now)) {
+            samdad_scheduler_pass(ctx, store, now);
+            if (now >= s->next_retention_ms) retention_tick(s, now);
+        }
         pthread_mutex_lock(&s->loop.mu);
     }
     pthread_mutex_unlock(&s->loop.mu);
@@ -279,6 +332,7 @@ samdad_scheduler *samdad_scheduler_start(samdad_ctx *ctx, samda_error *err)
         return NULL;
     }
     s->ctx = ctx;
+    s->started_ms = samda_store_now_ms(samdad_store(ctx));
     if (samdad_loop_start(&s->loop, scheduler_main, s, "scheduler", err) != SAMDA_OK) {
         free(s);
         return NULL;

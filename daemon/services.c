@@ -32,6 +32,8 @@ struct samdad_services {
     samdad_api_core *api_core;
     samda_api *api;
     char tmp_dir[PATH_MAX];
+    char node[SAMDA_CONFIG_NODE_SIZE]; /* this node's name ([cluster] node or the host name) */
+    unsigned roles;                    /* SAMDA_NODE_* of [cluster] roles, as started */
     char model_error[SAMDA_ERROR_MESSAGE_SIZE]; /* why the configured model did not load ("" if it did) */
 };
 
@@ -64,6 +66,8 @@ struct samdad_worker *samdad_worker_of(samdad_ctx *ctx)
     return NULL;
 #endif
 }
+const char *samdad_node(samdad_ctx *ctx) { return ctx->svc ? ctx->svc->node : ""; }
+unsigned samdad_roles(samdad_ctx *ctx) { return ctx->svc ? ctx->svc->roles : 0; }
 unsigned samdad_dicom_port(samdad_ctx *ctx) { return ctx->svc && ctx->svc->scp ? samda_scp_port(ctx->svc->scp) : 0; }
 
 bool samdad_dicom_counters(samdad_ctx *ctx, samda_scp_counters *out)
@@ -114,6 +118,11 @@ static samda_status open_store(samdad_ctx *ctx, struct samdad_services *svc, con
     samda_store_params_init(&sp);
     sp.data_dir = cfg->data_dir;
     sp.busy_timeout_ms = (int)cfg->storage_busy_timeout_ms;
+    sp.node = samda_config_node_name(cfg, svc->node);
+    if (cfg->storage_index == SAMDA_CFG_INDEX_POSTGRESQL) {
+        sp.index = SAMDA_INDEX_POSTGRESQL;
+        sp.postgresql = cfg->storage_postgresql;
+    }
     sp.job_max_attempts = (int)cfg->job_max_attempts;
     sp.export_max_attempts = (int)cfg->export_max_attempts;
     sp.export_backoff_base_ms = cfg->export_backoff_base_ms;
@@ -127,6 +136,7 @@ static samda_status open_store(samdad_ctx *ctx, struct samdad_services *svc, con
         samda_log(&ctx->log, SAMDA_LOG_WARN, "storage", "removed leftovers of an interrupted run",
                   "tmp_files=%zu unindexed_objects=%zu", samda_store_tmp_removed(svc->store),
                   samda_store_orphans_removed(svc->store));
+    snprintf(svc->tmp_dir, sizeof svc->tmp_dir, "%s/tmp", samda_store_data_dir(svc->store));
     if ((st = samdad_sync_sites(ctx, svc->store, cfg, err)) != SAMDA_OK) return st;
     /* Associations a previous run left open (it crashed) were aborted: their instances count as
      * such, and their series are no longer waiting for them. We hold the data-dir lock. */
@@ -189,7 +199,6 @@ static void start_model(samdad_ctx *ctx, struct samdad_services *svc, const samd
 static samda_status start_dicom(samdad_ctx *ctx, struct samdad_services *svc, const samda_config *cfg,
                                 samda_error *err)
 {
-    snprintf(svc->tmp_dir, sizeof svc->tmp_dir, "%s/tmp", samda_store_data_dir(svc->store));
     samda_scp_params scp;
     samda_scp_params_init(&scp);
     scp.bind_address = cfg->dicom_bind;
@@ -223,7 +232,8 @@ static samda_status start_dicom(samdad_ctx *ctx, struct samdad_services *svc, co
     return SAMDA_OK;
 }
 
-/* Step 5: HTTP, REST and DICOMweb. Uploads are spooled in the store's tmp/ (same file system). */
+/* Step 5: HTTP, REST and DICOMweb (on a node without the api role: /health and /metrics only).
+ * Uploads are spooled in the store's tmp/ (same file system). */
 static samda_status start_http(samdad_ctx *ctx, struct samdad_services *svc, const samda_config *cfg,
                                samda_error *err)
 {
@@ -245,6 +255,7 @@ static samda_status start_http(samdad_ctx *ctx, struct samdad_services *svc, con
     ap.tls_cert_path = cfg->http_tls_cert;
     ap.tls_key_path = cfg->http_tls_key;
     ap.auth_required = cfg->http_auth;
+    ap.ops_only = !(svc->roles & SAMDA_NODE_API); /* /health and /metrics on every node */
     ap.cors_origin = cfg->http_cors_origin;
     ap.private_dir = samda_store_data_dir(svc->store); /* never in an HTTP error */
     ap.public_url = cfg->http_public_url;
@@ -270,20 +281,24 @@ samda_status samdad_services_start(samdad_ctx *ctx, samda_error *err)
     if (!svc) return samda_fail(err, SAMDA_ENOMEM, "starting services: out of memory");
     ctx->svc = svc;
     samda_config *cfg = samdad_config_get(ctx);
+    /* [cluster] roles choose the steps; the scheduler always runs (heartbeat, and the leader's timers). */
+    svc->roles = samda_cluster_roles(cfg);
     if ((st = open_store(ctx, svc, cfg, err)) != SAMDA_OK) goto fail;
     if ((st = init_dicom(ctx, svc, err)) != SAMDA_OK) goto fail;
-    start_model(ctx, svc, cfg);
-    if ((st = start_dicom(ctx, svc, cfg, err)) != SAMDA_OK) goto fail;
+    if (svc->roles & SAMDA_NODE_WORKER) start_model(ctx, svc, cfg);
+    if ((svc->roles & SAMDA_NODE_INGEST) && (st = start_dicom(ctx, svc, cfg, err)) != SAMDA_OK) goto fail;
     if ((st = start_http(ctx, svc, cfg, err)) != SAMDA_OK) goto fail;
     svc->sched = samdad_scheduler_start(ctx, err);
     if (!svc->sched) {
         st = err ? err->code : SAMDA_EINTERNAL;
         goto fail;
     }
-    svc->exporter = samdad_exporter_start(ctx, err);
-    if (!svc->exporter) {
-        st = err ? err->code : SAMDA_EINTERNAL;
-        goto fail;
+    if (svc->roles & SAMDA_NODE_EXPORT) {
+        svc->exporter = samdad_exporter_start(ctx, err);
+        if (!svc->exporter) {
+            st = err ? err->code : SAMDA_EINTERNAL;
+            goto fail;
+        }
     }
     samda_config_unref(cfg);
     return SAMDA_OK;

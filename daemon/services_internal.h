@@ -18,6 +18,10 @@ bool samdad_model_loaded(samdad_ctx *ctx);
 struct samdad_worker *samdad_worker_of(samdad_ctx *ctx);
 /** Port the DICOM listener listens on; 0 when it is not running. */
 unsigned samdad_dicom_port(samdad_ctx *ctx);
+/** This node's name ([cluster] node, else the host name); "" before start. Borrowed. Thread-safe. */
+const char *samdad_node(samdad_ctx *ctx);
+/** The SAMDA_NODE_* bits this node started with. Thread-safe. */
+unsigned samdad_roles(samdad_ctx *ctx);
 /** Copy the DICOM listener's counters; false when it is not running. */
 bool samdad_dicom_counters(samdad_ctx *ctx, samda_scp_counters *out);
 

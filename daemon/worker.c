@@ -226,9 +226,10 @@ samdad_worker *samdad_worker_start(samdad_ctx *ctx, samda_error *err)
     w->ia = (lane){.w = w, .name = "interactive", .kinds = no_kinds, .serves_calls = true};
     w->seg = (lane){.w = w, .name = "segmentation", .kinds = seg_kinds, .nice = 5};
     w->trn = (lane){.w = w, .name = "training", .kinds = trn_kinds, .nice = 10};
-    snprintf(w->ia.owner, sizeof w->ia.owner, "samdad-%ld-interactive", (long)getpid());
-    snprintf(w->seg.owner, sizeof w->seg.owner, "samdad-%ld-worker", (long)getpid());
-    snprintf(w->trn.owner, sizeof w->trn.owner, "samdad-%ld-trainer", (long)getpid());
+    /* The lease owner names the node and process, so that a cluster's job list says who runs what. */
+    snprintf(w->ia.owner, sizeof w->ia.owner, "%s:%ld:interactive", samdad_node(ctx), (long)getpid());
+    snprintf(w->seg.owner, sizeof w->seg.owner, "%s:%ld:worker", samdad_node(ctx), (long)getpid());
+    snprintf(w->trn.owner, sizeof w->trn.owner, "%s:%ld:trainer", samdad_node(ctx), (long)getpid());
     samda_model_params mp;
     samda_model_params_init(&mp);
     mp.checkpoint_path = cfg->model_checkpoint;

@@ -74,7 +74,7 @@ typedef struct lane {
     bool serves_calls;          /* the interactive lane answers session calls */
     int nice;                   /* the lane's thread (and the threads it starts) yield the CPU to
                                    lower values: interactive 0, segmentation 5, training 10 */
-    char owner[64];
+    char owner[128]; /* lease owner: "<node>:<pid>:<lane>" */
     samdad_loop loop;           /* the interactive lane's mu also guards the worker's call queue */
     cached_adapter cache[ADAPTER_CACHE]; /* this lane's own: no adapter in use is freed by another */
     uint64_t tick;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Ingest benchmark: the whole samdad (receive, header check, fsync, rename, SQLite index, audit)
-# against DCMTK's storescp (receive and write, no fsync, no index) and Orthanc when installed,
+# Ingest benchmark: the whole samdad (receive, header check, fsync, rename, SQLite index, audit), and
+# the same with the index in PostgreSQL (samdad-pg), against DCMTK's storescp (receive and write, no fsync, no index) and Orthanc when installed,
 # on the same synthetic 512x512 16-bit CT instances, over 1 association and over 8.
 # Each is run REPEAT times (default 3, fresh data each time); the ratios use the medians, since one
 # fsync-bound run on a virtual disk can be far off the next.
@@ -46,6 +46,26 @@ for a in 1 8; do for rep in $(seq "$REPEAT"); do
   stored=$($PY -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('SELECT count(*) FROM instances').fetchone()[0])" "$T/data/index.sqlite3")
   [ "$stored" = "$N" ] || echo "  (samdad stored $stored of $N instances: the figure above is not comparable)"
 done; done
+# The same samdad with its index in PostgreSQL (a server of Debian's package started for the run,
+# Unix socket, fsync on), as a cluster node uses it.
+PGS="$SAMDA_SOURCE_DIR/tests/pg/pg_server.sh"
+if [ "${BENCH_PG:-1}" = 1 ] && PGD=$(mktemp -u /tmp/samda-pgbench.XXXXXX) && sh "$PGS" start "$PGD" >/dev/null 2>&1; then
+  trap 'sh "$PGS" stop "$PGD" >/dev/null 2>&1 || true; cleanup' EXIT
+  PGC="host=$PGD user=samda dbname=samda gssencmode=disable sslmode=disable"
+  sed "s|^min_free = 1MiB|min_free = 1MiB\nindex = postgresql\npostgresql = $PGC|" "$T/s.conf" >"$T/pg.conf"
+  for a in 1 8; do for rep in $(seq "$REPEAT"); do
+    rm -rf "$T/data"
+    PGOPTIONS='-c client_min_messages=warning' psql "$PGC" -qc 'DROP SCHEMA public CASCADE; CREATE SCHEMA public' >/dev/null
+    start_samdad "p$a" "$T/pg.conf"
+    wait_for_text "$T/p$a.log" 'msg="ready"'
+    send "samdad-pg (fsync + PostgreSQL index)" "$dport" SAMDA "$a"
+    kill -TERM "$(cat "$T/p$a.pid")"; wait_exit "$(cat "$T/p$a.pid")" 20
+    stored=$(psql "$PGC" -Atc 'SELECT count(*) FROM instances')
+    [ "$stored" = "$N" ] || echo "  (samdad-pg stored $stored of $N instances: the figure above is not comparable)"
+  done; done
+else
+  echo "  (PostgreSQL server binaries not found: samdad-pg skipped)"
+fi
 for a in 1 8; do for rep in $(seq "$REPEAT"); do
   sport=$(free_port); rm -rf "$T/scp"; mkdir -p "$T/scp"
   storescp --fork -od "$T/scp" "$sport" >/dev/null 2>&1 & _pids+=($!); spid=$!
@@ -74,8 +94,9 @@ med = {k: statistics.median(v) for k, v in rates.items()}
 for (who, a), v in sorted(rates.items()):
     print("  median %-8s %d assoc: %7.1f instances/s over %d runs (%s)" % (who, a, med[(who, a)], len(v), ", ".join("%.1f" % x for x in v)))
 for a in (1, 8):
-    me = med.get(("samdad", a))
-    for peer in ("Orthanc", "dcmtk"):
-        if me and med.get((peer, a)):
-            print("  ratio samdad / %-7s %d assoc: %5.1fx (medians)" % (peer, a, me / med[(peer, a)]))
+    for mine in ("samdad", "samdad-pg"):
+        me = med.get((mine, a))
+        for peer in ("Orthanc", "dcmtk"):
+            if me and med.get((peer, a)):
+                print("  ratio %-9s / %-7s %d assoc: %5.1fx (medians)" % (mine, peer, a, me / med[(peer, a)]))
 PY

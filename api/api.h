@@ -597,6 +597,9 @@ typedef struct samda_api_params {
                                     * TLS 1.2 and 1.3 only, ECDHE and AEAD suites only (BCP 195) */
     const char *tls_key_path;      /* PEM private key (unencrypted) */
     bool auth_required;            /* default true; false = every route open (daemon warns) */
+    const char *node_name;         /* NULL or "": none; else sent as X-Samda-Node on every answer, so that
+                                    * a load balancer can pin a client (an interactive session) to the
+                                    * cluster node that answered it */
     bool ops_only;                 /* default false; true = only /health and /metrics are answered (a
                                     * cluster node without the api role), every other path 404 */
     const char *cors_origin;       /* Access-Control-Allow-Origin value; NULL = no CORS */

@@ -36,7 +36,7 @@ typedef struct api_conn api_conn; /* deadlines.c */
 
 struct samda_api {
     samda_api_params p;           /* strings below are our copies */
-    char *bind_address, *tmp_dir, *cors_origin, *public_url, *private_dir;
+    char *bind_address, *tmp_dir, *cors_origin, *public_url, *private_dir, *node_name;
     char *tls_cert_pem, *tls_key_pem;
     samda_api_services svc;
     struct MHD_Daemon *mhd;

@@ -180,6 +180,7 @@ static void add_common_headers(api_request *r)
     samda_api *api = r->api;
     struct MHD_Response *resp = r->resp;
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    if (api->node_name) MHD_add_response_header(resp, "X-Samda-Node", api->node_name);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, cache_control(r));
     if (r->warning[0]) MHD_add_response_header(resp, "Warning", r->warning);
     if (r->status == 405) {
@@ -190,7 +191,8 @@ static void add_common_headers(api_request *r)
     if (api->cors_origin) {
         MHD_add_response_header(resp, "Access-Control-Allow-Origin", api->cors_origin);
         MHD_add_response_header(resp, "Vary", "Origin");
-        MHD_add_response_header(resp, "Access-Control-Expose-Headers", "Location, Warning, WWW-Authenticate");
+        MHD_add_response_header(resp, "Access-Control-Expose-Headers",
+                                "Location, Warning, WWW-Authenticate, X-Samda-Node");
     }
 }
 
@@ -401,6 +403,7 @@ static void api_free(samda_api *api)
     free(api->tmp_dir);
     free(api->cors_origin);
     free(api->public_url);
+    free(api->node_name);
     free(api->private_dir);
     if (api->tls_key_pem) explicit_bzero(api->tls_key_pem, strlen(api->tls_key_pem));
     free(api->tls_key_pem);
@@ -520,6 +523,7 @@ static samda_api *api_new(const samda_api_params *p, const samda_api_services *s
     api->cors_origin = dup_opt(p->cors_origin, &ok);
     api->public_url = dup_opt(p->public_url && *p->public_url ? p->public_url : NULL, &ok);
     api->private_dir = dup_opt(p->private_dir && *p->private_dir ? p->private_dir : NULL, &ok);
+    api->node_name = dup_opt(p->node_name && *p->node_name ? p->node_name : NULL, &ok);
     if (!ok || !api_metrics_init(&api->metrics)) {
         api_free(api);
         samda_fail(err, SAMDA_ENOMEM, "starting HTTP server: out of memory");
@@ -531,6 +535,7 @@ static samda_api *api_new(const samda_api_params *p, const samda_api_services *s
     api->p.cors_origin = api->cors_origin;
     api->p.public_url = api->public_url;
     api->p.private_dir = api->private_dir;
+    api->p.node_name = api->node_name;
     api->p.tls_cert_path = api->p.tls_key_path = NULL;
     if (access(api->tmp_dir, W_OK | X_OK) != 0) {
         samda_fail(err, SAMDA_EIO, "starting HTTP server: upload directory %s is not writable: %s", api->tmp_dir, strerror(errno));

@@ -256,6 +256,7 @@ static samda_status start_http(samdad_ctx *ctx, struct samdad_services *svc, con
     ap.tls_key_path = cfg->http_tls_key;
     ap.auth_required = cfg->http_auth;
     ap.ops_only = !(svc->roles & SAMDA_NODE_API); /* /health and /metrics on every node */
+    ap.node_name = svc->node;
     ap.cors_origin = cfg->http_cors_origin;
     ap.private_dir = samda_store_data_dir(svc->store); /* never in an HTTP error */
     ap.public_url = cfg->http_public_url;

@@ -263,7 +263,12 @@ samdad_worker *samdad_worker_start(samdad_ctx *ctx, samda_error *err)
     }
     worker_warn_foreign_adapters(w, cfg);
     size_t req = 0, failed = 0;
-    if (samda_store_job_reclaim_all(samdad_store(ctx), &req, &failed, err) != SAMDA_OK) goto fail;
+    /* In a cluster only this node's jobs: the other nodes' running jobs are alive, or return when
+     * their leases expire. */
+    char prefix[SAMDA_NODE_NAME_SIZE + 1] = "";
+    if (cfg->storage_index == SAMDA_CFG_INDEX_POSTGRESQL) snprintf(prefix, sizeof prefix, "%s:", samdad_node(ctx));
+    if (samda_store_job_reclaim_all(samdad_store(ctx), prefix[0] ? prefix : NULL, &req, &failed, err) != SAMDA_OK)
+        goto fail;
     if (req || failed)
         samda_log(&ctx->log, SAMDA_LOG_WARN, "worker", "jobs an earlier run left running were taken back",
                   "requeued=%zu failed=%zu", req, failed);

@@ -195,7 +195,7 @@ static storage_conn *conn_open(samda_store *s, samda_error *err)
         samda_fail(err, SAMDA_ENOMEM, "opening index connection: out of memory");
         return NULL;
     }
-    if (s->p.index == SAMDA_INDEX_POSTGRESQL) c->q = sql_open_pg(s->conninfo, err);
+    if (s->p.index == SAMDA_INDEX_POSTGRESQL) c->q = sql_open_pg(s->conninfo, s->p.busy_timeout_ms, err);
     else c->q = sql_open_sqlite(s->db_path, s->p.busy_timeout_ms, s->p.sync != SAMDA_SYNC_NORMAL, err);
     if (!c->q) {
         free(c);

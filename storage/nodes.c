@@ -88,7 +88,7 @@ samda_status samda_store_node_list(samda_store *s, samda_node_info **out, size_t
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
     sql_stmt *st = storage_stmt(c, "SELECT name, roles, version, pid, started_ms, heartbeat_ms, leader FROM nodes"
-                                   " ORDER BY name LIMIT 1000", err);
+                                   " ORDER BY name COLLATE \"C\" LIMIT 1000", err);
     samda_status res = st ? storage_collect(s, c, st, sizeof **out, read_node, NULL, (void **)out, n, "listing nodes", err)
                           : err->code;
     storage_conn_put(s, c);
@@ -113,7 +113,7 @@ samda_status samda_store_leader_try(samda_store *s, bool *leader, samda_error *e
         sql_close(s->leader_conn); /* the session (and the lock with it) is gone */
         s->leader_conn = NULL;
     }
-    sql_conn *c = sql_open_pg(s->conninfo, err);
+    sql_conn *c = sql_open_pg(s->conninfo, s->p.busy_timeout_ms, err);
     if (!c) return SAMDA_OK; /* not the leader while the server is out of reach; err says why */
     sql_stmt *st = sql_stmt_get(c, "SELECT pg_try_advisory_lock(" STORAGE_PG_LEADER_KEY ")", err);
     int rc = st ? sql_step(st) : SQL_ERROR;

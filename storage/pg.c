@@ -12,6 +12,7 @@
 
 struct pg_state {
     PGconn *conn;
+    int lock_timeout_ms;
     int64_t changes;
     char err[1024];
 };
@@ -29,7 +30,23 @@ static void set_err(sql_conn *c, const char *msg)
     while (n && (c->pg->err[n - 1] == '\n' || c->pg->err[n - 1] == ' ')) c->pg->err[--n] = '\0';
 }
 
-sql_conn *pg_open(const char *conninfo, samda_error *err)
+/* The session's settings, at connect and after a reconnect: UTF-8 text (the database must be UTF8
+ * too), UTC, warnings only, synchronous_commit on whatever the server's default (storage_tx_commit
+ * relies on it, db.c), and no lock wait longer than [storage] busy_timeout (then SQL_BUSY). */
+static bool session_setup(pg_state *p)
+{
+    PQsetNoticeProcessor(p->conn, quiet, NULL);
+    char sql[256];
+    snprintf(sql, sizeof sql, "SET client_encoding = 'UTF8'; SET client_min_messages = warning; "
+                              "SET TIME ZONE 'UTC'; SET synchronous_commit = on; SET lock_timeout = %d",
+             p->lock_timeout_ms > 0 ? p->lock_timeout_ms : 5000);
+    PGresult *r = PQexec(p->conn, sql);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    return ok;
+}
+
+sql_conn *pg_open(const char *conninfo, int lock_timeout_ms, samda_error *err)
 {
     sql_conn *c = calloc(1, sizeof *c);
     pg_state *p = calloc(1, sizeof *p);
@@ -51,13 +68,17 @@ sql_conn *pg_open(const char *conninfo, samda_error *err)
         free(c);
         return NULL;
     }
-    PQsetNoticeProcessor(p->conn, quiet, NULL);
-    /* synchronous_commit on whatever the server's default: storage_tx_commit relies on it (db.c) */
-    PGresult *r = PQexec(p->conn, "SET client_min_messages = warning; SET TIME ZONE 'UTC'; "
-                                  "SET synchronous_commit = on");
-    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    PQclear(r);
-    if (!ok) {
+    p->lock_timeout_ms = lock_timeout_ms;
+    const char *enc = PQparameterStatus(p->conn, "server_encoding");
+    if (!enc || strcmp(enc, "UTF8") != 0) {
+        samda_fail(err, SAMDA_EDB, "the PostgreSQL index's database has encoding %s: samda needs UTF8 "
+                                   "(CREATE DATABASE samda ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0)",
+                   enc ? enc : "(unknown)");
+        pg_close(c);
+        free(c);
+        return NULL;
+    }
+    if (!session_setup(p)) {
         samda_fail(err, SAMDA_EDB, "configuring the PostgreSQL index connection: %s", PQerrorMessage(p->conn));
         pg_close(c);
         free(c);
@@ -220,11 +241,7 @@ void pg_release(sql_conn *c)
         /* The server went away (restart, fail-over): a fresh session has none of our statements. */
         for (int i = 0; i < SQL_STMT_CACHE; i++) pg_stmt_free(&c->cache[i]);
         PQreset(conn);
-        if (PQstatus(conn) == CONNECTION_OK) {
-            PQsetNoticeProcessor(conn, quiet, NULL);
-            PQclear(PQexec(conn, "SET client_min_messages = warning; SET TIME ZONE 'UTC'; "
-                                 "SET synchronous_commit = on"));
-        }
+        if (PQstatus(conn) == CONNECTION_OK) session_setup(c->pg);
         return;
     }
     if (PQtransactionStatus(conn) != PQTRANS_IDLE) PQclear(PQexec(conn, "ROLLBACK"));

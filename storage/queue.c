@@ -289,8 +289,10 @@ static samda_status job_change(samda_store *s, storage_conn *c, int64_t id, samd
 }
 
 /* Expired leases back to pending (or failed once out of attempts), on c inside a transaction. */
-static samda_status reclaim_c(samda_store *s, storage_conn *c, bool all, size_t *n_requeued, size_t *n_failed,
-                              samda_error *err)
+/* all: every running job whose lease owner starts with owner_prefix (NULL: any owner), whatever its
+ * lease; else the expired leases of any owner. */
+static samda_status reclaim_c(samda_store *s, storage_conn *c, bool all, const char *owner_prefix, size_t *n_requeued,
+                              size_t *n_failed, samda_error *err)
 {
     int64_t now = samda_store_now_ms(s);
     sql_stmt *st = storage_stmt(c, "UPDATE jobs SET state = CASE WHEN attempts >= max_attempts THEN 'failed'"
@@ -301,10 +303,12 @@ static samda_status reclaim_c(samda_store *s, storage_conn *c, bool all, size_t 
                                        " finished_ms = CASE WHEN attempts >= max_attempts THEN CAST(?1 AS BIGINT) END,"
                                        " lease_owner = NULL, lease_expires_ms = NULL, updated_ms = ?1"
                                        " WHERE state = 'running' AND (?2 OR lease_expires_ms <= ?1)"
+                                       " AND (substr(lease_owner, 1, length(?3)) = ?3 OR ?3 IS NULL)"
                                        " RETURNING id, state", err);
     if (!st) return err->code;
     sql_bind_int64(st, 1, now);
     sql_bind_int64(st, 2, all ? 1 : 0);
+    storage_bind_text(st, 3, all ? owner_prefix : NULL);
     int rc;
     size_t req = 0, fail = 0;
     int64_t ids[64]; /* change-feed rows for the first 64; more at once only after a long outage */
@@ -332,7 +336,7 @@ samda_status samda_store_job_reclaim_expired(samda_store *s, size_t *n_requeued,
     if (!c) return err->code;
     samda_status res = storage_tx_begin(s, c, err);
     if (res == SAMDA_OK) {
-        res = reclaim_c(s, c, false, n_requeued, n_failed, err);
+        res = reclaim_c(s, c, false, NULL, n_requeued, n_failed, err);
         if (res == SAMDA_OK) res = storage_tx_commit(s, c, err);
         else storage_tx_rollback(s, c);
     }
@@ -340,14 +344,17 @@ samda_status samda_store_job_reclaim_expired(samda_store *s, size_t *n_requeued,
     return res;
 }
 
-samda_status samda_store_job_reclaim_all(samda_store *s, size_t *n_requeued, size_t *n_failed, samda_error *err)
+samda_status samda_store_job_reclaim_all(samda_store *s, const char *owner_prefix, size_t *n_requeued,
+                                         size_t *n_failed, samda_error *err)
 {
     STORAGE_ERR(err);
+    if (owner_prefix && !storage_len_ok(owner_prefix, SAMDA_KEY_SIZE))
+        return samda_fail(err, SAMDA_EINVAL, "reclaiming jobs: owner prefix longer than %d bytes", SAMDA_KEY_SIZE - 1);
     storage_conn *c = storage_conn_get(s, err);
     if (!c) return err->code;
     samda_status res = storage_tx_begin(s, c, err);
     if (res == SAMDA_OK) {
-        res = reclaim_c(s, c, true, n_requeued, n_failed, err);
+        res = reclaim_c(s, c, true, owner_prefix, n_requeued, n_failed, err);
         if (res == SAMDA_OK) res = storage_tx_commit(s, c, err);
         else storage_tx_rollback(s, c);
     }
@@ -372,7 +379,7 @@ samda_status samda_store_job_claim(samda_store *s, const char *owner, int64_t le
         storage_conn_put(s, c);
         return res;
     }
-    res = reclaim_c(s, c, false, NULL, NULL, err);
+    res = reclaim_c(s, c, false, NULL, NULL, NULL, err);
     int64_t id = 0;
     if (res == SAMDA_OK) {
         int64_t now = samda_store_now_ms(s);

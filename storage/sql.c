@@ -105,7 +105,10 @@ sql_conn *sql_open_sqlite(const char *path, int busy_timeout_ms, bool sync_full,
     return c;
 }
 
-sql_conn *sql_open_pg(const char *conninfo, samda_error *err) { return pg_open(conninfo, err); }
+sql_conn *sql_open_pg(const char *conninfo, int lock_timeout_ms, samda_error *err)
+{
+    return pg_open(conninfo, lock_timeout_ms, err);
+}
 
 sql_engine sql_engine_of(const sql_conn *c) { return c->engine; }
 

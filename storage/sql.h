@@ -37,9 +37,10 @@ typedef struct sql_stmt sql_stmt;
 
 /** Open an SQLite index file in WAL mode with foreign keys on. NULL + err. Caller closes. */
 sql_conn *sql_open_sqlite(const char *path, int busy_timeout_ms, bool sync_full, samda_error *err);
-/** Connect to PostgreSQL with a libpq connection string; errors never repeat the string (it may hold a
- *  password). NULL + err. Caller closes. */
-sql_conn *sql_open_pg(const char *conninfo, samda_error *err);
+/** Connect to PostgreSQL with a libpq connection string (a UTF8 database); no lock is waited for longer
+ *  than lock_timeout_ms (then SQL_BUSY). Errors never repeat the string (it may hold a password).
+ *  NULL + err. Caller closes. */
+sql_conn *sql_open_pg(const char *conninfo, int lock_timeout_ms, samda_error *err);
 /** Close a connection and its statements. NULL is a no-op. */
 void sql_close(sql_conn *c);
 /** Which engine the connection talks to. */

@@ -33,7 +33,7 @@ struct sql_conn {
 };
 
 /* pg.c */
-sql_conn *pg_open(const char *conninfo, samda_error *err);
+sql_conn *pg_open(const char *conninfo, int lock_timeout_ms, samda_error *err);
 void pg_close(sql_conn *c);
 int pg_prepare(sql_stmt *st, const char *sql, samda_error *err);
 int pg_step(sql_stmt *st);

@@ -674,10 +674,13 @@ samda_status samda_store_job_claim(samda_store *s, const char *owner, int64_t le
 samda_status samda_store_job_reclaim_expired(samda_store *s, size_t *n_requeued, size_t *n_failed,
                                              samda_error *err);
 
-/** Return every RUNNING job to the queue (or FAIL it when out of attempts), whatever its lease: for a
- *  daemon starting up, which holds the data-dir lock, every running job belongs to a process that
- *  died or stopped. The interrupted attempt counts. @return as samda_store_job_reclaim_expired. */
-samda_status samda_store_job_reclaim_all(samda_store *s, size_t *n_requeued, size_t *n_failed, samda_error *err);
+/** Return every RUNNING job whose lease owner starts with owner_prefix (NULL or "": every running job)
+ *  to the queue (or FAIL it when out of attempts), whatever its lease: for a daemon starting up, which
+ *  holds the data-dir lock (a cluster node: its node's lock, and its owners start "NODE:"), every such
+ *  job belongs to a process that died or stopped. The interrupted attempt counts.
+ *  @return as samda_store_job_reclaim_expired; SAMDA_EINVAL (prefix too long). */
+samda_status samda_store_job_reclaim_all(samda_store *s, const char *owner_prefix, size_t *n_requeued,
+                                         size_t *n_failed, samda_error *err);
 
 /** Extend the lease of a running job to now + lease_ms.
  *  @return SAMDA_OK; SAMDA_ECANCELED (the job was cancelled: stop working on it); SAMDA_ELOCKED (not

@@ -26,7 +26,7 @@ node_conf() { # node_conf NAME ROLES DEST_PORT
     "[destination pacs]" "ae_title = PACS" "host = 127.0.0.1" "port = $3"
   sed -i "s|^min_free = 1MiB|min_free = 1MiB\nindex = postgresql\npostgresql = $PGC|" "$T/$1.conf"
   sed -i 's/^max_wait = 1h/max_wait = 1h\ndestinations = pacs/; s/^series_idle = 1s/series_idle = 200ms/; s/^study_idle = 1s/study_idle = 200ms/' "$T/$1.conf"
-  sed -i 's/^tick = 200ms/tick = 100ms/' "$T/$1.conf"
+  sed -i 's/^tick = 200ms/tick = 100ms/; s/^max_associations = 16/max_associations = 16\nmax_associations_per_peer = 8/' "$T/$1.conf"
 }
 
 run() { # run N_WORKERS: prints and records series/hour
@@ -43,7 +43,9 @@ run() { # run N_WORKERS: prints and records series/hour
   done
   local dport; dport=$(sed -n 's/^port = //p' "$T/front.conf" | head -1)
   start=$(date +%s%N)
-  for d in "$T"/ph/dicom/A_?????; do storescu -aet STORESCU -aec SAMDA 127.0.0.1 "$dport" +sd "$d" >/dev/null 2>&1 & done
+  local senders=()
+  for d in "$T"/ph/dicom/A_?????; do storescu -aet STORESCU -aec SAMDA 127.0.0.1 "$dport" +sd "$d" >/dev/null 2>&1 & senders+=($!); done
+  for i in "${senders[@]}"; do wait "$i" || fail "a storescu failed"; done
   wait_for_cmd 1800 bash -c "[ \$(ls '$T/recv' | wc -l) -ge $S ]"
   end=$(date +%s%N)
   for p in front $(seq -f 'w%g' "$k"); do kill -TERM "$(cat "$T/$p.pid")"; done

@@ -59,7 +59,9 @@ c=$(code "http://127.0.0.1:$w2h/health"); [ "$c" = 200 ] || fail "worker /health
 c=$(code "http://127.0.0.1:$w2h/metrics"); [ "$c" = 200 ] && grep -q '^samda_cluster_nodes{state="alive"} 3' "$T/body" ||
   fail "worker /metrics: $c"
 c=$(code "http://127.0.0.1:$w2h/api/v1/jobs"); [ "$c" = 404 ] && grep -q 'api role' "$T/body" || fail "worker API: $c $(cat "$T/body")"
-ok "a worker node answers /health and /metrics, and sends API requests to a node with the api role"
+curl -s -D "$T/h" -o /dev/null "$H/api/v1/cluster" && grep -qi '^x-samda-node: front' "$T/h" || fail "X-Samda-Node: $(cat "$T/h")"
+curl -s -D "$T/h" -o /dev/null "http://127.0.0.1:$w2h/health" && grep -qi '^x-samda-node: w2' "$T/h" || fail "X-Samda-Node on w2"
+ok "a worker node answers /health and /metrics, and sends API requests to a node with the api role; every answer names its node (X-Samda-Node)"
 
 for s in "$T"/ph/dicom/A_0000?; do
   storescu -aet STORESCU -aec SAMDA 127.0.0.1 "$dport" +sd "$s" || fail "storescu $s"

@@ -248,7 +248,7 @@ static void test_reclaim_all(void **state)
     CHECK_OK(samda_store_job_claim(f->s, "old-run", 3600000, NULL, INT_MIN, &j, &found, &e));
     samda_job_clear(&j);
     size_t requeued = 9, failed = 9;
-    CHECK_OK(samda_store_job_reclaim_all(f->s, &requeued, &failed, &e));
+    CHECK_OK(samda_store_job_reclaim_all(f->s, NULL, &requeued, &failed, &e));
     assert_int_equal(requeued, 1);
     assert_int_equal(failed, 1);
     CHECK_OK(samda_store_job_get(f->s, id, &j, &e));
@@ -260,8 +260,42 @@ static void test_reclaim_all(void **state)
     assert_int_equal(j.state, SAMDA_JOB_FAILED);
     samda_job_clear(&j);
     /* nothing running: nothing to do */
-    CHECK_OK(samda_store_job_reclaim_all(f->s, &requeued, &failed, &e));
+    CHECK_OK(samda_store_job_reclaim_all(f->s, NULL, &requeued, &failed, &e));
     assert_int_equal(requeued + failed, 0);
+    fx_close(f);
+}
+
+/* A cluster node starting up takes back its own node's running jobs only ("NODE:" owners): another
+ * node's job is alive, or returns when its lease expires. */
+static void test_reclaim_all_of_one_node(void **state)
+{
+    (void)state;
+    fx *f = fx_open();
+    assert_non_null(f);
+    samda_error e;
+    samda_job_spec spec = {.kind = "segment", .max_attempts = 3};
+    int64_t mine, other;
+    CHECK_OK(samda_store_job_enqueue(f->s, &spec, &mine, NULL, &e));
+    spec.idempotency_key = "other";
+    CHECK_OK(samda_store_job_enqueue(f->s, &spec, &other, NULL, &e));
+    samda_job j;
+    bool found;
+    CHECK_OK(samda_store_job_claim(f->s, "gpu-1:41:worker", 3600000, NULL, INT_MIN, &j, &found, &e));
+    assert_int_equal(j.id, mine);
+    samda_job_clear(&j);
+    CHECK_OK(samda_store_job_claim(f->s, "gpu-10:7:worker", 3600000, NULL, INT_MIN, &j, &found, &e));
+    assert_int_equal(j.id, other);
+    samda_job_clear(&j);
+    size_t requeued = 9, failed = 9;
+    CHECK_OK(samda_store_job_reclaim_all(f->s, "gpu-1:", &requeued, &failed, &e));
+    assert_int_equal(requeued, 1);
+    assert_int_equal(failed, 0);
+    CHECK_OK(samda_store_job_get(f->s, mine, &j, &e));
+    assert_int_equal(j.state, SAMDA_JOB_PENDING);
+    samda_job_clear(&j);
+    CHECK_OK(samda_store_job_get(f->s, other, &j, &e));
+    assert_int_equal(j.state, SAMDA_JOB_RUNNING);
+    samda_job_clear(&j);
     fx_close(f);
 }
 
@@ -418,6 +452,7 @@ int main(void)
         cmocka_unit_test(test_claim_order_and_lifecycle),
         cmocka_unit_test(test_lease_expiry),
         cmocka_unit_test(test_reclaim_all),
+        cmocka_unit_test(test_reclaim_all_of_one_node),
         cmocka_unit_test(test_concurrent_claims),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

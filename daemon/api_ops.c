@@ -376,10 +376,14 @@ static samda_status cluster(void *v, json_t **out, samda_error *err)
     samda_config *cfg = samdad_config_get(ctx);
     int64_t now = samda_store_now_ms(store), timeout = cfg->cluster_node_timeout_ms;
     json_t *arr = json_array();
-    const char *leader = NULL;
+    const char *leader = NULL; /* while the lead passes, two rows may say so: the latest beat wins */
+    int64_t leader_beat = 0;
     for (size_t i = 0; arr && i < n; i++) {
         bool alive = now - nodes[i].heartbeat_ms <= timeout;
-        if (alive && nodes[i].leader) leader = nodes[i].name;
+        if (alive && nodes[i].leader && nodes[i].heartbeat_ms >= leader_beat) {
+            leader = nodes[i].name;
+            leader_beat = nodes[i].heartbeat_ms;
+        }
         json_t *roles = json_array();
         char buf[SAMDA_NODE_ROLES_SIZE], *save = NULL;
         snprintf(buf, sizeof buf, "%s", nodes[i].roles);

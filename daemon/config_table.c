@@ -109,7 +109,7 @@ const opt config_main_opts[] = {
     {"cluster", "roles", T_LIST, O(cluster_roles), "ingest,worker,export,api", 0, 0, NULL, "ingest|worker|export|api", F_RESTART,
      "What this node does: ingest (the DICOM listener), worker (the model: segmentation, sessions, training), export (sending results to destinations), api (HTTP: REST, DICOMweb, STOW-RS, console). Any node may lead the completion timers."},
     {"cluster", "node_timeout", T_DURATION, O(cluster_node_timeout_ms), "30s", 3000, 3600000, "3s..1h", NULL, F_LIVE,
-     "A node whose heartbeat is older than this is dead: the leader aborts its open associations and the cluster view shows it down. Its jobs and exports return after their leases ([scheduler] job_lease, [export] lease)."},
+     "A node whose heartbeat is older than this is dead: the leader aborts its open associations and the cluster view shows it down. Its jobs and export items return after their leases ([scheduler] job_lease; 10 minutes for an export claim)."},
     {"storage", "busy_timeout", T_DURATION, O(storage_busy_timeout_ms), "5s", 100, 600000, "100ms..10m", NULL, F_RESTART,
      "How long a database writer waits for another before reporting busy."},
 

@@ -8,6 +8,7 @@ build_pkgs=(
   build-essential cmake pkg-config
   libdcmtk-dev libtorch-dev libmicrohttpd-dev libsqlite3-dev libssl-dev libjansson-dev
   libinih-dev libsystemd-dev libcmocka-dev libpng-dev zlib1g-dev
+  libpq-dev  # the index on PostgreSQL ([storage] index = postgresql)
 )
 # libtorch links libblas.so.3: without an optimised BLAS it is the reference netlib one (12x slower sgemm).
 runtime_pkgs=( libopenblas0-openmp )
@@ -17,6 +18,7 @@ test_pkgs=(
   openssl  # test_tls makes its test CA and certificates with the openssl command
   chromium  # it_ohif: the OHIF viewer in a real browser (headless, WebGL on the CPU)
   prometheus python3-yaml  # it_dashboards: promtool checks and tests the alert rules; a live Prometheus
+  postgresql  # the storage tests' second engine, it_cluster, it_ingest_crash_pg (tests/pg/pg_server.sh)
 )
 
 # dcmjs (the DICOM library of the OHIF viewer) reads samda's DICOM-SEG in it_seg_dcmjs. It is not a Debian

@@ -108,15 +108,44 @@ assert len(ref) == 8, ref
 PY
 ok "8 series, 8 jobs done once each (w1's job finished by w2 on attempt 2), 8 SEGs delivered, one per series"
 
-# The leader dies: another node takes the lead (its session's advisory lock went with it).
-leader=$(curl -sf "$H/api/v1/cluster" | json_expr 'd["leader"]')
-[ "$leader" = front ] || fail "expected front to lead (started first), got $leader"
-curl -sf "http://127.0.0.1:$w2h/metrics" | grep -q '^samda_node_leader 0' || fail "w2 leads while front does"
-kill -9 "$(cat "$T/front.pid")"
-wait_for_text "$T/w2.log" 'msg="this node leads' 30
-curl -sf "http://127.0.0.1:$w2h/metrics" | grep -q '^samda_node_leader 1' || fail "w2 metrics after the leader died"
-ok "front (the leader) killed with -9: w2 leads now"
-kill -TERM "$(cat "$T/w2.pid")"
-wait_exit "$(cat "$T/w2.pid")" 30
+# PostgreSQL goes down: a C-STORE is refused (nothing acknowledged that is not in the index), /health
+# says why; once it is back, the nodes reconnect and the same instance is stored.
+one=$(ls "$T/ph/dicom/A_00000" | head -1)
+$PY - "$T/ph/dicom/A_00000/$one" "$T/extra.dcm" <<'PY'
+import sys, pydicom
+from pydicom.uid import generate_uid
+d = pydicom.dcmread(sys.argv[1]); d.SeriesInstanceUID = generate_uid(); d.SOPInstanceUID = generate_uid()
+d.file_meta.MediaStorageSOPInstanceUID = d.SOPInstanceUID; d.save_as(sys.argv[2])
+PY
+sh "$PGS" down "$PGD"
+storescu -aet STORESCU -aec SAMDA 127.0.0.1 "$dport" "$T/extra.dcm" >"$T/down.out" 2>&1 && fail "C-STORE succeeded while the index was down"
+c=$(code "$H/health"); [ "$c" = 503 ] && grep -q '"database"' "$T/body" || fail "health while PostgreSQL is down: $c $(cat "$T/body")"
+sh "$PGS" up "$PGD"
+wait_for_cmd 30 storescu -aet STORESCU -aec SAMDA 127.0.0.1 "$dport" "$T/extra.dcm"
+c=$(code "$H/health"); [ "$c" = 200 ] || fail "health after PostgreSQL came back: $c $(cat "$T/body")"
+ok "PostgreSQL down: C-STORE refused and /health 503; back up: the nodes reconnect and the instance is stored"
+
+# The leader dies: the other live node takes the lead (the leader's session, and its lock, end with it).
+# after the outage either may have taken the lead: wait until the two nodes agree which one has it
+settled() {
+  local f w
+  f=$(curl -sf "$H/metrics" | sed -n 's/^samda_node_leader //p')
+  w=$(curl -sf "http://127.0.0.1:$w2h/metrics" | sed -n 's/^samda_node_leader //p')
+  [ "$f$w" = 10 ] && echo front >"$T/leader" || { [ "$f$w" = 01 ] && echo w2 >"$T/leader"; }
+}
+wait_for_cmd 30 settled
+leader=$(cat "$T/leader")
+[ "$(curl -sf "$H/api/v1/cluster" | json_expr 'd["leader"]')" = "$leader" ] || fail "the cluster view does not name $leader"
+case $leader in front) other=w2 ;; *) other=front ;; esac
+ohttp=$(sed -n '/^\[http\]/,/^\[/s/^port = //p' "$T/$other.conf")
+before=$(grep -c 'msg="this node leads' "$T/$other.log" || true)
+kill -9 "$(cat "$T/$leader.pid")"
+took_lead() { [ "$(grep -c 'msg="this node leads' "$T/$other.log")" -gt "$before" ]; }
+for i in $(seq 150); do took_lead && break; sleep 0.2; done
+took_lead || { grep -h 'mod=scheduler' "$T/front.log" "$T/w2.log" | sort | tail -20 >&2; fail "$other did not take the lead"; }
+wait_for_cmd 10 bash -c "curl -sf 'http://127.0.0.1:$ohttp/metrics' | grep -q '^samda_node_leader 1'"
+ok "$leader (the leader) killed with -9: $other leads now"
+kill -TERM "$(cat "$T/$other.pid")"
+wait_exit "$(cat "$T/$other.pid")" 30
 "$SAMDA" check --config "$T/front.conf" >"$T/check.txt" 2>&1 || fail "samda check: $(cat "$T/check.txt")"
 ok "samda check is clean on the shared index and object store"

@@ -2,12 +2,27 @@
 # kill -9 of samdad while 4 storescu processes send: after a restart, every instance a sender saw
 # acknowledged is present and indexed, and no temporary or partial file remains; after every round
 # `samda check` (every object's SHA-256) and PRAGMA integrity_check pass. CRASH_ROUNDS (default 20).
+# CRASH_INDEX=postgresql: the same with the index in PostgreSQL (a server started for the test).
 . "$(dirname "$0")/lib.sh"
+INDEX=${CRASH_INDEX:-sqlite}
 MR="$FIXTURES/dicom/mr-brain-20"
 [ -d "$MR" ] || { echo "SKIP: fixtures not found at $FIXTURES"; exit 77; }
 dport=$(free_port); hport=$(free_port)
 write_conf "$T/s.conf" "$dport" "$hport"
 D="$T/data"
+if [ "$INDEX" = postgresql ]; then
+  PGS="$SAMDA_SOURCE_DIR/tests/pg/pg_server.sh"
+  PGD=$(mktemp -u /tmp/samda-pgit.XXXXXX)
+  trap 'sh "$PGS" stop "$PGD" >/dev/null 2>&1 || true; cleanup' EXIT
+  sh "$PGS" start "$PGD" >/dev/null || fail "PostgreSQL test server"
+  PGC="host=$PGD user=samda dbname=samda gssencmode=disable sslmode=disable"
+  sed -i "s|^min_free = 1MiB|min_free = 1MiB\nindex = postgresql\npostgresql = $PGC|" "$T/s.conf"
+fi
+# the SOP Instance UIDs in the index
+indexed_sops() {
+  if [ "$INDEX" = postgresql ]; then psql "$PGC" -Atc 'SELECT sop_uid FROM instances'
+  else sqlite3 "file:$D/index.sqlite3?mode=ro" 'SELECT sop_uid FROM instances'; fi
+}
 # Four distinct series (new UIDs per sender) so every acknowledged SOP UID is unambiguous.
 for s in 1 2 3 4; do
   mkdir -p "$T/in$s"
@@ -57,25 +72,27 @@ for line in open(out, errors="replace"):
         print(pydicom.dcmread(cur, stop_before_pixels=True).SOPInstanceUID); cur = None
 PY
   done
-  "$SAMDA" check --data-dir "$D" >"$T/check$r.out" 2>&1 || fail "round $r: data directory inconsistent: $(cat "$T/check$r.out")"
-  [ "$(sqlite3 "$D/index.sqlite3" 'PRAGMA integrity_check')" = ok ] || fail "round $r: PRAGMA integrity_check"
+  "$SAMDA" check --config "$T/s.conf" >"$T/check$r.out" 2>&1 || fail "round $r: data directory inconsistent: $(cat "$T/check$r.out")"
+  if [ "$INDEX" = sqlite ]; then
+    [ "$(sqlite3 "$D/index.sqlite3" 'PRAGMA integrity_check')" = ok ] || fail "round $r: PRAGMA integrity_check"
+  fi
   tmp_empty "$D" || fail "round $r: temporary files remain after the restart"
   ok "round $r: killed after ${after}s ($(cat "$T"/r$r-s*.out | grep -c 'Received Store Response (Success)') stores acknowledged this round), data directory consistent after restart"
 done
 sort -u "$T/acked.txt" >"$T/acked.sorted"
 [ -s "$T/acked.sorted" ] || fail "no instance was acknowledged before the kills (timing too tight)"
 # every acknowledged SOP UID is indexed
-$PY - "$D/index.sqlite3" "$T/acked.sorted" <<'PY' || fail "acknowledged instances missing from the index"
-import sqlite3, sys
-db = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True)
-have = {r[0] for r in db.execute("select sop_uid from instances")}
+indexed_sops >"$T/indexed.txt" || fail "reading the index"
+$PY - "$T/indexed.txt" "$T/acked.sorted" <<'PY' || fail "acknowledged instances missing from the index"
+import sys
+have = {l.strip() for l in open(sys.argv[1]) if l.strip()}
 want = [l.strip() for l in open(sys.argv[2]) if l.strip()]
 missing = [u for u in want if u not in have]
 print("acknowledged=%d indexed=%d missing=%d" % (len(want), len(have), len(missing)))
 sys.exit(1 if missing else 0)
 PY
 tmp_empty "$D" || fail "temporary files remain"
-ok "every acknowledged instance is indexed; no temporary or partial file remains"
+ok "every acknowledged instance is indexed ($INDEX index); no temporary or partial file remains"
 
 # The PACS sends again what was not acknowledged: every series completes and gets exactly one job.
 start_samdad final "$T/s.conf"
@@ -84,12 +101,12 @@ for s in 1 2 3 4; do
   storescu -aet STORESCU -aec SAMDA 127.0.0.1 "$dport" +sd "$T/in$s" >/dev/null 2>&1 || fail "re-send of series $s failed"
 done
 check_jobs() {
-  "$SAMDA" jobs --data-dir "$D" | $PY -c '
+  "$SAMDA" jobs --config "$T/s.conf" | $PY -c '
 import json, sys
 jobs = json.load(sys.stdin)
 series = {j["series_uid"] for j in jobs}
 sys.exit(0 if len(jobs) == 4 and len(series) == 4 else 1)'
 }
 wait_for_cmd 30 check_jobs
-[ "$("$SAMDA" series --data-dir "$D" | json_expr 'sum(s["instances"] for s in d)')" = 80 ] || fail "not all 80 instances indexed after the re-send"
+[ "$("$SAMDA" series --config "$T/s.conf" | json_expr 'sum(s["instances"] for s in d)')" = 80 ] || fail "not all 80 instances indexed after the re-send"
 ok "after the re-send: 80 instances, 4 series complete, exactly one job each"

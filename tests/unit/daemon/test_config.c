@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "storage.h"
 
 static char tmpdir[] = "/tmp/samda-test-config-XXXXXX";
 
@@ -521,6 +522,61 @@ static void test_routing_rules(void **state)
     samda_config_unref(next);
 }
 
+/* [storage] index and [cluster]: defaults, the connection string needed and never shown, node names
+ * checked, roles as bits, a change of roles noted as needing a restart. */
+static void roles_note(void *ctx, const char *sec, const char *key)
+{
+    assert_string_equal(sec, "cluster");
+    assert_string_equal(key, "roles");
+    (*(int *)ctx)++;
+}
+
+static void test_cluster(void **state)
+{
+    (void)state;
+    samda_error err;
+    samda_config *c = samda_config_load(NULL, NULL, &err);
+    assert_non_null(c);
+    assert_int_equal(c->storage_index, SAMDA_CFG_INDEX_SQLITE);
+    assert_int_equal(samda_cluster_roles(c), SAMDA_NODE_INGEST | SAMDA_NODE_WORKER | SAMDA_NODE_EXPORT | SAMDA_NODE_API);
+    assert_int_equal(c->cluster_node_timeout_ms, 30000);
+    char node[SAMDA_CONFIG_NODE_SIZE];
+    assert_true(samda_node_name_is_valid(samda_config_node_name(c, node))); /* from the host name */
+    samda_config_unref(c);
+
+    expect_error("[storage]\nindex = postgresql\n",
+                 ":2: [storage] index = postgresql needs postgresql, the libpq connection string of the database "
+                 "(e.g. postgresql = host=db.example dbname=samda user=samda)");
+    expect_error("[cluster]\nnode = gpu 1\n", ":2: [cluster] node = gpu 1: a node name is 1..64 characters of "
+                                                "A-Z a-z 0-9 . _ -");
+    const char *p = write_conf("pg.conf", "[storage]\nindex = postgresql\n"
+                                          "postgresql = host=db dbname=samda user=samda password=s3cret\n"
+                                          "[cluster]\nnode = gpu-1\nroles = worker, export\n");
+    c = samda_config_load(p, NULL, &err);
+    if (!c) fail_msg("%s", err.message);
+    assert_int_equal(c->storage_index, SAMDA_CFG_INDEX_POSTGRESQL);
+    assert_string_equal(samda_config_node_name(c, node), "gpu-1");
+    assert_int_equal(samda_cluster_roles(c), SAMDA_NODE_WORKER | SAMDA_NODE_EXPORT);
+    char *out = NULL;
+    size_t n;
+    FILE *f = open_memstream(&out, &n);
+    samda_config_write_effective(c, f);
+    fclose(f);
+    assert_null(strstr(out, "s3cret")); /* the connection string may hold a password */
+    assert_non_null(strstr(out, "postgresql = ***"));
+    free(out);
+    const char *sets[] = {"cluster.roles=worker", NULL};
+    samda_config *next = samda_config_load(p, sets, &err);
+    assert_non_null(next);
+    int noted = 0;
+    assert_int_equal(samda_config_merge_reload(next, c, roles_note, &noted, &err), SAMDA_OK);
+    assert_int_equal(noted, 1);
+    assert_int_equal(samda_cluster_roles(next), SAMDA_NODE_WORKER | SAMDA_NODE_EXPORT); /* kept until a restart */
+    samda_config_unref(next);
+    samda_config_unref(c);
+    expect_error("[cluster]\nroles = worker,gpu\n", ":2: [cluster] roles = gpu: must be among ingest|worker|export|api");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -534,6 +590,7 @@ int main(void)
         cmocka_unit_test(test_dicom_tls_keys),
         cmocka_unit_test(test_model_convention),
         cmocka_unit_test(test_routing_rules),
+        cmocka_unit_test(test_cluster),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

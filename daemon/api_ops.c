@@ -298,19 +298,17 @@ static samda_status metrics_cluster(samdad_ctx *ctx, samda_store *store, FILE *o
     if (samda_store_node_list(store, &nodes, &n, err) != SAMDA_OK) return err->code;
     samda_config *cfg = samdad_config_get(ctx);
     int64_t now = samda_store_now_ms(store);
-    bool leader = false;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++)
         if (now - nodes[i].heartbeat_ms <= cfg->cluster_node_timeout_ms) alive++;
-        if (!strcmp(nodes[i].name, samdad_node(ctx))) leader = nodes[i].leader;
-    }
     samda_config_unref(cfg);
     samda_store_free(nodes);
     fprintf(out, "# HELP samda_cluster_nodes Nodes sharing the index, by heartbeat (dead: none within "
                  "[cluster] node_timeout).\n# TYPE samda_cluster_nodes gauge\n"
                  "samda_cluster_nodes{state=\"alive\"} %zu\nsamda_cluster_nodes{state=\"dead\"} %zu\n"
-                 "# HELP samda_node_leader 1 when this node leads (completion timers, lease reclaims, retention).\n"
+                 "# HELP samda_node_leader 1 when this node leads (completion timers, lease reclaims, retention): "
+                 "it held the leader lock at its last scheduler tick.\n"
                  "# TYPE samda_node_leader gauge\nsamda_node_leader %d\n",
-            alive, n - alive, leader ? 1 : 0);
+            alive, n - alive, samdad_leads(ctx) ? 1 : 0);
     return SAMDA_OK;
 }
 

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +35,8 @@ struct samdad_scheduler {
     samdad_loop loop;
     int64_t next_retention_ms; /* when the next retention pass is due (0: at the first tick) */
     int64_t started_ms, next_beat_ms;
-    bool leader;               /* held the leader lock at the last tick */
+    bool leader;               /* held the leader lock at the last tick (scheduler thread) */
+    atomic_bool leads;         /* the same, for other threads (/metrics) */
 };
 
 /* A failure to read or write the index for one series. The same failure usually hits every series
@@ -290,6 +292,7 @@ static bool cluster_tick(samdad_scheduler *s, samda_store *store, int64_t now)
     }
     samda_config_unref(cfg);
     s->leader = leader;
+    atomic_store(&s->leads, leader);
     if (leader) {
         size_t n = 0;
         if (samda_store_assoc_abort_dead(store, now - timeout, &n, &err) != SAMDA_OK)
@@ -339,6 +342,8 @@ samdad_scheduler *samdad_scheduler_start(samdad_ctx *ctx, samda_error *err)
     }
     return s;
 }
+
+bool samdad_scheduler_leads(const samdad_scheduler *s) { return s && atomic_load(&s->leads); }
 
 void samdad_scheduler_kick(samdad_scheduler *s)
 {

@@ -13,6 +13,8 @@ typedef struct samdad_scheduler samdad_scheduler;
 samdad_scheduler *samdad_scheduler_start(samdad_ctx *ctx, samda_error *err);
 /** Wake the thread for an immediate pass (after a reload, or a STOW request completing). */
 void samdad_scheduler_kick(samdad_scheduler *s);
+/** Whether this node held the leader lock at its scheduler's last tick (false for NULL). Thread-safe. */
+bool samdad_scheduler_leads(const samdad_scheduler *s);
 /** Stop and join the thread. NULL-safe. */
 void samdad_scheduler_stop(samdad_scheduler *s);
 

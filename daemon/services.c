@@ -68,6 +68,7 @@ struct samdad_worker *samdad_worker_of(samdad_ctx *ctx)
 }
 const char *samdad_node(samdad_ctx *ctx) { return ctx->svc ? ctx->svc->node : ""; }
 unsigned samdad_roles(samdad_ctx *ctx) { return ctx->svc ? ctx->svc->roles : 0; }
+bool samdad_leads(samdad_ctx *ctx) { return ctx->svc && samdad_scheduler_leads(ctx->svc->sched); }
 unsigned samdad_dicom_port(samdad_ctx *ctx) { return ctx->svc && ctx->svc->scp ? samda_scp_port(ctx->svc->scp) : 0; }
 
 bool samdad_dicom_counters(samdad_ctx *ctx, samda_scp_counters *out)

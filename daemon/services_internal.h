@@ -22,6 +22,8 @@ unsigned samdad_dicom_port(samdad_ctx *ctx);
 const char *samdad_node(samdad_ctx *ctx);
 /** The SAMDA_NODE_* bits this node started with. Thread-safe. */
 unsigned samdad_roles(samdad_ctx *ctx);
+/** Whether this node leads now (its scheduler held the leader lock at its last tick). Thread-safe. */
+bool samdad_leads(samdad_ctx *ctx);
 /** Copy the DICOM listener's counters; false when it is not running. */
 bool samdad_dicom_counters(samdad_ctx *ctx, samda_scp_counters *out);
 

@@ -125,6 +125,17 @@ static inline void fx_raw_pg_sql(const char *sql, char *out, size_t size)
     out[o] = '\0';
 }
 
+/* A plain SQLite connection to f's index file (outside samda), or NULL. Close with sqlite3_close. */
+static inline sqlite3 *fx_raw_lite(fx *f)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/index.sqlite3", f->dir);
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK) return db;
+    sqlite3_close(db);
+    return NULL;
+}
+
 /* First column of the first row of sql, with text parameters ?1..?n (params[i] NULL: SQL NULL), as an
  * integer (a boolean reads as 1 or 0); -1 on failure, when there is no row and when it is NULL. */
 static inline int64_t fx_raw_int_params(fx *f, const char *sql, int n, const char *const *params)
@@ -146,12 +157,9 @@ static inline int64_t fx_raw_int_params(fx *f, const char *sql, int n, const cha
         PQfinish(c);
         return v;
     }
-    char path[512];
-    snprintf(path, sizeof path, "%s/index.sqlite3", f->dir);
-    sqlite3 *db = NULL;
+    sqlite3 *db = fx_raw_lite(f);
     sqlite3_stmt *st = NULL;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
-        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+    if (db && sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
         for (int i = 0; i < n; i++) sqlite3_bind_text(st, i + 1, params[i], -1, SQLITE_STATIC);
         if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) v = sqlite3_column_int64(st, 0);
     }
@@ -180,13 +188,10 @@ static inline int fx_raw_exec(fx *f, const char *sql, char *msg, size_t msize)
         PQfinish(c);
         return rc;
     }
-    char path[512];
-    snprintf(path, sizeof path, "%s/index.sqlite3", f->dir);
-    sqlite3 *db = NULL;
+    sqlite3 *db = fx_raw_lite(f);
     char *err = NULL;
-    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
-    if (rc == SQLITE_OK) rc = sqlite3_exec(db, sql, NULL, NULL, &err);
-    if (rc != SQLITE_OK) snprintf(msg, msize, "%s", err ? err : sqlite3_errmsg(db));
+    int rc = db ? sqlite3_exec(db, sql, NULL, NULL, &err) : SQLITE_CANTOPEN;
+    if (rc != SQLITE_OK) snprintf(msg, msize, "%s", err ? err : db ? sqlite3_errmsg(db) : "cannot open the index file");
     sqlite3_free(err);
     sqlite3_close(db);
     return rc;

@@ -6,6 +6,7 @@
 # start prints the libpq connection string and leaves it in DIR/conninfo; stop stops the server and
 # removes DIR. Starting where a server already runs stops that one first (a crashed earlier run).
 # down stops the server and keeps its data; up starts it again (an outage, for the tests that need one).
+# PG_SERVER_OPTS: more server options for start and up (e.g. TCP and TLS for it_pg_tls).
 set -eu
 cmd=${1:?start, stop, down or up}
 dir=${2:?directory}
@@ -19,7 +20,7 @@ as_owner() {
 run_server() {
     # fsync stays on: the storage tests' durability claims hold against the real thing.
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-c listen_addresses='' -k $dir -c max_connections=200 -c shared_buffers=64MB" start >/dev/null ||
+        -o "-c listen_addresses='' -k $dir -c max_connections=200 -c shared_buffers=64MB ${PG_SERVER_OPTS:-}" start >/dev/null ||
         { cat "$dir/server.log" >&2; exit 1; }
 }
 

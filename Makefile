@@ -41,7 +41,7 @@ asan: deps
 
 test-asan: asan
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-		ctest --output-on-failure -L unit -LE "slow|bench" $(CTEST_ARGS)
+		ctest --output-on-failure -L unit -LE "slow|bench" -j$(JOBS) $(CTEST_ARGS)
 
 # The libFuzzer targets (clang, ASan/UBSan) and only what they link; each runs as one ctest (label
 # fuzz) for SAMDA_FUZZ_SECONDS, $(JOBS) at a time. New inputs stay in $(FUZZ_BUILD)/tests/fuzz.

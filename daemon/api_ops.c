@@ -99,10 +99,13 @@ static samda_status health(void *v, json_t **checks, bool *healthy, samda_error 
     samda_job_filter f = {.state = -1, .limit = 1};
     samda_job *jobs = NULL;
     size_t n = 0;
-    if (samda_store_job_list(store, &f, &jobs, &n, &e) == SAMDA_OK) {
-        json_object_set_new(c, "database", check("ok", NULL));
+    char version[64];
+    if (samda_store_job_list(store, &f, &jobs, &n, &e) == SAMDA_OK &&
+        samda_store_index_version(store, version, sizeof version, &e) == SAMDA_OK) {
+        json_object_set_new(c, "database", check("ok", version));
         samda_job_list_free(jobs, n);
     } else {
+        samda_job_list_free(jobs, n);
         json_object_set_new(c, "database", check("fail", e.message));
         ok = false;
     }

@@ -55,6 +55,20 @@ int64_t samda_store_now_ms(const samda_store *s) { return s->p.clock(s->p.clock_
 size_t samda_store_tmp_removed(const samda_store *s) { return s ? s->tmp_removed : 0; }
 size_t samda_store_orphans_removed(const samda_store *s) { return s ? s->orphans_removed : 0; }
 const char *samda_store_data_dir(const samda_store *s) { return s->data_dir; }
+
+samda_status samda_store_index_version(samda_store *s, char *out, size_t size, samda_error *err)
+{
+    STORAGE_ERR(err);
+    if (size) out[0] = '\0';
+    storage_conn *c = storage_conn_get(s, err);
+    if (!c) return err->code;
+    /* a round trip, so that an unreachable server shows here rather than as a stale version */
+    int rc = sql_exec(c->q, "SELECT 1");
+    samda_status st = rc == SQL_OK ? SAMDA_OK : storage_db_fail(err, c, rc, "reaching the index");
+    if (st == SAMDA_OK) sql_version(c->q, out, size);
+    storage_conn_put(s, c);
+    return st;
+}
 void samda_store_free(void *p) { free(p); }
 
 bool storage_len_ok(const char *v, size_t max) { return !v || strnlen(v, max) < max; }

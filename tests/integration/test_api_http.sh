@@ -19,6 +19,7 @@ ok "tokens created while samdad runs; list shows no secrets"
 
 [ "$(code "$H/health")" = 200 ] || fail "health: $(cat "$T/body")"
 json_expr 'd["checks"]["database"]["status"] if "checks" in d else d["database"]["status"]' <"$T/body" | grep -qx ok || fail "health body: $(cat "$T/body")"
+json_expr 'd["checks"]["database"]["detail"]' <"$T/body" | grep -q '^SQLite 3\.' || fail "health names no index engine: $(cat "$T/body")"
 [ "$(code "$H/metrics")" = 200 ] && grep -q '^samda_jobs{state="pending"} 0' "$T/body" || fail "metrics: $(head -c 300 "$T/body")"
 ok "health and metrics without a token"
 

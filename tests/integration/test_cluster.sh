@@ -54,6 +54,8 @@ json_expr 'sorted((n["name"], ",".join(n["roles"]), n["alive"]) for n in d["node
   fail "cluster view: $(cat "$T/cluster.json")"
 [ "$(json_expr 'd["index"]' <"$T/cluster.json")" = postgresql ] || fail "index: $(cat "$T/cluster.json")"
 [ "$(json_expr 'sum(1 for n in d["nodes"] if n["leader"])' <"$T/cluster.json")" = 1 ] || fail "not one leader: $(cat "$T/cluster.json")"
+c=$(code "$H/health"); [ "$c" = 200 ] || fail "front /health: $c"
+json_expr 'd["checks"]["database"]["detail"]' <"$T/body" | grep -q '^PostgreSQL 1[0-9]' || fail "health names no PostgreSQL: $(cat "$T/body")"
 ok "three nodes over one PostgreSQL index, one leader: $(json_expr 'd["leader"]' <"$T/cluster.json")"
 c=$(code "http://127.0.0.1:$w2h/health"); [ "$c" = 200 ] || fail "worker /health: $c $(cat "$T/body")"
 c=$(code "http://127.0.0.1:$w2h/metrics"); [ "$c" = 200 ] && grep -q '^samda_cluster_nodes{state="alive"} 3' "$T/body" ||

@@ -31,7 +31,7 @@ samda_status samda_store_assoc_begin(samda_store *s, const char *calling_ae, con
         }
         sql_stmt *st = NULL;
         if (res == SAMDA_OK && !(st = storage_stmt(c, "INSERT INTO associations(calling_ae, called_ae, peer,"
-                                                      " site_id, started_ms, node) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+                                                      " site_id, started_ms, node) VALUES(?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
                                                    err)))
             res = err->code;
         if (res == SAMDA_OK) {
@@ -41,9 +41,8 @@ samda_status samda_store_assoc_begin(samda_store *s, const char *calling_ae, con
             storage_bind_int64_or_null(st, 4, site_id);
             sql_bind_int64(st, 5, samda_store_now_ms(s));
             storage_bind_text(st, 6, s->node);
-            int rc = storage_exec_stmt(s, st);
+            int rc = storage_exec_insert(s, st, id);
             if (rc != SQL_OK) res = storage_db_fail(err, c, rc, "recording association");
-            else if (id) *id = sql_last_id(c->q);
         }
         if (res == SAMDA_OK) res = storage_tx_commit(s, c, err);
         else storage_tx_rollback(s, c);

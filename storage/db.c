@@ -60,14 +60,11 @@ samda_status samda_store_index_version(samda_store *s, char *out, size_t size, s
 {
     STORAGE_ERR(err);
     if (size) out[0] = '\0';
-    storage_conn *c = storage_conn_get(s, err);
+    storage_conn *c = storage_conn_get(s, err); /* on PostgreSQL a connection opens only if the server answers */
     if (!c) return err->code;
-    /* a round trip, so that an unreachable server shows here rather than as a stale version */
-    int rc = sql_exec(c->q, "SELECT 1");
-    samda_status st = rc == SQL_OK ? SAMDA_OK : storage_db_fail(err, c, rc, "reaching the index");
-    if (st == SAMDA_OK) sql_version(c->q, out, size);
+    sql_version(c->q, out, size);
     storage_conn_put(s, c);
-    return st;
+    return SAMDA_OK;
 }
 void samda_store_free(void *p) { free(p); }
 
@@ -276,6 +273,21 @@ int storage_exec_stmt(samda_store *s, sql_stmt *st)
     return rc == SQL_DONE ? SQL_OK : rc;
 }
 
+int storage_exec_insert(samda_store *s, sql_stmt *st, int64_t *id)
+{
+    int64_t got = 0;
+    int rc = storage_step(s, st); /* the one step that writes (a fault point, as any statement's) */
+    if (rc == SQL_ROW) {
+        got = sql_col_int64(st, 0);
+        do rc = sql_step(st); /* the rest of RETURNING's rows: nothing is written any more */
+        while (rc == SQL_ROW);
+    }
+    sql_reset(st);
+    if (rc != SQL_DONE) return rc;
+    if (id) *id = got;
+    return SQL_OK;
+}
+
 /* A statement without parameters or rows (BEGIN, COMMIT, a PRAGMA): SQL_OK or the error code. */
 static int exec_sql(samda_store *s, storage_conn *c, const char *sql, bool faultable)
 {
@@ -293,8 +305,8 @@ static bool group_commit(const samda_store *s) { return s->p.sync == SAMDA_SYNC_
  * take it. The transaction commits without waiting for its WAL flush, so that the lock is not held
  * across an fsync; storage_tx_commit then waits for the flush outside the lock (pg_durable), where
  * PostgreSQL flushes once for every session waiting at the same time: group commit across nodes. */
-#define STORAGE_PG_WRITE_LOCK                                                                        \
-    "SELECT pg_advisory_xact_lock(7526745370355441921); SET LOCAL synchronous_commit = off"
+#define STORAGE_PG_BEGIN                                                                             \
+    "BEGIN; SELECT pg_advisory_xact_lock(7526745370355441921); SET LOCAL synchronous_commit = off"
 
 /* PostgreSQL: make the commits of this session durable. A transaction that takes an xid writes a
  * commit record, and with synchronous_commit on (the session's setting, pg.c) its commit returns only
@@ -308,12 +320,10 @@ samda_status storage_tx_begin(samda_store *s, storage_conn *c, samda_error *err)
 {
     pthread_mutex_lock(&s->write_mu);
     if (group_commit(s)) exec_sql(s, c, "PRAGMA synchronous=NORMAL", false);
-    int rc = exec_sql(s, c, storage_sql(c, "BEGIN IMMEDIATE", "BEGIN"), true);
-    if (rc == SQL_OK && storage_is_pg(c)) {
-        rc = exec_sql(s, c, STORAGE_PG_WRITE_LOCK, false);
-        if (rc != SQL_OK) exec_sql(s, c, "ROLLBACK", false);
-    }
+    /* PostgreSQL: BEGIN, the lock and the setting in one round trip */
+    int rc = exec_sql(s, c, storage_sql(c, "BEGIN IMMEDIATE", STORAGE_PG_BEGIN), true);
     if (rc != SQL_OK) {
+        if (sql_in_tx(c->q)) exec_sql(s, c, "ROLLBACK", false); /* the lock timed out inside the BEGIN */
         if (group_commit(s)) exec_sql(s, c, "PRAGMA synchronous=FULL", false);
         pthread_mutex_unlock(&s->write_mu);
         return storage_db_fail(err, c, rc, "starting index transaction");

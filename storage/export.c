@@ -66,19 +66,18 @@ samda_status samda_store_export_enqueue(samda_store *s, int64_t destination_id, 
     samda_status res = storage_tx_begin(s, c, err);
     if (res == SAMDA_OK) {
         sql_stmt *st = storage_stmt(c, "INSERT INTO exports(destination_id, relpath, sop_uid, next_attempt_ms,"
-                                           " created_ms, updated_ms) VALUES(?1, ?2, ?3, ?4, ?4, ?4)", err);
+                                           " created_ms, updated_ms) VALUES(?1, ?2, ?3, ?4, ?4, ?4) RETURNING id", err);
         if (!st) res = err->code;
         else {
             sql_bind_int64(st, 1, destination_id);
             sql_bind_text(st, 2, relpath);
             storage_bind_text(st, 3, sop_uid);
             sql_bind_int64(st, 4, samda_store_now_ms(s));
-            int rc = storage_exec_stmt(s, st);
+            int rc = storage_exec_insert(s, st, id);
             if ((rc & 0xff) == SQL_CONSTRAINT)
                 res = samda_fail(err, SAMDA_EINVAL, "queueing export: destination %lld does not exist",
                                  (long long)destination_id);
             else if (rc != SQL_OK) res = storage_db_fail(err, c, rc, "queueing export");
-            else if (id) *id = sql_last_id(c->q);
         }
         if (res == SAMDA_OK) res = storage_tx_commit(s, c, err);
         else storage_tx_rollback(s, c);

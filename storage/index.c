@@ -60,7 +60,7 @@ static const char SQL_PATIENT_UPSERT[] =
 static const char SQL_STUDY_FIND[] = "SELECT id, patient_ref FROM studies WHERE study_uid = ?1";
 static const char SQL_STUDY_INSERT[] =
     "INSERT INTO studies(patient_ref, study_uid, study_date, study_description, accession_number, created_ms,"
-    " last_received_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?6)";
+    " last_received_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?6) RETURNING id";
 static const char SQL_STUDY_TOUCH[] =
     "UPDATE studies SET last_received_ms = greatest(last_received_ms, ?2),"
     " study_date = coalesce(study_date, ?3), study_description = coalesce(study_description, ?4),"
@@ -73,7 +73,7 @@ static const char SQL_SERIES_OTHER_CLASS[] =
 static const char SQL_SERIES_INSERT[] =
     "INSERT INTO series(study_ref, series_uid, modality, body_part, series_description, series_number, site_id,"
     " first_received_ms, last_received_ms, state_changed_ms, state, state_reason)"
-    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8, ?9, ?10)";
+    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8, ?9, ?10) RETURNING id";
 static const char SQL_SERIES_TOUCH[] =
     "UPDATE series SET last_received_ms = greatest(last_received_ms, ?2), n_instances = n_instances + ?3,"
     " modality = coalesce(modality, ?4), body_part = coalesce(body_part, ?5),"
@@ -91,7 +91,7 @@ static const char SQL_INSTANCE_INSERT[] =
     " iop_rx, iop_ry, iop_rz, iop_cx, iop_cy, iop_cz, slice_thickness, rescale_slope, rescale_intercept,"
     " window_center, window_width, file_relpath, file_size, sha256, received_ms, calling_ae, site_id,"
     " association_id, flags) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,"
-    " ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)";
+    " ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33) RETURNING id";
 static const char SQL_INSTANCE_UPDATE[] =
     "UPDATE instances SET series_ref = ?1, sop_class_uid = ?3, transfer_syntax_uid = ?4,"
     " instance_number = ?5, rows = ?6, columns = ?7, bits_allocated = ?8, number_of_frames = ?9,"
@@ -243,9 +243,10 @@ static samda_status upsert_study(index_step *x, samda_ingest_result *res, samda_
     storage_bind_text(st, 3, m->study_date);
     storage_bind_text(st, 4, m->study_description);
     storage_bind_text(st, 5, m->accession_number);
-    if ((rc = storage_exec_stmt(x->s, st)) != SQL_OK) return storage_db_fail(err, x->c, rc, INDEXING);
+    int64_t id = 0; /* the new study's (SQL_STUDY_TOUCH returns no row) */
+    if ((rc = storage_exec_insert(x->s, st, &id)) != SQL_OK) return storage_db_fail(err, x->c, rc, INDEXING);
     if (!res->study_id) {
-        res->study_id = sql_last_id(x->c->q);
+        res->study_id = id;
         res->new_study = true;
     }
     return SAMDA_OK;
@@ -348,9 +349,8 @@ static samda_status insert_series(index_step *x, samda_ingest_result *res, samda
     sql_bind_text(st, 9, result || upload ? "complete" : "receiving");
     if (result || upload) sql_bind_text(st, 10, result ? RESULT_SERIES_REASON : UPLOAD_SERIES_REASON);
     else sql_bind_null(st, 10);
-    int rc = storage_exec_stmt(x->s, st);
+    int rc = storage_exec_insert(x->s, st, &res->series_id);
     if (rc != SQL_OK) return storage_db_fail(err, x->c, rc, INDEXING);
-    res->series_id = sql_last_id(x->c->q);
     res->new_series = true;
     if (!x->existing) { /* count the first instance */
         if (!(st = storage_stmt(x->c, "UPDATE series SET n_instances = 1 WHERE id = ?1", err))) return err->code;
@@ -389,9 +389,10 @@ static samda_status write_instance(index_step *x, const samda_object_info *o, sa
     sql_stmt *st = storage_stmt(x->c, x->existing ? SQL_INSTANCE_UPDATE : SQL_INSTANCE_INSERT, err);
     if (!st) return err->code;
     bind_instance(st, x->m, o, res->series_id, x->site_id, x->now);
-    int rc = storage_exec_stmt(x->s, st);
+    int64_t id = 0; /* the new row's (SQL_INSTANCE_UPDATE returns no row) */
+    int rc = storage_exec_insert(x->s, st, &id);
     if (rc != SQL_OK) return storage_db_fail(err, x->c, rc, INDEXING);
-    res->instance_id = x->existing ? x->existing : sql_last_id(x->c->q);
+    res->instance_id = x->existing ? x->existing : id;
     res->outcome = x->existing ? SAMDA_INGEST_REPLACED : SAMDA_INGEST_NEW;
     if (x->m->association_id && !x->existing) {
         if (!(st = storage_stmt(x->c, SQL_ASSOC_COUNT, err))) return err->code;

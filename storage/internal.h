@@ -88,6 +88,9 @@ bool storage_is_pg(const storage_conn *c);
 int storage_step(samda_store *s, sql_stmt *st);
 /** Step a statement that returns no rows to completion, then reset it. SQL_OK or the error code. */
 int storage_exec_stmt(samda_store *s, sql_stmt *st);
+/** Step an INSERT ... RETURNING id (valid on both engines) to completion, then reset it: SQL_OK with
+ *  *id the new row's id (0 when the statement returned no row), or the error code. id may be NULL. */
+int storage_exec_insert(samda_store *s, sql_stmt *st, int64_t *id);
 /** Take the write lock and BEGIN IMMEDIATE. On failure the lock is released. With SAMDA_SYNC_FULL the
  *  transaction's own commit skips SQLite's fsync; storage_tx_commit makes it durable (group commit). */
 samda_status storage_tx_begin(samda_store *s, storage_conn *c, samda_error *err);

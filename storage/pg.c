@@ -224,13 +224,18 @@ void pg_reset(sql_stmt *st)
     st->row = st->nrows = 0;
 }
 
-void pg_stmt_free(sql_stmt *st)
+void pg_unbind(sql_stmt *st)
 {
-    pg_reset(st);
     for (int i = 0; i < SQL_MAX_PARAMS; i++) {
         free(st->vals[i]);
         st->vals[i] = NULL;
     }
+}
+
+void pg_stmt_free(sql_stmt *st)
+{
+    pg_reset(st);
+    pg_unbind(st);
     st->key = NULL;
 }
 
@@ -266,15 +271,6 @@ size_t pg_col_bytes(sql_stmt *st, int i)
 }
 
 int64_t pg_changes(sql_conn *c) { return c->pg->changes; }
-
-int64_t pg_last_id(sql_conn *c)
-{
-    PGresult *r = PQexec(c->pg->conn, "SELECT lastval()");
-    int64_t id = 0;
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-    PQclear(r);
-    return id;
-}
 
 int pg_exec(sql_conn *c, const char *script)
 {

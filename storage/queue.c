@@ -241,7 +241,7 @@ samda_status samda_store_job_enqueue(samda_store *s, const samda_job_spec *spec,
     if (res == SAMDA_OK && !found) {
         sql_stmt *st = storage_stmt(c, "INSERT INTO jobs(kind, priority, site_id, study_uid, series_uid,"
                                            " params_json, max_attempts, idempotency_key, content_hash, created_ms,"
-                                           " updated_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)", err);
+                                           " updated_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10) RETURNING id", err);
         if (!st) res = err->code;
         else {
             sql_bind_text(st, 1, spec->kind);
@@ -254,9 +254,8 @@ samda_status samda_store_job_enqueue(samda_store *s, const samda_job_spec *spec,
             storage_bind_text(st, 8, spec->idempotency_key);
             storage_bind_text(st, 9, spec->content_hash);
             sql_bind_int64(st, 10, samda_store_now_ms(s));
-            int rc = storage_exec_stmt(s, st);
+            int rc = storage_exec_insert(s, st, &found);
             if (rc != SQL_OK) res = storage_db_fail(err, c, rc, "queueing job");
-            else found = sql_last_id(c->q);
         }
         if (res == SAMDA_OK) {
             char rid[32];

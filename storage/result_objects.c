@@ -29,7 +29,7 @@ samda_status storage_result_object_insert(samda_store *s, storage_conn *c, const
                                           int64_t result_id, int64_t *id, samda_error *err)
 {
     sql_stmt *st = storage_stmt(c, "INSERT INTO result_objects(result_id, kind, series_uid, sop_uid, file_relpath,"
-                                       " file_size, sha256, created_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)", err);
+                                       " file_size, sha256, created_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id", err);
     if (!st) return err->code;
     sql_bind_int64(st, 1, result_id);
     sql_bind_text(st, 2, spec->kind);
@@ -39,7 +39,7 @@ samda_status storage_result_object_insert(samda_store *s, storage_conn *c, const
     sql_bind_int64(st, 6, (int64_t)spec->object->size);
     sql_bind_text(st, 7, spec->object->sha256);
     sql_bind_int64(st, 8, samda_store_now_ms(s));
-    int rc = storage_exec_stmt(s, st);
+    int rc = storage_exec_insert(s, st, id);
     if (rc == SQL_CONSTRAINT_FOREIGNKEY)
         return samda_fail(err, SAMDA_EINVAL, "recording %s %s: result %lld does not exist", spec->kind, spec->sop_uid,
                           (long long)result_id);
@@ -47,7 +47,6 @@ samda_status storage_result_object_insert(samda_store *s, storage_conn *c, const
         return samda_fail(err, SAMDA_EEXIST, "recording %s %s: SOP UID or file already recorded, or result %lld "
                           "already has a %s", spec->kind, spec->sop_uid, (long long)result_id, spec->kind);
     if (rc != SQL_OK) return storage_db_fail(err, c, rc, "recording a result object");
-    if (id) *id = sql_last_id(c->q);
     return storage_intent_claim(s, c, spec->object->relpath, err);
 }
 

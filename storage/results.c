@@ -55,7 +55,7 @@ static samda_status insert_result(samda_store *s, storage_conn *c, const samda_r
     sql_stmt *st = storage_stmt(c, "INSERT INTO results(job_id, series_uid, seg_series_uid, seg_sop_uid,"
                                        " file_relpath, file_size, sha256, model_version, adapter_version,"
                                        " timings_json, label_stats_json, created_ms)"
-                                       " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)", err);
+                                       " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id", err);
     if (!st) return err->code;
     storage_bind_int64_or_null(st, 1, spec->job_id);
     sql_bind_text(st, 2, spec->series_uid);
@@ -69,7 +69,7 @@ static samda_status insert_result(samda_store *s, storage_conn *c, const samda_r
     storage_bind_text(st, 10, spec->timings_json);
     storage_bind_text(st, 11, spec->label_stats_json);
     sql_bind_int64(st, 12, samda_store_now_ms(s));
-    int rc = storage_exec_stmt(s, st);
+    int rc = storage_exec_insert(s, st, id);
     if (rc == SQL_CONSTRAINT_FOREIGNKEY)
         return samda_fail(err, SAMDA_EINVAL, "recording result %s: job %lld does not exist", spec->seg_sop_uid,
                           (long long)spec->job_id);
@@ -77,7 +77,6 @@ static samda_status insert_result(samda_store *s, storage_conn *c, const samda_r
         return samda_fail(err, SAMDA_EEXIST, "recording result %s: SEG SOP UID or file already recorded",
                           spec->seg_sop_uid);
     if (rc != SQL_OK) return storage_db_fail(err, c, rc, "recording result");
-    if (id) *id = sql_last_id(c->q);
     samda_status res = storage_change_add(s, c, "result", spec->seg_sop_uid, SAMDA_CHANGE_NEW, err);
     if (res == SAMDA_OK) res = storage_intent_claim(s, c, o->relpath, err);
     return res;

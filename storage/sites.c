@@ -84,15 +84,14 @@ static samda_status site_add_body(samda_store *s, storage_conn *c, void *arg, sa
 {
     struct site_args *a = arg;
     sql_stmt *st = storage_stmt(c, "INSERT INTO sites(name, ae_json, settings_json, created_ms, updated_ms)"
-                                       " VALUES(?1, ?2, ?3, ?4, ?4)", err);
+                                       " VALUES(?1, ?2, ?3, ?4, ?4) RETURNING id", err);
     if (!st) return err->code;
     sql_bind_text(st, 1, a->name);
     storage_bind_text(st, 2, a->ae_json);
     storage_bind_text(st, 3, a->settings_json);
     sql_bind_int64(st, 4, samda_store_now_ms(s));
-    int rc = storage_exec_stmt(s, st);
+    int rc = storage_exec_insert(s, st, a->id);
     if (rc != SQL_OK) return constraint_or_db(err, c, rc, "adding site", a->name);
-    if (a->id) *a->id = sql_last_id(c->q);
     return SAMDA_OK;
 }
 
@@ -273,9 +272,9 @@ static samda_status dest_write_body(samda_store *s, storage_conn *c, void *arg, 
     struct dest_args *a = arg;
     sql_stmt *st = storage_stmt(c, a->upsert ? "INSERT INTO destinations(name, ae_title, host, port, settings_json,"
                                                    " created_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(name) DO UPDATE"
-                                                   " SET ae_title = ?2, host = ?3, port = ?4, settings_json = ?5"
+                                                   " SET ae_title = ?2, host = ?3, port = ?4, settings_json = ?5 RETURNING id"
                                                  : "INSERT INTO destinations(name, ae_title, host, port, settings_json,"
-                                                   " created_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+                                                   " created_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
                                    err);
     if (!st) return err->code;
     sql_bind_text(st, 1, a->name);
@@ -284,20 +283,10 @@ static samda_status dest_write_body(samda_store *s, storage_conn *c, void *arg, 
     sql_bind_int64(st, 4, a->port);
     storage_bind_text(st, 5, a->settings);
     sql_bind_int64(st, 6, samda_store_now_ms(s));
-    int rc = storage_exec_stmt(s, st);
+    /* RETURNING gives the row's id whether the upsert inserted or updated it */
+    int rc = storage_exec_insert(s, st, a->id);
     if (rc != SQL_OK)
         return constraint_or_db(err, c, rc, a->upsert ? "recording destination" : "adding destination", a->name);
-    if (!a->id) return SAMDA_OK;
-    if (!a->upsert) {
-        *a->id = sql_last_id(c->q);
-        return SAMDA_OK;
-    }
-    /* an update does not set the last insert rowid: look the id up */
-    sql_stmt *q = storage_stmt(c, "SELECT id FROM destinations WHERE name = ?1", err);
-    if (!q) return err->code;
-    sql_bind_text(q, 1, a->name);
-    if (storage_step(s, q) == SQL_ROW) *a->id = sql_col_int64(q, 0);
-    sql_reset(q);
     return SAMDA_OK;
 }
 

@@ -126,14 +126,8 @@ void sql_close(sql_conn *c)
 
 static void clear_bindings(sql_stmt *st)
 {
-    if (st->c->engine == SQL_SQLITE) {
-        sqlite3_clear_bindings(st->lite);
-        return;
-    }
-    for (int i = 0; i < SQL_MAX_PARAMS; i++) {
-        free(st->vals[i]);
-        st->vals[i] = NULL;
-    }
+    if (st->c->engine == SQL_SQLITE) sqlite3_clear_bindings(st->lite);
+    else pg_unbind(st);
 }
 
 sql_stmt *sql_stmt_get(sql_conn *c, const char *sql, samda_error *err)
@@ -323,11 +317,6 @@ size_t sql_col_bytes(sql_stmt *st, int i)
 int64_t sql_changes(sql_conn *c)
 {
     return c->engine == SQL_POSTGRESQL ? pg_changes(c) : sqlite3_changes(c->lite);
-}
-
-int64_t sql_last_id(sql_conn *c)
-{
-    return c->engine == SQL_POSTGRESQL ? pg_last_id(c) : sqlite3_last_insert_rowid(c->lite);
 }
 
 int sql_exec(sql_conn *c, const char *script)

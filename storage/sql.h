@@ -71,8 +71,6 @@ size_t sql_col_bytes(sql_stmt *st, int i);
 
 /** Rows changed by the last INSERT, UPDATE or DELETE run on c. */
 int64_t sql_changes(sql_conn *c);
-/** Id of the row the last INSERT on c added (its integer primary key). */
-int64_t sql_last_id(sql_conn *c);
 /** Run a script of statements without parameters. SQL_OK or an error code (sql_errmsg says why). */
 int sql_exec(sql_conn *c, const char *script);
 /** The last error's message on c ("" when none). */

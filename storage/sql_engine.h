@@ -38,13 +38,13 @@ void pg_close(sql_conn *c);
 int pg_prepare(sql_stmt *st, const char *sql, samda_error *err);
 int pg_step(sql_stmt *st);
 void pg_reset(sql_stmt *st);
+void pg_unbind(sql_stmt *st); /* every parameter back to NULL */
 void pg_stmt_free(sql_stmt *st);
 void pg_release(sql_conn *c);
 bool pg_col_null(sql_stmt *st, int i);
 const char *pg_col_text(sql_stmt *st, int i);
 size_t pg_col_bytes(sql_stmt *st, int i);
 int64_t pg_changes(sql_conn *c);
-int64_t pg_last_id(sql_conn *c);
 int pg_exec(sql_conn *c, const char *script);
 const char *pg_errmsg(sql_conn *c);
 bool pg_in_tx(sql_conn *c);

@@ -157,8 +157,8 @@ size_t samda_store_tmp_removed(const samda_store *s);
 size_t samda_store_orphans_removed(const samda_store *s);
 /** The data directory (borrowed; valid until close). */
 const char *samda_store_data_dir(const samda_store *s);
-/** The index engine and its version ("SQLite 3.40.1", "PostgreSQL 15.18") into out (size bytes);
- *  asks the server on PostgreSQL. @return SAMDA_OK; SAMDA_EDB (the index cannot be reached).
+/** The index engine and its version ("SQLite 3.40.1", "PostgreSQL 15.18", as the server said at
+ *  connect) into out (size bytes). @return SAMDA_OK; SAMDA_EDB (no connection can be opened).
  *  Thread-safety: safe. */
 samda_status samda_store_index_version(samda_store *s, char *out, size_t size, samda_error *err);
 /** Current time from the store's clock, Unix ms. */

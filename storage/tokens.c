@@ -55,18 +55,17 @@ samda_status samda_store_token_create(samda_store *s, const char *name, samda_ro
     samda_status st = storage_tx_begin(s, c, err);
     if (st == SAMDA_OK) {
         sql_stmt *q = storage_stmt(c, "INSERT INTO api_tokens(name, role, secret_sha256, created_ms)"
-                                          " VALUES(?1, ?2, ?3, ?4)", err);
+                                          " VALUES(?1, ?2, ?3, ?4) RETURNING id", err);
         if (!q) st = err->code;
         else {
             sql_bind_text(q, 1, name);
             sql_bind_text(q, 2, role_names[role]);
             sql_bind_text(q, 3, hash);
             sql_bind_int64(q, 4, samda_store_now_ms(s));
-            int rc = storage_exec_stmt(s, q);
+            int rc = storage_exec_insert(s, q, id);
             if ((rc & 0xff) == SQL_CONSTRAINT)
                 st = samda_fail(err, SAMDA_EEXIST, "creating token '%s': name already taken", name);
             else if (rc != SQL_OK) st = storage_db_fail(err, c, rc, "creating token");
-            else if (id) *id = sql_last_id(c->q);
         }
         if (st == SAMDA_OK) st = storage_tx_commit(s, c, err);
         else storage_tx_rollback(s, c);

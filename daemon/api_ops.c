@@ -77,16 +77,6 @@ static json_t *check(const char *status, const char *detail)
     return o;
 }
 
-/* [cluster] roles as "ingest,worker,...". */
-static const char *roles_text(const samda_config *cfg, char *out, size_t size)
-{
-    size_t o = 0;
-    out[0] = '\0';
-    for (size_t i = 0; i < cfg->cluster_roles.n && o + 1 < size; i++)
-        o += (size_t)snprintf(out + o, size - o, "%s%s", i ? "," : "", cfg->cluster_roles.v[i]);
-    return out;
-}
-
 static samda_status health(void *v, json_t **checks, bool *healthy, samda_error *err)
 {
     samdad_ctx *ctx = CORE(v)->ctx;
@@ -146,7 +136,7 @@ static samda_status health(void *v, json_t **checks, bool *healthy, samda_error 
         if (!port) ok = false;
     }
     char nd[160];
-    snprintf(nd, sizeof nd, "node %s, roles %s", samdad_node(ctx), roles_text(cfg, (char[64]){0}, 64));
+    snprintf(nd, sizeof nd, "node %s, roles %s", samdad_node(ctx), samda_strlist_join(&cfg->cluster_roles, (char[64]){0}, 64));
     json_object_set_new(c, "node", check("ok", nd));
     samda_config_unref(cfg);
     (void)err;

@@ -1166,6 +1166,15 @@ const samda_site_cfg *samda_config_site(const samda_config *c, const char *name)
 
 unsigned samda_site_outputs(const samda_site_cfg *s) { return s ? samda_outputs_of(&s->outputs) : SAMDA_OUTPUT_SEG; }
 
+const char *samda_strlist_join(const samda_strlist *l, char *out, size_t size)
+{
+    size_t o = 0;
+    if (size) out[0] = '\0';
+    for (size_t i = 0; i < l->n && o + 1 < size; i++)
+        o += (size_t)snprintf(out + o, size - o, "%s%s", i ? "," : "", l->v[i]);
+    return out;
+}
+
 unsigned samda_cluster_roles(const samda_config *c)
 {
     unsigned bits = 0;

@@ -205,6 +205,8 @@ enum { SAMDA_OUTPUT_SEG = 1u << 0, SAMDA_OUTPUT_RTSTRUCT = 1u << 1, SAMDA_OUTPUT
 unsigned samda_site_outputs(const samda_site_cfg *s);
 /** The SAMDA_OUTPUT_* bits of a list of output names (unknown names ignored). Pure. */
 unsigned samda_outputs_of(const samda_strlist *l);
+/** l's items joined with commas into out (size bytes, cut to fit); returns out. Pure. */
+const char *samda_strlist_join(const samda_strlist *l, char *out, size_t size);
 
 /* [cluster] roles of this node. */
 enum { SAMDA_NODE_INGEST = 1u << 0, SAMDA_NODE_WORKER = 1u << 1, SAMDA_NODE_EXPORT = 1u << 2, SAMDA_NODE_API = 1u << 3 };

@@ -280,9 +280,7 @@ static bool cluster_tick(samdad_scheduler *s, samda_store *store, int64_t now)
         samda_node_info me;
         memset(&me, 0, sizeof me);
         snprintf(me.name, sizeof me.name, "%s", samdad_node(ctx));
-        size_t o = 0;
-        for (size_t i = 0; i < cfg->cluster_roles.n && o + 1 < sizeof me.roles; i++)
-            o += (size_t)snprintf(me.roles + o, sizeof me.roles - o, "%s%s", i ? "," : "", cfg->cluster_roles.v[i]);
+        samda_strlist_join(&cfg->cluster_roles, me.roles, sizeof me.roles);
         snprintf(me.version, sizeof me.version, "%s", SAMDA_VERSION);
         me.pid = (int64_t)getpid();
         me.started_ms = s->started_ms;

@@ -10,11 +10,7 @@
 S=${1:-8}; SLICES=${2:-48}
 DEMO="$SAMDA_SOURCE_DIR/deploy/demo"
 [ -f "$DEMO/sam_demo_base.pth" ] || { echo "SKIP: no demo model"; exit 77; }
-PGS="$SAMDA_SOURCE_DIR/tests/pg/pg_server.sh"
-PGD=$(mktemp -u /tmp/samda-pgbench.XXXXXX)
-trap 'sh "$PGS" stop "$PGD" >/dev/null 2>&1 || true; cleanup' EXIT
-sh "$PGS" start "$PGD" >/dev/null || { echo "SKIP: no PostgreSQL server binaries"; exit 77; }
-PGC="host=$PGD user=samda dbname=samda gssencmode=disable sslmode=disable"
+start_pg || { echo "SKIP: no PostgreSQL server binaries"; exit 77; }
 "$SAMDA" phantom --out "$T/ph" --site A --count $((S * SLICES)) --seed 3 --slices-per-body "$SLICES" --dicom >/dev/null
 echo "bench_cluster: $S series of $SLICES slices (256x256), demo model on the CPU, $(nproc) cores, PostgreSQL index"
 

@@ -48,10 +48,7 @@ for a in 1 8; do for rep in $(seq "$REPEAT"); do
 done; done
 # The same samdad with its index in PostgreSQL (a server of Debian's package started for the run,
 # Unix socket, fsync on), as a cluster node uses it.
-PGS="$SAMDA_SOURCE_DIR/tests/pg/pg_server.sh"
-if [ "${BENCH_PG:-1}" = 1 ] && PGD=$(mktemp -u /tmp/samda-pgbench.XXXXXX) && sh "$PGS" start "$PGD" >/dev/null 2>&1; then
-  trap 'sh "$PGS" stop "$PGD" >/dev/null 2>&1 || true; cleanup' EXIT
-  PGC="host=$PGD user=samda dbname=samda gssencmode=disable sslmode=disable"
+if [ "${BENCH_PG:-1}" = 1 ] && start_pg; then
   sed "s|^min_free = 1MiB|min_free = 1MiB\nindex = postgresql\npostgresql = $PGC|" "$T/s.conf" >"$T/pg.conf"
   for a in 1 8; do for rep in $(seq "$REPEAT"); do
     rm -rf "$T/data"

@@ -136,6 +136,17 @@ wait_for_cmd() {
   fail "timed out after ${secs}s waiting for: $*"
 }
 
+# start_pg: a throw-away PostgreSQL server for this script (tests/pg/pg_server.sh: Debian's server, Unix
+# socket only), stopped on exit. Sets PGS (the script), PGD (the server's folder) and PGC (a libpq
+# connection string to its database). Fails (status 1) when the server cannot be started.
+start_pg() {
+  PGS="$SAMDA_SOURCE_DIR/tests/pg/pg_server.sh"
+  PGD=$(mktemp -u /tmp/samda-pg.XXXXXX)
+  trap 'sh "$PGS" stop "$PGD" >/dev/null 2>&1 || true; cleanup' EXIT
+  sh "$PGS" start "$PGD" >/dev/null 2>&1 || return 1
+  PGC="host=$PGD user=samda dbname=samda gssencmode=disable sslmode=disable"
+}
+
 # tmp_empty DATA_DIR: no file left under tmp/
 tmp_empty() { [ -z "$(find "$1/tmp" -type f 2>/dev/null)" ]; }
 

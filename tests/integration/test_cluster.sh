@@ -9,11 +9,7 @@
 . "$(dirname "$0")/lib.sh"
 DEMO="$SAMDA_SOURCE_DIR/deploy/demo"
 [ -f "$DEMO/sam_demo_base.pth" ] || { echo "SKIP: no demo model"; exit 77; }
-PGS="$SAMDA_SOURCE_DIR/tests/pg/pg_server.sh"
-PGD=$(mktemp -u /tmp/samda-pgit.XXXXXX)
-trap 'sh "$PGS" stop "$PGD" >/dev/null 2>&1 || true; cleanup' EXIT
-sh "$PGS" start "$PGD" >/dev/null || fail "PostgreSQL test server"
-PGC="host=$PGD user=samda dbname=samda gssencmode=disable sslmode=disable"
+start_pg || fail "PostgreSQL test server"
 
 "$SAMDA" phantom --out "$T/ph" --site A --count 384 --seed 5 --slices-per-body 48 --dicom >/dev/null || fail "phantom"
 [ "$(ls -d "$T"/ph/dicom/A_0000? | wc -l)" = 8 ] || fail "expected 8 phantom series: $(ls "$T/ph/dicom")"

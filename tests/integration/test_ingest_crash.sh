@@ -11,11 +11,7 @@ dport=$(free_port); hport=$(free_port)
 write_conf "$T/s.conf" "$dport" "$hport"
 D="$T/data"
 if [ "$INDEX" = postgresql ]; then
-  PGS="$SAMDA_SOURCE_DIR/tests/pg/pg_server.sh"
-  PGD=$(mktemp -u /tmp/samda-pgit.XXXXXX)
-  trap 'sh "$PGS" stop "$PGD" >/dev/null 2>&1 || true; cleanup' EXIT
-  sh "$PGS" start "$PGD" >/dev/null || fail "PostgreSQL test server"
-  PGC="host=$PGD user=samda dbname=samda gssencmode=disable sslmode=disable"
+  start_pg || fail "PostgreSQL test server"
   sed -i "s|^min_free = 1MiB|min_free = 1MiB\nindex = postgresql\npostgresql = $PGC|" "$T/s.conf"
 fi
 # the SOP Instance UIDs in the index

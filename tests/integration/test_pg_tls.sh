@@ -9,9 +9,6 @@
 . "$(dirname "$0")/lib.sh"
 MR="$FIXTURES/dicom/mr-brain-20"
 [ -d "$MR" ] || { echo "SKIP: fixtures not found at $FIXTURES"; exit 77; }
-PGS="$SAMDA_SOURCE_DIR/tests/pg/pg_server.sh"
-PGD=$(mktemp -u /tmp/samda-pgtls.XXXXXX)
-trap 'sh "$PGS" stop "$PGD" >/dev/null 2>&1 || true; cleanup' EXIT
 P="$T/pki"; mkdir -p "$P"
 (
   cd "$P"
@@ -20,7 +17,7 @@ P="$T/pki"; mkdir -p "$P"
   openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj "/CN=localhost"
   openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile ext.cnf
 ) >"$T/pki.log" 2>&1 || fail "making the test PKI: $(tail -5 "$T/pki.log")"
-sh "$PGS" start "$PGD" >/dev/null || fail "PostgreSQL test server"
+start_pg || fail "PostgreSQL test server"
 cp "$P/server.crt" "$P/server.key" "$PGD/"
 [ "$(id -u)" = 0 ] && chown postgres "$PGD/server.crt" "$PGD/server.key"
 chmod 600 "$PGD/server.key"

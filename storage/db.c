@@ -207,7 +207,7 @@ static storage_conn *conn_open(samda_store *s, samda_error *err)
         return NULL;
     }
     if (s->p.index == SAMDA_INDEX_POSTGRESQL) c->q = sql_open_pg(s->conninfo, s->p.busy_timeout_ms, err);
-    else c->q = sql_open_sqlite(s->db_path, s->p.busy_timeout_ms, s->p.sync != SAMDA_SYNC_NORMAL, err);
+    else c->q = sql_open_sqlite(s->db_path, s->p.busy_timeout_ms, err);
     if (!c->q) {
         free(c);
         return NULL;
@@ -295,8 +295,10 @@ static int exec_sql(samda_store *s, storage_conn *c, const char *sql, bool fault
     return sql_exec(c->q, sql);
 }
 
-/* A transaction of storage_tx_begin commits without SQLite's fsync (synchronous=NORMAL for its span);
- * the connection is FULL again after it, for the few statements that write outside a transaction. */
+/* With synchronous=FULL asked of an SQLite index, its connections run at NORMAL (sql_open_sqlite)
+ * and every transaction of storage_tx_begin is made durable by one shared fsync of the WAL after its
+ * commit (wait_durable). The one write outside a transaction, dropping an intent (objects.c), needs no
+ * durability of its own: an intent left behind is checked again at the next open. */
 static bool group_commit(const samda_store *s) { return s->p.sync == SAMDA_SYNC_FULL && s->p.index == SAMDA_INDEX_SQLITE; }
 
 /* PostgreSQL: every write transaction of every node takes this transaction-scoped advisory lock first,
@@ -319,12 +321,10 @@ static int pg_durable(samda_store *s, storage_conn *c)
 samda_status storage_tx_begin(samda_store *s, storage_conn *c, samda_error *err)
 {
     pthread_mutex_lock(&s->write_mu);
-    if (group_commit(s)) exec_sql(s, c, "PRAGMA synchronous=NORMAL", false);
     /* PostgreSQL: BEGIN, the lock and the setting in one round trip */
     int rc = exec_sql(s, c, storage_sql(c, "BEGIN IMMEDIATE", STORAGE_PG_BEGIN), true);
     if (rc != SQL_OK) {
         if (sql_in_tx(c->q)) exec_sql(s, c, "ROLLBACK", false); /* the lock timed out inside the BEGIN */
-        if (group_commit(s)) exec_sql(s, c, "PRAGMA synchronous=FULL", false);
         pthread_mutex_unlock(&s->write_mu);
         return storage_db_fail(err, c, rc, "starting index transaction");
     }
@@ -379,7 +379,6 @@ samda_status storage_tx_commit(samda_store *s, storage_conn *c, samda_error *err
     if (rc != SQL_OK) {
         samda_status st = storage_db_fail(err, c, rc, "committing index transaction");
         if (sql_in_tx(c->q)) exec_sql(s, c, "ROLLBACK", false);
-        if (group_commit(s)) exec_sql(s, c, "PRAGMA synchronous=FULL", false);
         pthread_mutex_unlock(&s->write_mu);
         return st;
     }
@@ -393,7 +392,6 @@ samda_status storage_tx_commit(samda_store *s, storage_conn *c, samda_error *err
         pthread_mutex_unlock(&s->write_mu);
         return SAMDA_OK;
     }
-    exec_sql(s, c, "PRAGMA synchronous=FULL", false);
     pthread_mutex_lock(&s->sync_mu);
     uint64_t seq = ++s->commit_seq;
     pthread_mutex_unlock(&s->sync_mu);
@@ -405,7 +403,6 @@ samda_status storage_tx_commit(samda_store *s, storage_conn *c, samda_error *err
 void storage_tx_rollback(samda_store *s, storage_conn *c)
 {
     if (sql_in_tx(c->q)) exec_sql(s, c, "ROLLBACK", false);
-    if (group_commit(s)) exec_sql(s, c, "PRAGMA synchronous=FULL", false);
     pthread_mutex_unlock(&s->write_mu);
 }
 

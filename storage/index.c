@@ -65,20 +65,22 @@ static const char SQL_STUDY_TOUCH[] =
     "UPDATE studies SET last_received_ms = greatest(last_received_ms, ?2),"
     " study_date = coalesce(study_date, ?3), study_description = coalesce(study_description, ?4),"
     " accession_number = coalesce(accession_number, ?5) WHERE id = ?1";
-static const char SQL_SERIES_FIND[] = "SELECT id, study_ref, state, modality FROM series WHERE series_uid = ?1";
-/* Another SOP class among the series' instances (the instance itself excluded: a replaced copy). */
+static const char SQL_SERIES_FIND[] =
+    "SELECT id, study_ref, state, modality, sop_class_uid FROM series WHERE series_uid = ?1";
+/* Another SOP class among the series' instances (the instance itself excluded: a replaced copy); asked
+ * only when the instance's class differs from the one the series records. */
 static const char SQL_SERIES_OTHER_CLASS[] =
     "SELECT sop_class_uid FROM instances WHERE series_ref = ?1 AND sop_class_uid <> ?2 AND sop_uid <> ?3 LIMIT 1";
 /* ?9, ?10: the state and its reason ('receiving' and NULL for a received instance). */
 static const char SQL_SERIES_INSERT[] =
     "INSERT INTO series(study_ref, series_uid, modality, body_part, series_description, series_number, site_id,"
-    " first_received_ms, last_received_ms, state_changed_ms, state, state_reason)"
-    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8, ?9, ?10) RETURNING id";
+    " first_received_ms, last_received_ms, state_changed_ms, state, state_reason, sop_class_uid)"
+    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8, ?9, ?10, ?11) RETURNING id";
 static const char SQL_SERIES_TOUCH[] =
     "UPDATE series SET last_received_ms = greatest(last_received_ms, ?2), n_instances = n_instances + ?3,"
     " modality = coalesce(modality, ?4), body_part = coalesce(body_part, ?5),"
     " series_description = coalesce(series_description, ?6), series_number = coalesce(series_number, ?7),"
-    " site_id = coalesce(site_id, ?8),"
+    " site_id = coalesce(site_id, ?8), sop_class_uid = ?10,"
     " state_reason = CASE WHEN state = 'receiving' OR ?9 THEN state_reason ELSE 'new instance after completion' END,"
     " state_changed_ms = CASE WHEN state = 'receiving' OR ?9 THEN state_changed_ms ELSE ?2 END,"
     " state = CASE WHEN ?9 THEN state ELSE 'receiving' END WHERE id = ?1";
@@ -282,7 +284,7 @@ static samda_status find_instance(index_step *x, bool replace, char old_relpath[
 
 /* An indexed series takes the instance only if it agrees: same study, same modality, one SOP class. */
 static samda_status check_series_fits(index_step *x, int64_t series_id, int64_t study_ref, int64_t study_id,
-                                      const char *series_modality, samda_error *err)
+                                      const char *series_modality, const char *series_class, samda_error *err)
 {
     const samda_instance_meta *m = x->m;
     if (study_ref != study_id)
@@ -292,6 +294,9 @@ static samda_status check_series_fits(index_step *x, int64_t series_id, int64_t 
         return samda_fail(err, SAMDA_ECONFLICT, "(0008,0060) Modality %s differs from the %s of series %s: one "
                           "series, one modality (instance %s refused)", m->modality, series_modality,
                           m->series_uid, m->sop_uid);
+    /* The series' class is the instance's: nothing to read. Otherwise (or none recorded) the instances
+     * decide, since the only one of the recorded class may be this SOP itself, being replaced. */
+    if (series_class[0] && strcmp(series_class, m->sop_class_uid) == 0) return SAMDA_OK;
     sql_stmt *st = storage_stmt(x->c, SQL_SERIES_OTHER_CLASS, err);
     if (!st) return err->code;
     sql_bind_int64(st, 1, series_id);
@@ -325,6 +330,7 @@ static samda_status touch_series(index_step *x, int64_t series_id, samda_error *
     bind_int_or_null(st, 7, m->series_number);
     storage_bind_int64_or_null(st, 8, x->site_id);
     sql_bind_int64(st, 9, (m->flags & SAMDA_INSTANCE_UPLOAD) ? 1 : 0); /* an upload's series stays as it is */
+    sql_bind_text(st, 10, m->sop_class_uid); /* checked: every other instance has this class */
     int rc = storage_exec_stmt(x->s, st);
     return rc != SQL_OK ? storage_db_fail(err, x->c, rc, INDEXING) : SAMDA_OK;
 }
@@ -349,6 +355,7 @@ static samda_status insert_series(index_step *x, samda_ingest_result *res, samda
     sql_bind_text(st, 9, result || upload ? "complete" : "receiving");
     if (result || upload) sql_bind_text(st, 10, result ? RESULT_SERIES_REASON : UPLOAD_SERIES_REASON);
     else sql_bind_null(st, 10);
+    sql_bind_text(st, 11, m->sop_class_uid);
     int rc = storage_exec_insert(x->s, st, &res->series_id);
     if (rc != SQL_OK) return storage_db_fail(err, x->c, rc, INDEXING);
     res->new_series = true;
@@ -373,8 +380,11 @@ static samda_status upsert_series(index_step *x, samda_ingest_result *res, samda
         x->reopened = strcmp(sql_col_text(st, 2), "receiving") != 0;
         char series_modality[SAMDA_CS_SIZE];
         storage_col_text(st, 3, series_modality, sizeof series_modality);
+        char series_class[SAMDA_UID_SIZE];
+        storage_col_text(st, 4, series_class, sizeof series_class);
         sql_reset(st);
-        samda_status ss = check_series_fits(x, res->series_id, study_ref, res->study_id, series_modality, err);
+        samda_status ss =
+            check_series_fits(x, res->series_id, study_ref, res->study_id, series_modality, series_class, err);
         return ss != SAMDA_OK ? ss : touch_series(x, res->series_id, err);
     }
     sql_reset(st);

@@ -44,7 +44,7 @@ static int coll_c(void *arg, int na, const void *a, int nb, const void *b)
     return r ? r : (na > nb) - (na < nb);
 }
 
-static int lite_setup(sql_conn *c, int busy_timeout_ms, bool sync_full, const char *path, samda_error *err)
+static int lite_setup(sql_conn *c, int busy_timeout_ms, const char *path, samda_error *err)
 {
     sqlite3_extended_result_codes(c->lite, 1);
     sqlite3_busy_timeout(c->lite, busy_timeout_ms);
@@ -56,7 +56,7 @@ static int lite_setup(sql_conn *c, int busy_timeout_ms, bool sync_full, const ch
         return SQL_ERROR;
     }
     const char *pragmas[] = {"PRAGMA foreign_keys=ON",
-                             sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
+                             "PRAGMA synchronous=NORMAL",
                              "PRAGMA trusted_schema=OFF"};
     for (size_t i = 0; i < sizeof pragmas / sizeof pragmas[0]; i++) {
         int rc = sqlite3_exec(c->lite, pragmas[i], NULL, NULL, NULL);
@@ -83,7 +83,7 @@ static int lite_setup(sql_conn *c, int busy_timeout_ms, bool sync_full, const ch
     return rc;
 }
 
-sql_conn *sql_open_sqlite(const char *path, int busy_timeout_ms, bool sync_full, samda_error *err)
+sql_conn *sql_open_sqlite(const char *path, int busy_timeout_ms, samda_error *err)
 {
     sql_conn *c = calloc(1, sizeof *c);
     if (!c) {
@@ -98,7 +98,7 @@ sql_conn *sql_open_sqlite(const char *path, int busy_timeout_ms, bool sync_full,
         sql_close(c);
         return NULL;
     }
-    if (lite_setup(c, busy_timeout_ms, sync_full, path, err) != SQLITE_OK) {
+    if (lite_setup(c, busy_timeout_ms, path, err) != SQLITE_OK) {
         sql_close(c);
         return NULL;
     }

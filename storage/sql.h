@@ -35,8 +35,9 @@ typedef enum { SQL_SQLITE, SQL_POSTGRESQL } sql_engine;
 typedef struct sql_conn sql_conn;
 typedef struct sql_stmt sql_stmt;
 
-/** Open an SQLite index file in WAL mode with foreign keys on. NULL + err. Caller closes. */
-sql_conn *sql_open_sqlite(const char *path, int busy_timeout_ms, bool sync_full, samda_error *err);
+/** Open an SQLite index file in WAL mode, synchronous=NORMAL (durability is the caller's WAL fsync), with
+ *  foreign keys on. NULL + err. Caller closes. */
+sql_conn *sql_open_sqlite(const char *path, int busy_timeout_ms, samda_error *err);
 /** Connect to PostgreSQL with a libpq connection string (a UTF8 database); no lock is waited for longer
  *  than lock_timeout_ms (then SQL_BUSY). Errors never repeat the string (it may hold a password).
  *  NULL + err. Caller closes. */

@@ -57,7 +57,7 @@ extern "C" {
 #define SAMDA_OBJECT_MAX_BYTES ((uint64_t)4 << 30) /* bound on one object file */
 
 /** Schema version this code writes (PRAGMA user_version after migrations). */
-#define SAMDA_STORE_SCHEMA_VERSION 4
+#define SAMDA_STORE_SCHEMA_VERSION 5
 
 /* ---------------------------------------------------------------------------------------------- */
 /* UIDs                                                                                           */

@@ -601,6 +601,45 @@ static void test_resend_after_abort_adopts(void **state)
     fx_close(f);
 }
 
+/* The series records its SOP class, so the check reads no other instance; the only instance of a
+ * series, replaced by a copy of another class, moves the series to that class, after which the old
+ * class is refused. Also after the series' class was lost (an index migrated from before it). */
+#define FX_CLASS "1.2.840.10008.5.1.4.1.1.2" /* fx_meta's */
+static void test_series_sop_class(void **state)
+{
+    (void)state;
+    fx *f = fx_open();
+    assert_non_null(f);
+    samda_error e;
+    samda_instance_meta m;
+    fx_meta(&m, "1.2.20", "1.2.20.1", "1.2.20.1.1");
+    CHECK_OK(fx_ingest(f->s, &m, "a", 1, SAMDA_DUP_OVERWRITE, NULL, &e));
+    assert_int_equal(fx_raw_int(f, "SELECT count(*) FROM series WHERE sop_class_uid = '" FX_CLASS "'"), 1);
+
+    samda_instance_meta other = m;
+    snprintf(other.sop_class_uid, sizeof other.sop_class_uid, "%s", "1.2.840.10008.5.1.4.1.1.7");
+    CHECK_OK(fx_ingest(f->s, &other, "b", 1, SAMDA_DUP_OVERWRITE, NULL, &e)); /* the same SOP, replaced */
+    assert_int_equal(fx_raw_int(f, "SELECT count(*) FROM series WHERE sop_class_uid = '1.2.840.10008.5.1.4.1.1.7'"),
+                     1);
+    samda_instance_meta second = m;
+    snprintf(second.sop_uid, sizeof second.sop_uid, "%s", "1.2.20.1.2");
+    CHECK_ST(SAMDA_ECONFLICT, fx_ingest(f->s, &second, "c", 1, SAMDA_DUP_OVERWRITE, NULL, &e));
+    assert_non_null(strstr(e.message, "(0008,0016) SOPClassUID " FX_CLASS " differs from the 1.2.840.10008.5.1.4.1.1.7"));
+
+    /* no class recorded: the instances decide, and the next instance records it */
+    char msg[256];
+    assert_int_equal(fx_raw_exec(f, "UPDATE series SET sop_class_uid = NULL", msg, sizeof msg), 0);
+    CHECK_ST(SAMDA_ECONFLICT, fx_ingest(f->s, &second, "c", 1, SAMDA_DUP_OVERWRITE, NULL, &e));
+    snprintf(second.sop_class_uid, sizeof second.sop_class_uid, "%s", "1.2.840.10008.5.1.4.1.1.7");
+    CHECK_OK(fx_ingest(f->s, &second, "d", 1, SAMDA_DUP_OVERWRITE, NULL, &e));
+    assert_int_equal(fx_raw_int(f, "SELECT count(*) FROM series WHERE sop_class_uid = '1.2.840.10008.5.1.4.1.1.7'"),
+                     1);
+    samda_instance_meta third = m;
+    snprintf(third.sop_uid, sizeof third.sop_uid, "%s", "1.2.20.1.3");
+    CHECK_ST(SAMDA_ECONFLICT, fx_ingest(f->s, &third, "e", 1, SAMDA_DUP_OVERWRITE, NULL, &e));
+    fx_close(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -614,6 +653,7 @@ int main(void)
         cmocka_unit_test(test_associations),
         cmocka_unit_test(test_series_assoc_summary_and_stale),
         cmocka_unit_test(test_resend_after_abort_adopts),
+        cmocka_unit_test(test_series_sop_class),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

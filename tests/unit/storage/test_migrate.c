@@ -118,6 +118,33 @@ static void test_not_a_database_refused(void **state)
     fx_rm_scratch(&f0);
 }
 
+/* An index of schema version 4 (before series recorded their SOP class) is brought forward with its
+ * series' class read from their instances, and the one-class rule holds across the upgrade. */
+static void test_upgrade_from_4_records_series_class(void **state)
+{
+    (void)state;
+    fx *f = fx_open();
+    assert_non_null(f);
+    samda_error e;
+    CHECK_OK(fx_ingest_simple(f->s, "1.2", "1.2.3", "1.2.3.4", &e));
+    char msg[256];
+    if (fx_raw_exec(f, fx_pg() ? "ALTER TABLE series DROP COLUMN sop_class_uid;"
+                                 "DELETE FROM schema_migrations WHERE version = 5"
+                               : "ALTER TABLE series DROP COLUMN sop_class_uid;"
+                                 "DELETE FROM schema_migrations WHERE version = 5; PRAGMA user_version = 4",
+                    msg, sizeof msg))
+        fail_msg("going back to version 4: %s", msg);
+    assert_int_equal(schema_version(f), 4);
+    assert_non_null(fx_reopen(f));
+    assert_int_equal(schema_version(f), SAMDA_STORE_SCHEMA_VERSION);
+    assert_int_equal(fx_raw_int(f, "SELECT count(*) FROM series WHERE sop_class_uid = '1.2.840.10008.5.1.4.1.1.2'"), 1);
+    samda_instance_meta m;
+    fx_meta(&m, "1.2", "1.2.3", "1.2.3.5");
+    snprintf(m.sop_class_uid, sizeof m.sop_class_uid, "%s", "1.2.840.10008.5.1.4.1.1.4");
+    CHECK_ST(SAMDA_ECONFLICT, fx_ingest(f->s, &m, "x", 1, SAMDA_DUP_REJECT, NULL, &e));
+    fx_close(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -125,6 +152,7 @@ int main(void)
         cmocka_unit_test(test_reopen_is_noop),
         cmocka_unit_test(test_newer_schema_refused),
         cmocka_unit_test(test_not_a_database_refused),
+        cmocka_unit_test(test_upgrade_from_4_records_series_class),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

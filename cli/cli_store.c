@@ -11,18 +11,43 @@
 #include "storage.h"
 
 #define STORE_JSON_FLAGS (JSON_INDENT(2) | JSON_SORT_KEYS)
+#define LIST_DEFAULT 1000
+#define LIST_MAX 100000 /* the index's own bound on one list */
 
-/* samda series [--study UID] [--site NAME]: the index's view of series. */
+/* --limit N of a listing command: 1..LIST_MAX, else a message naming cmd. */
+static bool take_limit(const char *cmd, const char *v, size_t *out)
+{
+    long long n = 0;
+    if (!cli_parse_id(cmd, "a --limit (a positive number)", v, &n)) return false;
+    if (n > LIST_MAX) {
+        fprintf(stderr, "%s: --limit %lld is above %d\n", cmd, n, LIST_MAX);
+        return false;
+    }
+    *out = (size_t)n;
+    return true;
+}
+
+/* A listing that filled its limit may have more rows: say so on stderr, so that a script counting the
+ * JSON array is not misled. */
+static void note_limit(const char *cmd, size_t n, size_t limit)
+{
+    if (n >= limit)
+        fprintf(stderr, "%s: the first %zu shown; there may be more (--limit N, at most %d)\n", cmd, n, LIST_MAX);
+}
+
+/* samda series [--study UID] [--site NAME] [--limit N]: the index's view of series. */
 int cli_cmd_series(int argc, char **argv)
 {
     cli_data_opts o = {0};
     cli_take_data_opts(&argc, argv, &o);
-    samda_index_query q = {0};
+    samda_index_query q = {.limit = LIST_DEFAULT};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--study") && i + 1 < argc) q.study_uid = argv[++i];
         else if (!strcmp(argv[i], "--site") && i + 1 < argc) q.site = argv[++i];
-        else {
-            fprintf(stderr, "usage: samda series [--study UID] [--site NAME] [--config F | --data-dir D]\n");
+        else if (!strcmp(argv[i], "--limit") && i + 1 < argc) {
+            if (!take_limit("samda series", argv[++i], &q.limit)) return CLI_EXIT_USAGE;
+        } else {
+            fprintf(stderr, "usage: samda series [--study UID] [--site NAME] [--limit N] [--config F | --data-dir D]\n");
             return CLI_EXIT_USAGE;
         }
     }
@@ -37,6 +62,7 @@ int cli_cmd_series(int argc, char **argv)
         fprintf(stderr, "samda series: %s\n", err.message);
         return CLI_EXIT_FAIL;
     }
+    note_limit("samda series", n, q.limit);
     json_t *a = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append_new(a, samdad_series_json(&rows[i]));
@@ -44,12 +70,12 @@ int cli_cmd_series(int argc, char **argv)
     return cli_print_json(a, STORE_JSON_FLAGS);
 }
 
-/* samda jobs [--state S] [--kind K]: jobs with state, attempts and errors. */
+/* samda jobs [--state S] [--kind K] [--limit N]: jobs with state, attempts and errors. */
 int cli_cmd_jobs(int argc, char **argv)
 {
     cli_data_opts o = {0};
     cli_take_data_opts(&argc, argv, &o);
-    samda_job_filter f = {.state = -1};
+    samda_job_filter f = {.state = -1, .limit = LIST_DEFAULT};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--state") && i + 1 < argc) {
             const char *w = argv[++i];
@@ -62,8 +88,10 @@ int cli_cmd_jobs(int argc, char **argv)
             }
         } else if (!strcmp(argv[i], "--kind") && i + 1 < argc) {
             f.kind = argv[++i];
+        } else if (!strcmp(argv[i], "--limit") && i + 1 < argc) {
+            if (!take_limit("samda jobs", argv[++i], &f.limit)) return CLI_EXIT_USAGE;
         } else {
-            fprintf(stderr, "usage: samda jobs [--state S] [--kind K] [--config F | --data-dir D]\n");
+            fprintf(stderr, "usage: samda jobs [--state S] [--kind K] [--limit N] [--config F | --data-dir D]\n");
             return CLI_EXIT_USAGE;
         }
     }
@@ -78,6 +106,7 @@ int cli_cmd_jobs(int argc, char **argv)
         fprintf(stderr, "samda jobs: %s\n", err.message);
         return CLI_EXIT_FAIL;
     }
+    note_limit("samda jobs", n, f.limit);
     json_t *a = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append_new(a, samdad_job_json(&jobs[i]));
@@ -90,30 +119,29 @@ int cli_cmd_audit(int argc, char **argv)
 {
     cli_data_opts o = {0};
     cli_take_data_opts(&argc, argv, &o);
-    long long after = 0, limit = 1000;
+    long long after = 0;
+    size_t limit = LIST_DEFAULT;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--after") && i + 1 < argc) after = atoll(argv[++i]);
-        else if (!strcmp(argv[i], "--limit") && i + 1 < argc) limit = atoll(argv[++i]);
-        else {
+        else if (!strcmp(argv[i], "--limit") && i + 1 < argc) {
+            if (!take_limit("samda audit", argv[++i], &limit)) return CLI_EXIT_USAGE;
+        } else {
             fprintf(stderr, "usage: samda audit [--after ID] [--limit N] [--config F | --data-dir D]\n");
             return CLI_EXIT_USAGE;
         }
-    }
-    if (limit <= 0 || limit > 100000) {
-        fprintf(stderr, "samda audit: --limit must be between 1 and 100000\n");
-        return CLI_EXIT_USAGE;
     }
     samda_store *s = cli_open_store(&o);
     if (!s) return CLI_EXIT_FAIL;
     samda_audit_entry *e = NULL;
     size_t n = 0;
     samda_error err;
-    samda_status st = samda_store_audit_list(s, after, (size_t)limit, &e, &n, &err);
+    samda_status st = samda_store_audit_list(s, after, limit, &e, &n, &err);
     samda_store_close(s);
     if (st != SAMDA_OK) {
         fprintf(stderr, "samda audit: %s\n", err.message);
         return CLI_EXIT_FAIL;
     }
+    note_limit("samda audit", n, limit);
     json_t *a = json_array();
     for (size_t i = 0; i < n; i++) {
         json_t *j = json_pack("{s:I, s:I, s:s, s:s, s:s, s:s}", "id", (json_int_t)e[i].id, "time_ms",

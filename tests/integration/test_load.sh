@@ -103,7 +103,8 @@ ok "all $sent acknowledged instances are indexed"
 # The queue drains: every series completes (idle timer 1 s) and has exactly one segment job.
 series=$((sent / FILES))
 drained() {
-  "$SAMDA" jobs --data-dir "$D" >"$T/jobs.json" && "$SAMDA" series --data-dir "$D" >"$T/series.json" &&
+  "$SAMDA" jobs --limit 100000 --data-dir "$D" >"$T/jobs.json" &&
+    "$SAMDA" series --limit 100000 --data-dir "$D" >"$T/series.json" &&
     $PY - "$T/jobs.json" "$T/series.json" "$series" <<'PY'
 import json, sys, collections
 jobs = json.load(open(sys.argv[1])); series = json.load(open(sys.argv[2])); want = int(sys.argv[3])
@@ -116,6 +117,12 @@ PY
 t_end=$(date +%s)
 wait_for_cmd 120 drained
 ok "queue drained $(( $(date +%s) - t_end ))s after the load: $series series complete, exactly one job each"
+# a listing cut by its limit says so (the 1000-row default once made this drain look unfinished)
+"$SAMDA" series --limit 5 --data-dir "$D" 2>"$T/limit.err" | json_len | grep -qx 5 || fail "samda series --limit 5"
+grep -q "the first 5 shown; there may be more" "$T/limit.err" || fail "samda series --limit: no note: $(cat "$T/limit.err")"
+"$SAMDA" jobs --limit 0 --data-dir "$D" 2>"$T/limit.err" && fail "samda jobs --limit 0 accepted"
+grep -q "samda jobs: '0' is not a --limit" "$T/limit.err" || fail "samda jobs --limit 0: $(cat "$T/limit.err")"
+ok "samda series/jobs --limit: a cut listing is noted on stderr, a bad limit refused"
 
 hwm=$(awk '/VmHWM/ {print $2}' /proc/"$pid"/status)
 [ $((hwm / 1024)) -lt "$MAX_RSS_MIB" ] || fail "peak RSS $((hwm / 1024)) MiB over $MAX_RSS_MIB MiB"

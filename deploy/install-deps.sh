@@ -17,6 +17,7 @@ test_pkgs=(
   systemd clang libclang-rt-14-dev procps psmisc
   openssl  # test_tls makes its test CA and certificates with the openssl command
   chromium  # it_ohif: the OHIF viewer in a real browser (headless, WebGL on the CPU)
+  python3-requests  # it_monailabel: our MONAI Label client speaks HTTP with requests, as the published one does
   prometheus python3-yaml  # it_dashboards: promtool checks and tests the alert rules; a live Prometheus
   postgresql  # the storage tests' second engine, it_cluster, it_ingest_crash_pg (tests/pg/pg_server.sh)
 )

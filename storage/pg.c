@@ -142,6 +142,33 @@ static int map_sqlstate(const char *state)
     return SQL_ERROR;
 }
 
+/* After a call that failed on a session the server had dropped while it sat idle in the pool (a
+ * restart, a fail-over, an idle timeout): a fresh session. Every other cached statement keeps its
+ * text and bound values and is prepared again before its next run (stale); keep is prepared again by
+ * the caller. True when the call may run again: the session was idle before it, so nothing of the
+ * caller's was in the lost session. A call made inside a transaction is never run again (the
+ * transaction is gone with the session), nor is the durability wait after a commit (db.c's
+ * pg_durable, an exec of its own), which a new session must not answer about a commit the old one
+ * may have lost. */
+static bool revive(sql_conn *c, PGTransactionStatusType before, sql_stmt *keep)
+{
+    PGconn *conn = c->pg->conn;
+    /* UNKNOWN: the session was already broken before the call (a reset that failed while the server
+     * was down), so nothing of the call reached it either. */
+    if ((before != PQTRANS_IDLE && before != PQTRANS_UNKNOWN) || PQstatus(conn) != CONNECTION_BAD) return false;
+    for (int i = 0; i < SQL_STMT_CACHE; i++) {
+        sql_stmt *st = &c->cache[i];
+        if (st == keep || !st->key) continue;
+        PQclear(st->res);
+        st->res = NULL;
+        st->ran = false;
+        st->row = st->nrows = 0;
+        st->stale = true;
+    }
+    PQreset(conn);
+    return PQstatus(conn) == CONNECTION_OK && session_setup(c->pg);
+}
+
 /* The code for a failed result (and the message kept for sql_errmsg); SQL_OK when it succeeded. */
 static int check(sql_conn *c, PGresult *r)
 {
@@ -177,9 +204,15 @@ int pg_prepare(sql_stmt *st, const char *sql, samda_error *err)
     char name[16];
     snprintf(name, sizeof name, "s%d", st->slot);
     sql_conn *c = st->c;
+    PGTransactionStatusType before = PQtransactionStatus(c->pg->conn);
     PGresult *r = PQprepare(c->pg->conn, name, text, n, types);
-    free(text);
     int rc = check(c, r);
+    if (rc != SQL_OK && revive(c, before, st)) { /* once, on a fresh session */
+        PQclear(r);
+        r = PQprepare(c->pg->conn, name, text, n, types);
+        rc = check(c, r);
+    }
+    free(text);
     PQclear(r);
     if (rc != SQL_OK) {
         samda_fail(err, rc == SQL_BUSY ? SAMDA_ELOCKED : SAMDA_EDB, "preparing index statement: %s", c->pg->err);
@@ -188,6 +221,7 @@ int pg_prepare(sql_stmt *st, const char *sql, samda_error *err)
     st->nparams = n;
     st->ran = false;
     st->res = NULL;
+    st->stale = false;
     return SQL_OK;
 }
 
@@ -197,8 +231,24 @@ int pg_step(sql_stmt *st)
     if (!st->ran) {
         char name[16];
         snprintf(name, sizeof name, "s%d", st->slot);
+        if (st->stale) {
+            samda_error e;
+            int prc = pg_prepare(st, st->key, &e);
+            if (prc != SQL_OK) return prc;
+        }
+        PGTransactionStatusType before = PQtransactionStatus(c->pg->conn);
         PGresult *r = PQexecPrepared(c->pg->conn, name, st->nparams, (const char *const *)st->vals, NULL, NULL, 0);
         int rc = check(c, r);
+        if (rc != SQL_OK && st->key && revive(c, before, st)) { /* once, prepared again on a fresh session */
+            PQclear(r);
+            r = NULL;
+            samda_error e;
+            rc = pg_prepare(st, st->key, &e);
+            if (rc == SQL_OK) {
+                r = PQexecPrepared(c->pg->conn, name, st->nparams, (const char *const *)st->vals, NULL, NULL, 0);
+                rc = check(c, r);
+            }
+        }
         if (rc != SQL_OK) {
             PQclear(r);
             return rc;
@@ -237,6 +287,7 @@ void pg_stmt_free(sql_stmt *st)
     pg_reset(st);
     pg_unbind(st);
     st->key = NULL;
+    st->stale = false;
 }
 
 void pg_release(sql_conn *c)
@@ -274,8 +325,16 @@ int64_t pg_changes(sql_conn *c) { return c->pg->changes; }
 
 int pg_exec(sql_conn *c, const char *script)
 {
+    PGTransactionStatusType before = PQtransactionStatus(c->pg->conn);
     PGresult *r = PQexec(c->pg->conn, script);
     int rc = check(c, r);
+    /* A transaction's BEGIN is the one script run again on a fresh session (revive): it is the first
+     * thing of its transaction, so nothing was lost with the old session. */
+    if (rc != SQL_OK && strncmp(script, "BEGIN", 5) == 0 && revive(c, before, NULL)) {
+        PQclear(r);
+        r = PQexec(c->pg->conn, script);
+        rc = check(c, r);
+    }
     if (rc == SQL_OK) {
         const char *cmd = PQcmdStatus(r);
         if (!strncmp(cmd, "INSERT", 6) || !strncmp(cmd, "UPDATE", 6) || !strncmp(cmd, "DELETE", 6))

@@ -23,6 +23,7 @@ struct sql_stmt {
     struct pg_result *res; /* libpq's PGresult */
     int row, nrows;
     bool ran;
+    bool stale; /* prepared on a session since lost: prepared again (from key) before its next run */
 };
 
 struct sql_conn {

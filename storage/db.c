@@ -406,6 +406,106 @@ void storage_tx_rollback(samda_store *s, storage_conn *c)
     pthread_mutex_unlock(&s->write_mu);
 }
 
+/* Shared transactions ------------------------------------------------------------------------------ */
+
+/* The most calls one transaction runs: enough to cover every association in flight, few enough that
+ * the write lock is never held for long. */
+#define SHARED_BATCH_MAX 32
+
+typedef struct storage_shared_item {
+    storage_tx_fn fn;
+    void *arg;
+    samda_error *err;
+    samda_status st;
+    bool done;
+    struct storage_shared_item *next;
+} storage_shared_item;
+
+/* One call in a transaction of its own. */
+static void run_alone(samda_store *s, storage_conn *c, storage_shared_item *it)
+{
+    it->st = storage_tx_begin(s, c, it->err);
+    if (it->st != SAMDA_OK) return;
+    it->st = it->fn(s, c, it->arg, it->err);
+    if (it->st == SAMDA_OK) it->st = storage_tx_commit(s, c, it->err);
+    else storage_tx_rollback(s, c);
+}
+
+/* Run the batch starting at first (n calls) on one connection. */
+static void run_batch(samda_store *s, storage_shared_item *first, size_t n)
+{
+    samda_error e;
+    storage_conn *c = storage_conn_get(s, &e);
+    if (!c) {
+        for (storage_shared_item *it = first; n--; it = it->next) {
+            *it->err = e;
+            it->st = e.code;
+        }
+        return;
+    }
+    if (n == 1) {
+        run_alone(s, c, first);
+        storage_conn_put(s, c);
+        return;
+    }
+    samda_status st = storage_tx_begin(s, c, &e);
+    bool all_ok = st == SAMDA_OK;
+    size_t k = 0;
+    for (storage_shared_item *it = first; all_ok && k < n; it = it->next, k++)
+        all_ok = (it->st = it->fn(s, c, it->arg, it->err)) == SAMDA_OK;
+    if (all_ok) {
+        /* A failed commit is not retried: on PostgreSQL it may have committed without being known
+         * durable, which every call of the batch must report, as a lone call would. */
+        st = storage_tx_commit(s, c, &e);
+        for (storage_shared_item *it = first; k--; it = it->next) {
+            it->st = st;
+            if (st != SAMDA_OK) *it->err = e;
+        }
+    } else {
+        if (st == SAMDA_OK) storage_tx_rollback(s, c);
+        for (storage_shared_item *it = first; n--; it = it->next) run_alone(s, c, it);
+    }
+    storage_conn_put(s, c);
+}
+
+samda_status storage_tx_shared(samda_store *s, storage_tx_fn fn, void *arg, samda_error *err)
+{
+    STORAGE_ERR(err);
+    storage_shared_item me = {.fn = fn, .arg = arg, .err = err};
+    pthread_mutex_lock(&s->batch_mu);
+    *s->batch_tail = &me;
+    s->batch_tail = &me.next;
+    while (!me.done) {
+        if (s->batch_running) {
+            pthread_cond_wait(&s->batch_cv, &s->batch_mu);
+            continue;
+        }
+        /* No batch under way: this thread runs the calls waiting now, its own among them. */
+        s->batch_running = true;
+        storage_shared_item *first = s->batch_head, *last = first;
+        size_t n = 1;
+        while (n < SHARED_BATCH_MAX && last->next) {
+            last = last->next;
+            n++;
+        }
+        s->batch_head = last->next;
+        if (!s->batch_head) s->batch_tail = &s->batch_head;
+        last->next = NULL; /* the batch is its own list now: later calls queue behind batch_head */
+        pthread_mutex_unlock(&s->batch_mu);
+        run_batch(s, first, n);
+        pthread_mutex_lock(&s->batch_mu);
+        for (storage_shared_item *it = first; n--;) {
+            storage_shared_item *next = it->next;
+            it->done = true; /* from here on the waiting thread may return and it goes away */
+            it = next;
+        }
+        s->batch_running = false;
+        pthread_cond_broadcast(&s->batch_cv);
+    }
+    pthread_mutex_unlock(&s->batch_mu);
+    return me.st;
+}
+
 /* Open and close -------------------------------------------------------------------------------- */
 
 static samda_status make_dir(const char *path, samda_error *err)
@@ -446,6 +546,8 @@ void samda_store_close(samda_store *s)
     pthread_mutex_destroy(&s->write_mu);
     pthread_mutex_destroy(&s->sync_mu);
     pthread_cond_destroy(&s->sync_cv);
+    pthread_mutex_destroy(&s->batch_mu);
+    pthread_cond_destroy(&s->batch_cv);
     if (s->lock_fd >= 0) close(s->lock_fd); /* releases the shared lock */
     free(s);
 }
@@ -511,6 +613,9 @@ samda_store *samda_store_open(const samda_store_params *p, samda_error *err)
     pthread_mutex_init(&s->write_mu, NULL);
     pthread_mutex_init(&s->sync_mu, NULL);
     pthread_cond_init(&s->sync_cv, NULL);
+    pthread_mutex_init(&s->batch_mu, NULL);
+    pthread_cond_init(&s->batch_cv, NULL);
+    s->batch_tail = &s->batch_head;
     if (s->p.index == SAMDA_INDEX_POSTGRESQL) snprintf(s->db_path, sizeof s->db_path, "(PostgreSQL index)");
     else snprintf(s->db_path, sizeof s->db_path, "%s/index.sqlite3", s->data_dir);
     snprintf(s->wal_path, sizeof s->wal_path, "%s/index.sqlite3-wal", s->data_dir);

@@ -6,6 +6,7 @@
  * Reading the index is index_query.c's, associations are assoc.c's (all three are tested by
  * tests/unit/storage/test_index.c). Every statement is prepared with bound parameters. */
 #include <math.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -564,25 +565,50 @@ static samda_status identical_result(samda_store *s, const samda_instance_meta *
     return SAMDA_OK;
 }
 
+typedef struct {
+    const samda_instance_meta *meta;
+    const samda_object_info *obj;
+    bool replace;
+    samda_ingest_result *res;
+    char old[SAMDA_RELPATH_SIZE]; /* the replaced file, removed after commit */
+} index_args;
+
+static samda_status index_fn(samda_store *s, storage_conn *c, void *arg, samda_error *err)
+{
+    index_args *a = arg;
+    return storage_index_instance(s, c, a->meta, a->obj, a->replace, a->res, a->old, err);
+}
+
+/* The instance's rows, in a transaction shared with the instances other associations index now. */
 static samda_status index_tx(samda_store *s, const samda_instance_meta *meta, const samda_object_info *obj,
                              bool replace, samda_ingest_result *res, samda_error *err)
 {
-    storage_conn *c = storage_conn_get(s, err);
-    if (!c) return err->code;
-    char old[SAMDA_RELPATH_SIZE] = "";
-    samda_status st = storage_tx_begin(s, c, err);
-    if (st == SAMDA_OK) {
-        st = storage_index_instance(s, c, meta, obj, replace, res, old, err);
-        if (st == SAMDA_OK) st = storage_tx_commit(s, c, err);
-        else storage_tx_rollback(s, c);
-    }
-    storage_conn_put(s, c);
-    if (st == SAMDA_OK && old[0]) storage_object_unlink(s, old); /* the replaced file */
+    index_args a = {.meta = meta, .obj = obj, .replace = replace, .res = res};
+    samda_status st = storage_tx_shared(s, index_fn, &a, err);
+    if (st == SAMDA_OK && a.old[0]) storage_object_unlink(s, a.old); /* the replaced file */
     return st;
 }
 
 samda_status samda_store_instance_ingest(samda_store *s, samda_tmp_file *tmp, const samda_instance_meta *meta,
                                          samda_dup_policy policy, samda_ingest_result *res, samda_error *err)
+{
+    return samda_store_instance_ingest_hashed(s, tmp, NULL, 0, meta, policy, res, err);
+}
+
+/* The writer's hash when it is well-formed and the file has the size it hashed. */
+static bool known_hash(const samda_tmp_file *tmp, const char *sha256, uint64_t size, samda_object_info *obj)
+{
+    if (!sha256 || strlen(sha256) != 64 || strspn(sha256, "0123456789abcdef") != 64) return false;
+    struct stat sb;
+    if (fstat(tmp->fd, &sb) != 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != size) return false;
+    memcpy(obj->sha256, sha256, SAMDA_SHA256_HEX_SIZE);
+    obj->size = size;
+    return true;
+}
+
+samda_status samda_store_instance_ingest_hashed(samda_store *s, samda_tmp_file *tmp, const char *sha256,
+                                                uint64_t size, const samda_instance_meta *meta,
+                                                samda_dup_policy policy, samda_ingest_result *res, samda_error *err)
 {
     STORAGE_ERR(err);
     samda_ingest_result local;
@@ -595,7 +621,7 @@ samda_status samda_store_instance_ingest(samda_store *s, samda_tmp_file *tmp, co
         return st;
     }
     samda_object_info obj;
-    st = storage_sha256_fd(tmp->fd, obj.sha256, &obj.size, err);
+    st = known_hash(tmp, sha256, size, &obj) ? SAMDA_OK : storage_sha256_fd(tmp->fd, obj.sha256, &obj.size, err);
     if (st != SAMDA_OK) {
         samda_store_object_tmp_discard(s, tmp);
         return st;

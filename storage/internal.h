@@ -52,6 +52,13 @@ struct samda_store {
     bool syncing;             /* a thread is in fsync(WAL) now */
     char wal_path[STORAGE_PATH_MAX];
 
+    /* Shared transactions (storage_tx_shared): the calls waiting to run, and whether a thread is running
+     * a batch of them now. */
+    pthread_mutex_t batch_mu;
+    pthread_cond_t batch_cv;
+    struct storage_shared_item *batch_head, **batch_tail;
+    bool batch_running;
+
     samda_fault_fn fault;
     void *fault_ctx;
     atomic_ulong fault_calls[SAMDA_FAULT_POINT_COUNT_];
@@ -100,6 +107,16 @@ samda_status storage_tx_begin(samda_store *s, storage_conn *c, samda_error *err)
 samda_status storage_tx_commit(samda_store *s, storage_conn *c, samda_error *err);
 /** ROLLBACK (never fault-injected) and release the write lock. */
 void storage_tx_rollback(samda_store *s, storage_conn *c);
+/** The writes of one storage_tx_shared call, made on c inside a write transaction: SAMDA_OK, or the
+ *  error in err (the transaction is then rolled back). Run again from the start when a batch it was in
+ *  is rolled back, so it must only write to the index and to what arg points at. */
+typedef samda_status (*storage_tx_fn)(samda_store *s, storage_conn *c, void *arg, samda_error *err);
+/** Run fn in a write transaction, durable on return like storage_tx_commit's. Calls made by several
+ *  threads at once share one transaction (group commit of rows, not only of the WAL fsync): one BEGIN,
+ *  one COMMIT, each page written once for all of them. When one of a batch fails, the batch is rolled
+ *  back and each call runs again in a transaction of its own, so every call sees exactly its own
+ *  outcome. A call made alone runs as storage_tx_begin/commit would. Thread-safe. */
+samda_status storage_tx_shared(samda_store *s, storage_tx_fn fn, void *arg, samda_error *err);
 /** Translate an index failure into err: BUSY/LOCKED -> ELOCKED, FULL -> ENOSPC, else EDB. */
 samda_status storage_db_fail(samda_error *err, storage_conn *c, int rc, const char *what);
 

@@ -335,19 +335,25 @@ samda_status storage_intent_claim(samda_store *s, storage_conn *c, const char *r
 
 /* Add an intent in its own committed transaction (before a file appears under objects/).
  * *ours: the row was created by this call (so our failure may drop it). */
+typedef struct {
+    const char *relpath;
+    bool ours; /* the intent row is this call's (none was there) */
+} intent_args;
+
+static samda_status intent_fn(samda_store *s, storage_conn *c, void *arg, samda_error *err)
+{
+    intent_args *a = arg;
+    samda_status st = storage_intent_add(s, c, a->relpath, err);
+    a->ours = st == SAMDA_OK && sql_changes(c->q) > 0;
+    return st;
+}
+
+/* The intent, durable, in a transaction shared with the other objects being committed now. */
 static samda_status intent_add_tx(samda_store *s, const char *relpath, bool *ours, samda_error *err)
 {
-    *ours = false;
-    storage_conn *c = storage_conn_get(s, err);
-    if (!c) return err->code;
-    samda_status st = storage_tx_begin(s, c, err);
-    if (st == SAMDA_OK) {
-        st = storage_intent_add(s, c, relpath, err);
-        *ours = st == SAMDA_OK && sql_changes(c->q) > 0;
-        if (st == SAMDA_OK) st = storage_tx_commit(s, c, err);
-        else storage_tx_rollback(s, c);
-    }
-    storage_conn_put(s, c);
+    intent_args a = {.relpath = relpath};
+    samda_status st = storage_tx_shared(s, intent_fn, &a, err);
+    *ours = st == SAMDA_OK && a.ours;
     return st;
 }
 

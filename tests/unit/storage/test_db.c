@@ -135,21 +135,27 @@ static void *ingest_worker(void *arg)
     return NULL;
 }
 
+/* A fixture whose store runs with this sync mode (the fixture's own is NORMAL). */
+static fx *open_with_sync(samda_sync_mode sync)
+{
+    fx *f = fx_open();
+    assert_non_null(f);
+    if (sync == SAMDA_SYNC_NORMAL) return f;
+    samda_store_close(f->s);
+    samda_store_params p;
+    fx_params(f, &p);
+    p.sync = sync;
+    samda_error e;
+    f->s = samda_store_open(&p, &e);
+    if (!f->s) fail_msg("%s", e.message);
+    return f;
+}
+
 /* Threads ingesting at once: every instance indexed, the store consistent. With sync = FULL the
  * commits go through the group commit (one WAL fsync for the transactions committed meanwhile). */
 static void threads_share_store(samda_sync_mode sync)
 {
-    fx *f = fx_open();
-    assert_non_null(f);
-    if (sync != SAMDA_SYNC_NORMAL) {
-        samda_store_close(f->s);
-        samda_store_params p;
-        fx_params(f, &p);
-        p.sync = sync;
-        samda_error oe;
-        f->s = samda_store_open(&p, &oe);
-        if (!f->s) fail_msg("%s", oe.message);
-    }
+    fx *f = open_with_sync(sync);
     enum { THREADS = 4, PER = 40 };
     pthread_t th[THREADS];
     struct worker w[THREADS];
@@ -192,6 +198,94 @@ static void test_threads_group_commit(void **state)
     threads_share_store(SAMDA_SYNC_FULL);
 }
 
+/* Threads whose instances share transactions (storage_tx_shared) while some of them fail: a series
+ * claimed by another study is refused, the same SOP from every thread is stored once and found
+ * identical by the others, and the rest is stored. Each call gets its own outcome, whatever batch it
+ * fell in. */
+enum { MIX_THREADS = 8, MIX_PER = 30 };
+
+struct mix_worker {
+    samda_store *s;
+    int id;
+    int ok, conflicts, identical, new_dups, wrong;
+    char message[256];
+};
+
+static void *mix_worker(void *arg)
+{
+    struct mix_worker *w = arg;
+    for (int i = 0; i < MIX_PER; i++) {
+        samda_instance_meta m;
+        char sop[65], series[65], buf[96];
+        snprintf(series, sizeof series, "1.2.826.0.2.1.%d", i % 4);
+        int kind = i % 5 == 4 ? 1 : i % 7 == 6 ? 2 : 0; /* 1: conflict, 2: the same SOP in every thread */
+        if (kind == 2) snprintf(sop, sizeof sop, "1.2.826.0.2.1.%d.9%d", i % 4, i);
+        else snprintf(sop, sizeof sop, "1.2.826.0.2.1.%d.%d.%d", i % 4, w->id, i);
+        fx_meta(&m, kind == 1 ? "1.2.826.0.9" : "1.2.826.0.2", series, sop);
+        int n = snprintf(buf, sizeof buf, "content of %s", sop);
+        samda_ingest_result res;
+        samda_error e;
+        samda_status st = fx_ingest(w->s, &m, buf, (size_t)n, SAMDA_DUP_IGNORE_IDENTICAL, &res, &e);
+        if (kind == 1 && st == SAMDA_ECONFLICT && strstr(e.message, "(0020,000D)")) w->conflicts++;
+        else if (kind == 2 && st == SAMDA_OK && res.outcome == SAMDA_INGEST_IDENTICAL) w->identical++;
+        else if (kind == 2 && st == SAMDA_OK && res.outcome == SAMDA_INGEST_NEW) w->new_dups++;
+        else if (kind == 0 && st == SAMDA_OK && res.outcome == SAMDA_INGEST_NEW) w->ok++;
+        else {
+            if (!w->wrong) snprintf(w->message, sizeof w->message, "%s: kind %d, status %d: %s", sop, kind, st,
+                                    st == SAMDA_OK ? "(ok)" : e.message);
+            w->wrong++;
+        }
+    }
+    return NULL;
+}
+
+static void test_threads_shared_transactions_fail_alone(void **state)
+{
+    (void)state;
+    fx *f = open_with_sync(SAMDA_SYNC_FULL);
+    samda_error e;
+    for (int k = 0; k < 4; k++) { /* the four series, in study 1.2.826.0.2 */
+        char series[65], sop[65];
+        snprintf(series, sizeof series, "1.2.826.0.2.1.%d", k);
+        snprintf(sop, sizeof sop, "1.2.826.0.2.1.%d.0", k);
+        CHECK_OK(fx_ingest_simple(f->s, "1.2.826.0.2", series, sop, &e));
+    }
+    pthread_t th[MIX_THREADS];
+    struct mix_worker w[MIX_THREADS];
+    for (int i = 0; i < MIX_THREADS; i++) {
+        w[i] = (struct mix_worker){.s = f->s, .id = i + 1};
+        assert_int_equal(pthread_create(&th[i], NULL, mix_worker, &w[i]), 0);
+    }
+    int ok = 0, conflicts = 0, identical = 0, new_dups = 0;
+    for (int i = 0; i < MIX_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        if (w[i].wrong) fail_msg("thread %d: %d wrong outcomes, first: %s", i, w[i].wrong, w[i].message);
+        ok += w[i].ok;
+        conflicts += w[i].conflicts;
+        identical += w[i].identical;
+        new_dups += w[i].new_dups;
+    }
+    int n_conflict = 0, n_dup = 0;
+    for (int i = 0; i < MIX_PER; i++) {
+        if (i % 5 == 4) n_conflict++;
+        else if (i % 7 == 6) n_dup++;
+    }
+    assert_int_equal(conflicts, MIX_THREADS * n_conflict);
+    assert_int_equal(new_dups, n_dup); /* each shared SOP stored once */
+    assert_int_equal(identical, (MIX_THREADS - 1) * n_dup);
+    assert_int_equal(ok, MIX_THREADS * (MIX_PER - n_conflict - n_dup));
+    samda_store_check_report r;
+    CHECK_OK(samda_store_check(f->s, &r, &e));
+    assert_int_equal(r.n_objects_indexed, 4 + ok + new_dups);
+    assert_int_equal(fx_raw_int(f, "SELECT count(*) FROM instances"), 4 + ok + new_dups);
+    assert_int_equal(fx_raw_int(f, "SELECT count(*) FROM studies"), 1); /* nothing of a refused one */
+    assert_int_equal(fx_raw_int(f, "SELECT count(*) FROM object_intents"), 0);
+    assert_non_null(fx_reopen(f));
+    CHECK_OK(samda_store_check(f->s, &r, &e));
+    assert_int_equal(r.n_objects_indexed, 4 + ok + new_dups);
+    fx_close(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -201,6 +295,7 @@ int main(void)
         cmocka_unit_test(test_second_open_skips_recovery),
         cmocka_unit_test(test_threads_share_store),
         cmocka_unit_test(test_threads_group_commit),
+        cmocka_unit_test(test_threads_shared_transactions_fail_alone),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -256,9 +256,11 @@ samda_status samdad_ingest_file(samdad_ctx *ctx, const samdad_ingest_origin *o, 
     if (o->kind == SAMDAD_ORIGIN_RESULT)
         st = samda_store_result_ingest(store, &tmp, &meta, o->result, res, o->result_id, err);
     else
-        st = samda_store_instance_ingest(store, &tmp, &meta,
-                                         /* a session's UIDs are new: a duplicate is an error, never merged */
-                                         o->kind == SAMDAD_ORIGIN_SESSION ? SAMDA_DUP_REJECT : samdad_dup_policy(cfg), res, err);
+        st = samda_store_instance_ingest_hashed(store, &tmp, o->sha256, o->size, &meta,
+                                                /* a session's UIDs are new: a duplicate is an error, never merged */
+                                                o->kind == SAMDAD_ORIGIN_SESSION ? SAMDA_DUP_REJECT
+                                                                                 : samdad_dup_policy(cfg),
+                                                res, err);
     samda_config_unref(cfg);
     return st;
 
@@ -277,7 +279,9 @@ static samda_status on_store(void *vctx, const samda_assoc_info *a, const samda_
     samdad_ingest_origin o = {.kind = SAMDAD_ORIGIN_DIMSE,
                               .calling_ae = a->calling_ae,
                               .site = u ? u->site : NULL,
-                              .association_id = u ? u->store_id : 0};
+                              .association_id = u ? u->store_id : 0,
+                              .sha256 = req->sha256,
+                              .size = req->file_size};
     samda_ingest_result res;
     samda_status st = samdad_ingest_file(ctx, &o, req->path, req->header, &res, &err);
     resp->file_taken = true; /* samdad_ingest_file always consumes the file */

@@ -29,6 +29,8 @@ typedef struct samdad_ingest_origin {
     int64_t association_id;  /* DIMSE: its row in the associations table; 0 otherwise */
     const samda_result_spec *result; /* RESULT: the result to record with it (spec->object unread) */
     int64_t *result_id;      /* RESULT: OUT, the recorded result (may be NULL) */
+    const char *sha256;      /* the file's SHA-256 as its writer computed it (the DICOM receiver); NULL: unknown */
+    uint64_t size;           /* with sha256: the bytes it covers */
 } samdad_ingest_origin;
 
 /** The one ingest entry (C-STORE, STOW-RS and samda's own results alike): refuse the instance when

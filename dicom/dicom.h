@@ -293,6 +293,8 @@ typedef struct samda_store_request {
                                      and the data set exactly as received (bit-preserving) in the
                                      accepted transfer syntax; NOT fsynced */
     uint64_t file_size;           /* bytes */
+    const char *sha256;           /* SHA-256 of the whole file (lower-case hex), computed while it was
+                                     written; NULL when unknown */
     const samda_dicom_header *header; /* parsed from path and validated (UIDs), pixel data not read */
     const char *affected_sop_class_uid;    /* from the C-STORE-RQ command */
     const char *affected_sop_instance_uid; /* from the command; equals header->sop_instance_uid */

@@ -12,8 +12,12 @@
 #include <string>
 #include <vector>
 
+#include <cerrno>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
 
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dcdeftag.h>
@@ -107,6 +111,8 @@ struct store_ctx {
     T_ASC_Association *assoc;
     T_ASC_PresentationContextID pres_id;
     std::string path;
+    char sha256[65] = "";             /* of the whole file, as it was written ("" when unknown) */
+    uint64_t written = 0;             /* its bytes */
     unsigned status = status_success; /* of the response */
     std::string comment;              /* its ErrorComment when it is a failure */
     bool ok = false;                  /* stored (success or warning) */
@@ -163,6 +169,8 @@ void finish_store(store_ctx &c, const T_DIMSE_C_StoreRQ &req)
     samda_store_request sreq;
     sreq.path = c.path.c_str();
     sreq.file_size = size;
+    /* the hash made while writing, when the file on disk is all that was written */
+    sreq.sha256 = c.sha256[0] && c.written == size ? c.sha256 : nullptr;
     sreq.header = &hdr;
     sreq.affected_sop_class_uid = req.AffectedSOPClassUID;
     sreq.affected_sop_instance_uid = req.AffectedSOPInstanceUID;
@@ -224,6 +232,66 @@ bool send_store_response(T_ASC_Association *assoc, T_ASC_PresentationContextID p
     return DIMSE_sendMessageUsingMemoryData(assoc, pres_id, &msg, detail.get(), nullptr, nullptr, nullptr).good();
 }
 
+/* Where a received data set goes: the temporary file, appended to with write(2), and a SHA-256 of
+ * everything in the file (the file meta information DCMTK wrote first, then each PDV as it arrives),
+ * so that the store need not read the file back to hash it. */
+struct rx_sink {
+    int fd = -1;
+    EVP_MD_CTX *md = nullptr;
+    uint64_t bytes = 0;
+    ~rx_sink()
+    {
+        if (fd >= 0) close(fd);
+        EVP_MD_CTX_free(md);
+    }
+    bool write_all(const void *data, size_t n)
+    {
+        const char *p = static_cast<const char *>(data);
+        for (size_t left = n; left;) {
+            ssize_t w = ::write(fd, p, left);
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0) return false;
+            p += w;
+            left -= (size_t)w;
+        }
+        bytes += n;
+        return EVP_DigestUpdate(md, data, n) == 1;
+    }
+};
+
+/* Open path (holding the file meta information alone) for appending, and hash what it holds. */
+bool sink_open(rx_sink &k, const char *path)
+{
+    k.md = EVP_MD_CTX_new();
+    if (!k.md || EVP_DigestInit_ex(k.md, EVP_sha256(), nullptr) != 1) return false;
+    k.fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC);
+    if (k.fd < 0) return false;
+    char buf[8192];
+    for (;;) { /* the meta information: a few hundred bytes */
+        ssize_t r = pread(k.fd, buf, sizeof buf, (off_t)k.bytes);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return false;
+        if (r == 0) return true;
+        if (EVP_DigestUpdate(k.md, buf, (size_t)r) != 1) return false;
+        k.bytes += (uint64_t)r;
+        if (k.bytes > (1u << 20)) return false; /* not what DIMSE_createFilestream writes */
+    }
+}
+
+/* The hash as lower-case hex, closing the file; false when either fails. */
+bool sink_finish(rx_sink &k, char hex[65])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    bool ok = EVP_DigestFinal_ex(k.md, md, &len) == 1 && len == 32;
+    for (unsigned i = 0; ok && i < 32; i++) std::snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    int fd = k.fd;
+    k.fd = -1;
+    if (close(fd) != 0) ok = false;
+    if (!ok) hex[0] = '\0';
+    return ok;
+}
+
 enum pdv_read { PDV_OK, PDV_NONE, PDV_FAILED };
 
 /* The next PDV: from the PDU already read, else from a new PDU, waiting at most timeout_s for it
@@ -252,7 +320,7 @@ struct rx_result {
 /* Receives one data set up to its last PDV, writing it to out (NULL: read and discard). A PDV of odd
  * length or on another presentation context than the command's makes the data set unusable, but it
  * is still read to its end so that the association stays in step and a response can be sent. */
-rx_result receive_dataset(samda_scp *scp, worker &w, T_ASC_PresentationContextID cmd_pres_id, DcmOutputStream *out,
+rx_result receive_dataset(samda_scp *scp, worker &w, T_ASC_PresentationContextID cmd_pres_id, rx_sink *out,
                           steady::time_point deadline)
 {
     rx_result r;
@@ -310,12 +378,9 @@ rx_result receive_dataset(samda_scp *scp, worker &w, T_ASC_PresentationContextID
             r.problem = buf;
             writing = false;
         }
-        if (writing && pdv.fragmentLength) {
-            offile_off_t n = out->write(pdv.data, (offile_off_t)pdv.fragmentLength);
-            if (!out->good() || n != (offile_off_t)pdv.fragmentLength) {
-                r.write_failed = true;
-                writing = false;
-            }
+        if (writing && pdv.fragmentLength && !out->write_all(pdv.data, pdv.fragmentLength)) {
+            r.write_failed = true;
+            writing = false;
         }
         if (pdv.lastPDV) return r;
     }
@@ -374,24 +439,24 @@ store_outcome handle_store(samda_scp *scp, worker &w, const samda_assoc_info &in
     std::string tmpl = scp->temp_dir + "/samda-rx-" + std::to_string(info.id) + "-XXXXXX";
     std::vector<char> name(tmpl.begin(), tmpl.end());
     name.push_back('\0');
-    std::unique_ptr<DcmOutputFileStream> out;
+    rx_sink sink;
+    bool created = false;
     int fd = mkstemp(name.data());
     if (fd >= 0) {
         close(fd);
         c.path = name.data();
         DcmOutputFileStream *fs = nullptr;
-        /* the file meta information first: Part 10 with the data set exactly as received after it */
+        /* the file meta information first (DCMTK's, closed at once): Part 10 with the data set exactly
+         * as received after it */
         OFCondition cond = DIMSE_createFilestream(c.path.c_str(), &req, w.assoc, pres_id, 1, &fs);
-        if (cond.good()) out.reset(fs);
-        else delete fs;
+        if (cond.good() && fs) fs->flush();
+        created = cond.good() && fs && fs->good();
+        delete fs;
+        created = created && sink_open(sink, c.path.c_str());
     }
-    const bool created = out != nullptr;
-    rx_result r = receive_dataset(scp, w, pres_id, out.get(), deadline);
-    if (out) {
-        out->flush();
-        if (!out->good()) r.write_failed = true;
-        out.reset();
-    }
+    rx_result r = receive_dataset(scp, w, pres_id, created ? &sink : nullptr, deadline);
+    if (created && !sink_finish(sink, c.sha256)) r.write_failed = true;
+    c.written = sink.bytes;
     const bool cut = disarm_deadline(scp, w);
     if (cut && r.state == RX_WHOLE) { /* whole, but only just: the connection is cut all the same */
         r.state = RX_TIMED_OUT;

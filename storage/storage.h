@@ -365,6 +365,13 @@ typedef struct samda_ingest_result {
  *          caller may retry with a new temporary file. */
 samda_status samda_store_instance_ingest(samda_store *s, samda_tmp_file *tmp, const samda_instance_meta *meta,
                                          samda_dup_policy policy, samda_ingest_result *res, samda_error *err);
+/** samda_store_instance_ingest for a file whose writer hashed it as it wrote it (the DICOM receiver):
+ *  sha256 (lower-case hex) and size are its SHA-256 and length, so the store does not read it back to
+ *  hash it. The size is checked against the file (a mismatch, or sha256 NULL: the file is hashed as
+ *  samda_store_instance_ingest does); the hash is trusted. Thread-safe. */
+samda_status samda_store_instance_ingest_hashed(samda_store *s, samda_tmp_file *tmp, const char *sha256,
+                                                uint64_t size, const samda_instance_meta *meta,
+                                                samda_dup_policy policy, samda_ingest_result *res, samda_error *err);
 
 /** Index an instance whose object is already committed (the parts of samda_store_instance_ingest
  *  after the file), in one transaction. replace: an existing row with this SOP UID is updated

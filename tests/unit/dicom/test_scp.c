@@ -17,6 +17,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "dicom.h"
 #include "dicom_test_util.h"
 #include "../../test_port.h"
@@ -55,6 +57,26 @@ static void on_association(void *ctx, const samda_assoc_info *a, samda_assoc_dec
     pthread_mutex_unlock(&c->mu);
 }
 
+/* The SHA-256 of a file as lower-case hex. */
+static bool file_sha256(const char *path, char hex[65])
+{
+    hex[0] = '\0';
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    bool ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
+    unsigned char buf[65536];
+    size_t n;
+    while (ok && (n = fread(buf, 1, sizeof buf, f)) > 0) ok = EVP_DigestUpdate(md, buf, n) == 1;
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned len = 0;
+    ok = ok && !ferror(f) && EVP_DigestFinal_ex(md, d, &len) == 1 && len == 32;
+    EVP_MD_CTX_free(md);
+    fclose(f);
+    for (unsigned i = 0; ok && i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    return ok;
+}
+
 static samda_status on_store(void *ctx, const samda_assoc_info *a, const samda_store_request *req,
                              samda_store_response *resp)
 {
@@ -74,6 +96,13 @@ static samda_status on_store(void *ctx, const samda_assoc_info *a, const samda_s
         return fail;
     }
     if (strcmp(req->header->sop_instance_uid, req->affected_sop_instance_uid) != 0) return SAMDA_EINTERNAL;
+    /* the hash made while receiving is the file's */
+    char want[65];
+    if (!req->sha256 || !file_sha256(req->path, want) || strcmp(want, req->sha256) != 0) {
+        snprintf(resp->message, sizeof resp->message, "test: sha256 %s, file %s", req->sha256 ? req->sha256 : "(none)",
+                 want);
+        return SAMDA_EINTERNAL;
+    }
     char dst[4400];
     snprintf(dst, sizeof dst, "%s/%s.dcm", c->rx_dir, req->header->sop_instance_uid);
     if (rename(req->path, dst) != 0) return SAMDA_EIO;

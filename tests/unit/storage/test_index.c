@@ -640,6 +640,47 @@ static void test_series_sop_class(void **state)
     fx_close(f);
 }
 
+/* A writer's hash is taken when the file has the size it hashed; otherwise the store hashes the file. */
+static void test_ingest_hashed(void **state)
+{
+    (void)state;
+    fx *f = fx_open();
+    assert_non_null(f);
+    samda_error e;
+    const char *content = "DICM content hashed by its writer";
+    char real[SAMDA_SHA256_HEX_SIZE];
+    samda_instance_meta m;
+    samda_ingest_result res;
+    fx_meta(&m, "1.2.30", "1.2.30.1", "1.2.30.1.9"); /* the store's own hash of the content */
+    CHECK_OK(fx_ingest(f->s, &m, content, strlen(content), SAMDA_DUP_REJECT, &res, &e));
+    memcpy(real, res.object.sha256, sizeof real);
+    fx_meta(&m, "1.2.30", "1.2.30.1", "1.2.30.1.1");
+    samda_tmp_file t;
+    CHECK_OK(samda_store_object_tmp_open(f->s, &t, &e));
+    CHECK_OK(samda_store_object_tmp_write(f->s, &t, content, strlen(content), &e));
+    CHECK_OK(samda_store_instance_ingest_hashed(f->s, &t, real, strlen(content), &m, SAMDA_DUP_REJECT, &res, &e));
+    assert_string_equal(res.object.sha256, real);
+    assert_int_equal(res.object.size, strlen(content));
+
+    /* a size that is not the file's: the writer's hash is not used */
+    const char *bogus = "0000000000000000000000000000000000000000000000000000000000000000";
+    fx_meta(&m, "1.2.30", "1.2.30.1", "1.2.30.1.2");
+    CHECK_OK(samda_store_object_tmp_open(f->s, &t, &e));
+    CHECK_OK(samda_store_object_tmp_write(f->s, &t, content, strlen(content), &e));
+    CHECK_OK(samda_store_instance_ingest_hashed(f->s, &t, bogus, strlen(content) + 1, &m, SAMDA_DUP_REJECT, &res, &e));
+    assert_string_equal(res.object.sha256, real);
+    /* nor a malformed one */
+    fx_meta(&m, "1.2.30", "1.2.30.1", "1.2.30.1.3");
+    CHECK_OK(samda_store_object_tmp_open(f->s, &t, &e));
+    CHECK_OK(samda_store_object_tmp_write(f->s, &t, content, strlen(content), &e));
+    CHECK_OK(samda_store_instance_ingest_hashed(f->s, &t, "XYZ", strlen(content), &m, SAMDA_DUP_REJECT, &res, &e));
+    assert_string_equal(res.object.sha256, real);
+    samda_store_check_report rep;
+    CHECK_OK(samda_store_check(f->s, &rep, &e)); /* every object's hash verified against its file */
+    assert_int_equal(rep.n_objects_indexed, 4);
+    fx_close(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -654,6 +695,7 @@ int main(void)
         cmocka_unit_test(test_series_assoc_summary_and_stale),
         cmocka_unit_test(test_resend_after_abort_adopts),
         cmocka_unit_test(test_series_sop_class),
+        cmocka_unit_test(test_ingest_hashed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

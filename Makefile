@@ -53,10 +53,12 @@ fuzz-build: deps
 test-fuzz: fuzz-build
 	cd $(FUZZ_BUILD) && SAMDA_FUZZ_SECONDS=$(FUZZ_TEST_SECONDS) ctest --output-on-failure -L fuzz -j$(JOBS)
 
-# Unit tests under ASan/UBSan first, then a short run of every fuzz target, then the whole suite
-# (its summary line is the last one printed).
+# Unit tests under ASan/UBSan first, then a short run of every fuzz target, then the whole suite: its
+# unit tests $(JOBS) at a time (as under ASan), then the integration tests one at a time, since many
+# of them time what they watch (the last summary line printed is theirs).
 test: build test-asan test-fuzz
-	cd $(BUILD) && ctest --output-on-failure -LE bench $(CTEST_ARGS)
+	cd $(BUILD) && ctest --output-on-failure -L unit -LE bench -j$(JOBS) $(CTEST_ARGS)
+	cd $(BUILD) && ctest --output-on-failure -LE "unit|bench" $(CTEST_ARGS)
 
 fuzz: fuzz-build
 	cd $(FUZZ_BUILD) && SAMDA_FUZZ_SECONDS=$${SAMDA_FUZZ_SECONDS:-300} ctest --output-on-failure -L fuzz -j$(JOBS)

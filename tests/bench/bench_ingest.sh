@@ -4,9 +4,9 @@
 # on the same synthetic 512x512 16-bit CT instances, over 1 association and over 8.
 # Each is run REPEAT times (default 3, fresh data each time); the ratios use the medians, since one
 # fsync-bound run on a virtual disk can be far off the next.
-# Prints figures; never gates. Usage (from ctest, label bench): bench_ingest.sh [N_INSTANCES]
+# Prints figures; never gates. Usage (from ctest, label bench): bench_ingest.sh [N_INSTANCES] (ctest: 2000)
 . "$SAMDA_SOURCE_DIR/tests/integration/lib.sh"
-N=${1:-200}
+N=${1:-2000}
 REPEAT=${REPEAT:-3}
 $PY "$SAMDA_SOURCE_DIR/tests/bench/make_ct_series.py" "$T/ct" "$N" 8 >/dev/null || fail "generating CT instances"
 bytes=$(du -sb "$T/ct" | cut -f1)

@@ -62,10 +62,12 @@ static const char SQL_STUDY_FIND[] = "SELECT id, patient_ref FROM studies WHERE 
 static const char SQL_STUDY_INSERT[] =
     "INSERT INTO studies(patient_ref, study_uid, study_date, study_description, accession_number, created_ms,"
     " last_received_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?6) RETURNING id";
+/* The study touched when it is indexed with this patient (?6): one round trip for every instance
+ * after a study's first. No row: a new study, or one of another patient (SQL_STUDY_FIND tells). */
 static const char SQL_STUDY_TOUCH[] =
     "UPDATE studies SET last_received_ms = greatest(last_received_ms, ?2),"
     " study_date = coalesce(study_date, ?3), study_description = coalesce(study_description, ?4),"
-    " accession_number = coalesce(accession_number, ?5) WHERE id = ?1";
+    " accession_number = coalesce(accession_number, ?5) WHERE study_uid = ?1 AND patient_ref = ?6 RETURNING id";
 static const char SQL_SERIES_FIND[] =
     "SELECT id, study_ref, state, modality, sop_class_uid FROM series WHERE series_uid = ?1";
 /* Another SOP class among the series' instances (the instance itself excluded: a replaced copy); asked
@@ -216,42 +218,42 @@ static samda_status upsert_patient(index_step *x, samda_error *err)
 static samda_status upsert_study(index_step *x, samda_ingest_result *res, samda_error *err)
 {
     const samda_instance_meta *m = x->m;
-    sql_stmt *st = storage_stmt(x->c, SQL_STUDY_FIND, err);
+    res->study_id = 0;
+    sql_stmt *st = storage_stmt(x->c, SQL_STUDY_TOUCH, err);
     if (!st) return err->code;
     sql_bind_text(st, 1, m->study_uid);
-    int rc = storage_step(x->s, st);
-    int64_t study_patient = 0;
-    res->study_id = 0;
-    if (rc == SQL_ROW) {
-        res->study_id = sql_col_int64(st, 0);
-        study_patient = sql_col_int64(st, 1);
-        rc = SQL_DONE;
-    }
-    sql_reset(st);
-    if (rc != SQL_DONE) return storage_db_fail(err, x->c, rc, INDEXING);
-    if (res->study_id && study_patient != x->patient_id)
-        return samda_fail(err, SAMDA_ECONFLICT,
-                          "(0010,0020) PatientID differs from the one study %s is indexed with: the instances of "
-                          "one study must name one patient (instance %s refused)", m->study_uid, m->sop_uid);
-    if (!(st = storage_stmt(x->c, res->study_id ? SQL_STUDY_TOUCH : SQL_STUDY_INSERT, err))) return err->code;
-    if (!res->study_id) {
-        sql_bind_int64(st, 1, x->patient_id);
-        sql_bind_text(st, 2, m->study_uid);
-        sql_bind_int64(st, 6, x->now);
-    } else {
-        sql_bind_int64(st, 1, res->study_id);
-        /* a result is not a receive: the study's idle timer (study_idle) does not restart */
-        sql_bind_int64(st, 2, (m->flags & SAMDA_INSTANCE_RESULT) ? 0 : x->now);
-    }
+    /* a result is not a receive: the study's idle timer (study_idle) does not restart */
+    sql_bind_int64(st, 2, (m->flags & SAMDA_INSTANCE_RESULT) ? 0 : x->now);
     storage_bind_text(st, 3, m->study_date);
     storage_bind_text(st, 4, m->study_description);
     storage_bind_text(st, 5, m->accession_number);
-    int64_t id = 0; /* the new study's (SQL_STUDY_TOUCH returns no row) */
-    if ((rc = storage_exec_insert(x->s, st, &id)) != SQL_OK) return storage_db_fail(err, x->c, rc, INDEXING);
-    if (!res->study_id) {
+    sql_bind_int64(st, 6, x->patient_id);
+    int64_t id = 0;
+    int rc = storage_exec_insert(x->s, st, &id);
+    if (rc != SQL_OK) return storage_db_fail(err, x->c, rc, INDEXING);
+    if (id) {
         res->study_id = id;
-        res->new_study = true;
+        return SAMDA_OK;
     }
+    if (!(st = storage_stmt(x->c, SQL_STUDY_FIND, err))) return err->code;
+    sql_bind_text(st, 1, m->study_uid);
+    rc = storage_step(x->s, st);
+    sql_reset(st);
+    if (rc == SQL_ROW) /* indexed, with another patient */
+        return samda_fail(err, SAMDA_ECONFLICT,
+                          "(0010,0020) PatientID differs from the one study %s is indexed with: the instances of "
+                          "one study must name one patient (instance %s refused)", m->study_uid, m->sop_uid);
+    if (rc != SQL_DONE) return storage_db_fail(err, x->c, rc, INDEXING);
+    if (!(st = storage_stmt(x->c, SQL_STUDY_INSERT, err))) return err->code;
+    sql_bind_int64(st, 1, x->patient_id);
+    sql_bind_text(st, 2, m->study_uid);
+    storage_bind_text(st, 3, m->study_date);
+    storage_bind_text(st, 4, m->study_description);
+    storage_bind_text(st, 5, m->accession_number);
+    sql_bind_int64(st, 6, x->now);
+    if ((rc = storage_exec_insert(x->s, st, &id)) != SQL_OK) return storage_db_fail(err, x->c, rc, INDEXING);
+    res->study_id = id;
+    res->new_study = true;
     return SAMDA_OK;
 }
 

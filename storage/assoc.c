@@ -8,7 +8,7 @@
 
 static const char *const assoc_state_names[] = {"open", "released", "aborted", "rejected"};
 
-const char storage_sql_assoc_exists[] = "SELECT state FROM associations WHERE id = ?1";
+static const char SQL_ASSOC_STATE[] = "SELECT state FROM associations WHERE id = ?1";
 
 /* Associations ----------------------------------------------------------------------------------- */
 
@@ -73,7 +73,7 @@ samda_status samda_store_assoc_end(samda_store *s, int64_t id, samda_assoc_state
             if (rc != SQL_OK) res = storage_db_fail(err, c, rc, "ending association");
         }
         if (res == SAMDA_OK && sql_changes(c->q) == 0) {
-            st = storage_stmt(c, storage_sql_assoc_exists, err);
+            st = storage_stmt(c, SQL_ASSOC_STATE, err);
             if (!st) res = err->code;
             else {
                 sql_bind_int64(st, 1, id);

@@ -105,8 +105,9 @@ static const char SQL_INSTANCE_UPDATE[] =
     " slice_thickness = ?21, rescale_slope = ?22, rescale_intercept = ?23, window_center = ?24,"
     " window_width = ?25, file_relpath = ?26, file_size = ?27, sha256 = ?28, received_ms = ?29,"
     " calling_ae = ?30, site_id = ?31, association_id = ?32, flags = ?33 WHERE sop_uid = ?2";
+/* ?2: 1 for a new instance, 0 for a replaced copy; no row changed: no such association. */
 static const char SQL_ASSOC_COUNT[] =
-    "UPDATE associations SET n_instances = n_instances + 1 WHERE id = ?1";
+    "UPDATE associations SET n_instances = n_instances + ?2 WHERE id = ?1";
 
 static int64_t step_id(samda_store *s, sql_stmt *st, int *rc)
 {
@@ -178,7 +179,7 @@ static const char INDEXING[] = "indexing instance";
 static const char RESULT_SERIES_REASON[] = "a DICOM-SEG samda produced: complete as written, never segmented";
 static const char UPLOAD_SERIES_REASON[] = "a volume uploaded to a MONAI Label session: complete as written, segmented on request";
 
-/* The site named by the instance and the association it came over must exist. */
+/* The site named by the instance must exist (its association: count_association). */
 static samda_status check_refs(index_step *x, samda_error *err)
 {
     const samda_instance_meta *m = x->m;
@@ -187,17 +188,24 @@ static samda_status check_refs(index_step *x, samda_error *err)
         if (ss == SAMDA_ENOENT) return samda_fail(err, SAMDA_EINVAL, "%s %s: unknown site", INDEXING, m->sop_uid);
         if (ss != SAMDA_OK) return ss;
     }
-    if (m->association_id) {
-        sql_stmt *st = storage_stmt(x->c, storage_sql_assoc_exists, err);
-        if (!st) return err->code;
-        sql_bind_int64(st, 1, m->association_id);
-        int rc = storage_step(x->s, st);
-        sql_reset(st);
-        if (rc == SQL_DONE)
-            return samda_fail(err, SAMDA_EINVAL, "%s %s: unknown association %lld", INDEXING, m->sop_uid,
-                              (long long)m->association_id);
-        if (rc != SQL_ROW) return storage_db_fail(err, x->c, rc, INDEXING);
-    }
+    return SAMDA_OK;
+}
+
+/* The association the instance came over must exist, and counts a new instance: one statement, which
+ * says by the rows it changed whether the association is there. */
+static samda_status count_association(index_step *x, samda_error *err)
+{
+    const samda_instance_meta *m = x->m;
+    if (!m->association_id) return SAMDA_OK;
+    sql_stmt *st = storage_stmt(x->c, SQL_ASSOC_COUNT, err);
+    if (!st) return err->code;
+    sql_bind_int64(st, 1, m->association_id);
+    sql_bind_int64(st, 2, x->existing ? 0 : 1);
+    int rc = storage_exec_stmt(x->s, st);
+    if (rc != SQL_OK) return storage_db_fail(err, x->c, rc, INDEXING);
+    if (sql_changes(x->c->q) == 0)
+        return samda_fail(err, SAMDA_EINVAL, "%s %s: unknown association %lld", INDEXING, m->sop_uid,
+                          (long long)m->association_id);
     return SAMDA_OK;
 }
 
@@ -395,7 +403,7 @@ static samda_status upsert_series(index_step *x, samda_ingest_result *res, samda
     return storage_db_fail(err, x->c, rc, INDEXING);
 }
 
-/* The instance row, inserted or (a replaced copy) updated in place, and its association's count. */
+/* The instance row, inserted or (a replaced copy) updated in place. */
 static samda_status write_instance(index_step *x, const samda_object_info *o, samda_ingest_result *res,
                                    samda_error *err)
 {
@@ -407,11 +415,6 @@ static samda_status write_instance(index_step *x, const samda_object_info *o, sa
     if (rc != SQL_OK) return storage_db_fail(err, x->c, rc, INDEXING);
     res->instance_id = x->existing ? x->existing : id;
     res->outcome = x->existing ? SAMDA_INGEST_REPLACED : SAMDA_INGEST_NEW;
-    if (x->m->association_id && !x->existing) {
-        if (!(st = storage_stmt(x->c, SQL_ASSOC_COUNT, err))) return err->code;
-        sql_bind_int64(st, 1, x->m->association_id);
-        if ((rc = storage_exec_stmt(x->s, st)) != SQL_OK) return storage_db_fail(err, x->c, rc, INDEXING);
-    }
     return SAMDA_OK;
 }
 
@@ -451,6 +454,7 @@ samda_status storage_index_instance(samda_store *s, storage_conn *c, const samda
     if (ss == SAMDA_OK) ss = upsert_patient(&x, err);
     if (ss == SAMDA_OK) ss = upsert_study(&x, res, err);
     if (ss == SAMDA_OK) ss = find_instance(&x, replace, old_relpath, err);
+    if (ss == SAMDA_OK) ss = count_association(&x, err);
     if (ss == SAMDA_OK) ss = upsert_series(&x, res, err);
     if (ss == SAMDA_OK && x.existing && x.existing_series != res->series_id)
         ss = samda_fail(err, SAMDA_EINVAL, "%s %s: SOP instance already indexed in another series", INDEXING,

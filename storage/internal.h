@@ -216,11 +216,6 @@ samda_status storage_validate_meta(const samda_instance_meta *m, samda_error *er
 /** Position of v in names[0..n) (a state column read back); 0 when v is NULL or not listed. */
 int storage_name_index(const char *const *names, int n, const char *v);
 
-/* assoc.c -------------------------------------------------------------------------------------- */
-/** SQL: the state of association ?1 (no row when unknown). Shared so that both users hit one cached
- *  statement (the cache is keyed by the SQL text's address). */
-extern const char storage_sql_assoc_exists[];
-
 /* sites.c -------------------------------------------------------------------------------------- */
 /** Site id by name on c; SAMDA_ENOENT when unknown (message names what). */
 samda_status storage_site_lookup(samda_store *s, storage_conn *c, const char *name, int64_t *id,

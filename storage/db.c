@@ -421,14 +421,31 @@ typedef struct storage_shared_item {
     struct storage_shared_item *next;
 } storage_shared_item;
 
-/* One call in a transaction of its own. */
+/* fn in a write transaction of its own on c. */
+static samda_status tx_run_on(samda_store *s, storage_conn *c, storage_tx_fn fn, void *arg, samda_error *err)
+{
+    samda_status st = storage_tx_begin(s, c, err);
+    if (st != SAMDA_OK) return st;
+    st = fn(s, c, arg, err);
+    if (st == SAMDA_OK) return storage_tx_commit(s, c, err);
+    storage_tx_rollback(s, c);
+    return st;
+}
+
+samda_status storage_tx_run(samda_store *s, storage_tx_fn fn, void *arg, samda_error *err)
+{
+    STORAGE_ERR(err);
+    storage_conn *c = storage_conn_get(s, err);
+    if (!c) return err->code;
+    samda_status st = tx_run_on(s, c, fn, arg, err);
+    storage_conn_put(s, c);
+    return st;
+}
+
+/* One call of a batch in a transaction of its own. */
 static void run_alone(samda_store *s, storage_conn *c, storage_shared_item *it)
 {
-    it->st = storage_tx_begin(s, c, it->err);
-    if (it->st != SAMDA_OK) return;
-    it->st = it->fn(s, c, it->arg, it->err);
-    if (it->st == SAMDA_OK) it->st = storage_tx_commit(s, c, it->err);
-    else storage_tx_rollback(s, c);
+    it->st = tx_run_on(s, c, it->fn, it->arg, it->err);
 }
 
 /* Run the batch starting at first (n calls) on one connection. */

@@ -465,6 +465,31 @@ samda_status storage_index_instance(samda_store *s, storage_conn *c, const samda
     return ss;
 }
 
+typedef struct {
+    const samda_instance_meta *meta;
+    const samda_object_info *obj;
+    bool replace;
+    samda_ingest_result *res;
+    char old[SAMDA_RELPATH_SIZE]; /* the replaced file, removed after commit */
+} index_args;
+
+static samda_status index_fn(samda_store *s, storage_conn *c, void *arg, samda_error *err)
+{
+    index_args *a = arg;
+    return storage_index_instance(s, c, a->meta, a->obj, a->replace, a->res, a->old, err);
+}
+
+/* The instance's rows in a transaction: shared with the instances other associations index now, or
+ * (shared false) its own. */
+static samda_status index_tx(samda_store *s, const samda_instance_meta *meta, const samda_object_info *obj,
+                             bool replace, samda_ingest_result *res, bool shared, samda_error *err)
+{
+    index_args a = {.meta = meta, .obj = obj, .replace = replace, .res = res};
+    samda_status st = shared ? storage_tx_shared(s, index_fn, &a, err) : storage_tx_run(s, index_fn, &a, err);
+    if (st == SAMDA_OK && a.old[0]) storage_object_unlink(s, a.old); /* the replaced file */
+    return st;
+}
+
 samda_status samda_store_instance_insert(samda_store *s, const samda_instance_meta *meta,
                                          const samda_object_info *object, bool replace,
                                          samda_ingest_result *res, samda_error *err)
@@ -475,19 +500,7 @@ samda_status samda_store_instance_insert(samda_store *s, const samda_instance_me
     if (!object || !samda_store_relpath_is_valid(object->relpath) || strlen(object->sha256) != 64)
         return samda_fail(err, SAMDA_EINVAL, "indexing instance %s: object info incomplete", meta->sop_uid);
     samda_ingest_result local;
-    if (!res) res = &local;
-    storage_conn *c = storage_conn_get(s, err);
-    if (!c) return err->code;
-    char old[SAMDA_RELPATH_SIZE];
-    st = storage_tx_begin(s, c, err);
-    if (st == SAMDA_OK) {
-        st = storage_index_instance(s, c, meta, object, replace, res, old, err);
-        if (st == SAMDA_OK) st = storage_tx_commit(s, c, err);
-        else storage_tx_rollback(s, c);
-    }
-    storage_conn_put(s, c);
-    if (st == SAMDA_OK && old[0]) storage_object_unlink(s, old);
-    return st;
+    return index_tx(s, meta, object, replace, res ? res : &local, false, err);
 }
 
 /* Highest ".r<n>" revision in a relpath (1 when none). */
@@ -571,30 +584,6 @@ static samda_status identical_result(samda_store *s, const samda_instance_meta *
     return SAMDA_OK;
 }
 
-typedef struct {
-    const samda_instance_meta *meta;
-    const samda_object_info *obj;
-    bool replace;
-    samda_ingest_result *res;
-    char old[SAMDA_RELPATH_SIZE]; /* the replaced file, removed after commit */
-} index_args;
-
-static samda_status index_fn(samda_store *s, storage_conn *c, void *arg, samda_error *err)
-{
-    index_args *a = arg;
-    return storage_index_instance(s, c, a->meta, a->obj, a->replace, a->res, a->old, err);
-}
-
-/* The instance's rows, in a transaction shared with the instances other associations index now. */
-static samda_status index_tx(samda_store *s, const samda_instance_meta *meta, const samda_object_info *obj,
-                             bool replace, samda_ingest_result *res, samda_error *err)
-{
-    index_args a = {.meta = meta, .obj = obj, .replace = replace, .res = res};
-    samda_status st = storage_tx_shared(s, index_fn, &a, err);
-    if (st == SAMDA_OK && a.old[0]) storage_object_unlink(s, a.old); /* the replaced file */
-    return st;
-}
-
 samda_status samda_store_instance_ingest(samda_store *s, samda_tmp_file *tmp, const samda_instance_meta *meta,
                                          samda_dup_policy policy, samda_ingest_result *res, samda_error *err)
 {
@@ -672,7 +661,7 @@ samda_status samda_store_instance_ingest_hashed(samda_store *s, samda_tmp_file *
     if (tmp->path[0]) samda_store_object_tmp_discard(s, tmp);
     if (st != SAMDA_OK) return st;
 
-    st = index_tx(s, meta, &obj, exists, res, err);
+    st = index_tx(s, meta, &obj, exists, res, true, err);
     if (st == SAMDA_EEXIST && !exists) {
         /* Another thread indexed the same SOP between our lookup and our transaction. */
         samda_status again = samda_store_instance_lookup(s, meta->sop_uid, &have, NULL, err);
@@ -681,7 +670,7 @@ samda_status samda_store_instance_ingest_hashed(samda_store *s, samda_tmp_file *
             storage_object_unlink(s, obj.relpath);
             return identical_result(s, meta, res, err);
         }
-        if (again == SAMDA_OK && policy == SAMDA_DUP_OVERWRITE) st = index_tx(s, meta, &obj, true, res, err);
+        if (again == SAMDA_OK && policy == SAMDA_DUP_OVERWRITE) st = index_tx(s, meta, &obj, true, res, true, err);
         else if (again == SAMDA_OK) samda_fail(err, SAMDA_EEXIST, "storing instance %s: stored concurrently with "
                                                 "different content (duplicate policy)", meta->sop_uid);
     }

@@ -111,6 +111,9 @@ void storage_tx_rollback(samda_store *s, storage_conn *c);
  *  error in err (the transaction is then rolled back). Run again from the start when a batch it was in
  *  is rolled back, so it must only write to the index and to what arg points at. */
 typedef samda_status (*storage_tx_fn)(samda_store *s, storage_conn *c, void *arg, samda_error *err);
+/** Run fn in a write transaction of its own on a borrowed connection (commit when it returns SAMDA_OK,
+ *  else roll back); durable on return like storage_tx_commit's. Thread-safe. */
+samda_status storage_tx_run(samda_store *s, storage_tx_fn fn, void *arg, samda_error *err);
 /** Run fn in a write transaction, durable on return like storage_tx_commit's. Calls made by several
  *  threads at once share one transaction (group commit of rows, not only of the WAL fsync): one BEGIN,
  *  one COMMIT, each page written once for all of them. When one of a batch fails, the batch is rolled

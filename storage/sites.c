@@ -35,22 +35,6 @@ samda_status storage_site_lookup(samda_store *s, storage_conn *c, const char *na
     return res;
 }
 
-/* Run fn inside a write transaction on a borrowed connection. */
-typedef samda_status (*tx_body)(samda_store *s, storage_conn *c, void *arg, samda_error *err);
-static samda_status in_tx(samda_store *s, tx_body fn, void *arg, samda_error *err)
-{
-    storage_conn *c = storage_conn_get(s, err);
-    if (!c) return err->code;
-    samda_status st = storage_tx_begin(s, c, err);
-    if (st == SAMDA_OK) {
-        st = fn(s, c, arg, err);
-        if (st == SAMDA_OK) st = storage_tx_commit(s, c, err);
-        else storage_tx_rollback(s, c);
-    }
-    storage_conn_put(s, c);
-    return st;
-}
-
 static samda_status constraint_or_db(samda_error *err, storage_conn *c, int rc, const char *what, const char *name)
 {
     if ((rc & 0xff) == SQL_CONSTRAINT)
@@ -110,7 +94,7 @@ samda_status samda_store_site_add(samda_store *s, const char *name, const char *
     samda_status st = check_site_args(name, ae_json, settings_json, err);
     if (st != SAMDA_OK) return st;
     struct site_args a = {name, ae_json, settings_json, id};
-    return in_tx(s, site_add_body, &a, err);
+    return storage_tx_run(s, site_add_body, &a, err);
 }
 
 static samda_status site_update_body(samda_store *s, storage_conn *c, void *arg, samda_error *err)
@@ -136,7 +120,7 @@ samda_status samda_store_site_update(samda_store *s, const char *name, const cha
     samda_status st = check_site_args(name, ae_json, settings_json, err);
     if (st != SAMDA_OK) return st;
     struct site_args a = {name, ae_json, settings_json, NULL};
-    return in_tx(s, site_update_body, &a, err);
+    return storage_tx_run(s, site_update_body, &a, err);
 }
 
 /* Names in byte order on both engines (COLLATE "C": a PostgreSQL database's default collation may be a
@@ -240,7 +224,7 @@ samda_status samda_store_site_delete(samda_store *s, const char *name, samda_err
 {
     STORAGE_ERR(err);
     if (!samda_store_name_is_valid(name)) return samda_fail(err, SAMDA_ENOENT, "deleting site: invalid name");
-    return in_tx(s, site_delete_body, (void *)name, err);
+    return storage_tx_run(s, site_delete_body, (void *)name, err);
 }
 
 /* Destinations ------------------------------------------------------------------------------------ */
@@ -304,7 +288,7 @@ static samda_status dest_write(samda_store *s, struct dest_args *a, samda_error 
         return samda_fail(err, SAMDA_EINVAL, "%s destination '%s': port %d not in 1..65535", a->verb, a->name, a->port);
     samda_status st = storage_check_json(a->settings, "destination settings", err);
     if (st != SAMDA_OK) return st;
-    return in_tx(s, dest_write_body, a, err);
+    return storage_tx_run(s, dest_write_body, a, err);
 }
 
 samda_status samda_store_destination_add(samda_store *s, const char *name, const char *ae_title,
@@ -400,7 +384,7 @@ samda_status samda_store_destination_delete(samda_store *s, const char *name, sa
 {
     STORAGE_ERR(err);
     if (!samda_store_name_is_valid(name)) return samda_fail(err, SAMDA_ENOENT, "deleting destination: invalid name");
-    return in_tx(s, dest_delete_body, (void *)name, err);
+    return storage_tx_run(s, dest_delete_body, (void *)name, err);
 }
 
 /* Adapters ---------------------------------------------------------------------------------------- */
@@ -497,7 +481,7 @@ samda_status samda_store_adapter_add(samda_store *s, const char *site, int versi
     samda_status st = storage_check_json(metadata_json, "adapter metadata", err);
     if (st != SAMDA_OK) return st;
     struct adapter_args a = {site, version, parent_version, object, base_fingerprint, metadata_json};
-    return in_tx(s, adapter_add_body, &a, err);
+    return storage_tx_run(s, adapter_add_body, &a, err);
 }
 
 static const char SQL_ADAPTER_SELECT[] =
@@ -668,7 +652,7 @@ samda_status samda_store_adapter_activate(samda_store *s, const char *site, int 
     if (!samda_store_name_is_valid(site)) return samda_fail(err, SAMDA_ENOENT, "activating adapter: invalid site name");
     if (version < 1) return samda_fail(err, SAMDA_ENOENT, "activating adapter %s/%d: versions start at 1", site, version);
     struct activate_args a = {site, version, NULL};
-    return in_tx(s, adapter_activate_body, &a, err);
+    return storage_tx_run(s, adapter_activate_body, &a, err);
 }
 
 samda_status samda_store_adapter_rollback(samda_store *s, const char *site, int *version, samda_error *err)
@@ -676,7 +660,7 @@ samda_status samda_store_adapter_rollback(samda_store *s, const char *site, int 
     STORAGE_ERR(err);
     if (!samda_store_name_is_valid(site)) return samda_fail(err, SAMDA_ENOENT, "rolling back adapter: invalid site name");
     struct activate_args a = {site, -1, version};
-    return in_tx(s, adapter_activate_body, &a, err);
+    return storage_tx_run(s, adapter_activate_body, &a, err);
 }
 
 samda_status samda_store_adapter_deactivate(samda_store *s, const char *site, samda_error *err)
@@ -684,7 +668,7 @@ samda_status samda_store_adapter_deactivate(samda_store *s, const char *site, sa
     STORAGE_ERR(err);
     if (!samda_store_name_is_valid(site)) return samda_fail(err, SAMDA_ENOENT, "deactivating adapter: invalid site name");
     struct activate_args a = {site, 0, NULL};
-    return in_tx(s, adapter_activate_body, &a, err);
+    return storage_tx_run(s, adapter_activate_body, &a, err);
 }
 
 struct delete_args {
@@ -733,7 +717,7 @@ samda_status samda_store_adapter_delete(samda_store *s, const char *site, int ve
     STORAGE_ERR(err);
     if (!samda_store_name_is_valid(site)) return samda_fail(err, SAMDA_ENOENT, "deleting adapter: invalid site name");
     struct delete_args a = {site, version, ""};
-    samda_status st = in_tx(s, adapter_delete_body, &a, err);
+    samda_status st = storage_tx_run(s, adapter_delete_body, &a, err);
     if (st == SAMDA_OK && a.relpath[0]) storage_object_unlink(s, a.relpath);
     return st;
 }

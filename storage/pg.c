@@ -159,10 +159,7 @@ static bool revive(sql_conn *c, PGTransactionStatusType before, sql_stmt *keep)
     for (int i = 0; i < SQL_STMT_CACHE; i++) {
         sql_stmt *st = &c->cache[i];
         if (st == keep || !st->key) continue;
-        PQclear(st->res);
-        st->res = NULL;
-        st->ran = false;
-        st->row = st->nrows = 0;
+        pg_reset(st);
         st->stale = true;
     }
     PQreset(conn);

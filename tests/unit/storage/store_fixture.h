@@ -264,9 +264,11 @@ static inline void fx_meta(samda_instance_meta *m, const char *study, const char
     m->number_of_frames = 1;
 }
 
-/* Write buf into a temporary file and ingest it. */
-static inline samda_status fx_ingest(samda_store *s, const samda_instance_meta *m, const void *buf, size_t len,
-                              samda_dup_policy policy, samda_ingest_result *res, samda_error *e)
+/* Write buf into a temporary file and ingest it with the hash and size its writer claims (sha256 NULL:
+ * none, the store hashes the file). */
+static inline samda_status fx_ingest_hashed(samda_store *s, const samda_instance_meta *m, const void *buf, size_t len,
+                                            const char *sha256, uint64_t size, samda_dup_policy policy,
+                                            samda_ingest_result *res, samda_error *e)
 {
     samda_tmp_file t;
     samda_status st = samda_store_object_tmp_open(s, &t, e);
@@ -276,7 +278,14 @@ static inline samda_status fx_ingest(samda_store *s, const samda_instance_meta *
         samda_store_object_tmp_discard(s, &t);
         return st;
     }
-    return samda_store_instance_ingest(s, &t, m, policy, res, e);
+    return samda_store_instance_ingest_hashed(s, &t, sha256, size, m, policy, res, e);
+}
+
+/* Write buf into a temporary file and ingest it. */
+static inline samda_status fx_ingest(samda_store *s, const samda_instance_meta *m, const void *buf, size_t len,
+                              samda_dup_policy policy, samda_ingest_result *res, samda_error *e)
+{
+    return fx_ingest_hashed(s, m, buf, len, NULL, 0, policy, res, e);
 }
 
 /* Ingest a small instance whose content is derived from its SOP UID. */

@@ -655,25 +655,21 @@ static void test_ingest_hashed(void **state)
     CHECK_OK(fx_ingest(f->s, &m, content, strlen(content), SAMDA_DUP_REJECT, &res, &e));
     memcpy(real, res.object.sha256, sizeof real);
     fx_meta(&m, "1.2.30", "1.2.30.1", "1.2.30.1.1");
-    samda_tmp_file t;
-    CHECK_OK(samda_store_object_tmp_open(f->s, &t, &e));
-    CHECK_OK(samda_store_object_tmp_write(f->s, &t, content, strlen(content), &e));
-    CHECK_OK(samda_store_instance_ingest_hashed(f->s, &t, real, strlen(content), &m, SAMDA_DUP_REJECT, &res, &e));
+    CHECK_OK(fx_ingest_hashed(f->s, &m, content, strlen(content), real, strlen(content), SAMDA_DUP_REJECT,
+                              &res, &e));
     assert_string_equal(res.object.sha256, real);
     assert_int_equal(res.object.size, strlen(content));
 
     /* a size that is not the file's: the writer's hash is not used */
     const char *bogus = "0000000000000000000000000000000000000000000000000000000000000000";
     fx_meta(&m, "1.2.30", "1.2.30.1", "1.2.30.1.2");
-    CHECK_OK(samda_store_object_tmp_open(f->s, &t, &e));
-    CHECK_OK(samda_store_object_tmp_write(f->s, &t, content, strlen(content), &e));
-    CHECK_OK(samda_store_instance_ingest_hashed(f->s, &t, bogus, strlen(content) + 1, &m, SAMDA_DUP_REJECT, &res, &e));
+    CHECK_OK(fx_ingest_hashed(f->s, &m, content, strlen(content), bogus, strlen(content) + 1, SAMDA_DUP_REJECT,
+                              &res, &e));
     assert_string_equal(res.object.sha256, real);
     /* nor a malformed one */
     fx_meta(&m, "1.2.30", "1.2.30.1", "1.2.30.1.3");
-    CHECK_OK(samda_store_object_tmp_open(f->s, &t, &e));
-    CHECK_OK(samda_store_object_tmp_write(f->s, &t, content, strlen(content), &e));
-    CHECK_OK(samda_store_instance_ingest_hashed(f->s, &t, "XYZ", strlen(content), &m, SAMDA_DUP_REJECT, &res, &e));
+    CHECK_OK(fx_ingest_hashed(f->s, &m, content, strlen(content), "XYZ", strlen(content), SAMDA_DUP_REJECT,
+                              &res, &e));
     assert_string_equal(res.object.sha256, real);
     samda_store_check_report rep;
     CHECK_OK(samda_store_check(f->s, &rep, &e)); /* every object's hash verified against its file */
